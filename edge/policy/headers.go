@@ -1,0 +1,154 @@
+package policy
+
+import (
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// RemoveHopByHop deletes hop-by-hop fields in place: Connection and the
+// fields it names, Keep-Alive, Proxy-Connection, TE, Trailer,
+// Transfer-Encoding, Upgrade, Proxy-Authenticate and Proxy-Authorization.
+func RemoveHopByHop(h http.Header) {
+	for _, line := range h["Connection"] {
+		for rest := line; rest != ""; {
+			var item string
+			item, rest = cutComma(rest)
+			if item = trimOWS(item); item != "" {
+				h.Del(item)
+			}
+		}
+	}
+	// The hop-by-hop fields (RFC 9110 §7.6.1), plus the deprecated
+	// Proxy-Connection and Keep-Alive, in canonical form.
+	for _, f := range [...]string{
+		"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
+	} {
+		delete(h, f)
+	}
+}
+
+// UpdateHeaders applies a 304's (or a HEAD response's) header fields to a
+// stored response's header per RFC 9111 §3.2 and §4.3.4, returning a new
+// header; neither argument is modified.
+//
+// Each field present in notModified replaces all lines of that field in
+// stored, except: hop-by-hop fields (and those the 304's Connection names);
+// fields the 304's Cache-Control qualifies with no-cache or private;
+// Content-Length; Content-Range and Content-Encoding (they describe the
+// stored body as it was received, so an update would make it lie); and
+// Set-Cookie (a shared cache must not hand it to other clients). All other
+// stored fields are kept.
+func UpdateHeaders(stored, notModified http.Header) http.Header {
+	out := make(http.Header, len(stored)+len(notModified))
+	for k, v := range stored {
+		out[k] = slices.Clone(v)
+	}
+	upd := make(http.Header, len(notModified))
+	for k, v := range notModified {
+		upd[textproto.CanonicalMIMEHeaderKey(k)] = v
+	}
+	RemoveHopByHop(upd)
+	// Fields a 304 must not change in the stored response (RFC 9111 §3.2):
+	// Content-Length, fields describing the stored body as received, and
+	// Set-Cookie, which a shared cache never hands to other clients.
+	for _, f := range [...]string{"Content-Length", "Content-Range", "Content-Encoding", "Set-Cookie"} {
+		delete(upd, f)
+	}
+	cc := ParseCacheControl(upd["Cache-Control"])
+	if cdn := upd["Cdn-Cache-Control"]; len(cdn) > 0 {
+		if d, n := parseCacheControl(cdn); n > 0 {
+			cc = d
+		}
+	}
+	for _, f := range cc.NoCacheFields {
+		delete(upd, f)
+	}
+	for _, f := range cc.PrivateFields {
+		delete(upd, f)
+	}
+	for k, v := range upd {
+		// Replace any spelling of the field in stored.
+		for sk := range out {
+			if sk != k && strings.EqualFold(sk, k) {
+				delete(out, sk)
+			}
+		}
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// Invalidations returns the URLs a cache must invalidate after an unsafe
+// request (RFC 9111 §4.4): the effective request URI, plus Location and
+// Content-Location when they resolve to the same origin (scheme and
+// host[:port], default ports normalised). Only non-error responses (2xx,
+// 3xx) to unsafe methods (anything but GET, HEAD, OPTIONS and TRACE) cause
+// invalidation; otherwise it returns nil. The URLs are new values without
+// fragments, de-duplicated.
+func Invalidations(method string, reqURL *url.URL, status int, respHeader http.Header) []*url.URL {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return nil
+	}
+	if reqURL == nil || status < 200 || status > 399 {
+		return nil
+	}
+	base := *reqURL
+	base.Fragment, base.RawFragment = "", ""
+	base.User = nil
+	out := []*url.URL{&base}
+	for _, f := range [...]string{"Location", "Content-Location"} {
+		v := trimOWS(respHeader.Get(f))
+		if v == "" {
+			continue
+		}
+		ref, err := url.Parse(v)
+		if err != nil {
+			continue
+		}
+		u := reqURL.ResolveReference(ref)
+		u.Fragment, u.RawFragment = "", ""
+		u.User = nil
+		if !sameOrigin(u, reqURL) {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			if o.String() == u.String() {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// sameOrigin compares scheme, host and port, case-insensitively, treating an
+// omitted default port as given.
+func sameOrigin(a, b *url.URL) bool {
+	if !strings.EqualFold(a.Scheme, b.Scheme) {
+		return false
+	}
+	return strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+// port is u's port, or the scheme's default.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
+}
