@@ -1,0 +1,60 @@
+// Command meridian is the one binary of the Meridian CDN: it parses flags and
+// config and wires the edge, origin, geo and ring packages together.
+//
+// Subcommands:
+//
+//	meridian up                 run a whole CDN on loopback (demo)
+//	meridian edge --config F    run one edge node
+//	meridian origin             run the demo origin
+//	meridian geo --config F     run the geo steering service
+//	meridian validate F         check a config file without starting
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "meridian:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: meridian <command> [flags]
+
+commands:
+  up         run a whole multi-region CDN on loopback, no config needed
+  edge       run one edge node (--config FILE)
+  origin     run the demo origin
+  geo        run the geo steering service (--config FILE)
+  validate   check a config file without starting anything`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no command\n%s", usage)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return runUp(ctx, rest)
+	case "edge":
+		return runEdge(ctx, rest)
+	case "origin":
+		return runOrigin(ctx, rest)
+	case "geo":
+		return runGeo(ctx, rest)
+	case "validate":
+		return runValidate(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Println(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}

@@ -1,0 +1,173 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestCoalescing200ConcurrentMissesOneOriginRequest(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, strings.Repeat("c", 4096))
+	})
+	const n = 200
+	var wg sync.WaitGroup
+	statuses := make([]string, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.base+"/cold", nil)
+			req.Host = testHost
+			resp, err := e.client.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || len(b) != 4096 {
+				errs <- fmt.Errorf("status %d len %d err %v", resp.StatusCode, len(b), err)
+				return
+			}
+			statuses[i] = cacheStatus(resp)
+		}(i)
+	}
+	// Let the requests pile up on the fill, then let the origin answer.
+	waitFor(t, func() bool { return e.origin.total.Load() >= 1 })
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := e.origin.count("/cold"); got != 1 {
+		t.Fatalf("origin saw %d requests, want exactly 1", got)
+	}
+	collapsed := 0
+	for _, s := range statuses {
+		if strings.Contains(s, "collapsed") {
+			collapsed++
+		}
+	}
+	if collapsed == 0 {
+		t.Fatalf("no response said collapsed: %q", statuses[:5])
+	}
+}
+
+// Waiters read the fill's bytes as they arrive: every waiter gets the first
+// half of the body while the origin still holds back the second half.
+func TestCoalescedWaitersReadWhileWrite(t *testing.T) {
+	const half = 32 << 10
+	firstHalfSent := make(chan struct{})
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", fmt.Sprint(2*half))
+		w.Write([]byte(strings.Repeat("a", half)))
+		w.(http.Flusher).Flush()
+		close(firstHalfSent)
+		<-release
+		w.Write([]byte(strings.Repeat("b", half)))
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	open := func() (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/rww", nil)
+		req.Host = testHost
+		return e.client.Do(req)
+	}
+	leader, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Body.Close()
+	<-firstHalfSent
+	const waiters = 8
+	resps := make([]*http.Response, waiters)
+	for i := range resps {
+		if resps[i], err = open(); err != nil {
+			t.Fatal(err)
+		}
+		defer resps[i].Body.Close()
+	}
+	for i, r := range append([]*http.Response{leader}, resps...) {
+		buf := make([]byte, half)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			t.Fatalf("reader %d: first half before origin finished: %v", i, err)
+		}
+		if i > 0 && !strings.Contains(cacheStatus(r), "collapsed") {
+			t.Fatalf("waiter %d Cache-Status %q", i, cacheStatus(r))
+		}
+	}
+	close(release)
+	for i, r := range append([]*http.Response{leader}, resps...) {
+		rest, err := io.ReadAll(r.Body)
+		if err != nil || string(rest) != strings.Repeat("b", half) {
+			t.Fatalf("reader %d: second half: %d bytes, %v", i, len(rest), err)
+		}
+	}
+	if got := e.origin.count("/rww"); got != 1 {
+		t.Fatalf("origin saw %d requests", got)
+	}
+}
+
+// An uncacheable answer must not serialise later requests for the key
+// behind each other (hit-for-miss): they reach the origin side by side.
+func TestHitForMissRequestsGoUpstreamInParallel(t *testing.T) {
+	const n = 5
+	var seen, inside atomic.Int32
+	barrier := make(chan struct{})
+	var once sync.Once
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private")
+		if seen.Add(1) == 1 {
+			return // the first answer tells the edge the key is uncacheable
+		}
+		if inside.Add(1) == n {
+			once.Do(func() { close(barrier) })
+		}
+		select {
+		case <-barrier:
+			io.WriteString(w, "together")
+		case <-time.After(5 * time.Second):
+			io.WriteString(w, "alone")
+		}
+	})
+	r, _ := e.get("/hfm")
+	wantCS(t, r, "!stored")
+	var wg sync.WaitGroup
+	bodies := make([]string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.base+"/hfm", nil)
+			req.Host = testHost
+			resp, err := e.client.Do(req)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			bodies[i] = string(b)
+		}(i)
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if b != "together" {
+			t.Fatalf("request %d: %q: requests were serialised behind each other", i, b)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one edge node's configuration, read from one YAML file. Its zero
+// value (plus at least one site) is a working node: every field documents its
+// default, and the defaults are filled in by [Config.WithDefaults].
+type Config struct {
+	// Name identifies this cache in Cache-Status and Via. Default "meridian".
+	Name string `yaml:"name"`
+
+	// Listen is the plain HTTP/1.1 address. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// TLS, when set, serves HTTPS with HTTP/2 on its address and HTTP/3 on
+	// the same port number over UDP, advertised with Alt-Svc.
+	TLS *TLSConfig `yaml:"tls"`
+
+	// Cache bounds the in-memory store.
+	Cache CacheConfig `yaml:"cache"`
+	// Server holds the client-facing timeouts and limits.
+	Server ServerConfig `yaml:"server"`
+
+	// Sites maps Host names to origins. A request for any other Host is
+	// refused with 421 and never forwarded.
+	Sites []SiteConfig `yaml:"sites"`
+}
+
+// TLSConfig names the certificate for the HTTPS (HTTP/2) and HTTP/3 listener.
+type TLSConfig struct {
+	// Listen is the TCP (HTTPS) and UDP (HTTP/3) address. Required.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are PEM files. Both required.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// DisableHTTP3 turns off the QUIC listener and Alt-Svc. Default false.
+	DisableHTTP3 bool `yaml:"disable_http3"`
+}
+
+// CacheConfig bounds the store.
+type CacheConfig struct {
+	// MaxBytes is the store's budget in bytes, headers and bodies counted.
+	// Default 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxObjectBytes is the largest body stored; larger responses stream
+	// through without being held whole in memory. Default 8 MiB.
+	MaxObjectBytes int64 `yaml:"max_object_bytes"`
+	// HitForMiss is how long a key whose response was uncacheable skips
+	// request coalescing (Varnish's hit-for-miss). Default 10s.
+	HitForMiss time.Duration `yaml:"hit_for_miss"`
+}
+
+// ServerConfig holds client-side timeouts and limits.
+type ServerConfig struct {
+	// ReadHeaderTimeout bounds reading a request's header. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes limits a request's header size. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// SiteConfig is one site: the Host names it answers and where misses go.
+type SiteConfig struct {
+	// Hosts are the Host header values (without port) this site answers.
+	// Required; matching is case-insensitive.
+	Hosts []string `yaml:"hosts"`
+	// Origin is the upstream base URL (scheme and host[:port]; no path).
+	// Required.
+	Origin string `yaml:"origin"`
+	// OriginHost, when set, replaces the Host header sent upstream.
+	// Default: the client's Host is forwarded.
+	OriginHost string `yaml:"origin_host"`
+	// Timeout bounds one upstream fetch, headers and body. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// ConnectTimeout bounds the TCP/TLS connect to origin. Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+
+	// Grace gives stale windows for responses that carry none.
+	Grace GraceConfig `yaml:"grace"`
+	// StoreUnvalidated stores responses with neither explicit freshness
+	// nor a validator, for DefaultTTL. Default false: they are not stored.
+	StoreUnvalidated bool `yaml:"store_unvalidated"`
+	// DefaultTTL is the freshness given to such responses. Default 0.
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// HonorClientCacheControl lets a client's request Cache-Control
+	// (no-cache, max-age, min-fresh, max-stale) steer this cache. Default
+	// false, as Varnish and nginx: clients cannot bust a shared cache.
+	HonorClientCacheControl bool `yaml:"honor_client_cache_control"`
+}
+
+// GraceConfig gives default RFC 5861 windows for a site's responses that
+// send no stale-while-revalidate / stale-if-error of their own. They never
+// apply to must-revalidate, proxy-revalidate or no-cache responses.
+type GraceConfig struct {
+	// WhileRevalidate is the default stale-while-revalidate. Default 0.
+	WhileRevalidate time.Duration `yaml:"while_revalidate"`
+	// IfError is the default stale-if-error. Default 0.
+	IfError time.Duration `yaml:"if_error"`
+}
+
+// WithDefaults returns a copy of c with every unset field given its default.
+// It is the one place where defaults live.
+func (c Config) WithDefaults() Config {
+	if c.Name == "" {
+		c.Name = "meridian"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = 256 << 20
+	}
+	if c.Cache.MaxObjectBytes == 0 {
+		c.Cache.MaxObjectBytes = 8 << 20
+	}
+	if c.Cache.HitForMiss == 0 {
+		c.Cache.HitForMiss = 10 * time.Second
+	}
+	if c.Server.ReadHeaderTimeout == 0 {
+		c.Server.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.Server.IdleTimeout == 0 {
+		c.Server.IdleTimeout = 120 * time.Second
+	}
+	if c.Server.MaxHeaderBytes == 0 {
+		c.Server.MaxHeaderBytes = 64 << 10
+	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = 30 * time.Second
+	}
+	sites := make([]SiteConfig, len(c.Sites))
+	for i, s := range c.Sites {
+		if s.Timeout == 0 {
+			s.Timeout = 30 * time.Second
+		}
+		if s.ConnectTimeout == 0 {
+			s.ConnectTimeout = 5 * time.Second
+		}
+		sites[i] = s
+	}
+	c.Sites = sites
+	return c
+}
+
+// Validate reports the first problem in c, naming the field. Call it on the
+// result of WithDefaults.
+func (c Config) Validate() error {
+	if err := checkAddr("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.TLS != nil {
+		if err := checkAddr("tls.listen", c.TLS.Listen); err != nil {
+			return err
+		}
+		if c.TLS.CertFile == "" {
+			return errors.New("tls.cert_file: required")
+		}
+		if c.TLS.KeyFile == "" {
+			return errors.New("tls.key_file: required")
+		}
+	}
+	switch {
+	case c.Cache.MaxBytes < 0:
+		return fmt.Errorf("cache.max_bytes: negative (%d)", c.Cache.MaxBytes)
+	case c.Cache.MaxObjectBytes < 0:
+		return fmt.Errorf("cache.max_object_bytes: negative (%d)", c.Cache.MaxObjectBytes)
+	case c.Cache.MaxObjectBytes > c.Cache.MaxBytes:
+		return fmt.Errorf("cache.max_object_bytes: %d exceeds cache.max_bytes %d", c.Cache.MaxObjectBytes, c.Cache.MaxBytes)
+	case c.Cache.HitForMiss < 0:
+		return errors.New("cache.hit_for_miss: negative")
+	case c.Server.ReadHeaderTimeout < 0:
+		return errors.New("server.read_header_timeout: negative")
+	case c.Server.IdleTimeout < 0:
+		return errors.New("server.idle_timeout: negative")
+	case c.Server.MaxHeaderBytes < 0:
+		return errors.New("server.max_header_bytes: negative")
+	case c.Server.ShutdownTimeout < 0:
+		return errors.New("server.shutdown_timeout: negative")
+	}
+	if len(c.Sites) == 0 {
+		return errors.New("sites: empty (at least one site is needed)")
+	}
+	seen := map[string]int{}
+	for i, s := range c.Sites {
+		f := fmt.Sprintf("sites[%d]", i)
+		if len(s.Hosts) == 0 {
+			return fmt.Errorf("%s.hosts: empty", f)
+		}
+		for j, h := range s.Hosts {
+			hf := fmt.Sprintf("%s.hosts[%d]", f, j)
+			if h == "" || strings.ContainsAny(h, "/ :@") {
+				return fmt.Errorf("%s: invalid host %q (a bare host name, no port)", hf, h)
+			}
+			if k, dup := seen[strings.ToLower(h)]; dup {
+				return fmt.Errorf("%s: host %q already belongs to sites[%d]", hf, h, k)
+			}
+			seen[strings.ToLower(h)] = i
+		}
+		if s.Origin == "" {
+			return fmt.Errorf("%s.origin: required", f)
+		}
+		u, err := url.Parse(s.Origin)
+		if err != nil {
+			return fmt.Errorf("%s.origin: %v", f, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("%s.origin: scheme must be http or https, got %q", f, u.Scheme)
+		}
+		if u.Host == "" {
+			return fmt.Errorf("%s.origin: missing host", f)
+		}
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			return fmt.Errorf("%s.origin: must not have a path or query (%q)", f, s.Origin)
+		}
+		switch {
+		case s.Timeout < 0:
+			return fmt.Errorf("%s.timeout: negative", f)
+		case s.ConnectTimeout < 0:
+			return fmt.Errorf("%s.connect_timeout: negative", f)
+		case s.Grace.WhileRevalidate < 0:
+			return fmt.Errorf("%s.grace.while_revalidate: negative", f)
+		case s.Grace.IfError < 0:
+			return fmt.Errorf("%s.grace.if_error: negative", f)
+		case s.DefaultTTL < 0:
+			return fmt.Errorf("%s.default_ttl: negative", f)
+		}
+	}
+	return nil
+}
+
+func checkAddr(field, addr string) error {
+	if addr == "" {
+		return fmt.Errorf("%s: required", field)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s: %v", field, err)
+	}
+	return nil
+}
+
+// ParseConfig decodes YAML strictly (unknown fields are errors), fills in
+// defaults and validates.
+func ParseConfig(data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// LoadConfig reads and parses a config file.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,95 @@
+package edge
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigGood(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+sites:
+  - hosts: [a.example]
+    origin: http://127.0.0.1:9000
+    grace: {if_error: 5m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "meridian" || c.Listen != "127.0.0.1:8080" || c.Cache.MaxBytes != 256<<20 {
+		t.Fatalf("defaults not filled: %+v", c)
+	}
+	if c.Sites[0].Grace.IfError != 5*time.Minute || c.Sites[0].Timeout != 30*time.Second {
+		t.Fatalf("site: %+v", c.Sites[0])
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	data, err := os.ReadFile("../deploy/edge.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseConfig(data); err != nil {
+		t.Fatalf("deploy/edge.example.yaml: %v", err)
+	}
+}
+
+func TestParseConfigBad(t *testing.T) {
+	site := "sites: [{hosts: [a.example], origin: 'http://o:1'}]\n"
+	cases := []struct{ yaml, want string }{
+		{"", "sites: empty"},
+		{"sites: []", "sites: empty"},
+		{"sitez: []", "field sitez not found"},
+		{"sites: [{origin: 'http://o'}]", "sites[0].hosts: empty"},
+		{"sites: [{hosts: [a], origin: ''}]", "sites[0].origin: required"},
+		{"sites: [{hosts: [a], origin: 'ftp://o'}]", "sites[0].origin: scheme must be http or https"},
+		{"sites: [{hosts: [a], origin: 'http://o/path'}]", "sites[0].origin: must not have a path"},
+		{"sites: [{hosts: ['a:80'], origin: 'http://o'}]", "sites[0].hosts[0]: invalid host"},
+		{"sites: [{hosts: [a], origin: 'http://o'}, {hosts: [A], origin: 'http://p'}]", "sites[1].hosts[0]: host \"A\" already belongs to sites[0]"},
+		{"sites: [{hosts: [a], origin: 'http://o', timeout: -1s}]", "sites[0].timeout: negative"},
+		{"sites: [{hosts: [a], origin: 'http://o', timeout: forever}]", "cannot unmarshal"},
+		{"sites: [{hosts: [a], origin: 'http://o', grace: {if_error: -5s}}]", "sites[0].grace.if_error: negative"},
+		{site + "listen: nohostport", "listen: address nohostport: missing port"},
+		{site + "cache: {max_bytes: -1}", "cache.max_bytes: negative"},
+		{site + "cache: {max_bytes: 100, max_object_bytes: 200}", "cache.max_object_bytes: 200 exceeds"},
+		{site + "tls: {listen: ':443'}", "tls.cert_file: required"},
+		{site + "server: {max_header_bytes: -3}", "server.max_header_bytes: negative"},
+		{"[1, 2", "config:"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.yaml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("sites: [{hosts: [a.example], origin: 'http://127.0.0.1:1'}]"))
+	f.Add([]byte("sites: [{hosts: [a], origin: 'http://o', grace: {if_error: 5m}}]\ncache: {max_bytes: 10}"))
+	f.Add([]byte("name: x\nlisten: ':0'\ntls: {listen: ':1', cert_file: c, key_file: k}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data)
+		if err != nil {
+			if c.Name != "" || c.Sites != nil {
+				t.Fatal("a refused config must come back empty")
+			}
+			return
+		}
+		// Whatever is accepted builds a handler.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+		h, err := New(c, Options{})
+		if err != nil {
+			t.Fatalf("accepted config fails New: %v", err)
+		}
+		h.Close()
+	})
+}

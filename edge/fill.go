@@ -1,0 +1,365 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge/policy"
+)
+
+// errorBodyLimit bounds how much of an upstream 5xx body is buffered to be
+// shared by coalesced waiters.
+const errorBodyLimit = 64 << 10
+
+// flight is one upstream fill that any number of requests wait on. It is
+// registered under its key while it runs, so concurrent misses join it, and
+// removed when its body is complete and stored (groupcache's singleflight,
+// cleaned up after the call; bodies go further: waiters read as bytes come).
+type flight struct {
+	done chan struct{} // closed once res is set
+	res  fillResult
+
+	mu         sync.Mutex
+	published  bool
+	leaderGone bool
+	hint       func(code int, h textproto.MIMEHeader) // to the leader's client; nil if none
+}
+
+// fillResult is what a fill hands to its waiters once upstream answered.
+type fillResult struct {
+	e         *entry       // the response to share (status, header, policy)
+	body      *growingBody // its body, complete or arriving
+	stored    bool         // e is to be stored once its body is complete
+	secondary string       // the secondary key of the leader's request, if e varies
+	failed    bool         // upstream failed (transport error or 5xx): a stale copy may stand in
+	err       error        // transport error, when there is no response at all
+	fwdStatus int          // upstream's status, 0 if none
+	// pass is a response that may not be shared (uncacheable, or too big to
+	// hold): it goes to the leader alone, and the others fetch for
+	// themselves.
+	pass *http.Response
+}
+
+// publish hands the result to the waiters.
+func (f *flight) publish(res fillResult) {
+	f.mu.Lock()
+	f.res = res
+	f.published = true
+	if f.leaderGone && res.pass != nil {
+		res.pass.Body.Close()
+		f.res.pass = nil
+	}
+	f.mu.Unlock()
+	close(f.done)
+}
+
+// abandon is called by a leader whose client went away before the result.
+func (f *flight) abandon() {
+	f.mu.Lock()
+	f.leaderGone = true
+	f.hint = nil
+	if f.published && f.res.pass != nil {
+		f.res.pass.Body.Close()
+		f.res.pass = nil
+	}
+	f.mu.Unlock()
+}
+
+// joinOrStart returns the flight for key, starting one with out as its
+// upstream request when none runs. leader reports whether the caller
+// started it.
+func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
+	h.mu.Lock()
+	if f, ok := h.flights[key]; ok {
+		h.mu.Unlock()
+		return f, false
+	}
+	f = &flight{done: make(chan struct{}), hint: hint}
+	h.flights[key] = f
+	h.mu.Unlock()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.fill(f, st, key, primary, out, stale, true)
+	}()
+	return f, true
+}
+
+// startSolo runs a fill that nobody else joins (hit-for-miss, requests
+// with Authorization).
+func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) *flight {
+	f := &flight{done: make(chan struct{}), hint: hint}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.fill(f, st, key, primary, out, stale, false)
+	}()
+	return f
+}
+
+// refresh revalidates a stale entry in the background
+// (stale-while-revalidate), unless a fill for its key already runs.
+func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *entry) {
+	if h.closed.Load() {
+		return
+	}
+	out := h.upstreamRequest(st, r, stale)
+	f, leader := h.joinOrStart(st, key, primary, out, stale, nil)
+	if leader {
+		f.abandon() // nobody reads a pass response of a background refresh
+	}
+}
+
+// upstreamRequest builds the request a fill sends: always a full GET for the
+// client's target, with this cache's own validators and none of the client's
+// conditionals or Range, so that what comes back can be stored and shared.
+func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
+	out := r.Clone(context.Background())
+	out.Method = http.MethodGet
+	out.URL = st.originURL(r)
+	out.RequestURI = ""
+	out.Body = nil
+	out.ContentLength = 0
+	if st.cfg.OriginHost != "" {
+		out.Host = st.cfg.OriginHost
+	}
+	policy.RemoveHopByHop(out.Header)
+	for _, f := range conditionalFields {
+		out.Header.Del(f)
+	}
+	if stale != nil {
+		if stale.etag != "" {
+			out.Header.Set("If-None-Match", stale.etag)
+		}
+		if !stale.lastMod.IsZero() {
+			out.Header.Set("If-Modified-Since", stale.lastMod.UTC().Format(http.TimeFormat))
+		}
+	}
+	h.addForwarded(out, r)
+	return out
+}
+
+var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
+
+// addForwarded appends this hop to Via and the client to X-Forwarded-For.
+func (h *Handler) addForwarded(out, in *http.Request) {
+	out.Header["Via"] = append(out.Header["Via"], h.via)
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
+		if prior := out.Header.Get("X-Forwarded-For"); prior != "" {
+			ip = prior + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if out.Header.Get("X-Forwarded-Proto") == "" {
+		out.Header.Set("X-Forwarded-Proto", proto)
+	}
+}
+
+// fill fetches out from upstream and publishes the result to f's waiters;
+// for a shareable response it then reads the body into a growingBody that
+// the waiters read as it arrives, and stores the entry when it is complete.
+func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Request, stale *entry, shared bool) {
+	unregister := func() {
+		if !shared {
+			return
+		}
+		h.mu.Lock()
+		if h.flights[key] == f {
+			delete(h.flights, key)
+		}
+		h.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, st.cfg.Timeout)
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.hint != nil && !f.published {
+			f.hint(code, hdr)
+		}
+		return nil
+	}}
+	out = out.WithContext(httptrace.WithClientTrace(ctx, trace))
+
+	reqTime := h.now()
+	resp, err := st.upstream.RoundTrip(out)
+	respTime := h.now()
+	if err != nil {
+		cancel()
+		unregister()
+		f.publish(fillResult{failed: true, err: fmt.Errorf("origin %s: %w", st.origin.Host, err)})
+		return
+	}
+
+	// A 304 to our own validators refreshes the stale entry (§4.3.4).
+	if resp.StatusCode == http.StatusNotModified && stale != nil {
+		resp.Body.Close()
+		cancel()
+		merged := policy.UpdateHeaders(stale.header, resp.Header)
+		policy.RemoveHopByHop(merged)
+		e := h.newEntry(stale.status, merged, out.Header, reqTime, respTime, st)
+		e.body = stale.body
+		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
+		if e.pol.Store {
+			res.stored = true
+			h.put(primary, out.Header, e)
+		}
+		unregister()
+		f.publish(res)
+		return
+	}
+
+	// 5xx: upstream failed. Share a small copy of its answer with the
+	// waiters (each of which may use its stale copy instead): a failing
+	// origin is not hit once per waiter.
+	if resp.StatusCode >= 500 {
+		body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+		resp.Body.Close()
+		cancel()
+		hdr := resp.Header.Clone()
+		policy.RemoveHopByHop(hdr)
+		hdr.Del("Content-Length")
+		e := &entry{status: resp.StatusCode, header: hdr, respTime: respTime}
+		res := fillResult{failed: true, e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
+		if rerr != nil {
+			res.e, res.body, res.err = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr)
+		}
+		unregister()
+		f.publish(res)
+		return
+	}
+
+	hdr := resp.Header.Clone()
+	policy.RemoveHopByHop(hdr)
+	e := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
+	maxObj := h.cfg.Cache.MaxObjectBytes
+	if !e.pol.Store || resp.ContentLength > maxObj {
+		// Not shareable: the leader streams it; later requests skip
+		// coalescing for a while instead of queueing behind each other.
+		if shared {
+			h.markHitForMiss(key, respTime)
+		}
+		unregister()
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
+		return
+	}
+	if !shared {
+		h.clearHitForMiss(key)
+	}
+	for _, name := range e.pol.StripFields {
+		e.header.Del(name)
+	}
+	capHint := resp.ContentLength
+	body := newGrowingBody(resp.ContentLength, capHint)
+	res := fillResult{e: e, body: body, stored: true, fwdStatus: resp.StatusCode}
+	if fields, ok := policy.VaryFields(e.header["Vary"]); ok && len(fields) > 0 {
+		res.secondary, _ = policy.SecondaryKey(fields, out.Header)
+	}
+	f.publish(res)
+
+	n, err := readInto(body, resp.Body, maxObj)
+	resp.Body.Close()
+	cancel()
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
+		unregister()
+		return
+	}
+	// Store and unregister before the readers learn the body is complete,
+	// so that a request arriving after that finds the stored entry rather
+	// than a finished flight.
+	if n <= maxObj {
+		stored := *e
+		stored.body = body.bytes()
+		stored.header = e.header.Clone()
+		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
+		h.put(primary, out.Header, &stored)
+	}
+	unregister()
+	body.finish(nil)
+}
+
+// readInto copies src into b. A body of unknown length that grows past
+// maxObj is still delivered to the readers already on it, up to a hard cap
+// of four times maxObj, and is not stored.
+func readInto(b *growingBody, src io.Reader, maxObj int64) (int64, error) {
+	hardCap := 4 * maxObj
+	if hardCap < 64<<20 {
+		hardCap = 64 << 20
+	}
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, err := src.Read(buf)
+		if m > 0 {
+			n += int64(m)
+			if n > hardCap {
+				return n, errBodyLimit
+			}
+			b.append(buf[:m])
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// newEntry evaluates a response for storage and builds its entry.
+func (h *Handler) newEntry(status int, hdr, reqHeader http.Header, reqTime, respTime time.Time, st *site) *entry {
+	e := &entry{
+		status:   status,
+		header:   hdr,
+		pol:      policy.Evaluate(http.MethodGet, reqHeader, status, hdr, reqTime, respTime, st.opts),
+		respTime: respTime,
+		etag:     hdr.Get("Etag"),
+	}
+	if lm := hdr.Get("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			e.lastMod = t
+		}
+	}
+	return e
+}
+
+// cancelOnClose releases a fill's context when a passed-through body is
+// closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// originURL is the upstream URL for r: the site's origin with r's path and
+// query exactly as the client sent them.
+func (st *site) originURL(r *http.Request) *url.URL {
+	u := *st.origin
+	u.Path = r.URL.Path
+	u.RawPath = r.URL.RawPath
+	u.RawQuery = r.URL.RawQuery
+	u.ForceQuery = r.URL.ForceQuery
+	return &u
+}

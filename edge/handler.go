@@ -1,0 +1,310 @@
+// Package edge is Meridian's edge node: an RFC 9111 shared cache in front of
+// the configured sites' origins, with request coalescing that streams a fill
+// to every waiter as it arrives, stale serving (RFC 5861), Cache-Status
+// (RFC 9211), and listeners for HTTP/1.1, HTTP/2 and HTTP/3.
+//
+// The front door is [New], which builds a [Handler] from a [Config]; [Serve]
+// puts it on the configured listeners. A request's path through the handler
+// is: route by Host → key → local lookup → (fresh: serve) / (stale within
+// stale-while-revalidate: serve and refresh in the background) / (miss or
+// stale: one coalesced fill upstream, its body streamed to every waiter) →
+// degrade to a stale copy when upstream fails.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/meridiancdn/meridian/edge/policy"
+)
+
+// Options are the hooks a Handler is built with. The zero value works.
+type Options struct {
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives event logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Upstream returns the RoundTripper that fills a site's misses and
+	// forwards its uncacheable requests; req.URL already points at the
+	// site's origin. Nil means a pooled http.Transport per site.
+	Upstream func(SiteConfig) http.RoundTripper
+}
+
+// Handler is the edge cache's http.Handler. It is safe for concurrent use;
+// Close stops its background refreshes.
+type Handler struct {
+	cfg   Config
+	sites map[string]*site // by lower-case host
+	store *store
+	now   func() time.Time
+	log   *slog.Logger
+	gen   atomic.Uint64 // vary index generations
+	via   string        // this cache's Via entry
+
+	mu      sync.Mutex
+	flights map[string]*flight
+	hfm     *simplelru.LRU[string, time.Time] // hit-for-miss: key → until
+
+	ctx    context.Context // parent of every fill; canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// site is one configured site, ready to serve.
+type site struct {
+	cfg      SiteConfig
+	origin   *url.URL
+	upstream http.RoundTripper
+	opts     policy.Options
+	proxy    *httputil.ReverseProxy
+}
+
+// New builds a Handler from a validated config (see Config.WithDefaults and
+// Config.Validate).
+func New(cfg Config, opt Options) (*Handler, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		cfg:     cfg,
+		sites:   map[string]*site{},
+		store:   newStore(cfg.Cache.MaxBytes),
+		now:     opt.Now,
+		log:     opt.Logger,
+		flights: map[string]*flight{},
+		via:     "1.1 " + cfg.Name,
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	for _, sc := range cfg.Sites {
+		u, _ := url.Parse(sc.Origin) // validated
+		st := &site{
+			cfg:    sc,
+			origin: u,
+			opts: policy.Options{
+				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
+				GraceIfError:         sc.Grace.IfError,
+				StoreUnvalidated:     sc.StoreUnvalidated,
+				DefaultTTL:           sc.DefaultTTL,
+			},
+		}
+		if opt.Upstream != nil {
+			st.upstream = opt.Upstream(sc)
+		} else {
+			st.upstream = newTransport(sc)
+		}
+		st.proxy = h.newProxy(st)
+		for _, host := range sc.Hosts {
+			h.sites[strings.ToLower(host)] = st
+		}
+	}
+	return h, nil
+}
+
+// newTransport is the default upstream: pooled connections, HTTP/2 where
+// the origin offers it over TLS, and no transparent decompression, so bodies
+// are stored and served exactly as the origin sent them.
+func newTransport(sc SiteConfig) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: sc.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   sc.ConnectTimeout,
+		ResponseHeaderTimeout: sc.Timeout,
+		DisableCompression:    true,
+	}
+}
+
+// Close stops background refreshes and waits for in-flight fills to end.
+// It is safe to call more than once.
+func (h *Handler) Close() error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	h.cancel()
+	h.wg.Wait()
+	for _, st := range h.sites {
+		if t, ok := st.upstream.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+	return nil
+}
+
+// StoreStats reports how many entries the store holds, the bytes they are
+// charged, and how many entries were evicted to make room.
+func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
+	n, b := h.store.stats()
+	h.store.mu.Lock()
+	ev := h.store.evicted
+	h.store.mu.Unlock()
+	return n, b, ev
+}
+
+// ServeHTTP routes the request to its site and serves it from cache or
+// upstream.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := h.route(r.Host)
+	if st == nil {
+		// Never forward a request for a host we do not serve: no open proxy.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusMisdirectedRequest)
+		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", hostOnly(r.Host))
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		h.serveCacheable(w, r, st)
+	default:
+		h.pass(w, r, st, "method")
+	}
+}
+
+func (h *Handler) route(host string) *site {
+	host = hostOnly(host)
+	if st, ok := h.sites[host]; ok {
+		return st
+	}
+	return h.sites[strings.ToLower(host)]
+}
+
+// hostOnly strips a port and a trailing dot from a Host value.
+func hostOnly(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	return host
+}
+
+// cacheKey is the primary cache key: host and request target, byte for byte.
+// The scheme is left out on purpose: every scheme and protocol a client uses
+// reaches the same origin URL, so HTTP/1.1, HTTP/2 and HTTP/3 share entries.
+func cacheKey(r *http.Request) string {
+	target := r.RequestURI
+	if target == "" || target[0] != '/' {
+		target = r.URL.RequestURI()
+	}
+	return strings.ToLower(hostOnly(r.Host)) + target
+}
+
+// variantKey is where the variant of a varying response lives.
+func variantKey(primary string, gen uint64, secondary string) string {
+	return fmt.Sprintf("%s\x00%d\x00%s", primary, gen, secondary)
+}
+
+// lookup finds the stored entry for r: the primary entry, or the variant
+// that r's headers select when the primary key holds a vary index. key is
+// where a response for r would be stored.
+func (h *Handler) lookup(primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
+	e = h.store.get(primary)
+	if e == nil || e.vary == nil {
+		return primary, e, false
+	}
+	sk, ok := policy.SecondaryKey(e.vary, r.Header)
+	if !ok {
+		return primary, nil, true
+	}
+	key = variantKey(primary, e.gen, sk)
+	v := h.store.get(key)
+	return key, v, v == nil
+}
+
+// put stores a complete entry for the primary key, under a variant key when
+// the response varies.
+func (h *Handler) put(primary string, reqHeader http.Header, e *entry) {
+	fields, ok := policy.VaryFields(e.header["Vary"])
+	if !ok {
+		return
+	}
+	if len(fields) == 0 {
+		h.store.put(primary, e)
+		return
+	}
+	idx := h.store.get(primary)
+	if idx == nil || idx.vary == nil || !equalStrings(idx.vary, fields) {
+		idx = &entry{vary: fields, gen: h.gen.Add(1)}
+		h.store.put(primary, idx)
+	}
+	sk, _ := policy.SecondaryKey(fields, reqHeader)
+	h.store.put(variantKey(primary, idx.gen, sk), e)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// invalidate removes the stored responses for a URL of a site (RFC 9111
+// §4.4, and purge). Variants go with their vary index.
+func (h *Handler) invalidate(host, requestURI string) bool {
+	return h.store.remove(strings.ToLower(hostOnly(host)) + requestURI)
+}
+
+// hitForMiss reports whether key was recently found uncacheable, so that
+// requests for it skip coalescing and go upstream in parallel.
+func (h *Handler) hitForMiss(key string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	until, ok := h.hfm.Get(key)
+	if !ok {
+		return false
+	}
+	if now.After(until) {
+		h.hfm.Remove(key)
+		return false
+	}
+	return true
+}
+
+func (h *Handler) markHitForMiss(key string, now time.Time) {
+	h.mu.Lock()
+	h.hfm.Add(key, now.Add(h.cfg.Cache.HitForMiss))
+	h.mu.Unlock()
+}
+
+func (h *Handler) clearHitForMiss(key string) {
+	h.mu.Lock()
+	h.hfm.Remove(key)
+	h.mu.Unlock()
+}
+
+// isTimeout reports whether an upstream error is a timeout (504) rather
+// than a failure to connect or a broken response (502).
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

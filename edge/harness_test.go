@@ -1,0 +1,237 @@
+package edge_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// quic-go keeps a package-level goroutine for its connection IDs.
+		goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).listen"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// fakeClock is a settable clock shared by the edge and the test origin.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testOrigin is a real HTTP origin on 127.0.0.1 that counts what reaches it.
+type testOrigin struct {
+	srv     *httptest.Server
+	clock   *fakeClock
+	total   atomic.Int64
+	mu      sync.Mutex
+	byPath  map[string]int
+	last    *http.Request // last request seen, headers cloned
+	handler http.HandlerFunc
+}
+
+func (o *testOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.total.Add(1)
+	o.mu.Lock()
+	o.byPath[r.URL.Path]++
+	cl := r.Clone(context.Background())
+	o.last = cl
+	h := o.handler
+	o.mu.Unlock()
+	w.Header().Set("Date", o.clock.Now().UTC().Format(http.TimeFormat))
+	h(w, r)
+}
+
+func (o *testOrigin) count(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.byPath[path]
+}
+
+func (o *testOrigin) lastRequest() *http.Request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
+}
+
+func (o *testOrigin) setHandler(h http.HandlerFunc) {
+	o.mu.Lock()
+	o.handler = h
+	o.mu.Unlock()
+}
+
+// env is an edge on a real 127.0.0.1 listener in front of a testOrigin.
+type env struct {
+	t      *testing.T
+	clock  *fakeClock
+	origin *testOrigin
+	edge   *edge.Handler
+	srv    *edge.Server
+	cfg    edge.Config
+	base   string // http://127.0.0.1:port
+	client *http.Client
+}
+
+const testHost = "site.test"
+
+func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env {
+	t.Helper()
+	clock := newClock()
+	o := &testOrigin{clock: clock, byPath: map[string]int{}, handler: h}
+	o.srv = httptest.NewServer(o)
+	cfg := edge.Config{
+		Name:   "edge1",
+		Listen: "127.0.0.1:0",
+		Sites: []edge.SiteConfig{{
+			Hosts:   []string{testHost},
+			Origin:  o.srv.URL,
+			Timeout: 2 * time.Second,
+		}},
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eh, err := edge.New(cfg, edge.Options{Now: clock.Now, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := edge.NewServer(cfg, eh, log)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	e := &env{t: t, clock: clock, origin: o, edge: eh, srv: srv, cfg: cfg,
+		base: "http://" + srv.Addr(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		eh.Close()
+		o.srv.CloseClientConnections()
+		o.srv.Close()
+		tr.CloseIdleConnections()
+	})
+	return e
+}
+
+// do sends a request through the edge and returns the response with its
+// body read.
+func (e *env) do(method, target string, hdr http.Header, body io.Reader) (*http.Response, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.base+target, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Host = testHost
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		e.t.Fatalf("%s %s: body: %v", method, target, err)
+	}
+	return resp, string(b)
+}
+
+func (e *env) get(target string, kv ...string) (*http.Response, string) {
+	e.t.Helper()
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return e.do(http.MethodGet, target, h, nil)
+}
+
+// cacheStatus returns the edge's own Cache-Status entry (the last member).
+func cacheStatus(resp *http.Response) string {
+	v := resp.Header.Get("Cache-Status")
+	if i := strings.LastIndex(v, ", "); i >= 0 {
+		v = v[i+2:]
+	}
+	return v
+}
+
+func wantStatus(t *testing.T, resp *http.Response, code int) {
+	t.Helper()
+	if resp.StatusCode != code {
+		t.Fatalf("status = %d, want %d (Cache-Status %q)", resp.StatusCode, code, resp.Header.Get("Cache-Status"))
+	}
+}
+
+func wantCS(t *testing.T, resp *http.Response, parts ...string) {
+	t.Helper()
+	cs := cacheStatus(resp)
+	params := map[string]bool{}
+	for _, p := range strings.Split(cs, ";") {
+		params[strings.TrimSpace(p)] = true
+	}
+	for _, p := range parts {
+		if strings.HasPrefix(p, "!") {
+			if params[p[1:]] {
+				t.Fatalf("Cache-Status %q has %q", cs, p[1:])
+			}
+			continue
+		}
+		if !params[p] {
+			t.Fatalf("Cache-Status %q lacks %q", cs, p)
+		}
+	}
+}
+
+// respond returns an origin handler that writes fixed headers and body.
+func respond(status int, body string, kv ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			w.Header().Add(kv[i], kv[i+1])
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// withGot1xx reports interim responses the client receives.
+func withGot1xx(ctx context.Context, fn func(code int, h http.Header)) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			fn(code, http.Header(h))
+			return nil
+		},
+	})
+}

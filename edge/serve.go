@@ -1,0 +1,373 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge/byterange"
+	"github.com/meridiancdn/meridian/edge/policy"
+)
+
+// maxCollapseRetries bounds how often a waiter whose variant did not match
+// the leader's goes round again before it fetches alone.
+const maxCollapseRetries = 2
+
+// serveCacheable serves a GET or HEAD: from the store when it can, else
+// through a (coalesced) fill.
+func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
+	primary := cacheKey(r)
+	now := h.now()
+	var reqCC policy.Directives
+	if st.cfg.HonorClientCacheControl {
+		reqCC = policy.ParseCacheControl(r.Header["Cache-Control"])
+	} else {
+		reqCC = policy.ParseCacheControl(nil)
+	}
+	onlyIfCached := reqCC.OnlyIfCached || strings.Contains(strings.ToLower(r.Header.Get("Cache-Control")), "only-if-cached")
+
+	if r.Header.Get("Authorization") != "" {
+		// §3.5: a response to an authenticated request is stored only when
+		// it says it may be; such requests never read what others stored.
+		cs := cacheStatus{fwd: "request", detail: "authorization"}
+		h.fetch(w, r, st, primary, primary, nil, cs, false)
+		return
+	}
+
+	key, e, varyMiss := h.lookup(primary, r)
+	cs := cacheStatus{fwd: "uri-miss"}
+	if varyMiss {
+		cs.fwd = "vary-miss"
+	}
+	if e != nil {
+		age := e.pol.CurrentAge(e.respTime, now)
+		v := e.pol.Judge(age, &reqCC)
+		switch {
+		case v.Fresh:
+			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
+			return
+		case v.StaleWhileRevalidate:
+			h.refresh(st, key, primary, r, e)
+			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true, detail: "stale-while-revalidate"})
+			return
+		}
+		cs.fwd = "stale"
+	}
+	if onlyIfCached {
+		h.writeError(w, r, http.StatusGatewayTimeout, "not in cache (only-if-cached)", cacheStatus{fwd: "request", detail: "only-if-cached"})
+		return
+	}
+	h.fetch(w, r, st, key, primary, e, cs, !h.hitForMiss(key, now))
+}
+
+// completeBodyOf is the body argument of serveEntry for a stored entry:
+// nil, meaning e.body, whole.
+func completeBodyOf(*entry) *growingBody { return nil }
+
+// fetch answers r through a fill: joined with others when coalesce, else
+// alone.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *entry, cs cacheStatus, coalesce bool) {
+	for attempt := 0; ; attempt++ {
+		out := h.upstreamRequest(st, r, stale)
+		hint := func(code int, hdr textproto.MIMEHeader) {
+			wh := w.Header()
+			for k, vs := range hdr {
+				wh[k] = vs
+			}
+			w.WriteHeader(code)
+			clear(wh)
+		}
+		var f *flight
+		leader := true
+		if coalesce {
+			f, leader = h.joinOrStart(st, key, primary, out, stale, hint)
+		} else {
+			f = h.startSolo(st, key, primary, out, stale, hint)
+		}
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+			if leader {
+				f.abandon()
+			}
+			return
+		}
+		res := f.res
+		if !leader {
+			cs.collapsed = true
+			if res.pass != nil || res.e == nil && !res.failed {
+				// The leader's answer was not shareable: fetch alone.
+				cs.detail = "hit-for-miss"
+				coalesce = false
+				continue
+			}
+			if res.secondary != "" && attempt < maxCollapseRetries {
+				if sk, _ := policy.SecondaryKey(res.e.header["Vary"], r.Header); sk != res.secondary {
+					coalesce = false // another variant than the leader's
+					continue
+				}
+			}
+		}
+		h.serveResult(w, r, st, res, stale, cs)
+		return
+	}
+}
+
+// serveResult answers r from a fill's result.
+func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, res fillResult, stale *entry, cs cacheStatus) {
+	cs.fwdStatus = res.fwdStatus
+	if res.failed {
+		now := h.now()
+		if stale != nil {
+			age := stale.pol.CurrentAge(stale.respTime, now)
+			if v := stale.pol.Judge(age, nil); v.Fresh || v.StaleIfError || v.StaleWhileRevalidate {
+				cs.fwd, cs.detail, cs.ttl, cs.hasTTL = "stale", "stale-if-error", v.TTL, true
+				h.serveEntry(w, r, stale, completeBodyOf(stale), age, cs)
+				return
+			}
+		}
+		if res.e == nil {
+			status, detail := http.StatusBadGateway, "origin-unreachable"
+			if isTimeout(res.err) {
+				status, detail = http.StatusGatewayTimeout, "origin-timeout"
+			}
+			cs.detail = detail
+			h.log.Warn("fill failed", "host", r.Host, "uri", r.RequestURI, "err", res.err)
+			h.writeError(w, r, status, "upstream failed", cs)
+			return
+		}
+		h.serveEntry(w, r, res.e, res.body, -1, cs)
+		return
+	}
+	if res.pass != nil {
+		h.servePass(w, r, st, res.pass, cs)
+		return
+	}
+	cs.stored = res.stored
+	if res.e.pol.Store {
+		cs.ttl, cs.hasTTL = res.e.pol.Lifetime-res.e.pol.InitialAge, true
+	}
+	h.serveEntry(w, r, res.e, res.body, res.e.pol.InitialAge, cs)
+}
+
+// servePass streams a response that will not be stored to the leader.
+func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, resp *http.Response, cs cacheStatus) {
+	defer resp.Body.Close()
+	if r.Header.Get("Range") != "" && resp.StatusCode == http.StatusOK {
+		// We asked for the whole object; let the origin cut the range.
+		resp.Body.Close()
+		h.pass(w, r, st, "partial")
+		return
+	}
+	wh := w.Header()
+	for k, vs := range resp.Header {
+		wh[k] = vs
+	}
+	policy.RemoveHopByHop(wh)
+	wh["Via"] = append(wh["Via"], h.via)
+	wh.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name, cs))
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.Copy(flushWriter{w}, resp.Body); err != nil {
+		panic(http.ErrAbortHandler) // tell the client the body is short
+	}
+}
+
+// flushWriter flushes after every write so a streamed body is not held back.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
+
+// serveEntry writes a stored or arriving response to the client, answering
+// the client's conditionals and Range from it. body is the arriving body, or
+// nil for e's stored one. age < 0 omits Age.
+func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, body *growingBody, age time.Duration, cs cacheStatus) {
+	wh := w.Header()
+	for k, vs := range e.header {
+		wh[k] = vs
+	}
+	if age >= 0 {
+		wh["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	}
+	wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
+	wh["Cache-Status"] = []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cs)}
+
+	if e.status == http.StatusOK || e.status == http.StatusNoContent {
+		switch policy.CheckPreconditions(r.Method, r.Header, e.etag, e.lastMod) {
+		case http.StatusNotModified:
+			delete(wh, "Content-Length")
+			delete(wh, "Content-Type")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case http.StatusPreconditionFailed:
+			delete(wh, "Content-Length")
+			w.WriteHeader(http.StatusPreconditionFailed)
+			return
+		}
+	}
+	if e.status == http.StatusOK {
+		wh["Accept-Ranges"] = []string{"bytes"}
+		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
+			byterange.IfRange(r.Header.Get("If-Range"), e.etag, e.lastMod) {
+			if h.serveRange(w, r, rh, e, body) {
+				return
+			}
+		}
+	}
+	size, whole, complete := int64(len(e.body)), e.body, true
+	if body != nil {
+		size, whole, complete = body.state()
+	}
+	if size >= 0 {
+		wh["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	} else {
+		delete(wh, "Content-Length")
+	}
+	w.WriteHeader(e.status)
+	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+		return
+	}
+	if complete {
+		w.Write(whole)
+		return
+	}
+	var flush func()
+	if fl, ok := w.(http.Flusher); ok {
+		flush = fl.Flush
+	}
+	if _, err := body.writeTo(w, flush); err != nil {
+		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// serveRange answers a Range request from an entry. It returns false when
+// the Range is to be ignored (invalid syntax): the caller sends 200.
+func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *entry, body *growingBody) bool {
+	if body == nil {
+		body = completeBody(e.body)
+	}
+	size, err := body.waitSize()
+	if err != nil {
+		h.writeError(w, r, http.StatusBadGateway, "upstream body failed", cacheStatus{fwd: "uri-miss", detail: "origin-body"})
+		return true
+	}
+	ranges, err := byterange.Parse(rh, size)
+	wh := w.Header()
+	switch {
+	case err == byterange.ErrUnsatisfiable:
+		delete(wh, "Content-Type")
+		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
+		wh["Content-Length"] = []string{"0"}
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return true
+	case err != nil || len(ranges) == 0:
+		return false
+	case len(ranges) == 1:
+		rg := ranges[0]
+		wh["Content-Range"] = []string{rg.ContentRange(size)}
+		wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
+		w.WriteHeader(http.StatusPartialContent)
+		if _, err := io.Copy(w, io.NewSectionReader(body, rg.Start, rg.Length)); err != nil && err != io.EOF {
+			panic(http.ErrAbortHandler)
+		}
+		return true
+	}
+	mp := byterange.Multipart{Ranges: ranges, Size: size, ContentType: e.header.Get("Content-Type"), Boundary: boundaryFor(e)}
+	wh["Content-Type"] = []string{mp.ContentTypeHeader()}
+	wh["Content-Length"] = []string{strconv.FormatInt(mp.ContentLength(), 10)}
+	w.WriteHeader(http.StatusPartialContent)
+	if _, err := mp.WriteTo(w, body); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return true
+}
+
+// boundaryFor is a multipart boundary that cannot occur in the body's
+// headers: derived from the entry's time and the body's length.
+func boundaryFor(e *entry) string {
+	return fmt.Sprintf("meridian-%x-%x", e.respTime.UnixNano(), len(e.body))
+}
+
+// writeError answers with a short plain-text error.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int, msg string, cs cacheStatus) {
+	wh := w.Header()
+	wh.Set("Content-Type", "text/plain; charset=utf-8")
+	wh.Set("Cache-Control", "no-store")
+	wh.Set("Cache-Status", appendCacheStatus("", h.cfg.Name, cs))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		fmt.Fprintf(w, "meridian: %d %s: %s\n", status, http.StatusText(status), msg)
+	}
+}
+
+// pass forwards a request that the cache does not serve (an unsafe or
+// unknown method, a Range on an uncacheable object) faithfully: method,
+// target, headers and body unchanged, 1xx responses relayed, nothing stored.
+// After a successful unsafe request the URLs it names are invalidated
+// (RFC 9111 §4.4).
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason string) {
+	ctx := context.WithValue(r.Context(), passReasonKey{}, passInfo{reason: reason, host: hostOnly(r.Host)})
+	st.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+type passReasonKey struct{}
+
+// passInfo travels with a passed request to the proxy's hooks.
+type passInfo struct{ reason, host string }
+
+func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = st.originURL(pr.In)
+			pr.Out.Host = pr.In.Host
+			if st.cfg.OriginHost != "" {
+				pr.Out.Host = st.cfg.OriginHost
+			}
+			pr.SetXForwarded()
+			pr.Out.Header["Via"] = append(pr.Out.Header["Via"], h.via)
+		},
+		Transport:     st.upstream,
+		FlushInterval: -1,
+		ErrorLog:      nil,
+		ModifyResponse: func(resp *http.Response) error {
+			req := resp.Request
+			pi, _ := req.Context().Value(passReasonKey{}).(passInfo)
+			eff := *req.URL // the client's target, on the client's host
+			eff.Host = pi.host
+			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
+				h.invalidate(u.Host, u.RequestURI())
+			}
+			resp.Header["Via"] = append(resp.Header["Via"], h.via)
+			resp.Header.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name,
+				cacheStatus{fwd: pi.reason, fwdStatus: resp.StatusCode}))
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, detail := http.StatusBadGateway, "origin-unreachable"
+			if isTimeout(err) {
+				status, detail = http.StatusGatewayTimeout, "origin-timeout"
+			}
+			pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
+			h.log.Warn("pass failed", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", err)
+			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})
+		},
+	}
+}

@@ -1,0 +1,107 @@
+package edge
+
+import (
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/meridiancdn/meridian/edge/policy"
+)
+
+// entry is one stored response, immutable once stored: a refresh stores a
+// new entry. A vary index (vary != nil, body nil) stands at a primary key
+// whose responses vary; the variants live under variantKey.
+type entry struct {
+	status   int
+	header   http.Header // stored fields, hop-by-hop and stripped fields removed
+	body     []byte
+	pol      policy.Policy
+	respTime time.Time // when the response was received (§4.2.3 response_time)
+	etag     string
+	lastMod  time.Time
+	vary     []string // Vary field names, for a vary index entry only
+	gen      uint64   // a vary index's generation, part of its variants' keys
+	size     int64    // bytes charged to the store
+}
+
+// entryOverhead approximates the bytes an entry costs beyond its key,
+// header fields and body: the entry struct, the LRU element and map slot.
+const entryOverhead = 256
+
+func (e *entry) charge(key string) int64 {
+	n := int64(entryOverhead + len(key) + len(e.body) + len(e.etag))
+	for k, vs := range e.header {
+		n += int64(len(k)) + 16
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	for _, f := range e.vary {
+		n += int64(len(f)) + 16
+	}
+	return n
+}
+
+// store is the byte-bounded LRU of entries. Its budget counts keys, header
+// fields and bodies, not entries.
+type store struct {
+	mu       sync.Mutex
+	lru      *simplelru.LRU[string, *entry]
+	bytes    int64
+	maxBytes int64
+	evicted  int64 // entries evicted to make room, for metrics
+}
+
+func newStore(maxBytes int64) *store {
+	s := &store{maxBytes: maxBytes}
+	// The entry-count bound is unused: eviction is by bytes.
+	s.lru, _ = simplelru.NewLRU[string, *entry](math.MaxInt32, func(_ string, e *entry) {
+		s.bytes -= e.size
+	})
+	return s
+}
+
+func (s *store) get(key string) *entry {
+	s.mu.Lock()
+	e, _ := s.lru.Get(key)
+	s.mu.Unlock()
+	return e
+}
+
+// put stores e at key, replacing what was there, and evicts the least
+// recently used entries until the store is within its budget. An entry larger
+// than the whole budget is not stored.
+func (s *store) put(key string, e *entry) {
+	e.size = e.charge(key)
+	if e.size > s.maxBytes {
+		return
+	}
+	s.mu.Lock()
+	s.lru.Remove(key) // the callback uncharges a replaced entry
+	s.lru.Add(key, e)
+	s.bytes += e.size
+	for s.bytes > s.maxBytes {
+		if _, _, ok := s.lru.RemoveOldest(); !ok {
+			break
+		}
+		s.evicted++
+	}
+	s.mu.Unlock()
+}
+
+func (s *store) remove(key string) bool {
+	s.mu.Lock()
+	ok := s.lru.Remove(key)
+	s.mu.Unlock()
+	return ok
+}
+
+// stats returns the number of entries and the bytes they are charged.
+func (s *store) stats() (n int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lru.Len(), s.bytes
+}
