@@ -88,7 +88,8 @@ func ParseCacheControl(values []string) Directives {
 }
 
 // parseCacheControl is ParseCacheControl that also reports how many
-// directives it recognised (unknown extensions are not counted).
+// directives the field holds, unknown extensions included (RFC 9213 §2.2:
+// a targeted field with only "none" still overrides Cache-Control).
 func parseCacheControl(values []string) (Directives, int) {
 	d := NoDirectives()
 	var p ccParser
@@ -103,12 +104,12 @@ func parseCacheControl(values []string) (Directives, int) {
 	}
 	d.NoCacheFields = sortFields(d.NoCacheFields)
 	d.PrivateFields = sortFields(d.PrivateFields)
-	return d, p.known
+	return d, p.directives
 }
 
 // ccParser holds the state that spans field lines.
 type ccParser struct {
-	known                           int
+	directives                      int
 	maxAgeConflict, sMaxAgeConflict bool
 }
 
@@ -193,6 +194,9 @@ func (p *ccParser) parse(d *Directives, s string) {
 		if quoted && escaped {
 			val = unescape(val)
 		}
+		if isToken(name) {
+			p.directives++
+		}
 		p.directive(d, name, val, hasVal, malvalue)
 	}
 }
@@ -203,19 +207,16 @@ func (p *ccParser) directive(d *Directives, name, val string, hasVal, bad bool) 
 	case 6:
 		if eq(name, "public") {
 			d.Public = true
-			p.known++
 		}
 	case 7:
 		switch {
 		case eq(name, "max-age"):
-			p.known++
 			n := delta(val, hasVal, bad)
 			if d.MaxAge >= 0 && d.MaxAge != n {
 				p.maxAgeConflict = true
 			}
 			d.MaxAge = n
 		case eq(name, "private"):
-			p.known++
 			if !hasVal {
 				d.Private = true
 				return
@@ -228,10 +229,8 @@ func (p *ccParser) directive(d *Directives, name, val string, hasVal, bad bool) 
 	case 8:
 		switch {
 		case eq(name, "no-store"):
-			p.known++
 			d.NoStore = true
 		case eq(name, "no-cache"):
-			p.known++
 			if !hasVal {
 				d.NoCache = true
 				return
@@ -241,7 +240,6 @@ func (p *ccParser) directive(d *Directives, name, val string, hasVal, bad bool) 
 				d.NoCache = true
 			}
 		case eq(name, "s-maxage"):
-			p.known++
 			n := delta(val, hasVal, bad)
 			if d.SMaxAge >= 0 && d.SMaxAge != n {
 				p.sMaxAgeConflict = true
@@ -251,52 +249,42 @@ func (p *ccParser) directive(d *Directives, name, val string, hasVal, bad bool) 
 	case 9:
 		switch {
 		case eq(name, "immutable"):
-			p.known++
 			d.Immutable = true
 		case eq(name, "max-stale"):
-			p.known++
 			if !hasVal {
 				d.MaxStaleAny = true
 				return
 			}
 			d.MaxStale = minDur(d.MaxStale, delta(val, hasVal, bad))
 		case eq(name, "min-fresh"):
-			p.known++
 			if n, ok := parseDelta(val); ok && hasVal && !bad && n > d.MinFresh {
 				d.MinFresh = n
 			}
 		}
 	case 12:
 		if eq(name, "no-transform") {
-			p.known++
 			d.NoTransform = true
 		}
 	case 14:
 		switch {
 		case eq(name, "only-if-cached"):
-			p.known++
 			d.OnlyIfCached = true
 		case eq(name, "stale-if-error"):
-			p.known++
 			d.StaleIfError = minDur(d.StaleIfError, delta(val, hasVal, bad))
 		}
 	case 15:
 		switch {
 		case eq(name, "must-revalidate"):
-			p.known++
 			d.MustRevalidate = true
 		case eq(name, "must-understand"):
-			p.known++
 			d.MustUnderstand = true
 		}
 	case 16:
 		if eq(name, "proxy-revalidate") {
-			p.known++
 			d.ProxyRevalidate = true
 		}
 	case 22:
 		if eq(name, "stale-while-revalidate") {
-			p.known++
 			d.StaleWhileRevalidate = minDur(d.StaleWhileRevalidate, delta(val, hasVal, bad))
 		}
 	}

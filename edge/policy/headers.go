@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -87,8 +88,9 @@ func UpdateHeaders(stored, notModified http.Header) http.Header {
 // Content-Location when they resolve to the same origin (scheme and
 // host[:port], default ports normalised). Only non-error responses (2xx,
 // 3xx) to unsafe methods (anything but GET, HEAD, OPTIONS and TRACE) cause
-// invalidation; otherwise it returns nil. The URLs are new values without
-// fragments, de-duplicated.
+// invalidation; otherwise it returns nil. The URLs are new values,
+// de-duplicated, without fragment or user info, with scheme and host in
+// lower case and a default port (80 for http, 443 for https) removed.
 func Invalidations(method string, reqURL *url.URL, status int, respHeader http.Header) []*url.URL {
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
@@ -98,8 +100,7 @@ func Invalidations(method string, reqURL *url.URL, status int, respHeader http.H
 		return nil
 	}
 	base := *reqURL
-	base.Fragment, base.RawFragment = "", ""
-	base.User = nil
+	normalise(&base)
 	out := []*url.URL{&base}
 	for _, f := range [...]string{"Location", "Content-Location"} {
 		v := trimOWS(respHeader.Get(f))
@@ -111,11 +112,10 @@ func Invalidations(method string, reqURL *url.URL, status int, respHeader http.H
 			continue
 		}
 		u := reqURL.ResolveReference(ref)
-		u.Fragment, u.RawFragment = "", ""
-		u.User = nil
 		if !sameOrigin(u, reqURL) {
 			continue
 		}
+		normalise(u)
 		dup := false
 		for _, o := range out {
 			if o.String() == u.String() {
@@ -128,6 +128,21 @@ func Invalidations(method string, reqURL *url.URL, status int, respHeader http.H
 		}
 	}
 	return out
+}
+
+// normalise drops u's fragment and user info, lower-cases scheme and host
+// and removes a default port.
+func normalise(u *url.URL) {
+	u.Fragment, u.RawFragment = "", ""
+	u.User = nil
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, p := strings.ToLower(u.Hostname()), u.Port()
+	if p != "" && p != defaultPort(u.Scheme) {
+		host = net.JoinHostPort(host, p)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	u.Host = host
 }
 
 // sameOrigin compares scheme, host and port, case-insensitively, treating an
@@ -144,7 +159,12 @@ func port(u *url.URL) string {
 	if p := u.Port(); p != "" {
 		return p
 	}
-	switch strings.ToLower(u.Scheme) {
+	return defaultPort(u.Scheme)
+}
+
+// defaultPort is the default port of http and https, "" for others.
+func defaultPort(scheme string) string {
+	switch strings.ToLower(scheme) {
 	case "http":
 		return "80"
 	case "https":

@@ -127,8 +127,9 @@ type Policy struct {
 // GET). A 206 is never stored ("partial").
 //
 // When the response carries a CDN-Cache-Control field (RFC 9213) with at
-// least one directive this package recognises, only that field is used:
-// Cache-Control and Expires are ignored for storage and freshness.
+// least one directive (an unknown one such as "none" counts, §2.2), only
+// that field is used: Cache-Control and Expires are ignored for storage and
+// freshness.
 //
 // A response with Set-Cookie is not stored unless the origin qualifies the
 // field with private="Set-Cookie" or no-cache="Set-Cookie": then it is
