@@ -56,6 +56,9 @@ type CacheConfig struct {
 	// MaxObjectBytes is the largest body stored; larger responses stream
 	// through without being held whole in memory. Default 8 MiB.
 	MaxObjectBytes int64 `yaml:"max_object_bytes"`
+	// HotBytes is the budget for short-lived copies of hot objects that a
+	// peer owns, on top of MaxBytes. Default MaxBytes/8.
+	HotBytes int64 `yaml:"hot_bytes"`
 	// HitForMiss is how long a key whose response was uncacheable skips
 	// request coalescing (Varnish's hit-for-miss). Default 10s.
 	HitForMiss time.Duration `yaml:"hit_for_miss"`
@@ -127,6 +130,9 @@ func (c Config) WithDefaults() Config {
 	if c.Cache.MaxObjectBytes == 0 {
 		c.Cache.MaxObjectBytes = 8 << 20
 	}
+	if c.Cache.HotBytes == 0 {
+		c.Cache.HotBytes = c.Cache.MaxBytes / 8
+	}
 	if c.Cache.HitForMiss == 0 {
 		c.Cache.HitForMiss = 10 * time.Second
 	}
@@ -180,6 +186,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cache.max_object_bytes: negative (%d)", c.Cache.MaxObjectBytes)
 	case c.Cache.MaxObjectBytes > c.Cache.MaxBytes:
 		return fmt.Errorf("cache.max_object_bytes: %d exceeds cache.max_bytes %d", c.Cache.MaxObjectBytes, c.Cache.MaxBytes)
+	case c.Cache.HotBytes < 0:
+		return fmt.Errorf("cache.hot_bytes: negative (%d)", c.Cache.HotBytes)
 	case c.Cache.HitForMiss < 0:
 		return errors.New("cache.hit_for_miss: negative")
 	case c.Server.ReadHeaderTimeout < 0:

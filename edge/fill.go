@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +124,8 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 // client's target, with this cache's own validators and none of the client's
 // conditionals or Range, so that what comes back can be stored and shared.
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
-	out := r.Clone(context.Background())
+	fi := FillInfo{Key: cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context())}
+	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
@@ -182,7 +184,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		}
 		h.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(h.ctx, st.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})), st.cfg.Timeout)
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -214,7 +216,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
 		if e.pol.Store {
 			res.stored = true
-			h.put(primary, out.Header, e)
+			h.put(h.store, primary, out.Header, e)
 		}
 		unregister()
 		f.publish(res)
@@ -243,6 +245,8 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 
 	hdr := resp.Header.Clone()
 	policy.RemoveHopByHop(hdr)
+	fromOwner := hdr.Get(PeerFillHeader) != ""
+	hdr.Del(PeerFillHeader)
 	e := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
 	maxObj := h.cfg.Cache.MaxObjectBytes
 	if !e.pol.Store || resp.ContentLength > maxObj {
@@ -264,7 +268,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	}
 	capHint := resp.ContentLength
 	body := newGrowingBody(resp.ContentLength, capHint)
-	res := fillResult{e: e, body: body, stored: true, fwdStatus: resp.StatusCode}
+	res := fillResult{e: e, body: body, stored: !fromOwner, fwdStatus: resp.StatusCode}
 	if fields, ok := policy.VaryFields(e.header["Vary"]); ok && len(fields) > 0 {
 		res.secondary, _ = policy.SecondaryKey(fields, out.Header)
 	}
@@ -289,7 +293,17 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		stored.body = body.bytes()
 		stored.header = e.header.Clone()
 		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
-		h.put(primary, out.Header, &stored)
+		switch {
+		case !fromOwner:
+			h.put(h.store, primary, out.Header, &stored)
+		case h.peerFillIsHot(primary):
+			// The owner peer holds the real copy; keep a short-lived one
+			// of a hot object only (groupcache's hot cache).
+			if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
+				stored.pol.Lifetime = limit
+			}
+			h.put(h.hot, primary, out.Header, &stored)
+		}
 	}
 	unregister()
 	body.finish(nil)

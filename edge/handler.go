@@ -48,14 +48,16 @@ type Handler struct {
 	cfg   Config
 	sites map[string]*site // by lower-case host
 	store *store
+	hot   *store // short-lived copies of hot objects owned by a peer
 	now   func() time.Time
 	log   *slog.Logger
 	gen   atomic.Uint64 // vary index generations
 	via   string        // this cache's Via entry
 
-	mu      sync.Mutex
-	flights map[string]*flight
-	hfm     *simplelru.LRU[string, time.Time] // hit-for-miss: key → until
+	mu        sync.Mutex
+	flights   map[string]*flight
+	hfm       *simplelru.LRU[string, time.Time] // hit-for-miss: key → until
+	peerFills *simplelru.LRU[string, int]       // key → fills from its owner peer
 
 	ctx    context.Context // parent of every fill; canceled by Close
 	cancel context.CancelFunc
@@ -83,6 +85,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		cfg:     cfg,
 		sites:   map[string]*site{},
 		store:   newStore(cfg.Cache.MaxBytes),
+		hot:     newStore(cfg.Cache.HotBytes),
 		now:     opt.Now,
 		log:     opt.Logger,
 		flights: map[string]*flight{},
@@ -95,6 +98,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
+	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for _, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Origin) // validated
@@ -220,7 +224,17 @@ func variantKey(primary string, gen uint64, secondary string) string {
 // that r's headers select when the primary key holds a vary index. key is
 // where a response for r would be stored.
 func (h *Handler) lookup(primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
-	e = h.store.get(primary)
+	key, e, varyMiss = lookupIn(h.store, primary, r)
+	if e == nil {
+		if k, he, _ := lookupIn(h.hot, primary, r); he != nil {
+			return k, he, false
+		}
+	}
+	return key, e, varyMiss
+}
+
+func lookupIn(s *store, primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
+	e = s.get(primary)
 	if e == nil || e.vary == nil {
 		return primary, e, false
 	}
@@ -229,28 +243,39 @@ func (h *Handler) lookup(primary string, r *http.Request) (key string, e *entry,
 		return primary, nil, true
 	}
 	key = variantKey(primary, e.gen, sk)
-	v := h.store.get(key)
+	v := s.get(key)
 	return key, v, v == nil
 }
 
-// put stores a complete entry for the primary key, under a variant key when
-// the response varies.
-func (h *Handler) put(primary string, reqHeader http.Header, e *entry) {
+// put stores a complete entry for the primary key in s, under a variant
+// key when the response varies.
+func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry) {
 	fields, ok := policy.VaryFields(e.header["Vary"])
 	if !ok {
 		return
 	}
 	if len(fields) == 0 {
-		h.store.put(primary, e)
+		s.put(primary, e)
 		return
 	}
-	idx := h.store.get(primary)
+	idx := s.get(primary)
 	if idx == nil || idx.vary == nil || !equalStrings(idx.vary, fields) {
 		idx = &entry{vary: fields, gen: h.gen.Add(1)}
-		h.store.put(primary, idx)
+		s.put(primary, idx)
 	}
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
-	h.store.put(variantKey(primary, idx.gen, sk), e)
+	s.put(variantKey(primary, idx.gen, sk), e)
+}
+
+// peerFillIsHot counts a peer fill of key and reports whether the key has
+// been filled from its owner often enough to keep a local copy.
+func (h *Handler) peerFillIsHot(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, _ := h.peerFills.Get(key)
+	n++
+	h.peerFills.Add(key, n)
+	return n >= hotAfter
 }
 
 func equalStrings(a, b []string) bool {
@@ -268,7 +293,9 @@ func equalStrings(a, b []string) bool {
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4, and purge). Variants go with their vary index.
 func (h *Handler) invalidate(host, requestURI string) bool {
-	return h.store.remove(strings.ToLower(hostOnly(host)) + requestURI)
+	key := strings.ToLower(hostOnly(host)) + requestURI
+	a, b := h.store.remove(key), h.hot.remove(key)
+	return a || b
 }
 
 // hitForMiss reports whether key was recently found uncacheable, so that

@@ -1,0 +1,56 @@
+package edge
+
+import (
+	"context"
+	"time"
+)
+
+// FillInfo describes an upstream request the edge makes to fill its cache.
+// It travels in the request's context so that an upstream RoundTripper
+// (such as a region's peer-fill transport) can route by cache key.
+type FillInfo struct {
+	// Key is the primary cache key: lower-case host and request target.
+	Key string
+	// Host is the Host the client asked for (the request's Host may have
+	// been replaced by a site's origin_host).
+	Host string
+	// FromPeer is set when the fill serves a peer's request: it must go
+	// to the origin, never to another peer (the loop guard).
+	FromPeer bool
+}
+
+type fillInfoKey struct{}
+type fromPeerKey struct{}
+
+// FillInfoFrom returns the FillInfo of an upstream request made by an edge.
+func FillInfoFrom(ctx context.Context) (FillInfo, bool) {
+	fi, ok := ctx.Value(fillInfoKey{}).(FillInfo)
+	return fi, ok
+}
+
+// FromPeer marks a request's context as an authenticated peer's request:
+// the edge serves it from its cache or fills it from the origin, and never
+// forwards it to a peer again. Only the peer endpoint, after verifying the
+// peer's signature, may call it.
+func FromPeer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fromPeerKey{}, true)
+}
+
+func isFromPeer(ctx context.Context) bool {
+	v, _ := ctx.Value(fromPeerKey{}).(bool)
+	return v
+}
+
+// PeerFillHeader is set on a response by an upstream RoundTripper when the
+// response came from the peer that owns the key rather than from the
+// origin. The edge then keeps a copy only if the key is hot, and never
+// passes the field on.
+const PeerFillHeader = "Meridian-Peer-Fill"
+
+// hotTTL caps how long a hot peer-filled copy is kept: the owner holds the
+// authoritative copy.
+const hotTTL = 10 * time.Second
+
+// hotAfter is how many peer fills of one key, within the counter's memory,
+// make it hot.
+const hotAfter = 2
