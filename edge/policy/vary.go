@@ -7,8 +7,9 @@ import (
 )
 
 // VaryFields returns the canonicalised, sorted, de-duplicated field names of
-// a Vary header (nil if none). A "*" member gives ok=false: the response
-// can never be served from cache.
+// a Vary header (nil if none); members that are not valid field names are
+// skipped. A "*" member gives ok=false: the response can never be served
+// from cache.
 func VaryFields(vary []string) (fields []string, ok bool) {
 	fields, ok = appendVary(nil, vary)
 	if !ok || len(fields) == 0 {
@@ -30,6 +31,9 @@ func appendVary(dst []string, vary []string) ([]string, bool) {
 				continue
 			case "*":
 				return nil, false
+			}
+			if !isToken(item) {
+				continue // not a field name: no request can carry it
 			}
 			dst = append(dst, textproto.CanonicalMIMEHeaderKey(item))
 		}

@@ -20,6 +20,7 @@ func TestVaryFields(t *testing.T) {
 		{"sorted and deduplicated", []string{"User-Agent, accept-encoding", "ACCEPT-ENCODING,Accept"}, []string{"Accept", "Accept-Encoding", "User-Agent"}, true},
 		{"star", []string{"Accept, *"}, nil, false},
 		{"star alone", []string{"*"}, nil, false},
+		{"invalid names skipped", []string{`a"b, X y, Accept`}, []string{"Accept"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
