@@ -1,0 +1,110 @@
+package origin
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var _ prometheus.Collector = (*Pool)(nil)
+
+// poolMetrics are a pool's metrics, each labelled with the pool's name so
+// that several pools can share a registry.
+type poolMetrics struct {
+	requests *prometheus.CounterVec   // server, code
+	errors   *prometheus.CounterVec   // server, kind
+	latency  *prometheus.HistogramVec // server
+	retries  prometheus.Counter
+	rejected prometheus.Counter
+	up       *prometheus.Desc // server
+	ejected  *prometheus.Desc // server
+	circuit  *prometheus.Desc
+}
+
+func newPoolMetrics(pool string) *poolMetrics {
+	constLabels := prometheus.Labels{"pool": pool}
+	return &poolMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "meridian_origin_requests_total",
+			Help:        "Tries sent to origin servers, by response status code (\"error\" when none came).",
+			ConstLabels: constLabels,
+		}, []string{"server", "code"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "meridian_origin_errors_total",
+			Help:        "Failed tries and response bodies, by kind (timeout, refused, reset, truncated, protocol, canceled).",
+			ConstLabels: constLabels,
+		}, []string{"server", "kind"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "meridian_origin_response_seconds",
+			Help:        "Time from sending a request to an origin server to its response headers (or failure).",
+			ConstLabels: constLabels,
+			Buckets:     prometheus.DefBuckets,
+		}, []string{"server"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "meridian_origin_retries_total",
+			Help:        "Requests retried on another origin server.",
+			ConstLabels: constLabels,
+		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "meridian_origin_rejected_total",
+			Help:        "Requests failed at once because the circuit breaker was open.",
+			ConstLabels: constLabels,
+		}),
+		up: prometheus.NewDesc("meridian_origin_server_up",
+			"1 if active health checks (when enabled) find the origin server healthy.",
+			[]string{"server"}, constLabels),
+		ejected: prometheus.NewDesc("meridian_origin_server_ejected",
+			"1 while passive outlier detection has the origin server ejected.",
+			[]string{"server"}, constLabels),
+		circuit: prometheus.NewDesc("meridian_origin_circuit_open",
+			"1 while the pool's circuit breaker is open.",
+			nil, constLabels),
+	}
+}
+
+// observe records one try that ended after elapsed with code.
+func (m *poolMetrics) observe(server, code string, elapsed time.Duration) {
+	m.requests.WithLabelValues(server, code).Inc()
+	m.latency.WithLabelValues(server).Observe(elapsed.Seconds())
+}
+
+func statusLabel(code int) string { return strconv.Itoa(code) }
+
+// Describe implements prometheus.Collector.
+func (p *Pool) Describe(ch chan<- *prometheus.Desc) {
+	m := p.metrics
+	m.requests.Describe(ch)
+	m.errors.Describe(ch)
+	m.latency.Describe(ch)
+	m.retries.Describe(ch)
+	m.rejected.Describe(ch)
+	ch <- m.up
+	ch <- m.ejected
+	ch <- m.circuit
+}
+
+// Collect implements prometheus.Collector.
+func (p *Pool) Collect(ch chan<- prometheus.Metric) {
+	m := p.metrics
+	m.requests.Collect(ch)
+	m.errors.Collect(ch)
+	m.latency.Collect(ch)
+	m.retries.Collect(ch)
+	m.rejected.Collect(ch)
+	for _, s := range p.Servers() {
+		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(s.Healthy), s.URL)
+		ch <- prometheus.MustNewConstMetric(m.ejected, prometheus.GaugeValue, b2f(!s.EjectedUntil.IsZero()), s.URL)
+	}
+	p.mu.Lock()
+	open := !p.breaker.openUntil.IsZero()
+	p.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(m.circuit, prometheus.GaugeValue, b2f(open))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

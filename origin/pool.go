@@ -1,0 +1,467 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pool is the upstream side of a site: an [http.RoundTripper] that sends each
+// request to one of the origin servers, chosen by smooth weighted round robin
+// among the available primaries (backups only when no primary is available,
+// and any server rather than none), and retries idempotent requests on
+// another server when a try fails before the response headers.
+//
+// A server is available when active health checks (if enabled) have not
+// marked it down and passive outlier detection has not ejected it. Errors
+// are [*Error] values whose Kind tells timeouts from other failures.
+//
+// A Pool is a prometheus.Collector of its own metrics. Close stops its
+// health checks.
+type Pool struct {
+	cfg       PoolConfig // defaults filled in
+	log       *slog.Logger
+	now       func() time.Time
+	transport *http.Transport
+	servers   []*server
+	metrics   *poolMetrics
+
+	mu      sync.Mutex // guards the mutable fields of servers and breaker
+	breaker breaker
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ http.RoundTripper = (*Pool)(nil)
+
+// server is one origin server and its state.
+type server struct {
+	idx  int
+	cfg  ServerConfig
+	url  *url.URL
+	name string // URL as configured: the label in logs and metrics
+
+	// Guarded by Pool.mu.
+	healthy      bool      // per active health checks
+	probeFails   int       // failed probes in a row
+	probeOKs     int       // good probes in a row
+	errors       int       // failed requests in a row (passive)
+	ejectedUntil time.Time // zero unless ejected
+	current      int       // smooth weighted round robin state
+}
+
+func (s *server) available(now time.Time) bool {
+	return s.healthy && !now.Before(s.ejectedUntil)
+}
+
+// breaker is the pool's circuit breaker state.
+type breaker struct {
+	failures  int       // failed requests in a row
+	openUntil time.Time // zero while closed
+	trial     bool      // a half-open trial request is under way
+}
+
+// ServerState is a snapshot of one server, for status pages and metrics.
+type ServerState struct {
+	// URL is the server's URL as configured.
+	URL string
+	// Weight is its configured weight.
+	Weight int
+	// Backup is true for a backup server.
+	Backup bool
+	// Healthy is false while active health checks have it down.
+	Healthy bool
+	// EjectedUntil is when its passive ejection ends; zero if not ejected.
+	EjectedUntil time.Time
+	// ConsecutiveFailures counts its failed requests in a row.
+	ConsecutiveFailures int
+	// Available is true when it gets requests in the normal course:
+	// healthy and not ejected.
+	Available bool
+}
+
+// NewPool validates cfg and returns a pool of its servers, all assumed
+// healthy until checked. With health checks enabled it starts probing in
+// the background; Close stops it.
+func NewPool(cfg PoolConfig) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("origin pool %s: %w", cfg.Name, err)
+	}
+	cfg = cfg.WithDefaults()
+	p := &Pool{
+		cfg:  cfg,
+		log:  cfg.Logger.With("pool", cfg.Name),
+		now:  cfg.Now,
+		done: make(chan struct{}),
+	}
+	for i, sc := range cfg.Servers {
+		u, err := url.Parse(sc.URL)
+		if err != nil { // Validate parsed it already
+			return nil, fmt.Errorf("origin pool %s: servers[%d].url: %w", cfg.Name, i, err)
+		}
+		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, healthy: true})
+	}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.transport = &http.Transport{
+		Proxy:                 nil, // an origin pool never goes through $HTTP_PROXY
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       cfg.TLSClientConfig,
+		TLSHandshakeTimeout:   cfg.ConnectTimeout,
+		ForceAttemptHTTP2:     true, // HTTP/2 to https origins that offer it, despite the custom dialer
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // a cache stores what the origin sent, encoded or not
+	}
+	p.metrics = newPoolMetrics(cfg.Name)
+
+	ctx, stop := context.WithCancel(context.Background())
+	p.stop = stop
+	if cfg.Health.Enabled {
+		go p.healthLoop(ctx)
+	} else {
+		close(p.done)
+	}
+	return p, nil
+}
+
+// Close stops the health checks, waits for them to end and closes idle
+// connections. Requests under way are not interrupted. Close is safe to call
+// more than once.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.stop()
+		<-p.done
+		p.transport.CloseIdleConnections()
+	})
+	return nil
+}
+
+// Servers returns a snapshot of every server's state, in configured order.
+func (p *Pool) Servers() []ServerState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	out := make([]ServerState, len(p.servers))
+	for i, s := range p.servers {
+		st := ServerState{
+			URL:                 s.name,
+			Weight:              s.cfg.Weight,
+			Backup:              s.cfg.Backup,
+			Healthy:             s.healthy,
+			ConsecutiveFailures: s.errors,
+			Available:           s.available(now),
+		}
+		if now.Before(s.ejectedUntil) {
+			st.EjectedUntil = s.ejectedUntil
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// RoundTrip sends req to a server of the pool and returns its response. The
+// request's path and query are kept byte for byte and so is its Host, unless
+// the server's config overrides it. RoundTrip closes req.Body, even on error.
+// Failed tries are retried on another server when req is idempotent (GET,
+// HEAD, OPTIONS, or with an Idempotency-Key) or was never sent, and its body
+// can be replayed (none, or GetBody set). The response body must be closed;
+// reading it fails with an [*Error] if the connection breaks or the overall
+// timeout passes.
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !p.allow() {
+		closeBody(req)
+		p.metrics.rejected.Inc()
+		return nil, &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errCircuitOpen}
+	}
+	ctx, cancel := context.WithTimeoutCause(req.Context(), p.cfg.Timeout, errPoolTimeout)
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	idempotent := isIdempotent(req)
+	tried := make([]bool, len(p.servers))
+	var last *Error
+	for attempt := 0; attempt <= max(p.cfg.Retries, 0); attempt++ {
+		s := p.pick(tried)
+		if s == nil {
+			break
+		}
+		tried[s.idx] = true
+		body := req.Body
+		if attempt > 0 {
+			p.metrics.retries.Inc()
+			if req.GetBody != nil {
+				b, err := req.GetBody()
+				if err != nil {
+					last.Err = fmt.Errorf("%w (no retry: GetBody: %v)", last.Err, err)
+					break
+				}
+				body = b
+			}
+		}
+		resp, tryCancel, terr := p.try(ctx, req, s, body)
+		if terr == nil {
+			p.settle(resp.StatusCode < 500)
+			release := func() { tryCancel(); cancel() }
+			if resp.Body == http.NoBody {
+				release()
+			} else {
+				resp.Body = &poolBody{rc: resp.Body, p: p, parent: req.Context(), ctx: ctx, release: release, s: s}
+			}
+			return resp, nil
+		}
+		terr.Tries = attempt + 1
+		last = terr.Error
+		if ctx.Err() != nil || !replayable || (!idempotent && terr.sent) {
+			break
+		}
+	}
+	cancel()
+	if last == nil { // unreachable: a pool has a server
+		last = &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errors.New("no server to try")}
+	}
+	p.settleErr(last.Kind)
+	return nil, last
+}
+
+// tryError is an Error plus whether the request reached the server.
+type tryError struct {
+	*Error
+	sent bool
+}
+
+// try sends req to s once. On success the try's timer is stopped and the
+// response is the caller's, who calls the returned func once done with the
+// body; on error it is classified.
+func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.ReadCloser) (*http.Response, func(), *tryError) {
+	tctx, tcancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(p.cfg.TryTimeout, func() { tcancel(errTryTimeout) })
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
+
+	out := req.Clone(httptrace.WithClientTrace(tctx, trace))
+	out.URL.Scheme = s.url.Scheme
+	out.URL.Host = s.url.Host
+	switch {
+	case s.cfg.Host != "":
+		out.Host = s.cfg.Host
+	case req.Host == "":
+		out.Host = req.URL.Host
+	}
+	out.RequestURI = ""
+	out.Body = body
+	if body == nil && req.Body != nil {
+		out.Body = http.NoBody
+	}
+
+	start := p.now()
+	resp, err := p.transport.RoundTrip(out)
+	if err == nil && !timer.Stop() {
+		// The try timed out just as the headers came: the body would fail.
+		resp.Body.Close()
+		err = context.Cause(tctx)
+	}
+	elapsed := p.now().Sub(start)
+	if err != nil {
+		timer.Stop()
+		kind := classify(err, req.Context(), ctx, tctx)
+		tcancel(nil)
+		if kind == KindTimeout && context.Cause(tctx) == errTryTimeout {
+			err = fmt.Errorf("%w: %v", errTryTimeout, err)
+		} else if kind == KindTimeout && context.Cause(ctx) == errPoolTimeout {
+			err = fmt.Errorf("%w: %v", errPoolTimeout, err)
+		}
+		p.metrics.observe(s.name, "error", elapsed)
+		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
+		if kind != KindCanceled {
+			p.serverResult(s, false, err)
+		}
+		return nil, nil, &tryError{Error: &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}, sent: sent.Load()}
+	}
+	p.metrics.observe(s.name, statusLabel(resp.StatusCode), elapsed)
+	if resp.StatusCode >= 500 {
+		p.serverResult(s, false, fmt.Errorf("status %d", resp.StatusCode))
+	} else {
+		p.serverResult(s, true, nil)
+	}
+	return resp, func() { tcancel(nil) }, nil
+}
+
+// poolBody is a response body that releases the request's contexts on Close
+// and turns read errors into *Error values, counted against the server.
+type poolBody struct {
+	rc      io.ReadCloser
+	p       *Pool
+	parent  context.Context // the caller's
+	ctx     context.Context // the pool's, with the overall timeout
+	release func()
+	s       *server
+	failed  bool
+}
+
+func (b *poolBody) Read(buf []byte) (int, error) {
+	n, err := b.rc.Read(buf)
+	if err == nil || err == io.EOF || b.failed {
+		return n, err
+	}
+	b.failed = true
+	kind := KindTruncated
+	switch {
+	case context.Cause(b.ctx) == errPoolTimeout:
+		kind, err = KindTimeout, fmt.Errorf("%w: %v", errPoolTimeout, err)
+	case errors.Is(b.parent.Err(), context.DeadlineExceeded):
+		kind = KindTimeout
+	case b.parent.Err() != nil:
+		kind = KindCanceled
+	}
+	b.p.metrics.errors.WithLabelValues(b.s.name, kind.String()).Inc()
+	if kind != KindCanceled {
+		b.p.serverResult(b.s, false, err)
+	}
+	return n, &Error{Kind: kind, Pool: b.p.cfg.Name, Server: b.s.name, Tries: 1, Err: err}
+}
+
+func (b *poolBody) Close() error {
+	err := b.rc.Close()
+	b.release()
+	return err
+}
+
+// pick chooses the next server among those not yet tried: available
+// primaries, else available backups, else (failing open) unavailable
+// primaries, else unavailable backups; smooth weighted round robin within
+// the first non-empty tier. Nil means every server was tried.
+func (p *Pool) pick(tried []bool) *server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for tier := range 4 {
+		wantAvailable, wantBackup := tier < 2, tier%2 == 1
+		var best *server
+		total := 0
+		for _, s := range p.servers {
+			if tried[s.idx] || s.cfg.Backup != wantBackup || s.available(now) != wantAvailable {
+				continue
+			}
+			s.current += s.cfg.Weight
+			total += s.cfg.Weight
+			if best == nil || s.current > best.current {
+				best = s
+			}
+		}
+		if best != nil {
+			best.current -= total
+			return best
+		}
+	}
+	return nil
+}
+
+// serverResult feeds passive outlier detection with one request's outcome.
+func (p *Pool) serverResult(s *server, ok bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok {
+		s.errors = 0
+		return
+	}
+	s.errors++
+	limit := p.cfg.Outlier.ConsecutiveErrors
+	if limit > 0 && s.errors >= limit {
+		now := p.now()
+		if now.Before(s.ejectedUntil) {
+			return // already out
+		}
+		s.ejectedUntil = now.Add(p.cfg.Outlier.Ejection)
+		s.errors = 0
+		p.log.Warn("origin server ejected", "server", s.name, "failures", limit,
+			"for", p.cfg.Outlier.Ejection, "err", err)
+	}
+}
+
+// allow reports whether the circuit breaker lets a request through.
+func (p *Pool) allow() bool {
+	if p.cfg.Breaker.MaxFailures <= 0 {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := &p.breaker
+	switch {
+	case b.openUntil.IsZero():
+		return true
+	case p.now().Before(b.openUntil), b.trial:
+		return false
+	}
+	b.trial = true // half-open: this request decides
+	return true
+}
+
+// settleErr records a failed request with the breaker; a caller's
+// cancellation says nothing about the origin.
+func (p *Pool) settleErr(k Kind) {
+	if k == KindCanceled {
+		p.settleNeutral()
+		return
+	}
+	p.settle(false)
+}
+
+// settle records a request's outcome with the circuit breaker.
+func (p *Pool) settle(ok bool) {
+	if p.cfg.Breaker.MaxFailures <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := &p.breaker
+	wasOpen := !b.openUntil.IsZero()
+	if ok {
+		b.failures, b.trial, b.openUntil = 0, false, time.Time{}
+		if wasOpen {
+			p.log.Info("origin circuit closed")
+		}
+		return
+	}
+	b.failures++
+	if b.trial || (!wasOpen && b.failures >= p.cfg.Breaker.MaxFailures) {
+		b.trial = false
+		b.openUntil = p.now().Add(p.cfg.Breaker.OpenFor)
+		p.log.Warn("origin circuit open", "failures", b.failures, "for", p.cfg.Breaker.OpenFor)
+	}
+}
+
+// settleNeutral ends a half-open trial that told nothing.
+func (p *Pool) settleNeutral() {
+	if p.cfg.Breaker.MaxFailures <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.breaker.trial = false
+}
+
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	_, xok := req.Header["X-Idempotency-Key"]
+	return ok || xok
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
