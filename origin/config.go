@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -263,6 +264,8 @@ func checkServerURL(raw string) error {
 	}
 	if p := u.Port(); p == "" && strings.HasSuffix(u.Host, ":") {
 		return fmt.Errorf("empty port in %q", raw)
+	} else if n, err := strconv.Atoi(p); p != "" && (err != nil || n < 1 || n > 65535) {
+		return fmt.Errorf("port %s out of range in %q", p, raw)
 	}
 	return nil
 }

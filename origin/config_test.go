@@ -89,6 +89,8 @@ func TestPoolConfigValidate(t *testing.T) {
 		{"query", PoolConfig{Servers: []ServerConfig{{URL: "http://o?x=1"}}}, "servers[0].url: query or fragment"},
 		{"user", PoolConfig{Servers: []ServerConfig{{URL: "http://u:p@o"}}}, "servers[0].url: user info"},
 		{"unparsable", PoolConfig{Servers: []ServerConfig{{URL: "http://o:port"}}}, "servers[0].url:"},
+		{"port", PoolConfig{Servers: []ServerConfig{{URL: "http://o:99999"}}}, "servers[0].url: port 99999 out of range"},
+		{"empty port", PoolConfig{Servers: []ServerConfig{{URL: "http://o:"}}}, "servers[0].url: empty port"},
 		{"duplicate", PoolConfig{Servers: []ServerConfig{ok, ok}}, "servers[1].url: same as servers[0]"},
 		{"weight", PoolConfig{Servers: []ServerConfig{{URL: "http://o", Weight: -2}}}, "servers[0].weight: negative"},
 		{"huge weight", PoolConfig{Servers: []ServerConfig{{URL: "http://o", Weight: 1 << 40}}}, "servers[0].weight: 1099511627776 above 1000000"},
