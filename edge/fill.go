@@ -198,6 +198,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	reqTime := h.now()
 	resp, err := st.upstream.RoundTrip(out)
 	respTime := h.now()
+	h.metrics.fill(reqTime, respTime, err != nil || resp.StatusCode >= 500)
 	if err != nil {
 		cancel()
 		unregister()

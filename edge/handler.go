@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives event logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// Registerer receives the edge's Prometheus collectors. Nil means they
+	// are kept but not registered anywhere.
+	Registerer prometheus.Registerer
 	// Upstream returns the RoundTripper that fills a site's misses and
 	// forwards its uncacheable requests; req.URL already points at the
 	// site's origin. Nil means a pooled http.Transport per site.
@@ -45,14 +49,15 @@ type Options struct {
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
 // Close stops its background refreshes.
 type Handler struct {
-	cfg   Config
-	sites map[string]*site // by lower-case host
-	store *store
-	hot   *store // short-lived copies of hot objects owned by a peer
-	now   func() time.Time
-	log   *slog.Logger
-	gen   atomic.Uint64 // vary index generations
-	via   string        // this cache's Via entry
+	cfg     Config
+	sites   map[string]*site // by lower-case host
+	store   *store
+	hot     *store // short-lived copies of hot objects owned by a peer
+	now     func() time.Time
+	log     *slog.Logger
+	gen     atomic.Uint64 // vary index generations
+	via     string        // this cache's Via entry
+	metrics *metrics
 
 	mu        sync.Mutex
 	flights   map[string]*flight
@@ -97,6 +102,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.metrics = newMetrics(opt.Registerer, h)
 	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
@@ -253,6 +259,9 @@ func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry)
 	fields, ok := policy.VaryFields(e.header["Vary"])
 	if !ok {
 		return
+	}
+	if sk := e.header.Get("Surrogate-Key"); sk != "" {
+		e.tags = strings.Fields(sk)
 	}
 	if len(fields) == 0 {
 		s.put(primary, e)

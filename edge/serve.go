@@ -173,6 +173,7 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 	wh["Via"] = append(wh["Via"], h.via)
 	wh.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name, cs))
 	w.WriteHeader(resp.StatusCode)
+	h.metrics.request(r, classPass, 0)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -205,6 +206,16 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 	wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
 	wh["Cache-Status"] = []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cs)}
+	if !isFromPeer(r.Context()) {
+		delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
+	}
+	switch cs.detail {
+	case "stale-while-revalidate", "stale-if-error":
+		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
+	}
+	if cs.collapsed {
+		h.metrics.collapsed.Inc()
+	}
 
 	if e.status == http.StatusOK || e.status == http.StatusNoContent {
 		switch policy.CheckPreconditions(r.Method, r.Header, e.etag, e.lastMod) {
@@ -212,10 +223,12 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
 			w.WriteHeader(http.StatusNotModified)
+			h.metrics.request(r, classOf(cs), 0)
 			return
 		case http.StatusPreconditionFailed:
 			delete(wh, "Content-Length")
 			w.WriteHeader(http.StatusPreconditionFailed)
+			h.metrics.request(r, classOf(cs), 0)
 			return
 		}
 	}
@@ -224,6 +237,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.etag, e.lastMod) {
 			if h.serveRange(w, r, rh, e, body) {
+				h.metrics.request(r, classOf(cs), 0)
 				return
 			}
 		}
@@ -239,12 +253,15 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 	w.WriteHeader(e.status)
 	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+		h.metrics.request(r, classOf(cs), 0)
 		return
 	}
 	if complete {
 		w.Write(whole)
+		h.metrics.request(r, classOf(cs), len(whole))
 		return
 	}
+	h.metrics.request(r, classOf(cs), 0)
 	var flush func()
 	if fl, ok := w.(http.Flusher); ok {
 		flush = fl.Flush
@@ -313,6 +330,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 	wh.Set("Cache-Control", "no-store")
 	wh.Set("Cache-Status", appendCacheStatus("", h.cfg.Name, cs))
 	w.WriteHeader(status)
+	h.metrics.request(r, classError, 0)
 	if r.Method != http.MethodHead {
 		fmt.Fprintf(w, "meridian: %d %s: %s\n", status, http.StatusText(status), msg)
 	}
@@ -355,6 +373,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
 				h.invalidate(u.Host, u.RequestURI())
 			}
+			h.metrics.request(req, classPass, 0)
 			resp.Header["Via"] = append(resp.Header["Via"], h.via)
 			resp.Header.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name,
 				cacheStatus{fwd: pi.reason, fwdStatus: resp.StatusCode}))

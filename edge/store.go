@@ -25,6 +25,7 @@ type entry struct {
 	vary     []string // Vary field names, for a vary index entry only
 	gen      uint64   // a vary index's generation, part of its variants' keys
 	size     int64    // bytes charged to the store
+	tags     []string // surrogate keys (Surrogate-Key), for purge by tag
 }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,
@@ -53,13 +54,61 @@ type store struct {
 	bytes    int64
 	maxBytes int64
 	evicted  int64 // entries evicted to make room, for metrics
+	tags     *tagIndex
+}
+
+// tagIndex maps surrogate keys to the store keys of the entries that carry
+// them. The store keeps it in step with every add and removal.
+type tagIndex struct {
+	mu   sync.Mutex
+	keys map[string]map[string]struct{}
+}
+
+func (t *tagIndex) add(key string, tags []string) {
+	t.mu.Lock()
+	for _, tag := range tags {
+		set := t.keys[tag]
+		if set == nil {
+			set = map[string]struct{}{}
+			t.keys[tag] = set
+		}
+		set[key] = struct{}{}
+	}
+	t.mu.Unlock()
+}
+
+func (t *tagIndex) remove(key string, tags []string) {
+	t.mu.Lock()
+	for _, tag := range tags {
+		if set := t.keys[tag]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(t.keys, tag)
+			}
+		}
+	}
+	t.mu.Unlock()
+}
+
+// lookup returns the store keys carrying tag.
+func (t *tagIndex) lookup(tag string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := make([]string, 0, len(t.keys[tag]))
+	for k := range t.keys[tag] {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func newStore(maxBytes int64) *store {
-	s := &store{maxBytes: maxBytes}
+	s := &store{maxBytes: maxBytes, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
 	// The entry-count bound is unused: eviction is by bytes.
-	s.lru, _ = simplelru.NewLRU[string, *entry](math.MaxInt32, func(_ string, e *entry) {
+	s.lru, _ = simplelru.NewLRU[string, *entry](math.MaxInt32, func(k string, e *entry) {
 		s.bytes -= e.size
+		if len(e.tags) > 0 {
+			s.tags.remove(k, e.tags)
+		}
 	})
 	return s
 }
@@ -83,6 +132,9 @@ func (s *store) put(key string, e *entry) {
 	s.lru.Remove(key) // the callback uncharges a replaced entry
 	s.lru.Add(key, e)
 	s.bytes += e.size
+	if len(e.tags) > 0 {
+		s.tags.add(key, e.tags)
+	}
 	for s.bytes > s.maxBytes {
 		if _, _, ok := s.lru.RemoveOldest(); !ok {
 			break
@@ -104,4 +156,29 @@ func (s *store) stats() (n int, bytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lru.Len(), s.bytes
+}
+
+// peek returns the entry at key without touching its recency.
+func (s *store) peek(key string) *entry {
+	s.mu.Lock()
+	e, _ := s.lru.Peek(key)
+	s.mu.Unlock()
+	return e
+}
+
+// replaceIf swaps the entry at key for next if it is still old.
+func (s *store) replaceIf(key string, old, next *entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.lru.Peek(key); !ok || cur != old {
+		return false
+	}
+	next.size = old.size
+	s.lru.Remove(key)
+	s.lru.Add(key, next)
+	s.bytes += next.size
+	if len(next.tags) > 0 {
+		s.tags.add(key, next.tags)
+	}
+	return true
 }

@@ -132,14 +132,13 @@ func validBoundary(b string) bool {
 	return true
 }
 
-// isTokenString reports whether s needs no quoting as a parameter value.
+// isTokenString reports whether a valid boundary needs no quoting as a
+// parameter value: it holds none of the RFC 2045 tspecials (or space) that
+// RFC 2046 allows in a boundary.
 func isTokenString(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
-		case '(', ')', ',', '/', ':', '=', '?', ' ', '\'':
-			if s[i] == '\'' {
-				continue
-			}
+		case '(', ')', ',', '/', ':', '=', '?', ' ':
 			return false
 		}
 	}

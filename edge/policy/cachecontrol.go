@@ -350,9 +350,16 @@ func minDur(old, v time.Duration) time.Duration {
 	return v
 }
 
+// maxQualifiedFields bounds the field names kept for each of qualified
+// no-cache and private; a longer list is treated as unqualified, the
+// restrictive reading, so a hostile field cannot make the parser allocate
+// without bound.
+const maxQualifiedFields = 128
+
 // appendFields appends the canonical field names of a qualified directive's
-// list to dst. ok is false when the value is malformed or names no valid
-// field; the caller then treats the directive as unqualified.
+// list to dst. ok is false when the value is malformed, names no valid
+// field, or takes dst past maxQualifiedFields; the caller then treats the
+// directive as unqualified.
 func appendFields(dst []string, val string, bad bool) ([]string, bool) {
 	if bad {
 		return dst, false
@@ -365,7 +372,7 @@ func appendFields(dst []string, val string, bad bool) ([]string, bool) {
 		if item == "" {
 			continue
 		}
-		if !isToken(item) {
+		if !isToken(item) || len(dst) >= maxQualifiedFields {
 			return dst, false
 		}
 		dst = append(dst, textproto.CanonicalMIMEHeaderKey(item))

@@ -105,6 +105,10 @@ func TestParseCacheControlHostileSizes(t *testing.T) {
 		{"10 KB of commas then max-age", strings.Repeat(",", 10<<10) + "max-age=7", dirs(func(d *Directives) { d.MaxAge = 7 * sec })},
 		{"long unterminated quote", `x="` + strings.Repeat(`\"`, 50<<10), NoDirectives()},
 		{"many directives", strings.Repeat("no-store,", 20<<10), dirs(func(d *Directives) { d.NoStore = true })},
+		{"too many qualified fields", `private="` + strings.Repeat("a,", 100<<10) + `"`, dirs(func(d *Directives) {
+			d.Private = true
+			d.PrivateFields = []string{"A"}
+		})},
 		{"long digits", "max-age=" + strings.Repeat("9", 100<<10), dirs(func(d *Directives) { d.MaxAge = maxDelta })},
 	}
 	for _, tt := range tests {

@@ -213,7 +213,8 @@ func reason(method string, reqHeader http.Header, status int, respHeader http.He
 	case len(reqHeader["Authorization"]) > 0 && !cc.Public && cc.SMaxAge < 0 && !cc.MustRevalidate:
 		return "authorization"
 	}
-	if _, ok := VaryFields(respHeader["Vary"]); !ok {
+	var arr [16]string
+	if _, ok := appendVary(arr[:0], respHeader["Vary"]); !ok {
 		return "vary-star"
 	}
 	if len(respHeader["Set-Cookie"]) > 0 && !contains(p.StripFields, "Set-Cookie") {

@@ -1,0 +1,183 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Admin is an edge's admin API, served on its own port: health, readiness,
+// Prometheus metrics, a JSON status, and the authenticated purge API.
+//
+//	GET  /healthz   200 while the process runs
+//	GET  /readyz    200 while it takes traffic, 503 once draining
+//	GET  /metrics   Prometheus text format
+//	GET  /status    JSON: node, store, request counts, plus Status()
+//	POST /purge     {"urls": [...], "keys": [...], "soft": bool}
+//	                with "Authorization: Bearer TOKEN"
+type Admin struct {
+	// Handler is the edge whose store purges act on.
+	Handler *Handler
+	// Token is the purge API's bearer token. Empty refuses every purge.
+	Token string
+	// Gatherer serves /metrics. Nil serves an empty page.
+	Gatherer prometheus.Gatherer
+	// Propagate, when set, sends a purge that this node applied to every
+	// other peer and region, and returns who acknowledged it and who did
+	// not. It runs before the API answers. Nil means this node alone.
+	Propagate func(ctx context.Context, p Purge) (acked, failed []string)
+	// Status, when set, adds fields (ring members, regions, …) to /status.
+	Status func() map[string]any
+
+	draining atomic.Bool
+}
+
+// SetDraining makes /readyz fail, so that load balancers stop sending new
+// requests before a graceful shutdown.
+func (a *Admin) SetDraining(v bool) { a.draining.Store(v) }
+
+// PurgeResult is the purge API's answer.
+type PurgeResult struct {
+	// Purged counts the entries this node removed or marked stale.
+	Purged int `json:"purged"`
+	// Acked and Failed name the other nodes that did and did not confirm.
+	Acked  []string `json:"acked"`
+	Failed []string `json:"failed"`
+	// Complete is true when every node confirmed.
+	Complete bool `json:"complete"`
+}
+
+// ServeHTTP routes the admin API.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		io.WriteString(w, "ok\n")
+	case "/readyz":
+		if a.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	case "/metrics":
+		g := a.Gatherer
+		if g == nil {
+			g = prometheus.NewRegistry()
+		}
+		promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	case "/status":
+		a.serveStatus(w)
+	case "/purge":
+		a.servePurge(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (a *Admin) serveStatus(w http.ResponseWriter) {
+	entries, bytes, evicted := a.Handler.StoreStats()
+	st := map[string]any{
+		"node": a.Handler.cfg.Name,
+		"store": map[string]any{
+			"entries": entries, "bytes": bytes, "evicted": evicted,
+			"max_bytes": a.Handler.cfg.Cache.MaxBytes,
+		},
+		"requests": a.Handler.RequestCounts(),
+		"time":     a.Handler.now().UTC().Format(time.RFC3339),
+	}
+	if a.Status != nil {
+		for k, v := range a.Status() {
+			st[k] = v
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}
+
+// authorized compares the bearer token in constant time (hashing first, so
+// that not even the token's length leaks).
+func (a *Admin) authorized(r *http.Request) bool {
+	if a.Token == "" {
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	x, y := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(a.Token))
+	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
+}
+
+func (a *Admin) servePurge(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "purge: use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meridian purge"`)
+		http.Error(w, "purge: missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	var req struct {
+		Purge
+		// Local is set on purges that another node propagates: apply
+		// here only, do not propagate again.
+		Local bool `json:"local"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		http.Error(w, fmt.Sprintf("purge: bad JSON body: %v", err), http.StatusBadRequest)
+		return
+	}
+	n, err := a.Handler.Purge(req.Purge)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	res := PurgeResult{Purged: n, Acked: []string{}, Failed: []string{}, Complete: true}
+	if a.Propagate != nil && !req.Local {
+		acked, failed := a.Propagate(r.Context(), req.Purge)
+		res.Acked = append(res.Acked, acked...)
+		res.Failed = append(res.Failed, failed...)
+		res.Complete = len(failed) == 0
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !res.Complete {
+		w.WriteHeader(http.StatusAccepted) // applied here, not confirmed everywhere
+	}
+	json.NewEncoder(w).Encode(res)
+}
+
+// RequestCounts returns the requests answered so far by cache status
+// (hit, miss, stale, pass, error), summed over protocols.
+func (h *Handler) RequestCounts() map[string]float64 {
+	out := make(map[string]float64, numClasses)
+	for c, name := range classNames {
+		var sum float64
+		for p := range protocols {
+			sum += counterValue(h.metrics.requests[c][p])
+		}
+		out[name] = sum
+	}
+	return out
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil || m.Counter == nil {
+		return 0
+	}
+	return m.Counter.GetValue()
+}

@@ -1,0 +1,127 @@
+package edge
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Request classes, the cache_status label of meridian_edge_requests_total.
+const (
+	classHit = iota
+	classMiss
+	classStale
+	classPass
+	classError
+	numClasses
+)
+
+var classNames = [numClasses]string{"hit", "miss", "stale", "pass", "error"}
+
+// protocols are the protocol label values, indexed by ProtoMajor (0 = other).
+var protocols = [4]string{"other", "http/1.1", "h2", "h3"}
+
+// metrics are an edge's Prometheus collectors. The request counters are
+// resolved once, so the hit path only increments.
+type metrics struct {
+	requests    [numClasses][len(protocols)]prometheus.Counter
+	bytes       prometheus.Counter
+	fills       prometheus.Counter
+	fillErrors  prometheus.Counter
+	fillSeconds prometheus.Histogram
+	collapsed   prometheus.Counter
+	staleServed *prometheus.CounterVec
+	purged      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_edge_requests_total",
+		Help: "Client requests answered, by cache status (hit, miss, stale, pass, error) and protocol.",
+	}, []string{"cache_status", "protocol"})
+	m := &metrics{
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_response_body_bytes_total", Help: "Body bytes sent to clients from the cache and from fills.",
+		}),
+		fills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_fills_total", Help: "Upstream fills started (one per coalesced group of misses).",
+		}),
+		fillErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_fill_errors_total", Help: "Fills that failed: transport error, timeout or 5xx.",
+		}),
+		fillSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meridian_edge_fill_seconds", Help: "Time from a fill's start to upstream's response headers.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		collapsed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_collapsed_total", Help: "Requests that waited on another request's fill instead of going upstream.",
+		}),
+		staleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_stale_served_total", Help: "Stale responses served, by reason.",
+		}, []string{"reason"}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_purged_total", Help: "Stored entries removed or marked stale by purges.",
+		}),
+	}
+	for c := range classNames {
+		for p := range protocols {
+			m.requests[c][p] = reqs.WithLabelValues(classNames[c], protocols[p])
+		}
+	}
+	if reg == nil {
+		return m
+	}
+	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged,
+		storeGauge("meridian_edge_store_bytes", "Bytes charged to the store (headers and bodies).", func() float64 {
+			_, b, _ := h.StoreStats()
+			return float64(b)
+		}),
+		storeGauge("meridian_edge_store_entries", "Entries in the store.", func() float64 {
+			n, _, _ := h.StoreStats()
+			return float64(n)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "meridian_edge_evictions_total", Help: "Entries evicted to keep the store within its budget.",
+		}, func() float64 {
+			_, _, ev := h.StoreStats()
+			return float64(ev)
+		}),
+	)
+	return m
+}
+
+// classOf maps a response's Cache-Status to its request class.
+func classOf(cs cacheStatus) int {
+	switch {
+	case cs.detail == "stale-while-revalidate" || cs.detail == "stale-if-error":
+		return classStale
+	case cs.hit:
+		return classHit
+	case cs.fwd == "uri-miss" || cs.fwd == "vary-miss" || cs.fwd == "stale" || cs.fwd == "miss":
+		return classMiss
+	}
+	return classPass
+}
+
+func (m *metrics) request(r *http.Request, class int, bodyBytes int) {
+	p := r.ProtoMajor
+	if p < 0 || p >= len(protocols) {
+		p = 0
+	}
+	m.requests[class][p].Inc()
+	if bodyBytes > 0 {
+		m.bytes.Add(float64(bodyBytes))
+	}
+}
+
+func (m *metrics) fill(start time.Time, now time.Time, failed bool) {
+	m.fills.Inc()
+	m.fillSeconds.Observe(now.Sub(start).Seconds())
+	if failed {
+		m.fillErrors.Inc()
+	}
+}
