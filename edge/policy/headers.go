@@ -42,11 +42,12 @@ func RemoveHopByHop(h http.Header) {
 // Content-Length; Content-Range and Content-Encoding (they describe the
 // stored body as it was received, so an update would make it lie); and
 // Set-Cookie (a shared cache must not hand it to other clients). All other
-// stored fields are kept.
+// stored fields are kept. Field names in the result are canonical.
 func UpdateHeaders(stored, notModified http.Header) http.Header {
 	out := make(http.Header, len(stored)+len(notModified))
 	for k, v := range stored {
-		out[k] = slices.Clone(v)
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		out[ck] = append(out[ck], v...) // a fresh slice: never aliases stored
 	}
 	upd := make(http.Header, len(notModified))
 	for k, v := range notModified {
@@ -72,12 +73,6 @@ func UpdateHeaders(stored, notModified http.Header) http.Header {
 		delete(upd, f)
 	}
 	for k, v := range upd {
-		// Replace any spelling of the field in stored.
-		for sk := range out {
-			if sk != k && strings.EqualFold(sk, k) {
-				delete(out, sk)
-			}
-		}
 		out[k] = slices.Clone(v)
 	}
 	return out
