@@ -520,17 +520,23 @@ func DemoBody(path string, size int64) []byte {
 	return []byte(b.String())
 }
 
-// writeDemoBody writes bytes [from, to) of DemoBody(path, size) to w.
+// writeDemoBody writes bytes [from, to) of DemoBody(path, size) to w, in
+// writes of at most about 32 KiB.
 func writeDemoBody(w io.Writer, path string, size, from, to int64) error {
+	if from >= to {
+		return nil
+	}
 	pattern := path + " " + strconv.FormatInt(size, 10) + "\n"
 	plen := int64(len(pattern))
-	// One chunk of whole patterns, so every write can start at from%plen.
-	reps := max(1, 32<<10/plen)
-	chunk := []byte(strings.Repeat(pattern, int(reps+1)))
+	// Whole patterns, one more than a write needs, so that every write can
+	// start at any offset within the first.
+	reps := min(to-from, 32<<10)/plen + 2
+	chunk := strings.Repeat(pattern, int(reps))
+	per := (reps - 1) * plen
 	for from < to {
 		off := from % plen
-		n := min(to-from, reps*plen)
-		if _, err := w.Write(chunk[off : off+n]); err != nil {
+		n := min(to-from, per)
+		if _, err := io.WriteString(w, chunk[off:off+n]); err != nil {
 			return err
 		}
 		from += n

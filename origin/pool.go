@@ -275,11 +275,7 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 		timer.Stop()
 		kind := classify(err, req.Context(), ctx, tctx)
 		tcancel(nil)
-		if kind == KindTimeout && context.Cause(tctx) == errTryTimeout {
-			err = fmt.Errorf("%w: %v", errTryTimeout, err)
-		} else if kind == KindTimeout && context.Cause(ctx) == errPoolTimeout {
-			err = fmt.Errorf("%w: %v", errPoolTimeout, err)
-		}
+		err = withCause(err, context.Cause(tctx))
 		p.metrics.observe(s.name, "error", elapsed)
 		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
 		if kind != KindCanceled {
@@ -296,6 +292,14 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 	return resp, func() { tcancel(nil) }, nil
 }
 
+// withCause makes sure err says which of the pool's timeouts ended it.
+func withCause(err, cause error) error {
+	if (cause == errTryTimeout || cause == errPoolTimeout) && !errors.Is(err, cause) {
+		return fmt.Errorf("%w: %v", cause, err)
+	}
+	return err
+}
+
 // poolBody is a response body that releases the request's contexts on Close
 // and turns read errors into *Error values, counted against the server.
 type poolBody struct {
@@ -305,19 +309,21 @@ type poolBody struct {
 	ctx     context.Context // the pool's, with the overall timeout
 	release func()
 	s       *server
-	failed  bool
+	err     *Error // the first read error, returned again after it
 }
 
 func (b *poolBody) Read(buf []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
 	n, err := b.rc.Read(buf)
-	if err == nil || err == io.EOF || b.failed {
+	if err == nil || err == io.EOF {
 		return n, err
 	}
-	b.failed = true
 	kind := KindTruncated
 	switch {
 	case context.Cause(b.ctx) == errPoolTimeout:
-		kind, err = KindTimeout, fmt.Errorf("%w: %v", errPoolTimeout, err)
+		kind = KindTimeout
 	case errors.Is(b.parent.Err(), context.DeadlineExceeded):
 		kind = KindTimeout
 	case b.parent.Err() != nil:
@@ -327,7 +333,8 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 	if kind != KindCanceled {
 		b.p.serverResult(b.s, false, err)
 	}
-	return n, &Error{Kind: kind, Pool: b.p.cfg.Name, Server: b.s.name, Tries: 1, Err: err}
+	b.err = &Error{Kind: kind, Pool: b.p.cfg.Name, Server: b.s.name, Tries: 1, Err: withCause(err, context.Cause(b.ctx))}
+	return n, b.err
 }
 
 func (b *poolBody) Close() error {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -728,4 +729,34 @@ func TestNewPoolRejectsBadConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "servers: empty") {
 		t.Errorf("error %v", err)
 	}
+}
+
+func TestPoolHealthLoopMarksDownWithinFallIntervals(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // connections to it are refused from now on
+
+	// Fake time: the default interval (5s) and fall (3) cost nothing, and
+	// "within fall×interval" is asserted exactly.
+	synctest.Test(t, func(t *testing.T) {
+		p, err := NewPool(PoolConfig{Servers: []ServerConfig{{URL: dead}}, Health: HealthConfig{Enabled: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		const interval, fall = 5 * time.Second, 3
+		time.Sleep((fall-1)*interval + interval/2)
+		synctest.Wait()
+		if !p.Servers()[0].Healthy {
+			t.Fatalf("down after %d probes, fall is %d", fall-1, fall)
+		}
+		time.Sleep(interval)
+		synctest.Wait()
+		if p.Servers()[0].Healthy {
+			t.Fatalf("still up after fall×interval (%v)", fall*interval)
+		}
+	})
 }
