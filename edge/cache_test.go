@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/origin"
 )
 
 func TestUnknownHostIsRefusedNotForwarded(t *testing.T) {
@@ -608,4 +610,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("condition not reached in time")
+}
+
+// Two origin servers in a site's pool, one killed under a request loop:
+// no client request fails, cached or not.
+func TestPoolServerKilledUnderLoad(t *testing.T) {
+	mk := func() *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("nocache") == "" {
+				w.Header().Set("Cache-Control", "max-age=600")
+			}
+			io.WriteString(w, "ok "+r.URL.RequestURI())
+		}))
+	}
+	a, b := mk(), mk()
+	defer a.Close()
+	defer b.Close()
+	e := newEnv(t, respond(200, "unused"), func(c *edge.Config) {
+		c.Sites[0].Origin = ""
+		c.Sites[0].Pool = origin.PoolConfig{
+			Servers: []origin.ServerConfig{{URL: a.URL}, {URL: b.URL}},
+			Health:  origin.HealthConfig{Enabled: true, Interval: 20 * time.Millisecond, Timeout: 50 * time.Millisecond},
+		}
+	})
+	failures := 0
+	for i := 0; i < 400; i++ {
+		if i == 100 {
+			a.CloseClientConnections()
+			a.Close()
+		}
+		target := fmt.Sprintf("/k%d", i%50)
+		if i%3 == 0 {
+			target = fmt.Sprintf("/u%d?nocache=1", i)
+		}
+		r, body := e.get(target)
+		if r.StatusCode != 200 || body != "ok "+target {
+			failures++
+			t.Logf("request %d %s: %d %q", i, target, r.StatusCode, body)
+		}
+	}
+	if failures != 0 {
+		t.Fatalf("%d client requests failed while an origin server died", failures)
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meridiancdn/meridian/origin"
 )
 
 // Config is one edge node's configuration, read from one YAML file. Its zero
@@ -81,9 +83,15 @@ type SiteConfig struct {
 	// Hosts are the Host header values (without port) this site answers.
 	// Required; matching is case-insensitive.
 	Hosts []string `yaml:"hosts"`
-	// Origin is the upstream base URL (scheme and host[:port]; no path).
-	// Required.
+	// Origin is the upstream base URL (scheme and host[:port]; no path):
+	// shorthand for a pool of this one server. Either origin or
+	// pool.servers is required.
 	Origin string `yaml:"origin"`
+	// Pool is the origin pool: servers with weights and backups, health
+	// checks, outlier ejection, retries, circuit breaking (see
+	// origin.PoolConfig). Its name defaults to the site's first host, its
+	// timeouts to the site's.
+	Pool origin.PoolConfig `yaml:"pool"`
 	// OriginHost, when set, replaces the Host header sent upstream.
 	// Default: the client's Host is forwarded.
 	OriginHost string `yaml:"origin_host"`
@@ -156,6 +164,21 @@ func (c Config) WithDefaults() Config {
 		if s.ConnectTimeout == 0 {
 			s.ConnectTimeout = 5 * time.Second
 		}
+		if len(s.Pool.Servers) == 0 && s.Origin != "" {
+			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
+		}
+		if s.Pool.Name == "" && len(s.Hosts) > 0 {
+			s.Pool.Name = s.Hosts[0]
+		}
+		if s.Pool.Timeout == 0 {
+			s.Pool.Timeout = s.Timeout
+		}
+		if s.Pool.ConnectTimeout == 0 {
+			s.Pool.ConnectTimeout = s.ConnectTimeout
+		}
+		if s.Pool.TryTimeout == 0 && s.Timeout < 10*time.Second {
+			s.Pool.TryTimeout = s.Timeout
+		}
 		sites[i] = s
 	}
 	c.Sites = sites
@@ -218,21 +241,23 @@ func (c Config) Validate() error {
 			}
 			seen[strings.ToLower(h)] = i
 		}
-		if s.Origin == "" {
-			return fmt.Errorf("%s.origin: required", f)
+		if s.Origin == "" && len(s.Pool.Servers) == 0 {
+			return fmt.Errorf("%s.origin: required (or %s.pool.servers)", f, f)
 		}
-		u, err := url.Parse(s.Origin)
-		if err != nil {
-			return fmt.Errorf("%s.origin: %v", f, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return fmt.Errorf("%s.origin: scheme must be http or https, got %q", f, u.Scheme)
-		}
-		if u.Host == "" {
-			return fmt.Errorf("%s.origin: missing host", f)
-		}
-		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
-			return fmt.Errorf("%s.origin: must not have a path or query (%q)", f, s.Origin)
+		if s.Origin != "" {
+			u, err := url.Parse(s.Origin)
+			if err != nil {
+				return fmt.Errorf("%s.origin: %v", f, err)
+			}
+			if u.Scheme != "http" && u.Scheme != "https" {
+				return fmt.Errorf("%s.origin: scheme must be http or https, got %q", f, u.Scheme)
+			}
+			if u.Host == "" {
+				return fmt.Errorf("%s.origin: missing host", f)
+			}
+			if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+				return fmt.Errorf("%s.origin: must not have a path or query (%q)", f, s.Origin)
+			}
 		}
 		switch {
 		case s.Timeout < 0:
@@ -245,6 +270,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.grace.if_error: negative", f)
 		case s.DefaultTTL < 0:
 			return fmt.Errorf("%s.default_ttl: negative", f)
+		}
+		if err := s.Pool.Validate(); err != nil {
+			return fmt.Errorf("%s.pool: %w", f, err)
 		}
 	}
 	return nil

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/origin"
 )
 
 // Options are the hooks a Handler is built with. The zero value works.
@@ -42,8 +43,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Upstream returns the RoundTripper that fills a site's misses and
 	// forwards its uncacheable requests; req.URL already points at the
-	// site's origin. Nil means a pooled http.Transport per site.
+	// site's origin. Nil means the site's origin pool (origin.Pool).
 	Upstream func(SiteConfig) http.RoundTripper
+	// WrapUpstream, when set, wraps each site's upstream: a region's peer
+	// fill (ask the key's owner first) or an origin shield goes here. Nil
+	// means the upstream is used as it is.
+	WrapUpstream func(site SiteConfig, upstream http.RoundTripper) http.RoundTripper
 }
 
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
@@ -58,6 +63,7 @@ type Handler struct {
 	gen     atomic.Uint64 // vary index generations
 	via     string        // this cache's Via entry
 	metrics *metrics
+	pools   []*origin.Pool // closed by Close
 
 	mu        sync.Mutex
 	flights   map[string]*flight
@@ -107,7 +113,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for _, sc := range cfg.Sites {
-		u, _ := url.Parse(sc.Origin) // validated
+		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
 			cfg:    sc,
 			origin: u,
@@ -116,12 +122,29 @@ func New(cfg Config, opt Options) (*Handler, error) {
 				GraceIfError:         sc.Grace.IfError,
 				StoreUnvalidated:     sc.StoreUnvalidated,
 				DefaultTTL:           sc.DefaultTTL,
+				IgnoreRequestNoStore: !sc.HonorClientCacheControl,
 			},
 		}
 		if opt.Upstream != nil {
 			st.upstream = opt.Upstream(sc)
 		} else {
-			st.upstream = newTransport(sc)
+			pc := sc.Pool
+			pc.Logger = h.log.With("pool", pc.Name)
+			pool, err := origin.NewPool(pc)
+			if err != nil {
+				h.Close()
+				return nil, fmt.Errorf("site %s: %w", sc.Hosts[0], err)
+			}
+			h.pools = append(h.pools, pool)
+			if opt.Registerer != nil {
+				if err := opt.Registerer.Register(pool); err != nil {
+					h.log.Warn("origin pool metrics not registered", "pool", pc.Name, "err", err)
+				}
+			}
+			st.upstream = pool
+		}
+		if opt.WrapUpstream != nil {
+			st.upstream = opt.WrapUpstream(sc, st.upstream)
 		}
 		st.proxy = h.newProxy(st)
 		for _, host := range sc.Hosts {
@@ -129,23 +152,6 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		}
 	}
 	return h, nil
-}
-
-// newTransport is the default upstream: pooled connections, HTTP/2 where
-// the origin offers it over TLS, and no transparent decompression, so bodies
-// are stored and served exactly as the origin sent them.
-func newTransport(sc SiteConfig) *http.Transport {
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: sc.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   sc.ConnectTimeout,
-		ResponseHeaderTimeout: sc.Timeout,
-		DisableCompression:    true,
-	}
 }
 
 // Close stops background refreshes and waits for in-flight fills to end.
@@ -156,6 +162,9 @@ func (h *Handler) Close() error {
 	}
 	h.cancel()
 	h.wg.Wait()
+	for _, p := range h.pools {
+		p.Close()
+	}
 	for _, st := range h.sites {
 		if t, ok := st.upstream.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
@@ -338,7 +347,7 @@ func (h *Handler) clearHitForMiss(key string) {
 // isTimeout reports whether an upstream error is a timeout (504) rather
 // than a failure to connect or a broken response (502).
 func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) {
+	if origin.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var ne net.Error
