@@ -209,11 +209,10 @@ func TestPoolPassThrough(t *testing.T) {
 	}
 
 	// POST bodies arrive whole.
-	resp, b, err = fetch(context.Background(), p, "POST", "/form", strings.NewReader("hello"))
+	_, b, err = fetch(context.Background(), p, "POST", "/form", strings.NewReader("hello"))
 	if err != nil || json.Unmarshal(b, &e) != nil || e.Method != "POST" || e.BodyLength != 5 {
 		t.Errorf("POST: %v %s", err, b)
 	}
-	_ = resp
 }
 
 func TestPoolKillUnderLoad(t *testing.T) {
@@ -473,12 +472,11 @@ func TestPoolRetryRules(t *testing.T) {
 	// Refused: the request was never sent, so even a POST is retried,
 	// with its body replayed.
 	a.kill()
-	resp, body, err := fetch(ctx, p, "POST", "/p", strings.NewReader("hello"))
+	_, body, err := fetch(ctx, p, "POST", "/p", strings.NewReader("hello"))
 	var e Echo
 	if err != nil || json.Unmarshal(body, &e) != nil || e.BodyLength != 5 {
 		t.Fatalf("POST to a refusing server: %v %s", err, body)
 	}
-	_ = resp
 	// ... but not when the body cannot be replayed.
 	req, _ = http.NewRequest("POST", "http://site.example/p", io.NopCloser(strings.NewReader("x")))
 	if _, err := p.RoundTrip(req); kindOf(err) != KindRefused {
