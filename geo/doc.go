@@ -1,0 +1,24 @@
+// Package geo steers clients to the nearest healthy region of the CDN: it
+// locates a client with a GeoIP database (or the EDNS Client Subnet of its
+// resolver), orders regions by great-circle distance, tracks each region's
+// health with hysteresis, and answers over DNS and HTTP.
+//
+// The parts, from the bottom up:
+//
+//   - [Point] and [Point.DistanceKm]: positions in degrees, haversine
+//     distances in km; [CountryCentroid] and [ContinentCentroid] for coarse
+//     records.
+//   - [Locator]: a GeoIP2/GeoLite2 City or Country database turned into a
+//     [Location] (coordinates when precise enough, else a centroid).
+//   - [Regions] and [Picker]: regions are data; a Picker chooses among the
+//     healthy ones ([Nearest], or [Spread] to share a failed region's
+//     clients among several neighbours by capacity).
+//   - [Service]: probes every region's edges, keeps the health state
+//     (k failures down; m successes, a growing hold-down and stepped
+//     traffic to come back), and serves [Service.DNSHandler] and
+//     [Service.Handler].
+//
+// Every answer is a deterministic function of the client's location, the
+// region table and the health state, so steering instances in different
+// regions that see the same probe results give the same answers.
+package geo

@@ -1,0 +1,136 @@
+package geo
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/meridiancdn/meridian/geo/geodb"
+)
+
+// Three regions, nine edges on 127.x addresses (never dialled when the
+// fake transport is used).
+var (
+	frankfurt = Point{50.11, 8.68}
+	ashburn   = Point{39.04, -77.49}
+	tokyo     = Point{35.69, 139.69}
+)
+
+func testRegions() []Region {
+	return []Region{
+		{Name: "eu", Point: frankfurt, Edges: []string{"127.0.1.1:8080", "127.0.1.2:8080", "127.0.1.3:8080"}, Hostname: "eu.cdn.meridian.test"},
+		{Name: "us", Point: ashburn, Edges: []string{"127.0.2.1:8080", "127.0.2.2:8080", "127.0.2.3:8080"}, Hostname: "us.cdn.meridian.test"},
+		{Name: "asia", Point: tokyo, Edges: []string{"127.0.3.1:8080", "127.0.3.2:8080", "127.0.3.3:8080"}, Hostname: "asia.cdn.meridian.test"},
+	}
+}
+
+func testConfig() Config {
+	return Config{Regions: testRegions(), DefaultRegion: "us"}
+}
+
+// builtinLocator is a Locator over geodb's built-in table: 192.0.2.0/24
+// and 91.0.0.0/10 in Germany, 198.51.100.0/25 and 4.0.0.0/9 in the US,
+// 203.0.113.0/25 and 126.0.0.0/8 in Japan, and more.
+func builtinLocator(t testing.TB) *Locator {
+	t.Helper()
+	return entriesLocator(t, geodb.Builtin())
+}
+
+func entriesLocator(t testing.TB, entries []geodb.Entry) *Locator {
+	t.Helper()
+	data, err := geodb.Bytes(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLocator(data, defaultMaxAccuracyKm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func newTestService(t testing.TB, cfg Config, opts Options) *Service {
+	t.Helper()
+	if opts.Locator == nil {
+		opts.Locator = builtinLocator(t)
+	}
+	s, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// fakeEdges is a probe transport whose edges the test kills and revives.
+// A killed edge either refuses at once or hangs until the probe times
+// out. Drops fail every n-th probe of each listed edge, deterministically.
+type fakeEdges struct {
+	mu      sync.Mutex
+	dead    map[string]string // host:port → "refuse" or "hang"
+	count   map[string]int    // probes seen per host:port
+	dropN   int
+	dropFor map[string]bool
+}
+
+func newFakeEdges() *fakeEdges {
+	return &fakeEdges{dead: map[string]string{}, count: map[string]int{}, dropFor: map[string]bool{}}
+}
+
+var errRefused = errors.New("connect: connection refused (fake)")
+
+func (f *fakeEdges) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	f.mu.Lock()
+	n := f.count[host]
+	f.count[host]++
+	mode := f.dead[host]
+	drop := f.dropN > 0 && f.dropFor[host] && n%f.dropN == f.dropN-1
+	f.mu.Unlock()
+	switch {
+	case mode == "hang":
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	case mode == "refuse", drop:
+		return nil, errRefused
+	case req.URL.Path != "/healthz":
+		return &http.Response{StatusCode: http.StatusNotFound, Body: http.NoBody, Request: req}, nil
+	}
+	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("ok\n")), Request: req}, nil
+}
+
+// set marks every edge of region (by its 127.0.N. prefix) with mode; ""
+// revives them.
+func (f *fakeEdges) set(regions []Region, name, mode string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range regions {
+		if r.Name != name {
+			continue
+		}
+		for _, e := range r.Edges {
+			if mode == "" {
+				delete(f.dead, e)
+			} else {
+				f.dead[e] = mode
+			}
+		}
+	}
+}
+
+func (f *fakeEdges) dropEvery(n int, regions []Region) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropN = n
+	for _, r := range regions {
+		for _, e := range r.Edges {
+			f.dropFor[e] = true
+		}
+	}
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,54 @@
+package geo
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Region is one place where edges run. Regions are data: they come from
+// the config file.
+type Region struct {
+	// Name identifies the region in answers, pins and logs ("eu"). Required.
+	Name string `yaml:"name" json:"name"`
+	// Point is where the region is, in degrees. Required.
+	Point Point `yaml:"point" json:"point"`
+	// Edges are the region's edge nodes as IP:port: probed at
+	// http://IP:port/healthz, and their IPs are the DNS answer. Required.
+	Edges []string `yaml:"edges" json:"edges"`
+	// Hostname is where /redirect sends this region's clients (host or
+	// host:port). Default "": the first healthy edge's address.
+	Hostname string `yaml:"hostname" json:"hostname,omitempty"`
+	// Capacity is the region's relative share when a failed region's
+	// clients are spread over several neighbours (picker "spread"); 0
+	// takes none of them. Default 1.
+	Capacity float64 `yaml:"capacity" json:"capacity"`
+	// Quorum is how many edges must answer probes for the region to be up.
+	// Default: a majority of Edges.
+	Quorum int `yaml:"quorum" json:"quorum"`
+}
+
+// Regions is a region table.
+type Regions []Region
+
+// ByDistance returns the regions ordered by great-circle distance from
+// from, nearest first; ties are broken by name so that every caller gets
+// the same order. An edge uses it to find the next-nearest region when its
+// own fails.
+func (rs Regions) ByDistance(from Point) []Region {
+	type rd struct {
+		r Region
+		d float64
+	}
+	s := make([]rd, len(rs))
+	for i, r := range rs {
+		s[i] = rd{r, from.DistanceKm(r.Point)}
+	}
+	slices.SortStableFunc(s, func(a, b rd) int {
+		return cmp.Or(cmp.Compare(a.d, b.d), cmp.Compare(a.r.Name, b.r.Name))
+	})
+	out := make([]Region, len(s))
+	for i := range s {
+		out[i] = s[i].r
+	}
+	return out
+}
