@@ -90,7 +90,7 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 		"node": a.Handler.cfg.Name,
 		"store": map[string]any{
 			"entries": entries, "bytes": bytes, "evicted": evicted,
-			"max_bytes": a.Handler.cfg.Cache.MaxBytes,
+			"max_bytes": a.Handler.cache.Load().MaxBytes,
 		},
 		"requests": a.Handler.RequestCounts(),
 		"time":     a.Handler.now().UTC().Format(time.RFC3339),

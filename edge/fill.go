@@ -249,7 +249,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	fromOwner := hdr.Get(PeerFillHeader) != ""
 	hdr.Del(PeerFillHeader)
 	e := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
-	maxObj := h.cfg.Cache.MaxObjectBytes
+	maxObj := h.cache.Load().MaxObjectBytes
 	if !e.pol.Store || resp.ContentLength > maxObj {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.

@@ -55,7 +55,9 @@ type Options struct {
 // Close stops its background refreshes.
 type Handler struct {
 	cfg     Config
-	sites   map[string]*site // by lower-case host
+	sites   atomic.Pointer[siteTable] // swapped by Reload
+	cache   atomic.Pointer[CacheConfig]
+	opt     Options
 	store   *store
 	hot     *store // short-lived copies of hot objects owned by a peer
 	now     func() time.Time
@@ -63,7 +65,6 @@ type Handler struct {
 	gen     atomic.Uint64 // vary index generations
 	via     string        // this cache's Via entry
 	metrics *metrics
-	pools   []*origin.Pool // closed by Close
 
 	mu        sync.Mutex
 	flights   map[string]*flight
@@ -94,7 +95,6 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg:     cfg,
-		sites:   map[string]*site{},
 		store:   newStore(cfg.Cache.MaxBytes),
 		hot:     newStore(cfg.Cache.HotBytes),
 		now:     opt.Now,
@@ -112,6 +112,26 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.opt = opt
+	h.cache.Store(&cfg.Cache)
+	sites, err := h.buildSites(cfg)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	h.sites.Store(sites)
+	return h, nil
+}
+
+// siteTable is the routing table of one configuration, swapped whole on
+// reload; in-flight requests keep the table they started with.
+type siteTable struct {
+	byHost map[string]*site
+	pools  []*origin.Pool
+}
+
+func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
+	t := &siteTable{byHost: map[string]*site{}}
 	for _, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
@@ -125,33 +145,87 @@ func New(cfg Config, opt Options) (*Handler, error) {
 				IgnoreRequestNoStore: !sc.HonorClientCacheControl,
 			},
 		}
-		if opt.Upstream != nil {
-			st.upstream = opt.Upstream(sc)
+		if h.opt.Upstream != nil {
+			st.upstream = h.opt.Upstream(sc)
 		} else {
 			pc := sc.Pool
 			pc.Logger = h.log.With("pool", pc.Name)
 			pool, err := origin.NewPool(pc)
 			if err != nil {
-				h.Close()
+				t.close()
 				return nil, fmt.Errorf("site %s: %w", sc.Hosts[0], err)
 			}
-			h.pools = append(h.pools, pool)
-			if opt.Registerer != nil {
-				if err := opt.Registerer.Register(pool); err != nil {
+			t.pools = append(t.pools, pool)
+			if h.opt.Registerer != nil {
+				// A reload brings a pool of the same name: replace its
+				// collector.
+				h.opt.Registerer.Unregister(pool)
+				if err := h.opt.Registerer.Register(pool); err != nil {
 					h.log.Warn("origin pool metrics not registered", "pool", pc.Name, "err", err)
 				}
 			}
 			st.upstream = pool
 		}
-		if opt.WrapUpstream != nil {
-			st.upstream = opt.WrapUpstream(sc, st.upstream)
+		if h.opt.WrapUpstream != nil {
+			st.upstream = h.opt.WrapUpstream(sc, st.upstream)
 		}
 		st.proxy = h.newProxy(st)
 		for _, host := range sc.Hosts {
-			h.sites[strings.ToLower(host)] = st
+			t.byHost[strings.ToLower(host)] = st
 		}
 	}
-	return h, nil
+	return t, nil
+}
+
+func (t *siteTable) close() {
+	for _, p := range t.pools {
+		p.Close()
+	}
+	for _, st := range t.byHost {
+		if c, ok := st.upstream.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	}
+}
+
+// Reload applies a new configuration without dropping in-flight requests:
+// sites, origins and pools, cache budgets and policy. The store is kept.
+// A config that does not validate, or that changes what only a restart can
+// (the name), is refused and the old one keeps serving. Listener and
+// server settings take effect at the next restart.
+func (h *Handler) Reload(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	if cfg.Name != h.cfg.Name {
+		return fmt.Errorf("reload refused: name: %q cannot change to %q without a restart", h.cfg.Name, cfg.Name)
+	}
+	sites, err := h.buildSites(cfg)
+	if err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	cache := cfg.Cache
+	h.cache.Store(&cache)
+	h.store.setMax(cache.MaxBytes)
+	h.hot.setMax(cache.HotBytes)
+	old := h.sites.Swap(sites)
+	// Requests that started on the old table may still be filling through
+	// its pools: close those once in-flight work has had time to finish.
+	grace := cfg.Server.ShutdownTimeout
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.ctx.Done():
+		}
+		old.close()
+	}()
+	h.log.Info("config reloaded", "sites", len(cfg.Sites))
+	return nil
 }
 
 // Close stops background refreshes and waits for in-flight fills to end.
@@ -162,13 +236,8 @@ func (h *Handler) Close() error {
 	}
 	h.cancel()
 	h.wg.Wait()
-	for _, p := range h.pools {
-		p.Close()
-	}
-	for _, st := range h.sites {
-		if t, ok := st.upstream.(interface{ CloseIdleConnections() }); ok {
-			t.CloseIdleConnections()
-		}
+	if t := h.sites.Load(); t != nil {
+		t.close()
 	}
 	return nil
 }
@@ -204,10 +273,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) route(host string) *site {
 	host = hostOnly(host)
-	if st, ok := h.sites[host]; ok {
+	t := h.sites.Load()
+	if st, ok := t.byHost[host]; ok {
 		return st
 	}
-	return h.sites[strings.ToLower(host)]
+	return t.byHost[strings.ToLower(host)]
 }
 
 // hostOnly strips a port and a trailing dot from a Host value.
@@ -334,7 +404,7 @@ func (h *Handler) hitForMiss(key string, now time.Time) bool {
 
 func (h *Handler) markHitForMiss(key string, now time.Time) {
 	h.mu.Lock()
-	h.hfm.Add(key, now.Add(h.cfg.Cache.HitForMiss))
+	h.hfm.Add(key, now.Add(h.cache.Load().HitForMiss))
 	h.mu.Unlock()
 }
 

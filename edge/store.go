@@ -182,3 +182,16 @@ func (s *store) replaceIf(key string, old, next *entry) bool {
 	}
 	return true
 }
+
+// setMax changes the budget, evicting at once if it shrank.
+func (s *store) setMax(maxBytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxBytes = maxBytes
+	for s.bytes > s.maxBytes {
+		if _, _, ok := s.lru.RemoveOldest(); !ok {
+			break
+		}
+		s.evicted++
+	}
+}
