@@ -461,9 +461,13 @@ func TestRange(t *testing.T) {
 	if b != "234" || r.Header.Get("Content-Range") != "bytes 2-4/20" {
 		t.Fatalf("cold range: %q %q", b, r.Header.Get("Content-Range"))
 	}
+	// The range answer may come before the fill has the whole body: the
+	// full GET then joins the fill rather than finding it stored.
 	r, b = e.get("/r")
 	wantStatus(t, r, 200)
-	wantCS(t, r, "hit")
+	if cs := cacheStatus(r); !strings.Contains(cs, "hit") && !strings.Contains(cs, "collapsed") {
+		t.Fatalf("full GET after a range fill went upstream: %q", cs)
+	}
 	if b != body {
 		t.Fatalf("full body after range fill: %q", b)
 	}

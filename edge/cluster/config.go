@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meridiancdn/meridian/ring"
+)
+
+// Config is an edge's membership in its region's cluster: the `cluster`
+// section of the node's YAML. Its zero value plus a name and a secret is a
+// working single-member region; every field documents its default, and
+// [Config.WithDefaults] fills them in.
+type Config struct {
+	// Name is this member's name in the region: unique, and stable across
+	// restarts and address changes, because the ring places keys by name.
+	// Letters, digits, '.', '_' and '-', at most 128 bytes. Required.
+	//
+	// Use the edge's own name (its Cache-Status name): a peer's answer
+	// counts as the owner's only when its last Cache-Status entry carries
+	// the owner's member name.
+	Name string `yaml:"name"`
+	// Zone is the member's failure domain (rack, availability zone), at
+	// most 64 bytes. Default "" (one zone like any other).
+	Zone string `yaml:"zone"`
+	// Weight is the member's relative capacity: weight 2 owns twice the
+	// keys of weight 1. Default 1; at most ring.MaxWeight.
+	Weight int `yaml:"weight"`
+
+	// GossipListen is the IP:port memberlist binds for gossip (UDP and
+	// TCP on the same port). Port 0 picks a free port ([Node.GossipAddr]
+	// reports it). Default "0.0.0.0:7946", memberlist's port.
+	GossipListen string `yaml:"gossip_listen"`
+	// Advertise is the IP:port the other members reach this member's
+	// gossip at, when that is not GossipListen (NAT, a wildcard bind).
+	// Default: the bound address; for a wildcard bind memberlist picks a
+	// private IP of this host.
+	Advertise string `yaml:"advertise"`
+	// PeerListen is the host:port of the peer endpoint, the HTTP listener
+	// the other members fill from. Port 0 picks a free port. Default
+	// "0.0.0.0:7947"; a wildcard host is advertised with the gossip IP.
+	PeerListen string `yaml:"peer_listen"`
+
+	// Seeds are gossip addresses (host:port) of members to join through.
+	// Default none. They may start later: joining retries in the
+	// background while this member is alone.
+	Seeds []string `yaml:"seeds"`
+	// SeedDNS is a name:port whose A/AAAA records are seeds, such as a
+	// Kubernetes headless service; it is resolved again on every join
+	// attempt. Default none.
+	SeedDNS string `yaml:"seed_dns"`
+
+	// Secret is the region's shared secret, at least 16 bytes: it signs
+	// every peer request (HMAC-SHA256) and keys the gossip's encryption.
+	// Required unless SecretFile is set.
+	Secret string `yaml:"secret"`
+	// SecretFile is a file holding the secret (surrounding white space is
+	// trimmed), read when the Node is created. Default none.
+	SecretFile string `yaml:"secret_file"`
+
+	// Preset names the failure-detection tuning: "lan" (default) for a
+	// real network, "local" for one machine's loopback (tests,
+	// `meridian up`). See the package documentation.
+	Preset string `yaml:"preset"`
+	// MaxClockSkew is how far a peer request's timestamp may be from this
+	// member's clock, either way, before it is refused. Default 30s.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	// PeerTimeout bounds connecting to the owner and waiting for its
+	// response headers; past it the fill goes to the origin. Default 2s.
+	PeerTimeout time.Duration `yaml:"peer_timeout"`
+	// SuspectFor is how long an owner that failed to answer is passed
+	// over (its keys fill from the origin), so that requests do not wait
+	// on it while the gossip decides whether it is dead. Default 10s.
+	SuspectFor time.Duration `yaml:"suspect_for"`
+}
+
+// Limits of names carried in gossip metadata (at most 512 bytes in all).
+const (
+	maxNameLen = 128
+	maxZoneLen = 64
+)
+
+// minSecretLen is the shortest secret accepted: 128 bits.
+const minSecretLen = 16
+
+// WithDefaults returns a copy of c with every unset field given its
+// default. It is the one place where defaults live.
+func (c Config) WithDefaults() Config {
+	if c.Weight == 0 {
+		c.Weight = 1
+	}
+	if c.GossipListen == "" {
+		c.GossipListen = "0.0.0.0:7946"
+	}
+	if c.PeerListen == "" {
+		c.PeerListen = "0.0.0.0:7947"
+	}
+	if c.Preset == "" {
+		c.Preset = PresetLAN
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = 30 * time.Second
+	}
+	if c.PeerTimeout == 0 {
+		c.PeerTimeout = 2 * time.Second
+	}
+	if c.SuspectFor == 0 {
+		c.SuspectFor = 10 * time.Second
+	}
+	c.Seeds = append([]string(nil), c.Seeds...)
+	return c
+}
+
+// Validate reports the first problem in c, naming the field, such as
+// "cluster.seeds[1]: missing port". Call it on the result of WithDefaults.
+// It does not read SecretFile; [New] does.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("cluster.name: required")
+	}
+	if err := checkName(c.Name); err != nil {
+		return fmt.Errorf("cluster.name: %w", err)
+	}
+	if len(c.Zone) > maxZoneLen {
+		return fmt.Errorf("cluster.zone: longer than %d bytes", maxZoneLen)
+	}
+	for _, r := range c.Zone {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("cluster.zone: control character in %q", c.Zone)
+		}
+	}
+	if c.Weight < 0 || c.Weight > ring.MaxWeight {
+		return fmt.Errorf("cluster.weight: %d out of range [1, %d]", c.Weight, ring.MaxWeight)
+	}
+	if err := checkIPPort(c.GossipListen, true); err != nil {
+		return fmt.Errorf("cluster.gossip_listen: %w", err)
+	}
+	if c.Advertise != "" {
+		if err := checkIPPort(c.Advertise, false); err != nil {
+			return fmt.Errorf("cluster.advertise: %w", err)
+		}
+	}
+	if _, err := splitHostPort(c.PeerListen, true); err != nil {
+		return fmt.Errorf("cluster.peer_listen: %w", err)
+	}
+	for i, s := range c.Seeds {
+		host, err := splitHostPort(s, false)
+		if err == nil && host == "" {
+			err = errors.New("missing host")
+		}
+		if err != nil {
+			return fmt.Errorf("cluster.seeds[%d]: %w", i, err)
+		}
+	}
+	if c.SeedDNS != "" {
+		host, err := splitHostPort(c.SeedDNS, false)
+		if err == nil && host == "" {
+			err = errors.New("missing name")
+		}
+		if err != nil {
+			return fmt.Errorf("cluster.seed_dns: %w", err)
+		}
+	}
+	switch {
+	case c.Secret != "" && c.SecretFile != "":
+		return errors.New("cluster.secret_file: set together with cluster.secret (use one)")
+	case c.Secret == "" && c.SecretFile == "":
+		return errors.New("cluster.secret: required (or cluster.secret_file)")
+	case c.Secret != "" && len(c.Secret) < minSecretLen:
+		return fmt.Errorf("cluster.secret: too short (%d bytes, at least %d)", len(c.Secret), minSecretLen)
+	}
+	if _, ok := presetFor(c.Preset); !ok {
+		return fmt.Errorf("cluster.preset: unknown preset %q (want %q or %q)", c.Preset, PresetLAN, PresetLocal)
+	}
+	switch {
+	case c.MaxClockSkew < 0:
+		return errors.New("cluster.max_clock_skew: negative")
+	case c.PeerTimeout < 0:
+		return errors.New("cluster.peer_timeout: negative")
+	case c.SuspectFor < 0:
+		return errors.New("cluster.suspect_for: negative")
+	}
+	return nil
+}
+
+// checkName accepts member names: letters, digits, '.', '_' and '-'. They
+// travel in a header and are compared with Cache-Status entries, so
+// separators and white space are kept out.
+func checkName(name string) error {
+	if name == "" {
+		return errors.New("empty")
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("longer than %d bytes", maxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if !nameByte(name[i]) {
+			return fmt.Errorf("invalid character %q in %q (letters, digits, '.', '_' and '-' only)", name[i], name)
+		}
+	}
+	return nil
+}
+
+func nameByte(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-'
+}
+
+// splitHostPort checks a host:port and returns its host. Port 0 is
+// accepted only for listeners.
+func splitHostPort(addr string, listen bool) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return "", errors.New("missing port")
+		}
+		return "", err
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return "", fmt.Errorf("invalid port %q", port)
+	}
+	if n == 0 && !listen {
+		return "", errors.New("port 0")
+	}
+	return host, nil
+}
+
+// checkIPPort checks an IP:port; memberlist binds and advertises IPs, not
+// names. An empty host means every address.
+func checkIPPort(addr string, listen bool) error {
+	host, err := splitHostPort(addr, listen)
+	if err != nil {
+		return err
+	}
+	if host == "" && listen {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("host %q is not an IP address", host)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Names of the presets (Config.Preset).
+const (
+	// PresetLAN is for a region on a real network: memberlist's LAN
+	// defaults, which detect a dead member in a few seconds without
+	// mistaking a slow one for dead.
+	PresetLAN = "lan"
+	// PresetLocal is for members on one machine's loopback (tests and
+	// `meridian up`): a dead member leaves the ring within about 2 s.
+	PresetLocal = "local"
+)
+
+// preset is a named failure-detection tuning.
+type preset struct {
+	// memberlist returns a fresh memberlist config to fill in.
+	memberlist func() *memberlist.Config
+	// joinRetry is the wait between attempts to join the seeds while this
+	// member is alone.
+	joinRetry time.Duration
+}
+
+// presetFor returns the tuning Config.Preset names.
+func presetFor(name string) (preset, bool) {
+	switch name {
+	case PresetLAN:
+		return lanPreset(), true
+	case PresetLocal:
+		return localPreset(), true
+	}
+	return preset{}, false
+}
+
+func lanPreset() preset {
+	return preset{
+		memberlist: func() *memberlist.Config {
+			// memberlist's LAN defaults give their reasons in
+			// memberlist.DefaultLANConfig: 1s probes with a 500ms
+			// timeout, suspicion for 4·log(N+1) probe intervals, 200ms
+			// gossip to 3 members, a full state sync every 30s.
+			c := memberlist.DefaultLANConfig()
+			// A restarted member (a rescheduled pod: same name, new
+			// address) may take its name back 5s after it was
+			// declared dead; memberlist's default (0) never lets it.
+			// The wait keeps two live processes from trading a name.
+			c.DeadNodeReclaimTime = 5 * time.Second
+			return c
+		},
+		// Seeds that are not up yet (a region starting) are tried
+		// every 2s: cheap, and far below the time a region takes to
+		// start.
+		joinRetry: 2 * time.Second,
+	}
+}
+
+func localPreset() preset {
+	return preset{
+		memberlist: func() *memberlist.Config {
+			// Start from memberlist's loopback defaults (1s stream
+			// timeout, one indirect check, 15s full sync) and detect
+			// failures faster: on loopback an ack takes microseconds.
+			c := memberlist.DefaultLocalConfig()
+			// Probe a member every 200ms: with a handful of members
+			// each is probed several times a second.
+			c.ProbeInterval = 200 * time.Millisecond
+			// An ack later than 100ms means the member is gone or
+			// stalled; it leaves headroom for a busy CI machine.
+			c.ProbeTimeout = 100 * time.Millisecond
+			// Suspect for 2·max(1, log10 N) probe intervals (400ms
+			// with few members) before declaring dead: with probe and
+			// gossip time a dead member leaves the ring within ~2s,
+			// while a live one has time to refute.
+			c.SuspicionMult = 2
+			// Spread joins, suspicions and deaths every 50ms.
+			c.GossipInterval = 50 * time.Millisecond
+			// A full state sync every 2s repairs anything the gossip
+			// missed, cheaply with few members.
+			c.PushPullInterval = 2 * time.Second
+			// A restarted member takes its name back as soon as the
+			// old one is dead: tests restart nodes at once.
+			c.DeadNodeReclaimTime = time.Millisecond
+			return c
+		},
+		// Try the seeds every 100ms: they are on this machine.
+		joinRetry: 100 * time.Millisecond,
+	}
+}
