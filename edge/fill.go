@@ -234,7 +234,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		hdr := resp.Header.Clone()
 		policy.RemoveHopByHop(hdr)
 		hdr.Del("Content-Length")
-		e := &entry{status: resp.StatusCode, header: hdr, respTime: respTime}
+		e := &entry{entryData: entryData{status: resp.StatusCode, header: hdr, respTime: respTime}}
 		res := fillResult{failed: true, e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
 		if rerr != nil {
 			res.e, res.body, res.err = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr)
@@ -290,20 +290,20 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	// so that a request arriving after that finds the stored entry rather
 	// than a finished flight.
 	if n <= maxObj {
-		stored := *e
+		stored := e.clone()
 		stored.body = body.bytes()
 		stored.header = e.header.Clone()
 		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
 		switch {
 		case !fromOwner:
-			h.put(h.store, primary, out.Header, &stored)
+			h.put(h.store, primary, out.Header, stored)
 		case h.peerFillIsHot(primary):
 			// The owner peer holds the real copy; keep a short-lived one
 			// of a hot object only (groupcache's hot cache).
 			if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
 				stored.pol.Lifetime = limit
 			}
-			h.put(h.hot, primary, out.Header, &stored)
+			h.put(h.hot, primary, out.Header, stored)
 		}
 	}
 	unregister()
@@ -340,13 +340,13 @@ func readInto(b *growingBody, src io.Reader, maxObj int64) (int64, error) {
 
 // newEntry evaluates a response for storage and builds its entry.
 func (h *Handler) newEntry(status int, hdr, reqHeader http.Header, reqTime, respTime time.Time, st *site) *entry {
-	e := &entry{
+	e := &entry{entryData: entryData{
 		status:   status,
 		header:   hdr,
 		pol:      policy.Evaluate(http.MethodGet, reqHeader, status, hdr, reqTime, respTime, st.opts),
 		respTime: respTime,
 		etag:     hdr.Get("Etag"),
-	}
+	}}
 	if lm := hdr.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			e.lastMod = t

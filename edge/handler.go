@@ -342,13 +342,14 @@ func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry)
 	if sk := e.header.Get("Surrogate-Key"); sk != "" {
 		e.tags = strings.Fields(sk)
 	}
+	e.clientHeader = h.clientHeaderOf(e)
 	if len(fields) == 0 {
 		s.put(primary, e)
 		return
 	}
 	idx := s.get(primary)
 	if idx == nil || idx.vary == nil || !equalStrings(idx.vary, fields) {
-		idx = &entry{vary: fields, gen: h.gen.Add(1)}
+		idx = &entry{entryData: entryData{vary: fields, gen: h.gen.Add(1)}}
 		s.put(primary, idx)
 	}
 	sk, _ := policy.SecondaryKey(fields, reqHeader)

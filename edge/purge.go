@@ -81,8 +81,8 @@ func (h *Handler) purgeKey(s *store, key string, soft bool) bool {
 	if !soft || e.vary != nil {
 		return s.remove(key)
 	}
-	stale := *e
+	stale := e.clone()
 	// Stale from now on: the stale-* windows start at the purge.
 	stale.pol.Lifetime = e.pol.CurrentAge(e.respTime, h.now())
-	return s.replaceIf(key, e, &stale)
+	return s.replaceIf(key, e, stale)
 }

@@ -50,6 +50,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		v := e.pol.Judge(age, &reqCC)
 		switch {
 		case v.Fresh:
+			if e.clientHeader != nil && plainRequest(r) {
+				h.serveHit(w, r, e, age)
+				return
+			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
@@ -389,4 +393,56 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})
 		},
 	}
+}
+
+// plainRequest reports whether r needs nothing of a hit but the stored
+// response: no conditionals, no Range, not a peer's request.
+func plainRequest(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] == nil && h["If-None-Match"] == nil && h["If-Modified-Since"] == nil &&
+		h["If-Match"] == nil && h["If-Unmodified-Since"] == nil && !isFromPeer(r.Context())
+}
+
+// serveHit is the hit path: it writes the entry's prepared header, the
+// Age and Cache-Status shared by every hit within the same second, and the
+// stored body, without re-deriving anything.
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
+	secs := int64(age / time.Second)
+	st := e.stamp.Load()
+	if st == nil || st.age != secs {
+		ttl := e.pol.Lifetime - time.Duration(secs)*time.Second
+		st = &hitStamp{
+			age:         secs,
+			ageField:    []string{strconv.FormatInt(secs, 10)},
+			statusField: []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
+		}
+		e.stamp.Store(st)
+	}
+	wh := w.Header()
+	for k, vs := range e.clientHeader {
+		wh[k] = vs
+	}
+	wh["Age"] = st.ageField
+	wh["Cache-Status"] = st.statusField
+	w.WriteHeader(e.status)
+	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+		h.metrics.request(r, classHit, 0)
+		return
+	}
+	w.Write(e.body)
+	h.metrics.request(r, classHit, len(e.body))
+}
+
+// clientHeaderOf prepares a stored entry's header for hits.
+func (h *Handler) clientHeaderOf(e *entry) http.Header {
+	ch := e.header.Clone()
+	ch["Via"] = append(ch["Via"], h.via)
+	delete(ch, "Surrogate-Key")
+	if e.status == http.StatusOK {
+		ch["Accept-Ranges"] = []string{"bytes"}
+	}
+	if bodyAllowed(e.status) {
+		ch["Content-Length"] = []string{strconv.Itoa(len(e.body))}
+	}
+	return ch
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -15,6 +16,14 @@ import (
 // new entry. A vary index (vary != nil, body nil) stands at a primary key
 // whose responses vary; the variants live under variantKey.
 type entry struct {
+	entryData
+	// stamp caches the hit fields that change with age; a copy of an
+	// entry starts without one.
+	stamp atomic.Pointer[hitStamp]
+}
+
+// entryData is everything of an entry but its hit stamp.
+type entryData struct {
 	status   int
 	header   http.Header // stored fields, hop-by-hop and stripped fields removed
 	body     []byte
@@ -26,6 +35,22 @@ type entry struct {
 	gen      uint64   // a vary index's generation, part of its variants' keys
 	size     int64    // bytes charged to the store
 	tags     []string // surrogate keys (Surrogate-Key), for purge by tag
+
+	// clientHeader is header as a client gets it on a hit, prepared once
+	// when the entry is stored: Via, Accept-Ranges and Content-Length in,
+	// Surrogate-Key out.
+	clientHeader http.Header
+}
+
+// clone copies an entry, without its hit stamp.
+func (e *entry) clone() *entry { return &entry{entryData: e.entryData} }
+
+// hitStamp is the Age and Cache-Status of a fresh hit at one whole age in
+// seconds, shared by every hit on the entry within that second.
+type hitStamp struct {
+	age         int64
+	ageField    []string
+	statusField []string
 }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,
