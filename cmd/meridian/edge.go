@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
 )
 
-// runEdge runs one edge node from a config file until ctx ends.
+// runEdge runs one edge node from a config file until ctx ends, reloading
+// the file on SIGHUP.
 func runEdge(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	path := fs.String("config", "", "edge config file (YAML)")
@@ -21,27 +24,37 @@ func runEdge(ctx context.Context, args []string) error {
 	if *path == "" {
 		return errors.New("edge: --config FILE is required")
 	}
-	cfg, err := edge.LoadConfig(*path)
+	cfg, err := node.Load(*path)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("node", cfg.Name)
-	h, err := edge.New(cfg, edge.Options{Logger: log})
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	n, err := node.Start(cfg, node.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	srv := edge.NewServer(cfg, h, log)
-	if err := srv.Start(); err != nil {
-		return err
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			next, err := node.Load(*path)
+			if err == nil {
+				err = n.Reload(next)
+			}
+			if err != nil {
+				log.Error("reload refused; the running config keeps serving", "err", err)
+			} else {
+				log.Info("reloaded", "config", *path)
+			}
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+cfg.Admin.DrainDelay)
+			defer cancel()
+			if err := n.Shutdown(sctx); err != nil {
+				return fmt.Errorf("edge shutdown: %w", err)
+			}
+			return nil
+		}
 	}
-	log.Info("edge listening", "http", srv.Addr(), "https+h3", srv.TLSAddr())
-	<-ctx.Done()
-	log.Info("edge draining")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("edge shutdown: %w", err)
-	}
-	return nil
 }

@@ -8,7 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/geo"
 )
 
 // runValidate checks a config file without starting anything. It tells an
@@ -27,7 +28,7 @@ func runValidate(_ context.Context, args []string) error {
 	}
 	switch {
 	case top["sites"] != nil:
-		if _, err := edge.ParseConfig(data); err != nil {
+		if _, err := node.Parse(data); err != nil {
 			return fmt.Errorf("%s: %w", args[0], err)
 		}
 		fmt.Printf("%s: valid edge config\n", args[0])
@@ -40,4 +41,10 @@ func runValidate(_ context.Context, args []string) error {
 		return fmt.Errorf("%s: neither an edge config (no sites:) nor a geo config (no regions:)", args[0])
 	}
 	return nil
+}
+
+// validateGeo checks a geo steering config.
+func validateGeo(path string) error {
+	_, err := geo.LoadConfig(path)
+	return err
 }

@@ -1,0 +1,236 @@
+// Package node assembles one Meridian edge node from its config file: the
+// edge cache and its listeners, the admin API with metrics and purge, and
+// (when configured) the region cluster it fills from. `meridian edge`,
+// `meridian up` and multi-node tests all start nodes through it.
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+// Config is a node's YAML file: the edge's own settings at the top level,
+// plus the admin API.
+type Config struct {
+	edge.Config `yaml:",inline"`
+	// Region is the region this node serves in. Default "local".
+	Region string `yaml:"region"`
+	// Admin is the admin API's listener and purge token.
+	Admin AdminConfig `yaml:"admin"`
+}
+
+// AdminConfig configures the admin API (health, metrics, status, purge).
+type AdminConfig struct {
+	// Listen is the admin address. Default "127.0.0.1:9090".
+	Listen string `yaml:"listen"`
+	// TokenFile holds the purge API's bearer token. Default none.
+	TokenFile string `yaml:"token_file"`
+	// Token is the token itself, for tests and `meridian up`; prefer
+	// TokenFile. Without either, every purge is refused.
+	Token string `yaml:"token"`
+	// DrainDelay is how long a stopping node reports not-ready before it
+	// stops accepting, so load balancers take it out first. Default 0.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+}
+
+// WithDefaults fills in every unset field.
+func (c Config) WithDefaults() Config {
+	c.Config = c.Config.WithDefaults()
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = "127.0.0.1:9090"
+	}
+	return c
+}
+
+// Validate reports the first problem, naming the field.
+func (c Config) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		return fmt.Errorf("admin.listen: %v", err)
+	}
+	if c.Admin.DrainDelay < 0 {
+		return errors.New("admin.drain_delay: negative")
+	}
+	if c.Admin.TokenFile != "" && c.Admin.Token != "" {
+		return errors.New("admin: token and token_file are exclusive")
+	}
+	return nil
+}
+
+// Parse decodes a node config strictly (unknown fields are errors), fills
+// in defaults and validates.
+func Parse(data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// Load reads and parses a node config file.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Options are what a node is started with besides its config.
+type Options struct {
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Node is a running edge node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	handler  *edge.Handler
+	srv      *edge.Server
+	admin    *edge.Admin
+	adminSrv *http.Server
+	adminLn  net.Listener
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start builds the node and binds every listener; it serves until Shutdown.
+func Start(cfg Config, opt Options) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("node", cfg.Name, "region", cfg.Region)
+	token := cfg.Admin.Token
+	if cfg.Admin.TokenFile != "" {
+		b, err := os.ReadFile(cfg.Admin.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, err := edge.New(cfg.Config, edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg})
+	if err != nil {
+		return nil, err
+	}
+	n.handler = h
+	n.admin = &edge.Admin{
+		Handler:  h,
+		Token:    token,
+		Gatherer: n.reg,
+		Status:   func() map[string]any { return map[string]any{"region": cfg.Region} },
+	}
+	n.srv = edge.NewServer(cfg.Config, h, log)
+	if err := n.srv.Start(); err != nil {
+		h.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		n.srv.Shutdown(context.Background())
+		h.Close()
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	n.adminLn = ln
+	n.adminSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
+	go n.adminSrv.Serve(ln)
+	log.Info("edge node started", "http", n.srv.Addr(), "https", n.srv.TLSAddr(), "admin", ln.Addr().String())
+	return n, nil
+}
+
+// Handler is the node's edge cache.
+func (n *Node) Handler() *edge.Handler { return n.handler }
+
+// Admin is the node's admin API.
+func (n *Node) Admin() *edge.Admin { return n.admin }
+
+// Registry is the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// HTTPAddr is the plain HTTP/1.1 listener's address.
+func (n *Node) HTTPAddr() string { return n.srv.Addr() }
+
+// TLSAddr is the HTTPS (and HTTP/3) address, "" without TLS.
+func (n *Node) TLSAddr() string { return n.srv.TLSAddr() }
+
+// AdminAddr is the admin API's address.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// Reload applies a new config (see edge.Handler.Reload); a bad one is
+// refused and the running one keeps serving.
+func (n *Node) Reload(cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	if err := n.handler.Reload(cfg.Config); err != nil {
+		return err
+	}
+	n.cfg = cfg
+	return nil
+}
+
+// Shutdown drains the node: readiness goes false first, then after the
+// drain delay the listeners stop accepting and in-flight requests finish
+// (until ctx ends). Safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.admin.SetDraining(true)
+		if d := n.cfg.Admin.DrainDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		err := n.srv.Shutdown(ctx)
+		n.handler.Close()
+		n.adminSrv.Close()
+		n.stopErr = err
+		n.log.Info("edge node stopped")
+	})
+	return n.stopErr
+}
