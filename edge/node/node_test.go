@@ -1,0 +1,228 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/origin"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func nodeConfig(name, originURL string) node.Config {
+	return node.Config{
+		Config: edge.Config{
+			Name:   name,
+			Listen: "127.0.0.1:0",
+			Sites:  []edge.SiteConfig{{Hosts: []string{"site.test"}, Origin: originURL}},
+			Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
+		},
+		Admin: node.AdminConfig{Listen: "127.0.0.1:0", Token: "t0ken", DrainDelay: 150 * time.Millisecond},
+	}
+}
+
+// balancer sends each request to the next node whose /readyz says ready,
+// as a load balancer with readiness probes does.
+type balancer struct {
+	mu     sync.Mutex
+	nodes  []*node.Node
+	ready  []bool
+	next   int
+	client *http.Client
+}
+
+func (b *balancer) probe() {
+	b.mu.Lock()
+	nodes := append([]*node.Node(nil), b.nodes...)
+	b.mu.Unlock()
+	ready := make([]bool, len(nodes))
+	for i, n := range nodes {
+		if n == nil {
+			continue
+		}
+		resp, err := b.client.Get("http://" + n.AdminAddr() + "/readyz")
+		if err == nil {
+			ready[i] = resp.StatusCode == 200
+			resp.Body.Close()
+		}
+	}
+	b.mu.Lock()
+	b.ready = ready
+	b.mu.Unlock()
+}
+
+func (b *balancer) pick() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := 0; i < len(b.nodes); i++ {
+		k := (b.next + i) % len(b.nodes)
+		if k < len(b.ready) && b.ready[k] && b.nodes[k] != nil {
+			b.next = k + 1
+			return b.nodes[k].HTTPAddr(), true
+		}
+	}
+	return "", false
+}
+
+func (b *balancer) set(i int, n *node.Node) {
+	b.mu.Lock()
+	b.nodes[i] = n
+	b.mu.Unlock()
+}
+
+// A rolling restart of every edge under a request loop loses no request.
+func TestRollingRestartLosesNoRequest(t *testing.T) {
+	demo := origin.NewDemo(nil)
+	defer demo.Close()
+	osrv := httptest.NewServer(demo)
+	defer osrv.Close()
+
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer tr.CloseIdleConnections()
+	lb := &balancer{client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	for i := 0; i < 3; i++ {
+		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL), node.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb.nodes = append(lb.nodes, n)
+	}
+	lb.probe()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var probes sync.WaitGroup
+	probes.Add(1)
+	go func() {
+		defer probes.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				lb.probe()
+			}
+		}
+	}()
+
+	var ok, failed atomic.Int64
+	var loop sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		loop.Add(1)
+		go func(w int) {
+			defer loop.Done()
+			for i := 0; i < 5000 && ctx.Err() == nil; i++ {
+				addr, found := lb.pick()
+				if !found {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				target := fmt.Sprintf("/obj%d?cc=max-age%%3D60&size=2048", (w*131+i)%40)
+				if i%5 == 0 {
+					target = fmt.Sprintf("/nocache%d-%d?size=512", w, i)
+				}
+				req, _ := http.NewRequest("GET", "http://"+addr+target, nil)
+				req.Host = "site.test"
+				resp, err := lb.client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					t.Logf("request to %s failed: %v", addr, err)
+					continue
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				want := int64(2048)
+				if strings.HasPrefix(target, "/nocache") {
+					want = 512
+				}
+				if resp.StatusCode != 200 || n != want {
+					failed.Add(1)
+					t.Logf("request to %s: status %d, %d bytes", addr, resp.StatusCode, n)
+					continue
+				}
+				ok.Add(1)
+			}
+		}(w)
+	}
+
+	for i := range lb.nodes {
+		time.Sleep(100 * time.Millisecond)
+		old := lb.nodes[i]
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := old.Shutdown(sctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		scancel()
+		lb.set(i, nil)
+		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL), node.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb.set(i, n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	loop.Wait()
+	probes.Wait()
+	for _, n := range lb.nodes {
+		n.Shutdown(context.Background())
+	}
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during the rolling restart", failed.Load(), failed.Load()+ok.Load())
+	}
+	if ok.Load() < 100 {
+		t.Fatalf("only %d requests ran", ok.Load())
+	}
+}
+
+func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
+	demo := origin.NewDemo(nil)
+	defer demo.Close()
+	osrv := httptest.NewServer(demo)
+	defer osrv.Close()
+	n, err := node.Start(nodeConfig("edge-r", osrv.URL), node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("name: edge-r\nsites: [{hosts: [site.test], origin: 'ftp://x'}]\n"), 0o600)
+	if _, err := node.Load(bad); err == nil || !strings.Contains(err.Error(), "sites[0].origin") {
+		t.Fatalf("bad config loaded: %v", err)
+	}
+	cfg := nodeConfig("edge-r", osrv.URL)
+	cfg.Sites[0].Pool.Servers = []origin.ServerConfig{{URL: "http://127.0.0.1:1", Weight: -4}}
+	if err := n.Reload(cfg); err == nil {
+		t.Fatal("a config with a negative weight was accepted")
+	}
+	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/still?size=10", nil)
+	req.Host = "site.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("after a refused reload: %d", resp.StatusCode)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
