@@ -3,6 +3,7 @@ package ring
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -46,7 +47,18 @@ type scorer struct {
 	uniform bool // all weights equal: compare draws, skip logarithms
 }
 
+// newScorer returns a scorer for peers with the given seeds and weights.
+// Weights are divided by their greatest common divisor, so placement
+// depends only on their ratios; equal weights all become 1.
 func newScorer(seeds, weights []uint64) *scorer {
+	g := uint64(0)
+	for _, w := range weights {
+		g = gcd(g, w)
+	}
+	weights = slices.Clone(weights)
+	for i := range weights {
+		weights[i] /= g
+	}
 	s := &scorer{seeds: seeds, weights: weights}
 	byWeight := make(map[uint64]int)
 	for i, w := range weights {
@@ -60,6 +72,13 @@ func newScorer(seeds, weights []uint64) *scorer {
 	}
 	s.uniform = len(s.classes) <= 1
 	return s
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // key returns peer i's weighted rendezvous key for partition mix pm and
@@ -108,62 +127,72 @@ func (s *scorer) best(pm uint64, allowed []bool) (peer int, k uint64, ok bool) {
 	return peer, k, peer >= 0
 }
 
-// top2 returns the preferred peer for partition mix pm among all peers
-// with its key k1, and the runner-up's key k2 (the largest key if there is
-// no runner-up).
-func (s *scorer) top2(pm uint64) (first int, k1, k2 uint64) {
+// top returns the preferred peer for partition mix pm among all peers,
+// and a lower bound on the cost of moving the partition to any other peer
+// (see layout.bound).
+func (s *scorer) top(pm uint64) (first int, bound uint32) {
 	if s.uniform {
-		// One weight: the largest draw wins, the second largest is runner-up.
-		i1, u1, i2, u2 := -1, uint64(0), -1, uint64(0)
+		// One weight: the largest draw wins. Tracked branch-free, since
+		// which peer leads is unpredictable.
+		var u1, u2 uint64
 		for i, seed := range s.seeds {
 			u := score(seed, pm)
-			switch {
-			case i1 < 0 || u > u1:
-				i2, u2 = i1, u1
-				i1, u1 = i, u
-			case i2 < 0 || u > u2:
-				i2, u2 = i, u
+			if u > u1 {
+				first = i
 			}
+			u2 = max(u2, min(u, u1))
+			u1 = max(u1, u)
 		}
-		w := s.weights[0]
-		k1, k2 = weighted(u1, w), ^uint64(0)
-		if i2 >= 0 {
-			k2 = weighted(u2, w)
-		}
-		return i1, k1, k2
+		return first, gapBound(u1, u2)
 	}
-	first, k2 = -1, ^uint64(0)
-	var u1, u2 uint64
-	second := -1
-	consider := func(i int, u uint64) {
-		k := weighted(u, s.weights[i])
-		switch {
-		case first < 0 || prefers(i, k, u, first, k1, u1):
-			second, k2, u2 = first, k1, u1
-			first, k1, u1 = i, k, u
-		case second < 0 || prefers(i, k, u, second, k2, u2):
-			second, k2, u2 = i, k, u
-		}
-	}
+	// Within a class the largest draw is the class's best; the overall
+	// winner is the best class best, and the runner-up is another class's
+	// best or the second draw of a class.
+	var k1, u1 uint64
+	k2 := ^uint64(0)
+	first = -1
 	for _, class := range s.classes {
-		// Within a class the two largest draws are the class's best two.
-		i1, c1, i2, c2 := -1, uint64(0), -1, uint64(0)
+		ci, c1, c2 := class[0], uint64(0), uint64(0)
 		for _, i := range class {
 			u := score(s.seeds[i], pm)
-			switch {
-			case i1 < 0 || u > c1:
-				i2, c2 = i1, c1
-				i1, c1 = i, u
-			case i2 < 0 || u > c2:
-				i2, c2 = i, u
+			if u > c1 {
+				ci = i
 			}
+			c2 = max(c2, min(u, c1))
+			c1 = max(c1, u)
 		}
-		consider(i1, c1)
-		if i2 >= 0 {
-			consider(i2, c2)
+		w := s.weights[ci]
+		if len(class) > 1 {
+			k2 = min(k2, weighted(c2, w))
+		}
+		ck := weighted(c1, w)
+		if first < 0 || prefers(ci, ck, c1, first, k1, u1) {
+			if first >= 0 {
+				k2 = min(k2, k1)
+			}
+			first, k1, u1 = ci, ck, c1
+		} else {
+			k2 = min(k2, ck)
 		}
 	}
-	return first, k1, k2
+	return first, uint32(min((k2-k1)>>kShift, math.MaxUint32))
+}
+
+// gapBound is a lower bound, in units of 2^kShift of key, on the key gap
+// between draws u1 >= u2 of weight-1 peers: expo(u2) - expo(u1). That gap
+// is ln(u1/u2) >= (u1-u2)/u1 > (u1-u2)/2^bits.Len64(u1), less expo's
+// approximation error (under 2^15 units), so no logarithm is needed.
+func gapBound(u1, u2 uint64) uint32 {
+	const margin = 1 << 16
+	lz := bits.LeadingZeros64(u1)
+	if lz >= 34 {
+		return 0
+	}
+	g := (u1 - u2) >> (34 - lz)
+	if g <= margin {
+		return 0
+	}
+	return uint32(min(g-margin, math.MaxUint32))
 }
 
 // quotas splits total partitions among peers in proportion to weight by
@@ -212,10 +241,10 @@ func assign(s *scorer, bits uint) layout {
 	total := 1 << bits
 	l := layout{owner: make([]uint16, total), counts: make([]int, n), bound: make([]uint32, total)}
 	for p := range total {
-		i, k1, k2 := s.top2(partitionMix(uint64(p)))
+		i, bound := s.top(partitionMix(uint64(p)))
 		l.owner[p] = uint16(i)
 		l.counts[i]++
-		l.bound[p] = uint32(min((k2-k1)>>kShift, math.MaxUint32))
+		l.bound[p] = bound
 	}
 	q := quotas(s.weights, total)
 	lo := make([]int, n)

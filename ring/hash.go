@@ -61,5 +61,8 @@ func expo(u uint64) uint64 {
 // (Schindelhauer and Schomaker's logarithmic method for weighted
 // rendezvous hashing).
 func weighted(u, w uint64) uint64 {
+	if w == 1 {
+		return expo(u) << kShift
+	}
 	return (expo(u) << kShift) / w
 }

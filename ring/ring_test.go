@@ -410,6 +410,23 @@ func TestExpo(t *testing.T) {
 	}
 }
 
+// TestGapBound: the cheap bound on the key gap between two draws never
+// exceeds the gap, or rebalancing would skip a cheaper move.
+func TestGapBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 200000 {
+		u1 := rng.Uint64() >> rng.IntN(40)
+		u2 := u1 - u1>>(rng.IntN(64)) // close to u1 and far from it
+		if i%2 == 0 {
+			u2 = rng.Uint64N(u1 + 1)
+		}
+		gap := (weighted(u2, 1) - weighted(u1, 1)) >> kShift
+		if b := gapBound(u1, u2); uint64(b) > gap {
+			t.Fatalf("gapBound(%#x, %#x) = %d > gap %d", u1, u2, b, gap)
+		}
+	}
+}
+
 func TestQuotas(t *testing.T) {
 	tests := []struct {
 		weights []uint64
