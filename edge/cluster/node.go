@@ -1,0 +1,589 @@
+package cluster
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/meridiancdn/meridian/ring"
+)
+
+// Options are the hooks a Node is built with. The zero value works.
+type Options struct {
+	// Logger receives membership changes and peer failures (memberlist's
+	// own log at debug level). Nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for signing and checking peer requests and for
+	// suspect windows. Nil means time.Now.
+	Now func() time.Time
+	// Resolver looks up Config.SeedDNS. Nil means net.DefaultResolver.
+	Resolver Resolver
+}
+
+// Resolver looks up the addresses of a host name; *net.Resolver is one.
+type Resolver interface {
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// dnsTimeout bounds one lookup of Config.SeedDNS.
+const dnsTimeout = 5 * time.Second
+
+// Node is one edge's membership in its region: gossip, the ring, the peer
+// endpoint and the peer-fill transport. Create it with [New]; it is safe
+// for concurrent use, and Close stops everything it started.
+type Node struct {
+	cfg      Config
+	preset   preset
+	log      *slog.Logger
+	now      func() time.Time
+	resolver Resolver
+	sig      signer
+	// gossipKey encrypts and authenticates gossip (AES-256-GCM), derived
+	// from the secret so that one secret configures both.
+	gossipKey []byte
+
+	peerLn net.Listener
+	client *http.Transport // to the other members' peer endpoints
+
+	view   atomic.Pointer[view] // the current ring and peer addresses
+	closed atomic.Bool
+
+	// life serializes Start, Leave and Close. It is never held by
+	// memberlist callbacks, which run under memberlist's own locks.
+	life    sync.Mutex
+	started bool
+	left    bool
+	ml      *memberlist.Memberlist
+	peerSrv *http.Server
+
+	mu         sync.Mutex
+	members    map[string]member // live members, by name, from the gossip
+	meta       []byte            // this member's gossip metadata
+	peerAddr   string            // advertised peer endpoint
+	gossipAddr string            // advertised gossip address, once started
+
+	smu      sync.Mutex
+	suspect  map[string]time.Time // owner name → passed over until
+	nSuspect atomic.Int32         // len(suspect), read without smu
+
+	rebuild chan struct{} // a membership change wants a new ring
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// view is what the request path reads: a ring and where its peers are.
+// Ring and addresses are swapped together so that an owner always has an
+// address.
+type view struct {
+	ring  *ring.Ring
+	addrs map[string]string // member name → peer endpoint host:port
+}
+
+// member is a live member as its gossip metadata describes it.
+type member struct {
+	peer ring.Peer
+	addr string // peer endpoint host:port
+}
+
+// metadata is a member's gossip metadata (memberlist NodeMeta, at most 512
+// bytes), JSON with short keys.
+type metadata struct {
+	Peer   string `json:"p"`
+	Zone   string `json:"z,omitempty"`
+	Weight int    `json:"w,omitempty"`
+}
+
+// New checks cfg, reads the secret and binds the peer listener, so that a
+// bad config or a busy port is reported here. The node does not serve or
+// gossip until Start. Close releases it.
+func New(cfg Config, opt Options) (*Node, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	secret := cfg.Secret
+	if cfg.SecretFile != "" {
+		b, err := os.ReadFile(cfg.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+		if len(secret) < minSecretLen {
+			return nil, fmt.Errorf("cluster.secret_file: secret too short (%d bytes, at least %d)", len(secret), minSecretLen)
+		}
+	}
+	pr, _ := presetFor(cfg.Preset)
+	n := &Node{
+		cfg:      cfg,
+		preset:   pr,
+		log:      opt.Logger,
+		now:      opt.Now,
+		resolver: opt.Resolver,
+		members:  map[string]member{},
+		suspect:  map[string]time.Time{},
+		rebuild:  make(chan struct{}, 1),
+	}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.log = n.log.With("component", "cluster", "member", cfg.Name)
+	if n.now == nil {
+		n.now = time.Now
+	}
+	if n.resolver == nil {
+		n.resolver = net.DefaultResolver
+	}
+	n.sig = signer{key: []byte(secret), skew: cfg.MaxClockSkew, now: n.now}
+	kdf := hmac.New(sha256.New, []byte(secret))
+	kdf.Write([]byte("meridian-gossip-v1"))
+	n.gossipKey = kdf.Sum(nil)
+	n.client = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: cfg.PeerTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.PeerTimeout,
+		DisableCompression:    true,
+	}
+	ln, err := net.Listen("tcp", cfg.PeerListen)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.peer_listen: %w", err)
+	}
+	n.peerLn = ln
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.setPeerAddr(nil); err != nil {
+		ln.Close()
+		n.cancel()
+		return nil, err
+	}
+	return n, nil
+}
+
+// setPeerAddr works out the advertised peer endpoint: the bound address,
+// with a wildcard host replaced by the advertised gossip IP (gossipIP,
+// nil before Start) or the configured one, and the metadata naming it.
+func (n *Node) setPeerAddr(gossipIP net.IP) error {
+	ap, err := netip.ParseAddrPort(n.peerLn.Addr().String())
+	if err != nil {
+		return fmt.Errorf("cluster.peer_listen: %w", err)
+	}
+	host := ap.Addr().Unmap().String()
+	if ap.Addr().IsUnspecified() {
+		host = ""
+		if a, _, err := net.SplitHostPort(n.cfg.Advertise); err == nil {
+			host = a
+		} else if g, _, err := net.SplitHostPort(n.cfg.GossipListen); err == nil && g != "" {
+			if ip := net.ParseIP(g); ip != nil && !ip.IsUnspecified() {
+				host = g
+			}
+		}
+		if gossipIP != nil && !gossipIP.IsUnspecified() {
+			host = gossipIP.String()
+		}
+		if host == "" {
+			host = "127.0.0.1" // until Start learns the gossip IP
+		}
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(int(ap.Port())))
+	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight})
+	if err != nil {
+		return fmt.Errorf("cluster: metadata: %w", err)
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return fmt.Errorf("cluster: metadata is %d bytes, more than memberlist's %d", len(meta), memberlist.MetaMaxSize)
+	}
+	n.mu.Lock()
+	n.peerAddr, n.meta = addr, meta
+	n.mu.Unlock()
+	return nil
+}
+
+// decodeMetadata parses and checks a member's gossip metadata.
+func decodeMetadata(b []byte) (metadata, error) {
+	var m metadata
+	if err := json.Unmarshal(b, &m); err != nil {
+		return metadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	if _, err := splitHostPort(m.Peer, false); err != nil {
+		return metadata{}, fmt.Errorf("metadata: peer address %q: %w", m.Peer, err)
+	}
+	if len(m.Zone) > maxZoneLen {
+		return metadata{}, fmt.Errorf("metadata: zone longer than %d bytes", maxZoneLen)
+	}
+	if m.Weight < 0 || m.Weight > ring.MaxWeight {
+		return metadata{}, fmt.Errorf("metadata: weight %d out of range", m.Weight)
+	}
+	return m, nil
+}
+
+// Start serves the peer endpoint with next (the edge's handler, behind
+// [Node.PeerHandler]), starts gossiping and joins the seeds in the
+// background. If Start fails, Close still releases what it started.
+func (n *Node) Start(next http.Handler) error {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if n.closed.Load() {
+		return errors.New("cluster: Start after Close")
+	}
+	if n.started {
+		return errors.New("cluster: already started")
+	}
+	n.started = true
+
+	n.peerSrv = &http.Server{
+		Handler:           n.PeerHandler(next),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.peerSrv.Serve(n.peerLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("peer endpoint stopped", "err", err)
+		}
+	}()
+	go n.rebuildLoop()
+
+	mc := n.preset.memberlist()
+	mc.Name = n.cfg.Name
+	host, port, _ := net.SplitHostPort(n.cfg.GossipListen) // validated
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	mc.BindAddr = host
+	mc.BindPort, _ = strconv.Atoi(port)
+	mc.AdvertiseAddr, mc.AdvertisePort = "", mc.BindPort
+	if n.cfg.Advertise != "" {
+		ah, ap, _ := net.SplitHostPort(n.cfg.Advertise) // validated
+		mc.AdvertiseAddr = ah
+		mc.AdvertisePort, _ = strconv.Atoi(ap)
+	}
+	mc.Delegate = delegate{n}
+	mc.Events = delegate{n}
+	mc.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
+	mc.SecretKey = n.gossipKey
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster.gossip_listen: %w", err)
+	}
+	n.ml = ml
+	local := ml.LocalNode()
+	old := n.PeerAddr()
+	if err := n.setPeerAddr(local.Addr); err != nil {
+		return err
+	}
+	if n.PeerAddr() != old {
+		// Our own metadata now names the right peer IP; nobody has
+		// joined us yet, so this only updates our own entry.
+		if err := ml.UpdateNode(time.Second); err != nil {
+			n.log.Warn("metadata update failed", "err", err)
+		}
+	}
+	n.mu.Lock()
+	n.gossipAddr = local.Address()
+	n.mu.Unlock()
+	if len(n.cfg.Seeds) > 0 || n.cfg.SeedDNS != "" {
+		n.wg.Add(1)
+		go n.joinLoop(ml)
+	}
+	n.log.Info("cluster member started", "gossip", local.Address(), "peer", n.PeerAddr(), "preset", n.cfg.Preset)
+	return nil
+}
+
+// joinLoop joins the seeds while this member is alone: at start (the
+// seeds may come up later) and whenever every other member is gone.
+func (n *Node) joinLoop(ml *memberlist.Memberlist) {
+	defer n.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		t.Reset(n.preset.joinRetry)
+		if ml.NumMembers() > 1 {
+			continue
+		}
+		seeds := n.seeds()
+		if len(seeds) == 0 || n.ctx.Err() != nil {
+			continue
+		}
+		k, err := ml.Join(seeds)
+		if err != nil || k == 0 {
+			failures++
+			if failures == 1 {
+				n.log.Warn("join failed; retrying in the background", "seeds", seeds, "err", err)
+			} else {
+				n.log.Debug("join failed", "seeds", seeds, "attempt", failures, "err", err)
+			}
+			continue
+		}
+		failures = 0
+		n.log.Info("joined the region", "contacted", k)
+	}
+}
+
+// seeds returns the gossip addresses to join: the static seeds and the
+// records of SeedDNS, without this member's own address.
+func (n *Node) seeds() []string {
+	self := map[string]bool{normAddr(n.GossipAddr()): true, normAddr(n.cfg.GossipListen): true}
+	var out []string
+	for _, s := range n.cfg.Seeds {
+		if !self[normAddr(s)] {
+			out = append(out, s)
+		}
+	}
+	if n.cfg.SeedDNS != "" {
+		host, port, _ := net.SplitHostPort(n.cfg.SeedDNS) // validated
+		ctx, cancel := context.WithTimeout(n.ctx, dnsTimeout)
+		ips, err := n.resolver.LookupHost(ctx, host)
+		cancel()
+		if err != nil {
+			n.log.Debug("seed lookup failed", "name", host, "err", err)
+		}
+		for _, ip := range ips {
+			if a := net.JoinHostPort(ip, port); !self[normAddr(a)] && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// normAddr writes an IP:port in one form, so "[::ffff:127.0.0.1]:1" and
+// "127.0.0.1:1" compare equal; other strings are returned as they are.
+func normAddr(s string) string {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	}
+	return s
+}
+
+// rebuildLoop builds a new ring after membership changes, off the
+// request path, and swaps it in. Changes that arrive during a build are
+// folded into the next one.
+func (n *Node) rebuildLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.rebuild:
+		}
+		n.mu.Lock()
+		peers := make([]ring.Peer, 0, len(n.members))
+		addrs := make(map[string]string, len(n.members))
+		for name, m := range n.members {
+			peers = append(peers, m.peer)
+			addrs[name] = m.addr
+		}
+		n.mu.Unlock()
+		r, err := ring.New(peers)
+		if err != nil {
+			n.log.Error("ring rebuild failed", "err", err)
+			continue
+		}
+		n.view.Store(&view{ring: r, addrs: addrs})
+		n.log.Info("ring rebuilt", "members", r.Len(), "share", r.Share(n.cfg.Name))
+	}
+}
+
+func (n *Node) signalRebuild() {
+	select {
+	case n.rebuild <- struct{}{}:
+	default: // a rebuild is already due; it will see this change
+	}
+}
+
+// memberUp records a joined or updated member.
+func (n *Node) memberUp(nd *memberlist.Node, event string) {
+	md, err := decodeMetadata(nd.Meta)
+	if err == nil {
+		err = checkName(nd.Name)
+	}
+	if err != nil {
+		// A member we cannot reach is no owner: leave it off the ring.
+		n.log.Warn("member ignored", "peer", nd.Name, "err", err)
+		n.memberDown(nd)
+		return
+	}
+	m := member{peer: ring.Peer{Name: nd.Name, Zone: md.Zone, Weight: md.Weight}, addr: md.Peer}
+	n.mu.Lock()
+	old, had := n.members[nd.Name]
+	n.members[nd.Name] = m
+	n.mu.Unlock()
+	if had && old == m {
+		return
+	}
+	n.clearSuspect(nd.Name) // a restarted member starts with a clean slate
+	n.log.Info("member "+event, "peer", nd.Name, "addr", md.Peer, "zone", md.Zone, "weight", md.Weight)
+	n.signalRebuild()
+}
+
+// memberDown records a member that left or failed.
+func (n *Node) memberDown(nd *memberlist.Node) {
+	n.mu.Lock()
+	_, had := n.members[nd.Name]
+	delete(n.members, nd.Name)
+	n.mu.Unlock()
+	if had {
+		n.log.Info("member gone", "peer", nd.Name)
+		n.signalRebuild()
+	}
+}
+
+// delegate receives memberlist's callbacks. They run under memberlist's
+// locks: they only record the change and signal the rebuild loop.
+type delegate struct{ n *Node }
+
+var (
+	_ memberlist.Delegate      = delegate{}
+	_ memberlist.EventDelegate = delegate{}
+)
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.n.mu.Lock()
+	defer d.n.mu.Unlock()
+	if len(d.n.meta) > limit {
+		return nil // checked in setPeerAddr; never happens
+	}
+	return slices.Clone(d.n.meta)
+}
+
+func (delegate) NotifyMsg([]byte)                   {}
+func (delegate) GetBroadcasts(int, int) [][]byte    { return nil }
+func (delegate) LocalState(bool) []byte             { return nil }
+func (delegate) MergeRemoteState([]byte, bool)      {}
+func (d delegate) NotifyJoin(nd *memberlist.Node)   { d.n.memberUp(nd, "joined") }
+func (d delegate) NotifyUpdate(nd *memberlist.Node) { d.n.memberUp(nd, "updated") }
+func (d delegate) NotifyLeave(nd *memberlist.Node)  { d.n.memberDown(nd) }
+
+// Name returns this member's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// PeerAddr returns the advertised host:port of this member's peer
+// endpoint.
+func (n *Node) PeerAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peerAddr
+}
+
+// GossipAddr returns the advertised IP:port of this member's gossip, the
+// address other members use as a seed; "" before Start.
+func (n *Node) GossipAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gossipAddr
+}
+
+// Members returns the live members as the gossip knows them, this one
+// included, sorted by name.
+func (n *Node) Members() []ring.Peer {
+	n.mu.Lock()
+	out := make([]ring.Peer, 0, len(n.members))
+	for _, m := range n.members {
+		out = append(out, m.peer)
+	}
+	n.mu.Unlock()
+	slices.SortFunc(out, func(a, b ring.Peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Ring returns the current ring: nil (an empty ring) before the first
+// build. Rings are immutable; a membership change swaps in a new one.
+func (n *Node) Ring() *ring.Ring {
+	if v := n.view.Load(); v != nil {
+		return v.ring
+	}
+	return nil
+}
+
+// Owner returns the member that owns key on the current ring, whether or
+// not it is currently passed over as suspect; false on an empty ring.
+func (n *Node) Owner(key string) (ring.Peer, bool) {
+	return n.Ring().Owner(key)
+}
+
+// Leave tells the region this member is going (the others drop it from
+// their rings at once instead of waiting for failure detection), then
+// stops accepting peer requests and waits for those in flight, all within
+// timeout. Fills of this member's own clients keep working (to the owners
+// or the origin) until Close. Leave is for graceful shutdowns; it is safe
+// to call more than once, and does nothing before Start or after Close.
+// A timeout of 0 or less means 5s.
+func (n *Node) Leave(timeout time.Duration) error {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if n.closed.Load() || n.ml == nil {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	if !n.left {
+		n.left = true
+		if err := n.ml.Leave(timeout); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: leave: %w", err))
+		}
+	}
+	if err := n.peerSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: peer endpoint: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the node at once: gossip stops without a goodbye (the
+// region detects the failure, as if the machine died), the peer endpoint
+// and its connections close, and every goroutine ends before Close
+// returns. Call Leave first for a graceful exit. After Close the
+// Transport sends every fill to the origin. Close is safe to call more
+// than once.
+func (n *Node) Close() error {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if n.closed.Swap(true) {
+		return nil
+	}
+	n.cancel()
+	var errs []error
+	if n.ml != nil {
+		if err := n.ml.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: gossip: %w", err))
+		}
+	}
+	if n.peerSrv != nil {
+		n.peerSrv.Close() // closes the listener too
+	} else {
+		n.peerLn.Close()
+	}
+	n.wg.Wait()
+	n.client.CloseIdleConnections()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,490 @@
+// Package cdntest starts real edges, clusters and origins on loopback for
+// tests.
+//
+// Everything listens on 127.0.0.1 with port 0 and is stopped by the test's
+// Cleanup. A typical test:
+//
+//	o := cdntest.StartOrigin(t)
+//	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 3})
+//	reg.WaitConverged(10 * time.Second)
+//	resp, body, err := reg.Get(0, "/a?cc=max-age%3D600")
+//	reg.Kill(1)
+//	reg.Restart(1)
+package cdntest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/origin"
+)
+
+// SiteHost is the Host every edge started here serves.
+const SiteHost = "site.test"
+
+// Secret is the region secret the nodes share unless an option changes it.
+const Secret = "cdntest-region-secret-0123456789"
+
+// Origin is a demo origin (counting every request) on 127.0.0.1.
+type Origin struct {
+	*origin.Demo
+	// URL is the origin's base URL, http://127.0.0.1:port.
+	URL string
+	srv *httptest.Server
+}
+
+// StartOrigin starts a demo origin; the test's Cleanup stops it.
+func StartOrigin(t testing.TB) *Origin {
+	t.Helper()
+	d := origin.NewDemo(nil)
+	srv := httptest.NewServer(d)
+	t.Cleanup(func() {
+		d.Close() // release waiting handlers first
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return &Origin{Demo: d, URL: srv.URL, srv: srv}
+}
+
+// RegionOptions shape a region. The zero value is three nodes on the
+// "local" preset.
+type RegionOptions struct {
+	// Nodes is how many edges the region starts with. Default 3.
+	Nodes int
+	// Prefix names the nodes: Prefix1, Prefix2, …. Default "edge".
+	Prefix string
+	// Zones, if set, puts node i in Zones[i % len(Zones)].
+	Zones []string
+	// Edge, if set, adjusts node i's edge config before it starts.
+	Edge func(i int, c *edge.Config)
+	// Cluster, if set, adjusts node i's cluster config before it starts.
+	Cluster func(i int, c *cluster.Config)
+	// Logger receives every node's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Region is a set of clustered edges in front of one origin.
+type Region struct {
+	t      testing.TB
+	origin *Origin
+	opts   RegionOptions
+	client *http.Client
+
+	mu    sync.Mutex
+	nodes []*Node
+}
+
+// Node is one edge of a region: its cache, its client listener and its
+// cluster membership.
+type Node struct {
+	// Name is the node's edge and member name.
+	Name string
+	// Edge is the cache handler.
+	Edge *edge.Handler
+	// Server serves Edge on 127.0.0.1.
+	Server *edge.Server
+	// Cluster is the node's membership.
+	Cluster *cluster.Node
+	// URL is the base URL of the client listener, http://127.0.0.1:port.
+	URL string
+
+	dead bool
+}
+
+// StartRegion starts opts.Nodes edges, the first as the seed of the
+// others. It returns once every node has started, not once they have all
+// found each other: see WaitConverged. The test's Cleanup stops them all.
+func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "edge"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	r := &Region{t: t, origin: o, opts: opts, client: &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	t.Cleanup(func() {
+		r.Close()
+		tr.CloseIdleConnections()
+	})
+	var seeds []string
+	for i := range opts.Nodes {
+		n, err := r.startNode(i, seeds)
+		if err != nil {
+			t.Fatalf("cdntest: start node %d: %v", i, err)
+		}
+		r.mu.Lock()
+		r.nodes = append(r.nodes, n)
+		r.mu.Unlock()
+		if i == 0 {
+			seeds = []string{n.Cluster.GossipAddr()}
+		}
+	}
+	return r
+}
+
+// startNode starts node i with the given seeds.
+func (r *Region) startNode(i int, seeds []string) (*Node, error) {
+	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
+	log := r.opts.Logger.With("node", name)
+	ccfg := cluster.Config{
+		Name:         name,
+		GossipListen: "127.0.0.1:0",
+		PeerListen:   "127.0.0.1:0",
+		Seeds:        seeds,
+		Secret:       Secret,
+		Preset:       cluster.PresetLocal,
+	}
+	if len(r.opts.Zones) > 0 {
+		ccfg.Zone = r.opts.Zones[i%len(r.opts.Zones)]
+	}
+	if r.opts.Cluster != nil {
+		r.opts.Cluster(i, &ccfg)
+	}
+	cn, err := cluster.New(ccfg, cluster.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ecfg := edge.Config{
+		Name:   name,
+		Listen: "127.0.0.1:0",
+		Sites: []edge.SiteConfig{{
+			Hosts:   []string{SiteHost},
+			Origin:  r.origin.URL,
+			Timeout: 10 * time.Second,
+		}},
+	}
+	if r.opts.Edge != nil {
+		r.opts.Edge(i, &ecfg)
+	}
+	h, err := edge.New(ecfg, edge.Options{
+		Logger: log,
+		WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+			return cn.Transport(up)
+		},
+	})
+	if err != nil {
+		cn.Close()
+		return nil, err
+	}
+	srv := edge.NewServer(ecfg, h, log)
+	if err := srv.Start(); err != nil {
+		h.Close()
+		cn.Close()
+		return nil, err
+	}
+	n := &Node{Name: name, Edge: h, Server: srv, Cluster: cn, URL: "http://" + srv.Addr()}
+	if err := cn.Start(h); err != nil {
+		n.stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// stop stops a node abruptly: its gossip and peer endpoint at once, then
+// its client listener and cache.
+func (n *Node) stop() {
+	n.Cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.Server.Shutdown(ctx)
+	n.Edge.Close()
+}
+
+// Node returns node i (its current incarnation after a Restart).
+func (r *Region) Node(i int) *Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nodes[i]
+}
+
+// Live returns the indexes of the nodes that are not killed.
+func (r *Region) Live() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for i, n := range r.nodes {
+		if !n.dead {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Kill stops node i abruptly, as if its machine died: its gossip stops
+// without a goodbye and its peer endpoint and connections close, so the
+// others must detect the failure. Its client listener is closed too.
+func (r *Region) Kill(i int) {
+	r.mu.Lock()
+	n := r.nodes[i]
+	dead := n.dead
+	n.dead = true
+	r.mu.Unlock()
+	if !dead {
+		n.stop()
+	}
+}
+
+// Restart starts a new incarnation of killed node i: the same name, new
+// ports, an empty cache, the live nodes as seeds.
+func (r *Region) Restart(i int) *Node {
+	r.t.Helper()
+	r.mu.Lock()
+	if !r.nodes[i].dead {
+		r.mu.Unlock()
+		r.t.Fatalf("cdntest: restart of node %d, which is not killed", i)
+	}
+	var seeds []string
+	for _, n := range r.nodes {
+		if !n.dead {
+			seeds = append(seeds, n.Cluster.GossipAddr())
+		}
+	}
+	r.mu.Unlock()
+	n, err := r.startNode(i, seeds)
+	if err != nil {
+		r.t.Fatalf("cdntest: restart node %d: %v", i, err)
+	}
+	r.mu.Lock()
+	r.nodes[i] = n
+	r.mu.Unlock()
+	return n
+}
+
+// Close stops every live node. The test's Cleanup calls it; it is safe to
+// call more than once.
+func (r *Region) Close() {
+	r.mu.Lock()
+	var live []*Node
+	for _, n := range r.nodes {
+		if !n.dead {
+			n.dead = true
+			live = append(live, n)
+		}
+	}
+	r.mu.Unlock()
+	for _, n := range live {
+		n.stop()
+	}
+}
+
+// WaitConverged waits until every live node's ring holds exactly the live
+// nodes, and fails the test if that takes longer than timeout.
+func (r *Region) WaitConverged(timeout time.Duration) {
+	r.t.Helper()
+	Eventually(r.t, timeout, "every ring holds exactly the live nodes", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var want []string
+		for _, n := range r.nodes {
+			if !n.dead {
+				want = append(want, n.Name)
+			}
+		}
+		slices.Sort(want)
+		for _, n := range r.nodes {
+			if n.dead {
+				continue
+			}
+			var got []string
+			for _, p := range n.Cluster.Ring().Peers() {
+				got = append(got, p.Name)
+			}
+			if !slices.Equal(got, want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Get sends GET target (a path and query) to node i with Host SiteHost
+// and returns the response with its body read.
+func (r *Region) Get(i int, target string) (*http.Response, []byte, error) {
+	return r.do(r.Node(i).URL, target)
+}
+
+func (r *Region) do(base, target string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, base+target, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Host = SiteHost
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, body, fmt.Errorf("GET %s: body: %w", target, err)
+	}
+	return resp, body, nil
+}
+
+// Eventually polls cond every 10ms until it holds, and fails the test if
+// it does not within timeout. It is for waiting on asynchronous state
+// (gossip, background fills), never for asserting speed.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cdntest: timed out after %s waiting until %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// LoadOptions shape a request loop.
+type LoadOptions struct {
+	// Nodes are the indexes of the nodes to send to, in turn. Default:
+	// the live nodes when the loop starts.
+	Nodes []int
+	// Targets are the paths and queries to request, in turn. Required.
+	Targets []string
+	// Workers is how many requests are in flight at once. Default 4.
+	Workers int
+	// MaxRequests bounds the loop's requests. Default 100000.
+	MaxRequests int
+	// MaxDuration bounds the loop's run time. Default 30s.
+	MaxDuration time.Duration
+	// Check judges a response; nil accepts status 200 with a complete
+	// body. A request fails if it errs or Check returns an error.
+	Check func(target string, resp *http.Response, body []byte) error
+}
+
+// Load is a running request loop.
+type Load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	res    LoadResult
+	issued int
+}
+
+// LoadResult counts a loop's requests.
+type LoadResult struct {
+	// Requests is how many requests completed, failed ones included.
+	Requests int
+	// Failures is how many of them failed.
+	Failures int
+	// Errors describes the first few failures.
+	Errors []string
+}
+
+// maxLoadErrors bounds LoadResult.Errors.
+const maxLoadErrors = 10
+
+// StartLoad starts a request loop; Stop ends it. The loop also ends by
+// itself after MaxRequests or MaxDuration.
+func (r *Region) StartLoad(opts LoadOptions) *Load {
+	r.t.Helper()
+	if len(opts.Targets) == 0 {
+		r.t.Fatal("cdntest: StartLoad without targets")
+	}
+	if len(opts.Nodes) == 0 {
+		opts.Nodes = r.Live()
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 4
+	}
+	if opts.MaxRequests == 0 {
+		opts.MaxRequests = 100000
+	}
+	if opts.MaxDuration == 0 {
+		opts.MaxDuration = 30 * time.Second
+	}
+	if opts.Check == nil {
+		opts.Check = checkOK
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.MaxDuration)
+	l := &Load{cancel: cancel}
+	for range opts.Workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for ctx.Err() == nil {
+				l.mu.Lock()
+				k := l.issued
+				l.issued++
+				l.mu.Unlock()
+				if k >= opts.MaxRequests {
+					return
+				}
+				target := opts.Targets[k%len(opts.Targets)]
+				node := r.Node(opts.Nodes[k%len(opts.Nodes)])
+				resp, body, err := r.do(node.URL, target)
+				if err == nil {
+					err = opts.Check(target, resp, body)
+				}
+				l.record(node.Name, target, err)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *Load) record(node, target string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.res.Requests++
+	if err != nil {
+		l.res.Failures++
+		if len(l.res.Errors) < maxLoadErrors {
+			l.res.Errors = append(l.res.Errors, fmt.Sprintf("%s %s: %v", node, target, err))
+		}
+	}
+}
+
+// Count returns the result so far.
+func (l *Load) Count() LoadResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	res := l.res
+	res.Errors = slices.Clone(res.Errors)
+	return res
+}
+
+// Stop ends the loop, waits for its requests in flight and returns the
+// result. It is safe to call more than once.
+func (l *Load) Stop() LoadResult {
+	l.cancel()
+	l.wg.Wait()
+	return l.Count()
+}
+
+// checkOK accepts a 200 whose body is as long as it said.
+func checkOK(target string, resp *http.Response, body []byte) error {
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d (Cache-Status %q): %s", resp.StatusCode, resp.Header.Get("Cache-Status"), strings.TrimSpace(string(body)))
+	}
+	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+		return errors.New("short body")
+	}
+	return nil
+}
