@@ -3,7 +3,9 @@ package geo
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -134,3 +136,19 @@ func (f *fakeEdges) dropEvery(n int, regions []Region) {
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// listenOn starts an HTTP test server on a chosen loopback address
+// ("127.0.2.1:0"), closed when the test ends.
+func listenOn(t *testing.T, address string, h http.Handler) *httptest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}

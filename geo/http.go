@@ -20,13 +20,25 @@ import (
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /route", s.serveRoute)
-	mux.HandleFunc("GET /redirect/", s.serveRedirect)
 	mux.HandleFunc("GET /regions", s.serveRegions)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	return mux
+	// /redirect/ bypasses the mux, which would clean the path ("//" and
+	// "..") that the redirect must pass on untouched.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/redirect/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s.serveRedirect(w, r)
+	})
 }
 
 func (s *Service) serveRoute(w http.ResponseWriter, r *http.Request) {

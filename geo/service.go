@@ -279,17 +279,22 @@ func (s *Service) route(p netip.Prefix) Answer {
 	if len(s.regions) > len(buf) {
 		cands = make([]Candidate, 0, len(s.regions))
 	}
-	var idx [16]int
-	order := idx[:0]
+	var (
+		idx   [16]int
+		dbuf  [16]float64
+		order = idx[:0]
+		dists = dbuf[:0]
+	)
 	if len(s.regions) > len(idx) {
-		order = make([]int, 0, len(s.regions))
+		order, dists = make([]int, 0, len(s.regions)), make([]float64, 0, len(s.regions))
 	}
-	for i := range s.regions {
+	for i, r := range s.regions {
 		order = append(order, i)
+		dists = append(dists, loc.DistanceKm(r.Point))
 	}
-	dist := func(i int) float64 { return loc.DistanceKm(s.regions[i].Point) }
+	dist := func(i int) float64 { return dists[i] }
 	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Or(cmp.Compare(dist(a), dist(b)), cmp.Compare(s.regions[a].Name, s.regions[b].Name))
+		return cmp.Or(cmp.Compare(dists[a], dists[b]), cmp.Compare(s.regions[a].Name, s.regions[b].Name))
 	})
 
 	// Available: up, or ramping with this client admitted. When health is
