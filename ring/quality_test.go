@@ -141,6 +141,42 @@ func weightRatio(tb testing.TB, n int, hs []uint64) float64 {
 	return (two / n2) / (one / n1)
 }
 
+// singleWeightRatio builds n peers, one of weight 2, and returns its keys
+// over the mean keys of the weight-1 peers.
+func singleWeightRatio(tb testing.TB, n int, hs []uint64) float64 {
+	tb.Helper()
+	peers := namedPeers(n)
+	peers[0].Weight = 2
+	counts := keyCounts(mustNew(tb, peers), hs)
+	rest := 0
+	for _, p := range peers[1:] {
+		rest += counts[p.Name]
+	}
+	return float64(counts[peers[0].Name]) / (float64(rest) / float64(n-1))
+}
+
+// zoneSpread returns the fraction of keys whose first k replicas are in k
+// distinct zones, on n peers in k zones.
+func zoneSpread(tb testing.TB, n, k int, keys int) float64 {
+	tb.Helper()
+	peers := namedPeers(n)
+	for i := range peers {
+		peers[i].Zone = fmt.Sprint("zone-", i%k)
+	}
+	r := mustNew(tb, peers)
+	spread := 0
+	for i := range keys {
+		zones := make(map[string]bool)
+		for _, p := range r.Replicas(fmt.Sprint("/k/", i), k) {
+			zones[p.Zone] = true
+		}
+		if len(zones) == k {
+			spread++
+		}
+	}
+	return float64(spread) / float64(keys)
+}
+
 // TestQualityReport prints the acceptance figures over 1,000,000 keys:
 //
 //	go test ./ring -run TestQualityReport -v -args -quality
@@ -150,14 +186,21 @@ func TestQualityReport(t *testing.T) {
 	}
 	hs := keyHashes(1_000_000, 1)
 	for _, n := range []int{10, 50} {
-		t.Logf("balance  n=%-3d max/mean = %.4f", n, maxOverMean(mustNew(t, namedPeers(n)), hs))
+		r := mustNew(t, namedPeers(n))
+		lo, hi := 1.0, 0.0
+		for _, p := range r.Peers() {
+			lo, hi = min(lo, r.Share(p.Name)*float64(n)), max(hi, r.Share(p.Name)*float64(n))
+		}
+		t.Logf("balance  n=%-3d most-loaded peer / mean = %.4f   (partition shares %.4f..%.4f of the mean)", n, maxOverMean(r, hs), lo, hi)
 	}
 	for _, n := range []int{10, 50} {
 		c := measureChurn(t, n, 5, hs)
-		t.Logf("movement n=%-3d remove: moved/ideal = %.4f  add: moved/ideal = %.4f  between unchanged peers: mean %.4f%% max %.4f%% of keys",
-			n, c.removeRatio, c.addRatio, 100*c.strayMean, 100*c.strayMax)
+		t.Logf("movement n=%-3d remove one: moved / ideal 1/n = %.4f   add one: moved / ideal 1/(n+1) = %.4f", n, c.removeRatio, c.addRatio)
+		t.Logf("movement n=%-3d keys moved between unchanged peers: mean %.4f%%, worst %.4f%% of keys (10 changes)", n, 100*c.strayMean, 100*c.strayMax)
 	}
 	for _, n := range []int{10, 50} {
-		t.Logf("weights  n=%-3d (half weight 2) keys per weight-2 peer / per weight-1 peer = %.4f", n, weightRatio(t, n, hs))
+		t.Logf("weights  n=%-3d half weight 2: keys per weight-2 peer / per weight-1 peer = %.4f", n, weightRatio(t, n, hs))
+		t.Logf("weights  n=%-3d one weight-2 peer: its keys / keys per weight-1 peer = %.4f", n, singleWeightRatio(t, n, hs))
 	}
+	t.Logf("replicas 50 peers in 3 zones: %.2f%% of keys have 3 replicas in 3 zones", 100*zoneSpread(t, 50, 3, 100_000))
 }
