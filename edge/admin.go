@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,7 +24,9 @@ import (
 //	GET  /healthz   200 while the process runs
 //	GET  /readyz    200 while it takes traffic, 503 once draining
 //	GET  /metrics   Prometheus text format
-//	GET  /status    JSON: node, store, request counts, plus Status()
+//	GET  /status    JSON: node, store, requests, hit ratio, top objects,
+//	                plus Status() (region, ring members, regions)
+//	GET  /          the status page (HTML), which shows /status
 //	POST /purge     {"urls": [...], "keys": [...], "soft": bool}
 //	                with "Authorization: Bearer TOKEN"
 type Admin struct {
@@ -77,6 +80,9 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	case "/status":
 		a.serveStatus(w)
+	case "/", "/status.html":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(statusPage)
 	case "/purge":
 		a.servePurge(w, r)
 	default:
@@ -86,14 +92,17 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) serveStatus(w http.ResponseWriter) {
 	entries, bytes, evicted := a.Handler.StoreStats()
+	counts := a.Handler.RequestCounts()
 	st := map[string]any{
 		"node": a.Handler.cfg.Name,
 		"store": map[string]any{
 			"entries": entries, "bytes": bytes, "evicted": evicted,
 			"max_bytes": a.Handler.cache.Load().MaxBytes,
 		},
-		"requests": a.Handler.RequestCounts(),
-		"time":     a.Handler.now().UTC().Format(time.RFC3339),
+		"requests":  counts,
+		"hit_ratio": hitRatio(counts),
+		"top":       a.Handler.store.top(10),
+		"time":      a.Handler.now().UTC().Format(time.RFC3339),
 	}
 	if a.Status != nil {
 		for k, v := range a.Status() {
@@ -159,6 +168,22 @@ func (a *Admin) servePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	json.NewEncoder(w).Encode(res)
 }
+
+// hitRatio is the share of cacheable requests answered from the store
+// (hits and stale serves over those plus misses); nil before any.
+func hitRatio(c map[string]float64) any {
+	served := c["hit"] + c["stale"]
+	if total := served + c["miss"]; total > 0 {
+		return served / total
+	}
+	return nil
+}
+
+// statusPage is the admin port's status page: plain HTML and JS that reads
+// /status, no build step.
+//
+//go:embed status.html
+var statusPage []byte
 
 // RequestCounts returns the requests answered so far by cache status
 // (hit, miss, stale, pass, error), summed over protocols.

@@ -54,6 +54,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 				h.serveHit(w, r, e, age)
 				return
 			}
+			e.hits.Add(1)
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
@@ -424,6 +425,7 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age
 	}
 	wh["Age"] = st.ageField
 	wh["Cache-Status"] = st.statusField
+	e.hits.Add(1)
 	w.WriteHeader(e.status)
 	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
 		h.metrics.request(r, classHit, 0)

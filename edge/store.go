@@ -3,6 +3,7 @@ package edge
 import (
 	"math"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ type entry struct {
 	// stamp caches the hit fields that change with age; a copy of an
 	// entry starts without one.
 	stamp atomic.Pointer[hitStamp]
+	// hits counts the hits served from this entry, for the status page's
+	// top objects.
+	hits atomic.Int64
 }
 
 // entryData is everything of an entry but its hit stamp.
@@ -219,4 +223,34 @@ func (s *store) setMax(maxBytes int64) {
 		}
 		s.evicted++
 	}
+}
+
+// top returns the n most-hit entries' keys and hit counts.
+func (s *store) top(n int) []TopObject {
+	s.mu.Lock()
+	keys := s.lru.Keys()
+	out := make([]TopObject, 0, len(keys))
+	for _, k := range keys {
+		if e, ok := s.lru.Peek(k); ok && e.vary == nil {
+			out = append(out, TopObject{Key: k, Hits: e.hits.Load(), Bytes: int64(len(e.body))})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hits != out[j].Hits {
+			return out[i].Hits > out[j].Hits
+		}
+		return out[i].Key < out[j].Key
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// TopObject is a stored object and how often it was hit.
+type TopObject struct {
+	Key   string `json:"key"`
+	Hits  int64  `json:"hits"`
+	Bytes int64  `json:"bytes"`
 }
