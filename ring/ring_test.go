@@ -427,6 +427,25 @@ func TestGapBound(t *testing.T) {
 	}
 }
 
+func TestSelectSmallest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := range 300 {
+		ms := make([]move, rng.IntN(200))
+		for i := range ms {
+			// Few distinct costs, so ties fall back to the partition.
+			ms[i] = move{cost: rng.Int64N(10) - 5, part: int32(i), to: int32(rng.IntN(4))}
+		}
+		rng.Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
+		want := slices.SortedFunc(slices.Values(ms), compareMoves)
+		k := rng.IntN(len(ms) + 1)
+		selectSmallest(ms, k)
+		got := slices.SortedFunc(slices.Values(ms[:k]), compareMoves)
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("trial %d: selectSmallest(%d) kept %v; want %v", trial, k, got, want[:k])
+		}
+	}
+}
+
 func TestQuotas(t *testing.T) {
 	tests := []struct {
 		weights []uint64
