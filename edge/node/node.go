@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/cluster"
 )
 
 // Config is a node's YAML file: the edge's own settings at the top level,
@@ -33,6 +34,10 @@ type Config struct {
 	Region string `yaml:"region"`
 	// Admin is the admin API's listener and purge token.
 	Admin AdminConfig `yaml:"admin"`
+	// Cluster, when set, makes this node a member of its region's
+	// cluster: peers share one cache over a consistent-hash ring. Its name
+	// defaults to the node's name.
+	Cluster *cluster.Config `yaml:"cluster"`
 }
 
 // AdminConfig configures the admin API (health, metrics, status, purge).
@@ -58,6 +63,14 @@ func (c Config) WithDefaults() Config {
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9090"
 	}
+	if c.Cluster != nil {
+		cc := *c.Cluster
+		if cc.Name == "" {
+			cc.Name = c.Name
+		}
+		cc = cc.WithDefaults()
+		c.Cluster = &cc
+	}
 	return c
 }
 
@@ -75,7 +88,25 @@ func (c Config) Validate() error {
 	if c.Admin.TokenFile != "" && c.Admin.Token != "" {
 		return errors.New("admin: token and token_file are exclusive")
 	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate(); err != nil {
+			return prefixed("cluster", err)
+		}
+		if c.Cluster.Name != c.Name {
+			// A peer's answer counts as the owner's only when its
+			// Cache-Status entry carries the owner's member name.
+			return fmt.Errorf("cluster.name: %q must equal name %q", c.Cluster.Name, c.Name)
+		}
+	}
 	return nil
+}
+
+// prefixed names a section's field in its error, unless it already does.
+func prefixed(section string, err error) error {
+	if strings.HasPrefix(err.Error(), section+".") {
+		return err
+	}
+	return fmt.Errorf("%s.%w", section, err)
 }
 
 // Parse decodes a node config strictly (unknown fields are errors), fills
@@ -125,6 +156,7 @@ type Node struct {
 	admin    *edge.Admin
 	adminSrv *http.Server
 	adminLn  net.Listener
+	cluster  *cluster.Node // nil outside a cluster
 
 	stopOnce sync.Once
 	stopErr  error
@@ -151,8 +183,20 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h, err := edge.New(cfg.Config, edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg})
+	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
+	if cfg.Cluster != nil {
+		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
+		if err != nil {
+			return nil, err
+		}
+		n.cluster = cn
+		eopt.WrapUpstream = func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+			return cn.Transport(up)
+		}
+	}
+	h, err := edge.New(cfg.Config, eopt)
 	if err != nil {
+		n.closeCluster()
 		return nil, err
 	}
 	n.handler = h
@@ -160,12 +204,21 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Handler:  h,
 		Token:    token,
 		Gatherer: n.reg,
-		Status:   func() map[string]any { return map[string]any{"region": cfg.Region} },
+		Status:   n.status,
 	}
 	n.srv = edge.NewServer(cfg.Config, h, log)
 	if err := n.srv.Start(); err != nil {
 		h.Close()
+		n.closeCluster()
 		return nil, err
+	}
+	if n.cluster != nil {
+		if err := n.cluster.Start(h); err != nil {
+			n.srv.Shutdown(context.Background())
+			h.Close()
+			n.closeCluster()
+			return nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
@@ -179,6 +232,39 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	log.Info("edge node started", "http", n.srv.Addr(), "https", n.srv.TLSAddr(), "admin", ln.Addr().String())
 	return n, nil
 }
+
+func (n *Node) closeCluster() {
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
+}
+
+// status adds the region and the ring's members to the admin /status.
+func (n *Node) status() map[string]any {
+	st := map[string]any{"region": n.cfg.Region}
+	if n.cluster == nil {
+		st["members"] = []Member{{Name: n.cfg.Name, Share: 1, Self: true}}
+		return st
+	}
+	r := n.cluster.Ring()
+	var members []Member
+	for _, p := range n.cluster.Members() {
+		members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == n.cfg.Name})
+	}
+	st["members"] = members
+	return st
+}
+
+// Member is a ring member as the status shows it.
+type Member struct {
+	Name  string  `json:"name"`
+	Zone  string  `json:"zone,omitempty"`
+	Share float64 `json:"share"`
+	Self  bool    `json:"self"`
+}
+
+// Cluster is the node's region membership, nil outside a cluster.
+func (n *Node) Cluster() *cluster.Node { return n.cluster }
 
 // Handler is the node's edge cache.
 func (n *Node) Handler() *edge.Handler { return n.handler }
@@ -226,7 +312,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 			t.Stop()
 		}
+		if n.cluster != nil {
+			// Leave first: the region stops routing keys to us at once,
+			// instead of finding out by failed probes.
+			n.cluster.Leave(2 * time.Second)
+		}
 		err := n.srv.Shutdown(ctx)
+		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()
 		n.stopErr = err
