@@ -2,9 +2,11 @@ package cluster_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
@@ -39,5 +41,129 @@ func TestRegionStoresEachKeyOnce(t *testing.T) {
 		if entries < keys*20/100 || entries > keys*47/100 {
 			t.Errorf("%s stores %d of %d keys, want 20%%-47%%", n.Name, entries, keys)
 		}
+	}
+}
+
+// key is the edge's cache key of a target on the test site.
+func key(target string) string { return cdntest.SiteHost + target }
+
+func TestRegionSurvivesKillAndRestart(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
+		// No hot copies: which member fills which key is then decided
+		// by the ring alone, and the origin counts below are exact.
+		Edge: func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
+	})
+	reg.WaitConverged(15 * time.Second)
+
+	const keys = 150
+	targets := make([]string, keys)
+	for k := range targets {
+		targets[k] = fmt.Sprintf("/kill/%d%s", k, cacheable)
+	}
+	before := reg.Node(0).Cluster.Ring()
+	const victim = 2
+	victimName := reg.Node(victim).Name
+
+	load := reg.StartLoad(cdntest.LoadOptions{
+		Nodes:       []int{0, 1}, // the survivors
+		Targets:     targets,
+		Workers:     4,
+		MaxDuration: 45 * time.Second,
+	})
+	defer load.Stop()
+	waitRequests := func(n int) {
+		t.Helper()
+		cdntest.Eventually(t, 30*time.Second, fmt.Sprintf("the loop completes %d requests", n), func() bool {
+			return load.Count().Requests >= n
+		})
+	}
+	waitRequests(2 * keys)
+	if got := o.Requests(); got != keys {
+		t.Fatalf("before the kill the origin saw %d requests, want %d (each key once)", got, keys)
+	}
+
+	reg.Kill(victim)
+	killed := time.Now()
+	reg.WaitConverged(10 * time.Second)
+	t.Logf("the survivors dropped %s from their rings %v after the kill", victimName, time.Since(killed).Round(time.Millisecond))
+	// Every key is requested at least once more through each survivor
+	// after the rings have changed.
+	waitRequests(load.Count().Requests + 2*keys)
+	res := load.Stop()
+	t.Logf("loop: %d requests, %d failed", res.Requests, res.Failures)
+	if res.Failures != 0 {
+		t.Fatalf("%d of %d client requests failed: %q", res.Failures, res.Requests, res.Errors)
+	}
+
+	after := reg.Node(0).Cluster.Ring()
+	var victimKeys, moved, extra int
+	for _, target := range targets {
+		c := int(o.RequestsFor(target))
+		extra += c - 1
+		oldOwner, _ := before.Owner(key(target))
+		newOwner, _ := after.Owner(key(target))
+		switch {
+		case oldOwner.Name == victimName:
+			// Refilled once by its new owner, or once by each survivor
+			// while the victim was suspect.
+			victimKeys++
+			if c < 2 || c > 3 {
+				t.Errorf("%s (owned by the victim): origin saw it %d times, want 2 or 3", target, c)
+			}
+		case oldOwner.Name != newOwner.Name:
+			moved++ // the ring's rebalancing moved it between survivors
+		case c != 1:
+			t.Errorf("%s (owned by survivor %s): origin saw it %d times, want 1", target, oldOwner.Name, c)
+		}
+	}
+	t.Logf("victim owned %d of %d keys; %d moved between survivors; origin refetched %d", victimKeys, keys, moved, extra)
+	if victimKeys < keys*20/100 || victimKeys > keys*47/100 {
+		t.Errorf("victim owned %d of %d keys, want about a third", victimKeys, keys)
+	}
+	if moved > keys/20 {
+		t.Errorf("%d keys moved between survivors, want almost none", moved)
+	}
+
+	// The victim comes back under its name with new ports and an empty
+	// cache: it owns its share again (the same keys: placement is by
+	// name), and new keys it owns are filled by it.
+	n := reg.Restart(victim)
+	reg.WaitConverged(15 * time.Second)
+	final := reg.Node(0).Cluster.Ring()
+	if share := final.Share(victimName); share < 0.30 || share > 0.37 {
+		t.Errorf("restarted %s owns %.3f of the keyspace, want about 1/3", victimName, share)
+	}
+	for _, target := range targets {
+		if p, _ := final.Owner(key(target)); p.Name == victimName {
+			if q, _ := before.Owner(key(target)); q.Name != victimName {
+				t.Errorf("%s: owned by %s before the kill, by the restarted %s now", target, q.Name, victimName)
+			}
+		}
+	}
+	filled := 0
+	for k := 0; filled < 20 && k < 1000; k++ {
+		target := fmt.Sprintf("/rejoin/%d%s", k, cacheable)
+		if p, _ := final.Owner(key(target)); p.Name != victimName {
+			continue
+		}
+		prior := o.RequestsFor(target)
+		resp, _, err := reg.Get(0, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: status %d", target, resp.StatusCode)
+		}
+		if cs := resp.Header.Get("Cache-Status"); !strings.HasPrefix(cs, victimName+";") {
+			t.Errorf("GET %s via %s: Cache-Status %q, want the restarted owner %s first", target, reg.Node(0).Name, cs, victimName)
+		}
+		if got := o.RequestsFor(target); got != prior+1 {
+			t.Errorf("GET %s: origin count %d → %d, want one fill by the restarted owner", target, prior, got)
+		}
+		filled++
+	}
+	if entries, _, _ := n.Edge.StoreStats(); entries != filled {
+		t.Errorf("restarted %s stores %d entries, want the %d keys it owns and was asked for", victimName, entries, filled)
 	}
 }
