@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -25,8 +26,15 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func nodeConfig(name, originURL string) node.Config {
+func nodeConfig(name, originURL string, seeds ...string) node.Config {
 	return node.Config{
+		Cluster: &cluster.Config{
+			GossipListen: "127.0.0.1:0",
+			PeerListen:   "127.0.0.1:0",
+			Seeds:        seeds,
+			Secret:       "rolling-restart-secret-0123456789",
+			Preset:       "local",
+		},
 		Config: edge.Config{
 			Name:   name,
 			Listen: "127.0.0.1:0",
@@ -96,13 +104,16 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	defer tr.CloseIdleConnections()
 	lb := &balancer{client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	var seeds []string
 	for i := 0; i < 3; i++ {
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL), node.Options{})
+		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		seeds = append(seeds, n.Cluster().GossipAddr())
 		lb.nodes = append(lb.nodes, n)
 	}
+	waitMembers(t, lb.nodes, 3)
 	lb.probe()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -171,11 +182,18 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 		}
 		scancel()
 		lb.set(i, nil)
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL), node.Options{})
+		var seeds []string
+		for j, other := range lb.nodes {
+			if j != i {
+				seeds = append(seeds, other.Cluster().GossipAddr())
+			}
+		}
+		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		lb.set(i, n)
+		waitMembers(t, lb.nodes, 3)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()
@@ -190,6 +208,25 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 	if ok.Load() < 100 {
 		t.Fatalf("only %d requests ran", ok.Load())
 	}
+}
+
+// waitMembers waits until every node sees want members in its ring.
+func waitMembers(t *testing.T, nodes []*node.Node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, n := range nodes {
+			if n == nil || len(n.Cluster().Members()) != want {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the region did not converge on %d members", want)
 }
 
 func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
