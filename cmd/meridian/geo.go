@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/meridiancdn/meridian/geo"
+)
+
+// runGeo runs the geo steering service (DNS and HTTP answers, probes of
+// every region) from a config file until ctx ends.
+func runGeo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
+	path := fs.String("config", "", "geo config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("geo: --config FILE is required")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("geo: unexpected arguments %q", fs.Args())
+	}
+	cfg, err := geo.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.DNS.Listen == "" && cfg.HTTP.Listen == "" {
+		return fmt.Errorf("geo: %s sets neither dns.listen nor http.listen: nothing to serve", *path)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("component", "geo")
+	svc, err := geo.New(cfg, geo.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	if err := svc.Run(ctx); err != nil {
+		return fmt.Errorf("geo: %w", err)
+	}
+	return nil
+}
