@@ -177,7 +177,7 @@ func (s *Service) Run(ctx context.Context) error {
 		f(srv.dnsAddr(), srv.httpAddr())
 	}
 	s.log.Info("geo steering running", "regions", len(s.regions), "dns", srv.dnsAddr(), "http", srv.httpAddr(),
-		"hostname", s.cfg.DNS.Hostname, "probe_interval", s.cfg.Probe.Interval)
+		"hostname", s.cfg.DNS.Hostname, "probe_interval", s.cfg.Probe.Interval.String())
 
 	errc := make(chan error, 4)
 	var wg sync.WaitGroup
@@ -196,6 +196,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.own != nil {
 		s.own.CloseIdleConnections()
 	}
+	s.log.Info("geo steering stopped")
 	return err
 }
 
