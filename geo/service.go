@@ -147,8 +147,8 @@ func New(cfg Config, opts Options) (*Service, error) {
 // Config returns the configuration in use, defaults filled in.
 func (s *Service) Config() Config { return s.cfg }
 
-// Regions returns the region table, for [Regions.ByDistance].
-func (s *Service) Regions() Regions { return s.regions }
+// Regions returns a copy of the region table, for [Regions.ByDistance].
+func (s *Service) Regions() Regions { return slices.Clone(s.regions) }
 
 // Run probes every region's edges each Probe.Interval and serves DNS (UDP
 // and TCP on DNS.Listen) and HTTP (on HTTP.Listen) when those are set,
@@ -334,6 +334,7 @@ func (s *Service) route(p netip.Prefix) Answer {
 	if len(edges) == 0 {
 		edges = r.Edges
 	}
+	edges = slices.Clone(edges) // the caller's to keep or change
 	return Answer{
 		Region:     r.Name,
 		DistanceKm: math.Round(cands[pick].DistanceKm*10) / 10,

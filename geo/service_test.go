@@ -345,3 +345,35 @@ func TestRunAndCloseLifecycle(t *testing.T) {
 		t.Errorf("after Close: %s", a.Region)
 	}
 }
+
+// TestDNSAndHTTPAgree: for every client, in every health situation, the
+// DNS answer (client subnet /24 or /56) and GET /route name one region.
+func TestDNSAndHTTPAgree(t *testing.T) {
+	c := testConfig()
+	c.Database = "testdata/geoip/GeoIP2-City-Test.mmdb"
+	withDB, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := []string{"81.2.69.142", "216.160.83.57", "2001:218::1", "175.16.199.1", "67.43.156.1", "149.101.100.1",
+		"2.3.3.1", "214.1.1.1", "2a02:d500::1", "202.196.224.1", "89.160.20.113", "1.1.1.1"}
+	builtin := newTestService(t, testConfig(), Options{})
+	for i := range 64 {
+		ips = append(ips, "91.0."+strconv.Itoa(i)+".9", "2003:0:"+strconv.Itoa(i)+"::1")
+	}
+	ips = append(ips, "192.0.2.1", "198.51.100.200", "203.0.113.200", "126.1.2.3", "2001:db8:3::1", "10.0.0.1")
+	for _, states := range []map[string]State{
+		nil,
+		{"eu": StateDown},
+		{"eu": StateRamping},
+		{"asia": StateHoldDown, "us": StateRamping},
+		{"eu": StateDown, "us": StateDown},
+	} {
+		for _, s := range []*Service{withDB, builtin} {
+			setStates(t, s, states, 50)
+			for _, ip := range ips {
+				agree(t, s, addr(ip))
+			}
+		}
+	}
+}
