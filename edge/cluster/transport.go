@@ -48,7 +48,11 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.n.askPeer(req, fi, owner, addr)
 	if err == nil {
-		resp.Header.Set(edge.PeerFillHeader, owner)
+		// A 304 refreshes a copy this edge already holds; the mark would
+		// only be merged into that copy's stored header fields.
+		if resp.StatusCode != http.StatusNotModified {
+			resp.Header.Set(edge.PeerFillHeader, owner)
+		}
 		return resp, nil
 	}
 	if req.Context().Err() != nil {

@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/ring"
+)
+
+// ShieldRegion is a region that can act as the origin shield: its published
+// peer list. Every region of the CDN shares the peer-signing secret.
+type ShieldRegion struct {
+	// Name is the region's name.
+	Name string
+	// Peers are the region's edges; their names must be their edge names
+	// (the Cache-Status names their answers carry).
+	Peers []ring.Peer
+	// Addrs maps each peer's name to its peer endpoint (host:port).
+	Addrs map[string]string
+}
+
+// ShieldOptions configure the origin shield of one site.
+type ShieldOptions struct {
+	// Regions are the shields in order of preference: the first reachable
+	// one fills. A region's own name ends the list for its edges (they are
+	// the shield, or closer to origin than what follows).
+	Regions []ShieldRegion
+	// Direct allows filling straight from the origin when no shield
+	// answers. Without it such a fill fails (and the edge serves stale, or
+	// 502/504).
+	Direct bool
+	// OnFallback, when set, is called each time a shield is passed over
+	// (to: the next region's name, or "origin"), for metrics.
+	OnFallback func(from, to string)
+}
+
+// errNoShield is returned when every shield failed and direct fills are
+// not allowed.
+var errNoShield = errors.New("no origin shield answered and direct origin fills are not allowed")
+
+// Shield wraps a site's origin so that this region's fills go to the owner
+// of the key in the shield region (found on a ring of that region's
+// published peers), which alone talks to the origin: one origin fetch per
+// object for the whole CDN. If a shield region does not answer, the next
+// one is tried, then (when allowed) the origin. A request that already
+// passed through a shield's edge (its Via names one) goes to the origin:
+// a shield request is never shielded again.
+//
+// Put it under Transport: a member fills from the key's owner in its own
+// region first, and only the owner's fill reaches the shield.
+func (n *Node) Shield(opt ShieldOptions, origin http.RoundTripper) (http.RoundTripper, error) {
+	t := &shieldTransport{n: n, origin: origin, direct: opt.Direct, onFallback: opt.OnFallback}
+	for _, sr := range opt.Regions {
+		r, err := ring.New(sr.Peers)
+		if err != nil {
+			return nil, fmt.Errorf("shield region %s: %w", sr.Name, err)
+		}
+		t.regions = append(t.regions, shieldRing{name: sr.Name, ring: r, addrs: sr.Addrs})
+		for _, p := range sr.Peers {
+			t.names = append(t.names, p.Name)
+		}
+	}
+	return t, nil
+}
+
+type shieldRing struct {
+	name  string
+	ring  *ring.Ring
+	addrs map[string]string
+}
+
+type shieldTransport struct {
+	n          *Node
+	origin     http.RoundTripper
+	regions    []shieldRing
+	names      []string // every shield edge's name, for the loop guard
+	direct     bool
+	onFallback func(from, to string)
+}
+
+func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	fi, ok := edge.FillInfoFrom(req.Context())
+	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(req) {
+		return t.origin.RoundTrip(req)
+	}
+	var errs []error
+	for i, sr := range t.regions {
+		owner, ok := sr.ring.Owner(fi.Key)
+		addr := sr.addrs[owner.Name]
+		if ok && addr != "" && !t.n.isSuspect(owner.Name) {
+			resp, err := t.n.askPeer(req, fi, owner.Name, addr)
+			if err == nil {
+				if i > 0 {
+					resp.Header["Cache-Status"] = append([]string{fallbackStatus(t.regions[:i])}, resp.Header["Cache-Status"]...)
+				}
+				return resp, nil
+			}
+			if req.Context().Err() != nil {
+				return nil, err
+			}
+			t.n.markSuspect(owner.Name)
+			errs = append(errs, fmt.Errorf("shield %s: %w", sr.name, err))
+		} else {
+			errs = append(errs, fmt.Errorf("shield %s: owner %s passed over", sr.name, owner.Name))
+		}
+		next := "origin"
+		if i+1 < len(t.regions) {
+			next = t.regions[i+1].name
+		}
+		if t.onFallback != nil {
+			t.onFallback(sr.name, next)
+		}
+		t.n.log.Warn("origin shield passed over", "shield", sr.name, "next", next, "key", fi.Key)
+	}
+	if !t.direct {
+		return nil, fmt.Errorf("%w: %w", errNoShield, errors.Join(errs...))
+	}
+	resp, err := t.origin.RoundTrip(req)
+	if resp != nil {
+		resp.Header["Cache-Status"] = append([]string{fallbackStatus(t.regions)}, resp.Header["Cache-Status"]...)
+	}
+	return resp, err
+}
+
+// fallbackStatus is a Cache-Status entry (RFC 9211) that says which shields
+// were passed over before the answer was found.
+func fallbackStatus(skipped []shieldRing) string {
+	var b strings.Builder
+	for i, sr := range skipped {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "shield-%s; fwd=bypass; detail=shield-unreachable", sr.name)
+	}
+	return b.String()
+}
+
+// cameThroughShield reports whether a shield edge already handled the
+// request (it appended itself to Via).
+func (t *shieldTransport) cameThroughShield(req *http.Request) bool {
+	for _, v := range req.Header["Via"] {
+		for _, hop := range strings.Split(v, ",") {
+			f := strings.Fields(hop)
+			if len(f) < 2 {
+				continue
+			}
+			for _, name := range t.names {
+				if f[1] == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// CloseIdleConnections closes the origin's idle connections.
+func (t *shieldTransport) CloseIdleConnections() {
+	if c, ok := t.origin.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
