@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runSamples is a small run: three repetitions of a hit scenario for
+// three servers, Meridian's protocols, coalescing and memory.
+func runSamples() []Sample {
+	var ss []Sample
+	for rep, x := range []float64{1, 1.2, 0.8} {
+		ss = append(ss,
+			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "varnish", RPS: 5000 * x, CPUPerReqUs: 60, P50Ms: 2},
+			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "nginx", RPS: 10000 * x, CPUPerReqUs: 30 * x, P50Ms: 1},
+			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "meridian", RPS: 12000 * x, CPUPerReqUs: 45, P50Ms: 1, Errors: int64(rep)},
+			Sample{Rep: rep + 1, Scenario: "gen-h1", Server: "meridian", RPS: 8000, CPUPerReqUs: 50},
+			Sample{Rep: rep + 1, Scenario: "gen-h3", Server: "meridian", RPS: 4000, CPUPerReqUs: 150},
+			Sample{Rep: rep + 1, Scenario: "coalesce", Server: "nginx", Clients: 200, OriginFetches: 1, LeaderMs: 55, WaiterP50Ms: 510 + x, WaiterP99Ms: 520},
+			Sample{Rep: rep + 1, Scenario: "mem-1k", Server: "meridian", Objects: 10000, PSSDelta: 15 << 20, BytesPerObject: 500 * x, HeapDelta: 12 << 20, HeapBytesPerObject: 230},
+			Sample{Rep: rep + 1, Scenario: "zzz-custom", Server: "other", RPS: 1},
+		)
+	}
+	return ss
+}
+
+func TestSummarize(t *testing.T) {
+	sum := Summarize(runSamples())
+	var order []string
+	byKey := map[string]Summary{}
+	for _, s := range sum {
+		order = append(order, s.Scenario+"/"+s.Server)
+		byKey[s.Scenario+"/"+s.Server] = s
+	}
+	want := []string{"hit-1k/meridian", "hit-1k/nginx", "hit-1k/varnish", "gen-h1/meridian", "gen-h3/meridian",
+		"coalesce/nginx", "mem-1k/meridian", "zzz-custom/other"}
+	if strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("order = %v\nwant    %v", order, want)
+	}
+
+	m := byKey["hit-1k/meridian"]
+	if m.Reps != 3 || m.Median.RPS != 12000 || m.TotalErrors != 3 || m.Median.Errors != 1 {
+		t.Errorf("meridian hit-1k: reps %d, rps %v, total errors %d, median errors %d", m.Reps, m.Median.RPS, m.TotalErrors, m.Median.Errors)
+	}
+	if m.RPSRatio != 1.2 || m.CPURatio != 1.5 {
+		t.Errorf("meridian vs nginx: rps %v×, cpu %v×; want 1.2×, 1.5×", m.RPSRatio, m.CPURatio)
+	}
+	if n := byKey["hit-1k/nginx"]; n.RPSRatio != 1 || n.CPURatio != 1 {
+		t.Errorf("nginx vs itself: %v×, %v×", n.RPSRatio, n.CPURatio)
+	}
+	if v := byKey["hit-1k/varnish"]; v.RPSRatio != 0.5 || v.CPURatio != 2 {
+		t.Errorf("varnish vs nginx: %v×, %v×; want 0.5×, 2×", v.RPSRatio, v.CPURatio)
+	}
+	if h3 := byKey["gen-h3/meridian"]; h3.RPSRatio != 0.5 || h3.CPURatio != 3 {
+		t.Errorf("h3 vs Meridian's h1: %v×, %v×; want 0.5×, 3×", h3.RPSRatio, h3.CPURatio)
+	}
+	if c := byKey["coalesce/nginx"].Median; c.WaiterP50Ms != 511 || c.OriginFetches != 1 || c.Clients != 200 {
+		t.Errorf("coalesce medians = %+v", c)
+	}
+	if mem := byKey["mem-1k/meridian"].Median; mem.BytesPerObject != 500 || mem.PSSDelta != 15<<20 {
+		t.Errorf("memory medians = %+v", mem)
+	}
+	if o := byKey["zzz-custom/other"]; o.RPSRatio != 0 {
+		t.Errorf("no nginx to compare with: ratio %v, want 0", o.RPSRatio)
+	}
+	if got := Summarize(nil); len(got) != 0 {
+		t.Errorf("Summarize(nil) = %v", got)
+	}
+}
+
+func TestReportOutputs(t *testing.T) {
+	r := NewReport(runSamples(), Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1", OS: "Debian"},
+		[]string{"noisy machine"}, time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC))
+	var md bytes.Buffer
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"2 × Test CPU, Linux 6.1, Debian",
+		"median of 3 repetitions",
+		"| hit, 1 KiB | meridian | 12,000 | 1.20× | 1.00 | – | 45.0 | 1.50× | 3 |",
+		"| hit, 1 KiB | varnish | 5,000 | 0.50× |",
+		"| HTTP/3 (QUIC) | meridian | 4,000 | 0.50× |",
+		"| nginx | 200 | 1 | 55.0 | 511.0 | 520.0 | 0 |",
+		"| 1 KiB objects | meridian | 10000 | 15.0 | – | 500 | 230 |",
+		"- noisy machine",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	if strings.Contains(md.String(), "NaN") {
+		t.Errorf("Markdown shows NaN:\n%s", md.String())
+	}
+
+	var js bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Samples) != len(r.Samples) || len(back.Summaries) != len(r.Summaries) || back.Machine != r.Machine {
+		t.Errorf("JSON round trip lost data: %d samples, %d summaries", len(back.Samples), len(back.Summaries))
+	}
+}
+
+func TestNum(t *testing.T) {
+	for _, tc := range []struct {
+		x    float64
+		d    int
+		want string
+	}{{0, 1, "–"}, {12.345, 2, "12.35"}, {1234567.8, 0, "1,234,568"}, {-1790.4, 0, "-1,790"}, {999, 1, "999.0"}} {
+		if got := num(tc.x, tc.d); got != tc.want {
+			t.Errorf("num(%v, %d) = %q, want %q", tc.x, tc.d, got, tc.want)
+		}
+	}
+}
+
+func TestCPUModel(t *testing.T) {
+	info := "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+	if got := cpuModel([]byte(info)); got != "AMD EPYC 7B13" {
+		t.Errorf("cpuModel = %q", got)
+	}
+	if m := ReadMachine(Proc{}); m.CPUs < 1 {
+		t.Errorf("ReadMachine = %+v", m)
+	}
+}
+
+func TestSamplesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "samples.jsonl")
+	in := runSamples()[:3]
+	for _, s := range in {
+		if err := AppendSample(path, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, err := ReadSamples(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("read %d samples, wrote %d", len(out), len(in))
+	}
+	for i := range in {
+		if out[i] != in[i] {
+			t.Errorf("sample %d: read %+v, wrote %+v", i, out[i], in[i])
+		}
+	}
+	for _, bad := range []string{`{"scenario":"x"}`, "{", `{"scenario":"x","server":"y","rps":"fast"}`} {
+		if _, err := ReadSamples(strings.NewReader("\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("ReadSamples(%q) = %v, want an error naming line 2", bad, err)
+		}
+	}
+}
+
+func FuzzReadSamples(f *testing.F) {
+	f.Add([]byte(`{"rep":1,"scenario":"hit-1k","server":"nginx","rps":10000,"cpu_us_per_req":30}` + "\n\n"))
+	f.Add([]byte(`{"scenario":"mem-1k","server":"meridian","objects":10,"bytes_per_object":-5}`))
+	f.Add([]byte("{\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ss, err := ReadSamples(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		// Whatever parses must summarize and render without NaN or error.
+		r := NewReport(ss, Machine{}, nil, time.Time{})
+		var md, js bytes.Buffer
+		if err := r.WriteMarkdown(&md); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJSON(&js); err != nil {
+			t.Fatalf("WriteJSON: %v", err)
+		}
+	})
+}

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Meridian, nginx proxy_cache and Varnish on this
+# machine's loopback. See README.md in this folder.
+#
+#   deploy/bench/run.sh            full run: 5 s per measurement, 3 repetitions
+#   deploy/bench/run.sh --quick    smoke run: 1 s per measurement, 3 repetitions
+#
+# It needs root (apt-get, taskset) and two cores. It installs nginx, varnish,
+# wrk and h2load from Debian's packages when they are missing, stops the
+# services that those packages start, and runs its own instances with its
+# own configs under a temporary directory. Every process it starts is
+# stopped when it exits, however it exits.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+DUR=5          # seconds per throughput measurement
+REPS=3         # repetitions; the report takes medians
+MEM_1K=10000   # 1 KiB objects cached for the memory measurement
+MEM_64K=1000   # 64 KiB objects
+CONNS=64       # connections of the throughput measurements
+CLIENTS=200    # concurrent clients of the coalescing measurement
+OUT="$HERE/results"
+NAME=latest
+PROFILE=0
+INSTALL=1
+BASE=${BENCH_PORT_BASE:-18000}
+SERVER_CORE=0
+LOAD_CORE=1
+
+usage() {
+	cat <<EOF
+usage: $0 [--quick] [--reps N] [--duration SECONDS] [--profile] [--no-install] [--out DIR]
+
+  --quick        1 s per measurement and fewer objects (results/quick.*)
+  --reps N       repetitions (default $REPS, at least 3 for a median worth the name)
+  --duration S   seconds per throughput measurement (default $DUR)
+  --profile      also take a 10 s CPU profile of Meridian serving 1 KiB hits
+  --no-install   do not apt-get install missing tools
+  --out DIR      where latest.md and latest.json go (default deploy/bench/results)
+
+MERIDIAN_BIN=FILE uses that binary instead of building ./cmd/meridian.
+Ports: 127.0.0.1:BASE+{0,80,81,82,90,443,444}; BASE=\$BENCH_PORT_BASE (default 18000).
+EOF
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) DUR=1; MEM_1K=2000; MEM_64K=200; NAME=quick ;;
+	--reps) REPS=${2:?--reps needs a number}; shift ;;
+	--duration) DUR=${2:?--duration needs seconds}; shift ;;
+	--profile) PROFILE=1 ;;
+	--no-install) INSTALL=0 ;;
+	--out) OUT=${2:?--out needs a directory}; shift ;;
+	-h|--help) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $(date +%T) $*" >&2; }
+
+[ "$(id -u)" = 0 ] || die "run as root: it installs packages and pins processes to cores"
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (server on core $SERVER_CORE, load on core $LOAD_CORE), have $(nproc)"
+[[ "$REPS" =~ ^[1-9][0-9]*$ ]] || die "--reps: want a positive number, got $REPS"
+[[ "$DUR" =~ ^[1-9][0-9]*$ ]] || die "--duration: want whole seconds, got $DUR"
+command -v go >/dev/null || die "go is not installed (needed to build meridian)"
+
+# ---- tools -----------------------------------------------------------------
+
+# command -> Debian package
+declare -A PKG=([nginx]=nginx [varnishd]=varnish [wrk]=wrk [h2load]=nghttp2-client
+	[taskset]=util-linux [openssl]=openssl [ss]=iproute2 [curl]=curl)
+missing=()
+for c in "${!PKG[@]}"; do
+	command -v "$c" >/dev/null 2>&1 || missing+=("${PKG[$c]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	[ $INSTALL = 1 ] || die "missing packages: ${missing[*]} (run without --no-install)"
+	log "installing ${missing[*]}"
+	apt-get update -qq >/dev/null || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+		|| die "apt-get install ${missing[*]} failed"
+fi
+
+# The packages start (or would start at boot) system instances on port 80
+# and 6081; stop and disable those, and touch nothing else.
+for svc in nginx varnish varnishncsa; do
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+		systemctl disable --now "$svc" >/dev/null 2>&1 || true
+	elif command -v service >/dev/null; then
+		service "$svc" stop >/dev/null 2>&1 || true
+		command -v update-rc.d >/dev/null && update-rc.d "$svc" disable >/dev/null 2>&1 || true
+	fi
+done
+for pidfile in /run/nginx.pid /var/run/nginx.pid /run/varnishd.pid /var/run/varnishd.pid; do
+	if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+		kill "$(cat "$pidfile")" 2>/dev/null || true
+	fi
+done
+
+# ---- ports -----------------------------------------------------------------
+
+ORIGIN_PORT=$BASE
+MERIDIAN_PORT=$((BASE + 80))
+NGINX_PORT=$((BASE + 81))
+VARNISH_PORT=$((BASE + 82))
+DEBUG_PORT=$((BASE + 90))
+MERIDIAN_TLS_PORT=$((BASE + 443))
+NGINX_TLS_PORT=$((BASE + 444))
+for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $DEBUG_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT; do
+	if [ -n "$(ss -Hltn "sport = :$p")" ]; then
+		die "port $p is busy (TCP): stop what listens there ($(ss -Hltnp "sport = :$p" | awk '{print $NF}' | head -1)) or set BENCH_PORT_BASE"
+	fi
+done
+if [ -n "$(ss -Hlun "sport = :$MERIDIAN_TLS_PORT")" ]; then
+	die "port $MERIDIAN_TLS_PORT is busy (UDP, for HTTP/3): set BENCH_PORT_BASE"
+fi
+
+# ---- cleanup ---------------------------------------------------------------
+
+TMP=$(mktemp -d /tmp/meridian-bench.XXXXXX)
+CACHE_DIR=$(mktemp -d /dev/shm/meridian-bench-nginx.XXXXXX) # tmpfs
+STARTED=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for pid in "${STARTED[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${STARTED[@]}"; do
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	rm -rf "$TMP" "$CACHE_DIR"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build and configure ---------------------------------------------------
+
+if [ -n "${MERIDIAN_BIN:-}" ]; then # a binary built elsewhere
+	cp "$MERIDIAN_BIN" "$TMP/meridian" || die "MERIDIAN_BIN=$MERIDIAN_BIN: cannot copy"
+else
+	log "building meridian"
+	(cd "$ROOT" && go build -o "$TMP/meridian" ./cmd/meridian) || die "go build ./cmd/meridian failed"
+fi
+M="$TMP/meridian"
+"$M" bench help >/dev/null 2>&1 || die "this meridian has no 'bench' command: cmd/meridian/main.go must dispatch \"bench\" to runBench"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=bench.test \
+	-addext "subjectAltName=DNS:bench.test,DNS:localhost,IP:127.0.0.1" 2>/dev/null \
+	|| die "openssl could not make a certificate"
+
+mkdir -p "$TMP/nginx" "$TMP/varnish"
+subst() {
+	sed -e "s#@TMP@#$TMP#g" -e "s#@CACHE_DIR@#$CACHE_DIR#g" \
+		-e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
+		-e "s#@MERIDIAN_PORT@#$MERIDIAN_PORT#g" -e "s#@MERIDIAN_TLS_PORT@#$MERIDIAN_TLS_PORT#g" \
+		-e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@NGINX_TLS_PORT@#$NGINX_TLS_PORT#g" "$1"
+}
+subst "$HERE/edge.yaml" >"$TMP/edge.yaml"
+subst "$HERE/nginx.conf" >"$TMP/nginx.conf"
+subst "$HERE/varnish.vcl" >"$TMP/varnish.vcl"
+"$M" validate "$TMP/edge.yaml" >/dev/null || die "edge.yaml does not validate"
+nginx -t -q -c "$TMP/nginx.conf" -p "$TMP/nginx/" || die "nginx.conf does not validate"
+
+# ---- servers ---------------------------------------------------------------
+
+# start NAME CORE CMD...: runs CMD pinned to CORE in the background, logging
+# to $TMP/NAME.log, and sets LAST_PID.
+start() {
+	local name=$1 core=$2
+	shift 2
+	taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
+	LAST_PID=$!
+	STARTED+=("$LAST_PID")
+}
+
+# ready NAME PID URL [CURL ARGS]: waits until URL answers 200, at most 15 s.
+ready() {
+	local name=$1 pid=$2 url=$3
+	shift 3
+	for _ in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || { tail -20 "$TMP/$name.log" >&2; die "$name exited at start"; }
+		curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	tail -20 "$TMP/$name.log" >&2
+	die "$name did not answer $url within 15 s"
+}
+
+HOST=bench.test
+log "starting the demo origin, meridian, nginx and varnish"
+# The origin shares the load generator's core, so that the servers' core
+# runs nothing but the server under test.
+start origin $LOAD_CORE "$M" origin --listen "127.0.0.1:$ORIGIN_PORT"
+ORIGIN_PID=$LAST_PID
+ready origin $ORIGIN_PID "http://127.0.0.1:$ORIGIN_PORT/healthz"
+
+start meridian $SERVER_CORE "$M" bench edge --config "$TMP/edge.yaml" --debug-listen "127.0.0.1:$DEBUG_PORT"
+MERIDIAN_PID=$LAST_PID
+start nginx $SERVER_CORE nginx -c "$TMP/nginx.conf" -p "$TMP/nginx/"
+NGINX_PID=$LAST_PID
+start varnish $SERVER_CORE varnishd -F -j none -n "$TMP/varnish" -a "127.0.0.1:$VARNISH_PORT" -T none \
+	-f "$TMP/varnish.vcl" -s malloc,2g
+VARNISH_PID=$LAST_PID
+
+declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT)
+declare -A TLS_PORT=([meridian]=$MERIDIAN_TLS_PORT [nginx]=$NGINX_TLS_PORT)
+declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID)
+SERVERS=(meridian nginx varnish)
+CC='cc=max-age%3D3600' # every object: fresh for an hour in all three caches
+
+for s in "${SERVERS[@]}"; do
+	ready "$s" "${PID[$s]}" "http://127.0.0.1:${PORT[$s]}/warm?size=1024&$CC" -H "Host: $HOST"
+done
+ready meridian-tls "$MERIDIAN_PID" "https://127.0.0.1:$MERIDIAN_TLS_PORT/warm?size=1024&$CC" -k
+ready nginx-tls "$NGINX_PID" "https://127.0.0.1:$NGINX_TLS_PORT/warm?size=1024&$CC" -k
+
+declare -A SIZE=([1k]=1024 [64k]=65536 [1m]=1048576)
+hit_path() { echo "/hit/$1?size=${SIZE[$1]}&$CC"; }
+for s in "${SERVERS[@]}"; do # fill the hit objects
+	for k in 1k 64k 1m; do
+		curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:${PORT[$s]}$(hit_path "$k")"
+	done
+done
+for s in meridian nginx; do
+	curl -fsSk -o /dev/null "https://127.0.0.1:${TLS_PORT[$s]}$(hit_path 1k)"
+done
+
+# ---- notes -----------------------------------------------------------------
+
+SAMPLES="$TMP/samples.jsonl"
+NOTES="$TMP/notes.txt"
+{
+	echo "Servers: meridian $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{print $3}')), $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/ revision.*//; s/varnishd (//'); load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), h2load $(h2load --version | awk '{print $NF}')."
+	echo "Each server on core $SERVER_CORE alone (Go picks GOMAXPROCS=1 from the affinity; nginx runs 1 worker; Varnish its default thread pools); wrk, h2load, the Go clients and the demo origin on core $LOAD_CORE."
+	echo "$DUR s per throughput measurement, $REPS repetitions, $CONNS connections (wrk -t1, h2load -t1 -m1); server order rotated every repetition."
+	echo "Equivalent configs (deploy/bench/): TTL from the origin's Cache-Control max-age=3600 everywhere; nginx proxy_cache on tmpfs with proxy_cache_lock on, keepalive to the origin, access_log off, keepalive_requests raised; Varnish malloc 2 GiB, built-in VCL; Meridian 2 GiB store."
+	echo "CPU µs/req = the server processes' utime+stime (/proc/PID/stat, 10 ms ticks) over the run, divided by the requests."
+	echo "The machine is shared with other engineers' builds and tests: numbers are noisy, which is why the servers are interleaved and medians reported."
+} >"$NOTES"
+
+# ---- measurements ----------------------------------------------------------
+
+FAILED=0
+# measure REP SCENARIO SERVER [--latency-log F] -- CMD...: one load run on the
+# load core, with the server's CPU time. A failure is noted, not fatal.
+measure() {
+	local rep=$1 scenario=$2 server=$3
+	shift 3
+	if ! "$M" bench measure --rep "$rep" --scenario "$scenario" --server "$server" --out "$SAMPLES" \
+		--pids "${PID[$server]}" "$@" 2>"$TMP/measure.err"; then
+		FAILED=$((FAILED + 1))
+		echo "FAILED: rep $rep $scenario $server: $(tail -3 "$TMP/measure.err" | tr '\n' ' ')" >>"$NOTES"
+		log "FAILED $scenario $server (rep $rep): $(tail -3 "$TMP/measure.err")"
+	fi
+}
+
+# note_failure REP SCENARIO SERVER: for the tools that append their own sample.
+note_failure() {
+	FAILED=$((FAILED + 1))
+	echo "FAILED: rep $1 $2 $3: $(tail -3 "$TMP/tool.err" | tr '\n' ' ')" >>"$NOTES"
+	log "FAILED $2 $3 (rep $1): $(tail -3 "$TMP/tool.err")"
+}
+
+WRK=(taskset -c $LOAD_CORE wrk -t1 -c$CONNS -d${DUR}s -H "Host: $HOST" -s "$HERE/wrk/bench.lua")
+
+for rep in $(seq "$REPS"); do
+	# Rotate the order so that no server always runs first or last.
+	order=()
+	for i in 0 1 2; do order+=("${SERVERS[$(((i + rep - 1) % 3))]}"); done
+	log "repetition $rep/$REPS (order: ${order[*]})"
+
+	for k in 1k 64k 1m; do
+		for s in "${order[@]}"; do
+			measure "$rep" "hit-$k" "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}$(hit_path "$k")"
+		done
+	done
+	for s in "${order[@]}"; do
+		BENCH_MISS_PREFIX="/miss/r$rep-$s/" BENCH_MISS_QUERY="size=1024&$CC" \
+			measure "$rep" miss-1k "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}/"
+	done
+	for s in "${order[@]}"; do
+		[ -n "${TLS_PORT[$s]:-}" ] || continue # Varnish has no TLS
+		rm -f "$TMP/h2.log"
+		measure "$rep" h2-1k "$s" --latency-log "$TMP/h2.log" -- taskset -c $LOAD_CORE \
+			h2load -t1 -c$CONNS -m1 -D "$DUR" --warm-up-time=1 --log-file="$TMP/h2.log" \
+			"https://127.0.0.1:${TLS_PORT[$s]}$(hit_path 1k)"
+	done
+	for proto in h1 h2 h3; do
+		url="https://127.0.0.1:$MERIDIAN_TLS_PORT$(hit_path 1k)"
+		[ $proto = h1 ] && url="http://127.0.0.1:$MERIDIAN_PORT$(hit_path 1k)"
+		measure "$rep" "gen-$proto" meridian -- taskset -c $LOAD_CORE "$M" bench load --proto $proto \
+			--url "$url" --host "$HOST" --conns $CONNS --duration "${DUR}s" --insecure
+	done
+	for s in "${order[@]}"; do
+		base="http://127.0.0.1:${PORT[$s]}"
+		taskset -c $LOAD_CORE "$M" bench coalesce --rep "$rep" --scenario coalesce --server "$s" --out "$SAMPLES" \
+			--url "$base/coalesce/r$rep-$s?delay=50ms&$CC" --warm-url "$base$(hit_path 1k)" --host "$HOST" \
+			--clients $CLIENTS --stats-url "http://127.0.0.1:$ORIGIN_PORT/_stats" 2>"$TMP/tool.err" \
+			|| note_failure "$rep" coalesce "$s"
+	done
+	for s in "${order[@]}"; do
+		extra=()
+		[ "$s" = nginx ] && extra=(--dir "$CACHE_DIR")
+		[ "$s" = meridian ] && extra=(--debug-url "http://127.0.0.1:$DEBUG_PORT/debug/memstats")
+		for k in 1k 64k; do
+			n=$MEM_1K
+			[ $k = 64k ] && n=$MEM_64K
+			taskset -c $LOAD_CORE "$M" bench memory --rep "$rep" --scenario "mem-$k" --server "$s" --out "$SAMPLES" \
+				--url "http://127.0.0.1:${PORT[$s]}" --host "$HOST" --prefix "/mem/r$rep-$k/" \
+				--objects "$n" --size "${SIZE[$k]}" --pids "${PID[$s]}" "${extra[@]}" 2>"$TMP/tool.err" \
+				|| note_failure "$rep" "mem-$k" "$s"
+		done
+	done
+done
+
+mkdir -p "$OUT"
+if [ $PROFILE = 1 ]; then
+	log "profiling meridian: 1 KiB hits under wrk for 10 s"
+	curl -fsS -o "$OUT/cpu-hit-1k.pprof" "http://127.0.0.1:$DEBUG_PORT/debug/pprof/profile?seconds=10" &
+	prof=$!
+	sleep 0.5
+	taskset -c $LOAD_CORE wrk -t1 -c$CONNS -d11s -H "Host: $HOST" "http://127.0.0.1:$MERIDIAN_PORT$(hit_path 1k)" >/dev/null
+	wait $prof || die "could not fetch the CPU profile"
+	go tool pprof -top -nodecount=40 "$TMP/meridian" "$OUT/cpu-hit-1k.pprof" >"$OUT/cpu-hit-1k.top.txt" 2>/dev/null || true
+	log "profile: $OUT/cpu-hit-1k.pprof (top: $OUT/cpu-hit-1k.top.txt)"
+fi
+
+# ---- report ----------------------------------------------------------------
+
+"$M" bench report --in "$SAMPLES" --notes "$NOTES" --md "$OUT/$NAME.md" --json "$OUT/$NAME.json"
+log "wrote $OUT/$NAME.md and $OUT/$NAME.json"
+cat "$OUT/$NAME.md"
+[ $FAILED = 0 ] || die "$FAILED measurements failed (see the notes in $OUT/$NAME.md)"
