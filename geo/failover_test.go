@@ -345,7 +345,10 @@ func TestRealEdgesClosed(t *testing.T) {
 			r.Edges = append(r.Edges, srv.Listener.Addr().String())
 		}
 	}
+	// The local preset, with a timeout that a loaded CI machine running
+	// the race detector still meets for healthy loopback edges.
 	c.Probe = LocalProbeConfig()
+	c.Probe.Interval, c.Probe.Timeout = 250*time.Millisecond, 200*time.Millisecond
 	c.DNS.Listen = "127.0.0.1:0"
 	c.HTTP.Listen = "127.0.0.1:0"
 	addrs := make(chan [2]string, 1)
