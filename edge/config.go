@@ -100,6 +100,10 @@ type SiteConfig struct {
 	// ConnectTimeout bounds the TCP/TLS connect to origin. Default 5s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 
+	// Shield names the origin shield regions for this site (used by the
+	// node's wiring; see edge/node). Default none: fills go to the origin.
+	Shield ShieldConfig `yaml:"shield"`
+
 	// Grace gives stale windows for responses that carry none.
 	Grace GraceConfig `yaml:"grace"`
 	// StoreUnvalidated stores responses with neither explicit freshness
@@ -112,6 +116,23 @@ type SiteConfig struct {
 	// false, as Varnish and nginx: clients cannot bust a shared cache.
 	HonorClientCacheControl bool `yaml:"honor_client_cache_control"`
 }
+
+// ShieldConfig is a site's origin shield: edges in other regions fill their
+// misses from the owner of the key in the first shield region that
+// answers, and only the shield talks to the origin.
+type ShieldConfig struct {
+	// Regions are shield regions in order of preference (the first is the
+	// shield, the rest its fallbacks). A region's own edges use only the
+	// regions listed before their own. Default none.
+	Regions []string `yaml:"regions"`
+	// Direct allows a fill straight from the origin when no shield region
+	// answers. Default true; false gives a clear 502/504 (or stale)
+	// instead, to protect an origin that must only see the shield.
+	Direct *bool `yaml:"direct"`
+}
+
+// DirectAllowed reports whether fills may fall back to the origin.
+func (s ShieldConfig) DirectAllowed() bool { return s.Direct == nil || *s.Direct }
 
 // GraceConfig gives default RFC 5861 windows for a site's responses that
 // send no stale-while-revalidate / stale-if-error of their own. They never
@@ -270,6 +291,16 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.grace.if_error: negative", f)
 		case s.DefaultTTL < 0:
 			return fmt.Errorf("%s.default_ttl: negative", f)
+		}
+		seenShield := map[string]bool{}
+		for j, r := range s.Shield.Regions {
+			if r == "" {
+				return fmt.Errorf("%s.shield.regions[%d]: empty", f, j)
+			}
+			if seenShield[r] {
+				return fmt.Errorf("%s.shield.regions[%d]: %q listed twice (a shield loop)", f, j, r)
+			}
+			seenShield[r] = true
 		}
 		if err := s.Pool.Validate(); err != nil {
 			return fmt.Errorf("%s.pool: %w", f, err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/ring"
 )
 
 // Config is a node's YAML file: the edge's own settings at the top level,
@@ -38,6 +39,29 @@ type Config struct {
 	// cluster: peers share one cache over a consistent-hash ring. Its name
 	// defaults to the node's name.
 	Cluster *cluster.Config `yaml:"cluster"`
+	// Regions publishes the CDN's regions and their edges: the origin
+	// shield fills from them, and purges reach them. Default none.
+	Regions []RegionConfig `yaml:"regions"`
+}
+
+// RegionConfig is one region's published edge list.
+type RegionConfig struct {
+	// Name is the region's name. Required, unique.
+	Name string `yaml:"name"`
+	// Edges are its edges. At least one.
+	Edges []EdgeRef `yaml:"edges"`
+}
+
+// EdgeRef is one published edge.
+type EdgeRef struct {
+	// Name is the edge's name (its cluster member name). Required.
+	Name string `yaml:"name"`
+	// Peer is its peer endpoint, host:port. Required.
+	Peer string `yaml:"peer"`
+	// Zone and Weight place it on the region's ring, as the region's own
+	// members do. Defaults "" and 1.
+	Zone   string `yaml:"zone"`
+	Weight int    `yaml:"weight"`
 }
 
 // AdminConfig configures the admin API (health, metrics, status, purge).
@@ -98,7 +122,66 @@ func (c Config) Validate() error {
 			return fmt.Errorf("cluster.name: %q must equal name %q", c.Cluster.Name, c.Name)
 		}
 	}
+	regions := map[string]bool{}
+	for i, r := range c.Regions {
+		f := fmt.Sprintf("regions[%d]", i)
+		if r.Name == "" {
+			return fmt.Errorf("%s.name: required", f)
+		}
+		if regions[r.Name] {
+			return fmt.Errorf("%s.name: %q listed twice", f, r.Name)
+		}
+		regions[r.Name] = true
+		if len(r.Edges) == 0 {
+			return fmt.Errorf("%s.edges: empty", f)
+		}
+		for j, e := range r.Edges {
+			ef := fmt.Sprintf("%s.edges[%d]", f, j)
+			if e.Name == "" {
+				return fmt.Errorf("%s.name: required", ef)
+			}
+			if _, _, err := net.SplitHostPort(e.Peer); err != nil {
+				return fmt.Errorf("%s.peer: %v", ef, err)
+			}
+			if e.Weight < 0 {
+				return fmt.Errorf("%s.weight: negative", ef)
+			}
+		}
+	}
+	for i, s := range c.Sites {
+		for j, r := range s.Shield.Regions {
+			if !regions[r] {
+				return fmt.Errorf("sites[%d].shield.regions[%d]: unknown region %q (not in regions)", i, j, r)
+			}
+		}
+		if len(s.Shield.Regions) > 0 && c.Cluster == nil {
+			return fmt.Errorf("sites[%d].shield: needs a cluster section (the peer secret signs shield requests)", i)
+		}
+	}
 	return nil
+}
+
+// shieldFor returns the shield options of a site for this node's region:
+// the shield regions listed before its own, with their published edges.
+func (c Config) shieldFor(sc edge.SiteConfig) (cluster.ShieldOptions, bool) {
+	opt := cluster.ShieldOptions{Direct: sc.Shield.DirectAllowed()}
+	for _, name := range sc.Shield.Regions {
+		if name == c.Region {
+			break
+		}
+		for _, r := range c.Regions {
+			if r.Name != name {
+				continue
+			}
+			sr := cluster.ShieldRegion{Name: r.Name, Addrs: map[string]string{}}
+			for _, e := range r.Edges {
+				sr.Peers = append(sr.Peers, ring.Peer{Name: e.Name, Zone: e.Zone, Weight: e.Weight})
+				sr.Addrs[e.Name] = e.Peer
+			}
+			opt.Regions = append(opt.Regions, sr)
+		}
+	}
+	return opt, len(opt.Regions) > 0
 }
 
 // prefixed names a section's field in its error, unless it already does.
@@ -148,7 +231,6 @@ type Options struct {
 
 // Node is a running edge node.
 type Node struct {
-	cfg      Config
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	handler  *edge.Handler
@@ -157,6 +239,11 @@ type Node struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 	cluster  *cluster.Node // nil outside a cluster
+
+	shieldFallbacks *prometheus.CounterVec
+
+	mu  sync.Mutex // guards cfg
+	cfg Config
 
 	stopOnce sync.Once
 	stopErr  error
@@ -182,7 +269,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		token = strings.TrimSpace(string(b))
 	}
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_shield_fallbacks_total",
+		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
+	}, []string{"shield", "to"})
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.shieldFallbacks)
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
@@ -190,9 +281,24 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			return nil, err
 		}
 		n.cluster = cn
-		eopt.WrapUpstream = func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+		var shieldErr error
+		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+			if so, ok := n.config().shieldFor(sc); ok {
+				so.OnFallback = n.shieldFallback
+				rt, err := cn.Shield(so, up)
+				if err != nil {
+					shieldErr = err
+				} else {
+					up = rt
+				}
+			}
 			return cn.Transport(up)
 		}
+		defer func() {
+			if shieldErr != nil {
+				log.Error("origin shield not set up", "err", shieldErr)
+			}
+		}()
 	}
 	h, err := edge.New(cfg.Config, eopt)
 	if err != nil {
@@ -233,6 +339,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	return n, nil
 }
 
+// shieldFallback counts a shield region passed over.
+func (n *Node) shieldFallback(from, to string) {
+	n.shieldFallbacks.WithLabelValues(from, to).Inc()
+}
+
 func (n *Node) closeCluster() {
 	if n.cluster != nil {
 		n.cluster.Close()
@@ -241,15 +352,16 @@ func (n *Node) closeCluster() {
 
 // status adds the region and the ring's members to the admin /status.
 func (n *Node) status() map[string]any {
-	st := map[string]any{"region": n.cfg.Region}
+	cfg := n.config()
+	st := map[string]any{"region": cfg.Region}
 	if n.cluster == nil {
-		st["members"] = []Member{{Name: n.cfg.Name, Share: 1, Self: true}}
+		st["members"] = []Member{{Name: cfg.Name, Share: 1, Self: true}}
 		return st
 	}
 	r := n.cluster.Ring()
 	var members []Member
 	for _, p := range n.cluster.Members() {
-		members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == n.cfg.Name})
+		members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name})
 	}
 	st["members"] = members
 	return st
@@ -261,6 +373,12 @@ type Member struct {
 	Zone  string  `json:"zone,omitempty"`
 	Share float64 `json:"share"`
 	Self  bool    `json:"self"`
+}
+
+func (n *Node) config() Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfg
 }
 
 // Cluster is the node's region membership, nil outside a cluster.
@@ -291,10 +409,19 @@ func (n *Node) Reload(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
+	if n.cluster == nil && cfg.Cluster != nil || n.cluster != nil && cfg.Cluster == nil {
+		return errors.New("reload refused: cluster: joining or leaving a cluster needs a restart")
+	}
+	n.mu.Lock()
+	old := n.cfg
+	n.cfg = cfg // the new sites are wrapped with the new regions' shields
+	n.mu.Unlock()
 	if err := n.handler.Reload(cfg.Config); err != nil {
+		n.mu.Lock()
+		n.cfg = old
+		n.mu.Unlock()
 		return err
 	}
-	n.cfg = cfg
 	return nil
 }
 
@@ -304,7 +431,7 @@ func (n *Node) Reload(cfg Config) error {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.admin.SetDraining(true)
-		if d := n.cfg.Admin.DrainDelay; d > 0 {
+		if d := n.config().Admin.DrainDelay; d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:

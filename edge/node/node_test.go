@@ -230,7 +230,7 @@ func waitMembers(t *testing.T, nodes []*node.Node, want int) {
 	for time.Now().Before(deadline) {
 		all := true
 		for _, n := range nodes {
-			if n == nil || len(n.Cluster().Members()) != want {
+			if n == nil || n.Cluster().Ring().Len() != want {
 				all = false
 			}
 		}
