@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+var signTime = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func testSigner(now time.Time) *signer {
+	return &signer{key: []byte(testSecret), skew: 30 * time.Second, now: func() time.Time { return now }}
+}
+
+func TestVerify(t *testing.T) {
+	signed := func(at time.Time) http.Header {
+		h := http.Header{}
+		testSigner(at).sign(h, "GET", "site.test", "/a?b=1", "edge1")
+		return h
+	}
+	with := func(h http.Header, k, v string) http.Header {
+		h = h.Clone()
+		h.Set(k, v)
+		return h
+	}
+	good := signed(signTime)
+	cases := []struct {
+		name                 string
+		method, host, target string
+		h                    http.Header
+		want                 error // nil: accepted
+	}{
+		{"good", "GET", "site.test", "/a?b=1", good, nil},
+		{"good HEAD", "HEAD", "site.test", "/a?b=1", func() http.Header {
+			h := http.Header{}
+			testSigner(signTime).sign(h, "HEAD", "site.test", "/a?b=1", "edge1")
+			return h
+		}(), nil},
+		{"30s old", "GET", "site.test", "/a?b=1", signed(signTime.Add(-30 * time.Second)), nil},
+		{"30s ahead", "GET", "site.test", "/a?b=1", signed(signTime.Add(30 * time.Second)), nil},
+		{"31s old", "GET", "site.test", "/a?b=1", signed(signTime.Add(-31 * time.Second)), errClockSkew},
+		{"31s ahead", "GET", "site.test", "/a?b=1", signed(signTime.Add(31 * time.Second)), errClockSkew},
+		{"unsigned", "GET", "site.test", "/a?b=1", http.Header{}, errUnsigned},
+		{"other method", "HEAD", "site.test", "/a?b=1", good, errBadSignature},
+		{"other host", "GET", "Site.test", "/a?b=1", good, errBadSignature},
+		{"other target", "GET", "site.test", "/a?b=2", good, errBadSignature},
+		{"other name", "GET", "site.test", "/a?b=1", with(good, HeaderPeerName, "edge2"), errBadSignature},
+		{"other time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "1795780801"), errBadSignature},
+		{"upper-case hex", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.ToUpper(good.Get(HeaderPeerSignature))), errMalformed},
+		{"no name", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerName); return h }(), errMalformed},
+		{"no time", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerTime); return h }(), errMalformed},
+		{"two times", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerTime, "1"); return h }(), errMalformed},
+		{"bad name", "GET", "site.test", "/a?b=1", with(good, HeaderPeerName, "edge 1"), errMalformed},
+		{"signed time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "-1795780800"), errMalformed},
+		{"huge time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "99999999999999999999"), errMalformed},
+		{"short signature", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1=abcd"), errMalformed},
+		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v1=")), errMalformed},
+		{"line break", "GET", "site.test\nx", "/a?b=1", good, errMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			name, err := testSigner(signTime).verify(tc.method, tc.host, tc.target, tc.h)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == nil && name != "edge1":
+				t.Fatalf("name %q, want edge1", name)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("verify = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	other := &signer{key: []byte("another-secret-of-16+"), skew: 30 * time.Second, now: func() time.Time { return signTime }}
+	if _, err := other.verify("GET", "site.test", "/a?b=1", good); !errors.Is(err, errBadSignature) {
+		t.Errorf("another secret: %v, want %v", err, errBadSignature)
+	}
+}
+
+// FuzzVerify feeds arbitrary signature headers and request parts to
+// verify: it must never panic, never accept a signature other than the
+// secret's MAC of exactly those parts, and accept a request signed with
+// the secret only for the parts it was signed for.
+func FuzzVerify(f *testing.F) {
+	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "v1=00")
+	f.Add("HEAD", "site.test", "/", "edge-2.zone_a", "1795780830", "v1="+strings.Repeat("ab", 32))
+	f.Add("GET", "site.test", "/a%2Fb?c=%20", "edge1", "0", "v1="+strings.Repeat("0", 64))
+	f.Add("POST", "", "*", "", "", "")
+	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "v2=zz")
+	f.Fuzz(func(t *testing.T, method, host, target, name, ts, sig string) {
+		s := testSigner(signTime)
+		h := http.Header{}
+		for k, v := range map[string]string{HeaderPeerName: name, HeaderPeerTime: ts, HeaderPeerSignature: sig} {
+			if v != "" {
+				h[k] = []string{v}
+			}
+		}
+		if from, err := s.verify(method, host, target, h); err == nil {
+			// Only the MAC made with the secret, within the skew, from
+			// the member named, opens the door.
+			if want := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name)); sig != want || from != name {
+				t.Fatalf("accepted signature %q from %q; only %q is valid", sig, from, want)
+			}
+			if at, _ := parseUnix(ts); at < signTime.Unix()-30 || at > signTime.Unix()+30 {
+				t.Fatalf("accepted time %s outside the skew", ts)
+			}
+		}
+
+		h = http.Header{}
+		s.sign(h, method, host, target, "edge1")
+		clean := !strings.ContainsAny(method+host+target, "\r\n")
+		from, err := s.verify(method, host, target, h)
+		if clean && (err != nil || from != "edge1") {
+			t.Fatalf("refused its own signature: %v", err)
+		}
+		if !clean && err == nil {
+			t.Fatal("accepted a line break in the signed parts")
+		}
+		if _, err := s.verify(method, host, target+"x", h); err == nil {
+			t.Fatal("accepted a tampered target")
+		}
+		if _, err := s.verify(method, host+"x", target, h); err == nil {
+			t.Fatal("accepted a tampered host")
+		}
+	})
+}
+
+func TestDecodeMetadata(t *testing.T) {
+	cases := []struct {
+		in   string
+		want metadata
+		err  bool
+	}{
+		{`{"p":"10.0.0.1:7947","z":"a","w":2}`, metadata{Peer: "10.0.0.1:7947", Zone: "a", Weight: 2}, false},
+		{`{"p":"[::1]:7947"}`, metadata{Peer: "[::1]:7947"}, false},
+		{`{"p":"10.0.0.1"}`, metadata{}, true},
+		{`{"p":"10.0.0.1:0"}`, metadata{}, true},
+		{`{"p":"10.0.0.1:1","w":-1}`, metadata{}, true},
+		{`{"p":"10.0.0.1:1","z":"` + strings.Repeat("z", 65) + `"}`, metadata{}, true},
+		{``, metadata{}, true},
+		{`null`, metadata{}, true},
+	}
+	for _, tc := range cases {
+		got, err := decodeMetadata([]byte(tc.in))
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("decodeMetadata(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// FuzzDecodeMetadata: gossip metadata never panics the decoder, and what
+// it accepts names a usable peer address.
+func FuzzDecodeMetadata(f *testing.F) {
+	f.Add([]byte(`{"p":"10.0.0.1:7947","z":"a","w":2}`))
+	f.Add([]byte(`{"p":"[::1]:7947"}`))
+	f.Add([]byte(`{"p":"10.0.0.1:1","w":-1}`))
+	f.Add([]byte(`{"p":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMetadata(b)
+		if err != nil {
+			return
+		}
+		if _, err := splitHostPort(m.Peer, false); err != nil {
+			t.Fatalf("accepted peer address %q: %v", m.Peer, err)
+		}
+		if m.Weight < 0 || len(m.Zone) > maxZoneLen {
+			t.Fatalf("accepted %+v", m)
+		}
+	})
+}
