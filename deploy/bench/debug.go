@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -12,7 +13,7 @@ import (
 // DebugHandler serves a process's own numbers for the benchmark, on a
 // listener of its own (never the edge's):
 //
-//	GET /debug/memstats[?gc=1]           MemStats as JSON; gc=1 collects garbage first
+//	GET /debug/memstats[?gc=1]           MemStats as JSON; gc=1 collects garbage and returns free memory to the OS first
 //	GET /debug/pprof/profile?seconds=N   a CPU profile (pprof format) of the next N s (default 10, at most 120)
 //
 // It uses runtime/pprof directly rather than net/http/pprof, which would
@@ -21,7 +22,7 @@ func DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/memstats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
-			runtime.GC()
+			debug.FreeOSMemory() // a GC, then free pages back to the OS: RSS is then live memory
 		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)

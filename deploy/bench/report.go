@@ -330,7 +330,7 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s |\n", label(s.Scenario), s.Server, m.Objects,
 				num(float64(m.PSSDelta)/(1<<20), 1), files, num(m.BytesPerObject, 0), heap)
 		}
-		b.WriteString("\nPSS is the resident memory of the server's processes, pages shared between them counted once; nginx's bodies live in cache files on tmpfs, counted in the files column (tmpfs charges whole 4 KiB pages). The Go heap column is Meridian's live heap after a forced GC, read from `meridian bench edge --debug-listen`; its PSS also holds garbage not yet collected.\n\n")
+		b.WriteString("\nPSS is the resident memory of the server's processes, pages shared between them counted once; nginx's bodies live in cache files on tmpfs, counted in the files column (tmpfs charges whole 4 KiB pages). The Go heap column is Meridian's live heap after a forced GC, read from `meridian bench edge --debug-listen`, which also returns free pages to the OS before each reading, so that its PSS holds no garbage.\n\n")
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("## Notes\n\n")
