@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,28 +12,99 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/geo"
+	"github.com/meridiancdn/meridian/geo/geodb"
 	"github.com/meridiancdn/meridian/origin"
 )
 
-// runUp starts a demo CDN on loopback with embedded defaults: a demo origin
-// and an edge in front of it (HTTP/1.1, HTTP/2 and HTTP/3).
+// upRegion is one region of the built-in demo CDN.
+type upRegion struct {
+	name  string
+	point geo.Point
+	city  string
+}
+
+// upRegions are the demo's regions, on different continents; a Frankfurt
+// region first because it is the origin shield.
+var upRegions = []upRegion{
+	{"eu", geo.Point{Lat: 50.11, Lon: 8.68}, "Frankfurt"},
+	{"us", geo.Point{Lat: 39.04, Lon: -77.49}, "Ashburn"},
+	{"ap", geo.Point{Lat: 35.69, Lon: 139.69}, "Tokyo"},
+	{"sa", geo.Point{Lat: -23.55, Lon: -46.63}, "São Paulo"},
+	{"au", geo.Point{Lat: -33.87, Lon: 151.21}, "Sydney"},
+}
+
+// Ports every demo edge listens on, each at its own 127.0.R.E address.
+const (
+	upHTTPPort   = 8080
+	upTLSPort    = 8443
+	upAdminPort  = 9090
+	upGossipPort = 7946
+	upPeerPort   = 7947
+	upHost       = "cdn.meridian.test"
+	upToken      = "demo-purge-token"
+)
+
+// UpState is what `meridian up --state FILE` writes: every address, for
+// scripts and tests.
+type UpState struct {
+	Origin     string       `json:"origin"`
+	GeoHTTP    string       `json:"geo_http"`
+	GeoDNS     string       `json:"geo_dns"`
+	Host       string       `json:"host"`
+	PurgeToken string       `json:"purge_token"`
+	Shield     string       `json:"shield"`
+	Regions    []UpRegionSt `json:"regions"`
+}
+
+// UpRegionSt is one region in the state file.
+type UpRegionSt struct {
+	Name  string     `json:"name"`
+	Edges []UpEdgeSt `json:"edges"`
+}
+
+// UpEdgeSt is one edge in the state file.
+type UpEdgeSt struct {
+	Name  string `json:"name"`
+	HTTP  string `json:"http"`
+	HTTPS string `json:"https"`
+	Admin string `json:"admin"`
+	Peer  string `json:"peer"`
+}
+
+// runUp starts a whole CDN on loopback from embedded defaults: a demo
+// origin, regions of clustered edges (each region on its own 127.0.R.0/24),
+// the origin shield in the first region, and the geo steering service.
 func runUp(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	nRegions := fs.Int("regions", 3, fmt.Sprintf("number of regions (1-%d)", len(upRegions)))
+	nEdges := fs.Int("edges", 3, "edges per region (1-9)")
+	statePath := fs.String("state", "", "write every address to this JSON file")
 	originAddr := fs.String("origin", "127.0.0.1:9000", "demo origin address")
-	edgeAddr := fs.String("listen", "127.0.0.1:8080", "edge HTTP/1.1 address")
-	tlsAddr := fs.String("tls-listen", "127.0.0.1:8443", "edge HTTPS/HTTP/2 (TCP) and HTTP/3 (UDP) address")
-	verbose := fs.Bool("v", false, "log every event to stderr")
+	geoHTTP := fs.String("geo-http", "127.0.0.1:8081", "geo steering HTTP address")
+	geoDNS := fs.String("geo-dns", "127.0.0.1:8053", "geo steering DNS address (UDP and TCP)")
+	verbose := fs.Bool("v", false, "log to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *nRegions < 1 || *nRegions > len(upRegions) {
+		return fmt.Errorf("up: --regions must be 1-%d", len(upRegions))
+	}
+	if *nEdges < 1 || *nEdges > 9 {
+		return errors.New("up: --edges must be 1-9")
 	}
 	logOut := io.Discard
 	if *verbose {
 		logOut = os.Stderr
 	}
 	log := slog.New(slog.NewTextHandler(logOut, nil))
+	start := time.Now()
 
 	demo := origin.NewDemo(nil)
 	defer demo.Close()
@@ -49,7 +121,13 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	certPEM, keyPEM, err := edge.SelfSignedCert([]string{"127.0.0.1", "localhost", "cdn.meridian.test"}, time.Now())
+	hosts := []string{"localhost", upHost}
+	for r := 1; r <= *nRegions; r++ {
+		for e := 1; e <= *nEdges; e++ {
+			hosts = append(hosts, fmt.Sprintf("127.0.%d.%d", r, e))
+		}
+	}
+	certPEM, keyPEM, err := edge.SelfSignedCert(hosts, time.Now())
 	if err != nil {
 		return err
 	}
@@ -58,39 +136,175 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 
-	cfg := edge.Config{
-		Name:   "edge-local",
-		Listen: *edgeAddr,
-		TLS:    &edge.TLSConfig{Listen: *tlsAddr, CertFile: certFile, KeyFile: keyFile},
-		Sites: []edge.SiteConfig{{
-			Hosts:  []string{"localhost", "127.0.0.1", "cdn.meridian.test"},
-			Origin: "http://" + oln.Addr().String(),
-			Grace:  edge.GraceConfig{WhileRevalidate: 10 * time.Second, IfError: 10 * time.Minute},
-		}},
+	// The regions table every edge publishes, and the demo site.
+	regions := upRegions[:*nRegions]
+	var table []node.RegionConfig
+	state := UpState{Origin: oln.Addr().String(), GeoHTTP: *geoHTTP, GeoDNS: *geoDNS, Host: upHost,
+		PurgeToken: upToken, Shield: regions[0].name}
+	for r, reg := range regions {
+		rc := node.RegionConfig{Name: reg.name}
+		rs := UpRegionSt{Name: reg.name}
+		for e := 1; e <= *nEdges; e++ {
+			ip := fmt.Sprintf("127.0.%d.%d", r+1, e)
+			name := fmt.Sprintf("%s-%d", reg.name, e)
+			rc.Edges = append(rc.Edges, node.EdgeRef{Name: name, Peer: join(ip, upPeerPort), Zone: fmt.Sprintf("%s-z%d", reg.name, (e-1)%3+1)})
+			rs.Edges = append(rs.Edges, UpEdgeSt{Name: name, HTTP: join(ip, upHTTPPort), HTTPS: join(ip, upTLSPort),
+				Admin: join(ip, upAdminPort), Peer: join(ip, upPeerPort)})
+		}
+		table = append(table, rc)
+		state.Regions = append(state.Regions, rs)
 	}
-	h, err := edge.New(cfg, edge.Options{Logger: log})
+	var shieldRegions []string
+	for _, reg := range regions[:min(2, len(regions))] {
+		shieldRegions = append(shieldRegions, reg.name)
+	}
+
+	// The geo steering service: built-in GeoIP table, the regions above,
+	// probing every edge's admin /healthz.
+	gcfg := geo.Config{
+		DefaultRegion: regions[0].name,
+		DNS:           geo.DNSConfig{Listen: *geoDNS, Hostname: upHost + "."},
+		HTTP:          geo.HTTPConfig{Listen: *geoHTTP, RedirectScheme: "http"},
+		Probe:         geo.LocalProbeConfig(),
+	}
+	for r, reg := range regions {
+		gr := geo.Region{Name: reg.name, Point: reg.point, Hostname: join(fmt.Sprintf("127.0.%d.1", r+1), upHTTPPort)}
+		for _, e := range state.Regions[r].Edges {
+			gr.Edges = append(gr.Edges, e.Admin)
+		}
+		gcfg.Regions = append(gcfg.Regions, gr)
+	}
+	db, err := geodb.Bytes(geodb.Builtin())
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	srv := edge.NewServer(cfg, h, log)
-	if err := srv.Start(); err != nil {
+	loc, err := geo.NewLocator(db, 500)
+	if err != nil {
 		return err
 	}
-	e := srv.Addr()
-	fmt.Printf(`meridian up: a demo CDN on loopback (Ctrl-C stops it)
+	geoReady := make(chan struct{})
+	svc, err := geo.New(gcfg, geo.Options{Logger: log, Locator: loc, OnListening: func(string, string) { close(geoReady) }})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
 
-  demo origin   http://%[1]s        (counts at /_stats)
-  edge          http://%[2]s        HTTP/1.1
-                https://%[3]s       HTTP/2, and HTTP/3 on UDP %[3]s
+	var nodes []*node.Node
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, n := range nodes {
+			n.Shutdown(sctx)
+		}
+	}()
+	for r, reg := range regions {
+		for e := 1; e <= *nEdges; e++ {
+			ip := fmt.Sprintf("127.0.%d.%d", r+1, e)
+			cfg := node.Config{
+				Config: edge.Config{
+					Name:   fmt.Sprintf("%s-%d", reg.name, e),
+					Listen: join(ip, upHTTPPort),
+					TLS:    &edge.TLSConfig{Listen: join(ip, upTLSPort), CertFile: certFile, KeyFile: keyFile},
+					Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
+					Sites: []edge.SiteConfig{{
+						Hosts:  hosts,
+						Origin: "http://" + oln.Addr().String(),
+						Grace:  edge.GraceConfig{WhileRevalidate: 10 * time.Second, IfError: 10 * time.Minute},
+						Shield: edge.ShieldConfig{Regions: shieldRegions},
+					}},
+				},
+				Region: reg.name,
+				Admin:  node.AdminConfig{Listen: join(ip, upAdminPort), Token: upToken},
+				Cluster: &cluster.Config{
+					Zone:         table[r].Edges[e-1].Zone,
+					GossipListen: join(ip, upGossipPort),
+					PeerListen:   join(ip, upPeerPort),
+					Seeds:        []string{join(fmt.Sprintf("127.0.%d.1", r+1), upGossipPort)},
+					Secret:       "meridian-up-demo-secret-not-for-production",
+					Preset:       "local",
+				},
+				Regions: table,
+			}
+			// Every edge's status page shows the regions' health as geo
+			// sees it.
+			n, err := node.Start(cfg, node.Options{Logger: log, Status: regionStatus(svc)})
+			if err != nil {
+				return fmt.Errorf("edge %s: %w", cfg.Name, err)
+			}
+			nodes = append(nodes, n)
+		}
+	}
+
+	geoErr := make(chan error, 1)
+	gctx, gcancel := context.WithCancel(ctx)
+	defer gcancel()
+	go func() { geoErr <- svc.Run(gctx) }()
+	select {
+	case <-geoReady:
+	case err := <-geoErr:
+		return fmt.Errorf("geo: %w", err)
+	}
+
+	if *statePath != "" {
+		b, _ := json.MarshalIndent(state, "", "  ")
+		if err := os.WriteFile(*statePath, b, 0o644); err != nil {
+			return err
+		}
+	}
+	printUp(os.Stdout, state, time.Since(start))
+	<-ctx.Done()
+	fmt.Println("\nmeridian up: stopping")
+	return nil
+}
+
+// regionStatus adds geo's view of the regions to an edge's /status.
+func regionStatus(svc *geo.Service) func() map[string]any {
+	return func() map[string]any {
+		st := map[string]any{}
+		var regions []map[string]any
+		for _, r := range svc.Status().Regions {
+			up := 0
+			for _, e := range r.Edges {
+				if e.Up {
+					up++
+				}
+			}
+			regions = append(regions, map[string]any{"name": r.Name, "state": r.State, "edges": len(r.Edges), "edges_up": up})
+		}
+		st["regions"] = regions
+		return st
+	}
+}
+
+func join(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+
+// printUp prints what runs where and commands to paste.
+func printUp(w io.Writer, st UpState, took time.Duration) {
+	fmt.Fprintf(w, "meridian up: a %d-region CDN on loopback, started in %s (Ctrl-C stops it)\n\n", len(st.Regions), took.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tEDGE\tHTTP\tHTTPS+H3\tADMIN (status page)")
+	for _, r := range st.Regions {
+		label := r.Name
+		if r.Name == st.Shield {
+			label += " (shield)"
+		}
+		for _, e := range r.Edges {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\thttp://%s/\n", label, e.Name, e.HTTP, e.HTTPS, e.Admin)
+			label = ""
+		}
+	}
+	tw.Flush()
+	e := st.Regions[len(st.Regions)-1].Edges[0]
+	dnsHost, dnsPort, _ := net.SplitHostPort(st.GeoDNS)
+	fmt.Fprintf(w, `
+  demo origin   http://%[1]s   (request counts: http://%[1]s/_stats)
+  geo steering  http://%[2]s/route   DNS %[3]s (UDP/TCP) for %[4]s
 
 try:
-  curl -si 'http://%[2]s/hello?cc=max-age%%3D60&size=64' | grep -i cache-status   # twice: fwd=uri-miss, then hit
-  curl -sik --http2 'https://%[3]s/hello?cc=max-age%%3D60&size=64' | grep -i cache-status
-  curl -s http://%[1]s/_stats
-`, oln.Addr(), e, srv.TLSAddr())
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+  curl -si -H 'Host: %[4]s' 'http://%[5]s/hello?cc=max-age%%3D300&sk=demo' | grep -i cache-status   # miss, via the shield
+  curl -si -H 'Host: %[4]s' 'http://%[5]s/hello?cc=max-age%%3D300&sk=demo' | grep -i cache-status   # hit
+  curl -s 'http://%[2]s/route?ip=203.0.113.7'                     # a Tokyo client
+  dig @%[6]s -p %[7]s %[4]s A +subnet=192.0.2.0/24 +short          # a Frankfurt resolver
+  curl -s -X POST -H 'Authorization: Bearer %[8]s' http://%[9]s/purge -d '{"keys":["demo"]}'
+`, st.Origin, st.GeoHTTP, st.GeoDNS, st.Host, e.HTTP, dnsHost, dnsPort, st.PurgeToken, e.Admin)
 }

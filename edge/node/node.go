@@ -227,6 +227,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Status, when set, adds fields to the admin /status (such as the
+	// regions' health from a geo service).
+	Status func() map[string]any
 }
 
 // Node is a running edge node.
@@ -241,6 +244,7 @@ type Node struct {
 	cluster  *cluster.Node // nil outside a cluster
 
 	shieldFallbacks *prometheus.CounterVec
+	extraStatus     func() map[string]any
 
 	mu  sync.Mutex // guards cfg
 	cfg Config
@@ -268,7 +272,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
@@ -354,6 +358,11 @@ func (n *Node) closeCluster() {
 func (n *Node) status() map[string]any {
 	cfg := n.config()
 	st := map[string]any{"region": cfg.Region}
+	if n.extraStatus != nil {
+		for k, v := range n.extraStatus() {
+			st[k] = v
+		}
+	}
 	if n.cluster == nil {
 		st["members"] = []Member{{Name: cfg.Name, Share: 1, Self: true}}
 		return st
