@@ -244,6 +244,10 @@ type Node struct {
 	cluster  *cluster.Node // nil outside a cluster
 
 	shieldFallbacks *prometheus.CounterVec
+	purgeUnacked    prometheus.Counter
+	purger          *purger
+	stopPurger      context.CancelFunc
+	wg              sync.WaitGroup
 	extraStatus     func() map[string]any
 
 	mu  sync.Mutex // guards cfg
@@ -277,7 +281,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
 	}, []string{"shield", "to"})
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.shieldFallbacks)
+	n.purgeUnacked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_purge_unacked_total",
+		Help: "Purge deliveries a peer or region did not acknowledge (they are retried).",
+	})
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		n.shieldFallbacks, n.purgeUnacked)
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
@@ -323,7 +332,25 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		return nil, err
 	}
 	if n.cluster != nil {
-		if err := n.cluster.Start(h); err != nil {
+		n.purger = &purger{n: n, pending: map[string][]string{}}
+		n.admin.Propagate = n.purger.propagate
+		pctx, cancel := context.WithCancel(context.Background())
+		n.stopPurger = cancel
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.purger.retryLoop(pctx, 250*time.Millisecond)
+		}()
+		peerNext := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Host == cluster.InternalHost {
+				n.serveInternal(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+		if err := n.cluster.Start(peerNext); err != nil {
+			n.stopPurger()
+			n.wg.Wait()
 			n.srv.Shutdown(context.Background())
 			h.Close()
 			n.closeCluster()
@@ -373,6 +400,7 @@ func (n *Node) status() map[string]any {
 		members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name})
 	}
 	st["members"] = members
+	st["purges_pending"] = n.purger.pendingPeers()
 	return st
 }
 
@@ -454,6 +482,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.cluster.Leave(2 * time.Second)
 		}
 		err := n.srv.Shutdown(ctx)
+		if n.stopPurger != nil {
+			n.stopPurger()
+			n.wg.Wait()
+		}
 		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()

@@ -19,11 +19,12 @@ import (
 // cdn is several regions of clustered edge nodes in front of one demo
 // origin, with the origin shield configured.
 type cdn struct {
-	t       *testing.T
-	demo    *origin.Demo
-	regions map[string][]*node.Node
-	names   []string
-	client  *http.Client
+	t         *testing.T
+	demo      *origin.Demo
+	regions   map[string][]*node.Node
+	names     []string
+	client    *http.Client
+	originURL string
 }
 
 func startCDN(t *testing.T, regions []string, edges int, shield []string, direct bool) *cdn {
@@ -32,7 +33,7 @@ func startCDN(t *testing.T, regions []string, edges int, shield []string, direct
 	osrv := httptest.NewServer(demo)
 	tr := &http.Transport{MaxIdleConnsPerHost: 32}
 	c := &cdn{t: t, demo: demo, regions: map[string][]*node.Node{}, names: regions,
-		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}, originURL: osrv.URL}
 	t.Cleanup(func() {
 		for _, ns := range c.regions {
 			for _, n := range ns {

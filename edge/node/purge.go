@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/cluster"
+)
+
+// purgePath is the internal endpoint, on the peer listener, where members
+// and other regions deliver purges (signed, Host cluster.InternalHost).
+const purgePath = "/_meridian/purge"
+
+// maxPending bounds the purges kept for one unreachable peer; past it the
+// oldest are dropped (that peer's cache is long out of date by then, and a
+// restart empties it anyway).
+const maxPending = 1024
+
+// purgeTarget encodes a purge as an internal request target.
+func purgeTarget(p edge.Purge) string {
+	q := url.Values{}
+	for _, u := range p.URLs {
+		q.Add("url", u)
+	}
+	for _, k := range p.Keys {
+		q.Add("key", k)
+	}
+	if p.Soft {
+		q.Set("soft", "1")
+	}
+	return purgePath + "?" + q.Encode()
+}
+
+// serveInternal answers the members' internal requests (after the peer
+// endpoint verified their signature).
+func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != purgePath {
+		http.NotFound(w, r)
+		return
+	}
+	q := r.URL.Query()
+	p := edge.Purge{URLs: q["url"], Keys: q["key"], Soft: q.Get("soft") == "1"}
+	purged, err := n.handler.Purge(p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set(cluster.AckHeader, n.config().Name)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]int{"purged": purged})
+}
+
+// purger propagates purges to every peer and region and keeps, for each
+// peer that did not acknowledge, the purges it missed, retrying until it
+// does: a peer that comes back does not serve what was purged while it was
+// away.
+type purger struct {
+	n *Node
+
+	mu      sync.Mutex
+	pending map[string][]string // peer name → internal targets not yet acked
+}
+
+// propagate is the admin API's Propagate hook.
+func (p *purger) propagate(ctx context.Context, pg edge.Purge) (acked, failed []string) {
+	target := purgeTarget(pg)
+	acked, failed = p.n.cluster.Broadcast(ctx, target, p.n.publishedPeers())
+	if len(failed) > 0 {
+		p.n.purgeUnacked.Add(float64(len(failed)))
+		p.mu.Lock()
+		for _, name := range failed {
+			q := append(p.pending[name], target)
+			if len(q) > maxPending {
+				q = q[len(q)-maxPending:]
+			}
+			p.pending[name] = q
+		}
+		p.mu.Unlock()
+	}
+	return acked, failed
+}
+
+// retryLoop redelivers missed purges until ctx ends.
+func (p *purger) retryLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		work := make(map[string][]string, len(p.pending))
+		for name, q := range p.pending {
+			work[name] = append([]string(nil), q...)
+		}
+		p.mu.Unlock()
+		published := p.n.publishedPeers()
+		for name, targets := range work {
+			done := 0
+			for _, target := range targets {
+				if err := p.n.cluster.SendTo(ctx, name, published[name], target); err != nil {
+					break
+				}
+				done++
+			}
+			if done == 0 {
+				continue
+			}
+			p.n.log.Info("missed purges delivered", "peer", name, "purges", done)
+			p.mu.Lock()
+			q := p.pending[name]
+			if len(q) >= done {
+				q = q[done:]
+			}
+			if len(q) == 0 {
+				delete(p.pending, name)
+			} else {
+				p.pending[name] = q
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// pendingPeers returns how many purges each peer still misses.
+func (p *purger) pendingPeers() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int, len(p.pending))
+	for name, q := range p.pending {
+		out[name] = len(q)
+	}
+	return out
+}
+
+// publishedPeers maps every published edge but this one to its peer
+// endpoint: the regions table, this node's own region included, so that a
+// member that is down now is still expected to acknowledge.
+func (n *Node) publishedPeers() map[string]string {
+	cfg := n.config()
+	out := map[string]string{}
+	for _, r := range cfg.Regions {
+		for _, e := range r.Edges {
+			if e.Name != cfg.Name {
+				out[e.Name] = e.Peer
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
+)
+
+func (c *cdn) purge(n *node.Node, body string) (int, edge.PurgeResult) {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+n.AdminAddr()+"/purge", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res edge.PurgeResult
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &res); err != nil {
+		c.t.Fatalf("purge answer %q: %v", b, err)
+	}
+	return resp.StatusCode, res
+}
+
+// originServes returns how many times the origin had served target when it
+// produced the copy that n answers with (the demo's X-Demo-Count).
+func (c *cdn) originServes(n *node.Node, target string) int {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+target, nil)
+	req.Host = "site.test"
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.t.Fatalf("GET %s via %s: %d", target, n.HTTPAddr(), resp.StatusCode)
+	}
+	k, _ := strconv.Atoi(resp.Header.Get("X-Demo-Count"))
+	return k
+}
+
+// warm makes every edge hold a copy: the owner's, and hot copies at the
+// others.
+func (c *cdn) warm(target string) {
+	for i := 0; i < 3; i++ {
+		for _, n := range c.all() {
+			c.originServes(n, target)
+		}
+	}
+}
+
+func TestPurgeReachesEveryPeerAndRegion(t *testing.T) {
+	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	byURL := "/purl?cc=max-age%3D600"
+	byKey := "/pkey?cc=max-age%3D600&sk=tag-a%20tag-b"
+	c.warm(byURL)
+	c.warm(byKey)
+	before := c.demo.RequestsFor(byURL)
+
+	status, res := c.purge(c.regions["us"][0], `{"urls": ["http://site.test`+byURL+`"]}`)
+	if status != 200 || !res.Complete || len(res.Acked) != 3 || len(res.Failed) != 0 {
+		t.Fatalf("purge by URL: %d %+v", status, res)
+	}
+	for _, n := range c.all() {
+		if k := c.originServes(n, byURL); k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the purge", n.Cluster().Name(), k)
+		}
+	}
+
+	before = c.demo.RequestsFor(byKey)
+	status, res = c.purge(c.regions["eu"][1], `{"keys": ["tag-b"]}`)
+	if status != 200 || !res.Complete {
+		t.Fatalf("purge by key: %d %+v", status, res)
+	}
+	for _, n := range c.all() {
+		if k := c.originServes(n, byKey); k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the key purge", n.Cluster().Name(), k)
+		}
+	}
+}
+
+func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
+	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	target := "/pdown?cc=max-age%3D600&sk=gone"
+	c.warm(target)
+	down := c.regions["us"][1]
+	name := down.Cluster().Name()
+	peerAddr := down.Cluster().PeerAddr() // published in the regions table
+	down.Shutdown(context.Background())
+
+	status, res := c.purge(c.regions["eu"][0], `{"keys": ["gone"]}`)
+	if status != http.StatusAccepted || res.Complete || len(res.Failed) != 1 || res.Failed[0] != name {
+		t.Fatalf("purge with %s down: %d %+v", name, status, res)
+	}
+
+	// The peer comes back (a new process: same name, same published peer
+	// address) and rejoins; the purge it missed is delivered and it serves
+	// a fresh copy.
+	seeds := []string{c.regions["us"][0].Cluster().GossipAddr()}
+	cfg := nodeConfig(name, c.originURL, seeds...)
+	cfg.Cluster.PeerListen = peerAddr
+	cfg.Region = "us"
+	cfg.Admin.DrainDelay = 0
+	back, err := node.Start(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.regions["us"][1] = back
+	waitMembers(t, c.regions["us"], 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st struct {
+			Pending map[string]int `json:"purges_pending"`
+		}
+		resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if len(st.Pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the missed purge was never delivered: %v", st.Pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := c.demo.RequestsFor(target)
+	if k := c.originServes(back, target); k <= int(before) {
+		t.Fatalf("the returned peer serves a purged copy (origin fetch %d)", k)
+	}
+}
