@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Each broken config is refused by `meridian validate` with a message that
+// names the field, and `meridian edge` refuses to start on it.
+func TestValidateNamesTheField(t *testing.T) {
+	site := "sites: [{hosts: [a.example], origin: 'http://127.0.0.1:1'}]\n"
+	cases := []struct{ name, yaml, want string }{
+		{"no sites", "name: e\n", "neither an edge config"},
+		{"empty sites", "sites: []\n", "sites: empty"},
+		{"unknown field", site + "cache: {max_byts: 1}\n", "field max_byts not found"},
+		{"bad origin scheme", "sites: [{hosts: [a], origin: 'ftp://x'}]\n", "sites[0].origin"},
+		{"pool without servers", "sites: [{hosts: [a], pool: {servers: []}}]\n", "sites[0].origin: required"},
+		{"negative timeout", "sites: [{hosts: [a], origin: 'http://o:1', timeout: -5s}]\n", "sites[0].timeout: negative"},
+		{"pool server bad url", "sites: [{hosts: [a], pool: {servers: [{url: 'o:1'}]}}]\n", "sites[0].pool"},
+		{"negative pool timeout", "sites: [{hosts: [a], pool: {servers: [{url: 'http://o:1'}], try_timeout: -1s}}]\n", "sites[0].pool: try_timeout"},
+		{"unknown shield region", site[:len(site)-3] + ", shield: {regions: [mars]}}]\ncluster: {secret: 0123456789abcdef0123, gossip_listen: '127.0.0.1:0', peer_listen: '127.0.0.1:0'}\nname: e\n", "sites[0].shield.regions[0]: unknown region"},
+		{"shield loop", "sites: [{hosts: [a], origin: 'http://o:1', shield: {regions: [eu, eu]}}]\n", "shield loop"},
+		{"short secret", site + "cluster: {secret: short}\n", "cluster.secret"},
+		{"bad admin listen", site + "admin: {listen: nope}\n", "admin.listen"},
+		{"duplicate region", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1'}]}, {name: eu, edges: [{name: b, peer: '1.2.3.4:2'}]}]\n", "regions[1].name"},
+		{"geo without edges", "regions: [{name: eu, point: {lat: 50, lon: 8}, edges: []}]\n", "regions[0].edges"},
+		{"geo bad default", "default_region: mars\nregions: [{name: eu, point: {lat: 50, lon: 8}, edges: ['127.0.0.1:1']}]\n", "default_region"},
+	}
+	dir := t.TempDir()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := runValidate(context.Background(), []string{path})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("case %d: validate said %v, want it to name %q", i, err, tc.want)
+			}
+			if !strings.Contains(tc.yaml, "sites") {
+				return
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // if it did start, it would stop at once
+			if err := runEdge(ctx, []string{"--config", path}); err == nil {
+				t.Fatal("meridian edge started on a broken config")
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsTheExamples(t *testing.T) {
+	for _, path := range []string{"../../deploy/edge.example.yaml"} {
+		if err := runValidate(context.Background(), []string{path}); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+}
