@@ -50,8 +50,8 @@
 // 1.014x at n = 50; weight-2 peers get 1.996x to 2.002x the keys of
 // weight-1 peers.
 //
-// Building a ring costs Q rendezvous draws per peer, about 2 ms per peer
-// (100 ms for 50), so it belongs on the membership path: build a new
+// Building a ring costs Q rendezvous draws per peer, about 40 ms for 10
+// peers and 110 ms for 50, so it belongs on the membership path: build a new
 // [Ring] off the request path and publish it with [Holder.Store]; request
 // handlers call [Holder.Load] and never take a lock.
 //
@@ -79,8 +79,8 @@ const (
 	// MaxWeight is the largest peer weight New accepts. Weights are
 	// relative, so this bounds only the ratio between peers.
 	MaxWeight = 1 << 20
-	// MaxPeers is the most peers New accepts. Building takes about 2 ms
-	// per peer.
+	// MaxPeers is the most peers New accepts. Building takes time linear
+	// in the number of peers, about 2 ms each.
 	MaxPeers = 4096
 )
 
