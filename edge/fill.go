@@ -269,7 +269,9 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	}
 	capHint := resp.ContentLength
 	body := newGrowingBody(resp.ContentLength, capHint)
-	res := fillResult{e: e, body: body, stored: !fromOwner, fwdStatus: resp.StatusCode}
+	// "stored" is said only when it is known now: a body of unknown length
+	// may still outgrow max_object_bytes.
+	res := fillResult{e: e, body: body, stored: !fromOwner && resp.ContentLength >= 0, fwdStatus: resp.StatusCode}
 	if fields, ok := policy.VaryFields(e.header["Vary"]); ok && len(fields) > 0 {
 		res.secondary, _ = policy.SecondaryKey(fields, out.Header)
 	}

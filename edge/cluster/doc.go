@@ -56,7 +56,7 @@
 //
 // Config.Preset picks memberlist's tuning: "lan" is memberlist's LAN
 // defaults (a dead member is dropped within seconds on a real network);
-// "local" probes every 200ms and suspects for 400ms so that on loopback a
+// "local" probes every 200ms and suspects for 1s so that on loopback a
 // dead member leaves the ring within about 2 s. Each number's reason is
 // written next to it in preset.go.
 package cluster

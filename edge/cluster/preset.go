@@ -72,11 +72,14 @@ func localPreset() preset {
 			// An ack later than 100ms means the member is gone or
 			// stalled; it leaves headroom for a busy CI machine.
 			c.ProbeTimeout = 100 * time.Millisecond
-			// Suspect for 2·max(1, log10 N) probe intervals (400ms
-			// with few members) before declaring dead: with probe and
-			// gossip time a dead member leaves the ring within ~2s,
-			// while a live one has time to refute.
-			c.SuspicionMult = 2
+			// Suspect for 5·max(1, log10 N) probe intervals (1s with
+			// few members) before declaring dead: with a probe round
+			// and gossip a dead member leaves the ring within ~1.5s,
+			// while a live member that was merely slow to ack (a
+			// loaded CI machine, the race detector) has a second to
+			// refute. At 2 (400ms) such members flapped in and out of
+			// the ring under load, moving keys each time.
+			c.SuspicionMult = 5
 			// Spread joins, suspicions and deaths every 50ms.
 			c.GossipInterval = 50 * time.Millisecond
 			// A full state sync every 2s repairs anything the gossip

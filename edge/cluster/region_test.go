@@ -1,8 +1,12 @@
 package cluster_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +19,7 @@ const cacheable = "?cc=max-age%3D600"
 
 func TestRegionStoresEachKeyOnce(t *testing.T) {
 	o := cdntest.StartOrigin(t)
-	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{})
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Logger: logBuffer(t)})
 	reg.WaitConverged(15 * time.Second)
 
 	const keys = 300
@@ -52,7 +56,8 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		// No hot copies: which member fills which key is then decided
 		// by the ring alone, and the origin counts below are exact.
-		Edge: func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
+		Edge:   func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
+		Logger: logBuffer(t),
 	})
 	reg.WaitConverged(15 * time.Second)
 
@@ -163,7 +168,35 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 		}
 		filled++
 	}
-	if entries, _, _ := n.Edge.StoreStats(); entries != filled {
-		t.Errorf("restarted %s stores %d entries, want the %d keys it owns and was asked for", victimName, entries, filled)
-	}
+	// The owner stores an object just after its last byte went out.
+	cdntest.Eventually(t, 5*time.Second, fmt.Sprintf("restarted %s stores the %d keys it owns and was asked for", victimName, filled), func() bool {
+		entries, _, _ := n.Edge.StoreStats()
+		return entries == filled
+	})
+}
+
+// logBuffer collects the region's log lines at Info and above and prints
+// them if the test fails.
+func logBuffer(t *testing.T) *slog.Logger {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("region log:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
