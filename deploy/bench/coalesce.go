@@ -39,8 +39,9 @@ type CoalesceConfig struct {
 	// it says which client the cache sent upstream. Default FillResponse.
 	IsFill func(*http.Response) bool
 	// StatsURL, when set, is the demo origin's /_stats: Coalesce then
-	// counts the origin's requests for URL's path (see OriginFetches).
-	// Default "".
+	// counts the origin's requests for URL's path (see OriginFetches), and
+	// fails if there were none, as when the origin's per-key table is
+	// full. Default "".
 	StatsURL string
 	// Now is the clock for latencies. Default time.Now.
 	Now func() time.Time
@@ -180,6 +181,11 @@ func Coalesce(ctx context.Context, cfg CoalesceConfig) (CoalesceResult, error) {
 	if cfg.StatsURL != "" {
 		if res.OriginFetches, err = OriginFetches(ctx, cfg.StatsURL, u.EscapedPath()); err != nil {
 			return res, fmt.Errorf("coalesce: %w", err)
+		}
+		if res.OriginFetches == 0 && res.Errors < res.Clients {
+			// The key was new, so someone fetched it: the demo origin did
+			// not count it (its per-key table holds 100,000 keys).
+			return res, fmt.Errorf("coalesce: the origin counted no request for %s: reset its counts first (POST /_stats/reset)", u.EscapedPath())
 		}
 	}
 	return res, nil

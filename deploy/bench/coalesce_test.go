@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -153,5 +154,19 @@ func TestOriginFetches(t *testing.T) {
 	}
 	if _, err := OriginFetches(context.Background(), org.URL+"/_stats/reset", "/"); err == nil || !strings.Contains(err.Error(), "405") {
 		t.Errorf("OriginFetches of a non-stats URL = %v, want a 405 error", err)
+	}
+}
+
+func TestCoalesceUncountedFetch(t *testing.T) {
+	// A stats endpoint that counts nothing: the origin's table was full.
+	stats := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"total":5,"requests":{}}`)
+	}))
+	defer stats.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, err := Coalesce(context.Background(), CoalesceConfig{URL: srv.URL + "/cold", WarmURL: srv.URL + "/warm", Clients: 3, StatsURL: stats.URL})
+	if err == nil || !strings.Contains(err.Error(), "counted no request for /cold") {
+		t.Errorf("Coalesce with an origin that counted nothing = %v, want an error", err)
 	}
 }
