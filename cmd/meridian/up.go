@@ -165,7 +165,15 @@ func runUp(ctx context.Context, args []string) error {
 		DefaultRegion: regions[0].name,
 		DNS:           geo.DNSConfig{Listen: *geoDNS, Hostname: upHost + "."},
 		HTTP:          geo.HTTPConfig{Listen: *geoHTTP, RedirectScheme: "http"},
-		Probe:         geo.LocalProbeConfig(),
+		// Loopback answers in microseconds, but a laptop or a CI machine
+		// under load may stall for a good fraction of a second: probe
+		// twice a second and allow 400ms, so that `up` detects a killed
+		// region in under two seconds without flapping on a busy machine.
+		Probe: geo.ProbeConfig{
+			Interval: 500 * time.Millisecond, Timeout: 400 * time.Millisecond, Path: "/healthz",
+			Fall: 3, Rise: 4, HoldDown: 2 * time.Second, HoldDownMax: 20 * time.Second,
+			FailureWindow: time.Minute, Steps: []float64{10, 50, 100}, StepHold: time.Second,
+		},
 	}
 	for r, reg := range regions {
 		gr := geo.Region{Name: reg.name, Point: reg.point, Hostname: join(fmt.Sprintf("127.0.%d.1", r+1), upHTTPPort)}

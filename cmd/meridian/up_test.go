@@ -31,7 +31,7 @@ func startUp(t *testing.T) UpState {
 			t.Error("up did not stop")
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		b, err := os.ReadFile(state)
 		if err == nil {
@@ -144,9 +144,16 @@ func TestStatusPageInChromium(t *testing.T) {
 			State string `json:"state"`
 		} `json:"regions"`
 	}
-	out, err := exec.Command("curl", "-s", "http://"+e.Admin+"/status").Output()
-	if err != nil || json.Unmarshal(out, &api) != nil {
-		t.Fatalf("status API: %v %s", err, out)
+	fetchAPI := func() {
+		out, err := exec.Command("curl", "-s", "http://"+e.Admin+"/status").Output()
+		if err != nil || json.Unmarshal(out, &api) != nil {
+			t.Fatalf("status API: %v %s", err, out)
+		}
+	}
+	fetchAPI()
+	before := map[string]string{}
+	for _, r := range api.Regions {
+		before[r.Name] = r.State
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -176,9 +183,15 @@ func TestStatusPageInChromium(t *testing.T) {
 	if len(api.Members) != len(st.Regions[0].Edges) {
 		t.Fatalf("API lists %d members, the region has %d edges", len(api.Members), len(st.Regions[0].Edges))
 	}
+	// Region health may change while the page loads (a loaded machine
+	// can miss probes): the page must show each region in the state the
+	// API gave just before or just after.
+	fetchAPI()
 	for _, r := range api.Regions {
-		if !regexp.MustCompile(`data-region="` + r.Name + `"><td>` + r.Name + `</td><td class="[a-z-]+">` + r.State + `<`).MatchString(page) {
-			t.Fatalf("region %s (%s) not shown as such:\n%s", r.Name, r.State, page)
+		shown := regexp.MustCompile(`data-region="` + r.Name + `"><td>` + r.Name + `</td><td class="[a-z-]+">([a-z-]+)<`).FindStringSubmatch(page)
+		if shown == nil || (shown[1] != r.State && shown[1] != before[r.Name]) {
+			i := strings.Index(page, `id="regions"`)
+			t.Fatalf("region %s (API: %s, before %s) not shown as such:\n%s", r.Name, r.State, before[r.Name], page[i:min(len(page), i+1500)])
 		}
 	}
 	if len(api.Regions) != len(st.Regions) {
