@@ -37,12 +37,12 @@ func loadRegion(t *testing.T, name, dir string) *region {
 	}
 	r.edgeCtr = mapsOf(getList(r.edges, "spec", "template", "spec", "containers"))[0]
 	r.geoCtr = mapsOf(getList(r.geo, "spec", "template", "spec", "containers"))[0]
-	var ok bool
-	if r.edgeFile, ok = configSource(r.edges, r.edgeCtr); !ok {
-		t.Fatalf("%s: cannot follow the edge's --config to a ConfigMap", dir)
+	var err error
+	if r.edgeFile, err = r.m.configSource(r.edges, r.edgeCtr); err != nil {
+		t.Fatalf("%s: edge: %v", dir, err)
 	}
-	if r.geoFile, ok = configSource(r.geo, r.geoCtr); !ok {
-		t.Fatalf("%s: cannot follow geo's --config to a ConfigMap", dir)
+	if r.geoFile, err = r.m.configSource(r.geo, r.geoCtr); err != nil {
+		t.Fatalf("%s: geo: %v", dir, err)
 	}
 	r.edgeTmpl = getStr(r.m.get("ConfigMap", r.edgeFile.configMap), "data", r.edgeFile.key)
 	r.geoRaw = getStr(r.m.get("ConfigMap", r.geoFile.configMap), "data", r.geoFile.key)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -347,6 +348,14 @@ func overlays(t *testing.T) map[string]string {
 		out[filepath.Base(d)] = d
 	}
 	return out
+}
+
+// firstOverlay is the first region's overlay by name, for tests that need
+// one.
+func firstOverlay(t *testing.T) string {
+	t.Helper()
+	dirs := overlays(t)
+	return dirs[slices.Sorted(maps.Keys(dirs))[0]]
 }
 
 // TestResolverMatchesKubectl compares the resolver with kustomize itself

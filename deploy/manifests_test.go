@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -263,8 +264,10 @@ func (c *check) workload(w obj) {
 				}
 			}
 		}
-		if _, ok := configSource(w, ctr); !ok && slices.Contains(getStrings(ctr, "args"), "--config") {
-			c.errorf("%s: --config does not name a file of a mounted ConfigMap", cd)
+		if slices.Contains(getStrings(ctr, "args"), "--config") {
+			if _, err := c.m.configSource(w, ctr); err != nil {
+				c.errorf("%s: %v", cd, err)
+			}
 		}
 		names := map[string]bool{}
 		for _, p := range portsOf(ctr) {
@@ -524,11 +527,11 @@ type configFile struct {
 // configSource follows a container's --config PATH to the ConfigMap key it
 // comes from: a ConfigMap volume mounted over PATH, or an emptyDir that an
 // init container writes PATH into from a mounted ConfigMap.
-func configSource(w obj, ctr obj) (configFile, bool) {
+func (m *manifests) configSource(w obj, ctr obj) (configFile, error) {
 	args := getStrings(ctr, "args")
 	i := slices.Index(args, "--config")
 	if i < 0 || i+1 >= len(args) {
-		return configFile{}, false
+		return configFile{}, errors.New("no --config FILE argument")
 	}
 	path := args[i+1]
 	spec := getMap(w, "spec", "template", "spec")
@@ -538,14 +541,18 @@ func configSource(w obj, ctr obj) (configFile, bool) {
 	}
 	mount, rel, ok := mountOf(ctr, path)
 	if !ok {
-		return configFile{}, false
+		return configFile{}, fmt.Errorf("--config %s: no volume is mounted there", path)
 	}
 	v := volumes[getStr(mount, "name")]
 	if cm := getMap(v, "configMap"); cm != nil {
-		return configFile{configMap: getStr(cm, "name"), key: itemKey(cm, rel)}, true
+		f := configFile{configMap: getStr(cm, "name"), key: itemKey(cm, rel)}
+		if keys, _ := m.keys("ConfigMap", f.configMap); !slices.Contains(keys, f.key) {
+			return configFile{}, fmt.Errorf("--config %s: ConfigMap %q has no key %q", path, f.configMap, f.key)
+		}
+		return f, nil
 	}
 	if getMap(v, "emptyDir") == nil {
-		return configFile{}, false
+		return configFile{}, fmt.Errorf("--config %s: volume %s is neither a ConfigMap nor an emptyDir", path, getStr(mount, "name"))
 	}
 	for _, init := range mapsOf(getList(spec, "initContainers")) {
 		im, ok := mountByName(init, getStr(mount, "name"))
@@ -561,14 +568,22 @@ func configSource(w obj, ctr obj) (configFile, bool) {
 			if cm == nil {
 				continue
 			}
-			for _, key := range configMapKeys(cm) {
-				if strings.Contains(script, getStr(src, "mountPath")+"/"+key) {
-					return configFile{configMap: getStr(cm, "name"), key: itemKey(cm, key), render: init}, true
+			keys, _ := m.keys("ConfigMap", getStr(cm, "name"))
+			for _, key := range keys {
+				file := key
+				for _, item := range mapsOf(getList(cm, "items")) {
+					if getStr(item, "key") == key {
+						file = getStr(item, "path")
+					}
+				}
+				if strings.Contains(script, getStr(src, "mountPath")+"/"+file) {
+					return configFile{configMap: getStr(cm, "name"), key: key, render: init}, nil
 				}
 			}
 		}
+		return configFile{}, fmt.Errorf("--config %s: init container %s writes it, but from no key of a mounted ConfigMap", path, getStr(init, "name"))
 	}
-	return configFile{}, false
+	return configFile{}, fmt.Errorf("--config %s: volume %s is an emptyDir that no init container writes it into", path, getStr(mount, "name"))
 }
 
 // mountOf finds the volume mount that holds path, and path within it.
@@ -598,19 +613,6 @@ func itemKey(cm obj, file string) string {
 		}
 	}
 	return file
-}
-
-// configMapKeys lists the file names a ConfigMap volume shows, when it
-// lists them (items); otherwise any file name may be a key.
-func configMapKeys(cm obj) []string {
-	var out []string
-	for _, item := range mapsOf(getList(cm, "items")) {
-		out = append(out, getStr(item, "path"))
-	}
-	if len(out) == 0 {
-		out = []string{"edge.yaml", "geo.yaml", "config.yaml"}
-	}
-	return out
 }
 
 // TestManifestsParse decodes every YAML file under k8s/ and prometheus/.
@@ -683,12 +685,7 @@ func zonesOf(w obj) []string {
 // TestCheckManifestsCatchesMistakes breaks a resolved overlay in the ways
 // the checks are for, one at a time, and expects each to be reported.
 func TestCheckManifestsCatchesMistakes(t *testing.T) {
-	dirs := overlays(t)
-	var dir string
-	for _, d := range dirs {
-		dir = d
-		break
-	}
+	dir := firstOverlay(t)
 	tests := []struct {
 		name   string
 		mutate func(m *manifests)
@@ -716,7 +713,12 @@ func TestCheckManifestsCatchesMistakes(t *testing.T) {
 		{"config path", func(m *manifests) {
 			ctr := mapsOf(getList(m.get("StatefulSet", "edge"), "spec", "template", "spec", "containers"))[0]
 			ctr["args"] = []any{"edge", "--config", "/etc/meridian/edge.yaml"}
-		}, "--config does not name a file"},
+		}, "--config /etc/meridian/edge.yaml: no volume is mounted there"},
+		{"config key", func(m *manifests) {
+			data := getMap(m.get("ConfigMap", "edge-config"), "data")
+			data["edge.yml"] = data["edge.yaml"]
+			delete(data, "edge.yaml")
+		}, "writes it, but from no key of a mounted ConfigMap"},
 		{"secret key", func(m *manifests) {
 			delete(getMap(m.get("Secret", "meridian-secrets"), "stringData"), "purge-token")
 		}, `has no key "purge-token"`},

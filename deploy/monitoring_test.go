@@ -314,11 +314,7 @@ func TestScrapeConfig(t *testing.T) {
 	if err := yaml.Unmarshal(data, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	var m *manifests
-	for _, dir := range overlays(t) {
-		m = loadManifests(t, dir)
-		break
-	}
+	m := loadManifests(t, firstOverlay(t))
 	sanitize := regexp.MustCompile(`[^a-zA-Z0-9_]`)
 	jobs := map[string]bool{}
 	for _, job := range cfg.ScrapeConfigs {
