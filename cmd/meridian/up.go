@@ -142,7 +142,8 @@ func runUp(ctx context.Context, args []string) error {
 	state := UpState{Origin: oln.Addr().String(), GeoHTTP: *geoHTTP, GeoDNS: *geoDNS, Host: upHost,
 		PurgeToken: upToken, Shield: regions[0].name}
 	for r, reg := range regions {
-		rc := node.RegionConfig{Name: reg.name}
+		pt := reg.point
+		rc := node.RegionConfig{Name: reg.name, Point: &pt}
 		rs := UpRegionSt{Name: reg.name}
 		for e := 1; e <= *nEdges; e++ {
 			ip := fmt.Sprintf("127.0.%d.%d", r+1, e)

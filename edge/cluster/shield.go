@@ -141,13 +141,18 @@ func fallbackStatus(skipped []shieldRing) string {
 // cameThroughShield reports whether a shield edge already handled the
 // request (it appended itself to Via).
 func (t *shieldTransport) cameThroughShield(req *http.Request) bool {
+	return viaNames(req, t.names)
+}
+
+// viaNames reports whether the request's Via names any of the edges.
+func viaNames(req *http.Request, names []string) bool {
 	for _, v := range req.Header["Via"] {
 		for _, hop := range strings.Split(v, ",") {
 			f := strings.Fields(hop)
 			if len(f) < 2 {
 				continue
 			}
-			for _, name := range t.names {
+			for _, name := range names {
 				if f[1] == name {
 					return true
 				}

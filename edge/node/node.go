@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/geo"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -50,6 +52,9 @@ type RegionConfig struct {
 	Name string `yaml:"name"`
 	// Edges are its edges. At least one.
 	Edges []EdgeRef `yaml:"edges"`
+	// Point is where the region is. When every region has one, edge-side
+	// failover tries other regions nearest first; else in this order.
+	Point *geo.Point `yaml:"point"`
 }
 
 // EdgeRef is one published edge.
@@ -170,18 +175,53 @@ func (c Config) shieldFor(sc edge.SiteConfig) (cluster.ShieldOptions, bool) {
 			break
 		}
 		for _, r := range c.Regions {
-			if r.Name != name {
-				continue
+			if r.Name == name {
+				opt.Regions = append(opt.Regions, r.published())
 			}
-			sr := cluster.ShieldRegion{Name: r.Name, Addrs: map[string]string{}}
-			for _, e := range r.Edges {
-				sr.Peers = append(sr.Peers, ring.Peer{Name: e.Name, Zone: e.Zone, Weight: e.Weight})
-				sr.Addrs[e.Name] = e.Peer
-			}
-			opt.Regions = append(opt.Regions, sr)
 		}
 	}
 	return opt, len(opt.Regions) > 0
+}
+
+// failoverRegions are the other regions, nearest first, with their
+// published edges: where a fill goes when this region's own path fails.
+func (c Config) failoverRegions() []cluster.ShieldRegion {
+	var own *geo.Point
+	all := true
+	for _, r := range c.Regions {
+		if r.Point == nil {
+			all = false
+		}
+		if r.Name == c.Region {
+			own = r.Point
+		}
+	}
+	others := make([]RegionConfig, 0, len(c.Regions))
+	for _, r := range c.Regions {
+		if r.Name != c.Region {
+			others = append(others, r)
+		}
+	}
+	if all && own != nil {
+		sort.SliceStable(others, func(i, j int) bool {
+			return own.DistanceKm(*others[i].Point) < own.DistanceKm(*others[j].Point)
+		})
+	}
+	out := make([]cluster.ShieldRegion, 0, len(others))
+	for _, r := range others {
+		out = append(out, r.published())
+	}
+	return out
+}
+
+// published is a region's edges as the cluster package takes them.
+func (r RegionConfig) published() cluster.ShieldRegion {
+	sr := cluster.ShieldRegion{Name: r.Name, Addrs: map[string]string{}}
+	for _, e := range r.Edges {
+		sr.Peers = append(sr.Peers, ring.Peer{Name: e.Name, Zone: e.Zone, Weight: e.Weight})
+		sr.Addrs[e.Name] = e.Peer
+	}
+	return sr
 }
 
 // prefixed names a section's field in its error, unless it already does.
@@ -296,9 +336,18 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		n.cluster = cn
 		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
-			if so, ok := n.config().shieldFor(sc); ok {
+			cur := n.config()
+			if so, ok := cur.shieldFor(sc); ok {
 				so.OnFallback = n.shieldFallback
 				rt, err := cn.Shield(so, up)
+				if err != nil {
+					shieldErr = err
+				} else {
+					up = rt
+				}
+			}
+			if fo := cur.failoverRegions(); len(fo) > 0 {
+				rt, err := cn.Failover(fo, up)
 				if err != nil {
 					shieldErr = err
 				} else {

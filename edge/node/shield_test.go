@@ -25,6 +25,7 @@ type cdn struct {
 	names     []string
 	client    *http.Client
 	originURL string
+	cfgs      map[string]node.Config // by node name, as last applied
 }
 
 func startCDN(t *testing.T, regions []string, edges int, shield []string, direct bool) *cdn {
@@ -79,8 +80,10 @@ func startCDN(t *testing.T, regions []string, edges int, shield []string, direct
 			if err := n.Reload(cfg); err != nil {
 				t.Fatal(err)
 			}
+			cfgs[n.Cluster().Name()] = cfg
 		}
 	}
+	c.cfgs = cfgs
 	return c
 }
 
@@ -184,5 +187,34 @@ func TestShieldDownWithoutDirectGivesErrorOrStale(t *testing.T) {
 	}
 	if after := c.demo.Requests(); after != before {
 		t.Fatalf("the origin was reached directly %d times although direct fills are off", after-before)
+	}
+}
+
+// A region whose own path to the origin fails fills from another region's
+// owner of the key before falling back to stale or an error.
+func TestRegionFailoverWhenOwnUpstreamFails(t *testing.T) {
+	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	for _, n := range c.regions["eu"] {
+		cfg := c.cfgs[n.Cluster().Name()]
+		cfg.Sites[0].Origin = "http://127.0.0.1:1" // refused
+		cfg.Sites[0].Pool.Servers = nil
+		if err := n.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		target := fmt.Sprintf("/fo%d?cc=max-age%%3D600", i)
+		for _, n := range c.regions["eu"] {
+			status, _, cs := c.get(n, target)
+			if status != 200 {
+				t.Fatalf("%s via %s: %d (%s)", target, n.Cluster().Name(), status, cs)
+			}
+			if !strings.Contains(cs, "us-") {
+				t.Fatalf("Cache-Status %q does not show the us region", cs)
+			}
+		}
+		if got := c.demo.RequestsFor(target); got != 1 {
+			t.Fatalf("%s reached the origin %d times, want 1 (through us)", target, got)
+		}
 	}
 }
