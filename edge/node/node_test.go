@@ -224,7 +224,7 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 }
 
 // waitMembers waits until every node sees want members in its ring.
-func waitMembers(t *testing.T, nodes []*node.Node, want int) {
+func waitMembers(t testing.TB, nodes []*node.Node, want int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

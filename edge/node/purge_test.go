@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,5 +141,37 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 	before := c.demo.RequestsFor(target)
 	if k := c.originServes(back, target); k <= int(before) {
 		t.Fatalf("the returned peer serves a purged copy (origin fetch %d)", k)
+	}
+}
+
+// BenchmarkPurge measures how long the purge API takes to answer, having
+// reached every edge: within one region (2 edges) and across two regions
+// (2 x 2 edges). It reports the p50 and p99 latency.
+func BenchmarkPurge(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		regions []string
+	}{
+		{"region", []string{"eu"}},
+		{"cdn", []string{"eu", "us"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := startCDN(b, tc.regions, 2, nil, true)
+			at := c.regions["eu"][0]
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				status, res := c.purge(at, `{"keys": ["bench-`+strconv.Itoa(i)+`"]}`)
+				lat = append(lat, time.Since(start))
+				if status != 200 || !res.Complete {
+					b.Fatalf("purge: %d %+v", status, res)
+				}
+			}
+			b.StopTimer()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }

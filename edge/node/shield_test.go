@@ -19,7 +19,7 @@ import (
 // cdn is several regions of clustered edge nodes in front of one demo
 // origin, with the origin shield configured.
 type cdn struct {
-	t         *testing.T
+	t         testing.TB
 	demo      *origin.Demo
 	regions   map[string][]*node.Node
 	names     []string
@@ -28,7 +28,7 @@ type cdn struct {
 	cfgs      map[string]node.Config // by node name, as last applied
 }
 
-func startCDN(t *testing.T, regions []string, edges int, shield []string, direct bool) *cdn {
+func startCDN(t testing.TB, regions []string, edges int, shield []string, direct bool) *cdn {
 	t.Helper()
 	demo := origin.NewDemo(nil)
 	osrv := httptest.NewServer(demo)
