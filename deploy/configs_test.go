@@ -428,7 +428,7 @@ func TestGeoConfigMatchesManifests(t *testing.T) {
 
 // TestOverlaysAgree checks what must be the same in every region: the geo
 // region table, the sites and their shields, and each region's published
-// edges; and that every region of the table has an overlay.
+// edges and point; and that every region of the table has an overlay.
 func TestOverlaysAgree(t *testing.T) {
 	regions := loadRegions(t)
 	var names []string
@@ -476,9 +476,19 @@ func TestOverlaysAgree(t *testing.T) {
 			t.Errorf("%s: edge config differs from %s's beyond name, region and regions:\n%s\n---\n%s", r.name, first.name, a, b)
 		}
 		published[r.name] = pub
+		geoPoints := map[string]any{}
+		for _, reg := range mapsOf(getList(parseYAML(t, r.geoRaw), "regions")) {
+			geoPoints[getStr(reg, "name")] = get(reg, "point")
+		}
 		var tableNames []string
 		for _, reg := range mapsOf(getList(parseYAML(t, r.render(t, 0, "")), "regions")) {
-			tableNames = append(tableNames, getStr(reg, "name"))
+			name := getStr(reg, "name")
+			tableNames = append(tableNames, name)
+			// Edge-side failover orders regions by these points, geo
+			// steering by the geo table's: they must agree.
+			if p := get(reg, "point"); p == nil || !reflect.DeepEqual(p, geoPoints[name]) {
+				t.Errorf("%s: the edge regions table puts %s at %v, the geo config at %v", r.name, name, p, geoPoints[name])
+			}
 		}
 		if !reflect.DeepEqual(slices.Sorted(slices.Values(tableNames)), names) {
 			t.Errorf("%s: the edge regions table lists %v, want every region %v", r.name, tableNames, names)
