@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Handler returns the HTTP steering endpoint:
@@ -13,6 +16,7 @@ import (
 //	GET /redirect/PATH    302 to the chosen region's host, path and query kept
 //	GET /regions          every region's health as JSON (the status page)
 //	GET /healthz          200 while the service runs
+//	GET /metrics          Prometheus: region and edge health
 //
 // The caller is the peer address, or, when the peer is in
 // HTTP.TrustedProxies, the right-most X-Forwarded-For hop that is not a
@@ -21,6 +25,9 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /route", s.serveRoute)
 	mux.HandleFunc("GET /regions", s.serveRegions)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
