@@ -26,6 +26,18 @@ func TestUnknownHostIsRefusedNotForwarded(t *testing.T) {
 	if n := e.origin.total.Load(); n != 0 {
 		t.Fatalf("origin saw %d requests for an unknown host", n)
 	}
+	// Health probes address the node, not a site.
+	req, _ = http.NewRequest("GET", e.base+"/healthz", nil)
+	req.Host = "127.0.0.1"
+	resp, err = e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	wantStatus(t, resp, 200)
+	if n := e.origin.total.Load(); n != 0 {
+		t.Fatalf("a health probe reached the origin")
+	}
 	// The Host match ignores case and port.
 	resp, _ = e.do("GET", "/a", http.Header{}, nil)
 	wantStatus(t, resp, 200)

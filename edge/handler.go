@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -256,6 +257,14 @@ func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
 // upstream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.route(r.Host)
+	if st == nil && r.URL.Path == "/healthz" {
+		// Health probes (geo steering, load balancers) address the node,
+		// not a site: answer them on the public port too.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "ok\n")
+		return
+	}
 	if st == nil {
 		// Never forward a request for a host we do not serve: no open proxy.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

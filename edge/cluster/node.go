@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -383,15 +384,29 @@ func normAddr(s string) string {
 }
 
 // rebuildLoop builds a new ring after membership changes, off the
-// request path, and swaps it in. Changes that arrive during a build are
-// folded into the next one.
+// request path, and swaps it in. A change waits preset.settle for more to
+// arrive; changes that arrive during the wait or a build are folded into
+// one build, and none is made if the members end up as they were.
 func (n *Node) rebuildLoop() {
 	defer n.wg.Done()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-n.rebuild:
+		}
+		settle.Reset(n.preset.settle)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-settle.C:
+		}
+		select {
+		case <-n.rebuild: // folded into this build
+		default:
 		}
 		n.mu.Lock()
 		peers := make([]ring.Peer, 0, len(n.members))
@@ -401,6 +416,9 @@ func (n *Node) rebuildLoop() {
 			addrs[name] = m.addr
 		}
 		n.mu.Unlock()
+		if v := n.view.Load(); v != nil && sameMembers(v, peers, addrs) {
+			continue
+		}
 		r, err := ring.New(peers)
 		if err != nil {
 			n.log.Error("ring rebuild failed", "err", err)
@@ -409,6 +427,22 @@ func (n *Node) rebuildLoop() {
 		n.view.Store(&view{ring: r, addrs: addrs})
 		n.log.Info("ring rebuilt", "members", r.Len(), "share", r.Share(n.cfg.Name))
 	}
+}
+
+// sameMembers reports whether a view already holds exactly these members
+// at these addresses.
+func sameMembers(v *view, peers []ring.Peer, addrs map[string]string) bool {
+	if v.ring.Len() != len(peers) || !maps.Equal(v.addrs, addrs) {
+		return false
+	}
+	cur := v.ring.Peers() // sorted by name, weights normalized
+	for _, p := range peers {
+		i, ok := slices.BinarySearchFunc(cur, p.Name, func(q ring.Peer, name string) int { return strings.Compare(q.Name, name) })
+		if !ok || cur[i].Zone != p.Zone || cur[i].Weight != max(p.Weight, 1) {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) signalRebuild() {

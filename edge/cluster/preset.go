@@ -24,6 +24,10 @@ type preset struct {
 	// joinRetry is the wait between attempts to join the seeds while this
 	// member is alone.
 	joinRetry time.Duration
+	// settle is how long a membership change waits for others before the
+	// ring is rebuilt, so that a burst (a region starting, a member
+	// flapping) costs one build, or none if it cancels out.
+	settle time.Duration
 }
 
 // presetFor returns the tuning Config.Preset names.
@@ -56,6 +60,9 @@ func lanPreset() preset {
 		// every 2s: cheap, and far below the time a region takes to
 		// start.
 		joinRetry: 2 * time.Second,
+		// Half a second folds a rolling start's joins into few builds
+		// and is small next to the seconds failure detection takes.
+		settle: 500 * time.Millisecond,
 	}
 }
 
@@ -92,5 +99,8 @@ func localPreset() preset {
 		},
 		// Try the seeds every 100ms: they are on this machine.
 		joinRetry: 100 * time.Millisecond,
+		// Members on one machine join within ~100ms of each other;
+		// waiting that long costs little of the ~2s detection budget.
+		settle: 100 * time.Millisecond,
 	}
 }

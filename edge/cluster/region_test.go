@@ -17,41 +17,89 @@ import (
 // cacheable is the query that makes the demo origin's objects cacheable.
 const cacheable = "?cc=max-age%3D600"
 
-func TestRegionStoresEachKeyOnce(t *testing.T) {
-	o := cdntest.StartOrigin(t)
-	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Logger: logBuffer(t)})
-	reg.WaitConverged(15 * time.Second)
-
-	const keys = 300
-	for k := range keys {
-		target := fmt.Sprintf("/once/%d%s", k, cacheable)
-		for _, i := range reg.Live() {
-			resp, _, err := reg.Get(i, target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != 200 {
-				t.Fatalf("GET %s via node %d: status %d", target, i, resp.StatusCode)
-			}
-		}
-	}
-	if got := o.Requests(); got != keys {
-		t.Errorf("origin saw %d requests, want %d", got, keys)
-	}
-	for _, i := range reg.Live() {
-		n := reg.Node(i)
-		entries, _, _ := n.Edge.StoreStats()
-		t.Logf("%s stores %d entries (share %.3f)", n.Name, entries, n.Cluster.Ring().Share(n.Name))
-		if entries < keys*20/100 || entries > keys*47/100 {
-			t.Errorf("%s stores %d of %d keys, want 20%%-47%%", n.Name, entries, keys)
-		}
-	}
-}
+// maxAttempts bounds the reruns of a scenario whose exact origin counts
+// were spoiled by a membership change the test did not cause: on a loaded
+// machine (the race detector, parallel packages) a live member is now and
+// then declared dead and comes back, which correctly costs extra origin
+// requests but measures nothing.
+const maxAttempts = 3
 
 // key is the edge's cache key of a target on the test site.
 func key(target string) string { return cdntest.SiteHost + target }
 
+// attempt runs scenario until it completes with a stable membership; the
+// scenario returns a non-empty reason when the membership changed under it.
+func attempt(t *testing.T, scenario func(t *testing.T, try int) (flapped string)) {
+	t.Helper()
+	for try := 1; ; try++ {
+		reason := scenario(t, try)
+		if reason == "" || t.Failed() {
+			return
+		}
+		if try == maxAttempts {
+			t.Fatalf("the membership changed during each of %d attempts (last: %s)", try, reason)
+		}
+		t.Logf("attempt %d: %s; again", try, reason)
+	}
+}
+
+func TestRegionStoresEachKeyOnce(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Logger: logBuffer(t)})
+	const keys = 300
+	attempt(t, func(t *testing.T, try int) string {
+		reg.WaitConverged(15 * time.Second)
+		stored := map[int]int{}
+		for _, i := range reg.Live() {
+			stored[i], _, _ = reg.Node(i).Edge.StoreStats()
+		}
+		prior := o.Requests()
+		watch := reg.WatchRings()
+		statuses := map[string][]string{} // target → Cache-Status via each node
+		for k := range keys {
+			target := fmt.Sprintf("/once/%d/%d%s", try, k, cacheable)
+			for _, i := range reg.Live() {
+				resp, _, err := reg.Get(i, target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != 200 {
+					t.Fatalf("GET %s via node %d: status %d", target, i, resp.StatusCode)
+				}
+				statuses[target] = append(statuses[target], resp.Header.Get("Cache-Status"))
+			}
+		}
+		if hist := watch(); !cdntest.Unchanged(hist) {
+			return fmt.Sprintf("ring sizes %v", hist)
+		}
+		if got := o.Requests() - prior; got != keys {
+			t.Errorf("origin saw %d requests, want %d", got, keys)
+			for target, cs := range statuses {
+				if n := o.RequestsFor(target); n != 1 {
+					p, _ := reg.Node(0).Cluster.Owner(key(target))
+					t.Logf("%s (owner %s): origin saw it %d times; Cache-Status via each node: %q", target, p.Name, n, cs)
+				}
+			}
+		}
+		for _, i := range reg.Live() {
+			n := reg.Node(i)
+			entries, _, _ := n.Edge.StoreStats()
+			entries -= stored[i]
+			t.Logf("%s stores %d entries (share %.3f)", n.Name, entries, n.Cluster.Ring().Share(n.Name))
+			if entries < keys*20/100 || entries > keys*47/100 {
+				t.Errorf("%s stores %d of %d keys, want 20%%-47%%", n.Name, entries, keys)
+			}
+		}
+		return ""
+	})
+}
+
 func TestRegionSurvivesKillAndRestart(t *testing.T) {
+	attempt(t, killAndRestart)
+}
+
+// killAndRestart runs the kill scenario on a fresh region.
+func killAndRestart(t *testing.T, try int) (flapped string) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		// No hot copies: which member fills which key is then decided
@@ -59,6 +107,7 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 		Edge:   func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
 		Logger: logBuffer(t),
 	})
+	defer reg.Close()
 	reg.WaitConverged(15 * time.Second)
 
 	const keys = 150
@@ -69,7 +118,9 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 	before := reg.Node(0).Cluster.Ring()
 	const victim = 2
 	victimName := reg.Node(victim).Name
+	survivors := []string{reg.Node(0).Name, reg.Node(1).Name}
 
+	watch := reg.WatchRings()
 	load := reg.StartLoad(cdntest.LoadOptions{
 		Nodes:       []int{0, 1}, // the survivors
 		Targets:     targets,
@@ -84,14 +135,21 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 		})
 	}
 	waitRequests(2 * keys)
+	if hist := watch(); !cdntest.Unchanged(hist) {
+		return fmt.Sprintf("before the kill, ring sizes %v", hist)
+	}
 	if got := o.Requests(); got != keys {
 		t.Fatalf("before the kill the origin saw %d requests, want %d (each key once)", got, keys)
 	}
 
+	watch = reg.WatchRings()
 	reg.Kill(victim)
 	killed := time.Now()
-	reg.WaitConverged(10 * time.Second)
+	cdntest.Eventually(t, 10*time.Second, "the survivors drop "+victimName, func() bool {
+		return reg.Node(0).Cluster.Ring().Len() == 2 && reg.Node(1).Cluster.Ring().Len() == 2
+	})
 	t.Logf("the survivors dropped %s from their rings %v after the kill", victimName, time.Since(killed).Round(time.Millisecond))
+	reg.WaitConverged(10 * time.Second)
 	// Every key is requested at least once more through each survivor
 	// after the rings have changed.
 	waitRequests(load.Count().Requests + 2*keys)
@@ -99,6 +157,12 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 	t.Logf("loop: %d requests, %d failed", res.Requests, res.Failures)
 	if res.Failures != 0 {
 		t.Fatalf("%d of %d client requests failed: %q", res.Failures, res.Requests, res.Errors)
+	}
+	hist := watch()
+	for _, name := range survivors {
+		if fmt.Sprint(hist[name]) != "[3 2]" {
+			return fmt.Sprintf("after the kill, ring sizes %v", hist)
+		}
 	}
 
 	after := reg.Node(0).Cluster.Ring()
@@ -146,8 +210,13 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 			}
 		}
 	}
-	filled := 0
-	for k := 0; filled < 20 && k < 1000; k++ {
+	watch = reg.WatchRings()
+	type result struct {
+		target, cs  string
+		prior, seen int64
+	}
+	var results []result
+	for k := 0; len(results) < 20 && k < 1000; k++ {
 		target := fmt.Sprintf("/rejoin/%d%s", k, cacheable)
 		if p, _ := final.Owner(key(target)); p.Name != victimName {
 			continue
@@ -160,19 +229,25 @@ func TestRegionSurvivesKillAndRestart(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("GET %s: status %d", target, resp.StatusCode)
 		}
-		if cs := resp.Header.Get("Cache-Status"); !strings.HasPrefix(cs, victimName+";") {
-			t.Errorf("GET %s via %s: Cache-Status %q, want the restarted owner %s first", target, reg.Node(0).Name, cs, victimName)
+		results = append(results, result{target, resp.Header.Get("Cache-Status"), prior, o.RequestsFor(target)})
+	}
+	if hist := watch(); !cdntest.Unchanged(hist) {
+		return fmt.Sprintf("after the restart, ring sizes %v", hist)
+	}
+	for _, r := range results {
+		if !strings.HasPrefix(r.cs, victimName+";") {
+			t.Errorf("GET %s via %s: Cache-Status %q, want the restarted owner %s first", r.target, reg.Node(0).Name, r.cs, victimName)
 		}
-		if got := o.RequestsFor(target); got != prior+1 {
-			t.Errorf("GET %s: origin count %d → %d, want one fill by the restarted owner", target, prior, got)
+		if r.seen != r.prior+1 {
+			t.Errorf("GET %s: origin count %d → %d, want one fill by the restarted owner", r.target, r.prior, r.seen)
 		}
-		filled++
 	}
 	// The owner stores an object just after its last byte went out.
-	cdntest.Eventually(t, 5*time.Second, fmt.Sprintf("restarted %s stores the %d keys it owns and was asked for", victimName, filled), func() bool {
+	cdntest.Eventually(t, 5*time.Second, fmt.Sprintf("restarted %s stores the %d keys it owns and was asked for", victimName, len(results)), func() bool {
 		entries, _, _ := n.Edge.StoreStats()
-		return entries == filled
+		return entries == len(results)
 	})
+	return ""
 }
 
 // logBuffer collects the region's log lines at Info and above and prints
@@ -187,7 +262,7 @@ func logBuffer(t *testing.T) *slog.Logger {
 			mu.Unlock()
 		}
 	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type lockedWriter struct {

@@ -248,12 +248,20 @@ func Parse(data []byte) (Config, error) {
 	return c, nil
 }
 
-// Load reads and parses a node config file.
+// Load reads and parses a node config file. ${VAR} in the file is
+// replaced by the environment variable VAR (empty if unset), so that one
+// file can serve every pod of a StatefulSet (name: ${HOSTNAME}).
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
+	data = []byte(os.Expand(string(data), func(k string) string {
+		if k == "$" {
+			return "$" // $$ is a literal dollar
+		}
+		return os.Getenv(k)
+	}))
 	c, err := Parse(data)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
@@ -334,6 +342,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			return nil, err
 		}
 		n.cluster = cn
+		n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meridian_cluster_members", Help: "Members on this node's ring, itself included.",
+		}, func() float64 { return float64(cn.Ring().Len()) }))
 		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			cur := n.config()
