@@ -29,6 +29,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/origin"
+	"github.com/meridiancdn/meridian/ring"
 )
 
 // SiteHost is the Host every edge started here serves.
@@ -288,34 +289,120 @@ func (r *Region) Close() {
 	}
 }
 
+// convergedFor is how long the rings must agree before WaitConverged
+// returns: longer than the local preset's suspicion (1s), so that a
+// member wrongly suspected while the machine was busy building rings is
+// either cleared or dropped (and waited for again) before a test starts.
+const convergedFor = 1200 * time.Millisecond
+
 // WaitConverged waits until every live node's ring holds exactly the live
-// nodes, and fails the test if that takes longer than timeout.
+// nodes, and has for a moment, and fails the test if that takes longer
+// than timeout.
 func (r *Region) WaitConverged(timeout time.Duration) {
 	r.t.Helper()
+	var since time.Time
 	Eventually(r.t, timeout, "every ring holds exactly the live nodes", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		var want []string
-		for _, n := range r.nodes {
-			if !n.dead {
-				want = append(want, n.Name)
-			}
+		if !r.converged() {
+			since = time.Time{}
+			return false
 		}
-		slices.Sort(want)
-		for _, n := range r.nodes {
-			if n.dead {
-				continue
-			}
-			var got []string
-			for _, p := range n.Cluster.Ring().Peers() {
-				got = append(got, p.Name)
-			}
-			if !slices.Equal(got, want) {
-				return false
-			}
+		if since.IsZero() {
+			since = time.Now()
 		}
-		return true
+		return time.Since(since) >= convergedFor
 	})
+}
+
+// converged reports whether every live node's ring holds exactly the live
+// nodes.
+func (r *Region) converged() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var want []string
+	for _, n := range r.nodes {
+		if !n.dead {
+			want = append(want, n.Name)
+		}
+	}
+	slices.Sort(want)
+	for _, n := range r.nodes {
+		if n.dead {
+			continue
+		}
+		var got []string
+		for _, p := range n.Cluster.Ring().Peers() {
+			got = append(got, p.Name)
+		}
+		if !slices.Equal(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// WatchRings records, until the returned stop is called, the size of each
+// successive ring of every node live now: a node whose membership did not
+// change has a history of one ring. A test that counts origin requests
+// exactly can tell with it whether a membership change it did not cause
+// (a member wrongly declared dead on a loaded machine, and back) happened
+// while it measured.
+func (r *Region) WatchRings() (stop func() map[string][]int) {
+	r.mu.Lock()
+	var nodes []*Node
+	for _, n := range r.nodes {
+		if !n.dead {
+			nodes = append(nodes, n)
+		}
+	}
+	r.mu.Unlock()
+	last := make([]*ring.Ring, len(nodes))
+	hist := map[string][]int{}
+	poll := func() {
+		for i, n := range nodes {
+			if rg := n.Cluster.Ring(); rg != last[i] || hist[n.Name] == nil {
+				last[i] = rg
+				hist[n.Name] = append(hist[n.Name], rg.Len())
+			}
+		}
+	}
+	poll()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		// A ring build takes milliseconds and follows a settle delay,
+		// so polling every 2ms sees every ring.
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				poll()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() map[string][]int {
+		once.Do(func() {
+			close(done)
+			<-stopped
+			poll()
+		})
+		return hist
+	}
+}
+
+// Unchanged reports whether a WatchRings history shows no membership
+// change at all.
+func Unchanged(hist map[string][]int) bool {
+	for _, sizes := range hist {
+		if len(sizes) != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Get sends GET target (a path and query) to node i with Host SiteHost
