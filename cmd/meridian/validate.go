@@ -28,8 +28,8 @@ func runValidate(_ context.Context, args []string) error {
 	}
 	switch {
 	case top["sites"] != nil:
-		if _, err := node.Parse(data); err != nil {
-			return fmt.Errorf("%s: %w", args[0], err)
+		if _, err := node.Load(args[0]); err != nil {
+			return err
 		}
 		fmt.Printf("%s: valid edge config\n", args[0])
 	case top["regions"] != nil:

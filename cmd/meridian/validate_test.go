@@ -53,6 +53,7 @@ func TestValidateNamesTheField(t *testing.T) {
 }
 
 func TestValidateAcceptsTheExamples(t *testing.T) {
+	t.Setenv("EDGE_NAME", "us-0")
 	for _, path := range []string{"../../deploy/edge.example.yaml"} {
 		if err := runValidate(context.Background(), []string{path}); err != nil {
 			t.Fatalf("%s: %v", path, err)
