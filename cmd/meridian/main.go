@@ -8,6 +8,7 @@
 //	meridian origin             run the demo origin
 //	meridian geo --config F     run the geo steering service
 //	meridian validate F         check a config file without starting
+//	meridian bench ...          the benchmark's load generators (deploy/bench)
 package main
 
 import (
@@ -34,7 +35,8 @@ commands:
   edge       run one edge node (--config FILE)
   origin     run the demo origin
   geo        run the geo steering service (--config FILE)
-  validate   check a config file without starting anything`
+  validate   check a config file without starting anything
+  bench      load generators and probes for deploy/bench/run.sh`
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string) error {
 		return runGeo(ctx, rest)
 	case "validate":
 		return runValidate(ctx, rest)
+	case "bench":
+		return runBench(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Println(usage)
 		return nil
