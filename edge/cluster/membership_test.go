@@ -243,6 +243,21 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Errorf("Leave after Close: %v", err)
 	}
 
+	// A busy gossip port is reported by Start, naming the field.
+	busy := startNode(t, "busy", nil, cluster.Options{})
+	c := cfg
+	c.GossipListen = busy.GossipAddr()
+	b, err := cluster.New(c, cluster.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(http.NotFoundHandler()); err == nil || !strings.HasPrefix(err.Error(), "cluster.gossip_listen:") {
+		t.Errorf("Start on a busy gossip port: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("Close after a failed Start: %v", err)
+	}
+
 	// Close without Start releases the peer listener.
 	m, err := cluster.New(cfg, cluster.Options{})
 	if err != nil {

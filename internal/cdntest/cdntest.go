@@ -557,12 +557,19 @@ func (l *Load) Count() LoadResult {
 	return res
 }
 
+// Wait waits until the loop ends by its bounds (MaxRequests or
+// MaxDuration) and returns the result.
+func (l *Load) Wait() LoadResult {
+	l.wg.Wait()
+	l.cancel()
+	return l.Count()
+}
+
 // Stop ends the loop, waits for its requests in flight and returns the
 // result. It is safe to call more than once.
 func (l *Load) Stop() LoadResult {
 	l.cancel()
-	l.wg.Wait()
-	return l.Count()
+	return l.Wait()
 }
 
 // checkOK accepts a 200 whose body is as long as it said.

@@ -1,0 +1,64 @@
+package cdntest_test
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meridiancdn/meridian/internal/cdntest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestRegionHarness(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 2, Prefix: "h", Zones: []string{"z1", "z2"}})
+	reg.WaitConverged(15 * time.Second)
+	if got := reg.Live(); len(got) != 2 {
+		t.Fatalf("live nodes %v", got)
+	}
+	for _, i := range reg.Live() {
+		n := reg.Node(i)
+		if want := []string{"h1", "h2"}[i]; n.Name != want || n.Cluster.Name() != want {
+			t.Errorf("node %d named %q / %q, want %q", i, n.Name, n.Cluster.Name(), want)
+		}
+		resp, body, err := reg.Get(i, "/h?cc=max-age%3D60")
+		if err != nil || resp.StatusCode != 200 || len(body) != 1024 {
+			t.Fatalf("GET via node %d: %v, %v, %d bytes", i, err, resp, len(body))
+		}
+	}
+	if got := o.RequestsFor("/h?cc=max-age%3D60"); got != 1 {
+		t.Errorf("origin saw the key %d times, want once", got)
+	}
+
+	// The loop counts what fails: here every request to a killed node.
+	reg.Kill(1)
+	reg.Kill(1) // twice is fine
+	res := reg.StartLoad(cdntest.LoadOptions{Nodes: []int{0, 1}, Targets: []string{"/l"}, MaxRequests: 10}).Wait()
+	if res.Requests != 10 || res.Failures != 5 || len(res.Errors) != 5 || !strings.HasPrefix(res.Errors[0], "h2 /l") {
+		t.Errorf("10 requests, half to a killed node: %+v", res)
+	}
+
+	n := reg.Restart(1)
+	reg.WaitConverged(15 * time.Second)
+	if n != reg.Node(1) || n.Name != "h2" {
+		t.Errorf("restart gave %+v", n)
+	}
+	var checked atomic.Int64
+	res = reg.StartLoad(cdntest.LoadOptions{Targets: []string{"/l?cc=max-age%3D60"}, MaxRequests: 20, Check: func(_ string, resp *http.Response, _ []byte) error {
+		checked.Add(1)
+		return nil
+	}}).Wait()
+	if res.Requests != 20 || res.Failures != 0 || checked.Load() != 20 {
+		t.Errorf("loop after restart: %+v, %d checked", res, checked.Load())
+	}
+	if unchanged := reg.WatchRings(); !cdntest.Unchanged(unchanged()) {
+		t.Error("rings changed while nothing happened")
+	}
+}
