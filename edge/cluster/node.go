@@ -597,10 +597,9 @@ func (n *Node) Leave(timeout time.Duration) error {
 // region detects the failure, as if the machine died), the peer endpoint
 // and its connections close, and every goroutine ends before Close
 // returns (a join attempt in progress may hold it for memberlist's stream
-// timeout: 1s local, 10s lan). Call Leave first for a graceful exit. After
-// Close the
-// Transport sends every fill to the origin. Close is safe to call more
-// than once.
+// timeout: 1s local, 10s lan). Call Leave first for a graceful exit.
+// After Close the Transport sends every fill to the origin. Close is safe
+// to call more than once.
 func (n *Node) Close() error {
 	n.life.Lock()
 	defer n.life.Unlock()
