@@ -215,3 +215,28 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// A purge that arrives while a fill is on its way to the origin is not
+// undone by the fill storing the old object afterwards.
+func TestPurgeDuringFillIsNotUndone(t *testing.T) {
+	var a *adminEnv
+	purgeNow := false
+	a = newAdminEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if purgeNow {
+			// The purge comes in while this fill is in flight.
+			a.h.Purge(edge.Purge{Keys: []string{"racy"}})
+		}
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Surrogate-Key", "racy")
+		io.WriteString(w, "old")
+	}, nil)
+	purgeNow = true
+	r, _ := a.get("/racy")
+	wantStatus(t, r, 200)
+	purgeNow = false
+	r, _ = a.get("/racy")
+	wantCS(t, r, "!hit")
+	if n := a.origin.count("/racy"); n != 2 {
+		t.Fatalf("origin count %d, want 2: the purged object was stored", n)
+	}
+}

@@ -195,6 +195,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	}}
 	out = out.WithContext(httptrace.WithClientTrace(ctx, trace))
 
+	purgeGen := h.purges.generation()
 	reqTime := h.now()
 	resp, err := st.upstream.RoundTrip(out)
 	respTime := h.now()
@@ -217,7 +218,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
 		if e.pol.Store {
 			res.stored = true
-			h.put(h.store, primary, out.Header, e)
+			h.putFilled(h.store, primary, out.Header, e, purgeGen)
 		}
 		unregister()
 		f.publish(res)
@@ -298,14 +299,14 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
 		switch {
 		case !fromOwner:
-			h.put(h.store, primary, out.Header, stored)
+			h.putFilled(h.store, primary, out.Header, stored, purgeGen)
 		case h.peerFillIsHot(primary):
 			// The owner peer holds the real copy; keep a short-lived one
 			// of a hot object only (groupcache's hot cache).
 			if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
 				stored.pol.Lifetime = limit
 			}
-			h.put(h.hot, primary, out.Header, stored)
+			h.putFilled(h.hot, primary, out.Header, stored, purgeGen)
 		}
 	}
 	unregister()

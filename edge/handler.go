@@ -66,6 +66,7 @@ type Handler struct {
 	gen     atomic.Uint64 // vary index generations
 	via     string        // this cache's Via entry
 	metrics *metrics
+	purges  recentPurges
 
 	mu        sync.Mutex
 	flights   map[string]*flight

@@ -2,8 +2,10 @@ package edge
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // Purge names stored objects to remove: by URL, by surrogate key (the
@@ -65,10 +67,102 @@ func (h *Handler) Purge(p Purge) (int, error) {
 			}
 		}
 	}
+	h.purges.record(keys, p.Keys, p.Soft)
 	if n > 0 && h.metrics != nil {
 		h.metrics.purged.Add(float64(n))
 	}
 	return n, nil
+}
+
+// recentPurges remembers the last purges, so that a fill that was already
+// on its way when a purge came does not store what the purge removed
+// (the client had the object before the purge; the store must not keep
+// it after).
+type recentPurges struct {
+	mu  sync.Mutex
+	gen uint64
+	log []purgeRecord // the last maxRecentPurges, oldest first
+}
+
+type purgeRecord struct {
+	gen  uint64
+	keys []string // primary keys
+	tags []string
+	soft bool
+}
+
+// maxRecentPurges bounds the log: a fill slower than this many purges
+// is treated as purged.
+const maxRecentPurges = 256
+
+func (r *recentPurges) generation() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen
+}
+
+func (r *recentPurges) record(keys, tags []string, soft bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	r.log = append(r.log, purgeRecord{gen: r.gen, keys: keys, tags: tags, soft: soft})
+	if len(r.log) > maxRecentPurges {
+		r.log = r.log[len(r.log)-maxRecentPurges:]
+	}
+}
+
+// since reports whether a purge after generation gen names the primary
+// key or one of tags, and whether every such purge was soft.
+func (r *recentPurges) since(gen uint64, primary string, tags []string) (hit, soft bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen == gen {
+		return false, false
+	}
+	if len(r.log) == 0 || r.log[0].gen > gen+1 {
+		return true, false // older than the log: assume the worst
+	}
+	soft = true
+	for _, rec := range r.log {
+		if rec.gen <= gen || !rec.matches(primary, tags) {
+			continue
+		}
+		hit = true
+		soft = soft && rec.soft
+	}
+	return hit, hit && soft
+}
+
+func (rec purgeRecord) matches(primary string, tags []string) bool {
+	for _, k := range rec.keys {
+		if k == primary {
+			return true
+		}
+	}
+	for _, t := range rec.tags {
+		for _, have := range tags {
+			if t == have {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// putFilled stores what a fill brought, unless a purge that came while
+// the fill was on its way names it: then a hard purge drops it and a soft
+// one stores it already stale.
+func (h *Handler) putFilled(s *store, primary string, reqHeader http.Header, e *entry, purgeGen uint64) {
+	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.header.Get("Surrogate-Key")))
+	switch {
+	case !hit:
+	case soft:
+		e = e.clone()
+		e.pol.Lifetime = e.pol.CurrentAge(e.respTime, h.now())
+	default:
+		return
+	}
+	h.put(s, primary, reqHeader, e)
 }
 
 // purgeKey removes or (soft) marks stale the entry at key. A vary index is
