@@ -55,14 +55,19 @@ type signer struct {
 
 // mac returns the HMAC of a request's signed parts.
 func (s *signer) mac(method, host, target, ts, name string) []byte {
-	m := hmac.New(sha256.New, s.key)
-	for i, part := range [...]string{sigContext, method, host, target, ts, name} {
-		if i > 0 {
-			m.Write([]byte{'\n'})
-		}
-		m.Write([]byte(part))
+	parts := [...]string{method, host, target, ts, name}
+	size := len(sigContext)
+	for _, part := range parts {
+		size += 1 + len(part)
 	}
-	return m.Sum(nil)
+	msg := append(make([]byte, 0, size), sigContext...)
+	for _, part := range parts {
+		msg = append(msg, '\n')
+		msg = append(msg, part...)
+	}
+	m := hmac.New(sha256.New, s.key)
+	m.Write(msg)
+	return m.Sum(make([]byte, 0, sha256.Size))
 }
 
 // sign sets the signature headers on h for a request from the member
