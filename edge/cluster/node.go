@@ -49,6 +49,7 @@ const dnsTimeout = 5 * time.Second
 // endpoint and the peer-fill transport. Create it with [New]; it is safe
 // for concurrent use, and Close stops everything it started.
 type Node struct {
+	changes  atomic.Uint64 // membership events seen
 	cfg      Config
 	preset   preset
 	log      *slog.Logger
@@ -473,6 +474,7 @@ func (n *Node) memberUp(nd *memberlist.Node, event string) {
 		return
 	}
 	n.clearSuspect(nd.Name) // a restarted member starts with a clean slate
+	n.changes.Add(1)
 	n.log.Info("member "+event, "peer", nd.Name, "addr", md.Peer, "zone", md.Zone, "weight", md.Weight)
 	n.signalRebuild()
 }
@@ -484,6 +486,7 @@ func (n *Node) memberDown(nd *memberlist.Node) {
 	delete(n.members, nd.Name)
 	n.mu.Unlock()
 	if had {
+		n.changes.Add(1)
 		n.log.Info("member gone", "peer", nd.Name)
 		n.signalRebuild()
 	}
@@ -533,6 +536,10 @@ func (n *Node) GossipAddr() string {
 	defer n.mu.Unlock()
 	return n.gossipAddr
 }
+
+// MembershipChanges counts the joins, leaves, failures and updates this
+// member has seen, for metrics (a flapping peer makes it climb).
+func (n *Node) MembershipChanges() uint64 { return n.changes.Load() }
 
 // Members returns the live members as the gossip knows them, this one
 // included, sorted by name.

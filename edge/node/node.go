@@ -344,7 +344,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		n.cluster = cn
 		n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_cluster_members", Help: "Members on this node's ring, itself included.",
-		}, func() float64 { return float64(cn.Ring().Len()) }))
+		}, func() float64 { return float64(cn.Ring().Len()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "meridian_cluster_membership_changes_total",
+				Help: "Joins, leaves, failures and updates of the region's members seen by this node.",
+			}, func() float64 { return float64(cn.MembershipChanges()) }))
 		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			cur := n.config()

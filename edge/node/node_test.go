@@ -276,3 +276,23 @@ func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+func TestNodeMetricsShowTheCluster(t *testing.T) {
+	c := startCDN(t, []string{"eu"}, 2, nil, true)
+	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	text := string(b)
+	for _, want := range []string{"meridian_cluster_members 2", "meridian_cluster_membership_changes_total",
+		"meridian_purge_unacked_total 0", "meridian_edge_requests_total", "go_goroutines"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "meridian_cluster_membership_changes_total 0\n") {
+		t.Fatal("membership changes not counted")
+	}
+}
