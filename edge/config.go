@@ -76,7 +76,21 @@ type ServerConfig struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Front is the server of the plain HTTP/1.1 listener: FrontNetHTTP
+	// (net/http) or FrontFast (plain fresh hits written straight from the
+	// entry, everything else handed to net/http). Both serve the same
+	// cache with the same semantics. Default "nethttp".
+	Front string `yaml:"front"`
 }
+
+// The values of ServerConfig.Front.
+const (
+	// FrontNetHTTP serves HTTP/1.1 with net/http alone.
+	FrontNetHTTP = "nethttp"
+	// FrontFast answers plain fresh hits with Meridian's own HTTP/1.1
+	// reader and writer, and hands every other request to net/http.
+	FrontFast = "fast"
+)
 
 // SiteConfig is one site: the Host names it answers and where misses go.
 type SiteConfig struct {
@@ -177,6 +191,9 @@ func (c Config) WithDefaults() Config {
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = 30 * time.Second
 	}
+	if c.Server.Front == "" {
+		c.Server.Front = FrontNetHTTP
+	}
 	sites := make([]SiteConfig, len(c.Sites))
 	for i, s := range c.Sites {
 		if s.Timeout == 0 {
@@ -242,6 +259,8 @@ func (c Config) Validate() error {
 		return errors.New("server.max_header_bytes: negative")
 	case c.Server.ShutdownTimeout < 0:
 		return errors.New("server.shutdown_timeout: negative")
+	case c.Server.Front != FrontNetHTTP && c.Server.Front != FrontFast:
+		return fmt.Errorf("server.front: unknown %q (want %q or %q)", c.Server.Front, FrontNetHTTP, FrontFast)
 	}
 	if len(c.Sites) == 0 {
 		return errors.New("sites: empty (at least one site is needed)")

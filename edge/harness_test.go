@@ -2,12 +2,14 @@ package edge_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +21,35 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 )
 
+// testFront is the HTTP/1.1 front (server.front) that newEnv puts the edge
+// behind. TestMain runs every test once per front, so that the RFC 9111
+// tests hold on each; EDGE_TEST_FRONT=nethttp|fast runs one only.
+var testFront = edge.FrontNetHTTP
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// quic-go keeps a package-level goroutine for its connection IDs.
-		goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).listen"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	fronts := []string{edge.FrontNetHTTP, edge.FrontFast}
+	if f := os.Getenv("EDGE_TEST_FRONT"); f != "" {
+		fronts = []string{f}
+	}
+	code := 0
+	for _, f := range fronts {
+		testFront = f
+		if code = m.Run(); code != 0 {
+			fmt.Fprintf(os.Stderr, "edge tests failed with server.front %q\n", f)
+			break
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(
+			// quic-go keeps a package-level goroutine for its connection IDs.
+			goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).listen"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // fakeClock is a settable clock shared by the edge and the test origin.
@@ -112,6 +137,7 @@ func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env
 	cfg := edge.Config{
 		Name:   "edge1",
 		Listen: "127.0.0.1:0",
+		Server: edge.ServerConfig{Front: testFront},
 		Sites: []edge.SiteConfig{{
 			Hosts:   []string{testHost},
 			Origin:  o.srv.URL,

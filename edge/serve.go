@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -408,17 +409,7 @@ func plainRequest(r *http.Request) bool {
 // Age and Cache-Status shared by every hit within the same second, and the
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
-	secs := int64(age / time.Second)
-	st := e.stamp.Load()
-	if st == nil || st.age != secs {
-		ttl := e.pol.Lifetime - time.Duration(secs)*time.Second
-		st = &hitStamp{
-			age:         secs,
-			ageField:    []string{strconv.FormatInt(secs, 10)},
-			statusField: []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
-		}
-		e.stamp.Store(st)
-	}
+	st := h.hitStampOf(e, age)
 	wh := w.Header()
 	for k, vs := range e.clientHeader {
 		wh[k] = vs
@@ -447,4 +438,80 @@ func (h *Handler) clientHeaderOf(e *entry) http.Header {
 		ch["Content-Length"] = []string{strconv.Itoa(len(e.body))}
 	}
 	return ch
+}
+
+// hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
+// made once per entry and whole second.
+func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
+	secs := int64(age / time.Second)
+	st := e.stamp.Load()
+	if st == nil || st.age != secs {
+		ttl := e.pol.Lifetime - time.Duration(secs)*time.Second
+		st = &hitStamp{
+			age:         secs,
+			ageField:    []string{strconv.FormatInt(secs, 10)},
+			statusField: []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
+		}
+		e.stamp.Store(st)
+	}
+	return st
+}
+
+// appendHitKey appends to dst the primary cache key of a request with this
+// Host field value and origin-form target, as cacheKey derives it from an
+// *http.Request, without allocating. The key starts with the routing host:
+// lower case, without port or trailing dot.
+func appendHitKey(dst, host, target []byte) (key []byte, hostLen int) {
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	host = bytes.TrimSuffix(host, []byte("."))
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	hostLen = len(dst)
+	return append(dst, target...), hostLen
+}
+
+// lookupHit is the transport-independent hit lookup: for a plain GET or
+// HEAD (no conditionals, no Range, no Authorization, not a peer's) whose
+// primary cache key is key and routing host is host (see appendHitKey), it
+// returns the stored entry and its hit stamp when the answer is a fresh
+// hit that needs nothing but the entry's prepared header and body, and
+// counts the hit on the entry. It returns nil for everything else (unknown
+// host, miss, stale, a varying response, a client Cache-Control that the
+// site honours): such requests go through ServeHTTP. clientCC says whether
+// the request has a Cache-Control field. A front that serves the hit
+// reports it with countHit.
+func (h *Handler) lookupHit(host, key string, clientCC bool, now time.Time) (*entry, *hitStamp) {
+	st := h.route(host)
+	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
+		return nil, nil
+	}
+	e := h.store.get(key)
+	if e == nil {
+		e = h.hot.get(key)
+	}
+	if e == nil || e.vary != nil || e.clientHeader == nil {
+		return nil, nil
+	}
+	age := e.pol.CurrentAge(e.respTime, now)
+	reqCC := policy.NoDirectives()
+	if !e.pol.Judge(age, &reqCC).Fresh {
+		return nil, nil
+	}
+	e.hits.Add(1)
+	return e, h.hitStampOf(e, age)
+}
+
+// countHit counts a hit served over HTTP/1.1 outside ServeHTTP, as
+// serveHit does through metrics.request.
+func (h *Handler) countHit(bodyBytes int) {
+	h.metrics.requests[classHit][1].Inc()
+	if bodyBytes > 0 {
+		h.metrics.bytes.Add(float64(bodyBytes))
+	}
 }

@@ -23,7 +23,8 @@ type Server struct {
 	handler http.Handler
 	log     *slog.Logger
 
-	plain  *http.Server
+	plain  *http.Server // with Front "fast": the net/http server behind it
+	fast   *fastFront   // nil unless Front is "fast"
 	secure *http.Server
 	h3     *http3.Server
 
@@ -63,6 +64,10 @@ func (s *Server) Start() error {
 	}
 	s.plainLn = ln
 	s.plain = newHTTP(s.handler)
+	if sc.Front == FrontFast {
+		s.fast = newFastFront(sc, s.handler, s.plain, s.log)
+		s.fast.hand = newHandoffListener(ln.Addr())
+	}
 
 	if t := s.cfg.TLS; t != nil {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
@@ -76,7 +81,12 @@ func (s *Server) Start() error {
 		}
 	}
 
-	s.serve(func() error { return s.plain.Serve(s.plainLn) })
+	if s.fast != nil {
+		s.serve(func() error { return s.plain.Serve(s.fast.hand) })
+		s.serve(func() error { return s.fast.serve(s.plainLn) })
+	} else {
+		s.serve(func() error { return s.plain.Serve(s.plainLn) })
+	}
 	if s.secure != nil {
 		s.serve(func() error { return s.secure.ServeTLS(s.secureLn, "", "") })
 	}
@@ -186,7 +196,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				}
 			}()
 		}
-		if s.plain != nil {
+		switch {
+		case s.fast != nil:
+			// The fast front drains first, while net/http behind it still
+			// answers the requests it lends; then net/http drains.
+			s.plainLn.Close()
+			shut(s.fast.shutdown)
+		case s.plain != nil:
 			shut(s.plain.Shutdown)
 		}
 		if s.secure != nil {
@@ -196,7 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			shut(s.h3.Shutdown)
 		}
 		wg.Wait()
-		if s.plain != nil {
+		if s.fast != nil {
+			s.fast.close()
+		} else if s.plain != nil {
 			s.plain.Close()
 		}
 		if s.secure != nil {

@@ -1,0 +1,772 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast front (ServerConfig.Front "fast") serves the plain HTTP/1.1
+// listener. It reads each request's header itself and answers a plain
+// fresh hit straight from the entry: the prepared header, Age and
+// Cache-Status from the entry's hit stamp, and the stored body, written
+// with one system call and no header map. Every other request — a miss,
+// a conditional, a Range, another method, a body, an unknown host, and
+// anything its reader does not fully understand — is handed, bytes
+// untouched, to a net/http server with the same handler and limits, so
+// that cache semantics and HTTP strictness are net/http's own:
+//
+//   - a request without a body (no Content-Length, no Transfer-Encoding)
+//     is handed over alone; net/http answers it, and when it is back at a
+//     request boundary the connection returns to the fast reader;
+//   - anything else (a body, a malformed header, an oversized header, a
+//     pipelined request arriving while net/http answers) gives the rest of
+//     the connection to net/http.
+//
+// The reader is a conservative subset of HTTP/1.1: it accepts only what
+// net/http accepts and reads the same way, and refers every doubt (bare
+// LF, obs-fold, control characters, duplicate Host, an unusual target or
+// version) to net/http, which then answers it.
+
+// fastFront is the fast HTTP/1.1 server of one listener.
+type fastFront struct {
+	cfg   ServerConfig
+	h     *Handler // nil: no fast path, every request goes to net/http
+	log   *slog.Logger
+	now   func() time.Time // the Date clock; the cache's clock is h's
+	inner *http.Server
+	hand  *handoffListener
+
+	closing atomic.Bool
+	mu      sync.Mutex
+	conns   map[*fastConn]struct{}
+	wg      sync.WaitGroup
+	date    atomic.Pointer[dateField]
+}
+
+// dateField is a formatted Date header line, valid for one second.
+type dateField struct {
+	sec  int64
+	line []byte
+}
+
+// Connection states, for a graceful Shutdown.
+const (
+	connIdle      = iota // waiting for a request's first byte
+	connActive           // reading a request or writing a response, or lent to net/http for one request
+	connPermanent        // given to net/http for good: its Shutdown drains it
+)
+
+func newFastFront(cfg ServerConfig, handler http.Handler, inner *http.Server, log *slog.Logger) *fastFront {
+	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, conns: map[*fastConn]struct{}{}}
+	f.h, _ = handler.(*Handler)
+	inner.ConnState = func(c net.Conn, s http.ConnState) {
+		if hc, ok := c.(*handoffConn); ok {
+			hc.idle.Store(s == http.StateIdle)
+		}
+	}
+	return f
+}
+
+// serve accepts connections on ln until it is closed.
+func (f *fastFront) serve(ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if f.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: wait, as net/http.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &fastConn{f: f, nc: nc, buf: make([]byte, 4096)}
+		f.mu.Lock()
+		if f.closing.Load() {
+			f.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		f.conns[c] = struct{}{}
+		f.wg.Add(1)
+		f.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// shutdown closes idle connections and waits for the others to finish
+// their request (those lent to net/http come back at their request
+// boundary and are closed then) until ctx ends, then shuts net/http's
+// server down. The listener must be closed already.
+func (f *fastFront) shutdown(ctx context.Context) error {
+	f.closing.Store(true)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		busy := false
+		f.mu.Lock()
+		for c := range f.conns {
+			switch c.state.Load() {
+			case connIdle:
+				c.nc.Close()
+				busy = true // until its goroutine has gone
+			case connActive:
+				busy = true
+			}
+		}
+		f.mu.Unlock()
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	if ierr := f.inner.Shutdown(ctx); err == nil {
+		err = ierr
+	}
+	return err
+}
+
+// close closes every connection at once and waits for their goroutines.
+func (f *fastFront) close() {
+	f.closing.Store(true)
+	f.inner.Close()
+	f.hand.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.nc.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// dateLine returns the Date header line for the current second.
+func (f *fastFront) dateLine() []byte {
+	now := f.now()
+	sec := now.Unix()
+	if d := f.date.Load(); d != nil && d.sec == sec {
+		return d.line
+	}
+	line := make([]byte, 0, 64)
+	line = append(line, "Date: "...)
+	line = now.UTC().AppendFormat(line, http.TimeFormat)
+	line = append(line, "\r\n"...)
+	f.date.Store(&dateField{sec: sec, line: line})
+	return line
+}
+
+// fastConn is one client connection of the fast front.
+type fastConn struct {
+	f      *fastFront
+	nc     net.Conn
+	state  atomic.Int32
+	buf    []byte // read buffer; buf[r:w] is unread
+	r, w   int
+	wbuf   []byte
+	keyBuf []byte
+	key    string // the last request's cache key, reused while it repeats
+	vec    net.Buffers
+	vecArr [2][]byte
+}
+
+// request is what the fast reader keeps of a request's header.
+type request struct {
+	head     bool   // HEAD, else GET
+	target   []byte // origin-form request target
+	host     []byte // Host field value
+	close    bool   // Connection: close
+	clientCC bool   // a Cache-Control field is present
+	plain    bool   // nothing in the header rules out a stored answer
+	bodyless bool   // no Content-Length or Transfer-Encoding: the request ends with its header
+}
+
+func (c *fastConn) serve() {
+	f := c.f
+	defer func() {
+		f.mu.Lock()
+		delete(f.conns, c)
+		f.mu.Unlock()
+		f.wg.Done()
+	}()
+	sc := f.cfg
+	limit := sc.MaxHeaderBytes
+	first := true
+	for {
+		if c.r == c.w {
+			c.r, c.w = 0, 0
+			c.state.Store(connIdle)
+			if f.closing.Load() {
+				c.nc.Close()
+				return
+			}
+			d := sc.IdleTimeout
+			if first {
+				d = sc.ReadHeaderTimeout
+			}
+			if d > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(d))
+			}
+			n, err := c.nc.Read(c.buf)
+			c.state.Store(connActive)
+			if err != nil && n == 0 {
+				c.nc.Close()
+				return
+			}
+			c.w = n
+		}
+		c.state.Store(connActive)
+		first = false
+		end, next, verdict := scanHead(c.buf[c.r:c.w], 0, limit)
+		if verdict == headMore {
+			if sc.ReadHeaderTimeout > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(sc.ReadHeaderTimeout))
+			}
+			for verdict == headMore {
+				if c.w == len(c.buf) {
+					c.makeRoom(limit)
+				}
+				if c.w == len(c.buf) {
+					verdict = headRefer // cannot hold it: net/http answers 431
+					break
+				}
+				n, err := c.nc.Read(c.buf[c.w:])
+				c.w += n
+				if err != nil {
+					// A timeout, a reset or EOF before the header ended:
+					// net/http closes silently too.
+					c.nc.Close()
+					return
+				}
+				end, next, verdict = scanHead(c.buf[c.r:c.w], next, limit)
+			}
+		}
+		var req request
+		if verdict == headDone {
+			verdict = parseHead(c.buf[c.r:c.r+end], &req)
+		}
+		if verdict != headDone || !req.bodyless {
+			c.lend(c.buf[c.r:c.w], false) // the rest of the connection
+			return
+		}
+		if !req.plain || f.h == nil || !c.serveHit(&req) {
+			pending := c.buf[c.r : c.r+end]
+			c.r += end
+			if !c.lend(pending, true) {
+				return
+			}
+			continue
+		}
+		c.r += end
+		if req.close || f.closing.Load() {
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+// makeRoom moves the unread bytes to the front of the buffer, or grows it
+// up to what a header of limit bytes needs.
+func (c *fastConn) makeRoom(limit int) {
+	if c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+		return
+	}
+	if len(c.buf) >= limit+1 {
+		return
+	}
+	nb := make([]byte, min(2*len(c.buf), limit+1))
+	c.w = copy(nb, c.buf[:c.w])
+	c.buf = nb
+}
+
+// serveHit answers req from the cache if it is a plain fresh hit.
+func (c *fastConn) serveHit(req *request) bool {
+	h := c.f.h
+	var hostLen int
+	c.keyBuf, hostLen = appendHitKey(c.keyBuf[:0], req.host, req.target)
+	if string(c.keyBuf) != c.key {
+		c.key = string(c.keyBuf)
+	}
+	e, st := h.lookupHit(c.key[:hostLen], c.key, req.clientCC, h.now())
+	if e == nil {
+		return false
+	}
+	if !bodyAllowed(e.status) {
+		// 204 and 304 need net/http's own field handling; rare in a
+		// cache. The hit was counted on the entry: ServeHTTP counts
+		// it again, which only the status page's top list sees.
+		return false
+	}
+	b := c.wbuf[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(e.status); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(e.status), 10)
+	}
+	b = append(b, "\r\n"...)
+	haveType, haveDate := false, false
+	for k, vs := range e.clientHeader {
+		switch k {
+		case "Content-Type":
+			haveType = true
+		case "Date":
+			haveDate = true
+		case "Age", "Cache-Status":
+			continue // the hit stamp's, below
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = appendField(b, "Age", st.ageField)
+	b = appendField(b, "Cache-Status", st.statusField)
+	if !haveType && !req.head && len(e.body) > 0 {
+		// net/http sniffs a missing Content-Type from the body.
+		b = append(b, "Content-Type: "...)
+		b = append(b, http.DetectContentType(e.body)...)
+		b = append(b, "\r\n"...)
+	}
+	if !haveDate {
+		b = append(b, c.f.dateLine()...)
+	}
+	if req.close {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	var err error
+	switch {
+	case req.head:
+		_, err = c.nc.Write(b)
+	case len(e.body) <= 32<<10:
+		b = append(b, e.body...)
+		_, err = c.nc.Write(b)
+	default:
+		c.vecArr = [2][]byte{b, e.body}
+		c.vec = c.vecArr[:]
+		_, err = c.vec.WriteTo(c.nc)
+		c.vecArr = [2][]byte{}
+	}
+	if cap(b) <= 64<<10 {
+		c.wbuf = b[:0]
+	}
+	if req.head {
+		h.countHit(0)
+	} else {
+		h.countHit(len(e.body))
+	}
+	if err != nil {
+		// The client is gone; the next read ends the connection.
+		c.nc.Close()
+	}
+	return true
+}
+
+func appendField(b []byte, name string, vs []string) []byte {
+	for _, v := range vs {
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// lend hands the connection to net/http with pending as the first bytes it
+// reads. With once, pending is exactly one request without a body, and the
+// connection comes back when net/http is at the next request boundary; it
+// reports whether it came back. Without once, net/http keeps it.
+func (c *fastConn) lend(pending []byte, once bool) bool {
+	hc := &handoffConn{Conn: c.nc, pending: pending, once: once, back: make(chan bool, 1)}
+	if once {
+		c.state.Store(connActive)
+	} else {
+		c.state.Store(connPermanent)
+	}
+	if !c.f.hand.give(hc) {
+		c.nc.Close()
+		return false
+	}
+	if !<-hc.back {
+		return false
+	}
+	if len(hc.stash) > 0 {
+		// Bytes net/http's background read took: they follow what the
+		// buffer holds.
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+		if c.w+len(hc.stash) > len(c.buf) {
+			nb := make([]byte, c.w+len(hc.stash)+4096)
+			copy(nb, c.buf[:c.w])
+			c.buf = nb
+		}
+		c.w += copy(c.buf[c.w:], hc.stash)
+	}
+	return true
+}
+
+// handoffConn is a connection lent to net/http: it reads the bytes the fast
+// reader already took first, then the connection.
+type handoffConn struct {
+	net.Conn
+	pending   []byte
+	once      bool
+	stash     []byte      // bytes after the lent request, for the fast reader
+	idle      atomic.Bool // net/http is between requests (ConnState)
+	handback  atomic.Bool
+	closeOnce sync.Once
+	back      chan bool // true: returned to the fast reader; false: closed
+}
+
+func (hc *handoffConn) Read(p []byte) (int, error) {
+	if len(hc.pending) > 0 {
+		n := copy(p, hc.pending)
+		hc.pending = hc.pending[n:]
+		return n, nil
+	}
+	if hc.once {
+		if hc.idle.Load() {
+			// The lent request is answered and net/http wants the next:
+			// end its connection here and take it back.
+			hc.handback.Store(true)
+			return 0, io.EOF
+		}
+		// net/http's background read, which notices a client that
+		// leaves (an error here cancels the request's context). Bytes
+		// here start the next request, sent before the handler returned:
+		// keep them for the fast reader and end the background read
+		// without a byte, as net/http stops watching once it has one.
+		n, err := hc.Conn.Read(p)
+		if n > 0 {
+			hc.stash = append(hc.stash, p[:n]...)
+			return 0, nil
+		}
+		return n, err
+	}
+	return hc.Conn.Read(p)
+}
+
+// Close closes the connection, unless net/http ends it at a request
+// boundary of a lent request: then it goes back to the fast reader.
+func (hc *handoffConn) Close() error {
+	var err error
+	hc.closeOnce.Do(func() {
+		if hc.handback.Load() {
+			hc.back <- true
+			return
+		}
+		err = hc.Conn.Close()
+		hc.back <- false
+	})
+	return err
+}
+
+// CloseWrite half-closes the connection, as net/http does on a *net.TCPConn.
+func (hc *handoffConn) CloseWrite() error {
+	if cw, ok := hc.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// handoffListener is the listener of the net/http server behind the fast
+// front: its connections are the ones the fast front lends.
+type handoffListener struct {
+	addr      net.Addr
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// give passes c to net/http; false if its server has stopped.
+func (l *handoffListener) give(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// Accept returns the next lent connection.
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops Accept. It is safe to call more than once.
+func (l *handoffListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+// Addr is the fast front's listening address.
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// Verdicts of the header reader.
+const (
+	headMore  = iota // the header has not ended yet
+	headDone         // a complete header, or a request parsed
+	headRefer        // refer to net/http
+)
+
+// scanHead looks for the end of a request header in p, resuming at from
+// (where the previous call on a shorter p stopped, 0 at first). It refers
+// to net/http a bare LF, a header of more than limit bytes, and blank
+// lines before the request line. With headMore, next is where to resume.
+func scanHead(p []byte, from, limit int) (end, next, verdict int) {
+	if from == 0 && len(p) > 0 && (p[0] == '\r' || p[0] == '\n') {
+		return 0, 0, headRefer
+	}
+	for i := from; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			if len(p) > limit {
+				return 0, 0, headRefer
+			}
+			return 0, i, headMore
+		}
+		j += i
+		if j == 0 || p[j-1] != '\r' {
+			return 0, 0, headRefer
+		}
+		if j >= 3 && p[j-2] == '\n' && p[j-3] == '\r' {
+			if j+1 > limit {
+				return 0, 0, headRefer
+			}
+			return j + 1, 0, headDone
+		}
+		i = j + 1
+	}
+}
+
+// parseHead reads a complete request header (ending in CRLF CRLF) into req.
+// It returns headRefer for anything that net/http should see: not GET or
+// HEAD over HTTP/1.1 with an origin-form target, duplicate or missing
+// Host, an unusual field or character.
+func parseHead(p []byte, req *request) int {
+	line, rest := cutLine(p)
+	switch {
+	case bytes.HasPrefix(line, []byte("GET ")):
+		line = line[4:]
+	case bytes.HasPrefix(line, []byte("HEAD ")):
+		req.head = true
+		line = line[5:]
+	default:
+		return headRefer
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 1 || string(line[sp+1:]) != "HTTP/1.1" || !validTarget(line[:sp]) {
+		return headRefer
+	}
+	req.target = line[:sp]
+	req.plain, req.bodyless = true, true
+	hosts := 0
+	for len(rest) > 2 {
+		line, rest = cutLine(rest)
+		colon := bytes.IndexByte(line, ':')
+		if colon < 1 || !validName(line[:colon]) {
+			return headRefer // includes obs-fold: a line starting with SP or HTAB
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		if !validValue(value) {
+			return headRefer
+		}
+		switch {
+		case equalFold(name, "host"):
+			hosts++
+			if !validHost(value) {
+				return headRefer
+			}
+			req.host = value
+		case equalFold(name, "connection"):
+			for len(value) > 0 {
+				var tok []byte
+				if i := bytes.IndexByte(value, ','); i >= 0 {
+					tok, value = trimOWS(value[:i]), value[i+1:]
+				} else {
+					tok, value = trimOWS(value), nil
+				}
+				switch {
+				case equalFold(tok, "close"):
+					req.close = true
+				case len(tok) == 0, equalFold(tok, "keep-alive"):
+				default:
+					return headRefer // upgrade and friends
+				}
+			}
+		case equalFold(name, "content-length"), equalFold(name, "transfer-encoding"):
+			req.bodyless = false
+			return headRefer
+		case equalFold(name, "cache-control"):
+			req.clientCC = true
+		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
+			equalFold(name, "if-modified-since"), equalFold(name, "if-unmodified-since"), equalFold(name, "if-range"),
+			equalFold(name, "authorization"), equalFold(name, "expect"), equalFold(name, "upgrade"):
+			req.plain = false
+		}
+	}
+	if hosts != 1 {
+		return headRefer
+	}
+	return headDone
+}
+
+// cutLine splits p at its first CRLF.
+func cutLine(p []byte) (line, rest []byte) {
+	i := bytes.IndexByte(p, '\n')
+	if i < 1 {
+		return p, nil
+	}
+	return p[:i-1], p[i+1:]
+}
+
+func trimOWS(v []byte) []byte {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// equalFold compares an ASCII field name with a lower-case one.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// validName reports whether a field name is a token (RFC 9110 §5.1).
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !isToken(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func isToken(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// validValue reports whether a field value has no control characters
+// but HTAB (so no CR, LF or NUL).
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a plain reg-name or IPv4 host with an optional port:
+// letters, digits, '-', '.', and one ':' followed by digits. Anything
+// fancier (IPv6 literals, user info, percent-encoding) goes to net/http.
+func validHost(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	port := -1
+	for i, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', c == '-', c == '.':
+			if port >= 0 {
+				return false
+			}
+		case '0' <= c && c <= '9':
+		case c == ':' && port < 0 && i > 0:
+			port = i
+		default:
+			return false
+		}
+	}
+	return port != len(b)-1
+}
+
+// validTarget accepts an origin-form target of unreserved, sub-delims,
+// ':', '@', '/', '?' and well-formed percent-escapes.
+func validTarget(b []byte) bool {
+	if len(b) == 0 || b[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			continue
+		}
+		switch c {
+		case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '/', '?':
+			continue
+		case '%':
+			if i+2 < len(b) && isHex(b[i+1]) && isHex(b[i+2]) {
+				i += 2
+				continue
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
