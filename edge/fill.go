@@ -124,7 +124,7 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 // client's target, with this cache's own validators and none of the client's
 // conditionals or Range, so that what comes back can be stored and shared.
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
-	fi := FillInfo{Key: cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context())}
+	fi := FillInfo{Key: cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context())}
 	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
@@ -298,8 +298,9 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		stored.body = body.bytes()
 		stored.header = e.header.Clone()
 		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
+		fi, _ := FillInfoFrom(out.Context())
 		switch {
-		case !fromOwner:
+		case !fromOwner || fi.Replica:
 			h.putFilled(h.store, primary, out.Header, stored, purgeGen)
 		case h.peerFillIsHot(primary):
 			// The owner peer holds the real copy; keep a short-lived one

@@ -17,6 +17,9 @@ type FillInfo struct {
 	// FromPeer is set when the fill serves a peer's request: it must go
 	// to the origin, never to another peer (the loop guard).
 	FromPeer bool
+	// Replica is set when the fill makes this edge a replica of the
+	// key's owner: the owner's answer is kept in full, not as a hot copy.
+	Replica bool
 }
 
 type fillInfoKey struct{}
@@ -34,6 +37,20 @@ func FillInfoFrom(ctx context.Context) (FillInfo, bool) {
 // peer's signature, may call it.
 func FromPeer(ctx context.Context) context.Context {
 	return context.WithValue(ctx, fromPeerKey{}, true)
+}
+
+type replicaKey struct{}
+
+// AsReplica marks a request's context as a replication fill: the edge
+// fills it (from the key's owner) and stores the answer as a full copy.
+// Only the cluster's internal endpoint, for a signed request, may call it.
+func AsReplica(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replicaKey{}, true)
+}
+
+func isReplica(ctx context.Context) bool {
+	v, _ := ctx.Value(replicaKey{}).(bool)
+	return v
 }
 
 func isFromPeer(ctx context.Context) bool {

@@ -69,7 +69,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		h.writeError(w, r, http.StatusGatewayTimeout, "not in cache (only-if-cached)", cacheStatus{fwd: "request", detail: "only-if-cached"})
 		return
 	}
-	h.fetch(w, r, st, key, primary, e, cs, !h.hitForMiss(key, now))
+	// A replica copy is filled alone: joining this edge's own fill of the
+	// key would not store it as a replica.
+	h.fetch(w, r, st, key, primary, e, cs, !h.hitForMiss(key, now) && !isReplica(r.Context()))
 }
 
 // completeBodyOf is the body argument of serveEntry for a stored entry:

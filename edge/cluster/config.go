@@ -77,6 +77,13 @@ type Config struct {
 	// over (its keys fill from the origin), so that requests do not wait
 	// on it while the gossip decides whether it is dead. Default 10s.
 	SuspectFor time.Duration `yaml:"suspect_for"`
+
+	// Replicas is how many members keep each object: 1 (the owner only)
+	// or 2 (the owner and the next member in another zone, so that losing
+	// a member or a zone does not send its keys to the origin; it costs a
+	// second copy of every object in the region's memory). Default 1;
+	// at most 3.
+	Replicas int `yaml:"replicas"`
 }
 
 // Limits of names carried in gossip metadata (at most 512 bytes in all).
@@ -111,6 +118,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SuspectFor == 0 {
 		c.SuspectFor = 10 * time.Second
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
 	}
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c
@@ -184,6 +194,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster.peer_timeout: negative")
 	case c.SuspectFor < 0:
 		return errors.New("cluster.suspect_for: negative")
+	case c.Replicas < 0 || c.Replicas > 3:
+		return fmt.Errorf("cluster.replicas: %d (want 1, 2 or 3)", c.Replicas)
 	}
 	return nil
 }

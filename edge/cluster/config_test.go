@@ -60,6 +60,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxClockSkew: 30 * time.Second,
 		PeerTimeout:  2 * time.Second,
 		SuspectFor:   10 * time.Second,
+		Replicas:     1,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults\n%+v\nwant\n%+v", c, want)

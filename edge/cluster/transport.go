@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/ring"
 )
 
 // peerBufferBytes is the largest peer answer read whole before it is
@@ -39,12 +40,19 @@ type peerTransport struct {
 
 func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fi, ok := edge.FillInfoFrom(req.Context())
-	if !ok || fi.FromPeer || req.Method != http.MethodGet {
+	if !ok || req.Method != http.MethodGet {
 		return t.toOrigin(req)
+	}
+	if fi.FromPeer {
+		resp, err := t.toOrigin(req)
+		t.replicate(req, fi, resp)
+		return resp, err
 	}
 	owner, addr, ok := t.n.route(fi.Key)
 	if !ok {
-		return t.toOrigin(req)
+		resp, err := t.toOrigin(req)
+		t.replicate(req, fi, resp)
+		return resp, err
 	}
 	resp, err := t.n.askPeer(req, fi, owner, addr)
 	if err == nil {
@@ -66,6 +74,10 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // toOrigin sends req upstream as it is. An origin cannot pose as a peer:
 // the peer-fill mark is removed from its answers.
 func (t *peerTransport) toOrigin(req *http.Request) (*http.Response, error) {
+	if req.Header.Get(ReplicaHeader) != "" {
+		req = req.Clone(req.Context()) // an internal mark, not for the origin
+		req.Header.Del(ReplicaHeader)
+	}
 	resp, err := t.origin.RoundTrip(req)
 	if resp != nil {
 		resp.Header.Del(edge.PeerFillHeader)
@@ -92,8 +104,25 @@ func (n *Node) route(key string) (owner, addr string, ok bool) {
 		return "", "", false
 	}
 	p, ok := v.ring.Owner(key)
-	if !ok || p.Name == n.cfg.Name || n.isSuspect(p.Name) {
+	if !ok || p.Name == n.cfg.Name {
 		return "", "", false
+	}
+	if n.isSuspect(p.Name) {
+		// The owner is not answering: with replication, its replica has
+		// the copy (unless that is us, and we missed).
+		if n.cfg.Replicas < 2 {
+			return "", "", false
+		}
+		p, ok = ring.Peer{}, false
+		for _, r := range v.ring.Replicas(key, n.cfg.Replicas)[1:] {
+			if r.Name != n.cfg.Name && !n.isSuspect(r.Name) {
+				p, ok = r, true
+				break
+			}
+		}
+		if !ok {
+			return "", "", false
+		}
 	}
 	addr = v.addrs[p.Name]
 	return p.Name, addr, addr != ""

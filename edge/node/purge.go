@@ -39,6 +39,10 @@ func purgeTarget(p edge.Purge) string {
 // serveInternal answers the members' internal requests (after the peer
 // endpoint verified their signature).
 func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == cluster.ReplicatePath {
+		n.serveReplicate(w, r)
+		return
+	}
 	if r.URL.Path != purgePath {
 		http.NotFound(w, r)
 		return
@@ -155,3 +159,24 @@ func (n *Node) publishedPeers() map[string]string {
 	}
 	return out
 }
+
+// serveReplicate takes a replica copy of an object the key's owner is
+// filling: the edge fills it from the owner and keeps it in full.
+func (n *Node) serveReplicate(w http.ResponseWriter, r *http.Request) {
+	req, ok := cluster.ReplicaRequest(r)
+	if !ok {
+		http.Error(w, "replicate: host and target required", http.StatusBadRequest)
+		return
+	}
+	n.handler.ServeHTTP(discardResponse{h: http.Header{}}, req)
+	w.Header().Set(cluster.AckHeader, n.config().Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// discardResponse is the ResponseWriter of a replica fill: the copy goes
+// to the store, not to anyone.
+type discardResponse struct{ h http.Header }
+
+func (d discardResponse) Header() http.Header         { return d.h }
+func (d discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardResponse) WriteHeader(int)             {}

@@ -218,3 +218,9 @@ func TestRegionFailoverWhenOwnUpstreamFails(t *testing.T) {
 		}
 	}
 }
+
+func newClient(t testing.TB) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 32}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}

@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+// ReplicaHeader marks the fill a replica makes from the owner, so that the
+// owner does not replicate it again. Only members send it.
+const ReplicaHeader = "Meridian-Replica"
+
+// ReplicatePath is the internal endpoint where the owner of a key asks a
+// replica to take a copy (signed, Host InternalHost).
+const ReplicatePath = "/_meridian/replicate"
+
+// replicate asks the key's other replicas to take a copy of what this
+// member, its owner, is filling from upstream: each fetches it from this
+// member (joining the fill in flight, or a hit once stored), so the copy
+// costs no origin request. It runs in the background, owned by the Node.
+func (t *peerTransport) replicate(req *http.Request, fi edge.FillInfo, resp *http.Response) {
+	n := t.n
+	if n.cfg.Replicas < 2 || resp == nil || resp.StatusCode != http.StatusOK || req.Header.Get(ReplicaHeader) != "" || n.closed.Load() {
+		return
+	}
+	v := n.view.Load()
+	if v == nil {
+		return
+	}
+	if owner, ok := v.ring.Owner(fi.Key); !ok || owner.Name != n.cfg.Name {
+		return
+	}
+	q := url.Values{"host": {fi.Host}, "target": {req.URL.RequestURI()}}
+	target := ReplicatePath + "?" + q.Encode()
+	for _, p := range v.ring.Replicas(fi.Key, n.cfg.Replicas)[1:] {
+		addr := v.addrs[p.Name]
+		if addr == "" || p.Name == n.cfg.Name {
+			continue
+		}
+		n.wg.Add(1)
+		go func(name, addr string) {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.PeerTimeout)
+			defer cancel()
+			if err := n.send(ctx, name, addr, target); err != nil {
+				n.log.Debug("replica copy not taken", "replica", name, "key", fi.Key, "err", err)
+			}
+		}(p.Name, addr)
+	}
+}
+
+// ReplicaRequest turns a replicate request that the peer endpoint verified
+// into the fill a replica makes: a GET for the object, marked so that the
+// edge keeps the owner's answer in full (edge.AsReplica) and the owner
+// does not replicate it again. ok is false for a malformed request.
+func ReplicaRequest(r *http.Request) (*http.Request, bool) {
+	q := r.URL.Query()
+	host, target := q.Get("host"), q.Get("target")
+	if host == "" || len(target) == 0 || target[0] != '/' {
+		return nil, false
+	}
+	out, err := http.NewRequestWithContext(edge.AsReplica(r.Context()), http.MethodGet, "http://"+host+target, nil)
+	if err != nil {
+		return nil, false
+	}
+	out.Host = host
+	out.RequestURI = target
+	out.RemoteAddr = r.RemoteAddr
+	out.Header.Set(ReplicaHeader, "1")
+	return out, true
+}
