@@ -231,6 +231,7 @@ func runUp(ctx context.Context, args []string) error {
 					Seeds:        []string{join(fmt.Sprintf("127.0.%d.1", r+1), upGossipPort)},
 					Secret:       "meridian-up-demo-secret-not-for-production",
 					Preset:       "local",
+					Replicas:     2,
 				},
 				Regions: table,
 			}
