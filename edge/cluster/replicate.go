@@ -61,7 +61,10 @@ func ReplicaRequest(r *http.Request) (*http.Request, bool) {
 	if host == "" || len(target) == 0 || target[0] != '/' {
 		return nil, false
 	}
-	out, err := http.NewRequestWithContext(edge.AsReplica(r.Context()), http.MethodGet, "http://"+host+target, nil)
+	// A fresh context: the internal request came through the peer endpoint
+	// (edge.FromPeer), but the copy must be filled from the owner, not
+	// from upstream.
+	out, err := http.NewRequestWithContext(edge.AsReplica(context.Background()), http.MethodGet, "http://"+host+target, nil)
 	if err != nil {
 		return nil, false
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,13 +44,19 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok || req.Method != http.MethodGet {
 		return t.toOrigin(req)
 	}
-	if fi.FromPeer {
+	if fi.FromPeer && !fi.Replica {
 		resp, err := t.toOrigin(req)
 		t.replicate(req, fi, resp)
 		return resp, err
 	}
 	owner, addr, ok := t.n.route(fi.Key)
 	if !ok {
+		if fi.Replica {
+			// A replica copy comes from the owner or not at all: it must
+			// never cost an origin request (rings may disagree while
+			// members join).
+			return nil, errReplicaWithoutOwner
+		}
 		resp, err := t.toOrigin(req)
 		t.replicate(req, fi, resp)
 		return resp, err
@@ -67,9 +74,15 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err // the fill itself was called off: no origin either
 	}
 	t.n.markSuspect(owner)
+	if fi.Replica {
+		return nil, fmt.Errorf("replica copy: %w", err)
+	}
 	t.n.log.Warn("peer fill failed; filling from the origin", "owner", owner, "key", fi.Key, "err", err)
 	return t.toOrigin(req)
 }
+
+// errReplicaWithoutOwner refuses a replica fill that would go upstream.
+var errReplicaWithoutOwner = errors.New("replica copy: this member is not a replica of a live owner")
 
 // toOrigin sends req upstream as it is. An origin cannot pose as a peer:
 // the peer-fill mark is removed from its answers.

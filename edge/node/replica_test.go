@@ -65,6 +65,9 @@ func TestReplicasSpareTheOriginWhenAMemberIsLost(t *testing.T) {
 			if got := stored(); got < want*95/100 {
 				t.Fatalf("%d copies stored, want about %d", got, want)
 			}
+			if got := demo.Requests(); got != keys {
+				t.Fatalf("the origin saw %d requests for %d keys: replica copies must come from the owner", got, keys)
+			}
 			before := demo.Requests()
 			nodes[2].Shutdown(context.Background())
 			waitMembers(t, nodes[:2], 2)
