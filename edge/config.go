@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -338,8 +337,9 @@ func checkAddr(field, addr string) error {
 	return nil
 }
 
-// ParseConfig decodes YAML strictly (unknown fields are errors), fills in
-// defaults and validates.
+// ParseConfig decodes an edge's part of a node config strictly (unknown
+// fields are errors), fills in defaults and validates. A node's whole file
+// (admin, cluster, regions) is read by edge/node.Load.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -350,19 +350,6 @@ func ParseConfig(data []byte) (Config, error) {
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
-	}
-	return c, nil
-}
-
-// LoadConfig reads and parses a config file.
-func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c, err := ParseConfig(data)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }

@@ -41,6 +41,8 @@ usage: $0 [--quick] [--reps N] [--duration SECONDS] [--profile] [--no-install] [
   --out DIR      where latest.md and latest.json go (default deploy/bench/results)
 
 MERIDIAN_BIN=FILE uses that binary instead of building ./cmd/meridian.
+MERIDIAN_FRONT=nethttp measures Meridian's net/http HTTP/1.1 front instead
+of its fast one.
 Ports: 127.0.0.1:BASE+{0,80,81,82,90,443,444}; BASE=\$BENCH_PORT_BASE (default 18000).
 EOF
 }
@@ -165,7 +167,8 @@ subst() {
 	sed -e "s#@TMP@#$TMP#g" -e "s#@CACHE_DIR@#$CACHE_DIR#g" \
 		-e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
 		-e "s#@MERIDIAN_PORT@#$MERIDIAN_PORT#g" -e "s#@MERIDIAN_TLS_PORT@#$MERIDIAN_TLS_PORT#g" \
-		-e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@NGINX_TLS_PORT@#$NGINX_TLS_PORT#g" "$1"
+		-e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@NGINX_TLS_PORT@#$NGINX_TLS_PORT#g" \
+		-e "s#@FRONT@#${MERIDIAN_FRONT:-fast}#g" "$1"
 }
 subst "$HERE/edge.yaml" >"$TMP/edge.yaml"
 subst "$HERE/nginx.conf" >"$TMP/nginx.conf"
