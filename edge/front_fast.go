@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -382,6 +383,17 @@ func (c *fastConn) serveHit(req *request) bool {
 		h.countHit(0)
 	} else {
 		h.countHit(len(e.body))
+	}
+	if h.accessLog != nil {
+		method, n := "GET", int64(len(e.body))
+		if req.head {
+			method, n = "HEAD", 0
+		}
+		h.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "access",
+			slog.String("remote", c.nc.RemoteAddr().String()), slog.String("proto", "HTTP/1.1"),
+			slog.String("method", method), slog.String("host", string(req.host)),
+			slog.String("uri", string(req.target)), slog.Int("status", e.status), slog.Int64("bytes", n),
+			slog.String("cache_status", strings.Join(st.statusField, ", ")), slog.Duration("duration", 0))
 	}
 	if err != nil {
 		// The client is gone; the next read ends the connection.

@@ -39,6 +39,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives event logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog, when set, receives one line per request (method, host,
+	// URI, status, bytes, Cache-Status, duration). Nil logs none.
+	AccessLog *slog.Logger
 	// Registerer receives the edge's Prometheus collectors. Nil means they
 	// are kept but not registered anywhere.
 	Registerer prometheus.Registerer
@@ -55,18 +58,19 @@ type Options struct {
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
 // Close stops its background refreshes.
 type Handler struct {
-	cfg     Config
-	sites   atomic.Pointer[siteTable] // swapped by Reload
-	cache   atomic.Pointer[CacheConfig]
-	opt     Options
-	store   *store
-	hot     *store // short-lived copies of hot objects owned by a peer
-	now     func() time.Time
-	log     *slog.Logger
-	gen     atomic.Uint64 // vary index generations
-	via     string        // this cache's Via entry
-	metrics *metrics
-	purges  recentPurges
+	cfg       Config
+	sites     atomic.Pointer[siteTable] // swapped by Reload
+	cache     atomic.Pointer[CacheConfig]
+	opt       Options
+	store     *store
+	hot       *store // short-lived copies of hot objects owned by a peer
+	now       func() time.Time
+	log       *slog.Logger
+	gen       atomic.Uint64 // vary index generations
+	via       string        // this cache's Via entry
+	metrics   *metrics
+	purges    recentPurges
+	accessLog *slog.Logger
 
 	mu        sync.Mutex
 	flights   map[string]*flight
@@ -115,6 +119,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.opt = opt
+	h.accessLog = opt.AccessLog
 	h.cache.Store(&cfg.Cache)
 	sites, err := h.buildSites(cfg)
 	if err != nil {
@@ -257,6 +262,14 @@ func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
 // ServeHTTP routes the request to its site and serves it from cache or
 // upstream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.accessLog != nil {
+		h.serveLogged(w, r)
+		return
+	}
+	h.serve(w, r)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	st := h.route(r.Host)
 	if st == nil && r.URL.Path == "/healthz" {
 		// Health probes (geo steering, load balancers) address the node,

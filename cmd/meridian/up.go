@@ -222,8 +222,10 @@ func runUp(ctx context.Context, args []string) error {
 						Shield: edge.ShieldConfig{Regions: shieldRegions},
 					}},
 				},
-				Region: reg.name,
-				Admin:  node.AdminConfig{Listen: join(ip, upAdminPort), Token: upToken},
+				Region:    reg.name,
+				AccessLog: "off", // the demo prints its table, not a log
+
+				Admin: node.AdminConfig{Listen: join(ip, upAdminPort), Token: upToken},
 				Cluster: &cluster.Config{
 					Zone:         table[r].Edges[e-1].Zone,
 					GossipListen: join(ip, upGossipPort),

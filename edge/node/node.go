@@ -37,6 +37,9 @@ type Config struct {
 	Region string `yaml:"region"`
 	// Admin is the admin API's listener and purge token.
 	Admin AdminConfig `yaml:"admin"`
+	// AccessLog is where one JSON line per request goes: "stdout",
+	// "stderr" or "off". Default "stdout", as nginx's access log.
+	AccessLog string `yaml:"access_log"`
 	// Cluster, when set, makes this node a member of its region's
 	// cluster: peers share one cache over a consistent-hash ring. Its name
 	// defaults to the node's name.
@@ -92,6 +95,9 @@ func (c Config) WithDefaults() Config {
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9090"
 	}
+	if c.AccessLog == "" {
+		c.AccessLog = "stdout"
+	}
 	if c.Cluster != nil {
 		cc := *c.Cluster
 		if cc.Name == "" {
@@ -110,6 +116,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %v", err)
+	}
+	switch c.AccessLog {
+	case "stdout", "stderr", "off":
+	default:
+		return fmt.Errorf("access_log: %q (want stdout, stderr or off)", c.AccessLog)
 	}
 	if c.Admin.DrainDelay < 0 {
 		return errors.New("admin.drain_delay: negative")
@@ -336,6 +347,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		n.shieldFallbacks, n.purgeUnacked)
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
+	switch cfg.AccessLog {
+	case "stdout":
+		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("node", cfg.Name)
+	case "stderr":
+		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("node", cfg.Name)
+	}
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
 		if err != nil {

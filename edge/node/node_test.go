@@ -43,7 +43,8 @@ func nodeConfig(name, originURL string, seeds ...string) node.Config {
 			Sites:  []edge.SiteConfig{{Hosts: []string{"site.test"}, Origin: originURL}},
 			Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
 		},
-		Admin: node.AdminConfig{Listen: "127.0.0.1:0", Token: "t0ken", DrainDelay: 150 * time.Millisecond},
+		Admin:     node.AdminConfig{Listen: "127.0.0.1:0", Token: "t0ken", DrainDelay: 150 * time.Millisecond},
+		AccessLog: "off",
 	}
 }
 
