@@ -35,6 +35,9 @@ type ShieldOptions struct {
 	// OnFallback, when set, is called each time a shield is passed over
 	// (to: the next region's name, or "origin"), for metrics.
 	OnFallback func(from, to string)
+	// OnAnswer, when set, is called for each fill a shield answered, with
+	// whether the shield had the object (a hit) or fetched it, for metrics.
+	OnAnswer func(shield string, hit bool)
 }
 
 // errNoShield is returned when every shield failed and direct fills are
@@ -52,7 +55,7 @@ var errNoShield = errors.New("no origin shield answered and direct origin fills 
 // Put it under Transport: a member fills from the key's owner in its own
 // region first, and only the owner's fill reaches the shield.
 func (n *Node) Shield(opt ShieldOptions, origin http.RoundTripper) (http.RoundTripper, error) {
-	t := &shieldTransport{n: n, origin: origin, direct: opt.Direct, onFallback: opt.OnFallback}
+	t := &shieldTransport{n: n, origin: origin, direct: opt.Direct, onFallback: opt.OnFallback, onAnswer: opt.OnAnswer}
 	for _, sr := range opt.Regions {
 		r, err := ring.New(sr.Peers)
 		if err != nil {
@@ -79,6 +82,7 @@ type shieldTransport struct {
 	names      []string // every shield edge's name, for the loop guard
 	direct     bool
 	onFallback func(from, to string)
+	onAnswer   func(shield string, hit bool)
 }
 
 func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -93,6 +97,9 @@ func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ok && addr != "" && !t.n.isSuspect(owner.Name) {
 			resp, err := t.n.askPeer(req, fi, owner.Name, addr)
 			if err == nil {
+				if t.onAnswer != nil {
+					t.onAnswer(sr.name, lastEntryHit(resp.Header))
+				}
 				if i > 0 {
 					resp.Header["Cache-Status"] = append([]string{fallbackStatus(t.regions[:i])}, resp.Header["Cache-Status"]...)
 				}
@@ -167,4 +174,23 @@ func (t *shieldTransport) CloseIdleConnections() {
 	if c, ok := t.origin.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+}
+
+// lastEntryHit reports whether the last Cache-Status entry (the answering
+// cache's) says hit.
+func lastEntryHit(h http.Header) bool {
+	vs := h["Cache-Status"]
+	if len(vs) == 0 {
+		return false
+	}
+	last := vs[len(vs)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	for _, p := range strings.Split(last, ";") {
+		if strings.TrimSpace(p) == "hit" {
+			return true
+		}
+	}
+	return false
 }

@@ -303,6 +303,7 @@ type Node struct {
 	cluster  *cluster.Node // nil outside a cluster
 
 	shieldFallbacks *prometheus.CounterVec
+	shieldAnswers   *prometheus.CounterVec
 	purgeUnacked    prometheus.Counter
 	purger          *purger
 	stopPurger      context.CancelFunc
@@ -340,12 +341,16 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
 	}, []string{"shield", "to"})
+	n.shieldAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_shield_requests_total",
+		Help: "Fills answered by an origin shield region, by shield and whether the shield had the object (hit) or fetched it (miss).",
+	}, []string{"shield", "result"})
 	n.purgeUnacked = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "meridian_purge_unacked_total",
 		Help: "Purge deliveries a peer or region did not acknowledge (they are retried).",
 	})
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		n.shieldFallbacks, n.purgeUnacked)
+		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked)
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
 	switch cfg.AccessLog {
 	case "stdout":
@@ -371,6 +376,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			cur := n.config()
 			if so, ok := cur.shieldFor(sc); ok {
 				so.OnFallback = n.shieldFallback
+				so.OnAnswer = n.shieldAnswer
 				rt, err := cn.Shield(so, up)
 				if err != nil {
 					shieldErr = err
@@ -449,6 +455,15 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	go n.adminSrv.Serve(ln)
 	log.Info("edge node started", "http", n.srv.Addr(), "https", n.srv.TLSAddr(), "admin", ln.Addr().String())
 	return n, nil
+}
+
+// shieldAnswer counts a fill the shield answered, hit or miss.
+func (n *Node) shieldAnswer(shield string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	n.shieldAnswers.WithLabelValues(shield, result).Inc()
 }
 
 // shieldFallback counts a shield region passed over.

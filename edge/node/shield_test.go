@@ -134,6 +134,32 @@ func TestShieldOneOriginFetchForTheWholeCDN(t *testing.T) {
 	if !strings.Contains(cs, "eu-") {
 		t.Fatalf("Cache-Status %q does not show the shield region", cs)
 	}
+	// The shield's answers are counted: in each other region the owner of
+	// the first object asked the shield once, a miss for the first region
+	// to ask and a hit for the next (the shield's own region asks nobody).
+	var misses, hits float64
+	for _, r := range []string{"us", "ap"} {
+		for _, n := range c.regions[r] {
+			fams, _ := n.Registry().Gather()
+			for _, f := range fams {
+				if f.GetName() != "meridian_shield_requests_total" {
+					continue
+				}
+				for _, m := range f.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "result" && l.GetValue() == "hit" {
+							hits += m.GetCounter().GetValue()
+						} else if l.GetName() == "result" {
+							misses += m.GetCounter().GetValue()
+						}
+					}
+				}
+			}
+		}
+	}
+	if hits+misses < 3 || misses < 1 {
+		t.Fatalf("shield answers counted: %v hits, %v misses", hits, misses)
+	}
 }
 
 func TestShieldRegionDownFallsBack(t *testing.T) {
