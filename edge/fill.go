@@ -212,7 +212,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		resp.Body.Close()
 		cancel()
 		resp.Header.Del(PeerFillHeader) // a transport's mark, never stored
-		merged := policy.UpdateHeaders(stale.header, resp.Header)
+		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
 		e := h.newEntry(stale.status, merged, out.Header, reqTime, respTime, st)
 		e.body = stale.body

@@ -332,7 +332,8 @@ func (c *fastConn) serveHit(req *request) bool {
 	}
 	b = append(b, "\r\n"...)
 	haveType, haveDate := false, false
-	for k, vs := range e.clientHeader {
+	for _, f := range e.clientHeader {
+		k, vs := f.name, f.values
 		switch k {
 		case "Content-Type":
 			haveType = true

@@ -357,15 +357,23 @@ func lookupIn(s *store, primary string, r *http.Request) (key string, e *entry, 
 
 // put stores a complete entry for the primary key in s, under a variant
 // key when the response varies.
+//
+// A stored entry keeps its header fields once, as a client gets them on a
+// hit (clientHeader); the fields as the origin sent them are derived from
+// those when needed (baseHeader), so that memory per object stays small.
 func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry) {
-	fields, ok := policy.VaryFields(e.header["Vary"])
+	base := e.baseHeader()
+	fields, ok := policy.VaryFields(base["Vary"])
 	if !ok {
 		return
 	}
-	if sk := e.header.Get("Surrogate-Key"); sk != "" {
+	e.tags = nil
+	if sk := base.Get("Surrogate-Key"); sk != "" {
 		e.tags = strings.Fields(sk)
 	}
+	e.header = base
 	e.clientHeader = h.clientHeaderOf(e)
+	e.header = nil
 	if len(fields) == 0 {
 		s.put(primary, e)
 		return

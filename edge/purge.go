@@ -153,7 +153,7 @@ func (rec purgeRecord) matches(primary string, tags []string) bool {
 // the fill was on its way names it: then a hard purge drops it and a soft
 // one stores it already stale.
 func (h *Handler) putFilled(s *store, primary string, reqHeader http.Header, e *entry, purgeGen uint64) {
-	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.header.Get("Surrogate-Key")))
+	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.field("Surrogate-Key")))
 	switch {
 	case !hit:
 	case soft:

@@ -116,7 +116,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 				continue
 			}
 			if res.secondary != "" && attempt < maxCollapseRetries {
-				if sk, _ := policy.SecondaryKey(res.e.header["Vary"], r.Header); sk != res.secondary {
+				if sk, _ := policy.SecondaryKey(res.e.baseHeader()["Vary"], r.Header); sk != res.secondary {
 					coalesce = false // another variant than the leader's
 					continue
 				}
@@ -206,17 +206,26 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // nil for e's stored one. age < 0 omits Age.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, body *growingBody, age time.Duration, cs cacheStatus) {
 	wh := w.Header()
-	for k, vs := range e.header {
-		wh[k] = vs
+	if e.header != nil { // being filled: the fields as the origin sent them
+		for k, vs := range e.header {
+			wh[k] = vs
+		}
+		wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
+		if !isFromPeer(r.Context()) {
+			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
+		}
+	} else { // stored: prepared for clients already
+		for _, f := range e.clientHeader {
+			wh[f.name] = f.values
+		}
+		if isFromPeer(r.Context()) && len(e.tags) > 0 {
+			wh["Surrogate-Key"] = []string{strings.Join(e.tags, " ")} // peers purge by it too
+		}
 	}
 	if age >= 0 {
 		wh["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	}
-	wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
-	wh["Cache-Status"] = []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cs)}
-	if !isFromPeer(r.Context()) {
-		delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
-	}
+	wh["Cache-Status"] = []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cs)}
 	switch cs.detail {
 	case "stale-while-revalidate", "stale-if-error":
 		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
@@ -315,7 +324,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 		}
 		return true
 	}
-	mp := byterange.Multipart{Ranges: ranges, Size: size, ContentType: e.header.Get("Content-Type"), Boundary: boundaryFor(e)}
+	mp := byterange.Multipart{Ranges: ranges, Size: size, ContentType: e.field("Content-Type"), Boundary: boundaryFor(e)}
 	wh["Content-Type"] = []string{mp.ContentTypeHeader()}
 	wh["Content-Length"] = []string{strconv.FormatInt(mp.ContentLength(), 10)}
 	w.WriteHeader(http.StatusPartialContent)
@@ -413,8 +422,8 @@ func plainRequest(r *http.Request) bool {
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
 	wh := w.Header()
-	for k, vs := range e.clientHeader {
-		wh[k] = vs
+	for _, f := range e.clientHeader {
+		wh[f.name] = f.values
 	}
 	wh["Age"] = st.ageField
 	wh["Cache-Status"] = st.statusField
@@ -429,8 +438,8 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age
 }
 
 // clientHeaderOf prepares a stored entry's header for hits.
-func (h *Handler) clientHeaderOf(e *entry) http.Header {
-	ch := e.header.Clone()
+func (h *Handler) clientHeaderOf(e *entry) fieldList {
+	ch := e.baseHeader().Clone()
 	ch["Via"] = append(ch["Via"], h.via)
 	delete(ch, "Surrogate-Key")
 	if e.status == http.StatusOK {
@@ -439,7 +448,7 @@ func (h *Handler) clientHeaderOf(e *entry) http.Header {
 	if bodyAllowed(e.status) {
 		ch["Content-Length"] = []string{strconv.Itoa(len(e.body))}
 	}
-	return ch
+	return fieldsOf(ch)
 }
 
 // hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
@@ -452,7 +461,7 @@ func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
 		st = &hitStamp{
 			age:         secs,
 			ageField:    []string{strconv.FormatInt(secs, 10)},
-			statusField: []string{appendCacheStatus(e.header.Get("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
+			statusField: []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
 		}
 		e.stamp.Store(st)
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,35 @@ type entryData struct {
 	// clientHeader is header as a client gets it on a hit, prepared once
 	// when the entry is stored: Via, Accept-Ranges and Content-Length in,
 	// Surrogate-Key out.
-	clientHeader http.Header
+	clientHeader fieldList
+}
+
+// baseHeader is the entry's header as the origin sent it (hop-by-hop and
+// stripped fields removed): the header of an entry being filled, or, once
+// stored, its client header without this cache's Via entry and with its
+// surrogate keys back.
+func (e *entry) baseHeader() http.Header {
+	if e.header != nil || e.clientHeader == nil {
+		return e.header
+	}
+	h := e.clientHeader.header()
+	if v := h["Via"]; len(v) > 1 {
+		h["Via"] = v[:len(v)-1]
+	} else {
+		delete(h, "Via")
+	}
+	if len(e.tags) > 0 {
+		h["Surrogate-Key"] = []string{strings.Join(e.tags, " ")}
+	}
+	return h
+}
+
+// field returns a header field of the entry, stored or being filled.
+func (e *entry) field(name string) string {
+	if e.header != nil {
+		return e.header.Get(name)
+	}
+	return e.clientHeader.get(http.CanonicalHeaderKey(name))
 }
 
 // clone copies an entry, without its hit stamp.
@@ -66,6 +95,12 @@ func (e *entry) charge(key string) int64 {
 	for k, vs := range e.header {
 		n += int64(len(k)) + 16
 		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	for _, f := range e.clientHeader {
+		n += int64(len(f.name)) + 40
+		for _, v := range f.values {
 			n += int64(len(v)) + 16
 		}
 	}
