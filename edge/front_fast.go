@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // The fast front (ServerConfig.Front "fast") serves the plain HTTP/1.1
@@ -700,23 +702,11 @@ func equalFold(b []byte, lower string) bool {
 // validName reports whether a field name is a token (RFC 9110 §5.1).
 func validName(b []byte) bool {
 	for _, c := range b {
-		if !isToken(c) {
+		if !policy.IsTchar(c) {
 			return false
 		}
 	}
 	return len(b) > 0
-}
-
-func isToken(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }
 
 // validValue reports whether a field value has no control characters

@@ -445,15 +445,16 @@ func isToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if !isTchar(s[i]) {
+		if !IsTchar(s[i]) {
 			return false
 		}
 	}
 	return true
 }
 
-// isTchar reports whether c is an RFC 9110 tchar.
-func isTchar(c byte) bool {
+// IsTchar reports whether c is an RFC 9110 tchar (a byte of a token, such
+// as a field name or a directive).
+func IsTchar(c byte) bool {
 	switch {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
