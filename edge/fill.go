@@ -315,6 +315,9 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	body.finish(nil)
 }
 
+// readBufs are the fills' read buffers: a miss must not allocate 32 KiB.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // readInto copies src into b. A body of unknown length that grows past
 // maxObj is still delivered to the readers already on it, up to a hard cap
 // of four times maxObj, and is not stored.
@@ -323,7 +326,9 @@ func readInto(b *growingBody, src io.Reader, maxObj int64) (int64, error) {
 	if hardCap < 64<<20 {
 		hardCap = 64 << 20
 	}
-	buf := make([]byte, 32<<10)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	var n int64
 	for {
 		m, err := src.Read(buf)
