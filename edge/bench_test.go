@@ -95,3 +95,30 @@ func BenchmarkStoreMemory(b *testing.B) {
 		h.Close()
 	}
 }
+
+// BenchmarkMiss measures a fill: every request a new key, 1 KiB from an
+// origin on loopback (the request parsing of httptest.NewRequest included).
+func BenchmarkMiss(b *testing.B) {
+	body := strings.Repeat("x", 1024)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		io.WriteString(w, body)
+	}))
+	defer origin.Close()
+	h, err := edge.New(edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}},
+		edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		h.ServeHTTP(w, httptest.NewRequest("GET", fmt.Sprintf("http://bench.test/miss/%d", i), nil))
+	}
+	b.StopTimer()
+	if n, _, _ := h.StoreStats(); n != b.N {
+		b.Fatalf("%d stored after %d misses", n, b.N)
+	}
+}
