@@ -44,6 +44,16 @@ func (b *growingBody) append(p []byte) {
 	b.cond.Broadcast()
 }
 
+// appendThen appends p and runs fn with the whole buffer before any
+// reader can see p.
+func (b *growingBody) appendThen(p []byte, fn func(all []byte)) {
+	b.mu.Lock()
+	b.buf = append(b.buf, p...)
+	fn(b.buf)
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
 // finish marks the body complete (err nil) or failed.
 func (b *growingBody) finish(err error) {
 	b.mu.Lock()

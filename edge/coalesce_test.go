@@ -171,3 +171,18 @@ func TestHitForMissRequestsGoUpstreamInParallel(t *testing.T) {
 		}
 	}
 }
+
+// A client that has read a whole response and asks again gets a hit: the
+// fill stores its entry before the last byte reaches anyone, so the second
+// request cannot land on a finished flight.
+func TestRequestAfterWholeBodyIsAHit(t *testing.T) {
+	e := newEnv(t, respond(200, strings.Repeat("h", 4096), "Cache-Control", "max-age=60"))
+	for i := 0; i < 300; i++ {
+		target := fmt.Sprintf("/again%d", i)
+		e.get(target)
+		r, _ := e.get(target)
+		if cs := cacheStatus(r); !strings.Contains(cs, "; hit") {
+			t.Fatalf("request %d: second request got %q, not a hit", i, cs)
+		}
+	}
+}

@@ -279,7 +279,35 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	}
 	f.publish(res)
 
-	n, err := readInto(body, resp.Body, maxObj)
+	// The entry is stored, and the flight unregistered, before the readers
+	// can see the last byte: a client that has the whole body and asks
+	// again finds the stored entry, not a finished flight.
+	storeEntry := func(all []byte) {
+		if int64(len(all)) <= maxObj {
+			stored := e.clone()
+			stored.body = all
+			stored.header = e.header.Clone()
+			stored.header.Set("Content-Length", strconv.Itoa(len(all)))
+			fi, _ := FillInfoFrom(out.Context())
+			switch {
+			case !fromOwner || fi.Replica:
+				h.putFilled(h.store, primary, out.Header, stored, purgeGen)
+			case h.peerFillIsHot(primary):
+				// The owner peer holds the real copy; keep a short-lived
+				// one of a hot object only (groupcache's hot cache).
+				if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
+					stored.pol.Lifetime = limit
+				}
+				h.putFilled(h.hot, primary, out.Header, stored, purgeGen)
+			}
+		}
+		unregister()
+	}
+	var beforeLast func([]byte)
+	if resp.ContentLength > 0 {
+		beforeLast = storeEntry
+	}
+	n, err := readInto(body, resp.Body, maxObj, resp.ContentLength, beforeLast)
 	resp.Body.Close()
 	cancel()
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
@@ -290,28 +318,11 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		unregister()
 		return
 	}
-	// Store and unregister before the readers learn the body is complete,
-	// so that a request arriving after that finds the stored entry rather
-	// than a finished flight.
-	if n <= maxObj {
-		stored := e.clone()
-		stored.body = body.bytes()
-		stored.header = e.header.Clone()
-		stored.header.Set("Content-Length", strconv.FormatInt(n, 10))
-		fi, _ := FillInfoFrom(out.Context())
-		switch {
-		case !fromOwner || fi.Replica:
-			h.putFilled(h.store, primary, out.Header, stored, purgeGen)
-		case h.peerFillIsHot(primary):
-			// The owner peer holds the real copy; keep a short-lived one
-			// of a hot object only (groupcache's hot cache).
-			if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
-				stored.pol.Lifetime = limit
-			}
-			h.putFilled(h.hot, primary, out.Header, stored, purgeGen)
-		}
+	if beforeLast == nil {
+		// Length unknown (or empty): readers learn the end only from
+		// finish, which comes after this.
+		storeEntry(body.bytes())
 	}
-	unregister()
 	body.finish(nil)
 }
 
@@ -321,7 +332,10 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // readInto copies src into b. A body of unknown length that grows past
 // maxObj is still delivered to the readers already on it, up to a hard cap
 // of four times maxObj, and is not stored.
-func readInto(b *growingBody, src io.Reader, maxObj int64) (int64, error) {
+//
+// When size (the announced length) is reached, beforeLast runs with the
+// whole body before the readers can see its last bytes.
+func readInto(b *growingBody, src io.Reader, maxObj, size int64, beforeLast func([]byte)) (int64, error) {
 	hardCap := 4 * maxObj
 	if hardCap < 64<<20 {
 		hardCap = 64 << 20
@@ -337,7 +351,12 @@ func readInto(b *growingBody, src io.Reader, maxObj int64) (int64, error) {
 			if n > hardCap {
 				return n, errBodyLimit
 			}
-			b.append(buf[:m])
+			if beforeLast != nil && n == size {
+				b.appendThen(buf[:m], beforeLast)
+				beforeLast = nil
+			} else {
+				b.append(buf[:m])
+			}
 		}
 		if err == io.EOF {
 			return n, nil
