@@ -3,9 +3,9 @@ package cluster_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/meridiancdn/meridian/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }

@@ -16,16 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/leakcheck"
 	"github.com/meridiancdn/meridian/origin"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 func nodeConfig(name, originURL string, seeds ...string) node.Config {
