@@ -25,13 +25,17 @@ const maxCollapseRetries = 2
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
 	primary := cacheKey(r)
 	now := h.now()
-	var reqCC policy.Directives
-	if st.cfg.HonorClientCacheControl {
-		reqCC = policy.ParseCacheControl(r.Header["Cache-Control"])
-	} else {
-		reqCC = policy.ParseCacheControl(nil)
+	// The client's Cache-Control is parsed once: only-if-cached is always
+	// honoured, the rest only where the site allows it.
+	reqCC := policy.NoDirectives()
+	onlyIfCached := false
+	if cc := r.Header["Cache-Control"]; cc != nil {
+		parsed := policy.ParseCacheControl(cc)
+		onlyIfCached = parsed.OnlyIfCached
+		if st.cfg.HonorClientCacheControl {
+			reqCC = parsed
+		}
 	}
-	onlyIfCached := reqCC.OnlyIfCached || strings.Contains(strings.ToLower(r.Header.Get("Cache-Control")), "only-if-cached")
 
 	if r.Header.Get("Authorization") != "" {
 		// §3.5: a response to an authenticated request is stored only when
