@@ -2,55 +2,170 @@ package edge
 
 import (
 	"net/http"
-	"sort"
+	"slices"
+	"strings"
+	"unique"
 )
 
-// fieldList is a stored response's header fields in compact form: a slice
-// sorted by canonical name, every value in one shared backing array. It
-// costs about half of an http.Header map per stored object, and a hit
-// ranges over it faster than over a map.
-type fieldList []field
+// A sealed entry keeps its header fields as a client gets them on a hit,
+// in HTTP/1.1 wire form ("Name: value\r\n" per value), in two blocks:
+//
+//   - the shared block holds the fields whose values most objects of a
+//     site have in common (Content-Type, Cache-Control, Via...), interned
+//     with package unique, so that every entry with the same ones points
+//     at one copy;
+//   - the own block holds the rest (Date, ETag, Last-Modified...), after
+//     the store key in the entry's meta string.
+//
+// The fast front writes both blocks as they are; other paths read them
+// line by line. Fields a hit computes (Age, Cache-Status, Content-Length)
+// are in neither.
 
-type field struct {
-	name   string
-	values []string
+// sharedFields are the fields that go to the shared block.
+var sharedFields = map[string]bool{
+	"Accept-Ranges":                    true,
+	"Access-Control-Allow-Credentials": true,
+	"Access-Control-Allow-Headers":     true,
+	"Access-Control-Allow-Methods":     true,
+	"Access-Control-Allow-Origin":      true,
+	"Access-Control-Expose-Headers":    true,
+	"Access-Control-Max-Age":           true,
+	"Alt-Svc":                          true,
+	"Cache-Control":                    true,
+	"Cdn-Cache-Control":                true,
+	"Content-Encoding":                 true,
+	"Content-Language":                 true,
+	"Content-Security-Policy":          true,
+	"Content-Type":                     true,
+	"Cross-Origin-Embedder-Policy":     true,
+	"Cross-Origin-Opener-Policy":       true,
+	"Cross-Origin-Resource-Policy":     true,
+	"Permissions-Policy":               true,
+	"Referrer-Policy":                  true,
+	"Server":                           true,
+	"Strict-Transport-Security":        true,
+	"Surrogate-Control":                true,
+	"Timing-Allow-Origin":              true,
+	"Vary":                             true,
+	"Via":                              true,
+	"X-Content-Type-Options":           true,
+	"X-Frame-Options":                  true,
+	"X-Xss-Protection":                 true,
 }
 
-// fieldsOf copies h into a fieldList (the value strings are shared).
-func fieldsOf(h http.Header) fieldList {
-	n := 0
-	for _, vs := range h {
-		n += len(vs)
-	}
-	all := make([]string, 0, n)
-	out := make(fieldList, 0, len(h))
-	for k, vs := range h {
-		start := len(all)
-		all = append(all, vs...)
-		out = append(out, field{name: k, values: all[start:len(all):len(all)]})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
+// computedFields are never stored in a block: a hit writes its own.
+var computedFields = map[string]bool{
+	"Age":            true,
+	"Cache-Status":   true,
+	"Content-Length": true,
+	"Surrogate-Key":  true,
 }
 
-// get returns the first value of the field with canonical name name.
-func (f fieldList) get(name string) string {
-	for i := range f {
-		if f[i].name == name {
-			if len(f[i].values) > 0 {
-				return f[i].values[0]
-			}
-			return ""
+// fieldBlocks renders h in wire form, split into the shared and own
+// blocks; names sorted, so that equal field sets give equal blocks. CR and
+// LF in values become spaces, as net/http writes them.
+func fieldBlocks(h http.Header) (shared, own string) {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		if !computedFields[name] {
+			names = append(names, name)
 		}
 	}
-	return ""
+	slices.Sort(names)
+	var sb, ob []byte
+	for _, name := range names {
+		for _, v := range h[name] {
+			line := appendFieldLine(nil, name, v)
+			if sharedFields[name] {
+				sb = append(sb, line...)
+			} else {
+				ob = append(ob, line...)
+			}
+		}
+	}
+	return string(sb), string(ob)
 }
 
-// header returns the fields as a new http.Header.
-func (f fieldList) header() http.Header {
-	h := make(http.Header, len(f))
-	for _, fl := range f {
-		h[fl.name] = append([]string(nil), fl.values...)
+func appendFieldLine(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
 	}
-	return h
+	return append(b, "\r\n"...)
+}
+
+// eachLine calls fn with the name and value of every line of a block.
+func eachLine(block string, fn func(name, value string)) {
+	for block != "" {
+		line, rest, _ := strings.Cut(block, "\r\n")
+		block = rest
+		name, value, _ := strings.Cut(line, ": ")
+		fn(name, value)
+	}
+}
+
+// lineValue returns the value of the first line of block named name.
+func lineValue(block, name string) (string, bool) {
+	for block != "" {
+		line, rest, _ := strings.Cut(block, "\r\n")
+		block = rest
+		if len(line) > len(name)+1 && line[len(name)] == ':' && line[:len(name)] == name {
+			return line[len(name)+2:], true
+		}
+	}
+	return "", false
+}
+
+// seal puts a complete entry's fields in their stored form, under store
+// key key. base is its header as the origin sent it; the blocks get this
+// cache's Via entry and, for a 200, Accept-Ranges; the surrogate keys and
+// an upstream Cache-Status go to the entry's extra.
+func (h *Handler) seal(e *entry, key string, base http.Header) {
+	ch := make(http.Header, len(base)+2)
+	for k, vs := range base {
+		ch[k] = vs
+	}
+	ch["Via"] = append(ch["Via"][:len(ch["Via"]):len(ch["Via"])], h.via)
+	if e.status == http.StatusOK {
+		ch["Accept-Ranges"] = []string{"bytes"}
+	}
+	shared, own := fieldBlocks(ch)
+	e.meta = key + own
+	e.keyLen = uint32(len(key))
+	e.shared = unique.Make(shared)
+	e.flags &^= flagHasDate | flagHasType
+	if _, ok := ch["Date"]; ok {
+		e.flags |= flagHasDate
+	}
+	if _, ok := ch["Content-Type"]; ok {
+		e.flags |= flagHasType
+	}
+	var x entryExtra
+	if e.extra != nil {
+		x.vary, x.gen = e.extra.vary, e.extra.gen
+	}
+	if sk := base.Get("Surrogate-Key"); sk != "" {
+		x.tags = strings.Fields(sk)
+	}
+	x.cacheStatus = base.Get("Cache-Status")
+	e.extra = nil
+	if x.vary != nil || x.tags != nil || x.cacheStatus != "" {
+		e.extra = &x
+	}
+}
+
+// sealIndex gives a vary index its store key.
+func sealIndex(e *entry, key string) {
+	e.meta = key
+	e.keyLen = uint32(len(key))
+}
+
+// fieldCount is the number of field lines in a sealed entry's blocks.
+func (e *entry) fieldCount() int {
+	return strings.Count(e.shared.Value(), "\r\n") + strings.Count(e.own(), "\r\n")
 }

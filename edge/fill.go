@@ -9,7 +9,6 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -139,11 +138,11 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 		out.Header.Del(f)
 	}
 	if stale != nil {
-		if stale.etag != "" {
-			out.Header.Set("If-None-Match", stale.etag)
+		if etag := stale.etag(); etag != "" {
+			out.Header.Set("If-None-Match", etag)
 		}
-		if !stale.lastMod.IsZero() {
-			out.Header.Set("If-Modified-Since", stale.lastMod.UTC().Format(http.TimeFormat))
+		if lm := stale.lastModified(); !lm.IsZero() {
+			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
 	}
 	h.addForwarded(out, r)
@@ -214,10 +213,10 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		resp.Header.Del(PeerFillHeader) // a transport's mark, never stored
 		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
-		e := h.newEntry(stale.status, merged, out.Header, reqTime, respTime, st)
+		e, _ := h.newEntry(int(stale.status), merged, out.Header, reqTime, respTime, st)
 		e.body = stale.body
 		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
-		if e.pol.Store {
+		if e.storable() {
 			res.stored = true
 			h.putFilled(h.store, primary, out.Header, e, purgeGen)
 		}
@@ -236,7 +235,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		hdr := resp.Header.Clone()
 		policy.RemoveHopByHop(hdr)
 		hdr.Del("Content-Length")
-		e := &entry{entryData: entryData{status: resp.StatusCode, header: hdr, respTime: respTime}}
+		e := newFillingEntry(resp.StatusCode, hdr, policy.Policy{}, respTime)
 		res := fillResult{failed: true, e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
 		if rerr != nil {
 			res.e, res.body, res.err = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr)
@@ -250,9 +249,9 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	policy.RemoveHopByHop(hdr)
 	fromOwner := hdr.Get(PeerFillHeader) != ""
 	hdr.Del(PeerFillHeader)
-	e := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
+	e, pol := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
 	maxObj := h.cache.Load().MaxObjectBytes
-	if !e.pol.Store || resp.ContentLength > maxObj {
+	if !pol.Store || resp.ContentLength > maxObj {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.
 		if shared {
@@ -266,15 +265,15 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	if !shared {
 		h.clearHitForMiss(key)
 	}
-	for _, name := range e.pol.StripFields {
-		e.header.Del(name)
+	for _, name := range pol.StripFields {
+		hdr.Del(name)
 	}
 	capHint := resp.ContentLength
 	body := newGrowingBody(resp.ContentLength, capHint)
 	// "stored" is said only when it is known now: a body of unknown length
 	// may still outgrow max_object_bytes.
 	res := fillResult{e: e, body: body, stored: !fromOwner && resp.ContentLength >= 0, fwdStatus: resp.StatusCode}
-	if fields, ok := policy.VaryFields(e.header["Vary"]); ok && len(fields) > 0 {
+	if fields, ok := policy.VaryFields(hdr["Vary"]); ok && len(fields) > 0 {
 		res.secondary, _ = policy.SecondaryKey(fields, out.Header)
 	}
 	f.publish(res)
@@ -286,8 +285,6 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		if int64(len(all)) <= maxObj {
 			stored := e.clone()
 			stored.body = all
-			stored.header = e.header.Clone()
-			stored.header.Set("Content-Length", strconv.Itoa(len(all)))
 			fi, _ := FillInfoFrom(out.Context())
 			switch {
 			case !fromOwner || fi.Replica:
@@ -295,8 +292,8 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 			case h.peerFillIsHot(primary):
 				// The owner peer holds the real copy; keep a short-lived
 				// one of a hot object only (groupcache's hot cache).
-				if limit := stored.pol.InitialAge + hotTTL; stored.pol.Lifetime > limit {
-					stored.pol.Lifetime = limit
+				if limit := stored.initialAge + hotTTL; stored.policy().Lifetime > limit {
+					stored.setLifetime(limit)
 				}
 				h.putFilled(h.hot, primary, out.Header, stored, purgeGen)
 			}
@@ -367,21 +364,11 @@ func readInto(b *growingBody, src io.Reader, maxObj, size int64, beforeLast func
 	}
 }
 
-// newEntry evaluates a response for storage and builds its entry.
-func (h *Handler) newEntry(status int, hdr, reqHeader http.Header, reqTime, respTime time.Time, st *site) *entry {
-	e := &entry{entryData: entryData{
-		status:   status,
-		header:   hdr,
-		pol:      policy.Evaluate(http.MethodGet, reqHeader, status, hdr, reqTime, respTime, st.opts),
-		respTime: respTime,
-		etag:     hdr.Get("Etag"),
-	}}
-	if lm := hdr.Get("Last-Modified"); lm != "" {
-		if t, err := http.ParseTime(lm); err == nil {
-			e.lastMod = t
-		}
-	}
-	return e
+// newEntry evaluates a response for storage and builds its entry, which
+// holds hdr as its fields until it is sealed.
+func (h *Handler) newEntry(status int, hdr, reqHeader http.Header, reqTime, respTime time.Time, st *site) (*entry, policy.Policy) {
+	pol := policy.Evaluate(http.MethodGet, reqHeader, status, hdr, reqTime, respTime, st.opts)
+	return newFillingEntry(status, hdr, pol, respTime), pol
 }
 
 // cancelOnClose releases a fill's context when a passed-through body is

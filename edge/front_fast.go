@@ -316,7 +316,8 @@ func (c *fastConn) serveHit(req *request) bool {
 	if e == nil {
 		return false
 	}
-	if !bodyAllowed(e.status) {
+	status := int(e.status)
+	if !bodyAllowed(status) {
 		// 204 and 304 need net/http's own field handling; rare in a
 		// cache. The hit was counted on the entry: ServeHTTP counts
 		// it again, which only the status page's top list sees.
@@ -324,42 +325,30 @@ func (c *fastConn) serveHit(req *request) bool {
 	}
 	b := c.wbuf[:0]
 	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
-	if text := http.StatusText(e.status); text != "" {
+	if text := http.StatusText(status); text != "" {
 		b = append(b, text...)
 	} else {
 		b = append(b, "status code "...)
-		b = strconv.AppendInt(b, int64(e.status), 10)
+		b = strconv.AppendInt(b, int64(status), 10)
 	}
 	b = append(b, "\r\n"...)
-	haveType, haveDate := false, false
-	for _, f := range e.clientHeader {
-		k, vs := f.name, f.values
-		switch k {
-		case "Content-Type":
-			haveType = true
-		case "Date":
-			haveDate = true
-		case "Age", "Cache-Status":
-			continue // the hit stamp's, below
-		}
-		for _, v := range vs {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
-	}
+	// The sealed blocks are in wire form already.
+	b = append(b, e.shared.Value()...)
+	b = append(b, e.own()...)
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(e.body)), 10)
+	b = append(b, "\r\n"...)
 	b = appendField(b, "Age", st.ageField)
 	b = appendField(b, "Cache-Status", st.statusField)
-	if !haveType && !req.head && len(e.body) > 0 {
+	if e.flags&flagHasType == 0 && !req.head && len(e.body) > 0 {
 		// net/http sniffs a missing Content-Type from the body.
 		b = append(b, "Content-Type: "...)
 		b = append(b, http.DetectContentType(e.body)...)
 		b = append(b, "\r\n"...)
 	}
-	if !haveDate {
+	if e.flags&flagHasDate == 0 {
 		b = append(b, c.f.dateLine()...)
 	}
 	if req.close {
@@ -395,7 +384,7 @@ func (c *fastConn) serveHit(req *request) bool {
 		h.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "access",
 			slog.String("remote", c.nc.RemoteAddr().String()), slog.String("proto", "HTTP/1.1"),
 			slog.String("method", method), slog.String("host", string(req.host)),
-			slog.String("uri", string(req.target)), slog.Int("status", e.status), slog.Int64("bytes", n),
+			slog.String("uri", string(req.target)), slog.Int("status", status), slog.Int64("bytes", n),
 			slog.String("cache_status", strings.Join(st.statusField, ", ")), slog.Duration("duration", 0))
 	}
 	if err != nil {

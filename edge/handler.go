@@ -343,48 +343,46 @@ func (h *Handler) lookup(primary string, r *http.Request) (key string, e *entry,
 
 func lookupIn(s *store, primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
 	e = s.get(primary)
-	if e == nil || e.vary == nil {
+	if e == nil {
+		return primary, nil, false
+	}
+	fields, gen, isIndex := e.varyIndex()
+	if !isIndex {
 		return primary, e, false
 	}
-	sk, ok := policy.SecondaryKey(e.vary, r.Header)
+	sk, ok := policy.SecondaryKey(fields, r.Header)
 	if !ok {
 		return primary, nil, true
 	}
-	key = variantKey(primary, e.gen, sk)
+	key = variantKey(primary, gen, sk)
 	v := s.get(key)
 	return key, v, v == nil
 }
 
 // put stores a complete entry for the primary key in s, under a variant
-// key when the response varies.
-//
-// A stored entry keeps its header fields once, as a client gets them on a
-// hit (clientHeader); the fields as the origin sent them are derived from
-// those when needed (baseHeader), so that memory per object stays small.
+// key when the response varies. The entry is sealed there: its fields
+// take their stored form (see seal).
 func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry) {
 	base := e.baseHeader()
 	fields, ok := policy.VaryFields(base["Vary"])
 	if !ok {
 		return
 	}
-	e.tags = nil
-	if sk := base.Get("Surrogate-Key"); sk != "" {
-		e.tags = strings.Fields(sk)
-	}
-	e.header = base
-	e.clientHeader = h.clientHeaderOf(e)
-	e.header = nil
 	if len(fields) == 0 {
-		s.put(primary, e)
+		h.seal(e, primary, base)
+		s.put(e)
 		return
 	}
 	idx := s.get(primary)
-	if idx == nil || idx.vary == nil || !equalStrings(idx.vary, fields) {
-		idx = &entry{entryData: entryData{vary: fields, gen: h.gen.Add(1)}}
-		s.put(primary, idx)
+	if idxFields, _, isIndex := idx.varyIndex(); !isIndex || !equalStrings(idxFields, fields) {
+		idx = newVaryIndex(fields, h.gen.Add(1))
+		sealIndex(idx, primary)
+		s.put(idx)
 	}
+	_, gen, _ := idx.varyIndex()
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
-	s.put(variantKey(primary, idx.gen, sk), e)
+	h.seal(e, variantKey(primary, gen, sk), base)
+	s.put(e)
 }
 
 // peerFillIsHot counts a peer fill of key and reports whether the key has

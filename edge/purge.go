@@ -158,7 +158,7 @@ func (h *Handler) putFilled(s *store, primary string, reqHeader http.Header, e *
 	case !hit:
 	case soft:
 		e = e.clone()
-		e.pol.Lifetime = e.pol.CurrentAge(e.respTime, h.now())
+		e.setLifetime(e.currentAge(h.now()))
 	default:
 		return
 	}
@@ -172,11 +172,11 @@ func (h *Handler) purgeKey(s *store, key string, soft bool) bool {
 	if e == nil {
 		return false
 	}
-	if !soft || e.vary != nil {
+	if !soft || e.isVaryIndex() {
 		return s.remove(key)
 	}
 	stale := e.clone()
 	// Stale from now on: the stale-* windows start at the purge.
-	stale.pol.Lifetime = e.pol.CurrentAge(e.respTime, h.now())
+	stale.setLifetime(e.currentAge(h.now()))
 	return s.replaceIf(key, e, stale)
 }

@@ -51,15 +51,15 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		cs.fwd = "vary-miss"
 	}
 	if e != nil {
-		age := e.pol.CurrentAge(e.respTime, now)
-		v := e.pol.Judge(age, &reqCC)
+		age := e.currentAge(now)
+		v := e.judge(age, &reqCC)
 		switch {
 		case v.Fresh:
-			if e.clientHeader != nil && plainRequest(r) {
+			if e.sealed() && plainRequest(r) {
 				h.serveHit(w, r, e, age)
 				return
 			}
-			e.hits.Add(1)
+			e.countHit()
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
@@ -137,8 +137,8 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 	if res.failed {
 		now := h.now()
 		if stale != nil {
-			age := stale.pol.CurrentAge(stale.respTime, now)
-			if v := stale.pol.Judge(age, nil); v.Fresh || v.StaleIfError || v.StaleWhileRevalidate {
+			age := stale.currentAge(now)
+			if v := stale.judge(age, nil); v.Fresh || v.StaleIfError || v.StaleWhileRevalidate {
 				cs.fwd, cs.detail, cs.ttl, cs.hasTTL = "stale", "stale-if-error", v.TTL, true
 				h.serveEntry(w, r, stale, completeBodyOf(stale), age, cs)
 				return
@@ -162,10 +162,10 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 		return
 	}
 	cs.stored = res.stored
-	if res.e.pol.Store {
-		cs.ttl, cs.hasTTL = res.e.pol.Lifetime-res.e.pol.InitialAge, true
+	if res.e.storable() {
+		cs.ttl, cs.hasTTL = res.e.ttl(), true
 	}
-	h.serveEntry(w, r, res.e, res.body, res.e.pol.InitialAge, cs)
+	h.serveEntry(w, r, res.e, res.body, res.e.initialAge, cs)
 }
 
 // servePass streams a response that will not be stored to the leader.
@@ -210,20 +210,18 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // nil for e's stored one. age < 0 omits Age.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, body *growingBody, age time.Duration, cs cacheStatus) {
 	wh := w.Header()
-	if e.header != nil { // being filled: the fields as the origin sent them
-		for k, vs := range e.header {
+	if hdr := e.filling(); hdr != nil { // the fields as the origin sent them
+		for k, vs := range hdr {
 			wh[k] = vs
 		}
 		wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
 		if !isFromPeer(r.Context()) {
 			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
 		}
-	} else { // stored: prepared for clients already
-		for _, f := range e.clientHeader {
-			wh[f.name] = f.values
-		}
-		if isFromPeer(r.Context()) && len(e.tags) > 0 {
-			wh["Surrogate-Key"] = []string{strings.Join(e.tags, " ")} // peers purge by it too
+	} else { // sealed: prepared for clients already
+		e.writeFields(wh, "")
+		if tags := e.tags(); isFromPeer(r.Context()) && len(tags) > 0 {
+			wh["Surrogate-Key"] = []string{strings.Join(tags, " ")} // peers purge by it too
 		}
 	}
 	if age >= 0 {
@@ -239,7 +237,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 
 	if e.status == http.StatusOK || e.status == http.StatusNoContent {
-		switch policy.CheckPreconditions(r.Method, r.Header, e.etag, e.lastMod) {
+		switch policy.CheckPreconditions(r.Method, r.Header, e.etag(), e.lastModified()) {
 		case http.StatusNotModified:
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
@@ -256,7 +254,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	if e.status == http.StatusOK {
 		wh["Accept-Ranges"] = []string{"bytes"}
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
-			byterange.IfRange(r.Header.Get("If-Range"), e.etag, e.lastMod) {
+			byterange.IfRange(r.Header.Get("If-Range"), e.etag(), e.lastModified()) {
 			if h.serveRange(w, r, rh, e, body) {
 				h.metrics.request(r, classOf(cs), 0)
 				return
@@ -272,8 +270,8 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	} else {
 		delete(wh, "Content-Length")
 	}
-	w.WriteHeader(e.status)
-	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+	w.WriteHeader(int(e.status))
+	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
 		h.metrics.request(r, classOf(cs), 0)
 		return
 	}
@@ -341,7 +339,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 // boundaryFor is a multipart boundary that cannot occur in the body's
 // headers: derived from the entry's time and the body's length.
 func boundaryFor(e *entry) string {
-	return fmt.Sprintf("meridian-%x-%x", e.respTime.UnixNano(), len(e.body))
+	return fmt.Sprintf("meridian-%x-%x", e.respTime, len(e.body))
 }
 
 // writeError answers with a short plain-text error.
@@ -420,20 +418,18 @@ func plainRequest(r *http.Request) bool {
 		h["If-Match"] == nil && h["If-Unmodified-Since"] == nil && !isFromPeer(r.Context())
 }
 
-// serveHit is the hit path: it writes the entry's prepared header, the
+// serveHit is the hit path: it writes the entry's sealed fields, the
 // Age and Cache-Status shared by every hit within the same second, and the
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
 	wh := w.Header()
-	for _, f := range e.clientHeader {
-		wh[f.name] = f.values
-	}
+	e.writeFields(wh, st.contentLength)
 	wh["Age"] = st.ageField
 	wh["Cache-Status"] = st.statusField
-	e.hits.Add(1)
-	w.WriteHeader(e.status)
-	if r.Method == http.MethodHead || !bodyAllowed(e.status) {
+	e.countHit()
+	w.WriteHeader(int(e.status))
+	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
 		h.metrics.request(r, classHit, 0)
 		return
 	}
@@ -441,18 +437,31 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age
 	h.metrics.request(r, classHit, len(e.body))
 }
 
-// clientHeaderOf prepares a stored entry's header for hits.
-func (h *Handler) clientHeaderOf(e *entry) fieldList {
-	ch := e.baseHeader().Clone()
-	ch["Via"] = append(ch["Via"], h.via)
-	delete(ch, "Surrogate-Key")
-	if e.status == http.StatusOK {
-		ch["Accept-Ranges"] = []string{"bytes"}
+// writeFields puts a sealed entry's fields in wh, with Content-Length
+// (cl, or computed if cl is "") when its status has a body. The values
+// share one allocation.
+func (e *entry) writeFields(wh http.Header, cl string) {
+	n := e.fieldCount()
+	hasBody := bodyAllowed(int(e.status))
+	if hasBody {
+		n++
 	}
-	if bodyAllowed(e.status) {
-		ch["Content-Length"] = []string{strconv.Itoa(len(e.body))}
+	vals := make([]string, 0, n)
+	last, start := "", 0
+	add := func(name, value string) {
+		if name != last { // lines of one field are adjacent in a block
+			last, start = name, len(vals)
+		}
+		vals = append(vals, value)
+		wh[name] = vals[start:len(vals):len(vals)]
 	}
-	return fieldsOf(ch)
+	e.eachField(add)
+	if hasBody {
+		if cl == "" {
+			cl = strconv.Itoa(len(e.body))
+		}
+		add("Content-Length", cl)
+	}
 }
 
 // hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
@@ -461,11 +470,12 @@ func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
 	secs := int64(age / time.Second)
 	st := e.stamp.Load()
 	if st == nil || st.age != secs {
-		ttl := e.pol.Lifetime - time.Duration(secs)*time.Second
+		ttl := time.Duration(int64(e.lifetime)-secs) * time.Second
 		st = &hitStamp{
-			age:         secs,
-			ageField:    []string{strconv.FormatInt(secs, 10)},
-			statusField: []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
+			age:           secs,
+			contentLength: strconv.Itoa(len(e.body)),
+			ageField:      []string{strconv.FormatInt(secs, 10)},
+			statusField:   []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
 		}
 		e.stamp.Store(st)
 	}
@@ -510,15 +520,15 @@ func (h *Handler) lookupHit(host, key string, clientCC bool, now time.Time) (*en
 	if e == nil {
 		e = h.hot.get(key)
 	}
-	if e == nil || e.vary != nil || e.clientHeader == nil {
+	if e == nil || !e.sealed() {
 		return nil, nil
 	}
-	age := e.pol.CurrentAge(e.respTime, now)
+	age := e.currentAge(now)
 	reqCC := policy.NoDirectives()
-	if !e.pol.Judge(age, &reqCC).Fresh {
+	if !e.judge(age, &reqCC).Fresh {
 		return nil, nil
 	}
-	e.hits.Add(1)
+	e.countHit()
 	return e, h.hitStampOf(e, age)
 }
 

@@ -8,113 +8,321 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"unique"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // entry is one stored response, immutable once stored: a refresh stores a
-// new entry. A vary index (vary != nil, body nil) stands at a primary key
+// new entry. A vary index (see entryExtra.vary) stands at a primary key
 // whose responses vary; the variants live under variantKey.
+//
+// An entry is laid out to cost little beyond its body (about 128 bytes
+// here, plus its own header block and a map slot): freshness in seconds,
+// times as integers, header fields as wire-form blocks, and whatever most
+// entries lack behind one pointer.
 type entry struct {
+	prev, next *entry // the store's recency list, under its lock
 	entryData
 	// stamp caches the hit fields that change with age; a copy of an
 	// entry starts without one.
 	stamp atomic.Pointer[hitStamp]
 	// hits counts the hits served from this entry, for the status page's
 	// top objects.
-	hits atomic.Int64
+	hits atomic.Uint32
 }
 
-// entryData is everything of an entry but its hit stamp.
+// entryData is everything of an entry but its store links and hit state.
 type entryData struct {
-	status   int
-	header   http.Header // stored fields, hop-by-hop and stripped fields removed
-	body     []byte
-	pol      policy.Policy
-	respTime time.Time // when the response was received (§4.2.3 response_time)
-	etag     string
-	lastMod  time.Time
-	vary     []string // Vary field names, for a vary index entry only
-	gen      uint64   // a vary index's generation, part of its variants' keys
-	size     int64    // bytes charged to the store
-	tags     []string // surrogate keys (Surrogate-Key), for purge by tag
+	// meta is the store key followed by the own fields block (see seal).
+	meta string
+	body []byte
+	// shared is the interned block of fields that many entries have in
+	// common; the zero handle until the entry is sealed.
+	shared unique.Handle[string]
+	extra  *entryExtra
+	// respTime is when the response was received, in Unix nanoseconds
+	// (§4.2.3 response_time).
+	respTime int64
+	// initialAge is corrected_initial_age (§4.2.3).
+	initialAge time.Duration
+	// lifetime, swr and sie are the freshness lifetime and the
+	// stale-while-revalidate and stale-if-error windows, in seconds
+	// (RFC 9111 counts in delta-seconds, at most 2^31).
+	lifetime, swr, sie int32
+	keyLen             uint32
+	status             uint16
+	flags              entryFlags
+}
 
-	// clientHeader is header as a client gets it on a hit, prepared once
-	// when the entry is stored: Via, Accept-Ranges and Content-Length in,
-	// Surrogate-Key out.
-	clientHeader fieldList
+// entryFlags are an entry's yes-or-no facts.
+type entryFlags uint8
+
+const (
+	flagStore            entryFlags = 1 << iota // policy.Policy.Store
+	flagHeuristic                               // policy.Policy.Heuristic
+	flagNoStale                                 // policy.Policy.NoStale
+	flagAlwaysRevalidate                        // policy.Policy.AlwaysRevalidate
+	flagImmutable                               // policy.Policy.Immutable
+	flagHasDate                                 // the blocks hold a Date field
+	flagHasType                                 // the blocks hold a Content-Type field
+)
+
+// entryExtra holds what most stored entries do not have.
+type entryExtra struct {
+	// header is, while the entry is being filled, its fields as the origin
+	// sent them; stored entries have none.
+	header http.Header
+	// vary and gen make a vary index: the Vary field names, and the
+	// generation that is part of its variants' keys.
+	vary []string
+	gen  uint64
+	// tags are the surrogate keys (Surrogate-Key), for purge by tag.
+	tags []string
+	// cacheStatus is the upstream's Cache-Status field, which this
+	// cache's entry is appended to.
+	cacheStatus string
+}
+
+// newFillingEntry is an entry for a response being filled: its fields as
+// the origin sent them, its policy, and when it arrived.
+func newFillingEntry(status int, hdr http.Header, pol policy.Policy, respTime time.Time) *entry {
+	e := &entry{entryData: entryData{status: uint16(status), respTime: respTime.UnixNano(), extra: &entryExtra{header: hdr}}}
+	e.setPolicy(pol)
+	return e
+}
+
+// newVaryIndex is a vary index for the Vary field names fields.
+func newVaryIndex(fields []string, gen uint64) *entry {
+	return &entry{entryData: entryData{extra: &entryExtra{vary: fields, gen: gen}}}
+}
+
+// setPolicy records the parts of pol that reuse needs.
+func (e *entry) setPolicy(pol policy.Policy) {
+	e.initialAge = pol.InitialAge
+	e.lifetime, e.swr, e.sie = seconds(pol.Lifetime), seconds(pol.StaleWhileRevalidate), seconds(pol.StaleIfError)
+	e.flags &^= flagStore | flagHeuristic | flagNoStale | flagAlwaysRevalidate | flagImmutable
+	for _, f := range []struct {
+		on   bool
+		flag entryFlags
+	}{{pol.Store, flagStore}, {pol.Heuristic, flagHeuristic}, {pol.NoStale, flagNoStale}, {pol.AlwaysRevalidate, flagAlwaysRevalidate}, {pol.Immutable, flagImmutable}} {
+		if f.on {
+			e.flags |= f.flag
+		}
+	}
+}
+
+// seconds is d in whole seconds, rounded down and capped to int32: a
+// lifetime cut short by under a second errs on the side of freshness
+// checks, never of serving stale.
+func seconds(d time.Duration) int32 {
+	s := d / time.Second
+	switch {
+	case s < 0:
+		return 0
+	case s > math.MaxInt32:
+		return math.MaxInt32
+	}
+	return int32(s)
+}
+
+// policy is the entry's reuse policy, for Judge and CurrentAge.
+func (e *entry) policy() policy.Policy {
+	return policy.Policy{
+		Store:                e.flags&flagStore != 0,
+		Lifetime:             time.Duration(e.lifetime) * time.Second,
+		Heuristic:            e.flags&flagHeuristic != 0,
+		StaleWhileRevalidate: time.Duration(e.swr) * time.Second,
+		StaleIfError:         time.Duration(e.sie) * time.Second,
+		NoStale:              e.flags&flagNoStale != 0,
+		AlwaysRevalidate:     e.flags&flagAlwaysRevalidate != 0,
+		Immutable:            e.flags&flagImmutable != 0,
+		InitialAge:           e.initialAge,
+	}
+}
+
+// currentAge is the entry's age at now (§4.2.3).
+func (e *entry) currentAge(now time.Time) time.Duration {
+	p := e.policy()
+	return p.CurrentAge(e.responseTime(), now)
+}
+
+// judge says how the entry may be reused at age.
+func (e *entry) judge(age time.Duration, req *policy.Directives) policy.Verdict {
+	p := e.policy()
+	return p.Judge(age, req)
+}
+
+// storable reports the policy's Store.
+func (e *entry) storable() bool { return e.flags&flagStore != 0 }
+
+// ttl is the freshness left when the entry arrived.
+func (e *entry) ttl() time.Duration {
+	return time.Duration(e.lifetime)*time.Second - e.initialAge
+}
+
+// setLifetime changes the freshness lifetime.
+func (e *entry) setLifetime(d time.Duration) { e.lifetime = seconds(d) }
+
+func (e *entry) responseTime() time.Time { return time.Unix(0, e.respTime) }
+
+// key is the store key of a sealed entry.
+func (e *entry) key() string { return e.meta[:e.keyLen] }
+
+// own is the sealed entry's own fields block.
+func (e *entry) own() string { return e.meta[e.keyLen:] }
+
+// sealed reports whether the entry's fields are in their stored form.
+func (e *entry) sealed() bool { return e.shared != unique.Handle[string]{} }
+
+// filling returns the fields of an entry being filled, or nil.
+func (e *entry) filling() http.Header {
+	if e.extra == nil {
+		return nil
+	}
+	return e.extra.header
+}
+
+// varyIndex returns a vary index's field names and generation; ok is false
+// for any other entry, or nil.
+func (e *entry) varyIndex() (fields []string, gen uint64, ok bool) {
+	if e == nil || e.extra == nil || e.extra.vary == nil {
+		return nil, 0, false
+	}
+	return e.extra.vary, e.extra.gen, true
+}
+
+// isVaryIndex reports whether the entry is a vary index.
+func (e *entry) isVaryIndex() bool { return e.extra != nil && e.extra.vary != nil }
+
+// tags returns the entry's surrogate keys.
+func (e *entry) tags() []string {
+	if e.extra == nil {
+		return nil
+	}
+	return e.extra.tags
 }
 
 // baseHeader is the entry's header as the origin sent it (hop-by-hop and
 // stripped fields removed): the header of an entry being filled, or, once
-// stored, its client header without this cache's Via entry and with its
-// surrogate keys back.
+// sealed, its fields without this cache's Via entry and with its surrogate
+// keys and upstream Cache-Status back.
 func (e *entry) baseHeader() http.Header {
-	if e.header != nil || e.clientHeader == nil {
-		return e.header
+	if hdr := e.filling(); hdr != nil || !e.sealed() {
+		return hdr
 	}
-	h := e.clientHeader.header()
+	h := http.Header{}
+	e.eachField(func(name, value string) {
+		h[name] = append(h[name], value)
+	})
 	if v := h["Via"]; len(v) > 1 {
 		h["Via"] = v[:len(v)-1]
 	} else {
 		delete(h, "Via")
 	}
-	if len(e.tags) > 0 {
-		h["Surrogate-Key"] = []string{strings.Join(e.tags, " ")}
+	if e.extra != nil {
+		if len(e.extra.tags) > 0 {
+			h["Surrogate-Key"] = []string{strings.Join(e.extra.tags, " ")}
+		}
+		if e.extra.cacheStatus != "" {
+			h["Cache-Status"] = []string{e.extra.cacheStatus}
+		}
 	}
 	return h
 }
 
-// field returns a header field of the entry, stored or being filled.
-func (e *entry) field(name string) string {
-	if e.header != nil {
-		return e.header.Get(name)
-	}
-	return e.clientHeader.get(http.CanonicalHeaderKey(name))
+// eachField calls fn with every field line of a sealed entry's blocks.
+func (e *entry) eachField(fn func(name, value string)) {
+	eachLine(e.shared.Value(), fn)
+	eachLine(e.own(), fn)
 }
 
-// clone copies an entry, without its hit stamp.
+// field returns a header field of the entry, stored or being filled.
+func (e *entry) field(name string) string {
+	if hdr := e.filling(); hdr != nil {
+		return hdr.Get(name)
+	}
+	if !e.sealed() {
+		return ""
+	}
+	name = http.CanonicalHeaderKey(name)
+	switch name {
+	case "Cache-Status":
+		if e.extra != nil {
+			return e.extra.cacheStatus
+		}
+		return ""
+	case "Surrogate-Key":
+		return strings.Join(e.tags(), " ")
+	}
+	if v, ok := lineValue(e.shared.Value(), name); ok {
+		return v
+	}
+	v, _ := lineValue(e.own(), name)
+	return v
+}
+
+// etag is the entry's ETag field value.
+func (e *entry) etag() string { return e.field("Etag") }
+
+// lastModified is the entry's Last-Modified time, zero if it has none or
+// it does not parse.
+func (e *entry) lastModified() time.Time {
+	if lm := e.field("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+// clone copies an entry, without its store links and hit state.
 func (e *entry) clone() *entry { return &entry{entryData: e.entryData} }
 
 // hitStamp is the Age and Cache-Status of a fresh hit at one whole age in
 // seconds, shared by every hit on the entry within that second.
 type hitStamp struct {
-	age         int64
-	ageField    []string
-	statusField []string
+	age           int64
+	ageField      []string
+	statusField   []string
+	contentLength string // the body's length, for net/http's hits
 }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,
-// header fields and body: the entry struct, the LRU element and map slot.
-const entryOverhead = 256
+// header blocks and body: the entry struct and its map slot.
+const entryOverhead = 176
 
-func (e *entry) charge(key string) int64 {
-	n := int64(entryOverhead + len(key) + len(e.body) + len(e.etag))
-	for k, vs := range e.header {
-		n += int64(len(k)) + 16
-		for _, v := range vs {
-			n += int64(len(v)) + 16
-		}
+// charge is what the entry counts against the store's budget. The shared
+// block is charged to every entry that uses it, so that the budget holds
+// even when an origin makes every one of them different.
+func (e *entry) charge() int64 {
+	n := int64(entryOverhead + len(e.meta) + len(e.body))
+	if e.sealed() {
+		n += int64(len(e.shared.Value()))
 	}
-	for _, f := range e.clientHeader {
-		n += int64(len(f.name)) + 40
-		for _, v := range f.values {
-			n += int64(len(v)) + 16
+	if x := e.extra; x != nil {
+		n += 64 + int64(len(x.cacheStatus))
+		for _, s := range x.vary {
+			n += int64(len(s)) + 16
 		}
-	}
-	for _, f := range e.vary {
-		n += int64(len(f)) + 16
+		for _, s := range x.tags {
+			n += int64(len(s)) + 16
+		}
 	}
 	return n
 }
 
-// store is the byte-bounded LRU of entries. Its budget counts keys, header
-// fields and bodies, not entries.
+// store is the byte-bounded LRU of sealed entries. Its budget counts keys,
+// header blocks and bodies, not entries.
+//
+// The recency list runs through the entries themselves (no list element
+// per entry, as a container/list or golang-lru would add): with small
+// objects, per-entry bookkeeping is most of what a cache costs beyond the
+// bodies.
 type store struct {
 	mu       sync.Mutex
-	lru      *simplelru.LRU[string, *entry]
+	byKey    map[string]*entry
+	list     entry // sentinel: list.next is the most recently used entry
 	bytes    int64
 	maxBytes int64
 	evicted  int64 // entries evicted to make room, for metrics
@@ -166,84 +374,120 @@ func (t *tagIndex) lookup(tag string) []string {
 }
 
 func newStore(maxBytes int64) *store {
-	s := &store{maxBytes: maxBytes, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
-	// The entry-count bound is unused: eviction is by bytes.
-	s.lru, _ = simplelru.NewLRU[string, *entry](math.MaxInt32, func(k string, e *entry) {
-		s.bytes -= e.size
-		if len(e.tags) > 0 {
-			s.tags.remove(k, e.tags)
-		}
-	})
+	s := &store{maxBytes: maxBytes, byKey: map[string]*entry{}, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
+	s.list.prev, s.list.next = &s.list, &s.list
 	return s
+}
+
+// link puts e at the front of the recency list. The caller holds s.mu.
+func (s *store) link(e *entry) {
+	e.prev, e.next = &s.list, s.list.next
+	s.list.next.prev = e
+	s.list.next = e
+}
+
+// unlink takes e out of the recency list. The caller holds s.mu.
+func (s *store) unlink(e *entry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+// drop removes e, which is stored, with its charge and tags. The caller
+// holds s.mu.
+func (s *store) drop(e *entry) {
+	s.unlink(e)
+	delete(s.byKey, e.key())
+	s.bytes -= e.charge()
+	if tags := e.tags(); len(tags) > 0 {
+		s.tags.remove(e.key(), tags)
+	}
+}
+
+// add stores e, which is sealed and not stored anywhere, replacing the
+// entry at its key. The caller holds s.mu.
+func (s *store) add(e *entry) {
+	if old := s.byKey[e.key()]; old == e {
+		return
+	} else if old != nil {
+		s.drop(old)
+	}
+	s.byKey[e.key()] = e
+	s.link(e)
+	s.bytes += e.charge()
+	if tags := e.tags(); len(tags) > 0 {
+		s.tags.add(e.key(), tags)
+	}
+}
+
+// shrink evicts least recently used entries until the store is within its
+// budget. The caller holds s.mu.
+func (s *store) shrink() {
+	for s.bytes > s.maxBytes && s.list.prev != &s.list {
+		s.drop(s.list.prev)
+		s.evicted++
+	}
 }
 
 func (s *store) get(key string) *entry {
 	s.mu.Lock()
-	e, _ := s.lru.Get(key)
+	e := s.byKey[key]
+	if e != nil && s.list.next != e {
+		s.unlink(e)
+		s.link(e)
+	}
 	s.mu.Unlock()
 	return e
 }
 
-// put stores e at key, replacing what was there, and evicts the least
-// recently used entries until the store is within its budget. An entry larger
-// than the whole budget is not stored.
-func (s *store) put(key string, e *entry) {
-	e.size = e.charge(key)
-	if e.size > s.maxBytes {
+// put stores the sealed entry e at its key, replacing what was there, and
+// evicts the least recently used entries until the store is within its
+// budget. An entry larger than the whole budget is not stored.
+func (s *store) put(e *entry) {
+	if e.charge() > s.maxBytes {
 		return
 	}
 	s.mu.Lock()
-	s.lru.Remove(key) // the callback uncharges a replaced entry
-	s.lru.Add(key, e)
-	s.bytes += e.size
-	if len(e.tags) > 0 {
-		s.tags.add(key, e.tags)
-	}
-	for s.bytes > s.maxBytes {
-		if _, _, ok := s.lru.RemoveOldest(); !ok {
-			break
-		}
-		s.evicted++
-	}
+	s.add(e)
+	s.shrink()
 	s.mu.Unlock()
 }
 
 func (s *store) remove(key string) bool {
 	s.mu.Lock()
-	ok := s.lru.Remove(key)
-	s.mu.Unlock()
-	return ok
+	defer s.mu.Unlock()
+	e := s.byKey[key]
+	if e == nil {
+		return false
+	}
+	s.drop(e)
+	return true
 }
 
 // stats returns the number of entries and the bytes they are charged.
 func (s *store) stats() (n int, bytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lru.Len(), s.bytes
+	return len(s.byKey), s.bytes
 }
 
 // peek returns the entry at key without touching its recency.
 func (s *store) peek(key string) *entry {
 	s.mu.Lock()
-	e, _ := s.lru.Peek(key)
+	e := s.byKey[key]
 	s.mu.Unlock()
 	return e
 }
 
-// replaceIf swaps the entry at key for next if it is still old.
+// replaceIf swaps the entry at key for next (sealed with the same key) if
+// it is still old. next takes old's place in the recency order.
 func (s *store) replaceIf(key string, old, next *entry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.lru.Peek(key); !ok || cur != old {
+	if s.byKey[key] != old {
 		return false
 	}
-	next.size = old.size
-	s.lru.Remove(key)
-	s.lru.Add(key, next)
-	s.bytes += next.size
-	if len(next.tags) > 0 {
-		s.tags.add(key, next.tags)
-	}
+	s.add(next)
+	s.shrink()
 	return true
 }
 
@@ -252,22 +496,16 @@ func (s *store) setMax(maxBytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maxBytes = maxBytes
-	for s.bytes > s.maxBytes {
-		if _, _, ok := s.lru.RemoveOldest(); !ok {
-			break
-		}
-		s.evicted++
-	}
+	s.shrink()
 }
 
 // top returns the n most-hit entries' keys and hit counts.
 func (s *store) top(n int) []TopObject {
 	s.mu.Lock()
-	keys := s.lru.Keys()
-	out := make([]TopObject, 0, len(keys))
-	for _, k := range keys {
-		if e, ok := s.lru.Peek(k); ok && e.vary == nil {
-			out = append(out, TopObject{Key: k, Hits: e.hits.Load(), Bytes: int64(len(e.body))})
+	out := make([]TopObject, 0, len(s.byKey))
+	for e := s.list.next; e != &s.list; e = e.next {
+		if !e.isVaryIndex() {
+			out = append(out, TopObject{Key: e.key(), Hits: int64(e.hits.Load()), Bytes: int64(len(e.body))})
 		}
 	}
 	s.mu.Unlock()
@@ -281,6 +519,13 @@ func (s *store) top(n int) []TopObject {
 		out = out[:n]
 	}
 	return out
+}
+
+// countHit counts a hit on the entry, saturating.
+func (e *entry) countHit() {
+	if e.hits.Load() != math.MaxUint32 {
+		e.hits.Add(1)
+	}
 }
 
 // TopObject is a stored object and how often it was hit.
