@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"math"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 	"unique"
 )
 
@@ -134,14 +136,20 @@ func (h *Handler) seal(e *entry, key string, base http.Header) {
 	if e.status == http.StatusOK {
 		ch["Accept-Ranges"] = []string{"bytes"}
 	}
+	e.flags &^= flagHasDate | flagHasType | flagDateCompact
+	if _, ok := ch["Date"]; ok {
+		e.flags |= flagHasDate
+	}
+	if off, ok := dateOffset(ch["Date"], e.respTime); ok {
+		// An IMF-fixdate is 37 bytes in a block and 4 as a number.
+		delete(ch, "Date")
+		e.dateOffset = off
+		e.flags |= flagDateCompact
+	}
 	shared, own := fieldBlocks(ch)
 	e.meta = key + own
 	e.keyLen = uint32(len(key))
 	e.shared = unique.Make(shared)
-	e.flags &^= flagHasDate | flagHasType
-	if _, ok := ch["Date"]; ok {
-		e.flags |= flagHasDate
-	}
 	if _, ok := ch["Content-Type"]; ok {
 		e.flags |= flagHasType
 	}
@@ -159,13 +167,35 @@ func (h *Handler) seal(e *entry, key string, base http.Header) {
 	}
 }
 
+// dateOffset returns a single Date value as seconds after respTime's
+// second, if it is an IMF-fixdate that formats back to the same bytes and
+// the offset fits.
+func dateOffset(vs []string, respTime int64) (int32, bool) {
+	if len(vs) != 1 {
+		return 0, false
+	}
+	t, err := time.Parse(http.TimeFormat, vs[0])
+	if err != nil || t.Format(http.TimeFormat) != vs[0] {
+		return 0, false
+	}
+	off := t.Unix() - respTime/int64(time.Second)
+	if off < math.MinInt32 || off > math.MaxInt32 {
+		return 0, false
+	}
+	return int32(off), true
+}
+
 // sealIndex gives a vary index its store key.
 func sealIndex(e *entry, key string) {
 	e.meta = key
 	e.keyLen = uint32(len(key))
 }
 
-// fieldCount is the number of field lines in a sealed entry's blocks.
+// fieldCount is the number of field values of a sealed entry.
 func (e *entry) fieldCount() int {
-	return strings.Count(e.shared.Value(), "\r\n") + strings.Count(e.own(), "\r\n")
+	n := strings.Count(e.shared.Value(), "\r\n") + strings.Count(e.own(), "\r\n")
+	if e.flags&flagDateCompact != 0 {
+		n++
+	}
+	return n
 }

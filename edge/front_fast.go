@@ -348,7 +348,12 @@ func (c *fastConn) serveHit(req *request) bool {
 		b = append(b, http.DetectContentType(e.body)...)
 		b = append(b, "\r\n"...)
 	}
-	if e.flags&flagHasDate == 0 {
+	switch {
+	case e.flags&flagDateCompact != 0:
+		b = append(b, "Date: "...)
+		b = append(b, st.date...)
+		b = append(b, "\r\n"...)
+	case e.flags&flagHasDate == 0:
 		b = append(b, c.f.dateLine()...)
 	}
 	if req.close {

@@ -219,7 +219,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
 		}
 	} else { // sealed: prepared for clients already
-		e.writeFields(wh, "")
+		e.writeFields(wh, nil)
 		if tags := e.tags(); isFromPeer(r.Context()) && len(tags) > 0 {
 			wh["Surrogate-Key"] = []string{strings.Join(tags, " ")} // peers purge by it too
 		}
@@ -424,7 +424,7 @@ func plainRequest(r *http.Request) bool {
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
 	wh := w.Header()
-	e.writeFields(wh, st.contentLength)
+	e.writeFields(wh, st)
 	wh["Age"] = st.ageField
 	wh["Cache-Status"] = st.statusField
 	e.countHit()
@@ -438,9 +438,9 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age
 }
 
 // writeFields puts a sealed entry's fields in wh, with Content-Length
-// (cl, or computed if cl is "") when its status has a body. The values
-// share one allocation.
-func (e *entry) writeFields(wh http.Header, cl string) {
+// when its status has a body. The values share one allocation; a hit's
+// stamp, when given, supplies the computed ones.
+func (e *entry) writeFields(wh http.Header, st *hitStamp) {
 	n := e.fieldCount()
 	hasBody := bodyAllowed(int(e.status))
 	if hasBody {
@@ -455,9 +455,21 @@ func (e *entry) writeFields(wh http.Header, cl string) {
 		vals = append(vals, value)
 		wh[name] = vals[start:len(vals):len(vals)]
 	}
-	e.eachField(add)
+	eachLine(e.shared.Value(), add)
+	eachLine(e.own(), add)
+	if e.flags&flagDateCompact != 0 {
+		if st != nil {
+			add("Date", st.date)
+		} else {
+			date, _ := e.compactDate()
+			add("Date", date)
+		}
+	}
 	if hasBody {
-		if cl == "" {
+		cl := ""
+		if st != nil {
+			cl = st.contentLength
+		} else {
 			cl = strconv.Itoa(len(e.body))
 		}
 		add("Content-Length", cl)
@@ -471,9 +483,17 @@ func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
 	st := e.stamp.Load()
 	if st == nil || st.age != secs {
 		ttl := time.Duration(int64(e.lifetime)-secs) * time.Second
+		var cl, date string
+		if st != nil { // the same entry a second later
+			cl, date = st.contentLength, st.date
+		} else {
+			cl = strconv.Itoa(len(e.body))
+			date, _ = e.compactDate()
+		}
 		st = &hitStamp{
 			age:           secs,
-			contentLength: strconv.Itoa(len(e.body)),
+			contentLength: cl,
+			date:          date,
 			ageField:      []string{strconv.FormatInt(secs, 10)},
 			statusField:   []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
 		}

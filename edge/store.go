@@ -51,8 +51,11 @@ type entryData struct {
 	// (RFC 9111 counts in delta-seconds, at most 2^31).
 	lifetime, swr, sie int32
 	keyLen             uint32
-	status             uint16
-	flags              entryFlags
+	// dateOffset is, with flagDateCompact, the Date field's time in
+	// seconds after respTime's second.
+	dateOffset int32
+	status     uint16
+	flags      entryFlags
 }
 
 // entryFlags are an entry's yes-or-no facts.
@@ -64,8 +67,11 @@ const (
 	flagNoStale                                 // policy.Policy.NoStale
 	flagAlwaysRevalidate                        // policy.Policy.AlwaysRevalidate
 	flagImmutable                               // policy.Policy.Immutable
-	flagHasDate                                 // the blocks hold a Date field
+	flagHasDate                                 // the response has a Date field
 	flagHasType                                 // the blocks hold a Content-Type field
+	// flagDateCompact: the Date field is not in a block but in
+	// dateOffset, as it was an IMF-fixdate that formats back the same.
+	flagDateCompact
 )
 
 // entryExtra holds what most stored entries do not have.
@@ -231,10 +237,22 @@ func (e *entry) baseHeader() http.Header {
 	return h
 }
 
-// eachField calls fn with every field line of a sealed entry's blocks.
+// eachField calls fn with every field of a sealed entry.
 func (e *entry) eachField(fn func(name, value string)) {
 	eachLine(e.shared.Value(), fn)
 	eachLine(e.own(), fn)
+	if date, ok := e.compactDate(); ok {
+		fn("Date", date)
+	}
+}
+
+// compactDate returns the Date field kept in dateOffset, if it is there.
+func (e *entry) compactDate() (string, bool) {
+	if e.flags&flagDateCompact == 0 {
+		return "", false
+	}
+	secs := e.respTime/int64(time.Second) + int64(e.dateOffset)
+	return time.Unix(secs, 0).UTC().Format(http.TimeFormat), true
 }
 
 // field returns a header field of the entry, stored or being filled.
@@ -258,8 +276,14 @@ func (e *entry) field(name string) string {
 	if v, ok := lineValue(e.shared.Value(), name); ok {
 		return v
 	}
-	v, _ := lineValue(e.own(), name)
-	return v
+	if v, ok := lineValue(e.own(), name); ok {
+		return v
+	}
+	if name == "Date" {
+		v, _ := e.compactDate()
+		return v
+	}
+	return ""
 }
 
 // etag is the entry's ETag field value.
@@ -286,6 +310,7 @@ type hitStamp struct {
 	ageField      []string
 	statusField   []string
 	contentLength string // the body's length, for net/http's hits
+	date          string // the Date field, when kept as a number
 }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,

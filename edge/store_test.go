@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,7 +136,7 @@ func TestSealedFieldsRoundTrip(t *testing.T) {
 		t.Errorf("Cache-Status %q", got)
 	}
 	wh := http.Header{}
-	e.writeFields(wh, "")
+	e.writeFields(wh, nil)
 	want := http.Header{
 		"Accept-Ranges":  {"bytes"},
 		"Cache-Control":  {"max-age=60"},
@@ -160,8 +161,21 @@ func TestSealedFieldsRoundTrip(t *testing.T) {
 	if !slices.Equal(base["Via"], []string{"1.1 upstream"}) || base.Get("Surrogate-Key") != "k1 k2" || base.Get("Cache-Status") != "parent; hit" {
 		t.Errorf("base header %v", base)
 	}
-	if e.flags&(flagHasDate|flagHasType) != flagHasDate|flagHasType {
+	if e.flags&(flagHasDate|flagHasType|flagDateCompact) != flagHasDate|flagHasType|flagDateCompact {
 		t.Errorf("flags %b", e.flags)
+	}
+	if strings.Contains(e.own(), "Date") || e.field("date") != "Fri, 27 Nov 2026 08:00:00 GMT" {
+		t.Errorf("an IMF-fixdate Date is kept in a block (%q) or lost (%q)", e.own(), e.field("Date"))
+	}
+	// A Date in an obsolete format is kept as it came, byte for byte.
+	obsolete := storedEntry(t, "h/old", 1, http.Header{"Date": {"Friday, 27-Nov-26 08:00:00 GMT"}})
+	if obsolete.flags&flagDateCompact != 0 || !strings.Contains(obsolete.own(), "Date: Friday, 27-Nov-26 08:00:00 GMT\r\n") {
+		t.Errorf("obsolete Date: flags %b, own block %q", obsolete.flags, obsolete.own())
+	}
+	wh = http.Header{}
+	obsolete.writeFields(wh, nil)
+	if got := wh["Date"]; !slices.Equal(got, []string{"Friday, 27-Nov-26 08:00:00 GMT"}) {
+		t.Errorf("obsolete Date written as %q", got)
 	}
 	// Entries with the same shared fields share one block.
 	other := storedEntry(t, "h/other", 9, http.Header{"Cache-Control": {"max-age=60"}, "Content-Type": {"text/plain"}, "Via": {"1.1 upstream"}, "Etag": {`"v2"`}})

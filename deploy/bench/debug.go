@@ -13,7 +13,7 @@ import (
 // DebugHandler serves a process's own numbers for the benchmark, on a
 // listener of its own (never the edge's):
 //
-//	GET /debug/memstats[?gc=1]           MemStats as JSON; gc=1 collects garbage and returns free memory to the OS first
+//	GET /debug/memstats[?gc=1]           MemStats as JSON; gc=1 collects garbage (pools included) and returns free memory to the OS first
 //	GET /debug/pprof/profile?seconds=N   a CPU profile (pprof format) of the next N s (default 10, at most 120)
 //
 // It uses runtime/pprof directly rather than net/http/pprof, which would
@@ -22,7 +22,12 @@ func DebugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/memstats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
-			debug.FreeOSMemory() // a GC, then free pages back to the OS: RSS is then live memory
+			// Two collections: the first moves sync.Pool's buffers (a
+			// burst of requests leaves some) to the victim cache, the
+			// second frees them, so that the reading is the live objects.
+			// FreeOSMemory then returns free pages: RSS is live memory.
+			runtime.GC()
+			debug.FreeOSMemory()
 		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
