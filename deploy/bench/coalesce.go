@@ -59,6 +59,12 @@ type CoalesceResult struct {
 	Leader time.Duration `json:"leader"`
 	// WaiterP50 and WaiterP99 are the latency percentiles of the others.
 	WaiterP50 time.Duration `json:"waiter_p50"`
+	// WaitersDoneAfterLeader is the median of when each waiter's response
+	// was complete, less when the leader's was: whether the waiters are
+	// held back past the fill. Latencies alone cannot say it: one load
+	// generator core sends the burst's requests one after another, over
+	// some milliseconds, and the leader's is the first.
+	WaitersDoneAfterLeader time.Duration `json:"waiters_done_after_leader"`
 	WaiterP99 time.Duration `json:"waiter_p99"`
 	// OriginFetches counts the origin's requests for the object (with
 	// CoalesceConfig.StatsURL; else 0).
@@ -82,6 +88,7 @@ func FillResponse(resp *http.Response) bool {
 type coalesceClient struct {
 	t        *http.Transport
 	lat      time.Duration
+	done     time.Duration // when the response was complete, after the burst began
 	fill, ok bool
 	err      error
 }
@@ -162,6 +169,7 @@ func Coalesce(ctx context.Context, cfg CoalesceConfig) (CoalesceResult, error) {
 
 	start := make(chan struct{})
 	var burst sync.WaitGroup
+	var began time.Time
 	for _, c := range clients {
 		burst.Add(1)
 		go func() {
@@ -169,12 +177,14 @@ func Coalesce(ctx context.Context, cfg CoalesceConfig) (CoalesceResult, error) {
 			<-start
 			t0 := cfg.Now()
 			resp, err := get(c, cfg.URL)
-			c.lat = cfg.Now().Sub(t0)
+			t1 := cfg.Now()
+			c.lat, c.done = t1.Sub(t0), t1.Sub(began)
 			c.err = err
 			c.ok = err == nil
 			c.fill = err == nil && cfg.IsFill(resp)
 		}()
 	}
+	began = cfg.Now()
 	close(start)
 	burst.Wait()
 	res := summarizeCoalesce(clients)
@@ -212,14 +222,17 @@ func summarizeCoalesce(clients []*coalesceClient) CoalesceResult {
 		return res
 	}
 	res.Leader = clients[leader].lat
-	var waiters []time.Duration
+	var waiters, after []time.Duration
 	for i, c := range clients {
 		if c.ok && i != leader {
 			waiters = append(waiters, c.lat)
+			after = append(after, c.done-clients[leader].done)
 		}
 	}
 	slices.Sort(waiters)
+	slices.Sort(after)
 	res.WaiterP50, res.WaiterP99 = Percentile(waiters, 50), Percentile(waiters, 99)
+	res.WaitersDoneAfterLeader = Percentile(after, 50)
 	return res
 }
 
@@ -257,5 +270,6 @@ func OriginFetches(ctx context.Context, statsURL, pathPrefix string) (int64, err
 // Sample returns r as a Sample of the "coalesce" tool.
 func (r CoalesceResult) Sample() Sample {
 	return Sample{Tool: "coalesce", Clients: r.Clients, Errors: int64(r.Errors), OriginFetches: r.OriginFetches,
-		LeaderMs: ms(r.Leader), WaiterP50Ms: ms(r.WaiterP50), WaiterP99Ms: ms(r.WaiterP99)}
+		LeaderMs: ms(r.Leader), WaiterP50Ms: ms(r.WaiterP50), WaiterP99Ms: ms(r.WaiterP99),
+		WaitersDoneAfterLeaderMs: ms(r.WaitersDoneAfterLeader)}
 }

@@ -112,8 +112,14 @@ func TestFillResponse(t *testing.T) {
 }
 
 func TestSummarizeCoalesce(t *testing.T) {
+	// c is a client that started with the burst, so done equals lat.
 	c := func(lat time.Duration, fill, ok bool) *coalesceClient {
-		return &coalesceClient{lat: lat * time.Millisecond, fill: fill, ok: ok}
+		return &coalesceClient{lat: lat * time.Millisecond, done: lat * time.Millisecond, fill: fill, ok: ok}
+	}
+	// late is a client that sent its request start ms after the burst
+	// began (one load core sends them one after another).
+	late := func(start, lat time.Duration, fill bool) *coalesceClient {
+		return &coalesceClient{lat: lat * time.Millisecond, done: (start + lat) * time.Millisecond, fill: fill, ok: true}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -121,11 +127,17 @@ func TestSummarizeCoalesce(t *testing.T) {
 		want    CoalesceResult
 	}{
 		{"one fill", []*coalesceClient{c(70, false, true), c(55, true, true), c(510, false, true), c(512, false, true)},
-			CoalesceResult{Clients: 4, Fills: 1, Leader: 55 * time.Millisecond, WaiterP50: 510 * time.Millisecond, WaiterP99: 512 * time.Millisecond}},
+			CoalesceResult{Clients: 4, Fills: 1, Leader: 55 * time.Millisecond, WaiterP50: 510 * time.Millisecond, WaiterP99: 512 * time.Millisecond,
+				WaitersDoneAfterLeader: 455 * time.Millisecond}},
 		{"no coalescing: the fastest fill leads", []*coalesceClient{c(60, true, true), c(52, true, true), c(58, true, true)},
-			CoalesceResult{Clients: 3, Fills: 3, Leader: 52 * time.Millisecond, WaiterP50: 58 * time.Millisecond, WaiterP99: 60 * time.Millisecond}},
+			CoalesceResult{Clients: 3, Fills: 3, Leader: 52 * time.Millisecond, WaiterP50: 58 * time.Millisecond, WaiterP99: 60 * time.Millisecond,
+				WaitersDoneAfterLeader: 6 * time.Millisecond}},
 		{"no fill header: the fastest leads", []*coalesceClient{c(80, false, true), c(60, false, true), c(0, false, false)},
-			CoalesceResult{Clients: 3, Errors: 1, Leader: 60 * time.Millisecond, WaiterP50: 80 * time.Millisecond, WaiterP99: 80 * time.Millisecond}},
+			CoalesceResult{Clients: 3, Errors: 1, Leader: 60 * time.Millisecond, WaiterP50: 80 * time.Millisecond, WaiterP99: 80 * time.Millisecond,
+				WaitersDoneAfterLeader: 20 * time.Millisecond}},
+		{"staggered sends: waiters done with the leader, latencies shorter", []*coalesceClient{late(0, 70, true), late(5, 64, false), late(9, 61, false), late(10, 61, false)},
+			CoalesceResult{Clients: 4, Fills: 1, Leader: 70 * time.Millisecond, WaiterP50: 61 * time.Millisecond, WaiterP99: 64 * time.Millisecond,
+				WaitersDoneAfterLeader: 0}},
 		{"all failed", []*coalesceClient{c(1, false, false)}, CoalesceResult{Clients: 1, Errors: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

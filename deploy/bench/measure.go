@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"time"
 )
 
 // MeasureConfig configures Measure.
@@ -44,7 +45,9 @@ func Measure(ctx context.Context, cfg MeasureConfig) (Sample, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, cfg.Command[0], cfg.Command[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	began := time.Now()
 	runErr := cmd.Run()
+	wall := time.Since(began)
 
 	// Processes forked during the run (none expected) count from zero.
 	pids, err = cfg.Proc.Tree(cfg.PIDs)
@@ -71,11 +74,21 @@ func Measure(ctx context.Context, cfg MeasureConfig) (Sample, error) {
 		}
 		s.P50Ms, s.P99Ms = ms(p50), ms(p99)
 	}
+	s.LoadCPUPct = loadCPUPct(cmd.ProcessState, wall)
 	s.CPUTicks = CPUDelta(before, after)
 	if s.Requests > 0 {
 		s.CPUPerReqUs = float64(s.CPUTicks) * (1e6 / ClockTicksPerSecond) / float64(s.Requests)
 	}
 	return s, nil
+}
+
+// loadCPUPct is a finished process's user and system time over wall, in
+// percent of one core.
+func loadCPUPct(ps *os.ProcessState, wall time.Duration) float64 {
+	if ps == nil || wall <= 0 {
+		return 0
+	}
+	return 100 * float64(ps.UserTime()+ps.SystemTime()) / float64(wall)
 }
 
 // tail returns at most the last n bytes of b.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMeasure(t *testing.T) {
@@ -23,6 +24,27 @@ func TestMeasure(t *testing.T) {
 	}
 	if s.CPUTicks < 0 || s.CPUPerReqUs != float64(s.CPUTicks)*1e4/1000 {
 		t.Errorf("CPU: %d ticks, %v µs/req", s.CPUTicks, s.CPUPerReqUs)
+	}
+
+	// The load tool's own CPU: a busy tool shows more than a sleeping one.
+	load := func(script string) float64 {
+		t.Helper()
+		s, err := Measure(context.Background(), MeasureConfig{
+			Command: []string{"sh", "-c", script + "; echo '" + summary + "'"},
+			PIDs:    []int{os.Getpid()},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.LoadCPUPct
+	}
+	busy := load("i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done")
+	idle := load("sleep 0.3")
+	if busy <= idle || idle > 50 || busy > 200 {
+		t.Errorf("load core: busy tool %.0f %%, sleeping tool %.0f %%", busy, idle)
+	}
+	if loadCPUPct(nil, time.Second) != 0 {
+		t.Error("loadCPUPct of no process state is not 0")
 	}
 
 	// h2load's percentiles come from its log file.

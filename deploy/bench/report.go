@@ -162,6 +162,8 @@ func medianSample(g []Sample) Sample {
 	m.P99Ms = med(func(s Sample) float64 { return s.P99Ms })
 	m.CPUTicks = medInt(func(s Sample) int64 { return s.CPUTicks })
 	m.CPUPerReqUs = med(func(s Sample) float64 { return s.CPUPerReqUs })
+	m.LoadCPUPct = med(func(s Sample) float64 { return s.LoadCPUPct })
+	m.WaitersDoneAfterLeaderMs = med(func(s Sample) float64 { return s.WaitersDoneAfterLeaderMs })
 	m.Clients = int(medInt(func(s Sample) int64 { return int64(s.Clients) }))
 	m.OriginFetches = medInt(func(s Sample) int64 { return s.OriginFetches })
 	m.LeaderMs = med(func(s Sample) float64 { return s.LeaderMs })
@@ -289,7 +291,7 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	if rows := pick("hit", "miss"); len(rows) > 0 {
 		b.WriteString("## HTTP/1.1 keep-alive, 64 connections (wrk)\n\n")
 		throughputTable(&b, rows, label, "scenario", "× nginx")
-		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin.\n\n")
+		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin. " + loadCoreNote + "\n\n")
 	}
 	if rows := pick("h2"); len(rows) > 0 {
 		b.WriteString("## HTTP/2 over TLS, 64 connections, 1 stream each (h2load)\n\n")
@@ -304,14 +306,14 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	}
 	if rows := pick("coalesce"); len(rows) > 0 {
 		b.WriteString("## Coalescing: 200 concurrent requests for one cold key, origin answers in 50 ms\n\n")
-		b.WriteString("| server | clients | origin fetches | leader ms | waiters p50 ms | waiters p99 ms | errors |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| server | clients | origin fetches | leader ms | waiters p50 ms | waiters p99 ms | waiters p50 done after leader ms | errors |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, s := range rows {
 			m := s.Median
-			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %d |\n", s.Server, m.Clients, m.OriginFetches,
-				num(m.LeaderMs, 1), num(m.WaiterP50Ms, 1), num(m.WaiterP99Ms, 1), s.TotalErrors)
+			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s | %d |\n", s.Server, m.Clients, m.OriginFetches,
+				num(m.LeaderMs, 1), num(m.WaiterP50Ms, 1), num(m.WaiterP99Ms, 1), num(m.WaitersDoneAfterLeaderMs, 1), s.TotalErrors)
 		}
-		b.WriteString("\nThe leader is the request whose response came from the origin (Cache-Status without `collapsed`, nginx's `$upstream_cache_status` MISS, Varnish's `obj.hits == 0`); the waiters are the other 199. nginx's `proxy_cache_lock` waiters poll the lock every 500 ms.\n\n")
+		b.WriteString("\nThe leader is the request whose response came from the origin (Cache-Status without `collapsed`, nginx's `$upstream_cache_status` MISS, Varnish's `obj.hits == 0`); the waiters are the other 199. nginx's `proxy_cache_lock` waiters poll the lock every 500 ms. Latencies count from each request's own start, and one load generator core sends the 200 requests one after another, the leader's first: \"done after leader\" compares when the responses were complete instead (negative: before the leader's).\n\n")
 	}
 	if rows := pick("mem"); len(rows) > 0 {
 		b.WriteString("## Memory per cached object beyond its body\n\n")
@@ -345,15 +347,18 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	return nil
 }
 
+// loadCoreNote explains the load core column.
+const loadCoreNote = "load core %: how busy the load generator was (its utime+stime over the run, in % of its one core); near 100 %, the client set the pace and req/s says little about the server: compare CPU µs/req."
+
 // throughputTable writes the rows of throughput scenarios.
 func throughputTable(b *strings.Builder, rows []Summary, label func(string) string, first, vs string) {
-	fmt.Fprintf(b, "| %s | server | req/s | %s | p50 ms | p99 ms | CPU µs/req | CPU %s | errors |\n", first, vs, vs)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| %s | server | req/s | %s | p50 ms | p99 ms | CPU µs/req | CPU %s | load core %% | errors |\n", first, vs, vs)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, s := range rows {
 		m := s.Median
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", label(s.Scenario), s.Server,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", label(s.Scenario), s.Server,
 			num(m.RPS, 0), ratio(s.RPSRatio), num(m.P50Ms, 2), num(m.P99Ms, 2), num(m.CPUPerReqUs, 1),
-			ratio(s.CPURatio), s.TotalErrors)
+			ratio(s.CPURatio), num(m.LoadCPUPct, 0), s.TotalErrors)
 	}
 }
 

@@ -18,10 +18,10 @@ func runSamples() []Sample {
 		ss = append(ss,
 			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "varnish", RPS: 5000 * x, CPUPerReqUs: 60, P50Ms: 2},
 			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "nginx", RPS: 10000 * x, CPUPerReqUs: 30 * x, P50Ms: 1},
-			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "meridian", RPS: 12000 * x, CPUPerReqUs: 45, P50Ms: 1, Errors: int64(rep)},
+			Sample{Rep: rep + 1, Scenario: "hit-1k", Server: "meridian", RPS: 12000 * x, CPUPerReqUs: 45, P50Ms: 1, Errors: int64(rep), LoadCPUPct: 90 + 10*x},
 			Sample{Rep: rep + 1, Scenario: "gen-h1", Server: "meridian", RPS: 8000, CPUPerReqUs: 50},
 			Sample{Rep: rep + 1, Scenario: "gen-h3", Server: "meridian", RPS: 4000, CPUPerReqUs: 150},
-			Sample{Rep: rep + 1, Scenario: "coalesce", Server: "nginx", Clients: 200, OriginFetches: 1, LeaderMs: 55, WaiterP50Ms: 510 + x, WaiterP99Ms: 520},
+			Sample{Rep: rep + 1, Scenario: "coalesce", Server: "nginx", Clients: 200, OriginFetches: 1, LeaderMs: 55, WaiterP50Ms: 510 + x, WaiterP99Ms: 520, WaitersDoneAfterLeaderMs: 450 * x},
 			Sample{Rep: rep + 1, Scenario: "mem-1k", Server: "meridian", Objects: 10000, PSSDelta: 15 << 20, BytesPerObject: 500 * x, HeapDelta: 12 << 20, HeapBytesPerObject: 230},
 			Sample{Rep: rep + 1, Scenario: "zzz-custom", Server: "other", RPS: 1},
 		)
@@ -83,10 +83,10 @@ func TestReportOutputs(t *testing.T) {
 	for _, want := range []string{
 		"2 × Test CPU, Linux 6.1, Debian",
 		"median of 3 repetitions",
-		"| hit, 1 KiB | meridian | 12,000 | 1.20× | 1.00 | – | 45.0 | 1.50× | 3 |",
+		"| hit, 1 KiB | meridian | 12,000 | 1.20× | 1.00 | – | 45.0 | 1.50× | 100 | 3 |",
 		"| hit, 1 KiB | varnish | 5,000 | 0.50× |",
 		"| HTTP/3 (QUIC) | meridian | 4,000 | 0.50× |",
-		"| nginx | 200 | 1 | 55.0 | 511.0 | 520.0 | 0 |",
+		"| nginx | 200 | 1 | 55.0 | 511.0 | 520.0 | 450.0 | 0 |",
 		"| 1 KiB objects | meridian | 10000 | 15.0 | – | 500 | 230 |",
 		"- noisy machine",
 	} {

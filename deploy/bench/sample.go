@@ -37,6 +37,10 @@ type Sample struct {
 	// ticks (1/100 s); CPUPerReqUs is that per request in microseconds.
 	CPUTicks    int64   `json:"cpu_ticks,omitempty"`
 	CPUPerReqUs float64 `json:"cpu_us_per_req,omitempty"`
+	// LoadCPUPct is the load tool's own utime+stime over its wall time,
+	// in percent of one core: near 100, the client set the pace, not the
+	// server.
+	LoadCPUPct float64 `json:"load_cpu_pct,omitempty"`
 
 	// Coalescing: concurrent clients, origin fetches they caused, and the
 	// latency of the fill's own response (the leader) and of the rest.
@@ -45,6 +49,9 @@ type Sample struct {
 	LeaderMs      float64 `json:"leader_ms,omitempty"`
 	WaiterP50Ms   float64 `json:"waiter_p50_ms,omitempty"`
 	WaiterP99Ms   float64 `json:"waiter_p99_ms,omitempty"`
+	// WaitersDoneAfterLeaderMs is the median time from the leader's
+	// response being complete to a waiter's (see CoalesceResult).
+	WaitersDoneAfterLeaderMs float64 `json:"waiters_done_after_leader_ms,omitempty"`
 
 	// Memory: objects cached, the bytes of their bodies, and the growth of
 	// the server's proportional RSS (PSS, so that pages shared by nginx's
