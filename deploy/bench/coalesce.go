@@ -65,7 +65,7 @@ type CoalesceResult struct {
 	// generator core sends the burst's requests one after another, over
 	// some milliseconds, and the leader's is the first.
 	WaitersDoneAfterLeader time.Duration `json:"waiters_done_after_leader"`
-	WaiterP99 time.Duration `json:"waiter_p99"`
+	WaiterP99              time.Duration `json:"waiter_p99"`
 	// OriginFetches counts the origin's requests for the object (with
 	// CoalesceConfig.StatsURL; else 0).
 	OriginFetches int64 `json:"origin_fetches"`
