@@ -59,13 +59,13 @@ type CoalesceResult struct {
 	Leader time.Duration `json:"leader"`
 	// WaiterP50 and WaiterP99 are the latency percentiles of the others.
 	WaiterP50 time.Duration `json:"waiter_p50"`
+	WaiterP99 time.Duration `json:"waiter_p99"`
 	// WaitersDoneAfterLeader is the median of when each waiter's response
 	// was complete, less when the leader's was: whether the waiters are
 	// held back past the fill. Latencies alone cannot say it: one load
 	// generator core sends the burst's requests one after another, over
 	// some milliseconds, and the leader's is the first.
 	WaitersDoneAfterLeader time.Duration `json:"waiters_done_after_leader"`
-	WaiterP99              time.Duration `json:"waiter_p99"`
 	// OriginFetches counts the origin's requests for the object (with
 	// CoalesceConfig.StatsURL; else 0).
 	OriginFetches int64 `json:"origin_fetches"`
