@@ -58,9 +58,12 @@ type Summary struct {
 	// TotalErrors adds up the samples' errors, so that one bad sample
 	// shows.
 	TotalErrors int64 `json:"total_errors"`
-	// RPSRatio and CPURatio are the median rate and CPU per request over
-	// the Baseline server's in the same scenario (for the gen-* scenarios:
-	// over gen-h1 of the same server); 0 when there is none.
+	// RPSRatio and CPURatio compare the rate and CPU per request with the
+	// Baseline server's in the same scenario (for the gen-* scenarios: with
+	// gen-h1 of the same server); 0 when there is none. They are the median
+	// of the ratios within each repetition, where the two ran minutes apart
+	// on the same machine, not the ratio of two medians that may come from
+	// different repetitions: the machine's load drifts between them.
 	RPSRatio float64 `json:"rps_ratio,omitempty"`
 	CPURatio float64 `json:"cpu_ratio,omitempty"`
 }
@@ -126,11 +129,34 @@ func Summarize(samples []Sample) []Summary {
 		if !ok {
 			continue
 		}
-		b := out[j].Median
-		s.RPSRatio = finite(Ratio(s.Median.RPS, b.RPS))
-		s.CPURatio = finite(Ratio(s.Median.CPUPerReqUs, b.CPUPerReqUs))
+		s.RPSRatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[base], s.Median.RPS, out[j].Median.RPS,
+			func(x Sample) float64 { return x.RPS })
+		s.CPURatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[base], s.Median.CPUPerReqUs, out[j].Median.CPUPerReqUs,
+			func(x Sample) float64 { return x.CPUPerReqUs })
 	}
 	return out
+}
+
+// pairedRatio is the median over repetitions of f(a's sample) / f(b's
+// sample of the same repetition); the ratio of the medians ma/mb when no
+// repetition has both.
+func pairedRatio(a, b []Sample, ma, mb float64, f func(Sample) float64) float64 {
+	byRep := map[int]Sample{}
+	for _, x := range b {
+		byRep[x.Rep] = x
+	}
+	var rs []float64
+	for _, x := range a {
+		if y, ok := byRep[x.Rep]; ok {
+			if r := Ratio(f(x), f(y)); !math.IsNaN(r) && !math.IsInf(r, 0) {
+				rs = append(rs, r)
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return finite(Ratio(ma, mb))
+	}
+	return finite(Median(rs))
 }
 
 // finite maps NaN and infinities to 0, which JSON can hold.
@@ -262,7 +288,8 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "Run of %s on %s. Every number is the median of %d repetitions; "+
 		"the servers were measured interleaved (meridian, nginx, varnish, meridian, …), "+
 		"each server pinned to core 0 and the load generator to core 1 (`taskset`). "+
-		"\"× nginx\" is the ratio to nginx's median: above 1 is more requests per second, "+
+		"\"× nginx\" is the median over the repetitions of the ratio to nginx in the same repetition "+
+		"(paired, since the machine's load drifts between repetitions): above 1 is more requests per second, "+
 		"or more CPU per request.\n\n", r.Generated.Format("2006-01-02 15:04 MST"), r.Machine, reps)
 
 	labels := map[string]string{}

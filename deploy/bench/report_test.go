@@ -73,6 +73,30 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+// Ratios pair each repetition with the baseline's of the same repetition:
+// these are a real run's 64 KiB hits, where the second repetition was slow
+// for every server and the third fast for nginx. The ratio of the
+// medians (17,896 / 21,380 = 0.84) would mix repetitions.
+func TestSummarizePairsRepetitions(t *testing.T) {
+	var ss []Sample
+	for i, rps := range [][2]float64{{22611, 21659}, {14030, 13244}, {17896, 21380}} {
+		ss = append(ss, Sample{Rep: i + 1, Scenario: "hit-64k", Server: "meridian", RPS: rps[0], CPUPerReqUs: 30},
+			Sample{Rep: i + 1, Scenario: "hit-64k", Server: "nginx", RPS: rps[1], CPUPerReqUs: 40})
+	}
+	sum := Summarize(ss)
+	if got, want := sum[0].RPSRatio, 22611.0/21659; sum[0].Server != "meridian" || got != want {
+		t.Errorf("paired ratio %v, want %v (repetition 1's)", got, want)
+	}
+	if sum[0].CPURatio != 0.75 {
+		t.Errorf("cpu ratio %v, want 0.75", sum[0].CPURatio)
+	}
+	// Without matching repetitions, the medians are compared.
+	ss[1].Rep, ss[3].Rep, ss[5].Rep = 7, 8, 9
+	if got := Summarize(ss)[0].RPSRatio; got != 17896.0/21380 {
+		t.Errorf("unpaired ratio %v, want the medians' %v", got, 17896.0/21380)
+	}
+}
+
 func TestReportOutputs(t *testing.T) {
 	r := NewReport(runSamples(), Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1", OS: "Debian"},
 		[]string{"noisy machine"}, time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC))
