@@ -39,9 +39,16 @@ type PoolConfig struct {
 	// response headers; an idempotent request that runs out is retried on
 	// another server. Default 10s.
 	TryTimeout time.Duration `yaml:"try_timeout"`
-	// Timeout bounds the whole exchange, every try and the response body
-	// included, as http.Client.Timeout does. Default 30s.
+	// Timeout bounds the wait for a response's headers over every try
+	// (Varnish's first_byte_timeout, summed over retries). Default 30s.
+	// The body is not bounded as a whole: a large download may take as
+	// long as it takes while its bytes keep coming (see ReadTimeout).
 	Timeout time.Duration `yaml:"timeout"`
+	// ReadTimeout bounds each wait for more of the response body (nginx's
+	// proxy_read_timeout, Varnish's between_bytes_timeout): a body that
+	// stalls this long fails. Time the caller spends between reads does
+	// not count. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// Retries is how many other servers a request may try after the first
 	// one fails. Default 1; -1 means none (0 means the default).
 	Retries int `yaml:"retries"`
@@ -145,6 +152,7 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 	setDefault(&c.ConnectTimeout, 2*time.Second)
 	setDefault(&c.TryTimeout, 10*time.Second)
 	setDefault(&c.Timeout, 30*time.Second)
+	setDefault(&c.ReadTimeout, 30*time.Second)
 	setDefault(&c.Retries, 1)
 	setDefault(&c.MaxIdleConnsPerHost, 256)
 	if c.Logger == nil {
@@ -225,6 +233,7 @@ func (c PoolConfig) Validate() error {
 	nonNegative(bad, "connect_timeout", c.ConnectTimeout)
 	nonNegative(bad, "try_timeout", c.TryTimeout)
 	nonNegative(bad, "timeout", c.Timeout)
+	nonNegative(bad, "read_timeout", c.ReadTimeout)
 	if c.Retries < -1 {
 		bad("retries", "%d: want a count, or -1 for none", c.Retries)
 	}

@@ -97,7 +97,8 @@ func IsTimeout(err error) bool {
 // Sentinel causes, so that a timeout the pool set is told from the caller's.
 var (
 	errTryTimeout  = errors.New("no response headers within try_timeout")
-	errPoolTimeout = errors.New("no complete response within timeout")
+	errPoolTimeout = errors.New("no response headers within timeout")
+	errReadTimeout = errors.New("no more of the body within read_timeout")
 	errCircuitOpen = errors.New("circuit breaker open")
 )
 

@@ -185,7 +185,10 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.metrics.rejected.Inc()
 		return nil, &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errCircuitOpen}
 	}
-	ctx, cancel := context.WithTimeoutCause(req.Context(), p.cfg.Timeout, errPoolTimeout)
+	// The pool's context bounds the tries (timeout) and then each wait
+	// for the body (read_timeout), never the body as a whole.
+	ctx, cancel := context.WithCancelCause(req.Context())
+	headers := time.AfterFunc(p.cfg.Timeout, func() { cancel(errPoolTimeout) })
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	idempotent := isIdempotent(req)
 	tried := make([]bool, len(p.servers))
@@ -209,13 +212,22 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, tryCancel, terr := p.try(ctx, req, s, body)
+		if terr == nil && !headers.Stop() {
+			// The timeout passed just as the headers came.
+			resp.Body.Close()
+			tryCancel()
+			terr = &tryError{Error: &Error{Kind: KindTimeout, Pool: p.cfg.Name, Server: s.name, Err: errPoolTimeout}, sent: true}
+		}
 		if terr == nil {
 			p.settle(resp.StatusCode < 500)
-			release := func() { tryCancel(); cancel() }
+			release := func() { tryCancel(); cancel(nil) }
 			if resp.Body == http.NoBody {
 				release()
 			} else {
-				resp.Body = &poolBody{rc: resp.Body, p: p, parent: req.Context(), ctx: ctx, release: release, s: s}
+				pb := &poolBody{rc: resp.Body, p: p, parent: req.Context(), ctx: ctx, release: release, s: s, timeout: p.cfg.ReadTimeout}
+				pb.idle = time.AfterFunc(p.cfg.ReadTimeout, func() { cancel(errReadTimeout) })
+				pb.idle.Stop() // it runs only while Read waits
+				resp.Body = pb
 			}
 			return resp, nil
 		}
@@ -225,7 +237,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 	}
-	cancel()
+	headers.Stop()
+	cancel(nil)
 	if last == nil { // unreachable: a pool has a server
 		last = &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errors.New("no server to try")}
 	}
@@ -294,7 +307,7 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 
 // withCause makes sure err says which of the pool's timeouts ended it.
 func withCause(err, cause error) error {
-	if (cause == errTryTimeout || cause == errPoolTimeout) && !errors.Is(err, cause) {
+	if (cause == errTryTimeout || cause == errPoolTimeout || cause == errReadTimeout) && !errors.Is(err, cause) {
 		return fmt.Errorf("%w: %v", cause, err)
 	}
 	return err
@@ -306,23 +319,28 @@ type poolBody struct {
 	rc      io.ReadCloser
 	p       *Pool
 	parent  context.Context // the caller's
-	ctx     context.Context // the pool's, with the overall timeout
+	ctx     context.Context // the pool's, canceled by the idle timer
 	release func()
 	s       *server
 	err     *Error // the first read error, returned again after it
+	// idle cancels ctx when one Read waits longer than timeout.
+	idle    *time.Timer
+	timeout time.Duration
 }
 
 func (b *poolBody) Read(buf []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	b.idle.Reset(b.timeout)
 	n, err := b.rc.Read(buf)
+	b.idle.Stop()
 	if err == nil || err == io.EOF {
 		return n, err
 	}
 	kind := KindTruncated
 	switch {
-	case context.Cause(b.ctx) == errPoolTimeout:
+	case context.Cause(b.ctx) == errReadTimeout:
 		kind = KindTimeout
 	case errors.Is(b.parent.Err(), context.DeadlineExceeded):
 		kind = KindTimeout
@@ -338,6 +356,7 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 }
 
 func (b *poolBody) Close() error {
+	b.idle.Stop()
 	err := b.rc.Close()
 	b.release()
 	return err

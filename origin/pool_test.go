@@ -521,12 +521,12 @@ func TestPoolOverallTimeout(t *testing.T) {
 		t.Errorf("error %q does not say which timeout", err)
 	}
 
-	// The overall timeout also bounds the body.
+	// A body that stalls fails after read_timeout...
 	b.demo.SetFailing("")
-	p2 := newPool(t, PoolConfig{Servers: servers(b), Timeout: 200 * time.Millisecond})
+	p2 := newPool(t, PoolConfig{Servers: servers(b), Timeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
 	_, _, err = fetch(context.Background(), p2, "GET", "/o?size=100&bodydelay=1m", nil)
-	if !IsTimeout(err) {
-		t.Errorf("slow body: %v, want timeout", err)
+	if !IsTimeout(err) || !strings.Contains(err.Error(), "read_timeout") {
+		t.Errorf("stalled body: %v, want a read_timeout timeout", err)
 	}
 
 	// The caller's deadline and cancellation.
@@ -542,6 +542,46 @@ func TestPoolOverallTimeout(t *testing.T) {
 	}()
 	if _, _, err := fetch(ctx, p2, "GET", "/o?fail=hang", nil); kindOf(err) != KindCanceled {
 		t.Errorf("caller cancel: %v, want canceled", err)
+	}
+}
+
+// A body that keeps coming is never cut off, however long it takes in
+// all: timeout bounds the headers, read_timeout each wait for more, and
+// the time the caller spends between reads counts for neither.
+func TestPoolLongBodyIsNotCutOff(t *testing.T) {
+	const chunks, gap = 12, 50 * time.Millisecond // 600 ms in all
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < chunks; i++ {
+			io.WriteString(w, "0123456789")
+			w.(http.Flusher).Flush()
+			time.Sleep(gap)
+		}
+	}))
+	defer srv.Close()
+	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: srv.URL}}, Timeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond})
+	req, _ := http.NewRequest("GET", "http://site.example/long", nil)
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 10)
+	n := 0
+	for {
+		m, err := io.ReadFull(resp.Body, buf)
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+		if n == 30 {
+			time.Sleep(time.Second) // a client slower than read_timeout, once
+		}
+	}
+	if n != chunks*10 {
+		t.Fatalf("%d bytes, want %d", n, chunks*10)
 	}
 }
 
