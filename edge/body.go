@@ -6,19 +6,44 @@ import (
 	"sync"
 )
 
-// errBodyLimit ends a growing body that passed its hard cap.
-var errBodyLimit = errors.New("edge: body exceeds the buffering limit")
+var (
+	// errBodyTrimmed is what a reader gets that asks for bytes a streaming
+	// body no longer holds.
+	errBodyTrimmed = errors.New("edge: body bytes already dropped (streamed past the storable size)")
+	// errNoReaders ends a streaming fill that nobody reads any more.
+	errNoReaders = errors.New("edge: nobody reads the streamed body")
+	// errStreaming says a streaming body's size cannot be waited for.
+	errStreaming = errors.New("edge: body of unknown length is streaming")
+	// errFillStopped ends a fill whose handler is shutting down.
+	errFillStopped = errors.New("edge: fill stopped")
+)
 
 // growingBody is a response body being filled from upstream while any number
 // of readers read it (Traffic Server's read-while-writer): a reader blocks
 // only until the bytes it wants have arrived, never for a polling interval.
+//
+// A body that outgrows what the cache stores (its length unknown until
+// then) switches to streaming: from then on it keeps only the bytes that a
+// registered reader has yet to read, and the fill waits while the slowest
+// reader is more than a window behind, as a proxy without a cache would.
+// Its memory stays bounded however long the body is.
 type growingBody struct {
 	mu   sync.Mutex
 	cond sync.Cond
 	buf  []byte
+	base int64 // offset in the body of buf[0]: bytes before it were dropped
 	done bool
 	err  error // set with done when the fill failed
 	size int64 // expected length, -1 if unknown
+
+	streaming bool
+	window    int64   // streaming: how far the slowest reader may lag
+	readers   []int64 // registered readers' offsets; -1 for one gone
+	// pending counts the requests that were handed the body (or wait for
+	// it) and are not done with it: while more of them than registered
+	// readers exist, one may yet start reading from the first byte.
+	pending int
+	stopped bool // the fill was told to stop
 }
 
 func newGrowingBody(size int64, capHint int64) *growingBody {
@@ -37,11 +62,31 @@ func completeBody(p []byte) *growingBody {
 	return b
 }
 
-func (b *growingBody) append(p []byte) {
+// append adds p. A streaming body first drops what every reader has read,
+// then waits while the slowest reader lags more than the window; it fails
+// when no reader is left or the fill is stopped.
+func (b *growingBody) append(p []byte) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.buf = append(b.buf, p...)
-	b.mu.Unlock()
 	b.cond.Broadcast()
+	if !b.streaming {
+		return nil
+	}
+	for {
+		if b.stopped {
+			return errFillStopped
+		}
+		low, any := b.lowestReader()
+		if !any {
+			return errNoReaders
+		}
+		b.trim(low)
+		if b.base+int64(len(b.buf))-low <= b.window {
+			return nil
+		}
+		b.cond.Wait()
+	}
 }
 
 // appendThen appends p and runs fn with the whole buffer before any
@@ -54,13 +99,103 @@ func (b *growingBody) appendThen(p []byte, fn func(all []byte)) {
 	b.cond.Broadcast()
 }
 
+// stream switches the body to streaming with the given window.
+func (b *growingBody) stream(window int64) {
+	b.mu.Lock()
+	b.streaming, b.window = true, window
+	b.mu.Unlock()
+	b.cond.Broadcast() // waitSize returns
+}
+
+// streamed reports whether the body switched to streaming.
+func (b *growingBody) streamed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.streaming
+}
+
+// stop makes a waiting or later append fail: the fill is over.
+func (b *growingBody) stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// lowestReader returns the smallest offset a reader may still read
+// from: 0 while a pending request has not started reading. any is false
+// when nobody will read any more. The caller holds b.mu.
+func (b *growingBody) lowestReader() (low int64, any bool) {
+	active := 0
+	for _, off := range b.readers {
+		if off >= 0 {
+			active++
+			if !any || off < low {
+				low, any = off, true
+			}
+		}
+	}
+	if b.pending > active {
+		return 0, true
+	}
+	return low, any
+}
+
+// expect adds n (negative: removes) to the requests that will or may read
+// the body.
+func (b *growingBody) expect(n int) {
+	b.mu.Lock()
+	b.pending += n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// trim drops the bytes before off once they are worth a copy: a window's
+// worth, or half the buffer. The rest moves to a new array, since readers
+// may still be writing out of the old one. The caller holds b.mu.
+func (b *growingBody) trim(off int64) {
+	drop := off - b.base
+	if drop <= 0 || drop < b.window && 2*drop < int64(len(b.buf)) {
+		return
+	}
+	b.buf = append([]byte(nil), b.buf[drop:]...)
+	b.base = off
+}
+
+// register adds a reader at offset off and returns its id.
+func (b *growingBody) register(off int64) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.readers = append(b.readers, off)
+	return len(b.readers) - 1
+}
+
+// advance records that reader id has read up to off.
+func (b *growingBody) advance(id int, off int64) {
+	b.mu.Lock()
+	b.readers[id] = off
+	streaming := b.streaming
+	b.mu.Unlock()
+	if streaming {
+		b.cond.Broadcast() // the fill may be waiting for room
+	}
+}
+
+// leave unregisters reader id.
+func (b *growingBody) leave(id int) {
+	b.mu.Lock()
+	b.readers[id] = -1
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
 // finish marks the body complete (err nil) or failed.
 func (b *growingBody) finish(err error) {
 	b.mu.Lock()
 	b.done = true
 	b.err = err
 	if err == nil {
-		b.size = int64(len(b.buf))
+		b.size = b.base + int64(len(b.buf))
 	}
 	b.mu.Unlock()
 	b.cond.Broadcast()
@@ -71,51 +206,64 @@ func (b *growingBody) finish(err error) {
 func (b *growingBody) wait(off int64) ([]byte, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for int64(len(b.buf)) <= off && !b.done {
+	for b.base+int64(len(b.buf)) <= off && !b.done {
 		b.cond.Wait()
 	}
-	if int64(len(b.buf)) > off {
-		return b.buf[off:len(b.buf):len(b.buf)], false, nil
+	if off < b.base {
+		return nil, true, errBodyTrimmed
+	}
+	if end := int64(len(b.buf)); b.base+end > off {
+		return b.buf[off-b.base : end : end], false, nil
 	}
 	return nil, true, b.err
 }
 
 // waitSize blocks until the body's length is known: announced up front or
-// found at the end. It returns the error of a failed fill.
+// found at the end. It returns the error of a failed fill, and
+// errStreaming for a body of unknown length that switched to streaming:
+// its end will come only as its readers read it.
 func (b *growingBody) waitSize() (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.size < 0 && !b.done {
+	for b.size < 0 && !b.done && !b.streaming {
 		b.cond.Wait()
 	}
-	if b.done && b.err != nil {
+	switch {
+	case b.done && b.err != nil:
 		return 0, b.err
+	case b.size < 0:
+		return 0, errStreaming
 	}
 	return b.size, nil
 }
 
 // state returns the expected size (-1 if unknown) and, when the body is
-// complete and whole, its bytes.
+// complete and whole (not streamed), its bytes.
 func (b *growingBody) state() (size int64, whole []byte, complete bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	complete = b.done && b.err == nil
+	complete = b.done && b.err == nil && !b.streaming
 	if complete {
 		whole = b.buf
 	}
 	return b.size, whole, complete
 }
 
-// bytes returns the whole body once complete.
+// bytes returns the whole body once complete, nil if it was streamed.
 func (b *growingBody) bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.streaming {
+		return nil
+	}
 	return b.buf
 }
 
-// writeTo copies the whole body to w as it arrives. It returns the fill's
-// error if the body ended short.
+// writeTo copies the whole body to w as it arrives, as a registered reader.
+// It returns the fill's error if the body ended short.
 func (b *growingBody) writeTo(w io.Writer, flush func()) (int64, error) {
+	id := b.register(0)
+	defer b.leave(id)
 	var off int64
 	for {
 		p, done, err := b.wait(off)
@@ -124,6 +272,7 @@ func (b *growingBody) writeTo(w io.Writer, flush func()) (int64, error) {
 		}
 		n, werr := w.Write(p)
 		off += int64(n)
+		b.advance(id, off)
 		if werr != nil {
 			return off, werr
 		}

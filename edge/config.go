@@ -110,8 +110,13 @@ type SiteConfig struct {
 	// OriginHost, when set, replaces the Host header sent upstream.
 	// Default: the client's Host is forwarded.
 	OriginHost string `yaml:"origin_host"`
-	// Timeout bounds one upstream fetch, headers and body. Default 30s.
+	// Timeout bounds the wait for an upstream response's headers, retries
+	// included. Default 30s. A body is bounded only between reads
+	// (ReadTimeout), so that large downloads are not cut off.
 	Timeout time.Duration `yaml:"timeout"`
+	// ReadTimeout bounds each wait for more of an upstream body (nginx's
+	// proxy_read_timeout). Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// ConnectTimeout bounds the TCP/TLS connect to origin. Default 5s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 
@@ -203,6 +208,9 @@ func (c Config) WithDefaults() Config {
 		if s.ConnectTimeout == 0 {
 			s.ConnectTimeout = 5 * time.Second
 		}
+		if s.ReadTimeout == 0 {
+			s.ReadTimeout = 30 * time.Second
+		}
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -214,6 +222,9 @@ func (c Config) WithDefaults() Config {
 		}
 		if s.Pool.ConnectTimeout == 0 {
 			s.Pool.ConnectTimeout = s.ConnectTimeout
+		}
+		if s.Pool.ReadTimeout == 0 {
+			s.Pool.ReadTimeout = s.ReadTimeout
 		}
 		if s.Pool.TryTimeout == 0 && s.Timeout < 10*time.Second {
 			s.Pool.TryTimeout = s.Timeout
@@ -305,6 +316,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.timeout: negative", f)
 		case s.ConnectTimeout < 0:
 			return fmt.Errorf("%s.connect_timeout: negative", f)
+		case s.ReadTimeout < 0:
+			return fmt.Errorf("%s.read_timeout: negative", f)
 		case s.Grace.WhileRevalidate < 0:
 			return fmt.Errorf("%s.grace.while_revalidate: negative", f)
 		case s.Grace.IfError < 0:

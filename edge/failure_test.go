@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net/http"
@@ -143,4 +144,92 @@ func TestOversizedHeadersRefused(t *testing.T) {
 	if n := e.origin.total.Load(); n != 0 {
 		t.Fatalf("origin saw %d requests", n)
 	}
+}
+
+// A body of unknown length far past max_object_bytes, and past what the
+// edge used to buffer (64 MiB), streams to the client whole, and is not
+// stored.
+func TestUnknownLengthBodyStreamsPastStorableSize(t *testing.T) {
+	const total = 68 << 20
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4<<10) // 64 KiB
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}, func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
+	req, _ := http.NewRequest("GET", e.base+"/huge", nil)
+	req.Host = testHost
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	wantStatus(t, resp, 200)
+	wantCS(t, resp, "!stored", "!hit")
+	buf := make([]byte, len(chunk))
+	n := 0
+	for {
+		m, err := io.ReadFull(resp.Body, buf)
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil || !bytes.Equal(buf, chunk) {
+			t.Fatalf("after %d bytes: %v (bytes as sent: %v)", n, err, bytes.Equal(buf, chunk))
+		}
+	}
+	if n != total {
+		t.Fatalf("%d bytes, want %d", n, total)
+	}
+	if entries, _, _ := e.edge.StoreStats(); entries != 0 {
+		t.Fatalf("%d entries stored", entries)
+	}
+}
+
+// A Range request for a body of unknown length that streams past what
+// the edge holds is answered with the whole body, not left waiting for a
+// size that only the end of the stream would tell.
+func TestRangeOnStreamingBodyGetsWholeBody(t *testing.T) {
+	const total = 6 << 20 // the storable 1 MiB plus more than the stream window
+	chunk := bytes.Repeat([]byte("r"), 64<<10)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}, func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
+	r, b := e.get("/stream", "Range", "bytes=0-9")
+	if r.StatusCode != 200 || len(b) != total {
+		t.Fatalf("Range on a streaming body: %d, %d bytes", r.StatusCode, len(b))
+	}
+}
+
+// The site's timeout bounds the wait for the response's headers, not a
+// body that keeps coming: a fill that takes longer than it in all is
+// still stored whole.
+func TestSlowFlowingBodyIsNotCutOff(t *testing.T) {
+	const chunks, gap = 10, 60 * time.Millisecond // 600 ms in all
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		for i := 0; i < chunks; i++ {
+			io.WriteString(w, "0123456789")
+			w.(http.Flusher).Flush()
+			time.Sleep(gap)
+		}
+	}, func(c *edge.Config) {
+		c.Sites[0].Timeout = 300 * time.Millisecond
+		c.Sites[0].ReadTimeout = 5 * time.Second
+	})
+	r, b := e.get("/slow")
+	wantStatus(t, r, 200)
+	if len(b) != chunks*10 {
+		t.Fatalf("%d bytes, want %d", len(b), chunks*10)
+	}
+	r, _ = e.get("/slow")
+	wantCS(t, r, "hit")
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,10 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
+
+// errFirstByteTimeout ends a fill whose response headers did not come
+// within the site's timeout.
+var errFirstByteTimeout = errors.New("no response headers within the site's timeout")
 
 // errorBodyLimit bounds how much of an upstream 5xx body is buffered to be
 // shared by coalesced waiters.
@@ -32,6 +37,40 @@ type flight struct {
 	published  bool
 	leaderGone bool
 	hint       func(code int, h textproto.MIMEHeader) // to the leader's client; nil if none
+	// parties counts the requests that wait on the flight or use its
+	// result and have not released it; the body, once there, is told, so
+	// that a streaming body never drops bytes one of them has yet to read.
+	parties int
+	body    *growingBody
+}
+
+// join counts one more party.
+func (f *flight) join() {
+	f.mu.Lock()
+	f.parties++
+	if f.body != nil {
+		f.body.expect(1)
+	}
+	f.mu.Unlock()
+}
+
+// release says a party is done with the flight and its result.
+func (f *flight) release() {
+	f.mu.Lock()
+	f.parties--
+	b := f.body
+	f.mu.Unlock()
+	if b != nil {
+		b.expect(-1)
+	}
+}
+
+// attach makes b the flight's body, expecting the current parties.
+func (f *flight) attach(b *growingBody) {
+	f.mu.Lock()
+	f.body = b
+	b.expect(f.parties)
+	f.mu.Unlock()
 }
 
 // fillResult is what a fill hands to its waiters once upstream answered.
@@ -80,10 +119,11 @@ func (f *flight) abandon() {
 func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
+		f.join()
 		h.mu.Unlock()
 		return f, false
 	}
-	f = &flight{done: make(chan struct{}), hint: hint}
+	f = &flight{done: make(chan struct{}), hint: hint, parties: 1}
 	h.flights[key] = f
 	h.mu.Unlock()
 	h.wg.Add(1)
@@ -97,7 +137,7 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 // startSolo runs a fill that nobody else joins (hit-for-miss, requests
 // with Authorization).
 func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) *flight {
-	f := &flight{done: make(chan struct{}), hint: hint}
+	f := &flight{done: make(chan struct{}), hint: hint, parties: 1}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -117,6 +157,7 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 	if leader {
 		f.abandon() // nobody reads a pass response of a background refresh
 	}
+	f.release() // nor anything else of it
 }
 
 // upstreamRequest builds the request a fill sends: always a full GET for the
@@ -183,7 +224,12 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		}
 		h.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})), st.cfg.Timeout)
+	// The site's timeout bounds the wait for the response's headers; the
+	// body, however long, is bounded only between reads (the pool's
+	// read_timeout), so that a large download is not cut off.
+	ctx, cancelCause := context.WithCancelCause(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})))
+	cancel := func() { cancelCause(nil) }
+	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -197,6 +243,13 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
 	resp, err := st.upstream.RoundTrip(out)
+	if !firstByte.Stop() && err == nil {
+		resp.Body.Close() // the timeout passed just as the headers came
+		err = errFirstByteTimeout
+	}
+	if err != nil && context.Cause(ctx) == errFirstByteTimeout && !errors.Is(err, errFirstByteTimeout) {
+		err = fmt.Errorf("%w: %w", errFirstByteTimeout, err)
+	}
 	respTime := h.now()
 	h.metrics.fill(reqTime, respTime, err != nil || resp.StatusCode >= 500)
 	if err != nil {
@@ -270,6 +323,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	}
 	capHint := resp.ContentLength
 	body := newGrowingBody(resp.ContentLength, capHint)
+	f.attach(body)
 	// "stored" is said only when it is known now: a body of unknown length
 	// may still outgrow max_object_bytes.
 	res := fillResult{e: e, body: body, stored: !fromOwner && resp.ContentLength >= 0, fwdStatus: resp.StatusCode}
@@ -304,7 +358,15 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	if resp.ContentLength > 0 {
 		beforeLast = storeEntry
 	}
-	n, err := readInto(body, resp.Body, maxObj, resp.ContentLength, beforeLast)
+	onStream := func() {
+		// Too big to store: new requests must not join a body that
+		// no longer starts at its first byte, nor queue behind it.
+		unregister()
+		if shared {
+			h.markHitForMiss(key, h.now())
+		}
+	}
+	n, err := readInto(ctx, body, resp.Body, maxObj, resp.ContentLength, beforeLast, onStream)
 	resp.Body.Close()
 	cancel()
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
@@ -315,7 +377,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		unregister()
 		return
 	}
-	if beforeLast == nil {
+	if beforeLast == nil && !body.streamed() {
 		// Length unknown (or empty): readers learn the end only from
 		// finish, which comes after this.
 		storeEntry(body.bytes())
@@ -326,17 +388,20 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 // readBufs are the fills' read buffers: a miss must not allocate 32 KiB.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// streamWindow is how far a streaming body's slowest reader may lag
+// behind the fill.
+const streamWindow = 4 << 20
+
 // readInto copies src into b. A body of unknown length that grows past
-// maxObj is still delivered to the readers already on it, up to a hard cap
-// of four times maxObj, and is not stored.
+// maxObj will not be stored: onStream runs, and b switches to streaming,
+// so that the readers already on it get the rest without the body being
+// held whole.
 //
 // When size (the announced length) is reached, beforeLast runs with the
 // whole body before the readers can see its last bytes.
-func readInto(b *growingBody, src io.Reader, maxObj, size int64, beforeLast func([]byte)) (int64, error) {
-	hardCap := 4 * maxObj
-	if hardCap < 64<<20 {
-		hardCap = 64 << 20
-	}
+func readInto(ctx context.Context, b *growingBody, src io.Reader, maxObj, size int64, beforeLast func([]byte), onStream func()) (int64, error) {
+	stop := context.AfterFunc(ctx, b.stop)
+	defer stop()
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
@@ -345,14 +410,15 @@ func readInto(b *growingBody, src io.Reader, maxObj, size int64, beforeLast func
 		m, err := src.Read(buf)
 		if m > 0 {
 			n += int64(m)
-			if n > hardCap {
-				return n, errBodyLimit
+			if size < 0 && n > maxObj && !b.streamed() {
+				onStream()
+				b.stream(streamWindow)
 			}
 			if beforeLast != nil && n == size {
 				b.appendThen(buf[:m], beforeLast)
 				beforeLast = nil
-			} else {
-				b.append(buf[:m])
+			} else if aerr := b.append(buf[:m]); aerr != nil {
+				return n, aerr
 			}
 		}
 		if err == io.EOF {

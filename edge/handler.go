@@ -447,7 +447,7 @@ func (h *Handler) clearHitForMiss(key string) {
 // isTimeout reports whether an upstream error is a timeout (504) rather
 // than a failure to connect or a broken response (502).
 func isTimeout(err error) bool {
-	if origin.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+	if origin.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errFirstByteTimeout) {
 		return true
 	}
 	var ne net.Error

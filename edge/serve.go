@@ -108,6 +108,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			if leader {
 				f.abandon()
 			}
+			f.release()
 			return
 		}
 		res := f.res
@@ -115,17 +116,20 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			cs.collapsed = true
 			if res.pass != nil || res.e == nil && !res.failed {
 				// The leader's answer was not shareable: fetch alone.
+				f.release()
 				cs.detail = "hit-for-miss"
 				coalesce = false
 				continue
 			}
 			if res.secondary != "" && attempt < maxCollapseRetries {
 				if sk, _ := policy.SecondaryKey(res.e.baseHeader()["Vary"], r.Header); sk != res.secondary {
+					f.release()
 					coalesce = false // another variant than the leader's
 					continue
 				}
 			}
 		}
+		defer f.release()
 		h.serveResult(w, r, st, res, stale, cs)
 		return
 	}
@@ -301,6 +305,9 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 		body = completeBody(e.body)
 	}
 	size, err := body.waitSize()
+	if err == errStreaming {
+		return false // too big to hold for a Range: the whole body, as it comes
+	}
 	if err != nil {
 		h.writeError(w, r, http.StatusBadGateway, "upstream body failed", cacheStatus{fwd: "uri-miss", detail: "origin-body"})
 		return true
