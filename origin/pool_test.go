@@ -558,7 +558,7 @@ func TestPoolLongBodyIsNotCutOff(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: srv.URL}}, Timeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond})
+	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: srv.URL}}, Timeout: 200 * time.Millisecond, ReadTimeout: 700 * time.Millisecond})
 	req, _ := http.NewRequest("GET", "http://site.example/long", nil)
 	resp, err := p.RoundTrip(req)
 	if err != nil {
