@@ -63,28 +63,55 @@ var computedFields = map[string]bool{
 	"Surrogate-Key":  true,
 }
 
-// fieldBlocks renders h in wire form, split into the shared and own
-// blocks; names sorted, so that equal field sets give equal blocks. CR and
-// LF in values become spaces, as net/http writes them.
-func fieldBlocks(h http.Header) (shared, own string) {
-	names := make([]string, 0, len(h))
+// fieldBlocks renders h, with the fields in add replacing h's of the same
+// name, in wire form, split into the shared and own blocks; names sorted,
+// so that equal field sets give equal blocks. CR and LF in values become
+// spaces, as net/http writes them. Computed fields and the names in skip
+// are left out. h is not modified: it may be read concurrently.
+func fieldBlocks(h, add http.Header, skip ...string) (shared, own string) {
+	keep := func(name string) bool { return !computedFields[name] && !slices.Contains(skip, name) }
+	names := make([]string, 0, len(h)+len(add))
 	for name := range h {
-		if !computedFields[name] {
+		if _, replaced := add[name]; !replaced && keep(name) {
+			names = append(names, name)
+		}
+	}
+	for name := range add {
+		if keep(name) {
 			names = append(names, name)
 		}
 	}
 	slices.Sort(names)
-	var sb, ob []byte
+	values := func(name string) []string {
+		if vs, ok := add[name]; ok {
+			return vs
+		}
+		return h[name]
+	}
+	size := 0
 	for _, name := range names {
-		for _, v := range h[name] {
-			line := appendFieldLine(nil, name, v)
-			if sharedFields[name] {
-				sb = append(sb, line...)
-			} else {
-				ob = append(ob, line...)
+		for _, v := range values(name) {
+			size += len(name) + len(v) + 4
+		}
+	}
+	b := make([]byte, 0, size)
+	var sb, ob []byte // sub-slices of b: shared lines first, then own
+	for _, name := range names {
+		if sharedFields[name] {
+			for _, v := range values(name) {
+				b = appendFieldLine(b, name, v)
 			}
 		}
 	}
+	sb = b
+	for _, name := range names {
+		if !sharedFields[name] {
+			for _, v := range values(name) {
+				b = appendFieldLine(b, name, v)
+			}
+		}
+	}
+	ob = b[len(sb):]
 	return string(sb), string(ob)
 }
 
@@ -128,29 +155,31 @@ func lineValue(block, name string) (string, bool) {
 // cache's Via entry and, for a 200, Accept-Ranges; the surrogate keys and
 // an upstream Cache-Status go to the entry's extra.
 func (h *Handler) seal(e *entry, key string, base http.Header) {
-	ch := make(http.Header, len(base)+2)
-	for k, vs := range base {
-		ch[k] = vs
-	}
-	ch["Via"] = append(ch["Via"][:len(ch["Via"]):len(ch["Via"])], h.via)
+	// The blocks get this cache's Via entry and, for a 200,
+	// Accept-Ranges; base itself is not touched (waiters may be reading
+	// it).
+	via := base["Via"]
+	add := http.Header{"Via": append(via[:len(via):len(via)], h.via)}
 	if e.status == http.StatusOK {
-		ch["Accept-Ranges"] = []string{"bytes"}
+		add["Accept-Ranges"] = []string{"bytes"}
 	}
 	e.flags &^= flagHasDate | flagHasType | flagDateCompact
-	if _, ok := ch["Date"]; ok {
+	if _, ok := base["Date"]; ok {
 		e.flags |= flagHasDate
 	}
-	if off, ok := dateOffset(ch["Date"], e.respTime); ok {
+	var skip []string
+	if off, ok := dateOffset(base["Date"], e.respTime); ok {
 		// An IMF-fixdate is 37 bytes in a block and 4 as a number.
-		delete(ch, "Date")
+		skip = append(skip, "Date")
 		e.dateOffset = off
 		e.flags |= flagDateCompact
 	}
-	shared, own := fieldBlocks(ch)
+	_, hasType := base["Content-Type"]
+	shared, own := fieldBlocks(base, add, skip...)
 	e.meta = key + own
 	e.keyLen = uint32(len(key))
 	e.shared = unique.Make(shared)
-	if _, ok := ch["Content-Type"]; ok {
+	if hasType {
 		e.flags |= flagHasType
 	}
 	var x entryExtra
