@@ -152,14 +152,7 @@ func TestOversizedHeadersRefused(t *testing.T) {
 func TestUnknownLengthBodyStreamsPastStorableSize(t *testing.T) {
 	const total = 68 << 20
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4<<10) // 64 KiB
-	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=600")
-		for n := 0; n < total; n += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-	}, func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
+	e := newEnv(t, chunkedBody(chunk, total), func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
 	req, _ := http.NewRequest("GET", e.base+"/huge", nil)
 	req.Host = testHost
 	resp, err := e.client.Do(req)
@@ -194,15 +187,7 @@ func TestUnknownLengthBodyStreamsPastStorableSize(t *testing.T) {
 // size that only the end of the stream would tell.
 func TestRangeOnStreamingBodyGetsWholeBody(t *testing.T) {
 	const total = 6 << 20 // the storable 1 MiB plus more than the stream window
-	chunk := bytes.Repeat([]byte("r"), 64<<10)
-	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=600")
-		for n := 0; n < total; n += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-	}, func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
+	e := newEnv(t, chunkedBody(bytes.Repeat([]byte("r"), 64<<10), total), func(c *edge.Config) { c.Cache.MaxObjectBytes = 1 << 20 })
 	r, b := e.get("/stream", "Range", "bytes=0-9")
 	if r.StatusCode != 200 || len(b) != total {
 		t.Fatalf("Range on a streaming body: %d, %d bytes", r.StatusCode, len(b))
@@ -232,4 +217,17 @@ func TestSlowFlowingBodyIsNotCutOff(t *testing.T) {
 	}
 	r, _ = e.get("/slow")
 	wantCS(t, r, "hit")
+}
+
+// chunkedBody is an origin that sends chunk again and again, total bytes
+// in all, without a Content-Length, fresh for ten minutes.
+func chunkedBody(chunk []byte, total int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}
 }
