@@ -295,6 +295,51 @@ func TestVary(t *testing.T) {
 	}
 }
 
+// Browsers spell the same Accept-Encoding wishes differently; normalized,
+// they share one variant of a response that varies on it, and the origin
+// is asked for codings the client accepts, never others.
+func TestAcceptEncodingIsNormalized(t *testing.T) {
+	origin := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Encoding")
+		ae, present := r.Header["Accept-Encoding"]
+		io.WriteString(w, fmt.Sprintf("ae=%q present=%v", strings.Join(ae, ","), present))
+	}
+	e := newEnv(t, origin)
+	for _, tc := range []struct{ ae, body, cs string }{
+		{"gzip, deflate, br, zstd", `ae="br, gzip, zstd" present=true`, "!hit"}, // Chrome
+		{"br, gzip, zstd, deflate", `ae="br, gzip, zstd" present=true`, "hit"},  // another order, same wishes
+		{"gzip;q=1.0, br;q=0.9, zstd", `ae="br, gzip, zstd" present=true`, "hit"},
+		{"deflate", `ae="identity" present=true`, "!hit"},                      // no coding a cache meets: identity, not any
+		{"gzip, identity;q=0", `ae="gzip, identity;q=0" present=true`, "!hit"}, // kept as sent
+	} {
+		r, b := e.get("/ae", "Accept-Encoding", tc.ae)
+		if b != tc.body {
+			t.Errorf("Accept-Encoding %q: body %s, want %s", tc.ae, b, tc.body)
+		}
+		wantCS(t, r, tc.cs)
+	}
+	r, b := e.get("/ae") // none: a variant of its own
+	wantCS(t, r, "!hit")
+	if b != `ae="" present=false` {
+		t.Errorf("no Accept-Encoding: %s", b)
+	}
+	if n := e.origin.count("/ae"); n != 4 {
+		t.Fatalf("origin count %d, want 4 (three spellings shared one variant)", n)
+	}
+
+	// as_sent keeps a variant per spelling.
+	e = newEnv(t, origin, func(c *edge.Config) { c.Sites[0].AcceptEncoding = edge.AcceptEncodingAsSent })
+	for _, ae := range []string{"gzip, deflate, br, zstd", "br, gzip, zstd, deflate"} {
+		if _, b := e.get("/ae", "Accept-Encoding", ae); b != fmt.Sprintf("ae=%q present=true", ae) {
+			t.Errorf("as_sent: %s", b)
+		}
+	}
+	if n := e.origin.count("/ae"); n != 2 {
+		t.Fatalf("as_sent: origin count %d, want 2", n)
+	}
+}
+
 func TestHeadAnsweredFromGetEntry(t *testing.T) {
 	e := newEnv(t, respond(200, "0123456789", "Cache-Control", "max-age=60"))
 	e.get("/h")

@@ -135,7 +135,20 @@ type SiteConfig struct {
 	// (no-cache, max-age, min-fresh, max-stale) steer this cache. Default
 	// false, as Varnish and nginx: clients cannot bust a shared cache.
 	HonorClientCacheControl bool `yaml:"honor_client_cache_control"`
+	// AcceptEncoding is what cacheable requests' Accept-Encoding becomes
+	// before lookup and fill: "normalize" (default) reduces it to the
+	// accepted codings among br, gzip and zstd (see
+	// policy.NormalizeAcceptEncoding), so that the browsers' many spellings
+	// share one variant of a response with Vary: Accept-Encoding, as
+	// Varnish and Fastly do; "as_sent" keeps it, a variant per spelling.
+	AcceptEncoding string `yaml:"accept_encoding"`
 }
+
+// Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
+const (
+	AcceptEncodingNormalize = "normalize"
+	AcceptEncodingAsSent    = "as_sent"
+)
 
 // ShieldConfig is a site's origin shield: edges in other regions fill their
 // misses from the owner of the key in the first shield region that
@@ -210,6 +223,9 @@ func (c Config) WithDefaults() Config {
 		}
 		if s.ReadTimeout == 0 {
 			s.ReadTimeout = 30 * time.Second
+		}
+		if s.AcceptEncoding == "" {
+			s.AcceptEncoding = AcceptEncodingNormalize
 		}
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
@@ -318,6 +334,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.connect_timeout: negative", f)
 		case s.ReadTimeout < 0:
 			return fmt.Errorf("%s.read_timeout: negative", f)
+		case s.AcceptEncoding != AcceptEncodingNormalize && s.AcceptEncoding != AcceptEncodingAsSent:
+			return fmt.Errorf("%s.accept_encoding: %q (want %s or %s)", f, s.AcceptEncoding, AcceptEncodingNormalize, AcceptEncodingAsSent)
 		case s.Grace.WhileRevalidate < 0:
 			return fmt.Errorf("%s.grace.while_revalidate: negative", f)
 		case s.Grace.IfError < 0:

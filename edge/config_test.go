@@ -39,6 +39,8 @@ func TestParseConfigBad(t *testing.T) {
 		{"sites: [{hosts: [a], origin: 'http://o', timeout: -1s}]", "sites[0].timeout: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', timeout: forever}]", "cannot unmarshal"},
 		{"sites: [{hosts: [a], origin: 'http://o', grace: {if_error: -5s}}]", "sites[0].grace.if_error: negative"},
+		{"sites: [{hosts: [a], origin: 'http://o', read_timeout: -1s}]", "sites[0].read_timeout: negative"},
+		{"sites: [{hosts: [a], origin: 'http://o', accept_encoding: gzip}]", `sites[0].accept_encoding: "gzip" (want normalize or as_sent)`},
 		{site + "listen: nohostport", "listen: address nohostport: missing port"},
 		{site + "cache: {max_bytes: -1}", "cache.max_bytes: negative"},
 		{site + "cache: {max_bytes: 100, max_object_bytes: 200}", "cache.max_object_bytes: 200 exceeds"},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
@@ -23,6 +24,7 @@ const maxCollapseRetries = 2
 // serveCacheable serves a GET or HEAD: from the store when it can, else
 // through a (coalesced) fill.
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
+	r = normalizedAcceptEncoding(r, st)
 	primary := cacheKey(r)
 	now := h.now()
 	// The client's Cache-Control is parsed once: only-if-cached is always
@@ -76,6 +78,24 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	// A replica copy is filled alone: joining this edge's own fill of the
 	// key would not store it as a replica.
 	h.fetch(w, r, st, key, primary, e, cs, !h.hitForMiss(key, now) && !isReplica(r.Context()))
+}
+
+// normalizedAcceptEncoding returns r with its Accept-Encoding normalized
+// (see SiteConfig.AcceptEncoding), for the secondary key and the fill
+// alike; a shallow copy, since a handler must not change its request.
+func normalizedAcceptEncoding(r *http.Request, st *site) *http.Request {
+	lines, present := r.Header["Accept-Encoding"]
+	if !present || st.cfg.AcceptEncoding == AcceptEncodingAsSent {
+		return r
+	}
+	v, ok := policy.NormalizeAcceptEncoding(lines)
+	if !ok || len(lines) == 1 && lines[0] == v {
+		return r
+	}
+	r2 := *r
+	r2.Header = maps.Clone(r.Header)
+	r2.Header["Accept-Encoding"] = []string{v}
+	return &r2
 }
 
 // completeBodyOf is the body argument of serveEntry for a stored entry:
