@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 var (
@@ -41,8 +42,10 @@ type growingBody struct {
 	readers   []int64 // registered readers' offsets; -1 for one gone
 	// pending counts the requests that were handed the body (or wait for
 	// it) and are not done with it: while more of them than registered
-	// readers exist, one may yet start reading from the first byte.
-	pending int
+	// readers exist, one may yet start reading from the first byte. It is
+	// atomic so that a request can join under the handler's lock, which
+	// the fill takes while holding mu (see expect).
+	pending atomic.Int64
 	stopped bool // the fill was told to stop
 }
 
@@ -135,17 +138,23 @@ func (b *growingBody) lowestReader() (low int64, any bool) {
 			}
 		}
 	}
-	if b.pending > active {
+	if b.pending.Load() > int64(active) {
 		return 0, true
 	}
 	return low, any
 }
 
-// expect adds n (negative: removes) to the requests that will or may read
-// the body.
-func (b *growingBody) expect(n int) {
-	b.mu.Lock()
-	b.pending += n
+// expect adds n requests that will or may read the body. It takes no
+// lock, so it may be called under any: more readers only ever hold a fill
+// back, so a fill waiting needs no wake-up for them.
+func (b *growingBody) expect(n int) { b.pending.Add(int64(n)) }
+
+// release says one request is done with the body, and wakes a fill that
+// may have been waiting for it. The caller must not hold the handler's
+// lock: the fill takes it while holding mu.
+func (b *growingBody) release() {
+	b.pending.Add(-1)
+	b.mu.Lock() // a fill between its check and its Wait gets the wake-up
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }

@@ -141,3 +141,33 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A request joins a flight under the handler's lock, and a fill calls
+// into the handler (to unregister the flight) while it holds the body's
+// lock: joining must therefore never wait for the body's lock, or the two
+// deadlock (as a rolling-restart test once did).
+func TestJoiningNeverWaitsForTheBodyLock(t *testing.T) {
+	f := &flight{done: make(chan struct{}), parties: 1}
+	b := newGrowingBody(-1, 0)
+	f.attach(b)
+	b.mu.Lock() // a fill inside appendThen
+	joined := make(chan struct{})
+	go func() {
+		f.join()
+		close(joined)
+	}()
+	select {
+	case <-joined:
+	case <-time.After(10 * time.Second):
+		t.Fatal("join waited for the body's lock")
+	}
+	b.mu.Unlock()
+	if got := b.pending.Load(); got != 2 {
+		t.Fatalf("pending %d, want 2", got)
+	}
+	f.release()
+	f.release()
+	if got := b.pending.Load(); got != 0 {
+		t.Fatalf("pending %d after both released", got)
+	}
+}

@@ -44,7 +44,8 @@ type flight struct {
 	body    *growingBody
 }
 
-// join counts one more party.
+// join counts one more party. It is called under the handler's lock, so
+// it only counts (see growingBody.expect).
 func (f *flight) join() {
 	f.mu.Lock()
 	f.parties++
@@ -54,14 +55,15 @@ func (f *flight) join() {
 	f.mu.Unlock()
 }
 
-// release says a party is done with the flight and its result.
+// release says a party is done with the flight and its result. The
+// caller must not hold the handler's lock.
 func (f *flight) release() {
 	f.mu.Lock()
 	f.parties--
 	b := f.body
 	f.mu.Unlock()
 	if b != nil {
-		b.expect(-1)
+		b.release()
 	}
 }
 
