@@ -340,6 +340,39 @@ func TestAcceptEncodingIsNormalized(t *testing.T) {
 	}
 }
 
+// A site's cache_key rules: query parameters sorted, marketing ones left
+// out of the key. Purging any spelling of the URL removes the entry.
+func TestCacheKeyQueryRules(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "q="+r.URL.RawQuery)
+	}, func(c *edge.Config) {
+		c.Sites[0].CacheKey = edge.CacheKeyConfig{Query: edge.KeyQuerySorted, IgnoreParams: []string{"utm_*", "gclid"}}
+	})
+	first := "q=b=2&a=1&utm_source=x"
+	for _, tc := range []struct{ target, cs, body string }{
+		{"/p?b=2&a=1&utm_source=x", "!hit", first}, // the origin gets the query as sent
+		{"/p?a=1&b=2", "hit", first},
+		{"/p?a=1&gclid=7&b=2&utm_medium=mail", "hit", first},
+		{"/p?a=2&b=2", "!hit", "q=a=2&b=2"},
+	} {
+		r, b := e.get(tc.target)
+		wantCS(t, r, tc.cs)
+		if b != tc.body {
+			t.Errorf("GET %s: %q, want %q", tc.target, b, tc.body)
+		}
+	}
+	if n := e.origin.count("/p"); n != 2 {
+		t.Fatalf("origin count %d, want 2", n)
+	}
+	n, err := e.edge.Purge(edge.Purge{URLs: []string{"http://" + testHost + "/p?utm_campaign=z&b=2&a=1"}})
+	if err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	r, _ := e.get("/p?a=1&b=2")
+	wantCS(t, r, "!hit")
+}
+
 func TestHeadAnsweredFromGetEntry(t *testing.T) {
 	e := newEnv(t, respond(200, "0123456789", "Cache-Control", "max-age=60"))
 	e.get("/h")

@@ -142,6 +142,10 @@ type SiteConfig struct {
 	// share one variant of a response with Vary: Accept-Encoding, as
 	// Varnish and Fastly do; "as_sent" keeps it, a variant per spelling.
 	AcceptEncoding string `yaml:"accept_encoding"`
+	// CacheKey shapes the query part of the cache key (sorted, ignored,
+	// marketing parameters left out). Default: the target as sent. The
+	// origin still gets the query of the request that filled the entry.
+	CacheKey CacheKeyConfig `yaml:"cache_key"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -227,6 +231,7 @@ func (c Config) WithDefaults() Config {
 		if s.AcceptEncoding == "" {
 			s.AcceptEncoding = AcceptEncodingNormalize
 		}
+		s.CacheKey = s.CacheKey.withDefaults()
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -336,6 +341,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.read_timeout: negative", f)
 		case s.AcceptEncoding != AcceptEncodingNormalize && s.AcceptEncoding != AcceptEncodingAsSent:
 			return fmt.Errorf("%s.accept_encoding: %q (want %s or %s)", f, s.AcceptEncoding, AcceptEncodingNormalize, AcceptEncodingAsSent)
+		}
+		if err := s.CacheKey.validate(f + ".cache_key"); err != nil {
+			return err
+		}
+		switch {
 		case s.Grace.WhileRevalidate < 0:
 			return fmt.Errorf("%s.grace.while_revalidate: negative", f)
 		case s.Grace.IfError < 0:

@@ -57,10 +57,17 @@ func FuzzParseHead(f *testing.F) {
 		if req.close != r.Close {
 			t.Fatalf("Connection: close seen %v, net/http %v", req.close, r.Close)
 		}
-		// The cache key is the one ServeHTTP derives.
-		key, _ := appendHitKey(nil, req.host, req.target)
-		if want := cacheKey(r); string(key) != want {
+		// The cache key is the one ServeHTTP derives, for a site that
+		// keys on the target as sent and for one that rewrites it.
+		key, hostLen := appendHitKey(nil, req.host, req.target)
+		plain := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}}
+		if want := plain.cacheKey(r); string(key) != want {
 			t.Fatalf("key %q, ServeHTTP's %q", key, want)
+		}
+		rules := CacheKeyConfig{Query: KeyQuerySorted, IgnoreParams: []string{"utm_*"}}
+		rewriting := &site{cfg: SiteConfig{CacheKey: rules}}
+		if got, want := string(key[:hostLen])+rules.target(string(key[hostLen:])), rewriting.cacheKey(r); got != want {
+			t.Fatalf("rewritten key %q, ServeHTTP's %q", got, want)
 		}
 	})
 }

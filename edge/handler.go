@@ -312,15 +312,30 @@ func hostOnly(host string) string {
 	return host
 }
 
-// cacheKey is the primary cache key: host and request target, byte for byte.
+// cacheKey is the primary cache key: host and request target, byte for byte
+// unless the site's cache_key rewrites the query.
 // The scheme is left out on purpose: every scheme and protocol a client uses
 // reaches the same origin URL, so HTTP/1.1, HTTP/2 and HTTP/3 share entries.
-func cacheKey(r *http.Request) string {
+func (st *site) cacheKey(r *http.Request) string {
 	target := r.RequestURI
 	if target == "" || target[0] != '/' {
 		target = r.URL.RequestURI()
 	}
-	return strings.ToLower(hostOnly(r.Host)) + target
+	return st.keyFor(r.Host, target)
+}
+
+// keyFor is the primary cache key of a request for target at host.
+func (st *site) keyFor(host, target string) string {
+	return strings.ToLower(hostOnly(host)) + st.cfg.CacheKey.target(target)
+}
+
+// keyFor is the primary cache key of target at host under the site that
+// serves host; as sent when no site does.
+func (h *Handler) keyFor(host, target string) string {
+	if st := h.route(host); st != nil {
+		return st.keyFor(host, target)
+	}
+	return strings.ToLower(hostOnly(host)) + target
 }
 
 // variantKey is where the variant of a varying response lives.
@@ -411,7 +426,7 @@ func equalStrings(a, b []string) bool {
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4, and purge). Variants go with their vary index.
 func (h *Handler) invalidate(host, requestURI string) bool {
-	key := strings.ToLower(hostOnly(host)) + requestURI
+	key := h.keyFor(host, requestURI)
 	a, b := h.store.remove(key), h.hot.remove(key)
 	return a || b
 }

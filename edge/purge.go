@@ -53,7 +53,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	var keys []string
 	for _, raw := range p.URLs {
 		u, _ := url.Parse(raw)
-		keys = append(keys, strings.ToLower(hostOnly(u.Host))+u.RequestURI())
+		keys = append(keys, h.keyFor(u.Host, u.RequestURI()))
 	}
 	n := 0
 	for _, s := range []*store{h.store, h.hot} {

@@ -25,7 +25,7 @@ const maxCollapseRetries = 2
 // through a (coalesced) fill.
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
 	r = normalizedAcceptEncoding(r, st)
-	primary := cacheKey(r)
+	primary := st.cacheKey(r)
 	now := h.now()
 	// The client's Cache-Control is parsed once: only-if-cached is always
 	// honoured, the rest only where the site allows it.
@@ -530,9 +530,10 @@ func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
 }
 
 // appendHitKey appends to dst the primary cache key of a request with this
-// Host field value and origin-form target, as cacheKey derives it from an
-// *http.Request, without allocating. The key starts with the routing host:
-// lower case, without port or trailing dot.
+// Host field value and origin-form target, as site.cacheKey derives it from
+// an *http.Request for a site whose cache_key does not rewrite it (lookupHit
+// rewrites it for one that does), without allocating. The key starts with
+// the routing host: lower case, without port or trailing dot.
 func appendHitKey(dst, host, target []byte) (key []byte, hostLen int) {
 	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
 		host = host[:i]
@@ -549,8 +550,9 @@ func appendHitKey(dst, host, target []byte) (key []byte, hostLen int) {
 }
 
 // lookupHit is the transport-independent hit lookup: for a plain GET or
-// HEAD (no conditionals, no Range, no Authorization, not a peer's) whose
-// primary cache key is key and routing host is host (see appendHitKey), it
+// HEAD (no conditionals, no Range, no Authorization, not a peer's) for
+// key, its routing host and target as sent (see appendHitKey; the site's
+// cache_key rules are applied here), it
 // returns the stored entry and its hit stamp when the answer is a fresh
 // hit that needs nothing but the entry's prepared header and body, and
 // counts the hit on the entry. It returns nil for everything else (unknown
@@ -562,6 +564,9 @@ func (h *Handler) lookupHit(host, key string, clientCC bool, now time.Time) (*en
 	st := h.route(host)
 	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
 		return nil, nil
+	}
+	if st.cfg.CacheKey.rewrites() && strings.HasPrefix(key, host) {
+		key = host + st.cfg.CacheKey.target(key[len(host):])
 	}
 	e := h.store.get(key)
 	if e == nil {
