@@ -602,6 +602,10 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			<-release
 		}
 		fmt.Fprintf(w, "v%d", version)
+	}, func(c *edge.Config) {
+		// The refresh waits for release, however slowly the GETs below
+		// run on a loaded machine: the site's timeout must not end it.
+		c.Sites[0].Timeout = time.Minute
 	})
 	e.get("/swr")
 	e.clock.Advance(20 * time.Second)
