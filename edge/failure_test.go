@@ -180,6 +180,9 @@ func TestUnknownLengthBodyStreamsPastStorableSize(t *testing.T) {
 	if entries, _, _ := e.edge.StoreStats(); entries != 0 {
 		t.Fatalf("%d entries stored", entries)
 	}
+	if n := e.counter("meridian_edge_streamed_fills_total"); n != 1 {
+		t.Fatalf("meridian_edge_streamed_fills_total = %v, want 1", n)
+	}
 }
 
 // A Range request for a body of unknown length that streams past what

@@ -363,6 +363,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	onStream := func() {
 		// Too big to store: new requests must not join a body that
 		// no longer starts at its first byte, nor queue behind it.
+		h.metrics.streamed.Inc()
 		unregister()
 		if shared {
 			h.markHitForMiss(key, h.now())

@@ -18,6 +18,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meridiancdn/meridian/edge"
 )
 
@@ -125,6 +127,7 @@ type env struct {
 	cfg    edge.Config
 	base   string // http://127.0.0.1:port
 	client *http.Client
+	reg    *prometheus.Registry // the edge's metrics
 }
 
 const testHost = "site.test"
@@ -148,7 +151,8 @@ func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env
 		m(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eh, err := edge.New(cfg, edge.Options{Now: clock.Now, Logger: log})
+	reg := prometheus.NewRegistry()
+	eh, err := edge.New(cfg, edge.Options{Now: clock.Now, Logger: log, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +161,7 @@ func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env
 		t.Fatal(err)
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
-	e := &env{t: t, clock: clock, origin: o, edge: eh, srv: srv, cfg: cfg,
+	e := &env{t: t, clock: clock, origin: o, edge: eh, srv: srv, cfg: cfg, reg: reg,
 		base: "http://" + srv.Addr(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	t.Cleanup(func() {
@@ -170,6 +174,24 @@ func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env
 		tr.CloseIdleConnections()
 	})
 	return e
+}
+
+// counter returns the sum of the edge's counter series called name.
+func (e *env) counter(name string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
 
 // do sends a request through the edge and returns the response with its

@@ -33,6 +33,7 @@ type metrics struct {
 	collapsed   prometheus.Counter
 	staleServed *prometheus.CounterVec
 	purged      prometheus.Counter
+	streamed    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -63,6 +64,10 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_purged_total", Help: "Stored entries removed or marked stale by purges.",
 		}),
+		streamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_streamed_fills_total",
+			Help: "Fills of a body of unknown length that outgrew max_object_bytes: streamed to their readers, not stored.",
+		}),
 	}
 	for c := range classNames {
 		for p := range protocols {
@@ -75,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged,
+	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
 		storeGauge("meridian_edge_store_bytes", "Bytes charged to the store (headers and bodies).", func() float64 {
 			_, b, _ := h.StoreStats()
 			return float64(b)
