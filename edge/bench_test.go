@@ -41,6 +41,7 @@ func BenchmarkHit(b *testing.B) {
 			}
 			defer h.Close()
 			req := httptest.NewRequest("GET", "http://bench.test/obj?x=1", nil)
+			req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd") // as browsers send
 			w := &discardWriter{h: http.Header{}}
 			h.ServeHTTP(w, req) // fill
 			b.SetBytes(int64(size))

@@ -343,20 +343,21 @@ func variantKey(primary string, gen uint64, secondary string) string {
 	return fmt.Sprintf("%s\x00%d\x00%s", primary, gen, secondary)
 }
 
-// lookup finds the stored entry for r: the primary entry, or the variant
-// that r's headers select when the primary key holds a vary index. key is
-// where a response for r would be stored.
-func (h *Handler) lookup(primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
-	key, e, varyMiss = lookupIn(h.store, primary, r)
+// lookup finds the stored entry for a request: the primary entry, or the
+// variant that the request's headers select when the primary key holds a
+// vary index (req is called only then). key is where a response for the
+// request would be stored.
+func (h *Handler) lookup(primary string, req func() *http.Request) (key string, e *entry, varyMiss bool) {
+	key, e, varyMiss = lookupIn(h.store, primary, req)
 	if e == nil {
-		if k, he, _ := lookupIn(h.hot, primary, r); he != nil {
+		if k, he, _ := lookupIn(h.hot, primary, req); he != nil {
 			return k, he, false
 		}
 	}
 	return key, e, varyMiss
 }
 
-func lookupIn(s *store, primary string, r *http.Request) (key string, e *entry, varyMiss bool) {
+func lookupIn(s *store, primary string, req func() *http.Request) (key string, e *entry, varyMiss bool) {
 	e = s.get(primary)
 	if e == nil {
 		return primary, nil, false
@@ -365,7 +366,7 @@ func lookupIn(s *store, primary string, r *http.Request) (key string, e *entry, 
 	if !isIndex {
 		return primary, e, false
 	}
-	sk, ok := policy.SecondaryKey(fields, r.Header)
+	sk, ok := policy.SecondaryKey(fields, req().Header)
 	if !ok {
 		return primary, nil, true
 	}

@@ -24,7 +24,16 @@ const maxCollapseRetries = 2
 // serveCacheable serves a GET or HEAD: from the store when it can, else
 // through a (coalesced) fill.
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
-	r = normalizedAcceptEncoding(r, st)
+	// Accept-Encoding is normalized only when something reads it: a
+	// varying entry's secondary key, or a fill. A hit on an entry that
+	// does not vary pays nothing for it.
+	var normalized *http.Request
+	withAE := func() *http.Request {
+		if normalized == nil {
+			normalized = normalizedAcceptEncoding(r, st)
+		}
+		return normalized
+	}
 	primary := st.cacheKey(r)
 	now := h.now()
 	// The client's Cache-Control is parsed once: only-if-cached is always
@@ -43,11 +52,11 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		// §3.5: a response to an authenticated request is stored only when
 		// it says it may be; such requests never read what others stored.
 		cs := cacheStatus{fwd: "request", detail: "authorization"}
-		h.fetch(w, r, st, primary, primary, nil, cs, false)
+		h.fetch(w, withAE(), st, primary, primary, nil, cs, false)
 		return
 	}
 
-	key, e, varyMiss := h.lookup(primary, r)
+	key, e, varyMiss := h.lookup(primary, withAE)
 	cs := cacheStatus{fwd: "uri-miss"}
 	if varyMiss {
 		cs.fwd = "vary-miss"
@@ -65,7 +74,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
-			h.refresh(st, key, primary, r, e)
+			h.refresh(st, key, primary, withAE(), e)
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true, detail: "stale-while-revalidate"})
 			return
 		}
@@ -77,7 +86,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	}
 	// A replica copy is filled alone: joining this edge's own fill of the
 	// key would not store it as a replica.
-	h.fetch(w, r, st, key, primary, e, cs, !h.hitForMiss(key, now) && !isReplica(r.Context()))
+	h.fetch(w, withAE(), st, key, primary, e, cs, !h.hitForMiss(key, now) && !isReplica(r.Context()))
 }
 
 // normalizedAcceptEncoding returns r with its Accept-Encoding normalized
