@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -47,21 +48,83 @@ type growingBody struct {
 	// the fill takes while holding mu (see expect).
 	pending atomic.Int64
 	stopped bool // the fill was told to stop
+	// received counts the bytes appended so far; announced is the
+	// length upstream announced (-1 if none). Both are read without mu
+	// (see fillProgress).
+	received  atomic.Int64
+	announced int64
+	// finished is set with done, for readers that may not take mu (see
+	// Handler.leave).
+	finished atomic.Bool
 }
 
-func newGrowingBody(size int64, capHint int64) *growingBody {
-	b := &growingBody{size: size}
+// firstChunk is what a body starts with: a fill holds memory only as its
+// bytes arrive, however large the length it announces.
+const firstChunk = 32 << 10
+
+func newGrowingBody(size int64) *growingBody {
+	b := &growingBody{size: size, announced: size}
 	b.cond.L = &b.mu
-	if capHint > 0 {
-		b.buf = make([]byte, 0, capHint)
-	}
 	return b
+}
+
+// growthFor returns how many bytes of capacity appending m bytes will
+// allocate: the buffer doubles, from firstChunk, up to the announced
+// length. Only the fill (the one writer) calls it, before append.
+func (b *growingBody) growthFor(m int) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	need := len(b.buf) + m
+	if need <= cap(b.buf) {
+		return 0
+	}
+	return int64(b.newCap(need) - cap(b.buf))
+}
+
+// newCap is the capacity the buffer grows to when it must hold need
+// bytes. The caller holds mu.
+func (b *growingBody) newCap(need int) int {
+	c := max(2*cap(b.buf), firstChunk, need)
+	if b.announced >= int64(need) && int64(c) > b.announced-b.base {
+		c = int(b.announced - b.base)
+	}
+	return c
+}
+
+// capacity is the bytes the buffer holds, for the in-flight budget.
+func (b *growingBody) capacity() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return int64(cap(b.buf))
+}
+
+// grow appends p, growing the buffer as growthFor said. The caller
+// holds mu.
+func (b *growingBody) grow(p []byte) {
+	if need := len(b.buf) + len(p); need > cap(b.buf) {
+		nb := make([]byte, len(b.buf), b.newCap(need))
+		copy(nb, b.buf)
+		b.buf = nb
+	}
+	b.buf = append(b.buf, p...)
+	b.received.Add(int64(len(p)))
+}
+
+// fillProgress reports the share of the announced body received so far,
+// or -1 when no length was announced. It takes no lock.
+func (b *growingBody) fillProgress() float64 {
+	if b.announced <= 0 {
+		return -1
+	}
+	return float64(b.received.Load()) / float64(b.announced)
 }
 
 // completeBody returns a growingBody that already holds all of p.
 func completeBody(p []byte) *growingBody {
-	b := &growingBody{buf: p, done: true, size: int64(len(p))}
+	b := &growingBody{buf: p, done: true, size: int64(len(p)), announced: int64(len(p))}
 	b.cond.L = &b.mu
+	b.received.Store(int64(len(p)))
+	b.finished.Store(true)
 	return b
 }
 
@@ -71,7 +134,7 @@ func completeBody(p []byte) *growingBody {
 func (b *growingBody) append(p []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
+	b.grow(p)
 	b.cond.Broadcast()
 	if !b.streaming {
 		return nil
@@ -96,7 +159,7 @@ func (b *growingBody) append(p []byte) error {
 // reader can see p.
 func (b *growingBody) appendThen(p []byte, fn func(all []byte)) {
 	b.mu.Lock()
-	b.buf = append(b.buf, p...)
+	b.grow(p)
 	fn(b.buf)
 	b.mu.Unlock()
 	b.cond.Broadcast()
@@ -200,6 +263,7 @@ func (b *growingBody) leave(id int) {
 
 // finish marks the body complete (err nil) or failed.
 func (b *growingBody) finish(err error) {
+	b.finished.Store(true)
 	b.mu.Lock()
 	b.done = true
 	b.err = err
@@ -210,12 +274,17 @@ func (b *growingBody) finish(err error) {
 	b.cond.Broadcast()
 }
 
-// wait blocks until more than off bytes are available or the body is done,
-// and returns the bytes from off on that are available now.
-func (b *growingBody) wait(off int64) ([]byte, bool, error) {
+// wait blocks until more than off bytes are available, the body is done
+// or ctx ends, and returns the bytes from off on that are available now.
+// A caller that passes a ctx that can end must have it wake the body
+// (see watch).
+func (b *growingBody) wait(ctx context.Context, off int64) ([]byte, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.base+int64(len(b.buf)) <= off && !b.done {
+		if err := ctx.Err(); err != nil {
+			return nil, true, err
+		}
 		b.cond.Wait()
 	}
 	if off < b.base {
@@ -231,10 +300,13 @@ func (b *growingBody) wait(off int64) ([]byte, bool, error) {
 // found at the end. It returns the error of a failed fill, and
 // errStreaming for a body of unknown length that switched to streaming:
 // its end will come only as its readers read it.
-func (b *growingBody) waitSize() (int64, error) {
+func (b *growingBody) waitSize(ctx context.Context) (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.size < 0 && !b.done && !b.streaming {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		b.cond.Wait()
 	}
 	switch {
@@ -268,14 +340,26 @@ func (b *growingBody) bytes() []byte {
 	return b.buf
 }
 
-// writeTo copies the whole body to w as it arrives, as a registered reader.
-// It returns the fill's error if the body ended short.
-func (b *growingBody) writeTo(w io.Writer, flush func()) (int64, error) {
+// watch wakes the body's waiters when ctx ends, so that a reader whose
+// client left stops waiting for bytes; call the returned stop when done.
+func (b *growingBody) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		b.mu.Lock() // a reader between its check and its Wait gets the wake-up
+		b.mu.Unlock()
+		b.cond.Broadcast()
+	})
+}
+
+// writeTo copies the whole body to w as it arrives, as a registered reader,
+// until ctx (the client's request) ends. It returns the fill's error if the
+// body ended short.
+func (b *growingBody) writeTo(ctx context.Context, w io.Writer, flush func()) (int64, error) {
 	id := b.register(0)
 	defer b.leave(id)
+	defer b.watch(ctx)()
 	var off int64
 	for {
-		p, done, err := b.wait(off)
+		p, done, err := b.wait(ctx, off)
 		if done {
 			return off, err
 		}
@@ -291,12 +375,20 @@ func (b *growingBody) writeTo(w io.Writer, flush func()) (int64, error) {
 	}
 }
 
-// ReadAt implements io.ReaderAt over the growing body, blocking until the
-// requested bytes have arrived.
-func (b *growingBody) ReadAt(p []byte, off int64) (int, error) {
+// readerAt is an io.ReaderAt over a growing body for one client request:
+// reads block until the bytes they want have arrived, or the request ends
+// (its ctx must be watched: see growingBody.watch).
+type readerAt struct {
+	ctx context.Context
+	b   *growingBody
+}
+
+// ReadAt implements io.ReaderAt.
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
+	b := r.b
 	n := 0
 	for n < len(p) {
-		avail, done, err := b.wait(off + int64(n))
+		avail, done, err := b.wait(r.ctx, off+int64(n))
 		if done {
 			if err == nil {
 				err = io.EOF

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"sync"
@@ -28,7 +29,7 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 // gets every byte.
 func TestStreamingBodyIsBoundedAndWhole(t *testing.T) {
 	const window, chunk, chunks = 64 << 10, 8 << 10, 64 // 512 KiB in all
-	b := newGrowingBody(-1, 0)
+	b := newGrowingBody(-1)
 	b.stream(window)
 	fast := &slowWriter{gate: make(chan struct{})}
 	close(fast.gate) // never blocks
@@ -39,7 +40,7 @@ func TestStreamingBodyIsBoundedAndWhole(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = b.writeTo(w, nil)
+			_, errs[i] = b.writeTo(context.Background(), w, nil)
 		}()
 	}
 	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.readers) == 2 })
@@ -94,7 +95,7 @@ func TestStreamingBodyIsBoundedAndWhole(t *testing.T) {
 // A reader that comes after the start was dropped gets an error, not a
 // body with a hole; a fill nobody reads, or a stopped one, ends.
 func TestStreamingBodyEnds(t *testing.T) {
-	b := newGrowingBody(-1, 0)
+	b := newGrowingBody(-1)
 	b.stream(64)
 	id := b.register(0)
 	if err := b.append(make([]byte, 32)); err != nil {
@@ -104,10 +105,10 @@ func TestStreamingBodyEnds(t *testing.T) {
 	if err := b.append(make([]byte, 8)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.ReadAt(make([]byte, 4), 0); !errors.Is(err, errBodyTrimmed) {
+	if _, err := (readerAt{context.Background(), b}).ReadAt(make([]byte, 4), 0); !errors.Is(err, errBodyTrimmed) {
 		t.Fatalf("late reader: %v, want errBodyTrimmed", err)
 	}
-	if n, err := b.writeTo(io.Discard, nil); !errors.Is(err, errBodyTrimmed) || n != 0 {
+	if n, err := b.writeTo(context.Background(), io.Discard, nil); !errors.Is(err, errBodyTrimmed) || n != 0 {
 		t.Fatalf("late writeTo: %d bytes, %v", n, err)
 	}
 	b.leave(id)
@@ -115,7 +116,7 @@ func TestStreamingBodyEnds(t *testing.T) {
 		t.Fatalf("append with no reader left: %v, want errNoReaders", err)
 	}
 
-	b = newGrowingBody(-1, 0)
+	b = newGrowingBody(-1)
 	b.stream(4)
 	b.register(0) // a reader that never reads
 	done := make(chan error, 1)
@@ -147,8 +148,10 @@ func waitUntil(t *testing.T, cond func() bool) {
 // lock: joining must therefore never wait for the body's lock, or the two
 // deadlock (as a rolling-restart test once did).
 func TestJoiningNeverWaitsForTheBodyLock(t *testing.T) {
+	h := &Handler{flights: map[string]*flight{}, metrics: newMetrics(nil, nil)}
+	h.cache.Store(&CacheConfig{FinishAbandoned: 0.5})
 	f := &flight{done: make(chan struct{}), parties: 1}
-	b := newGrowingBody(-1, 0)
+	b := newGrowingBody(-1)
 	f.attach(b)
 	b.mu.Lock() // a fill inside appendThen
 	joined := make(chan struct{})
@@ -165,8 +168,8 @@ func TestJoiningNeverWaitsForTheBodyLock(t *testing.T) {
 	if got := b.pending.Load(); got != 2 {
 		t.Fatalf("pending %d, want 2", got)
 	}
-	f.release()
-	f.release()
+	h.leave(f)
+	h.leave(f)
 	if got := b.pending.Load(); got != 0 {
 		t.Fatalf("pending %d after both released", got)
 	}

@@ -140,7 +140,6 @@ func TestNotStored(t *testing.T) {
 		{"private", 200, []string{"Cache-Control", "private, max-age=60"}, nil},
 		{"no freshness no validator", 200, nil, nil},
 		{"302 without freshness", 302, []string{"Location", "/x", "ETag", `"e"`}, nil},
-		{"500", 500, []string{"Cache-Control", "max-age=60"}, nil},
 		{"Set-Cookie", 200, []string{"Cache-Control", "max-age=60", "Set-Cookie", "id=1"}, nil},
 		{"Vary star", 200, []string{"Cache-Control", "max-age=60", "Vary", "*"}, nil},
 		{"Authorization without public", 200, []string{"Cache-Control", "max-age=60"}, []string{"Authorization", "Bearer x"}},

@@ -63,6 +63,31 @@ type CacheConfig struct {
 	// HitForMiss is how long a key whose response was uncacheable skips
 	// request coalescing (Varnish's hit-for-miss). Default 10s.
 	HitForMiss time.Duration `yaml:"hit_for_miss"`
+
+	// MaxInflightBytes bounds the bodies of fills in progress, which the
+	// store does not hold yet: a fill holds a first chunk (32 KiB) from
+	// its start, its announced length (up to MaxObjectBytes) once the
+	// headers come, and a body of unknown length as it grows. When the
+	// budget is full, new misses wait up to InflightWait, then get 503
+	// with Retry-After (or a stale copy); hits are served as ever.
+	// Default MaxBytes/4.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// InflightWait is how long a fill waits for room in MaxInflightBytes.
+	// Default 500ms.
+	InflightWait time.Duration `yaml:"inflight_wait"`
+	// FinishAbandoned is the share of its announced length a fill must
+	// have received to be finished (and stored) when every client
+	// waiting on it has gone; below it the upstream request is called
+	// off, so that work follows demand. A body of unknown length is
+	// always called off. 1 calls off every abandoned fill. Default 0.5.
+	FinishAbandoned float64 `yaml:"finish_abandoned"`
+	// ErrorBackoff is how long a key whose fill failed (a 5xx that may
+	// not be stored, a timeout, a refused connection) gets that failure
+	// again (or its stale copy) without a request upstream; it doubles
+	// with each failure in a row up to MaxErrorBackoff. Default 1s.
+	ErrorBackoff time.Duration `yaml:"error_backoff"`
+	// MaxErrorBackoff caps ErrorBackoff's doubling. Default 16s.
+	MaxErrorBackoff time.Duration `yaml:"max_error_backoff"`
 }
 
 // ServerConfig holds client-side timeouts and limits.
@@ -179,6 +204,41 @@ type GraceConfig struct {
 	WhileRevalidate time.Duration `yaml:"while_revalidate"`
 	// IfError is the default stale-if-error. Default 0.
 	IfError time.Duration `yaml:"if_error"`
+	// IfUnreachable is how long past its freshness a stored response may
+	// be served when the origin cannot be reached at all (refused,
+	// reset, timed out; not when it answers 5xx, which stale-if-error
+	// governs): RFC 9111 §4.2.4 lets a disconnected cache serve stale,
+	// as Squid and Traffic Server do by default. Default 24h; 0 turns it
+	// off.
+	IfUnreachable *time.Duration `yaml:"if_unreachable"`
+	// StaleTimeout is how long a request that has a stale copy it may use
+	// (within stale-if-error, IfError or IfUnreachable) waits for the
+	// origin before it is answered from that copy; the fill goes on in
+	// the background and refreshes the entry (Varnish's grace with a
+	// backend timeout). Default 1s; 0 waits for the origin.
+	StaleTimeout *time.Duration `yaml:"stale_timeout"`
+}
+
+// Default stale windows of GraceConfig.
+const (
+	defaultIfUnreachable = 24 * time.Hour
+	defaultStaleTimeout  = time.Second
+)
+
+// ifUnreachable is IfUnreachable with its default.
+func (g GraceConfig) ifUnreachable() time.Duration {
+	if g.IfUnreachable == nil {
+		return defaultIfUnreachable
+	}
+	return *g.IfUnreachable
+}
+
+// staleTimeout is StaleTimeout with its default.
+func (g GraceConfig) staleTimeout() time.Duration {
+	if g.StaleTimeout == nil {
+		return defaultStaleTimeout
+	}
+	return *g.StaleTimeout
 }
 
 // WithDefaults returns a copy of c with every unset field given its default.
@@ -201,6 +261,21 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Cache.HitForMiss == 0 {
 		c.Cache.HitForMiss = 10 * time.Second
+	}
+	if c.Cache.MaxInflightBytes == 0 {
+		c.Cache.MaxInflightBytes = c.Cache.MaxBytes / 4
+	}
+	if c.Cache.InflightWait == 0 {
+		c.Cache.InflightWait = 500 * time.Millisecond
+	}
+	if c.Cache.FinishAbandoned == 0 {
+		c.Cache.FinishAbandoned = 0.5
+	}
+	if c.Cache.ErrorBackoff == 0 {
+		c.Cache.ErrorBackoff = time.Second
+	}
+	if c.Cache.MaxErrorBackoff == 0 {
+		c.Cache.MaxErrorBackoff = 16 * time.Second
 	}
 	if c.Server.ReadHeaderTimeout == 0 {
 		c.Server.ReadHeaderTimeout = 10 * time.Second
@@ -284,6 +359,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cache.hot_bytes: negative (%d)", c.Cache.HotBytes)
 	case c.Cache.HitForMiss < 0:
 		return errors.New("cache.hit_for_miss: negative")
+	case c.Cache.MaxInflightBytes < 0:
+		return fmt.Errorf("cache.max_inflight_bytes: negative (%d)", c.Cache.MaxInflightBytes)
+	case c.Cache.InflightWait < 0:
+		return errors.New("cache.inflight_wait: negative")
+	case !(c.Cache.FinishAbandoned >= 0 && c.Cache.FinishAbandoned <= 1):
+		return fmt.Errorf("cache.finish_abandoned: %v not in [0, 1]", c.Cache.FinishAbandoned)
+	case c.Cache.ErrorBackoff < 0:
+		return errors.New("cache.error_backoff: negative")
+	case c.Cache.MaxErrorBackoff < c.Cache.ErrorBackoff:
+		return fmt.Errorf("cache.max_error_backoff: %v is less than cache.error_backoff %v", c.Cache.MaxErrorBackoff, c.Cache.ErrorBackoff)
 	case c.Server.ReadHeaderTimeout < 0:
 		return errors.New("server.read_header_timeout: negative")
 	case c.Server.IdleTimeout < 0:
@@ -350,6 +435,10 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.grace.while_revalidate: negative", f)
 		case s.Grace.IfError < 0:
 			return fmt.Errorf("%s.grace.if_error: negative", f)
+		case s.Grace.IfUnreachable != nil && *s.Grace.IfUnreachable < 0:
+			return fmt.Errorf("%s.grace.if_unreachable: negative", f)
+		case s.Grace.StaleTimeout != nil && *s.Grace.StaleTimeout < 0:
+			return fmt.Errorf("%s.grace.stale_timeout: negative", f)
 		case s.DefaultTTL < 0:
 			return fmt.Errorf("%s.default_ttl: negative", f)
 		}

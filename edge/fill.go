@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,143 +25,6 @@ var errFirstByteTimeout = errors.New("no response headers within the site's time
 // errorBodyLimit bounds how much of an upstream 5xx body is buffered to be
 // shared by coalesced waiters.
 const errorBodyLimit = 64 << 10
-
-// flight is one upstream fill that any number of requests wait on. It is
-// registered under its key while it runs, so concurrent misses join it, and
-// removed when its body is complete and stored (groupcache's singleflight,
-// cleaned up after the call; bodies go further: waiters read as bytes come).
-type flight struct {
-	done chan struct{} // closed once res is set
-	res  fillResult
-
-	mu         sync.Mutex
-	published  bool
-	leaderGone bool
-	hint       func(code int, h textproto.MIMEHeader) // to the leader's client; nil if none
-	// parties counts the requests that wait on the flight or use its
-	// result and have not released it; the body, once there, is told, so
-	// that a streaming body never drops bytes one of them has yet to read.
-	parties int
-	body    *growingBody
-}
-
-// join counts one more party. It is called under the handler's lock, so
-// it only counts (see growingBody.expect).
-func (f *flight) join() {
-	f.mu.Lock()
-	f.parties++
-	if f.body != nil {
-		f.body.expect(1)
-	}
-	f.mu.Unlock()
-}
-
-// release says a party is done with the flight and its result. The
-// caller must not hold the handler's lock.
-func (f *flight) release() {
-	f.mu.Lock()
-	f.parties--
-	b := f.body
-	f.mu.Unlock()
-	if b != nil {
-		b.release()
-	}
-}
-
-// attach makes b the flight's body, expecting the current parties.
-func (f *flight) attach(b *growingBody) {
-	f.mu.Lock()
-	f.body = b
-	b.expect(f.parties)
-	f.mu.Unlock()
-}
-
-// fillResult is what a fill hands to its waiters once upstream answered.
-type fillResult struct {
-	e         *entry       // the response to share (status, header, policy)
-	body      *growingBody // its body, complete or arriving
-	stored    bool         // e is to be stored once its body is complete
-	secondary string       // the secondary key of the leader's request, if e varies
-	failed    bool         // upstream failed (transport error or 5xx): a stale copy may stand in
-	err       error        // transport error, when there is no response at all
-	fwdStatus int          // upstream's status, 0 if none
-	// pass is a response that may not be shared (uncacheable, or too big to
-	// hold): it goes to the leader alone, and the others fetch for
-	// themselves.
-	pass *http.Response
-}
-
-// publish hands the result to the waiters.
-func (f *flight) publish(res fillResult) {
-	f.mu.Lock()
-	f.res = res
-	f.published = true
-	if f.leaderGone && res.pass != nil {
-		res.pass.Body.Close()
-		f.res.pass = nil
-	}
-	f.mu.Unlock()
-	close(f.done)
-}
-
-// abandon is called by a leader whose client went away before the result.
-func (f *flight) abandon() {
-	f.mu.Lock()
-	f.leaderGone = true
-	f.hint = nil
-	if f.published && f.res.pass != nil {
-		f.res.pass.Body.Close()
-		f.res.pass = nil
-	}
-	f.mu.Unlock()
-}
-
-// joinOrStart returns the flight for key, starting one with out as its
-// upstream request when none runs. leader reports whether the caller
-// started it.
-func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
-	h.mu.Lock()
-	if f, ok := h.flights[key]; ok {
-		f.join()
-		h.mu.Unlock()
-		return f, false
-	}
-	f = &flight{done: make(chan struct{}), hint: hint, parties: 1}
-	h.flights[key] = f
-	h.mu.Unlock()
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.fill(f, st, key, primary, out, stale, true)
-	}()
-	return f, true
-}
-
-// startSolo runs a fill that nobody else joins (hit-for-miss, requests
-// with Authorization).
-func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) *flight {
-	f := &flight{done: make(chan struct{}), hint: hint, parties: 1}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.fill(f, st, key, primary, out, stale, false)
-	}()
-	return f
-}
-
-// refresh revalidates a stale entry in the background
-// (stale-while-revalidate), unless a fill for its key already runs.
-func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *entry) {
-	if h.closed.Load() {
-		return
-	}
-	out := h.upstreamRequest(st, r, stale)
-	f, leader := h.joinOrStart(st, key, primary, out, stale, nil)
-	if leader {
-		f.abandon() // nobody reads a pass response of a background refresh
-	}
-	f.release() // nor anything else of it
-}
 
 // upstreamRequest builds the request a fill sends: always a full GET for the
 // client's target, with this cache's own validators and none of the client's
@@ -215,7 +79,20 @@ func (h *Handler) addForwarded(out, in *http.Request) {
 // fill fetches out from upstream and publishes the result to f's waiters;
 // for a shareable response it then reads the body into a growingBody that
 // the waiters read as it arrives, and stores the entry when it is complete.
-func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Request, stale *entry, shared bool) {
+// ctx is the fill's own: it ends when every party left (errAbandoned, see
+// Handler.leave), at the site's first-byte timeout, or when the handler
+// closes.
+func (h *Handler) fill(ctx context.Context, f *flight, st *site, key, primary string, out *http.Request, stale *entry) {
+	shared := f.key != ""
+	cache := h.cache.Load()
+	// The fill's context ends with the fill, except for a response passed
+	// to the leader, whose body ends it when closed (cancelOnClose).
+	passed := false
+	defer func() {
+		if !passed {
+			f.cancel(nil)
+		}
+	}()
 	unregister := func() {
 		if !shared {
 			return
@@ -226,11 +103,31 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		}
 		h.mu.Unlock()
 	}
+	// fail publishes a fill that got no usable response; the origin's
+	// failures (not those of the edge's own making) are remembered first,
+	// so that a request arriving after unregister does not ask again.
+	fail := func(res fillResult, body []byte) {
+		if remembered(ctx, res.err) {
+			h.failures.record(key, res, body, h.now(), cache.ErrorBackoff, cache.MaxErrorBackoff)
+		}
+		unregister()
+		f.publish(res)
+	}
+	mem := &fillMemory{budget: h.inflight, wait: cache.InflightWait}
+	defer mem.release()
+	// Admission: a fill holds at least a first chunk of the in-flight
+	// budget; when that is full, new misses wait briefly, then fail
+	// (503, or a stale copy) without reaching upstream.
+	if err := mem.ensure(ctx, firstChunk); err != nil {
+		h.metrics.inflightRejected.Inc()
+		fail(fillResult{failed: true, err: err}, nil)
+		return
+	}
+
 	// The site's timeout bounds the wait for the response's headers; the
 	// body, however long, is bounded only between reads (the pool's
 	// read_timeout), so that a large download is not cut off.
-	ctx, cancelCause := context.WithCancelCause(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})))
-	cancel := func() { cancelCause(nil) }
+	cancelCause := f.cancel
 	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
 		f.mu.Lock()
@@ -253,18 +150,16 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 		err = fmt.Errorf("%w: %w", errFirstByteTimeout, err)
 	}
 	respTime := h.now()
-	h.metrics.fill(reqTime, respTime, err != nil || resp.StatusCode >= 500)
 	if err != nil {
-		cancel()
-		unregister()
-		f.publish(fillResult{failed: true, err: fmt.Errorf("origin %s: %w", st.origin.Host, err)})
+		h.metrics.fill(reqTime, respTime, context.Cause(ctx) != errAbandoned)
+		fail(fillResult{failed: true, err: fmt.Errorf("origin %s: %w", st.origin.Host, err)}, nil)
 		return
 	}
 
 	// A 304 to our own validators refreshes the stale entry (§4.3.4).
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
+		h.metrics.fill(reqTime, respTime, false)
 		resp.Body.Close()
-		cancel()
 		resp.Header.Del(PeerFillHeader) // a transport's mark, never stored
 		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
@@ -275,26 +170,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 			res.stored = true
 			h.putFilled(h.store, primary, out.Header, e, purgeGen)
 		}
-		unregister()
-		f.publish(res)
-		return
-	}
-
-	// 5xx: upstream failed. Share a small copy of its answer with the
-	// waiters (each of which may use its stale copy instead): a failing
-	// origin is not hit once per waiter.
-	if resp.StatusCode >= 500 {
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
-		resp.Body.Close()
-		cancel()
-		hdr := resp.Header.Clone()
-		policy.RemoveHopByHop(hdr)
-		hdr.Del("Content-Length")
-		e := newFillingEntry(resp.StatusCode, hdr, policy.Policy{}, respTime)
-		res := fillResult{failed: true, e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
-		if rerr != nil {
-			res.e, res.body, res.err = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr)
-		}
+		h.failures.forget(key)
 		unregister()
 		f.publish(res)
 		return
@@ -305,7 +181,29 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	fromOwner := hdr.Get(PeerFillHeader) != ""
 	hdr.Del(PeerFillHeader)
 	e, pol := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
-	maxObj := h.cache.Load().MaxObjectBytes
+
+	// 5xx: upstream failed, unless the origin made its error storable
+	// with explicit freshness (RFC 9111 §3) and no stale copy stands in
+	// for it (stale-if-error). Share a small copy of the answer with the
+	// waiters (each of which may use its stale copy instead) and
+	// remember it for the key's backoff: a failing origin is not hit
+	// once per waiter, nor once per request.
+	if resp.StatusCode >= 500 && (!pol.Store || staleStandsIn(stale, respTime)) {
+		h.metrics.fill(reqTime, respTime, true)
+		body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+		resp.Body.Close()
+		hdr.Del("Content-Length")
+		res := fillResult{failed: true, e: newFillingEntry(resp.StatusCode, hdr, policy.Policy{}, respTime), body: completeBody(body), fwdStatus: resp.StatusCode}
+		if rerr != nil {
+			res.e, res.body, res.err, body = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr), nil
+		}
+		fail(res, body)
+		return
+	}
+	h.metrics.fill(reqTime, respTime, false)
+	h.failures.forget(key)
+
+	maxObj := cache.MaxObjectBytes
 	if !pol.Store || resp.ContentLength > maxObj {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.
@@ -313,22 +211,41 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 			h.markHitForMiss(key, respTime)
 		}
 		unregister()
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		passed = true
 		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
 		return
 	}
 	if !shared {
 		h.clearHitForMiss(key)
 	}
-	for _, name := range pol.StripFields {
-		hdr.Del(name)
+	// A body of announced length holds its share of the in-flight
+	// budget before anyone is told of it, so that a full budget is a
+	// clean 503 (or stale), not a body cut short.
+	if resp.ContentLength > 0 {
+		if err := mem.ensure(ctx, resp.ContentLength); err != nil {
+			resp.Body.Close()
+			h.metrics.inflightRejected.Inc()
+			fail(fillResult{failed: true, err: err}, nil)
+			return
+		}
 	}
-	capHint := resp.ContentLength
-	body := newGrowingBody(resp.ContentLength, capHint)
+	res := fillResult{e: e, fwdStatus: resp.StatusCode}
+	stored := e // what is stored: without the fields the origin allowed on this response only
+	if len(pol.StripFields) > 0 {
+		kept := hdr.Clone()
+		for _, name := range pol.StripFields {
+			kept.Del(name)
+		}
+		stored = newFillingEntry(resp.StatusCode, kept, pol, respTime)
+		res.e, res.leaderEntry = stored, e
+	}
+	body := newGrowingBody(resp.ContentLength)
 	f.attach(body)
+	res.body = body
 	// "stored" is said only when it is known now: a body of unknown length
 	// may still outgrow max_object_bytes.
-	res := fillResult{e: e, body: body, stored: !fromOwner && resp.ContentLength >= 0, fwdStatus: resp.StatusCode}
+	res.stored = !fromOwner && resp.ContentLength >= 0
 	if fields, ok := policy.VaryFields(hdr["Vary"]); ok && len(fields) > 0 {
 		res.secondary, _ = policy.SecondaryKey(fields, out.Header)
 	}
@@ -339,19 +256,22 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	// again finds the stored entry, not a finished flight.
 	storeEntry := func(all []byte) {
 		if int64(len(all)) <= maxObj {
-			stored := e.clone()
-			stored.body = all
+			if cap(all)-len(all) > len(all)/8 {
+				all = bytes.Clone(all) // a body of unknown length: keep no slack
+			}
+			e := stored.clone()
+			e.body = all
 			fi, _ := FillInfoFrom(out.Context())
 			switch {
 			case !fromOwner || fi.Replica:
-				h.putFilled(h.store, primary, out.Header, stored, purgeGen)
+				h.putFilled(h.store, primary, out.Header, e, purgeGen)
 			case h.peerFillIsHot(primary):
 				// The owner peer holds the real copy; keep a short-lived
 				// one of a hot object only (groupcache's hot cache).
-				if limit := stored.initialAge + hotTTL; stored.policy().Lifetime > limit {
-					stored.setLifetime(limit)
+				if limit := e.initialAge + hotTTL; e.policy().Lifetime > limit {
+					e.setLifetime(limit)
 				}
-				h.putFilled(h.hot, primary, out.Header, stored, purgeGen)
+				h.putFilled(h.hot, primary, out.Header, e, purgeGen)
 			}
 		}
 		unregister()
@@ -369,13 +289,15 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 			h.markHitForMiss(key, h.now())
 		}
 	}
-	n, err := readInto(ctx, body, resp.Body, maxObj, resp.ContentLength, beforeLast, onStream)
+	n, err := readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream)
 	resp.Body.Close()
-	cancel()
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
 		unregister()
 		return
@@ -388,6 +310,58 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	body.finish(nil)
 }
 
+// remembered reports whether a failed fill is the origin's failure, to be
+// remembered for the key's backoff: not a fill every client left, nor one
+// the edge's own limits stopped, nor one cut short by a shutdown.
+func remembered(ctx context.Context, err error) bool {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(err, errInflightFull):
+		return false
+	case cause == nil, cause == errFirstByteTimeout:
+		return true
+	default: // errAbandoned, or the handler closing
+		return false
+	}
+}
+
+// staleStandsIn reports whether a stale copy will be served in place of
+// an upstream error at now (stale-if-error or site grace).
+func staleStandsIn(stale *entry, now time.Time) bool {
+	return stale != nil && stale.judge(stale.currentAge(now), nil).StaleIfError
+}
+
+// fillMemory is what one fill holds of the in-flight budget: the capacity
+// of its body's buffer, or the announced length reserved up front. Only
+// the fill's goroutine uses it.
+type fillMemory struct {
+	budget *byteBudget
+	wait   time.Duration
+	held   int64
+}
+
+// ensure holds at least n bytes, waiting for room as the budget allows.
+func (m *fillMemory) ensure(ctx context.Context, n int64) error {
+	if n <= m.held {
+		return nil
+	}
+	if err := m.budget.take(ctx, n-m.held, m.wait); err != nil {
+		return err
+	}
+	m.held = n
+	return nil
+}
+
+// shrink gives back what is held beyond n.
+func (m *fillMemory) shrink(n int64) {
+	if n < m.held {
+		m.budget.give(m.held - n)
+		m.held = n
+	}
+}
+
+// release gives everything back.
+func (m *fillMemory) release() { m.shrink(0) }
+
 // readBufs are the fills' read buffers: a miss must not allocate 32 KiB.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
@@ -395,14 +369,14 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // behind the fill.
 const streamWindow = 4 << 20
 
-// readInto copies src into b. A body of unknown length that grows past
-// maxObj will not be stored: onStream runs, and b switches to streaming,
-// so that the readers already on it get the rest without the body being
-// held whole.
+// readInto copies src into b, holding b's buffer in mem first. A body of
+// unknown length that grows past maxObj will not be stored: onStream runs,
+// and b switches to streaming, so that the readers already on it get the
+// rest without the body being held whole.
 //
 // When size (the announced length) is reached, beforeLast runs with the
 // whole body before the readers can see its last bytes.
-func readInto(ctx context.Context, b *growingBody, src io.Reader, maxObj, size int64, beforeLast func([]byte), onStream func()) (int64, error) {
+func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func()) (int64, error) {
 	stop := context.AfterFunc(ctx, b.stop)
 	defer stop()
 	bp := readBufs.Get().(*[]byte)
@@ -417,11 +391,19 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, maxObj, size i
 				onStream()
 				b.stream(streamWindow)
 			}
+			if grow := b.growthFor(m); grow > 0 {
+				if merr := mem.ensure(ctx, b.capacity()+grow); merr != nil {
+					return n, merr
+				}
+			}
 			if beforeLast != nil && n == size {
 				b.appendThen(buf[:m], beforeLast)
 				beforeLast = nil
 			} else if aerr := b.append(buf[:m]); aerr != nil {
 				return n, aerr
+			}
+			if b.streamed() {
+				mem.shrink(max(b.capacity(), firstChunk))
 			}
 		}
 		if err == io.EOF {

@@ -72,6 +72,9 @@ type Handler struct {
 	purges    recentPurges
 	accessLog *slog.Logger
 
+	inflight *byteBudget  // bodies of fills in progress
+	failures *failedFills // keys whose fills failed recently
+
 	mu        sync.Mutex
 	flights   map[string]*flight
 	hfm       *simplelru.LRU[string, time.Time] // hit-for-miss: key → until
@@ -107,6 +110,9 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		log:     opt.Logger,
 		flights: map[string]*flight{},
 		via:     "1.1 " + cfg.Name,
+
+		inflight: newByteBudget(cfg.Cache.MaxInflightBytes),
+		failures: newFailedFills(),
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -216,6 +222,7 @@ func (h *Handler) Reload(cfg Config) error {
 	h.cache.Store(&cache)
 	h.store.setMax(cache.MaxBytes)
 	h.hot.setMax(cache.HotBytes)
+	h.inflight.setMax(cache.MaxInflightBytes)
 	old := h.sites.Swap(sites)
 	// Requests that started on the old table may still be filling through
 	// its pools: close those once in-flight work has had time to finish.

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,10 @@ type metrics struct {
 	staleServed *prometheus.CounterVec
 	purged      prometheus.Counter
 	streamed    prometheus.Counter
+	// abandoned counts fills called off because every client left;
+	// inflightRejected fills refused for want of in-flight budget.
+	abandoned        prometheus.Counter
+	inflightRejected prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -68,6 +73,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_streamed_fills_total",
 			Help: "Fills of a body of unknown length that outgrew max_object_bytes: streamed to their readers, not stored.",
 		}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_fills_abandoned_total",
+			Help: "Fills called off because every client waiting on them left (work follows demand).",
+		}),
+		inflightRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_inflight_rejected_total",
+			Help: "Fills refused because cache.max_inflight_bytes stayed full for cache.inflight_wait (answered 503 or stale).",
+		}),
 	}
 	for c := range classNames {
 		for p := range protocols {
@@ -81,6 +94,11 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
+		m.abandoned, m.inflightRejected,
+		storeGauge("meridian_edge_inflight_bytes", "Bytes held by the bodies of fills in progress (cache.max_inflight_bytes bounds them).", func() float64 {
+			used, _ := h.inflight.stats()
+			return float64(used)
+		}),
 		storeGauge("meridian_edge_store_bytes", "Bytes charged to the store (headers and bodies).", func() float64 {
 			_, b, _ := h.StoreStats()
 			return float64(b)
@@ -102,8 +120,10 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 // classOf maps a response's Cache-Status to its request class.
 func classOf(cs cacheStatus) int {
 	switch {
-	case cs.detail == "stale-while-revalidate" || cs.detail == "stale-if-error":
+	case strings.HasPrefix(cs.detail, "stale-"):
 		return classStale
+	case cs.detail == "error-backoff":
+		return classError
 	case cs.hit:
 		return classHit
 	case cs.fwd == "uri-miss" || cs.fwd == "vary-miss" || cs.fwd == "stale" || cs.fwd == "miss":

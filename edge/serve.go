@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -84,9 +85,16 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		h.writeError(w, r, http.StatusGatewayTimeout, "not in cache (only-if-cached)", cacheStatus{fwd: "request", detail: "only-if-cached"})
 		return
 	}
+	hitForMiss := h.hitForMiss(key, now)
+	if hitForMiss && r.Method == http.MethodGet && r.Header["Range"] != nil && e == nil {
+		// Known not to be storable: the origin cuts the range, in one
+		// request (a full GET would only be cut here).
+		h.pass(w, r, st, "partial")
+		return
+	}
 	// A replica copy is filled alone: joining this edge's own fill of the
 	// key would not store it as a replica.
-	h.fetch(w, withAE(), st, key, primary, e, cs, !h.hitForMiss(key, now) && !isReplica(r.Context()))
+	h.fetch(w, withAE(), st, key, primary, e, cs, !hitForMiss && !isReplica(r.Context()))
 }
 
 // normalizedAcceptEncoding returns r with its Accept-Encoding normalized
@@ -112,8 +120,14 @@ func normalizedAcceptEncoding(r *http.Request, st *site) *http.Request {
 func completeBodyOf(*entry) *growingBody { return nil }
 
 // fetch answers r through a fill: joined with others when coalesce, else
-// alone.
+// alone. A request that has a stale copy it may use waits for upstream no
+// longer than the site's grace.stale_timeout, then gets the copy while the
+// fill goes on in the background.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *entry, cs cacheStatus, coalesce bool) {
+	// An authenticated request's failure is its own: not remembered for
+	// the key, nor answered from another's.
+	remember := len(r.Header["Authorization"]) == 0
+	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
 		out := h.upstreamRequest(st, r, stale)
 		hint := func(code int, hdr textproto.MIMEHeader) {
@@ -126,18 +140,34 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		}
 		var f *flight
 		leader := true
-		if coalesce {
+		if coalesce && remember {
 			f, leader = h.joinOrStart(st, key, primary, out, stale, hint)
 		} else {
-			f = h.startSolo(st, key, primary, out, stale, hint)
+			f = h.startSolo(st, key, primary, out, stale, hint, remember)
+		}
+		var early <-chan time.Time
+		if staleWait > 0 {
+			t := time.NewTimer(staleWait)
+			defer t.Stop()
+			early = t.C
 		}
 		select {
 		case <-f.done:
+		case <-early:
+			// Upstream is slow and the stale copy may stand in: answer
+			// from it now, and let the fill refresh the entry.
+			f.keepInBackground()
+			if leader {
+				f.abandon()
+			}
+			h.leave(f)
+			h.serveStale(w, r, stale, "stale-timeout", cs)
+			return
 		case <-r.Context().Done():
 			if leader {
 				f.abandon()
 			}
-			f.release()
+			h.leave(f)
 			return
 		}
 		res := f.res
@@ -145,45 +175,88 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			cs.collapsed = true
 			if res.pass != nil || res.e == nil && !res.failed {
 				// The leader's answer was not shareable: fetch alone.
-				f.release()
+				h.leave(f)
 				cs.detail = "hit-for-miss"
 				coalesce = false
 				continue
 			}
 			if res.secondary != "" && attempt < maxCollapseRetries {
 				if sk, _ := policy.SecondaryKey(res.e.baseHeader()["Vary"], r.Header); sk != res.secondary {
-					f.release()
+					h.leave(f)
 					coalesce = false // another variant than the leader's
 					continue
 				}
 			}
+		} else if res.leaderEntry != nil {
+			res.e = res.leaderEntry
 		}
-		defer f.release()
+		defer h.leave(f)
 		h.serveResult(w, r, st, res, stale, cs)
 		return
 	}
+}
+
+// staleWait is how long a request with the stale copy stale waits for
+// upstream before the copy answers it: the site's stale_timeout when the
+// copy may stand in for a failed or unreachable upstream, else 0 (wait
+// for upstream).
+func (h *Handler) staleWait(st *site, stale *entry) time.Duration {
+	d := st.cfg.Grace.staleTimeout()
+	if stale == nil || d <= 0 {
+		return 0
+	}
+	age := stale.currentAge(h.now())
+	if stale.judge(age, nil).StaleIfError || stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
+		return d
+	}
+	return 0
+}
+
+// serveStale answers r from a stale copy in place of upstream's answer,
+// saying why in Cache-Status.
+func (h *Handler) serveStale(w http.ResponseWriter, r *http.Request, stale *entry, why string, cs cacheStatus) {
+	age := stale.currentAge(h.now())
+	v := stale.judge(age, nil)
+	cs.fwd, cs.detail, cs.ttl, cs.hasTTL = "stale", why, v.TTL, true
+	h.serveEntry(w, r, stale, completeBodyOf(stale), age, cs)
 }
 
 // serveResult answers r from a fill's result.
 func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, res fillResult, stale *entry, cs cacheStatus) {
 	cs.fwdStatus = res.fwdStatus
 	if res.failed {
-		now := h.now()
 		if stale != nil {
-			age := stale.currentAge(now)
-			if v := stale.judge(age, nil); v.Fresh || v.StaleIfError || v.StaleWhileRevalidate {
-				cs.fwd, cs.detail, cs.ttl, cs.hasTTL = "stale", "stale-if-error", v.TTL, true
-				h.serveEntry(w, r, stale, completeBodyOf(stale), age, cs)
+			age := stale.currentAge(h.now())
+			switch v := stale.judge(age, nil); {
+			case v.Fresh || v.StaleIfError || v.StaleWhileRevalidate:
+				h.serveStale(w, r, stale, "stale-if-error", cs)
+				return
+			case res.e == nil && stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()):
+				// No answer at all: a disconnected cache may serve
+				// stale (RFC 9111 §4.2.4; grace.if_unreachable).
+				h.serveStale(w, r, stale, "stale-if-unreachable", cs)
 				return
 			}
 		}
+		if res.remembered {
+			cs.detail = "error-backoff"
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(max(res.retryAfter, time.Second)/time.Second), 10))
+		}
 		if res.e == nil {
 			status, detail := http.StatusBadGateway, "origin-unreachable"
-			if isTimeout(res.err) {
+			switch {
+			case errors.Is(res.err, errInflightFull):
+				status, detail = http.StatusServiceUnavailable, "inflight-full"
+				w.Header().Set("Retry-After", "1")
+			case isTimeout(res.err):
 				status, detail = http.StatusGatewayTimeout, "origin-timeout"
 			}
-			cs.detail = detail
-			h.log.Warn("fill failed", "host", r.Host, "uri", r.RequestURI, "err", res.err)
+			if cs.detail == "" {
+				cs.detail = detail
+			}
+			if !res.remembered {
+				h.log.Warn("fill failed", "host", r.Host, "uri", r.RequestURI, "err", res.err)
+			}
 			h.writeError(w, r, status, "upstream failed", cs)
 			return
 		}
@@ -201,15 +274,11 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 	h.serveEntry(w, r, res.e, res.body, res.e.initialAge, cs)
 }
 
-// servePass streams a response that will not be stored to the leader.
+// servePass streams a response that will not be stored to the leader. A
+// Range request is answered from it (the fill asked for the whole object,
+// which the edge then cannot keep): never a second request upstream.
 func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, resp *http.Response, cs cacheStatus) {
 	defer resp.Body.Close()
-	if r.Header.Get("Range") != "" && resp.StatusCode == http.StatusOK {
-		// We asked for the whole object; let the origin cut the range.
-		resp.Body.Close()
-		h.pass(w, r, st, "partial")
-		return
-	}
 	wh := w.Header()
 	for k, vs := range resp.Header {
 		wh[k] = vs
@@ -217,6 +286,10 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 	policy.RemoveHopByHop(wh)
 	wh["Via"] = append(wh["Via"], h.via)
 	wh.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name, cs))
+	if rh := r.Header.Get("Range"); rh != "" && resp.StatusCode == http.StatusOK && r.Method == http.MethodGet &&
+		h.servePassRange(w, r, resp, rh) {
+		return
+	}
 	w.WriteHeader(resp.StatusCode)
 	h.metrics.request(r, classPass, 0)
 	if r.Method == http.MethodHead {
@@ -225,6 +298,50 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 	if _, err := io.Copy(flushWriter{w}, resp.Body); err != nil {
 		panic(http.ErrAbortHandler) // tell the client the body is short
 	}
+}
+
+// servePassRange answers a single-range request from a whole 200 response
+// as it streams by: the bytes before the range are skipped, those after it
+// not read. It returns false when the range is to be ignored (no length
+// announced, an If-Range that does not match, several ranges, bad syntax):
+// the caller sends the whole response, as RFC 9110 §14.2 allows.
+func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *http.Response, rh string) bool {
+	size := resp.ContentLength
+	if size < 0 {
+		return false
+	}
+	var lm time.Time
+	if v := resp.Header.Get("Last-Modified"); v != "" {
+		lm, _ = http.ParseTime(v)
+	}
+	if !byterange.IfRange(r.Header.Get("If-Range"), resp.Header.Get("Etag"), lm) {
+		return false
+	}
+	ranges, err := byterange.Parse(rh, size)
+	wh := w.Header()
+	switch {
+	case err == byterange.ErrUnsatisfiable:
+		delete(wh, "Content-Type")
+		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
+		wh["Content-Length"] = []string{"0"}
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		h.metrics.request(r, classPass, 0)
+		return true
+	case err != nil || len(ranges) != 1:
+		return false
+	}
+	rg := ranges[0]
+	wh["Content-Range"] = []string{rg.ContentRange(size)}
+	wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
+	w.WriteHeader(http.StatusPartialContent)
+	h.metrics.request(r, classPass, 0)
+	if _, err := io.CopyN(io.Discard, resp.Body, rg.Start); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if _, err := io.CopyN(flushWriter{w}, resp.Body, rg.Length); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return true
 }
 
 // flushWriter flushes after every write so a streamed body is not held back.
@@ -262,7 +379,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 	wh["Cache-Status"] = []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cs)}
 	switch cs.detail {
-	case "stale-while-revalidate", "stale-if-error":
+	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout":
 		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
 	}
 	if cs.collapsed {
@@ -318,7 +435,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	if fl, ok := w.(http.Flusher); ok {
 		flush = fl.Flush
 	}
-	if _, err := body.writeTo(w, flush); err != nil {
+	if _, err := body.writeTo(r.Context(), w, flush); err != nil {
 		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
 	}
 }
@@ -333,7 +450,8 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 	if body == nil {
 		body = completeBody(e.body)
 	}
-	size, err := body.waitSize()
+	defer body.watch(r.Context())()
+	size, err := body.waitSize(r.Context())
 	if err == errStreaming {
 		return false // too big to hold for a Range: the whole body, as it comes
 	}
@@ -357,7 +475,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 		wh["Content-Range"] = []string{rg.ContentRange(size)}
 		wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
 		w.WriteHeader(http.StatusPartialContent)
-		if _, err := io.Copy(w, io.NewSectionReader(body, rg.Start, rg.Length)); err != nil && err != io.EOF {
+		if _, err := io.Copy(w, io.NewSectionReader(readerAt{r.Context(), body}, rg.Start, rg.Length)); err != nil && err != io.EOF {
 			panic(http.ErrAbortHandler)
 		}
 		return true
@@ -366,7 +484,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 	wh["Content-Type"] = []string{mp.ContentTypeHeader()}
 	wh["Content-Length"] = []string{strconv.FormatInt(mp.ContentLength(), 10)}
 	w.WriteHeader(http.StatusPartialContent)
-	if _, err := mp.WriteTo(w, body); err != nil {
+	if _, err := mp.WriteTo(w, readerAt{r.Context(), body}); err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	return true

@@ -159,6 +159,17 @@ func (e *entry) judge(age time.Duration, req *policy.Directives) policy.Verdict 
 	return p.Judge(age, req)
 }
 
+// usableDisconnected reports whether the entry may be served at age by a
+// cache that cannot reach the origin (RFC 9111 §4.2.4), at most window
+// past its freshness: never when the origin forbade stale use
+// (must-revalidate, proxy-revalidate, no-cache, s-maxage).
+func (e *entry) usableDisconnected(age, window time.Duration) bool {
+	if e.flags&(flagNoStale|flagAlwaysRevalidate) != 0 || window <= 0 {
+		return false
+	}
+	return age-time.Duration(e.lifetime)*time.Second < window
+}
+
 // storable reports the policy's Store.
 func (e *entry) storable() bool { return e.flags&flagStore != 0 }
 

@@ -1,0 +1,244 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"sync"
+	"time"
+)
+
+// errAbandoned ends a fill that every request waiting on it has left:
+// work follows demand (see Handler.leave).
+var errAbandoned = errors.New("edge: fill abandoned (every client left)")
+
+// flight is one upstream fill that any number of requests wait on. It is
+// registered under its key while it runs, so concurrent misses join it, and
+// removed when its body is complete and stored (groupcache's singleflight,
+// cleaned up after the call; bodies go further: waiters read as bytes come).
+//
+// A flight lives as long as somebody wants it: the requests that wait on it
+// or read its body (its parties), or a background purpose (a
+// stale-while-revalidate refresh, or a stale answer served early while the
+// fill goes on). When the last party leaves a flight that has no
+// background purpose, the fill is called off (see Handler.leave).
+//
+// Locks: the handler's mu is taken before a flight's mu, and a flight's mu
+// before its body's (which only the fill holds while calling out to store
+// an entry: it then takes the handler's mu, never a flight's).
+type flight struct {
+	done chan struct{} // closed once res is set
+	res  fillResult
+	// key is where the flight is registered in Handler.flights; "" for a
+	// solo fill, which nobody joins.
+	key string
+	// cancel ends the fill with a cause; set before the fill starts.
+	cancel context.CancelCauseFunc
+
+	mu         sync.Mutex
+	published  bool
+	leaderGone bool
+	hint       func(code int, h textproto.MIMEHeader) // to the leader's client; nil if none
+	// parties counts the requests that wait on the flight or use its
+	// result and have not left it; the body, once there, is told, so
+	// that a streaming body never drops bytes one of them has yet to read.
+	parties int
+	// background says the fill is wanted even when no party is left: a
+	// refresh, or a request that was answered from a stale copy early.
+	background bool
+	abandoned  bool // called off when the last party left
+	body       *growingBody
+}
+
+// fillResult is what a fill hands to its waiters once upstream answered.
+type fillResult struct {
+	e    *entry       // the response to share (status, header, policy)
+	body *growingBody // its body, complete or arriving
+	// leaderEntry, when set, is what the request that started the fill
+	// gets instead of e: the response with the fields that the origin
+	// allowed on this response only (no-cache="field", private="field";
+	// RFC 9111 §5.2.2.4 and §5.2.2.7 remove them only from reuse).
+	leaderEntry *entry
+	stored      bool   // e is to be stored once its body is complete
+	secondary   string // the secondary key of the leader's request, if e varies
+	failed      bool   // upstream failed (transport error or 5xx): a stale copy may stand in
+	err         error  // transport error, when there is no response at all
+	fwdStatus   int    // upstream's status, 0 if none
+	// remembered says the result is a recent failure of the key, given
+	// again without asking upstream (see failedFills).
+	remembered bool
+	retryAfter time.Duration // with remembered: how long the backoff lasts
+	// pass is a response that may not be shared (uncacheable, or too big to
+	// hold): it goes to the leader alone, and the others fetch for
+	// themselves.
+	pass *http.Response
+}
+
+// publish hands the result to the waiters.
+func (f *flight) publish(res fillResult) {
+	f.mu.Lock()
+	f.res = res
+	f.published = true
+	if (f.leaderGone || f.abandoned) && res.pass != nil {
+		res.pass.Body.Close()
+		f.res.pass = nil
+	}
+	f.mu.Unlock()
+	close(f.done)
+}
+
+// abandon is called by a leader whose client went away before the result.
+func (f *flight) abandon() {
+	f.mu.Lock()
+	f.leaderGone = true
+	f.hint = nil
+	if f.published && f.res.pass != nil {
+		f.res.pass.Body.Close()
+		f.res.pass = nil
+	}
+	f.mu.Unlock()
+}
+
+// keepInBackground says the fill is wanted even if every party leaves.
+func (f *flight) keepInBackground() {
+	f.mu.Lock()
+	f.background = true
+	f.mu.Unlock()
+}
+
+// join counts one more party. It is called under the handler's lock, so
+// it only counts (see growingBody.expect).
+func (f *flight) join() {
+	f.mu.Lock()
+	f.parties++
+	if f.body != nil {
+		f.body.expect(1)
+	}
+	f.mu.Unlock()
+}
+
+// attach makes b the flight's body, expecting the current parties.
+func (f *flight) attach(b *growingBody) {
+	f.mu.Lock()
+	f.body = b
+	b.expect(f.parties)
+	f.mu.Unlock()
+}
+
+// worthFinishing reports whether a fill nobody waits for any longer is
+// to go on: its body will be stored and share of it has arrived already
+// (finishing a nearly complete object is cheaper than fetching it again).
+// The caller holds f.mu.
+func (f *flight) worthFinishing(share float64) bool {
+	if !f.published || f.res.failed || f.res.pass != nil || f.res.e == nil || f.body == nil || !f.res.stored {
+		return false
+	}
+	p := f.body.fillProgress()
+	return p >= 0 && p >= share
+}
+
+// leave says a party is done with f and its result. When the last party
+// leaves a flight without a background purpose, the fill is called off
+// (unless it is worth finishing) and unregistered, so that the next
+// request starts afresh instead of joining a fill on its way out. The
+// caller must not hold the handler's lock.
+func (h *Handler) leave(f *flight) {
+	share := h.cache.Load().FinishAbandoned
+	h.mu.Lock()
+	f.mu.Lock()
+	f.parties--
+	b := f.body
+	callOff := f.parties == 0 && !f.background && !f.abandoned && !f.worthFinishing(share) &&
+		!(f.body != nil && f.body.finished.Load())
+	if callOff {
+		f.abandoned = true
+		f.hint = nil
+		if f.key != "" && h.flights[f.key] == f {
+			delete(h.flights, f.key)
+		}
+		if f.published && f.res.pass != nil {
+			f.res.pass.Body.Close()
+			f.res.pass = nil
+		}
+	}
+	f.mu.Unlock()
+	h.mu.Unlock()
+	if b != nil {
+		b.release()
+	}
+	if callOff && f.cancel != nil {
+		f.cancel(errAbandoned)
+		h.metrics.abandoned.Inc()
+	}
+}
+
+// joinOrStart returns the flight for key, starting one with out as its
+// upstream request when none runs. leader reports whether the caller
+// started it. A key whose last fill failed recently gets that failure
+// again, without a request upstream, until its backoff ends (see
+// failedFills).
+func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
+	h.mu.Lock()
+	if f, ok := h.flights[key]; ok {
+		f.join()
+		h.mu.Unlock()
+		return f, false
+	}
+	if res, ok := h.failures.recall(key, h.now()); ok {
+		h.mu.Unlock()
+		return doneFlight(res), true
+	}
+	f = &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key}
+	h.flights[key] = f
+	h.mu.Unlock()
+	h.startFill(f, st, key, primary, out, stale)
+	return f, true
+}
+
+// startSolo runs a fill that nobody else joins (hit-for-miss, requests
+// with Authorization).
+func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
+	if remember {
+		if res, ok := h.failures.recall(key, h.now()); ok {
+			return doneFlight(res)
+		}
+	}
+	f := &flight{done: make(chan struct{}), hint: hint, parties: 1}
+	h.startFill(f, st, key, primary, out, stale)
+	return f
+}
+
+// doneFlight is a flight whose result is known already.
+func doneFlight(res fillResult) *flight {
+	f := &flight{done: make(chan struct{}), parties: 1, res: res, published: true, abandoned: true}
+	close(f.done)
+	return f
+}
+
+// startFill runs h.fill for f in the background, under the handler's
+// lifetime and f's cancel.
+func (h *Handler) startFill(f *flight, st *site, key, primary string, out *http.Request, stale *entry) {
+	ctx, cancel := context.WithCancelCause(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})))
+	f.cancel = cancel
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.fill(ctx, f, st, key, primary, out, stale)
+	}()
+}
+
+// refresh revalidates a stale entry in the background
+// (stale-while-revalidate), unless a fill for its key already runs.
+func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *entry) {
+	if h.closed.Load() {
+		return
+	}
+	out := h.upstreamRequest(st, r, stale)
+	f, leader := h.joinOrStart(st, key, primary, out, stale, nil)
+	f.keepInBackground()
+	if leader {
+		f.abandon() // nobody reads a pass response of a background refresh
+	}
+	h.leave(f) // nor anything else of it
+}
