@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/meridiancdn/meridian/edge/node"
@@ -29,6 +30,7 @@ func runEdge(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	setMemoryLimit(log, cfg.MemoryLimit())
 	n, err := node.Start(cfg, node.Options{Logger: log})
 	if err != nil {
 		return err
@@ -42,6 +44,9 @@ func runEdge(ctx context.Context, args []string) error {
 			next, err := node.Load(*path)
 			if err == nil {
 				err = n.Reload(next)
+			}
+			if err == nil {
+				setMemoryLimit(log, next.MemoryLimit())
 			}
 			if err != nil {
 				log.Error("reload refused; the running config keeps serving", "err", err)
@@ -57,4 +62,14 @@ func runEdge(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit from the cache
+// budgets (node.Config.MemoryLimit), unless the operator set GOMEMLIMIT.
+func setMemoryLimit(log *slog.Logger, limit int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info("memory limit set from the cache budgets", "bytes", limit)
 }

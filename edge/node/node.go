@@ -280,6 +280,21 @@ func Load(path string) (Config, error) {
 	return c, nil
 }
 
+// MemoryHeadroom is what a node's memory limit allows beyond its cache
+// budgets: the Go runtime, connection buffers, the request path's
+// garbage and memberlist. 64 MiB covers them with room to spare on the
+// loads of deploy/bench (about 20 MiB at rest, 40 MiB under a miss flood).
+const MemoryHeadroom = 64 << 20
+
+// MemoryLimit is the soft memory limit (runtime/debug.SetMemoryLimit) the
+// config calls for: the store, the hot copies and the in-flight bodies at
+// their budgets, plus MemoryHeadroom. Near it the garbage collector works
+// harder instead of letting the heap grow to twice what is live.
+func (c Config) MemoryLimit() int64 {
+	c = c.WithDefaults()
+	return c.Cache.MaxBytes + c.Cache.HotBytes + c.Cache.MaxInflightBytes + MemoryHeadroom
+}
+
 // Options are what a node is started with besides its config.
 type Options struct {
 	// Logger receives the node's logs. Nil discards them.
@@ -350,7 +365,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Help: "Purge deliveries a peer or region did not acknowledge (they are retried).",
 	})
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked)
+		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meridian_memory_limit_bytes",
+			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
+		}, func() float64 { return float64(memoryLimit()) }))
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
 	switch cfg.AccessLog {
 	case "stdout":
@@ -480,7 +499,7 @@ func (n *Node) closeCluster() {
 // status adds the region and the ring's members to the admin /status.
 func (n *Node) status() map[string]any {
 	cfg := n.config()
-	st := map[string]any{"region": cfg.Region}
+	st := map[string]any{"region": cfg.Region, "memory": memoryStatus()}
 	if n.extraStatus != nil {
 		for k, v := range n.extraStatus() {
 			st[k] = v

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -294,5 +295,39 @@ func TestNodeMetricsShowTheCluster(t *testing.T) {
 	}
 	if strings.Contains(text, "meridian_cluster_membership_changes_total 0\n") {
 		t.Fatal("membership changes not counted")
+	}
+}
+
+func TestMemoryLimitFollowsTheBudgets(t *testing.T) {
+	cfg := nodeConfig("m1", "http://127.0.0.1:1")
+	cfg.Cache.MaxBytes = 64 << 20
+	// 64 MiB store + 8 MiB hot copies (1/8) + 16 MiB in flight (1/4) + headroom.
+	if got, want := cfg.MemoryLimit(), int64(64+8+16)<<20+node.MemoryHeadroom; got != want {
+		t.Fatalf("MemoryLimit = %d, want %d", got, want)
+	}
+	cfg.Cache.HotBytes, cfg.Cache.MaxInflightBytes = 1<<20, 2<<20
+	if got, want := cfg.MemoryLimit(), int64(64+1+2)<<20+node.MemoryHeadroom; got != want {
+		t.Fatalf("MemoryLimit = %d, want %d", got, want)
+	}
+}
+
+func TestStatusReportsMemory(t *testing.T) {
+	c := startCDN(t, []string{"eu"}, 1, nil, false)
+	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Memory map[string]int64 `json:"memory"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Memory["rss_bytes"] <= 0 || st.Memory["heap_bytes"] <= 0 {
+		t.Fatalf("status memory %v", st.Memory)
+	}
+	if _, ok := st.Memory["limit_bytes"]; !ok {
+		t.Fatalf("status memory has no limit_bytes: %v", st.Memory)
 	}
 }
