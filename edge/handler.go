@@ -82,6 +82,10 @@ type Handler struct {
 
 	ctx    context.Context // parent of every fill; canceled by Close
 	cancel context.CancelFunc
+	// draining ends when the node is about to stop: requests still
+	// waiting on upstream are answered at once (see StopWaiting).
+	draining    context.Context
+	stopWaiting context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
 }
@@ -124,6 +128,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.draining, h.stopWaiting = context.WithCancel(context.Background())
 	h.opt = opt
 	h.accessLog = opt.AccessLog
 	h.cache.Store(&cfg.Cache)
@@ -248,6 +253,7 @@ func (h *Handler) Close() error {
 	if h.closed.Swap(true) {
 		return nil
 	}
+	h.stopWaiting()
 	h.cancel()
 	h.wg.Wait()
 	if t := h.sites.Load(); t != nil {
@@ -255,6 +261,14 @@ func (h *Handler) Close() error {
 	}
 	return nil
 }
+
+// StopWaiting answers every request still waiting on upstream at once,
+// and every later one that would wait: from a stale copy it may use, else
+// 503 with Retry-After and Connection: close. A node calls it shortly
+// before its drain deadline, so that a request that cannot finish in
+// time gets a clean answer rather than a connection closed without one.
+// Bodies already being sent go on until the deadline.
+func (h *Handler) StopWaiting() { h.stopWaiting() }
 
 // StoreStats reports how many entries the store holds, the bytes they are
 // charged, and how many entries were evicted to make room.

@@ -169,6 +169,13 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			}
 			h.leave(f)
 			return
+		case <-h.draining.Done():
+			if leader {
+				f.abandon()
+			}
+			h.leave(f)
+			h.answerDraining(w, r, st, stale, cs)
+			return
 		}
 		res := f.res
 		if !leader {
@@ -194,6 +201,22 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		h.serveResult(w, r, st, res, stale, cs)
 		return
 	}
+}
+
+// answerDraining answers a request that cannot wait for upstream because
+// the node is stopping: from its stale copy if it may use one, else 503.
+func (h *Handler) answerDraining(w http.ResponseWriter, r *http.Request, st *site, stale *entry, cs cacheStatus) {
+	w.Header().Set("Connection", "close")
+	if stale != nil {
+		age := stale.currentAge(h.now())
+		if stale.judge(age, nil).StaleIfError || stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
+			h.serveStale(w, r, stale, "stale-while-draining", cs)
+			return
+		}
+	}
+	w.Header().Set("Retry-After", "1")
+	cs.detail = "shutting-down"
+	h.writeError(w, r, http.StatusServiceUnavailable, "this edge is shutting down; retry", cs)
 }
 
 // staleWait is how long a request with the stale copy stale waits for
@@ -379,7 +402,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 	wh["Cache-Status"] = []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cs)}
 	switch cs.detail {
-	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout":
+	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout", "stale-while-draining":
 		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
 	}
 	if cs.collapsed {
@@ -516,6 +539,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 // (RFC 9111 §4.4).
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason string) {
 	ctx := context.WithValue(r.Context(), passReasonKey{}, passInfo{reason: reason, host: hostOnly(r.Host)})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(h.draining, cancel)() // stopping: see ErrorHandler
 	st.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -553,6 +579,11 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if h.draining.Err() != nil && r.Context().Err() != nil {
+				pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
+				h.answerDraining(w, r, st, nil, cacheStatus{fwd: pi.reason})
+				return
+			}
 			status, detail := http.StatusBadGateway, "origin-unreachable"
 			if isTimeout(err) {
 				status, detail = http.StatusGatewayTimeout, "origin-timeout"

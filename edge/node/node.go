@@ -577,6 +577,11 @@ func (n *Node) Reload(cfg Config) error {
 	return nil
 }
 
+// drainMargin is how long before its drain deadline a stopping node
+// answers the requests still waiting on upstream: time to write those
+// answers before the remaining connections are closed.
+const drainMargin = time.Second
+
 // Shutdown drains the node: readiness goes false first, then after the
 // drain delay the listeners stop accepting and in-flight requests finish
 // (until ctx ends). Safe to call more than once.
@@ -595,6 +600,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			// Leave first: the region stops routing keys to us at once,
 			// instead of finding out by failed probes.
 			n.cluster.Leave(2 * time.Second)
+		}
+		// Shortly before the deadline, requests still waiting on
+		// upstream get a clean answer (stale or 503, Connection: close)
+		// instead of a connection closed without one.
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			t := time.AfterFunc(left-min(drainMargin, left/4), n.handler.StopWaiting)
+			defer t.Stop()
 		}
 		err := n.srv.Shutdown(ctx)
 		if n.stopPurger != nil {

@@ -331,3 +331,65 @@ func TestStatusReportsMemory(t *testing.T) {
 		t.Fatalf("status memory has no limit_bytes: %v", st.Memory)
 	}
 }
+
+// Requests still waiting on upstream when the drain deadline comes get a
+// clean answer, never a connection closed without one (issue 14, item 9).
+func TestDrainAnswersRequestsThatCannotFinish(t *testing.T) {
+	hang := make(chan struct{})
+	arrived := make(chan struct{}, 4)
+	osrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer osrv.Close()
+	defer close(hang)
+	cfg := nodeConfig("drain1", osrv.URL)
+	cfg.Cluster = nil
+	cfg.Sites[0].Timeout = time.Minute
+	n, err := node.Start(cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 20 * time.Second}
+	type answer struct {
+		status int
+		close  bool
+		err    error
+	}
+	send := func(method string) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			req, _ := http.NewRequest(method, "http://"+n.HTTPAddr()+"/waiting-"+method, strings.NewReader(""))
+			req.Host = "site.test"
+			resp, err := client.Do(req)
+			if err != nil {
+				ch <- answer{err: err}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ch <- answer{status: resp.StatusCode, close: resp.Close}
+		}()
+		return ch
+	}
+	get, post := send(http.MethodGet), send(http.MethodPost)
+	for i := 0; i < 2; i++ {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("requests did not reach the origin")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	n.Shutdown(ctx)
+	for name, ch := range map[string]<-chan answer{"GET": get, "POST": post} {
+		a := <-ch
+		if a.err != nil || a.status != http.StatusServiceUnavailable || !a.close {
+			t.Fatalf("%s waiting at the drain deadline: %+v (want 503 with Connection: close)", name, a)
+		}
+	}
+}
