@@ -86,8 +86,8 @@ type Handler struct {
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
 	stopWaiting context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	wg          sync.WaitGroup
+	closed      atomic.Bool
 }
 
 // site is one configured site, ready to serve.
