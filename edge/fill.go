@@ -82,8 +82,8 @@ func (h *Handler) addForwarded(out, in *http.Request) {
 // ctx is the fill's own: it ends when every party left (errAbandoned, see
 // Handler.leave), at the site's first-byte timeout, or when the handler
 // closes.
-func (h *Handler) fill(ctx context.Context, f *flight, st *site, key, primary string, out *http.Request, stale *entry) {
-	shared := f.key != ""
+func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
+	key, shared := f.key, f.shared
 	cache := h.cache.Load()
 	// The fill's context ends with the fill, except for a response passed
 	// to the leader, whose body ends it when closed (cancelOnClose).

@@ -30,9 +30,11 @@ var errAbandoned = errors.New("edge: fill abandoned (every client left)")
 type flight struct {
 	done chan struct{} // closed once res is set
 	res  fillResult
-	// key is where the flight is registered in Handler.flights; "" for a
-	// solo fill, which nobody joins.
-	key string
+	// key is the store key the fill is for; shared says the flight is
+	// registered under it in Handler.flights (a solo fill is not: nobody
+	// joins it).
+	key    string
+	shared bool
 	// cancel ends the fill with a cause; set before the fill starts.
 	cancel context.CancelCauseFunc
 
@@ -154,7 +156,7 @@ func (h *Handler) leave(f *flight) {
 	if callOff {
 		f.abandoned = true
 		f.hint = nil
-		if f.key != "" && h.flights[f.key] == f {
+		if f.shared && h.flights[f.key] == f {
 			delete(h.flights, f.key)
 		}
 		if f.published && f.res.pass != nil {
@@ -167,7 +169,7 @@ func (h *Handler) leave(f *flight) {
 	if b != nil {
 		b.release()
 	}
-	if callOff && f.cancel != nil {
+	if callOff {
 		f.cancel(errAbandoned)
 		h.metrics.abandoned.Inc()
 	}
@@ -189,10 +191,10 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 		h.mu.Unlock()
 		return doneFlight(res), true
 	}
-	f = &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key}
+	f, ctx := h.newFlight(key, true, out, hint)
 	h.flights[key] = f
 	h.mu.Unlock()
-	h.startFill(f, st, key, primary, out, stale)
+	h.startFill(ctx, f, st, primary, out, stale)
 	return f, true
 }
 
@@ -204,8 +206,8 @@ func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, st
 			return doneFlight(res)
 		}
 	}
-	f := &flight{done: make(chan struct{}), hint: hint, parties: 1}
-	h.startFill(f, st, key, primary, out, stale)
+	f, ctx := h.newFlight(key, false, out, hint)
+	h.startFill(ctx, f, st, primary, out, stale)
 	return f
 }
 
@@ -216,15 +218,21 @@ func doneFlight(res fillResult) *flight {
 	return f
 }
 
-// startFill runs h.fill for f in the background, under the handler's
-// lifetime and f's cancel.
-func (h *Handler) startFill(f *flight, st *site, key, primary string, out *http.Request, stale *entry) {
+// newFlight is a flight for key with one party (its leader), to be
+// registered when shared, and the context of its fill: under the
+// handler's lifetime, carrying out's FillInfo, ended by the flight's
+// cancel.
+func (h *Handler) newFlight(key string, shared bool, out *http.Request, hint func(int, textproto.MIMEHeader)) (*flight, context.Context) {
 	ctx, cancel := context.WithCancelCause(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})))
-	f.cancel = cancel
+	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
+}
+
+// startFill runs the fill of f in the background.
+func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.fill(ctx, f, st, key, primary, out, stale)
+		h.fill(ctx, f, st, primary, out, stale)
 	}()
 }
 
