@@ -145,7 +145,9 @@ func Evaluate(method string, reqHeader http.Header, status int, respHeader http.
 		cc, _ = parseCacheControl(respHeader["Cache-Control"])
 	}
 
-	date, ok := parseDate(respHeader["Date"])
+	// An invalid Date is as good as none: the response time stands in for
+	// it (RFC 9110 §6.6.1, RFC 9111 §4.2.3).
+	date, ok := parseDate(respHeader["Date"], responseTime)
 	if !ok {
 		date = responseTime
 	}
@@ -159,13 +161,13 @@ func Evaluate(method string, reqHeader http.Header, status int, respHeader http.
 	case cc.MaxAge >= 0:
 		p.Lifetime = cc.MaxAge
 	case !targeted && len(respHeader["Expires"]) > 0:
-		if exp, ok := parseDate(respHeader["Expires"]); ok {
+		if exp, ok := parseDate(respHeader["Expires"], responseTime); ok {
 			p.Lifetime = max(subSat(exp.Round(0), date.Round(0)), 0)
-		} // invalid Expires: already expired
+		} // invalid Expires: already expired (RFC 9111 §5.3)
 	default:
 		explicit = false
 	}
-	lastMod, hasLM := parseDate(respHeader["Last-Modified"])
+	lastMod, hasLM := parseDate(respHeader["Last-Modified"], responseTime)
 	if !explicit {
 		if hasLM && (heuristicStatus(status) || cc.Public) {
 			p.Heuristic = true
@@ -297,9 +299,10 @@ func initialAge(ageField []string, date, requestTime, responseTime time.Time) ti
 	return max(apparent, corrected)
 }
 
-// parseDate parses a singleton HTTP-date field. More than one line that
+// parseDate parses a singleton HTTP-date field strictly (ParseHTTPDate,
+// now resolving an rfc850-date's century). More than one line that
 // disagree, or an invalid date, give ok=false.
-func parseDate(lines []string) (time.Time, bool) {
+func parseDate(lines []string, now time.Time) (time.Time, bool) {
 	if len(lines) == 0 {
 		return time.Time{}, false
 	}
@@ -308,11 +311,7 @@ func parseDate(lines []string) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	t, err := http.ParseTime(trimOWS(lines[0]))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(trimOWS(lines[0]), now)
 }
 
 // heuristicStatus reports the status codes that are heuristically
