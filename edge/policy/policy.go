@@ -126,10 +126,11 @@ type Policy struct {
 // other fields are still computed (a HEAD response may update a stored
 // GET). A 206 is never stored ("partial").
 //
-// When the response carries a CDN-Cache-Control field (RFC 9213) with at
-// least one directive (an unknown one such as "none" counts, §2.2), only
-// that field is used: Cache-Control and Expires are ignored for storage and
-// freshness.
+// When the response carries a valid CDN-Cache-Control field (RFC 9213: an
+// sf-dictionary with at least one member, an unknown one such as "none"
+// included, and the right value type for each directive known here; see
+// parseTargeted), only that field is used: Cache-Control and Expires are
+// ignored for storage and freshness. An invalid one is ignored as a whole.
 //
 // A response with Set-Cookie is not stored unless the origin qualifies the
 // field with private="Set-Cookie" or no-cache="Set-Cookie": then it is
@@ -139,10 +140,9 @@ func Evaluate(method string, reqHeader http.Header, status int, respHeader http.
 	opts = opts.withDefaults()
 	var p Policy
 
-	cc, n := parseCacheControl(respHeader["Cdn-Cache-Control"])
-	targeted := n > 0
+	cc, targeted := parseTargeted(respHeader["Cdn-Cache-Control"])
 	if !targeted {
-		cc, _ = parseCacheControl(respHeader["Cache-Control"])
+		cc = ParseCacheControl(respHeader["Cache-Control"])
 	}
 
 	// An invalid Date is as good as none: the response time stands in for
