@@ -27,7 +27,9 @@ func TestParseTargeted(t *testing.T) {
 		{"only commas", []string{" , "}, false, Directives{}},
 		{"max-age", []string{"max-age=3600"}, true, with(func(d *Directives) { d.MaxAge = time.Hour })},
 		{"all durations", []string{"max-age=1, s-maxage=2, stale-while-revalidate=3, stale-if-error=4"}, true,
-			with(func(d *Directives) { d.MaxAge, d.SMaxAge, d.StaleWhileRevalidate, d.StaleIfError = sec, 2*sec, 3*sec, 4*sec })},
+			with(func(d *Directives) {
+				d.MaxAge, d.SMaxAge, d.StaleWhileRevalidate, d.StaleIfError = sec, 2*sec, 3*sec, 4*sec
+			})},
 		{"max-age 0", []string{"max-age=0"}, true, with(func(d *Directives) { d.MaxAge = 0 })},
 		{"max-age clamps", []string{"max-age=99999999999"}, true, with(func(d *Directives) { d.MaxAge = maxDelta })},
 		{"booleans", []string{"no-store, public, must-revalidate, proxy-revalidate, immutable, must-understand, no-transform"}, true,
