@@ -178,10 +178,7 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 			}
 		}
 		if res.e == nil {
-			status, detail := http.StatusBadGateway, "origin-unreachable"
-			if isTimeout(res.err) {
-				status, detail = http.StatusGatewayTimeout, "origin-timeout"
-			}
+			status, detail := upstreamFailure(res.err)
 			cs.detail = detail
 			h.log.Warn("fill failed", "host", r.Host, "uri", r.RequestURI, "err", res.err)
 			h.writeError(w, r, status, "upstream failed", cs)
@@ -435,10 +432,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			status, detail := http.StatusBadGateway, "origin-unreachable"
-			if isTimeout(err) {
-				status, detail = http.StatusGatewayTimeout, "origin-timeout"
-			}
+			status, detail := upstreamFailure(err)
 			pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
 			h.log.Warn("pass failed", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", err)
 			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})
