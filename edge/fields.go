@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unique"
+
+	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // A sealed entry keeps its header fields as a client gets them on a hit,
@@ -196,15 +198,26 @@ func (h *Handler) seal(e *entry, key string, base http.Header) {
 	}
 }
 
-// dateOffset returns a single Date value as seconds after respTime's
-// second, if it is an IMF-fixdate that formats back to the same bytes and
-// the offset fits.
+// dateOffset returns the Date field to store, as seconds after respTime's
+// second. A valid IMF-fixdate is kept as the time it names; an invalid
+// HTTP-date (policy.ParseHTTPDate; several lines must agree) is replaced
+// by the response time, as RFC 9110 §6.6.1 allows: it is the time the
+// entry's age was computed from (RFC 9111 §4.2.3). ok=false, keep the
+// field as it came, when there is none, it is a valid date in an obsolete
+// format, or the offset does not fit.
 func dateOffset(vs []string, respTime int64) (int32, bool) {
-	if len(vs) != 1 {
+	if len(vs) == 0 {
 		return 0, false
 	}
-	t, err := time.Parse(http.TimeFormat, vs[0])
-	if err != nil || t.Format(http.TimeFormat) != vs[0] {
+	v := strings.Trim(vs[0], " \t")
+	t, ok := policy.ParseHTTPDate(v, time.Unix(0, respTime))
+	for _, o := range vs[1:] {
+		ok = ok && o == vs[0]
+	}
+	switch {
+	case !ok:
+		return 0, true
+	case len(v) != len(http.TimeFormat) || v[3] != ',': // rfc850-date, asctime-date
 		return 0, false
 	}
 	off := t.Unix() - respTime/int64(time.Second)

@@ -3,7 +3,6 @@ package edge
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -266,13 +265,9 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 			w.Header().Set("Retry-After", strconv.FormatInt(int64(max(res.retryAfter, time.Second)/time.Second), 10))
 		}
 		if res.e == nil {
-			status, detail := http.StatusBadGateway, "origin-unreachable"
-			switch {
-			case errors.Is(res.err, errInflightFull):
-				status, detail = http.StatusServiceUnavailable, "inflight-full"
+			status, detail := upstreamFailure(res.err)
+			if status == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", "1")
-			case isTimeout(res.err):
-				status, detail = http.StatusGatewayTimeout, "origin-timeout"
 			}
 			if cs.detail == "" {
 				cs.detail = detail
@@ -335,7 +330,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 	}
 	var lm time.Time
 	if v := resp.Header.Get("Last-Modified"); v != "" {
-		lm, _ = http.ParseTime(v)
+		lm, _ = policy.ParseHTTPDate(v, h.now())
 	}
 	if !byterange.IfRange(r.Header.Get("If-Range"), resp.Header.Get("Etag"), lm) {
 		return false
@@ -584,10 +579,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 				h.answerDraining(w, r, st, nil, cacheStatus{fwd: pi.reason})
 				return
 			}
-			status, detail := http.StatusBadGateway, "origin-unreachable"
-			if isTimeout(err) {
-				status, detail = http.StatusGatewayTimeout, "origin-timeout"
-			}
+			status, detail := upstreamFailure(err)
 			pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
 			h.log.Warn("pass failed", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", err)
 			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})

@@ -301,10 +301,11 @@ func (e *entry) field(name string) string {
 func (e *entry) etag() string { return e.field("Etag") }
 
 // lastModified is the entry's Last-Modified time, zero if it has none or
-// it does not parse.
+// it is not a valid HTTP-date (policy.ParseHTTPDate; an rfc850-date's
+// century is resolved against the response time).
 func (e *entry) lastModified() time.Time {
 	if lm := e.field("Last-Modified"); lm != "" {
-		if t, err := http.ParseTime(lm); err == nil {
+		if t, ok := policy.ParseHTTPDate(lm, time.Unix(0, e.respTime)); ok {
 			return t
 		}
 	}

@@ -168,14 +168,27 @@ func TestSealedFieldsRoundTrip(t *testing.T) {
 		t.Errorf("an IMF-fixdate Date is kept in a block (%q) or lost (%q)", e.own(), e.field("Date"))
 	}
 	// A Date in an obsolete format is kept as it came, byte for byte.
-	obsolete := storedEntry(t, "h/old", 1, http.Header{"Date": {"Friday, 27-Nov-26 08:00:00 GMT"}})
-	if obsolete.flags&flagDateCompact != 0 || !strings.Contains(obsolete.own(), "Date: Friday, 27-Nov-26 08:00:00 GMT\r\n") {
+	obsolete := storedEntry(t, "h/old", 1, http.Header{"Date": {"Thursday, 01-Jan-70 00:16:00 GMT"}})
+	if obsolete.flags&flagDateCompact != 0 || !strings.Contains(obsolete.own(), "Date: Thursday, 01-Jan-70 00:16:00 GMT\r\n") {
 		t.Errorf("obsolete Date: flags %b, own block %q", obsolete.flags, obsolete.own())
 	}
 	wh = http.Header{}
 	obsolete.writeFields(wh, nil)
-	if got := wh["Date"]; !slices.Equal(got, []string{"Friday, 27-Nov-26 08:00:00 GMT"}) {
+	if got := wh["Date"]; !slices.Equal(got, []string{"Thursday, 01-Jan-70 00:16:00 GMT"}) {
 		t.Errorf("obsolete Date written as %q", got)
+	}
+	// An invalid Date (RFC 9110 §5.6.7) is replaced by the response time
+	// (RFC 9110 §6.6.1), the time the entry's age counts from.
+	for _, date := range [][]string{
+		{"Thu, 01 Jan 1970 0:16:00 GMT"}, {"Thu, 01  Jan  1970 00:16:00 GMT"}, {"0"},
+		{"Thu, 01 Jan 1970 00:16:00 GMT", "Thu, 01 Jan 1970 00:15:00 GMT"},
+	} {
+		bad := storedEntry(t, "h/bad", 1, http.Header{"Date": date})
+		wh = http.Header{}
+		bad.writeFields(wh, nil)
+		if got := wh["Date"]; !slices.Equal(got, []string{"Thu, 01 Jan 1970 00:16:40 GMT"}) {
+			t.Errorf("invalid Date %q written as %q", date, got)
+		}
 	}
 	// Entries with the same shared fields share one block.
 	other := storedEntry(t, "h/other", 9, http.Header{"Cache-Control": {"max-age=60"}, "Content-Type": {"text/plain"}, "Via": {"1.1 upstream"}, "Etag": {`"v2"`}})

@@ -5,10 +5,11 @@ package byterange
 import (
 	"errors"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // MaxRanges is the most range-specs a Range field may hold; more is treated
@@ -198,9 +199,11 @@ func (r Range) appendContentRange(b []byte, size int64) []byte {
 
 // IfRange reports whether an If-Range value matches the stored validators
 // (RFC 9110 §13.1.5): an entity-tag matches by strong comparison (a weak
-// tag never matches), an HTTP-date only when exactly equal to a non-zero
-// lastModified. An empty ifRange is true (no condition); anything else that
-// does not match is false, so the caller ignores Range and sends 200.
+// tag never matches), an HTTP-date only when valid (policy.ParseHTTPDate,
+// an rfc850-date's century resolved against lastModified) and exactly
+// equal to a non-zero lastModified. An empty ifRange is true (no
+// condition); anything else that does not match, an invalid date
+// included, is false, so the caller ignores Range and sends 200.
 func IfRange(ifRange, etag string, lastModified time.Time) bool {
 	v := trimOWS(ifRange)
 	if v == "" {
@@ -217,8 +220,8 @@ func IfRange(ifRange, etag string, lastModified time.Time) bool {
 	if lastModified.IsZero() {
 		return false
 	}
-	t, err := http.ParseTime(v)
-	return err == nil && t.Unix() == lastModified.Unix()
+	t, ok := policy.ParseHTTPDate(v, lastModified)
+	return ok && t.Unix() == lastModified.Unix()
 }
 
 // strongTag returns the opaque part of a strong entity-tag; ok=false for

@@ -128,6 +128,11 @@ func TestIfRange(t *testing.T) {
 		{"date later", lm.Add(time.Second).Format(http.TimeFormat), `"a"`, lm, false},
 		{"date without Last-Modified", date, `"a"`, time.Time{}, false},
 		{"garbage", "yesterday", `"a"`, lm, false},
+		{"date asctime", "Wed May  1 12:00:00 2024", `"a"`, lm, true},
+		{"date with double spaces", "Wed, 01  May  2024 12:00:00 GMT", `"a"`, lm, false},
+		{"date with one-digit hour", "Wed, 01 May 2024 12:0:00 GMT", `"a"`, lm, false},
+		{"date in lower case", "wed, 01 may 2024 12:00:00 gmt", `"a"`, lm, false},
+		{"date with wrong weekday", "Thu, 01 May 2024 12:00:00 GMT", `"a"`, lm, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

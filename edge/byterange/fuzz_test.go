@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // patternAt is an io.ReaderAt of any size that stores nothing.
@@ -108,6 +110,11 @@ func FuzzIfRange(f *testing.F) {
 		}
 		if got && strings.HasPrefix(trimOWS(ifRange), "W/") {
 			t.Fatalf("weak If-Range %q matched", ifRange)
+		}
+		if v := trimOWS(ifRange); got && v != "" && v[0] != '"' {
+			if _, ok := policy.ParseHTTPDate(v, lm); !ok {
+				t.Fatalf("If-Range %q matched, but it is not a valid HTTP-date", ifRange)
+			}
 		}
 	})
 }

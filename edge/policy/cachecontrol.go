@@ -15,8 +15,8 @@ import (
 // are clamped to it (RFC 9111 §1.2.2).
 const maxDelta = (1 << 31) * time.Second
 
-// Directives is a parsed Cache-Control (or CDN-Cache-Control) field.
-// Durations are -1 when absent.
+// Directives is a parsed Cache-Control field, or a CDN-Cache-Control one
+// (parseTargeted). Durations are -1 when absent.
 type Directives struct {
 	// NoStore is "no-store": the message must not be stored.
 	NoStore bool
@@ -78,19 +78,12 @@ func NoDirectives() Directives {
 	return Directives{MaxAge: -1, SMaxAge: -1, StaleWhileRevalidate: -1, StaleIfError: -1, MaxStale: -1, MinFresh: -1}
 }
 
-// ParseCacheControl parses the field lines of a Cache-Control (or
-// CDN-Cache-Control) field. It never fails: names are case-insensitive,
-// values may be tokens or quoted strings, unknown extensions and garbage
-// are skipped, and the work is linear in the input.
+// ParseCacheControl parses the field lines of a Cache-Control field
+// (RFC 9111 §5.2). It never fails: names are case-insensitive, values may
+// be tokens or quoted strings, unknown extensions and garbage are skipped,
+// and the work is linear in the input. CDN-Cache-Control is not parsed
+// this way: it is a Structured Field (parseTargeted).
 func ParseCacheControl(values []string) Directives {
-	d, _ := parseCacheControl(values)
-	return d
-}
-
-// parseCacheControl is ParseCacheControl that also reports how many
-// directives the field holds, unknown extensions included (RFC 9213 §2.2:
-// a targeted field with only "none" still overrides Cache-Control).
-func parseCacheControl(values []string) (Directives, int) {
 	d := NoDirectives()
 	var p ccParser
 	for _, v := range values {
@@ -104,12 +97,11 @@ func parseCacheControl(values []string) (Directives, int) {
 	}
 	d.NoCacheFields = sortFields(d.NoCacheFields)
 	d.PrivateFields = sortFields(d.PrivateFields)
-	return d, p.directives
+	return d
 }
 
 // ccParser holds the state that spans field lines.
 type ccParser struct {
-	directives                      int
 	maxAgeConflict, sMaxAgeConflict bool
 }
 
@@ -193,9 +185,6 @@ func (p *ccParser) parse(d *Directives, s string) {
 		}
 		if quoted && escaped {
 			val = unescape(val)
-		}
-		if isToken(name) {
-			p.directives++
 		}
 		p.directive(d, name, val, hasVal, malvalue)
 	}

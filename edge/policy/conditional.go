@@ -15,8 +15,11 @@ import (
 // If-None-Match the weak one; "*" matches (the stored representation
 // exists). If-Unmodified-Since is ignored when If-Match is present, and
 // If-Modified-Since when If-None-Match is present or the method is not GET
-// or HEAD. A date condition is ignored when the date is invalid, the field
-// has several lines, or lastModified is zero.
+// or HEAD. A date condition is ignored when the date is not a valid
+// HTTP-date (ParseHTTPDate: RFC 9110 §13.1.3, §13.1.4), the field has
+// several lines, or lastModified is zero. The century of an rfc850-date in
+// a condition is resolved against lastModified, the only time it is
+// compared with.
 func CheckPreconditions(method string, reqHeader http.Header, etag string, lastModified time.Time) int {
 	getOrHead := method == http.MethodGet || method == http.MethodHead
 	stored, hasTag := parseETag(trimOWS(etag))
@@ -24,7 +27,7 @@ func CheckPreconditions(method string, reqHeader http.Header, etag string, lastM
 		if !matchETags(im, stored, hasTag, true) {
 			return http.StatusPreconditionFailed
 		}
-	} else if t, ok := singleDate(reqHeader["If-Unmodified-Since"]); ok && !lastModified.IsZero() {
+	} else if t, ok := singleDate(reqHeader["If-Unmodified-Since"], lastModified); ok && !lastModified.IsZero() {
 		if lastModified.Unix() > t.Unix() {
 			return http.StatusPreconditionFailed
 		}
@@ -41,19 +44,18 @@ func CheckPreconditions(method string, reqHeader http.Header, etag string, lastM
 	if !getOrHead || lastModified.IsZero() {
 		return 0
 	}
-	if t, ok := singleDate(reqHeader["If-Modified-Since"]); ok && lastModified.Unix() <= t.Unix() {
+	if t, ok := singleDate(reqHeader["If-Modified-Since"], lastModified); ok && lastModified.Unix() <= t.Unix() {
 		return http.StatusNotModified
 	}
 	return 0
 }
 
 // singleDate parses a date field that must have exactly one line.
-func singleDate(lines []string) (time.Time, bool) {
+func singleDate(lines []string, now time.Time) (time.Time, bool) {
 	if len(lines) != 1 {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(trimOWS(lines[0]))
-	return t, err == nil
+	return ParseHTTPDate(trimOWS(lines[0]), now)
 }
 
 // eTag is a parsed entity-tag.

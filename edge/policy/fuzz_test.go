@@ -103,8 +103,8 @@ func FuzzEvaluate(f *testing.F) {
 		reqTime := respTime.Add(-time.Duration(reqDelay))
 		p := Evaluate(method, req, status, resp, reqTime, respTime, Options{GraceIfError: time.Hour, GraceWhileRevalidate: time.Minute})
 
-		eff, n := parseCacheControl(resp["Cdn-Cache-Control"])
-		if n == 0 {
+		eff, targeted := parseTargeted(resp["Cdn-Cache-Control"])
+		if !targeted {
 			eff = ParseCacheControl(resp["Cache-Control"])
 		}
 		switch {

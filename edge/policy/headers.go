@@ -60,11 +60,9 @@ func UpdateHeaders(stored, notModified http.Header) http.Header {
 	for _, f := range [...]string{"Content-Length", "Content-Range", "Content-Encoding", "Set-Cookie"} {
 		delete(upd, f)
 	}
-	cc := ParseCacheControl(upd["Cache-Control"])
-	if cdn := upd["Cdn-Cache-Control"]; len(cdn) > 0 {
-		if d, n := parseCacheControl(cdn); n > 0 {
-			cc = d
-		}
+	cc, targeted := parseTargeted(upd["Cdn-Cache-Control"])
+	if !targeted {
+		cc = ParseCacheControl(upd["Cache-Control"])
 	}
 	for _, f := range cc.NoCacheFields {
 		delete(upd, f)

@@ -126,10 +126,11 @@ type Policy struct {
 // other fields are still computed (a HEAD response may update a stored
 // GET). A 206 is never stored ("partial").
 //
-// When the response carries a CDN-Cache-Control field (RFC 9213) with at
-// least one directive (an unknown one such as "none" counts, §2.2), only
-// that field is used: Cache-Control and Expires are ignored for storage and
-// freshness.
+// When the response carries a valid CDN-Cache-Control field (RFC 9213: an
+// sf-dictionary with at least one member, an unknown one such as "none"
+// included, and the right value type for each directive known here; see
+// parseTargeted), only that field is used: Cache-Control and Expires are
+// ignored for storage and freshness. An invalid one is ignored as a whole.
 //
 // A response with Set-Cookie is not stored unless the origin qualifies the
 // field with private="Set-Cookie" or no-cache="Set-Cookie": then it is
@@ -139,13 +140,14 @@ func Evaluate(method string, reqHeader http.Header, status int, respHeader http.
 	opts = opts.withDefaults()
 	var p Policy
 
-	cc, n := parseCacheControl(respHeader["Cdn-Cache-Control"])
-	targeted := n > 0
+	cc, targeted := parseTargeted(respHeader["Cdn-Cache-Control"])
 	if !targeted {
-		cc, _ = parseCacheControl(respHeader["Cache-Control"])
+		cc = ParseCacheControl(respHeader["Cache-Control"])
 	}
 
-	date, ok := parseDate(respHeader["Date"])
+	// An invalid Date is as good as none: the response time stands in for
+	// it (RFC 9110 §6.6.1, RFC 9111 §4.2.3).
+	date, ok := parseDate(respHeader["Date"], responseTime)
 	if !ok {
 		date = responseTime
 	}
@@ -159,13 +161,13 @@ func Evaluate(method string, reqHeader http.Header, status int, respHeader http.
 	case cc.MaxAge >= 0:
 		p.Lifetime = cc.MaxAge
 	case !targeted && len(respHeader["Expires"]) > 0:
-		if exp, ok := parseDate(respHeader["Expires"]); ok {
+		if exp, ok := parseDate(respHeader["Expires"], responseTime); ok {
 			p.Lifetime = max(subSat(exp.Round(0), date.Round(0)), 0)
-		} // invalid Expires: already expired
+		} // invalid Expires: already expired (RFC 9111 §5.3)
 	default:
 		explicit = false
 	}
-	lastMod, hasLM := parseDate(respHeader["Last-Modified"])
+	lastMod, hasLM := parseDate(respHeader["Last-Modified"], responseTime)
 	if !explicit {
 		if hasLM && (heuristicStatus(status) || cc.Public) {
 			p.Heuristic = true
@@ -297,9 +299,10 @@ func initialAge(ageField []string, date, requestTime, responseTime time.Time) ti
 	return max(apparent, corrected)
 }
 
-// parseDate parses a singleton HTTP-date field. More than one line that
+// parseDate parses a singleton HTTP-date field strictly (ParseHTTPDate,
+// now resolving an rfc850-date's century). More than one line that
 // disagree, or an invalid date, give ok=false.
-func parseDate(lines []string) (time.Time, bool) {
+func parseDate(lines []string, now time.Time) (time.Time, bool) {
 	if len(lines) == 0 {
 		return time.Time{}, false
 	}
@@ -308,11 +311,7 @@ func parseDate(lines []string) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	t, err := http.ParseTime(trimOWS(lines[0]))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(trimOWS(lines[0]), now)
 }
 
 // heuristicStatus reports the status codes that are heuristically

@@ -124,6 +124,21 @@ func TestEvaluateLifetime(t *testing.T) {
 		{"default TTL, store unvalidated", 200, hdr(), Options{StoreUnvalidated: true, DefaultTTL: 5 * time.Minute}, 5 * time.Minute, false},
 		{"heuristic beats default TTL", 200, hdr("Date", date, "Last-Modified", httpDate(t0.Add(-10*time.Hour))), Options{DefaultTTL: time.Minute}, time.Hour, true},
 		{"CDN-Cache-Control max-age", 200, hdr("Cache-Control", "max-age=10", "CDN-Cache-Control", "max-age=600"), Options{}, 600 * sec, false},
+		// Strict HTTP-dates (RFC 9110 §5.6.7): an Expires that is not one
+		// is already expired (RFC 9111 §5.3)...
+		{"Expires with double spaces", 200, hdr("Date", date, "Expires", "Thu, 18  Aug  2050 02:01:18 GMT"), Options{}, 0, false},
+		{"Expires with one-digit hour", 200, hdr("Date", date, "Expires", "Thu, 18 Aug 2050 2:01:18 GMT"), Options{}, 0, false},
+		{"Expires in lower case", 200, hdr("Date", date, "Expires", "thu, 18 aug 2050 02:01:18 gmt"), Options{}, 0, false},
+		{"Expires with UTC", 200, hdr("Date", date, "Expires", "Thu, 18 Aug 2050 02:01:18 UTC"), Options{}, 0, false},
+		{"Expires with wrong weekday", 200, hdr("Date", date, "Expires", "Fri, 18 Aug 2050 02:01:18 GMT"), Options{}, 0, false},
+		{"asctime Expires", 200, hdr("Date", date, "Expires", "Wed May  1 13:00:00 2024"), Options{}, time.Hour, false},
+		// ...but max-age and s-maxage still take precedence over it...
+		{"invalid Expires under max-age", 200, hdr("Cache-Control", "max-age=60", "Date", date, "Expires", "Thu, 18  Aug  2050 02:01:18 GMT"), Options{}, 60 * sec, false},
+		{"invalid Expires under s-maxage", 200, hdr("Cache-Control", "s-maxage=60", "Date", date, "Expires", "0"), Options{}, 60 * sec, false},
+		// ...an invalid Date is replaced by the response time...
+		{"invalid Date", 200, hdr("Date", "Wed, 01 May 2024 1:00:00 GMT", "Expires", httpDate(t0.Add(time.Hour))), Options{}, time.Hour, false},
+		// ...and an invalid Last-Modified gives no heuristic.
+		{"invalid Last-Modified", 200, hdr("Date", date, "Last-Modified", "Wed, 01  May  2024 02:00:00 GMT"), Options{DefaultTTL: time.Minute}, time.Minute, false},
 		{"negative options clamp", 200, hdr(), Options{StoreUnvalidated: true, DefaultTTL: -time.Minute, HeuristicFraction: -1}, 0, false},
 	}
 	for _, tt := range tests {
@@ -184,6 +199,7 @@ func TestEvaluateAge(t *testing.T) {
 		{"Age plus response delay", hdr("Age", "30"), t0.Add(-2 * sec), 32 * sec},
 		{"apparent age wins", hdr("Age", "3", "Date", httpDate(t0.Add(-10*sec))), t0.Add(-1 * sec), 10 * sec},
 		{"Date in the future", hdr("Date", httpDate(t0.Add(time.Hour))), t0, 0},
+		{"invalid Date is the response time", hdr("Date", "Wed, 01 May 2024 1:00:00 GMT"), t0, 0},
 		{"invalid Age", hdr("Age", "soon"), t0, 0},
 		{"negative Age", hdr("Age", "-5"), t0, 0},
 		{"list Age uses first", hdr("Age", "7, 9"), t0, 7 * sec},
