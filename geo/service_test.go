@@ -241,8 +241,8 @@ func TestHealthPolicies(t *testing.T) {
 		{"all up", nil, "eu", "nearest region"},
 		{"nearest down", map[string]State{"eu": StateDown}, "us", "nearest region eu is down; us by policy nearest"},
 		{"nearest held down", map[string]State{"eu": StateHoldDown}, "us", "eu is hold-down"},
-		{"two down: fail open", map[string]State{"eu": StateDown, "us": StateDown}, "eu", "fail open: 1 of 3 regions look healthy"},
-		{"all down", map[string]State{"eu": StateDown, "us": StateDown, "asia": StateDown}, "eu", "fail open: 0 of 3"},
+		{"two down: the third", map[string]State{"eu": StateDown, "us": StateDown}, "asia", "nearest region eu is down; asia by policy nearest"},
+		{"all down: fail open", map[string]State{"eu": StateDown, "us": StateDown, "asia": StateDown}, "eu", "fail open: no edge of the 3 regions answers"},
 		{"none fully up", map[string]State{"eu": StateHoldDown, "us": StateHoldDown, "asia": StateHoldDown}, "eu", "no region is fully up"},
 	}
 	for _, tt := range tests {
