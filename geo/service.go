@@ -225,8 +225,17 @@ type Answer struct {
 	// DistanceKm is the great-circle distance from the client's location
 	// to the region, rounded to 0.1 km.
 	DistanceKm float64 `json:"distance_km"`
-	// Edges are the region's edges that answer probes (all of them when
-	// none does), as IP:port.
+	// Edge is the one edge this client should use: one of Edges, chosen
+	// by a hash of the client's subnet (rendezvous hashing), so a region's
+	// clients are spread over its healthy edges, a client keeps its edge
+	// while that edge is up, and an edge going down moves only its own
+	// clients. /redirect sends the client there when the region has no
+	// Hostname.
+	Edge string `json:"edge"`
+	// Edges are the region's edges that answer probes, as configured:
+	// their client-facing IP:port. Only when no edge of any region answers
+	// (fail open) are they all of the region's edges. DNS answers with
+	// their IPs.
 	Edges []string `json:"edges"`
 	// Hostname is the region's redirect host name, if configured.
 	Hostname string `json:"hostname,omitempty"`
@@ -341,12 +350,26 @@ func (s *Service) route(p netip.Prefix) Answer {
 	return Answer{
 		Region:     r.Name,
 		DistanceKm: math.Round(cands[pick].DistanceKm*10) / 10,
+		Edge:       edgeFor(key, edges),
 		Edges:      edges,
 		Hostname:   r.Hostname,
 		Why:        why + "; " + s.explain(mode, v, order, cands, pick),
 		Client:     addr,
 		Location:   loc,
 	}
+}
+
+// edgeFor picks the edge of edges for the client with subnet hash key:
+// the highest of hash(client, edge), so that removing an edge moves only
+// the clients it had. "" when edges is empty.
+func edgeFor(key uint64, edges []string) string {
+	best, bestScore := "", uint64(0)
+	for _, e := range edges {
+		if score := mix64(key ^ xxhash.Sum64String(e)); best == "" || score > bestScore {
+			best, bestScore = e, score
+		}
+	}
+	return best
 }
 
 // explain says why cands[pick] was chosen.
