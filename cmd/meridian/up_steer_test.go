@@ -141,9 +141,13 @@ func (c *steerClient) dnsEdges(subnet string) []string {
 	return out
 }
 
-// edgeUp reports what geo's /regions says of the edge at ip (matched by
-// IP, whatever port geo probes).
-func (c *steerClient) edgeUp(ip string) bool {
+// geoHealth is what geo's /regions says: which edges are up (by IP,
+// whatever port geo probes).
+type geoHealth struct {
+	up map[string]bool
+}
+
+func (c *steerClient) health() geoHealth {
 	c.t.Helper()
 	resp, err := c.http.Get("http://" + c.st.GeoHTTP + "/regions")
 	if err != nil {
@@ -161,15 +165,31 @@ func (c *steerClient) edgeUp(ip string) bool {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		c.t.Fatal(err)
 	}
+	h := geoHealth{up: map[string]bool{}}
 	for _, r := range st.Regions {
 		for _, e := range r.Edges {
-			if h, _, _ := net.SplitHostPort(e.Addr); h == ip {
-				return e.Up
-			}
+			h.up[ipOf(e.Addr)] = e.Up
 		}
 	}
-	c.t.Fatalf("geo does not list an edge at %s", ip)
-	return false
+	return h
+}
+
+// waitUp waits until geo finds every edge at ips up. On a machine so
+// loaded that probes of live edges time out, it never does: that is
+// reported as such.
+func (c *steerClient) waitUp(ips []string) {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		h := c.health()
+		if !slices.ContainsFunc(ips, func(ip string) bool { return !h.up[ip] }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("geo does not find the live edges %v up after 2 min (%v): its probes time out on this machine", ips, h.up)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitDown polls /regions until every edge at ips is down, steering a
@@ -180,13 +200,8 @@ func (c *steerClient) waitDown(ips []string, steer func(i int) error) (time.Dura
 	start := time.Now()
 	failed, sent := 0, 0
 	for {
-		down := 0
-		for _, ip := range ips {
-			if !c.edgeUp(ip) {
-				down++
-			}
-		}
-		if down == len(ips) {
+		h := c.health()
+		if !slices.ContainsFunc(ips, func(ip string) bool { return h.up[ip] }) {
 			return time.Since(start), failed, sent
 		}
 		if time.Since(start) > time.Minute {
@@ -200,9 +215,56 @@ func (c *steerClient) waitDown(ips []string, steer func(i int) error) (time.Dura
 	}
 }
 
+// misses counts steered requests that failed or were sent to a dead
+// edge. One made while geo finds none of the live edges up is excused and
+// counted apart: then its probes time out on a machine too loaded for
+// them, and geo fails open by design (health ignored, every client to its
+// nearest region). The excuse reads the test's knowledge of which edges
+// live, not geo's fail_open, so a wrong fail open is not excused.
+type misses struct {
+	t               *testing.T
+	c               *steerClient
+	live            []string // IPs of the edges still running
+	failed, excused int
+}
+
+func (m *misses) add(format string, args ...any) {
+	m.t.Helper()
+	h := m.c.health()
+	if !slices.ContainsFunc(m.live, func(ip string) bool { return h.up[ip] }) {
+		m.excused++
+		return
+	}
+	m.failed++
+	if m.failed <= 3 {
+		m.t.Errorf(format, args...)
+	}
+}
+
+// check fails the test for misses, and skips it when geo found no live
+// edge up for most of it, having checked nothing.
+func (m *misses) check(attempts int, what string) {
+	m.t.Helper()
+	if m.failed > 0 {
+		m.t.Errorf("%d steered requests failed %s", m.failed, what)
+	}
+	if m.excused > attempts/2 {
+		m.t.Skipf("geo found no live edge up for %d of %d steered requests: its probes time out on this machine", m.excused, attempts)
+	}
+}
+
 func ipOf(addr string) string {
 	h, _, _ := net.SplitHostPort(addr)
 	return h
+}
+
+// ipsOf lists the IPs of a region's edges.
+func ipsOf(r UpRegionSt) []string {
+	var out []string
+	for _, e := range r.Edges {
+		out = append(out, ipOf(e.HTTP))
+	}
+	return out
 }
 
 func killEdges(t *testing.T, nodes map[string]*node.Node, names ...string) {
@@ -234,6 +296,11 @@ func TestUpSteeringUnderFaults(t *testing.T) {
 		}
 		return out
 	}
+	var all []string
+	for _, r := range st.Regions {
+		all = append(all, ipsOf(r)...)
+	}
+	c.waitUp(all)
 
 	// /route's edges are the edges' client-facing addresses.
 	for _, tc := range []struct {
@@ -258,39 +325,28 @@ func TestUpSteeringUnderFaults(t *testing.T) {
 			_, err := c.viaRoute(german(i), fmt.Sprintf("/edge-wait-%d", i))
 			return err
 		})
-		failed, n := 0, 100
+		m, n := &misses{t: t, c: c, live: slices.DeleteFunc(slices.Clone(all), func(ip string) bool { return ip == ipOf(dead.HTTP) })}, 100
 		landed := map[string]int{}
 		for i := range n {
 			on, err := c.viaRedirect(fmt.Sprintf("/edge-after-%d", i))
 			landed[on]++
 			if err != nil {
-				failed++
-				if failed <= 3 {
-					t.Errorf("steered request %d after the flip: %v", i, err)
-				}
+				m.add("steered request %d after the flip: %v", i, err)
 			}
 			a, err := c.viaRoute(german(1000+i), fmt.Sprintf("/edge-route-%d", i))
 			landed[a.Edge]++
 			if err != nil || slices.Contains(a.Edges, dead.HTTP) || a.Edge == dead.HTTP {
-				failed++
-				if failed <= 3 {
-					t.Errorf("/route after the flip names %q %v: %v", a.Edge, a.Edges, err)
-				}
+				m.add("/route after the flip names %q %v: %v", a.Edge, a.Edges, err)
 			}
 			for _, e := range c.dnsEdges("192.0.2.0/24") {
 				if err := c.fetch(e, fmt.Sprintf("/edge-dns-%d", i)); err != nil || e == dead.HTTP {
-					failed++
-					if failed <= 3 {
-						t.Errorf("DNS after the flip names %s: %v", e, err)
-					}
+					m.add("DNS after the flip names %s: %v", e, err)
 				}
 			}
 		}
-		t.Logf("edge %s killed: geo saw it down after %v; while it did not, %d of %d requests steered by /route failed; after, %d steered requests failed (/redirect and /route sent them to %v)",
-			dead.Name, took.Round(time.Millisecond), failedWhile, sentWhile, failed, landed)
-		if failed > 0 {
-			t.Errorf("%d steered requests failed after geo saw %s down", failed, dead.Name)
-		}
+		t.Logf("edge %s killed: geo saw it down after %v; while it did not, %d of %d requests steered by /route failed; after, %d steered requests failed, %d while geo found no live edge up (/redirect and /route sent them to %v)",
+			dead.Name, took.Round(time.Millisecond), failedWhile, sentWhile, m.failed, m.excused, landed)
+		m.check(n*5, "after geo saw "+dead.Name+" down")
 	})
 
 	t.Run("two regions down", func(t *testing.T) {
@@ -301,6 +357,7 @@ func TestUpSteeringUnderFaults(t *testing.T) {
 				ips = append(ips, ipOf(e.HTTP))
 			}
 		}
+		c.waitUp(ipsOf(st.Regions[1]))
 		killEdges(t, nodes, names...)
 		tokyo := func(i int) error {
 			_, err := c.viaRoute("203.0.113.7", fmt.Sprintf("/region-wait-%d", i))
@@ -308,7 +365,7 @@ func TestUpSteeringUnderFaults(t *testing.T) {
 		}
 		took, failedWhile, sentWhile := c.waitDown(ips, tokyo)
 		us := st.Regions[1]
-		failed, n := 0, 50
+		m, n := &misses{t: t, c: c, live: ipsOf(us)}, 50
 		for i := range n {
 			steered := []func() (string, error){
 				func() (string, error) {
@@ -327,27 +384,19 @@ func TestUpSteeringUnderFaults(t *testing.T) {
 			for k, f := range steered {
 				where, err := f()
 				if err != nil || k < 2 && where != us.Name {
-					failed++
-					if failed <= 3 {
-						t.Errorf("steered request after the flip went to %s: %v", where, err)
-					}
+					m.add("steered request after the flip went to %s: %v", where, err)
 				}
 			}
 			for _, subnet := range []string{"203.0.113.0/24", "192.0.2.0/24"} {
 				for _, e := range c.dnsEdges(subnet) {
 					if err := c.fetch(e, fmt.Sprintf("/region-dns-%d", i)); err != nil || !slices.Contains(servingOf(us), e) {
-						failed++
-						if failed <= 3 {
-							t.Errorf("DNS for %s names %s: %v", subnet, e, err)
-						}
+						m.add("DNS for %s names %s: %v", subnet, e, err)
 					}
 				}
 			}
 		}
-		t.Logf("regions %s and %s killed: geo saw them down after %v; while it did not, %d of %d Tokyo requests failed; after, %d steered requests failed",
-			eu.Name, ap.Name, took.Round(time.Millisecond), failedWhile, sentWhile, failed)
-		if failed > 0 {
-			t.Errorf("%d steered requests failed with us healthy", failed)
-		}
+		t.Logf("regions %s and %s killed: geo saw them down after %v; while it did not, %d of %d Tokyo requests failed; after, %d steered requests failed, %d while geo found no live edge up",
+			eu.Name, ap.Name, took.Round(time.Millisecond), failedWhile, sentWhile, m.failed, m.excused)
+		m.check(n*9, "with us healthy")
 	})
 }
