@@ -13,10 +13,17 @@
 //   - [Regions] and [Picker]: regions are data; a Picker chooses among the
 //     healthy ones ([Nearest], or [Spread] to share a failed region's
 //     clients among several neighbours by capacity).
-//   - [Service]: probes every region's edges, keeps the health state
-//     (k failures down; m successes, a growing hold-down and stepped
-//     traffic to come back), and serves [Service.DNSHandler] and
-//     [Service.Handler].
+//   - [Service]: probes every edge on its client-facing address, keeps
+//     the health state (per edge: k failures down, m successes up; per
+//     region, from its edges: a growing hold-down and stepped traffic to
+//     come back), and serves [Service.DNSHandler] and [Service.Handler].
+//     Answers name only a region's healthy edges (all of them in DNS; one
+//     per client, by rendezvous hashing, in [Answer.Edge] and /redirect).
+//
+// Clients whose region is down go to the nearest region that can take
+// them, however many regions are down. Health is ignored (fail open, every
+// client to its nearest region) only when no edge of any region answers:
+// then the prober is more likely broken than the whole CDN.
 //
 // Every answer is a deterministic function of the client's location, the
 // region table and the health state, so steering instances in different

@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -178,6 +180,9 @@ func TestRecoveryReturnsInSteps(t *testing.T) {
 		revived := time.Now()
 		back := make([]time.Duration, len(clients)) // when each client came back; 0 = not yet
 		checkpoints := map[time.Duration]bool{}
+		// Observe between probe rounds, never at the instant of one: the
+		// round would publish a new view while agree asks DNS and HTTP.
+		time.Sleep(p.Interval / 10)
 		for time.Since(revived) < 2*time.Minute {
 			time.Sleep(250 * time.Millisecond)
 			now := time.Since(revived)
@@ -440,4 +445,225 @@ func regionOfIP127(ip netip.Addr) string {
 		return "asia"
 	}
 	return "?"
+}
+
+// TestTwoOfThreeRegionsDown: with two regions down, their clients go to
+// the third (DNS and HTTP alike) and stay there; only when every edge is
+// down does steering fail open, and once one region answers again its
+// health is trusted again.
+func TestTwoOfThreeRegionsDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		edges := newFakeEdges()
+		s := startService(t, testConfig(), edges)
+		p := s.cfg.Probe
+		time.Sleep(2 * time.Second)
+		de, jp, us := addr("192.0.2.10"), addr("203.0.113.10"), addr("198.51.100.7")
+		for ip, want := range map[netip.Addr]string{de: "eu", jp: "asia", us: "us"} {
+			if got := agree(t, s, ip); got != want {
+				t.Fatalf("before: %s → %s, want %s", ip, got, want)
+			}
+		}
+
+		time.Sleep(p.Interval * 3 / 10)
+		edges.set(s.cfg.Regions, "eu", "refuse")
+		edges.set(s.cfg.Regions, "asia", "hang")
+		killed := time.Now()
+		for s.Route(de).Region != "us" || s.Route(jp).Region != "us" {
+			if time.Since(killed) > time.Minute {
+				t.Fatalf("a minute after eu and asia died: Frankfurt → %s (%s), Tokyo → %s (%s)",
+					s.Route(de).Region, s.Route(de).Why, s.Route(jp).Region, s.Route(jp).Why)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took, bound := time.Since(killed), time.Duration(p.Fall)*p.Interval+p.Timeout; took > bound {
+			t.Errorf("two regions down: steered away after %v, bound k×interval+timeout = %v", took, bound)
+		}
+		// And it stays so: health is trusted while us answers.
+		for range 120 {
+			for _, ip := range []netip.Addr{de, jp, us} {
+				if got := agree(t, s, ip); got != "us" {
+					t.Fatalf("with eu and asia down: %s → %s (%s)", ip, got, s.Route(ip).Why)
+				}
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if st := s.Status(); st.FailOpen || st.Healthy != 1 {
+			t.Errorf("two of three down: fail_open %v, healthy %d", st.FailOpen, st.Healthy)
+		}
+
+		// All three down: nothing answers, the prober is as likely broken
+		// as the regions: fail open, every client to its nearest region.
+		edges.set(s.cfg.Regions, "us", "refuse")
+		killed = time.Now()
+		for !s.Status().FailOpen {
+			if time.Since(killed) > time.Minute {
+				t.Fatal("all regions down and no fail open within a minute")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took, bound := time.Since(killed), time.Duration(p.Fall)*p.Interval+p.Timeout; took > bound {
+			t.Errorf("all down: fail open after %v, bound %v", took, bound)
+		}
+		for ip, want := range map[netip.Addr]string{de: "eu", jp: "asia", us: "us"} {
+			if got := agree(t, s, ip); got != want {
+				t.Errorf("fail open: %s → %s, want its nearest region %s", ip, got, want)
+			}
+			if a := s.Route(ip); len(a.Edges) != 3 || !strings.Contains(a.Why, "fail open") {
+				t.Errorf("fail open: %s: edges %v, why %q", ip, a.Edges, a.Why)
+			}
+		}
+
+		// us answers again: health is trusted again as soon as its edges
+		// rise, and the region held down is the least bad choice.
+		edges.set(s.cfg.Regions, "us", "")
+		revived := time.Now()
+		for s.Status().FailOpen {
+			if time.Since(revived) > time.Minute {
+				t.Fatal("us back, still failing open after a minute")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took, bound := time.Since(revived), time.Duration(p.Rise)*p.Interval+p.Timeout; took > bound {
+			t.Errorf("us back: health trusted again after %v, bound rise×interval+timeout = %v", took, bound)
+		}
+		for _, ip := range []netip.Addr{de, jp, us} {
+			if a := s.Route(ip); a.Region != "us" || !strings.Contains(a.Why, "no region is fully up") {
+				t.Errorf("us held down, the others dead: %s → %s (%s)", ip, a.Region, a.Why)
+			}
+			agree(t, s, ip)
+		}
+	})
+}
+
+// redirectEdge asks GET /redirect/x for client ip and returns the host
+// of the Location.
+func redirectEdge(t *testing.T, s *Service, ip netip.Addr) string {
+	t.Helper()
+	w := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/redirect/x", nil)
+	req.RemoteAddr = netip.AddrPortFrom(ip, 4711).String()
+	s.Handler().ServeHTTP(w, req)
+	u, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusFound || err != nil {
+		t.Fatalf("/redirect/x for %s: %d %q", ip, w.Code, w.Header().Get("Location"))
+	}
+	return u.Host
+}
+
+// dnsIPs asks the DNS logic for the CDN name with client subnet p and
+// returns the addresses of the A records.
+func dnsIPs(t *testing.T, s *Service, p netip.Prefix) []netip.Addr {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(s.cfg.DNS.Hostname, dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1,
+		SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()})
+	r := s.answerDNS(m, addr("127.0.0.1"), true)
+	if r == nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("DNS answer %v", r)
+	}
+	var out []netip.Addr
+	for _, rr := range r.Answer {
+		a, _ := netip.AddrFromSlice(rr.(*dns.A).A)
+		out = append(out, a.Unmap())
+	}
+	return out
+}
+
+// routeJSON asks GET /route?ip= and returns the answer as a client reads it.
+func routeJSON(t *testing.T, s *Service, ip netip.Addr) (region, edge string, edges []string) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/route?ip="+ip.String(), nil))
+	var a struct {
+		Region string   `json:"region"`
+		Edge   string   `json:"edge"`
+		Edges  []string `json:"edges"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil || w.Code != 200 {
+		t.Fatalf("GET /route: %d %s", w.Code, w.Body)
+	}
+	return a.Region, a.Edge, a.Edges
+}
+
+// TestEdgeDownLeavesTheAnswers kills one edge of a region that stays up:
+// once its probes fail fall times, neither DNS nor /route nor /redirect
+// names it, the region's clients are spread over the edges left, and a
+// client whose edge is alive keeps it.
+func TestEdgeDownLeavesTheAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := testConfig()
+		c.Regions[0].Hostname = "" // /redirect names an edge
+		edges := newFakeEdges()
+		s := startService(t, c, edges)
+		p := s.cfg.Probe
+		eu := s.cfg.Regions[0].Edges
+		dead := eu[0]
+		deadIP := netip.MustParseAddrPort(dead).Addr()
+		time.Sleep(2 * time.Second)
+
+		clients := germans()
+		before := map[netip.Addr]string{}
+		used := map[string]int{}
+		for _, ip := range clients {
+			e := redirectEdge(t, s, ip)
+			before[ip], used[e] = e, used[e]+1
+			if _, edge, _ := routeJSON(t, s, ip); edge != e {
+				t.Fatalf("%s: /route names edge %q, /redirect %q", ip, edge, e)
+			}
+		}
+		for _, e := range eu {
+			if n := used[e]; n < len(clients)/6 {
+				t.Errorf("before the kill %d of %d clients were sent to %s, want about a third (%v)", n, len(clients), e, used)
+			}
+		}
+
+		named := func() bool {
+			_, edge, list := routeJSON(t, s, clients[0])
+			return edge == dead || slices.Contains(list, dead) || slices.Contains(dnsIPs(t, s, netip.MustParsePrefix("91.0.0.0/24")), deadIP)
+		}
+		time.Sleep(p.Interval * 3 / 10)
+		edges.kill(dead, "refuse")
+		killed := time.Now()
+		for named() {
+			if time.Since(killed) > time.Minute {
+				t.Fatal("the dead edge is still named a minute later")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(killed)
+		if bound := time.Duration(p.Fall)*p.Interval + p.Timeout; took > bound {
+			t.Errorf("dead edge dropped from the answers after %v, bound k×interval+timeout = %v", took, bound)
+		}
+		if took < time.Duration(p.Fall-1)*p.Interval {
+			t.Errorf("dead edge dropped after %v: faster than %d failures allow", took, p.Fall)
+		}
+
+		for range 20 { // and never named again while it is dead
+			clear(used)
+			for i, ip := range clients {
+				e := redirectEdge(t, s, ip)
+				used[e]++
+				if e == dead || before[ip] != dead && e != before[ip] {
+					t.Fatalf("%s: redirected to %s, was %s (dead: %s)", ip, e, before[ip], dead)
+				}
+				if i%16 == 0 {
+					region, edge, list := routeJSON(t, s, ip)
+					p, _ := ip.Prefix(24)
+					ips := dnsIPs(t, s, p)
+					if region != "eu" || edge != e || len(list) != 2 || slices.Contains(list, dead) || len(ips) != 2 || slices.Contains(ips, deadIP) {
+						t.Fatalf("%s: /route %s %s %v, DNS %v; %s is dead", ip, region, edge, list, ips, dead)
+					}
+				}
+			}
+			time.Sleep(3 * time.Second)
+		}
+		if used[eu[1]] < len(clients)/3 || used[eu[2]] < len(clients)/3 {
+			t.Errorf("after the kill clients went to %v, want about half each on %s and %s", used, eu[1], eu[2])
+		}
+		if st := s.Status(); st.Regions[0].State != StateUp {
+			t.Errorf("eu with 2 of 3 edges: %s", st.Regions[0].State)
+		}
+	})
 }

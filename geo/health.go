@@ -2,6 +2,7 @@ package geo
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -233,9 +234,11 @@ func (h *health) percent(r *regionHealth) float64 {
 type view struct {
 	regions []regionView // in config order
 	healthy int          // regions with a quorum of edges answering
-	// failOpen is set when fewer than half of the regions look healthy:
-	// more likely the probes than the regions are broken, so health is
-	// ignored and every client gets its nearest region.
+	// failOpen is set when no edge of any region answers: more likely the
+	// prober (its network, its resolver) than every region is broken, so
+	// health is ignored and every client gets its nearest region. While
+	// any edge answers, health is trusted: clients go to the nearest
+	// region that can take them, never to one whose edges are all down.
 	failOpen bool
 }
 
@@ -275,7 +278,7 @@ func (h *health) view() *view {
 		}
 		v.regions[i] = rv
 	}
-	v.failOpen = v.healthy*2 < len(h.regions)
+	v.failOpen = !slices.ContainsFunc(v.regions, func(rv regionView) bool { return len(rv.upEdges) > 0 })
 	return v
 }
 

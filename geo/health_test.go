@@ -216,14 +216,27 @@ func TestZeroHoldsCascade(t *testing.T) {
 }
 
 func TestFailOpen(t *testing.T) {
-	r := newHealthRig(t)
-	ok := [][]bool{{false, false, false}, {false, false, false}, {true, true, true}}
-	for range 3 {
-		r.now = r.now.Add(time.Second)
-		r.h.observe(ok, r.now)
+	tests := []struct {
+		name     string
+		ok       [][]bool
+		healthy  int
+		failOpen bool
+	}{
+		{"one region of three healthy", [][]bool{{false, false, false}, {false, false, false}, {true, true, true}}, 1, false},
+		{"one edge answers, no quorum anywhere", [][]bool{{false, false, false}, {true, false, false}, {false, false, false}}, 0, false},
+		{"no edge answers", [][]bool{{false, false, false}, {false, false, false}, {false, false, false}}, 0, true},
 	}
-	if v := r.h.view(); !v.failOpen || v.healthy != 1 {
-		t.Errorf("1 of 3 healthy: failOpen %v healthy %d", v.failOpen, v.healthy)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newHealthRig(t)
+			for range 3 {
+				r.now = r.now.Add(time.Second)
+				r.h.observe(tt.ok, r.now)
+			}
+			if v := r.h.view(); v.failOpen != tt.failOpen || v.healthy != tt.healthy {
+				t.Errorf("failOpen %v healthy %d, want %v %d", v.failOpen, v.healthy, tt.failOpen, tt.healthy)
+			}
+		})
 	}
 }
 

@@ -124,6 +124,17 @@ func (f *fakeEdges) set(regions []Region, name, mode string) {
 	}
 }
 
+// kill marks one edge (host:port) with mode; "" revives it.
+func (f *fakeEdges) kill(edge, mode string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if mode == "" {
+		delete(f.dead, edge)
+	} else {
+		f.dead[edge] = mode
+	}
+}
+
 func (f *fakeEdges) dropEvery(n int, regions []Region) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

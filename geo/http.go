@@ -13,7 +13,8 @@ import (
 // Handler returns the HTTP steering endpoint:
 //
 //	GET /route[?ip=ADDR]  the answer for the caller (or ADDR) as JSON
-//	GET /redirect/PATH    302 to the chosen region's host, path and query kept
+//	GET /redirect/PATH    302 to the chosen region's host (or the client's
+//	                      healthy edge), path and query kept
 //	GET /regions          every region's health as JSON (the status page)
 //	GET /healthz          200 while the service runs
 //	GET /metrics          Prometheus: region and edge health
@@ -64,8 +65,8 @@ func (s *Service) serveRoute(w http.ResponseWriter, r *http.Request) {
 func (s *Service) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	ans := s.Route(s.clientOf(r))
 	host := ans.Hostname
-	if host == "" && len(ans.Edges) > 0 {
-		host = ans.Edges[0]
+	if host == "" {
+		host = ans.Edge
 	}
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/redirect")
 	target := s.cfg.HTTP.RedirectScheme + "://" + host + path

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,7 +100,10 @@ func TestHTTPRedirect(t *testing.T) {
 		{"/redirect/", "198.51.100.1:1", "https://us.cdn.meridian.test/"},
 		{"/redirect/a%20b/c%2Fd", "198.51.100.1:1", "https://us.cdn.meridian.test/a%20b/c%2Fd"},
 		{"/redirect//evil.example/x", "198.51.100.1:1", "https://us.cdn.meridian.test//evil.example/x"},
-		{"/redirect/x", "203.0.113.1:1", "https://127.0.3.1:8080/x"},
+		{"/redirect/x", "203.0.113.1:1", "https://" + s.Route(addr("203.0.113.1")).Edge + "/x"},
+	}
+	if e := s.Route(addr("203.0.113.1")).Edge; !slices.Contains(c.Regions[2].Edges, e) {
+		t.Fatalf("asia client's edge %q is not one of asia's", e)
 	}
 	for _, tt := range tests {
 		w := serve(s, "GET", tt.target, tt.remote)

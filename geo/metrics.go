@@ -15,7 +15,7 @@ var (
 		"1 while the edge answers its health probes.",
 		[]string{"region", "edge"}, nil)
 	failOpenDesc = prometheus.NewDesc("meridian_geo_fail_open",
-		"1 while fewer than half of the regions look healthy and steering ignores health.",
+		"1 while no edge of any region answers its probes and steering ignores health.",
 		nil, nil)
 )
 

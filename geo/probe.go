@@ -47,8 +47,15 @@ func (s *Service) probeRound(ctx context.Context) [][]bool {
 	return ok
 }
 
-// probe reports whether GET http://addr/<path> answers 2xx within the
-// timeout.
+// probeHost is the Host header of every probe: a name no site can serve
+// (.invalid is reserved, RFC 2606), so that an edge answers /healthz for
+// itself rather than passing the probe to a site's origin. Probing
+// through a site would measure the origin: an origin outage would take
+// every edge, and so every region, down at once.
+const probeHost = "geo-probe.invalid"
+
+// probe reports whether GET http://addr/<path> (Host: probeHost) answers
+// 2xx within the timeout.
 func (s *Service) probe(ctx context.Context, addr string) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Probe.Timeout)
 	defer cancel()
@@ -56,6 +63,7 @@ func (s *Service) probe(ctx context.Context, addr string) bool {
 	if err != nil {
 		return false
 	}
+	req.Host = probeHost
 	req.Header.Set("User-Agent", "meridian-geo-probe")
 	resp, err := s.transport.RoundTrip(req)
 	if err != nil {

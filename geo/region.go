@@ -12,18 +12,24 @@ type Region struct {
 	Name string `yaml:"name" json:"name"`
 	// Point is where the region is, in degrees. Required.
 	Point Point `yaml:"point" json:"point"`
-	// Edges are the region's edge nodes as IP:port: probed at
-	// http://IP:port/healthz, and their IPs are the DNS answer. Required.
+	// Edges are the region's edge nodes as IP:port of their client-facing
+	// HTTP listener (or of a load balancer in front of them): each is
+	// probed at http://IP:port/healthz (Host: geo-probe.invalid, which an
+	// edge answers for itself), the healthy ones' IPs are the DNS answer,
+	// and /route and /redirect name them. Required.
 	Edges []string `yaml:"edges" json:"edges"`
 	// Hostname is where /redirect sends this region's clients (host or
-	// host:port). Default "": the first healthy edge's address.
+	// host:port), for instance a load balancer's name. Default "": each
+	// client goes to its own healthy edge ([Answer.Edge]).
 	Hostname string `yaml:"hostname" json:"hostname,omitempty"`
 	// Capacity is the region's relative share when a failed region's
 	// clients are spread over several neighbours (picker "spread"); 0
 	// takes none of them. Default 1.
 	Capacity float64 `yaml:"capacity" json:"capacity"`
 	// Quorum is how many edges must answer probes for the region to be up.
-	// Default: a majority of Edges.
+	// Below it the region's clients go elsewhere, even though the edges
+	// that answer could still serve some: set 1 to keep them in the region
+	// while any edge answers. Default: a majority of Edges.
 	Quorum int `yaml:"quorum" json:"quorum"`
 }
 

@@ -225,8 +225,17 @@ type Answer struct {
 	// DistanceKm is the great-circle distance from the client's location
 	// to the region, rounded to 0.1 km.
 	DistanceKm float64 `json:"distance_km"`
-	// Edges are the region's edges that answer probes (all of them when
-	// none does), as IP:port.
+	// Edge is the one edge this client should use: one of Edges, chosen
+	// by a hash of the client's subnet (rendezvous hashing), so a region's
+	// clients are spread over its healthy edges, a client keeps its edge
+	// while that edge is up, and an edge going down moves only its own
+	// clients. /redirect sends the client there when the region has no
+	// Hostname.
+	Edge string `json:"edge"`
+	// Edges are the region's edges that answer probes, as configured:
+	// their client-facing IP:port. Only when no edge of any region answers
+	// (fail open) are they all of the region's edges. DNS answers with
+	// their IPs.
 	Edges []string `json:"edges"`
 	// Hostname is the region's redirect host name, if configured.
 	Hostname string `json:"hostname,omitempty"`
@@ -298,9 +307,12 @@ func (s *Service) route(p netip.Prefix) Answer {
 		return cmp.Or(cmp.Compare(dists[a], dists[b]), cmp.Compare(s.regions[a].Name, s.regions[b].Name))
 	})
 
-	// Available: up, or ramping with this client admitted. When health is
-	// not trusted (fail open) everything is; when nothing is, the regions
-	// whose edges answer (held down or ramping) are the least bad.
+	// Available: up, or ramping with this client admitted. When no region
+	// is, the least bad ones: first those with a quorum of edges answering
+	// (held down, or ramping without this client), then those with any
+	// edge answering. Only when no edge of any region answers is health
+	// ignored (fail open): a client is never sent to a region whose edges
+	// are all down while another region has one that answers.
 	mode := "health"
 	avail := func(i int) bool {
 		rv := &v.regions[i]
@@ -311,7 +323,7 @@ func (s *Service) route(p netip.Prefix) Answer {
 	} else if !slices.ContainsFunc(order, avail) {
 		mode, avail = "least-bad", func(i int) bool { return v.regions[i].healthy }
 		if !slices.ContainsFunc(order, avail) {
-			mode, avail = "fail-open", func(int) bool { return true }
+			mode, avail = "partial", func(i int) bool { return len(v.regions[i].upEdges) > 0 }
 		}
 	}
 	for _, i := range order {
@@ -332,12 +344,13 @@ func (s *Service) route(p netip.Prefix) Answer {
 
 	edges := rv.upEdges
 	if len(edges) == 0 {
-		edges = r.Edges
+		edges = r.Edges // fail open: no edge answers, so name them all
 	}
 	edges = slices.Clone(edges) // the caller's to keep or change
 	return Answer{
 		Region:     r.Name,
 		DistanceKm: math.Round(cands[pick].DistanceKm*10) / 10,
+		Edge:       edgeFor(key, edges),
 		Edges:      edges,
 		Hostname:   r.Hostname,
 		Why:        why + "; " + s.explain(mode, v, order, cands, pick),
@@ -346,13 +359,28 @@ func (s *Service) route(p netip.Prefix) Answer {
 	}
 }
 
+// edgeFor picks the edge of edges for the client with subnet hash key:
+// the highest of hash(client, edge), so that removing an edge moves only
+// the clients it had. "" when edges is empty.
+func edgeFor(key uint64, edges []string) string {
+	best, bestScore := "", uint64(0)
+	for _, e := range edges {
+		if score := mix64(key ^ xxhash.Sum64String(e)); best == "" || score > bestScore {
+			best, bestScore = e, score
+		}
+	}
+	return best
+}
+
 // explain says why cands[pick] was chosen.
 func (s *Service) explain(mode string, v *view, order []int, cands []Candidate, pick int) string {
 	switch mode {
 	case "fail-open":
-		return fmt.Sprintf("fail open: %d of %d regions look healthy, health ignored; nearest region", v.healthy, len(s.regions))
+		return fmt.Sprintf("fail open: no edge of the %d regions answers, health ignored; nearest region", len(s.regions))
 	case "least-bad":
 		return "no region is fully up; nearest region whose edges answer"
+	case "partial":
+		return "no region has a quorum of edges up; nearest region with an edge that answers"
 	}
 	if pick == 0 {
 		if v.regions[order[0]].state == StateRamping {
@@ -424,8 +452,8 @@ func special(a netip.Addr) string {
 
 // Status is the health of every region, for the status page.
 type Status struct {
-	// FailOpen is set when fewer than half of the regions look healthy
-	// and health is being ignored.
+	// FailOpen is set when no edge of any region answers its probes, so
+	// health is being ignored and every client gets its nearest region.
 	FailOpen bool `json:"fail_open"`
 	// Healthy counts the regions with a quorum of edges answering.
 	Healthy int `json:"healthy"`

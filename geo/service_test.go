@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,8 +242,8 @@ func TestHealthPolicies(t *testing.T) {
 		{"all up", nil, "eu", "nearest region"},
 		{"nearest down", map[string]State{"eu": StateDown}, "us", "nearest region eu is down; us by policy nearest"},
 		{"nearest held down", map[string]State{"eu": StateHoldDown}, "us", "eu is hold-down"},
-		{"two down: fail open", map[string]State{"eu": StateDown, "us": StateDown}, "eu", "fail open: 1 of 3 regions look healthy"},
-		{"all down", map[string]State{"eu": StateDown, "us": StateDown, "asia": StateDown}, "eu", "fail open: 0 of 3"},
+		{"two down: the third", map[string]State{"eu": StateDown, "us": StateDown}, "asia", "nearest region eu is down; asia by policy nearest"},
+		{"all down: fail open", map[string]State{"eu": StateDown, "us": StateDown, "asia": StateDown}, "eu", "fail open: no edge of the 3 regions answers"},
 		{"none fully up", map[string]State{"eu": StateHoldDown, "us": StateHoldDown, "asia": StateHoldDown}, "eu", "no region is fully up"},
 	}
 	for _, tt := range tests {
@@ -261,6 +262,30 @@ func TestHealthPolicies(t *testing.T) {
 	setStates(t, s, map[string]State{"eu": StateDown, "us": StateDown, "asia": StateDown}, 0)
 	if a := s.Route(de); len(a.Edges) != 3 {
 		t.Errorf("all down: edges %v", a.Edges)
+	}
+}
+
+// TestNoQuorumAnywhere: with every region below its quorum, a client goes
+// to the nearest region that still has an edge answering, and the answer
+// names only that edge; never to a region whose edges are all down.
+func TestNoQuorumAnywhere(t *testing.T) {
+	s := newTestService(t, testConfig(), Options{})
+	h := newHealth(s.cfg.Probe, s.cfg.Regions, time.Now())
+	for i := range h.regions {
+		r := &h.regions[i]
+		r.state = StateDown
+		for j := range r.edges {
+			r.edges[j].up = r.name == "asia" && j == 2
+		}
+	}
+	s.view.Store(h.view())
+	a := s.Route(addr("192.0.2.10")) // Frankfurt
+	if a.Region != "asia" || !slices.Equal(a.Edges, []string{"127.0.3.3:8080"}) || a.Edge != "127.0.3.3:8080" ||
+		!strings.Contains(a.Why, "nearest region with an edge that answers") {
+		t.Errorf("→ %s %s %v (%s), want asia's one live edge", a.Region, a.Edge, a.Edges, a.Why)
+	}
+	if st := s.Status(); st.FailOpen || st.Healthy != 0 {
+		t.Errorf("status fail_open %v healthy %d", st.FailOpen, st.Healthy)
 	}
 }
 

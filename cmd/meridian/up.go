@@ -81,7 +81,12 @@ type UpEdgeSt struct {
 // runUp starts a whole CDN on loopback from embedded defaults: a demo
 // origin, regions of clustered edges (each region on its own 127.0.R.0/24),
 // the origin shield in the first region, and the geo steering service.
-func runUp(ctx context.Context, args []string) error {
+func runUp(ctx context.Context, args []string) error { return runUpWith(ctx, args, nil) }
+
+// runUpWith is runUp; started, when not nil, runs once every edge and the
+// geo service are up, with the edges by name ("eu-1"), so that tests can
+// kill one.
+func runUpWith(ctx context.Context, args []string, started func(map[string]*node.Node)) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	nRegions := fs.Int("regions", 3, fmt.Sprintf("number of regions (1-%d)", len(upRegions)))
 	nEdges := fs.Int("edges", 3, "edges per region (1-9)")
@@ -161,7 +166,8 @@ func runUp(ctx context.Context, args []string) error {
 	}
 
 	// The geo steering service: built-in GeoIP table, the regions above,
-	// probing every edge's admin /healthz.
+	// probing every edge's /healthz on its HTTP listener, which is what
+	// the answers name.
 	gcfg := geo.Config{
 		DefaultRegion: regions[0].name,
 		DNS:           geo.DNSConfig{Listen: *geoDNS, Hostname: upHost + "."},
@@ -177,9 +183,13 @@ func runUp(ctx context.Context, args []string) error {
 		},
 	}
 	for r, reg := range regions {
-		gr := geo.Region{Name: reg.name, Point: reg.point, Hostname: join(fmt.Sprintf("127.0.%d.1", r+1), upHTTPPort)}
+		// No hostname: /redirect sends each client to a healthy edge of
+		// its own. Quorum 1: a region keeps its clients while any of its
+		// edges answers (the edges share one machine, not a capacity
+		// budget), and the answers name only the edges that do.
+		gr := geo.Region{Name: reg.name, Point: reg.point, Quorum: 1}
 		for _, e := range state.Regions[r].Edges {
-			gr.Edges = append(gr.Edges, e.Admin)
+			gr.Edges = append(gr.Edges, e.HTTP)
 		}
 		gcfg.Regions = append(gcfg.Regions, gr)
 	}
@@ -199,6 +209,7 @@ func runUp(ctx context.Context, args []string) error {
 	defer svc.Close()
 
 	var nodes []*node.Node
+	byName := map[string]*node.Node{}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -244,6 +255,7 @@ func runUp(ctx context.Context, args []string) error {
 				return fmt.Errorf("edge %s: %w", cfg.Name, err)
 			}
 			nodes = append(nodes, n)
+			byName[cfg.Name] = n
 		}
 	}
 
@@ -257,6 +269,9 @@ func runUp(ctx context.Context, args []string) error {
 		return fmt.Errorf("geo: %w", err)
 	}
 
+	if started != nil {
+		started(byName)
+	}
 	if *statePath != "" {
 		b, _ := json.MarshalIndent(state, "", "  ")
 		if err := os.WriteFile(*statePath, b, 0o644); err != nil {

@@ -11,15 +11,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/node"
 )
 
 // startUp runs `meridian up` in-process and waits for its state file.
 func startUp(t *testing.T) UpState {
 	t.Helper()
+	st, _ := startUpNodes(t)
+	return st
+}
+
+// startUpNodes is startUp that also returns up's edges by name ("eu-1"),
+// so that a test can kill one.
+func startUpNodes(t *testing.T) (UpState, map[string]*node.Node) {
+	t.Helper()
 	state := filepath.Join(t.TempDir(), "state.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runUp(ctx, []string{"--state", state}) }()
+	nodes := make(chan map[string]*node.Node, 1)
+	go func() {
+		done <- runUpWith(ctx, []string{"--state", state}, func(m map[string]*node.Node) { nodes <- m })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -31,7 +44,7 @@ func startUp(t *testing.T) UpState {
 			t.Error("up did not stop")
 		}
 	})
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(5 * time.Minute) // building rings is slow under -race on a busy machine
 	for {
 		b, err := os.ReadFile(state)
 		if err == nil {
@@ -39,7 +52,7 @@ func startUp(t *testing.T) UpState {
 			if err := json.Unmarshal(b, &st); err != nil {
 				t.Fatal(err)
 			}
-			return st
+			return st, <-nodes // sent before the state file is written
 		}
 		select {
 		case err := <-done:
