@@ -177,15 +177,17 @@ func (p *Pool) Close() error {
 
 // Servers returns a snapshot of every server's state, in configured order.
 func (p *Pool) Servers() []ServerState {
+	out := make([]ServerState, len(p.servers))
+	for i, s := range p.servers { // before p.mu: the locks never nest
+		out[i].InFlight, out[i].Queued, out[i].MaxInflight = s.slots.state()
+		if out[i].MaxInflight == unlimited {
+			out[i].MaxInflight = -1
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	out := make([]ServerState, len(p.servers))
 	for i, s := range p.servers {
-		inflight, queued, limit := s.slots.state()
-		if limit == unlimited {
-			limit = -1
-		}
 		st := ServerState{
 			URL:                 s.name,
 			Weight:              s.cfg.Weight,
@@ -193,9 +195,9 @@ func (p *Pool) Servers() []ServerState {
 			Healthy:             s.healthy,
 			ConsecutiveFailures: s.errors,
 			Available:           s.available(now),
-			InFlight:            inflight,
-			Queued:              queued,
-			MaxInflight:         limit,
+			InFlight:            out[i].InFlight,
+			Queued:              out[i].Queued,
+			MaxInflight:         out[i].MaxInflight,
 		}
 		if now.Before(s.ejectedUntil) {
 			st.EjectedUntil = s.ejectedUntil
