@@ -293,6 +293,23 @@ func TestPoolQueueWaitBounds(t *testing.T) {
 	if !IsOverloaded(err) || !strings.Contains(err.Error(), "within timeout") {
 		t.Errorf("pool timeout while queued: %v, want overloaded, naming the timeout", err)
 	}
+	// Once the pool's timeout has passed in a queue, no other server is
+	// tried: there is no time left for an answer.
+	free := startGated(t, false)
+	free.open()
+	pb := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: g.url, Weight: 1000}, {URL: free.url}},
+		MaxInflight: 1, QueueTimeout: time.Minute, Timeout: 100 * time.Millisecond})
+	heldB, err := pb.RoundTrip(mustRequest(t, ctx, "/held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heldB.Body.Close()
+	if _, _, err := fetch(ctx, pb, "GET", "/w", nil); !IsOverloaded(err) {
+		t.Errorf("pool timeout while queued, another server free: %v, want overloaded", err)
+	}
+	if _, _, total, _ := free.stats(); total != 0 {
+		t.Errorf("the other server was tried after the timeout (%d requests)", total)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	p2 := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: g.url}}, MaxInflight: 1, QueueTimeout: time.Minute})

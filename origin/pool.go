@@ -245,9 +245,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		waited, err := s.slots.acquire(ctx, queueLeft)
 		queueLeft -= waited
 		if err != nil {
-			last = p.refused(req, ctx, s, err)
+			last = p.refused(ctx, req, s, err)
 			last.Tries = attempt + 1
-			if last.Kind == KindOverloaded {
+			if last.Kind == KindOverloaded && ctx.Err() == nil {
 				continue // never sent: another server may have a slot
 			}
 			break
@@ -306,7 +306,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 // refused makes the error of a request that got no slot of s: overloaded
 // when the server's queue was full or its wait ran out (queue_timeout or
 // the pool's timeout), else the caller's deadline or cancellation.
-func (p *Pool) refused(req *http.Request, ctx context.Context, s *server, err error) *Error {
+func (p *Pool) refused(ctx context.Context, req *http.Request, s *server, err error) *Error {
 	kind := KindOverloaded
 	switch {
 	case err == errQueueFull:
