@@ -75,7 +75,7 @@ var (
 )
 
 // Gate caps the requests in flight, with a FIFO queue of bounded length
-// and wait. A nil-capped gate (max_concurrent 0) admits everything. It is
+// and wait. A gate without a cap (max_concurrent 0) admits everything. It is
 // safe for concurrent use and holds no lock.
 type Gate struct {
 	cfg        GateConfig

@@ -140,8 +140,8 @@ func ClientKey(addr netip.Addr) netip.Prefix {
 const IPv6KeyBits = 64
 
 // Limiter limits one site's clients by key: their rate of requests and
-// their requests in flight. A nil table means that limit is off. It is
-// safe for concurrent use.
+// their requests in flight. A limit left at zero keeps no table and costs
+// nothing. It is safe for concurrent use.
 type Limiter struct {
 	cfg   Config
 	now   func() time.Time
