@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -171,6 +172,11 @@ type SiteConfig struct {
 	// marketing parameters left out). Default: the target as sent. The
 	// origin still gets the query of the request that filled the entry.
 	CacheKey CacheKeyConfig `yaml:"cache_key"`
+	// Limits caps each client's rate of requests and its requests in
+	// flight on this site, keyed by the client's address (an IPv6
+	// client's /64), over a bounded table of clients (see limit.Config).
+	// Default: no limits. Its name defaults to the site's first host.
+	Limits limit.Config `yaml:"limits"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -313,6 +319,9 @@ func (c Config) WithDefaults() Config {
 		if s.Pool.Name == "" && len(s.Hosts) > 0 {
 			s.Pool.Name = s.Hosts[0]
 		}
+		if s.Limits.Name == "" && len(s.Hosts) > 0 {
+			s.Limits.Name = s.Hosts[0]
+		}
 		if s.Pool.Timeout == 0 {
 			s.Pool.Timeout = s.Timeout
 		}
@@ -454,6 +463,9 @@ func (c Config) Validate() error {
 		}
 		if err := s.Pool.Validate(); err != nil {
 			return fmt.Errorf("%s.pool: %w", f, err)
+		}
+		if err := s.Limits.Validate(); err != nil {
+			return fmt.Errorf("%s.limits: %w", f, err)
 		}
 	}
 	return nil

@@ -12,6 +12,8 @@ sites:
   - hosts: [a.example]
     origin: http://127.0.0.1:9000
     grace: {if_error: 5m}
+    limits: {rate: 20, burst: 100, max_concurrent: 16}
+    pool: {max_conns: 64, max_inflight: -1, queue_timeout: 500ms}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -21,6 +23,12 @@ sites:
 	}
 	if c.Sites[0].Grace.IfError != 5*time.Minute || c.Sites[0].Timeout != 30*time.Second {
 		t.Fatalf("site: %+v", c.Sites[0])
+	}
+	if l := c.Sites[0].Limits; l.RequestsPerSecond != 20 || l.Burst != 100 || l.MaxConcurrent != 16 || l.Name != "a.example" {
+		t.Errorf("limits: %+v", l)
+	}
+	if p := c.Sites[0].Pool; p.MaxConns != 64 || p.MaxInflight != -1 || p.QueueTimeout != 500*time.Millisecond {
+		t.Errorf("pool caps: %+v", p)
 	}
 }
 
@@ -41,6 +49,13 @@ func TestParseConfigBad(t *testing.T) {
 		{"sites: [{hosts: [a], origin: 'http://o', grace: {if_error: -5s}}]", "sites[0].grace.if_error: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', read_timeout: -1s}]", "sites[0].read_timeout: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', accept_encoding: gzip}]", `sites[0].accept_encoding: "gzip" (want normalize or as_sent)`},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {rate: -1}}]", "sites[0].limits: rate: negative"},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {burst: 10}}]", "sites[0].limits: burst: set without a rate"},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {max_concurrent: -1}}]", "sites[0].limits: max_concurrent: negative"},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {rate: .inf}}]", "sites[0].limits: rate: +Inf is not a rate"},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {name: x}}]", "field name not found"},
+		{"sites: [{hosts: [a], origin: 'http://o', pool: {max_conns: -2}}]", "sites[0].pool: max_conns: -2"},
+		{"sites: [{hosts: [a], origin: 'http://o', pool: {queue_timeout: -1s}}]", "sites[0].pool: queue_timeout: negative"},
 		{site + "listen: nohostport", "listen: address nohostport: missing port"},
 		{site + "cache: {max_bytes: -1}", "cache.max_bytes: negative"},
 		{site + "cache: {max_bytes: 100, max_object_bytes: 200}", "cache.max_object_bytes: 200 exceeds"},

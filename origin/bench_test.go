@@ -36,6 +36,29 @@ func BenchmarkPoolRoundTrip(b *testing.B) {
 	})
 }
 
+// BenchmarkPoolRoundTripSerial measures one GET at a time of a 1 KiB
+// object from one demo origin on loopback: the pool's own overhead per
+// request shows best without the noise of parallel clients.
+func BenchmarkPoolRoundTripSerial(b *testing.B) {
+	s := httptest.NewServer(NewDemo(nil))
+	defer s.Close()
+	p, err := NewPool(PoolConfig{Servers: []ServerConfig{{URL: s.URL}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://bench.example/obj?size=1024", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
 // BenchmarkPick measures server selection among eight weighted servers.
 func BenchmarkPick(b *testing.B) {
 	var cfg PoolConfig

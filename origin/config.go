@@ -57,6 +57,35 @@ type PoolConfig struct {
 	// rather than open new ones under load.
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
 
+	// MaxConns caps the connections to each server, dialing, busy and idle
+	// together. Default 256: as many as max_idle_conns_per_host keeps, so
+	// that every connection a busy edge opens can be reused, and what a
+	// stock Apache httpd (prefork) serves at once, so that a flood of
+	// misses on one edge cannot open thousands. -1: no cap.
+	// Over HTTP/1.1 a request holds its connection until its body is
+	// closed, so at most this many are in flight to the server whatever
+	// max_inflight says (see MaxInflight).
+	MaxConns int `yaml:"max_conns"`
+	// MaxInflight caps the requests in flight to each server, from sending
+	// the request until its response body is closed (or the try fails);
+	// retries on another server take a slot there too. Default 512: over
+	// HTTP/2 a few connections carry that many streams (servers allow
+	// 100 to 250 each), over HTTP/1.1 max_conns is the tighter cap, as a
+	// server counts as HTTP/1.1 until it answers over HTTP/2. -1: no cap.
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxQueue is how many requests may wait for a slot of each server;
+	// more are refused at once (KindOverloaded). Default 1024: about what
+	// a server at its caps frees within queue_timeout when its answers
+	// take a quarter second (256 slots, 4 turns); more would only wait to
+	// time out, holding their memory. -1: no queue, refuse at once.
+	MaxQueue int `yaml:"max_queue"`
+	// QueueTimeout bounds a request's wait for a slot, summed over its
+	// tries; then it fails with KindOverloaded (the edge answers 503 with
+	// Retry-After). Default 1s: long enough to ride out a burst, short
+	// enough that a refused client hears so well before a slow origin
+	// would have answered. It counts against Timeout, not TryTimeout.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+
 	// TLSClientConfig is used for https servers. Nil means the system
 	// roots. Not read from YAML.
 	TLSClientConfig *tls.Config `yaml:"-"`
@@ -155,6 +184,10 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 	setDefault(&c.ReadTimeout, 30*time.Second)
 	setDefault(&c.Retries, 1)
 	setDefault(&c.MaxIdleConnsPerHost, 256)
+	setDefault(&c.MaxConns, 256)
+	setDefault(&c.MaxInflight, 512)
+	setDefault(&c.MaxQueue, 1024)
+	setDefault(&c.QueueTimeout, time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -238,6 +271,10 @@ func (c PoolConfig) Validate() error {
 		bad("retries", "%d: want a count, or -1 for none", c.Retries)
 	}
 	nonNegative(bad, "max_idle_conns_per_host", c.MaxIdleConnsPerHost)
+	countOrOff(bad, "max_conns", c.MaxConns, "no cap")
+	countOrOff(bad, "max_inflight", c.MaxInflight, "no cap")
+	countOrOff(bad, "max_queue", c.MaxQueue, "no queue")
+	nonNegative(bad, "queue_timeout", c.QueueTimeout)
 	return errors.Join(errs...)
 }
 
@@ -245,6 +282,21 @@ func nonNegative[T int | time.Duration](bad func(string, string, ...any), field 
 	if v < 0 {
 		bad(field, "negative (%v)", v)
 	}
+}
+
+// countOrOff accepts a count, 0 for the default or -1 for off.
+func countOrOff(bad func(string, string, ...any), field string, v int, off string) {
+	if v < -1 {
+		bad(field, "%d: want a count, or -1 for %s", v, off)
+	}
+}
+
+// capOf is the limit a count-or-off field stands for once defaults are in.
+func capOf(v int) int {
+	if v < 0 {
+		return unlimited
+	}
+	return v
 }
 
 // checkServerURL accepts "http(s)://host[:port]" with at most a "/" path.

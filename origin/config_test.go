@@ -40,6 +40,10 @@ func TestPoolConfigGolden(t *testing.T) {
 		Timeout:             20 * time.Second,
 		Retries:             2,
 		MaxIdleConnsPerHost: 64,
+		MaxConns:            32,
+		MaxInflight:         -1,
+		MaxQueue:            100,
+		QueueTimeout:        250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", cfg, want)
@@ -59,14 +63,18 @@ func TestPoolConfigDefaults(t *testing.T) {
 		c.Outlier.ConsecutiveErrors != 5 || c.Outlier.Ejection != 30*time.Second ||
 		c.Breaker.MaxFailures != 0 || c.Breaker.OpenFor != 10*time.Second ||
 		c.ConnectTimeout != 2*time.Second || c.TryTimeout != 10*time.Second || c.Timeout != 30*time.Second ||
-		c.Retries != 1 || c.MaxIdleConnsPerHost != 256 || c.Logger == nil || c.Now == nil {
+		c.Retries != 1 || c.MaxIdleConnsPerHost != 256 || c.Logger == nil || c.Now == nil ||
+		c.MaxConns != 256 || c.MaxInflight != 512 || c.MaxQueue != 1024 || c.QueueTimeout != time.Second {
 		t.Errorf("defaults %+v", c)
 	}
 	// -1 keeps its meaning; WithDefaults does not touch the caller's slice.
-	orig := PoolConfig{Servers: []ServerConfig{{URL: "http://o"}}, Retries: -1, Outlier: OutlierConfig{ConsecutiveErrors: -1}}
+	orig := PoolConfig{Servers: []ServerConfig{{URL: "http://o"}}, Retries: -1, Outlier: OutlierConfig{ConsecutiveErrors: -1},
+		MaxConns: -1, MaxInflight: -1, MaxQueue: -1}
 	c = orig.WithDefaults()
-	if c.Retries != -1 || c.Outlier.ConsecutiveErrors != -1 || orig.Servers[0].Weight != 0 {
-		t.Errorf("retries %d, consecutive_errors %d, caller's weight %d", c.Retries, c.Outlier.ConsecutiveErrors, orig.Servers[0].Weight)
+	if c.Retries != -1 || c.Outlier.ConsecutiveErrors != -1 || orig.Servers[0].Weight != 0 ||
+		c.MaxConns != -1 || c.MaxInflight != -1 || c.MaxQueue != -1 {
+		t.Errorf("retries %d, consecutive_errors %d, caller's weight %d, caps %d/%d/%d", c.Retries,
+			c.Outlier.ConsecutiveErrors, orig.Servers[0].Weight, c.MaxConns, c.MaxInflight, c.MaxQueue)
 	}
 	if err := (PoolConfig{Servers: []ServerConfig{{URL: "http://o"}}}).Validate(); err != nil {
 		t.Errorf("zero value plus a server: %v", err)
@@ -111,6 +119,10 @@ func TestPoolConfigValidate(t *testing.T) {
 		{"timeout", PoolConfig{Servers: []ServerConfig{ok}, Timeout: -1}, "timeout: negative"},
 		{"retries", PoolConfig{Servers: []ServerConfig{ok}, Retries: -2}, "retries: -2"},
 		{"idle", PoolConfig{Servers: []ServerConfig{ok}, MaxIdleConnsPerHost: -1}, "max_idle_conns_per_host: negative"},
+		{"max_conns", PoolConfig{Servers: []ServerConfig{ok}, MaxConns: -2}, "max_conns: -2: want a count, or -1 for no cap"},
+		{"max_inflight", PoolConfig{Servers: []ServerConfig{ok}, MaxInflight: -5}, "max_inflight: -5: want a count, or -1 for no cap"},
+		{"max_queue", PoolConfig{Servers: []ServerConfig{ok}, MaxQueue: -2}, "max_queue: -2: want a count, or -1 for no queue"},
+		{"queue_timeout", PoolConfig{Servers: []ServerConfig{ok}, QueueTimeout: -time.Second}, "queue_timeout: negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -136,6 +148,7 @@ func FuzzPoolConfig(f *testing.F) {
 		"servers: [{url: ftp://x}]\nhealth: {interval: -5s}",
 		"servers: [{url: 'http://o'}]\nhealth: {enabled: true, path: '/h?x=%zz'}",
 		"timeout: 1h\nretries: -1",
+		"servers: [{url: 'http://o'}]\nmax_conns: -1\nmax_inflight: 3\nmax_queue: -1\nqueue_timeout: 10ms",
 	} {
 		f.Add(s)
 	}

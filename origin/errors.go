@@ -13,7 +13,8 @@ import (
 )
 
 // Kind says how a request to the origin failed, so that the edge can answer
-// 504 for timeouts, 503 when the pool refuses to try, and 502 otherwise.
+// 504 for timeouts, 503 when the pool refuses to try (KindUnavailable,
+// KindOverloaded), and 502 otherwise.
 type Kind int
 
 // The kinds of origin failure.
@@ -33,6 +34,11 @@ const (
 	KindUnavailable
 	// KindCanceled: the caller gave up (its context was canceled).
 	KindCanceled
+	// KindOverloaded: the pool did not send the request because every
+	// server it tried was at its max_inflight cap, with its queue full or
+	// no slot free within queue_timeout (see IsOverloaded). Nothing
+	// reached the origin; the edge answers 503 with Retry-After.
+	KindOverloaded
 )
 
 var kindNames = [...]string{
@@ -43,6 +49,7 @@ var kindNames = [...]string{
 	KindProtocol:    "protocol",
 	KindUnavailable: "unavailable",
 	KindCanceled:    "canceled",
+	KindOverloaded:  "overloaded",
 }
 
 // String returns the kind's lower-case name, as used in metrics.
@@ -92,6 +99,16 @@ func (e *Error) Unwrap() error { return e.Err }
 func IsTimeout(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Kind == KindTimeout
+}
+
+// IsOverloaded reports whether err is an origin [Error] of
+// [KindOverloaded]: the pool's caps on the origin's servers refused the
+// request, which never reached them. The edge answers 503 with a
+// Retry-After of a second or two (queue_timeout is a fair value): the
+// origin is busy, not broken, and a retry soon may find a slot.
+func IsOverloaded(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == KindOverloaded
 }
 
 // Sentinel causes, so that a timeout the pool set is told from the caller's.

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -12,14 +13,18 @@ var _ prometheus.Collector = (*Pool)(nil)
 // poolMetrics are a pool's metrics, each labelled with the pool's name so
 // that several pools can share a registry.
 type poolMetrics struct {
-	requests *prometheus.CounterVec   // server, code
-	errors   *prometheus.CounterVec   // server, kind
-	latency  *prometheus.HistogramVec // server
-	retries  prometheus.Counter
-	rejected prometheus.Counter
-	up       *prometheus.Desc // server
-	ejected  *prometheus.Desc // server
-	circuit  *prometheus.Desc
+	requests   *prometheus.CounterVec   // server, code
+	errors     *prometheus.CounterVec   // server, kind
+	latency    *prometheus.HistogramVec // server
+	retries    prometheus.Counter
+	rejected   prometheus.Counter
+	overloaded *prometheus.CounterVec // server, reason
+	up         *prometheus.Desc       // server
+	ejected    *prometheus.Desc       // server
+	circuit    *prometheus.Desc
+	inflight   *prometheus.Desc // server
+	queued     *prometheus.Desc // server
+	limit      *prometheus.Desc // server
 }
 
 func newPoolMetrics(pool string) *poolMetrics {
@@ -51,6 +56,21 @@ func newPoolMetrics(pool string) *poolMetrics {
 			Help:        "Requests failed at once because the circuit breaker was open.",
 			ConstLabels: constLabels,
 		}),
+		overloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_origin_overloaded_total",
+			Help: "Tries not sent because the server was at its max_inflight cap: its queue was full " +
+				"(reason=queue_full) or no slot came free in time (reason=queue_timeout).",
+			ConstLabels: constLabels,
+		}, []string{"server", "reason"}),
+		inflight: prometheus.NewDesc("meridian_origin_server_inflight",
+			"Requests in flight to the origin server, response bodies not yet closed included.",
+			[]string{"server"}, constLabels),
+		queued: prometheus.NewDesc("meridian_origin_server_queued",
+			"Requests waiting for a slot of the origin server (max_inflight reached).",
+			[]string{"server"}, constLabels),
+		limit: prometheus.NewDesc("meridian_origin_server_inflight_limit",
+			"The origin server's cap on requests in flight now (max_inflight, or max_conns over HTTP/1.1); +Inf for none.",
+			[]string{"server"}, constLabels),
 		up: prometheus.NewDesc("meridian_origin_server_up",
 			"1 if active health checks (when enabled) find the origin server healthy.",
 			[]string{"server"}, constLabels),
@@ -79,9 +99,13 @@ func (p *Pool) Describe(ch chan<- *prometheus.Desc) {
 	m.latency.Describe(ch)
 	m.retries.Describe(ch)
 	m.rejected.Describe(ch)
+	m.overloaded.Describe(ch)
 	ch <- m.up
 	ch <- m.ejected
 	ch <- m.circuit
+	ch <- m.inflight
+	ch <- m.queued
+	ch <- m.limit
 }
 
 // Collect implements prometheus.Collector.
@@ -92,9 +116,17 @@ func (p *Pool) Collect(ch chan<- prometheus.Metric) {
 	m.latency.Collect(ch)
 	m.retries.Collect(ch)
 	m.rejected.Collect(ch)
+	m.overloaded.Collect(ch)
 	for _, s := range p.Servers() {
 		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, b2f(s.Healthy), s.URL)
 		ch <- prometheus.MustNewConstMetric(m.ejected, prometheus.GaugeValue, b2f(!s.EjectedUntil.IsZero()), s.URL)
+		ch <- prometheus.MustNewConstMetric(m.inflight, prometheus.GaugeValue, float64(s.InFlight), s.URL)
+		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(s.Queued), s.URL)
+		limit := math.Inf(1)
+		if s.MaxInflight >= 0 {
+			limit = float64(s.MaxInflight)
+		}
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, limit, s.URL)
 	}
 	p.mu.Lock()
 	open := !p.breaker.openUntil.IsZero()

@@ -25,6 +25,14 @@ import (
 // marked it down and passive outlier detection has not ejected it. Errors
 // are [*Error] values whose Kind tells timeouts from other failures.
 //
+// Each server has caps of its own: at most max_conns connections and
+// max_inflight requests in flight (see [PoolConfig.MaxInflight]). A request
+// that finds a server at its cap waits in that server's queue, for at most
+// queue_timeout over all its tries, and then fails with [KindOverloaded];
+// a retry on another server takes a slot there too, so no path around the
+// caps exists. Health checks have connections of their own, outside
+// max_conns, so that a pool at its cap does not fail its own probes.
+//
 // A Pool is a prometheus.Collector of its own metrics. Close stops its
 // health checks.
 type Pool struct {
@@ -32,6 +40,7 @@ type Pool struct {
 	log       *slog.Logger
 	now       func() time.Time
 	transport *http.Transport
+	probes    *http.Transport // health checks: outside the connection cap
 	servers   []*server
 	metrics   *poolMetrics
 
@@ -51,6 +60,8 @@ type server struct {
 	cfg  ServerConfig
 	url  *url.URL
 	name string // URL as configured: the label in logs and metrics
+
+	slots *slots // the cap on requests in flight; its own lock
 
 	// Guarded by Pool.mu.
 	healthy      bool      // per active health checks
@@ -89,6 +100,15 @@ type ServerState struct {
 	// Available is true when it gets requests in the normal course:
 	// healthy and not ejected.
 	Available bool
+	// InFlight counts its requests in flight: sent, or about to be, and
+	// their response bodies not yet closed.
+	InFlight int
+	// Queued counts the requests waiting for one of its slots.
+	Queued int
+	// MaxInflight is its cap on requests in flight now: max_inflight, or
+	// max_conns when that is lower and the server speaks HTTP/1.1. -1
+	// means no cap.
+	MaxInflight int
 }
 
 // NewPool validates cfg and returns a pool of its servers, all assumed
@@ -110,7 +130,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		if err != nil { // Validate parsed it already
 			return nil, fmt.Errorf("origin pool %s: servers[%d].url: %w", cfg.Name, i, err)
 		}
-		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, healthy: true})
+		h2Limit := capOf(cfg.MaxInflight)
+		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, healthy: true,
+			slots: newSlots(min(h2Limit, capOf(cfg.MaxConns)), h2Limit, max(cfg.MaxQueue, 0))})
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	p.transport = &http.Transport{
@@ -123,7 +145,11 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // a cache stores what the origin sent, encoded or not
+		MaxConnsPerHost:       max(cfg.MaxConns, 0),
 	}
+	p.probes = p.transport.Clone()
+	p.probes.MaxConnsPerHost = 0
+	p.probes.MaxIdleConnsPerHost = 1
 	p.metrics = newPoolMetrics(cfg.Name)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -144,16 +170,23 @@ func (p *Pool) Close() error {
 		p.stop()
 		<-p.done
 		p.transport.CloseIdleConnections()
+		p.probes.CloseIdleConnections()
 	})
 	return nil
 }
 
 // Servers returns a snapshot of every server's state, in configured order.
 func (p *Pool) Servers() []ServerState {
+	out := make([]ServerState, len(p.servers))
+	for i, s := range p.servers { // before p.mu: the locks never nest
+		out[i].InFlight, out[i].Queued, out[i].MaxInflight = s.slots.state()
+		if out[i].MaxInflight == unlimited {
+			out[i].MaxInflight = -1
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	out := make([]ServerState, len(p.servers))
 	for i, s := range p.servers {
 		st := ServerState{
 			URL:                 s.name,
@@ -162,6 +195,9 @@ func (p *Pool) Servers() []ServerState {
 			Healthy:             s.healthy,
 			ConsecutiveFailures: s.errors,
 			Available:           s.available(now),
+			InFlight:            out[i].InFlight,
+			Queued:              out[i].Queued,
+			MaxInflight:         out[i].MaxInflight,
 		}
 		if now.Before(s.ejectedUntil) {
 			st.EjectedUntil = s.ejectedUntil
@@ -176,9 +212,11 @@ func (p *Pool) Servers() []ServerState {
 // the server's config overrides it. RoundTrip closes req.Body, even on error.
 // Failed tries are retried on another server when req is idempotent (GET,
 // HEAD, OPTIONS, or with an Idempotency-Key) or was never sent, and its body
-// can be replayed (none, or GetBody set). The response body must be closed;
-// reading it fails with an [*Error] if the connection breaks or the overall
-// timeout passes.
+// can be replayed (none, or GetBody set). A server at its max_inflight cap
+// makes the request wait for a slot; one whose queue is full, or that frees
+// no slot in time, counts as a try never sent. The response body must be
+// closed: that gives its slot back. Reading it fails with an [*Error] if the
+// connection breaks or the overall timeout passes.
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !p.allow() {
 		closeBody(req)
@@ -192,6 +230,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	idempotent := isIdempotent(req)
 	tried := make([]bool, len(p.servers))
+	queueLeft := p.cfg.QueueTimeout // for slots, over every try
+	bodyUsed := false               // req.Body went to a try
 	var last *Error
 	for attempt := 0; attempt <= max(p.cfg.Retries, 0); attempt++ {
 		s := p.pick(tried)
@@ -199,18 +239,30 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 		tried[s.idx] = true
-		body := req.Body
 		if attempt > 0 {
 			p.metrics.retries.Inc()
-			if req.GetBody != nil {
-				b, err := req.GetBody()
-				if err != nil {
-					last.Err = fmt.Errorf("%w (no retry: GetBody: %v)", last.Err, err)
-					break
-				}
-				body = b
-			}
 		}
+		waited, err := s.slots.acquire(ctx, queueLeft)
+		queueLeft -= waited
+		if err != nil {
+			last = p.refused(ctx, req, s, err)
+			last.Tries = attempt + 1
+			if last.Kind == KindOverloaded && ctx.Err() == nil {
+				continue // never sent: another server may have a slot
+			}
+			break
+		}
+		body := req.Body
+		if bodyUsed && req.GetBody != nil {
+			b, err := req.GetBody()
+			if err != nil {
+				s.slots.release()
+				last.Err = fmt.Errorf("%w (no retry: GetBody: %v)", last.Err, err)
+				break
+			}
+			body = b
+		}
+		bodyUsed = true
 		resp, tryCancel, terr := p.try(ctx, req, s, body)
 		if terr == nil && !headers.Stop() {
 			// The timeout passed just as the headers came.
@@ -220,7 +272,8 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if terr == nil {
 			p.settle(resp.StatusCode < 500)
-			release := func() { tryCancel(); cancel(nil) }
+			s.slots.setHTTP2(resp.ProtoMajor == 2)
+			release := func() { tryCancel(); cancel(nil); s.slots.release() }
 			if resp.Body == http.NoBody {
 				release()
 			} else {
@@ -231,6 +284,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return resp, nil
 		}
+		s.slots.release()
 		terr.Tries = attempt + 1
 		last = terr.Error
 		if ctx.Err() != nil || !replayable || (!idempotent && terr.sent) {
@@ -239,11 +293,37 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	headers.Stop()
 	cancel(nil)
+	if !bodyUsed {
+		closeBody(req)
+	}
 	if last == nil { // unreachable: a pool has a server
 		last = &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errors.New("no server to try")}
 	}
 	p.settleErr(last.Kind)
 	return nil, last
+}
+
+// refused makes the error of a request that got no slot of s: overloaded
+// when the server's queue was full or its wait ran out (queue_timeout or
+// the pool's timeout), else the caller's deadline or cancellation.
+func (p *Pool) refused(ctx context.Context, req *http.Request, s *server, err error) *Error {
+	kind := KindOverloaded
+	switch {
+	case err == errQueueFull:
+		p.metrics.overloaded.WithLabelValues(s.name, "queue_full").Inc()
+	case err == errQueueTimeout:
+		p.metrics.overloaded.WithLabelValues(s.name, "queue_timeout").Inc()
+	case context.Cause(ctx) == errPoolTimeout:
+		p.metrics.overloaded.WithLabelValues(s.name, "queue_timeout").Inc()
+		err = fmt.Errorf("waiting for a slot: %w", errPoolTimeout)
+	case errors.Is(req.Context().Err(), context.DeadlineExceeded):
+		kind = KindTimeout
+		err = fmt.Errorf("waiting for a slot: %w", req.Context().Err())
+	default:
+		kind = KindCanceled
+		err = fmt.Errorf("waiting for a slot: %w", context.Cause(req.Context()))
+	}
+	return &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}
 }
 
 // tryError is an Error plus whether the request reached the server.
@@ -326,6 +406,7 @@ type poolBody struct {
 	// idle cancels ctx when one Read waits longer than timeout.
 	idle    *time.Timer
 	timeout time.Duration
+	closed  atomic.Bool // release runs once, however often Close is called
 }
 
 func (b *poolBody) Read(buf []byte) (int, error) {
@@ -358,7 +439,9 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 func (b *poolBody) Close() error {
 	b.idle.Stop()
 	err := b.rc.Close()
-	b.release()
+	if b.closed.CompareAndSwap(false, true) {
+		b.release()
+	}
 	return err
 }
 
@@ -433,9 +516,9 @@ func (p *Pool) allow() bool {
 }
 
 // settleErr records a failed request with the breaker; a caller's
-// cancellation says nothing about the origin.
+// cancellation says nothing about the origin, nor does the pool's own cap.
 func (p *Pool) settleErr(k Kind) {
-	if k == KindCanceled {
+	if k == KindCanceled || k == KindOverloaded {
 		p.settleNeutral()
 		return
 	}
