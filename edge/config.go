@@ -85,21 +85,23 @@ type ServerConfig struct {
 	// MaxConnections caps the client connections open at once, over the
 	// plain, HTTPS and QUIC listeners together; a connection past it is
 	// closed as it is accepted (meridian_edge_connections_rejected_total
-	// {reason="max_connections"}). Default 8192: an idle connection
-	// costs about 10 KiB on the plain listener and 45 KiB over TLS or
-	// QUIC (goroutine stack, read buffer, TLS and flow-control state), so
-	// 8192 of them stay within about 360 MiB, the headroom a 2 GiB pod
-	// keeps beside a 1 GiB cache; nginx's worker_connections is 512 per
-	// worker by default, and a busy edge rarely holds more than a few
-	// thousand. -1 removes the cap.
+	// {reason="max_connections"}). Default 4096: an idle connection costs
+	// the edge about 12-17 KiB on the plain listener, 40 KiB over TLS and
+	// HTTP/2 and 70 KiB over QUIC (goroutine stacks, buffers, TLS and
+	// flow-control state; measured with Go 1.26 and quic-go 0.65), so 4096
+	// of them hold at most 160 MiB over TLS (280 MiB if all were QUIC),
+	// the order of the default 256 MiB cache. nginx's default is 512 per
+	// worker. Raise it with the memory: the Kubernetes manifests' 2 GiB
+	// pods use 8192. -1 removes the cap.
 	MaxConnections int `yaml:"max_connections"`
 	// MaxConnectionsPerIP caps the connections from one client address
 	// (an IPv6 client by its /64, which one host commonly owns whole),
-	// counted like MaxConnections. Default 256: a browser opens at most 6
-	// HTTP/1.1 connections per host (1 over HTTP/2 or HTTP/3), so 256
-	// lets about 40 HTTP/1.1 users share one NAT address, while one
-	// address can hold no more than 1/32 of the default MaxConnections.
-	// -1 removes the cap.
+	// counted like MaxConnections. Default 128: a browser opens at most 6
+	// HTTP/1.1 connections per host and 1 over HTTP/2 or HTTP/3, so 128
+	// lets some 20 HTTP/1.1 or 128 HTTP/2 users share one NAT address,
+	// while one address holds at most 1/32 of the default
+	// MaxConnections: filling the edge takes 32 addresses. -1 removes
+	// the cap.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// AllowTrace forwards TRACE requests to the origin, honouring
 	// Max-Forwards (RFC 9110 §7.6.2). Default false: TRACE is answered
@@ -242,10 +244,10 @@ func (c Config) WithDefaults() Config {
 		c.Server.Front = FrontFast
 	}
 	if c.Server.MaxConnections == 0 {
-		c.Server.MaxConnections = 8192
+		c.Server.MaxConnections = 4096
 	}
 	if c.Server.MaxConnectionsPerIP == 0 {
-		c.Server.MaxConnectionsPerIP = 256
+		c.Server.MaxConnectionsPerIP = 128
 	}
 	sites := make([]SiteConfig, len(c.Sites))
 	for i, s := range c.Sites {

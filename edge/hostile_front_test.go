@@ -474,7 +474,7 @@ func TestConnectionCapsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Server.MaxConnections != 8192 || c.Server.MaxConnectionsPerIP != 256 || c.Server.AllowTrace {
+	if c.Server.MaxConnections != 4096 || c.Server.MaxConnectionsPerIP != 128 || c.Server.AllowTrace {
 		t.Fatalf("defaults: %+v", c.Server)
 	}
 	if c, err := edge.ParseConfig([]byte("server: {max_connections: -1, max_connections_per_ip: -1}\n" + site)); err != nil ||
