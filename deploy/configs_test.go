@@ -62,6 +62,9 @@ func loadRegions(t *testing.T) []*region {
 	return out
 }
 
+// testPodIP stands for the pod's address (status.podIP) in rendered configs.
+const testPodIP = "10.1.2.3"
+
 var (
 	sedSubst    = regexp.MustCompile(`s/(__[A-Z_]+__)/\$\{([A-Z_]+)\}/g`)
 	placeholder = regexp.MustCompile(`__[A-Z_]+__`)
@@ -85,6 +88,8 @@ func (r *region) render(t *testing.T, ordinal int, zone string) string {
 			env[getStr(e, "name")] = fmt.Sprintf("%s-%d", getStr(r.edges, "metadata", "name"), ordinal)
 		case "metadata.labels['topology.kubernetes.io/zone']":
 			env[getStr(e, "name")] = zone
+		case "status.podIP":
+			env[getStr(e, "name")] = testPodIP
 		default:
 			t.Fatalf("render-config: env %s from %q: the test does not know that field", getStr(e, "name"), path)
 		}
@@ -151,7 +156,7 @@ func TestValidateRefusesBrokenConfigs(t *testing.T) {
 		{"edge listen", edge, "listen: 0.0.0.0:80\n", "listen: 0.0.0.0\n", "listen"},
 		{"edge shield region", edge, "regions: [eu, us]", "regions: [eu, mars]", "shield.regions"},
 		{"edge seed_dns", edge, "seed_dns: edge-peers:7946", "seed_dns: edge-peers", "cluster.seed_dns"},
-		{"geo edges", r.geoRaw, ":9090\"]", "\"]", "edges[0]"},
+		{"geo edges", r.geoRaw, ":80\"]", "\"]", "edges[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +180,7 @@ func port(t *testing.T, field, addr string) int {
 	if err != nil {
 		t.Fatalf("%s: %v", field, err)
 	}
-	if host != "" && host != "0.0.0.0" && host != "::" {
+	if host != "" && host != "0.0.0.0" && host != "::" && host != testPodIP {
 		t.Errorf("%s: %q listens on %s only, not reachable from outside the pod", field, addr, host)
 	}
 	n, err := strconv.Atoi(p)
@@ -303,6 +308,14 @@ func TestEdgeConfigMatchesManifests(t *testing.T) {
 			}
 
 			wantSecretFile(t, r, r.edges, ctr, "admin.token_file", getStr(cfg, "admin", "token_file"))
+			// The admin API (status, metrics, purge) listens on the pod's
+			// own address, which the kubelet's probes and Prometheus
+			// reach, not on every address; /status and /metrics want the
+			// read token.
+			if host, _, _ := net.SplitHostPort(getStr(cfg, "admin", "listen")); host != testPodIP {
+				t.Errorf("admin.listen %q: want the pod's address (status.podIP), not %q", getStr(cfg, "admin", "listen"), host)
+			}
+			wantSecretFile(t, r, r.edges, ctr, "admin.read_token_file", getStr(cfg, "admin", "read_token_file"))
 			wantSecretFile(t, r, r.edges, ctr, "cluster.secret_file", getStr(cfg, "cluster", "secret_file"))
 			wantSecretFile(t, r, r.edges, ctr, "tls.cert_file", getStr(cfg, "tls", "cert_file"))
 			wantSecretFile(t, r, r.edges, ctr, "tls.key_file", getStr(cfg, "tls", "key_file"))
@@ -404,11 +417,12 @@ func TestGeoConfigMatchesManifests(t *testing.T) {
 				t.Errorf("default_region %q, want the overlay's region %q", got, r.name)
 			}
 			// Geo probes GET <path> on each region's edge address: the
-			// edges answer it on their admin port, exposed by Service edge.
-			adminPort := 0
+			// edges answer it on their public HTTP port (for any host that
+			// is not a site's), exposed by Service edge.
+			httpPort := 0
 			for _, p := range mapsOf(getList(r.m.get("Service", "edge"), "spec", "ports")) {
-				if getStr(p, "targetPort") == "admin" {
-					adminPort, _ = getInt(p, "port")
+				if getStr(p, "targetPort") == "http" {
+					httpPort, _ = getInt(p, "port")
 				}
 			}
 			if path := cmpOr(getStr(cfg, "probe", "path"), "/healthz"); path != getStr(r.edgeCtr, "livenessProbe", "httpGet", "path") {
@@ -417,8 +431,8 @@ func TestGeoConfigMatchesManifests(t *testing.T) {
 			for _, reg := range mapsOf(getList(cfg, "regions")) {
 				for _, e := range getStrings(reg, "edges") {
 					_, p, _ := net.SplitHostPort(e)
-					if p != strconv.Itoa(adminPort) {
-						t.Errorf("regions[%s].edges %s: geo probes /healthz there, but the edges serve it on port %d", getStr(reg, "name"), e, adminPort)
+					if p != strconv.Itoa(httpPort) {
+						t.Errorf("regions[%s].edges %s: geo probes /healthz there, but the edges' public HTTP port is %d", getStr(reg, "name"), e, httpPort)
 					}
 				}
 			}

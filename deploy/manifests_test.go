@@ -449,6 +449,16 @@ func (c *check) service(s obj) {
 	if getStr(s, "spec", "type") == "LoadBalancer" && getStr(s, "spec", "externalTrafficPolicy") != "Local" {
 		c.errorf("%s: a LoadBalancer needs externalTrafficPolicy: Local to keep client addresses", d)
 	}
+	if t := getStr(s, "spec", "type"); t == "LoadBalancer" || t == "NodePort" {
+		for _, p := range ports {
+			target := get(p, "targetPort")
+			for _, w := range ws {
+				if cp, ok := findPort(w, target, getStr(p, "protocol")); ok && cp.name == privatePort {
+					c.errorf("%s port %s: publishes the %s port (status, metrics, purge) outside the cluster", d, getStr(p, "name"), privatePort)
+				}
+			}
+		}
+	}
 }
 
 func (c *check) pdb(p obj) {
@@ -469,6 +479,10 @@ func (c *check) pdb(p obj) {
 	}
 }
 
+// privatePort is the container port that must stay inside the cluster:
+// the edges' admin API.
+const privatePort = "admin"
+
 func (c *check) networkPolicy(np obj) {
 	d := describe(np)
 	ws := c.m.selected(stringMap(get(np, "spec", "podSelector", "matchLabels")))
@@ -476,6 +490,24 @@ func (c *check) networkPolicy(np obj) {
 		c.errorf("%s: podSelector matches no workload", d)
 	}
 	for _, rule := range mapsOf(getList(np, "spec", "ingress")) {
+		// A rule without from admits every source; an ipBlock admits
+		// addresses outside the cluster.
+		open := len(getList(rule, "from")) == 0
+		for _, from := range mapsOf(getList(rule, "from")) {
+			open = open || get(from, "ipBlock") != nil
+		}
+		ports := mapsOf(getList(rule, "ports"))
+		for _, p := range ports {
+			open := open
+			for _, w := range ws {
+				if cp, ok := findPort(w, get(p, "port"), getStr(p, "protocol")); ok && cp.name == privatePort && open {
+					c.errorf("%s: opens the %s port to addresses outside the cluster", d, privatePort)
+				}
+			}
+		}
+		if len(ports) == 0 && open {
+			c.errorf("%s: a rule without ports opens the %s port to addresses outside the cluster", d, privatePort)
+		}
 		for _, from := range mapsOf(getList(rule, "from")) {
 			if sel := getMap(from, "podSelector"); sel != nil && len(c.m.selected(stringMap(get(sel, "matchLabels")))) == 0 {
 				c.errorf("%s: from.podSelector matches no workload", d)
@@ -738,6 +770,19 @@ func TestCheckManifestsCatchesMistakes(t *testing.T) {
 			rule := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))[0]
 			rule["ports"] = []any{obj{"port": "htp", "protocol": "TCP"}}
 		}, "port htp/TCP"},
+		{"admin published", func(m *manifests) {
+			svc := m.get("Service", "edge")
+			svc["spec"].(obj)["ports"] = append(getList(svc, "spec", "ports"), obj{"name": "admin", "port": 9090, "targetPort": "admin", "protocol": "TCP"})
+		}, "publishes the admin port"},
+		{"admin open to other networks", func(m *manifests) {
+			rules := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))
+			last := rules[len(rules)-1]
+			last["ports"] = append(getList(last, "ports"), obj{"port": "admin", "protocol": "TCP"})
+		}, "opens the admin port"},
+		{"admin open to all", func(m *manifests) {
+			rule := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))[0]
+			rule["ports"] = append(getList(rule, "ports"), obj{"port": 9090, "protocol": "TCP"})
+		}, "opens the admin port"},
 		{"per-pod service", func(m *manifests) {
 			setPath(m.get("Service", "edge-2-peer"), "edge-3", "spec", "selector", statefulSetPodName)
 		}, "matches no workload"},

@@ -293,7 +293,11 @@ func TestPromtool(t *testing.T) {
 func TestScrapeConfig(t *testing.T) {
 	var cfg struct {
 		ScrapeConfigs []struct {
-			JobName        string `yaml:"job_name"`
+			JobName       string `yaml:"job_name"`
+			Authorization struct {
+				Type            string `yaml:"type"`
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
 			RelabelConfigs []struct {
 				SourceLabels []string `yaml:"source_labels"`
 				Regex        string   `yaml:"regex"`
@@ -348,6 +352,18 @@ func TestScrapeConfig(t *testing.T) {
 		}
 		if len(pods) != 1 {
 			t.Errorf("job %s scrapes %d workloads, want 1", job.JobName, len(pods))
+		}
+		// The edges' /metrics wants the read token when their config
+		// names one (admin.read_token_file).
+		for _, w := range pods {
+			if getStr(w, "kind") != "StatefulSet" {
+				continue
+			}
+			r := loadRegion(t, "first", firstOverlay(t))
+			if getStr(parseYAML(t, r.render(t, 0, "")), "admin", "read_token_file") != "" &&
+				(job.Authorization.Type != "Bearer" || job.Authorization.CredentialsFile == "") {
+				t.Errorf("job %s: the edges want their read token on /metrics, but the job sends no bearer credentials_file", job.JobName)
+			}
 		}
 	}
 	var rf ruleFile

@@ -23,17 +23,25 @@ import (
 //
 //	GET  /healthz   200 while the process runs
 //	GET  /readyz    200 while it takes traffic, 503 once draining
-//	GET  /metrics   Prometheus text format
+//	GET  /metrics   Prometheus text format      (read token, if set)
 //	GET  /status    JSON: node, store, requests, hit ratio, top objects,
 //	                plus Status() (region, ring members, regions)
+//	                                            (read token, if set)
 //	GET  /          the status page (HTML), which shows /status
 //	POST /purge     {"urls": [...], "keys": [...], "soft": bool}
 //	                with "Authorization: Bearer TOKEN"
+//
+// /status names the most requested URLs and /metrics the traffic: set
+// ReadToken where the admin port is reachable by more than operators and
+// Prometheus. /healthz and /readyz stay open for probes.
 type Admin struct {
 	// Handler is the edge whose store purges act on.
 	Handler *Handler
 	// Token is the purge API's bearer token. Empty refuses every purge.
 	Token string
+	// ReadToken, when set, is the bearer token that /status and /metrics
+	// require (the purge Token is accepted too). Empty leaves them open.
+	ReadToken string
 	// Gatherer serves /metrics. Nil serves an empty page.
 	Gatherer prometheus.Gatherer
 	// Propagate, when set, sends a purge that this node applied to every
@@ -72,14 +80,21 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		io.WriteString(w, "ready\n")
-	case "/metrics":
+	case "/metrics", "/status":
+		if a.ReadToken != "" && !bearer(r, a.ReadToken) && !bearer(r, a.Token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="meridian admin"`)
+			http.Error(w, "missing or wrong bearer token (admin.read_token)", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == "/status" {
+			a.serveStatus(w)
+			return
+		}
 		g := a.Gatherer
 		if g == nil {
 			g = prometheus.NewRegistry()
 		}
 		promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-	case "/status":
-		a.serveStatus(w)
 	case "/", "/status.html":
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(statusPage)
@@ -113,17 +128,21 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 	json.NewEncoder(w).Encode(st)
 }
 
-// authorized compares the bearer token in constant time (hashing first, so
-// that not even the token's length leaks).
-func (a *Admin) authorized(r *http.Request) bool {
-	if a.Token == "" {
+// authorized reports whether r carries the purge token.
+func (a *Admin) authorized(r *http.Request) bool { return bearer(r, a.Token) }
+
+// bearer compares r's bearer token with token in constant time (hashing
+// first, so that not even the token's length leaks). An empty token
+// matches nothing.
+func bearer(r *http.Request, token string) bool {
+	if token == "" {
 		return false
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		return false
 	}
-	x, y := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(a.Token))
+	x, y := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(token))
 	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge"
 )
 
 func TestCoalescing200ConcurrentMissesOneOriginRequest(t *testing.T) {
@@ -18,6 +20,10 @@ func TestCoalescing200ConcurrentMissesOneOriginRequest(t *testing.T) {
 		<-release
 		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, strings.Repeat("c", 4096))
+	}, func(c *edge.Config) {
+		// 200 connections from one address: past the default
+		// server.max_connections_per_ip (128).
+		c.Server.MaxConnectionsPerIP = -1
 	})
 	const n = 200
 	var wg sync.WaitGroup

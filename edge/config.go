@@ -108,6 +108,32 @@ type ServerConfig struct {
 	// benchmark (deploy/bench) it serves 1 KiB hits at about twice
 	// net/http's rate and half nginx's CPU per request.
 	Front string `yaml:"front"`
+	// MaxConnections caps the client connections open at once, over the
+	// plain, HTTPS and QUIC listeners together; a connection past it is
+	// closed as it is accepted (meridian_edge_connections_rejected_total
+	// {reason="max_connections"}). Default 4096: an idle connection costs
+	// the edge about 12-17 KiB on the plain listener, 40 KiB over TLS and
+	// HTTP/2 and 70 KiB over QUIC (goroutine stacks, buffers, TLS and
+	// flow-control state; measured with Go 1.26 and quic-go 0.65), so 4096
+	// of them hold at most 160 MiB over TLS (280 MiB if all were QUIC),
+	// the order of the default 256 MiB cache. nginx's default is 512 per
+	// worker. Raise it with the memory: the Kubernetes manifests' 2 GiB
+	// pods use 8192. -1 removes the cap.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps the connections from one client address
+	// (an IPv6 client by its /64, which one host commonly owns whole),
+	// counted like MaxConnections. Default 128: a browser opens at most 6
+	// HTTP/1.1 connections per host and 1 over HTTP/2 or HTTP/3, so 128
+	// lets some 20 HTTP/1.1 or 128 HTTP/2 users share one NAT address,
+	// while one address holds at most 1/32 of the default
+	// MaxConnections: filling the edge takes 32 addresses. -1 removes
+	// the cap.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// AllowTrace forwards TRACE requests to the origin, honouring
+	// Max-Forwards (RFC 9110 §7.6.2). Default false: TRACE is answered
+	// 405, as it only reflects a request (cookies and credentials
+	// included) back to whoever can make the client send it.
+	AllowTrace bool `yaml:"allow_trace"`
 }
 
 // The values of ServerConfig.Front.
@@ -298,6 +324,12 @@ func (c Config) WithDefaults() Config {
 	if c.Server.Front == "" {
 		c.Server.Front = FrontFast
 	}
+	if c.Server.MaxConnections == 0 {
+		c.Server.MaxConnections = 4096
+	}
+	if c.Server.MaxConnectionsPerIP == 0 {
+		c.Server.MaxConnectionsPerIP = 128
+	}
 	sites := make([]SiteConfig, len(c.Sites))
 	for i, s := range c.Sites {
 		if s.Timeout == 0 {
@@ -388,6 +420,12 @@ func (c Config) Validate() error {
 		return errors.New("server.shutdown_timeout: negative")
 	case c.Server.Front != FrontNetHTTP && c.Server.Front != FrontFast:
 		return fmt.Errorf("server.front: unknown %q (want %q or %q)", c.Server.Front, FrontNetHTTP, FrontFast)
+	case c.Server.MaxConnections < -1:
+		return fmt.Errorf("server.max_connections: %d: want a count, or -1 for no cap", c.Server.MaxConnections)
+	case c.Server.MaxConnectionsPerIP < -1:
+		return fmt.Errorf("server.max_connections_per_ip: %d: want a count, or -1 for no cap", c.Server.MaxConnectionsPerIP)
+	case c.Server.MaxConnections > 0 && c.Server.MaxConnectionsPerIP > c.Server.MaxConnections:
+		return fmt.Errorf("server.max_connections_per_ip: %d exceeds server.max_connections %d", c.Server.MaxConnectionsPerIP, c.Server.MaxConnections)
 	}
 	if len(c.Sites) == 0 {
 		return errors.New("sites: empty (at least one site is needed)")

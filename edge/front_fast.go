@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type fastFront struct {
 	now   func() time.Time // the Date clock; the cache's clock is h's
 	inner *http.Server
 	hand  *handoffListener
+	lim   *connLimiter // counts connections at accept
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -68,8 +70,8 @@ const (
 	connPermanent        // given to net/http for good: its Shutdown drains it
 )
 
-func newFastFront(cfg ServerConfig, handler http.Handler, inner *http.Server, log *slog.Logger) *fastFront {
-	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, conns: map[*fastConn]struct{}{}}
+func newFastFront(cfg ServerConfig, handler http.Handler, inner *http.Server, lim *connLimiter, log *slog.Logger) *fastFront {
+	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, lim: lim, conns: map[*fastConn]struct{}{}}
 	f.h, _ = handler.(*Handler)
 	inner.ConnState = func(c net.Conn, s http.ConnState) {
 		if hc, ok := c.(*handoffConn); ok {
@@ -98,11 +100,17 @@ func (f *fastFront) serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := &fastConn{f: f, nc: nc, buf: make([]byte, 4096)}
+		client, ok := f.lim.admit(nc.RemoteAddr())
+		if !ok {
+			refuse(nc)
+			continue
+		}
+		c := &fastConn{f: f, nc: nc, client: client, buf: make([]byte, 4096)}
 		f.mu.Lock()
 		if f.closing.Load() {
 			f.mu.Unlock()
 			nc.Close()
+			f.lim.release(client)
 			continue
 		}
 		f.conns[c] = struct{}{}
@@ -183,6 +191,7 @@ func (f *fastFront) dateLine() []byte {
 type fastConn struct {
 	f      *fastFront
 	nc     net.Conn
+	client netip.Addr // what the connection is counted under (connLimiter)
 	state  atomic.Int32
 	buf    []byte // read buffer; buf[r:w] is unread
 	r, w   int
@@ -210,12 +219,25 @@ func (c *fastConn) serve() {
 		f.mu.Lock()
 		delete(f.conns, c)
 		f.mu.Unlock()
+		f.lim.release(c.client) // the connection is closed by now, or lent for good and closed
 		f.wg.Done()
 	}()
 	sc := f.cfg
 	limit := sc.MaxHeaderBytes
+	// The first request's header must be complete within
+	// read_header_timeout of the accept, as net/http has it; a later
+	// one within read_header_timeout of its first byte. Partial reads
+	// never extend it.
+	var acceptDeadline time.Time
+	if sc.ReadHeaderTimeout > 0 {
+		acceptDeadline = time.Now().Add(sc.ReadHeaderTimeout)
+	}
 	first := true
 	for {
+		var headDeadline time.Time // zero: the header came without a wait
+		if first {
+			headDeadline = acceptDeadline
+		}
 		if c.r == c.w {
 			c.r, c.w = 0, 0
 			c.state.Store(connIdle)
@@ -223,12 +245,12 @@ func (c *fastConn) serve() {
 				c.nc.Close()
 				return
 			}
-			d := sc.IdleTimeout
 			if first {
-				d = sc.ReadHeaderTimeout
-			}
-			if d > 0 {
-				c.nc.SetReadDeadline(time.Now().Add(d))
+				if !acceptDeadline.IsZero() {
+					c.nc.SetReadDeadline(acceptDeadline)
+				}
+			} else if sc.IdleTimeout > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(sc.IdleTimeout))
 			}
 			n, err := c.nc.Read(c.buf)
 			c.state.Store(connActive)
@@ -239,11 +261,11 @@ func (c *fastConn) serve() {
 			c.w = n
 		}
 		c.state.Store(connActive)
-		first = false
 		end, next, verdict := scanHead(c.buf[c.r:c.w], 0, limit)
 		if verdict == headMore {
-			if sc.ReadHeaderTimeout > 0 {
-				c.nc.SetReadDeadline(time.Now().Add(sc.ReadHeaderTimeout))
+			if !first && sc.ReadHeaderTimeout > 0 {
+				headDeadline = time.Now().Add(sc.ReadHeaderTimeout)
+				c.nc.SetReadDeadline(headDeadline)
 			}
 			for verdict == headMore {
 				if c.w == len(c.buf) {
@@ -264,18 +286,26 @@ func (c *fastConn) serve() {
 				end, next, verdict = scanHead(c.buf[c.r:c.w], next, limit)
 			}
 		}
+		scanned := verdict
+		first = false
 		var req request
 		if verdict == headDone {
 			verdict = parseHead(c.buf[c.r:c.r+end], &req)
 		}
 		if verdict != headDone || !req.bodyless {
-			c.lend(c.buf[c.r:c.w], false) // the rest of the connection
+			// The rest of the connection. A header that has not ended
+			// keeps its deadline: net/http must not restart the clock.
+			var keep time.Time
+			if scanned != headDone {
+				keep = headDeadline
+			}
+			c.lendRest(c.buf[c.r:c.w], keep)
 			return
 		}
 		if !req.plain || f.h == nil || !c.serveHit(&req) {
 			pending := c.buf[c.r : c.r+end]
 			c.r += end
-			if !c.lend(pending, true) {
+			if !c.lend(pending) {
 				return
 			}
 			continue
@@ -409,17 +439,29 @@ func appendField(b []byte, name string, vs []string) []byte {
 	return b
 }
 
-// lend hands the connection to net/http with pending as the first bytes it
-// reads. With once, pending is exactly one request without a body, and the
-// connection comes back when net/http is at the next request boundary; it
-// reports whether it came back. Without once, net/http keeps it.
-func (c *fastConn) lend(pending []byte, once bool) bool {
-	hc := &handoffConn{Conn: c.nc, pending: pending, once: once, back: make(chan bool, 1)}
-	if once {
-		c.state.Store(connActive)
-	} else {
-		c.state.Store(connPermanent)
+// lendRest gives the rest of the connection to net/http, with pending as
+// the first bytes it reads, and waits until net/http has closed it. A
+// non-zero headDeadline bounds the reading of the header that pending
+// starts. net/http's reads are followed by a reqFramer, so that a request
+// with faulty framing is refused (Server.plainGuard).
+func (c *fastConn) lendRest(pending []byte, headDeadline time.Time) {
+	hc := &handoffConn{Conn: c.nc, pending: pending, back: make(chan bool, 1),
+		fr: newReqFramer(c.f.cfg.MaxHeaderBytes), headDeadline: headDeadline}
+	c.state.Store(connPermanent)
+	if !c.f.hand.give(hc) {
+		c.nc.Close()
+		return
 	}
+	<-hc.back
+}
+
+// lend hands the connection to net/http with pending as the first bytes it
+// reads: exactly one request without a body. The connection comes back
+// when net/http is at the next request boundary; lend reports whether it
+// came back.
+func (c *fastConn) lend(pending []byte) bool {
+	hc := &handoffConn{Conn: c.nc, pending: pending, once: true, back: make(chan bool, 1)}
+	c.state.Store(connActive)
 	if !c.f.hand.give(hc) {
 		c.nc.Close()
 		return false
@@ -446,20 +488,34 @@ func (c *fastConn) lend(pending []byte, once bool) bool {
 // reader already took first, then the connection.
 type handoffConn struct {
 	net.Conn
-	pending   []byte
-	once      bool
-	stash     []byte      // bytes after the lent request, for the fast reader
-	idle      atomic.Bool // net/http is between requests (ConnState)
-	handback  atomic.Bool
-	closeOnce sync.Once
-	back      chan bool // true: returned to the fast reader; false: closed
+	pending []byte
+	once    bool
+	fr      *reqFramer // follows net/http's reads on a connection lent for good
+	// headDeadline, when set, bounds the first read deadline net/http
+	// sets: that of the header that pending starts.
+	headDeadline time.Time
+	stash        []byte      // bytes after the lent request, for the fast reader
+	idle         atomic.Bool // net/http is between requests (ConnState)
+	handback     atomic.Bool
+	closeOnce    sync.Once
+	back         chan bool // true: returned to the fast reader; false: closed
 }
 
 func (hc *handoffConn) Read(p []byte) (int, error) {
 	if len(hc.pending) > 0 {
 		n := copy(p, hc.pending)
 		hc.pending = hc.pending[n:]
+		if hc.fr != nil {
+			hc.fr.feed(p[:n])
+		}
 		return n, nil
+	}
+	if hc.fr != nil {
+		n, err := hc.Conn.Read(p)
+		if n > 0 {
+			hc.fr.feed(p[:n])
+		}
+		return n, err
 	}
 	if hc.once {
 		if hc.idle.Load() {
@@ -497,6 +553,20 @@ func (hc *handoffConn) Close() error {
 	})
 	return err
 }
+
+// SetReadDeadline sets the read deadline; the first one that net/http
+// sets (for the header it reads first) is kept within headDeadline.
+func (hc *handoffConn) SetReadDeadline(t time.Time) error {
+	if d := hc.headDeadline; !d.IsZero() {
+		hc.headDeadline = time.Time{}
+		if t.IsZero() || t.After(d) {
+			t = d
+		}
+	}
+	return hc.Conn.SetReadDeadline(t)
+}
+
+func (hc *handoffConn) framer() *reqFramer { return hc.fr }
 
 // CloseWrite half-closes the connection, as net/http does on a *net.TCPConn.
 func (hc *handoffConn) CloseWrite() error {

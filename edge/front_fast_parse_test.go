@@ -25,6 +25,14 @@ func FuzzParseHead(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// An edge whose site forwards misses: what it would send upstream for
+	// a request is compared with what the fast front keyed.
+	h, err := New(Config{Sites: []SiteConfig{{Hosts: []string{"site.test", "a.test"}, Origin: "http://origin.test:8080"}}},
+		Options{Upstream: func(SiteConfig) http.RoundTripper { return http.DefaultTransport }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { h.Close() })
 	f.Fuzz(func(t *testing.T, p []byte) {
 		end, _, verdict := scanHead(p, 0, 1<<16)
 		if verdict != headDone {
@@ -68,6 +76,23 @@ func FuzzParseHead(f *testing.F) {
 		rewriting := &site{cfg: SiteConfig{CacheKey: rules}}
 		if got, want := string(key[:hostLen])+rules.target(string(key[hostLen:])), rewriting.cacheKey(r); got != want {
 			t.Fatalf("rewritten key %q, ServeHTTP's %q", got, want)
+		}
+		// The forwarded request (a miss, which the fast front lends to
+		// net/http) is what was keyed: its Host and target give the same
+		// key, it goes to the site's origin, as a bodiless GET.
+		st := h.route(r.Host)
+		if st == nil {
+			return
+		}
+		if hk := h.route(string(key[:hostLen])); hk != st {
+			t.Fatalf("the fast front's key routes to another site than net/http's Host %q", r.Host)
+		}
+		out := h.upstreamRequest(st, r, nil)
+		if got := st.keyFor(out.Host, out.URL.RequestURI()); got != string(key) {
+			t.Fatalf("forwarded %s %s (Host %q) keys as %q, the fast front keyed %q", out.Method, out.URL.RequestURI(), out.Host, got, key)
+		}
+		if out.Method != http.MethodGet || out.Body != nil || out.URL.Host != "origin.test:8080" || out.URL.Scheme != "http" {
+			t.Fatalf("forwarded %s %s body %v", out.Method, out.URL, out.Body)
 		}
 	})
 }

@@ -310,6 +310,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.serveCacheable(w, r, st)
+	case http.MethodTrace, http.MethodOptions:
+		h.serveMaxForwards(w, r, st)
 	default:
 		h.pass(w, r, st, "method")
 	}

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/byterange"
@@ -533,17 +534,59 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 // After a successful unsafe request the URLs it names are invalidated
 // (RFC 9111 §4.4).
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason string) {
-	ctx := context.WithValue(r.Context(), passReasonKey{}, passInfo{reason: reason, host: hostOnly(r.Host)})
-	ctx, cancel := context.WithCancel(ctx)
+	pi := passInfo{reason: reason, host: hostOnly(r.Host)}
+	if r.Body != nil && r.Body != http.NoBody {
+		pi.body = &clientBody{ReadCloser: r.Body}
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), passReasonKey{}, pi))
 	defer cancel()
 	defer context.AfterFunc(h.draining, cancel)() // stopping: see ErrorHandler
-	st.proxy.ServeHTTP(w, r.WithContext(ctx))
+	r = r.WithContext(ctx)
+	if pi.body != nil {
+		r.Body = pi.body
+	}
+	st.proxy.ServeHTTP(w, r)
 }
 
 type passReasonKey struct{}
 
 // passInfo travels with a passed request to the proxy's hooks.
-type passInfo struct{ reason, host string }
+type passInfo struct {
+	reason, host string
+	body         *clientBody // nil without a request body
+}
+
+// clientBody is a passed request's body, which the upstream transport
+// reads as it sends it: it keeps the first error reading it from the
+// client (a malformed chunked body, a client gone), so that the request
+// that failed because of it is answered 400, not 502.
+type clientBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed returns the first error reading the body, nil if none.
+func (b *clientBody) failed() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
 
 func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
@@ -574,13 +617,23 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
+			if berr := pi.body.failed(); berr != nil {
+				// The client's body broke off: the upstream request was
+				// aborted with it (the transport closed its connection),
+				// and the fault is the client's.
+				h.log.Info("pass: request body unreadable", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", berr)
+				if r.ProtoMajor == 1 {
+					w.Header().Set("Connection", "close") // its framing cannot be trusted any more
+				}
+				h.writeError(w, r, http.StatusBadRequest, "request body unreadable", cacheStatus{fwd: pi.reason, detail: "client-body"})
+				return
+			}
 			if h.draining.Err() != nil && r.Context().Err() != nil {
-				pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
 				h.answerDraining(w, r, st, nil, cacheStatus{fwd: pi.reason})
 				return
 			}
 			status, detail := upstreamFailure(err)
-			pi, _ := r.Context().Value(passReasonKey{}).(passInfo)
 			h.log.Warn("pass failed", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", err)
 			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})
 		},

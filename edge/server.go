@@ -18,10 +18,21 @@ import (
 // Server puts one http.Handler on an edge's listeners: plain HTTP/1.1,
 // HTTPS with HTTP/2, and HTTP/3 over QUIC on the HTTPS port number (UDP),
 // advertised with Alt-Svc. All three hand requests to the same handler.
+//
+// Against hostile clients it caps the open connections, in all and per
+// client address (server.max_connections, server.max_connections_per_ip,
+// counted at accept on every listener), refuses HTTP/1.1 requests whose
+// framing is ambiguous (both Content-Length and Transfer-Encoding: 400,
+// and the connection closed), and closes HTTP/2 and HTTP/3 connections
+// whose client cancels most of its requests before an answer (rapid
+// reset). When the handler is a *Handler, its Registerer receives the
+// connection metrics.
 type Server struct {
 	cfg     Config
 	handler http.Handler
 	log     *slog.Logger
+	m       *connMetrics
+	lim     *connLimiter
 
 	plain  *http.Server // with Front "fast": the net/http server behind it
 	fast   *fastFront   // nil unless Front is "fast"
@@ -31,6 +42,8 @@ type Server struct {
 	plainLn  net.Listener
 	secureLn net.Listener
 	udp      net.PacketConn
+	quicTr   *quic.Transport
+	quicLn   *quic.EarlyListener
 
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -42,7 +55,12 @@ func NewServer(cfg Config, handler http.Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg.WithDefaults(), handler: handler, log: log}
+	m := newConnMetrics() // kept, not registered anywhere
+	if h, ok := handler.(*Handler); ok {
+		m = h.metrics.conns
+	}
+	cfg = cfg.WithDefaults()
+	return &Server{cfg: cfg, handler: handler, log: log, m: m, lim: newConnLimiter(cfg.Server, m)}
 }
 
 // Start binds every configured listener (so a busy port is reported here,
@@ -63,9 +81,13 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	s.plainLn = ln
-	s.plain = newHTTP(s.handler)
+	s.plain = newHTTP(s.plainGuard(s.handler))
+	s.plain.ConnContext = framerContext
+	// Every request reaches plainGuard, OPTIONS * too, so that it
+	// counts them as the framer does.
+	s.plain.DisableGeneralOptionsHandler = true
 	if sc.Front == FrontFast {
-		s.fast = newFastFront(sc, s.handler, s.plain, s.log)
+		s.fast = newFastFront(sc, s.handler, s.plain, s.lim, s.log)
 		s.fast.hand = newHandoffListener(ln.Addr())
 	}
 
@@ -85,15 +107,61 @@ func (s *Server) Start() error {
 		s.serve(func() error { return s.plain.Serve(s.fast.hand) })
 		s.serve(func() error { return s.fast.serve(s.plainLn) })
 	} else {
-		s.serve(func() error { return s.plain.Serve(s.plainLn) })
+		ll := &limitListener{Listener: s.plainLn, l: s.lim, framed: true, maxHead: sc.MaxHeaderBytes}
+		s.serve(func() error { return s.plain.Serve(ll) })
 	}
 	if s.secure != nil {
-		s.serve(func() error { return s.secure.ServeTLS(s.secureLn, "", "") })
+		ll := &limitListener{Listener: s.secureLn, l: s.lim}
+		s.serve(func() error { return s.secure.ServeTLS(ll, "", "") })
 	}
 	if s.h3 != nil {
-		s.serve(func() error { return s.h3.Serve(s.udp) })
+		s.serve(func() error { return s.h3.ServeListener(s.quicLn) })
 	}
 	return nil
+}
+
+// plainGuard is the first handler of the plain listener's net/http
+// server (for the fast front: of the requests it lends). It answers 400
+// and closes the connection for a request whose framing its reqFramer
+// found faulty, and answers OPTIONS * as net/http would.
+func (s *Server) plainGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fr, ok := r.Context().Value(framerKey{}).(*reqFramer); ok && fr.faultyNext() {
+			s.m.ambiguous.Inc()
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "meridian: 400 Bad Request: a request must not carry both Content-Length and Transfer-Encoding, nor Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1)", http.StatusBadRequest)
+			return
+		}
+		if r.Method == http.MethodOptions && r.RequestURI == "*" {
+			w.Header().Set("Content-Length", "0")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errConnLimit refuses a QUIC connection past the connection caps.
+var errConnLimit = errors.New("connection limit reached")
+
+// admitQUIC is the QUIC transport's ConnContext: it counts a new
+// connection against the caps until its context ends (the connection
+// closed or its handshake failed).
+func (s *Server) admitQUIC(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+	key, ok := s.lim.admit(ci.RemoteAddr)
+	if !ok {
+		return ctx, errConnLimit
+	}
+	context.AfterFunc(ctx, func() { s.lim.release(key) })
+	return ctx, nil
+}
+
+// abusive counts a connection closed by its connGuard.
+func (s *Server) abusive(proto int) {
+	if proto < 0 || proto >= len(protocols) {
+		proto = 0
+	}
+	s.m.abusive.WithLabelValues(protocols[proto]).Inc()
 }
 
 // listenSecure binds the TLS listener and, unless disabled, a UDP socket on
@@ -122,25 +190,48 @@ func (s *Server) listenSecure(t *TLSConfig, cert tls.Certificate) error {
 		s.secureLn, s.udp = ln, udp
 		break
 	}
-	handler := s.handler
+	guarded := guardResets(s.handler)
+	handler := guarded
 	if s.udp != nil {
 		port := s.udp.LocalAddr().(*net.UDPAddr).Port
+		quicConf := &quic.Config{
+			MaxIdleTimeout:     s.cfg.Server.IdleTimeout,
+			MaxIncomingStreams: 1000,
+		}
+		h3TLS := http3.ConfigureTLSConfig(tlsConf.Clone())
+		// A transport of our own, for its hooks: connections are
+		// counted against the caps as they arrive, and an address that
+		// holds half its share proves it is no spoofed one (Retry)
+		// before it gets more.
+		tr := &quic.Transport{Conn: s.udp, ConnContext: s.admitQUIC, VerifySourceAddress: s.lim.crowded}
+		ln, err := tr.ListenEarly(h3TLS, quicConf)
+		if err != nil {
+			tr.Close()
+			s.udp.Close()
+			s.secureLn.Close()
+			return fmt.Errorf("tls.listen (http/3): %w", err)
+		}
+		s.quicTr, s.quicLn = tr, ln
 		s.h3 = &http3.Server{
-			Handler:        s.handler,
-			TLSConfig:      http3.ConfigureTLSConfig(tlsConf.Clone()),
+			Handler:        guarded,
+			TLSConfig:      h3TLS,
 			MaxHeaderBytes: s.cfg.Server.MaxHeaderBytes,
 			IdleTimeout:    s.cfg.Server.IdleTimeout,
 			Port:           port,
-			QUICConfig: &quic.Config{
-				MaxIdleTimeout:     s.cfg.Server.IdleTimeout,
-				MaxIncomingStreams: 1000,
+			QUICConfig:     quicConf,
+			Logger:         s.log,
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+				g := &connGuard{close: func(proto int) {
+					s.abusive(proto)
+					c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many cancelled requests")
+				}}
+				return context.WithValue(ctx, connGuardKey{}, g)
 			},
-			Logger: s.log,
 		}
 		altSvc := fmt.Sprintf(`h3=":%d"; ma=86400`, port)
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header()["Alt-Svc"] = []string{altSvc}
-			s.handler.ServeHTTP(w, r)
+			guarded.ServeHTTP(w, r)
 		})
 	}
 	s.secure = &http.Server{
@@ -150,6 +241,19 @@ func (s *Server) listenSecure(t *TLSConfig, cert tls.Certificate) error {
 		IdleTimeout:       s.cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			g := &connGuard{close: func(proto int) {
+				s.abusive(proto)
+				// Under the TLS layer: a close_notify could wait on a
+				// client that does not read.
+				if tc, ok := c.(*tls.Conn); ok {
+					tc.NetConn().Close()
+					return
+				}
+				c.Close()
+			}}
+			return context.WithValue(ctx, connGuardKey{}, g)
+		},
 	}
 	return nil
 }
@@ -220,8 +324,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.secure != nil {
 			s.secure.Close()
 		}
+		if s.quicLn != nil {
+			s.quicLn.Close()
+		}
 		if s.h3 != nil {
 			s.h3.Close()
+		}
+		if s.quicTr != nil {
+			s.quicTr.Close()
 		}
 		if s.udp != nil {
 			s.udp.Close()

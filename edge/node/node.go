@@ -81,6 +81,13 @@ type AdminConfig struct {
 	// Token is the token itself, for tests and `meridian up`; prefer
 	// TokenFile. Without either, every purge is refused.
 	Token string `yaml:"token"`
+	// ReadTokenFile holds the bearer token that GET /status (it names the
+	// most requested URLs) and GET /metrics then require; the purge
+	// token is accepted too. Default none: they are open to whoever
+	// reaches the admin address, which should then be a private one.
+	ReadTokenFile string `yaml:"read_token_file"`
+	// ReadToken is the read token itself, for tests; prefer ReadTokenFile.
+	ReadToken string `yaml:"read_token"`
 	// DrainDelay is how long a stopping node reports not-ready before it
 	// stops accepting, so load balancers take it out first. Default 0.
 	DrainDelay time.Duration `yaml:"drain_delay"`
@@ -127,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.Admin.TokenFile != "" && c.Admin.Token != "" {
 		return errors.New("admin: token and token_file are exclusive")
+	}
+	if c.Admin.ReadTokenFile != "" && c.Admin.ReadToken != "" {
+		return errors.New("admin: read_token and read_token_file are exclusive")
 	}
 	if c.Cluster != nil {
 		if err := c.Cluster.Validate(); err != nil {
@@ -351,6 +361,16 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
+	readToken := cfg.Admin.ReadToken
+	if cfg.Admin.ReadTokenFile != "" {
+		b, err := os.ReadFile(cfg.Admin.ReadTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin.read_token_file: %w", err)
+		}
+		if readToken = strings.TrimSpace(string(b)); readToken == "" {
+			return nil, errors.New("admin.read_token_file: empty")
+		}
+	}
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
@@ -426,10 +446,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	}
 	n.handler = h
 	n.admin = &edge.Admin{
-		Handler:  h,
-		Token:    token,
-		Gatherer: n.reg,
-		Status:   n.status,
+		Handler:   h,
+		Token:     token,
+		ReadToken: readToken,
+		Gatherer:  n.reg,
+		Status:    n.status,
 	}
 	n.srv = edge.NewServer(cfg.Config, h, log)
 	if err := n.srv.Start(); err != nil {

@@ -1,0 +1,300 @@
+package edge
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Connection-level defences of a Server's listeners, applied once per
+// connection (at accept) or once per request on HTTP/2 and HTTP/3, never
+// on the fast front's hit path:
+//
+//   - connLimiter caps the open connections, in all and per client
+//     address (server.max_connections, server.max_connections_per_ip);
+//   - connGuard closes an HTTP/2 or HTTP/3 connection whose client cancels
+//     most of its requests before an answer (rapid reset);
+//   - reqFramer (framing.go) finds the HTTP/1.1 requests with both
+//     Content-Length and Transfer-Encoding that net/http hides.
+//
+// Lock order: connLimiter.mu and connGuard.mu are leaves; no I/O is done
+// under either (a guard closes its connection after unlocking).
+
+// connLimiter counts the client connections of a Server's listeners and
+// refuses those past the caps. Its per-address table holds only the
+// addresses that have connections open, so it is bounded by the cap.
+type connLimiter struct {
+	max, perIP int // ≤ 0: no cap
+	m          *connMetrics
+	open       atomic.Int64
+
+	mu   sync.Mutex
+	byIP map[netip.Addr]int // guarded by mu
+}
+
+func newConnLimiter(sc ServerConfig, m *connMetrics) *connLimiter {
+	return &connLimiter{max: sc.MaxConnections, perIP: sc.MaxConnectionsPerIP, m: m, byIP: map[netip.Addr]int{}}
+}
+
+// clientKey is the address a client's connections are counted under: its
+// IP, or for IPv6 its /64 (one host commonly holds a whole /64). The zero
+// Addr for a connection that is not over IP.
+func clientKey(addr net.Addr) netip.Addr {
+	var ap netip.AddrPort
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if ip.Is6() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
+}
+
+// admit counts a new connection from addr, or reports the cap it meets
+// (and counts the rejection). A counted connection must be released once.
+func (l *connLimiter) admit(addr net.Addr) (key netip.Addr, ok bool) {
+	if n := l.open.Add(1); l.max > 0 && n > int64(l.max) {
+		l.open.Add(-1)
+		l.m.rejectedTotal.Inc()
+		return netip.Addr{}, false
+	}
+	key = clientKey(addr)
+	if l.perIP > 0 && key.IsValid() {
+		l.mu.Lock()
+		n := l.byIP[key]
+		if n >= l.perIP {
+			l.mu.Unlock()
+			l.open.Add(-1)
+			l.m.rejectedPerIP.Inc()
+			return netip.Addr{}, false
+		}
+		l.byIP[key] = n + 1
+		l.mu.Unlock()
+	}
+	l.m.open.Inc()
+	return key, true
+}
+
+// release uncounts a connection that admit counted under key.
+func (l *connLimiter) release(key netip.Addr) {
+	if l.perIP > 0 && key.IsValid() {
+		l.mu.Lock()
+		if n := l.byIP[key] - 1; n > 0 {
+			l.byIP[key] = n
+		} else {
+			delete(l.byIP, key)
+		}
+		l.mu.Unlock()
+	}
+	l.open.Add(-1)
+	l.m.open.Dec()
+}
+
+// crowded reports whether addr already holds half its per-address share:
+// QUIC then validates a new connection's source address (a Retry round
+// trip) before it counts, so that spoofed Initial packets cannot use up a
+// victim address's share.
+func (l *connLimiter) crowded(addr net.Addr) bool {
+	key := clientKey(addr)
+	if l.perIP <= 0 || !key.IsValid() {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byIP[key] >= (l.perIP+1)/2
+}
+
+// refuse closes a connection refused at accept with a reset rather than
+// a FIN, so that a flood of refused connections leaves no TIME_WAIT.
+func refuse(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// limitListener admits the connections of a net/http server's listener.
+// With framed, each connection follows its requests' framing (reqFramer).
+type limitListener struct {
+	net.Listener
+	l       *connLimiter
+	framed  bool
+	maxHead int // net/http's header limit, for the framer
+}
+
+// Accept returns the next admitted connection; refused ones are closed.
+func (ll *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := ll.l.admit(c.RemoteAddr())
+		if !ok {
+			refuse(c)
+			continue
+		}
+		cc := &clientConn{Conn: c, l: ll.l, key: key}
+		if ll.framed {
+			cc.fr = newReqFramer(ll.maxHead)
+		}
+		return cc, nil
+	}
+}
+
+// clientConn is an admitted connection: closing it releases its count.
+type clientConn struct {
+	net.Conn
+	l      *connLimiter
+	key    netip.Addr
+	fr     *reqFramer // nil unless framed
+	closed atomic.Bool
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.fr != nil && n > 0 {
+		c.fr.feed(p[:n])
+	}
+	return n, err
+}
+
+// Close closes the connection and releases its count, once.
+func (c *clientConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.release(c.key)
+	}
+	return err
+}
+
+// CloseWrite half-closes the connection, as net/http does on a *net.TCPConn.
+func (c *clientConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *clientConn) framer() *reqFramer { return c.fr }
+
+// framerKey carries a connection's *reqFramer in its requests' contexts.
+type framerKey struct{}
+
+// framerContext is a plain server's ConnContext: it makes a framed
+// connection's framer known to its requests.
+func framerContext(ctx context.Context, c net.Conn) context.Context {
+	if f, ok := c.(interface{ framer() *reqFramer }); ok && f.framer() != nil {
+		return context.WithValue(ctx, framerKey{}, f.framer())
+	}
+	return ctx
+}
+
+// The rapid-reset guard: a connection is closed once resetLimit of its
+// last resetWindow requests were cancelled by the client before any
+// answer. A browser cancels requests when the user navigates away or
+// scrolls past lazy images: tens at a time, among requests that it lets
+// finish, and it rarely has more than 100 in flight on one connection.
+// HTTP/2 rapid reset (CVE-2023-44487) and its HTTP/3 equivalent cancel
+// nearly every request, so the guard trips after about 100 of them: an
+// attacker pays a new TLS or QUIC handshake (within the per-address
+// connection cap) for each 100 abandoned requests, instead of none.
+// Counting requests rather than time keeps the rule free of clocks and
+// equally fair to slow and fast clients.
+const (
+	resetWindow = 200
+	resetLimit  = 100
+)
+
+// connGuard is one HTTP/2 or HTTP/3 connection's record of its recent
+// requests' outcomes.
+type connGuard struct {
+	close func(proto int) // closes the connection; proto is the ProtoMajor of the request that tripped
+
+	mu      sync.Mutex
+	ring    [(resetWindow + 63) / 64]uint64 // bit i: request i (mod resetWindow) was reset
+	next    int
+	resets  int
+	tripped bool
+}
+
+// connGuardKey carries a connection's *connGuard in its requests' contexts.
+type connGuardKey struct{}
+
+// record adds one request's outcome and closes the connection when the
+// window holds too many resets.
+func (g *connGuard) record(reset bool, proto int) {
+	g.mu.Lock()
+	w, bit := g.next/64, uint64(1)<<(g.next%64)
+	if g.ring[w]&bit != 0 {
+		g.resets--
+	}
+	if reset {
+		g.ring[w] |= bit
+		g.resets++
+	} else {
+		g.ring[w] &^= bit
+	}
+	g.next = (g.next + 1) % resetWindow
+	trip := !g.tripped && g.resets >= resetLimit
+	if trip {
+		g.tripped = true
+	}
+	g.mu.Unlock()
+	if trip {
+		g.close(proto)
+	}
+}
+
+// guardResets records, for each request on a guarded connection, whether
+// its client went away (its context ended) before the response started.
+func guardResets(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g, _ := r.Context().Value(connGuardKey{}).(*connGuard)
+		if g == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ww := &watchedWriter{ResponseWriter: w}
+		defer func() { g.record(!ww.started && r.Context().Err() != nil, r.ProtoMajor) }()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+// watchedWriter notes whether a final response was started.
+type watchedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *watchedWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.started = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *watchedWriter) Write(p []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush sends what is buffered (a 200 header at least).
+func (w *watchedWriter) Flush() {
+	w.started = true
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *watchedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
