@@ -348,9 +348,9 @@ func TestCacheKeyQueryRules(t *testing.T) {
 	}, func(c *edge.Config) {
 		c.Sites[0].CacheKey = edge.CacheKeyConfig{Query: edge.KeyQuerySorted, IgnoreParams: []string{"utm_*", "gclid"}}
 	})
-	first := "q=b=2&a=1&utm_source=x"
+	first := "q=a=1&b=2"
 	for _, tc := range []struct{ target, cs, body string }{
-		{"/p?b=2&a=1&utm_source=x", "!hit", first}, // the origin gets the query as sent
+		{"/p?b=2&a=1&utm_source=x", "!hit", first}, // the origin gets the query as keyed
 		{"/p?a=1&b=2", "hit", first},
 		{"/p?a=1&gclid=7&b=2&utm_medium=mail", "hit", first},
 		{"/p?a=2&b=2", "!hit", "q=a=2&b=2"},

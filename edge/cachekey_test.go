@@ -22,6 +22,16 @@ func TestCacheKeyTarget(t *testing.T) {
 		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: utm}, "/p?gclidx=1&utm=2", "/p?gclidx=1&utm=2"},
 		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: []string{"*"}}, "/p?a=1", "/p"},
 		{CacheKeyConfig{Query: KeyQuerySorted}, "/a%2Fb?x=%26&y=1", "/a%2Fb?x=%26&y=1"},
+		// Parameter cloaking: with '&' alone as the separator, a parameter
+		// holding ';' is kept whatever its name, since an origin that also
+		// splits on ';' would find id=EVIL in it.
+		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: utm}, "/p?id=1&utm_source=x;id=EVIL", "/p?id=1&utm_source=x;id=EVIL"},
+		{CacheKeyConfig{Query: KeyQuerySorted, IgnoreParams: utm}, "/p?utm_source=x;id=EVIL&id=1", "/p?id=1&utm_source=x;id=EVIL"},
+		// With "&;" the origin's split is the key's: the ignored part goes,
+		// id=EVIL stays (and reaches the origin as its own parameter).
+		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: utm, Separators: "&;"}, "/p?id=1&utm_source=x;id=EVIL", "/p?id=1&id=EVIL"},
+		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: utm, Separators: "&;"}, "/p?utm_source=x;gclid=1", "/p"},
+		{CacheKeyConfig{Query: KeyQueryIgnore, Separators: "&;"}, "/p?a=1;b=2", "/p"},
 	} {
 		if got := tc.cfg.withDefaults().target(tc.in); got != tc.want {
 			t.Errorf("%+v target(%q) = %q, want %q", tc.cfg, tc.in, got, tc.want)
@@ -38,6 +48,8 @@ func TestCacheKeyConfigValidate(t *testing.T) {
 		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: []string{"utm_*", ""}}, "cache_key.ignore_params[1]"},
 		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: []string{"a*b"}}, "cache_key.ignore_params[0]"},
 		{CacheKeyConfig{Query: KeyQueryAsSent, IgnoreParams: []string{"a=b"}}, "cache_key.ignore_params[0]"},
+		{CacheKeyConfig{Query: KeyQueryAsSent, Separators: ";"}, `cache_key.separators: ";"`},
+		{CacheKeyConfig{Query: KeyQueryAsSent, Separators: "&,"}, `cache_key.separators: "&,"`},
 	} {
 		err := tc.cfg.validate("cache_key")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -53,20 +65,43 @@ func FuzzCacheKeyTarget(f *testing.F) {
 	f.Add("/p?b=2&utm_source=x&a=1", "utm_*")
 	f.Add("/p?", "")
 	f.Add("/?&&=&", "*")
+	f.Add("/p?id=1&utm_source=x;id=EVIL", "utm_*")
 	f.Fuzz(func(t *testing.T, target, pattern string) {
 		for _, q := range []string{KeyQueryAsSent, KeyQuerySorted, KeyQueryIgnore} {
-			c := CacheKeyConfig{Query: q, IgnoreParams: []string{pattern}}
-			if c.validate("k") != nil {
-				c.IgnoreParams = nil
-			}
-			got := c.target(target)
-			path, _, _ := strings.Cut(target, "?")
-			if !strings.HasPrefix(got, path) {
-				t.Fatalf("%+v target(%q) = %q lost the path", c, target, got)
-			}
-			if again := c.target(got); again != got && c.rewrites() {
-				t.Fatalf("%+v: target(%q) = %q, then %q", c, target, got, again)
+			for _, seps := range []string{"&", "&;"} {
+				c := CacheKeyConfig{Query: q, IgnoreParams: []string{pattern}, Separators: seps}
+				if c.validate("k") != nil {
+					c.IgnoreParams = nil
+				}
+				checkTarget(t, c, target)
 			}
 		}
 	})
+}
+
+// checkTarget checks c.target(target) keeps the path, is stable, and
+// leaves no ignored parameter an origin splitting on '&' and ';' would
+// find, unless it shares its piece with one that is kept.
+func checkTarget(t *testing.T, c CacheKeyConfig, target string) {
+	t.Helper()
+	got := c.target(target)
+	path, _, _ := strings.Cut(target, "?")
+	if !strings.HasPrefix(got, path) {
+		t.Fatalf("%+v target(%q) = %q lost the path", c, target, got)
+	}
+	if again := c.target(got); again != got && c.rewrites() {
+		t.Fatalf("%+v: target(%q) = %q, then %q", c, target, got, again)
+	}
+	if !c.rewrites() {
+		return
+	}
+	_, kq, _ := strings.Cut(got, "?")
+	for _, piece := range strings.Split(kq, "&") {
+		if strings.Contains(c.Separators, ";") && strings.Contains(piece, ";") {
+			t.Fatalf("%+v: target(%q) = %q kept a ';' although it separates", c, target, got)
+		}
+		if !strings.Contains(piece, ";") && piece != "" && c.ignored(piece) {
+			t.Fatalf("%+v: target(%q) = %q kept ignored %q", c, target, got, piece)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge/limit"
+	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -20,7 +21,10 @@ import (
 // value (plus at least one site) is a working node: every field documents its
 // default, and the defaults are filled in by [Config.WithDefaults].
 type Config struct {
-	// Name identifies this cache in Cache-Status and Via. Default "meridian".
+	// Name identifies this cache in Cache-Status, Via and CDN-Loop: a
+	// token (letters, digits and !#$%&'*+-.^_`|~), distinct for every node
+	// of a CDN, since a request whose CDN-Loop already names this edge is
+	// answered 508 Loop Detected. Default "meridian".
 	Name string `yaml:"name"`
 
 	// Listen is the plain HTTP/1.1 address. Default "127.0.0.1:8080".
@@ -101,6 +105,13 @@ type ServerConfig struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TrustedProxies are CIDRs (or single addresses) of the proxies in
+	// front of this edge (load balancers, TLS terminators) whose
+	// X-Forwarded-For and X-Forwarded-Proto are believed, and whose
+	// X-Forwarded-*, Forwarded and X-Real-IP are passed on (this hop
+	// appended). From any other client those fields are replaced by what
+	// the edge saw. Default none. Takes effect at restart.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Front is the server of the plain HTTP/1.1 listener: FrontNetHTTP
 	// (net/http) or FrontFast (plain fresh hits written straight from the
 	// entry, everything else handed to net/http). Both serve the same
@@ -160,7 +171,8 @@ type SiteConfig struct {
 	// timeouts to the site's.
 	Pool origin.PoolConfig `yaml:"pool"`
 	// OriginHost, when set, replaces the Host header sent upstream.
-	// Default: the client's Host is forwarded.
+	// Default: the client's Host, normalized as it is keyed (lower case,
+	// no port, no trailing dot), is forwarded.
 	OriginHost string `yaml:"origin_host"`
 	// Timeout bounds the wait for an upstream response's headers, retries
 	// included. Default 30s. A body is bounded only between reads
@@ -183,6 +195,15 @@ type SiteConfig struct {
 	StoreUnvalidated bool `yaml:"store_unvalidated"`
 	// DefaultTTL is the freshness given to such responses. Default 0.
 	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// DeceptionArmor refuses to store a response whose Content-Type does
+	// not match the extension of the request's path (a .css that is not
+	// text/css, a .jpg that is not an image, ...), as Cloudflare's Cache
+	// Deception Armor: /account/settings/x.css answered with the account
+	// page is not stored. Paths without a known extension are not checked.
+	// Default false. (Responses to requests with Cookie or Authorization
+	// get no heuristic freshness or default_ttl whatever this says: see
+	// policy.Evaluate.)
+	DeceptionArmor bool `yaml:"deception_armor"`
 	// HonorClientCacheControl lets a client's request Cache-Control
 	// (no-cache, max-age, min-fresh, max-stale) steer this cache. Default
 	// false, as Varnish and nginx: clients cannot bust a shared cache.
@@ -196,7 +217,7 @@ type SiteConfig struct {
 	AcceptEncoding string `yaml:"accept_encoding"`
 	// CacheKey shapes the query part of the cache key (sorted, ignored,
 	// marketing parameters left out). Default: the target as sent. The
-	// origin still gets the query of the request that filled the entry.
+	// origin gets the query as keyed (for GET and HEAD).
 	CacheKey CacheKeyConfig `yaml:"cache_key"`
 	// Limits caps each client's rate of requests and its requests in
 	// flight on this site, keyed by the client's address (an IPv6
@@ -375,6 +396,9 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first problem in c, naming the field. Call it on the
 // result of WithDefaults.
 func (c Config) Validate() error {
+	if c.Name == "" || !isToken(c.Name) {
+		return fmt.Errorf("name: %q is not a token (letters, digits and !#$%%&'*+-.^_`|~)", c.Name)
+	}
 	if err := checkAddr("listen", c.Listen); err != nil {
 		return err
 	}
@@ -427,6 +451,9 @@ func (c Config) Validate() error {
 	case c.Server.MaxConnections > 0 && c.Server.MaxConnectionsPerIP > c.Server.MaxConnections:
 		return fmt.Errorf("server.max_connections_per_ip: %d exceeds server.max_connections %d", c.Server.MaxConnectionsPerIP, c.Server.MaxConnections)
 	}
+	if _, err := parseProxies(c.Server.TrustedProxies); err != nil {
+		return fmt.Errorf("server.trusted_proxies%w", err)
+	}
 	if len(c.Sites) == 0 {
 		return errors.New("sites: empty (at least one site is needed)")
 	}
@@ -438,7 +465,7 @@ func (c Config) Validate() error {
 		}
 		for j, h := range s.Hosts {
 			hf := fmt.Sprintf("%s.hosts[%d]", f, j)
-			if h == "" || strings.ContainsAny(h, "/ :@") {
+			if name, ok := splitHost(h); !ok || len(name) != len(strings.TrimSuffix(h, ".")) {
 				return fmt.Errorf("%s: invalid host %q (a bare host name, no port)", hf, h)
 			}
 			if k, dup := seen[strings.ToLower(h)]; dup {
@@ -507,6 +534,16 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !policy.IsTchar(s[i]) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func checkAddr(field, addr string) error {

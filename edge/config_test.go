@@ -30,6 +30,24 @@ sites:
 	if p := c.Sites[0].Pool; p.MaxConns != 64 || p.MaxInflight != -1 || p.QueueTimeout != 500*time.Millisecond {
 		t.Errorf("pool caps: %+v", p)
 	}
+	if c.Sites[0].CacheKey.Separators != "&" || c.Sites[0].DeceptionArmor || c.Server.TrustedProxies != nil {
+		t.Fatalf("security defaults: %+v %+v", c.Sites[0], c.Server)
+	}
+	c, err = ParseConfig([]byte(`
+name: edge-eu-1
+server: {trusted_proxies: [10.0.0.0/8, 192.0.2.1, '2001:db8::/32']}
+sites:
+  - hosts: [a.example, B.Example.]
+    origin: http://127.0.0.1:9000
+    deception_armor: true
+    cache_key: {ignore_params: [utm_*], separators: "&;"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Server.TrustedProxies) != 3 || !c.Sites[0].DeceptionArmor || c.Sites[0].CacheKey.Separators != "&;" {
+		t.Fatalf("security fields: %+v %+v", c.Server, c.Sites[0])
+	}
 }
 
 func TestParseConfigBad(t *testing.T) {
@@ -61,6 +79,10 @@ func TestParseConfigBad(t *testing.T) {
 		{site + "cache: {max_bytes: 100, max_object_bytes: 200}", "cache.max_object_bytes: 200 exceeds"},
 		{site + "tls: {listen: ':443'}", "tls.cert_file: required"},
 		{site + "server: {max_header_bytes: -3}", "server.max_header_bytes: negative"},
+		{site + "server: {trusted_proxies: [10.0.0.0/8, 'fe80::1%eth0']}", "server.trusted_proxies[1]: invalid"},
+		{site + "name: 'edge one'", `name: "edge one" is not a token`},
+		{"sites: [{hosts: ['a%2e'], origin: 'http://o'}]", "sites[0].hosts[0]: invalid host"},
+		{"sites: [{hosts: [a], origin: 'http://o', cache_key: {separators: ';'}}]", `sites[0].cache_key.separators: ";"`},
 		{"[1, 2", "config:"},
 	}
 	for _, tc := range cases {

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,14 +27,21 @@ const errorBodyLimit = 64 << 10
 // upstreamRequest builds the request a fill sends: always a full GET for the
 // client's target, with this cache's own validators and none of the client's
 // conditionals or Range, so that what comes back can be stored and shared.
+// It carries exactly what was keyed: the normalized host (or the site's
+// origin_host), the keyed query (originURL), and the keyed scheme in the
+// forwarding fields (setForwarded).
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
-	fi := FillInfo{Key: st.cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context())}
+	host, _ := normalizeHost(r.Host) // routed: well-formed
+	scheme := st.trusted.scheme(r)
+	fi := FillInfo{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme,
+		FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context())}
 	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
 	out.Body = nil
 	out.ContentLength = 0
+	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost
 	}
@@ -52,29 +57,11 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
 	}
-	h.addForwarded(out, r)
+	h.setForwarded(out.Header, r, host, scheme)
 	return out
 }
 
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
-
-// addForwarded appends this hop to Via and the client to X-Forwarded-For.
-func (h *Handler) addForwarded(out, in *http.Request) {
-	out.Header["Via"] = append(out.Header["Via"], h.via)
-	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		if prior := out.Header.Get("X-Forwarded-For"); prior != "" {
-			ip = prior + ", " + ip
-		}
-		out.Header.Set("X-Forwarded-For", ip)
-	}
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	if out.Header.Get("X-Forwarded-Proto") == "" {
-		out.Header.Set("X-Forwarded-Proto", proto)
-	}
-}
 
 // fill fetches out from upstream and publishes the result to f's waiters;
 // for a shareable response it then reads the body into a growingBody that
@@ -163,7 +150,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		resp.Header.Del(PeerFillHeader) // a transport's mark, never stored
 		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
-		e, _ := h.newEntry(int(stale.status), merged, out.Header, reqTime, respTime, st)
+		e, _ := h.newEntry(int(stale.status), merged, out, reqTime, respTime, st)
 		e.body = stale.body
 		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
 		if e.storable() {
@@ -180,7 +167,18 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	policy.RemoveHopByHop(hdr)
 	fromOwner := hdr.Get(PeerFillHeader) != ""
 	hdr.Del(PeerFillHeader)
-	e, pol := h.newEntry(resp.StatusCode, hdr, out.Header, reqTime, respTime, st)
+	// 508 Loop Detected answers the leader's own CDN-Loop field, which the
+	// requests that joined it need not share (a client may forge it to
+	// name an upstream tier): it goes to the leader alone, and the others
+	// fetch for themselves.
+	if resp.StatusCode == http.StatusLoopDetected {
+		unregister()
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		passed = true
+		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
+		return
+	}
+	e, pol := h.newEntry(resp.StatusCode, hdr, out, reqTime, respTime, st)
 
 	// 5xx: upstream failed, unless the origin made its error storable
 	// with explicit freshness (RFC 9111 §3) and no stale copy stands in
@@ -415,10 +413,15 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 	}
 }
 
-// newEntry evaluates a response for storage and builds its entry, which
-// holds hdr as its fields until it is sealed.
-func (h *Handler) newEntry(status int, hdr, reqHeader http.Header, reqTime, respTime time.Time, st *site) (*entry, policy.Policy) {
-	pol := policy.Evaluate(http.MethodGet, reqHeader, status, hdr, reqTime, respTime, st.opts)
+// newEntry evaluates a response to the upstream request out for storage
+// and builds its entry, which holds hdr as its fields until it is sealed.
+// On a site with deception_armor, a response whose Content-Type does not
+// match its path's extension is not stored (see armorRefuses).
+func (h *Handler) newEntry(status int, hdr http.Header, out *http.Request, reqTime, respTime time.Time, st *site) (*entry, policy.Policy) {
+	pol := policy.Evaluate(http.MethodGet, out.Header, status, hdr, reqTime, respTime, st.opts)
+	if pol.Store && st.cfg.DeceptionArmor && armorRefuses(out.URL.Path, hdr.Get("Content-Type")) {
+		pol.Store, pol.Reason = false, "deception-armor"
+	}
 	return newFillingEntry(status, hdr, pol, respTime), pol
 }
 
@@ -435,13 +438,19 @@ func (c *cancelOnClose) Close() error {
 	return err
 }
 
-// originURL is the upstream URL for r: the site's origin with r's path and
-// query exactly as the client sent them.
+// originURL is the upstream URL for r: the site's origin with r's path as
+// sent, and for a GET or HEAD the query exactly as it was keyed (see
+// CacheKeyConfig.query: ignored parameters dropped, sorted when the key
+// sorts them), so that the origin never answers a query the key did not
+// account for. Other methods are never stored: their query goes as sent.
 func (st *site) originURL(r *http.Request) *url.URL {
 	u := *st.origin
 	u.Path = r.URL.Path
 	u.RawPath = r.URL.RawPath
 	u.RawQuery = r.URL.RawQuery
 	u.ForceQuery = r.URL.ForceQuery
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && st.cfg.CacheKey.rewrites() {
+		u.RawQuery, u.ForceQuery = st.cfg.CacheKey.query(r.URL.RawQuery, r.URL.ForceQuery || r.URL.RawQuery != "")
+	}
 	return &u
 }

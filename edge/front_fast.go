@@ -200,6 +200,7 @@ type fastConn struct {
 	key    string // the last request's cache key, reused while it repeats
 	vec    net.Buffers
 	vecArr [2][]byte
+	trust  int8 // whether the peer is a trusted proxy: 0 not known yet, 1 yes, 2 no
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -207,6 +208,7 @@ type request struct {
 	head     bool   // HEAD, else GET
 	target   []byte // origin-form request target
 	host     []byte // Host field value
+	proto    []byte // the last X-Forwarded-Proto field value, nil if none
 	close    bool   // Connection: close
 	clientCC bool   // a Cache-Control field is present
 	plain    bool   // nothing in the header rules out a stored answer
@@ -337,12 +339,19 @@ func (c *fastConn) makeRoom(limit int) {
 // serveHit answers req from the cache if it is a plain fresh hit.
 func (c *fastConn) serveHit(req *request) bool {
 	h := c.f.h
-	var hostLen int
-	c.keyBuf, hostLen = appendHitKey(c.keyBuf[:0], req.host, req.target)
+	// The scheme, as ServeHTTP derives it (proxyList.scheme): this
+	// listener is plain HTTP, unless a trusted proxy says HTTPS.
+	https := req.proto != nil && forwardedProto(req.proto) == "https" && c.trustedPeer()
+	var hostStart, hostEnd int
+	var ok bool
+	c.keyBuf, hostStart, hostEnd, ok = appendHitKey(c.keyBuf[:0], https, req.host, req.target)
+	if !ok {
+		return false
+	}
 	if string(c.keyBuf) != c.key {
 		c.key = string(c.keyBuf)
 	}
-	e, st := h.lookupHit(c.key[:hostLen], c.key, req.clientCC, h.now())
+	e, st := h.lookupHit(c.key, hostStart, hostEnd, req.clientCC, h.now())
 	if e == nil {
 		return false
 	}
@@ -427,6 +436,19 @@ func (c *fastConn) serveHit(req *request) bool {
 		c.nc.Close()
 	}
 	return true
+}
+
+// trustedPeer reports whether the connection's peer is one of the
+// handler's trusted proxies (server.trusted_proxies), found once per
+// connection.
+func (c *fastConn) trustedPeer() bool {
+	if c.trust == 0 {
+		c.trust = 2
+		if a, ok := c.nc.RemoteAddr().(*net.TCPAddr); ok && c.f.h.trusted.contains(a.AddrPort().Addr()) {
+			c.trust = 1
+		}
+	}
+	return c.trust == 1
 }
 
 func appendField(b []byte, name string, vs []string) []byte {
@@ -715,6 +737,8 @@ func parseHead(p []byte, req *request) int {
 			return headRefer
 		case equalFold(name, "cache-control"):
 			req.clientCC = true
+		case equalFold(name, "x-forwarded-proto"):
+			req.proto = value // the last line counts, as in proxyList.scheme
 		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
 			equalFold(name, "if-modified-since"), equalFold(name, "if-unmodified-since"), equalFold(name, "if-range"),
 			equalFold(name, "authorization"), equalFold(name, "expect"), equalFold(name, "upgrade"):
@@ -785,8 +809,11 @@ func validValue(b []byte) bool {
 }
 
 // validHost accepts a plain reg-name or IPv4 host with an optional port:
-// letters, digits, '-', '.', and one ':' followed by digits. Anything
-// fancier (IPv6 literals, user info, percent-encoding) goes to net/http.
+// letters, digits, '-', '.', and one ':' followed by a port number (at
+// most 65535). Anything fancier (IPv6 literals, user info,
+// percent-encoding, an empty or out-of-range port) goes to net/http and
+// ServeHTTP, which answer a malformed Host with 400 (see normalizeHost);
+// whatever it accepts, normalizeHost accepts too.
 func validHost(b []byte) bool {
 	if len(b) == 0 {
 		return false
@@ -805,7 +832,7 @@ func validHost(b []byte) bool {
 			return false
 		}
 	}
-	return port != len(b)-1
+	return port != len(b)-1 && (port < 0 || validPort(b[port+1:]))
 }
 
 // validTarget accepts an origin-form target of unreserved, sub-delims,

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -11,7 +14,9 @@ import (
 // whatever it accepts as a request it may answer itself (a complete,
 // bodiless GET or HEAD) net/http must read the same way — same method,
 // target and Host, no body — so that no request means one thing to the
-// fast front and another to net/http behind it.
+// fast front and another to net/http behind it; both derive the same cache
+// key (normalized host, scheme, keyed target), and the request a miss
+// sends upstream carries exactly what was keyed.
 func FuzzParseHead(f *testing.F) {
 	for _, s := range []string{
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\n\r\n",
@@ -22,6 +27,12 @@ func FuzzParseHead(f *testing.F) {
 		"GET /obj HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"GET /o%zz HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\n\r\n",
 		"GET /obj HTTP/1.1\r\nhost: A.Test.\r\nCache-Control: no-cache\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: Site.Test.:8080\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test:99999\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test:'onerror='alert(1)\r\n\r\n",
+		"GET /obj?id=1&utm_source=x;id=EVIL HTTP/1.1\r\nHost: site.test\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Proto: HTTPS\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-Proto: https, http\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -66,33 +77,78 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("Connection: close seen %v, net/http %v", req.close, r.Close)
 		}
 		// The cache key is the one ServeHTTP derives, for a site that
-		// keys on the target as sent and for one that rewrites it.
-		key, hostLen := appendHitKey(nil, req.host, req.target)
-		plain := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}}
-		if want := plain.cacheKey(r); string(key) != want {
-			t.Fatalf("key %q, ServeHTTP's %q", key, want)
+		// keys on the target as sent and for one that rewrites it, over
+		// plain HTTP and (from a trusted proxy) HTTPS; a Host that
+		// ServeHTTP refuses (400) is never a hit.
+		if _, ok := normalizeHost(r.Host); !ok {
+			if _, _, _, ok := appendHitKey(nil, false, req.host, req.target); ok {
+				t.Fatalf("fast front keys a Host that ServeHTTP refuses: %q", req.host)
+			}
+			return
 		}
-		rules := CacheKeyConfig{Query: KeyQuerySorted, IgnoreParams: []string{"utm_*"}}
-		rewriting := &site{cfg: SiteConfig{CacheKey: rules}}
-		if got, want := string(key[:hostLen])+rules.target(string(key[hostLen:])), rewriting.cacheKey(r); got != want {
-			t.Fatalf("rewritten key %q, ServeHTTP's %q", got, want)
+		r.RemoteAddr = "192.0.2.7:4711"
+		trusted := proxyList{netip.MustParsePrefix("192.0.2.0/24")}
+		for _, trust := range []proxyList{nil, trusted} {
+			https := req.proto != nil && forwardedProto(req.proto) == "https" && trust.contains(peerOf(r.RemoteAddr))
+			key, hostStart, hostEnd, ok := appendHitKey(nil, https, req.host, req.target)
+			if !ok {
+				t.Fatalf("fast front refuses a Host that ServeHTTP keys: %q", req.host)
+			}
+			if string(key[hostStart:hostEnd]) != mustNormalize(t, r.Host) {
+				t.Fatalf("routing host %q, ServeHTTP's %q", key[hostStart:hostEnd], r.Host)
+			}
+			plain := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}, trusted: trust}
+			if want := plain.cacheKey(r); string(key) != want {
+				t.Fatalf("key %q, ServeHTTP's %q", key, want)
+			}
+			rules := CacheKeyConfig{Query: KeyQuerySorted, IgnoreParams: []string{"utm_*"}}
+			rewriting := &site{cfg: SiteConfig{CacheKey: rules}, trusted: trust}
+			if got, want := string(key[:hostEnd])+rules.target(string(key[hostEnd:])), rewriting.cacheKey(r); got != want {
+				t.Fatalf("rewritten key %q, ServeHTTP's %q", got, want)
+			}
+			// The request a miss sends upstream carries exactly what was
+			// keyed: the normalized host, the keyed target and scheme.
+			for _, st := range []*site{plain, rewriting} {
+				st.origin = &url.URL{Scheme: "http", Host: "origin.test"}
+				h := &Handler{cfg: Config{Name: "fuzz"}, via: "1.1 fuzz", trusted: trust}
+				out := h.upstreamRequest(st, r, nil)
+				fi, _ := FillInfoFrom(out.Context())
+				keyed := strings.TrimPrefix(fi.Key, keyPrefix(fi.Scheme))
+				if out.Host != fi.Host || keyed != out.Host+out.URL.RequestURI() && !(out.URL.RequestURI() == "/" && keyed == out.Host) {
+					t.Fatalf("forwarded Host %q target %q, keyed %q", out.Host, out.URL.RequestURI(), fi.Key)
+				}
+				if got := out.Header.Get("X-Forwarded-Proto"); got != fi.Scheme || fi.Key != st.cacheKey(r) {
+					t.Fatalf("forwarded scheme %q, key %q (ServeHTTP's %q)", got, fi.Key, st.cacheKey(r))
+				}
+			}
 		}
 		// The forwarded request (a miss, which the fast front lends to
-		// net/http) is what was keyed: its Host and target give the same
-		// key, it goes to the site's origin, as a bodiless GET.
+		// net/http) is what was keyed, through the edge's own site table:
+		// its Host and target give the same key, it goes to the site's
+		// origin, as a bodiless GET.
 		st := h.route(r.Host)
 		if st == nil {
 			return
 		}
-		if hk := h.route(string(key[:hostLen])); hk != st {
+		key, hostStart, hostEnd, _ := appendHitKey(nil, false, req.host, req.target)
+		if hk := h.route(string(key[hostStart:hostEnd])); hk != st {
 			t.Fatalf("the fast front's key routes to another site than net/http's Host %q", r.Host)
 		}
 		out := h.upstreamRequest(st, r, nil)
-		if got := st.keyFor(out.Host, out.URL.RequestURI()); got != string(key) {
-			t.Fatalf("forwarded %s %s (Host %q) keys as %q, the fast front keyed %q", out.Method, out.URL.RequestURI(), out.Host, got, key)
+		if fi, _ := FillInfoFrom(out.Context()); fi.Key != string(key) {
+			t.Fatalf("forwarded %s %s (Host %q) keys as %q, the fast front keyed %q", out.Method, out.URL.RequestURI(), out.Host, fi.Key, key)
 		}
 		if out.Method != http.MethodGet || out.Body != nil || out.URL.Host != "origin.test:8080" || out.URL.Scheme != "http" {
 			t.Fatalf("forwarded %s %s body %v", out.Method, out.URL, out.Body)
 		}
 	})
+}
+
+func mustNormalize(t *testing.T, host string) string {
+	t.Helper()
+	h, ok := normalizeHost(host)
+	if !ok {
+		t.Fatalf("normalizeHost(%q) failed", host)
+	}
+	return h
 }

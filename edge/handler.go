@@ -53,6 +53,11 @@ type Options struct {
 	// fill (ask the key's owner first) or an origin shield goes here. Nil
 	// means the upstream is used as it is.
 	WrapUpstream func(site SiteConfig, upstream http.RoundTripper) http.RoundTripper
+	// PurgeMethod, when set, answers a request with the PURGE method for a
+	// configured site: see Admin.ServePurgeMethod (the admin purge token
+	// is required). Nil answers PURGE with 405. A PURGE is never
+	// forwarded to the origin.
+	PurgeMethod http.Handler
 }
 
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
@@ -68,6 +73,7 @@ type Handler struct {
 	log       *slog.Logger
 	gen       atomic.Uint64 // vary index generations
 	via       string        // this cache's Via entry
+	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
 	accessLog *slog.Logger
@@ -97,6 +103,7 @@ type site struct {
 	upstream http.RoundTripper
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
+	trusted  proxyList // the handler's trusted proxies, for the scheme
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -118,6 +125,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		inflight: newByteBudget(cfg.Cache.MaxInflightBytes),
 		failures: newFailedFills(),
 	}
+	h.trusted, _ = parseProxies(cfg.Server.TrustedProxies) // validated
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -153,8 +161,9 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	for _, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
-			cfg:    sc,
-			origin: u,
+			cfg:     sc,
+			origin:  u,
+			trusted: h.trusted,
 			opts: policy.Options{
 				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
 				GraceIfError:         sc.Grace.IfError,
@@ -189,7 +198,8 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 		}
 		st.proxy = h.newProxy(st)
 		for _, host := range sc.Hosts {
-			t.byHost[strings.ToLower(host)] = st
+			// As requests' hosts are normalized (see normalizeHost).
+			t.byHost[strings.TrimSuffix(strings.ToLower(host), ".")] = st
 		}
 	}
 	return t, nil
@@ -291,7 +301,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
-	st := h.route(r.Host)
+	host, ok := normalizeHost(r.Host)
+	if !ok {
+		// RFC 9110 §7.2: a Host that is not a valid host[:port] is a 400;
+		// it is never routed, keyed or forwarded.
+		h.writeError(w, r, http.StatusBadRequest, fmt.Sprintf("malformed Host %q", r.Host), cacheStatus{fwd: "request", detail: "bad-host"})
+		return
+	}
+	st := h.route(host)
 	if st == nil && r.URL.Path == "/healthz" {
 		// Health probes (geo steering, load balancers) address the node,
 		// not a site: answer them on the public port too.
@@ -304,7 +321,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		// Never forward a request for a host we do not serve: no open proxy.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusMisdirectedRequest)
-		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", hostOnly(r.Host))
+		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", host)
 		return
 	}
 	switch r.Method {
@@ -312,53 +329,72 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		h.serveCacheable(w, r, st)
 	case http.MethodTrace, http.MethodOptions:
 		h.serveMaxForwards(w, r, st)
+	case methodPurge:
+		h.servePurgeMethod(w, r)
 	default:
 		h.pass(w, r, st, "method")
 	}
 }
 
+// route returns the site that serves a normalized host (see
+// normalizeHost), nil if none does.
 func (h *Handler) route(host string) *site {
-	host = hostOnly(host)
-	t := h.sites.Load()
-	if st, ok := t.byHost[host]; ok {
-		return st
-	}
-	return t.byHost[strings.ToLower(host)]
+	return h.sites.Load().byHost[host]
 }
 
-// hostOnly strips a port and a trailing dot from a Host value.
-func hostOnly(host string) string {
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
+// requestTarget is r's request target as the client sent it, in origin
+// form.
+func requestTarget(r *http.Request) string {
+	if t := r.RequestURI; t != "" && t[0] == '/' {
+		return t
 	}
-	host = strings.TrimSuffix(host, ".")
-	return host
+	return r.URL.RequestURI()
 }
 
-// cacheKey is the primary cache key: host and request target, byte for byte
-// unless the site's cache_key rewrites the query.
-// The scheme is left out on purpose: every scheme and protocol a client uses
-// reaches the same origin URL, so HTTP/1.1, HTTP/2 and HTTP/3 share entries.
+// cacheKey is the primary cache key of a request routed to st (whose Host
+// is therefore well-formed): see keyFor.
 func (st *site) cacheKey(r *http.Request) string {
-	target := r.RequestURI
-	if target == "" || target[0] != '/' {
-		target = r.URL.RequestURI()
-	}
-	return st.keyFor(r.Host, target)
+	host, _ := normalizeHost(r.Host)
+	return st.keyFor(st.trusted.scheme(r), host, requestTarget(r))
 }
 
-// keyFor is the primary cache key of a request for target at host.
-func (st *site) keyFor(host, target string) string {
-	return strings.ToLower(hostOnly(host)) + st.cfg.CacheKey.target(target)
+// keyFor is the primary cache key of a request for target at the
+// normalized host over scheme: the host, then the target byte for byte
+// unless the site's cache_key rewrites the query; an HTTPS key starts with
+// "https://" (a plain HTTP key with the host itself, which contains no
+// colon, so the two never meet).
+//
+// The scheme is in the key because an origin may answer differently by
+// scheme (a redirect to HTTPS stored for plain HTTP would send HTTPS
+// clients round in circles): it is the scheme the edge saw, or the one a
+// trusted proxy reports (see proxyList.scheme), and the origin is told
+// exactly that one. HTTP/1.1 over TLS, HTTP/2 and HTTP/3 share the HTTPS
+// entries. The port is not in the key (see normalizeHost).
+func (st *site) keyFor(scheme, host, target string) string {
+	return keyPrefix(scheme) + host + st.cfg.CacheKey.target(target)
 }
 
-// keyFor is the primary cache key of target at host under the site that
-// serves host; as sent when no site does.
-func (h *Handler) keyFor(host, target string) string {
-	if st := h.route(host); st != nil {
-		return st.keyFor(host, target)
+// keyPrefix is what a key of scheme starts with, before the host.
+func keyPrefix(scheme string) string {
+	if scheme == "https" {
+		return "https://"
 	}
-	return strings.ToLower(hostOnly(host)) + target
+	return ""
+}
+
+// keysFor are the primary keys of target at host (a Host value or URL
+// authority, normalized here) under every scheme, with the rules of the
+// site that serves host (none when no site does): what a purge or an
+// invalidation of the URL removes. A malformed host has none.
+func (h *Handler) keysFor(host, target string) []string {
+	name, ok := normalizeHost(host)
+	if !ok {
+		return nil
+	}
+	if st := h.route(name); st != nil {
+		target = st.cfg.CacheKey.target(target)
+	}
+	return []string{name + target, keyPrefix("https") + name + target}
 }
 
 // variantKey is where the variant of a varying response lives.
@@ -448,11 +484,15 @@ func equalStrings(a, b []string) bool {
 }
 
 // invalidate removes the stored responses for a URL of a site (RFC 9111
-// §4.4, and purge). Variants go with their vary index.
+// §4.4), under either scheme: the state behind the URL changed for both.
+// Variants go with their vary index.
 func (h *Handler) invalidate(host, requestURI string) bool {
-	key := h.keyFor(host, requestURI)
-	a, b := h.store.remove(key), h.hot.remove(key)
-	return a || b
+	removed := false
+	for _, key := range h.keysFor(host, requestURI) {
+		a, b := h.store.remove(key), h.hot.remove(key)
+		removed = removed || a || b
+	}
+	return removed
 }
 
 // hitForMiss reports whether key was recently found uncacheable, so that

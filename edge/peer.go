@@ -9,11 +9,16 @@ import (
 // It travels in the request's context so that an upstream RoundTripper
 // (such as a region's peer-fill transport) can route by cache key.
 type FillInfo struct {
-	// Key is the primary cache key: lower-case host and request target.
+	// Key is the primary cache key: the normalized host and the request
+	// target as keyed, after "https://" for an HTTPS request.
 	Key string
-	// Host is the Host the client asked for (the request's Host may have
-	// been replaced by a site's origin_host).
+	// Host is the Host the client asked for, normalized: lower case, no
+	// port, no trailing dot (the request's Host may have been replaced by
+	// a site's origin_host).
 	Host string
+	// Scheme is the scheme keyed, "http" or "https" (see Key); the request
+	// tells upstream in X-Forwarded-Proto.
+	Scheme string
 	// FromPeer is set when the fill serves a peer's request: it must go
 	// to the origin, never to another peer (the loop guard).
 	FromPeer bool

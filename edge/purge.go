@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,7 +15,7 @@ import (
 // apply to them (a hard purge removes them outright).
 type Purge struct {
 	// URLs are absolute: http(s)://host/path?query. The scheme does not
-	// matter (entries are shared by every scheme).
+	// matter: the URL's entries under both schemes are purged.
 	URLs []string `json:"urls,omitempty"`
 	// Keys are surrogate keys.
 	Keys []string `json:"keys,omitempty"`
@@ -53,7 +54,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	var keys []string
 	for _, raw := range p.URLs {
 		u, _ := url.Parse(raw)
-		keys = append(keys, h.keyFor(u.Host, u.RequestURI()))
+		keys = append(keys, h.keysFor(u.Host, u.RequestURI())...)
 	}
 	n := 0
 	for _, s := range []*store{h.store, h.hot} {
@@ -179,4 +180,69 @@ func (h *Handler) purgeKey(s *store, key string, soft bool) bool {
 	// Stale from now on: the stale-* windows start at the purge.
 	stale.setLifetime(e.currentAge(h.now()))
 	return s.replaceIf(key, e, stale)
+}
+
+// methodPurge is the HTTP method that purges the request's URL (Varnish's
+// and Fastly's PURGE), mapped to the purge API.
+const methodPurge = "PURGE"
+
+// servePurgeMethod answers a PURGE request for a configured site: through
+// Options.PurgeMethod (the purge API, token required), or 405 when there
+// is none. It is never forwarded, so that no client evicts objects with it.
+func (h *Handler) servePurgeMethod(w http.ResponseWriter, r *http.Request) {
+	if h.opt.PurgeMethod == nil {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		h.writeError(w, r, http.StatusMethodNotAllowed, "PURGE is not enabled on this edge (no purge token)", cacheStatus{fwd: "request", detail: "purge"})
+		return
+	}
+	h.opt.PurgeMethod.ServeHTTP(w, r)
+}
+
+// ServePurgeMethod serves the PURGE method on the public listeners (see
+// Options.PurgeMethod): it purges the request's URL (under both schemes,
+// with the site's cache-key rules) on this node and, through Propagate,
+// every other, exactly as POST /purge {"urls": [...]} would, and answers
+// with the same JSON. It needs the purge token as
+// "Authorization: Bearer TOKEN": 405 when no token is configured, 401
+// without credentials, 403 with a wrong token. "Soft-Purge: 1" marks the
+// objects stale instead of removing them.
+func (a *Admin) ServePurgeMethod(w http.ResponseWriter, r *http.Request) {
+	if a.Token == "" {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "purge: PURGE is not enabled (no purge token configured)", http.StatusMethodNotAllowed)
+		return
+	}
+	if _, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meridian purge"`)
+		http.Error(w, "purge: bearer token required", http.StatusUnauthorized)
+		return
+	}
+	if !a.authorized(r) {
+		http.Error(w, "purge: wrong bearer token", http.StatusForbidden)
+		return
+	}
+	u := url.URL{Scheme: "http", Host: r.Host}
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	target := requestTarget(r)
+	p := Purge{URLs: []string{u.String() + target}, Soft: r.Header.Get("Soft-Purge") == "1"}
+	n, err := a.Handler.Purge(p)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	res := PurgeResult{Purged: n, Acked: []string{}, Failed: []string{}, Complete: true}
+	if a.Propagate != nil {
+		acked, failed := a.Propagate(r.Context(), p)
+		res.Acked = append(res.Acked, acked...)
+		res.Failed = append(res.Failed, failed...)
+		res.Complete = len(failed) == 0
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !res.Complete {
+		w.WriteHeader(http.StatusAccepted)
+	}
+	json.NewEncoder(w).Encode(res)
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -52,6 +51,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	if r.Header.Get("Authorization") != "" {
 		// §3.5: a response to an authenticated request is stored only when
 		// it says it may be; such requests never read what others stored.
+		if h.refuseLoop(w, r) {
+			return
+		}
 		cs := cacheStatus{fwd: "request", detail: "authorization"}
 		h.fetch(w, withAE(), st, primary, primary, nil, cs, false)
 		return
@@ -75,7 +77,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
-			h.refresh(st, key, primary, withAE(), e)
+			if !h.looped(r) { // a loop is not refreshed; the stale copy still serves
+				h.refresh(st, key, primary, withAE(), e)
+			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true, detail: "stale-while-revalidate"})
 			return
 		}
@@ -83,6 +87,12 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	}
 	if onlyIfCached {
 		h.writeError(w, r, http.StatusGatewayTimeout, "not in cache (only-if-cached)", cacheStatus{fwd: "request", detail: "only-if-cached"})
+		return
+	}
+	// A request that came back through this edge's own upstream is not
+	// forwarded again (RFC 8586); a fresh copy was served above, since a
+	// hit cannot go round.
+	if h.refuseLoop(w, r) {
 		return
 	}
 	hitForMiss := h.hitForMiss(key, now)
@@ -530,11 +540,16 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 
 // pass forwards a request that the cache does not serve (an unsafe or
 // unknown method, a Range on an uncacheable object) faithfully: method,
-// target, headers and body unchanged, 1xx responses relayed, nothing stored.
-// After a successful unsafe request the URLs it names are invalidated
-// (RFC 9111 §4.4).
+// target, headers and body unchanged but for the normalized Host, the
+// keyed query of a GET or HEAD and the forwarding fields (setForwarded),
+// 1xx responses relayed, nothing stored. After a successful unsafe
+// request the URLs it names are invalidated (RFC 9111 §4.4).
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason string) {
-	pi := passInfo{reason: reason, host: hostOnly(r.Host)}
+	if h.refuseLoop(w, r) {
+		return
+	}
+	host, _ := normalizeHost(r.Host) // routed: well-formed
+	pi := passInfo{reason: reason, host: host, scheme: st.trusted.scheme(r)}
 	if r.Body != nil && r.Body != http.NoBody {
 		pi.body = &clientBody{ReadCloser: r.Body}
 	}
@@ -550,10 +565,12 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason 
 
 type passReasonKey struct{}
 
-// passInfo travels with a passed request to the proxy's hooks.
+// passInfo travels with a passed request to the proxy's hooks: why it is
+// passed, the host and scheme the edge derived (see cacheKey), and the
+// client's body.
 type passInfo struct {
-	reason, host string
-	body         *clientBody // nil without a request body
+	reason, host, scheme string
+	body                 *clientBody // nil without a request body
 }
 
 // clientBody is a passed request's body, which the upstream transport
@@ -591,13 +608,16 @@ func (b *clientBody) failed() error {
 func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			pi, _ := pr.In.Context().Value(passReasonKey{}).(passInfo)
 			pr.Out.URL = st.originURL(pr.In)
-			pr.Out.Host = pr.In.Host
+			pr.Out.Host = pi.host
 			if st.cfg.OriginHost != "" {
 				pr.Out.Host = st.cfg.OriginHost
 			}
-			pr.SetXForwarded()
-			pr.Out.Header["Via"] = append(pr.Out.Header["Via"], h.via)
+			// The same forwarding fields as a fill's (ReverseProxy has
+			// removed the client's X-Forwarded-For/Host/Proto and
+			// Forwarded from Out; setForwarded reads them from In).
+			h.setForwarded(pr.Out.Header, pr.In, pi.host, pi.scheme)
 		},
 		Transport:     st.upstream,
 		FlushInterval: -1,
@@ -605,8 +625,11 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 		ModifyResponse: func(resp *http.Response) error {
 			req := resp.Request
 			pi, _ := req.Context().Value(passReasonKey{}).(passInfo)
-			eff := *req.URL // the client's target, on the client's host
-			eff.Host = pi.host
+			eff := *req.URL // the client's target, on the client's host and scheme
+			eff.Scheme, eff.Host = pi.scheme, pi.host
+			// Only URLs on the request's own origin (scheme and host) are
+			// invalidated (policy.Invalidations): a Location elsewhere
+			// cannot evict another site's objects.
 			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
 				h.invalidate(u.Host, u.RequestURI())
 			}
@@ -733,43 +756,49 @@ func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
 }
 
 // appendHitKey appends to dst the primary cache key of a request with this
-// Host field value and origin-form target, as site.cacheKey derives it from
-// an *http.Request for a site whose cache_key does not rewrite it (lookupHit
-// rewrites it for one that does), without allocating. The key starts with
-// the routing host: lower case, without port or trailing dot.
-func appendHitKey(dst, host, target []byte) (key []byte, hostLen int) {
-	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
-		host = host[:i]
+// Host field value and origin-form target, over HTTPS when https, as
+// site.keyFor derives it for a site whose cache_key does not rewrite it
+// (lookupHit rewrites it for one that does), without allocating. The
+// routing host, normalized as normalizeHost does it (lower case, no port,
+// no trailing dot), is key[hostStart:hostEnd]. ok is false for a
+// malformed Host: such a request is not a hit (ServeHTTP answers 400).
+func appendHitKey(dst []byte, https bool, host, target []byte) (key []byte, hostStart, hostEnd int, ok bool) {
+	name, ok := splitHost(host)
+	if !ok {
+		return dst, 0, 0, false
 	}
-	host = bytes.TrimSuffix(host, []byte("."))
-	for _, c := range host {
+	if https {
+		dst = append(dst, keyPrefix("https")...)
+	}
+	hostStart = len(dst)
+	for _, c := range name {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
 		dst = append(dst, c)
 	}
-	hostLen = len(dst)
-	return append(dst, target...), hostLen
+	hostEnd = len(dst)
+	return append(dst, target...), hostStart, hostEnd, true
 }
 
 // lookupHit is the transport-independent hit lookup: for a plain GET or
 // HEAD (no conditionals, no Range, no Authorization, not a peer's) for
-// key, its routing host and target as sent (see appendHitKey; the site's
-// cache_key rules are applied here), it
-// returns the stored entry and its hit stamp when the answer is a fresh
+// key, whose routing host is key[hostStart:hostEnd] and target follows it
+// as sent (see appendHitKey; the site's cache_key rules are applied here),
+// it returns the stored entry and its hit stamp when the answer is a fresh
 // hit that needs nothing but the entry's prepared header and body, and
 // counts the hit on the entry. It returns nil for everything else (unknown
 // host, miss, stale, a varying response, a client Cache-Control that the
 // site honours): such requests go through ServeHTTP. clientCC says whether
 // the request has a Cache-Control field. A front that serves the hit
 // reports it with countHit.
-func (h *Handler) lookupHit(host, key string, clientCC bool, now time.Time) (*entry, *hitStamp) {
-	st := h.route(host)
+func (h *Handler) lookupHit(key string, hostStart, hostEnd int, clientCC bool, now time.Time) (*entry, *hitStamp) {
+	st := h.route(key[hostStart:hostEnd])
 	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
 		return nil, nil
 	}
-	if st.cfg.CacheKey.rewrites() && strings.HasPrefix(key, host) {
-		key = host + st.cfg.CacheKey.target(key[len(host):])
+	if st.cfg.CacheKey.rewrites() {
+		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
 	e := h.store.get(key)
 	if e == nil {

@@ -33,6 +33,9 @@ func (t *peerTransport) replicate(req *http.Request, fi edge.FillInfo, resp *htt
 		return
 	}
 	q := url.Values{"host": {fi.Host}, "target": {req.URL.RequestURI()}}
+	if fi.Scheme == "https" {
+		q.Set("scheme", "https") // part of the key: the copy must be the same one
+	}
 	target := ReplicatePath + "?" + q.Encode()
 	for _, p := range v.ring.Replicas(fi.Key, n.cfg.Replicas)[1:] {
 		addr := v.addrs[p.Name]
@@ -72,5 +75,10 @@ func ReplicaRequest(r *http.Request) (*http.Request, bool) {
 	out.RequestURI = target
 	out.RemoteAddr = r.RemoteAddr
 	out.Header.Set(ReplicaHeader, "1")
+	if q.Get("scheme") == "https" {
+		// The edge believes a replica fill's X-Forwarded-Proto, as a
+		// peer's: the copy is keyed, and filled, as the owner's.
+		out.Header.Set("X-Forwarded-Proto", "https")
+	}
 	return out, true
 }

@@ -391,6 +391,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
 		}, func() float64 { return float64(memoryLimit()) }))
 	eopt := edge.Options{Now: opt.Now, Logger: log, Registerer: n.reg}
+	// PURGE on the public listeners goes to the purge API (token
+	// required); n.admin is set before any listener starts.
+	eopt.PurgeMethod = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.admin.ServePurgeMethod(w, r) })
 	switch cfg.AccessLog {
 	case "stdout":
 		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("node", cfg.Name)

@@ -82,7 +82,9 @@ type Policy struct {
 	Store bool
 	// Reason is a short token saying why the response is not stored:
 	// "method", "status", "partial", "no-store", "private", "authorization",
-	// "vary-star", "set-cookie" or "no-freshness"; "" when stored.
+	// "vary-star", "set-cookie", "no-freshness" or "credentials" (a request
+	// with Cookie or Authorization, a response without explicit
+	// freshness); "" when stored.
 	Reason string
 	// Lifetime is the freshness lifetime (RFC 9111 §4.2.1), or the
 	// heuristic one (§4.2.2) when Heuristic; never negative.
@@ -136,6 +138,13 @@ type Policy struct {
 // field with private="Set-Cookie" or no-cache="Set-Cookie": then it is
 // stored with Set-Cookie in StripFields (Varnish's behaviour; a shared
 // cache must never hand one client's cookie to another).
+//
+// A response to a request that carried Cookie or Authorization is stored
+// only with explicit freshness (s-maxage, max-age or Expires): never by
+// heuristic freshness, DefaultTTL or StoreUnvalidated (Reason
+// "credentials"). That is the defence against web cache deception: a
+// personal page under a static-looking URL usually has Last-Modified and
+// no Cache-Control.
 func Evaluate(method string, reqHeader http.Header, status int, respHeader http.Header, requestTime, responseTime time.Time, opts Options) Policy {
 	opts = opts.withDefaults()
 	var p Policy
@@ -224,6 +233,15 @@ func reason(method string, reqHeader http.Header, status int, respHeader http.He
 	}
 	if !explicit && !hasLM && len(respHeader["Etag"]) == 0 && !opts.StoreUnvalidated {
 		return "no-freshness"
+	}
+	if !explicit && (len(reqHeader["Cookie"]) > 0 || len(reqHeader["Authorization"]) > 0) {
+		// Web cache deception: a personal page reached under a static-
+		// looking URL (/account/x.css) comes back with Last-Modified and
+		// no Cache-Control. Heuristic freshness, DefaultTTL and
+		// StoreUnvalidated are guesses; for a request with credentials the
+		// origin must say the answer may be shared (max-age, s-maxage,
+		// Expires), else it is not stored.
+		return "credentials"
 	}
 	return ""
 }

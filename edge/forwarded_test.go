@@ -1,0 +1,100 @@
+package edge
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestNormalizeHost(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"site.test", "site.test", true},
+		{"Site.TEST.", "site.test", true},
+		{"site.test:8080", "site.test", true},
+		{"site.test.:443", "site.test", true},
+		{"site.test:", "site.test", true}, // RFC 3986: port = *DIGIT
+		{"a_b.test", "a_b.test", true},
+		{"192.0.2.1:80", "192.0.2.1", true},
+		{"[2001:DB8::1]:443", "[2001:db8::1]", true},
+		{"site.test:'onerror='alert(1)", "", false},
+		{"site.test:65536", "", false},
+		{"site.test:123456", "", false},
+		{"site.test:8o", "", false},
+		{"site.test:1:2", "", false},
+		{"site.test%2e", "", false},
+		{"user@site.test", "", false},
+		{"", "", false},
+		{".", "", false},
+		{":80", "", false},
+		{"[::1", "", false},
+		{"[::1]x", "", false},
+		{"[fe80::1%25eth0]", "", false},
+		{"[1.2.3.4]", "", false},
+	} {
+		got, ok := normalizeHost(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("normalizeHost(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+		// The fast front agrees whenever it takes the host at all.
+		if validHost([]byte(tc.in)) {
+			key, s, e, kok := appendHitKey(nil, false, []byte(tc.in), []byte("/"))
+			if kok != tc.ok || kok && string(key[s:e]) != tc.want {
+				t.Errorf("appendHitKey(%q) = %q, %v", tc.in, key, kok)
+			}
+		}
+	}
+}
+
+func TestForwardedProto(t *testing.T) {
+	for in, want := range map[string]string{
+		"https": "https", " HTTPS ": "https", "http": "http", "http, https": "https",
+		"https,http": "http", "wss": "", "": "", "https, ": "", "xhttps": "",
+	} {
+		if got := forwardedProto(in); got != want {
+			t.Errorf("forwardedProto(%q) = %q, want %q", in, got, want)
+		}
+		if got := forwardedProto([]byte(in)); got != want {
+			t.Errorf("forwardedProto([]byte %q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The fast front's key derivation stays allocation-free with the scheme
+// and the Host checks.
+func TestAppendHitKeyAllocs(t *testing.T) {
+	buf := make([]byte, 0, 128)
+	host, target, proto := []byte("Site.Test.:8080"), []byte("/obj?x=1"), []byte("http, https")
+	if n := testing.AllocsPerRun(100, func() {
+		https := forwardedProto(proto) == "https"
+		buf, _, _, _ = appendHitKey(buf[:0], https, host, target)
+	}); n != 0 {
+		t.Fatalf("%v allocations per key", n)
+	}
+	if string(buf) != "https://site.test/obj?x=1" {
+		t.Fatalf("key %q", buf)
+	}
+}
+
+func TestLooped(t *testing.T) {
+	h := &Handler{cfg: Config{Name: "edge-a"}}
+	for _, tc := range []struct {
+		lines []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"other"}, false},
+		{[]string{"other, edge-a"}, true},
+		{[]string{"other", "EDGE-A; v=1"}, true},
+		{[]string{"edge-ab, xedge-a"}, false},
+		{[]string{"foo;edge-a"}, false}, // a parameter, not a cdn-id
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header["Cdn-Loop"] = tc.lines
+		if got := h.looped(r); got != tc.want {
+			t.Errorf("looped(%q) = %v, want %v", tc.lines, got, tc.want)
+		}
+	}
+}
