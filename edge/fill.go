@@ -166,7 +166,7 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 // client's target, with this cache's own validators and none of the client's
 // conditionals or Range, so that what comes back can be stored and shared.
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
-	fi := FillInfo{Key: st.cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context())}
+	fi := FillInfo{Key: st.cacheKey(r), Host: strings.ToLower(hostOnly(r.Host)), FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context()), Peer: peerInfo(r.Context())}
 	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
@@ -235,7 +235,7 @@ func (h *Handler) fill(f *flight, st *site, key, primary string, out *http.Reque
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.hint != nil && !f.published {
+		if code == http.StatusEarlyHints && f.hint != nil && !f.published { // other 1xx (a peer's 102) are hop-by-hop
 			f.hint(code, hdr)
 		}
 		return nil
