@@ -11,12 +11,14 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/ring"
 )
 
 // SiteHost is the Host every edge started here serves.
@@ -75,8 +77,10 @@ type CDN struct {
 
 // Edge is one edge of the CDN.
 type Edge struct {
-	// Region and Name name it ("r1", "r1-1").
+	// Region and Name name it ("r1", "r1-1"); Index is its place in the
+	// region, from 0.
 	Region, Name string
+	Index        int
 	// Gossip is its fixed gossip address; Peer its peer endpoint's.
 	Gossip, Peer string
 
@@ -114,7 +118,7 @@ func Start(t testing.TB, o *Origin, opts Options) *CDN {
 	// Ports first, so that every config can name every edge.
 	for _, r := range opts.Regions {
 		for i := range opts.Edges {
-			c.edges[r] = append(c.edges[r], &Edge{Region: r, Name: fmt.Sprintf("%s-%d", r, i+1),
+			c.edges[r] = append(c.edges[r], &Edge{Region: r, Name: fmt.Sprintf("%s-%d", r, i+1), Index: i,
 				Gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 				Peer:   net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))})
 		}
@@ -387,6 +391,58 @@ func (c *CDN) WaitRegion(region string, timeout time.Duration) {
 		}
 		return time.Since(since) >= 1200*time.Millisecond
 	})
+}
+
+// WatchRings watches, until the returned func is called, whether the
+// ring of any edge running now changes; the func reports whether one did.
+// A test that counts origin requests exactly can tell with it whether a
+// membership change it did not cause (a member wrongly declared dead on a
+// loaded machine, and back) happened while it measured.
+func (c *CDN) WatchRings() (changed func() bool) {
+	type watched struct {
+		n    *node.Node
+		ring *ring.Ring
+	}
+	var ws []watched
+	for _, e := range c.Edges() {
+		if n := c.Node(e.Region, e.Index); n != nil {
+			ws = append(ws, watched{n, n.Cluster().Ring()})
+		}
+	}
+	var moved atomic.Bool
+	poll := func() {
+		for _, w := range ws {
+			if w.n.Cluster().Ring() != w.ring {
+				moved.Store(true)
+			}
+		}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		// Ring builds follow a settle delay of 100ms: polling every
+		// 10ms sees every one.
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				poll()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() bool {
+		once.Do(func() {
+			close(done)
+			<-stopped
+			poll()
+		})
+		return moved.Load()
+	}
 }
 
 // Get sends GET target (path and query) with Host SiteHost to edge i of

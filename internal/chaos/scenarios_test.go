@@ -34,7 +34,7 @@ func askEverywhere(t *testing.T, cdn *chaos.CDN, targets []string, size int) int
 	var interim atomic.Int64
 	var wg sync.WaitGroup
 	for _, e := range cdn.Edges() {
-		n := cdn.Node(e.Region, indexOf(e.Name))
+		n := cdn.Node(e.Region, e.Index)
 		if n == nil {
 			continue
 		}
@@ -66,13 +66,6 @@ func askEverywhere(t *testing.T, cdn *chaos.CDN, targets []string, size int) int
 	return interim.Load()
 }
 
-// indexOf is the 0-based index of an edge named "<region>-<i+1>".
-func indexOf(name string) int {
-	var i int
-	fmt.Sscanf(name[strings.LastIndexByte(name, '-')+1:], "%d", &i)
-	return i - 1
-}
-
 func targets(prefix string, n int, query string) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -84,33 +77,59 @@ func targets(prefix string, n int, query string) []string {
 // Item 1: an origin slower than peer_timeout costs one fetch per object
 // for the whole CDN (3 regions × 3 edges behind a shield), and leaves no
 // member suspect: fast objects asked right after cost one fetch each too.
-// On the code before, 10 objects cost 60 fetches and the fast ones 112
-// for 60 (issue 14).
+// On the code before, the 10 slow objects cost 71 fetches here (60 in the
+// issue) and 10 fast ones right after 80, every asker having given up on
+// its owner after peer_timeout and suspected it.
 func TestSlowOriginOneFetchPerObject(t *testing.T) {
 	if testing.Short() {
 		t.Skip("9 edges; skipped with -short")
 	}
 	o := chaos.StartOrigin(t)
 	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second})
-
-	o.SetFault(chaos.Fault{HeaderDelay: 4 * time.Second}) // 2 × peer_timeout
 	const objects = 10
-	interim := askEverywhere(t, cdn, targets("slow", objects, "cc=max-age%3D600"), 1024)
-	slow := o.Requests()
-	t.Logf("slow origin: %d origin fetches for %d objects asked at 9 edges (%.1f per object)", slow, objects, float64(slow)/objects)
-	if slow > objects {
-		t.Errorf("slow origin: %d origin fetches for %d objects, want at most 1 per object", slow, objects)
-	}
-	if interim != 0 {
-		t.Errorf("clients saw %d interim answers: the peers' liveness signal must stay between peers", interim)
-	}
+	steady(t, cdn, func(try int) func() {
+		before := o.Requests()
+		o.SetFault(chaos.Fault{HeaderDelay: 4 * time.Second}) // 2 × peer_timeout
+		interim := askEverywhere(t, cdn, targets(fmt.Sprintf("slow%d-", try), objects, "cc=max-age%3D600"), 1024)
+		slow := o.Requests() - before
+		o.SetFault(chaos.Fault{})
+		askEverywhere(t, cdn, targets(fmt.Sprintf("fast%d-", try), objects, "cc=max-age%3D600"), 1024)
+		fast := o.Requests() - before - slow
+		return func() {
+			t.Logf("slow origin: %d origin fetches for %d objects asked at 9 edges (%.1f per object)", slow, objects, float64(slow)/objects)
+			t.Logf("fast objects right after: %d origin fetches for %d objects", fast, objects)
+			if slow > objects {
+				t.Errorf("slow origin: %d origin fetches for %d objects, want at most 1 per object", slow, objects)
+			}
+			if interim != 0 {
+				t.Errorf("clients saw %d interim answers: the peers' liveness signal must stay between peers", interim)
+			}
+			if fast > objects {
+				t.Errorf("after the slow origin, %d fetches for %d fast objects: members were passed over as suspect", fast, objects)
+			}
+		}
+	})
+}
 
-	o.SetFault(chaos.Fault{})
-	askEverywhere(t, cdn, targets("fast", objects, "cc=max-age%3D600"), 1024)
-	fast := o.Requests() - slow
-	t.Logf("fast objects right after: %d origin fetches for %d objects", fast, objects)
-	if fast > objects {
-		t.Errorf("after the slow origin, %d fetches for %d fast objects: members were passed over as suspect", fast, objects)
+// steady runs measure until no ring changed while it ran, at most three
+// times, and then runs the check it returned. A member wrongly declared
+// dead on a loaded machine moves keys, and an exact count then measures
+// the machine, not the code; the faults the scenarios inject never touch
+// membership.
+func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) {
+	t.Helper()
+	for try := 1; ; try++ {
+		changed := cdn.WatchRings()
+		check := measure(try)
+		if !changed() || try == 3 {
+			if try > 1 {
+				t.Logf("measured on try %d", try)
+			}
+			check()
+			return
+		}
+		t.Logf("try %d: a ring changed while measuring (a member flapped); measuring again", try)
+		cdn.WaitRegion("", 30*time.Second)
 	}
 }
 
@@ -119,7 +138,8 @@ func TestSlowOriginOneFetchPerObject(t *testing.T) {
 // objects and for stale ones alike: a 5xx is the origin's answer, not a
 // failed path, and goes back once (as the error, or as the stale copy).
 // On the code before, regional failover asked every other region, each
-// of which asked the same origin: 2.8 origin requests per client request.
+// of which asked the same origin: 2.17 origin requests per client request
+// here (2.8 in the issue).
 func TestFailingOriginIsNotAmplified(t *testing.T) {
 	o := chaos.StartOrigin(t)
 	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
@@ -129,27 +149,30 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
 
 	o.SetFault(chaos.Fault{Status: 500})
-	before := o.Requests()
-	clients := 0
-	for k, e := range cdn.Edges() {
-		i := indexOf(e.Name)
-		// A new object each time (an uncached miss), then a stale one.
-		resp, _, err := cdn.Get(e.Region, i, fmt.Sprintf("/down%d?cc=max-age%%3D600", k))
-		clients++
-		if err != nil || resp.StatusCode < 500 {
-			t.Fatalf("uncached object via %s while the origin fails: %v %v", e.Name, resp, err)
+	steady(t, cdn, func(try int) func() {
+		before := o.Requests()
+		clients := 0
+		for k, e := range cdn.Edges() {
+			// A new object each time (an uncached miss), then a stale one.
+			resp, _, err := cdn.Get(e.Region, e.Index, fmt.Sprintf("/down%d-%d?cc=max-age%%3D600", try, k))
+			clients++
+			if err != nil || resp.StatusCode < 500 {
+				t.Fatalf("uncached object via %s while the origin fails: %v %v", e.Name, resp, err)
+			}
+			resp, _, err = cdn.Get(e.Region, e.Index, stale[k%len(stale)])
+			clients++
+			if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
+				t.Fatalf("stale object via %s while the origin fails: %v %v", e.Name, resp, err)
+			}
 		}
-		resp, _, err = cdn.Get(e.Region, i, stale[k%len(stale)])
-		clients++
-		if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
-			t.Fatalf("stale object via %s while the origin fails: %v %v", e.Name, resp, err)
+		got := o.Requests() - before
+		return func() {
+			t.Logf("failing origin: %d origin requests for %d client requests (%.2f each)", got, clients, float64(got)/float64(clients))
+			if got > int64(clients) {
+				t.Errorf("failing origin: %d origin requests for %d client requests, want at most 1 each", got, clients)
+			}
 		}
-	}
-	got := o.Requests() - before
-	t.Logf("failing origin: %d origin requests for %d client requests (%.2f each)", got, clients, float64(got)/float64(clients))
-	if got > int64(clients) {
-		t.Errorf("failing origin: %d origin requests for %d client requests, want at most 1 each", got, clients)
-	}
+	})
 }
 
 // Item 2, the other half: when the path fails (region r2 cannot reach
@@ -182,23 +205,32 @@ func TestFailedPathStillFailsOver(t *testing.T) {
 func TestClientViaDoesNotBypassShield(t *testing.T) {
 	o := chaos.StartOrigin(t)
 	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true})
-	for k := range 4 {
-		target := fmt.Sprintf("/via%d?cc=max-age%%3D600", k)
-		resp, _, err := cdn.Get("r2", k%2, target, "Via", "1.1 r1-1, 1.1 r1-2")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: %v %v", target, resp, err)
+	steady(t, cdn, func(try int) func() {
+		var counts []int64
+		for k := range 4 {
+			target := fmt.Sprintf("/via%d-%d?cc=max-age%%3D600", try, k)
+			resp, _, err := cdn.Get("r2", k%2, target, "Via", "1.1 r1-1, 1.1 r1-2")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %v %v", target, resp, err)
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "r1-") {
+				t.Errorf("Cache-Status %q: the shield was bypassed", cs)
+			}
+			// The shield region asked next has it: the origin saw one
+			// request.
+			if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s via r1: %v %v", target, resp, err)
+			}
+			counts = append(counts, o.RequestsFor(target))
 		}
-		if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "r1-") {
-			t.Errorf("Cache-Status %q: the shield was bypassed", cs)
+		return func() {
+			for k, got := range counts {
+				if got != 1 {
+					t.Errorf("object %d: %d origin requests, want 1 (through the shield)", k, got)
+				}
+			}
 		}
-		// The shield region asked next has it: the origin saw one request.
-		if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s via r1: %v %v", target, resp, err)
-		}
-		if got := o.RequestsFor(target); got != 1 {
-			t.Errorf("%s: %d origin requests, want 1 (through the shield)", target, got)
-		}
-	}
+	})
 }
 
 // Item 4: restarting each edge of a region in turn, the seed first, each
