@@ -367,6 +367,7 @@ func (n *Node) joinLoop(ml *memberlist.Memberlist) {
 		if len(targets) == 0 {
 			continue
 		}
+		before := ml.NumMembers()
 		joined := 0
 		var errs []error
 		for _, a := range targets {
@@ -383,10 +384,16 @@ func (n *Node) joinLoop(ml *memberlist.Memberlist) {
 		}
 		if joined > 0 {
 			failures = 0
-			if alone {
+			switch {
+			case alone:
 				n.log.Info("joined the region", "contacted", joined)
-			} else {
-				n.log.Info("re-joined members not seen alive", "contacted", joined, "tried", targets)
+			case ml.NumMembers() > before:
+				n.log.Info("re-joined members not seen alive", "contacted", joined, "tried", targets, "members", ml.NumMembers())
+			default:
+				// A seed spelled otherwise than its member's advertised
+				// address (a service address, a name) is joined every
+				// interval: a state exchange, cheap, and quiet.
+				n.log.Debug("re-join found no new member", "contacted", joined, "tried", targets)
 			}
 			continue
 		}
