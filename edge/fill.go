@@ -34,7 +34,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
 	fi := FillInfo{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme,
-		FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context())}
+		FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context()), Peer: peerInfo(r.Context())}
 	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
@@ -119,7 +119,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.hint != nil && !f.published {
+		if code == http.StatusEarlyHints && f.hint != nil && !f.published { // other 1xx (a peer's 102) are hop-by-hop
 			f.hint(code, hdr)
 		}
 		return nil

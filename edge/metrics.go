@@ -39,7 +39,7 @@ type metrics struct {
 	// inflightRejected fills refused for want of in-flight budget.
 	abandoned        prometheus.Counter
 	inflightRejected prometheus.Counter
-	conns       *connMetrics
+	conns            *connMetrics
 }
 
 // connMetrics are the listeners' connection collectors (see Server).

@@ -25,10 +25,25 @@ type FillInfo struct {
 	// Replica is set when the fill makes this edge a replica of the
 	// key's owner: the owner's answer is kept in full, not as a hot copy.
 	Replica bool
+	// Peer is the verified peer request the fill serves (see
+	// FromPeerHop); zero for the edge's own clients.
+	Peer PeerInfo
+}
+
+// PeerInfo is what the peer endpoint verified about a peer's request: who
+// signed it and why it was sent (the hop, covered by the signature). Tier
+// and loop decisions rest on it, never on client headers such as Via.
+type PeerInfo struct {
+	// From is the signing member's name.
+	From string
+	// Hop is the signed reason for the request ("owner", "shield",
+	// "failover", ...; see the cluster package), "" if unsigned.
+	Hop string
 }
 
 type fillInfoKey struct{}
 type fromPeerKey struct{}
+type peerInfoKey struct{}
 
 // FillInfoFrom returns the FillInfo of an upstream request made by an edge.
 func FillInfoFrom(ctx context.Context) (FillInfo, bool) {
@@ -42,6 +57,17 @@ func FillInfoFrom(ctx context.Context) (FillInfo, bool) {
 // peer's signature, may call it.
 func FromPeer(ctx context.Context) context.Context {
 	return context.WithValue(ctx, fromPeerKey{}, true)
+}
+
+// FromPeerHop is FromPeer that also records what the peer endpoint
+// verified about the request; the fill carries it as FillInfo.Peer.
+func FromPeerHop(ctx context.Context, p PeerInfo) context.Context {
+	return context.WithValue(FromPeer(ctx), peerInfoKey{}, p)
+}
+
+func peerInfo(ctx context.Context) PeerInfo {
+	p, _ := ctx.Value(peerInfoKey{}).(PeerInfo)
+	return p
 }
 
 type replicaKey struct{}

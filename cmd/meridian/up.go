@@ -241,7 +241,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 					Zone:         table[r].Edges[e-1].Zone,
 					GossipListen: join(ip, upGossipPort),
 					PeerListen:   join(ip, upPeerPort),
-					Seeds:        []string{join(fmt.Sprintf("127.0.%d.1", r+1), upGossipPort)},
+					Seeds:        upSeeds(r, *nEdges),
 					Secret:       "meridian-up-demo-secret-not-for-production",
 					Preset:       "local",
 					Replicas:     2,
@@ -334,4 +334,14 @@ try:
   dig @%[6]s -p %[7]s %[4]s A +subnet=192.0.2.0/24 +short          # a Frankfurt resolver
   curl -s -X POST -H 'Authorization: Bearer %[8]s' http://%[9]s/purge -d '{"keys":["demo"]}'
 `, st.Origin, st.GeoHTTP, st.GeoDNS, st.Host, e.HTTP, dnsHost, dnsPort, st.PurgeToken, e.Admin)
+}
+
+// upSeeds lists every edge of region r (0-based) as a gossip seed, so
+// that whichever edge restarts (the first one included) finds the others.
+func upSeeds(r, edges int) []string {
+	seeds := make([]string, 0, edges)
+	for e := 1; e <= edges; e++ {
+		seeds = append(seeds, join(fmt.Sprintf("127.0.%d.%d", r+1, e), upGossipPort))
+	}
+	return seeds
 }

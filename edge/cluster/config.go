@@ -48,7 +48,9 @@ type Config struct {
 
 	// Seeds are gossip addresses (host:port) of members to join through.
 	// Default none. They may start later: joining retries in the
-	// background while this member is alone.
+	// background while this member is alone, and afterwards the member
+	// re-joins through every seed (and every member it saw) that it does
+	// not see alive, so list every member of the region here.
 	Seeds []string `yaml:"seeds"`
 	// SeedDNS is a name:port whose A/AAAA records are seeds, such as a
 	// Kubernetes headless service; it is resolved again on every join
@@ -70,12 +72,19 @@ type Config struct {
 	// MaxClockSkew is how far a peer request's timestamp may be from this
 	// member's clock, either way, before it is refused. Default 30s.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
-	// PeerTimeout bounds connecting to the owner and waiting for its
-	// response headers; past it the fill goes to the origin. Default 2s.
+	// PeerTimeout bounds connecting to a peer and each wait for a sign of
+	// life from it: an interim 102 Processing (which a member sends every
+	// PeerTimeout/4 while its fill waits on upstream) or the response
+	// header. A silent peer is passed over (the fill goes to the next
+	// source) and suspected for SuspectFor. How long the fill itself may
+	// take is the site's timeout, not this. Default 2s.
 	PeerTimeout time.Duration `yaml:"peer_timeout"`
-	// SuspectFor is how long an owner that failed to answer is passed
-	// over (its keys fill from the origin), so that requests do not wait
-	// on it while the gossip decides whether it is dead. Default 10s.
+	// SuspectFor is how long a peer that failed (refused, silent for
+	// PeerTimeout, reset, or an answer not its own) is passed over (its
+	// keys fill from their live replica, else upstream), so that requests
+	// do not wait on it while the gossip decides whether it is dead. An
+	// answer from the origin relayed by the peer, a 5xx included, is no
+	// failure of the peer. Default 10s.
 	SuspectFor time.Duration `yaml:"suspect_for"`
 
 	// Replicas is how many members keep each object: 1 (the owner only)

@@ -1,20 +1,32 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
 
-// Failover wraps a site's upstream path (shield and origin) so that when it
-// fails — a transport error or a 5xx — a fill is tried at the owner of the
-// key in each of regions in turn (nearest first) before the edge falls
-// back to a stale copy or an error: a region whose own path to the origin
-// is broken still serves. A request that already came through another
-// region's edge (its Via names one) does not fail over again.
+// Failover wraps a site's upstream path (shield and origin) so that when
+// the path fails, a fill is tried at the owner of the key in each of
+// regions in turn (nearest first) before the edge falls back to a stale
+// copy or an error: a region whose own path to the origin is broken still
+// serves.
+//
+// Only the path failing counts (see pathFailed): no shield answered and
+// direct fills are not allowed, or no connection to the origin could be
+// made. An answer from the origin, a 5xx included (relayed by the shield
+// or not), goes back as it is, once: asking other regions would send the
+// same failing origin more requests. Another region's answer is likewise
+// the answer, whatever its status; only a region that does not answer is
+// passed over. A fill that serves another region's request (a shield or
+// failover hop, or any request an edge of those regions signed) does not
+// fail over again; the decision rests on the signed peer request
+// (edge.FillInfo.Peer), never on a client's Via.
 func (n *Node) Failover(regions []ShieldRegion, next http.RoundTripper) (http.RoundTripper, error) {
 	t := &failoverTransport{n: n, next: next}
 	for _, sr := range regions {
@@ -34,17 +46,17 @@ type failoverTransport struct {
 	n       *Node
 	next    http.RoundTripper
 	regions []shieldRing
-	names   []string
+	names   []string // every other region's edge names (signed senders)
 }
 
 func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
-	if err == nil && resp.StatusCode < 500 {
-		return resp, nil
+	if err == nil || !pathFailed(err) {
+		return resp, err
 	}
 	fi, ok := edge.FillInfoFrom(req.Context())
 	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || req.Context().Err() != nil ||
-		viaNames(req, t.names) {
+		fi.Peer.Hop == hopShield || fi.Peer.Hop == hopFailover || signedBy(fi, t.names) {
 		return resp, err
 	}
 	for _, sr := range t.regions {
@@ -53,7 +65,7 @@ func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if !ok || addr == "" || t.n.isSuspect(owner.Name) {
 			continue
 		}
-		alt, aerr := t.n.askPeer(req, fi, owner.Name, addr)
+		alt, aerr := t.n.askPeer(req, fi, owner.Name, addr, hopFailover)
 		if aerr != nil {
 			if req.Context().Err() != nil {
 				break
@@ -61,19 +73,29 @@ func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			t.n.markSuspect(owner.Name)
 			continue
 		}
-		if alt.StatusCode >= 500 {
-			io.Copy(io.Discard, io.LimitReader(alt.Body, drainBytes))
-			alt.Body.Close()
-			continue
-		}
-		t.n.log.Warn("upstream failed; filled from another region", "region", sr.name, "owner", owner.Name, "key", fi.Key)
-		if resp != nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-			resp.Body.Close()
-		}
+		t.n.log.Warn("upstream path failed; filled from another region", "region", sr.name, "owner", owner.Name, "key", fi.Key, "err", err)
 		return alt, nil
 	}
 	return resp, err
+}
+
+// pathFailed reports whether an upstream error means this region's path
+// to the origin failed, rather than the origin: no shield answered (and
+// direct fills are not allowed), or no connection to the origin could be
+// made (refused, unreachable, no address, or connecting timed out). A
+// timeout waiting for the origin's answer, a reset after connecting or an
+// open circuit breaker are the origin's trouble: another region would
+// meet it too.
+func pathFailed(err error) bool {
+	if errors.Is(err, errNoShield) {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var oe *origin.Error
+	return errors.As(err, &oe) && oe.Kind == origin.KindRefused
 }
 
 // CloseIdleConnections closes the wrapped upstream's idle connections.

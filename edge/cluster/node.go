@@ -84,6 +84,14 @@ type Node struct {
 	suspect  map[string]time.Time // owner name → passed over until
 	nSuspect atomic.Int32         // len(suspect), read without smu
 
+	amu      sync.Mutex
+	inflight map[string]int // "host target" → owner fills waiting on a peer
+
+	kmu   sync.Mutex
+	known map[string]knownMember // members seen alive, by name: where to re-join
+
+	consulted atomic.Uint64 // fills taken from a peer's copy (Consulted)
+
 	rebuild chan struct{} // a membership change wants a new ring
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -96,12 +104,24 @@ type Node struct {
 type view struct {
 	ring  *ring.Ring
 	addrs map[string]string // member name → peer endpoint host:port
+	// since is when the view was built; prev is the ring before it (for
+	// this member's first view, the ring without this member), set once
+	// built. A new owner consults prev's holders for handoffWindow.
+	since time.Time
+	prev  atomic.Pointer[ring.Ring]
 }
 
 // member is a live member as its gossip metadata describes it.
 type member struct {
 	peer ring.Peer
 	addr string // peer endpoint host:port
+}
+
+// knownMember is a member seen alive: its last gossip address, and when
+// it joined or was last seen alive before it went.
+type knownMember struct {
+	gossip string
+	seen   time.Time
 }
 
 // metadata is a member's gossip metadata (memberlist NodeMeta, at most 512
@@ -140,6 +160,8 @@ func New(cfg Config, opt Options) (*Node, error) {
 		resolver: opt.Resolver,
 		members:  map[string]member{},
 		suspect:  map[string]time.Time{},
+		inflight: map[string]int{},
+		known:    map[string]knownMember{},
 		rebuild:  make(chan struct{}, 1),
 	}
 	if n.log == nil {
@@ -156,14 +178,17 @@ func New(cfg Config, opt Options) (*Node, error) {
 	kdf := hmac.New(sha256.New, []byte(secret))
 	kdf.Write([]byte("meridian-gossip-v1"))
 	n.gossipKey = kdf.Sum(nil)
+	// No ResponseHeaderTimeout: a member's header waits on the origin.
+	// askPeer bounds the wait for a sign of life instead (PeerTimeout,
+	// renewed by each interim answer) and leaves the fill's own length to
+	// the fill's context.
 	n.client = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.PeerTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.PeerTimeout,
-		DisableCompression:    true,
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: cfg.PeerTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
 	}
 	ln, err := net.Listen("tcp", cfg.PeerListen)
 	if err != nil {
@@ -304,16 +329,23 @@ func (n *Node) Start(next http.Handler) error {
 	n.mu.Lock()
 	n.gossipAddr = local.Address()
 	n.mu.Unlock()
-	if len(n.cfg.Seeds) > 0 || n.cfg.SeedDNS != "" {
-		n.wg.Add(1)
-		go n.joinLoop(ml)
-	}
+	n.wg.Add(1)
+	go n.joinLoop(ml)
 	n.log.Info("cluster member started", "gossip", local.Address(), "peer", n.PeerAddr(), "preset", n.cfg.Preset)
 	return nil
 }
 
-// joinLoop joins the seeds while this member is alone: at start (the
-// seeds may come up later) and whenever every other member is gone.
+// joinLoop joins the region and keeps it whole. While this member is
+// alone it tries its seeds every preset.joinRetry (they may start later).
+// After that, every preset.rejoin, it joins again through every address
+// it knows whose member it does not see alive: the seeds, and the last
+// gossip address of every member it saw alive within preset.forget. A
+// member that restarted alone (a seed with nobody to join, or one that
+// came back after the others declared it dead) is thus found again by
+// the others, and a region split by any restart order heals within one
+// interval. Joining a live member would only repeat a state exchange, so
+// addresses of live members are skipped, and a region that is whole
+// makes no join at all.
 func (n *Node) joinLoop(ml *memberlist.Memberlist) {
 	defer n.wg.Done()
 	t := time.NewTimer(0)
@@ -325,27 +357,104 @@ func (n *Node) joinLoop(ml *memberlist.Memberlist) {
 			return
 		case <-t.C:
 		}
-		t.Reset(n.preset.joinRetry)
-		if ml.NumMembers() > 1 {
+		alone := ml.NumMembers() <= 1
+		if alone {
+			t.Reset(n.preset.joinRetry)
+		} else {
+			t.Reset(n.preset.rejoin)
+		}
+		targets := n.joinTargets()
+		if len(targets) == 0 {
 			continue
 		}
-		seeds := n.seeds()
-		if len(seeds) == 0 || n.ctx.Err() != nil {
-			continue
+		before := ml.NumMembers()
+		joined := 0
+		var errs []error
+		for _, a := range targets {
+			// One address at a time, so that Close waits for at most one
+			// connection attempt.
+			if n.ctx.Err() != nil {
+				return
+			}
+			k, err := ml.Join([]string{a})
+			joined += k
+			if err != nil {
+				errs = append(errs, err)
+			}
 		}
-		k, err := ml.Join(seeds)
-		if err != nil || k == 0 {
-			failures++
-			if failures == 1 {
-				n.log.Warn("join failed; retrying in the background", "seeds", seeds, "err", err)
-			} else {
-				n.log.Debug("join failed", "seeds", seeds, "attempt", failures, "err", err)
+		if joined > 0 {
+			failures = 0
+			switch {
+			case alone:
+				n.log.Info("joined the region", "contacted", joined)
+			case ml.NumMembers() > before:
+				n.log.Info("re-joined members not seen alive", "contacted", joined, "tried", targets, "members", ml.NumMembers())
+			default:
+				// A seed spelled otherwise than its member's advertised
+				// address (a service address, a name) is joined every
+				// interval: a state exchange, cheap, and quiet.
+				n.log.Debug("re-join found no new member", "contacted", joined, "tried", targets)
 			}
 			continue
 		}
-		failures = 0
-		n.log.Info("joined the region", "contacted", k)
+		if !alone {
+			n.log.Debug("re-join found nobody", "tried", targets, "err", errors.Join(errs...))
+			continue
+		}
+		failures++
+		if failures == 1 {
+			n.log.Warn("join failed; retrying in the background", "seeds", targets, "err", errors.Join(errs...))
+		} else {
+			n.log.Debug("join failed", "seeds", targets, "attempt", failures, "err", errors.Join(errs...))
+		}
 	}
+}
+
+// joinTargets returns the gossip addresses to join: the seeds and the
+// last addresses of members seen alive within preset.forget, without
+// this member's own address and without the addresses of members alive
+// now.
+func (n *Node) joinTargets() []string {
+	// memberlist's Members hands out nodes its goroutines write to: the
+	// live set comes from this member's own record of the gossip.
+	n.mu.Lock()
+	alive := make(map[string]bool, len(n.members))
+	for name := range n.members {
+		alive[name] = true
+	}
+	n.mu.Unlock()
+	live := map[string]bool{normAddr(n.GossipAddr()): true, normAddr(n.cfg.GossipListen): true}
+	var gone []string
+	now := n.now()
+	n.kmu.Lock()
+	for name, k := range n.known {
+		switch {
+		case alive[name]:
+			live[normAddr(k.gossip)] = true
+		case now.Sub(k.seen) > n.preset.forget:
+			delete(n.known, name)
+		default:
+			gone = append(gone, k.gossip)
+		}
+	}
+	n.kmu.Unlock()
+	var out []string
+	for _, a := range append(n.seeds(), gone...) {
+		if !live[normAddr(a)] && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// remember records where a live member gossips, for joinLoop.
+func (n *Node) remember(name, gossip string) {
+	if name == n.cfg.Name || gossip == "" {
+		return
+	}
+	n.kmu.Lock()
+	n.known[name] = knownMember{gossip: gossip, seen: n.now()}
+	n.kmu.Unlock()
 }
 
 // seeds returns the gossip addresses to join: the static seeds and the
@@ -425,8 +534,26 @@ func (n *Node) rebuildLoop() {
 			n.log.Error("ring rebuild failed", "err", err)
 			continue
 		}
-		n.view.Store(&view{ring: r, addrs: addrs})
+		old := n.view.Load()
+		nv := &view{ring: r, addrs: addrs, since: n.now()}
+		// Until this member has been in the region with others, the
+		// holders of its keys before it came (or came back) are on the
+		// ring without it.
+		arrived := old == nil || old.ring.Len() <= 1
+		if !arrived {
+			nv.prev.Store(old.ring)
+		}
+		n.view.Store(nv)
 		n.log.Info("ring rebuilt", "members", r.Len(), "share", r.Share(n.cfg.Name))
+		if arrived {
+			// Built after the view is in use, off the request path.
+			others := slices.DeleteFunc(slices.Clone(peers), func(p ring.Peer) bool { return p.Name == n.cfg.Name })
+			if len(others) > 0 {
+				if pr, err := ring.New(others); err == nil {
+					nv.prev.Store(pr)
+				}
+			}
+		}
 	}
 }
 
@@ -466,6 +593,7 @@ func (n *Node) memberUp(nd *memberlist.Node, event string) {
 		return
 	}
 	m := member{peer: ring.Peer{Name: nd.Name, Zone: md.Zone, Weight: md.Weight}, addr: md.Peer}
+	n.remember(nd.Name, nd.Address())
 	n.mu.Lock()
 	old, had := n.members[nd.Name]
 	n.members[nd.Name] = m
@@ -485,6 +613,12 @@ func (n *Node) memberDown(nd *memberlist.Node) {
 	_, had := n.members[nd.Name]
 	delete(n.members, nd.Name)
 	n.mu.Unlock()
+	n.kmu.Lock()
+	if k, ok := n.known[nd.Name]; ok {
+		k.seen = n.now() // alive until now: forgotten preset.forget from here
+		n.known[nd.Name] = k
+	}
+	n.kmu.Unlock()
 	if had {
 		n.changes.Add(1)
 		n.log.Info("member gone", "peer", nd.Name)

@@ -3,15 +3,35 @@ package cluster
 import (
 	"fmt"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/meridiancdn/meridian/edge"
 )
 
+// HeaderPeerLoop marks a member's refusal of an owner fill for an object
+// it is itself asking a peer for: the two members' rings disagree (a
+// membership change is spreading), and each waiting on the other would
+// last until the fill's timeout. The asker fills from upstream instead,
+// without suspecting the member.
+const HeaderPeerLoop = "Meridian-Peer-Loop"
+
+// minBeat bounds how often the peer endpoint sends its liveness signal.
+const minBeat = 10 * time.Millisecond
+
 // PeerHandler serves the peer endpoint: it refuses every request that is
 // not a signed GET or HEAD without a body from a member of the region, and
-// hands the others to next (the edge's handler) marked with edge.FromPeer,
-// so that the edge serves them from its cache or fills them from the
-// origin, never from another peer. Nothing that is refused reaches next.
+// hands the others to next (the edge's handler) marked with
+// edge.FromPeerHop (the verified sender and hop), so that the edge serves
+// them from its cache or fills them from upstream, never from another
+// peer. Nothing that is refused reaches next.
+//
+// While next has not started its answer, the endpoint sends an interim
+// 102 Processing every PeerTimeout/4: the asker's proof that this member
+// is alive and working on the fill, however long the origin takes. A
+// "consult" hop is answered from the cache only (only-if-cached), and an
+// "owner" hop for an object this member is itself asking a peer for is
+// refused with HeaderPeerLoop (see there).
 //
 // Start serves it on the peer listener; it is exported for servers that
 // mount it themselves.
@@ -26,15 +46,33 @@ func (n *Node) PeerHandler(next http.Handler) http.Handler {
 			refuse(w, http.StatusBadRequest, "request body not allowed")
 			return
 		}
-		from, err := n.sig.verify(r.Method, r.Host, r.RequestURI, r.Header)
+		from, hop, err := n.sig.verify(r.Method, r.Host, r.RequestURI, r.Header)
 		if err != nil {
 			n.log.Warn("peer request refused", "remote", r.RemoteAddr, "uri", r.RequestURI, "err", err)
 			refuse(w, http.StatusForbidden, "request refused: %v", err)
 			return
 		}
-		n.log.Debug("peer request", "from", from, "host", r.Host, "uri", r.RequestURI)
+		n.log.Debug("peer request", "from", from, "hop", hop, "host", r.Host, "uri", r.RequestURI)
 		stripSignature(r.Header) // not for the origin
-		next.ServeHTTP(w, r.WithContext(edge.FromPeer(r.Context())))
+		switch hop {
+		case hopConsult:
+			// Whatever the asker's headers say: a consult never fills.
+			r.Header["Cache-Control"] = []string{"only-if-cached"}
+		case hopOwner:
+			if n.isAsking(r.Host, r.RequestURI) {
+				w.Header().Set(HeaderPeerLoop, n.cfg.Name)
+				refuse(w, http.StatusLoopDetected, "this member is asking a peer for this object itself (the rings disagree)")
+				return
+			}
+		}
+		if hop != "" && r.Host != InternalHost {
+			// A v2 asker reads interim answers as liveness; a v1 one
+			// might pass them on to its client, so it gets none.
+			hw := newHeartbeatWriter(w, max(n.cfg.PeerTimeout/4, minBeat))
+			defer hw.stop()
+			w = hw
+		}
+		next.ServeHTTP(w, r.WithContext(edge.FromPeerHop(r.Context(), edge.PeerInfo{From: from, Hop: hop})))
 	})
 }
 
@@ -47,3 +85,107 @@ func refuse(w http.ResponseWriter, status int, format string, args ...any) {
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "meridian peer: %d %s: %s\n", status, http.StatusText(status), fmt.Sprintf(format, args...))
 }
+
+// heartbeatWriter sends 102 Processing every interval until the handler
+// writes its answer's header. The handler writes its fields into a map of
+// its own, copied to the connection's on WriteHeader, so that an interim
+// answer written from the timer never reads a map the handler is
+// writing; mu serializes every write to the connection until the header
+// is out, after which no heartbeat writes any more.
+type heartbeatWriter struct {
+	w      http.ResponseWriter
+	header http.Header // the handler's fields, until sent
+	every  time.Duration
+
+	mu    sync.Mutex
+	sent  bool // the final header was written
+	done  bool // the handler returned
+	timer *time.Timer
+}
+
+func newHeartbeatWriter(w http.ResponseWriter, every time.Duration) *heartbeatWriter {
+	h := &heartbeatWriter{w: w, header: http.Header{}, every: every}
+	h.mu.Lock()
+	h.timer = time.AfterFunc(every, h.beat)
+	h.mu.Unlock()
+	return h
+}
+
+// beat sends one interim answer and schedules the next.
+func (h *heartbeatWriter) beat() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sent || h.done {
+		return
+	}
+	// The connection's header map is empty between writes (see
+	// writeHeaderLocked): the interim answer carries no fields.
+	h.w.WriteHeader(http.StatusProcessing)
+	h.timer.Reset(h.every)
+}
+
+// stop ends the heartbeats; the handler has returned.
+func (h *heartbeatWriter) stop() {
+	h.mu.Lock()
+	h.done = true
+	h.timer.Stop()
+	h.mu.Unlock()
+}
+
+func (h *heartbeatWriter) Header() http.Header {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sent {
+		return h.w.Header()
+	}
+	return h.header
+}
+
+func (h *heartbeatWriter) WriteHeader(code int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.writeHeaderLocked(code)
+}
+
+func (h *heartbeatWriter) writeHeaderLocked(code int) {
+	if h.sent {
+		h.w.WriteHeader(code) // superfluous: net/http says so in its log
+		return
+	}
+	wh := h.w.Header()
+	for k, vs := range h.header {
+		wh[k] = vs
+	}
+	h.w.WriteHeader(code)
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		// net/http keeps the fields after an interim answer (RFC 8297);
+		// the next one must not repeat them.
+		clear(wh)
+		return
+	}
+	h.sent = true
+	h.timer.Stop()
+}
+
+func (h *heartbeatWriter) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	if !h.sent {
+		h.writeHeaderLocked(http.StatusOK)
+	}
+	h.mu.Unlock()
+	return h.w.Write(p)
+}
+
+// Flush sends what was written; before the header it sends a 200's header,
+// as net/http does.
+func (h *heartbeatWriter) Flush() {
+	h.mu.Lock()
+	if !h.sent {
+		h.writeHeaderLocked(http.StatusOK)
+	}
+	h.mu.Unlock()
+	http.NewResponseController(h.w).Flush()
+}
+
+// Unwrap gives http.ResponseController the connection's writer.
+func (h *heartbeatWriter) Unwrap() http.ResponseWriter { return h.w }

@@ -28,6 +28,15 @@ type preset struct {
 	// ring is rebuilt, so that a burst (a region starting, a member
 	// flapping) costs one build, or none if it cancels out.
 	settle time.Duration
+	// rejoin is the wait between joins, once in the region, through the
+	// known addresses of members not seen alive (see joinLoop).
+	rejoin time.Duration
+	// forget is how long the address of a member no longer seen is
+	// still joined.
+	forget time.Duration
+	// handoffWindow is how long after a membership change a key's owner
+	// that misses asks the key's previous holders before upstream.
+	handoffWindow time.Duration
 }
 
 // presetFor returns the tuning Config.Preset names.
@@ -63,6 +72,16 @@ func lanPreset() preset {
 		// Half a second folds a rolling start's joins into few builds
 		// and is small next to the seconds failure detection takes.
 		settle: 500 * time.Millisecond,
+		// A split heals within 10s of the restarted member being up:
+		// less than a rolling restart's pause between members, for one
+		// connection attempt per missing member every 10s.
+		rejoin: 10 * time.Second,
+		// A member gone for an hour is gone (scaled down, replaced);
+		// a restart or a network partition is shorter.
+		forget: time.Hour,
+		// A rolling restart of a region takes minutes; its keys are
+		// asked for again within them, or they are cold.
+		handoffWindow: 10 * time.Minute,
 	}
 }
 
@@ -102,5 +121,11 @@ func localPreset() preset {
 		// Members on one machine join within ~100ms of each other;
 		// waiting that long costs little of the ~2s detection budget.
 		settle: 100 * time.Millisecond,
+		// Loopback connection attempts cost microseconds: heal within
+		// a second of a restart, well inside what tests wait for.
+		rejoin: time.Second,
+		// Tests and `meridian up` restart members within seconds.
+		forget:        10 * time.Minute,
+		handoffWindow: 10 * time.Minute,
 	}
 }

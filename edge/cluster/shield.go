@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/meridiancdn/meridian/edge"
@@ -47,10 +48,14 @@ var errNoShield = errors.New("no origin shield answered and direct origin fills 
 // Shield wraps a site's origin so that this region's fills go to the owner
 // of the key in the shield region (found on a ring of that region's
 // published peers), which alone talks to the origin: one origin fetch per
-// object for the whole CDN. If a shield region does not answer, the next
-// one is tried, then (when allowed) the origin. A request that already
-// passed through a shield's edge (its Via names one) goes to the origin:
-// a shield request is never shielded again.
+// object for the whole CDN. The shield's answer, whatever its status (the
+// origin's 5xx included), is the answer: only a shield that does not
+// answer (refused, silent for PeerTimeout, reset, not its own answer) is
+// passed over, for the next one, then (when allowed) the origin. A fill
+// that serves a shield request, or any request signed by an edge of a
+// shield region, goes to the origin: a shield request is never shielded
+// again. The decision rests on the signed peer request (edge.FillInfo.Peer),
+// never on a client's Via.
 //
 // Put it under Transport: a member fills from the key's owner in its own
 // region first, and only the owner's fill reaches the shield.
@@ -79,7 +84,7 @@ type shieldTransport struct {
 	n          *Node
 	origin     http.RoundTripper
 	regions    []shieldRing
-	names      []string // every shield edge's name, for the loop guard
+	names      []string // every shield edge's name, for the loop guard (signed sender)
 	direct     bool
 	onFallback func(from, to string)
 	onAnswer   func(shield string, hit bool)
@@ -87,7 +92,7 @@ type shieldTransport struct {
 
 func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	fi, ok := edge.FillInfoFrom(req.Context())
-	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(req) {
+	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(fi) {
 		return t.origin.RoundTrip(req)
 	}
 	var errs []error
@@ -95,7 +100,7 @@ func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		owner, ok := sr.ring.Owner(fi.Key)
 		addr := sr.addrs[owner.Name]
 		if ok && addr != "" && !t.n.isSuspect(owner.Name) {
-			resp, err := t.n.askPeer(req, fi, owner.Name, addr)
+			resp, err := t.n.askPeer(req, fi, owner.Name, addr, hopShield)
 			if err == nil {
 				if t.onAnswer != nil {
 					t.onAnswer(sr.name, lastEntryHit(resp.Header))
@@ -120,7 +125,7 @@ func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if t.onFallback != nil {
 			t.onFallback(sr.name, next)
 		}
-		t.n.log.Warn("origin shield passed over", "shield", sr.name, "next", next, "key", fi.Key)
+		t.n.log.Warn("origin shield passed over", "shield", sr.name, "next", next, "key", fi.Key, "err", errs[len(errs)-1])
 	}
 	if !t.direct {
 		return nil, fmt.Errorf("%w: %w", errNoShield, errors.Join(errs...))
@@ -145,28 +150,16 @@ func fallbackStatus(skipped []shieldRing) string {
 	return b.String()
 }
 
-// cameThroughShield reports whether a shield edge already handled the
-// request (it appended itself to Via).
-func (t *shieldTransport) cameThroughShield(req *http.Request) bool {
-	return viaNames(req, t.names)
+// cameThroughShield reports whether the fill serves a shield request or a
+// request a shield edge signed: the peer endpoint verified both.
+func (t *shieldTransport) cameThroughShield(fi edge.FillInfo) bool {
+	return fi.Peer.Hop == hopShield || signedBy(fi, t.names)
 }
 
-// viaNames reports whether the request's Via names any of the edges.
-func viaNames(req *http.Request, names []string) bool {
-	for _, v := range req.Header["Via"] {
-		for _, hop := range strings.Split(v, ",") {
-			f := strings.Fields(hop)
-			if len(f) < 2 {
-				continue
-			}
-			for _, name := range names {
-				if f[1] == name {
-					return true
-				}
-			}
-		}
-	}
-	return false
+// signedBy reports whether the fill serves a verified peer request from
+// one of the named edges.
+func signedBy(fi edge.FillInfo, names []string) bool {
+	return fi.FromPeer && fi.Peer.From != "" && slices.Contains(names, fi.Peer.From)
 }
 
 // CloseIdleConnections closes the origin's idle connections.

@@ -18,7 +18,7 @@ func testSigner(now time.Time) *signer {
 func TestVerify(t *testing.T) {
 	signed := func(at time.Time) http.Header {
 		h := http.Header{}
-		testSigner(at).sign(h, "GET", "site.test", "/a?b=1", "edge1")
+		testSigner(at).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner)
 		return h
 	}
 	with := func(h http.Header, k, v string) http.Header {
@@ -36,7 +36,7 @@ func TestVerify(t *testing.T) {
 		{"good", "GET", "site.test", "/a?b=1", good, nil},
 		{"good HEAD", "HEAD", "site.test", "/a?b=1", func() http.Header {
 			h := http.Header{}
-			testSigner(signTime).sign(h, "HEAD", "site.test", "/a?b=1", "edge1")
+			testSigner(signTime).sign(h, "HEAD", "site.test", "/a?b=1", "edge1", hopOwner)
 			return h
 		}(), nil},
 		{"30s old", "GET", "site.test", "/a?b=1", signed(signTime.Add(-30 * time.Second)), nil},
@@ -56,26 +56,52 @@ func TestVerify(t *testing.T) {
 		{"bad name", "GET", "site.test", "/a?b=1", with(good, HeaderPeerName, "edge 1"), errMalformed},
 		{"signed time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "-1795780800"), errMalformed},
 		{"huge time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "99999999999999999999"), errMalformed},
-		{"short signature", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1=abcd"), errMalformed},
-		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v1=")), errMalformed},
+		{"short signature", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2=abcd"), errMalformed},
+		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v2=")), errMalformed},
+		{"other hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, hopShield), errBadSignature},
+		{"unknown hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, "admin"), errMalformed},
+		{"no hop", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerHop); return h }(), errMalformed},
+		{"two hops", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerHop, hopOwner); return h }(), errMalformed},
+		// A v2 MAC presented as v1 (or the reverse) is another input.
+		{"v2 MAC as v1", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v2=")), errBadSignature},
 		{"line break", "GET", "site.test\nx", "/a?b=1", good, errMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			name, err := testSigner(signTime).verify(tc.method, tc.host, tc.target, tc.h)
+			name, hop, err := testSigner(signTime).verify(tc.method, tc.host, tc.target, tc.h)
 			switch {
 			case tc.want == nil && err != nil:
 				t.Fatalf("refused: %v", err)
-			case tc.want == nil && name != "edge1":
-				t.Fatalf("name %q, want edge1", name)
+			case tc.want == nil && (name != "edge1" || hop != hopOwner):
+				t.Fatalf("name %q hop %q, want edge1 and %q", name, hop, hopOwner)
 			case tc.want != nil && !errors.Is(err, tc.want):
 				t.Fatalf("verify = %v, want %v", err, tc.want)
 			}
 		})
 	}
 	other := &signer{key: []byte("another-secret-of-16+"), skew: 30 * time.Second, now: func() time.Time { return signTime }}
-	if _, err := other.verify("GET", "site.test", "/a?b=1", good); !errors.Is(err, errBadSignature) {
+	if _, _, err := other.verify("GET", "site.test", "/a?b=1", good); !errors.Is(err, errBadSignature) {
 		t.Errorf("another secret: %v, want %v", err, errBadSignature)
+	}
+}
+
+// A member not yet upgraded signs version 1 (no hop): it is accepted with
+// an empty hop, and a hop header it did not sign is not believed.
+func TestVerifyVersion1(t *testing.T) {
+	s := testSigner(signTime)
+	ts := "1795780800" // signTime
+	h := http.Header{
+		HeaderPeerName:      {"edge1"},
+		HeaderPeerTime:      {ts},
+		HeaderPeerSignature: {sigPrefixV1 + hex.EncodeToString(s.macV1("GET", "site.test", "/a", ts, "edge1"))},
+	}
+	name, hop, err := s.verify("GET", "site.test", "/a", h)
+	if err != nil || name != "edge1" || hop != "" {
+		t.Fatalf("v1: %q %q %v, want edge1, no hop", name, hop, err)
+	}
+	h.Set(HeaderPeerHop, hopShield) // added by someone without the secret
+	if _, hop, err := s.verify("GET", "site.test", "/a", h); err != nil || hop != "" {
+		t.Fatalf("v1 with an unsigned hop: hop %q, %v; want it ignored", hop, err)
 	}
 }
 
@@ -84,24 +110,33 @@ func TestVerify(t *testing.T) {
 // secret's MAC of exactly those parts, and accept a request signed with
 // the secret only for the parts it was signed for.
 func FuzzVerify(f *testing.F) {
-	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "v1=00")
-	f.Add("HEAD", "site.test", "/", "edge-2.zone_a", "1795780830", "v1="+strings.Repeat("ab", 32))
-	f.Add("GET", "site.test", "/a%2Fb?c=%20", "edge1", "0", "v1="+strings.Repeat("0", 64))
-	f.Add("POST", "", "*", "", "", "")
-	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "v2=zz")
-	f.Fuzz(func(t *testing.T, method, host, target, name, ts, sig string) {
+	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v2=00")
+	f.Add("HEAD", "site.test", "/", "edge-2.zone_a", "1795780830", "shield", "v2="+strings.Repeat("ab", 32))
+	f.Add("GET", "site.test", "/a%2Fb?c=%20", "edge1", "0", "", "v1="+strings.Repeat("0", 64))
+	f.Add("POST", "", "*", "", "", "", "")
+	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "own\ner", "v3=zz")
+	f.Fuzz(func(t *testing.T, method, host, target, name, ts, hop, sig string) {
 		s := testSigner(signTime)
 		h := http.Header{}
-		for k, v := range map[string]string{HeaderPeerName: name, HeaderPeerTime: ts, HeaderPeerSignature: sig} {
+		for k, v := range map[string]string{HeaderPeerName: name, HeaderPeerTime: ts, HeaderPeerHop: hop, HeaderPeerSignature: sig} {
 			if v != "" {
 				h[k] = []string{v}
 			}
 		}
-		if from, err := s.verify(method, host, target, h); err == nil {
+		if from, gotHop, err := s.verify(method, host, target, h); err == nil {
 			// Only the MAC made with the secret, within the skew, from
-			// the member named, opens the door.
-			if want := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name)); sig != want || from != name {
-				t.Fatalf("accepted signature %q from %q; only %q is valid", sig, from, want)
+			// the member named, for the hop, opens the door.
+			v2 := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop))
+			v1 := sigPrefixV1 + hex.EncodeToString(s.macV1(method, host, target, ts, name))
+			switch {
+			case from != name:
+				t.Fatalf("accepted name %q, signed %q", from, name)
+			case sig == v2 && gotHop != hop:
+				t.Fatalf("accepted hop %q, signed %q", gotHop, hop)
+			case sig == v1 && gotHop != "":
+				t.Fatalf("a v1 signature carried hop %q", gotHop)
+			case sig != v2 && sig != v1:
+				t.Fatalf("accepted signature %q from %q; only %q (or v1 %q) is valid", sig, from, v2, v1)
 			}
 			if at, _ := parseUnix(ts); at < signTime.Unix()-30 || at > signTime.Unix()+30 {
 				t.Fatalf("accepted time %s outside the skew", ts)
@@ -109,19 +144,19 @@ func FuzzVerify(f *testing.F) {
 		}
 
 		h = http.Header{}
-		s.sign(h, method, host, target, "edge1")
+		s.sign(h, method, host, target, "edge1", hopOwner)
 		clean := !strings.ContainsAny(method+host+target, "\r\n")
-		from, err := s.verify(method, host, target, h)
+		from, _, err := s.verify(method, host, target, h)
 		if clean && (err != nil || from != "edge1") {
 			t.Fatalf("refused its own signature: %v", err)
 		}
 		if !clean && err == nil {
 			t.Fatal("accepted a line break in the signed parts")
 		}
-		if _, err := s.verify(method, host, target+"x", h); err == nil {
+		if _, _, err := s.verify(method, host, target+"x", h); err == nil {
 			t.Fatal("accepted a tampered target")
 		}
-		if _, err := s.verify(method, host+"x", target, h); err == nil {
+		if _, _, err := s.verify(method, host+"x", target, h); err == nil {
 			t.Fatal("accepted a tampered host")
 		}
 	})
@@ -177,8 +212,8 @@ func BenchmarkSignVerify(b *testing.B) {
 	h := http.Header{}
 	b.ReportAllocs()
 	for b.Loop() {
-		s.sign(h, "GET", "site.test", "/assets/app.js?v=123", "edge1")
-		if _, err := s.verify("GET", "site.test", "/assets/app.js?v=123", h); err != nil {
+		s.sign(h, "GET", "site.test", "/assets/app.js?v=123", "edge1", hopOwner)
+		if _, _, err := s.verify("GET", "site.test", "/assets/app.js?v=123", h); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,11 +2,15 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
+	"time"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/ring"
@@ -14,21 +18,47 @@ import (
 
 // peerBufferBytes is the largest peer answer read whole before it is
 // handed to the edge: a peer that dies in the middle of such a body is
-// retried from the origin, unseen by the client. Larger bodies stream
-// through (and a break shows as a short body, as from an origin). 1 MiB
-// covers the typical web object while bounding the memory held per fill.
+// retried from the next source, unseen by the client. Larger bodies stream
+// through, resumed from the next source if the peer dies (see resume.go).
+// 1 MiB covers the typical web object while bounding the memory held per
+// fill.
 const peerBufferBytes = 1 << 20
 
 // drainBytes is how much of a refused peer answer is read so that its
 // connection can be reused.
 const drainBytes = 4 << 10
 
+// maxInterim bounds the interim (1xx) answers one peer request may get:
+// at one per PeerTimeout/4 it is more than an hour of a slow origin.
+const maxInterim = 16 << 10
+
+// maxConsults bounds the members a new owner asks for a copy before it
+// goes upstream (each costs one round trip when it has none).
+const maxConsults = 2
+
+// Errors of peer requests that are not the peer's failure.
+var (
+	// errRingsDisagree: the member asked is itself asking a peer for the
+	// object (HeaderPeerLoop).
+	errRingsDisagree = errors.New("the member is asking a peer for this object itself (rings disagree)")
+	// errPeerSilent: neither an interim answer nor the response header
+	// came within PeerTimeout.
+	errPeerSilent = errors.New("no sign of life within peer_timeout")
+	// errConsultNoFill refuses the fill of a consult: it is answered from
+	// the cache or not at all.
+	errConsultNoFill = errors.New("a consult is answered from the cache only, never filled")
+	// errTooManyInterim ends a peer request that gets interim answers
+	// without end.
+	errTooManyInterim = errors.New("too many interim answers")
+)
+
 // Transport wraps a site's upstream (origin) so that the edge's fills go
 // to the key's owner in the region: see the package documentation. A
-// request goes to origin unchanged when it is not an edge fill, is a
-// peer's own fill (edge.FromPeer: the loop guard), is not a GET, or when
-// the ring is empty, this member owns the key, the owner is suspect, or
-// the node is closed. The caller's request is never modified.
+// request goes upstream unchanged when it is not an edge fill or not a
+// GET, or when the ring is empty, this member owns the key, or the node is
+// closed; a peer's request (edge.FromPeer: the loop guard) is never sent
+// to another peer, apart from the cache-only consult of a new owner. The
+// caller's request is never modified.
 func (n *Node) Transport(origin http.RoundTripper) http.RoundTripper {
 	return &peerTransport{n: n, origin: origin}
 }
@@ -44,41 +74,119 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok || req.Method != http.MethodGet {
 		return t.toOrigin(req)
 	}
-	if fi.FromPeer && !fi.Replica {
-		resp, err := t.toOrigin(req)
-		t.replicate(req, fi, resp)
-		return resp, err
+	switch {
+	case fi.Peer.Hop == hopConsult:
+		// The peer endpoint made it only-if-cached; a background
+		// refresh it started must not reach upstream either.
+		return nil, errConsultNoFill
+	case fi.Replica:
+		return t.replicaCopy(req, fi)
+	case fi.FromPeer:
+		return t.ownerFill(req, fi)
 	}
-	owner, addr, ok := t.n.route(fi.Key)
+	if p, ok := t.n.Owner(fi.Key); !ok || p.Name == t.n.cfg.Name || t.n.closed.Load() {
+		return t.ownerFill(req, fi)
+	}
+	return t.viaPeers(req, fi)
+}
+
+// viaPeers fills from the key's owner, or when it fails from the key's
+// live replica, and from upstream when no peer answers. A streaming
+// answer whose peer dies is resumed from the next of these sources.
+func (t *peerTransport) viaPeers(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+	tried := map[string]bool{}
+	for range 1 + t.n.cfg.Replicas {
+		name, addr, ok := t.n.route(fi.Key)
+		if !ok || tried[name] {
+			break
+		}
+		tried[name] = true
+		resp, err := t.n.askPeer(req, fi, name, addr, hopOwner)
+		if err == nil {
+			// A 304 refreshes a copy this edge already holds; the mark
+			// would only be merged into that copy's stored header fields.
+			if resp.StatusCode != http.StatusNotModified {
+				resp.Header.Set(edge.PeerFillHeader, name)
+			}
+			t.resumable(req, resp, name, func(r *http.Request) (*http.Response, error) { return t.viaPeers(r, fi) })
+			return resp, nil
+		}
+		if req.Context().Err() != nil {
+			return nil, err // the fill itself was called off: no origin either
+		}
+		if errors.Is(err, errRingsDisagree) {
+			t.n.log.Debug("peer is asking for the object itself; filling from upstream", "peer", name, "key", fi.Key)
+			break
+		}
+		t.n.markSuspect(name)
+		t.n.log.Warn("peer fill failed; trying the next source", "peer", name, "key", fi.Key, "err", err)
+	}
+	return t.toOrigin(req)
+}
+
+// replicaCopy fills a replica's copy from the key's owner (or, with more
+// than two replicas, another live replica): never from upstream, since
+// rings may disagree while members join.
+func (t *peerTransport) replicaCopy(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+	name, addr, ok := t.n.route(fi.Key)
 	if !ok {
-		if fi.Replica {
-			// A replica copy comes from the owner or not at all: it must
-			// never cost an origin request (rings may disagree while
-			// members join).
-			return nil, errReplicaWithoutOwner
-		}
-		resp, err := t.toOrigin(req)
-		t.replicate(req, fi, resp)
-		return resp, err
+		return nil, errReplicaWithoutOwner
 	}
-	resp, err := t.n.askPeer(req, fi, owner, addr)
-	if err == nil {
-		// A 304 refreshes a copy this edge already holds; the mark would
-		// only be merged into that copy's stored header fields.
-		if resp.StatusCode != http.StatusNotModified {
-			resp.Header.Set(edge.PeerFillHeader, owner)
+	resp, err := t.n.askPeer(req, fi, name, addr, hopReplica)
+	if err != nil {
+		if req.Context().Err() == nil && !errors.Is(err, errRingsDisagree) {
+			t.n.markSuspect(name)
 		}
+		return nil, fmt.Errorf("replica copy: %w", err)
+	}
+	if resp.StatusCode != http.StatusNotModified {
+		resp.Header.Set(edge.PeerFillHeader, name)
+	}
+	return resp, nil
+}
+
+// ownerFill is the fill of the key's owner (or of a member answering a
+// peer): it asks the members that may hold a copy (consult) and then
+// upstream, and has the key's replicas take a copy of what upstream sent.
+func (t *peerTransport) ownerFill(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+	if resp := t.consult(req, fi); resp != nil {
 		return resp, nil
 	}
 	if req.Context().Err() != nil {
-		return nil, err // the fill itself was called off: no origin either
+		return nil, context.Cause(req.Context())
 	}
-	t.n.markSuspect(owner)
-	if fi.Replica {
-		return nil, fmt.Errorf("replica copy: %w", err)
+	resp, err := t.toOrigin(req)
+	t.replicate(req, fi, resp)
+	return resp, err
+}
+
+// consult asks the members that may hold a copy of the key (see
+// Node.holders), from their caches only, and returns the first one's
+// answer; nil if none has one. The answer is not marked as a peer's: this
+// member owns the key and keeps the copy.
+func (t *peerTransport) consult(req *http.Request, fi edge.FillInfo) *http.Response {
+	for _, h := range t.n.holders(fi.Key) {
+		resp, err := t.n.askPeer(req, fi, h.name, h.addr, hopConsult)
+		if err != nil {
+			if req.Context().Err() != nil {
+				return nil
+			}
+			if !errors.Is(err, errRingsDisagree) {
+				t.n.markSuspect(h.name)
+			}
+			t.n.log.Debug("consult failed", "peer", h.name, "key", fi.Key, "err", err)
+			continue
+		}
+		if resp.StatusCode >= 500 { // 504: not in its cache
+			drain(resp)
+			continue
+		}
+		t.n.consulted.Add(1)
+		t.n.log.Debug("copy found at a peer", "peer", h.name, "key", fi.Key)
+		t.resumable(req, resp, h.name, t.toOrigin)
+		return resp
 	}
-	t.n.log.Warn("peer fill failed; filling from the origin", "owner", owner, "key", fi.Key, "err", err)
-	return t.toOrigin(req)
+	return nil
 }
 
 // errReplicaWithoutOwner refuses a replica fill that would go upstream.
@@ -106,8 +214,9 @@ func (t *peerTransport) CloseIdleConnections() {
 	}
 }
 
-// route returns the owner of key and its peer endpoint when the fill should
-// go to it.
+// route returns the member a fill of key should go to: its owner, or when
+// the owner is suspect and there are replicas, its first live replica;
+// never this member.
 func (n *Node) route(key string) (owner, addr string, ok bool) {
 	if n.closed.Load() {
 		return "", "", false
@@ -141,31 +250,132 @@ func (n *Node) route(key string) (owner, addr string, ok bool) {
 	return p.Name, addr, addr != ""
 }
 
-// askPeer sends a fill to the owner's peer endpoint: a clone of req with
-// the same path, query and headers, the client's Host, signed. It returns
-// an error for any answer that is not the owner's own.
-func (n *Node) askPeer(req *http.Request, fi edge.FillInfo, owner, addr string) (*http.Response, error) {
-	out := req.Clone(req.Context())
+// holder is a member that may hold a copy of a key.
+type holder struct{ name, addr string }
+
+// holders returns the live members other than this one that may hold a
+// copy of key, at most maxConsults: with replicas, the key's other
+// replicas; and for handoffWindow after a membership change, the key's
+// owner and replicas on the ring before it (for a member that just
+// started, the ring without it: who held its keys while it was away).
+func (n *Node) holders(key string) []holder {
+	v := n.view.Load()
+	if v == nil || n.closed.Load() {
+		return nil
+	}
+	var out []holder
+	add := func(ps []ring.Peer) {
+		for _, p := range ps {
+			if len(out) == maxConsults {
+				return
+			}
+			addr := v.addrs[p.Name]
+			if p.Name == n.cfg.Name || addr == "" || n.isSuspect(p.Name) ||
+				slicesContainsName(out, p.Name) {
+				continue
+			}
+			out = append(out, holder{p.Name, addr})
+		}
+	}
+	if n.cfg.Replicas >= 2 {
+		add(v.ring.Replicas(key, n.cfg.Replicas))
+	}
+	if prev := v.prev.Load(); prev != nil && n.now().Sub(v.since) < n.preset.handoffWindow {
+		add(prev.Replicas(key, n.cfg.Replicas))
+	}
+	return out
+}
+
+func slicesContainsName(hs []holder, name string) bool {
+	for _, h := range hs {
+		if h.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// askPeer sends a fill to a member's peer endpoint for hop: a clone of req
+// with the same path, query and headers, the client's Host, signed. The
+// member must show it is alive within PeerTimeout (an interim answer or
+// the header) and again within each PeerTimeout until the header comes;
+// how long the fill itself takes is bounded by req's context alone (the
+// edge's first-byte timeout). It returns an error for any answer that is
+// not the member's own.
+func (n *Node) askPeer(req *http.Request, fi edge.FillInfo, name, addr, hop string) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	silent := time.AfterFunc(n.cfg.PeerTimeout, func() { cancel(errPeerSilent) })
+	interim := 0
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error {
+		if interim++; interim > maxInterim {
+			return errTooManyInterim
+		}
+		silent.Reset(n.cfg.PeerTimeout)
+		return nil
+	}}
+	out := req.Clone(httptrace.WithClientTrace(ctx, trace))
 	out.URL.Scheme = "http"
 	out.URL.Host = addr
 	out.URL.User = nil
 	out.Host = fi.Host
 	out.RequestURI = ""
 	stripSignature(out.Header)
-	n.sig.sign(out.Header, http.MethodGet, out.Host, out.URL.RequestURI(), n.cfg.Name)
+	target := out.URL.RequestURI()
+	n.sig.sign(out.Header, http.MethodGet, out.Host, target, n.cfg.Name, hop)
+	if hop == hopOwner {
+		// While this member waits for the owner's header, the owner's
+		// own fill of the object must not wait on this member.
+		done := n.asking(out.Host, target)
+		defer done()
+	}
+	fail := func(err error) (*http.Response, error) {
+		silent.Stop()
+		if context.Cause(ctx) == errPeerSilent {
+			err = fmt.Errorf("%w (%s)", errPeerSilent, n.cfg.PeerTimeout)
+		}
+		cancel(nil)
+		return nil, fmt.Errorf("peer %s (%s): %w", name, addr, err)
+	}
 	resp, err := n.client.RoundTrip(out)
 	if err != nil {
-		return nil, fmt.Errorf("peer %s (%s): %w", owner, addr, err)
+		return fail(err)
 	}
-	if !answeredBy(resp.Header, owner) {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-		resp.Body.Close()
-		return nil, fmt.Errorf("peer %s (%s): status %d without the owner's Cache-Status entry", owner, addr, resp.StatusCode)
+	if !silent.Stop() {
+		resp.Body.Close() // its context ended as the header came
+		return fail(errPeerSilent)
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	if resp.StatusCode == http.StatusLoopDetected && resp.Header.Get(HeaderPeerLoop) != "" {
+		drain(resp)
+		return nil, fmt.Errorf("peer %s (%s): %w", name, addr, errRingsDisagree)
+	}
+	if !answeredBy(resp.Header, name) {
+		drain(resp)
+		return nil, fmt.Errorf("peer %s (%s): status %d without the member's Cache-Status entry", name, addr, resp.StatusCode)
 	}
 	if err := bufferBody(resp, peerBufferBytes); err != nil {
-		return nil, fmt.Errorf("peer %s (%s): body: %w", owner, addr, err)
+		return nil, fmt.Errorf("peer %s (%s): body: %w", name, addr, err)
 	}
 	return resp, nil
+}
+
+// drain reads a little of an unused answer, so that its connection can be
+// reused, and closes it.
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
+	resp.Body.Close()
+}
+
+// cancelBody ends a peer request's context when its body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 // answeredBy reports whether the last Cache-Status entry (RFC 9211: the
@@ -203,16 +413,21 @@ func bufferBody(resp *http.Response, limit int64) error {
 		return nil
 	}
 	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	resp.Body = wholeBody{bytes.NewReader(buf)}
 	return nil
 }
+
+// wholeBody is a peer answer's body read whole.
+type wholeBody struct{ *bytes.Reader }
+
+func (wholeBody) Close() error { return nil }
 
 type readCloser struct {
 	io.Reader
 	io.Closer
 }
 
-// markSuspect passes over an owner that failed to answer for SuspectFor.
+// markSuspect passes over a member that failed to answer for SuspectFor.
 func (n *Node) markSuspect(name string) {
 	n.smu.Lock()
 	n.suspect[name] = n.now().Add(n.cfg.SuspectFor)
@@ -220,7 +435,7 @@ func (n *Node) markSuspect(name string) {
 	n.smu.Unlock()
 }
 
-// isSuspect reports whether an owner is being passed over. With no
+// isSuspect reports whether a member is being passed over. With no
 // suspects, as almost always, it takes no lock.
 func (n *Node) isSuspect(name string) bool {
 	if n.nSuspect.Load() == 0 {
@@ -244,3 +459,31 @@ func (n *Node) clearSuspect(name string) {
 	n.nSuspect.Store(int32(len(n.suspect)))
 	n.smu.Unlock()
 }
+
+// asking registers that this member waits for a peer's answer for the
+// object at host and target, until the returned func is called.
+func (n *Node) asking(host, target string) (done func()) {
+	k := host + " " + target
+	n.amu.Lock()
+	n.inflight[k]++
+	n.amu.Unlock()
+	return func() {
+		n.amu.Lock()
+		if n.inflight[k]--; n.inflight[k] <= 0 {
+			delete(n.inflight, k)
+		}
+		n.amu.Unlock()
+	}
+}
+
+// isAsking reports whether this member waits for a peer's answer for the
+// object at host and target.
+func (n *Node) isAsking(host, target string) bool {
+	n.amu.Lock()
+	defer n.amu.Unlock()
+	return n.inflight[host+" "+target] > 0
+}
+
+// Consulted counts the fills this member, as a key's owner, took from a
+// peer's copy (a replica or the previous owner) instead of upstream.
+func (n *Node) Consulted() uint64 { return n.consulted.Load() }

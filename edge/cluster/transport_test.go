@@ -193,8 +193,8 @@ func TestTransportAsksOwner(t *testing.T) {
 	if got := req.Header.Get("X-Test"); got != "kept" {
 		t.Errorf("owner saw X-Test %q, want the fill's headers", got)
 	}
-	if from, err := rg.node.sig.verify(req.Method, req.Host, req.RequestURI, req.Header); err != nil || from != "self" {
-		t.Errorf("owner could not verify the request: %q, %v", from, err)
+	if from, hop, err := rg.node.sig.verify(req.Method, req.Host, req.RequestURI, req.Header); err != nil || from != "self" || hop != hopOwner {
+		t.Errorf("owner could not verify the request: %q %q, %v", from, hop, err)
 	}
 	// The owner holds the copy; this edge keeps none of a cold key.
 	if entries, _, _ := rg.edge.StoreStats(); entries != 0 {
@@ -215,7 +215,7 @@ func TestTransportOwnKeysAndLoopGuardGoToOrigin(t *testing.T) {
 	theirs := rg.target("owner", "/theirs/", cacheable)
 	req := httptest.NewRequest(http.MethodGet, theirs, nil)
 	req.Host = testHost
-	rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner")
+	rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hopOwner)
 	rec := httptest.NewRecorder()
 	rg.node.PeerHandler(rg.edge).ServeHTTP(rec, req)
 	if rec.Code != 200 || rg.origin.RequestsFor(theirs) != 1 {

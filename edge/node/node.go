@@ -412,7 +412,11 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "meridian_cluster_membership_changes_total",
 				Help: "Joins, leaves, failures and updates of the region's members seen by this node.",
-			}, func() float64 { return float64(cn.MembershipChanges()) }))
+			}, func() float64 { return float64(cn.MembershipChanges()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "meridian_cluster_consulted_total",
+				Help: "Fills this node, as a key's owner, took from a peer's copy (a replica or the key's previous holder) instead of upstream.",
+			}, func() float64 { return float64(cn.Consulted()) }))
 		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			cur := n.config()

@@ -1,0 +1,418 @@
+package chaos_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/chaos"
+	"github.com/meridiancdn/meridian/internal/leakcheck"
+	"github.com/meridiancdn/meridian/origin"
+)
+
+func TestMain(m *testing.M) {
+	leakcheck.Main(m)
+}
+
+// Each scenario is a defect of issue 14 (and 12 item 4), measured as the
+// issue measured it, with its figure asserted as a bound.
+
+// askEverywhere asks for every target at every running edge at once and
+// checks each answer is the whole object. It returns how many interim
+// (1xx) answers the clients saw.
+func askEverywhere(t *testing.T, cdn *chaos.CDN, targets []string, size int) int64 {
+	t.Helper()
+	var interim atomic.Int64
+	var wg sync.WaitGroup
+	for _, e := range cdn.Edges() {
+		n := cdn.Node(e.Region, e.Index)
+		if n == nil {
+			continue
+		}
+		for _, target := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+target, nil)
+				req.Host = chaos.SiteHost
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+					Got1xxResponse: func(int, textproto.MIMEHeader) error { interim.Add(1); return nil },
+				}))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Errorf("%s via %s: %v", target, e.Name, err)
+					return
+				}
+				defer resp.Body.Close()
+				var b bytes.Buffer
+				_, err = b.ReadFrom(resp.Body)
+				if err != nil || resp.StatusCode != 200 || b.Len() != size {
+					t.Errorf("%s via %s: %d, %d bytes, %v (Cache-Status %q)", target, e.Name, resp.StatusCode, b.Len(), err, resp.Header.Get("Cache-Status"))
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	http.DefaultClient.CloseIdleConnections()
+	return interim.Load()
+}
+
+func targets(prefix string, n int, query string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("/%s%d?%s", prefix, i, query)
+	}
+	return out
+}
+
+// Item 1: an origin slower than peer_timeout costs one fetch per object
+// for the whole CDN (3 regions × 3 edges behind a shield), and leaves no
+// member suspect: fast objects asked right after cost one fetch each too.
+// On the code before, the 10 slow objects cost 71 fetches here (60 in the
+// issue) and 10 fast ones right after 80, every asker having given up on
+// its owner after peer_timeout and suspected it.
+func TestSlowOriginOneFetchPerObject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("9 edges; skipped with -short")
+	}
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second})
+	const objects = 10
+	steady(t, cdn, func(try int) func() {
+		before := o.Requests()
+		o.SetFault(chaos.Fault{HeaderDelay: 4 * time.Second}) // 2 × peer_timeout
+		interim := askEverywhere(t, cdn, targets(fmt.Sprintf("slow%d-", try), objects, "cc=max-age%3D600"), 1024)
+		slow := o.Requests() - before
+		o.SetFault(chaos.Fault{})
+		askEverywhere(t, cdn, targets(fmt.Sprintf("fast%d-", try), objects, "cc=max-age%3D600"), 1024)
+		fast := o.Requests() - before - slow
+		return func() {
+			t.Logf("slow origin: %d origin fetches for %d objects asked at 9 edges (%.1f per object)", slow, objects, float64(slow)/objects)
+			t.Logf("fast objects right after: %d origin fetches for %d objects", fast, objects)
+			if slow > objects {
+				t.Errorf("slow origin: %d origin fetches for %d objects, want at most 1 per object", slow, objects)
+			}
+			if interim != 0 {
+				t.Errorf("clients saw %d interim answers: the peers' liveness signal must stay between peers", interim)
+			}
+			if fast > objects {
+				t.Errorf("after the slow origin, %d fetches for %d fast objects: members were passed over as suspect", fast, objects)
+			}
+		}
+	})
+}
+
+// steady runs measure until no ring changed while it ran, at most three
+// times, and then runs the check it returned. A member wrongly declared
+// dead on a loaded machine moves keys, and an exact count then measures
+// the machine, not the code; the faults the scenarios inject never touch
+// membership.
+func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) {
+	t.Helper()
+	for try := 1; ; try++ {
+		changed := cdn.WatchRings()
+		check := measure(try)
+		if !changed() || try == 3 {
+			if try > 1 {
+				t.Logf("measured on try %d", try)
+			}
+			check()
+			return
+		}
+		t.Logf("try %d: a ring changed while measuring (a member flapped); measuring again", try)
+		cdn.WaitRegion("", 30*time.Second)
+	}
+}
+
+// Item 2: while the origin answers 500, a whole CDN of 3 regions behind a
+// shield sends it at most one request per client request, for uncached
+// objects and for stale ones alike: a 5xx is the origin's answer, not a
+// failed path, and goes back once (as the error, or as the stale copy).
+// On the code before, regional failover asked every other region, each
+// of which asked the same origin: 2.17 origin requests per client request
+// here (2.8 in the issue).
+func TestFailingOriginIsNotAmplified(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
+	// Objects stored everywhere, then stale at once with stale-if-error.
+	stale := targets("stale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
+	askEverywhere(t, cdn, stale, 1024)
+	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
+
+	o.SetFault(chaos.Fault{Status: 500})
+	steady(t, cdn, func(try int) func() {
+		before := o.Requests()
+		clients := 0
+		for k, e := range cdn.Edges() {
+			// A new object each time (an uncached miss), then a stale one.
+			resp, _, err := cdn.Get(e.Region, e.Index, fmt.Sprintf("/down%d-%d?cc=max-age%%3D600", try, k))
+			clients++
+			if err != nil || resp.StatusCode < 500 {
+				t.Fatalf("uncached object via %s while the origin fails: %v %v", e.Name, resp, err)
+			}
+			resp, _, err = cdn.Get(e.Region, e.Index, stale[k%len(stale)])
+			clients++
+			if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
+				t.Fatalf("stale object via %s while the origin fails: %v %v", e.Name, resp, err)
+			}
+		}
+		got := o.Requests() - before
+		return func() {
+			t.Logf("failing origin: %d origin requests for %d client requests (%.2f each)", got, clients, float64(got)/float64(clients))
+			if got > int64(clients) {
+				t.Errorf("failing origin: %d origin requests for %d client requests, want at most 1 each", got, clients)
+			}
+		}
+	})
+}
+
+// Item 2, the other half: when the path fails (region r2 cannot reach
+// the shield, and may not fill from the origin directly), the fill still
+// fails over to another region, which reaches the shield: one origin
+// request, and the client is served.
+func TestFailedPathStillFailsOver(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, NoDirect: true})
+	cdn.SetLinks("r2", "r1", chaos.Link{Refuse: true})
+	for k := range 4 {
+		target := fmt.Sprintf("/partitioned%d?cc=max-age%%3D600", k)
+		resp, body, err := cdn.Get("r2", k%2, target)
+		if err != nil || resp.StatusCode != 200 || len(body) != 1024 {
+			t.Fatalf("%s via r2 cut off from the shield: %v %v", target, resp, err)
+		}
+		if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "r3-") || !strings.Contains(cs, "r1-") {
+			t.Errorf("Cache-Status %q: want the fill through r3 and the shield r1", cs)
+		}
+		if got := o.RequestsFor(target); got != 1 {
+			t.Errorf("%s: %d origin requests, want 1", target, got)
+		}
+	}
+}
+
+// Issue 12 item 4: a client's Via naming a shield edge (edge names are
+// public in every Via and Cache-Status) does not bypass the shield, even
+// with direct fills forbidden. On the code before, the owner took the
+// Via for a shield's and went straight to the origin.
+func TestClientViaDoesNotBypassShield(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true})
+	steady(t, cdn, func(try int) func() {
+		var counts []int64
+		for k := range 4 {
+			target := fmt.Sprintf("/via%d-%d?cc=max-age%%3D600", try, k)
+			resp, _, err := cdn.Get("r2", k%2, target, "Via", "1.1 r1-1, 1.1 r1-2")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %v %v", target, resp, err)
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "r1-") {
+				t.Errorf("Cache-Status %q: the shield was bypassed", cs)
+			}
+			// The shield region asked next has it: the origin saw one
+			// request.
+			if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s via r1: %v %v", target, resp, err)
+			}
+			counts = append(counts, o.RequestsFor(target))
+		}
+		return func() {
+			for k, got := range counts {
+				if got != 1 {
+					t.Errorf("object %d: %d origin requests, want 1 (through the shield)", k, got)
+				}
+			}
+		}
+	})
+}
+
+// Item 4: restarting each edge of a region in turn, the seed first, each
+// one killed and back only after the others declared it dead, leaves one
+// view everywhere, with the seeds as `meridian up` gave them before (the
+// first edge is the others' only seed and has none itself). On the code
+// before, the restarted seed stayed alone for ever: members re-joined
+// only while alone, and the seed's only seed was itself.
+func TestRestartingTheSeedHealsTheRegion(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	for i := range 3 {
+		name := cdn.Edge("r1", i).Name
+		cdn.Kill("r1", i)
+		cdn.WaitRegion("r1", 20*time.Second) // the others dropped it
+		cdn.Restart("r1", i)
+		// Bounded wait, not a timing: with the fix the region is whole
+		// again within a re-join interval (1s on the local preset).
+		cdn.WaitRegion("r1", 20*time.Second)
+		t.Logf("after restarting %s: %v", name, cdn.Views("r1"))
+	}
+	// And it serves as one region: each object once from the origin.
+	askEverywhere(t, cdn, targets("healed", 5, "cc=max-age%3D600"), 1024)
+	if got := o.Requests(); got != 5 {
+		t.Errorf("%d origin requests for 5 objects asked at every edge, want 5", got)
+	}
+}
+
+// Item 5: with replicas 2, stopping an edge (killed, or gracefully) and
+// restarting it costs the origin (almost) nothing: while it is down, the
+// fills it owned go to the live replica (the first failed one too); once
+// it is back, empty, it takes each key it owns from the replica (or the
+// member that held it meanwhile) before the origin. On the code before,
+// the restarted edge refetched 27 of 60 keys (killed or graceful), and 2
+// more fills went to the origin while it was down.
+func TestRestartWithReplicasCostsNoOriginFetch(t *testing.T) {
+	for _, graceful := range []bool{false, true} {
+		t.Run(map[bool]string{false: "killed", true: "graceful"}[graceful], func(t *testing.T) {
+			restartWithReplicas(t, graceful)
+		})
+	}
+}
+
+func restartWithReplicas(t *testing.T, graceful bool) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Replicas: 2,
+		Edit: func(_ string, i int, c *node.Config) { c.Cluster.Zone = []string{"a", "b", "c"}[i] }})
+	const keys = 60
+	all := targets("rep", keys, "cc=max-age%3D600")
+	for k, target := range all {
+		if resp, _, err := cdn.Get("r1", k%3, target); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", target, resp, err)
+		}
+	}
+	// The replicas take their copies in the background.
+	chaos.Eventually(t, 20*time.Second, "every key is stored twice", func() bool {
+		total := 0
+		for i := range 3 {
+			e, _, _ := cdn.Node("r1", i).Handler().StoreStats()
+			total += e
+		}
+		return total >= 2*keys
+	})
+	if got := o.Requests(); got != keys {
+		t.Fatalf("%d origin requests to fill %d keys with their replicas, want %d", got, keys, keys)
+	}
+
+	// Stop edge 3 and ask for every key at the others at once: killed,
+	// before the region has noticed, the owner's failed fills go to the
+	// replica; gracefully, the region drops it at once.
+	if graceful {
+		cdn.Stop("r1", 2)
+	} else {
+		cdn.Kill("r1", 2)
+	}
+	for k, target := range all {
+		if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s with an edge down: %v %v", target, resp, err)
+		}
+	}
+	down := o.Requests() - keys
+	cdn.WaitRegion("r1", 20*time.Second)
+
+	// Back, empty: every key asked at every edge.
+	cdn.Restart("r1", 2)
+	cdn.WaitRegion("r1", 20*time.Second)
+	for i := range 3 {
+		for _, target := range all {
+			if resp, _, err := cdn.Get("r1", i, target); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s after the restart: %v %v", target, resp, err)
+			}
+		}
+	}
+	back := o.Requests() - keys - down
+	t.Logf("replicas 2: %d origin fetches while an edge was down, %d after it restarted (of %d keys)", down, back, keys)
+	if down+back > keys/30 {
+		t.Errorf("restarting an edge with replicas 2 cost %d origin fetches (%d while down, %d after), want about 0 (at most %d)", down+back, down, back, keys/30)
+	}
+}
+
+// Item 6: killing the owner while it streams an object larger than the
+// 1 MiB a peer answer is buffered to: every reader at the other edges
+// still gets the whole body, resumed with a Range request (If-Range: the
+// object's strong ETag) from the next source, here the origin. On the
+// code before, every reader got a 200 cut at half the body.
+func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	const size = 4 << 20
+	target := fmt.Sprintf("/big?size=%d&etag=1&cc=max-age%%3D600", size)
+	want := origin.DemoBody("/big", size)
+	owner := cdn.OwnerIn("r1", -1, target)
+	// The origin sends half the body, then waits: the owner is
+	// mid-stream, and so are the readers.
+	o.SetFault(chaos.Fault{BodyStall: time.Minute})
+	var wg sync.WaitGroup
+	var complete atomic.Int32
+	readers := 0
+	for i := range 3 {
+		if i == owner {
+			continue
+		}
+		for range 2 {
+			readers++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, body, err := cdn.Get("r1", i, target)
+				switch {
+				case err != nil:
+					t.Errorf("reader at edge %d: %v after %d bytes", i+1, err, len(body))
+				case resp.StatusCode != 200 || !bytes.Equal(body, want):
+					t.Errorf("reader at edge %d: status %d, %d bytes (want %d, the same bytes)", i+1, resp.StatusCode, len(body), size)
+				default:
+					complete.Add(1)
+				}
+			}()
+		}
+	}
+	chaos.Eventually(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	time.Sleep(200 * time.Millisecond) // let the first half reach the readers (not a speed assertion)
+	cdn.Kill("r1", owner)
+	wg.Wait()
+	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), readers, o.RangeRequests())
+	if o.RangeRequests() < 1 {
+		t.Errorf("no Range request reached the origin: the rest of the body was not resumed from it")
+	}
+}
+
+// Item 6, otherwise: without a strong validator the rest cannot be asked
+// for safely, and the truncation is signalled to the readers (a body
+// shorter than its Content-Length), never passed off as whole.
+func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	const size = 4 << 20
+	target := fmt.Sprintf("/weak?size=%d&lm=1&cc=max-age%%3D600", size)
+	owner := cdn.OwnerIn("r1", -1, target)
+	reader := (owner + 1) % 3
+	o.SetFault(chaos.Fault{BodyStall: time.Minute})
+	done := make(chan error, 1)
+	go func() {
+		resp, body, err := cdn.Get("r1", reader, target)
+		if err == nil && resp.StatusCode == 200 && len(body) == size {
+			err = errors.New("whole body")
+		} else if err == nil {
+			err = fmt.Errorf("status %d, %d bytes, no error", resp.StatusCode, len(body))
+			if resp.ContentLength == size && len(body) < size {
+				err = nil // short of its Content-Length: detectable
+			}
+		} else {
+			err = nil // the body broke: detectable
+		}
+		done <- err
+	}()
+	chaos.Eventually(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	time.Sleep(200 * time.Millisecond)
+	cdn.Kill("r1", owner)
+	if err := <-done; err != nil {
+		t.Errorf("reader of an object without a strong validator: %v; want a detectable truncation", err)
+	}
+	if n := o.RangeRequests(); n != 0 {
+		t.Errorf("%d Range requests without a strong validator, want 0", n)
+	}
+}
