@@ -172,10 +172,10 @@ func TestNextTick(t *testing.T) {
 	for _, tc := range []struct {
 		prev, now, want time.Duration
 	}{
-		{0, 3 * ms, 10 * ms},   // on time: the next tick
-		{0, 10 * ms, 10 * ms},  // exactly at it
-		{0, 35 * ms, 40 * ms},  // took 35 ms: ticks 10, 20, 30 are missed
-		{0, 40 * ms, 40 * ms},  // ends on a tick
+		{0, 3 * ms, 10 * ms},  // on time: the next tick
+		{0, 10 * ms, 10 * ms}, // exactly at it
+		{0, 35 * ms, 40 * ms}, // took 35 ms: ticks 10, 20, 30 are missed
+		{0, 40 * ms, 40 * ms}, // ends on a tick
 		{20 * ms, 21 * ms, 30 * ms},
 	} {
 		if got := nextTick(t0.Add(tc.prev), t0.Add(tc.now), 10*ms); !got.Equal(t0.Add(tc.want)) {
