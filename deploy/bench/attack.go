@@ -336,6 +336,14 @@ type AttackResult struct {
 	// BudgetBytes is the configured budget; RSSRatio = PeakRSS/BudgetBytes.
 	BudgetBytes int64   `json:"budget_bytes"`
 	RSSRatio    float64 `json:"rss_ratio"`
+	// ServerCPUPct is the server processes' CPU time (utime+stime) from the
+	// attack's start to the end of the tail, in percent of one core
+	// (about 100 × its cores when it was saturated); LoadCPUPct is the
+	// attack tool's own (this process, legitimate client included): near
+	// 100 × its cores, the generator, not the server, set the pace and
+	// the legitimate latencies include its own delays. 0 when unknown.
+	ServerCPUPct float64 `json:"server_cpu_pct"`
+	LoadCPUPct   float64 `json:"load_cpu_pct"`
 	// ServerExited says the server's root process ended during the run;
 	// Killed that Attack killed it for passing KillAboveBytes.
 	ServerExited bool `json:"server_exited"`
@@ -379,6 +387,7 @@ func (r AttackResult) Sample() Sample {
 		Requests: r.Sent, Errors: r.Errors, Seconds: r.Seconds,
 		Skipped: r.Skipped, Answered: r.Answered, Rejected: r.Rejected, Abandoned: r.Abandoned,
 		Resets: r.Resets, ServerResets: r.ServerResets, Reconnects: r.Reconnects, GoAways: r.GoAways,
+		ServerCPUPct: r.ServerCPUPct, LoadCPUPct: r.LoadCPUPct,
 		BaseRSS: r.BaseRSS, PeakRSS: r.PeakRSS, BudgetBytes: r.BudgetBytes, RSSRatio: r.RSSRatio,
 		ServerExited: r.ServerExited, Killed: r.Killed,
 		OriginCounted: r.OriginCounted, OriginFetches: r.OriginRequests, OriginRPS: r.OriginRPS, OriginCapRPS: r.OriginCapRPS,
@@ -601,6 +610,7 @@ func Attack(ctx context.Context, cfg AttackConfig) (AttackResult, error) {
 		}()
 	}
 
+	cpu := newCPUMeter(cfg.Proc, cfg.PIDs)
 	start := cfg.Now()
 	p := &pacer{start: start, rate: cfg.Rate, total: res.Planned}
 	timer := time.NewTimer(time.Hour)
@@ -634,6 +644,7 @@ pace:
 	}
 	close(stop)
 	watchers.Wait()
+	res.ServerCPUPct, res.LoadCPUPct = cpu.percent()
 
 	res.Sent, res.Skipped = c.sent.Load(), c.skipped.Load()
 	res.Answered, res.Rejected, res.Abandoned = c.answered.Load(), c.rejected.Load(), c.abandoned.Load()

@@ -72,8 +72,8 @@ func WriteAttackMarkdown(w io.Writer, samples []Sample, t AttackTargets, m Machi
 		"Targets: peak RSS ≤ %.2f× the budget (max_bytes + max_inflight_bytes + 64 MiB), "+
 		"origin requests ≤ the caps' rate × the duration, legitimate hits' p99 ≤ %s ms with no errors.\n\n",
 		now.UTC().Format("2006-01-02 15:04 MST"), m, t.MaxRSSRatio, num(ms(t.MaxLegitP99), 0))
-	b.WriteString("| attack | rate × duration | sent | skipped | what the server did | peak RSS / budget | origin requests (per s) | legit hit p50 / p99 / max ms | legit errors | verdict |\n")
-	b.WriteString("|---|--:|--:|--:|---|--:|--:|--:|--:|---|\n")
+	b.WriteString("| attack | rate × duration | sent | skipped | what the server did | peak RSS / budget | origin requests (per s) | legit hit p50 / p99 / max ms | legit errors | CPU % server / tool | verdict |\n")
+	b.WriteString("|---|--:|--:|--:|---|--:|--:|--:|--:|--:|---|\n")
 	for _, s := range samples {
 		if s.Tool != "attack" {
 			continue
@@ -94,8 +94,9 @@ func WriteAttackMarkdown(w io.Writer, samples []Sample, t AttackTargets, m Machi
 			legit = fmt.Sprintf("%s / %s / %s", num(s.LegitP50Ms, 1), num(s.LegitP99Ms, 1), num(s.LegitMaxMs, 1))
 			legitErr = fmt.Sprintf("%d of %s", s.LegitErrors, num(float64(s.LegitRequests), 0))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, dur,
-			count(s.Requests), count(s.Skipped), serverOutcome(s), rssCell(s), originCell(s), legit, legitErr, t.Verdict(s))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", name, dur,
+			count(s.Requests), count(s.Skipped), serverOutcome(s), rssCell(s), originCell(s), legit, legitErr,
+			num(s.ServerCPUPct, 0), num(s.LoadCPUPct, 0), t.Verdict(s))
 	}
 	b.WriteString("\n" + attackColumnsNote + "\n")
 	if len(notes) > 0 {
@@ -117,7 +118,9 @@ const attackColumnsNote = "sent: requests written to a connection; skipped: due 
 	"Peak RSS: VmRSS of the server's process tree, sampled every 50 ms from the attack's start to the end of its tail. " +
 	"Origin requests: the demo origin's count from just before the attack to the end of the tail, per second of the attack's duration. " +
 	"Legit hit: one keep-alive HTTP/1.1 client asking for an object cached before the attack, every 10 ms, from the attack's start to the end of the tail; " +
-	"latencies corrected for coordinated omission (a request that held the client back counts once for each 10 ms it did)."
+	"latencies corrected for coordinated omission (a request that held the client back counts once for each 10 ms it did). " +
+	"CPU %: the server's processes' and the attack tool's own utime+stime over the same time, in % of one core; " +
+	"a tool near 100 % per core it may use was itself a limit, and its legitimate client's latencies include its own delays."
 
 // serverOutcome lists the non-zero outcome counts of s.
 func serverOutcome(s Sample) string {

@@ -16,7 +16,7 @@ func attackSamples() []Sample {
 			Requests: 9990, Skipped: 10, Resets: 9990, Reconnects: 3, GoAways: 3, Seconds: 10,
 			PeakRSS: 150 << 20, BudgetBytes: 144 << 20, RSSRatio: 150.0 / 144,
 			OriginCounted: true, OriginFetches: 412, OriginRPS: 41.2, OriginCapRPS: 100,
-			LegitRequests: 1000, LegitP50Ms: 0.4, LegitP99Ms: 2.5, LegitMaxMs: 9.1},
+			LegitRequests: 1000, LegitP50Ms: 0.4, LegitP99Ms: 2.5, LegitMaxMs: 9.1, ServerCPUPct: 61.4, LoadCPUPct: 12.2},
 		{Scenario: "attack-unique-keys", Server: "meridian", Tool: "attack", Kind: "unique-keys", Rate: 100, Planned: 1000,
 			Requests: 1000, Answered: 1000, Rejected: 200, Errors: 2, Seconds: 10.4,
 			PeakRSS: 600 << 20, BudgetBytes: 144 << 20, RSSRatio: 600.0 / 144,
@@ -71,9 +71,9 @@ func TestWriteAttackMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"# Meridian under attack",
 		"Run of 2026-12-05 10:00 UTC on 2 × AMD EPYC, Linux 6.18, Debian 12.",
-		"| attack | rate × duration | sent | skipped |",
-		"| h2-reset (meridian) | 1,000/s × 10 s | 9,990 | 10 | 9,990 reset by client, 3 reconnects, 3 GOAWAY | 150 MiB / 144 MiB = 1.04× | 412 (41.2/s; cap 100/s) | 0.4 / 2.5 / 9.1 | 0 of 1,000 | pass |",
-		"| unique-keys (meridian) | 100/s × 10 s | 1,000 | 0 | 1,000 answered (200 429/503), 2 errors | 600 MiB / 144 MiB = 4.17× | 1,000 (100.0/s; cap 50/s) | 1.2 / 230.0 / 1,900.0 | 3 of 900 | FAIL: RSS 4.17× budget > 1.25×; origin 100/s > 50/s; legit p99 230.0 ms > 50 ms; 3 legit errors |",
+		"| attack | rate × duration | sent | skipped | what the server did | peak RSS / budget | origin requests (per s) | legit hit p50 / p99 / max ms | legit errors | CPU % server / tool | verdict |",
+		"| h2-reset (meridian) | 1,000/s × 10 s | 9,990 | 10 | 9,990 reset by client, 3 reconnects, 3 GOAWAY | 150 MiB / 144 MiB = 1.04× | 412 (41.2/s; cap 100/s) | 0.4 / 2.5 / 9.1 | 0 of 1,000 | 61 / 12 | pass |",
+		"| unique-keys (meridian) | 100/s × 10 s | 1,000 | 0 | 1,000 answered (200 429/503), 2 errors | 600 MiB / 144 MiB = 4.17× | 1,000 (100.0/s; cap 50/s) | 1.2 / 230.0 / 1,900.0 | 3 of 900 | – / – | FAIL: RSS 4.17× budget > 1.25×; origin 100/s > 50/s; legit p99 230.0 ms > 50 ms; 3 legit errors |",
 		"## Notes\n\n- meridian abc123\n- edge: max_bytes 64 MiB\n",
 	} {
 		if !strings.Contains(md, want) {

@@ -416,6 +416,10 @@ func TestAttackUniqueKeys(t *testing.T) {
 	if res.BaseRSS <= 0 || res.PeakRSS < res.BaseRSS || res.EndRSS <= 0 || res.RSSSamples < 2 || res.ServerExited || res.Killed {
 		t.Errorf("rss: base %d, peak %d, end %d, %d samples, exited %v, killed %v", res.BaseRSS, res.PeakRSS, res.EndRSS, res.RSSSamples, res.ServerExited, res.Killed)
 	}
+	// And its CPU, which the tool's own is part of.
+	if res.ServerCPUPct <= 0 || res.LoadCPUPct <= 0 {
+		t.Errorf("cpu: server %v %%, tool %v %%; want both measured", res.ServerCPUPct, res.LoadCPUPct)
+	}
 	if want := float64(res.PeakRSS) / (1 << 30); res.RSSRatio != want {
 		t.Errorf("rss ratio %v, want %v", res.RSSRatio, want)
 	}

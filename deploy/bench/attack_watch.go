@@ -344,3 +344,51 @@ func OriginTotal(ctx context.Context, statsURL string) (int64, error) {
 	}
 	return st.Total, nil
 }
+
+// cpuMeter measures the CPU time of the server's processes and of this
+// one over a stretch of wall time.
+type cpuMeter struct {
+	proc         Proc
+	roots        []int
+	start        time.Time
+	server, self map[int]int64
+}
+
+func newCPUMeter(p Proc, roots []int) *cpuMeter {
+	m := &cpuMeter{proc: p, roots: roots, start: time.Now()}
+	if len(roots) > 0 {
+		if pids, err := p.Tree(roots); err == nil {
+			m.server = p.CPUTicks(pids)
+		}
+	}
+	m.self = p.CPUTicks([]int{os.Getpid()})
+	return m
+}
+
+// percent returns the server's and this process's CPU time since the
+// meter was made, in percent of one core (0 when unknown).
+func (m *cpuMeter) percent() (server, self float64) {
+	wall := time.Since(m.start).Seconds()
+	if wall <= 0 {
+		return 0, 0
+	}
+	pct := func(before, after map[int]int64) float64 {
+		if before == nil || len(after) == 0 {
+			return 0
+		}
+		return float64(CPUDelta(before, after)) / ClockTicksPerSecond / wall * 100
+	}
+	if m.server != nil {
+		// Processes that exited meanwhile are lost: the figure is a floor.
+		var pids []int
+		for pid := range m.server {
+			pids = append(pids, pid)
+		}
+		if tree, err := m.proc.Tree(m.roots); err == nil {
+			pids = tree
+		}
+		server = pct(m.server, m.proc.CPUTicks(pids))
+	}
+	self = pct(m.self, m.proc.CPUTicks([]int{os.Getpid()}))
+	return server, self
+}

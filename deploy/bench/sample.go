@@ -82,6 +82,7 @@ type Sample struct {
 	ServerResets  int64   `json:"server_resets,omitempty"`
 	Reconnects    int64   `json:"reconnects,omitempty"`
 	GoAways       int64   `json:"goaways,omitempty"`
+	ServerCPUPct  float64 `json:"server_cpu_pct,omitempty"`
 	BaseRSS       int64   `json:"base_rss,omitempty"`
 	PeakRSS       int64   `json:"peak_rss,omitempty"`
 	BudgetBytes   int64   `json:"budget_bytes,omitempty"`
