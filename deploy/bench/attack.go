@@ -368,6 +368,9 @@ type LegitResult struct {
 	// other than 200).
 	Requests int64 `json:"requests"`
 	Errors   int64 `json:"errors"`
+	// NotHits counts the 200 answers that the server said were not hits
+	// (CacheHit): the object had been evicted, or was never cached.
+	NotHits int64 `json:"not_hits"`
 	// P50, P99 and Max are the latencies of the 200 answers, corrected
 	// for coordinated omission: a request that took longer than the
 	// client's interval also counts, for each interval it held the client
@@ -391,7 +394,7 @@ func (r AttackResult) Sample() Sample {
 		BaseRSS: r.BaseRSS, PeakRSS: r.PeakRSS, BudgetBytes: r.BudgetBytes, RSSRatio: r.RSSRatio,
 		ServerExited: r.ServerExited, Killed: r.Killed,
 		OriginCounted: r.OriginCounted, OriginFetches: r.OriginRequests, OriginRPS: r.OriginRPS, OriginCapRPS: r.OriginCapRPS,
-		LegitRequests: r.Legit.Requests, LegitErrors: r.Legit.Errors,
+		LegitRequests: r.Legit.Requests, LegitErrors: r.Legit.Errors, LegitNotHits: r.Legit.NotHits,
 		LegitP50Ms: ms(r.Legit.P50), LegitP99Ms: ms(r.Legit.P99), LegitMaxMs: ms(r.Legit.Max),
 		FirstError: r.FirstError}
 	if r.Seconds > 0 {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -307,6 +308,59 @@ func FuzzParseBytes(f *testing.F) {
 		// Whatever it accepts, its plain form reads back the same.
 		if m, err := ParseBytes(strconv.FormatInt(n, 10)); err != nil || m != n {
 			t.Fatalf("ParseBytes(%q) = %d, but %d reads back as %d, %v", s, n, n, m, err)
+		}
+	})
+}
+
+func TestCacheHit(t *testing.T) {
+	for _, tc := range []struct {
+		header []string // name, value, name, value…
+		want   Hit
+	}{
+		{nil, HitUnknown},
+		{[]string{"Cache-Status", "meridian; hit; ttl=3599"}, HitYes},
+		{[]string{"Cache-Status", "meridian; fwd=uri-miss; fwd-status=200; stored"}, HitNo},
+		{[]string{"Cache-Status", "meridian; fwd=stale; hit-ish"}, HitNo},
+		{[]string{"Cache-Status", "origin-cache; hit, meridian; fwd=uri-miss"}, HitNo}, // the last entry is the edge's
+		{[]string{"Cache-Status", "shield; fwd=uri-miss", "Cache-Status", "meridian;hit"}, HitYes},
+		{[]string{"Cache-Status", "hit"}, HitNo}, // a cache named "hit" says nothing
+		{[]string{"X-Cache-Status", "HIT"}, HitYes},
+		{[]string{"X-Cache-Status", "stale"}, HitYes},
+		{[]string{"X-Cache-Status", "MISS"}, HitNo},
+		{[]string{"X-Cache-Status", "EXPIRED"}, HitNo},
+		{[]string{"X-Cache", "HIT"}, HitYes},
+		{[]string{"X-Cache", "MISS"}, HitNo},
+		{[]string{"Cache-Status", "meridian; hit", "X-Cache", "MISS"}, HitYes}, // Cache-Status first
+	} {
+		resp := &http.Response{Header: http.Header{}}
+		for i := 0; i+1 < len(tc.header); i += 2 {
+			resp.Header.Add(tc.header[i], tc.header[i+1])
+		}
+		if got := CacheHit(resp); got != tc.want {
+			t.Errorf("CacheHit(%q) = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
+func FuzzCacheHit(f *testing.F) {
+	f.Add("meridian; hit; ttl=3599", "")
+	f.Add("a, b; fwd=miss", "HIT")
+	f.Add("", "MISS")
+	f.Add(",;,;", "")
+	f.Fuzz(func(t *testing.T, cs, xcs string) {
+		resp := &http.Response{Header: http.Header{}}
+		if cs != "" {
+			resp.Header["Cache-Status"] = []string{cs}
+		}
+		if xcs != "" {
+			resp.Header["X-Cache-Status"] = []string{xcs}
+		}
+		h := CacheHit(resp)
+		if h != HitUnknown && h != HitYes && h != HitNo {
+			t.Fatalf("CacheHit = %d", h)
+		}
+		if cs == "" && xcs == "" && h != HitUnknown {
+			t.Fatalf("no headers: %v", h)
 		}
 	})
 }

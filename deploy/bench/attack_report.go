@@ -93,6 +93,9 @@ func WriteAttackMarkdown(w io.Writer, samples []Sample, t AttackTargets, m Machi
 		if s.LegitRequests > 0 {
 			legit = fmt.Sprintf("%s / %s / %s", num(s.LegitP50Ms, 1), num(s.LegitP99Ms, 1), num(s.LegitMaxMs, 1))
 			legitErr = fmt.Sprintf("%d of %s", s.LegitErrors, num(float64(s.LegitRequests), 0))
+			if s.LegitNotHits > 0 {
+				legitErr += fmt.Sprintf(" (%s not hits)", count(s.LegitNotHits))
+			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", name, dur,
 			count(s.Requests), count(s.Skipped), serverOutcome(s), rssCell(s), originCell(s), legit, legitErr,
@@ -118,7 +121,8 @@ const attackColumnsNote = "sent: requests written to a connection; skipped: due 
 	"Peak RSS: VmRSS of the server's process tree, sampled every 50 ms from the attack's start to the end of its tail. " +
 	"Origin requests: the demo origin's count from just before the attack to the end of the tail, per second of the attack's duration. " +
 	"Legit hit: one keep-alive HTTP/1.1 client asking for an object cached before the attack, every 10 ms, from the attack's start to the end of the tail; " +
-	"latencies corrected for coordinated omission (a request that held the client back counts once for each 10 ms it did). " +
+	"latencies corrected for coordinated omission (a request that held the client back counts once for each 10 ms it did); " +
+	"\"not hits\": answers the server's Cache-Status (or X-Cache-Status, X-Cache) did not call a hit, the object having been evicted. " +
 	"CPU %: the server's processes' and the attack tool's own utime+stime over the same time, in % of one core; " +
 	"a tool near 100 % per core it may use was itself a limit, and its legitimate client's latencies include its own delays."
 

@@ -21,7 +21,7 @@ func attackSamples() []Sample {
 			Requests: 1000, Answered: 1000, Rejected: 200, Errors: 2, Seconds: 10.4,
 			PeakRSS: 600 << 20, BudgetBytes: 144 << 20, RSSRatio: 600.0 / 144,
 			OriginCounted: true, OriginFetches: 1000, OriginRPS: 100, OriginCapRPS: 50,
-			LegitRequests: 900, LegitErrors: 3, LegitP50Ms: 1.2, LegitP99Ms: 230, LegitMaxMs: 1900},
+			LegitRequests: 900, LegitErrors: 3, LegitNotHits: 120, LegitP50Ms: 1.2, LegitP99Ms: 230, LegitMaxMs: 1900},
 		{Scenario: "hit-1k", Server: "meridian", Tool: "wrk", RPS: 40000}, // not an attack: left out
 	}
 }
@@ -73,7 +73,7 @@ func TestWriteAttackMarkdown(t *testing.T) {
 		"Run of 2026-12-05 10:00 UTC on 2 × AMD EPYC, Linux 6.18, Debian 12.",
 		"| attack | rate × duration | sent | skipped | what the server did | peak RSS / budget | origin requests (per s) | legit hit p50 / p99 / max ms | legit errors | CPU % server / tool | verdict |",
 		"| h2-reset (meridian) | 1,000/s × 10 s | 9,990 | 10 | 9,990 reset by client, 3 reconnects, 3 GOAWAY | 150 MiB / 144 MiB = 1.04× | 412 (41.2/s; cap 100/s) | 0.4 / 2.5 / 9.1 | 0 of 1,000 | 61 / 12 | pass |",
-		"| unique-keys (meridian) | 100/s × 10 s | 1,000 | 0 | 1,000 answered (200 429/503), 2 errors | 600 MiB / 144 MiB = 4.17× | 1,000 (100.0/s; cap 50/s) | 1.2 / 230.0 / 1,900.0 | 3 of 900 | – / – | FAIL: RSS 4.17× budget > 1.25×; origin 100/s > 50/s; legit p99 230.0 ms > 50 ms; 3 legit errors |",
+		"| unique-keys (meridian) | 100/s × 10 s | 1,000 | 0 | 1,000 answered (200 429/503), 2 errors | 600 MiB / 144 MiB = 4.17× | 1,000 (100.0/s; cap 50/s) | 1.2 / 230.0 / 1,900.0 | 3 of 900 (120 not hits) | – / – | FAIL: RSS 4.17× budget > 1.25×; origin 100/s > 50/s; legit p99 230.0 ms > 50 ms; 3 legit errors |",
 		"## Notes\n\n- meridian abc123\n- edge: max_bytes 64 MiB\n",
 	} {
 		if !strings.Contains(md, want) {

@@ -35,6 +35,7 @@ type legitClient struct {
 	lat      []time.Duration
 	requests int64
 	errors   int64
+	notHits  int64
 	firstErr error
 }
 
@@ -64,13 +65,14 @@ func (l *legitClient) close() {
 	}
 }
 
-// get fetches the object once over t and returns how long it took.
-func (l *legitClient) get(ctx context.Context, t *http.Transport) (time.Duration, error) {
+// get fetches the object once over t and returns how long it took and
+// whether the server said it was a hit (see CacheHit).
+func (l *legitClient) get(ctx context.Context, t *http.Transport) (time.Duration, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.HitTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.cfg.HitURL, nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if l.cfg.HitHost != "" {
 		req.Host = l.cfg.HitHost
@@ -78,24 +80,64 @@ func (l *legitClient) get(ctx context.Context, t *http.Transport) (time.Duration
 	t0 := l.cfg.Now()
 	resp, err := t.RoundTrip(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, false, err
 	case resp.StatusCode != http.StatusOK:
-		return 0, fmt.Errorf("status %s", resp.Status)
+		return 0, false, fmt.Errorf("status %s", resp.Status)
 	}
-	return l.cfg.Now().Sub(t0), nil
+	return l.cfg.Now().Sub(t0), CacheHit(resp) != HitNo, nil
+}
+
+// Hit says what a response's cache headers tell of it.
+type Hit int
+
+// The answers of CacheHit.
+const (
+	// HitUnknown: the response says nothing of the cache.
+	HitUnknown Hit = iota
+	// HitYes: served from the cache.
+	HitYes
+	// HitNo: the cache went upstream for it.
+	HitNo
+)
+
+// CacheHit reads a response's Cache-Status (RFC 9211: a "hit" parameter
+// in its last entry, the one of the cache nearest the client, as Meridian
+// sends it), or else nginx's X-Cache-Status ($upstream_cache_status) or
+// X-Cache (Varnish, as the benchmark's VCL sets it).
+func CacheHit(resp *http.Response) Hit {
+	if cs := resp.Header.Values("Cache-Status"); len(cs) > 0 {
+		// The last entry is the cache nearest the client.
+		entries := strings.Split(strings.Join(cs, ","), ",")
+		for _, p := range strings.Split(entries[len(entries)-1], ";")[1:] {
+			if strings.TrimSpace(p) == "hit" {
+				return HitYes
+			}
+		}
+		return HitNo
+	}
+	for _, h := range []string{"X-Cache-Status", "X-Cache"} {
+		switch v := strings.ToUpper(strings.TrimSpace(resp.Header.Get(h))); {
+		case v == "":
+		case v == "HIT" || v == "STALE" || v == "UPDATING" || v == "REVALIDATED":
+			return HitYes
+		default:
+			return HitNo
+		}
+	}
+	return HitUnknown
 }
 
 // warm fetches the object once on each connection, so that it is cached
 // and the connections are open before the attack; it records nothing.
 func (l *legitClient) warm(ctx context.Context) error {
 	for _, t := range l.transports {
-		if _, err := l.get(ctx, t); err != nil {
+		if _, _, err := l.get(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -130,8 +172,8 @@ func (l *legitClient) loop(ctx context.Context, stop <-chan struct{}, t *http.Tr
 			return
 		default:
 		}
-		d, err := l.get(ctx, t)
-		l.record(d, err)
+		d, hit, err := l.get(ctx, t)
+		l.record(d, hit, err)
 		now := l.cfg.Now()
 		next = nextTick(next, now, interval)
 		timer.Reset(next.Sub(now))
@@ -160,7 +202,7 @@ func nextTick(prev, now time.Time, interval time.Duration) time.Time {
 	return next
 }
 
-func (l *legitClient) record(d time.Duration, err error) {
+func (l *legitClient) record(d time.Duration, hit bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.requests++
@@ -171,6 +213,9 @@ func (l *legitClient) record(d time.Duration, err error) {
 		}
 		return
 	}
+	if !hit {
+		l.notHits++
+	}
 	if len(l.lat) < maxLatencies {
 		l.lat = append(l.lat, d)
 	}
@@ -180,7 +225,7 @@ func (l *legitClient) record(d time.Duration, err error) {
 func (l *legitClient) result() LegitResult {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := LegitResult{Requests: l.requests, Errors: l.errors}
+	r := LegitResult{Requests: l.requests, Errors: l.errors, NotHits: l.notHits}
 	if l.firstErr != nil {
 		r.FirstError = l.firstErr.Error()
 	}

@@ -94,6 +94,7 @@ type Sample struct {
 	OriginCapRPS  float64 `json:"origin_cap_rps,omitempty"`
 	LegitRequests int64   `json:"legit_requests,omitempty"`
 	LegitErrors   int64   `json:"legit_errors,omitempty"`
+	LegitNotHits  int64   `json:"legit_not_hits,omitempty"`
 	LegitP50Ms    float64 `json:"legit_p50_ms,omitempty"`
 	LegitP99Ms    float64 `json:"legit_p99_ms,omitempty"`
 	LegitMaxMs    float64 `json:"legit_max_ms,omitempty"`
