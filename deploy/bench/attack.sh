@@ -238,6 +238,7 @@ SAMPLES="$TMP/samples.jsonl"
 NOTES="$TMP/notes.txt"
 MEMLIMIT=""
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 for kind in $KINDS; do
 	rate=${RATE:-${KIND_RATE[$kind]}}
 	log "$kind: $rate/s for $DUR s against a fresh edge and origin"
@@ -277,7 +278,7 @@ done
 	echo "Attack requests: GET /attack/KIND?$QUERY&k=RUN-N (slow-misses also delay=2s, abandoned by the client after 1 s), each N a new key, Host $HOST; h2-reset on 4 connections, h3-cancel on 1."
 	echo "Origin cap: the verdict wants origin requests ≤ $ORIGIN_CAP_RPS/s × the duration (--origin-cap-rps: set it to what the edge's configured caps allow)."
 	echo "An edge whose RSS passed $((KILL_ABOVE >> 20)) MiB would have been killed (SIGKILL) and its attack cut short, so as not to take the shared machine down."
-	echo "Machine: $PINNING; shared with other engineers' builds and tests."
+	echo "Machine: $PINNING; shared with other engineers' builds and tests (load average $LOAD_BEFORE before the run, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') after it, on $(nproc) cores): latencies are noisy."
 } >>"$NOTES"
 mkdir -p "$(dirname "$OUT")"
 "$M" bench attack report --in "$SAMPLES" --md "$OUT" --notes "$NOTES"
