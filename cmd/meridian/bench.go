@@ -342,6 +342,9 @@ func runBenchAttack(ctx context.Context, args []string) error {
 	if *sf.scenario == "" {
 		*sf.scenario = "attack-" + *kind
 	}
+	if *sf.out != "" && *sf.server == "" {
+		return errors.New("bench attack: --scenario and --server are required with --out")
+	}
 	res, err := bench.Attack(ctx, cfg)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -87,7 +89,8 @@ func WriteAttackMarkdown(w io.Writer, samples []Sample, t AttackTargets, m Machi
 		}
 		dur := "–"
 		if s.Rate > 0 {
-			dur = fmt.Sprintf("%s/s × %s s", num(s.Rate, 0), num(float64(s.Planned)/s.Rate, 0))
+			secs := math.Round(float64(s.Planned)/s.Rate*10) / 10
+			dur = fmt.Sprintf("%s/s × %s s", num(s.Rate, 0), strconv.FormatFloat(secs, 'f', -1, 64))
 		}
 		legit, legitErr := "–", "–"
 		if s.LegitRequests > 0 {
