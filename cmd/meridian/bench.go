@@ -25,6 +25,9 @@ The tools of the side-by-side benchmark (deploy/bench/run.sh runs them all):
   measure    run a load tool, add the server's CPU per request: --pids P,Q -- wrk ...
   coalesce   N concurrent requests for one cold key: --url U --warm-url W
   memory     cache N new objects and read the server's memory growth
+  attack     one attack at a fixed rate (--kind h1-close|h2-reset|h3-cancel|unique-keys|slow-misses)
+             while a legitimate client asks for a cached object: peak RSS, origin requests, hit p99;
+             'attack report --in F --md F' turns its samples into a table
   report     turn a samples file into latest.md and latest.json
   edge       run an edge (as 'meridian edge') plus a debug listener for heap and CPU profiles`
 
@@ -43,6 +46,8 @@ func runBench(ctx context.Context, args []string) error {
 		return runBenchCoalesce(ctx, rest)
 	case "memory":
 		return runBenchMemory(ctx, rest)
+	case "attack":
+		return runBenchAttack(ctx, rest)
 	case "report":
 		return runBenchReport(rest)
 	case "edge":
@@ -276,4 +281,123 @@ func runBenchEdge(ctx context.Context, args []string) error {
 		defer srv.Close()
 	}
 	return runEdge(ctx, []string{"--config", *config})
+}
+
+// runBenchAttack runs one attack (bench.Attack), or with "report" first,
+// writes the attack samples' table.
+func runBenchAttack(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "report" {
+		return runBenchAttackReport(args[1:])
+	}
+	fs := flag.NewFlagSet("bench attack", flag.ContinueOnError)
+	sf := addSampleFlags(fs)
+	var cfg bench.AttackConfig
+	kind := fs.String("kind", "", "attack: h1-close, h2-reset, h3-cancel, unique-keys or slow-misses")
+	fs.StringVar(&cfg.URL, "url", "", "attack target; each request adds k=<run>-<n> to its query (without a query: "+bench.DefaultAttackQuery+")")
+	fs.StringVar(&cfg.Host, "host", "", "Host header (default: the URL's)")
+	fs.Float64Var(&cfg.Rate, "rate", 100, "attack requests per second")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long the attack sends")
+	fs.IntVar(&cfg.Conns, "conns", 0, "connections of h2-reset (default 4) and h3-cancel (default 1)")
+	fs.IntVar(&cfg.MaxInflight, "max-inflight", 0, "attack requests in progress at most; more are skipped (default 1024)")
+	fs.DurationVar(&cfg.ClientTimeout, "client-timeout", 0, "abandon a unique-keys or slow-misses request after this (default 1s for slow-misses, else 10s)")
+	pids := fs.String("pid", "", "the server's root process ids, comma-separated, for its peak RSS")
+	fs.StringVar(&cfg.OriginStatsURL, "origin-stats", "", "the demo origin's /_stats, to count origin requests")
+	fs.StringVar(&cfg.HitURL, "hit-url", "", "a cached object the legitimate client asks for every --hit-interval")
+	fs.StringVar(&cfg.HitHost, "hit-host", "", "the legitimate client's Host header (default --host)")
+	fs.DurationVar(&cfg.HitInterval, "hit-interval", 10*time.Millisecond, "the legitimate client's pace")
+	budget := fs.String("budget-bytes", "", "the server's memory budget (max_bytes + max_inflight_bytes + 64 MiB), e.g. 150994944 or 144MiB")
+	killAbove := fs.String("kill-above", "", "kill the server (SIGKILL to --pid) when its RSS passes this, e.g. 2GiB (default: never)")
+	fs.Float64Var(&cfg.OriginCapRPS, "origin-cap-rps", 0, "origin requests per second that the server's caps allow, for the verdict")
+	fs.DurationVar(&cfg.Tail, "tail", time.Second, "how long to keep watching after the attack")
+	insecure := fs.Bool("insecure", false, "accept any server certificate (self-signed)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench attack: unexpected arguments %q", fs.Args())
+	}
+	k, err := bench.ParseAttackKind(*kind)
+	if err != nil {
+		return fmt.Errorf("bench attack: --%w", err)
+	}
+	cfg.Kind = k
+	if *pids != "" {
+		if cfg.PIDs, err = parsePIDs(*pids); err != nil {
+			return fmt.Errorf("bench attack: %w", err)
+		}
+	}
+	if *budget != "" {
+		if cfg.BudgetBytes, err = bench.ParseBytes(*budget); err != nil {
+			return fmt.Errorf("bench attack: --budget-bytes: %w", err)
+		}
+	}
+	if *killAbove != "" {
+		if cfg.KillAboveBytes, err = bench.ParseBytes(*killAbove); err != nil {
+			return fmt.Errorf("bench attack: --kill-above: %w", err)
+		}
+	}
+	if *insecure {
+		cfg.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	if *sf.scenario == "" {
+		*sf.scenario = "attack-" + *kind
+	}
+	if *sf.out != "" && *sf.server == "" {
+		return errors.New("bench attack: --scenario and --server are required with --out")
+	}
+	res, err := bench.Attack(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s := res.Sample()
+	fmt.Fprintf(os.Stderr, "%s %.0f/s × %v: sent %d, skipped %d, answered %d (%d 429/503), abandoned %d, resets %d/%d, reconnects %d, errors %d; "+
+		"peak RSS %.0f MiB (%.2f× budget); origin %d (%.1f/s); legit p50 %.1f ms p99 %.1f ms max %.1f ms, %d errors of %d; %s\n",
+		res.Kind, res.Rate, cfg.Duration, res.Sent, res.Skipped, res.Answered, res.Rejected, res.Abandoned, res.Resets, res.ServerResets,
+		res.Reconnects, res.Errors, float64(res.PeakRSS)/(1<<20), res.RSSRatio, res.OriginRequests, res.OriginRPS,
+		s.LegitP50Ms, s.LegitP99Ms, s.LegitMaxMs, res.Legit.Errors, res.Legit.Requests, bench.DefaultAttackTargets().Verdict(s))
+	return sf.emit(s)
+}
+
+// runBenchAttackReport writes the table of a samples file's attacks.
+func runBenchAttackReport(args []string) error {
+	fs := flag.NewFlagSet("bench attack report", flag.ContinueOnError)
+	in := fs.String("in", "", "samples file (JSON Lines) of 'bench attack --out'")
+	md := fs.String("md", "", "Markdown file to write (default: standard output)")
+	notes := fs.String("notes", "", "file of notes, one a line, shown under the table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" {
+		return errors.New("bench attack report: --in FILE is required")
+	}
+	f, err := os.Open(*in)
+	if err != nil {
+		return fmt.Errorf("bench attack report: %w", err)
+	}
+	samples, err := bench.ReadSamples(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("bench attack report: %s: %w", *in, err)
+	}
+	var lines []string
+	if *notes != "" {
+		b, err := os.ReadFile(*notes)
+		if err != nil {
+			return fmt.Errorf("bench attack report: %w", err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := bench.WriteAttackMarkdown(&buf, samples, bench.DefaultAttackTargets(), bench.ReadMachine(bench.Proc{}), lines, time.Now()); err != nil {
+		return err
+	}
+	if *md == "" || *md == "-" {
+		_, err = os.Stdout.Write(buf.Bytes())
+		return err
+	}
+	return os.WriteFile(*md, buf.Bytes(), 0o644)
 }

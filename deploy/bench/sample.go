@@ -65,6 +65,42 @@ type Sample struct {
 	HeapDelta          int64   `json:"heap_delta,omitempty"`
 	BytesPerObject     float64 `json:"bytes_per_object,omitempty"`
 	HeapBytesPerObject float64 `json:"heap_bytes_per_object,omitempty"`
+
+	// Attack (see AttackResult): the attack's kind and paced rate, what it
+	// sent (Requests, Errors, Seconds and RPS hold the attack's own
+	// requests) and how the server answered, the server's peak RSS against
+	// the budget, the origin's requests (OriginFetches, when
+	// OriginCounted) and the legitimate client's hits during the attack.
+	Kind          string  `json:"kind,omitempty"`
+	Rate          float64 `json:"rate,omitempty"`
+	Planned       int64   `json:"planned,omitempty"`
+	Skipped       int64   `json:"skipped,omitempty"`
+	Answered      int64   `json:"answered,omitempty"`
+	Rejected      int64   `json:"rejected,omitempty"`
+	Abandoned     int64   `json:"abandoned,omitempty"`
+	Resets        int64   `json:"resets,omitempty"`
+	ServerResets  int64   `json:"server_resets,omitempty"`
+	Reconnects    int64   `json:"reconnects,omitempty"`
+	GoAways       int64   `json:"goaways,omitempty"`
+	ServerCPUPct  float64 `json:"server_cpu_pct,omitempty"`
+	BaseRSS       int64   `json:"base_rss,omitempty"`
+	PeakRSS       int64   `json:"peak_rss,omitempty"`
+	BudgetBytes   int64   `json:"budget_bytes,omitempty"`
+	RSSRatio      float64 `json:"rss_ratio,omitempty"`
+	ServerExited  bool    `json:"server_exited,omitempty"`
+	Killed        bool    `json:"killed,omitempty"`
+	OriginCounted bool    `json:"origin_counted,omitempty"`
+	OriginRPS     float64 `json:"origin_rps,omitempty"`
+	OriginCapRPS  float64 `json:"origin_cap_rps,omitempty"`
+	LegitRequests int64   `json:"legit_requests,omitempty"`
+	LegitErrors   int64   `json:"legit_errors,omitempty"`
+	LegitNotHits  int64   `json:"legit_not_hits,omitempty"`
+	LegitP50Ms    float64 `json:"legit_p50_ms,omitempty"`
+	LegitP99Ms    float64 `json:"legit_p99_ms,omitempty"`
+	LegitMaxMs    float64 `json:"legit_max_ms,omitempty"`
+	// FirstError is the first error the attack or the legitimate client
+	// met, for the reader of the samples file.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // ReadSamples reads a samples file: one JSON Sample per line, blank lines
