@@ -310,10 +310,11 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 
 // remembered reports whether a failed fill is the origin's failure, to be
 // remembered for the key's backoff: not a fill every client left, nor one
-// the edge's own limits stopped, nor one cut short by a shutdown.
+// the edge's own limits stopped (see refusedByEdge), nor one cut short by
+// a shutdown.
 func remembered(ctx context.Context, err error) bool {
 	switch cause := context.Cause(ctx); {
-	case errors.Is(err, errInflightFull):
+	case refusedByEdge(err):
 		return false
 	case cause == nil, cause == errFirstByteTimeout:
 		return true

@@ -29,6 +29,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -103,7 +104,8 @@ type site struct {
 	upstream http.RoundTripper
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
-	trusted  proxyList // the handler's trusted proxies, for the scheme
+	trusted  proxyList      // the handler's trusted proxies, for the scheme
+	limiter  *limit.Limiter // the site's per-client limits; nil: none
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -197,6 +199,24 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.upstream = h.opt.WrapUpstream(sc, st.upstream)
 		}
 		st.proxy = h.newProxy(st)
+		if sc.Limits.Enabled() {
+			lc := sc.Limits
+			if lc.Now == nil {
+				lc.Now = h.now
+			}
+			l, err := limit.New(lc)
+			if err != nil {
+				t.close()
+				return nil, fmt.Errorf("site %s: %w", sc.Hosts[0], err)
+			}
+			st.limiter = l
+			if h.opt.Registerer != nil {
+				h.opt.Registerer.Unregister(l) // a reload brings a limiter of the same name
+				if err := h.opt.Registerer.Register(l); err != nil {
+					h.log.Warn("limiter metrics not registered", "site", sc.Hosts[0], "err", err)
+				}
+			}
+		}
 		for _, host := range sc.Hosts {
 			// As requests' hosts are normalized (see normalizeHost).
 			t.byHost[strings.TrimSuffix(strings.ToLower(host), ".")] = st
@@ -332,7 +352,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	case methodPurge:
 		h.servePurgeMethod(w, r)
 	default:
-		h.pass(w, r, st, "method")
+		h.passLimited(w, r, st, "method")
 	}
 }
 

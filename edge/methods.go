@@ -46,7 +46,7 @@ func (h *Handler) serveMaxForwards(w http.ResponseWriter, r *http.Request, st *s
 		r2.Header["Max-Forwards"] = []string{strconv.FormatUint(n-1, 10)}
 		r = &r2
 	}
-	h.pass(w, r, st, "method")
+	h.passLimited(w, r, st, "method")
 }
 
 // maxForwards reads a request's Max-Forwards (1*DIGIT); ok is false for

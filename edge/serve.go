@@ -99,7 +99,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	if hitForMiss && r.Method == http.MethodGet && r.Header["Range"] != nil && e == nil {
 		// Known not to be storable: the origin cuts the range, in one
 		// request (a full GET would only be cut here).
-		h.pass(w, r, st, "partial")
+		h.passLimited(w, r, st, "partial")
 		return
 	}
 	// A replica copy is filled alone: joining this edge's own fill of the
@@ -137,6 +137,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 	// An authenticated request's failure is its own: not remembered for
 	// the key, nor answered from another's.
 	remember := len(r.Header["Authorization"]) == 0
+	release, ok := h.admitUpstream(w, r, st, cs)
+	if !ok {
+		return
+	}
+	defer release()
 	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
 		out := h.upstreamRequest(st, r, stale)
@@ -657,6 +662,9 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 				return
 			}
 			status, detail := upstreamFailure(err)
+			if status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
 			h.log.Warn("pass failed", "method", r.Method, "host", r.Host, "uri", r.RequestURI, "err", err)
 			h.writeError(w, r, status, "upstream failed", cacheStatus{fwd: pi.reason, detail: detail})
 		},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -93,7 +94,21 @@ type Config struct {
 	// second copy of every object in the region's memory). Default 1;
 	// at most 3.
 	Replicas int `yaml:"replicas"`
+
+	// PeerLimits caps the peer requests (other members' fills, shield
+	// fills from other regions, consults) in flight on this member's peer
+	// endpoint, after their signature is verified: past max_concurrent
+	// they wait in a bounded queue, then get this member's 503 with
+	// Retry-After (served by the asker, or its stale copy; the member is
+	// not suspected). Default max_concurrent 1024 (each is a fill, so this
+	// bounds what other members can make this one fetch at once),
+	// max_queue as many, queue_timeout half of peer_timeout (a queued
+	// asker hears no liveness signal, so it must be answered first).
+	PeerLimits limit.GateConfig `yaml:"peer_limits"`
 }
+
+// defaultPeerInflight is PeerLimits.MaxConcurrent's default.
+const defaultPeerInflight = 1024
 
 // Limits of names carried in gossip metadata (at most 512 bytes in all).
 const (
@@ -131,6 +146,16 @@ func (c Config) WithDefaults() Config {
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
+	if c.PeerLimits.MaxConcurrent == 0 {
+		c.PeerLimits.MaxConcurrent = defaultPeerInflight
+	}
+	if c.PeerLimits.QueueTimeout == 0 {
+		// A queued asker hears no liveness: it must get its answer
+		// before it suspects this member.
+		c.PeerLimits.QueueTimeout = c.PeerTimeout / 2
+	}
+	c.PeerLimits.Name = "peer"
+	c.PeerLimits = c.PeerLimits.WithDefaults()
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c
 }
@@ -205,6 +230,12 @@ func (c Config) Validate() error {
 		return errors.New("cluster.suspect_for: negative")
 	case c.Replicas < 0 || c.Replicas > 3:
 		return fmt.Errorf("cluster.replicas: %d (want 1, 2 or 3)", c.Replicas)
+	}
+	if err := c.PeerLimits.Validate(); err != nil {
+		return fmt.Errorf("cluster.peer_limits.%w", err)
+	}
+	if c.PeerTimeout > 0 && c.PeerLimits.QueueTimeout >= c.PeerTimeout {
+		return fmt.Errorf("cluster.peer_limits.queue_timeout: %v must be shorter than cluster.peer_timeout %v (a queued asker hears no liveness)", c.PeerLimits.QueueTimeout, c.PeerTimeout)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/limit"
 )
 
 func TestConfigGolden(t *testing.T) {
@@ -61,6 +62,7 @@ func TestConfigDefaults(t *testing.T) {
 		PeerTimeout:  2 * time.Second,
 		SuspectFor:   10 * time.Second,
 		Replicas:     1,
+		PeerLimits:   limit.GateConfig{MaxConcurrent: 1024, MaxQueue: 1024, QueueTimeout: time.Second, Name: "peer"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults\n%+v\nwant\n%+v", c, want)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -60,8 +61,9 @@ type Node struct {
 	// from the secret so that one secret configures both.
 	gossipKey []byte
 
-	peerLn net.Listener
-	client *http.Transport // to the other members' peer endpoints
+	peerLn   net.Listener
+	peerGate *limit.Gate     // caps the verified peer requests in flight
+	client   *http.Transport // to the other members' peer endpoints
 
 	view   atomic.Pointer[view] // the current ring and peer addresses
 	closed atomic.Bool
@@ -195,6 +197,10 @@ func New(cfg Config, opt Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster.peer_listen: %w", err)
 	}
 	n.peerLn = ln
+	if n.peerGate, err = limit.NewGate(cfg.PeerLimits); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("cluster.peer_limits: %w", err)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.setPeerAddr(nil); err != nil {
 		ln.Close()
@@ -651,6 +657,10 @@ func (delegate) MergeRemoteState([]byte, bool)      {}
 func (d delegate) NotifyJoin(nd *memberlist.Node)   { d.n.memberUp(nd, "joined") }
 func (d delegate) NotifyUpdate(nd *memberlist.Node) { d.n.memberUp(nd, "updated") }
 func (d delegate) NotifyLeave(nd *memberlist.Node)  { d.n.memberDown(nd) }
+
+// PeerGate is the cap on the peer endpoint's requests in flight
+// (Config.PeerLimits), a prometheus.Collector of its own metrics.
+func (n *Node) PeerGate() *limit.Gate { return n.peerGate }
 
 // Name returns this member's name.
 func (n *Node) Name() string { return n.cfg.Name }

@@ -65,6 +65,18 @@ func (n *Node) PeerHandler(next http.Handler) http.Handler {
 				return
 			}
 		}
+		// The peer gate (Config.PeerLimits) caps the fills other members
+		// make this one do at once. Its refusal is this member's own
+		// answer (its Cache-Status entry), so that the asker serves it (or
+		// a stale copy) rather than suspecting a busy member and filling
+		// from upstream itself, which would add load where it hurts.
+		if err := n.peerGate.Acquire(r.Context()); err != nil {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Cache-Status", n.cfg.Name+"; detail=peer-overloaded")
+			refuse(w, http.StatusServiceUnavailable, "too many peer requests in flight: %v", err)
+			return
+		}
+		defer n.peerGate.Release()
 		if hop != "" && r.Host != InternalHost {
 			// A v2 asker reads interim answers as liveness; a v1 one
 			// might pass them on to its client, so it gets none.
@@ -77,6 +89,7 @@ func (n *Node) PeerHandler(next http.Handler) http.Handler {
 }
 
 // refuse answers with a short plain-text error that is never cached.
+// Fields already set on w (Cache-Status, Retry-After) are kept.
 func refuse(w http.ResponseWriter, status int, format string, args ...any) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")

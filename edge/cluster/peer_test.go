@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
@@ -190,4 +191,41 @@ type statusError struct{ status, size int }
 
 func (e *statusError) Error() string {
 	return "status " + strconv.Itoa(e.status) + ", body " + strconv.Itoa(e.size) + " bytes"
+}
+
+// The peer gate refuses fills past its cap with the member's own answer, so
+// that the asker does not suspect a busy member and fill from upstream.
+func TestPeerGateRefusesAsTheMember(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 1, Cluster: func(_ int, c *cluster.Config) {
+		c.PeerLimits = limit.GateConfig{MaxConcurrent: 1, MaxQueue: -1}
+	}})
+	n := reg.Node(0)
+	peer := "http://" + n.Cluster.PeerAddr()
+	get := func(target string) *http.Response {
+		req, _ := http.NewRequest("GET", peer+target, nil)
+		req.Host = cdntest.SiteHost
+		signAs(req, cdntest.Secret, "edge9", time.Now())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	slow := make(chan *http.Response, 1)
+	go func() { slow <- get("/gate/slow?delay=1s&" + strings.TrimPrefix(cacheable, "?")) }()
+	cdntest.Eventually(t, 5*time.Second, "the slow fill to hold the gate", func() bool { return n.Cluster.PeerGate().Stats().InFlight == 1 })
+	resp := get("/gate/other" + cacheable)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+		!strings.HasPrefix(resp.Header.Get("Cache-Status"), n.Name+";") {
+		t.Fatalf("past the cap: %d, Retry-After %q, Cache-Status %q", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Cache-Status"))
+	}
+	r := <-slow
+	io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		t.Fatalf("the admitted fill: %d", r.StatusCode)
+	}
 }

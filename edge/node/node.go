@@ -416,7 +416,8 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "meridian_cluster_consulted_total",
 				Help: "Fills this node, as a key's owner, took from a peer's copy (a replica or the key's previous holder) instead of upstream.",
-			}, func() float64 { return float64(cn.Consulted()) }))
+			}, func() float64 { return float64(cn.Consulted()) }),
+			cn.PeerGate())
 		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			cur := n.config()
