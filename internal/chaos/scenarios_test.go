@@ -294,8 +294,11 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 		}
 		return total >= 2*keys
 	})
-	if got := o.Requests(); got != keys {
-		t.Fatalf("%d origin requests to fill %d keys with their replicas, want %d", got, keys, keys)
+	// Setting up is not what is measured: a membership flap on a loaded
+	// machine may cost a key a second fetch here.
+	filled := o.Requests()
+	if filled < keys || filled > keys+keys/30 {
+		t.Fatalf("%d origin requests to fill %d keys with their replicas, want %d", filled, keys, keys)
 	}
 
 	// Stop edge 3 and ask for every key at the others at once: killed,
@@ -311,7 +314,7 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 			t.Fatalf("%s with an edge down: %v %v", target, resp, err)
 		}
 	}
-	down := o.Requests() - keys
+	down := o.Requests() - filled
 	cdn.WaitRegion("r1", 20*time.Second)
 
 	// Back, empty: every key asked at every edge.
@@ -324,7 +327,7 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 			}
 		}
 	}
-	back := o.Requests() - keys - down
+	back := o.Requests() - filled - down
 	t.Logf("replicas 2: %d origin fetches while an edge was down, %d after it restarted (of %d keys)", down, back, keys)
 	if down+back > keys/30 {
 		t.Errorf("restarting an edge with replicas 2 cost %d origin fetches (%d while down, %d after), want about 0 (at most %d)", down+back, down, back, keys/30)
