@@ -272,11 +272,18 @@ func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 // freePort returns a port on 127.0.0.1 that is free now for both TCP and
 // UDP (memberlist binds both), below the kernel's ephemeral range
 // (32768-60999 on Linux), so that no outgoing connection takes it before
-// the node binds it, now or when it restarts.
+// the node binds it, now or when it restarts. A port is handed out once
+// per test process: two edges of one CDN (or of two tests) picking the
+// same free port before either binds it would collide.
 func freePort(t testing.TB) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 200 {
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -288,8 +295,15 @@ func freePort(t testing.TB) int {
 			continue
 		}
 		pc.Close()
+		handedOut.ports[port] = true
 		return port
 	}
 	t.Fatal("chaos: no free port")
 	return 0
 }
+
+// handedOut records the ports freePort has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
