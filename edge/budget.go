@@ -23,6 +23,10 @@ type byteBudget struct {
 	used    int64
 	freed   chan struct{} // closed (and replaced) whenever bytes are given back
 	waiting int           // acquirers waiting for room
+	growing int           // of those, fills with their answer waiting to grow
+	// receiving counts fills that got room for their body and are
+	// receiving it (they give bytes back when they end).
+	receiving int
 }
 
 func newByteBudget(max int64) *byteBudget {
@@ -38,57 +42,95 @@ func (b *byteBudget) setMax(max int64) {
 	b.mu.Unlock()
 }
 
-// tryTake takes n bytes if they fit. A request bigger than the whole
-// budget fits only when nothing else is held, so one large body can
-// always make progress alone.
-func (b *byteBudget) tryTake(n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+n <= b.max || b.used == 0 {
-		b.used += n
-		return true
+// fits reports whether n more bytes may be taken now. A request bigger
+// than the whole budget fits only when nothing else is held, so that one
+// large body can always make progress alone.
+//
+// A new fill's first chunk (admit) fits only while no fill that has its
+// answer waits to grow: a fill whose request upstream is made goes first,
+// or every fill would hold a first chunk and wait for the rest, each a
+// wasted request upstream.
+//
+// A fill that has its answer (grow) may also go past the budget, by at
+// most its own body (max_object_bytes), when no other fill is receiving
+// a body: the others then hold first chunks while they wait on upstream,
+// possibly on an origin slot this very fill holds, and nothing would be
+// given back in time. Only one fill at a time goes past: it is receiving.
+// The caller holds mu.
+func (b *byteBudget) fits(n int64, admit bool) bool {
+	if admit {
+		return b.growing == 0 && (b.used+n <= b.max || b.used == 0)
 	}
-	return false
+	return b.used+n <= b.max || b.used == 0 || b.receiving == 0
 }
 
 // take takes n bytes, waiting up to wait for room (and no longer than
-// ctx). It returns errInflightFull when no room came in time.
-func (b *byteBudget) take(ctx context.Context, n int64, wait time.Duration) error {
-	if n <= 0 || b.tryTake(n) {
+// ctx). admit says n is a new fill's first chunk, else the fill has its
+// answer and needs room for the body (see fits); receiving says the fill
+// is counted as receiving a body already. It returns errInflightFull when
+// no room came in time.
+func (b *byteBudget) take(ctx context.Context, n int64, wait time.Duration, admit, receiving bool) error {
+	if n <= 0 {
 		return nil
 	}
-	if wait <= 0 {
-		return errInflightFull
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.max || b.used == 0 {
+		if b.fits(n, admit) {
 			b.used += n
+			if !admit && !receiving {
+				b.receiving++
+			}
 			b.mu.Unlock()
 			return nil
 		}
+		if wait <= 0 {
+			b.mu.Unlock()
+			return errInflightFull
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
 		freed := b.freed
 		b.waiting++
+		if !admit {
+			b.growing++
+		}
 		b.mu.Unlock()
+		var err error
 		select {
 		case <-freed:
 		case <-timer.C:
-			b.unwait()
-			return errInflightFull
+			err = errInflightFull
 		case <-ctx.Done():
-			b.unwait()
-			return context.Cause(ctx)
+			err = context.Cause(ctx)
 		}
-		b.unwait()
+		b.mu.Lock()
+		b.waiting--
+		if !admit {
+			b.growing--
+			if b.growing == 0 {
+				b.wake() // new fills may be admitted again
+			}
+		}
+		b.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 }
 
-func (b *byteBudget) unwait() {
-	b.mu.Lock()
-	b.waiting--
-	b.mu.Unlock()
+// done returns n bytes, the last a fill held; receiving says the fill was
+// counted as receiving a body.
+func (b *byteBudget) done(n int64, receiving bool) {
+	if receiving {
+		b.mu.Lock()
+		b.receiving--
+		b.wake() // a fill waiting to grow may go past the budget now
+		b.mu.Unlock()
+	}
+	b.give(n)
 }
 
 // give returns n bytes.

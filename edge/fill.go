@@ -105,7 +105,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// Admission: a fill holds at least a first chunk of the in-flight
 	// budget; when that is full, new misses wait briefly, then fail
 	// (503, or a stale copy) without reaching upstream.
-	if err := mem.ensure(ctx, firstChunk); err != nil {
+	if err := mem.admit(ctx, firstChunk); err != nil {
 		h.metrics.inflightRejected.Inc()
 		fail(fillResult{failed: true, err: err}, nil)
 		return
@@ -333,20 +333,32 @@ func staleStandsIn(stale *entry, now time.Time) bool {
 // of its body's buffer, or the announced length reserved up front. Only
 // the fill's goroutine uses it.
 type fillMemory struct {
-	budget *byteBudget
-	wait   time.Duration
-	held   int64
+	budget    *byteBudget
+	wait      time.Duration
+	held      int64
+	receiving bool // counted among the budget's fills receiving a body
 }
 
-// ensure holds at least n bytes, waiting for room as the budget allows.
+// admit holds a new fill's first n bytes, waiting for room as the budget
+// allows; fills with their answer waiting to grow go first.
+func (m *fillMemory) admit(ctx context.Context, n int64) error {
+	if err := m.budget.take(ctx, n, m.wait, true, false); err != nil {
+		return err
+	}
+	m.held = n
+	return nil
+}
+
+// ensure holds at least n bytes for the body being received, waiting for
+// room as the budget allows.
 func (m *fillMemory) ensure(ctx context.Context, n int64) error {
 	if n <= m.held {
 		return nil
 	}
-	if err := m.budget.take(ctx, n-m.held, m.wait); err != nil {
+	if err := m.budget.take(ctx, n-m.held, m.wait, false, m.receiving); err != nil {
 		return err
 	}
-	m.held = n
+	m.held, m.receiving = n, true
 	return nil
 }
 
@@ -358,8 +370,11 @@ func (m *fillMemory) shrink(n int64) {
 	}
 }
 
-// release gives everything back.
-func (m *fillMemory) release() { m.shrink(0) }
+// release gives everything back, once the fill is over.
+func (m *fillMemory) release() {
+	m.budget.done(m.held, m.receiving)
+	m.held, m.receiving = 0, false
+}
 
 // readBufs are the fills' read buffers: a miss must not allocate 32 KiB.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -50,7 +50,10 @@ type flight struct {
 	// refresh, or a request that was answered from a stale copy early.
 	background bool
 	abandoned  bool // called off when the last party left
-	body       *growingBody
+	// passDelivered says the leader's client got the whole pass response
+	// (res is not written once published: others read it unlocked).
+	passDelivered bool
+	body          *growingBody
 }
 
 // fillResult is what a fill hands to its waiters once upstream answered.
@@ -109,6 +112,23 @@ func (f *flight) keepInBackground() {
 	f.mu.Unlock()
 }
 
+// running reports whether the fill still has work upstream: no result
+// yet, a pass response not yet delivered, or a body still arriving. A
+// failed fill, or one whose whole answer is in, has nothing to call off.
+// The caller holds f.mu.
+func (f *flight) running() bool {
+	return !f.published || f.res.pass != nil && !f.passDelivered || f.body != nil && !f.body.finished.Load()
+}
+
+// delivered says the leader's client got the whole result: a pass
+// response read to its end is not called off (nor counted) when the
+// leader leaves.
+func (f *flight) delivered() {
+	f.mu.Lock()
+	f.passDelivered = true
+	f.mu.Unlock()
+}
+
 // join counts one more party. It is called under the handler's lock, so
 // it only counts (see growingBody.expect).
 func (f *flight) join() {
@@ -151,8 +171,7 @@ func (h *Handler) leave(f *flight) {
 	f.mu.Lock()
 	f.parties--
 	b := f.body
-	callOff := f.parties == 0 && !f.background && !f.abandoned && !f.worthFinishing(share) &&
-		!(f.body != nil && f.body.finished.Load())
+	callOff := f.parties == 0 && !f.background && !f.abandoned && f.running() && !f.worthFinishing(share)
 	if callOff {
 		f.abandoned = true
 		f.hint = nil

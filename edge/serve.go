@@ -212,8 +212,19 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		} else if res.leaderEntry != nil {
 			res.e = res.leaderEntry
 		}
+		pass := res.pass != nil
+		if pass {
+			// An answer that is not stored is this client's alone: when
+			// the client goes, its upstream request goes too, even while
+			// the copy waits on upstream's next bytes (leave counts it).
+			stop := context.AfterFunc(r.Context(), func() { f.cancel(errAbandoned) })
+			defer stop()
+		}
 		defer h.leave(f)
 		h.serveResult(w, r, st, res, stale, cs)
+		if pass {
+			f.delivered()
+		}
 		return
 	}
 }
