@@ -308,6 +308,7 @@ func runBenchAttack(ctx context.Context, args []string) error {
 	budget := fs.String("budget-bytes", "", "the server's memory budget (max_bytes + max_inflight_bytes + 64 MiB), e.g. 150994944 or 144MiB")
 	killAbove := fs.String("kill-above", "", "kill the server (SIGKILL to --pid) when its RSS passes this, e.g. 2GiB (default: never)")
 	fs.Float64Var(&cfg.OriginCapRPS, "origin-cap-rps", 0, "origin requests per second that the server's caps allow, for the verdict")
+	fs.Float64Var(&cfg.OriginCapBurst, "origin-cap-burst", 0, "origin requests the server's caps allow at once on top of that rate (a rate limit's burst), for the verdict")
 	fs.DurationVar(&cfg.Tail, "tail", time.Second, "how long to keep watching after the attack")
 	insecure := fs.Bool("insecure", false, "accept any server certificate (self-signed)")
 	if err := fs.Parse(args); err != nil {

@@ -141,6 +141,9 @@ type AttackConfig struct {
 	// verdict (origin requests ≤ OriginCapRPS × Duration). Default 0: no
 	// verdict on origin requests.
 	OriginCapRPS float64
+	// OriginCapBurst is the origin requests the caps allow at once on top
+	// of OriginCapRPS × Duration (a token bucket's burst). Default 0.
+	OriginCapBurst float64
 
 	// Tail is how long the legitimate client and the memory sampler go on
 	// after the attack's last request has ended: fills that outlive their
@@ -264,6 +267,8 @@ func (c AttackConfig) Validate() error {
 		return fmt.Errorf("budget_bytes: negative (%d)", c.BudgetBytes)
 	case c.OriginCapRPS < 0:
 		return fmt.Errorf("origin_cap_rps: negative (%v)", c.OriginCapRPS)
+	case c.OriginCapBurst < 0:
+		return fmt.Errorf("origin_cap_burst: negative (%v)", c.OriginCapBurst)
 	case c.Tail < 0:
 		return fmt.Errorf("tail: negative (%v)", c.Tail)
 	case strings.ContainsAny(c.RunID, "&#=?/ \t\r\n"):
@@ -356,6 +361,7 @@ type AttackResult struct {
 	OriginRequests int64   `json:"origin_requests"`
 	OriginRPS      float64 `json:"origin_rps"`
 	OriginCapRPS   float64 `json:"origin_cap_rps"`
+	OriginCapBurst float64 `json:"origin_cap_burst"`
 
 	// Legit is what the legitimate client saw, from the attack's start to
 	// the end of the tail.
@@ -393,7 +399,7 @@ func (r AttackResult) Sample() Sample {
 		ServerCPUPct: r.ServerCPUPct, LoadCPUPct: r.LoadCPUPct,
 		BaseRSS: r.BaseRSS, PeakRSS: r.PeakRSS, BudgetBytes: r.BudgetBytes, RSSRatio: r.RSSRatio,
 		ServerExited: r.ServerExited, Killed: r.Killed,
-		OriginCounted: r.OriginCounted, OriginFetches: r.OriginRequests, OriginRPS: r.OriginRPS, OriginCapRPS: r.OriginCapRPS,
+		OriginCounted: r.OriginCounted, OriginFetches: r.OriginRequests, OriginRPS: r.OriginRPS, OriginCapRPS: r.OriginCapRPS, OriginCapBurst: r.OriginCapBurst,
 		LegitRequests: r.Legit.Requests, LegitErrors: r.Legit.Errors, LegitNotHits: r.Legit.NotHits,
 		LegitP50Ms: ms(r.Legit.P50), LegitP99Ms: ms(r.Legit.P99), LegitMaxMs: ms(r.Legit.Max),
 		FirstError: r.FirstError}
@@ -557,7 +563,7 @@ func Attack(ctx context.Context, cfg AttackConfig) (AttackResult, error) {
 	defer cancel()
 
 	res := AttackResult{Kind: cfg.Kind, Rate: cfg.Rate, Planned: plannedRequests(cfg.Rate, cfg.Duration),
-		BudgetBytes: cfg.BudgetBytes, OriginCapRPS: cfg.OriginCapRPS}
+		BudgetBytes: cfg.BudgetBytes, OriginCapRPS: cfg.OriginCapRPS, OriginCapBurst: cfg.OriginCapBurst}
 
 	var legit *legitClient
 	if cfg.HitURL != "" {

@@ -48,6 +48,7 @@ usage: $0 [--kinds "K ..."] [--rate R] [--duration S] [--max-bytes N] [--max-inf
   --kill-above N         kill an edge whose RSS passes N bytes (default $KILL_ABOVE, 2 GiB)
   --edge-config FILE     edge config template instead of the built-in one; it may use
                          @EDGE_PORT@ @TLS_PORT@ @ADMIN_PORT@ @ORIGIN_PORT@ @TMP@ @MAX_BYTES@ @MAX_INFLIGHT@
+                         @CLIENT_RPS@ (the built-in config's per-client rate limit: --origin-cap-rps)
   --out FILE             the table (default deploy/bench/results/attack.md)
   --no-pin               do not pin the edge to core 0 and the rest to core 1
 
@@ -189,11 +190,14 @@ cache:
 sites:
   - hosts: [127.0.0.1, localhost, bench.test]
     origin: http://127.0.0.1:@ORIGIN_PORT@
+    limits:                   # per client, on requests bound upstream (hits are never limited)
+      rate: @CLIENT_RPS@
+      burst: @CLIENT_RPS@
 EOF
 fi
 sed -e "s#@TMP@#$TMP#g" -e "s#@EDGE_PORT@#$EDGE_PORT#g" -e "s#@TLS_PORT@#$TLS_PORT#g" \
 	-e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
-	-e "s#@MAX_BYTES@#$MAX_BYTES#g" -e "s#@MAX_INFLIGHT@#$MAX_INFLIGHT#g" "$EDGE_CONFIG" >"$TMP/edge.yaml"
+	-e "s#@MAX_BYTES@#$MAX_BYTES#g" -e "s#@MAX_INFLIGHT@#$MAX_INFLIGHT#g" -e "s#@CLIENT_RPS@#$ORIGIN_CAP_RPS#g" "$EDGE_CONFIG" >"$TMP/edge.yaml"
 "$E" validate "$TMP/edge.yaml" >/dev/null 2>&1 || die "the edge config does not validate: $("$E" validate "$TMP/edge.yaml" 2>&1 | tail -1)"
 
 # ---- servers ---------------------------------------------------------------
@@ -260,7 +264,7 @@ for kind in $KINDS; do
 	if ! "${LOAD_PIN[@]}" "$M" bench attack --kind "$kind" --url "$url" --host "$HOST" --rate "$rate" --duration "${DUR}s" \
 		--pid "$edge_pid" --origin-stats "http://127.0.0.1:$ORIGIN_PORT/_stats" \
 		--hit-url "http://127.0.0.1:$EDGE_PORT$HIT_PATH" --budget-bytes "$BUDGET" \
-		--origin-cap-rps "$ORIGIN_CAP_RPS" --kill-above "$KILL_ABOVE" --insecure \
+		--origin-cap-rps "$ORIGIN_CAP_RPS" --origin-cap-burst "$ORIGIN_CAP_RPS" --kill-above "$KILL_ABOVE" --insecure \
 		--out "$SAMPLES" --scenario "attack-$kind" --server meridian; then
 		log "$kind: the attack tool failed (see above); the edge's last log lines:"
 		tail -5 "$TMP/edge-$kind.log" >&2 || true
@@ -274,9 +278,9 @@ done
 {
 	echo "Meridian $COMMIT ($(go version 2>/dev/null | awk '{print $3}')); \`deploy/bench/attack.sh --duration $DUR${RATE:+ --rate $RATE} --origin-cap-rps $ORIGIN_CAP_RPS\`."
 	if [ -n "$MEMLIMIT" ]; then memlimit="$((MEMLIMIT >> 20)) MiB"; else memlimit="none logged"; fi
-	echo "Edge: a fresh \`meridian edge\`$EDGE_NOTE per attack, cache.max_bytes $((MAX_BYTES >> 20)) MiB, cache.max_inflight_bytes $((MAX_INFLIGHT >> 20)) MiB: a budget of $((BUDGET >> 20)) MiB with the 64 MiB headroom; the Go memory limit the edge set from its config: $memlimit. Other settings at their defaults; TLS with a self-signed certificate (HTTP/2 and HTTP/3 on port $TLS_PORT)."
+	echo "Edge: a fresh \`meridian edge\`$EDGE_NOTE per attack, cache.max_bytes $((MAX_BYTES >> 20)) MiB, cache.max_inflight_bytes $((MAX_INFLIGHT >> 20)) MiB: a budget of $((BUDGET >> 20)) MiB with the 64 MiB headroom; the Go memory limit the edge set from its config: $memlimit. sites[0].limits rate and burst $ORIGIN_CAP_RPS per client (the attacker is one client; hits are not limited); other settings at their defaults; TLS with a self-signed certificate (HTTP/2 and HTTP/3 on port $TLS_PORT)."
 	echo "Attack requests: GET /attack/KIND?$QUERY&k=RUN-N (slow-misses also delay=2s, abandoned by the client after 1 s), each N a new key, Host $HOST; h2-reset on 4 connections, h3-cancel on 1."
-	echo "Origin cap: the verdict wants origin requests ≤ $ORIGIN_CAP_RPS/s × the duration (--origin-cap-rps: set it to what the edge's configured caps allow)."
+	echo "Origin cap: the verdict wants origin requests ≤ $ORIGIN_CAP_RPS/s × the duration + $ORIGIN_CAP_RPS (the built-in config's per-client rate limit and its burst) (--origin-cap-rps: set it to what the edge's configured caps allow)."
 	echo "An edge whose RSS passed $((KILL_ABOVE >> 20)) MiB would have been killed (SIGKILL) and its attack cut short, so as not to take the shared machine down."
 	echo "Machine: $PINNING; shared with other engineers' builds and tests (load average $LOAD_BEFORE before the run, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?') after it, on $(nproc) cores): latencies are noisy."
 } >>"$NOTES"

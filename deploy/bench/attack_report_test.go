@@ -52,6 +52,8 @@ func TestAttackTargets(t *testing.T) {
 		{"nothing to judge on", Sample{PeakRSS: 1 << 30, OriginFetches: 5000}, "pass"},
 		{"origin not counted: no verdict on it", Sample{OriginRPS: 500, OriginCapRPS: 10}, "pass"},
 		{"no cap: no verdict on origin", Sample{OriginCounted: true, OriginRPS: 500}, "pass"},
+		{"within the burst", Sample{OriginCounted: true, OriginFetches: 549, OriginRPS: 54.9, OriginCapRPS: 50, OriginCapBurst: 50}, "pass"},
+		{"past the burst", Sample{OriginCounted: true, OriginFetches: 551, OriginRPS: 55.1, OriginCapRPS: 50, OriginCapBurst: 50}, "FAIL: origin 55/s > 50/s"},
 		{"at the limits", Sample{BudgetBytes: 100, RSSRatio: 1.25, LegitRequests: 10, LegitP99Ms: 50, OriginCounted: true, OriginRPS: 10, OriginCapRPS: 10}, "pass"},
 	} {
 		if got := tg.Verdict(tc.s); got != tc.want {

@@ -92,12 +92,14 @@ type Sample struct {
 	OriginCounted bool    `json:"origin_counted,omitempty"`
 	OriginRPS     float64 `json:"origin_rps,omitempty"`
 	OriginCapRPS  float64 `json:"origin_cap_rps,omitempty"`
-	LegitRequests int64   `json:"legit_requests,omitempty"`
-	LegitErrors   int64   `json:"legit_errors,omitempty"`
-	LegitNotHits  int64   `json:"legit_not_hits,omitempty"`
-	LegitP50Ms    float64 `json:"legit_p50_ms,omitempty"`
-	LegitP99Ms    float64 `json:"legit_p99_ms,omitempty"`
-	LegitMaxMs    float64 `json:"legit_max_ms,omitempty"`
+	// OriginCapBurst is what the caps allow at once beyond the rate.
+	OriginCapBurst float64 `json:"origin_cap_burst,omitempty"`
+	LegitRequests  int64   `json:"legit_requests,omitempty"`
+	LegitErrors    int64   `json:"legit_errors,omitempty"`
+	LegitNotHits   int64   `json:"legit_not_hits,omitempty"`
+	LegitP50Ms     float64 `json:"legit_p50_ms,omitempty"`
+	LegitP99Ms     float64 `json:"legit_p99_ms,omitempty"`
+	LegitMaxMs     float64 `json:"legit_max_ms,omitempty"`
 	// FirstError is the first error the attack or the legitimate client
 	// met, for the reader of the samples file.
 	FirstError string `json:"first_error,omitempty"`
