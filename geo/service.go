@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Options are a [Service]'s collaborators; the zero value is ready to use.
@@ -58,6 +59,7 @@ type Service struct {
 	countryPins   map[string]int
 	netPins       []netPin // longest prefix first
 	trusted       []netip.Prefix
+	subnets       *lru.Cache[netip.Prefix, placement] // client subnets placed by their networks
 
 	view atomic.Pointer[view]
 
@@ -140,6 +142,7 @@ func New(cfg Config, opts Options) (*Service, error) {
 		p, _ := parseNetwork(t) // validated
 		s.trusted = append(s.trusted, p)
 	}
+	s.subnets, _ = lru.New[netip.Prefix, placement](subnetCacheSize) // size > 0: no error
 	s.view.Store(newHealth(cfg.Probe, cfg.Regions, s.now()).view())
 	return s, nil
 }
@@ -251,7 +254,8 @@ type Answer struct {
 // /48 (IPv6) share hashing decisions (traffic steps, spreading).
 func (s *Service) Route(client netip.Addr) Answer {
 	client = client.Unmap()
-	return s.route(netip.PrefixFrom(client, client.BitLen()))
+	a, _ := s.route(netip.PrefixFrom(client, client.BitLen()))
+	return a
 }
 
 // keyBits is the subnet size whose clients share hashing decisions: a
@@ -276,11 +280,15 @@ func clientKey(p netip.Prefix) uint64 {
 }
 
 // route answers for a client known by a subnet (a full-length prefix for
-// one address; an EDNS Client Subnet for DNS). The subnet's first address
-// is located.
-func (s *Service) route(p netip.Prefix) Answer {
-	addr := p.Masked().Addr()
-	loc, why := s.locate(addr)
+// one address; an EDNS Client Subnet for DNS), placed by the GeoIP
+// networks inside it (see [Service.place]), and returns the prefix length
+// of the addresses the answer holds for (the ECS scope, in p's family:
+// an IPv4-mapped p is placed as IPv4 and the scope counts its 96 bits).
+func (s *Service) route(p netip.Prefix) (Answer, int) {
+	mapped := p.Addr().Is4In6() && p.Bits() >= 96
+	p = normPrefix(p)
+	pl := s.place(p)
+	addr, loc, why := p.Addr(), pl.loc, pl.why
 	key := clientKey(p)
 	v := s.view.Load()
 
@@ -347,6 +355,10 @@ func (s *Service) route(p netip.Prefix) Answer {
 		edges = r.Edges // fail open: no edge answers, so name them all
 	}
 	edges = slices.Clone(edges) // the caller's to keep or change
+	scope := pl.scope
+	if mapped {
+		scope += 96
+	}
 	return Answer{
 		Region:     r.Name,
 		DistanceKm: math.Round(cands[pick].DistanceKm*10) / 10,
@@ -356,7 +368,7 @@ func (s *Service) route(p netip.Prefix) Answer {
 		Why:        why + "; " + s.explain(mode, v, order, cands, pick),
 		Client:     addr,
 		Location:   loc,
-	}
+	}, scope
 }
 
 // edgeFor picks the edge of edges for the client with subnet hash key:
@@ -411,6 +423,12 @@ func (s *Service) locate(addr netip.Addr) (Location, string) {
 	if err != nil {
 		s.log.Warn("geoip lookup failed", "addr", addr, "err", err)
 	}
+	return s.settle(loc)
+}
+
+// settle applies the country pins to a GeoIP location and sends one the
+// database does not place to the default region.
+func (s *Service) settle(loc Location) (Location, string) {
 	if i, ok := s.countryPins[loc.Country]; ok {
 		pinned := s.placeAt(i, SourcePin, loc.Network)
 		pinned.Country, pinned.Continent, pinned.AccuracyKm = loc.Country, loc.Continent, loc.AccuracyKm
