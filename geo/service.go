@@ -316,7 +316,7 @@ func (s *Service) route(p netip.Prefix) (Answer, int) {
 	})
 
 	// Available: up, or ramping with this client admitted. When no region
-	// is, the least bad ones: first those with a quorum of edges answering
+	// is, the least bad ones: first those with enough edges answering
 	// (held down, or ramping without this client), then those with any
 	// edge answering. Only when no edge of any region answers is health
 	// ignored (fail open): a client is never sent to a region whose edges
@@ -392,7 +392,7 @@ func (s *Service) explain(mode string, v *view, order []int, cands []Candidate, 
 	case "least-bad":
 		return "no region is fully up; nearest region whose edges answer"
 	case "partial":
-		return "no region has a quorum of edges up; nearest region with an edge that answers"
+		return "no region has enough edges up; nearest region with an edge that answers"
 	}
 	if pick == 0 {
 		if v.regions[order[0]].state == StateRamping {
@@ -473,7 +473,7 @@ type Status struct {
 	// FailOpen is set when no edge of any region answers its probes, so
 	// health is being ignored and every client gets its nearest region.
 	FailOpen bool `json:"fail_open"`
-	// Healthy counts the regions with a quorum of edges answering.
+	// Healthy counts the regions with enough edges answering.
 	Healthy int `json:"healthy"`
 	// Regions are in config order.
 	Regions []RegionStatus `json:"regions"`
