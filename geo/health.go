@@ -56,11 +56,11 @@ type regionHealth struct {
 	minHealthy int     // edges that must be up
 	minShare   float64 // share of the edges that must be up
 	edges      []edgeHealth
-	state    State
-	since    time.Time // when state began
-	step     int       // index into Steps while ramping
-	holdDown time.Duration
-	failures []time.Time // when the region went down, within FailureWindow
+	state      State
+	since      time.Time // when state began
+	step       int       // index into Steps while ramping
+	holdDown   time.Duration
+	failures   []time.Time // when the region went down, within FailureWindow
 }
 
 // health is the probe evidence and the hysteresis state of every region.
