@@ -83,7 +83,7 @@ func runInBubble(t *testing.T, s *Service) {
 func TestShedByCapacity(t *testing.T) {
 	c := sevenRegionConfig()
 	c.Picker = PickerConfig{Policy: "spread", SlackKm: 1000}
-	c.Regions[1].Capacity = 3 // eu-west, 638 km from Frankfurt
+	c.Regions[1].Capacity = 3                                                          // eu-west, 638 km from Frankfurt
 	c.Regions = append(c.Regions, Region{Name: "eu-north", Point: Point{59.33, 18.07}, // Stockholm, 1190 km
 		Edges: []string{"127.0.8.1:8080"}, Capacity: 1})
 	s := newTestService(t, c, Options{}) // the built-in table: 91.0.0.0/10 is Frankfurt
