@@ -83,8 +83,9 @@ func runInBubble(t *testing.T, s *Service) {
 func TestShedByCapacity(t *testing.T) {
 	c := sevenRegionConfig()
 	c.Picker = PickerConfig{Policy: "spread", SlackKm: 1000}
-	c.Regions[1].Capacity = 3                                                          // eu-west, 638 km from Frankfurt
-	c.Regions = append(c.Regions, Region{Name: "eu-north", Point: Point{59.33, 18.07}, // Stockholm, 1190 km
+	// eu-west is 638 km from Frankfurt, eu-north (Stockholm) 1190 km.
+	c.Regions[1].Capacity = 3
+	c.Regions = append(c.Regions, Region{Name: "eu-north", Point: Point{59.33, 18.07},
 		Edges: []string{"127.0.8.1:8080"}, Capacity: 1})
 	s := newTestService(t, c, Options{}) // the built-in table: 91.0.0.0/10 is Frankfurt
 	setStates(t, s, map[string]State{"eu-central": StateDown, "us-east": StateDown, "ap-ne": StateDown, "sa-east": StateDown}, 0)
