@@ -94,11 +94,16 @@ func newHealth(cfg ProbeConfig, regions []Region, now time.Time) *health {
 
 // observe records one probe round (ok[i][j]: edge j of region i answered)
 // taken at now, advances every region's state, and returns what changed.
-func (h *health) observe(ok [][]bool, now time.Time) []event {
+// In a held round (the prober's self-check failed) failures are no
+// evidence: they change nothing, and only the successes count.
+func (h *health) observe(ok [][]bool, held bool, now time.Time) []event {
 	var evs []event
 	for i := range h.regions {
 		r := &h.regions[i]
 		for j := range r.edges {
+			if held && !ok[i][j] {
+				continue
+			}
 			if from, to, changed := h.observeEdge(&r.edges[j], ok[i][j]); changed {
 				evs = append(evs, event{region: r.name, edge: r.edges[j].addr, from: from, to: to})
 			}

@@ -41,7 +41,7 @@ func (r *healthRig) round(up ...bool) {
 			}
 		}
 	}
-	r.h.observe(ok, r.now)
+	r.h.observe(ok, false, r.now)
 }
 
 func (r *healthRig) rounds(n int, up ...bool) {
@@ -167,7 +167,7 @@ func TestRegionMinHealthy(t *testing.T) {
 			}
 			for range cfg.Fall {
 				now = now.Add(cfg.Interval)
-				h.observe(ok, now)
+				h.observe(ok, false, now)
 			}
 			if got := h.regions[0].state; got != tt.want {
 				t.Errorf("%d of %d edges up: region %s, want %s", tt.up, tt.edges, got, tt.want)
@@ -293,7 +293,7 @@ func TestFailOpen(t *testing.T) {
 			r := newHealthRig(t)
 			for range 3 {
 				r.now = r.now.Add(time.Second)
-				r.h.observe(tt.ok, r.now)
+				r.h.observe(tt.ok, false, r.now)
 			}
 			if v := r.h.view(); v.failOpen != tt.failOpen || v.healthy != tt.healthy {
 				t.Errorf("failOpen %v healthy %d, want %v %d", v.failOpen, v.healthy, tt.failOpen, tt.healthy)

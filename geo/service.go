@@ -28,6 +28,9 @@ type Options struct {
 	Now func() time.Time
 	// Transport carries the health probes. Nil: a transport of the
 	// Service's own, closed with it. Tests use it to kill and revive edges.
+	// It must also answer the self-check probe, to geo-self-check.invalid,
+	// as a healthy edge, and should report httptrace's WroteRequest so
+	// that probe timeouts count from the write.
 	Transport http.RoundTripper
 	// Locator replaces the database named by Config.Database (for
 	// instance one built in memory with geo/geodb). Nil: open
@@ -62,6 +65,9 @@ type Service struct {
 	subnets       *lru.Cache[netip.Prefix, placement] // client subnets placed by their networks
 
 	view atomic.Pointer[view]
+
+	selfAddr string        // the self-check target (set before the probe loop starts)
+	held     atomic.Uint64 // probe rounds whose failures the self-check voided
 
 	mu      sync.Mutex
 	running bool
@@ -176,6 +182,14 @@ func (s *Service) Run(ctx context.Context) error {
 		srv.close()
 		return err
 	}
+	var wg sync.WaitGroup
+	s.selfAddr = selfCheckHost
+	if s.own != nil {
+		if err := s.listenSelfCheck(ctx, &wg); err != nil {
+			srv.close()
+			return err
+		}
+	}
 	if f := s.onListening; f != nil {
 		f(srv.dnsAddr(), srv.httpAddr())
 	}
@@ -183,7 +197,6 @@ func (s *Service) Run(ctx context.Context) error {
 		"hostname", s.cfg.DNS.Hostname, "probe_interval", s.cfg.Probe.Interval.String())
 
 	errc := make(chan error, 4)
-	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
 	srv.serve(&wg, errc)
 
