@@ -200,8 +200,8 @@ func (c Config) WithDefaults() Config {
 		if r.Capacity == 0 {
 			r.Capacity = 1
 		}
-		if r.Quorum == 0 {
-			r.Quorum = len(r.Edges)/2 + 1
+		if r.MinHealthy == 0 {
+			r.MinHealthy = max(r.Quorum, 1)
 		}
 		regions[i] = r
 	}
@@ -374,8 +374,14 @@ func (r Region) validate(f string, seen map[string]int) error {
 	if !(r.Capacity >= 0) || math.IsInf(r.Capacity, 0) {
 		return fmt.Errorf("%s.capacity: %v is not a non-negative number", f, r.Capacity)
 	}
-	if r.Quorum < 1 || r.Quorum > len(r.Edges) {
-		return fmt.Errorf("%s.quorum: %d outside [1, %d edges]", f, r.Quorum, len(r.Edges))
+	if r.Quorum != 0 && r.Quorum != r.MinHealthy {
+		return fmt.Errorf("%s.quorum: %d differs from %s.min_healthy %d (quorum is its old name: set only min_healthy)", f, r.Quorum, f, r.MinHealthy)
+	}
+	if r.MinHealthy < 1 || r.MinHealthy > len(r.Edges) {
+		return fmt.Errorf("%s.min_healthy: %d outside [1, %d edges]", f, r.MinHealthy, len(r.Edges))
+	}
+	if !(r.MinHealthyShare >= 0 && r.MinHealthyShare <= 1) {
+		return fmt.Errorf("%s.min_healthy_share: %v outside [0, 1]", f, r.MinHealthyShare)
 	}
 	return nil
 }

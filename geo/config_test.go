@@ -26,8 +26,11 @@ func TestLoadConfigFull(t *testing.T) {
 	if len(c.Regions) != 3 || c.Regions[0].Capacity != 2 || c.Regions[1].Capacity != 1 {
 		t.Errorf("regions %+v", c.Regions)
 	}
-	if q := []int{c.Regions[0].Quorum, c.Regions[1].Quorum, c.Regions[2].Quorum}; !reflect.DeepEqual(q, []int{2, 1, 1}) {
-		t.Errorf("quorums %v, want [2 1 1] (majority of 3, configured 1, majority of 1)", q)
+	if q := []int{c.Regions[0].MinHealthy, c.Regions[1].MinHealthy, c.Regions[2].MinHealthy}; !reflect.DeepEqual(q, []int{2, 1, 1}) {
+		t.Errorf("min_healthy %v, want [2 1 1] (configured 2, the old quorum 1, default 1)", q)
+	}
+	if sh := []float64{c.Regions[0].MinHealthyShare, c.Regions[1].MinHealthyShare, c.Regions[2].MinHealthyShare}; !reflect.DeepEqual(sh, []float64{0.5, 0, 0}) {
+		t.Errorf("min_healthy_share %v, want [0.5 0 0]", sh)
 	}
 	want := ProbeConfig{
 		Interval: 2 * time.Second, Timeout: time.Second, Path: "/healthz", Fall: 4, Rise: 8,
@@ -75,7 +78,7 @@ func TestConfigDefaults(t *testing.T) {
 	if c.DNS != (DNSConfig{Hostname: "cdn.meridian.test.", TTL: 20 * time.Second}) || c.HTTP.RedirectScheme != "https" {
 		t.Errorf("dns %+v http %+v", c.DNS, c.HTTP)
 	}
-	if r := c.Regions[0]; r.Capacity != 1 || r.Quorum != 1 {
+	if r := c.Regions[0]; r.Capacity != 1 || r.MinHealthy != 1 || r.MinHealthyShare != 0 {
 		t.Errorf("region defaults %+v", r)
 	}
 	// A short interval alone gets a timeout that fits in it.
@@ -120,7 +123,10 @@ func TestConfigErrors(t *testing.T) {
 		{"lon", "regions:\n  - name: eu\n    point: {lat: 0, lon: -181}\n    edges: [\"192.0.2.1:80\"]\n", "regions[0].point.lon: -181 outside [-180, 180]"},
 		{"nan lat", "regions:\n  - name: eu\n    point: {lat: .nan, lon: 0}\n    edges: [\"192.0.2.1:80\"]\n", "regions[0].point.lat"},
 		{"capacity", "regions:\n  - name: eu\n    capacity: -1\n    edges: [\"192.0.2.1:80\"]\n", "regions[0].capacity"},
-		{"quorum", validRegions + "  - name: asia\n    quorum: 3\n    edges: [\"203.0.113.1:80\"]\n", "regions[2].quorum: 3 outside [1, 1 edges]"},
+		{"min_healthy", validRegions + "  - name: asia\n    min_healthy: 3\n    edges: [\"203.0.113.1:80\"]\n", "regions[2].min_healthy: 3 outside [1, 1 edges]"},
+		{"quorum", validRegions + "  - name: asia\n    quorum: 3\n    edges: [\"203.0.113.1:80\"]\n", "regions[2].min_healthy: 3 outside [1, 1 edges]"},
+		{"quorum and min_healthy", validRegions + "  - name: asia\n    quorum: 1\n    min_healthy: 2\n    edges: [\"203.0.113.1:80\", \"203.0.113.2:80\"]\n", "regions[2].quorum: 1 differs from regions[2].min_healthy 2"},
+		{"min_healthy_share", validRegions + "  - name: asia\n    min_healthy_share: 1.5\n    edges: [\"203.0.113.1:80\"]\n", "regions[2].min_healthy_share: 1.5 outside [0, 1]"},
 		{"hostname", "regions:\n  - name: eu\n    hostname: \"a b/c\"\n    edges: [\"192.0.2.1:80\"]\n", "regions[0].hostname"},
 		{"default region", validRegions + "default_region: x\n", `default_region: unknown region "x"`},
 		{"accuracy", validRegions + "max_accuracy_km: -5\n", "max_accuracy_km"},

@@ -103,7 +103,7 @@ func (s *Service) answerDNS(req *dns.Msg, remote netip.Addr, udp bool) *dns.Msg 
 	client := netip.PrefixFrom(remote, remote.BitLen())
 	if ecs != nil {
 		p, ok := ecsPrefix(ecs)
-		if !ok {
+		if !ok || !ecsWireLenOK(reqOpt, ecs) {
 			m.Rcode = dns.RcodeFormatError
 			return m
 		}
@@ -127,7 +127,7 @@ func (s *Service) answerDNS(req *dns.Msg, remote netip.Addr, udp bool) *dns.Msg 
 	}
 	switch q.Qtype {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
-		ans := s.route(client)
+		ans, scope := s.route(client)
 		seen := map[netip.Addr]bool{}
 		for _, e := range ans.Edges {
 			ap, err := netip.ParseAddrPort(e)
@@ -147,7 +147,7 @@ func (s *Service) answerDNS(req *dns.Msg, remote netip.Addr, udp bool) *dns.Msg 
 			}
 		}
 		if ecs != nil {
-			m.Extra[0].(*dns.OPT).Option = append(m.Extra[0].(*dns.OPT).Option, ecsReply(ecs, client, ans))
+			m.Extra[0].(*dns.OPT).Option = append(m.Extra[0].(*dns.OPT).Option, ecsReply(ecs, scope))
 		}
 	case dns.TypeSOA:
 		m.Answer = append(m.Answer, s.soa(ttl))
@@ -214,17 +214,37 @@ func ecsPrefix(e *dns.EDNS0_SUBNET) (netip.Prefix, bool) {
 	return p, true
 }
 
-// ecsReply echoes the client subnet with the scope the answer holds for:
-// the bits that decided it (the hashing subnet, or a longer GeoIP
-// network), never more than the resolver sent.
-func ecsReply(e *dns.EDNS0_SUBNET, client netip.Prefix, ans Answer) *dns.EDNS0_SUBNET {
-	scope := 0
-	if e.SourceNetmask > 0 {
-		bits := keyBits(client.Addr())
-		if n := ans.Location.Network; n.IsValid() && n.Addr().Is4() == client.Addr().Is4() {
-			bits = max(bits, n.Bits())
+// ecsWireLenOK reports whether the client subnet option had, on the
+// wire, exactly the address bytes its source prefix needs: RFC 7871
+// section 6 asks for FORMERR on too few or too many (miekg/dns pads or
+// drops them silently). The OPT record's wire length, kept by the
+// parser, less the length of its other options repacked, is the subnet
+// option's. A message built in memory (length 0) is not checked.
+func ecsWireLenOK(opt *dns.OPT, ecs *dns.EDNS0_SUBNET) bool {
+	if opt.Hdr.Rdlength == 0 {
+		return true
+	}
+	others := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	for _, o := range opt.Option {
+		if o != dns.EDNS0(ecs) {
+			others.Option = append(others.Option, o)
 		}
-		scope = min(int(e.SourceNetmask), bits)
+	}
+	buf := make([]byte, 64+2*int(opt.Hdr.Rdlength))
+	if _, err := dns.PackRR(others, buf, 0, nil, false); err != nil {
+		return true // cannot tell; the other options are not our business
+	}
+	// Option code and length (4 bytes), family and prefix lengths (4),
+	// then the address bytes the source prefix covers.
+	want := 4 + 4 + (int(ecs.SourceNetmask)+7)/8
+	return int(opt.Hdr.Rdlength)-int(others.Hdr.Rdlength) == want
+}
+
+// ecsReply echoes the client subnet with the scope the answer holds for
+// (RFC 7871 section 7.2.1): 0 when the resolver's own address was used.
+func ecsReply(e *dns.EDNS0_SUBNET, scope int) *dns.EDNS0_SUBNET {
+	if e.SourceNetmask == 0 {
+		scope = 0
 	}
 	return &dns.EDNS0_SUBNET{
 		Code:          dns.EDNS0SUBNET,

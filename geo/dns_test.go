@@ -302,7 +302,10 @@ func TestDNSAnswers(t *testing.T) {
 		for _, tt := range []struct {
 			p     string
 			scope uint8
-		}{{"126.10.20.0/24", 24}, {"126.10.0.0/16", 16}, {"126.10.20.30/32", 24}, {"2001:db8:3::/56", 48}, {"2001:db8::/32", 32}} {
+		}{{"126.10.20.0/24", 24}, {"126.10.0.0/16", 16}, {"126.10.20.30/32", 24}, {"2001:db8:3::/56", 48},
+			// The /32 holds /48s of several regions: the answer holds for
+			// the /47s that separate 2001:db8:1::/48 (us) from :3:: (asia).
+			{"2001:db8::/32", 47}} {
 			r := s.answerDNS(withECS(query("cdn.meridian.test.", dns.TypeA), netip.MustParsePrefix(tt.p)), lo, true)
 			if e := replyECS(t, r); e.SourceScope != tt.scope || int(e.SourceNetmask) != netip.MustParsePrefix(tt.p).Bits() {
 				t.Errorf("%s: scope %d, want %d", tt.p, e.SourceScope, tt.scope)
@@ -352,6 +355,8 @@ func FuzzDNSAnswer(f *testing.F) {
 		query("example.org.", dns.TypeMX),
 		withECS(query("cdn.meridian.test.", dns.TypeA), netip.MustParsePrefix("126.10.20.0/24")),
 		withECS(query("cdn.meridian.test.", dns.TypeANY), netip.MustParsePrefix("2001:db8:3::/48")),
+		withECS(query("cdn.meridian.test.", dns.TypeA), netip.MustParsePrefix("::ffff:198.51.100.0/120")),
+		withECS(query("cdn.meridian.test.", dns.TypeA), netip.MustParsePrefix("2001:db8::/32")),
 	} {
 		wire, err := m.Pack()
 		if err != nil {

@@ -23,7 +23,13 @@
 // Clients whose region is down go to the nearest region that can take
 // them, however many regions are down. Health is ignored (fail open, every
 // client to its nearest region) only when no edge of any region answers:
-// then the prober is more likely broken than the whole CDN.
+// then the prober is more likely broken than the whole CDN. A prober
+// that fails its self-check (a local target that answers at once unless
+// the prober is starved) holds the last known state instead: that round's
+// failures are no evidence.
+//
+// A DNS client subnet is placed by the GeoIP networks inside it, and the
+// answer's ECS scope says how much of it the answer holds for.
 //
 // Every answer is a deterministic function of the client's location, the
 // region table and the health state, so steering instances in different

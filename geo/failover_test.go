@@ -90,9 +90,10 @@ func httpRegion(t *testing.T, s *Service, ip netip.Addr) string {
 }
 
 // agree checks that Route, DNS (ECS /24 or /56) and HTTP give one region.
-// When the GeoIP network is narrower than the client subnet (MaxMind's
-// test data has a /31), DNS can only know the subnet: its answer must then
-// be the one for the subnet's first address.
+// When GeoIP networks narrower than the client subnet split it (MaxMind's
+// test data has a /31), DNS can only know the subnet: its answer must
+// then be the Route answer of some address in the subnet (a sample of 256
+// spread over it), and when every sampled address has one answer, that.
 func agree(t *testing.T, s *Service, ip netip.Addr) string {
 	t.Helper()
 	ans := s.Route(ip)
@@ -101,12 +102,32 @@ func agree(t *testing.T, s *Service, ip netip.Addr) string {
 		bits = 56
 	}
 	p, _ := ip.Prefix(bits)
-	wantDNS := ans.Region
-	if n := ans.Location.Network; n.IsValid() && n.Bits() > bits {
-		wantDNS = s.Route(p.Addr()).Region
+	d, h := dnsRegion(t, s, p), httpRegion(t, s, ip)
+	if h != ans.Region {
+		t.Fatalf("%s: Route %s, HTTP %s", ip, ans.Region, h)
 	}
-	if d, h := dnsRegion(t, s, p), httpRegion(t, s, ip); d != wantDNS || h != ans.Region {
-		t.Fatalf("%s: Route %s, DNS %s (want %s), HTTP %s", ip, ans.Region, d, wantDNS, h)
+	if n := ans.Location.Network; !n.IsValid() || n.Bits() <= bits {
+		if d != ans.Region {
+			t.Fatalf("%s: Route %s, DNS for %s %s", ip, ans.Region, p, d)
+		}
+		return ans.Region
+	}
+	seen := map[string]bool{}
+	for i := range 256 {
+		b := p.Addr().As16()
+		if ip.Is4() {
+			b[15] = byte(i)
+		} else {
+			b[7] = byte(i) // the /64s of the /56
+		}
+		a := netip.AddrFrom16(b)
+		if ip.Is4() {
+			a = a.Unmap()
+		}
+		seen[s.Route(a).Region] = true
+	}
+	if !seen[d] || len(seen) == 1 && d != ans.Region {
+		t.Fatalf("%s: DNS for %s names %s; addresses in it are sent to %v", ip, p, d, seen)
 	}
 	return ans.Region
 }

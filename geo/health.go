@@ -9,7 +9,8 @@ import (
 )
 
 // State is a region's health state. A region goes Up → Down when fewer
-// than its quorum of edges answer; Down → HoldDown when they answer again;
+// than its min_healthy edges, or less than its min_healthy_share of them,
+// answer; Down → HoldDown when they answer again;
 // HoldDown → Ramping when it has stayed healthy for the hold-down; Ramping
 // → Up after the last traffic step. Any failure goes straight back to Down.
 type State int
@@ -18,7 +19,7 @@ type State int
 const (
 	// StateUp: the region takes all of its clients.
 	StateUp State = iota
-	// StateDown: fewer than a quorum of edges answer; it takes no clients.
+	// StateDown: too few edges answer; it takes no clients.
 	StateDown
 	// StateHoldDown: the edges answer again, but the region must stay
 	// healthy for the hold-down before it takes clients.
@@ -51,14 +52,15 @@ type edgeHealth struct {
 }
 
 type regionHealth struct {
-	name     string
-	quorum   int
-	edges    []edgeHealth
-	state    State
-	since    time.Time // when state began
-	step     int       // index into Steps while ramping
-	holdDown time.Duration
-	failures []time.Time // when the region went down, within FailureWindow
+	name       string
+	minHealthy int     // edges that must be up
+	minShare   float64 // share of the edges that must be up
+	edges      []edgeHealth
+	state      State
+	since      time.Time // when state began
+	step       int       // index into Steps while ramping
+	holdDown   time.Duration
+	failures   []time.Time // when the region went down, within FailureWindow
 }
 
 // health is the probe evidence and the hysteresis state of every region.
@@ -79,7 +81,7 @@ type event struct {
 func newHealth(cfg ProbeConfig, regions []Region, now time.Time) *health {
 	h := &health{cfg: cfg, regions: make([]regionHealth, len(regions))}
 	for i, r := range regions {
-		rh := regionHealth{name: r.Name, quorum: r.Quorum, state: StateUp, since: now}
+		rh := regionHealth{name: r.Name, minHealthy: r.MinHealthy, minShare: r.MinHealthyShare, state: StateUp, since: now}
 		for _, e := range r.Edges {
 			// Optimistic start, as gdnsd: a fresh instance answers at once
 			// and a dead edge is found after Fall probes.
@@ -92,11 +94,16 @@ func newHealth(cfg ProbeConfig, regions []Region, now time.Time) *health {
 
 // observe records one probe round (ok[i][j]: edge j of region i answered)
 // taken at now, advances every region's state, and returns what changed.
-func (h *health) observe(ok [][]bool, now time.Time) []event {
+// In a held round (the prober's self-check failed) failures are no
+// evidence: they change nothing, and only the successes count.
+func (h *health) observe(ok [][]bool, held bool, now time.Time) []event {
 	var evs []event
 	for i := range h.regions {
 		r := &h.regions[i]
 		for j := range r.edges {
+			if held && !ok[i][j] {
+				continue
+			}
 			if from, to, changed := h.observeEdge(&r.edges[j], ok[i][j]); changed {
 				evs = append(evs, event{region: r.name, edge: r.edges[j].addr, from: from, to: to})
 			}
@@ -149,7 +156,7 @@ func (h *health) advance(now time.Time) []event {
 
 // step makes at most one transition of r and describes it ("" for none).
 func (h *health) step(r *regionHealth, now time.Time) string {
-	healthy := r.edgesUp() >= r.quorum
+	healthy := r.healthy()
 	switch r.state {
 	case StateUp:
 		if !healthy {
@@ -160,7 +167,7 @@ func (h *health) step(r *regionHealth, now time.Time) string {
 			n := max(len(r.recentFailures(now, h.cfg.FailureWindow)), 1)
 			r.holdDown = min(h.cfg.HoldDown*time.Duration(n), h.cfg.HoldDownMax)
 			r.state, r.since = StateHoldDown, now
-			return fmt.Sprintf("quorum back; hold-down %v (%d failures in %v)", r.holdDown, n, h.cfg.FailureWindow)
+			return fmt.Sprintf("enough edges back; hold-down %v (%d failures in %v)", r.holdDown, n, h.cfg.FailureWindow)
 		}
 	case StateHoldDown:
 		if !healthy {
@@ -195,7 +202,14 @@ func (h *health) fail(r *regionHealth, now time.Time) string {
 		r.failures = r.failures[len(r.failures)-maxFailures:]
 	}
 	r.state, r.since, r.step = StateDown, now, 0
-	return fmt.Sprintf("%d of %d edges up, quorum %d", r.edgesUp(), len(r.edges), r.quorum)
+	return fmt.Sprintf("%d of %d edges up; min_healthy %d, min_healthy_share %v", r.edgesUp(), len(r.edges), r.minHealthy, r.minShare)
+}
+
+// healthy reports whether enough of r's edges are up for it to take
+// clients: at least minHealthy, and at least minShare of them.
+func (r *regionHealth) healthy() bool {
+	up := r.edgesUp()
+	return up >= r.minHealthy && float64(up) >= r.minShare*float64(len(r.edges))-1e-9
 }
 
 // recentFailures drops the failures older than window and returns the rest.
@@ -233,7 +247,7 @@ func (h *health) percent(r *regionHealth) float64 {
 // probe loop and read by every answer.
 type view struct {
 	regions []regionView // in config order
-	healthy int          // regions with a quorum of edges answering
+	healthy int          // regions with enough edges answering
 	// failOpen is set when no edge of any region answers: more likely the
 	// prober (its network, its resolver) than every region is broken, so
 	// health is ignored and every client gets its nearest region. While
@@ -245,7 +259,7 @@ type view struct {
 type regionView struct {
 	state    State
 	percent  float64 // share of its clients it takes, 0–100
-	healthy  bool    // a quorum of edges answers
+	healthy  bool    // enough edges answer (min_healthy, min_healthy_share)
 	edges    []EdgeStatus
 	upEdges  []string // addresses of the edges that are up
 	since    time.Time
@@ -261,7 +275,7 @@ func (h *health) view() *view {
 		rv := regionView{
 			state:    r.state,
 			percent:  h.percent(r),
-			healthy:  r.edgesUp() >= r.quorum,
+			healthy:  r.healthy(),
 			since:    r.since,
 			holdDown: r.holdDown,
 			failures: len(r.failures),

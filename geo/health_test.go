@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ func newHealthRig(t *testing.T) *healthRig {
 	cfg := DefaultProbeConfig()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	rs := Config{Regions: testRegions()}.WithDefaults().Regions
+	for i := range rs {
+		rs[i].MinHealthy = 2 // of three edges: a majority, as the tests below assume
+	}
 	return &healthRig{t: t, h: newHealth(cfg, rs, now), cfg: cfg, now: now}
 }
 
@@ -37,7 +41,7 @@ func (r *healthRig) round(up ...bool) {
 			}
 		}
 	}
-	r.h.observe(ok, r.now)
+	r.h.observe(ok, false, r.now)
 }
 
 func (r *healthRig) rounds(n int, up ...bool) {
@@ -99,11 +103,11 @@ func TestEdgeHysteresis(t *testing.T) {
 	}
 }
 
-func TestRegionQuorum(t *testing.T) {
+func TestRegionMinHealthyTwo(t *testing.T) {
 	r := newHealthRig(t)
 	r.rounds(10, oneDown...)
 	if r.state() != StateUp {
-		t.Fatalf("one of three edges down: region %s, want up (quorum 2)", r.state())
+		t.Fatalf("one of three edges down: region %s, want up (min_healthy 2)", r.state())
 	}
 	if n := r.until(StateDown, 10, twoDown...); n != 3 {
 		t.Errorf("two of three edges down: region down after %d rounds, want 3 (fall)", n)
@@ -114,6 +118,64 @@ func TestRegionQuorum(t *testing.T) {
 	}
 	if v.healthy != 2 || v.failOpen {
 		t.Errorf("healthy %d failOpen %v", v.healthy, v.failOpen)
+	}
+}
+
+// TestRegionMinHealthy: a region is up while at least min_healthy edges
+// (default 1) and at least min_healthy_share of its edges answer. A
+// region of two edges stays up when one fails (the old default, a
+// majority, took it down).
+func TestRegionMinHealthy(t *testing.T) {
+	edges := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("127.0.9.%d:80", i+1))
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		edges, up  int
+		minHealthy int
+		share      float64
+		want       State
+	}{
+		{"two edges, one up, defaults", 2, 1, 0, 0, StateUp},
+		{"two edges, none up", 2, 0, 0, 0, StateDown},
+		{"three edges, one up, defaults", 3, 1, 0, 0, StateUp},
+		{"ten edges, one up, defaults", 10, 1, 0, 0, StateUp},
+		{"two edges, one up, min_healthy 2", 2, 1, 2, 0, StateDown},
+		{"two edges, one up, share 0.5", 2, 1, 0, 0.5, StateUp},
+		{"three edges, one up, share 0.5", 3, 1, 0, 0.5, StateDown},
+		{"ten edges, five up, share 0.5", 10, 5, 0, 0.5, StateUp},
+		{"ten edges, four up, share 0.5", 10, 4, 0, 0.5, StateDown},
+		{"ten edges, five up, share 0.5, min 6", 10, 5, 6, 0.5, StateDown},
+		{"three edges, three up, share 1", 3, 3, 0, 1, StateUp},
+		{"three edges, two up, share 1", 3, 2, 0, 1, StateDown},
+		{"three edges, two up, share 2/3", 3, 2, 0, 2.0 / 3, StateUp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs := Config{Regions: []Region{{Name: "r", Point: frankfurt, Edges: edges(tt.edges),
+				MinHealthy: tt.minHealthy, MinHealthyShare: tt.share}}}.WithDefaults().Regions
+			cfg := DefaultProbeConfig()
+			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			h := newHealth(cfg, rs, now)
+			ok := [][]bool{make([]bool, tt.edges)}
+			for j := range tt.up {
+				ok[0][j] = true
+			}
+			for range cfg.Fall {
+				now = now.Add(cfg.Interval)
+				h.observe(ok, false, now)
+			}
+			if got := h.regions[0].state; got != tt.want {
+				t.Errorf("%d of %d edges up: region %s, want %s", tt.up, tt.edges, got, tt.want)
+			}
+			if v := h.view(); v.regions[0].healthy != (tt.want == StateUp) {
+				t.Errorf("view healthy %v", v.regions[0].healthy)
+			}
+		})
 	}
 }
 
@@ -231,7 +293,7 @@ func TestFailOpen(t *testing.T) {
 			r := newHealthRig(t)
 			for range 3 {
 				r.now = r.now.Add(time.Second)
-				r.h.observe(tt.ok, r.now)
+				r.h.observe(tt.ok, false, r.now)
 			}
 			if v := r.h.view(); v.failOpen != tt.failOpen || v.healthy != tt.healthy {
 				t.Errorf("failOpen %v healthy %d, want %v %d", v.failOpen, v.healthy, tt.failOpen, tt.healthy)

@@ -6,10 +6,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meridiancdn/meridian/geo/geodb"
 )
@@ -85,6 +87,15 @@ func newFakeEdges() *fakeEdges {
 
 var errRefused = errors.New("connect: connection refused (fake)")
 
+// A "late" edge stands for a starved prober: the request is written only
+// after lateWrite (the probe goroutine waited for a core), then the edge
+// answers after lateAnswer. "starve" never writes the request at all
+// before the probe gives up.
+var (
+	lateWrite  = 400 * time.Millisecond
+	lateAnswer = 200 * time.Millisecond
+)
+
 func (f *fakeEdges) RoundTrip(req *http.Request) (*http.Response, error) {
 	host := req.URL.Host
 	f.mu.Lock()
@@ -93,13 +104,38 @@ func (f *fakeEdges) RoundTrip(req *http.Request) (*http.Response, error) {
 	mode := f.dead[host]
 	drop := f.dropN > 0 && f.dropFor[host] && n%f.dropN == f.dropN-1
 	f.mu.Unlock()
+	trace := httptrace.ContextClientTrace(req.Context())
+	wrote := func() {
+		if trace != nil && trace.WroteRequest != nil {
+			trace.WroteRequest(httptrace.WroteRequestInfo{})
+		}
+	}
+	switch mode {
+	case "starve":
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	case "late":
+		select {
+		case <-time.After(lateWrite):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		wrote()
+		select {
+		case <-time.After(lateAnswer):
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("ok\n")), Request: req}, nil
+	}
+	wrote()
 	switch {
 	case mode == "hang":
 		<-req.Context().Done()
 		return nil, req.Context().Err()
 	case mode == "refuse", drop:
 		return nil, errRefused
-	case req.URL.Path != "/healthz":
+	case req.URL.Path != "/healthz" && host != selfCheckHost: // the self-check listener answers any path
 		return &http.Response{StatusCode: http.StatusNotFound, Body: http.NoBody, Request: req}, nil
 	}
 	return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("ok\n")), Request: req}, nil

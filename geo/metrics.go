@@ -17,6 +17,9 @@ var (
 	failOpenDesc = prometheus.NewDesc("meridian_geo_fail_open",
 		"1 while no edge of any region answers its probes and steering ignores health.",
 		nil, nil)
+	heldDesc = prometheus.NewDesc("meridian_geo_probe_rounds_held_total",
+		"Probe rounds whose failures were ignored because the prober's self-check failed (a starved or broken prober).",
+		nil, nil)
 )
 
 // Collector returns the service's Prometheus collector: region and edge
@@ -30,6 +33,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- regionTrafficDesc
 	ch <- edgeUpDesc
 	ch <- failOpenDesc
+	ch <- heldDesc
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -54,4 +58,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		fo = 1
 	}
 	ch <- prometheus.MustNewConstMetric(failOpenDesc, prometheus.GaugeValue, fo)
+	ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.CounterValue, float64(c.s.held.Load()))
 }

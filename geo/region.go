@@ -26,11 +26,22 @@ type Region struct {
 	// clients are spread over several neighbours (picker "spread"); 0
 	// takes none of them. Default 1.
 	Capacity float64 `yaml:"capacity" json:"capacity"`
-	// Quorum is how many edges must answer probes for the region to be up.
-	// Below it the region's clients go elsewhere, even though the edges
-	// that answer could still serve some: set 1 to keep them in the region
-	// while any edge answers. Default: a majority of Edges.
-	Quorum int `yaml:"quorum" json:"quorum"`
+	// MinHealthy is the fewest edges that must answer probes for the
+	// region to be up. Default 1: a region keeps its clients while any
+	// edge answers (a region of two stays up when one fails).
+	MinHealthy int `yaml:"min_healthy" json:"min_healthy"`
+	// MinHealthyShare is the least share of the region's capacity (its
+	// edges, each counting alike) that must answer probes for the region
+	// to be up, from 0 to 1. Default 0: no share required. The trade-off:
+	// below it the region's clients go to a farther region, although the
+	// edges that answer could still serve some of them; above it the
+	// edges left take all of the region's clients, which they may not
+	// carry. Set it (0.5, say) for a region of many edges that cannot
+	// carry its load on a few.
+	MinHealthyShare float64 `yaml:"min_healthy_share" json:"min_healthy_share"`
+	// Quorum is the former name of MinHealthy, still read: when set and
+	// MinHealthy is not, it is MinHealthy. Deprecated: use MinHealthy.
+	Quorum int `yaml:"quorum" json:"quorum,omitempty"`
 }
 
 // Regions is a region table.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Options are a [Service]'s collaborators; the zero value is ready to use.
@@ -27,6 +28,9 @@ type Options struct {
 	Now func() time.Time
 	// Transport carries the health probes. Nil: a transport of the
 	// Service's own, closed with it. Tests use it to kill and revive edges.
+	// It must also answer the self-check probe, to geo-self-check.invalid,
+	// as a healthy edge, and should report httptrace's WroteRequest so
+	// that probe timeouts count from the write.
 	Transport http.RoundTripper
 	// Locator replaces the database named by Config.Database (for
 	// instance one built in memory with geo/geodb). Nil: open
@@ -58,8 +62,12 @@ type Service struct {
 	countryPins   map[string]int
 	netPins       []netPin // longest prefix first
 	trusted       []netip.Prefix
+	subnets       *lru.Cache[netip.Prefix, placement] // client subnets placed by their networks
 
 	view atomic.Pointer[view]
+
+	selfAddr string        // the self-check target (set before the probe loop starts)
+	held     atomic.Uint64 // probe rounds whose failures the self-check voided
 
 	mu      sync.Mutex
 	running bool
@@ -140,6 +148,7 @@ func New(cfg Config, opts Options) (*Service, error) {
 		p, _ := parseNetwork(t) // validated
 		s.trusted = append(s.trusted, p)
 	}
+	s.subnets, _ = lru.New[netip.Prefix, placement](subnetCacheSize) // size > 0: no error
 	s.view.Store(newHealth(cfg.Probe, cfg.Regions, s.now()).view())
 	return s, nil
 }
@@ -173,6 +182,14 @@ func (s *Service) Run(ctx context.Context) error {
 		srv.close()
 		return err
 	}
+	var wg sync.WaitGroup
+	s.selfAddr = selfCheckHost
+	if s.own != nil {
+		if err := s.listenSelfCheck(ctx, &wg); err != nil {
+			srv.close()
+			return err
+		}
+	}
 	if f := s.onListening; f != nil {
 		f(srv.dnsAddr(), srv.httpAddr())
 	}
@@ -180,7 +197,6 @@ func (s *Service) Run(ctx context.Context) error {
 		"hostname", s.cfg.DNS.Hostname, "probe_interval", s.cfg.Probe.Interval.String())
 
 	errc := make(chan error, 4)
-	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
 	srv.serve(&wg, errc)
 
@@ -251,7 +267,8 @@ type Answer struct {
 // /48 (IPv6) share hashing decisions (traffic steps, spreading).
 func (s *Service) Route(client netip.Addr) Answer {
 	client = client.Unmap()
-	return s.route(netip.PrefixFrom(client, client.BitLen()))
+	a, _ := s.route(netip.PrefixFrom(client, client.BitLen()))
+	return a
 }
 
 // keyBits is the subnet size whose clients share hashing decisions: a
@@ -276,11 +293,15 @@ func clientKey(p netip.Prefix) uint64 {
 }
 
 // route answers for a client known by a subnet (a full-length prefix for
-// one address; an EDNS Client Subnet for DNS). The subnet's first address
-// is located.
-func (s *Service) route(p netip.Prefix) Answer {
-	addr := p.Masked().Addr()
-	loc, why := s.locate(addr)
+// one address; an EDNS Client Subnet for DNS), placed by the GeoIP
+// networks inside it (see [Service.place]), and returns the prefix length
+// of the addresses the answer holds for (the ECS scope, in p's family:
+// an IPv4-mapped p is placed as IPv4 and the scope counts its 96 bits).
+func (s *Service) route(p netip.Prefix) (Answer, int) {
+	mapped := p.Addr().Is4In6() && p.Bits() >= 96
+	p = normPrefix(p)
+	pl := s.place(p)
+	addr, loc, why := p.Addr(), pl.loc, pl.why
 	key := clientKey(p)
 	v := s.view.Load()
 
@@ -308,7 +329,7 @@ func (s *Service) route(p netip.Prefix) Answer {
 	})
 
 	// Available: up, or ramping with this client admitted. When no region
-	// is, the least bad ones: first those with a quorum of edges answering
+	// is, the least bad ones: first those with enough edges answering
 	// (held down, or ramping without this client), then those with any
 	// edge answering. Only when no edge of any region answers is health
 	// ignored (fail open): a client is never sent to a region whose edges
@@ -347,6 +368,10 @@ func (s *Service) route(p netip.Prefix) Answer {
 		edges = r.Edges // fail open: no edge answers, so name them all
 	}
 	edges = slices.Clone(edges) // the caller's to keep or change
+	scope := pl.scope
+	if mapped {
+		scope += 96
+	}
 	return Answer{
 		Region:     r.Name,
 		DistanceKm: math.Round(cands[pick].DistanceKm*10) / 10,
@@ -356,7 +381,7 @@ func (s *Service) route(p netip.Prefix) Answer {
 		Why:        why + "; " + s.explain(mode, v, order, cands, pick),
 		Client:     addr,
 		Location:   loc,
-	}
+	}, scope
 }
 
 // edgeFor picks the edge of edges for the client with subnet hash key:
@@ -380,7 +405,7 @@ func (s *Service) explain(mode string, v *view, order []int, cands []Candidate, 
 	case "least-bad":
 		return "no region is fully up; nearest region whose edges answer"
 	case "partial":
-		return "no region has a quorum of edges up; nearest region with an edge that answers"
+		return "no region has enough edges up; nearest region with an edge that answers"
 	}
 	if pick == 0 {
 		if v.regions[order[0]].state == StateRamping {
@@ -411,6 +436,12 @@ func (s *Service) locate(addr netip.Addr) (Location, string) {
 	if err != nil {
 		s.log.Warn("geoip lookup failed", "addr", addr, "err", err)
 	}
+	return s.settle(loc)
+}
+
+// settle applies the country pins to a GeoIP location and sends one the
+// database does not place to the default region.
+func (s *Service) settle(loc Location) (Location, string) {
 	if i, ok := s.countryPins[loc.Country]; ok {
 		pinned := s.placeAt(i, SourcePin, loc.Network)
 		pinned.Country, pinned.Continent, pinned.AccuracyKm = loc.Country, loc.Continent, loc.AccuracyKm
@@ -455,7 +486,7 @@ type Status struct {
 	// FailOpen is set when no edge of any region answers its probes, so
 	// health is being ignored and every client gets its nearest region.
 	FailOpen bool `json:"fail_open"`
-	// Healthy counts the regions with a quorum of edges answering.
+	// Healthy counts the regions with enough edges answering.
 	Healthy int `json:"healthy"`
 	// Regions are in config order.
 	Regions []RegionStatus `json:"regions"`

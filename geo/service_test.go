@@ -269,7 +269,11 @@ func TestHealthPolicies(t *testing.T) {
 // to the nearest region that still has an edge answering, and the answer
 // names only that edge; never to a region whose edges are all down.
 func TestNoQuorumAnywhere(t *testing.T) {
-	s := newTestService(t, testConfig(), Options{})
+	c := testConfig()
+	for i := range c.Regions {
+		c.Regions[i].MinHealthy = 2
+	}
+	s := newTestService(t, c, Options{})
 	h := newHealth(s.cfg.Probe, s.cfg.Regions, time.Now())
 	for i := range h.regions {
 		r := &h.regions[i]

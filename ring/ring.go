@@ -55,6 +55,15 @@
 // [Ring] off the request path and publish it with [Holder.Store]; request
 // handlers call [Holder.Load] and never take a lock.
 //
+// # Draining
+//
+// A peer marked [Peer.Draining] (before maintenance) stays in the ring but
+// owns nothing: ownership is laid out over the other peers alone, exactly
+// as if it had left, so draining one of n peers moves about 1/n of the
+// keys, all away from it and none between the others, and undraining
+// moves them back. Replicas lists it after every other peer, so a new
+// owner can still fetch from it what it holds.
+//
 // # Lookups
 //
 // [Ring.Owner] returns the owner and true, or the zero [Peer] and false on
@@ -96,14 +105,23 @@ type Peer struct {
 	Zone string
 	// Weight is the peer's relative capacity: a peer of weight 2 owns
 	// twice the keys of a peer of weight 1. Default 1 (0 means 1); at most
-	// MaxWeight.
+	// MaxWeight. To take a peer's keys away, drain it (Draining).
 	Weight int
+	// Draining takes the peer's keys away while it stays a member, before
+	// maintenance: it owns no key, and every key it owned goes to the
+	// peer that would own it if the draining peer had left (about 1/n of
+	// the keys move, none between the other peers). Replicas lists
+	// draining peers after all the others, so a new owner can still ask
+	// the draining peer for what it holds. When every peer is draining
+	// none is: the keys have nowhere else to go.
+	Draining bool
 }
 
 // Ring is an immutable consistent-hash ring. It is safe for concurrent use.
 // A nil *Ring behaves as an empty ring.
 type Ring struct {
 	peers  []Peer  // sorted by name, weights normalized
+	active int     // peers not draining (all of them when every peer drains)
 	counts []int   // partitions owned by each peer
 	zone   []int   // dense zone number of each peer
 	zones  int     // number of distinct zones
@@ -171,15 +189,44 @@ func build(peers []Peer, bits uint) (*Ring, error) {
 	}
 	r.zones = len(zoneOf)
 	r.scorer = newScorer(seeds, weights)
-	l := assign(r.scorer, bits)
-	r.counts = l.counts
+	// Ownership is laid out over the peers that are not draining alone,
+	// exactly as if the draining ones had left.
+	var idx []int // active peer -> peer index
+	for i, p := range r.peers {
+		if !p.Draining {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		for i := range r.peers {
+			r.peers[i].Draining = false
+			idx = append(idx, i)
+		}
+	}
+	r.active = len(idx)
+	owners := r.scorer
+	if len(idx) < n {
+		as, aw := make([]uint64, len(idx)), make([]uint64, len(idx))
+		for k, i := range idx {
+			as[k], aw[k] = seeds[i], weights[i]
+		}
+		owners = newScorer(as, aw)
+	}
+	l := assign(owners, bits)
+	r.counts = make([]int, n)
+	for k, c := range l.counts {
+		r.counts[idx[k]] = c
+	}
 	if n <= 1<<8 {
 		r.owner8 = make([]uint8, len(l.owner))
 		for p, o := range l.owner {
-			r.owner8[p] = uint8(o)
+			r.owner8[p] = uint8(idx[o])
 		}
 	} else {
 		r.owner16 = l.owner
+		for p, o := range l.owner {
+			r.owner16[p] = uint16(idx[o])
+		}
 	}
 	return r, nil
 }
@@ -216,7 +263,8 @@ func (r *Ring) OwnerHash(h uint64) (Peer, bool) {
 
 // Replicas returns up to n distinct peers for key, in preference order:
 // the owner first (Replicas(key, n)[0] is Owner(key)), then peers from
-// zones not yet used, then the rest. With at least n zones the n peers are
+// zones not yet used, then the rest; draining peers come after all the
+// others, in rendezvous order. With at least n zones the n peers are
 // in n distinct zones. If n exceeds Len, all peers are returned; if n <= 0
 // or the ring is empty, none.
 func (r *Ring) Replicas(key string, n int) []Peer {
@@ -264,18 +312,29 @@ func (r *Ring) ReplicasHash(h uint64, n int) []Peer {
 	picked[owner] = true
 	zoneUsed[r.zone[owner]] = true
 	freeZones := r.zones - 1
+	activeLeft := r.active - 1
 	for len(out) < n {
-		spread := freeZones > 0 // still taking peers from unused zones
+		spread := freeZones > 0 && activeLeft > 0 // still taking peers from unused zones
 		b := -1
 		for i := range total {
-			if picked[i] || spread && zoneUsed[r.zone[i]] {
+			if picked[i] || activeLeft > 0 && r.peers[i].Draining {
+				continue
+			}
+			if spread && zoneUsed[r.zone[i]] {
 				continue
 			}
 			if b < 0 || prefers(i, keys[i], draws[i], b, keys[b], draws[b]) {
 				b = i
 			}
 		}
+		if b < 0 { // the active peers left are all in used zones
+			freeZones = 0
+			continue
+		}
 		picked[b] = true
+		if !r.peers[b].Draining {
+			activeLeft--
+		}
 		if !zoneUsed[r.zone[b]] {
 			zoneUsed[r.zone[b]] = true
 			freeZones--
@@ -286,7 +345,7 @@ func (r *Ring) ReplicasHash(h uint64, n int) []Peer {
 }
 
 // Peers returns the ring's peers sorted by name, with weights normalized
-// (0 becomes 1). The slice is a copy.
+// (0 becomes 1), draining ones included. The slice is a copy.
 func (r *Ring) Peers() []Peer {
 	if r == nil {
 		return nil
@@ -303,7 +362,7 @@ func (r *Ring) Len() int {
 }
 
 // Share returns the fraction of the keyspace the named peer owns, in
-// [0, 1]; 0 if it is not in the ring. Shares of all peers sum to 1.
+// [0, 1]; 0 if it is not in the ring or draining. Shares of all peers sum to 1.
 func (r *Ring) Share(name string) float64 {
 	if r == nil {
 		return 0

@@ -32,6 +32,11 @@ type Config struct {
 	// Weight is the member's relative capacity: weight 2 owns twice the
 	// keys of weight 1. Default 1; at most ring.MaxWeight.
 	Weight int `yaml:"weight"`
+	// Draining takes this member's keys away before maintenance: it stays
+	// a member and serves what it holds, but owns no key; about 1/n of
+	// the region's keys move to the other members, none between them
+	// (see ring.Peer.Draining). Default false.
+	Draining bool `yaml:"draining"`
 
 	// GossipListen is the IP:port memberlist binds for gossip (UDP and
 	// TCP on the same port). Port 0 picks a free port ([Node.GossipAddr]

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -171,6 +172,38 @@ func TestMetadataCarriesZoneAndWeight(t *testing.T) {
 		}
 		if reps := n.Ring().Replicas("some/key", 2); reps[0].Zone == reps[1].Zone {
 			t.Errorf("%s: replicas %+v share a zone", n.Name(), reps)
+		}
+	}
+}
+
+// TestDrainingMemberOwnsNothing: a member configured draining stays a
+// member (listed, last in preference lists) but owns no key on any
+// member's ring.
+func TestDrainingMemberOwnsNothing(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
+		Cluster: func(i int, c *cluster.Config) {
+			c.Draining = i == 1
+		},
+	})
+	reg.WaitConverged(15 * time.Second)
+	for _, i := range reg.Live() {
+		n := reg.Node(i).Cluster
+		got := n.Members()
+		if len(got) != 3 || got[1].Name != "edge2" || !got[1].Draining || got[0].Draining || got[2].Draining {
+			t.Fatalf("%s: members %+v, want edge2 draining", n.Name(), got)
+		}
+		if share := n.Ring().Share("edge2"); share != 0 {
+			t.Errorf("%s: the draining edge2 owns %.3f", n.Name(), share)
+		}
+		for k := range 100 {
+			key := fmt.Sprintf("some/key/%d", k)
+			if o, _ := n.Owner(key); o.Name == "edge2" {
+				t.Fatalf("%s: %s owned by the draining edge2", n.Name(), key)
+			}
+			if reps := n.Ring().Replicas(key, 3); reps[2].Name != "edge2" {
+				t.Fatalf("%s: replicas of %s %v, want the draining edge2 last", n.Name(), key, names(reps))
+			}
 		}
 	}
 }

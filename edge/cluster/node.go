@@ -132,6 +132,7 @@ type metadata struct {
 	Peer   string `json:"p"`
 	Zone   string `json:"z,omitempty"`
 	Weight int    `json:"w,omitempty"`
+	Drain  bool   `json:"d,omitempty"`
 }
 
 // New checks cfg, reads the secret and binds the peer listener, so that a
@@ -236,7 +237,7 @@ func (n *Node) setPeerAddr(gossipIP net.IP) error {
 		}
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(ap.Port())))
-	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight})
+	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight, Drain: n.cfg.Draining})
 	if err != nil {
 		return fmt.Errorf("cluster: metadata: %w", err)
 	}
@@ -572,7 +573,7 @@ func sameMembers(v *view, peers []ring.Peer, addrs map[string]string) bool {
 	cur := v.ring.Peers() // sorted by name, weights normalized
 	for _, p := range peers {
 		i, ok := slices.BinarySearchFunc(cur, p.Name, func(q ring.Peer, name string) int { return strings.Compare(q.Name, name) })
-		if !ok || cur[i].Zone != p.Zone || cur[i].Weight != max(p.Weight, 1) {
+		if !ok || cur[i].Zone != p.Zone || cur[i].Weight != max(p.Weight, 1) || cur[i].Draining != p.Draining {
 			return false
 		}
 	}
@@ -598,7 +599,7 @@ func (n *Node) memberUp(nd *memberlist.Node, event string) {
 		n.memberDown(nd)
 		return
 	}
-	m := member{peer: ring.Peer{Name: nd.Name, Zone: md.Zone, Weight: md.Weight}, addr: md.Peer}
+	m := member{peer: ring.Peer{Name: nd.Name, Zone: md.Zone, Weight: md.Weight, Draining: md.Drain}, addr: md.Peer}
 	n.remember(nd.Name, nd.Address())
 	n.mu.Lock()
 	old, had := n.members[nd.Name]
@@ -609,7 +610,7 @@ func (n *Node) memberUp(nd *memberlist.Node, event string) {
 	}
 	n.clearSuspect(nd.Name) // a restarted member starts with a clean slate
 	n.changes.Add(1)
-	n.log.Info("member "+event, "peer", nd.Name, "addr", md.Peer, "zone", md.Zone, "weight", md.Weight)
+	n.log.Info("member "+event, "peer", nd.Name, "addr", md.Peer, "zone", md.Zone, "weight", md.Weight, "draining", md.Drain)
 	n.signalRebuild()
 }
 
