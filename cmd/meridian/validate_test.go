@@ -26,6 +26,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"short secret", site + "cluster: {secret: short}\n", "cluster.secret"},
 		{"bad admin listen", site + "admin: {listen: nope}\n", "admin.listen"},
 		{"duplicate region", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1'}]}, {name: eu, edges: [{name: b, peer: '1.2.3.4:2'}]}]\n", "regions[1].name"},
+		{"duplicated region edge", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1'}, {name: a, peer: '1.2.3.4:2'}]}]\n", `regions[0].edges[1].name: duplicate "a"`},
+		{"region edge weight", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1', weight: 2000000}]}]\n", "regions[0].edges: ring: peers[0].weight"},
 		{"geo without edges", "regions: [{name: eu, point: {lat: 50, lon: 8}, edges: []}]\n", "regions[0].edges"},
 		{"geo bad default", "default_region: mars\nregions: [{name: eu, point: {lat: 50, lon: 8}, edges: ['127.0.0.1:1']}]\n", "default_region"},
 	}

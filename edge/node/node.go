@@ -161,17 +161,30 @@ func (c Config) Validate() error {
 		if len(r.Edges) == 0 {
 			return fmt.Errorf("%s.edges: empty", f)
 		}
+		names := make(map[string]int, len(r.Edges))
 		for j, e := range r.Edges {
 			ef := fmt.Sprintf("%s.edges[%d]", f, j)
 			if e.Name == "" {
 				return fmt.Errorf("%s.name: required", ef)
 			}
+			if k, dup := names[e.Name]; dup {
+				// The region's ring places keys by name: two entries of
+				// one name make no ring, and no shield or failover.
+				return fmt.Errorf("%s.name: duplicate %q (also edges[%d])", ef, e.Name, k)
+			}
+			names[e.Name] = j
 			if _, _, err := net.SplitHostPort(e.Peer); err != nil {
 				return fmt.Errorf("%s.peer: %v", ef, err)
 			}
 			if e.Weight < 0 {
 				return fmt.Errorf("%s.weight: negative", ef)
 			}
+		}
+		// Whatever else ring.New would refuse (a weight above
+		// ring.MaxWeight, too many edges) is refused here, not when the
+		// plan is built.
+		if err := ring.Check(r.published().Peers); err != nil {
+			return fmt.Errorf("%s.edges: %w", f, err)
 		}
 	}
 	for i, s := range c.Sites {
