@@ -200,26 +200,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// shieldFor returns the shield options of a site for this node's region:
-// the shield regions listed before its own, with their published edges.
-func (c Config) shieldFor(sc edge.SiteConfig) (cluster.ShieldOptions, bool) {
-	opt := cluster.ShieldOptions{Direct: sc.Shield.DirectAllowed()}
-	for _, name := range sc.Shield.Regions {
-		if name == c.Region {
-			break
-		}
-		for _, r := range c.Regions {
-			if r.Name == name {
-				opt.Regions = append(opt.Regions, r.published())
-			}
-		}
-	}
-	return opt, len(opt.Regions) > 0
-}
-
-// failoverRegions are the other regions, nearest first, with their
-// published edges: where a fill goes when this region's own path fails.
-func (c Config) failoverRegions() []cluster.ShieldRegion {
+// failoverRegions are the other regions, nearest first when every region
+// has a point, else in config order: where a fill goes when this region's
+// own path fails.
+func (c Config) failoverRegions() []RegionConfig {
 	var own *geo.Point
 	all := true
 	for _, r := range c.Regions {
@@ -241,11 +225,7 @@ func (c Config) failoverRegions() []cluster.ShieldRegion {
 			return own.DistanceKm(*others[i].Point) < own.DistanceKm(*others[j].Point)
 		})
 	}
-	out := make([]cluster.ShieldRegion, 0, len(others))
-	for _, r := range others {
-		out = append(out, r.published())
-	}
-	return out
+	return others
 }
 
 // published is a region's edges as the cluster package takes them.
@@ -348,8 +328,19 @@ type Node struct {
 	wg              sync.WaitGroup
 	extraStatus     func() map[string]any
 
-	mu  sync.Mutex // guards cfg
-	cfg Config
+	reloads        prometheus.Counter
+	reloadFailures prometheus.Counter
+
+	// reloadMu serializes Reload; applying is the plan being wired into
+	// the handler's sites (read by the WrapUpstream hook, which the
+	// handler calls while Start or Reload holds reloadMu).
+	reloadMu sync.Mutex
+	applying *Plan
+
+	mu         sync.Mutex // guards cfg, plan and lastReload
+	cfg        Config
+	plan       *Plan
+	lastReload *ReloadStatus
 
 	stopOnce sync.Once
 	stopErr  error
@@ -384,7 +375,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			return nil, errors.New("admin.read_token_file: empty")
 		}
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
+	plan, err := BuildPlan(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	plan.Generation = 1
+	n := &Node{cfg: cfg, plan: plan, applying: plan, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
@@ -397,8 +393,20 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Name: "meridian_purge_unacked_total",
 		Help: "Purge deliveries a peer or region did not acknowledge (they are retried).",
 	})
+	n.reloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_config_reloads_total",
+		Help: "Reloads applied (each one makes a new config generation).",
+	})
+	n.reloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_config_reload_failures_total",
+		Help: "Reloads refused; the running config kept serving.",
+	})
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked,
+		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked, n.reloads, n.reloadFailures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meridian_config_generation",
+			Help: "The running config's generation: 1 at start, one more for each reload applied.",
+		}, func() float64 { return float64(n.Plan().Generation) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_memory_limit_bytes",
 			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
@@ -431,36 +439,14 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Help: "Fills this node, as a key's owner, took from a peer's copy (a replica or the key's previous holder) instead of upstream.",
 			}, func() float64 { return float64(cn.Consulted()) }),
 			cn.PeerGate())
-		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
-			cur := n.config()
-			if so, ok := cur.shieldFor(sc); ok {
-				so.OnFallback = n.shieldFallback
-				so.OnAnswer = n.shieldAnswer
-				rt, err := cn.Shield(so, up)
-				if err != nil {
-					shieldErr = err
-				} else {
-					up = rt
-				}
-			}
-			if fo := cur.failoverRegions(); len(fo) > 0 {
-				rt, err := cn.Failover(fo, up)
-				if err != nil {
-					shieldErr = err
-				} else {
-					up = rt
-				}
-			}
-			return cn.Transport(up)
+			return n.wrapUpstream(cn, sc, up)
 		}
-		defer func() {
-			if shieldErr != nil {
-				log.Error("origin shield not set up", "err", shieldErr)
-			}
-		}()
 	}
+	n.reloadMu.Lock()
 	h, err := edge.New(cfg.Config, eopt)
+	n.applying = nil
+	n.reloadMu.Unlock()
 	if err != nil {
 		n.closeCluster()
 		return nil, err
@@ -518,6 +504,32 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	return n, nil
 }
 
+// wrapUpstream is the edge's WrapUpstream hook: it puts the site's chain
+// of the plan being applied around its origin pool. The plan built every
+// ring beforehand, so the chain cannot fail to build; if it ever did, the
+// site's fills fail with the reason (logged) rather than silently
+// skipping the shield.
+func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+	hooks := cluster.ShieldOptions{OnFallback: n.shieldFallback, OnAnswer: n.shieldAnswer}
+	sp, ok := n.applying.site(sc)
+	var err error
+	if ok {
+		var rt http.RoundTripper
+		if rt, err = sp.wrap(cn, hooks, up); err == nil {
+			return rt
+		}
+	} else {
+		err = fmt.Errorf("site %v: not in the upstream plan", sc.Hosts)
+	}
+	n.log.Error("upstream chain not built; the site's fills fail", "site", sc.Hosts, "err", err)
+	return failingUpstream{err}
+}
+
+// failingUpstream fails every fill with err.
+type failingUpstream struct{ err error }
+
+func (f failingUpstream) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+
 // shieldAnswer counts a fill the shield answered, hit or miss.
 func (n *Node) shieldAnswer(shield string, hit bool) {
 	result := "miss"
@@ -540,8 +552,14 @@ func (n *Node) closeCluster() {
 
 // status adds the region and the ring's members to the admin /status.
 func (n *Node) status() map[string]any {
-	cfg := n.config()
-	st := map[string]any{"region": cfg.Region, "memory": memoryStatus()}
+	n.mu.Lock()
+	cfg, plan, last := n.cfg, n.plan, n.lastReload
+	n.mu.Unlock()
+	conf := map[string]any{"generation": plan.Generation, "plan": plan}
+	if last != nil {
+		conf["last_reload"] = last
+	}
+	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf}
 	if n.extraStatus != nil {
 		for k, v := range n.extraStatus() {
 			st[k] = v
@@ -596,27 +614,67 @@ func (n *Node) TLSAddr() string { return n.srv.TLSAddr() }
 // AdminAddr is the admin API's address.
 func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 
-// Reload applies a new config (see edge.Handler.Reload); a bad one is
-// refused and the running one keeps serving.
-func (n *Node) Reload(cfg Config) error {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("reload refused: %w", err)
-	}
-	if n.cluster == nil && cfg.Cluster != nil || n.cluster != nil && cfg.Cluster == nil {
-		return errors.New("reload refused: cluster: joining or leaving a cluster needs a restart")
+// Plan is the running config's upstream plan.
+func (n *Node) Plan() *Plan {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.plan
+}
+
+// Reload applies a new config (see edge.Handler.Reload): sites, origins,
+// cache budgets, the regions table and the upstream plan built from it.
+// Settings that only a restart applies keep their running values and are
+// listed in the report. A config that does not validate, or whose plan
+// cannot be built, is refused with the reason, and the running config
+// keeps serving.
+func (n *Node) Reload(cfg Config) (ReloadReport, error) {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	rep, err := n.reload(cfg)
+	st := &ReloadStatus{Time: time.Now()}
+	if err != nil {
+		n.reloadFailures.Inc()
+		st.Error = err.Error()
+	} else {
+		n.reloads.Inc()
+		st.Report = &rep
 	}
 	n.mu.Lock()
-	old := n.cfg
-	n.cfg = cfg // the new sites are wrapped with the new regions' shields
+	n.lastReload = st
 	n.mu.Unlock()
-	if err := n.handler.Reload(cfg.Config); err != nil {
-		n.mu.Lock()
-		n.cfg = old
-		n.mu.Unlock()
-		return err
+	return rep, err
+}
+
+func (n *Node) reload(cfg Config) (ReloadReport, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
 	}
-	return nil
+	old, running := n.config(), n.Plan()
+	if cfg.Name != old.Name {
+		return ReloadReport{}, fmt.Errorf("reload refused: name: %q cannot change to %q without a restart", old.Name, cfg.Name)
+	}
+	if n.cluster == nil && cfg.Cluster != nil || n.cluster != nil && cfg.Cluster == nil {
+		return ReloadReport{}, errors.New("reload refused: cluster: joining or leaving a cluster needs a restart")
+	}
+	cfg, rep := reconcile(old, cfg)
+	plan, err := BuildPlan(cfg, running)
+	if err != nil {
+		return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
+	}
+	plan.Generation = running.Generation + 1
+	n.applying = plan
+	err = n.handler.Reload(cfg.Config)
+	n.applying = nil
+	if err != nil {
+		return ReloadReport{}, err
+	}
+	n.mu.Lock()
+	n.cfg, n.plan = cfg, plan
+	n.mu.Unlock()
+	rep.Generation, rep.Rings = plan.Generation, plan.Rings
+	n.log.Info("config reloaded", "generation", plan.Generation, "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
+	return rep, nil
 }
 
 // drainMargin is how long before its drain deadline a stopping node

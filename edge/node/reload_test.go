@@ -23,7 +23,7 @@ func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
 			bad.Regions[i] = r
 		}
 	}
-	err := us.Reload(bad)
+	_, err := us.Reload(bad)
 	if err == nil {
 		t.Fatal("reload with a duplicated edge in regions was accepted")
 	}
