@@ -459,12 +459,20 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Gatherer:  n.reg,
 		Status:    n.status,
 	}
-	n.srv = edge.NewServer(cfg.Config, h, log)
-	if err := n.srv.Start(); err != nil {
-		h.Close()
-		n.closeCluster()
+	// undo stops what was started, in reverse order, when a later step
+	// fails: nothing a failed Start began keeps running or bound.
+	undo := []func(){func() { h.Close() }, n.closeCluster}
+	fail := func(err error) (*Node, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 		return nil, err
 	}
+	n.srv = edge.NewServer(cfg.Config, h, log)
+	if err := n.srv.Start(); err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { n.srv.Shutdown(context.Background()) })
 	if n.cluster != nil {
 		n.purger = &purger{n: n, pending: map[string][]string{}}
 		n.admin.Propagate = n.purger.propagate
@@ -475,6 +483,10 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			defer n.wg.Done()
 			n.purger.retryLoop(pctx, 250*time.Millisecond)
 		}()
+		undo = append(undo, func() {
+			n.stopPurger()
+			n.wg.Wait()
+		})
 		peerNext := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Host == cluster.InternalHost {
 				n.serveInternal(w, r)
@@ -483,19 +495,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			h.ServeHTTP(w, r)
 		})
 		if err := n.cluster.Start(peerNext); err != nil {
-			n.stopPurger()
-			n.wg.Wait()
-			n.srv.Shutdown(context.Background())
-			h.Close()
-			n.closeCluster()
-			return nil, err
+			return fail(err)
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		n.srv.Shutdown(context.Background())
-		h.Close()
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return fail(fmt.Errorf("admin.listen: %w", err))
 	}
 	n.adminLn = ln
 	n.adminSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
