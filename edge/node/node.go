@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +26,6 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
-	"github.com/meridiancdn/meridian/geo"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -57,7 +57,24 @@ type RegionConfig struct {
 	Edges []EdgeRef `yaml:"edges"`
 	// Point is where the region is. When every region has one, edge-side
 	// failover tries other regions nearest first; else in this order.
-	Point *geo.Point `yaml:"point"`
+	Point *Point `yaml:"point"`
+}
+
+// Point is a position on the Earth in decimal degrees, as geo.Point (the
+// same YAML): Lat in [-90, 90], north positive; Lon in [-180, 180], east
+// positive. A node needs only the distance between two, not all of geo.
+type Point struct {
+	Lat float64 `yaml:"lat" json:"lat"`
+	Lon float64 `yaml:"lon" json:"lon"`
+}
+
+// distanceKm is the great-circle (haversine) distance from p to q in
+// kilometres on a sphere of the Earth's mean radius.
+func (p Point) distanceKm(q Point) float64 {
+	const rad, earthKm = math.Pi / 180, 6371.0088
+	s1, s2 := math.Sin((q.Lat-p.Lat)*rad/2), math.Sin((q.Lon-p.Lon)*rad/2)
+	h := s1*s1 + math.Cos(p.Lat*rad)*math.Cos(q.Lat*rad)*s2*s2
+	return 2 * earthKm * math.Asin(math.Sqrt(min(max(h, 0), 1)))
 }
 
 // EdgeRef is one published edge.
@@ -161,6 +178,9 @@ func (c Config) Validate() error {
 		if len(r.Edges) == 0 {
 			return fmt.Errorf("%s.edges: empty", f)
 		}
+		if pt := r.Point; pt != nil && !(pt.Lat >= -90 && pt.Lat <= 90 && pt.Lon >= -180 && pt.Lon <= 180) {
+			return fmt.Errorf("%s.point: (%v, %v) out of range (lat in [-90, 90], lon in [-180, 180])", f, pt.Lat, pt.Lon)
+		}
 		names := make(map[string]int, len(r.Edges))
 		for j, e := range r.Edges {
 			ef := fmt.Sprintf("%s.edges[%d]", f, j)
@@ -204,7 +224,7 @@ func (c Config) Validate() error {
 // has a point, else in config order: where a fill goes when this region's
 // own path fails.
 func (c Config) failoverRegions() []RegionConfig {
-	var own *geo.Point
+	var own *Point
 	all := true
 	for _, r := range c.Regions {
 		if r.Point == nil {
@@ -222,7 +242,7 @@ func (c Config) failoverRegions() []RegionConfig {
 	}
 	if all && own != nil {
 		sort.SliceStable(others, func(i, j int) bool {
-			return own.DistanceKm(*others[i].Point) < own.DistanceKm(*others[j].Point)
+			return own.distanceKm(*others[i].Point) < own.distanceKm(*others[j].Point)
 		})
 	}
 	return others

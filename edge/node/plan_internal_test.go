@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,5 +131,40 @@ func TestPlanExplain(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// With a point for every region, failover goes nearest first (by
+// great-circle distance); without, in the table's order.
+func TestPlanFailoverNearestFirst(t *testing.T) {
+	cfg := planConfig()
+	order := func() []string {
+		t.Helper()
+		p, err := BuildPlan(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Sites[0].Failover
+	}
+	cfg.Regions = append(cfg.Regions, RegionConfig{Name: "sa", Edges: []EdgeRef{{Name: "sa-0", Peer: "127.0.0.1:20"}}})
+	if got := order(); !slices.Equal(got, []string{"us", "ap", "sa"}) {
+		t.Fatalf("without points: %v, want the table's order", got)
+	}
+	points := map[string]Point{"eu": {50.11, 8.68}, "us": {39.04, -77.49}, "ap": {35.69, 139.69}, "sa": {-23.55, -46.63}}
+	for i := range cfg.Regions {
+		pt := points[cfg.Regions[i].Name]
+		cfg.Regions[i].Point = &pt
+	}
+	// Frankfurt to Ashburn 6,500 km, to São Paulo 9,800 km, to Tokyo 9,300 km.
+	if got := order(); !slices.Equal(got, []string{"us", "ap", "sa"}) {
+		t.Fatalf("from Frankfurt: %v, want us, ap, sa", got)
+	}
+	cfg.Region = "sa"
+	if got := order(); !slices.Equal(got, []string{"us", "eu", "ap"}) {
+		t.Fatalf("from São Paulo: %v, want us, eu, ap", got)
+	}
+	cfg.Regions[3].Point = &Point{Lat: 91}
+	if _, err := BuildPlan(cfg, nil); err == nil || !strings.Contains(err.Error(), "regions[3].point") {
+		t.Fatalf("a point out of range: %v", err)
 	}
 }
