@@ -2,6 +2,13 @@
 // edge cache and its listeners, the admin API with metrics and purge, and
 // (when configured) the region cluster it fills from. `meridian edge`,
 // `meridian up` and multi-node tests all start nodes through it.
+//
+// Each site's upstream chain (the key's owner in the region, the shield
+// regions, the origin pool, the failover regions) is a [Plan], built and
+// checked from the config before anything is wired, at [Start] and at
+// each [Node.Reload]; `meridian validate --explain` prints it. Reloads are
+// serialized; the running config and plan are swapped under one mutex
+// that guards nothing else and is never held across I/O.
 package node
 
 import (
