@@ -143,26 +143,39 @@ func New(peers []Peer) (*Ring, error) {
 	return build(peers, partitionBits)
 }
 
-// build is New with 2^bits partitions; tests use fewer to run faster.
-func build(peers []Peer, bits uint) (*Ring, error) {
+// Check reports why New would refuse peers, or nil if it would build a
+// ring of them, without building it (New takes tens of milliseconds). A
+// config that lists peers calls it to refuse at validation what New would
+// refuse later.
+func Check(peers []Peer) error {
 	if len(peers) > MaxPeers {
-		return nil, fmt.Errorf("ring: %d peers: more than MaxPeers (%d)", len(peers), MaxPeers)
+		return fmt.Errorf("ring: %d peers: more than MaxPeers (%d)", len(peers), MaxPeers)
 	}
 	seen := make(map[string]int, len(peers))
-	r := &Ring{peers: make([]Peer, len(peers)), shift: 64 - bits}
 	for i, p := range peers {
 		switch {
 		case p.Name == "":
-			return nil, fmt.Errorf("ring: peers[%d].name: empty", i)
+			return fmt.Errorf("ring: peers[%d].name: empty", i)
 		case p.Weight < 0:
-			return nil, fmt.Errorf("ring: peers[%d].weight: negative (%d)", i, p.Weight)
+			return fmt.Errorf("ring: peers[%d].weight: negative (%d)", i, p.Weight)
 		case p.Weight > MaxWeight:
-			return nil, fmt.Errorf("ring: peers[%d].weight: %d above MaxWeight (%d)", i, p.Weight, MaxWeight)
+			return fmt.Errorf("ring: peers[%d].weight: %d above MaxWeight (%d)", i, p.Weight, MaxWeight)
 		}
 		if j, dup := seen[p.Name]; dup {
-			return nil, fmt.Errorf("ring: peers[%d].name: duplicate %q (also peers[%d])", i, p.Name, j)
+			return fmt.Errorf("ring: peers[%d].name: duplicate %q (also peers[%d])", i, p.Name, j)
 		}
 		seen[p.Name] = i
+	}
+	return nil
+}
+
+// build is New with 2^bits partitions; tests use fewer to run faster.
+func build(peers []Peer, bits uint) (*Ring, error) {
+	if err := Check(peers); err != nil {
+		return nil, err
+	}
+	r := &Ring{peers: make([]Peer, len(peers)), shift: 64 - bits}
+	for i, p := range peers {
 		if p.Weight == 0 {
 			p.Weight = 1
 		}

@@ -50,6 +50,9 @@ func TestNewErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New() = %v, %v; want error containing %q", r, err, tt.want)
 			}
+			if cerr := Check(tt.peers); cerr == nil || cerr.Error() != err.Error() {
+				t.Fatalf("Check() = %v; want New's error %v", cerr, err)
+			}
 		})
 	}
 }

@@ -41,18 +41,18 @@ func runEdge(ctx context.Context, args []string) error {
 	for {
 		select {
 		case <-hup:
+			var rep node.ReloadReport
 			next, err := node.Load(*path)
 			if err == nil {
-				err = n.Reload(next)
-			}
-			if err == nil {
-				setMemoryLimit(log, next.MemoryLimit())
+				rep, err = n.Reload(next)
 			}
 			if err != nil {
-				log.Error("reload refused; the running config keeps serving", "err", err)
-			} else {
-				log.Info("reloaded", "config", *path)
+				log.Error("reload refused; the running config keeps serving", "config", *path, "err", err)
+				break
 			}
+			setMemoryLimit(log, next.MemoryLimit())
+			log.Info("reloaded", "config", *path, "generation", rep.Generation,
+				"applied", rep.Applied, "needs_restart", rep.NeedsRestart)
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+cfg.Admin.DrainDelay)
 			defer cancel()

@@ -7,8 +7,11 @@
 //	meridian edge --config F    run one edge node
 //	meridian origin             run the demo origin
 //	meridian geo --config F     run the geo steering service
-//	meridian validate F         check a config file without starting
-//	meridian bench ...          the benchmark's load generators (deploy/bench)
+//	meridian validate [--explain] F
+//	                            check a config file without starting; with
+//	                            --explain, print an edge's upstream plan
+//	meridian bench ...          the benchmark's load generators (deploy/bench;
+//	                            linked into the binary for this command only)
 package main
 
 import (

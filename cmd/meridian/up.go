@@ -147,7 +147,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	state := UpState{Origin: oln.Addr().String(), GeoHTTP: *geoHTTP, GeoDNS: *geoDNS, Host: upHost,
 		PurgeToken: upToken, Shield: regions[0].name}
 	for r, reg := range regions {
-		pt := reg.point
+		pt := node.Point{Lat: reg.point.Lat, Lon: reg.point.Lon}
 		rc := node.RegionConfig{Name: reg.name, Point: &pt}
 		rs := UpRegionSt{Name: reg.name}
 		for e := 1; e <= *nEdges; e++ {

@@ -26,6 +26,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"short secret", site + "cluster: {secret: short}\n", "cluster.secret"},
 		{"bad admin listen", site + "admin: {listen: nope}\n", "admin.listen"},
 		{"duplicate region", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1'}]}, {name: eu, edges: [{name: b, peer: '1.2.3.4:2'}]}]\n", "regions[1].name"},
+		{"duplicated region edge", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1'}, {name: a, peer: '1.2.3.4:2'}]}]\n", `regions[0].edges[1].name: duplicate "a"`},
+		{"region edge weight", site + "regions: [{name: eu, edges: [{name: a, peer: '1.2.3.4:1', weight: 2000000}]}]\n", "regions[0].edges: ring: peers[0].weight"},
 		{"geo without edges", "regions: [{name: eu, point: {lat: 50, lon: 8}, edges: []}]\n", "regions[0].edges"},
 		{"geo bad default", "default_region: mars\nregions: [{name: eu, point: {lat: 50, lon: 8}, edges: ['127.0.0.1:1']}]\n", "default_region"},
 	}
@@ -58,5 +60,50 @@ func TestValidateAcceptsTheExamples(t *testing.T) {
 		if err := runValidate(context.Background(), []string{path}); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
+	}
+}
+
+// --explain prints the upstream plan of every site, in the order a fill
+// tries its hops.
+func TestValidateExplainsThePlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "edge.yaml")
+	conf := `name: us-0
+region: us
+cluster: {secret: 0123456789abcdef0123, replicas: 2}
+sites:
+  - hosts: [a.example]
+    pool: {name: a-pool, servers: [{url: 'http://10.0.0.1:80'}, {url: 'http://10.0.0.2:80'}]}
+    shield: {regions: [eu, us], direct: false}
+regions:
+  - {name: eu, point: {lat: 50.11, lon: 8.68}, edges: [{name: eu-0, peer: '10.1.0.1:7947'}, {name: eu-1, peer: '10.1.0.2:7947'}]}
+  - {name: us, point: {lat: 39.04, lon: -77.49}, edges: [{name: us-0, peer: '10.2.0.1:7947'}]}
+  - {name: ap, point: {lat: 35.69, lon: 139.69}, edges: [{name: ap-0, peer: '10.3.0.1:7947'}]}
+`
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := validate(&out, []string{"--explain", path}); err != nil {
+		t.Fatal(err)
+	}
+	want := path + `: valid edge config
+node us-0 in region us
+site a.example
+  1. owner: the key's owner on region us's ring of members (2 kept per object); the owner goes on
+  2. shield: the key's owner in region eu; never the origin directly (direct: false)
+  3. origin: pool a-pool: http://10.0.0.1:80, http://10.0.0.2:80
+  4. failover, only when the path to the origin failed: the key's owner in region eu, then in ap
+ring eu: eu-0, eu-1
+ring ap: ap-0
+`
+	if out.String() != want {
+		t.Fatalf("validate --explain printed\n%s\nwant\n%s", out.String(), want)
+	}
+	out.Reset()
+	if err := validate(&out, []string{path}); err != nil || out.String() != path+": valid edge config\n" {
+		t.Fatalf("validate without --explain: %v, %q", err, out.String())
+	}
+	if err := validate(&out, []string{"--explain"}); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Fatalf("validate --explain without a file: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/origin"
-	"github.com/meridiancdn/meridian/ring"
 )
 
 // Failover wraps a site's upstream path (shield and origin) so that when
@@ -26,11 +25,12 @@ import (
 // passed over. A fill that serves another region's request (a shield or
 // failover hop, or any request an edge of those regions signed) does not
 // fail over again; the decision rests on the signed peer request
-// (edge.FillInfo.Peer), never on a client's Via.
+// (edge.FillInfo.Peer), never on a client's Via. It fails only when a
+// region has no Ring and its Peers make none.
 func (n *Node) Failover(regions []ShieldRegion, next http.RoundTripper) (http.RoundTripper, error) {
 	t := &failoverTransport{n: n, next: next}
 	for _, sr := range regions {
-		r, err := ring.New(sr.Peers)
+		r, err := sr.ring()
 		if err != nil {
 			return nil, fmt.Errorf("failover region %s: %w", sr.Name, err)
 		}

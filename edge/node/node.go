@@ -2,6 +2,13 @@
 // edge cache and its listeners, the admin API with metrics and purge, and
 // (when configured) the region cluster it fills from. `meridian edge`,
 // `meridian up` and multi-node tests all start nodes through it.
+//
+// Each site's upstream chain (the key's owner in the region, the shield
+// regions, the origin pool, the failover regions) is a [Plan], built and
+// checked from the config before anything is wired, at [Start] and at
+// each [Node.Reload]; `meridian validate --explain` prints it. Reloads are
+// serialized; the running config and plan are swapped under one mutex
+// that guards nothing else and is never held across I/O.
 package node
 
 import (
@@ -11,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +33,6 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
-	"github.com/meridiancdn/meridian/geo"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -57,7 +64,24 @@ type RegionConfig struct {
 	Edges []EdgeRef `yaml:"edges"`
 	// Point is where the region is. When every region has one, edge-side
 	// failover tries other regions nearest first; else in this order.
-	Point *geo.Point `yaml:"point"`
+	Point *Point `yaml:"point"`
+}
+
+// Point is a position on the Earth in decimal degrees, as geo.Point (the
+// same YAML): Lat in [-90, 90], north positive; Lon in [-180, 180], east
+// positive. A node needs only the distance between two, not all of geo.
+type Point struct {
+	Lat float64 `yaml:"lat" json:"lat"`
+	Lon float64 `yaml:"lon" json:"lon"`
+}
+
+// distanceKm is the great-circle (haversine) distance from p to q in
+// kilometres on a sphere of the Earth's mean radius.
+func (p Point) distanceKm(q Point) float64 {
+	const rad, earthKm = math.Pi / 180, 6371.0088
+	s1, s2 := math.Sin((q.Lat-p.Lat)*rad/2), math.Sin((q.Lon-p.Lon)*rad/2)
+	h := s1*s1 + math.Cos(p.Lat*rad)*math.Cos(q.Lat*rad)*s2*s2
+	return 2 * earthKm * math.Asin(math.Sqrt(min(max(h, 0), 1)))
 }
 
 // EdgeRef is one published edge.
@@ -161,17 +185,33 @@ func (c Config) Validate() error {
 		if len(r.Edges) == 0 {
 			return fmt.Errorf("%s.edges: empty", f)
 		}
+		if pt := r.Point; pt != nil && !(pt.Lat >= -90 && pt.Lat <= 90 && pt.Lon >= -180 && pt.Lon <= 180) {
+			return fmt.Errorf("%s.point: (%v, %v) out of range (lat in [-90, 90], lon in [-180, 180])", f, pt.Lat, pt.Lon)
+		}
+		names := make(map[string]int, len(r.Edges))
 		for j, e := range r.Edges {
 			ef := fmt.Sprintf("%s.edges[%d]", f, j)
 			if e.Name == "" {
 				return fmt.Errorf("%s.name: required", ef)
 			}
+			if k, dup := names[e.Name]; dup {
+				// The region's ring places keys by name: two entries of
+				// one name make no ring, and no shield or failover.
+				return fmt.Errorf("%s.name: duplicate %q (also edges[%d])", ef, e.Name, k)
+			}
+			names[e.Name] = j
 			if _, _, err := net.SplitHostPort(e.Peer); err != nil {
 				return fmt.Errorf("%s.peer: %v", ef, err)
 			}
 			if e.Weight < 0 {
 				return fmt.Errorf("%s.weight: negative", ef)
 			}
+		}
+		// Whatever else ring.New would refuse (a weight above
+		// ring.MaxWeight, too many edges) is refused here, not when the
+		// plan is built.
+		if err := ring.Check(r.published().Peers); err != nil {
+			return fmt.Errorf("%s.edges: %w", f, err)
 		}
 	}
 	for i, s := range c.Sites {
@@ -187,27 +227,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// shieldFor returns the shield options of a site for this node's region:
-// the shield regions listed before its own, with their published edges.
-func (c Config) shieldFor(sc edge.SiteConfig) (cluster.ShieldOptions, bool) {
-	opt := cluster.ShieldOptions{Direct: sc.Shield.DirectAllowed()}
-	for _, name := range sc.Shield.Regions {
-		if name == c.Region {
-			break
-		}
-		for _, r := range c.Regions {
-			if r.Name == name {
-				opt.Regions = append(opt.Regions, r.published())
-			}
-		}
-	}
-	return opt, len(opt.Regions) > 0
-}
-
-// failoverRegions are the other regions, nearest first, with their
-// published edges: where a fill goes when this region's own path fails.
-func (c Config) failoverRegions() []cluster.ShieldRegion {
-	var own *geo.Point
+// failoverRegions are the other regions, nearest first when every region
+// has a point, else in config order: where a fill goes when this region's
+// own path fails.
+func (c Config) failoverRegions() []RegionConfig {
+	var own *Point
 	all := true
 	for _, r := range c.Regions {
 		if r.Point == nil {
@@ -225,14 +249,10 @@ func (c Config) failoverRegions() []cluster.ShieldRegion {
 	}
 	if all && own != nil {
 		sort.SliceStable(others, func(i, j int) bool {
-			return own.DistanceKm(*others[i].Point) < own.DistanceKm(*others[j].Point)
+			return own.distanceKm(*others[i].Point) < own.distanceKm(*others[j].Point)
 		})
 	}
-	out := make([]cluster.ShieldRegion, 0, len(others))
-	for _, r := range others {
-		out = append(out, r.published())
-	}
-	return out
+	return others
 }
 
 // published is a region's edges as the cluster package takes them.
@@ -335,8 +355,19 @@ type Node struct {
 	wg              sync.WaitGroup
 	extraStatus     func() map[string]any
 
-	mu  sync.Mutex // guards cfg
-	cfg Config
+	reloads        prometheus.Counter
+	reloadFailures prometheus.Counter
+
+	// reloadMu serializes Reload; applying is the plan being wired into
+	// the handler's sites (read by the WrapUpstream hook, which the
+	// handler calls while Start or Reload holds reloadMu).
+	reloadMu sync.Mutex
+	applying *Plan
+
+	mu         sync.Mutex // guards cfg, plan and lastReload
+	cfg        Config
+	plan       *Plan
+	lastReload *ReloadStatus
 
 	stopOnce sync.Once
 	stopErr  error
@@ -371,7 +402,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			return nil, errors.New("admin.read_token_file: empty")
 		}
 	}
-	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
+	plan, err := BuildPlan(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	plan.Generation = 1
+	n := &Node{cfg: cfg, plan: plan, applying: plan, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
@@ -384,8 +420,20 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Name: "meridian_purge_unacked_total",
 		Help: "Purge deliveries a peer or region did not acknowledge (they are retried).",
 	})
+	n.reloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_config_reloads_total",
+		Help: "Reloads applied (each one makes a new config generation).",
+	})
+	n.reloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_config_reload_failures_total",
+		Help: "Reloads refused; the running config kept serving.",
+	})
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked,
+		n.shieldFallbacks, n.shieldAnswers, n.purgeUnacked, n.reloads, n.reloadFailures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meridian_config_generation",
+			Help: "The running config's generation: 1 at start, one more for each reload applied.",
+		}, func() float64 { return float64(n.Plan().Generation) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_memory_limit_bytes",
 			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
@@ -418,36 +466,14 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Help: "Fills this node, as a key's owner, took from a peer's copy (a replica or the key's previous holder) instead of upstream.",
 			}, func() float64 { return float64(cn.Consulted()) }),
 			cn.PeerGate())
-		var shieldErr error
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
-			cur := n.config()
-			if so, ok := cur.shieldFor(sc); ok {
-				so.OnFallback = n.shieldFallback
-				so.OnAnswer = n.shieldAnswer
-				rt, err := cn.Shield(so, up)
-				if err != nil {
-					shieldErr = err
-				} else {
-					up = rt
-				}
-			}
-			if fo := cur.failoverRegions(); len(fo) > 0 {
-				rt, err := cn.Failover(fo, up)
-				if err != nil {
-					shieldErr = err
-				} else {
-					up = rt
-				}
-			}
-			return cn.Transport(up)
+			return n.wrapUpstream(cn, sc, up)
 		}
-		defer func() {
-			if shieldErr != nil {
-				log.Error("origin shield not set up", "err", shieldErr)
-			}
-		}()
 	}
+	n.reloadMu.Lock()
 	h, err := edge.New(cfg.Config, eopt)
+	n.applying = nil
+	n.reloadMu.Unlock()
 	if err != nil {
 		n.closeCluster()
 		return nil, err
@@ -460,12 +486,20 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		Gatherer:  n.reg,
 		Status:    n.status,
 	}
-	n.srv = edge.NewServer(cfg.Config, h, log)
-	if err := n.srv.Start(); err != nil {
-		h.Close()
-		n.closeCluster()
+	// undo stops what was started, in reverse order, when a later step
+	// fails: nothing a failed Start began keeps running or bound.
+	undo := []func(){func() { h.Close() }, n.closeCluster}
+	fail := func(err error) (*Node, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 		return nil, err
 	}
+	n.srv = edge.NewServer(cfg.Config, h, log)
+	if err := n.srv.Start(); err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { n.srv.Shutdown(context.Background()) })
 	if n.cluster != nil {
 		n.purger = &purger{n: n, pending: map[string][]string{}}
 		n.admin.Propagate = n.purger.propagate
@@ -476,6 +510,10 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			defer n.wg.Done()
 			n.purger.retryLoop(pctx, 250*time.Millisecond)
 		}()
+		undo = append(undo, func() {
+			n.stopPurger()
+			n.wg.Wait()
+		})
 		peerNext := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Host == cluster.InternalHost {
 				n.serveInternal(w, r)
@@ -484,19 +522,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			h.ServeHTTP(w, r)
 		})
 		if err := n.cluster.Start(peerNext); err != nil {
-			n.stopPurger()
-			n.wg.Wait()
-			n.srv.Shutdown(context.Background())
-			h.Close()
-			n.closeCluster()
-			return nil, err
+			return fail(err)
 		}
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		n.srv.Shutdown(context.Background())
-		h.Close()
-		return nil, fmt.Errorf("admin.listen: %w", err)
+		return fail(fmt.Errorf("admin.listen: %w", err))
 	}
 	n.adminLn = ln
 	n.adminSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
@@ -504,6 +535,32 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	log.Info("edge node started", "http", n.srv.Addr(), "https", n.srv.TLSAddr(), "admin", ln.Addr().String())
 	return n, nil
 }
+
+// wrapUpstream is the edge's WrapUpstream hook: it puts the site's chain
+// of the plan being applied around its origin pool. The plan built every
+// ring beforehand, so the chain cannot fail to build; if it ever did, the
+// site's fills fail with the reason (logged) rather than silently
+// skipping the shield.
+func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+	hooks := cluster.ShieldOptions{OnFallback: n.shieldFallback, OnAnswer: n.shieldAnswer}
+	sp, ok := n.applying.site(sc)
+	var err error
+	if ok {
+		var rt http.RoundTripper
+		if rt, err = sp.wrap(cn, hooks, up); err == nil {
+			return rt
+		}
+	} else {
+		err = fmt.Errorf("site %v: not in the upstream plan", sc.Hosts)
+	}
+	n.log.Error("upstream chain not built; the site's fills fail", "site", sc.Hosts, "err", err)
+	return failingUpstream{err}
+}
+
+// failingUpstream fails every fill with err.
+type failingUpstream struct{ err error }
+
+func (f failingUpstream) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
 
 // shieldAnswer counts a fill the shield answered, hit or miss.
 func (n *Node) shieldAnswer(shield string, hit bool) {
@@ -527,8 +584,14 @@ func (n *Node) closeCluster() {
 
 // status adds the region and the ring's members to the admin /status.
 func (n *Node) status() map[string]any {
-	cfg := n.config()
-	st := map[string]any{"region": cfg.Region, "memory": memoryStatus()}
+	n.mu.Lock()
+	cfg, plan, last := n.cfg, n.plan, n.lastReload
+	n.mu.Unlock()
+	conf := map[string]any{"generation": plan.Generation, "plan": plan}
+	if last != nil {
+		conf["last_reload"] = last
+	}
+	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf}
 	if n.extraStatus != nil {
 		for k, v := range n.extraStatus() {
 			st[k] = v
@@ -583,27 +646,67 @@ func (n *Node) TLSAddr() string { return n.srv.TLSAddr() }
 // AdminAddr is the admin API's address.
 func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 
-// Reload applies a new config (see edge.Handler.Reload); a bad one is
-// refused and the running one keeps serving.
-func (n *Node) Reload(cfg Config) error {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("reload refused: %w", err)
-	}
-	if n.cluster == nil && cfg.Cluster != nil || n.cluster != nil && cfg.Cluster == nil {
-		return errors.New("reload refused: cluster: joining or leaving a cluster needs a restart")
+// Plan is the running config's upstream plan.
+func (n *Node) Plan() *Plan {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.plan
+}
+
+// Reload applies a new config (see edge.Handler.Reload): sites, origins,
+// cache budgets, the regions table and the upstream plan built from it.
+// Settings that only a restart applies keep their running values and are
+// listed in the report. A config that does not validate, or whose plan
+// cannot be built, is refused with the reason, and the running config
+// keeps serving.
+func (n *Node) Reload(cfg Config) (ReloadReport, error) {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	rep, err := n.reload(cfg)
+	st := &ReloadStatus{Time: time.Now()}
+	if err != nil {
+		n.reloadFailures.Inc()
+		st.Error = err.Error()
+	} else {
+		n.reloads.Inc()
+		st.Report = &rep
 	}
 	n.mu.Lock()
-	old := n.cfg
-	n.cfg = cfg // the new sites are wrapped with the new regions' shields
+	n.lastReload = st
 	n.mu.Unlock()
-	if err := n.handler.Reload(cfg.Config); err != nil {
-		n.mu.Lock()
-		n.cfg = old
-		n.mu.Unlock()
-		return err
+	return rep, err
+}
+
+func (n *Node) reload(cfg Config) (ReloadReport, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
 	}
-	return nil
+	old, running := n.config(), n.Plan()
+	if cfg.Name != old.Name {
+		return ReloadReport{}, fmt.Errorf("reload refused: name: %q cannot change to %q without a restart", old.Name, cfg.Name)
+	}
+	if n.cluster == nil && cfg.Cluster != nil || n.cluster != nil && cfg.Cluster == nil {
+		return ReloadReport{}, errors.New("reload refused: cluster: joining or leaving a cluster needs a restart")
+	}
+	cfg, rep := reconcile(old, cfg)
+	plan, err := BuildPlan(cfg, running)
+	if err != nil {
+		return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
+	}
+	plan.Generation = running.Generation + 1
+	n.applying = plan
+	err = n.handler.Reload(cfg.Config)
+	n.applying = nil
+	if err != nil {
+		return ReloadReport{}, err
+	}
+	n.mu.Lock()
+	n.cfg, n.plan = cfg, plan
+	n.mu.Unlock()
+	rep.Generation, rep.Rings = plan.Generation, plan.Rings
+	n.log.Info("config reloaded", "generation", plan.Generation, "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
+	return rep, nil
 }
 
 // drainMargin is how long before its drain deadline a stopping node

@@ -262,7 +262,7 @@ func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
 	}
 	cfg := nodeConfig("edge-r", osrv.URL)
 	cfg.Sites[0].Pool.Servers = []origin.ServerConfig{{URL: "http://127.0.0.1:1", Weight: -4}}
-	if err := n.Reload(cfg); err == nil {
+	if _, err := n.Reload(cfg); err == nil {
 		t.Fatal("a config with a negative weight was accepted")
 	}
 	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/still?size=10", nil)

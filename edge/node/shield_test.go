@@ -77,7 +77,7 @@ func startCDN(t testing.TB, regions []string, edges int, shield []string, direct
 			cfg := cfgs[n.Cluster().Name()]
 			cfg.Regions = table
 			cfg.Sites[0].Shield = edge.ShieldConfig{Regions: shield, Direct: &direct}
-			if err := n.Reload(cfg); err != nil {
+			if _, err := n.Reload(cfg); err != nil {
 				t.Fatal(err)
 			}
 			cfgs[n.Cluster().Name()] = cfg
@@ -224,7 +224,7 @@ func TestRegionFailoverWhenOwnUpstreamFails(t *testing.T) {
 		cfg := c.cfgs[n.Cluster().Name()]
 		cfg.Sites[0].Origin = "http://127.0.0.1:1" // refused
 		cfg.Sites[0].Pool.Servers = nil
-		if err := n.Reload(cfg); err != nil {
+		if _, err := n.Reload(cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
