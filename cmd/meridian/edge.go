@@ -19,6 +19,7 @@ import (
 func runEdge(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	path := fs.String("config", "", "edge config file (YAML)")
+	logf := addLogFlags(fs, "json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,7 +30,10 @@ func runEdge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	setMemoryLimit(log, cfg.MemoryLimit())
 	n, err := node.Start(cfg, node.Options{Logger: log})
 	if err != nil {

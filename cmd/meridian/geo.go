@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 
 	"github.com/meridiancdn/meridian/geo"
@@ -16,6 +15,7 @@ import (
 func runGeo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
 	path := fs.String("config", "", "geo config file (YAML)")
+	logf := addLogFlags(fs, "json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,7 +32,11 @@ func runGeo(ctx context.Context, args []string) error {
 	if cfg.DNS.Listen == "" && cfg.HTTP.Listen == "" {
 		return fmt.Errorf("geo: %s sets neither dns.listen nor http.listen: nothing to serve", *path)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("component", "geo")
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "geo")
 	svc, err := geo.New(cfg, geo.Options{Logger: log})
 	if err != nil {
 		return err

@@ -12,20 +12,28 @@
 //	                            --explain, print an edge's upstream plan
 //	meridian bench ...          the benchmark's load generators (deploy/bench;
 //	                            linked into the binary for this command only)
+//	meridian version            the build: version, VCS revision, Go version
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meridiancdn/meridian/edge/node"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h / --help: the usage was printed
+		}
 		fmt.Fprintln(os.Stderr, "meridian:", err)
 		os.Exit(1)
 	}
@@ -39,7 +47,11 @@ commands:
   origin     run the demo origin
   geo        run the geo steering service (--config FILE)
   validate   check a config file without starting anything
-  bench      load generators and probes for deploy/bench/run.sh`
+  bench      load generators and probes for deploy/bench/run.sh
+  version    print the build (version, VCS revision, Go version)
+
+Commands that run something take --log-level (debug, info, warn, error)
+and --log-format (json, text); -h after a command lists its flags.`
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -59,6 +71,14 @@ func run(ctx context.Context, args []string) error {
 		return runValidate(ctx, rest)
 	case "bench":
 		return runBench(ctx, rest)
+	case "version":
+		b := node.Build()
+		rev := b.Revision
+		if b.Modified {
+			rev += " (modified)"
+		}
+		fmt.Printf("meridian %s\nrevision %s\n%s\n", b.Version, rev, b.GoVersion)
+		return nil
 	case "help", "-h", "--help":
 		fmt.Println(usage)
 		return nil

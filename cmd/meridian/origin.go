@@ -18,13 +18,18 @@ import (
 func runOrigin(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:9000", "address to serve the demo origin on")
+	logf := addLogFlags(fs, "text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("origin: unexpected arguments %q", fs.Args())
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "origin")
+	log, err := logf.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "origin")
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

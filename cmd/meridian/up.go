@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -95,6 +94,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	geoHTTP := fs.String("geo-http", "127.0.0.1:8081", "geo steering HTTP address")
 	geoDNS := fs.String("geo-dns", "127.0.0.1:8053", "geo steering DNS address (UDP and TCP)")
 	verbose := fs.Bool("v", false, "log to stderr")
+	logf := addLogFlags(fs, "text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,7 +108,10 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	if *verbose {
 		logOut = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(logOut, nil))
+	log, err := logf.logger(logOut)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 
 	demo := origin.NewDemo(nil)

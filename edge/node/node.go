@@ -434,6 +434,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			Name: "meridian_config_generation",
 			Help: "The running config's generation: 1 at start, one more for each reload applied.",
 		}, func() float64 { return float64(n.Plan().Generation) }),
+		buildInfoGauge(Build()),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_memory_limit_bytes",
 			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
@@ -591,7 +592,7 @@ func (n *Node) status() map[string]any {
 	if last != nil {
 		conf["last_reload"] = last
 	}
-	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf}
+	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf, "build": Build()}
 	if n.extraStatus != nil {
 		for k, v := range n.extraStatus() {
 			st[k] = v

@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,6 +310,38 @@ func TestMemoryLimitFollowsTheBudgets(t *testing.T) {
 	cfg.Cache.HotBytes, cfg.Cache.MaxInflightBytes = 1<<20, 2<<20
 	if got, want := cfg.MemoryLimit(), int64(64+1+2)<<20+node.MemoryHeadroom; got != want {
 		t.Fatalf("MemoryLimit = %d, want %d", got, want)
+	}
+}
+
+// Issue 20: which build runs is in /status and in meridian_build_info.
+func TestStatusAndMetricsReportTheBuild(t *testing.T) {
+	c := startCDN(t, []string{"eu"}, 1, nil, false)
+	admin := "http://" + c.regions["eu"][0].AdminAddr()
+	resp, err := c.client.Get(admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Build node.BuildInfo `json:"build"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Build != node.Build() || st.Build.GoVersion != runtime.Version() {
+		t.Fatalf("status build %+v, want %+v", st.Build, node.Build())
+	}
+	resp, err = c.client.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`meridian_build_info{go_version=%q,modified=%q,revision=%q,version=%q} 1`,
+		st.Build.GoVersion, strconv.FormatBool(st.Build.Modified), st.Build.Revision, st.Build.Version)
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("metrics lack %s", want)
 	}
 }
 
