@@ -49,4 +49,3 @@ func durationsAsText(_ []string, a slog.Attr) slog.Attr {
 	}
 	return a
 }
-
