@@ -39,7 +39,8 @@ var upRegions = []upRegion{
 	{"au", geo.Point{Lat: -33.87, Lon: 151.21}, "Sydney"},
 }
 
-// Ports every demo edge listens on, each at its own 127.0.R.E address.
+// Ports every demo edge listens on, each at its own 127.NET.R.E address
+// (--net, default 0).
 const (
 	upHTTPPort   = 8080
 	upTLSPort    = 8443
@@ -78,7 +79,7 @@ type UpEdgeSt struct {
 }
 
 // runUp starts a whole CDN on loopback from embedded defaults: a demo
-// origin, regions of clustered edges (each region on its own 127.0.R.0/24),
+// origin, regions of clustered edges (each region on its own 127.NET.R.0/24),
 // the origin shield in the first region, and the geo steering service.
 func runUp(ctx context.Context, args []string) error { return runUpWith(ctx, args, nil) }
 
@@ -94,10 +95,15 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	geoHTTP := fs.String("geo-http", "127.0.0.1:8081", "geo steering HTTP address")
 	geoDNS := fs.String("geo-dns", "127.0.0.1:8053", "geo steering DNS address (UDP and TCP)")
 	verbose := fs.Bool("v", false, "log to stderr")
+	net8 := fs.Int("net", 0, "edges listen on 127.NET.R.E (region R, edge E): another NET runs beside a CDN or anything else on 127.0.R.E")
 	logf := addLogFlags(fs, "text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *net8 < 0 || *net8 > 255 {
+		return errors.New("up: --net must be 0-255")
+	}
+	edgeIP := func(r, e int) string { return upEdgeIP(*net8, r, e) }
 	if *nRegions < 1 || *nRegions > len(upRegions) {
 		return fmt.Errorf("up: --regions must be 1-%d", len(upRegions))
 	}
@@ -132,7 +138,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	hosts := []string{"localhost", upHost}
 	for r := 1; r <= *nRegions; r++ {
 		for e := 1; e <= *nEdges; e++ {
-			hosts = append(hosts, fmt.Sprintf("127.0.%d.%d", r, e))
+			hosts = append(hosts, edgeIP(r, e))
 		}
 	}
 	certPEM, keyPEM, err := edge.SelfSignedCert(hosts, time.Now())
@@ -154,7 +160,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 		rc := node.RegionConfig{Name: reg.name, Point: &pt}
 		rs := UpRegionSt{Name: reg.name}
 		for e := 1; e <= *nEdges; e++ {
-			ip := fmt.Sprintf("127.0.%d.%d", r+1, e)
+			ip := edgeIP(r+1, e)
 			name := fmt.Sprintf("%s-%d", reg.name, e)
 			rc.Edges = append(rc.Edges, node.EdgeRef{Name: name, Peer: join(ip, upPeerPort), Zone: fmt.Sprintf("%s-z%d", reg.name, (e-1)%3+1)})
 			rs.Edges = append(rs.Edges, UpEdgeSt{Name: name, HTTP: join(ip, upHTTPPort), HTTPS: join(ip, upTLSPort),
@@ -222,7 +228,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	}()
 	for r, reg := range regions {
 		for e := 1; e <= *nEdges; e++ {
-			ip := fmt.Sprintf("127.0.%d.%d", r+1, e)
+			ip := edgeIP(r+1, e)
 			cfg := node.Config{
 				Config: edge.Config{
 					Name:   fmt.Sprintf("%s-%d", reg.name, e),
@@ -244,7 +250,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 					Zone:         table[r].Edges[e-1].Zone,
 					GossipListen: join(ip, upGossipPort),
 					PeerListen:   join(ip, upPeerPort),
-					Seeds:        upSeeds(r, *nEdges),
+					Seeds:        upSeeds(*net8, r, *nEdges),
 					Secret:       "meridian-up-demo-secret-not-for-production",
 					Preset:       "local",
 					Replicas:     2,
@@ -339,12 +345,16 @@ try:
 `, st.Origin, st.GeoHTTP, st.GeoDNS, st.Host, e.HTTP, dnsHost, dnsPort, st.PurgeToken, e.Admin)
 }
 
+// upEdgeIP is the address of edge e (1-based) of region r (1-based):
+// 127.NET.R.E.
+func upEdgeIP(net8, r, e int) string { return fmt.Sprintf("127.%d.%d.%d", net8, r, e) }
+
 // upSeeds lists every edge of region r (0-based) as a gossip seed, so
 // that whichever edge restarts (the first one included) finds the others.
-func upSeeds(r, edges int) []string {
+func upSeeds(net8, r, edges int) []string {
 	seeds := make([]string, 0, edges)
 	for e := 1; e <= edges; e++ {
-		seeds = append(seeds, join(fmt.Sprintf("127.0.%d.%d", r+1, e), upGossipPort))
+		seeds = append(seeds, join(upEdgeIP(net8, r+1, e), upGossipPort))
 	}
 	return seeds
 }

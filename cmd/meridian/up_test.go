@@ -24,14 +24,14 @@ func startUp(t *testing.T) UpState {
 
 // startUpNodes is startUp that also returns up's edges by name ("eu-1"),
 // so that a test can kill one.
-func startUpNodes(t *testing.T) (UpState, map[string]*node.Node) {
+func startUpNodes(t *testing.T, extra ...string) (UpState, map[string]*node.Node) {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "state.json")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	nodes := make(chan map[string]*node.Node, 1)
 	go func() {
-		done <- runUpWith(ctx, []string{"--state", state}, func(m map[string]*node.Node) { nodes <- m })
+		done <- runUpWith(ctx, append([]string{"--state", state}, extra...), func(m map[string]*node.Node) { nodes <- m })
 	}()
 	t.Cleanup(func() {
 		cancel()
