@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,13 +58,17 @@ const (
 // UpState is what `meridian up --state FILE` writes: every address, for
 // scripts and tests.
 type UpState struct {
-	Origin     string       `json:"origin"`
-	GeoHTTP    string       `json:"geo_http"`
-	GeoDNS     string       `json:"geo_dns"`
-	Host       string       `json:"host"`
-	PurgeToken string       `json:"purge_token"`
-	Shield     string       `json:"shield"`
-	Regions    []UpRegionSt `json:"regions"`
+	Origin     string `json:"origin"`
+	GeoHTTP    string `json:"geo_http"`
+	GeoDNS     string `json:"geo_dns"`
+	Host       string `json:"host"`
+	PurgeToken string `json:"purge_token"`
+	Shield     string `json:"shield"`
+	// SPKI is the demo certificate's pin (base64 SHA-256 of its
+	// SubjectPublicKeyInfo), for Chromium's
+	// --ignore-certificate-errors-spki-list.
+	SPKI    string       `json:"spki"`
+	Regions []UpRegionSt `json:"regions"`
 }
 
 // UpRegionSt is one region in the state file.
@@ -153,8 +161,12 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	// The regions table every edge publishes, and the demo site.
 	regions := upRegions[:*nRegions]
 	var table []node.RegionConfig
+	pin, err := spkiPin(certPEM)
+	if err != nil {
+		return err
+	}
 	state := UpState{Origin: oln.Addr().String(), GeoHTTP: *geoHTTP, GeoDNS: *geoDNS, Host: upHost,
-		PurgeToken: upToken, Shield: regions[0].name}
+		PurgeToken: upToken, Shield: regions[0].name, SPKI: pin}
 	for r, reg := range regions {
 		pt := node.Point{Lat: reg.point.Lat, Lon: reg.point.Lon}
 		rc := node.RegionConfig{Name: reg.name, Point: &pt}
@@ -342,7 +354,24 @@ try:
   curl -s 'http://%[2]s/route?ip=203.0.113.7'                     # a Tokyo client
   dig @%[6]s -p %[7]s %[4]s A +subnet=192.0.2.0/24 +short          # a Frankfurt resolver
   curl -s -X POST -H 'Authorization: Bearer %[8]s' http://%[9]s/purge -d '{"keys":["demo"]}'
-`, st.Origin, st.GeoHTTP, st.GeoDNS, st.Host, e.HTTP, dnsHost, dnsPort, st.PurgeToken, e.Admin)
+  chromium --headless --enable-quic --origin-to-force-quic-on=%[10]s --ignore-certificate-errors-spki-list=%[11]s --dump-dom 'https://%[10]s/hello?sk=demo'   # HTTP/3, the demo certificate pinned
+`, st.Origin, st.GeoHTTP, st.GeoDNS, st.Host, e.HTTP, dnsHost, dnsPort, st.PurgeToken, e.Admin, e.HTTPS, st.SPKI)
+}
+
+// spkiPin is the base64 SHA-256 of the PEM certificate's
+// SubjectPublicKeyInfo: what Chromium's --ignore-certificate-errors-spki-list
+// takes to trust a self-signed certificate.
+func spkiPin(certPEM []byte) (string, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return "", errors.New("up: the demo certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", fmt.Errorf("up: the demo certificate: %w", err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
 // upEdgeIP is the address of edge e (1-based) of region r (1-based):

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every edge of a region is a seed of every other (issue 14 item 4):
@@ -42,5 +46,30 @@ func TestUpNetMovesEveryEdge(t *testing.T) {
 	}
 	if got := upSeeds(7, 0, 2); !slices.Equal(got, []string{"127.7.1.1:7946", "127.7.1.2:7946"}) {
 		t.Fatalf("seeds %v", got)
+	}
+}
+
+// Issue 20: the Chromium-over-HTTP/3 command `up` prints pins the demo
+// certificate the edges actually serve (only the tests knew the pin).
+func TestUpPrintsTheServedCertificatesPin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a CDN")
+	}
+	st, _ := startUpNodes(t, "--net", "8", "--regions", "1", "--edges", "1",
+		"--origin", "127.8.0.1:9000", "--geo-http", "127.8.0.1:8081", "--geo-dns", "127.8.0.1:8053")
+	e := st.Regions[0].Edges[0]
+	conn, err := tls.Dial("tcp", e.HTTPS, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	if want := base64.StdEncoding.EncodeToString(sum[:]); st.SPKI != want {
+		t.Fatalf("state pin %q, the edge serves %q", st.SPKI, want)
+	}
+	var out strings.Builder
+	printUp(&out, st, time.Second)
+	if !strings.Contains(out.String(), "--ignore-certificate-errors-spki-list="+st.SPKI) {
+		t.Fatalf("up's try lines lack the pin:\n%s", out.String())
 	}
 }
