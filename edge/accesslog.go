@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -39,18 +40,28 @@ func (a *accessRecorder) Flush() {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (a *accessRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
-// logAccess writes one access log line: the only log a hit produces.
-func (h *Handler) logAccess(r *http.Request, status int, bytes int64, cacheStatus string, start time.Time) {
-	h.accessLog.LogAttrs(r.Context(), slog.LevelInfo, "access",
-		slog.String("remote", r.RemoteAddr),
-		slog.String("proto", r.Proto),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("uri", r.RequestURI),
-		slog.Int("status", status),
-		slog.Int64("bytes", bytes),
-		slog.String("cache_status", cacheStatus),
-		slog.Duration("duration", h.now().Sub(start)),
+// accessLine is what one access log line says of a request.
+type accessLine struct {
+	remote, proto, method, host, uri string
+	status                           int
+	bytes                            int64
+	cacheStatus                      string
+	start                            time.Time // the duration runs from here to the writing of the line
+}
+
+// logLine writes one access log line, the only log a hit produces: the
+// one place that formats it, for every front.
+func (h *Handler) logLine(ctx context.Context, l *accessLine) {
+	h.accessLog.LogAttrs(ctx, slog.LevelInfo, "access",
+		slog.String("remote", l.remote),
+		slog.String("proto", l.proto),
+		slog.String("method", l.method),
+		slog.String("host", l.host),
+		slog.String("uri", l.uri),
+		slog.Int("status", l.status),
+		slog.Int64("bytes", l.bytes),
+		slog.String("cache_status", l.cacheStatus),
+		slog.Duration("duration", h.now().Sub(l.start)),
 	)
 }
 
@@ -63,7 +74,8 @@ func (h *Handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		h.logAccess(r, status, rec.bytes, rec.Header().Get("Cache-Status"), start)
+		h.logLine(r.Context(), &accessLine{remote: r.RemoteAddr, proto: r.Proto, method: r.Method, host: r.Host,
+			uri: r.RequestURI, status: status, bytes: rec.bytes, cacheStatus: rec.Header().Get("Cache-Status"), start: start})
 	}()
 	h.serve(rec, r)
 }

@@ -117,10 +117,8 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	cancelCause := f.cancel
 	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if code == http.StatusEarlyHints && f.hint != nil && !f.published { // other 1xx (a peer's 102) are hop-by-hop
-			f.hint(code, hdr)
+		if code == http.StatusEarlyHints { // other 1xx (a peer's 102) are hop-by-hop
+			f.relayHint(code, hdr)
 		}
 		return nil
 	}}

@@ -26,7 +26,8 @@ var errAbandoned = errors.New("edge: fill abandoned (every client left)")
 //
 // Locks: the handler's mu is taken before a flight's mu, and a flight's mu
 // before its body's (which only the fill holds while calling out to store
-// an entry: it then takes the handler's mu, never a flight's).
+// an entry: it then takes the handler's mu, never a flight's). A flight's
+// hintMu is a leaf, taken under no other lock (see the package doc).
 type flight struct {
 	done chan struct{} // closed once res is set
 	res  fillResult
@@ -38,10 +39,16 @@ type flight struct {
 	// cancel ends the fill with a cause; set before the fill starts.
 	cancel context.CancelCauseFunc
 
+	// hintMu guards hint alone, and is held while a hint is written to
+	// the leader's client: it is a leaf (nothing else is locked under
+	// it, and it is never taken under another lock), so a client that
+	// reads slowly delays its own hints and nobody else's request.
+	hintMu sync.Mutex
+	hint   func(code int, h textproto.MIMEHeader) // to the leader's client; nil once it may no longer be written
+
 	mu         sync.Mutex
 	published  bool
 	leaderGone bool
-	hint       func(code int, h textproto.MIMEHeader) // to the leader's client; nil if none
 	// parties counts the requests that wait on the flight or use its
 	// result and have not left it; the body, once there, is told, so
 	// that a streaming body never drops bytes one of them has yet to read.
@@ -82,6 +89,7 @@ type fillResult struct {
 
 // publish hands the result to the waiters.
 func (f *flight) publish(res fillResult) {
+	f.stopHints()
 	f.mu.Lock()
 	f.res = res
 	f.published = true
@@ -95,14 +103,34 @@ func (f *flight) publish(res fillResult) {
 
 // abandon is called by a leader whose client went away before the result.
 func (f *flight) abandon() {
+	f.stopHints()
 	f.mu.Lock()
 	f.leaderGone = true
-	f.hint = nil
 	if f.published && f.res.pass != nil {
 		f.res.pass.Body.Close()
 		f.res.pass = nil
 	}
 	f.mu.Unlock()
+}
+
+// relayHint writes a 1xx response to the leader's client, unless the
+// leader no longer waits for the fill or its result is out. It holds only
+// hintMu while it writes.
+func (f *flight) relayHint(code int, h textproto.MIMEHeader) {
+	f.hintMu.Lock()
+	defer f.hintMu.Unlock()
+	if f.hint != nil {
+		f.hint(code, h)
+	}
+}
+
+// stopHints ends the relaying of 1xx responses, waiting for one being
+// written: after it the leader's client is the leader's own to answer.
+// The caller holds no lock.
+func (f *flight) stopHints() {
+	f.hintMu.Lock()
+	f.hint = nil
+	f.hintMu.Unlock()
 }
 
 // keepInBackground says the fill is wanted even if every party leaves.
@@ -174,7 +202,6 @@ func (h *Handler) leave(f *flight) {
 	callOff := f.parties == 0 && !f.background && !f.abandoned && f.running() && !f.worthFinishing(share)
 	if callOff {
 		f.abandoned = true
-		f.hint = nil
 		if f.shared && h.flights[f.key] == f {
 			delete(h.flights, f.key)
 		}
@@ -189,6 +216,7 @@ func (h *Handler) leave(f *flight) {
 		b.release()
 	}
 	if callOff {
+		f.stopHints() // the leader has left already: it stopped them
 		f.cancel(errAbandoned)
 		h.metrics.abandoned.Inc()
 	}

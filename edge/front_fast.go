@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +199,7 @@ type fastConn struct {
 	vec    net.Buffers
 	vecArr [2][]byte
 	trust  int8 // whether the peer is a trusted proxy: 0 not known yet, 1 yes, 2 no
+	hit    hit  // the hit being answered
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -351,63 +350,25 @@ func (c *fastConn) serveHit(req *request) bool {
 	if string(c.keyBuf) != c.key {
 		c.key = string(c.keyBuf)
 	}
-	e, st := h.lookupHit(c.key, hostStart, hostEnd, req.clientCC, h.now())
-	if e == nil {
+	if !h.lookupHit(&c.hit, c.key, hostStart, hostEnd, req.clientCC) {
 		return false
 	}
-	status := int(e.status)
-	if !bodyAllowed(status) {
-		// 204 and 304 need net/http's own field handling; rare in a
-		// cache. The hit was counted on the entry: ServeHTTP counts
-		// it again, which only the status page's top list sees.
-		return false
-	}
-	b := c.wbuf[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	if text := http.StatusText(status); text != "" {
-		b = append(b, text...)
-	} else {
-		b = append(b, "status code "...)
-		b = strconv.AppendInt(b, int64(status), 10)
-	}
-	b = append(b, "\r\n"...)
-	// The sealed blocks are in wire form already.
-	b = append(b, e.shared.Value()...)
-	b = append(b, e.own()...)
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(e.body)), 10)
-	b = append(b, "\r\n"...)
-	b = appendField(b, "Age", st.ageField)
-	b = appendField(b, "Cache-Status", st.statusField)
-	if e.flags&flagHasType == 0 && !req.head && len(e.body) > 0 {
-		// net/http sniffs a missing Content-Type from the body.
-		b = append(b, "Content-Type: "...)
-		b = append(b, http.DetectContentType(e.body)...)
-		b = append(b, "\r\n"...)
-	}
-	switch {
-	case e.flags&flagDateCompact != 0:
-		b = append(b, "Date: "...)
-		b = append(b, st.date...)
-		b = append(b, "\r\n"...)
-	case e.flags&flagHasDate == 0:
-		b = append(b, c.f.dateLine()...)
-	}
+	x := &c.hit
+	b := x.appendHead(c.wbuf[:0], req.head, c.f.dateLine)
 	if req.close {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
+	body := x.body()
 	var err error
 	switch {
 	case req.head:
 		_, err = c.nc.Write(b)
-	case len(e.body) <= 32<<10:
-		b = append(b, e.body...)
+	case len(body) <= 32<<10:
+		b = append(b, body...)
 		_, err = c.nc.Write(b)
 	default:
-		c.vecArr = [2][]byte{b, e.body}
+		c.vecArr = [2][]byte{b, body}
 		c.vec = c.vecArr[:]
 		_, err = c.vec.WriteTo(c.nc)
 		c.vecArr = [2][]byte{}
@@ -415,22 +376,22 @@ func (c *fastConn) serveHit(req *request) bool {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
 	}
+	n := len(body)
 	if req.head {
-		h.countHit(0)
-	} else {
-		h.countHit(len(e.body))
+		n = 0
 	}
+	var line *accessLine
 	if h.accessLog != nil {
-		method, n := "GET", int64(len(e.body))
+		method := "GET"
 		if req.head {
-			method, n = "HEAD", 0
+			method = "HEAD"
 		}
-		h.accessLog.LogAttrs(context.Background(), slog.LevelInfo, "access",
-			slog.String("remote", c.nc.RemoteAddr().String()), slog.String("proto", "HTTP/1.1"),
-			slog.String("method", method), slog.String("host", string(req.host)),
-			slog.String("uri", string(req.target)), slog.Int("status", status), slog.Int64("bytes", n),
-			slog.String("cache_status", strings.Join(st.statusField, ", ")), slog.Duration("duration", 0))
+		line = &accessLine{remote: c.nc.RemoteAddr().String(), proto: "HTTP/1.1", method: method,
+			host: string(req.host), uri: string(req.target), status: x.status(), bytes: int64(n),
+			cacheStatus: x.cacheStatus(), start: x.start}
 	}
+	h.delivered(x.e, classHit, 1, n, line) // HTTP/1.1
+	*x = hit{}
 	if err != nil {
 		// The client is gone; the next read ends the connection.
 		c.nc.Close()
@@ -449,16 +410,6 @@ func (c *fastConn) trustedPeer() bool {
 		}
 	}
 	return c.trust == 1
-}
-
-func appendField(b []byte, name string, vs []string) []byte {
-	for _, v := range vs {
-		b = append(b, name...)
-		b = append(b, ": "...)
-		b = append(b, v...)
-		b = append(b, "\r\n"...)
-	}
-	return b
 }
 
 // lendRest gives the rest of the connection to net/http, with pending as

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,5 +314,49 @@ func BenchmarkHitFront(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// A handler wrapped in another (middleware) cannot have its hits answered
+// by the fast front without skipping the wrapper: every request then goes
+// through net/http and the wrapper, and Start says so in the log rather
+// than falling back silently.
+func TestFastFrontWrappedHandlerIsNotSilent(t *testing.T) {
+	origin := httptest.NewServer(respond(200, "wrapped", "Cache-Control", "max-age=60"))
+	defer origin.Close()
+	cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: edge.FrontFast},
+		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: origin.URL}}}
+	h, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var seen atomic.Int64
+	var logBuf syncBuffer
+	srv := edge.NewServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		h.ServeHTTP(w, r)
+	}), slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	for i := 0; i < 2; i++ {
+		if got := rawExchange(t, srv.Addr(), "GET /w HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n"); got != 200 {
+			t.Fatalf("request %d: status %d", i, got)
+		}
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("the wrapper saw %d of 2 requests: a hit skipped it", n)
+	}
+	logBuf.mu.Lock()
+	logged := logBuf.b.String()
+	logBuf.mu.Unlock()
+	if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, "server.front fast") {
+		t.Fatalf("no warning that the fast front cannot answer hits; log:\n%s", logged)
 	}
 }

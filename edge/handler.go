@@ -9,6 +9,18 @@
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails.
+//
+// Every front books its answers in one place: a front that writes hits
+// itself (the fast HTTP/1.1 front) gets them from Handler.lookupHit and
+// reports them with Handler.delivered, which ServeHTTP's paths use too.
+//
+// Concurrency: Handler.mu guards the flights, hit-for-miss and peer-fill
+// tables; a flight's mu guards its parties and result; a body's lock its
+// bytes. The order is Handler.mu → flight.mu → body's lock (the fill, when
+// it stores an entry, holds the body's and takes Handler.mu, never a
+// flight's). A flight's hintMu is a leaf: it is held only while a 1xx
+// hint is written to the leader's client, under no other lock. No other
+// network I/O happens under these locks.
 package edge
 
 import (

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,8 +57,9 @@ func TestMain(m *testing.M) {
 
 // fakeClock is a settable clock shared by the edge and the test origin.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	tick time.Duration // added after each reading: durations are non-zero
 }
 
 func newClock() *fakeClock {
@@ -67,7 +69,9 @@ func newClock() *fakeClock {
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.t
+	t := c.t
+	c.t = c.t.Add(c.tick)
+	return t
 }
 
 func (c *fakeClock) Advance(d time.Duration) {
@@ -134,6 +138,13 @@ const testHost = "site.test"
 
 func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env {
 	t.Helper()
+	return newEnvWith(t, h, nil, mutate...)
+}
+
+// newEnvWith is newEnv with the edge's Options adjusted by opt (nil: as
+// newEnv has them) before the edge is made.
+func newEnvWith(t *testing.T, h http.HandlerFunc, opt func(*edge.Options), mutate ...func(*edge.Config)) *env {
+	t.Helper()
 	clock := newClock()
 	o := &testOrigin{clock: clock, byPath: map[string]int{}, handler: h}
 	o.srv = httptest.NewServer(o)
@@ -152,7 +163,11 @@ func newEnv(t *testing.T, h http.HandlerFunc, mutate ...func(*edge.Config)) *env
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	eh, err := edge.New(cfg, edge.Options{Now: clock.Now, Logger: log, Registerer: reg})
+	opts := edge.Options{Now: clock.Now, Logger: log, Registerer: reg}
+	if opt != nil {
+		opt(&opts)
+	}
+	eh, err := edge.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +207,30 @@ func (e *env) counter(name string) float64 {
 		}
 	}
 	return sum
+}
+
+// series returns the value of every series of the edge's counters called
+// one of names, by name and labels.
+func (e *env) series(names ...string) map[string]float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			k := mf.GetName()
+			for _, l := range m.GetLabel() {
+				k += " " + l.GetName() + "=" + l.GetValue()
+			}
+			out[k] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 // do sends a request through the edge and returns the response with its

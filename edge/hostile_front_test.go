@@ -6,11 +6,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -886,52 +889,73 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		t.Skip("runs both fronts itself")
 	}
 	const h = hostHdr
-	reqs := []struct{ method, raw string }{
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n"},
-		{"HEAD", "HEAD /a HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-None-Match: \"v1\"\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-None-Match: \"other\"\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-Modified-Since: Fri, 27 Nov 2026 12:00:00 GMT\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=0-3\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=0-1,4-5\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=900-\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Cache-Control: no-cache\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.0\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\nhost: SITE.test\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\nHost: site.test:80\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\nHost: site.test.\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "X-Odd:\t tabbed \t\r\nAccept: a\r\nAccept: b\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "X-Fold: a\r\n b\r\n\r\n"},
-		{"GET", "GET /a HTTP/1.1\n" + "Host: site.test\n\n"},
-		{"GET", "GET http://site.test/a HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a?x=1&y=%20 HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a?x=1&y=%20 HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /%61 HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\n\r\n"},
-		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: br\r\n\r\n"},
-		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\n\r\n"},
-		{"GET", "GET /v HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /204 HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /204 HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /private HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /private HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /missing HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /missing HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Authorization: Basic eDp5\r\n\r\n"},
-		{"GET", "GET /notype HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /notype HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\nHost: nope.test\r\n\r\n"},
-		{"POST", "POST /form HTTP/1.1\r\n" + h + "Content-Length: 3\r\n\r\nabc"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n"},
-		{"OPTIONS", "OPTIONS /a HTTP/1.1\r\n" + h + "Max-Forwards: 0\r\n\r\n"},
-		{"TRACE", "TRACE /a HTTP/1.1\r\n" + h + "\r\n"},
-		{"GET", "GET /a HTTP/1.1\r\n" + h + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
-	}
-	type exchange struct{ answer, received []string }
+	reqs := []struct {
+		method, raw string
+		unlogged    bool // refused by net/http before any handler
+	}{
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"HEAD", "HEAD /a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-None-Match: \"v1\"\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-None-Match: \"other\"\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-Modified-Since: Fri, 27 Nov 2026 12:00:00 GMT\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=0-3\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=0-1,4-5\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Range: bytes=900-\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Cache-Control: no-cache\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.0\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\nhost: SITE.test\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\nHost: site.test:80\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\nHost: site.test.\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "X-Odd:\t tabbed \t\r\nAccept: a\r\nAccept: b\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "X-Fold: a\r\n b\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\n" + "Host: site.test\n\n", false},
+		{"GET", "GET http://site.test/a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a?x=1&y=%20 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a?x=1&y=%20 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /%61 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\n\r\n", false},
+		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: br\r\n\r\n", false},
+		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\n\r\n", false},
+		{"GET", "GET /v HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /204 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /204 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /private HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /private HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /missing HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /missing HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Authorization: Basic eDp5\r\n\r\n", false},
+		{"GET", "GET /notype HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /notype HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\nHost: nope.test\r\n\r\n", false},
+		{"POST", "POST /form HTTP/1.1\r\n" + h + "Content-Length: 3\r\n\r\nabc", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"OPTIONS", "OPTIONS /a HTTP/1.1\r\n" + h + "Max-Forwards: 0\r\n\r\n", false},
+		{"TRACE", "TRACE /a HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true},
+
+		{"HEAD", "HEAD /204 HTTP/1.1\r\n" + h + "\r\n", false},
+		{"HEAD", "HEAD /headfirst HTTP/1.1\r\n" + h + "\r\n", false},
+		{"HEAD", "HEAD /headfirst HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /headfirst HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Cache-Control: max-age=0\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Pragma: no-cache\r\n\r\n", false},
+		{"GET", "GET /cold HTTP/1.1\r\n" + h + "Cache-Control: only-if-cached\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "Cache-Control: only-if-cached\r\n\r\n", false},
+		{"GET", "GET /missing HTTP/1.1\r\n" + h + "If-None-Match: \"v1\"\r\n\r\n", false},
+		{"GET", "GET /v HTTP/1.1\r\n" + h + "Accept-Encoding: gzip\r\nIf-None-Match: \"x\"\r\n\r\n", false},
+		{"GET", "GET /notype HTTP/1.1\r\n" + h + "Range: bytes=2-5\r\n\r\n", false},
+		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-Modified-Since: Fri, 27 Nov 2026 12:00:00 GMT\r\nConnection: close\r\n\r\n", false}}
+	// Besides the answer and what the origin received, each exchange
+	// records what the edge booked for it: the deltas of its request and
+	// byte counters, its access log line (all but remote and duration;
+	// the duration must be non-zero), and the hits it added to stored
+	// entries as the status page lists them.
+	type exchange struct{ answer, received, metrics, access, top []string }
 	run := func(front string) []exchange {
-		e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		var logBuf syncBuffer
+		e := newEnvWith(t, func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Path {
 			case "/204":
 				w.Header().Set("Cache-Control", "max-age=600")
@@ -963,10 +987,21 @@ func TestFrontsAnswerAlike(t *testing.T) {
 			w.Header().Set("Content-Type", "text/plain")
 			body, _ := io.ReadAll(r.Body)
 			io.WriteString(w, "0123456789"+string(body))
+		}, func(o *edge.Options) {
+			o.AccessLog = slog.New(slog.NewJSONHandler(&logBuf, nil))
 		}, withFront(front))
+		// Every reading of the clock moves it on a little, so that a
+		// duration measured with it is not zero, and Age stays 0.
+		e.clock.mu.Lock()
+		e.clock.tick = time.Microsecond
+		e.clock.mu.Unlock()
+		admin := &edge.Admin{Handler: e.edge}
+		hits := map[string]int64{} // by key, as the status page lists them
 		var out []exchange
-		for _, rq := range reqs {
+		for i, rq := range reqs {
 			before := e.origin.total.Load()
+			mBefore := e.series("meridian_edge_requests_total", "meridian_edge_response_body_bytes_total")
+			lBefore := len(logBuf.lines())
 			c := dialFrom(t, e.srv.Addr(), "")
 			io.WriteString(c, rq.raw)
 			resp, body, err := readResp(bufio.NewReader(c), rq.method)
@@ -982,6 +1017,13 @@ func TestFrontsAnswerAlike(t *testing.T) {
 					}
 				}
 				slices.Sort(ex.answer[4:])
+				// A multipart boundary is made per entry: the same name
+				// stands for it on both.
+				if _, bd, ok := strings.Cut(resp.Header.Get("Content-Type"), "boundary="); ok {
+					for j := range ex.answer {
+						ex.answer[j] = strings.ReplaceAll(ex.answer[j], bd, "BOUNDARY")
+					}
+				}
 			}
 			if e.origin.total.Load() > before {
 				o := e.origin.lastRequest()
@@ -991,6 +1033,43 @@ func TestFrontsAnswerAlike(t *testing.T) {
 				}
 				slices.Sort(ex.received[3:])
 			}
+			// The line is written as the handler returns, which can be
+			// just after the client has the answer; a request that
+			// net/http refuses before any handler leaves none.
+			if !rq.unlogged {
+				eventually(t, fmt.Sprintf("%s: access log line of request %d", front, i), func() bool { return len(logBuf.lines()) > lBefore })
+			}
+			lines := logBuf.lines()
+			for _, l := range lines[lBefore:] {
+				if d, _ := l["duration"].(float64); d <= 0 {
+					t.Errorf("%s: request %d %q: access log duration %v", front, i, rq.raw, l["duration"])
+				}
+				delete(l, "duration")
+				delete(l, "remote")
+				delete(l, "time")
+				ex.access = append(ex.access, fmt.Sprint(l))
+			}
+			for k, v := range e.series("meridian_edge_requests_total", "meridian_edge_response_body_bytes_total") {
+				if d := v - mBefore[k]; d != 0 {
+					ex.metrics = append(ex.metrics, fmt.Sprintf("%s %+g", k, d))
+				}
+			}
+			slices.Sort(ex.metrics)
+			rec := httptest.NewRecorder()
+			admin.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+			var status struct {
+				Top []edge.TopObject `json:"top"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &status); err != nil {
+				t.Fatalf("status: %v", err)
+			}
+			for _, o := range status.Top {
+				if d := o.Hits - hits[o.Key]; d != 0 {
+					ex.top = append(ex.top, fmt.Sprintf("%q %+d", o.Key, d))
+				}
+				hits[o.Key] = o.Hits
+			}
+			slices.Sort(ex.top)
 			out = append(out, ex)
 		}
 		return out
@@ -1002,6 +1081,15 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		}
 		if !slices.Equal(a[i].received, b[i].received) {
 			t.Errorf("request %d %q: the origin received\nnet/http: %q\nfast:     %q", i, reqs[i].raw, a[i].received, b[i].received)
+		}
+		if !slices.Equal(a[i].metrics, b[i].metrics) {
+			t.Errorf("request %d %q: counters moved\nnet/http: %q\nfast:     %q", i, reqs[i].raw, a[i].metrics, b[i].metrics)
+		}
+		if !slices.Equal(a[i].access, b[i].access) {
+			t.Errorf("request %d %q: access log\nnet/http: %q\nfast:     %q", i, reqs[i].raw, a[i].access, b[i].access)
+		}
+		if !slices.Equal(a[i].top, b[i].top) {
+			t.Errorf("request %d %q: hits counted on entries\nnet/http: %q\nfast:     %q", i, reqs[i].raw, a[i].top, b[i].top)
 		}
 	}
 }

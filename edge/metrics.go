@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"net/http"
 	"strings"
 	"time"
 
@@ -179,8 +178,11 @@ func classOf(cs cacheStatus) int {
 	return classPass
 }
 
-func (m *metrics) request(r *http.Request, class int, bodyBytes int) {
-	p := r.ProtoMajor
+// request counts one answered request of a class over a protocol
+// (protoMajor as http.Request has it) and its body bytes. Fronts book
+// through Handler.delivered.
+func (m *metrics) request(protoMajor, class int, bodyBytes int) {
+	p := protoMajor
 	if p < 0 || p >= len(protocols) {
 		p = 0
 	}

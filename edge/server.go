@@ -88,6 +88,12 @@ func (s *Server) Start() error {
 	s.plain.DisableGeneralOptionsHandler = true
 	if sc.Front == FrontFast {
 		s.fast = newFastFront(sc, s.handler, s.plain, s.lim, s.log)
+		if s.fast.h == nil {
+			// Hits must not skip what wraps the handler: every request
+			// goes through it, and so through net/http. Say so.
+			s.log.Warn("server.front fast: the handler is not an *edge.Handler, so the fast front cannot answer hits itself; every request goes through net/http",
+				"handler", fmt.Sprintf("%T", s.handler))
+		}
 		s.fast.hand = newHandoffListener(ln.Addr())
 	}
 

@@ -73,7 +73,6 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 				h.serveHit(w, r, e, age)
 				return
 			}
-			e.countHit()
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
@@ -336,7 +335,7 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 		return
 	}
 	w.WriteHeader(resp.StatusCode)
-	h.metrics.request(r, classPass, 0)
+	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -370,7 +369,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
 		wh["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		h.metrics.request(r, classPass, 0)
+		h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
 		return true
 	case err != nil || len(ranges) != 1:
 		return false
@@ -379,7 +378,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 	wh["Content-Range"] = []string{rg.ContentRange(size)}
 	wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
 	w.WriteHeader(http.StatusPartialContent)
-	h.metrics.request(r, classPass, 0)
+	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
 	if _, err := io.CopyN(io.Discard, resp.Body, rg.Start); err != nil {
 		panic(http.ErrAbortHandler)
 	}
@@ -437,12 +436,12 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
 			w.WriteHeader(http.StatusNotModified)
-			h.metrics.request(r, classOf(cs), 0)
+			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		case http.StatusPreconditionFailed:
 			delete(wh, "Content-Length")
 			w.WriteHeader(http.StatusPreconditionFailed)
-			h.metrics.request(r, classOf(cs), 0)
+			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		}
 	}
@@ -451,7 +450,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.etag(), e.lastModified()) {
 			if h.serveRange(w, r, rh, e, body) {
-				h.metrics.request(r, classOf(cs), 0)
+				h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
 		}
@@ -467,20 +466,21 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	}
 	w.WriteHeader(int(e.status))
 	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
-		h.metrics.request(r, classOf(cs), 0)
+		h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 		return
 	}
 	if complete {
 		w.Write(whole)
-		h.metrics.request(r, classOf(cs), len(whole))
+		h.delivered(e, classOf(cs), r.ProtoMajor, len(whole), nil)
 		return
 	}
-	h.metrics.request(r, classOf(cs), 0)
 	var flush func()
 	if fl, ok := w.(http.Flusher); ok {
 		flush = fl.Flush
 	}
-	if _, err := body.writeTo(r.Context(), w, flush); err != nil {
+	n, err := body.writeTo(r.Context(), w, flush)
+	h.delivered(e, classOf(cs), r.ProtoMajor, int(n), nil)
+	if err != nil {
 		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
 	}
 }
@@ -548,7 +548,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 	wh.Set("Cache-Control", "no-store")
 	wh.Set("Cache-Status", appendCacheStatus("", h.cfg.Name, cs))
 	w.WriteHeader(status)
-	h.metrics.request(r, classError, 0)
+	h.delivered(nil, classError, r.ProtoMajor, 0, nil)
 	if r.Method != http.MethodHead {
 		fmt.Fprintf(w, "meridian: %d %s: %s\n", status, http.StatusText(status), msg)
 	}
@@ -649,7 +649,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
 				h.invalidate(u.Host, u.RequestURI())
 			}
-			h.metrics.request(req, classPass, 0)
+			h.delivered(nil, classPass, req.ProtoMajor, 0, nil)
 			resp.Header["Via"] = append(resp.Header["Via"], h.via)
 			resp.Header.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name,
 				cacheStatus{fwd: pi.reason, fwdStatus: resp.StatusCode}))
@@ -699,14 +699,13 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age
 	e.writeFields(wh, st)
 	wh["Age"] = st.ageField
 	wh["Cache-Status"] = st.statusField
-	e.countHit()
 	w.WriteHeader(int(e.status))
 	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
-		h.metrics.request(r, classHit, 0)
+		h.delivered(e, classHit, r.ProtoMajor, 0, nil)
 		return
 	}
 	w.Write(e.body)
-	h.metrics.request(r, classHit, len(e.body))
+	h.delivered(e, classHit, r.ProtoMajor, len(e.body), nil)
 }
 
 // writeFields puts a sealed entry's fields in wh, with Content-Length
@@ -800,21 +799,94 @@ func appendHitKey(dst []byte, https bool, host, target []byte) (key []byte, host
 	return append(dst, target...), hostStart, hostEnd, true
 }
 
+// A hit is the hit contract between the cache and a front that writes
+// answers itself (the fast HTTP/1.1 front): a fresh stored answer that
+// needs nothing but the entry's prepared header and body. The front gets
+// one from lookupHit, writes appendHead and body, and reports it with
+// delivered; it never reads the entry itself.
+type hit struct {
+	e     *entry
+	stamp *hitStamp
+	start time.Time // when the lookup began: the access log's duration starts here
+}
+
+// status is the answer's status code.
+func (x *hit) status() int { return int(x.e.status) }
+
+// cacheStatus is the answer's Cache-Status field value.
+func (x *hit) cacheStatus() string { return strings.Join(x.stamp.statusField, ", ") }
+
+// body is the stored body, shared: it must not be changed.
+func (x *hit) body() []byte { return x.e.body }
+
+// appendHead appends to b the HTTP/1.1 status line and header fields of
+// the answer, as net/http would write them for serveHit, without the
+// blank line that ends the header. head is whether the request is a
+// HEAD; dateLine gives a whole "Date: ...\r\n" line of now, for an
+// entry stored without a Date.
+func (x *hit) appendHead(b []byte, head bool, dateLine func() []byte) []byte {
+	e, st, status := x.e, x.stamp, int(x.e.status)
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(status); text != "" {
+		b = append(b, text...)
+	} else {
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(status), 10)
+	}
+	b = append(b, "\r\n"...)
+	// The sealed blocks are in wire form already.
+	b = append(b, e.shared.Value()...)
+	b = append(b, e.own()...)
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(e.body)), 10)
+	b = append(b, "\r\n"...)
+	b = appendField(b, "Age", st.ageField)
+	b = appendField(b, "Cache-Status", st.statusField)
+	if e.flags&flagHasType == 0 && !head && len(e.body) > 0 {
+		// net/http sniffs a missing Content-Type from the body.
+		b = append(b, "Content-Type: "...)
+		b = append(b, http.DetectContentType(e.body)...)
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case e.flags&flagDateCompact != 0:
+		b = append(b, "Date: "...)
+		b = append(b, st.date...)
+		b = append(b, "\r\n"...)
+	case e.flags&flagHasDate == 0:
+		b = append(b, dateLine()...)
+	}
+	return b
+}
+
+func appendField(b []byte, name string, vs []string) []byte {
+	for _, v := range vs {
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
 // lookupHit is the transport-independent hit lookup: for a plain GET or
 // HEAD (no conditionals, no Range, no Authorization, not a peer's) for
 // key, whose routing host is key[hostStart:hostEnd] and target follows it
 // as sent (see appendHitKey; the site's cache_key rules are applied here),
-// it returns the stored entry and its hit stamp when the answer is a fresh
-// hit that needs nothing but the entry's prepared header and body, and
-// counts the hit on the entry. It returns nil for everything else (unknown
-// host, miss, stale, a varying response, a client Cache-Control that the
-// site honours): such requests go through ServeHTTP. clientCC says whether
-// the request has a Cache-Control field. A front that serves the hit
-// reports it with countHit.
-func (h *Handler) lookupHit(key string, hostStart, hostEnd int, clientCC bool, now time.Time) (*entry, *hitStamp) {
+// it fills x and reports true when the answer is a fresh hit with a body
+// (not 204 or 304, whose fields net/http trims) that needs nothing but
+// the entry's prepared header and body. It reports false for everything
+// else (unknown host, miss, stale, a varying response, a client
+// Cache-Control that the site honours): such requests go through
+// ServeHTTP. clientCC says whether the request has a Cache-Control
+// field. Nothing is counted: the front that serves the hit reports it
+// with delivered.
+func (h *Handler) lookupHit(x *hit, key string, hostStart, hostEnd int, clientCC bool) bool {
 	st := h.route(key[hostStart:hostEnd])
 	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
-		return nil, nil
+		return false
 	}
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
@@ -823,23 +895,31 @@ func (h *Handler) lookupHit(key string, hostStart, hostEnd int, clientCC bool, n
 	if e == nil {
 		e = h.hot.get(key)
 	}
-	if e == nil || !e.sealed() {
-		return nil, nil
+	if e == nil || !e.sealed() || !bodyAllowed(int(e.status)) {
+		return false
 	}
+	now := h.now()
 	age := e.currentAge(now)
 	reqCC := policy.NoDirectives()
 	if !e.judge(age, &reqCC).Fresh {
-		return nil, nil
+		return false
 	}
-	e.countHit()
-	return e, h.hitStampOf(e, age)
+	*x = hit{e: e, stamp: h.hitStampOf(e, age), start: now}
+	return true
 }
 
-// countHit counts a hit served over HTTP/1.1 outside ServeHTTP, as
-// serveHit does through metrics.request.
-func (h *Handler) countHit(bodyBytes int) {
-	h.metrics.requests[classHit][1].Inc()
-	if bodyBytes > 0 {
-		h.metrics.bytes.Add(float64(bodyBytes))
+// delivered books one answered request, for every front and protocol:
+// a fresh hit on its entry (e; nil when no entry answered), the request
+// counter of its class and protocol (protoMajor as http.Request has it),
+// the body bytes sent, and, when line is not nil and an access log is
+// kept, the access log line. Requests that ServeHTTP answers get their
+// line from serveLogged.
+func (h *Handler) delivered(e *entry, class, protoMajor, bodyBytes int, line *accessLine) {
+	if e != nil && class == classHit {
+		e.countHit()
+	}
+	h.metrics.request(protoMajor, class, bodyBytes)
+	if line != nil && h.accessLog != nil {
+		h.logLine(context.Background(), line)
 	}
 }
