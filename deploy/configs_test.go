@@ -1,8 +1,16 @@
 package deploy
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -128,7 +136,7 @@ func TestEmbeddedConfigsValidate(t *testing.T) {
 			for _, zone := range []string{zones[ord%len(zones)], ""} {
 				t.Run(fmt.Sprintf("%s/edge-%d/zone=%q", r.name, ord, zone), func(t *testing.T) {
 					t.Parallel()
-					out, err := runValidate(t, "edge.yaml", []byte(r.render(t, ord, zone)))
+					out, err := runValidate(t, "edge.yaml", []byte(withTestCert(t, r.render(t, ord, zone))))
 					if err != nil || !strings.Contains(out, "valid edge config") {
 						t.Errorf("meridian validate: %v\n%s", err, out)
 					}
@@ -529,4 +537,31 @@ func TestOverlaysAgree(t *testing.T) {
 			}
 		}
 	}
+}
+
+// withTestCert points the config's certificate paths (a Secret mounted
+// at /etc/meridian/tls/) at a throwaway certificate: validate reads them.
+func withTestCert(t *testing.T, config string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"edge.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: kder}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.ReplaceAll(config, "/etc/meridian/tls/", dir+"/")
 }

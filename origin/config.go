@@ -86,8 +86,14 @@ type PoolConfig struct {
 	// would have answered. It counts against Timeout, not TryTimeout.
 	QueueTimeout time.Duration `yaml:"queue_timeout"`
 
-	// TLSClientConfig is used for https servers. Nil means the system
-	// roots. Not read from YAML.
+	// TLS configures the connections to https servers: a private CA, a
+	// server name (SNI) override, a client certificate, the minimum
+	// version. Default: the system roots, TLS 1.2 or later.
+	TLS TLSConfig `yaml:"tls"`
+
+	// TLSClientConfig is the base of the TLS configuration of https
+	// servers, under what TLS sets. Nil means a new one. Not read from
+	// YAML.
 	TLSClientConfig *tls.Config `yaml:"-"`
 	// Logger receives server up/down, ejection and circuit events. Nil
 	// discards them. Not read from YAML.
@@ -275,6 +281,7 @@ func (c PoolConfig) Validate() error {
 	countOrOff(bad, "max_inflight", c.MaxInflight, "no cap")
 	countOrOff(bad, "max_queue", c.MaxQueue, "no queue")
 	nonNegative(bad, "queue_timeout", c.QueueTimeout)
+	errs = append(errs, c.TLS.validate("tls")...)
 	return errors.Join(errs...)
 }
 

@@ -44,6 +44,7 @@ func TestPoolConfigGolden(t *testing.T) {
 		MaxInflight:         -1,
 		MaxQueue:            100,
 		QueueTimeout:        250 * time.Millisecond,
+		TLS:                 TLSConfig{ServerName: "origin.example", MinVersion: "1.3"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", cfg, want)

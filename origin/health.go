@@ -65,7 +65,7 @@ func (p *Pool) probe(ctx context.Context, s *server) error {
 		req.Host = s.cfg.Host
 	}
 	req.Header.Set("User-Agent", "meridian-health-check")
-	resp, err := p.probes.RoundTrip(req)
+	resp, err := s.probes.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,10 @@ type server struct {
 	name string // URL as configured: the label in logs and metrics
 
 	slots *slots // the cap on requests in flight; its own lock
+
+	// transport and probes are the pool's, or the server's own when it
+	// is verified under a TLS server name of its own.
+	transport, probes *http.Transport
 
 	// Guarded by Pool.mu.
 	healthy      bool      // per active health checks
@@ -134,11 +139,21 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, healthy: true,
 			slots: newSlots(min(h2Limit, capOf(cfg.MaxConns)), h2Limit, max(cfg.MaxQueue, 0))})
 	}
+	tlsConf := cfg.TLSClientConfig
+	if !cfg.TLS.isZero() {
+		var err error
+		if tlsConf, err = cfg.TLS.clientConfig(cfg.TLSClientConfig); err != nil {
+			return nil, fmt.Errorf("origin pool %s: %w", cfg.Name, err)
+		}
+	}
+	if tlsConf != nil && tlsConf.InsecureSkipVerify {
+		p.log.Warn("origin TLS certificates are not verified (tls.insecure_skip_verify): for staging only")
+	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	p.transport = &http.Transport{
 		Proxy:                 nil, // an origin pool never goes through $HTTP_PROXY
 		DialContext:           dialer.DialContext,
-		TLSClientConfig:       cfg.TLSClientConfig,
+		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   cfg.ConnectTimeout,
 		ForceAttemptHTTP2:     true, // HTTP/2 to https origins that offer it, despite the custom dialer
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
@@ -150,6 +165,22 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	p.probes = p.transport.Clone()
 	p.probes.MaxConnsPerHost = 0
 	p.probes.MaxIdleConnsPerHost = 1
+	for _, s := range p.servers {
+		s.transport, s.probes = p.transport, p.probes
+		if name := cfg.TLS.serverName(s.cfg, s.url.Hostname()); name != "" && s.url.Scheme == "https" {
+			// A server verified under a name of its own needs a
+			// transport of its own: the name is the TLS config's.
+			conf := &tls.Config{}
+			if tlsConf != nil {
+				conf = tlsConf.Clone()
+			}
+			conf.ServerName = name
+			s.transport = p.transport.Clone()
+			s.transport.TLSClientConfig = conf
+			s.probes = p.probes.Clone()
+			s.probes.TLSClientConfig = conf
+		}
+	}
 	p.metrics = newPoolMetrics(cfg.Name)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -171,6 +202,10 @@ func (p *Pool) Close() error {
 		<-p.done
 		p.transport.CloseIdleConnections()
 		p.probes.CloseIdleConnections()
+		for _, s := range p.servers {
+			s.transport.CloseIdleConnections()
+			s.probes.CloseIdleConnections()
+		}
 	})
 	return nil
 }
@@ -357,7 +392,7 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 	}
 
 	start := p.now()
-	resp, err := p.transport.RoundTrip(out)
+	resp, err := s.transport.RoundTrip(out)
 	if err == nil && !timer.Stop() {
 		// The try timed out just as the headers came: the body would fail.
 		resp.Body.Close()

@@ -44,6 +44,9 @@ func validate(out io.Writer, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := checkEdgeTLS(cfg); err != nil {
+			return fmt.Errorf("%s: %w", args[0], err)
+		}
 		// Building the plan builds every ring the node would: what
 		// `meridian edge` would refuse, this refuses.
 		plan, err := node.BuildPlan(cfg, nil)

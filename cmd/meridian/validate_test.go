@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -56,7 +57,28 @@ func TestValidateNamesTheField(t *testing.T) {
 
 func TestValidateAcceptsTheExamples(t *testing.T) {
 	t.Setenv("EDGE_NAME", "us-0")
-	for _, path := range []string{"../../deploy/edge.example.yaml"} {
+	// The example's certificate paths are a deployment's: validate reads
+	// the files, so the test puts a certificate where the copy says.
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t, "www.example.com")
+	example, err := os.ReadFile("../../deploy/edge.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(example, []byte("/etc/meridian/tls/tls.crt")) || !bytes.Contains(example, []byte("/etc/meridian/tls/tls.key")) {
+		t.Fatal("the example's tls paths moved: update this test")
+	}
+	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	example = bytes.ReplaceAll(example, []byte("/etc/meridian/tls/"), []byte(dir+"/"))
+	copyPath := filepath.Join(dir, "edge.example.yaml")
+	if err := os.WriteFile(copyPath, example, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{copyPath} {
 		if err := runValidate(context.Background(), []string{path}); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

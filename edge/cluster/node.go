@@ -93,6 +93,7 @@ type Node struct {
 	known map[string]knownMember // members seen alive, by name: where to re-join
 
 	consulted atomic.Uint64 // fills taken from a peer's copy (Consulted)
+	replays   atomic.Uint64 // signed requests refused as replays (Replays)
 
 	rebuild chan struct{} // a membership change wants a new ring
 	ctx     context.Context
@@ -177,7 +178,8 @@ func New(cfg Config, opt Options) (*Node, error) {
 	if n.resolver == nil {
 		n.resolver = net.DefaultResolver
 	}
-	n.sig = signer{key: []byte(secret), skew: cfg.MaxClockSkew, now: n.now}
+	n.sig = signer{key: []byte(secret), skew: cfg.MaxClockSkew, now: n.now,
+		seen: newReplayCache(int64(cfg.MaxClockSkew/time.Second), maxReplayEntries)}
 	kdf := hmac.New(sha256.New, []byte(secret))
 	kdf.Write([]byte("meridian-gossip-v1"))
 	n.gossipKey = kdf.Sum(nil)
@@ -685,6 +687,10 @@ func (n *Node) GossipAddr() string {
 // MembershipChanges counts the joins, leaves, failures and updates this
 // member has seen, for metrics (a flapping peer makes it climb).
 func (n *Node) MembershipChanges() uint64 { return n.changes.Load() }
+
+// Replays counts the signed peer requests this member refused because
+// their signature had been used before (a replayed request), for metrics.
+func (n *Node) Replays() uint64 { return n.replays.Load() }
 
 // Members returns the live members as the gossip knows them, this one
 // included, sorted by name.

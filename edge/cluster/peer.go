@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -47,6 +48,16 @@ func (n *Node) PeerHandler(next http.Handler) http.Handler {
 			return
 		}
 		from, hop, err := n.sig.verify(r.Method, r.Host, r.RequestURI, r.Header)
+		if errors.Is(err, errReplayed) {
+			n.replays.Add(1)
+		}
+		if errors.Is(err, errReplayFull) {
+			// Not the member's own answer (no Cache-Status): the asker
+			// fills from upstream.
+			n.log.Warn("peer request refused", "remote", r.RemoteAddr, "uri", r.RequestURI, "err", err)
+			refuse(w, http.StatusServiceUnavailable, "request refused: %v", err)
+			return
+		}
 		if err != nil {
 			n.log.Warn("peer request refused", "remote", r.RemoteAddr, "uri", r.RequestURI, "err", err)
 			refuse(w, http.StatusForbidden, "request refused: %v", err)

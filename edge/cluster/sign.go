@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,16 +14,21 @@ import (
 )
 
 // The headers of a signed peer request. A member sends its name, the time,
-// the hop (why it sends the request) and an HMAC-SHA256, under the
-// region's secret, of
+// the hop (why it sends the request), a nonce (16 random bytes in hex, new
+// for every request) and an HMAC-SHA256, under the region's secret, of
 //
-//	"meridian-peer-v2" LF method LF host LF request-target LF time LF name LF hop
+//	"meridian-peer-v3" LF method LF host LF request-target LF time LF name LF hop LF nonce
 //
 // where host is the Host header and request-target the path and query
 // exactly as on the request line. The receiver recomputes it and compares
 // in constant time. A signature is good for MaxClockSkew either side of
-// its time; replaying one within that window can only repeat the same
-// read-only GET or HEAD for the same hop.
+// its time, and once: the receiver remembers the signatures it accepted
+// within that window (see replayCache) and refuses a replayed one, such as
+// a purge captured on the link and sent again. The nonce is what keeps two
+// legitimate requests alike in every signed part and sent within the same
+// second (two fills of one object with different Range or Accept-Encoding,
+// the same purge twice) from sharing a signature; every attempt is signed
+// anew.
 //
 // The hop is what the receiving edge's tier and loop decisions rest on
 // (edge.FillInfo.Peer), never a client's Via: "owner" (a member asks the
@@ -32,10 +38,14 @@ import (
 // asks the origin shield), "failover" (another region whose own path
 // failed) and "internal" (purges and replication orders).
 //
-// Version 1 ("meridian-peer-v1", the same parts without the hop, "v1="
-// signatures) is still accepted from members not yet upgraded, with an
-// empty hop; its requests are treated as owner fills, and the decisions
-// fall back on the signing member's name.
+// Versions 2 ("meridian-peer-v2", "v2=": no nonce) and 1
+// ("meridian-peer-v1", "v1=": no nonce, no hop) are still accepted from
+// members not yet upgraded, once each like version 3; two of their
+// requests alike within a second share a signature, so the second is
+// refused and its sender falls back on the origin. Version 1 requests get
+// an empty hop; they are treated as owner fills, and the decisions fall
+// back on the signing member's name. Members that only know version 2
+// refuse version 3 requests until they are upgraded too.
 const (
 	// HeaderPeerName carries the sending member's name.
 	HeaderPeerName = "Meridian-Peer-Name"
@@ -43,7 +53,9 @@ const (
 	HeaderPeerTime = "Meridian-Peer-Time"
 	// HeaderPeerHop carries the hop: why the request was sent.
 	HeaderPeerHop = "Meridian-Peer-Hop"
-	// HeaderPeerSignature carries "v2=" and the hex HMAC-SHA256.
+	// HeaderPeerNonce carries 32 hex digits, new for every request.
+	HeaderPeerNonce = "Meridian-Peer-Nonce"
+	// HeaderPeerSignature carries "v3=" and the hex HMAC-SHA256.
 	HeaderPeerSignature = "Meridian-Peer-Signature"
 )
 
@@ -68,9 +80,13 @@ func validHop(h string) bool {
 
 const (
 	sigContextV1 = "meridian-peer-v1"
-	sigContext   = "meridian-peer-v2"
+	sigContextV2 = "meridian-peer-v2"
+	sigContext   = "meridian-peer-v3"
 	sigPrefixV1  = "v1="
-	sigPrefix    = "v2="
+	sigPrefixV2  = "v2="
+	sigPrefix    = "v3="
+	// nonceBytes is the nonce's size before hex encoding.
+	nonceBytes = 16
 	// maxTimeDigits bounds the timestamp: Unix seconds fit in 19 digits.
 	maxTimeDigits = 19
 )
@@ -88,11 +104,19 @@ type signer struct {
 	key  []byte
 	skew time.Duration
 	now  func() time.Time
+	// seen is the replay cache: nil accepts a signature any number of
+	// times within the skew (for tests of the signature alone).
+	seen *replayCache
 }
 
-// mac returns the version 2 HMAC of a request's signed parts.
-func (s *signer) mac(method, host, target, ts, name, hop string) []byte {
-	return s.macParts(sigContext, method, host, target, ts, name, hop)
+// mac returns the version 3 HMAC of a request's signed parts.
+func (s *signer) mac(method, host, target, ts, name, hop, nonce string) []byte {
+	return s.macParts(sigContext, method, host, target, ts, name, hop, nonce)
+}
+
+// macV2 returns the version 2 HMAC (no nonce).
+func (s *signer) macV2(method, host, target, ts, name, hop string) []byte {
+	return s.macParts(sigContextV2, method, host, target, ts, name, hop)
 }
 
 // macV1 returns the version 1 HMAC (no hop).
@@ -116,18 +140,24 @@ func (s *signer) macParts(context string, parts ...string) []byte {
 }
 
 // sign sets the signature headers on h for a request from the member
-// named name, sent for hop.
+// named name, sent for hop, with a new nonce: call it for every attempt.
 func (s *signer) sign(h http.Header, method, host, target, name, hop string) {
 	ts := strconv.FormatInt(s.now().Unix(), 10)
+	var n [nonceBytes]byte
+	rand.Read(n[:]) // never fails (crypto/rand)
+	nonce := hex.EncodeToString(n[:])
 	h[HeaderPeerName] = []string{name}
 	h[HeaderPeerTime] = []string{ts}
 	h[HeaderPeerHop] = []string{hop}
-	h[HeaderPeerSignature] = []string{sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop))}
+	h[HeaderPeerNonce] = []string{nonce}
+	h[HeaderPeerSignature] = []string{sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce))}
 }
 
 // verify checks a request's signature headers and returns the signing
-// member's name and the signed hop ("" for a version 1 signature). Every
-// error says why the request is refused.
+// member's name and the signed hop ("" for a version 1 signature). With a
+// replay cache, a good signature is accepted once: verify records it, and
+// fails with errReplayed when it comes again (errReplayFull when the cache
+// is full). Every error says why the request is refused.
 func (s *signer) verify(method, host, target string, h http.Header) (name, hop string, err error) {
 	if len(h[HeaderPeerSignature]) == 0 {
 		return "", "", fmt.Errorf("%w: no %s header", errUnsigned, HeaderPeerSignature)
@@ -150,15 +180,28 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %s: %v", errMalformed, HeaderPeerTime, err)
 	}
-	hexSig, v2 := strings.CutPrefix(sig, sigPrefix)
-	v1 := false
-	if !v2 {
+	hexSig, v3 := strings.CutPrefix(sig, sigPrefix)
+	v1, v2 := false, false
+	if !v3 {
+		hexSig, v2 = strings.CutPrefix(sig, sigPrefixV2)
+	}
+	if !v3 && !v2 {
 		hexSig, v1 = strings.CutPrefix(sig, sigPrefixV1)
 	}
-	if !v1 && !v2 || len(hexSig) != 2*sha256.Size {
+	if !v1 && !v2 && !v3 || len(hexSig) != 2*sha256.Size {
 		return "", "", fmt.Errorf("%w: %s: want %q and %d hex digits", errMalformed, HeaderPeerSignature, sigPrefix, 2*sha256.Size)
 	}
-	if v2 {
+	var nonce string
+	if v3 {
+		var ok bool
+		if nonce, ok = single(h, HeaderPeerNonce); !ok {
+			return "", "", fmt.Errorf("%w: want exactly one %s", errMalformed, HeaderPeerNonce)
+		}
+		if len(nonce) != 2*nonceBytes || !isLowerHex(nonce) {
+			return "", "", fmt.Errorf("%w: %s: want %d lower-case hex digits", errMalformed, HeaderPeerNonce, 2*nonceBytes)
+		}
+	}
+	if v2 || v3 {
 		var ok bool
 		if hop, ok = single(h, HeaderPeerHop); !ok {
 			return "", "", fmt.Errorf("%w: want exactly one %s", errMalformed, HeaderPeerHop)
@@ -178,14 +221,37 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 	if d := now - t; d > int64(s.skew/time.Second) || -d > int64(s.skew/time.Second) {
 		return "", "", fmt.Errorf("%w (%ds off, at most %s)", errClockSkew, now-t, s.skew)
 	}
-	want := s.macV1(method, host, target, ts, name)
-	if v2 {
-		want = s.mac(method, host, target, ts, name, hop)
+	var want []byte
+	switch {
+	case v3:
+		want = s.mac(method, host, target, ts, name, hop, nonce)
+	case v2:
+		want = s.macV2(method, host, target, ts, name, hop)
+	default:
+		want = s.macV1(method, host, target, ts, name)
 	}
 	if !hmac.Equal(got, want) {
 		return "", "", errBadSignature
 	}
+	if s.seen != nil {
+		switch err := s.seen.use(got, t, now); {
+		case errors.Is(err, errReplayFull):
+			return "", "", fmt.Errorf("%w (%d signatures within the %s skew)", err, s.seen.max, s.skew)
+		case err != nil:
+			return "", "", err
+		}
+	}
 	return name, hop, nil
+}
+
+// isLowerHex reports whether s is lower-case hex digits only.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // single returns the one value of a header field.
@@ -215,5 +281,6 @@ func stripSignature(h http.Header) {
 	delete(h, HeaderPeerName)
 	delete(h, HeaderPeerTime)
 	delete(h, HeaderPeerHop)
+	delete(h, HeaderPeerNonce)
 	delete(h, HeaderPeerSignature)
 }

@@ -57,13 +57,19 @@ func TestVerify(t *testing.T) {
 		{"signed time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "-1795780800"), errMalformed},
 		{"huge time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "99999999999999999999"), errMalformed},
 		{"short signature", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2=abcd"), errMalformed},
-		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v2=")), errMalformed},
+		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errMalformed},
 		{"other hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, hopShield), errBadSignature},
 		{"unknown hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, "admin"), errMalformed},
 		{"no hop", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerHop); return h }(), errMalformed},
 		{"two hops", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerHop, hopOwner); return h }(), errMalformed},
-		// A v2 MAC presented as v1 (or the reverse) is another input.
-		{"v2 MAC as v1", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v2=")), errBadSignature},
+		// A v3 MAC presented as v2 or v1 is another input.
+		{"v3 MAC as v2", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errBadSignature},
+		{"v3 MAC as v1", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errBadSignature},
+		{"other nonce", "GET", "site.test", "/a?b=1", with(good, HeaderPeerNonce, strings.Repeat("0", 32)), errBadSignature},
+		{"no nonce", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerNonce); return h }(), errMalformed},
+		{"two nonces", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerNonce, strings.Repeat("0", 32)); return h }(), errMalformed},
+		{"upper-case nonce", "GET", "site.test", "/a?b=1", with(good, HeaderPeerNonce, strings.ToUpper(good.Get(HeaderPeerNonce))), errMalformed},
+		{"short nonce", "GET", "site.test", "/a?b=1", with(good, HeaderPeerNonce, "abcd"), errMalformed},
 		{"line break", "GET", "site.test\nx", "/a?b=1", good, errMalformed},
 	}
 	for _, tc := range cases {
@@ -105,20 +111,42 @@ func TestVerifyVersion1(t *testing.T) {
 	}
 }
 
+// A member not yet upgraded signs version 2 (no nonce): it is accepted,
+// with its hop, and a nonce header it did not sign changes nothing.
+func TestVerifyVersion2(t *testing.T) {
+	s := testSigner(signTime)
+	ts := "1795780800" // signTime
+	h := http.Header{
+		HeaderPeerName:      {"edge1"},
+		HeaderPeerTime:      {ts},
+		HeaderPeerHop:       {hopShield},
+		HeaderPeerSignature: {sigPrefixV2 + hex.EncodeToString(s.macV2("GET", "site.test", "/a", ts, "edge1", hopShield))},
+	}
+	name, hop, err := s.verify("GET", "site.test", "/a", h)
+	if err != nil || name != "edge1" || hop != hopShield {
+		t.Fatalf("v2: %q %q %v, want edge1, shield", name, hop, err)
+	}
+	h.Set(HeaderPeerNonce, strings.Repeat("0", 32))
+	if _, _, err := s.verify("GET", "site.test", "/a", h); err != nil {
+		t.Fatalf("v2 with an unsigned nonce: %v", err)
+	}
+}
+
 // FuzzVerify feeds arbitrary signature headers and request parts to
 // verify: it must never panic, never accept a signature other than the
 // secret's MAC of exactly those parts, and accept a request signed with
 // the secret only for the parts it was signed for.
 func FuzzVerify(f *testing.F) {
-	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v2=00")
-	f.Add("HEAD", "site.test", "/", "edge-2.zone_a", "1795780830", "shield", "v2="+strings.Repeat("ab", 32))
-	f.Add("GET", "site.test", "/a%2Fb?c=%20", "edge1", "0", "", "v1="+strings.Repeat("0", 64))
-	f.Add("POST", "", "*", "", "", "", "")
-	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "own\ner", "v3=zz")
-	f.Fuzz(func(t *testing.T, method, host, target, name, ts, hop, sig string) {
+	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v2=00", "")
+	f.Add("HEAD", "site.test", "/", "edge-2.zone_a", "1795780830", "shield", "v2="+strings.Repeat("ab", 32), "")
+	f.Add("GET", "site.test", "/a%2Fb?c=%20", "edge1", "0", "", "v1="+strings.Repeat("0", 64), "")
+	f.Add("POST", "", "*", "", "", "", "", "")
+	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "own\ner", "v3=zz", "zz")
+	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v3="+strings.Repeat("ab", 32), strings.Repeat("0f", 16))
+	f.Fuzz(func(t *testing.T, method, host, target, name, ts, hop, sig, nonce string) {
 		s := testSigner(signTime)
 		h := http.Header{}
-		for k, v := range map[string]string{HeaderPeerName: name, HeaderPeerTime: ts, HeaderPeerHop: hop, HeaderPeerSignature: sig} {
+		for k, v := range map[string]string{HeaderPeerName: name, HeaderPeerTime: ts, HeaderPeerHop: hop, HeaderPeerSignature: sig, HeaderPeerNonce: nonce} {
 			if v != "" {
 				h[k] = []string{v}
 			}
@@ -126,17 +154,18 @@ func FuzzVerify(f *testing.F) {
 		if from, gotHop, err := s.verify(method, host, target, h); err == nil {
 			// Only the MAC made with the secret, within the skew, from
 			// the member named, for the hop, opens the door.
-			v2 := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop))
+			v3 := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce))
+			v2 := sigPrefixV2 + hex.EncodeToString(s.macV2(method, host, target, ts, name, hop))
 			v1 := sigPrefixV1 + hex.EncodeToString(s.macV1(method, host, target, ts, name))
 			switch {
 			case from != name:
 				t.Fatalf("accepted name %q, signed %q", from, name)
-			case sig == v2 && gotHop != hop:
+			case (sig == v3 || sig == v2) && gotHop != hop:
 				t.Fatalf("accepted hop %q, signed %q", gotHop, hop)
 			case sig == v1 && gotHop != "":
 				t.Fatalf("a v1 signature carried hop %q", gotHop)
-			case sig != v2 && sig != v1:
-				t.Fatalf("accepted signature %q from %q; only %q (or v1 %q) is valid", sig, from, v2, v1)
+			case sig != v3 && sig != v2 && sig != v1:
+				t.Fatalf("accepted signature %q from %q; only %q (or v2 %q, v1 %q) is valid", sig, from, v3, v2, v1)
 			}
 			if at, _ := parseUnix(ts); at < signTime.Unix()-30 || at > signTime.Unix()+30 {
 				t.Fatalf("accepted time %s outside the skew", ts)

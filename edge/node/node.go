@@ -466,6 +466,10 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Name: "meridian_cluster_consulted_total",
 				Help: "Fills this node, as a key's owner, took from a peer's copy (a replica or the key's previous holder) instead of upstream.",
 			}, func() float64 { return float64(cn.Consulted()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "meridian_cluster_peer_replays_total",
+				Help: "Signed peer requests refused because their signature had been used before (a replay).",
+			}, func() float64 { return float64(cn.Replays()) }),
 			cn.PeerGate())
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			return n.wrapUpstream(cn, sc, up)

@@ -289,7 +289,7 @@ func TestNodeMetricsShowTheCluster(t *testing.T) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	text := string(b)
-	for _, want := range []string{"meridian_cluster_members 2", "meridian_cluster_membership_changes_total", "meridian_cluster_consulted_total",
+	for _, want := range []string{"meridian_cluster_members 2", "meridian_cluster_membership_changes_total", "meridian_cluster_consulted_total", "meridian_cluster_peer_replays_total",
 		"meridian_purge_unacked_total 0", "meridian_edge_requests_total", "go_goroutines"} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("/metrics lacks %q", want)

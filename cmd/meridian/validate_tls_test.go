@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// selfSigned returns a PEM certificate for name and its PEM key.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// validate checks the edge's certificate and key: they exist, parse and
+// match, and the error names the field.
+func TestValidateChecksTheEdgeCertificate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certPEM, keyPEM := selfSigned(t, "a.example")
+	_, otherKey := selfSigned(t, "b.example")
+	cert, key, other := write("tls.crt", certPEM), write("tls.key", keyPEM), write("other.key", otherKey)
+	garbage := write("garbage.pem", []byte("not PEM\n"))
+	missing := filepath.Join(dir, "missing.pem")
+
+	config := func(certFile, keyFile string) string {
+		return write("edge.yaml", []byte("sites: [{hosts: [a.example], origin: 'http://127.0.0.1:1'}]\n"+
+			"tls: {listen: '127.0.0.1:0', cert_file: '"+certFile+"', key_file: '"+keyFile+"'}\n"))
+	}
+	var out bytes.Buffer
+	if err := validate(&out, []string{config(cert, key)}); err != nil || !strings.Contains(out.String(), "valid edge config") {
+		t.Fatalf("good certificate: %v %q", err, out.String())
+	}
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"missing certificate", missing, key, "tls.cert_file: open " + missing},
+		{"missing key", cert, missing, "tls.key_file: open " + missing},
+		{"certificate is garbage", garbage, key, "tls.cert_file: " + garbage + ": no PEM certificate"},
+		{"certificate is a key", key, key, "tls.cert_file: " + key + ": no PEM certificate"},
+		{"key is garbage", cert, garbage, "tls.key_file: " + garbage + ": no PEM private key"},
+		{"key of another certificate", cert, other, "tls.key_file: " + other + " does not match the certificate in " + cert},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validate(&bytes.Buffer{}, []string{config(tc.cert, tc.key)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
