@@ -154,13 +154,19 @@ func (l *legitClient) check(t *testing.T) {
 
 // h1Legit is a legitimate HTTP/1.1 client of e from 127.0.0.9.
 func h1Legit(t *testing.T, e *env) func() (*http.Response, string, error) {
-	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).DialContext}
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).DialContext,
+		ResponseHeaderTimeout: 10 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return getter(tr, e.base+"/hot")
+}
+
+// getter returns a func that GETs url for testHost over rt and reads the
+// body.
+func getter(rt http.RoundTripper, url string) func() (*http.Response, string, error) {
 	return func() (*http.Response, string, error) {
-		req, _ := http.NewRequest("GET", e.base+"/hot", nil)
+		req, _ := http.NewRequest("GET", url, nil)
 		req.Host = testHost
-		resp, err := c.Do(req)
+		resp, err := rt.RoundTrip(req)
 		if err != nil {
 			return nil, "", err
 		}
@@ -301,17 +307,7 @@ func TestAttackHTTP2RapidReset(t *testing.T) {
 	h2 := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true,
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).DialContext}
 	defer h2.CloseIdleConnections()
-	get := func() (*http.Response, string, error) {
-		req, _ := http.NewRequest("GET", "https://"+e.srv.TLSAddr()+"/hot", nil)
-		req.Host = testHost
-		resp, err := h2.RoundTrip(req)
-		if err != nil {
-			return nil, "", err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b), err
-	}
+	get := getter(h2, "https://"+e.srv.TLSAddr()+"/hot")
 	if r, _, err := get(); err != nil || r.ProtoMajor != 2 {
 		t.Fatalf("legitimate h2 client: %v %v", r, err)
 	}
@@ -339,17 +335,7 @@ func TestAttackHTTP3RequestThenCancel(t *testing.T) {
 	e := attackEnv(t, a, withTLS)
 	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: testHost}}
 	defer h3.Close()
-	get := func() (*http.Response, string, error) {
-		req, _ := http.NewRequest("GET", "https://"+e.srv.TLSAddr()+"/hot", nil)
-		req.Host = testHost
-		resp, err := h3.RoundTrip(req)
-		if err != nil {
-			return nil, "", err
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b), err
-	}
+	get := getter(h3, "https://"+e.srv.TLSAddr()+"/hot")
 	if r, _, err := get(); err != nil || r.ProtoMajor != 3 {
 		t.Fatalf("legitimate h3 client: %v %v", r, err)
 	}
