@@ -237,9 +237,10 @@ func TestAttackHTTP1RequestThenClose(t *testing.T) {
 }
 
 // h2Attack opens an HTTP/2 connection and sends HEADERS then RST_STREAM
-// for up to n new paths, until the edge closes the connection; it returns
-// how many it sent.
-func h2Attack(t *testing.T, addr string, conf *tls.Config, prefix string, n int) int {
+// for up to n requests (request i for path(i)) until the edge closes the
+// connection. It returns how many it sent and whether the edge closed the
+// connection (waiting up to 15 s for that after the last one).
+func h2Attack(t *testing.T, addr string, conf *tls.Config, path func(i int) string, n int) (sent int, closedByEdge bool) {
 	t.Helper()
 	conn, err := tls.Dial("tcp", addr, conf)
 	if err != nil {
@@ -247,6 +248,9 @@ func h2Attack(t *testing.T, addr string, conf *tls.Config, prefix string, n int)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q", p)
+	}
 	var wmu sync.Mutex
 	fr := http2.NewFramer(conn, conn)
 	io.WriteString(conn, http2.ClientPreface)
@@ -268,15 +272,14 @@ func h2Attack(t *testing.T, addr string, conf *tls.Config, prefix string, n int)
 	}()
 	var hbuf bytes.Buffer
 	enc := hpack.NewEncoder(&hbuf)
-	sent := 0
 	for i := 0; i < n; i++ {
 		select {
 		case <-closed:
-			return sent
+			return sent, true
 		default:
 		}
 		hbuf.Reset()
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", testHost}, {":path", fmt.Sprintf("/%s/%d", prefix, i)}} {
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", testHost}, {":path", path(i)}} {
 			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 		}
 		id := uint32(2*i + 1)
@@ -287,13 +290,18 @@ func h2Attack(t *testing.T, addr string, conf *tls.Config, prefix string, n int)
 		}
 		wmu.Unlock()
 		if err != nil {
-			return sent
+			break
 		}
 		sent++
 	}
-	conn.Close()
-	<-closed
-	return sent
+	select {
+	case <-closed:
+		return sent, true
+	case <-time.After(15 * time.Second):
+		conn.Close()
+		<-closed
+		return sent, false
+	}
 }
 
 func TestAttackHTTP2RapidReset(t *testing.T) {
@@ -316,7 +324,9 @@ func TestAttackHTTP2RapidReset(t *testing.T) {
 	// 3 s caused 11,962 origin requests), each until the edge closes it.
 	sent := 0
 	for c := range 4 {
-		sent += h2Attack(t, e.srv.TLSAddr(), &tls.Config{RootCAs: pool, ServerName: testHost, NextProtos: []string{"h2"}}, fmt.Sprintf("h2-%d", c), 1000)
+		n, _ := h2Attack(t, e.srv.TLSAddr(), &tls.Config{RootCAs: pool, ServerName: testHost, NextProtos: []string{"h2"}},
+			func(i int) string { return fmt.Sprintf("/h2-%d/%d", c, i) }, 1000)
+		sent += n
 	}
 	t.Logf("%d requests sent and reset", sent)
 	legit.check(t)

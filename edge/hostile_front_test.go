@@ -24,8 +24,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/meridiancdn/meridian/edge"
 )
@@ -680,64 +678,9 @@ func TestHTTP2RapidResetClosesConnection(t *testing.T) {
 		t.Fatalf("legitimate client: %s %d", r.Proto, r.StatusCode)
 	}
 
-	conn, err := tls.Dial("tcp", e.srv.TLSAddr(), &tls.Config{RootCAs: pool, ServerName: testHost, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("negotiated %q", p)
-	}
-	var wmu sync.Mutex
-	fr := http2.NewFramer(conn, conn)
-	io.WriteString(conn, http2.ClientPreface)
-	fr.WriteSettings()
-	closed := make(chan error, 1)
-	go func() {
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				closed <- err
-				return
-			}
-			if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
-				wmu.Lock()
-				fr.WriteSettingsAck()
-				wmu.Unlock()
-			}
-		}
-	}()
-	var hbuf bytes.Buffer
-	enc := hpack.NewEncoder(&hbuf)
-	sent := 0
-attack:
-	for i := 0; i < 300; i++ {
-		hbuf.Reset()
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", testHost}, {":path", "/slow"}} {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		id := uint32(2*i + 1)
-		wmu.Lock()
-		err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true})
-		if err == nil {
-			err = fr.WriteRSTStream(id, http2.ErrCodeCancel)
-		}
-		wmu.Unlock()
-		if err != nil {
-			break
-		}
-		sent++
-		select {
-		case <-closed:
-			closed <- nil
-			break attack
-		default:
-		}
-	}
-	select {
-	case <-closed:
-	case <-time.After(15 * time.Second):
+	sent, closed := h2Attack(t, e.srv.TLSAddr(), &tls.Config{RootCAs: pool, ServerName: testHost, NextProtos: []string{"h2"}},
+		func(int) string { return "/slow" }, 300)
+	if !closed {
 		t.Fatalf("the connection is still open after %d rapid resets", sent)
 	}
 	if sent < resetLimitForTest {
