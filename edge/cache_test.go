@@ -398,6 +398,44 @@ func TestHeadAnsweredFromGetEntry(t *testing.T) {
 	}
 }
 
+// TestHeadMissFinishesFill: a HEAD client leaves as soon as it has the
+// headers, but it asked for the object as much as a GET would (Varnish and
+// nginx fetch the whole body for a HEAD miss): the fill goes on after it
+// leaves, so the GET that follows costs the origin nothing.
+func TestHeadMissFinishesFill(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "0123456789")
+	})
+	r, b := e.do("HEAD", "/slow", nil, nil)
+	if r.StatusCode != 200 || b != "" {
+		t.Fatalf("HEAD: %d %q", r.StatusCode, b)
+	}
+	// Give a wrongly called-off fill the time to be unregistered.
+	time.Sleep(50 * time.Millisecond)
+	if n := e.counter("meridian_edge_fills_abandoned_total"); n != 0 {
+		t.Fatalf("%v fills called off after a HEAD miss", n)
+	}
+	close(release)
+	_, b = e.get("/slow")
+	if b != "0123456789" {
+		t.Fatalf("GET after HEAD: %q", b)
+	}
+	if n := e.origin.count("/slow"); n != 1 {
+		t.Fatalf("origin count %d after HEAD then GET, want 1", n)
+	}
+}
+
 func TestHopByHopStripped(t *testing.T) {
 	e := newEnv(t, respond(200, "x", "Cache-Control", "max-age=60", "Connection", "X-Secret",
 		"X-Secret", "1", "Keep-Alive", "timeout=5", "X-Kept", "yes"))

@@ -223,6 +223,12 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		h.serveResult(w, r, st, res, stale, cs)
 		if pass {
 			f.delivered()
+		} else if r.Method == http.MethodHead && res.stored {
+			// A HEAD client is done with the headers, but it asked for
+			// the object as a GET would (Varnish and nginx fetch the
+			// whole body for a HEAD miss): the fill is finished and
+			// stored, within max_object_bytes and the in-flight budget.
+			f.keepInBackground()
 		}
 		return
 	}
