@@ -110,7 +110,8 @@ func TestLargeObjectStreamsThroughUnstored(t *testing.T) {
 	}
 }
 
-// The store keeps within its byte budget, evicting the least recently used.
+// The store keeps within its byte budget, evicting the least recently used
+// of the objects asked once first.
 func TestStoreIsByteBounded(t *testing.T) {
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=600")

@@ -30,6 +30,9 @@ type entry struct {
 	// hits counts the hits served from this entry, for the status page's
 	// top objects.
 	hits atomic.Uint32
+	// protected says the entry is in the store's protected segment (it
+	// was asked for again after it was stored); under the store's lock.
+	protected bool
 }
 
 // entryData is everything of an entry but its store links and hit state.
@@ -349,22 +352,36 @@ func (e *entry) charge() int64 {
 	return n
 }
 
-// store is the byte-bounded LRU of sealed entries. Its budget counts keys,
-// header blocks and bodies, not entries.
+// store is the in-memory cache: sealed entries by key within a byte
+// budget that counts keys, header blocks and bodies, not entries. It
+// evicts by a segmented LRU (SLRU). A new entry enters the probation
+// segment; one asked for again moves to the protected segment, which holds
+// at most protectedShare of the budget (its least recently used entries
+// fall back to probation). Eviction takes probation's least recently used
+// entry first. So a flood of objects asked once (a scan, or an attacker's
+// unique keys) cycles through probation and cannot evict the objects
+// clients keep asking for, which plain LRU lets any fast enough flood do.
 //
-// The recency list runs through the entries themselves (no list element
+// The recency lists run through the entries themselves (no list element
 // per entry, as a container/list or golang-lru would add): with small
 // objects, per-entry bookkeeping is most of what a cache costs beyond the
 // bodies.
 type store struct {
-	mu       sync.Mutex
-	byKey    map[string]*entry
-	list     entry // sentinel: list.next is the most recently used entry
-	bytes    int64
-	maxBytes int64
-	evicted  int64 // entries evicted to make room, for metrics
-	tags     *tagIndex
+	mu    sync.Mutex
+	byKey map[string]*entry
+	// probation and protected are the segments' sentinels: next is the
+	// most recently used entry, prev the least.
+	probation, protected entry
+	bytes                int64
+	protectedBytes       int64
+	maxBytes             int64
+	evicted              int64 // entries evicted to make room, for metrics
+	tags                 *tagIndex
 }
+
+// protectedShare is the part of the budget the protected segment may hold,
+// as in Caffeine's and TinyLFU's SLRU.
+const protectedShare = 0.8
 
 // tagIndex maps surrogate keys to the store keys of the entries that carry
 // them. The store keeps it in step with every add and removal.
@@ -412,21 +429,31 @@ func (t *tagIndex) lookup(tag string) []string {
 
 func newStore(maxBytes int64) *store {
 	s := &store{maxBytes: maxBytes, byKey: map[string]*entry{}, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
-	s.list.prev, s.list.next = &s.list, &s.list
+	s.probation.prev, s.probation.next = &s.probation, &s.probation
+	s.protected.prev, s.protected.next = &s.protected, &s.protected
 	return s
 }
 
-// link puts e at the front of the recency list. The caller holds s.mu.
+// link puts e at the front of its segment (e.protected says which). The
+// caller holds s.mu.
 func (s *store) link(e *entry) {
-	e.prev, e.next = &s.list, s.list.next
-	s.list.next.prev = e
-	s.list.next = e
+	head := &s.probation
+	if e.protected {
+		head = &s.protected
+		s.protectedBytes += e.charge()
+	}
+	e.prev, e.next = head, head.next
+	head.next.prev = e
+	head.next = e
 }
 
-// unlink takes e out of the recency list. The caller holds s.mu.
+// unlink takes e out of its segment. The caller holds s.mu.
 func (s *store) unlink(e *entry) {
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
+	if e.protected {
+		s.protectedBytes -= e.charge()
+	}
 }
 
 // drop removes e, which is stored, with its charge and tags. The caller
@@ -441,11 +468,15 @@ func (s *store) drop(e *entry) {
 }
 
 // add stores e, which is sealed and not stored anywhere, replacing the
-// entry at its key. The caller holds s.mu.
+// entry at its key; a replacement keeps the segment of the entry it
+// replaces (a refreshed popular object stays protected). The caller holds
+// s.mu.
 func (s *store) add(e *entry) {
+	e.protected = false
 	if old := s.byKey[e.key()]; old == e {
 		return
 	} else if old != nil {
+		e.protected = old.protected
 		s.drop(old)
 	}
 	s.byKey[e.key()] = e
@@ -454,31 +485,60 @@ func (s *store) add(e *entry) {
 	if tags := e.tags(); len(tags) > 0 {
 		s.tags.add(e.key(), tags)
 	}
+	s.balance()
 }
 
-// shrink evicts least recently used entries until the store is within its
-// budget. The caller holds s.mu.
+// balance moves the protected segment's least recently used entries to the
+// front of probation while the segment is over its share. The caller holds
+// s.mu.
+func (s *store) balance() {
+	limit := int64(float64(s.maxBytes) * protectedShare)
+	for s.protectedBytes > limit && s.protected.prev != &s.protected {
+		e := s.protected.prev
+		s.unlink(e)
+		e.protected = false
+		s.link(e)
+	}
+}
+
+// shrink evicts entries, probation's least recently used first, until the
+// store is within its budget. The caller holds s.mu.
 func (s *store) shrink() {
-	for s.bytes > s.maxBytes && s.list.prev != &s.list {
-		s.drop(s.list.prev)
+	for s.bytes > s.maxBytes {
+		victim := s.probation.prev
+		if victim == &s.probation {
+			victim = s.protected.prev
+			if victim == &s.protected {
+				return
+			}
+		}
+		s.drop(victim)
 		s.evicted++
 	}
 }
 
+// get returns the entry at key and counts the use: a protected entry
+// becomes its segment's most recent, a probation entry is promoted.
 func (s *store) get(key string) *entry {
 	s.mu.Lock()
 	e := s.byKey[key]
-	if e != nil && s.list.next != e {
+	if e != nil && s.protected.next != e {
 		s.unlink(e)
-		s.link(e)
+		if !e.protected {
+			e.protected = true
+			s.link(e)
+			s.balance()
+		} else {
+			s.link(e)
+		}
 	}
 	s.mu.Unlock()
 	return e
 }
 
 // put stores the sealed entry e at its key, replacing what was there, and
-// evicts the least recently used entries until the store is within its
-// budget. An entry larger than the whole budget is not stored.
+// evicts until the store is within its budget. An entry larger than the
+// whole budget is not stored.
 func (s *store) put(e *entry) {
 	if e.charge() > s.maxBytes {
 		return
@@ -516,7 +576,7 @@ func (s *store) peek(key string) *entry {
 }
 
 // replaceIf swaps the entry at key for next (sealed with the same key) if
-// it is still old. next takes old's place in the recency order.
+// it is still old. next takes old's segment, as its most recent entry.
 func (s *store) replaceIf(key string, old, next *entry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -533,18 +593,29 @@ func (s *store) setMax(maxBytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maxBytes = maxBytes
+	s.balance()
 	s.shrink()
+}
+
+// each calls fn for every stored entry, protected ones first, each
+// segment from its most recent. The caller holds s.mu.
+func (s *store) each(fn func(*entry)) {
+	for _, head := range []*entry{&s.protected, &s.probation} {
+		for e := head.next; e != head; e = e.next {
+			fn(e)
+		}
+	}
 }
 
 // top returns the n most-hit entries' keys and hit counts.
 func (s *store) top(n int) []TopObject {
 	s.mu.Lock()
 	out := make([]TopObject, 0, len(s.byKey))
-	for e := s.list.next; e != &s.list; e = e.next {
+	s.each(func(e *entry) {
 		if !e.isVaryIndex() {
 			out = append(out, TopObject{Key: e.key(), Hits: int64(e.hits.Load()), Bytes: int64(len(e.body))})
 		}
-	}
+	})
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Hits != out[j].Hits {

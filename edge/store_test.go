@@ -23,15 +23,17 @@ func storedEntry(t *testing.T, key string, n int, hdr http.Header) *entry {
 	return e
 }
 
+// storeKeys lists the stored keys, protected first, each segment from its
+// most recent.
 func storeKeys(s *store) []string {
 	var keys []string
-	for e := s.list.next; e != &s.list; e = e.next {
-		keys = append(keys, e.key())
-	}
+	s.mu.Lock()
+	s.each(func(e *entry) { keys = append(keys, e.key()) })
+	s.mu.Unlock()
 	return keys
 }
 
-func TestStoreEvictsLeastRecentlyUsedByBytes(t *testing.T) {
+func TestStoreEvictsByBytesProbationFirst(t *testing.T) {
 	a := storedEntry(t, "h/a", 100, http.Header{})
 	s := newStore(3 * a.charge())
 	for _, k := range []string{"h/a", "h/b", "h/c"} {
@@ -40,11 +42,11 @@ func TestStoreEvictsLeastRecentlyUsedByBytes(t *testing.T) {
 	if got := storeKeys(s); !slices.Equal(got, []string{"h/c", "h/b", "h/a"}) {
 		t.Fatalf("recency order %v", got)
 	}
-	if s.get("h/a") == nil { // a becomes the most recent
+	if s.get("h/a") == nil { // a is asked again: protected
 		t.Fatal("h/a missing")
 	}
 	s.put(storedEntry(t, "h/d", 100, http.Header{}))
-	if got := storeKeys(s); !slices.Equal(got, []string{"h/d", "h/a", "h/c"}) {
+	if got := storeKeys(s); !slices.Equal(got, []string{"h/a", "h/d", "h/c"}) {
 		t.Fatalf("after eviction: %v, want h/b evicted", got)
 	}
 	n, bytes := s.stats()
@@ -58,6 +60,47 @@ func TestStoreEvictsLeastRecentlyUsedByBytes(t *testing.T) {
 	s.put(storedEntry(t, "h/big", 1000, http.Header{}))
 	if s.peek("h/big") != nil || len(storeKeys(s)) != 3 {
 		t.Fatal("an entry over the budget was stored")
+	}
+}
+
+// A flood of keys asked once cannot evict what clients ask for again, at
+// any speed: with plain LRU, enough new keys between two requests for a
+// popular object evicted it (TestAttackUniqueKeyFlood lost its hot object
+// when the flood outran the legitimate client).
+func TestStoreFloodKeepsProtected(t *testing.T) {
+	a := storedEntry(t, "h/a", 100, http.Header{})
+	s := newStore(10 * a.charge())
+	s.put(storedEntry(t, "h/hot", 100, http.Header{}))
+	s.get("h/hot")
+	for i := range 1000 {
+		s.put(storedEntry(t, fmt.Sprintf("h/flood/%d", i), 100, http.Header{}))
+	}
+	if s.peek("h/hot") == nil {
+		t.Fatal("the flood evicted the object asked twice")
+	}
+	if n, bytes := s.stats(); n < 9 || bytes > s.maxBytes {
+		t.Fatalf("%d entries, %d bytes (budget %d)", n, bytes, s.maxBytes)
+	}
+	// The protected segment is bounded: objects all asked twice push its
+	// oldest back to probation, from which they are evicted in turn.
+	for i := range 20 {
+		k := fmt.Sprintf("h/warm/%d", i)
+		s.put(storedEntry(t, k, 100, http.Header{}))
+		s.get(k)
+	}
+	s.mu.Lock()
+	prot := s.protectedBytes
+	s.mu.Unlock()
+	if limit := int64(float64(s.maxBytes) * protectedShare); prot > limit {
+		t.Fatalf("protected segment %d bytes, over its share %d", prot, limit)
+	}
+	if s.peek("h/hot") != nil || s.peek("h/warm/19") == nil {
+		t.Fatalf("after 20 warm objects: %v", storeKeys(s))
+	}
+	// A replacement keeps its segment.
+	old := s.peek("h/warm/19")
+	if !s.replaceIf("h/warm/19", old, old.clone()) || !s.peek("h/warm/19").protected {
+		t.Fatal("a refreshed protected entry fell to probation")
 	}
 }
 
@@ -90,7 +133,7 @@ func TestStoreReplaceAndRemoveKeepAccounts(t *testing.T) {
 	if !s.remove("h/a") || s.remove("h/a") {
 		t.Fatal("remove reported wrongly")
 	}
-	if n, bytes := s.stats(); n != 0 || bytes != 0 || len(s.tags.keys) != 0 || s.list.next != &s.list {
+	if n, bytes := s.stats(); n != 0 || bytes != 0 || len(s.tags.keys) != 0 || len(storeKeys(s)) != 0 || s.protectedBytes != 0 {
 		t.Fatalf("after remove: %d entries, %d bytes, tags %v", n, bytes, s.tags.keys)
 	}
 }
