@@ -105,8 +105,12 @@ type Handler struct {
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
 	stopWaiting context.CancelFunc
-	wg          sync.WaitGroup
-	closed      atomic.Bool
+	// life guards closed and every wg.Add: background work is started
+	// only under it and only before Close (see background), so that no
+	// Add races Close's Wait and nothing starts after Close returns.
+	life   sync.Mutex
+	closed bool // guarded by life
+	wg     sync.WaitGroup
 }
 
 // site is one configured site, ready to serve.
@@ -274,9 +278,7 @@ func (h *Handler) Reload(cfg Config) error {
 	// Requests that started on the old table may still be filling through
 	// its pools: close those once in-flight work has had time to finish.
 	grace := cfg.Server.ShutdownTimeout
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+	started := h.background(func() {
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
@@ -284,7 +286,10 @@ func (h *Handler) Reload(cfg Config) error {
 		case <-h.ctx.Done():
 		}
 		old.close()
-	}()
+	})
+	if !started { // closed: nothing is in flight any longer
+		old.close()
+	}
 	h.log.Info("config reloaded", "sites", len(cfg.Sites))
 	return nil
 }
@@ -292,16 +297,45 @@ func (h *Handler) Reload(cfg Config) error {
 // Close stops background refreshes and waits for in-flight fills to end.
 // It is safe to call more than once.
 func (h *Handler) Close() error {
-	if h.closed.Swap(true) {
+	h.life.Lock()
+	if h.closed {
+		h.life.Unlock()
 		return nil
 	}
+	h.closed = true
+	// Under life, so that work refused by background sees the contexts
+	// ended already.
 	h.stopWaiting()
 	h.cancel()
+	h.life.Unlock()
 	h.wg.Wait()
 	if t := h.sites.Load(); t != nil {
 		t.close()
 	}
 	return nil
+}
+
+// background runs fn in a goroutine that Close waits for, unless the
+// handler is closed: then it reports false and fn does not run.
+func (h *Handler) background(fn func()) bool {
+	h.life.Lock()
+	defer h.life.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// isClosed reports whether Close has been called.
+func (h *Handler) isClosed() bool {
+	h.life.Lock()
+	defer h.life.Unlock()
+	return h.closed
 }
 
 // StopWaiting answers every request still waiting on upstream at once,
