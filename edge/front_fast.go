@@ -194,12 +194,9 @@ type fastConn struct {
 	buf    []byte // read buffer; buf[r:w] is unread
 	r, w   int
 	wbuf   []byte
-	keyBuf []byte
-	key    string // the last request's cache key, reused while it repeats
 	vec    net.Buffers
 	vecArr [2][]byte
-	trust  int8 // whether the peer is a trusted proxy: 0 not known yet, 1 yes, 2 no
-	hit    hit  // the hit being answered
+	hit    Hit // the hit being answered; reused by the connection's requests
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -338,32 +335,19 @@ func (c *fastConn) makeRoom(limit int) {
 // serveHit answers req from the cache if it is a plain fresh hit.
 func (c *fastConn) serveHit(req *request) bool {
 	h := c.f.h
-	// The scheme, as ServeHTTP derives it (proxyList.scheme): this
-	// listener is plain HTTP, unless a trusted proxy says HTTPS.
-	https := req.proto != nil && forwardedProto(req.proto) == "https" && c.trustedPeer()
-	var hostStart, hostEnd int
-	var ok bool
-	c.keyBuf, hostStart, hostEnd, ok = appendHitKey(c.keyBuf[:0], https, req.host, req.target)
-	if !ok {
-		return false
-	}
-	if string(c.keyBuf) != c.key {
-		c.key = string(c.keyBuf)
-	}
-	if !h.lookupHit(&c.hit, c.key, hostStart, hostEnd, req.clientCC) {
-		return false
-	}
 	x := &c.hit
-	b := x.appendHead(c.wbuf[:0], req.head, c.f.dateLine)
+	if !h.LookupHit(HitRequest{Head: req.head, Host: req.host, Target: req.target, ForwardedProto: req.proto,
+		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr()}, x) {
+		return false
+	}
+	b := x.AppendHead(c.wbuf[:0], c.f.dateLine)
 	if req.close {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	body := x.body()
+	body := x.Body()
 	var err error
 	switch {
-	case req.head:
-		_, err = c.nc.Write(b)
 	case len(body) <= 32<<10:
 		b = append(b, body...)
 		_, err = c.nc.Write(b)
@@ -376,40 +360,12 @@ func (c *fastConn) serveHit(req *request) bool {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
 	}
-	n := len(body)
-	if req.head {
-		n = 0
-	}
-	var line *accessLine
-	if h.accessLog != nil {
-		method := "GET"
-		if req.head {
-			method = "HEAD"
-		}
-		line = &accessLine{remote: c.nc.RemoteAddr().String(), proto: "HTTP/1.1", method: method,
-			host: string(req.host), uri: string(req.target), status: x.status(), bytes: int64(n),
-			cacheStatus: x.cacheStatus(), start: x.start}
-	}
-	h.delivered(x.e, classHit, 1, n, line) // HTTP/1.1
-	*x = hit{}
+	h.Delivered(x, len(body))
 	if err != nil {
 		// The client is gone; the next read ends the connection.
 		c.nc.Close()
 	}
 	return true
-}
-
-// trustedPeer reports whether the connection's peer is one of the
-// handler's trusted proxies (server.trusted_proxies), found once per
-// connection.
-func (c *fastConn) trustedPeer() bool {
-	if c.trust == 0 {
-		c.trust = 2
-		if a, ok := c.nc.RemoteAddr().(*net.TCPAddr); ok && c.f.h.trusted.contains(a.AddrPort().Addr()) {
-			c.trust = 1
-		}
-	}
-	return c.trust == 1
 }
 
 // lendRest gives the rest of the connection to net/http, with pending as

@@ -11,8 +11,9 @@
 // degrade to a stale copy when upstream fails.
 //
 // Every front books its answers in one place: a front that writes hits
-// itself (the fast HTTP/1.1 front) gets them from Handler.lookupHit and
-// reports them with Handler.delivered, which ServeHTTP's paths use too.
+// itself (the fast HTTP/1.1 front) gets them from [Handler.LookupHit] and
+// reports them with [Handler.Delivered], which books them as ServeHTTP's
+// paths book theirs (hit.go).
 //
 // Concurrency: Handler.mu guards the flights, hit-for-miss and peer-fill
 // tables; a flight's mu guards its parties and result; a body's lock its
