@@ -31,7 +31,7 @@ func (u *countingUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:  http.Header{"Cache-Control": {"max-age=60"}},
+		Header:  http.Header{"Cache-Control": {"max-age=60"}, "Content-Type": {"text/plain"}},
 		Body:    io.NopCloser(strings.NewReader("body")),
 		Request: r, ContentLength: 4}, nil
 }

@@ -1,10 +1,12 @@
-// Package edge is Meridian's edge node: an RFC 9111 shared cache in front of
-// the configured sites' origins, with request coalescing that streams a fill
-// to every waiter as it arrives, stale serving (RFC 5861), Cache-Status
-// (RFC 9211), and listeners for HTTP/1.1, HTTP/2 and HTTP/3.
+// Package edge is Meridian's edge node's request semantics: an RFC 9111
+// shared cache in front of the configured sites' origins, with request
+// coalescing that streams a fill to every waiter as it arrives, stale
+// serving (RFC 5861), Cache-Status (RFC 9211), purge, admin and metrics.
 //
-// The front door is [New], which builds a [Handler] from a [Config]; [Serve]
-// puts it on the configured listeners. A request's path through the handler
+// The front door is [New], which builds a [Handler] from a [Config];
+// package edge/listen puts it on the configured listeners (HTTP/1.1,
+// HTTP/2, HTTP/3), and edge/node assembles a whole node. Package edge
+// never imports the listeners. A request's path through the handler
 // is: route by Host → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
@@ -21,7 +23,9 @@
 // it stores an entry, holds the body's and takes Handler.mu, never a
 // flight's). A flight's hintMu is a leaf: it is held only while a 1xx
 // hint is written to the leader's client, under no other lock. No other
-// network I/O happens under these locks.
+// network I/O happens under these locks. Handler.life is a leaf too: it
+// guards closing and the start of background work (Handler.background),
+// so that nothing starts after Close.
 package edge
 
 import (
