@@ -87,6 +87,14 @@ func TestImportBoundaries(t *testing.T) {
 		{"origin", "deploy", "the serving code does not link the benchmarks"},
 		{"geo", "deploy", "the serving code does not link the benchmarks"},
 		{"ring", "deploy", "the serving code does not link the benchmarks"},
+		{"edge/listen", "edge/cluster", "the listeners serve one handler; a cluster is assembled by edge/node"},
+		{"edge/listen", "edge/node", "the listeners serve one handler; a node is assembled by edge/node"},
+	}
+	// Rules for one package alone, not the folders below it.
+	only := []struct {
+		pkg, never, why string
+	}{
+		{"edge", "edge/listen", "request semantics know nothing of the listeners that call them (the fast front uses edge's hit contract)"},
 	}
 	for _, p := range pkgs {
 		for _, r := range rules {
@@ -95,6 +103,16 @@ func TestImportBoundaries(t *testing.T) {
 			}
 			for _, d := range ours(p.Deps) {
 				if r.never == "" || under(d, r.never) {
+					t.Errorf("%s depends on %s: %s", p.ImportPath, d, r.why)
+				}
+			}
+		}
+		for _, r := range only {
+			if p.ImportPath != module+"/"+r.pkg {
+				continue
+			}
+			for _, d := range ours(p.Deps) {
+				if under(d, r.never) {
 					t.Errorf("%s depends on %s: %s", p.ImportPath, d, r.why)
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -57,7 +58,7 @@ func TestAccessLogOneLinePerRequest(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			srv := edge.NewServer(cfg, h, nil)
+			srv := listen.NewServer(cfg, h, listen.Options{})
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,9 @@ import (
 // work follows demand (see Handler.leave).
 var errAbandoned = errors.New("edge: fill abandoned (every client left)")
 
+// errClosed fails a fill asked of a closed handler.
+var errClosed = errors.New("edge: handler closed")
+
 // flight is one upstream fill that any number of requests wait on. It is
 // registered under its key while it runs, so concurrent misses join it, and
 // removed when its body is complete and stored (groupcache's singleflight,
@@ -274,19 +277,28 @@ func (h *Handler) newFlight(key string, shared bool, out *http.Request, hint fun
 	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
 }
 
-// startFill runs the fill of f in the background.
+// startFill runs the fill of f in the background. Once the handler is
+// closed no fill starts: f fails at once (errClosed), without a request
+// upstream.
 func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.fill(ctx, f, st, primary, out, stale)
-	}()
+	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
+		return
+	}
+	f.cancel(errClosed)
+	if f.shared {
+		h.mu.Lock()
+		if h.flights[f.key] == f {
+			delete(h.flights, f.key)
+		}
+		h.mu.Unlock()
+	}
+	f.publish(fillResult{failed: true, err: errClosed})
 }
 
 // refresh revalidates a stale entry in the background
 // (stale-while-revalidate), unless a fill for its key already runs.
 func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *entry) {
-	if h.closed.Load() {
+	if h.isClosed() {
 		return
 	}
 	out := h.upstreamRequest(st, r, stale)

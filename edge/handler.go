@@ -1,18 +1,21 @@
-// Package edge is Meridian's edge node: an RFC 9111 shared cache in front of
-// the configured sites' origins, with request coalescing that streams a fill
-// to every waiter as it arrives, stale serving (RFC 5861), Cache-Status
-// (RFC 9211), and listeners for HTTP/1.1, HTTP/2 and HTTP/3.
+// Package edge is Meridian's edge node's request semantics: an RFC 9111
+// shared cache in front of the configured sites' origins, with request
+// coalescing that streams a fill to every waiter as it arrives, stale
+// serving (RFC 5861), Cache-Status (RFC 9211), purge, admin and metrics.
 //
-// The front door is [New], which builds a [Handler] from a [Config]; [Serve]
-// puts it on the configured listeners. A request's path through the handler
+// The front door is [New], which builds a [Handler] from a [Config];
+// package edge/listen puts it on the configured listeners (HTTP/1.1,
+// HTTP/2, HTTP/3), and edge/node assembles a whole node. Package edge
+// never imports the listeners. A request's path through the handler
 // is: route by Host → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails.
 //
 // Every front books its answers in one place: a front that writes hits
-// itself (the fast HTTP/1.1 front) gets them from Handler.lookupHit and
-// reports them with Handler.delivered, which ServeHTTP's paths use too.
+// itself (the fast HTTP/1.1 front) gets them from [Handler.LookupHit] and
+// reports them with [Handler.Delivered], which books them as ServeHTTP's
+// paths book theirs (hit.go).
 //
 // Concurrency: Handler.mu guards the flights, hit-for-miss and peer-fill
 // tables; a flight's mu guards its parties and result; a body's lock its
@@ -20,7 +23,9 @@
 // it stores an entry, holds the body's and takes Handler.mu, never a
 // flight's). A flight's hintMu is a leaf: it is held only while a 1xx
 // hint is written to the leader's client, under no other lock. No other
-// network I/O happens under these locks.
+// network I/O happens under these locks. Handler.life is a leaf too: it
+// guards closing and the start of background work (Handler.background),
+// so that nothing starts after Close.
 package edge
 
 import (
@@ -105,8 +110,12 @@ type Handler struct {
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
 	stopWaiting context.CancelFunc
-	wg          sync.WaitGroup
-	closed      atomic.Bool
+	// life guards closed and every wg.Add: background work is started
+	// only under it and only before Close (see background), so that no
+	// Add races Close's Wait and nothing starts after Close returns.
+	life   sync.Mutex
+	closed bool // guarded by life
+	wg     sync.WaitGroup
 }
 
 // site is one configured site, ready to serve.
@@ -274,9 +283,7 @@ func (h *Handler) Reload(cfg Config) error {
 	// Requests that started on the old table may still be filling through
 	// its pools: close those once in-flight work has had time to finish.
 	grace := cfg.Server.ShutdownTimeout
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+	started := h.background(func() {
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
@@ -284,7 +291,10 @@ func (h *Handler) Reload(cfg Config) error {
 		case <-h.ctx.Done():
 		}
 		old.close()
-	}()
+	})
+	if !started { // closed: nothing is in flight any longer
+		old.close()
+	}
 	h.log.Info("config reloaded", "sites", len(cfg.Sites))
 	return nil
 }
@@ -292,16 +302,45 @@ func (h *Handler) Reload(cfg Config) error {
 // Close stops background refreshes and waits for in-flight fills to end.
 // It is safe to call more than once.
 func (h *Handler) Close() error {
-	if h.closed.Swap(true) {
+	h.life.Lock()
+	if h.closed {
+		h.life.Unlock()
 		return nil
 	}
+	h.closed = true
+	// Under life, so that work refused by background sees the contexts
+	// ended already.
 	h.stopWaiting()
 	h.cancel()
+	h.life.Unlock()
 	h.wg.Wait()
 	if t := h.sites.Load(); t != nil {
 		t.close()
 	}
 	return nil
+}
+
+// background runs fn in a goroutine that Close waits for, unless the
+// handler is closed: then it reports false and fn does not run.
+func (h *Handler) background(fn func()) bool {
+	h.life.Lock()
+	defer h.life.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// isClosed reports whether Close has been called.
+func (h *Handler) isClosed() bool {
+	h.life.Lock()
+	defer h.life.Unlock()
+	return h.closed
 }
 
 // StopWaiting answers every request still waiting on upstream at once,

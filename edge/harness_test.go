@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // testFront is the HTTP/1.1 front (server.front) that newEnv puts the edge
@@ -127,7 +128,7 @@ type env struct {
 	clock  *fakeClock
 	origin *testOrigin
 	edge   *edge.Handler
-	srv    *edge.Server
+	srv    *listen.Server
 	cfg    edge.Config
 	base   string // http://127.0.0.1:port
 	client *http.Client
@@ -171,7 +172,7 @@ func newEnvWith(t *testing.T, h http.HandlerFunc, opt func(*edge.Options), mutat
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := edge.NewServer(cfg, eh, log)
+	srv := listen.NewServer(cfg, eh, listen.Options{Logger: log, Registerer: reg})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

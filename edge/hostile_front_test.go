@@ -26,6 +26,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // Hostile clients against the client-facing listeners (issue 12 items 7,
@@ -333,7 +334,7 @@ func isReset(err error) bool {
 func tlsFor(t *testing.T) (func(*edge.Config), *x509.CertPool) {
 	t.Helper()
 	dir := t.TempDir()
-	certPEM, keyPEM, err := edge.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
+	certPEM, keyPEM, err := listen.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -698,7 +699,7 @@ func TestHTTP2RapidResetClosesConnection(t *testing.T) {
 	}
 }
 
-// resetLimitForTest is the guard's threshold (edge's resetLimit).
+// resetLimitForTest is the guard's threshold (listen's resetLimit).
 const resetLimitForTest = 100
 
 // Issue 13: HTTP/3 request-then-cancel. A client opens request streams

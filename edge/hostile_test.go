@@ -27,6 +27,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // rawDo sends one raw HTTP/1.1 request (it should say Connection: close)
@@ -631,7 +632,7 @@ func newEnvOptions(t *testing.T, h http.HandlerFunc, opt func(*edge.Options, fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := edge.NewServer(cfg, eh, log)
+	srv := listen.NewServer(cfg, eh, listen.Options{Logger: log, Registerer: reg})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -737,7 +738,7 @@ func TestHostileUnsafeInvalidationSameHostOnly(t *testing.T) {
 }
 
 // startLoopEdge starts an edge named name whose site's origin is origin.
-func startLoopEdge(t *testing.T, name, origin string) (*edge.Handler, *edge.Server, edge.Config) {
+func startLoopEdge(t *testing.T, name, origin string) (*edge.Handler, *listen.Server, edge.Config) {
 	t.Helper()
 	cfg := edge.Config{Name: name, Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: testFront},
 		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: origin, Timeout: 5 * time.Second}}}
@@ -746,7 +747,7 @@ func startLoopEdge(t *testing.T, name, origin string) (*edge.Handler, *edge.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := edge.NewServer(cfg, h, log)
+	srv := listen.NewServer(cfg, h, listen.Options{Logger: log})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -885,10 +886,10 @@ func TestHostileForgedCDNLoopNotShared(t *testing.T) {
 	}
 	defer a.Close()
 	arrived := make(chan struct{}, 4)
-	srv := edge.NewServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := listen.NewServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		a.ServeHTTP(w, r)
-	}), log)
+	}), listen.Options{Logger: log})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,51 +38,6 @@ type metrics struct {
 	// inflightRejected fills refused for want of in-flight budget.
 	abandoned        prometheus.Counter
 	inflightRejected prometheus.Counter
-	conns            *connMetrics
-}
-
-// connMetrics are the listeners' connection collectors (see Server).
-type connMetrics struct {
-	open          prometheus.Gauge
-	rejected      *prometheus.CounterVec
-	rejectedTotal prometheus.Counter // reason max_connections
-	rejectedPerIP prometheus.Counter // reason max_connections_per_ip
-	abusive       *prometheus.CounterVec
-	ambiguous     prometheus.Counter
-}
-
-// Reasons of meridian_edge_connections_rejected_total.
-const (
-	rejectMaxConns      = "max_connections"
-	rejectMaxConnsPerIP = "max_connections_per_ip"
-)
-
-func newConnMetrics() *connMetrics {
-	m := &connMetrics{
-		open: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "meridian_edge_connections",
-			Help: "Client connections open on the plain, HTTPS and QUIC listeners (server.max_connections caps them).",
-		}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meridian_edge_connections_rejected_total",
-			Help: "Client connections closed as they were accepted, by the cap they met (max_connections, max_connections_per_ip).",
-		}, []string{"reason"}),
-		abusive: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meridian_edge_abusive_connections_closed_total",
-			Help: "HTTP/2 and HTTP/3 connections closed because most of their recent requests were cancelled by the client before an answer (rapid reset), by protocol.",
-		}, []string{"protocol"}),
-		ambiguous: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meridian_edge_ambiguous_framing_total",
-			Help: "HTTP/1.1 requests refused with 400 and their connection closed because they carried both Content-Length and Transfer-Encoding (RFC 9112 §6.1).",
-		}),
-	}
-	m.rejectedTotal = m.rejected.WithLabelValues(rejectMaxConns)
-	m.rejectedPerIP = m.rejected.WithLabelValues(rejectMaxConnsPerIP)
-	return m
-}
-
-func (m *connMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.open, m.rejected, m.abusive, m.ambiguous}
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -125,7 +80,6 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_inflight_rejected_total",
 			Help: "Fills refused because cache.max_inflight_bytes stayed full for cache.inflight_wait (answered 503 or stale).",
 		}),
-		conns: newConnMetrics(),
 	}
 	for c := range classNames {
 		for p := range protocols {
@@ -138,7 +92,6 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.conns.collectors()...)
 	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
 		m.abandoned, m.inflightRejected,
 		storeGauge("meridian_edge_inflight_bytes", "Bytes held by the bodies of fills in progress (cache.max_inflight_bytes bounds them).", func() float64 {
@@ -180,7 +133,7 @@ func classOf(cs cacheStatus) int {
 
 // request counts one answered request of a class over a protocol
 // (protoMajor as http.Request has it) and its body bytes. Fronts book
-// through Handler.delivered.
+// through Handler.delivered (hit.go).
 func (m *metrics) request(protoMajor, class int, bodyBytes int) {
 	p := protoMajor
 	if p < 0 || p >= len(protocols) {

@@ -21,6 +21,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // tlsEnv is an edge with plain, TLS (HTTP/2) and QUIC (HTTP/3) listeners
@@ -36,7 +37,7 @@ type tlsEnv struct {
 func newTLSEnv(t *testing.T, h http.HandlerFunc, hosts ...string) *tlsEnv {
 	t.Helper()
 	dir := t.TempDir()
-	certPEM, keyPEM, err := edge.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
+	certPEM, keyPEM, err := listen.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func newTLSEnv(t *testing.T, h http.HandlerFunc, hosts ...string) *tlsEnv {
 		te.mu.Unlock()
 		base.edge.ServeHTTP(w, r)
 	})
-	srv := edge.NewServer(cfg, recorder, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := listen.NewServer(cfg, recorder, listen.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 //
 //   - 503 "inflight-full": the edge's in-flight body budget stayed full
 //     (cache.max_inflight_bytes), so the fill never went upstream;
+//   - 503 "shutting-down": the handler is closed, so no fill starts;
 //   - 503 "origin-overloaded": the pool's caps on the origin's servers
 //     (pool.max_conns, max_inflight) refused it within queue_timeout;
 //   - 503 "origin-circuit-open": the pool's circuit breaker is open;
@@ -24,6 +25,9 @@ import (
 func upstreamFailure(err error) (status int, detail string) {
 	if errors.Is(err, errInflightFull) {
 		return http.StatusServiceUnavailable, "inflight-full"
+	}
+	if errors.Is(err, errClosed) {
+		return http.StatusServiceUnavailable, "shutting-down"
 	}
 	var oe *origin.Error
 	if errors.As(err, &oe) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/geo"
 	"github.com/meridiancdn/meridian/geo/geodb"
@@ -149,7 +150,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 			hosts = append(hosts, edgeIP(r, e))
 		}
 	}
-	certPEM, keyPEM, err := edge.SelfSignedCert(hosts, time.Now())
+	certPEM, keyPEM, err := listen.SelfSignedCert(hosts, time.Now())
 	if err != nil {
 		return err
 	}

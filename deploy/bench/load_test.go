@@ -16,14 +16,14 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/listen"
 )
 
 // testTLS returns a server certificate for 127.0.0.1 and a client config
 // that trusts it.
 func testTLS(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	certPEM, keyPEM, err := edge.SelfSignedCert([]string{"127.0.0.1", "bench.test"}, time.Now())
+	certPEM, keyPEM, err := listen.SelfSignedCert([]string{"127.0.0.1", "bench.test"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

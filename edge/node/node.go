@@ -33,6 +33,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -341,7 +342,7 @@ type Node struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	handler  *edge.Handler
-	srv      *edge.Server
+	srv      *listen.Server
 	admin    *edge.Admin
 	adminSrv *http.Server
 	adminLn  net.Listener
@@ -500,7 +501,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.srv = edge.NewServer(cfg.Config, h, log)
+	n.srv = listen.NewServer(cfg.Config, h, listen.Options{Logger: log, Registerer: n.reg})
 	if err := n.srv.Start(); err != nil {
 		return fail(err)
 	}

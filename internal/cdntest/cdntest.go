@@ -28,6 +28,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -95,7 +96,7 @@ type Node struct {
 	// Edge is the cache handler.
 	Edge *edge.Handler
 	// Server serves Edge on 127.0.0.1.
-	Server *edge.Server
+	Server *listen.Server
 	// Cluster is the node's membership.
 	Cluster *cluster.Node
 	// URL is the base URL of the client listener, http://127.0.0.1:port.
@@ -188,7 +189,7 @@ func (r *Region) startNode(i int, seeds []string) (*Node, error) {
 		cn.Close()
 		return nil, err
 	}
-	srv := edge.NewServer(ecfg, h, log)
+	srv := listen.NewServer(ecfg, h, listen.Options{Logger: log})
 	if err := srv.Start(); err != nil {
 		h.Close()
 		cn.Close()

@@ -1,4 +1,4 @@
-package edge
+package listen
 
 import (
 	"context"
@@ -11,13 +11,18 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/meridiancdn/meridian/edge"
 )
 
 // Server puts one http.Handler on an edge's listeners: plain HTTP/1.1,
 // HTTPS with HTTP/2, and HTTP/3 over QUIC on the HTTPS port number (UDP),
-// advertised with Alt-Svc. All three hand requests to the same handler.
+// advertised with Alt-Svc. All three hand requests to the same handler;
+// with server.front "fast" and an *edge.Handler, the plain listener's
+// plain hits are answered by the fast front (see the package doc).
 //
 // Against hostile clients it caps the open connections, in all and per
 // client address (server.max_connections, server.max_connections_per_ip,
@@ -25,12 +30,12 @@ import (
 // framing is ambiguous (both Content-Length and Transfer-Encoding: 400,
 // and the connection closed), and closes HTTP/2 and HTTP/3 connections
 // whose client cancels most of its requests before an answer (rapid
-// reset). When the handler is a *Handler, its Registerer receives the
-// connection metrics.
+// reset).
 type Server struct {
-	cfg     Config
+	cfg     edge.Config
 	handler http.Handler
 	log     *slog.Logger
+	reg     prometheus.Registerer // nil: the metrics are not registered
 	m       *connMetrics
 	lim     *connLimiter
 
@@ -50,22 +55,61 @@ type Server struct {
 	stopErr  error
 }
 
-// NewServer prepares a Server; Start binds and serves.
-func NewServer(cfg Config, handler http.Handler, log *slog.Logger) *Server {
+// Options are what a Server is made with besides its config and handler.
+// The zero value works.
+type Options struct {
+	// Logger receives the listeners' event logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the connection metrics
+	// (meridian_edge_connections, ..._rejected_total,
+	// ..._abusive_connections_closed_total, ..._ambiguous_framing_total)
+	// from Start until Shutdown. Nil means they are kept but not
+	// registered anywhere.
+	Registerer prometheus.Registerer
+}
+
+// NewServer prepares a Server for cfg's listeners (listen, tls, server);
+// Start binds and serves.
+func NewServer(cfg edge.Config, handler http.Handler, opt Options) *Server {
+	log := opt.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	m := newConnMetrics() // kept, not registered anywhere
-	if h, ok := handler.(*Handler); ok {
-		m = h.metrics.conns
-	}
+	m := newConnMetrics()
 	cfg = cfg.WithDefaults()
-	return &Server{cfg: cfg, handler: handler, log: log, m: m, lim: newConnLimiter(cfg.Server, m)}
+	return &Server{cfg: cfg, handler: handler, log: log, reg: opt.Registerer, m: m, lim: newConnLimiter(cfg.Server, m)}
 }
 
 // Start binds every configured listener (so a busy port is reported here,
 // not later) and serves on them in the background until Shutdown.
 func (s *Server) Start() error {
+	if s.reg != nil {
+		for i, c := range s.m.collectors() {
+			if err := s.reg.Register(c); err != nil {
+				for _, r := range s.m.collectors()[:i] {
+					s.reg.Unregister(r)
+				}
+				return fmt.Errorf("listeners' metrics: %w", err)
+			}
+		}
+	}
+	if err := s.start(); err != nil {
+		s.unregister()
+		return err
+	}
+	return nil
+}
+
+// unregister takes the connection metrics off the Registerer.
+func (s *Server) unregister() {
+	if s.reg != nil {
+		for _, c := range s.m.collectors() {
+			s.reg.Unregister(c)
+		}
+	}
+}
+
+func (s *Server) start() error {
 	sc := s.cfg.Server
 	newHTTP := func(h http.Handler) *http.Server {
 		return &http.Server{
@@ -86,7 +130,7 @@ func (s *Server) Start() error {
 	// Every request reaches plainGuard, OPTIONS * too, so that it
 	// counts them as the framer does.
 	s.plain.DisableGeneralOptionsHandler = true
-	if sc.Front == FrontFast {
+	if sc.Front == edge.FrontFast {
 		s.fast = newFastFront(sc, s.handler, s.plain, s.lim, s.log)
 		if s.fast.h == nil {
 			// Hits must not skip what wraps the handler: every request
@@ -172,7 +216,7 @@ func (s *Server) abusive(proto int) {
 
 // listenSecure binds the TLS listener and, unless disabled, a UDP socket on
 // the same port number for HTTP/3. With port 0 it retries until both fit.
-func (s *Server) listenSecure(t *TLSConfig, cert tls.Certificate) error {
+func (s *Server) listenSecure(t *edge.TLSConfig, cert tls.Certificate) error {
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	for try := 0; ; try++ {
 		ln, err := net.Listen("tcp", t.Listen)
@@ -343,6 +387,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.udp.Close()
 		}
 		s.wg.Wait()
+		s.unregister()
 		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr

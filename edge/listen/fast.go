@@ -1,4 +1,4 @@
-package edge
+package listen
 
 import (
 	"bytes"
@@ -13,35 +13,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/policy"
 )
 
-// The fast front (ServerConfig.Front "fast") serves the plain HTTP/1.1
-// listener. It reads each request's header itself and answers a plain
-// fresh hit straight from the entry: the prepared header, Age and
-// Cache-Status from the entry's hit stamp, and the stored body, written
-// with one system call and no header map. Every other request — a miss,
-// a conditional, a Range, another method, a body, an unknown host, and
-// anything its reader does not fully understand — is handed, bytes
-// untouched, to a net/http server with the same handler and limits, so
-// that cache semantics and HTTP strictness are net/http's own:
-//
-//   - a request without a body (no Content-Length, no Transfer-Encoding)
-//     is handed over alone; net/http answers it, and when it is back at a
-//     request boundary the connection returns to the fast reader;
-//   - anything else (a body, a malformed header, an oversized header, a
-//     pipelined request arriving while net/http answers) gives the rest of
-//     the connection to net/http.
-//
-// The reader is a conservative subset of HTTP/1.1: it accepts only what
-// net/http accepts and reads the same way, and refers every doubt (bare
-// LF, obs-fold, control characters, duplicate Host, an unusual target or
-// version) to net/http, which then answers it.
+// The fast front (server.front "fast"): see the package doc for what it
+// answers and how it lends requests to net/http. The reader is a
+// conservative subset of HTTP/1.1: it accepts only what net/http accepts
+// and reads the same way, and refers every doubt (bare LF, obs-fold,
+// control characters, duplicate Host, an unusual target or version) to
+// net/http, which then answers it.
 
 // fastFront is the fast HTTP/1.1 server of one listener.
 type fastFront struct {
-	cfg   ServerConfig
-	h     *Handler // nil: no fast path, every request goes to net/http
+	cfg   edge.ServerConfig
+	h     *edge.Handler // nil: no fast path, every request goes to net/http
 	log   *slog.Logger
 	now   func() time.Time // the Date clock; the cache's clock is h's
 	inner *http.Server
@@ -68,9 +54,9 @@ const (
 	connPermanent        // given to net/http for good: its Shutdown drains it
 )
 
-func newFastFront(cfg ServerConfig, handler http.Handler, inner *http.Server, lim *connLimiter, log *slog.Logger) *fastFront {
+func newFastFront(cfg edge.ServerConfig, handler http.Handler, inner *http.Server, lim *connLimiter, log *slog.Logger) *fastFront {
 	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, lim: lim, conns: map[*fastConn]struct{}{}}
-	f.h, _ = handler.(*Handler)
+	f.h, _ = handler.(*edge.Handler)
 	inner.ConnState = func(c net.Conn, s http.ConnState) {
 		if hc, ok := c.(*handoffConn); ok {
 			hc.idle.Store(s == http.StateIdle)
@@ -129,17 +115,21 @@ func (f *fastFront) shutdown(ctx context.Context) error {
 	var err error
 	for {
 		busy := false
+		var idle []net.Conn
 		f.mu.Lock()
 		for c := range f.conns {
 			switch c.state.Load() {
 			case connIdle:
-				c.nc.Close()
+				idle = append(idle, c.nc)
 				busy = true // until its goroutine has gone
 			case connActive:
 				busy = true
 			}
 		}
 		f.mu.Unlock()
+		for _, nc := range idle { // not under f.mu: no I/O under a lock
+			nc.Close()
+		}
 		if !busy {
 			break
 		}
@@ -163,10 +153,14 @@ func (f *fastFront) close() {
 	f.inner.Close()
 	f.hand.Close()
 	f.mu.Lock()
+	all := make([]net.Conn, 0, len(f.conns))
 	for c := range f.conns {
-		c.nc.Close()
+		all = append(all, c.nc)
 	}
 	f.mu.Unlock()
+	for _, nc := range all {
+		nc.Close()
+	}
 	f.wg.Wait()
 }
 
@@ -194,12 +188,9 @@ type fastConn struct {
 	buf    []byte // read buffer; buf[r:w] is unread
 	r, w   int
 	wbuf   []byte
-	keyBuf []byte
-	key    string // the last request's cache key, reused while it repeats
 	vec    net.Buffers
 	vecArr [2][]byte
-	trust  int8 // whether the peer is a trusted proxy: 0 not known yet, 1 yes, 2 no
-	hit    hit  // the hit being answered
+	hit    edge.Hit // the hit being answered; reused by the connection's requests
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -338,32 +329,19 @@ func (c *fastConn) makeRoom(limit int) {
 // serveHit answers req from the cache if it is a plain fresh hit.
 func (c *fastConn) serveHit(req *request) bool {
 	h := c.f.h
-	// The scheme, as ServeHTTP derives it (proxyList.scheme): this
-	// listener is plain HTTP, unless a trusted proxy says HTTPS.
-	https := req.proto != nil && forwardedProto(req.proto) == "https" && c.trustedPeer()
-	var hostStart, hostEnd int
-	var ok bool
-	c.keyBuf, hostStart, hostEnd, ok = appendHitKey(c.keyBuf[:0], https, req.host, req.target)
-	if !ok {
-		return false
-	}
-	if string(c.keyBuf) != c.key {
-		c.key = string(c.keyBuf)
-	}
-	if !h.lookupHit(&c.hit, c.key, hostStart, hostEnd, req.clientCC) {
-		return false
-	}
 	x := &c.hit
-	b := x.appendHead(c.wbuf[:0], req.head, c.f.dateLine)
+	if !h.LookupHit(edge.HitRequest{Head: req.head, Host: req.host, Target: req.target, ForwardedProto: req.proto,
+		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr()}, x) {
+		return false
+	}
+	b := x.AppendHead(c.wbuf[:0], c.f.dateLine)
 	if req.close {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	body := x.body()
+	body := x.Body()
 	var err error
 	switch {
-	case req.head:
-		_, err = c.nc.Write(b)
 	case len(body) <= 32<<10:
 		b = append(b, body...)
 		_, err = c.nc.Write(b)
@@ -376,40 +354,12 @@ func (c *fastConn) serveHit(req *request) bool {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
 	}
-	n := len(body)
-	if req.head {
-		n = 0
-	}
-	var line *accessLine
-	if h.accessLog != nil {
-		method := "GET"
-		if req.head {
-			method = "HEAD"
-		}
-		line = &accessLine{remote: c.nc.RemoteAddr().String(), proto: "HTTP/1.1", method: method,
-			host: string(req.host), uri: string(req.target), status: x.status(), bytes: int64(n),
-			cacheStatus: x.cacheStatus(), start: x.start}
-	}
-	h.delivered(x.e, classHit, 1, n, line) // HTTP/1.1
-	*x = hit{}
+	h.Delivered(x, len(body))
 	if err != nil {
 		// The client is gone; the next read ends the connection.
 		c.nc.Close()
 	}
 	return true
-}
-
-// trustedPeer reports whether the connection's peer is one of the
-// handler's trusted proxies (server.trusted_proxies), found once per
-// connection.
-func (c *fastConn) trustedPeer() bool {
-	if c.trust == 0 {
-		c.trust = 2
-		if a, ok := c.nc.RemoteAddr().(*net.TCPAddr); ok && c.f.h.trusted.contains(a.AddrPort().Addr()) {
-			c.trust = 1
-		}
-	}
-	return c.trust == 1
 }
 
 // lendRest gives the rest of the connection to net/http, with pending as
@@ -689,7 +639,7 @@ func parseHead(p []byte, req *request) int {
 		case equalFold(name, "cache-control"):
 			req.clientCC = true
 		case equalFold(name, "x-forwarded-proto"):
-			req.proto = value // the last line counts, as in proxyList.scheme
+			req.proto = value // the last line counts, as ServeHTTP reads it (edge.HitRequest)
 		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
 			equalFold(name, "if-modified-since"), equalFold(name, "if-unmodified-since"), equalFold(name, "if-range"),
 			equalFold(name, "authorization"), equalFold(name, "expect"), equalFold(name, "upgrade"):
@@ -763,8 +713,8 @@ func validValue(b []byte) bool {
 // letters, digits, '-', '.', and one ':' followed by a port number (at
 // most 65535). Anything fancier (IPv6 literals, user info,
 // percent-encoding, an empty or out-of-range port) goes to net/http and
-// ServeHTTP, which answer a malformed Host with 400 (see normalizeHost);
-// whatever it accepts, normalizeHost accepts too.
+// edge's ServeHTTP, which answer a malformed Host with 400; whatever it
+// accepts, ServeHTTP routes (FuzzParseHead checks it).
 func validHost(b []byte) bool {
 	if len(b) == 0 {
 		return false
@@ -810,6 +760,22 @@ func validTarget(b []byte) bool {
 		return false
 	}
 	return true
+}
+
+// validPort reports whether p is a decimal port number up to 65535 (at
+// most five digits).
+func validPort(p []byte) bool {
+	if len(p) == 0 || len(p) > 5 {
+		return false
+	}
+	n := 0
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 65535
 }
 
 func isHex(c byte) bool {

@@ -4,13 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,117 +242,5 @@ func TestFastFrontConfig(t *testing.T) {
 	_, err = edge.ParseConfig([]byte("server: {front: nginx}\nsites: [{hosts: [a.test], origin: 'http://127.0.0.1:1'}]\n"))
 	if err == nil || !strings.Contains(err.Error(), "server.front") {
 		t.Fatalf("unknown front: %v", err)
-	}
-}
-
-// BenchmarkHitFront measures a 1 KiB and a 64 KiB hit over a real loopback
-// keep-alive connection on each front, client included (the client is a
-// raw request write and a fixed-length read, allocation-free).
-func BenchmarkHitFront(b *testing.B) {
-	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
-		for _, size := range []int{1 << 10, 64 << 10} {
-			b.Run(front+"/"+strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
-				body := strings.Repeat("x", size)
-				origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					w.Header().Set("Cache-Control", "max-age=3600")
-					w.Header().Set("Content-Type", "application/octet-stream")
-					io.WriteString(w, body)
-				}))
-				defer origin.Close()
-				cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: front},
-					Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
-				log := slog.New(slog.NewTextHandler(io.Discard, nil))
-				h, err := edge.New(cfg, edge.Options{Logger: log})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer h.Close()
-				srv := edge.NewServer(cfg, h, log)
-				if err := srv.Start(); err != nil {
-					b.Fatal(err)
-				}
-				defer srv.Shutdown(context.Background())
-				c, err := net.Dial("tcp", srv.Addr())
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				req := []byte("GET /obj HTTP/1.1\r\nHost: bench.test\r\n\r\n")
-				br := bufio.NewReaderSize(c, 128<<10)
-				c.Write(req) // fill
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				io.ReadAll(resp.Body)
-				// Every hit's answer has the same length (Age stays 0 within
-				// the run's first second, then one digit up to 9 s): read the
-				// header up to its blank line, then the body.
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := c.Write(req); err != nil {
-						b.Fatal(err)
-					}
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							b.Fatal(err)
-						}
-						if len(line) == 2 {
-							break
-						}
-					}
-					if _, err := br.Discard(size); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		}
-	}
-}
-
-// A handler wrapped in another (middleware) cannot have its hits answered
-// by the fast front without skipping the wrapper: every request then goes
-// through net/http and the wrapper, and Start says so in the log rather
-// than falling back silently.
-func TestFastFrontWrappedHandlerIsNotSilent(t *testing.T) {
-	origin := httptest.NewServer(respond(200, "wrapped", "Cache-Control", "max-age=60"))
-	defer origin.Close()
-	cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: edge.FrontFast},
-		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: origin.URL}}}
-	h, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	var seen atomic.Int64
-	var logBuf syncBuffer
-	srv := edge.NewServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen.Add(1)
-		h.ServeHTTP(w, r)
-	}), slog.New(slog.NewTextHandler(&logBuf, nil)))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
-	for i := 0; i < 2; i++ {
-		if got := rawExchange(t, srv.Addr(), "GET /w HTTP/1.1\r\nHost: "+testHost+"\r\n\r\n"); got != 200 {
-			t.Fatalf("request %d: status %d", i, got)
-		}
-	}
-	if n := seen.Load(); n != 2 {
-		t.Fatalf("the wrapper saw %d of 2 requests: a hit skipped it", n)
-	}
-	logBuf.mu.Lock()
-	logged := logBuf.b.String()
-	logBuf.mu.Unlock()
-	if !strings.Contains(logged, "level=WARN") || !strings.Contains(logged, "server.front fast") {
-		t.Fatalf("no warning that the fast front cannot answer hits; log:\n%s", logged)
 	}
 }

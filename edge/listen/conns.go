@@ -1,4 +1,4 @@
-package edge
+package listen
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/meridiancdn/meridian/edge"
 )
 
 // Connection-level defences of a Server's listeners, applied once per
@@ -35,7 +37,7 @@ type connLimiter struct {
 	byIP map[netip.Addr]int // guarded by mu
 }
 
-func newConnLimiter(sc ServerConfig, m *connMetrics) *connLimiter {
+func newConnLimiter(sc edge.ServerConfig, m *connMetrics) *connLimiter {
 	return &connLimiter{max: sc.MaxConnections, perIP: sc.MaxConnectionsPerIP, m: m, byIP: map[netip.Addr]int{}}
 }
 

@@ -1,0 +1,57 @@
+// Package listen puts an edge's http.Handler on its client listeners:
+// plain HTTP/1.1, HTTPS with HTTP/2, and HTTP/3 over QUIC, with the
+// connection-level defences against hostile clients (connection caps,
+// strict HTTP/1.1 framing, rapid-reset detection).
+//
+// The front door is [NewServer], which takes the node's [edge.Config]
+// (listen, tls and server settings) and the handler, usually an
+// [*edge.Handler]; [Server.Start] binds and serves, [Server.Shutdown]
+// drains. HTTP/2 and HTTP/3 requests, and every HTTP/1.1 request with
+// server.front "nethttp", go through net/http (or quic-go's http3) to
+// the handler's ServeHTTP. The package knows nothing of caching: what a
+// request means is the handler's.
+//
+// # The fast front
+//
+// With server.front "fast" (and an *edge.Handler, not a wrapped one) a
+// hand-written HTTP/1.1 reader and writer serves the plain listener
+// (fast.go). It reads each request's header itself; a plain GET or HEAD
+// (no body, no conditionals, no Range, no Authorization) is looked up
+// through edge's hit contract: [edge.Handler.LookupHit] finds a fresh
+// stored answer, [edge.Hit.AppendHead] and [edge.Hit.Body] are written
+// with one system call and no header map, and [edge.Handler.Delivered]
+// books it (hit count, metrics, access log) exactly as ServeHTTP books
+// its own hits. The fast front names nothing else of edge.
+//
+// Every other request is handed, bytes untouched, to a net/http server
+// behind the fast front, with the same handler and limits, so that cache
+// semantics and HTTP strictness are net/http's own. The hand-off is a
+// net.Conn (handoffConn) given to that server through an in-memory
+// listener (handoffListener):
+//
+//   - a request without a body is lent alone: handoffConn first replays
+//     the bytes the fast reader took, and once net/http is back at a
+//     request boundary (its ConnState says idle) the next read ends the
+//     lent connection with io.EOF, net/http closes it, and Close hands
+//     the connection back to the fast reader instead of closing the
+//     socket. Bytes of the next request that net/http's background read
+//     took meanwhile are kept for the fast reader;
+//   - anything else (a body, a header the reader refers to net/http, a
+//     request that is not complete in time) gives the rest of the
+//     connection to net/http for good, its reads followed by a reqFramer
+//     so that ambiguous framing is refused there too.
+//
+// # Concurrency
+//
+// Each fast connection is owned by its goroutine; while it is lent, the
+// goroutine waits for the connection to come back (handoffConn.back) and
+// net/http's goroutines own it. Its state (idle, active, lent for good)
+// is atomic, for Shutdown to read. The locks are leaves, none taken
+// under another, and no network I/O happens under any of them:
+// fastFront.mu guards the set of open fast connections (Shutdown closes
+// them after releasing it); connLimiter.mu guards the per-address
+// connection counts; connGuard.mu guards one HTTP/2 or HTTP/3
+// connection's recent resets (the guard closes its connection after
+// releasing it). A reqFramer is fed by one goroutine at a time, and its
+// verdict is read atomically by the request's handler.
+package listen
