@@ -94,6 +94,7 @@ type Node struct {
 
 	consulted atomic.Uint64 // fills taken from a peer's copy (Consulted)
 	replays   atomic.Uint64 // signed requests refused as replays (Replays)
+	suspected atomic.Uint64 // members passed over as suspect (Suspicions)
 
 	rebuild chan struct{} // a membership change wants a new ring
 	ctx     context.Context
@@ -691,6 +692,27 @@ func (n *Node) MembershipChanges() uint64 { return n.changes.Load() }
 // Replays counts the signed peer requests this member refused because
 // their signature had been used before (a replayed request), for metrics.
 func (n *Node) Replays() uint64 { return n.replays.Load() }
+
+// Suspicions counts the times this member passed over a peer as suspect
+// (refused, silent for PeerTimeout, reset, or an answer not its own), for
+// metrics: on a healthy region it stays still.
+func (n *Node) Suspicions() uint64 { return n.suspected.Load() }
+
+// Suspects returns the members this one passes over as suspect now,
+// sorted by name.
+func (n *Node) Suspects() []string {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	now := n.now()
+	var out []string
+	for name, until := range n.suspect {
+		if now.Before(until) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Members returns the live members as the gossip knows them, this one
 // included, sorted by name.

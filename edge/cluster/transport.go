@@ -433,6 +433,7 @@ func (n *Node) markSuspect(name string) {
 	n.suspect[name] = n.now().Add(n.cfg.SuspectFor)
 	n.nSuspect.Store(int32(len(n.suspect)))
 	n.smu.Unlock()
+	n.suspected.Add(1)
 }
 
 // isSuspect reports whether a member is being passed over. With no

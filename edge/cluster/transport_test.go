@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -306,6 +307,9 @@ func TestTransportFallsBackToOrigin(t *testing.T) {
 				t.Errorf("owner saw %d requests, want 1", asked)
 			}
 			// The owner is now suspect: the next fill does not wait on it.
+			if got := rg.node.Suspects(); !slices.Equal(got, []string{"owner"}) || rg.node.Suspicions() != 1 {
+				t.Errorf("Suspects() = %v, Suspicions() = %d; want [owner], 1", got, rg.node.Suspicions())
+			}
 			second := rg.target("owner", "/next/", cacheable)
 			if rec := rg.get(second); rec.Code != 200 || rg.origin.RequestsFor(second) != 1 {
 				t.Fatalf("second: status %d, origin %d", rec.Code, rg.origin.RequestsFor(second))
@@ -315,6 +319,9 @@ func TestTransportFallsBackToOrigin(t *testing.T) {
 			}
 			// After SuspectFor the owner is tried again.
 			rg.clock.Advance(rg.node.cfg.SuspectFor)
+			if got := rg.node.Suspects(); len(got) != 0 {
+				t.Errorf("Suspects() after suspect_for = %v", got)
+			}
 			third := rg.target("owner", "/later/", cacheable)
 			rg.get(third)
 			if got := len(rg.owner.requests()); !tc.close && got != asked+1 {

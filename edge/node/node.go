@@ -471,6 +471,10 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Name: "meridian_cluster_peer_replays_total",
 				Help: "Signed peer requests refused because their signature had been used before (a replay).",
 			}, func() float64 { return float64(cn.Replays()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "meridian_cluster_peer_suspected_total",
+				Help: "Times this node passed over a peer as suspect (refused, silent for peer_timeout, reset, or an answer not its own).",
+			}, func() float64 { return float64(cn.Suspicions()) }),
 			cn.PeerGate())
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
 			return n.wrapUpstream(cn, sc, up)

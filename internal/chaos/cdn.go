@@ -445,6 +445,32 @@ func (c *CDN) WatchRings() (changed func() bool) {
 	}
 }
 
+// Suspicions is how many times the running edges have passed over a peer
+// as suspect (cluster.Node.Suspicions), summed.
+func (c *CDN) Suspicions() uint64 {
+	var sum uint64
+	for _, e := range c.Edges() {
+		if n := c.Node(e.Region, e.Index); n != nil {
+			sum += n.Cluster().Suspicions()
+		}
+	}
+	return sum
+}
+
+// WaitUnsuspected waits until no running edge passes over a peer as
+// suspect (a suspicion lasts cluster.suspect_for).
+func (c *CDN) WaitUnsuspected(timeout time.Duration) {
+	c.t.Helper()
+	Eventually(c.t, timeout, "no edge suspects a peer", func() bool {
+		for _, e := range c.Edges() {
+			if n := c.Node(e.Region, e.Index); n != nil && len(n.Cluster().Suspects()) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // Get sends GET target (path and query) with Host SiteHost to edge i of
 // a region, with the extra header fields kv (name, value, ...), and
 // returns the response with its body read; err is set if the body broke.
