@@ -14,9 +14,13 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/ring"
 )
+
+// notFound is the peer endpoint's next of a bare member: 404 for all.
+var notFound = cluster.PeerServerFunc(func(w http.ResponseWriter, r *http.Request, _ fill.Peer) { http.NotFound(w, r) })
 
 // startNode starts a bare member (its peer endpoint answers 404) on
 // loopback with the local preset.
@@ -40,7 +44,7 @@ func startNode(t *testing.T, name string, mutate func(*cluster.Config), opt clus
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if err := n.Start(http.NotFoundHandler()); err != nil {
+	if err := n.Start(notFound); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -256,10 +260,10 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := n.Leave(time.Second); err != nil {
 		t.Errorf("Leave before Start: %v", err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err != nil {
+	if err := n.Start(notFound); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err == nil {
+	if err := n.Start(notFound); err == nil {
 		t.Error("second Start succeeded")
 	}
 	cdntest.Eventually(t, 5*time.Second, "a owns everything", func() bool {
@@ -269,7 +273,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := errors.Join(n.Close(), n.Close()); err != nil {
 		t.Errorf("Close twice: %v", err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err == nil {
+	if err := n.Start(notFound); err == nil {
 		t.Error("Start after Close succeeded")
 	}
 	if err := n.Leave(time.Second); err != nil {
@@ -284,7 +288,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(http.NotFoundHandler()); err == nil || !strings.HasPrefix(err.Error(), "cluster.gossip_listen:") {
+	if err := b.Start(notFound); err == nil || !strings.HasPrefix(err.Error(), "cluster.gossip_listen:") {
 		t.Errorf("Start on a busy gossip port: %v", err)
 	}
 	if err := b.Close(); err != nil {

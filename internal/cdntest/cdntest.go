@@ -28,6 +28,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -180,7 +181,7 @@ func (r *Region) startNode(i int, seeds []string) (*Node, error) {
 	}
 	h, err := edge.New(ecfg, edge.Options{
 		Logger: log,
-		WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+		WrapUpstream: func(_ edge.SiteConfig, up fill.Upstream) fill.Upstream {
 			return cn.Transport(up)
 		},
 	})
