@@ -15,7 +15,9 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -79,13 +81,13 @@ func TestSeedDNSJoinsWhenSeedsAppear(t *testing.T) {
 	b := startNode(t, "b", func(c *cluster.Config) { c.SeedDNS = "peers.region.test:" + port }, cluster.Options{Resolver: res})
 
 	// b keeps looking while the name has no records.
-	cdntest.Eventually(t, 10*time.Second, "b retries the lookup", func() bool { return res.lookups.Load() >= 3 })
+	poll.Until(t, 10*time.Second, "b retries the lookup", func() bool { return res.lookups.Load() >= 3 })
 	if got := names(b.Members()); got != "b" {
 		t.Fatalf("b's members before the seed appears: %s", got)
 	}
 	res.ready.Store(true)
 	for _, n := range []*cluster.Node{a, b} {
-		cdntest.Eventually(t, 10*time.Second, n.Name()+" sees a and b", func() bool {
+		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool {
 			return names(n.Members()) == "a,b" && n.Ring().Len() == 2
 		})
 	}
@@ -102,7 +104,7 @@ func TestStaticSeedThatStartsLater(t *testing.T) {
 	b := startNode(t, "b", func(c *cluster.Config) { c.Seeds = []string{seed} }, cluster.Options{})
 	a := startNode(t, "a", func(c *cluster.Config) { c.GossipListen = seed; c.Seeds = []string{seed} }, cluster.Options{})
 	for _, n := range []*cluster.Node{a, b} {
-		cdntest.Eventually(t, 10*time.Second, n.Name()+" sees a and b", func() bool { return names(n.Members()) == "a,b" })
+		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool { return names(n.Members()) == "a,b" })
 	}
 }
 
@@ -139,7 +141,7 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		c.Secret = "some-other-secret-entirely"
 		c.Seeds = []string{a.GossipAddr()}
 	}, cluster.Options{Logger: slog.New(rec)})
-	cdntest.Eventually(t, 10*time.Second, "the intruder's join fails", func() bool { return rec.has("join failed; retrying in the background") })
+	poll.Until(t, 10*time.Second, "the intruder's join fails", func() bool { return rec.has("join failed; retrying in the background") })
 	if got := names(a.Members()); got != "a" {
 		t.Errorf("a's members: %s, want a alone", got)
 	}
@@ -152,9 +154,9 @@ func TestMetadataCarriesZoneAndWeight(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		Zones: []string{"za", "zb"},
-		Cluster: func(i int, c *cluster.Config) {
+		Config: func(i int, c *node.Config) {
 			if i == 0 {
-				c.Weight = 2
+				c.Cluster.Weight = 2
 			}
 		},
 	})
@@ -186,8 +188,8 @@ func TestMetadataCarriesZoneAndWeight(t *testing.T) {
 func TestDrainingMemberOwnsNothing(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
-		Cluster: func(i int, c *cluster.Config) {
-			c.Draining = i == 1
+		Config: func(i int, c *node.Config) {
+			c.Cluster.Draining = i == 1
 		},
 	})
 	reg.WaitConverged(15 * time.Second)
@@ -217,7 +219,7 @@ func TestLeaveDropsMemberAtOnce(t *testing.T) {
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		// Failure detection slower than any wait below: only the leave
 		// message can explain the others dropping the member.
-		Cluster: func(_ int, c *cluster.Config) { c.Preset = cluster.PresetLAN },
+		Config: func(_ int, c *node.Config) { c.Cluster.Preset = cluster.PresetLAN },
 	})
 	reg.WaitConverged(20 * time.Second)
 	leaving := reg.Node(2).Cluster
@@ -229,7 +231,7 @@ func TestLeaveDropsMemberAtOnce(t *testing.T) {
 	}
 	for _, i := range []int{0, 1} {
 		n := reg.Node(i).Cluster
-		cdntest.Eventually(t, 3*time.Second, n.Name()+" drops edge3", func() bool {
+		poll.Until(t, 3*time.Second, n.Name()+" drops edge3", func() bool {
 			return names(n.Members()) == "edge1,edge2" && n.Ring().Len() == 2
 		})
 	}
@@ -266,7 +268,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := n.Start(notFound); err == nil {
 		t.Error("second Start succeeded")
 	}
-	cdntest.Eventually(t, 5*time.Second, "a owns everything", func() bool {
+	poll.Until(t, 5*time.Second, "a owns everything", func() bool {
 		p, ok := n.Owner("k")
 		return ok && p.Name == "a"
 	})
