@@ -85,6 +85,8 @@ func TestImportBoundaries(t *testing.T) {
 		{"ring", "", "ring is a leaf: pure placement, it imports nothing of the module"},
 		{"edge/fill", "", "the fill contract is a leaf that both the edge and the cluster import"},
 		{"edge/cluster", "edge/.", "the cluster meets the edge through edge/fill's signatures, not the edge's own package"},
+		{"internal/poll", "", "the tests' polling helper is a leaf, so that internal tests of any package can use it"},
+		{"internal/fakeclock", "", "the tests' clock is a leaf, so that internal tests of any package can use it"},
 		{"origin", "edge", "the upstream side knows nothing of the edge above it"},
 		{"geo", "edge", "steering knows nothing of the edges it steers to"},
 		{"edge/node", "geo", "a node needs a point on the globe, not GeoIP and DNS"},

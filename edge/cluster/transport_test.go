@@ -15,6 +15,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/internal/fakeclock"
 	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
@@ -24,24 +25,6 @@ const (
 	testSecret = "transport-test-secret-0123456789"
 	testHost   = "site.test"
 )
-
-// fakeClock is a settable clock shared by the edge and the node.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeOwner is the owner peer, on a real listener, doing what a test says.
 type fakeOwner struct {
@@ -77,7 +60,7 @@ func (f *fakeOwner) requests() []*http.Request {
 // gossip: the test sets its ring.
 type rig struct {
 	t      *testing.T
-	clock  *fakeClock
+	clock  *fakeclock.Clock // the edge's and the node's
 	origin *origin.Demo
 	owner  *fakeOwner
 	node   *Node
@@ -87,7 +70,7 @@ type rig struct {
 
 func newRig(t *testing.T, owner http.HandlerFunc) *rig {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New()
 	demo := origin.NewDemo(clock.Now)
 	osrv := httptest.NewServer(demo)
 	fo := &fakeOwner{handler: owner}

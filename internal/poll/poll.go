@@ -25,6 +25,7 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting until %s", timeout, what)
+			return
 		}
 		time.Sleep(Interval)
 	}
