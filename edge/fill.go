@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/policy"
 )
 
@@ -29,13 +30,16 @@ const errorBodyLimit = 64 << 10
 // conditionals or Range, so that what comes back can be stored and shared.
 // It carries exactly what was keyed: the normalized host (or the site's
 // origin_host), the keyed query (originURL), and the keyed scheme in the
-// forwarding fields (setForwarded).
+// forwarding fields (setForwarded). The fill's fill.Info, which the fill
+// hands to the site's upstream, goes with it (see fillInfoOf).
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
-	fi := FillInfo{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme,
-		FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context()), Peer: peerInfo(r.Context())}
-	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
+	fi := fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
+	if m, ok := markOf(r.Context()); ok {
+		fi.FromPeer, fi.Peer, fi.Replica = !m.replica, m.peer, m.replica
+	}
+	out := r.Clone(context.WithValue(context.Background(), fillKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
@@ -71,6 +75,7 @@ var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modif
 // closes.
 func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
 	key, shared := f.key, f.shared
+	info := fillInfoOf(out)
 	cache := h.cache.Load()
 	// The fill's context ends with the fill, except for a response passed
 	// to the leader, whose body ends it when closed (cancelOnClose).
@@ -126,7 +131,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
-	resp, err := st.upstream.RoundTrip(out)
+	resp, err := st.fills.Fill(out, info)
 	if !firstByte.Stop() && err == nil {
 		resp.Body.Close() // the timeout passed just as the headers came
 		err = errFirstByteTimeout
@@ -145,7 +150,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
 		h.metrics.fill(reqTime, respTime, false)
 		resp.Body.Close()
-		resp.Header.Del(PeerFillHeader) // a transport's mark, never stored
+		resp.Header.Del(fill.PeerHeader) // an upstream's mark, never stored
 		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
 		e, _ := h.newEntry(int(stale.status), merged, out, reqTime, respTime, st)
@@ -163,8 +168,8 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 
 	hdr := resp.Header.Clone()
 	policy.RemoveHopByHop(hdr)
-	fromOwner := hdr.Get(PeerFillHeader) != ""
-	hdr.Del(PeerFillHeader)
+	fromOwner := hdr.Get(fill.PeerHeader) != ""
+	hdr.Del(fill.PeerHeader)
 	// 508 Loop Detected answers the leader's own CDN-Loop field, which the
 	// requests that joined it need not share (a client may forge it to
 	// name an upstream tier): it goes to the leader alone, and the others
@@ -257,9 +262,8 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			}
 			e := stored.clone()
 			e.body = all
-			fi, _ := FillInfoFrom(out.Context())
 			switch {
-			case !fromOwner || fi.Replica:
+			case !fromOwner || info.Replica:
 				h.putFilled(h.store, primary, out.Header, e, purgeGen)
 			case h.peerFillIsHot(primary):
 				// The owner peer holds the real copy; keep a short-lived

@@ -241,7 +241,7 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 		h.mu.Unlock()
 		return doneFlight(res), true
 	}
-	f, ctx := h.newFlight(key, true, out, hint)
+	f, ctx := h.newFlight(key, true, hint)
 	h.flights[key] = f
 	h.mu.Unlock()
 	h.startFill(ctx, f, st, primary, out, stale)
@@ -256,7 +256,7 @@ func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, st
 			return doneFlight(res)
 		}
 	}
-	f, ctx := h.newFlight(key, false, out, hint)
+	f, ctx := h.newFlight(key, false, hint)
 	h.startFill(ctx, f, st, primary, out, stale)
 	return f
 }
@@ -270,10 +270,9 @@ func doneFlight(res fillResult) *flight {
 
 // newFlight is a flight for key with one party (its leader), to be
 // registered when shared, and the context of its fill: under the
-// handler's lifetime, carrying out's FillInfo, ended by the flight's
-// cancel.
-func (h *Handler) newFlight(key string, shared bool, out *http.Request, hint func(int, textproto.MIMEHeader)) (*flight, context.Context) {
-	ctx, cancel := context.WithCancelCause(context.WithValue(h.ctx, fillInfoKey{}, out.Context().Value(fillInfoKey{})))
+// handler's lifetime, ended by the flight's cancel.
+func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MIMEHeader)) (*flight, context.Context) {
+	ctx, cancel := context.WithCancelCause(h.ctx)
 	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
 }
 

@@ -46,6 +46,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/origin"
@@ -67,10 +68,14 @@ type Options struct {
 	// forwards its uncacheable requests; req.URL already points at the
 	// site's origin. Nil means the site's origin pool (origin.Pool).
 	Upstream func(SiteConfig) http.RoundTripper
-	// WrapUpstream, when set, wraps each site's upstream: a region's peer
-	// fill (ask the key's owner first) or an origin shield goes here. Nil
-	// means the upstream is used as it is.
-	WrapUpstream func(site SiteConfig, upstream http.RoundTripper) http.RoundTripper
+	// WrapUpstream, when set, builds the path of each site's fills on top
+	// of its origin (fill.Origin of Upstream): a region's peer fill (ask
+	// the key's owner first), the failover regions and the origin shield
+	// go here. Each fill is given its fill.Info as a parameter. It is
+	// called for every site at New and at each Reload. Requests passed
+	// through uncached go to the origin directly. Nil means fills go to
+	// the origin as they are.
+	WrapUpstream func(site SiteConfig, origin fill.Upstream) fill.Upstream
 	// PurgeMethod, when set, answers a request with the PURGE method for a
 	// configured site: see Admin.ServePurgeMethod (the admin purge token
 	// is required). Nil answers PURGE with 405. A PURGE is never
@@ -122,7 +127,8 @@ type Handler struct {
 type site struct {
 	cfg      SiteConfig
 	origin   *url.URL
-	upstream http.RoundTripper
+	upstream http.RoundTripper // the origin: passes go here
+	fills    fill.Upstream     // the path of fills: upstream, wrapped (Options.WrapUpstream)
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
 	trusted  proxyList      // the handler's trusted proxies, for the scheme
@@ -216,8 +222,9 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			}
 			st.upstream = pool
 		}
+		st.fills = fill.Origin(st.upstream)
 		if h.opt.WrapUpstream != nil {
-			st.upstream = h.opt.WrapUpstream(sc, st.upstream)
+			st.fills = h.opt.WrapUpstream(sc, st.fills)
 		}
 		st.proxy = h.newProxy(st)
 		if sc.Limits.Enabled() {

@@ -101,7 +101,7 @@ func FuzzHitKey(f *testing.F) {
 				st.origin = &url.URL{Scheme: "http", Host: "origin.test"}
 				h := &Handler{cfg: Config{Name: "fuzz"}, via: "1.1 fuzz", trusted: trust}
 				out := h.upstreamRequest(st, r, nil)
-				fi, _ := FillInfoFrom(out.Context())
+				fi := fillInfoOf(out)
 				keyed := strings.TrimPrefix(fi.Key, keyPrefix(fi.Scheme))
 				if out.Host != fi.Host || keyed != out.Host+out.URL.RequestURI() && !(out.URL.RequestURI() == "/" && keyed == out.Host) {
 					t.Fatalf("forwarded Host %q target %q, keyed %q", out.Host, out.URL.RequestURI(), fi.Key)
@@ -128,7 +128,7 @@ func FuzzHitKey(f *testing.F) {
 		}
 		r.Header.Del("X-Forwarded-Proto")
 		out := h.upstreamRequest(st, r, nil)
-		if fi, _ := FillInfoFrom(out.Context()); fi.Key != string(key) {
+		if fi := fillInfoOf(out); fi.Key != string(key) {
 			t.Fatalf("forwarded %s %s (Host %q) keys as %q, the hit contract keyed %q", out.Method, out.URL.RequestURI(), out.Host, fi.Key, key)
 		}
 		if out.Method != http.MethodGet || out.Body != nil || out.URL.Host != "origin.test:8080" || out.URL.Scheme != "http" {

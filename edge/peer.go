@@ -2,98 +2,77 @@ package edge
 
 import (
 	"context"
+	"net/http"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/fill"
 )
 
-// FillInfo describes an upstream request the edge makes to fill its cache.
-// It travels in the request's context so that an upstream RoundTripper
-// (such as a region's peer-fill transport) can route by cache key.
-type FillInfo struct {
-	// Key is the primary cache key: the normalized host and the request
-	// target as keyed, after "https://" for an HTTPS request.
-	Key string
-	// Host is the Host the client asked for, normalized: lower case, no
-	// port, no trailing dot (the request's Host may have been replaced by
-	// a site's origin_host).
-	Host string
-	// Scheme is the scheme keyed, "http" or "https" (see Key); the request
-	// tells upstream in X-Forwarded-Proto.
-	Scheme string
-	// FromPeer is set when the fill serves a peer's request: it must go
-	// to the origin, never to another peer (the loop guard).
-	FromPeer bool
-	// Replica is set when the fill makes this edge a replica of the
-	// key's owner: the owner's answer is kept in full, not as a hot copy.
-	Replica bool
-	// Peer is the verified peer request the fill serves (see
-	// FromPeerHop); zero for the edge's own clients.
-	Peer PeerInfo
+// ServePeer serves a request that a cluster's peer endpoint verified: a
+// member of the region signed it, and peer says who and why (the hop).
+// The edge serves it from its cache or fills it from upstream with
+// fill.Info.FromPeer and Peer set, so that the site's upstream never sends
+// it to another peer (the loop guard) and decides on its tier by the
+// signed hop; it trusts the request's forwarding fields (a peer relays its
+// client's), applies no per-client limits (a peer carries many clients)
+// and shows it the stored Surrogate-Key (peers purge by it too).
+//
+// Only the peer endpoint, after verifying the signature, may call it.
+// Nothing a client sends makes a request a peer's: the public listeners
+// call ServeHTTP, and the mark is set here alone.
+func (h *Handler) ServePeer(w http.ResponseWriter, r *http.Request, peer fill.Peer) {
+	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, peerMark{peer: peer})))
 }
 
-// PeerInfo is what the peer endpoint verified about a peer's request: who
-// signed it and why it was sent (the hop, covered by the signature). Tier
-// and loop decisions rest on it, never on client headers such as Via.
-type PeerInfo struct {
-	// From is the signing member's name.
-	From string
-	// Hop is the signed reason for the request ("owner", "shield",
-	// "failover", ...; see the cluster package), "" if unsigned.
-	Hop string
+// ServeReplica takes a replica's copy of the object r asks for (a GET,
+// made by the node for a signed request of the key's owner): it fills
+// with fill.Info.Replica set, which the site's upstream fills from the
+// owner, never from the origin, and keeps the answer in full. It is
+// filled alone, not joined with this edge's own fill of the key. w gets
+// the answer, which the caller usually discards. Like ServePeer, only
+// the cluster's internal endpoint may call it.
+func (h *Handler) ServeReplica(w http.ResponseWriter, r *http.Request) {
+	h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, peerMark{replica: true})))
 }
 
-type fillInfoKey struct{}
-type fromPeerKey struct{}
-type peerInfoKey struct{}
+// peerKey is the context key of a request's peerMark. It is unexported:
+// only ServePeer and ServeReplica set one, so no other package (and no
+// client) can make a request a peer's.
+type peerKey struct{}
 
-// FillInfoFrom returns the FillInfo of an upstream request made by an edge.
-func FillInfoFrom(ctx context.Context) (FillInfo, bool) {
-	fi, ok := ctx.Value(fillInfoKey{}).(FillInfo)
-	return fi, ok
+// peerMark is what ServePeer or ServeReplica was told about a request.
+type peerMark struct {
+	peer    fill.Peer
+	replica bool
 }
 
-// FromPeer marks a request's context as an authenticated peer's request:
-// the edge serves it from its cache or fills it from the origin, and never
-// forwards it to a peer again. Only the peer endpoint, after verifying the
-// peer's signature, may call it.
-func FromPeer(ctx context.Context) context.Context {
-	return context.WithValue(ctx, fromPeerKey{}, true)
+func markOf(ctx context.Context) (peerMark, bool) {
+	m, ok := ctx.Value(peerKey{}).(peerMark)
+	return m, ok
 }
 
-// FromPeerHop is FromPeer that also records what the peer endpoint
-// verified about the request; the fill carries it as FillInfo.Peer.
-func FromPeerHop(ctx context.Context, p PeerInfo) context.Context {
-	return context.WithValue(FromPeer(ctx), peerInfoKey{}, p)
-}
-
-func peerInfo(ctx context.Context) PeerInfo {
-	p, _ := ctx.Value(peerInfoKey{}).(PeerInfo)
-	return p
-}
-
-type replicaKey struct{}
-
-// AsReplica marks a request's context as a replication fill: the edge
-// fills it (from the key's owner) and stores the answer as a full copy.
-// Only the cluster's internal endpoint, for a signed request, may call it.
-func AsReplica(ctx context.Context) context.Context {
-	return context.WithValue(ctx, replicaKey{}, true)
-}
-
-func isReplica(ctx context.Context) bool {
-	v, _ := ctx.Value(replicaKey{}).(bool)
-	return v
-}
-
+// isFromPeer reports whether the request came through ServePeer.
 func isFromPeer(ctx context.Context) bool {
-	v, _ := ctx.Value(fromPeerKey{}).(bool)
-	return v
+	m, ok := markOf(ctx)
+	return ok && !m.replica
 }
 
-// PeerFillHeader is set on a response by an upstream RoundTripper when the
-// response came from the peer that owns the key rather than from the
-// origin. The edge then keeps a copy only if the key is hot, and never
-// passes the field on.
-const PeerFillHeader = "Meridian-Peer-Fill"
+// isReplica reports whether the request came through ServeReplica.
+func isReplica(ctx context.Context) bool {
+	m, ok := markOf(ctx)
+	return ok && m.replica
+}
+
+// fillKey is the context key of the fill.Info that upstreamRequest builds
+// for a fill's request; the fill hands it to the site's upstream as a
+// parameter (fill.Upstream), never as a context value.
+type fillKey struct{}
+
+// fillInfoOf returns the fill.Info of a request built by upstreamRequest.
+func fillInfoOf(r *http.Request) fill.Info {
+	fi, _ := r.Context().Value(fillKey{}).(fill.Info)
+	return fi
+}
 
 // hotTTL caps how long a hot peer-filled copy is kept: the owner holds the
 // authoritative copy.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // gatedOrigin is an origin server on a real 127.0.0.1 socket that sends a
@@ -130,7 +132,7 @@ func TestPoolMaxInflight(t *testing.T) {
 	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: g.url}},
 		MaxInflight: limit, MaxConns: -1, MaxQueue: n, QueueTimeout: time.Minute})
 	wait := flood(p, n)
-	eventually(t, "4 at the origin and 96 queued", func() bool {
+	poll.Until(t, 10*time.Second, "4 at the origin and 96 queued", func() bool {
 		cur, _, _, _ := g.stats()
 		st := p.Servers()[0]
 		return cur == limit && st.InFlight == limit && st.Queued == n-limit
@@ -156,7 +158,7 @@ func TestPoolMaxConnsHTTP1(t *testing.T) {
 		t.Errorf("HTTP/1.1 server's cap %d, want max_conns %d", st.MaxInflight, conns)
 	}
 	wait := flood(p, n)
-	eventually(t, "3 at the origin and the rest queued in the pool", func() bool {
+	poll.Until(t, 10*time.Second, "3 at the origin and the rest queued in the pool", func() bool {
 		cur, _, _, _ := g.stats()
 		return cur == conns && p.Servers()[0].Queued == n-conns
 	})
@@ -180,7 +182,7 @@ func TestPoolCapsHTTP2(t *testing.T) {
 	cfg.MaxConns, cfg.MaxInflight, cfg.QueueTimeout = conns, limit, time.Minute
 	p := newPool(t, cfg)
 	wait := flood(p, n)
-	eventually(t, "8 streams at the origin and the rest queued", func() bool {
+	poll.Until(t, 10*time.Second, "8 streams at the origin and the rest queued", func() bool {
 		cur, _, _, _ := g.stats()
 		st := p.Servers()[0]
 		return cur == limit && st.Queued == n-limit && st.MaxInflight == limit
@@ -226,7 +228,7 @@ func TestPoolQueueTimeoutAndFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait := flood(p2, 2)
-	eventually(t, "two queued", func() bool { return p2.Servers()[0].Queued == 2 })
+	poll.Until(t, 10*time.Second, "two queued", func() bool { return p2.Servers()[0].Queued == 2 })
 	if _, _, err := fetch(ctx, p2, "GET", "/third", nil); !IsOverloaded(err) || !strings.Contains(err.Error(), "max_queue") {
 		t.Errorf("third waiter: %v, want overloaded (queue full)", err)
 	}
@@ -238,7 +240,7 @@ func TestPoolQueueTimeoutAndFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		eventually(t, "queued", func() bool { return p3.Servers()[0].Queued == 1 })
+		poll.Until(t, 10*time.Second, "queued", func() bool { return p3.Servers()[0].Queued == 1 })
 		cancel()
 	}()
 	if _, _, err := fetch(cctx, p3, "GET", "/gives-up", nil); kindOf(err) != KindCanceled {
@@ -336,7 +338,7 @@ func TestPoolCapsHoldAcrossRetries(t *testing.T) {
 		MaxInflight: limit, QueueTimeout: time.Minute,
 	})
 	wait := flood(p, n)
-	eventually(t, "2 at the backup, the rest queued for it", func() bool {
+	poll.Until(t, 10*time.Second, "2 at the backup, the rest queued for it", func() bool {
 		cur, _, _, _ := b.stats()
 		return cur == limit && p.Servers()[1].Queued == n-limit && a.demo.Requests() == n
 	})

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridiancdn/meridian/internal/fakeclock"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // testOrigin is a demo origin on a real 127.0.0.1 socket that a test can
@@ -77,25 +80,6 @@ func (o *testOrigin) kill() {
 // restart serves again on the same address.
 func (o *testOrigin) restart() { o.listen(o.addr) }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func newPool(t *testing.T, cfg PoolConfig) *Pool {
 	t.Helper()
 	p, err := NewPool(cfg)
@@ -144,19 +128,6 @@ func kindOf(err error) Kind {
 		return e.Kind
 	}
 	return 0
-}
-
-// eventually polls cond for up to 10s; the bound is generous because the
-// machine is shared, and the test only asserts that it happens.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 1000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting until %s", what)
 }
 
 func TestPoolPassThrough(t *testing.T) {
@@ -254,10 +225,10 @@ func TestPoolKillUnderLoad(t *testing.T) {
 	if a.demo.Requests() == 0 || b.demo.Requests() == 0 {
 		t.Errorf("requests a=%d b=%d: both should have served", a.demo.Requests(), b.demo.Requests())
 	}
-	eventually(t, "the killed server is marked down", func() bool { return !p.Servers()[0].Healthy })
+	poll.Until(t, 10*time.Second, "the killed server is marked down", func() bool { return !p.Servers()[0].Healthy })
 
 	a.restart()
-	eventually(t, "the restarted server is back up", func() bool { return p.Servers()[0].Available })
+	poll.Until(t, 10*time.Second, "the restarted server is back up", func() bool { return p.Servers()[0].Available })
 	before := a.demo.Requests()
 	for range 10 {
 		mustGet(t, p, "/obj?size=2000")
@@ -537,7 +508,7 @@ func TestPoolOverallTimeout(t *testing.T) {
 	}
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() {
-		eventually(t, "request arrives", func() bool { return b.demo.RequestsFor("/o?fail=hang") >= 2 })
+		poll.Until(t, 10*time.Second, "request arrives", func() bool { return b.demo.RequestsFor("/o?fail=hang") >= 2 })
 		cancel()
 	}()
 	if _, _, err := fetch(ctx, p2, "GET", "/o?fail=hang", nil); kindOf(err) != KindCanceled {
@@ -613,7 +584,7 @@ func TestPoolBrokenResponses(t *testing.T) {
 
 func TestPoolOutlierEjection(t *testing.T) {
 	a, b := startOrigin(t), startOrigin(t)
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	p := newPool(t, PoolConfig{
 		Servers: servers(a, b),
 		Outlier: OutlierConfig{ConsecutiveErrors: 3, Ejection: 30 * time.Second},
@@ -650,7 +621,7 @@ func TestPoolOutlierEjection(t *testing.T) {
 
 func TestPoolCircuitBreaker(t *testing.T) {
 	a := startOrigin(t)
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	p := newPool(t, PoolConfig{
 		Servers: servers(a),
 		Breaker: BreakerConfig{MaxFailures: 2, OpenFor: 10 * time.Second},

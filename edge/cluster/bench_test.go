@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
@@ -25,8 +25,8 @@ func BenchmarkOwnerHit(b *testing.B) {
 func benchRegion(b *testing.B, pick func(owner bool) bool) {
 	o := cdntest.StartOrigin(b)
 	reg := cdntest.StartRegion(b, o, cdntest.RegionOptions{
-		Nodes: 2,
-		Edge:  func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
+		Nodes:  2,
+		Config: func(_ int, c *node.Config) { c.Cache.HotBytes = 1 },
 	})
 	reg.WaitConverged(15 * time.Second)
 	// A key owned by node 0, asked at node 0 (owner) or node 1.

@@ -5,20 +5,31 @@
 // # How it plugs into an edge
 //
 // A [Node] is one edge's membership. Build it with [New] before the edge,
-// give the edge [Node.Transport] as the wrapper of each site's upstream
+// give the edge [Node.Transport] as the path of each site's fills
 // (edge.Options.WrapUpstream), then [Node.Start] it with the edge's
-// handler:
+// handler (a [PeerServer]):
 //
 //	node, err := cluster.New(cfg, cluster.Options{Logger: log})
 //	h, err := edge.New(ecfg, edge.Options{
-//		WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
-//			return node.Transport(up)
+//		WrapUpstream: func(_ edge.SiteConfig, origin fill.Upstream) fill.Upstream {
+//			return node.Transport(origin)
 //		},
 //	})
 //	err = node.Start(h) // serves the peer endpoint, then joins the seeds
 //	...
 //	node.Leave(5 * time.Second) // graceful: the region drops us at once
 //	node.Close()
+//
+// The package does not import the edge. The two meet in the leaf package
+// fill, in signatures rather than context values: each fill comes to the
+// Transport (and the Shield and Failover below it) with its fill.Info as a
+// parameter (the key it routes by, and the peer request it serves, if
+// any), and the peer endpoint hands each request it verified to
+// [PeerServer.ServePeer] with the signing member and the signed hop
+// (fill.Peer). The edge builds an Info from its own routing and from what
+// ServePeer was told, never from a client's header fields, so a client
+// cannot pose as a peer; between members, what a decision rests on is in
+// the signature.
 //
 // # Peer fill
 //
@@ -29,7 +40,7 @@
 // and the hop "owner" (see [HeaderPeerSignature]). The owner serves it
 // from its cache or fills it from upstream, coalesced with every other
 // request for the key, so a cold key asked for at every member at once
-// reaches the origin once. The answer is marked with edge.PeerFillHeader
+// reaches the origin once. The answer is marked with fill.PeerHeader
 // and the asking edge keeps a short-lived copy only of hot keys. The
 // owner's edge never forwards a peer's request to another peer (the loop
 // guard), apart from the cache-only consult below.

@@ -3,11 +3,11 @@ package cluster_test
 import (
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 )
 
 // An edge joins its region: the node is built first, wraps each site's
@@ -31,7 +31,7 @@ func ExampleNode() {
 		Sites: []edge.SiteConfig{{Hosts: []string{"cdn.example"}, Origin: "https://origin.example"}},
 	}, edge.Options{
 		Logger: log,
-		WrapUpstream: func(_ edge.SiteConfig, origin http.RoundTripper) http.RoundTripper {
+		WrapUpstream: func(_ edge.SiteConfig, origin fill.Upstream) fill.Upstream {
 			return node.Transport(origin)
 		},
 	})

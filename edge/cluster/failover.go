@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -25,9 +25,9 @@ import (
 // passed over. A fill that serves another region's request (a shield or
 // failover hop, or any request an edge of those regions signed) does not
 // fail over again; the decision rests on the signed peer request
-// (edge.FillInfo.Peer), never on a client's Via. It fails only when a
+// (fill.Info.Peer), never on a client's Via. It fails only when a
 // region has no Ring and its Peers make none.
-func (n *Node) Failover(regions []ShieldRegion, next http.RoundTripper) (http.RoundTripper, error) {
+func (n *Node) Failover(regions []ShieldRegion, next fill.Upstream) (fill.Upstream, error) {
 	t := &failoverTransport{n: n, next: next}
 	for _, sr := range regions {
 		r, err := sr.ring()
@@ -44,18 +44,19 @@ func (n *Node) Failover(regions []ShieldRegion, next http.RoundTripper) (http.Ro
 
 type failoverTransport struct {
 	n       *Node
-	next    http.RoundTripper
+	next    fill.Upstream
 	regions []shieldRing
 	names   []string // every other region's edge names (signed senders)
 }
 
-func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
+var _ fill.Upstream = (*failoverTransport)(nil)
+
+func (t *failoverTransport) Fill(req *http.Request, fi fill.Info) (*http.Response, error) {
+	resp, err := t.next.Fill(req, fi)
 	if err == nil || !pathFailed(err) {
 		return resp, err
 	}
-	fi, ok := edge.FillInfoFrom(req.Context())
-	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || req.Context().Err() != nil ||
+	if req.Method != http.MethodGet || len(t.regions) == 0 || req.Context().Err() != nil ||
 		fi.Peer.Hop == hopShield || fi.Peer.Hop == hopFailover || signedBy(fi, t.names) {
 		return resp, err
 	}
@@ -96,11 +97,4 @@ func pathFailed(err error) bool {
 	}
 	var oe *origin.Error
 	return errors.As(err, &oe) && oe.Kind == origin.KindRefused
-}
-
-// CloseIdleConnections closes the wrapped upstream's idle connections.
-func (t *failoverTransport) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }

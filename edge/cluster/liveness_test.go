@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -62,7 +63,7 @@ func TestPeerEndpointSendsLiveness(t *testing.T) {
 		w.Header().Set("Cache-Status", "self; hit")
 		io.WriteString(w, "done")
 	})
-	srv := httptest.NewServer(n.PeerHandler(slow))
+	srv := httptest.NewServer(n.PeerHandler(PeerServerFunc(func(w http.ResponseWriter, r *http.Request, _ fill.Peer) { slow(w, r) })))
 	defer srv.Close()
 	ask := func(sign func(h http.Header, target string)) (interim int, leaked bool, body string) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
@@ -190,7 +191,7 @@ func TestDisagreeingRingsDoNotDeadlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		h, err := edge.New(edge.Config{Name: name, Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: osrv.URL, Timeout: 20 * time.Second}}},
-			edge.Options{Logger: log, WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper { return n.Transport(up) }})
+			edge.Options{Logger: log, WrapUpstream: func(_ edge.SiteConfig, up fill.Upstream) fill.Upstream { return n.Transport(up) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,12 +288,12 @@ func TestFailoverOnlyWhenThePathFails(t *testing.T) {
 			asked.Store(0)
 			fo, err := n.Failover([]ShieldRegion{{Name: "far", Peers: []ring.Peer{{Name: "far-1"}},
 				Addrs: map[string]string{"far-1": other.Listener.Addr().String()}}},
-				roundTripFunc(func(*http.Request) (*http.Response, error) { return tc.upstream() }))
+				fill.Func(func(*http.Request, fill.Info) (*http.Response, error) { return tc.upstream() }))
 			if err != nil {
 				t.Fatal(err)
 			}
 			h, err := edge.New(edge.Config{Name: "near-1", Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1"}}},
-				edge.Options{Logger: slog.New(slog.DiscardHandler), WrapUpstream: func(edge.SiteConfig, http.RoundTripper) http.RoundTripper { return fo }})
+				edge.Options{Logger: slog.New(slog.DiscardHandler), WrapUpstream: func(edge.SiteConfig, fill.Upstream) fill.Upstream { return fo }})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,9 +14,15 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/ring"
 )
+
+// notFound is the peer endpoint's next of a bare member: 404 for all.
+var notFound = cluster.PeerServerFunc(func(w http.ResponseWriter, r *http.Request, _ fill.Peer) { http.NotFound(w, r) })
 
 // startNode starts a bare member (its peer endpoint answers 404) on
 // loopback with the local preset.
@@ -40,7 +46,7 @@ func startNode(t *testing.T, name string, mutate func(*cluster.Config), opt clus
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if err := n.Start(http.NotFoundHandler()); err != nil {
+	if err := n.Start(notFound); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -75,13 +81,13 @@ func TestSeedDNSJoinsWhenSeedsAppear(t *testing.T) {
 	b := startNode(t, "b", func(c *cluster.Config) { c.SeedDNS = "peers.region.test:" + port }, cluster.Options{Resolver: res})
 
 	// b keeps looking while the name has no records.
-	cdntest.Eventually(t, 10*time.Second, "b retries the lookup", func() bool { return res.lookups.Load() >= 3 })
+	poll.Until(t, 10*time.Second, "b retries the lookup", func() bool { return res.lookups.Load() >= 3 })
 	if got := names(b.Members()); got != "b" {
 		t.Fatalf("b's members before the seed appears: %s", got)
 	}
 	res.ready.Store(true)
 	for _, n := range []*cluster.Node{a, b} {
-		cdntest.Eventually(t, 10*time.Second, n.Name()+" sees a and b", func() bool {
+		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool {
 			return names(n.Members()) == "a,b" && n.Ring().Len() == 2
 		})
 	}
@@ -98,7 +104,7 @@ func TestStaticSeedThatStartsLater(t *testing.T) {
 	b := startNode(t, "b", func(c *cluster.Config) { c.Seeds = []string{seed} }, cluster.Options{})
 	a := startNode(t, "a", func(c *cluster.Config) { c.GossipListen = seed; c.Seeds = []string{seed} }, cluster.Options{})
 	for _, n := range []*cluster.Node{a, b} {
-		cdntest.Eventually(t, 10*time.Second, n.Name()+" sees a and b", func() bool { return names(n.Members()) == "a,b" })
+		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool { return names(n.Members()) == "a,b" })
 	}
 }
 
@@ -135,7 +141,7 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		c.Secret = "some-other-secret-entirely"
 		c.Seeds = []string{a.GossipAddr()}
 	}, cluster.Options{Logger: slog.New(rec)})
-	cdntest.Eventually(t, 10*time.Second, "the intruder's join fails", func() bool { return rec.has("join failed; retrying in the background") })
+	poll.Until(t, 10*time.Second, "the intruder's join fails", func() bool { return rec.has("join failed; retrying in the background") })
 	if got := names(a.Members()); got != "a" {
 		t.Errorf("a's members: %s, want a alone", got)
 	}
@@ -148,9 +154,9 @@ func TestMetadataCarriesZoneAndWeight(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		Zones: []string{"za", "zb"},
-		Cluster: func(i int, c *cluster.Config) {
+		Config: func(i int, c *node.Config) {
 			if i == 0 {
-				c.Weight = 2
+				c.Cluster.Weight = 2
 			}
 		},
 	})
@@ -182,8 +188,8 @@ func TestMetadataCarriesZoneAndWeight(t *testing.T) {
 func TestDrainingMemberOwnsNothing(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
-		Cluster: func(i int, c *cluster.Config) {
-			c.Draining = i == 1
+		Config: func(i int, c *node.Config) {
+			c.Cluster.Draining = i == 1
 		},
 	})
 	reg.WaitConverged(15 * time.Second)
@@ -213,7 +219,7 @@ func TestLeaveDropsMemberAtOnce(t *testing.T) {
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		// Failure detection slower than any wait below: only the leave
 		// message can explain the others dropping the member.
-		Cluster: func(_ int, c *cluster.Config) { c.Preset = cluster.PresetLAN },
+		Config: func(_ int, c *node.Config) { c.Cluster.Preset = cluster.PresetLAN },
 	})
 	reg.WaitConverged(20 * time.Second)
 	leaving := reg.Node(2).Cluster
@@ -225,7 +231,7 @@ func TestLeaveDropsMemberAtOnce(t *testing.T) {
 	}
 	for _, i := range []int{0, 1} {
 		n := reg.Node(i).Cluster
-		cdntest.Eventually(t, 3*time.Second, n.Name()+" drops edge3", func() bool {
+		poll.Until(t, 3*time.Second, n.Name()+" drops edge3", func() bool {
 			return names(n.Members()) == "edge1,edge2" && n.Ring().Len() == 2
 		})
 	}
@@ -256,20 +262,20 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := n.Leave(time.Second); err != nil {
 		t.Errorf("Leave before Start: %v", err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err != nil {
+	if err := n.Start(notFound); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err == nil {
+	if err := n.Start(notFound); err == nil {
 		t.Error("second Start succeeded")
 	}
-	cdntest.Eventually(t, 5*time.Second, "a owns everything", func() bool {
+	poll.Until(t, 5*time.Second, "a owns everything", func() bool {
 		p, ok := n.Owner("k")
 		return ok && p.Name == "a"
 	})
 	if err := errors.Join(n.Close(), n.Close()); err != nil {
 		t.Errorf("Close twice: %v", err)
 	}
-	if err := n.Start(http.NotFoundHandler()); err == nil {
+	if err := n.Start(notFound); err == nil {
 		t.Error("Start after Close succeeded")
 	}
 	if err := n.Leave(time.Second); err != nil {
@@ -284,7 +290,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(http.NotFoundHandler()); err == nil || !strings.HasPrefix(err.Error(), "cluster.gossip_listen:") {
+	if err := b.Start(notFound); err == nil || !strings.HasPrefix(err.Error(), "cluster.gossip_listen:") {
 		t.Errorf("Start on a busy gossip port: %v", err)
 	}
 	if err := b.Close(); err != nil {

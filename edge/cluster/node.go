@@ -274,7 +274,7 @@ func decodeMetadata(b []byte) (metadata, error) {
 // Start serves the peer endpoint with next (the edge's handler, behind
 // [Node.PeerHandler]), starts gossiping and joins the seeds in the
 // background. If Start fails, Close still releases what it started.
-func (n *Node) Start(next http.Handler) error {
+func (n *Node) Start(next PeerServer) error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed.Load() {

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 )
 
 // HeaderPeerLoop marks a member's refusal of an owner fill for an object
@@ -20,12 +20,28 @@ const HeaderPeerLoop = "Meridian-Peer-Loop"
 // minBeat bounds how often the peer endpoint sends its liveness signal.
 const minBeat = 10 * time.Millisecond
 
+// PeerServer serves the requests the peer endpoint verified: peer is the
+// signing member and the signed hop. *edge.Handler is one (its ServePeer
+// serves a peer's request from its cache or fills it from upstream, never
+// from another peer); a node puts its internal endpoints in front.
+type PeerServer interface {
+	ServePeer(w http.ResponseWriter, r *http.Request, peer fill.Peer)
+}
+
+// PeerServerFunc is a PeerServer made of a function.
+type PeerServerFunc func(w http.ResponseWriter, r *http.Request, peer fill.Peer)
+
+// ServePeer calls f.
+func (f PeerServerFunc) ServePeer(w http.ResponseWriter, r *http.Request, peer fill.Peer) {
+	f(w, r, peer)
+}
+
 // PeerHandler serves the peer endpoint: it refuses every request that is
 // not a signed GET or HEAD without a body from a member of the region, and
-// hands the others to next (the edge's handler) marked with
-// edge.FromPeerHop (the verified sender and hop), so that the edge serves
-// them from its cache or fills them from upstream, never from another
-// peer. Nothing that is refused reaches next.
+// hands the others to next with what it verified (the sender and the
+// hop), so that the edge serves them from its cache or fills them from
+// upstream, never from another peer. Nothing that is refused reaches
+// next, and nothing but a verified signature makes a request a peer's.
 //
 // While next has not started its answer, the endpoint sends an interim
 // 102 Processing every PeerTimeout/4: the asker's proof that this member
@@ -36,7 +52,7 @@ const minBeat = 10 * time.Millisecond
 //
 // Start serves it on the peer listener; it is exported for servers that
 // mount it themselves.
-func (n *Node) PeerHandler(next http.Handler) http.Handler {
+func (n *Node) PeerHandler(next PeerServer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -95,7 +111,7 @@ func (n *Node) PeerHandler(next http.Handler) http.Handler {
 			defer hw.stop()
 			w = hw
 		}
-		next.ServeHTTP(w, r.WithContext(edge.FromPeerHop(r.Context(), edge.PeerInfo{From: from, Hop: hop})))
+		next.ServePeer(w, r, fill.Peer{From: from, Hop: hop})
 	})
 }
 

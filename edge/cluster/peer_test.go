@@ -15,7 +15,9 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/limit"
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // signAs signs a peer request as the wire format says, independently of
@@ -197,8 +199,8 @@ func (e *statusError) Error() string {
 // that the asker does not suspect a busy member and fill from upstream.
 func TestPeerGateRefusesAsTheMember(t *testing.T) {
 	o := cdntest.StartOrigin(t)
-	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 1, Cluster: func(_ int, c *cluster.Config) {
-		c.PeerLimits = limit.GateConfig{MaxConcurrent: 1, MaxQueue: -1}
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 1, Config: func(_ int, c *node.Config) {
+		c.Cluster.PeerLimits = limit.GateConfig{MaxConcurrent: 1, MaxQueue: -1}
 	}})
 	n := reg.Node(0)
 	peer := "http://" + n.Cluster.PeerAddr()
@@ -214,7 +216,7 @@ func TestPeerGateRefusesAsTheMember(t *testing.T) {
 	}
 	slow := make(chan *http.Response, 1)
 	go func() { slow <- get("/gate/slow?delay=1s&" + strings.TrimPrefix(cacheable, "?")) }()
-	cdntest.Eventually(t, 5*time.Second, "the slow fill to hold the gate", func() bool { return n.Cluster.PeerGate().Stats().InFlight == 1 })
+	poll.Until(t, 5*time.Second, "the slow fill to hold the gate", func() bool { return n.Cluster.PeerGate().Stats().InFlight == 1 })
 	resp := get("/gate/other" + cacheable)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

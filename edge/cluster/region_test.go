@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // cacheable is the query that makes the demo origin's objects cacheable.
@@ -104,7 +105,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{
 		// No hot copies: which member fills which key is then decided
 		// by the ring alone, and the origin counts below are exact.
-		Edge:   func(_ int, c *edge.Config) { c.Cache.HotBytes = 1 },
+		Config: func(_ int, c *node.Config) { c.Cache.HotBytes = 1 },
 		Logger: logBuffer(t),
 	})
 	defer reg.Close()
@@ -130,7 +131,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 	defer load.Stop()
 	waitRequests := func(n int) {
 		t.Helper()
-		cdntest.Eventually(t, 30*time.Second, fmt.Sprintf("the loop completes %d requests", n), func() bool {
+		poll.Until(t, 30*time.Second, fmt.Sprintf("the loop completes %d requests", n), func() bool {
 			return load.Count().Requests >= n
 		})
 	}
@@ -145,7 +146,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 	watch = reg.WatchRings()
 	reg.Kill(victim)
 	killed := time.Now()
-	cdntest.Eventually(t, 10*time.Second, "the survivors drop "+victimName, func() bool {
+	poll.Until(t, 10*time.Second, "the survivors drop "+victimName, func() bool {
 		return reg.Node(0).Cluster.Ring().Len() == 2 && reg.Node(1).Cluster.Ring().Len() == 2
 	})
 	t.Logf("the survivors dropped %s from their rings %v after the kill", victimName, time.Since(killed).Round(time.Millisecond))
@@ -243,7 +244,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 		}
 	}
 	// The owner stores an object just after its last byte went out.
-	cdntest.Eventually(t, 5*time.Second, fmt.Sprintf("restarted %s stores the %d keys it owns and was asked for", victimName, len(results)), func() bool {
+	poll.Until(t, 5*time.Second, fmt.Sprintf("restarted %s stores the %d keys it owns and was asked for", victimName, len(results)), func() bool {
 		entries, _, _ := n.Edge.StoreStats()
 		return entries == len(results)
 	})

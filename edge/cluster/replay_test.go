@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
@@ -43,7 +44,7 @@ func startPurgeReceiver(t *testing.T) *purgeReceiver {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	if err := n.Start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if err := n.Start(cluster.PeerServerFunc(func(w http.ResponseWriter, r *http.Request, _ fill.Peer) {
 		p.mu.Lock()
 		p.got = append(p.got, r.Host+r.RequestURI)
 		p.mu.Unlock()

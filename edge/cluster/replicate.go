@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 )
 
-// ReplicaHeader marks the fill a replica makes from the owner, so that the
-// owner does not replicate it again. Only members send it.
+// ReplicaHeader marks the fill a replica makes from the owner, so that an
+// owner of an earlier version does not replicate it again. Only members
+// send it; an owner believes it only on a request the peer endpoint
+// verified (a client's cannot stop replication), and decides first on
+// the signed hop "replica". The origin never sees it.
 const ReplicaHeader = "Meridian-Replica"
 
 // ReplicatePath is the internal endpoint where the owner of a key asks a
@@ -20,9 +23,9 @@ const ReplicatePath = "/_meridian/replicate"
 // member, its owner, is filling from upstream: each fetches it from this
 // member (joining the fill in flight, or a hit once stored), so the copy
 // costs no origin request. It runs in the background, owned by the Node.
-func (t *peerTransport) replicate(req *http.Request, fi edge.FillInfo, resp *http.Response) {
+func (t *peerTransport) replicate(req *http.Request, fi fill.Info, resp *http.Response) {
 	n := t.n
-	if n.cfg.Replicas < 2 || resp == nil || resp.StatusCode != http.StatusOK || req.Header.Get(ReplicaHeader) != "" || n.closed.Load() {
+	if n.cfg.Replicas < 2 || resp == nil || resp.StatusCode != http.StatusOK || isReplicaFill(req, fi) || n.closed.Load() {
 		return
 	}
 	v := n.view.Load()
@@ -54,20 +57,27 @@ func (t *peerTransport) replicate(req *http.Request, fi edge.FillInfo, resp *htt
 	}
 }
 
+// isReplicaFill reports whether an owner's fill serves a replica taking its
+// copy: the peer endpoint verified the hop "replica", or (from a member of
+// an earlier version) verified a request that carries ReplicaHeader.
+func isReplicaFill(req *http.Request, fi fill.Info) bool {
+	return fi.FromPeer && (fi.Peer.Hop == hopReplica || req.Header.Get(ReplicaHeader) != "")
+}
+
 // ReplicaRequest turns a replicate request that the peer endpoint verified
-// into the fill a replica makes: a GET for the object, marked so that the
-// edge keeps the owner's answer in full (edge.AsReplica) and the owner
-// does not replicate it again. ok is false for a malformed request.
+// into the fill a replica makes: a GET for the object, for the edge's
+// replica entry point (edge.Handler.ServeReplica), which keeps the owner's
+// answer in full and fills it from the owner only. ok is false for a
+// malformed request.
 func ReplicaRequest(r *http.Request) (*http.Request, bool) {
 	q := r.URL.Query()
 	host, target := q.Get("host"), q.Get("target")
 	if host == "" || len(target) == 0 || target[0] != '/' {
 		return nil, false
 	}
-	// A fresh context: the internal request came through the peer endpoint
-	// (edge.FromPeer), but the copy must be filled from the owner, not
-	// from upstream.
-	out, err := http.NewRequestWithContext(edge.AsReplica(context.Background()), http.MethodGet, "http://"+host+target, nil)
+	// A fresh context: the copy is taken in the background, whatever
+	// becomes of the owner's request.
+	out, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+host+target, nil)
 	if err != nil {
 		return nil, false
 	}

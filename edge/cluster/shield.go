@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -66,13 +66,13 @@ var errNoShield = errors.New("no origin shield answered and direct origin fills 
 // passed over, for the next one, then (when allowed) the origin. A fill
 // that serves a shield request, or any request signed by an edge of a
 // shield region, goes to the origin: a shield request is never shielded
-// again. The decision rests on the signed peer request (edge.FillInfo.Peer),
+// again. The decision rests on the signed peer request (fill.Info.Peer),
 // never on a client's Via.
 //
 // Put it under Transport: a member fills from the key's owner in its own
 // region first, and only the owner's fill reaches the shield. It fails
 // only when a region has no Ring and its Peers make none.
-func (n *Node) Shield(opt ShieldOptions, origin http.RoundTripper) (http.RoundTripper, error) {
+func (n *Node) Shield(opt ShieldOptions, origin fill.Upstream) (fill.Upstream, error) {
 	t := &shieldTransport{n: n, origin: origin, direct: opt.Direct, onFallback: opt.OnFallback, onAnswer: opt.OnAnswer}
 	for _, sr := range opt.Regions {
 		r, err := sr.ring()
@@ -95,7 +95,7 @@ type shieldRing struct {
 
 type shieldTransport struct {
 	n          *Node
-	origin     http.RoundTripper
+	origin     fill.Upstream
 	regions    []shieldRing
 	names      []string // every shield edge's name, for the loop guard (signed sender)
 	direct     bool
@@ -103,10 +103,11 @@ type shieldTransport struct {
 	onAnswer   func(shield string, hit bool)
 }
 
-func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	fi, ok := edge.FillInfoFrom(req.Context())
-	if !ok || req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(fi) {
-		return t.origin.RoundTrip(req)
+var _ fill.Upstream = (*shieldTransport)(nil)
+
+func (t *shieldTransport) Fill(req *http.Request, fi fill.Info) (*http.Response, error) {
+	if req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(fi) {
+		return t.origin.Fill(req, fi)
 	}
 	var errs []error
 	for i, sr := range t.regions {
@@ -143,7 +144,7 @@ func (t *shieldTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.direct {
 		return nil, fmt.Errorf("%w: %w", errNoShield, errors.Join(errs...))
 	}
-	resp, err := t.origin.RoundTrip(req)
+	resp, err := t.origin.Fill(req, fi)
 	if resp != nil {
 		resp.Header["Cache-Status"] = append([]string{fallbackStatus(t.regions)}, resp.Header["Cache-Status"]...)
 	}
@@ -165,21 +166,14 @@ func fallbackStatus(skipped []shieldRing) string {
 
 // cameThroughShield reports whether the fill serves a shield request or a
 // request a shield edge signed: the peer endpoint verified both.
-func (t *shieldTransport) cameThroughShield(fi edge.FillInfo) bool {
+func (t *shieldTransport) cameThroughShield(fi fill.Info) bool {
 	return fi.Peer.Hop == hopShield || signedBy(fi, t.names)
 }
 
 // signedBy reports whether the fill serves a verified peer request from
 // one of the named edges.
-func signedBy(fi edge.FillInfo, names []string) bool {
+func signedBy(fi fill.Info, names []string) bool {
 	return fi.FromPeer && fi.Peer.From != "" && slices.Contains(names, fi.Peer.From)
-}
-
-// CloseIdleConnections closes the origin's idle connections.
-func (t *shieldTransport) CloseIdleConnections() {
-	if c, ok := t.origin.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }
 
 // lastEntryHit reports whether the last Cache-Status entry (the answering

@@ -31,7 +31,7 @@ import (
 // anew.
 //
 // The hop is what the receiving edge's tier and loop decisions rest on
-// (edge.FillInfo.Peer), never a client's Via: "owner" (a member asks the
+// (fill.Info.Peer), never a client's Via: "owner" (a member asks the
 // key's owner), "replica" (a replica copies the key from its owner),
 // "consult" (a new owner asks the previous owner or a replica for its
 // copy: answered from the cache only), "shield" (another region's owner

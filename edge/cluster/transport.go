@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -52,27 +52,30 @@ var (
 	errTooManyInterim = errors.New("too many interim answers")
 )
 
-// Transport wraps a site's upstream (origin) so that the edge's fills go
-// to the key's owner in the region: see the package documentation. A
-// request goes upstream unchanged when it is not an edge fill or not a
-// GET, or when the ring is empty, this member owns the key, or the node is
-// closed; a peer's request (edge.FromPeer: the loop guard) is never sent
-// to another peer, apart from the cache-only consult of a new owner. The
-// caller's request is never modified.
-func (n *Node) Transport(origin http.RoundTripper) http.RoundTripper {
+// Transport wraps a site's upstream path (the origin, or the shield and
+// failover in front of it) so that the edge's fills go to the key's owner
+// in the region: see the package documentation. A fill goes upstream
+// unchanged when it is not a GET, or when the ring is empty, this member
+// owns the key, or the node is closed; a fill that serves a peer's request
+// (fill.Info.FromPeer, set by the edge for what the peer endpoint
+// verified: the loop guard) is never sent to another peer, apart from the
+// cache-only consult of a new owner. The caller's request is never
+// modified.
+func (n *Node) Transport(origin fill.Upstream) fill.Upstream {
 	return &peerTransport{n: n, origin: origin}
 }
 
-// peerTransport is the RoundTripper Transport returns.
+// peerTransport is the Upstream Transport returns.
 type peerTransport struct {
 	n      *Node
-	origin http.RoundTripper
+	origin fill.Upstream
 }
 
-func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	fi, ok := edge.FillInfoFrom(req.Context())
-	if !ok || req.Method != http.MethodGet {
-		return t.toOrigin(req)
+var _ fill.Upstream = (*peerTransport)(nil)
+
+func (t *peerTransport) Fill(req *http.Request, fi fill.Info) (*http.Response, error) {
+	if req.Method != http.MethodGet {
+		return t.toOrigin(req, fi)
 	}
 	switch {
 	case fi.Peer.Hop == hopConsult:
@@ -93,7 +96,7 @@ func (t *peerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // viaPeers fills from the key's owner, or when it fails from the key's
 // live replica, and from upstream when no peer answers. A streaming
 // answer whose peer dies is resumed from the next of these sources.
-func (t *peerTransport) viaPeers(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+func (t *peerTransport) viaPeers(req *http.Request, fi fill.Info) (*http.Response, error) {
 	tried := map[string]bool{}
 	for range 1 + t.n.cfg.Replicas {
 		name, addr, ok := t.n.route(fi.Key)
@@ -106,7 +109,7 @@ func (t *peerTransport) viaPeers(req *http.Request, fi edge.FillInfo) (*http.Res
 			// A 304 refreshes a copy this edge already holds; the mark
 			// would only be merged into that copy's stored header fields.
 			if resp.StatusCode != http.StatusNotModified {
-				resp.Header.Set(edge.PeerFillHeader, name)
+				resp.Header.Set(fill.PeerHeader, name)
 			}
 			t.resumable(req, resp, name, func(r *http.Request) (*http.Response, error) { return t.viaPeers(r, fi) })
 			return resp, nil
@@ -121,13 +124,13 @@ func (t *peerTransport) viaPeers(req *http.Request, fi edge.FillInfo) (*http.Res
 		t.n.markSuspect(name)
 		t.n.log.Warn("peer fill failed; trying the next source", "peer", name, "key", fi.Key, "err", err)
 	}
-	return t.toOrigin(req)
+	return t.toOrigin(req, fi)
 }
 
 // replicaCopy fills a replica's copy from the key's owner (or, with more
 // than two replicas, another live replica): never from upstream, since
 // rings may disagree while members join.
-func (t *peerTransport) replicaCopy(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+func (t *peerTransport) replicaCopy(req *http.Request, fi fill.Info) (*http.Response, error) {
 	name, addr, ok := t.n.route(fi.Key)
 	if !ok {
 		return nil, errReplicaWithoutOwner
@@ -140,7 +143,7 @@ func (t *peerTransport) replicaCopy(req *http.Request, fi edge.FillInfo) (*http.
 		return nil, fmt.Errorf("replica copy: %w", err)
 	}
 	if resp.StatusCode != http.StatusNotModified {
-		resp.Header.Set(edge.PeerFillHeader, name)
+		resp.Header.Set(fill.PeerHeader, name)
 	}
 	return resp, nil
 }
@@ -148,14 +151,14 @@ func (t *peerTransport) replicaCopy(req *http.Request, fi edge.FillInfo) (*http.
 // ownerFill is the fill of the key's owner (or of a member answering a
 // peer): it asks the members that may hold a copy (consult) and then
 // upstream, and has the key's replicas take a copy of what upstream sent.
-func (t *peerTransport) ownerFill(req *http.Request, fi edge.FillInfo) (*http.Response, error) {
+func (t *peerTransport) ownerFill(req *http.Request, fi fill.Info) (*http.Response, error) {
 	if resp := t.consult(req, fi); resp != nil {
 		return resp, nil
 	}
 	if req.Context().Err() != nil {
 		return nil, context.Cause(req.Context())
 	}
-	resp, err := t.toOrigin(req)
+	resp, err := t.toOrigin(req, fi)
 	t.replicate(req, fi, resp)
 	return resp, err
 }
@@ -164,7 +167,7 @@ func (t *peerTransport) ownerFill(req *http.Request, fi edge.FillInfo) (*http.Re
 // Node.holders), from their caches only, and returns the first one's
 // answer; nil if none has one. The answer is not marked as a peer's: this
 // member owns the key and keeps the copy.
-func (t *peerTransport) consult(req *http.Request, fi edge.FillInfo) *http.Response {
+func (t *peerTransport) consult(req *http.Request, fi fill.Info) *http.Response {
 	for _, h := range t.n.holders(fi.Key) {
 		resp, err := t.n.askPeer(req, fi, h.name, h.addr, hopConsult)
 		if err != nil {
@@ -183,7 +186,7 @@ func (t *peerTransport) consult(req *http.Request, fi edge.FillInfo) *http.Respo
 		}
 		t.n.consulted.Add(1)
 		t.n.log.Debug("copy found at a peer", "peer", h.name, "key", fi.Key)
-		t.resumable(req, resp, h.name, t.toOrigin)
+		t.resumable(req, resp, h.name, func(r *http.Request) (*http.Response, error) { return t.toOrigin(r, fi) })
 		return resp
 	}
 	return nil
@@ -192,26 +195,19 @@ func (t *peerTransport) consult(req *http.Request, fi edge.FillInfo) *http.Respo
 // errReplicaWithoutOwner refuses a replica fill that would go upstream.
 var errReplicaWithoutOwner = errors.New("replica copy: this member is not a replica of a live owner")
 
-// toOrigin sends req upstream as it is. An origin cannot pose as a peer:
-// the peer-fill mark is removed from its answers.
-func (t *peerTransport) toOrigin(req *http.Request) (*http.Response, error) {
+// toOrigin sends req upstream (the shield, the failover regions, the
+// origin) as it is. What comes back is not a peer's of this region: the
+// peer-fill mark is removed from its answers.
+func (t *peerTransport) toOrigin(req *http.Request, fi fill.Info) (*http.Response, error) {
 	if req.Header.Get(ReplicaHeader) != "" {
 		req = req.Clone(req.Context()) // an internal mark, not for the origin
 		req.Header.Del(ReplicaHeader)
 	}
-	resp, err := t.origin.RoundTrip(req)
+	resp, err := t.origin.Fill(req, fi)
 	if resp != nil {
-		resp.Header.Del(edge.PeerFillHeader)
+		resp.Header.Del(fill.PeerHeader)
 	}
 	return resp, err
-}
-
-// CloseIdleConnections closes the origin's idle connections (the edge calls
-// it on Close). The peer connections belong to the Node.
-func (t *peerTransport) CloseIdleConnections() {
-	if c, ok := t.origin.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }
 
 // route returns the member a fill of key should go to: its owner, or when
@@ -302,7 +298,7 @@ func slicesContainsName(hs []holder, name string) bool {
 // how long the fill itself takes is bounded by req's context alone (the
 // edge's first-byte timeout). It returns an error for any answer that is
 // not the member's own.
-func (n *Node) askPeer(req *http.Request, fi edge.FillInfo, name, addr, hop string) (*http.Response, error) {
+func (n *Node) askPeer(req *http.Request, fi fill.Info, name, addr, hop string) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	silent := time.AfterFunc(n.cfg.PeerTimeout, func() { cancel(errPeerSilent) })
 	interim := 0

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/internal/fakeclock"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -22,24 +26,6 @@ const (
 	testSecret = "transport-test-secret-0123456789"
 	testHost   = "site.test"
 )
-
-// fakeClock is a settable clock shared by the edge and the node.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeOwner is the owner peer, on a real listener, doing what a test says.
 type fakeOwner struct {
@@ -75,7 +61,7 @@ func (f *fakeOwner) requests() []*http.Request {
 // gossip: the test sets its ring.
 type rig struct {
 	t      *testing.T
-	clock  *fakeClock
+	clock  *fakeclock.Clock // the edge's and the node's
 	origin *origin.Demo
 	owner  *fakeOwner
 	node   *Node
@@ -85,7 +71,7 @@ type rig struct {
 
 func newRig(t *testing.T, owner http.HandlerFunc) *rig {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New()
 	demo := origin.NewDemo(clock.Now)
 	osrv := httptest.NewServer(demo)
 	fo := &fakeOwner{handler: owner}
@@ -112,7 +98,7 @@ func newRig(t *testing.T, owner http.HandlerFunc) *rig {
 	}, edge.Options{
 		Now:          clock.Now,
 		Logger:       log,
-		WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper { return n.Transport(up) },
+		WrapUpstream: func(_ edge.SiteConfig, up fill.Upstream) fill.Upstream { return n.Transport(up) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -177,8 +163,8 @@ func TestTransportAsksOwner(t *testing.T) {
 	if rec.Code != 200 || rec.Body.String() != "from the owner" {
 		t.Fatalf("client got %d %q", rec.Code, rec.Body.String())
 	}
-	if v := rec.Header().Get(edge.PeerFillHeader); v != "" {
-		t.Errorf("client saw %s: %q", edge.PeerFillHeader, v)
+	if v := rec.Header().Get(fill.PeerHeader); v != "" {
+		t.Errorf("client saw %s: %q", fill.PeerHeader, v)
 	}
 	if got := rg.origin.Requests(); got != 0 {
 		t.Errorf("origin saw %d requests, want 0", got)
@@ -385,25 +371,12 @@ func TestTransportRevalidatesThroughOwner(t *testing.T) {
 	if got := rg.origin.RequestsFor(target); got != 1 {
 		t.Errorf("origin saw %d requests, want 1", got)
 	}
-	if v := rec.Header().Get(edge.PeerFillHeader); v != "" {
-		t.Errorf("client saw %s: %q", edge.PeerFillHeader, v)
+	if v := rec.Header().Get(fill.PeerHeader); v != "" {
+		t.Errorf("client saw %s: %q", fill.PeerHeader, v)
 	}
 }
 
-// snapshotRT records the request it is given before and after the inner
-// RoundTripper ran.
-type snapshotRT struct {
-	inner         http.RoundTripper
-	before, after string
-}
-
-func (s *snapshotRT) RoundTrip(req *http.Request) (*http.Response, error) {
-	s.before = describe(req)
-	resp, err := s.inner.RoundTrip(req)
-	s.after = describe(req)
-	return resp, err
-}
-
+// describe is a request as a test compares it.
 func describe(r *http.Request) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s Host=%s\n", r.Method, r.URL, r.Host)
@@ -414,42 +387,88 @@ func describe(r *http.Request) string {
 func TestTransportLeavesRequestAlone(t *testing.T) {
 	rg := newRig(t, ownerAnswers(200, "from the owner"))
 	target := rg.target("owner", "/alone/", cacheable)
-	snap := &snapshotRT{inner: rg.node.Transport(roundTripFunc(func(*http.Request) (*http.Response, error) {
+	tr := rg.node.Transport(fill.Func(func(*http.Request, fill.Info) (*http.Response, error) {
 		return nil, net.ErrClosed
-	}))}
+	}))
 	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:1"+target, nil)
+	req.RequestURI = ""
 	req.Host = testHost
-	// Only an edge fill carries FillInfo; borrow one from a real fill.
-	var fillReq *http.Request
-	h, err := edge.New(edge.Config{
-		Name:  "borrow",
-		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1"}},
-	}, edge.Options{
-		Logger: slog.New(slog.DiscardHandler),
-		WrapUpstream: func(edge.SiteConfig, http.RoundTripper) http.RoundTripper {
-			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				fillReq = r
-				resp, err := snap.RoundTrip(r)
-				return resp, err
-			})
-		},
-	})
+	req.Header.Set("X-Test", "kept")
+	before := describe(req)
+	resp, err := tr.Fill(req, fill.Info{Key: testHost + target, Host: testHost, Scheme: "http"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	if fillReq == nil {
-		t.Fatal("no fill")
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if after := describe(req); before != after {
+		t.Errorf("the transport modified the caller's request:\nbefore: %s\nafter:  %s", before, after)
 	}
-	if snap.before != snap.after {
-		t.Errorf("the transport modified the caller's request:\nbefore: %s\nafter:  %s", snap.before, snap.after)
+	if resp.Header.Get(fill.PeerHeader) != "owner" {
+		t.Errorf("the owner's answer is not marked as a peer's: %s %q", fill.PeerHeader, resp.Header.Get(fill.PeerHeader))
 	}
 	if len(rg.owner.requests()) != 1 {
 		t.Errorf("owner saw %d requests, want 1", len(rg.owner.requests()))
 	}
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
+// The owner of a key has its replica take a copy of what it filled from
+// the origin, unless the fill serves a replica's own copy: the signed hop
+// "replica" says so (or, from a member of an earlier version, a verified
+// request with ReplicaHeader). A client's ReplicaHeader is not believed:
+// on the code before, any client could keep an object off its replicas.
+func TestReplicationRestsOnTheSignedHop(t *testing.T) {
+	rg := newRig(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ReplicatePath {
+			w.Header().Set(AckHeader, "owner")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		// A consult: the replica has no copy.
+		w.Header().Set("Cache-Status", "owner; fwd=request; detail=only-if-cached")
+		http.Error(w, "not cached", http.StatusGatewayTimeout)
+	})
+	rg.node.cfg.Replicas = 2
+	replicated := func(target string) int {
+		n := 0
+		for _, r := range rg.owner.requests() {
+			if r.URL.Path == ReplicatePath && strings.Contains(r.URL.RawQuery, url.QueryEscape(target)) {
+				n++
+			}
+		}
+		return n
+	}
+	peerGet := func(target, hop string, kv ...string) {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Host = testHost
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hop)
+		rec := httptest.NewRecorder()
+		rg.node.PeerHandler(rg.edge).ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("peer GET %s (hop %s): %d", target, hop, rec.Code)
+		}
+	}
 
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+	forged := rg.target("self", "/rep/client", cacheable)
+	if rec := rg.get(forged, ReplicaHeader, "1"); rec.Code != 200 {
+		t.Fatalf("client GET: %d", rec.Code)
+	}
+	poll.Until(t, 5*time.Second, "the replica is asked to copy a client's fill", func() bool { return replicated(forged) == 1 })
+
+	replica := rg.target("self", "/rep/replica", cacheable)
+	peerGet(replica, hopReplica)
+	compat := rg.target("self", "/rep/compat", cacheable)
+	peerGet(compat, hopOwner, ReplicaHeader, "1")
+	// The replication orders go out in the background, owned by the
+	// node: Close waits for any that started.
+	rg.node.Close()
+	if n := replicated(replica) + replicated(compat); n != 0 {
+		t.Errorf("a replica's own copy was replicated again (%d orders)", n)
+	}
+	if got := rg.origin.Requests(); got != 3 {
+		t.Errorf("origin saw %d requests, want 3", got)
+	}
+}

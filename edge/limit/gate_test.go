@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 func mustGate(t testing.TB, cfg GateConfig) *Gate {
@@ -84,18 +86,6 @@ func (h *blockingHandler) current() int {
 	return h.cur
 }
 
-// eventually polls cond for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 type result struct {
 	status     int
 	retryAfter string
@@ -127,10 +117,10 @@ func TestGateHandler(t *testing.T) {
 	for range 2 {
 		go func() { running <- get(c, srv.URL) }()
 	}
-	eventually(t, "two requests in the handler", func() bool { return h.current() == 2 && g.Stats().InFlight == 2 })
+	poll.Until(t, 10*time.Second, "two requests in the handler", func() bool { return h.current() == 2 && g.Stats().InFlight == 2 })
 	waiting := make(chan result, 1)
 	go func() { waiting <- get(c, srv.URL) }()
-	eventually(t, "one waiting", func() bool { return g.Stats().Queued == 1 })
+	poll.Until(t, 10*time.Second, "one waiting", func() bool { return g.Stats().Queued == 1 })
 	if r := get(c, srv.URL); r.status != http.StatusServiceUnavailable || r.retryAfter != "1" {
 		t.Errorf("queue full: %+v, want 503 with Retry-After: 1", r)
 	}
@@ -176,7 +166,7 @@ func TestGateFlood(t *testing.T) {
 	for range n {
 		go func() { results <- get(srv.Client(), srv.URL) }()
 	}
-	eventually(t, "two in, the rest waiting", func() bool { return h.current() == limit && g.Stats().Queued == n-limit })
+	poll.Until(t, 10*time.Second, "two in, the rest waiting", func() bool { return h.current() == limit && g.Stats().Queued == n-limit })
 	close(h.open)
 	for range n {
 		if r := <-results; r.status != http.StatusOK {

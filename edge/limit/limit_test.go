@@ -11,29 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/meridiancdn/meridian/internal/fakeclock"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 func mustNew(t testing.TB, cfg Config) *Limiter {
@@ -128,7 +111,7 @@ func TestClientKey(t *testing.T) {
 // A client gets its burst at once, then its rate; it is told how long to
 // wait; other clients are not affected. No sleeping: the clock is fake.
 func TestRate(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	l := mustNew(t, Config{RequestsPerSecond: 2, Burst: 3, Now: clock.Now})
 	a, b := key(1), key(2)
 	for i := range 3 {
@@ -172,7 +155,7 @@ func TestRate(t *testing.T) {
 
 // A slow rate still gives a finite, exact wait.
 func TestRateSlow(t *testing.T) {
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	l := mustNew(t, Config{RequestsPerSecond: 1.0 / 60, Now: clock.Now})
 	if ok, _ := l.Allow(key(1)); !ok {
 		t.Fatal("first refused")
@@ -203,7 +186,7 @@ func TestZeroConfigAdmitsAll(t *testing.T) {
 // with a full bucket, while a client seen recently keeps its state.
 func TestRateTableBounded(t *testing.T) {
 	const maxClients = 512
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	l := mustNew(t, Config{RequestsPerSecond: 1, Burst: 1, MaxClients: maxClients, Now: clock.Now})
 	victim := key(0)
 	l.Allow(victim)
@@ -291,7 +274,7 @@ func TestConcurrentTableFull(t *testing.T) {
 // per key, and the table empties when they are done.
 func TestConcurrentRace(t *testing.T) {
 	const keys, workers, rounds, limit = 4, 16, 2000, 3
-	clock := newFakeClock()
+	clock := fakeclock.New()
 	l := mustNew(t, Config{MaxConcurrent: limit, RequestsPerSecond: 1e6, Burst: 10, Now: clock.Now})
 	var inflight [keys]atomic.Int32
 	var over atomic.Int32
@@ -323,7 +306,7 @@ func TestConcurrentRace(t *testing.T) {
 }
 
 func TestLimiterMetrics(t *testing.T) {
-	l := mustNew(t, Config{Name: "www.example", RequestsPerSecond: 1, MaxConcurrent: 1, Now: newFakeClock().Now})
+	l := mustNew(t, Config{Name: "www.example", RequestsPerSecond: 1, MaxConcurrent: 1, Now: fakeclock.New().Now})
 	l.Allow(key(1))
 	l.Allow(key(1))
 	l.Acquire(key(1))

@@ -33,6 +33,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -476,7 +477,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Help: "Times this node passed over a peer as suspect (refused, silent for peer_timeout, reset, or an answer not its own).",
 			}, func() float64 { return float64(cn.Suspicions()) }),
 			cn.PeerGate())
-		eopt.WrapUpstream = func(sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+		eopt.WrapUpstream = func(sc edge.SiteConfig, up fill.Upstream) fill.Upstream {
 			return n.wrapUpstream(cn, sc, up)
 		}
 	}
@@ -524,12 +525,15 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			n.stopPurger()
 			n.wg.Wait()
 		})
-		peerNext := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// What the peer endpoint verified: the members' internal
+		// requests (purges, replication orders) are the node's, the
+		// others are peer fills for the edge.
+		peerNext := cluster.PeerServerFunc(func(w http.ResponseWriter, r *http.Request, peer fill.Peer) {
 			if r.Host == cluster.InternalHost {
 				n.serveInternal(w, r)
 				return
 			}
-			h.ServeHTTP(w, r)
+			h.ServePeer(w, r, peer)
 		})
 		if err := n.cluster.Start(peerNext); err != nil {
 			return fail(err)
@@ -551,14 +555,14 @@ func Start(cfg Config, opt Options) (*Node, error) {
 // ring beforehand, so the chain cannot fail to build; if it ever did, the
 // site's fills fail with the reason (logged) rather than silently
 // skipping the shield.
-func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
+func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up fill.Upstream) fill.Upstream {
 	hooks := cluster.ShieldOptions{OnFallback: n.shieldFallback, OnAnswer: n.shieldAnswer}
 	sp, ok := n.applying.site(sc)
 	var err error
 	if ok {
-		var rt http.RoundTripper
-		if rt, err = sp.wrap(cn, hooks, up); err == nil {
-			return rt
+		var path fill.Upstream
+		if path, err = sp.wrap(cn, hooks, up); err == nil {
+			return path
 		}
 	} else {
 		err = fmt.Errorf("site %v: not in the upstream plan", sc.Hosts)
@@ -570,7 +574,10 @@ func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up http.RoundT
 // failingUpstream fails every fill with err.
 type failingUpstream struct{ err error }
 
-func (f failingUpstream) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+func (f failingUpstream) Fill(*http.Request, fill.Info) (*http.Response, error) { return nil, f.err }
+
+// The edge serves what the peer endpoint verified.
+var _ cluster.PeerServer = (*edge.Handler)(nil)
 
 // shieldAnswer counts a fill the shield answered, hit or miss.
 func (n *Node) shieldAnswer(shield string, hit bool) {

@@ -24,6 +24,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -232,20 +233,14 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 // waitMembers waits until every node sees want members in its ring.
 func waitMembers(t testing.TB, nodes []*node.Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		all := true
+	poll.Until(t, 15*time.Second, fmt.Sprintf("the region converges on %d members", want), func() bool {
 		for _, n := range nodes {
 			if n == nil || n.Cluster().Ring().Len() != want {
-				all = false
+				return false
 			}
 		}
-		if all {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("the region did not converge on %d members", want)
+		return true
+	})
 }
 
 func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {

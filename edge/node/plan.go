@@ -4,12 +4,12 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -226,22 +226,22 @@ func (p *Plan) site(sc edge.SiteConfig) (*SitePlan, bool) {
 
 // wrap puts a site's chain around its origin pool: the shield under the
 // failover under the region's peer transport.
-func (sp *SitePlan) wrap(cn *cluster.Node, hooks cluster.ShieldOptions, up http.RoundTripper) (http.RoundTripper, error) {
+func (sp *SitePlan) wrap(cn *cluster.Node, hooks cluster.ShieldOptions, up fill.Upstream) (fill.Upstream, error) {
 	if len(sp.shield.Regions) > 0 {
 		so := sp.shield
 		so.OnFallback, so.OnAnswer = hooks.OnFallback, hooks.OnAnswer
-		rt, err := cn.Shield(so, up)
+		shield, err := cn.Shield(so, up)
 		if err != nil {
 			return nil, err
 		}
-		up = rt
+		up = shield
 	}
 	if len(sp.failover) > 0 {
-		rt, err := cn.Failover(sp.failover, up)
+		failover, err := cn.Failover(sp.failover, up)
 		if err != nil {
 			return nil, err
 		}
-		up = rt
+		up = failover
 	}
 	return cn.Transport(up), nil
 }

@@ -168,7 +168,7 @@ func (n *Node) serveReplicate(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "replicate: host and target required", http.StatusBadRequest)
 		return
 	}
-	n.handler.ServeHTTP(discardResponse{h: http.Header{}}, req)
+	n.handler.ServeReplica(discardResponse{h: http.Header{}}, req)
 	w.Header().Set(cluster.AckHeader, n.config().Name)
 	w.WriteHeader(http.StatusNoContent)
 }

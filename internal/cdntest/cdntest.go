@@ -1,5 +1,9 @@
-// Package cdntest starts real edges, clusters and origins on loopback for
-// tests.
+// Package cdntest starts real edge nodes, regions and origins on loopback
+// for tests. Every node is started by node.Start from its config, the
+// wiring the binary uses, so a multi-node test runs the production
+// assembly (upstream plan, peer endpoint, internal endpoints) rather than
+// a copy of it. internal/chaos builds multi-region CDNs with fault
+// injection the same way; both wait with internal/poll.
 //
 // Everything listens on 127.0.0.1 with port 0 and is stopped by the test's
 // Cleanup. A typical test:
@@ -28,7 +32,8 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
-	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 	"github.com/meridiancdn/meridian/ring"
 )
@@ -69,15 +74,15 @@ type RegionOptions struct {
 	Prefix string
 	// Zones, if set, puts node i in Zones[i % len(Zones)].
 	Zones []string
-	// Edge, if set, adjusts node i's edge config before it starts.
-	Edge func(i int, c *edge.Config)
-	// Cluster, if set, adjusts node i's cluster config before it starts.
-	Cluster func(i int, c *cluster.Config)
+	// Config, if set, adjusts node i's config (edge, cluster, admin)
+	// before it starts, and before each restart.
+	Config func(i int, c *node.Config)
 	// Logger receives every node's logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// Region is a set of clustered edges in front of one origin.
+// Region is a set of clustered edges in front of one origin, each started
+// through node.Start from its config, as `meridian edge` starts one.
 type Region struct {
 	t      testing.TB
 	origin *Origin
@@ -88,18 +93,17 @@ type Region struct {
 	nodes []*Node
 }
 
-// Node is one edge of a region: its cache, its client listener and its
-// cluster membership.
+// Node is one edge of a region.
 type Node struct {
 	// Name is the node's edge and member name.
 	Name string
-	// Edge is the cache handler.
+	// Node is the running node.
+	Node *node.Node
+	// Edge is its cache handler (Node.Handler()).
 	Edge *edge.Handler
-	// Server serves Edge on 127.0.0.1.
-	Server *listen.Server
-	// Cluster is the node's membership.
+	// Cluster is its membership (Node.Cluster()).
 	Cluster *cluster.Node
-	// URL is the base URL of the client listener, http://127.0.0.1:port.
+	// URL is the base URL of its client listener, http://127.0.0.1:port.
 	URL string
 
 	dead bool
@@ -145,72 +149,59 @@ func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	return r
 }
 
-// startNode starts node i with the given seeds.
-func (r *Region) startNode(i int, seeds []string) (*Node, error) {
+// config is node i's config as the region starts it with seeds: every
+// listener on 127.0.0.1 with port 0, one site (SiteHost) in front of the
+// origin, the region's secret, the local preset, no access log; then
+// RegionOptions.Config.
+func (r *Region) config(i int, seeds []string) node.Config {
 	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
-	log := r.opts.Logger.With("node", name)
-	ccfg := cluster.Config{
-		Name:         name,
-		GossipListen: "127.0.0.1:0",
-		PeerListen:   "127.0.0.1:0",
-		Seeds:        seeds,
-		Secret:       Secret,
-		Preset:       cluster.PresetLocal,
+	c := node.Config{
+		Config: edge.Config{
+			Name:   name,
+			Listen: "127.0.0.1:0",
+			Sites: []edge.SiteConfig{{
+				Hosts:   []string{SiteHost},
+				Origin:  r.origin.URL,
+				Timeout: 10 * time.Second,
+			}},
+		},
+		AccessLog: "off",
+		Admin:     node.AdminConfig{Listen: "127.0.0.1:0"},
+		Cluster: &cluster.Config{
+			Name:         name,
+			GossipListen: "127.0.0.1:0",
+			PeerListen:   "127.0.0.1:0",
+			Seeds:        seeds,
+			Secret:       Secret,
+			Preset:       cluster.PresetLocal,
+		},
 	}
 	if len(r.opts.Zones) > 0 {
-		ccfg.Zone = r.opts.Zones[i%len(r.opts.Zones)]
+		c.Cluster.Zone = r.opts.Zones[i%len(r.opts.Zones)]
 	}
-	if r.opts.Cluster != nil {
-		r.opts.Cluster(i, &ccfg)
+	if r.opts.Config != nil {
+		r.opts.Config(i, &c)
 	}
-	cn, err := cluster.New(ccfg, cluster.Options{Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	ecfg := edge.Config{
-		Name:   name,
-		Listen: "127.0.0.1:0",
-		Sites: []edge.SiteConfig{{
-			Hosts:   []string{SiteHost},
-			Origin:  r.origin.URL,
-			Timeout: 10 * time.Second,
-		}},
-	}
-	if r.opts.Edge != nil {
-		r.opts.Edge(i, &ecfg)
-	}
-	h, err := edge.New(ecfg, edge.Options{
-		Logger: log,
-		WrapUpstream: func(_ edge.SiteConfig, up http.RoundTripper) http.RoundTripper {
-			return cn.Transport(up)
-		},
-	})
-	if err != nil {
-		cn.Close()
-		return nil, err
-	}
-	srv := listen.NewServer(ecfg, h, listen.Options{Logger: log})
-	if err := srv.Start(); err != nil {
-		h.Close()
-		cn.Close()
-		return nil, err
-	}
-	n := &Node{Name: name, Edge: h, Server: srv, Cluster: cn, URL: "http://" + srv.Addr()}
-	if err := cn.Start(h); err != nil {
-		n.stop()
-		return nil, err
-	}
-	return n, nil
+	return c
 }
 
-// stop stops a node abruptly: its gossip and peer endpoint at once, then
-// its client listener and cache.
+// startNode starts node i with the given seeds.
+func (r *Region) startNode(i int, seeds []string) (*Node, error) {
+	cfg := r.config(i, seeds)
+	n, err := node.Start(cfg, node.Options{Logger: r.opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{Name: cfg.Name, Node: n, Edge: n.Handler(), Cluster: n.Cluster(), URL: "http://" + n.HTTPAddr()}, nil
+}
+
+// stop stops a node abruptly: its gossip and peer endpoint at once (no
+// goodbye), then the rest of the node.
 func (n *Node) stop() {
 	n.Cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	n.Server.Shutdown(ctx)
-	n.Edge.Close()
+	n.Node.Shutdown(ctx)
 }
 
 // Node returns node i (its current incarnation after a Restart).
@@ -290,28 +281,18 @@ func (r *Region) Close() {
 	}
 }
 
-// convergedFor is how long the rings must agree before WaitConverged
-// returns: longer than the local preset's suspicion (1s), so that a
-// member wrongly suspected while the machine was busy building rings is
-// either cleared or dropped (and waited for again) before a test starts.
-const convergedFor = 1200 * time.Millisecond
+// ConvergedFor is how long the rings of a region must agree before a
+// multi-node test starts: longer than the local preset's suspicion (1s),
+// so that a member wrongly suspected while the machine was busy building
+// rings is either cleared or dropped (and waited for again) first.
+const ConvergedFor = 1200 * time.Millisecond
 
 // WaitConverged waits until every live node's ring holds exactly the live
 // nodes, and has for a moment, and fails the test if that takes longer
 // than timeout.
 func (r *Region) WaitConverged(timeout time.Duration) {
 	r.t.Helper()
-	var since time.Time
-	Eventually(r.t, timeout, "every ring holds exactly the live nodes", func() bool {
-		if !r.converged() {
-			since = time.Time{}
-			return false
-		}
-		if since.IsZero() {
-			since = time.Now()
-		}
-		return time.Since(since) >= convergedFor
-	})
+	poll.Steady(r.t, timeout, ConvergedFor, "every ring holds exactly the live nodes", r.converged)
 }
 
 // converged reports whether every live node's ring holds exactly the live
@@ -428,23 +409,6 @@ func (r *Region) do(base, target string) (*http.Response, []byte, error) {
 		return resp, body, fmt.Errorf("GET %s: body: %w", target, err)
 	}
 	return resp, body, nil
-}
-
-// Eventually polls cond every 10ms until it holds, and fails the test if
-// it does not within timeout. It is for waiting on asynchronous state
-// (gossip, background fills), never for asserting speed.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cdntest: timed out after %s waiting until %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // LoadOptions shape a request loop.

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -59,5 +61,42 @@ func TestRegionHarness(t *testing.T) {
 	}
 	if unchanged := reg.WatchRings(); !cdntest.Unchanged(unchanged()) {
 		t.Error("rings changed while nothing happened")
+	}
+}
+
+// The region's nodes are assembled by node.Start, the binary's wiring:
+// each has its admin API, and the internal endpoints the cluster's peers
+// call (here a replication order: with two replicas, the key's owner has
+// its replica take a copy). On the harness before, which wired the edge
+// and the cluster by hand, no node answered replication orders and every
+// key stayed on its owner alone.
+func TestRegionRunsTheProductionWiring(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 2, Zones: []string{"z1", "z2"},
+		Config: func(_ int, c *node.Config) { c.Cluster.Replicas = 2 }})
+	reg.WaitConverged(15 * time.Second)
+	for _, i := range reg.Live() {
+		resp, err := http.Get("http://" + reg.Node(i).Node.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("node %d: admin /readyz %d", i, resp.StatusCode)
+		}
+	}
+	if resp, _, err := reg.Get(0, "/r?cc=max-age%3D600"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	poll.Until(t, 10*time.Second, "both nodes store the key (owner and replica)", func() bool {
+		for _, i := range reg.Live() {
+			if n, _, _ := reg.Node(i).Edge.StoreStats(); n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := o.Requests(); got != 1 {
+		t.Errorf("origin saw %d requests, want 1: the replica's copy comes from the owner", got)
 	}
 }

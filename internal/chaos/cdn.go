@@ -18,6 +18,8 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -380,17 +382,7 @@ func (c *CDN) WaitRegion(region string, timeout time.Duration) {
 		}
 		return true
 	}
-	var since time.Time
-	Eventually(c.t, timeout, fmt.Sprintf("regions %v have one view of their running edges", regions), func() bool {
-		if !one() {
-			since = time.Time{}
-			return false
-		}
-		if since.IsZero() {
-			since = time.Now()
-		}
-		return time.Since(since) >= 1200*time.Millisecond
-	})
+	poll.Steady(c.t, timeout, cdntest.ConvergedFor, fmt.Sprintf("regions %v have one view of their running edges", regions), one)
 }
 
 // WatchRings watches, until the returned func is called, whether the
@@ -461,7 +453,7 @@ func (c *CDN) Suspicions() uint64 {
 // suspect (a suspicion lasts cluster.suspect_for).
 func (c *CDN) WaitUnsuspected(timeout time.Duration) {
 	c.t.Helper()
-	Eventually(c.t, timeout, "no edge suspects a peer", func() bool {
+	poll.Until(c.t, timeout, "no edge suspects a peer", func() bool {
 		for _, e := range c.Edges() {
 			if n := c.Node(e.Region, e.Index); n != nil && len(n.Cluster().Suspects()) > 0 {
 				return false
@@ -520,20 +512,6 @@ func (c *CDN) OwnerIn(region string, from int, target string) int {
 	}
 	c.t.Fatalf("chaos: owner %s is not in region %s", p.Name, region)
 	return -1
-}
-
-// Eventually polls cond every 10ms until it holds, and fails the test if
-// it does not within timeout. It waits on asynchronous state (gossip,
-// background fills); it never asserts speed.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("chaos: timed out after %s waiting until %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // logOnFailure returns a logger whose lines (Info and above) the test

@@ -17,6 +17,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/chaos"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -340,7 +341,7 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 		}
 	}
 	// The replicas take their copies in the background.
-	chaos.Eventually(t, 20*time.Second, "every key is stored twice", func() bool {
+	poll.Until(t, 20*time.Second, "every key is stored twice", func() bool {
 		total := 0
 		for i := range 3 {
 			e, _, _ := cdn.Node("r1", i).Handler().StoreStats()
@@ -427,7 +428,7 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 			}()
 		}
 	}
-	chaos.Eventually(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
 	time.Sleep(200 * time.Millisecond) // let the first half reach the readers (not a speed assertion)
 	cdn.Kill("r1", owner)
 	wg.Wait()
@@ -463,7 +464,7 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 		}
 		done <- err
 	}()
-	chaos.Eventually(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
 	time.Sleep(200 * time.Millisecond)
 	cdn.Kill("r1", owner)
 	if err := <-done; err != nil {
