@@ -28,6 +28,19 @@ import (
 // reset). When the handler is a *Handler, its Registerer receives the
 // connection metrics.
 type Server struct {
+	// GetCertificate, when set before Start, chooses the certificate of
+	// every handshake of the HTTPS and HTTP/3 listeners (edge/certs
+	// does, by SNI); tls.cert_file is then not loaded here. Nil: the
+	// one certificate of tls.cert_file and tls.key_file.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// NextProtos are ALPN protocols the HTTPS listener offers after h2
+	// and http/1.1 (acme-tls/1 for ACME's tls-alpn-01 challenge).
+	NextProtos []string
+	// WrapPlain, when set before Start, wraps the plain listener's
+	// handler (ACME's http-01 challenge is answered there). The fast
+	// front still answers fresh hits itself.
+	WrapPlain func(http.Handler) http.Handler
+
 	cfg     Config
 	handler http.Handler
 	log     *slog.Logger
@@ -81,7 +94,11 @@ func (s *Server) Start() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	s.plainLn = ln
-	s.plain = newHTTP(s.plainGuard(s.handler))
+	plainHandler := s.handler
+	if s.WrapPlain != nil {
+		plainHandler = s.WrapPlain(plainHandler)
+	}
+	s.plain = newHTTP(s.plainGuard(plainHandler))
 	s.plain.ConnContext = framerContext
 	// Every request reaches plainGuard, OPTIONS * too, so that it
 	// counts them as the framer does.
@@ -98,12 +115,19 @@ func (s *Server) Start() error {
 	}
 
 	if t := s.cfg.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("tls: %w", err)
+		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.GetCertificate != nil {
+			tlsConf.GetCertificate = s.GetCertificate
+			tlsConf.NextProtos = append([]string{"h2", "http/1.1"}, s.NextProtos...)
+		} else {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("tls: %w", err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
 		}
-		if err := s.listenSecure(t, cert); err != nil {
+		if err := s.listenSecure(t, tlsConf); err != nil {
 			ln.Close()
 			return err
 		}
@@ -172,8 +196,7 @@ func (s *Server) abusive(proto int) {
 
 // listenSecure binds the TLS listener and, unless disabled, a UDP socket on
 // the same port number for HTTP/3. With port 0 it retries until both fit.
-func (s *Server) listenSecure(t *TLSConfig, cert tls.Certificate) error {
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+func (s *Server) listenSecure(t *TLSConfig, tlsConf *tls.Config) error {
 	for try := 0; ; try++ {
 		ln, err := net.Listen("tcp", t.Listen)
 		if err != nil {

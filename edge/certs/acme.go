@@ -34,12 +34,12 @@ type manager struct {
 
 	live atomic.Pointer[running] // set by start
 
-	mu      sync.Mutex // guards names, pending, closed; taken after Source.mu
+	mu      sync.Mutex      // guards names, pending, closed; taken after Source.mu
 	names   map[string]bool // managed by certmagic
 	pending map[string]bool // before start: the names to manage
-	closed bool
-	ctx    context.Context // of management; canceled by close
-	cancel context.CancelFunc
+	closed  bool
+	ctx     context.Context // of management; canceled by close
+	cancel  context.CancelFunc
 }
 
 // running is certmagic once started.

@@ -116,13 +116,44 @@ func CheckSite(s Site) (*tls.Certificate, error) {
 	}
 	cert, err := Load(s.Field, *s.Files)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (site %s)", err, strings.Join(s.Names, ", "))
 	}
 	if covered, _ := Covered(cert.Leaf, s.Names); len(covered) == 0 {
 		return nil, fmt.Errorf("%s.cert_file: %s: the certificate (for %s) covers none of the site's hosts (%s)",
 			s.Field, s.Files.CertFile, strings.Join(cert.Leaf.DNSNames, ", "), strings.Join(s.Names, ", "))
 	}
 	return cert, nil
+}
+
+// Check loads every certificate cfg names, and the ACME ca_file when a
+// site uses ACME: what `meridian validate` runs. The error names the
+// field (and the site) of the first that does not load.
+func Check(cfg Config) error {
+	if cfg.Default != nil {
+		if _, err := Load("tls", *cfg.Default); err != nil {
+			return err
+		}
+	}
+	for i, p := range cfg.Certificates {
+		if _, err := Load(fmt.Sprintf("tls.certificates[%d]", i), p); err != nil {
+			return err
+		}
+	}
+	for _, s := range cfg.Sites {
+		if _, err := CheckSite(s); err != nil {
+			return err
+		}
+	}
+	if cfg.usesACME() && cfg.ACME.CAFile != "" {
+		b, err := readCAFile(cfg.ACME.CAFile)
+		if err != nil {
+			return fmt.Errorf("tls.acme.%w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return fmt.Errorf("tls.acme.ca_file: %s: no PEM certificate that parses", cfg.ACME.CAFile)
+		}
+	}
+	return nil
 }
 
 // expired reports whether cert's leaf is past its NotAfter at now.
