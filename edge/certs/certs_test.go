@@ -22,6 +22,12 @@ func TestMain(m *testing.M) {
 		// pebble's VA (the ACME tests' CA) keeps one worker for the
 		// process's life.
 		goleak.IgnoreTopFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
+		// certmagic keeps a rate limiter per CA and account in a
+		// package-level map, for the process's life; and a lock file's
+		// refresher notices that its lock was released at its next
+		// wake-up, up to 5s later.
+		goleak.IgnoreTopFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).permit"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
 	)
 }
 
