@@ -63,16 +63,24 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 	mux := front.Handler()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
+		if r.Method != http.MethodPost || r.URL.Path != "/order-plz" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// An order counts when the CA created it (201): pebble
+		// refuses some requests' nonces on purpose, and the client
+		// sends them again.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sw := &statusWriter{ResponseWriter: w}
+		mux.ServeHTTP(sw, r)
+		if sw.status == http.StatusCreated {
 			for _, name := range orderNames(body) {
 				p.mu.Lock()
 				p.orders[name]++
 				p.mu.Unlock()
 			}
 		}
-		mux.ServeHTTP(w, r)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
@@ -82,6 +90,19 @@ func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *p
 	p.roots = x509.NewCertPool()
 	p.roots.AddCert(authority.GetRootCert(0).Cert)
 	return p
+}
+
+// statusWriter keeps the status of the response it writes.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // orderNames are the identifiers of a new-order request (a JWS).
