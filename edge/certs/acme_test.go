@@ -1,17 +1,12 @@
 package certs_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,152 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
-
 	"github.com/meridiancdn/meridian/edge/certs"
+	"github.com/meridiancdn/meridian/edge/certs/certstest"
 )
-
-// pebble is Let's Encrypt's test CA, in this process: its VA validates
-// challenges against 127.0.0.1 (every name resolves there) on the ports
-// it was given, and every new order is counted by name.
-type pebble struct {
-	dir    string         // the ACME directory URL
-	caFile string         // PEM of its HTTPS certificate, for tls.acme.ca_file
-	roots  *x509.CertPool // what its certificates chain to
-	logs   *logBuffer
-
-	mu     sync.Mutex
-	orders map[string]int
-}
-
-// startPebble runs pebble, validating http-01 on httpPort and
-// tls-alpn-01 on tlsPort, issuing certificates valid for validity.
-func startPebble(t *testing.T, httpPort, tlsPort int, validity time.Duration) *pebble {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	p := &pebble{orders: map[string]int{}, logs: &logBuffer{}}
-	logger := log.New(p.logs, "pebble ", log.Lmicroseconds)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pebble's log:\n%s", p.logs.String())
-		}
-	})
-
-	resolver := startDNS(t)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: uint64(validity / time.Second)},
-	})
-	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	mux := front.Handler()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/order-plz" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		// An order counts when the CA created it (201): pebble
-		// refuses some requests' nonces on purpose, and the client
-		// sends them again.
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		sw := &statusWriter{ResponseWriter: w}
-		mux.ServeHTTP(sw, r)
-		if sw.status == http.StatusCreated {
-			for _, name := range orderNames(body) {
-				p.mu.Lock()
-				p.orders[name]++
-				p.mu.Unlock()
-			}
-		}
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.dir = srv.URL + wfe.DirectoryPath
-	p.caFile = write(t, t.TempDir(), "pebble-https.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
-	p.roots = x509.NewCertPool()
-	p.roots.AddCert(authority.GetRootCert(0).Cert)
-	return p
-}
-
-// statusWriter keeps the status of the response it writes.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// orderNames are the identifiers of a new-order request (a JWS).
-func orderNames(body []byte) []string {
-	var jws struct{ Payload string }
-	if json.Unmarshal(body, &jws) != nil {
-		return nil
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(jws.Payload)
-	if err != nil {
-		return nil
-	}
-	var order struct{ Identifiers []struct{ Value string } }
-	if json.Unmarshal(payload, &order) != nil {
-		return nil
-	}
-	var names []string
-	for _, id := range order.Identifiers {
-		names = append(names, id.Value)
-	}
-	return names
-}
-
-// ordered is how many orders named name.
-func (p *pebble) ordered(name string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.orders[name]
-}
-
-// startDNS answers every A question with 127.0.0.1 and every other with
-// no record, over TCP on loopback: pebble's VA resolves with it.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(q)
-			for _, qq := range q.Question {
-				if qq.Qtype == dns.TypeA {
-					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0}, A: net.IPv4(127, 0, 0, 1)})
-				}
-			}
-			w.WriteMsg(m)
-		})}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-done
-	})
-	return ln.Addr().String()
-}
 
 // acmeEdge is the part of an edge ACME needs: a plain listener whose
 // handler is wrapped by HTTPChallenge, and an HTTPS listener whose
@@ -265,10 +117,10 @@ func (e *acmeEdge) waitServed(t *testing.T, name string, roots *x509.CertPool, o
 
 func anyCert(*x509.Certificate) bool { return true }
 
-func acmeConfig(p *pebble, storage string, names ...string) certs.Config {
+func acmeConfig(p *certstest.Pebble, storage string, names ...string) certs.Config {
 	return certs.Config{
 		Sites: []certs.Site{{Field: "sites[0].tls", Names: names, ACME: true}},
-		ACME: certs.ACMEConfig{Directory: p.dir, CAFile: p.caFile, Storage: storage, Email: "ops@example.test",
+		ACME: certs.ACMEConfig{Directory: p.Directory, CAFile: p.CAFile, Storage: storage, Email: "ops@example.test",
 			RenewCheckInterval: time.Second},
 		ReloadInterval: -1,
 	}
@@ -285,7 +137,7 @@ func TestACMEIssuesOverEachChallenge(t *testing.T) {
 	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
 		t.Run(challenge, func(t *testing.T) {
 			e := listenEdge(t)
-			p := startPebble(t, port(e.plainLn), port(e.tlsLn), 90*24*time.Hour)
+			p := certstest.Start(t, port(e.plainLn), port(e.tlsLn), 90*24*time.Hour)
 			cfg := acmeConfig(p, t.TempDir(), "www.issue.test")
 			cfg.ACME.DisableHTTP01 = challenge == "tls-alpn-01"
 			cfg.ACME.DisableTLSALPN01 = challenge == "http-01"
@@ -293,11 +145,11 @@ func TestACMEIssuesOverEachChallenge(t *testing.T) {
 			if got := e.src.NextProtos(); (challenge == "tls-alpn-01") != (len(got) == 1 && got[0] == "acme-tls/1") {
 				t.Fatalf("NextProtos %q with %s", got, challenge)
 			}
-			leaf := e.waitServed(t, "www.issue.test", p.roots, anyCert)
+			leaf := e.waitServed(t, "www.issue.test", p.Roots, anyCert)
 			if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "www.issue.test" {
 				t.Fatalf("issued for %v", leaf.DNSNames)
 			}
-			if n := p.ordered("www.issue.test"); n != 1 {
+			if n := p.Ordered("www.issue.test"); n != 1 {
 				t.Errorf("%d orders for the name, want 1", n)
 			}
 			switch challenge {
@@ -357,13 +209,13 @@ func TestACMERenewsAheadOfExpiry(t *testing.T) {
 	}
 	e := listenEdge(t)
 	const lifetime = 30 * time.Second
-	p := startPebble(t, port(e.plainLn), port(e.tlsLn), lifetime)
+	p := certstest.Start(t, port(e.plainLn), port(e.tlsLn), lifetime)
 	e.serve(t, acmeConfig(p, t.TempDir(), "renew.test"))
-	first := e.waitServed(t, "renew.test", p.roots, anyCert)
+	first := e.waitServed(t, "renew.test", p.Roots, anyCert)
 	if got := first.NotAfter.Sub(first.NotBefore); got > lifetime {
 		t.Fatalf("the CA issued for %v, want %v", got, lifetime)
 	}
-	second := e.waitServed(t, "renew.test", p.roots, func(c *x509.Certificate) bool {
+	second := e.waitServed(t, "renew.test", p.Roots, func(c *x509.Certificate) bool {
 		return c.SerialNumber.Cmp(first.SerialNumber) != 0
 	})
 	if seen := time.Now(); !seen.Before(first.NotAfter) {
@@ -372,7 +224,7 @@ func TestACMERenewsAheadOfExpiry(t *testing.T) {
 	if !second.NotAfter.After(first.NotAfter) {
 		t.Fatalf("renewed certificate expires %v, not after the first's %v", second.NotAfter, first.NotAfter)
 	}
-	if n := p.ordered("renew.test"); n < 2 {
+	if n := p.Ordered("renew.test"); n < 2 {
 		t.Fatalf("%d orders, want the first and a renewal", n)
 	}
 }
@@ -387,7 +239,7 @@ func TestACMERegionOrdersOncePerName(t *testing.T) {
 	edges := []*acmeEdge{listenEdge(t), listenEdge(t), listenEdge(t)}
 	// The CA validates at the first edge's ports, as a load balancer
 	// would send it to any one of them.
-	p := startPebble(t, port(edges[0].plainLn), port(edges[0].tlsLn), 90*24*time.Hour)
+	p := certstest.Start(t, port(edges[0].plainLn), port(edges[0].tlsLn), 90*24*time.Hour)
 	storage := t.TempDir()
 	names := []string{"one.region.test", "two.region.test"}
 	for _, e := range edges {
@@ -395,14 +247,14 @@ func TestACMERegionOrdersOncePerName(t *testing.T) {
 	}
 	for _, e := range edges {
 		for _, name := range names {
-			leaf := e.waitServed(t, name, p.roots, anyCert)
+			leaf := e.waitServed(t, name, p.Roots, anyCert)
 			if leaf.DNSNames[0] != name {
 				t.Fatalf("edge %s served %v for %s", e.plainLn.Addr(), leaf.DNSNames, name)
 			}
 		}
 	}
 	for _, name := range names {
-		if n := p.ordered(name); n != 1 {
+		if n := p.Ordered(name); n != 1 {
 			t.Errorf("%s: %d orders from a region of 3 edges, want 1", name, n)
 		}
 	}
