@@ -176,7 +176,6 @@ func startDNS(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-
 // logBuffer collects pebble's log.
 type logBuffer struct {
 	mu  sync.Mutex
