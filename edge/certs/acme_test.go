@@ -165,6 +165,11 @@ func TestACMEIssuesOverEachChallenge(t *testing.T) {
 					t.Errorf("no acme-tls/1 handshake reached the edge")
 				}
 			}
+			// A tls-alpn-01 hello for a name that is not ACME's gets no
+			// certificate (and no storage lookup).
+			if c, err := e.src.GetCertificate(&tls.ClientHelloInfo{ServerName: "other.test", SupportedProtos: []string{"acme-tls/1"}}); err == nil {
+				t.Errorf("an acme-tls/1 hello for other.test got %v", c.Leaf.DNSNames)
+			}
 			if e.forwarded.Load() != 0 {
 				t.Errorf("%d challenge requests reached the edge's handler", e.forwarded.Load())
 			}

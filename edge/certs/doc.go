@@ -25,7 +25,7 @@
 // listener (ALPN acme-tls/1, see [Source.NextProtos]; port 443), renewed
 // when a third of the lifetime is left or when the CA's renewal
 // information (ARI) says so, OCSP responses stapled when the CA offers
-// them.
+// them (certificates from files are served as they are, unstapled).
 //
 // # Sharing one CA order among a region's edges
 //

@@ -282,11 +282,17 @@ var errNoCertificate = errors.New("no certificate for this server name")
 // acme-tls/1 alone) its challenge certificate.
 func (s *Source) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	t := s.table.Load()
+	name := normalize(hello.ServerName)
 	if s.acme != nil && isALPNChallenge(hello) {
+		// Only for the ACME names: certmagic looks a challenge up in
+		// the storage, which no client should make it do for any name.
+		if !t.acme[name] {
+			return nil, fmt.Errorf("%w (%q, acme-tls/1)", errNoCertificate, hello.ServerName)
+		}
 		return s.acme.challengeCert(hello)
 	}
 	var acmeErr error
-	if name := normalize(hello.ServerName); name != "" {
+	if name != "" {
 		if c := t.exact[name]; c != nil {
 			return c, nil
 		}
