@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/origin"
@@ -43,15 +44,48 @@ type Config struct {
 	Sites []SiteConfig `yaml:"sites"`
 }
 
-// TLSConfig names the certificate for the HTTPS (HTTP/2) and HTTP/3 listener.
+// TLSConfig is the HTTPS (HTTP/1.1 and HTTP/2) and HTTP/3 listener and the
+// certificates it serves, chosen by the client's server name (SNI): a
+// site's own (SiteConfig.TLS), then Certificates by exact name, then by
+// wildcard, then the default one (CertFile and KeyFile). See edge/certs.
 type TLSConfig struct {
 	// Listen is the TCP (HTTPS) and UDP (HTTP/3) address. Required.
 	Listen string `yaml:"listen"`
-	// CertFile and KeyFile are PEM files. Both required.
+	// CertFile and KeyFile are PEM files: the default certificate, for
+	// clients whose server name no other certificate covers or that send
+	// none. Optional when Certificates or a site's tls gives others
+	// (without it such clients fail the handshake).
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// Certificates are more certificates, each served for the DNS names
+	// of its subject alternative names (a wildcard one label deep). When
+	// two cover one name, the first listed wins. Default none.
+	Certificates []certs.KeyPair `yaml:"certificates"`
+	// ReloadInterval is how often the certificate files are checked for a
+	// change (modification time or size); a changed one is served from
+	// the next handshake on, and one that does not load is logged and
+	// the running one kept. Every file is also re-read on SIGHUP.
+	// Default 30s; negative: only on SIGHUP.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// ACME is how the sites with tls.acme obtain their certificates.
+	// Default: Let's Encrypt, storage in /var/lib/meridian/acme.
+	ACME certs.ACMEConfig `yaml:"acme"`
 	// DisableHTTP3 turns off the QUIC listener and Alt-Svc. Default false.
 	DisableHTTP3 bool `yaml:"disable_http3"`
+}
+
+// SiteTLSConfig is a site's own certificate: from files, served only for
+// the site's hosts that it covers, or obtained over ACME for every host.
+// Default none: the site is served by the edge's tls.certificates or its
+// default certificate.
+type SiteTLSConfig struct {
+	// CertFile and KeyFile are PEM files (chain leaf first; key). Both
+	// or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ACME obtains and renews a certificate for each of the site's hosts
+	// (see TLSConfig.ACME). Exclusive with CertFile. Default false.
+	ACME bool `yaml:"acme"`
 }
 
 // CacheConfig bounds the store.
@@ -161,6 +195,9 @@ type SiteConfig struct {
 	// Hosts are the Host header values (without port) this site answers.
 	// Required; matching is case-insensitive.
 	Hosts []string `yaml:"hosts"`
+	// TLS is the site's own certificate (see SiteTLSConfig). Default
+	// none.
+	TLS SiteTLSConfig `yaml:"tls"`
 	// Origin is the upstream base URL (scheme and host[:port]; no path):
 	// shorthand for a pool of this one server. Either origin or
 	// pool.servers is required.
@@ -303,6 +340,14 @@ func (c Config) WithDefaults() Config {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
 	}
+	if c.TLS != nil {
+		t := *c.TLS
+		if t.ReloadInterval == 0 {
+			t.ReloadInterval = certs.DefaultReloadInterval
+		}
+		t.ACME = t.ACME.WithDefaults()
+		c.TLS = &t
+	}
 	if c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = 256 << 20
 	}
@@ -402,16 +447,8 @@ func (c Config) Validate() error {
 	if err := checkAddr("listen", c.Listen); err != nil {
 		return err
 	}
-	if c.TLS != nil {
-		if err := checkAddr("tls.listen", c.TLS.Listen); err != nil {
-			return err
-		}
-		if c.TLS.CertFile == "" {
-			return errors.New("tls.cert_file: required")
-		}
-		if c.TLS.KeyFile == "" {
-			return errors.New("tls.key_file: required")
-		}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	switch {
 	case c.Cache.MaxBytes < 0:
@@ -473,6 +510,9 @@ func (c Config) Validate() error {
 			}
 			seen[strings.ToLower(h)] = i
 		}
+		if err := c.validateSiteTLS(i); err != nil {
+			return err
+		}
 		if s.Origin == "" && len(s.Pool.Servers) == 0 {
 			return fmt.Errorf("%s.origin: required (or %s.pool.servers)", f, f)
 		}
@@ -531,6 +571,70 @@ func (c Config) Validate() error {
 		}
 		if err := s.Limits.Validate(); err != nil {
 			return fmt.Errorf("%s.limits: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// validateTLS checks the tls section.
+func (c Config) validateTLS() error {
+	t := c.TLS
+	if t == nil {
+		return nil
+	}
+	if err := checkAddr("tls.listen", t.Listen); err != nil {
+		return err
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return errors.New("tls.key_file: required with tls.cert_file")
+	case t.KeyFile != "" && t.CertFile == "":
+		return errors.New("tls.cert_file: required with tls.key_file")
+	}
+	for i, p := range t.Certificates {
+		switch {
+		case p.CertFile == "":
+			return fmt.Errorf("tls.certificates[%d].cert_file: required", i)
+		case p.KeyFile == "":
+			return fmt.Errorf("tls.certificates[%d].key_file: required", i)
+		}
+	}
+	some := t.CertFile != "" || len(t.Certificates) > 0
+	for _, s := range c.Sites {
+		some = some || s.TLS != (SiteTLSConfig{})
+	}
+	if !some {
+		return errors.New("tls.cert_file: required (or tls.certificates, or a site's tls)")
+	}
+	if err := t.ACME.Validate(); err != nil {
+		return fmt.Errorf("tls.acme.%w", err)
+	}
+	return nil
+}
+
+// validateSiteTLS checks sites[i].tls.
+func (c Config) validateSiteTLS(i int) error {
+	s := c.Sites[i].TLS
+	f := fmt.Sprintf("sites[%d].tls", i)
+	if s == (SiteTLSConfig{}) {
+		return nil
+	}
+	switch {
+	case c.TLS == nil:
+		return fmt.Errorf("%s: needs the edge's tls section (tls.listen)", f)
+	case s.ACME && (s.CertFile != "" || s.KeyFile != ""):
+		return fmt.Errorf("%s.acme: exclusive with cert_file and key_file", f)
+	case !s.ACME && s.CertFile == "":
+		return fmt.Errorf("%s.cert_file: required with key_file", f)
+	case !s.ACME && s.KeyFile == "":
+		return fmt.Errorf("%s.key_file: required with cert_file", f)
+	}
+	if s.ACME {
+		for j, h := range c.Sites[i].Hosts {
+			name := strings.TrimSuffix(h, ".")
+			if net.ParseIP(name) != nil || !strings.Contains(name, ".") {
+				return fmt.Errorf("sites[%d].hosts[%d]: %q: ACME certifies public DNS names only (no IP address, no single label); give this site a cert_file", i, j, h)
+			}
 		}
 	}
 	return nil

@@ -1,9 +1,12 @@
 package edge
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/certs"
 )
 
 func TestParseConfigGood(t *testing.T) {
@@ -120,4 +123,46 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		h.Close()
 	})
+}
+
+// The TLS section and the sites' tls: what is refused names the field,
+// and the defaults are filled in.
+func TestParseConfigTLS(t *testing.T) {
+	const site = "sites: [{hosts: [a.example], origin: 'http://o'}, {hosts: [b.example, c.example], origin: 'http://o', tls: %s}]\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{"tls: {listen: ':443'}\n" + fmt.Sprintf(site, "{}"), "tls.cert_file: required (or tls.certificates, or a site's tls)"},
+		{"tls: {listen: ':443', cert_file: c}\n" + fmt.Sprintf(site, "{}"), "tls.key_file: required with tls.cert_file"},
+		{"tls: {listen: ':443', key_file: k}\n" + fmt.Sprintf(site, "{}"), "tls.cert_file: required with tls.key_file"},
+		{"tls: {listen: ':443', certificates: [{cert_file: c, key_file: k}, {cert_file: c}]}\n" + fmt.Sprintf(site, "{}"), "tls.certificates[1].key_file: required"},
+		{"tls: {listen: ':443', certificates: [{key_file: k}]}\n" + fmt.Sprintf(site, "{}"), "tls.certificates[0].cert_file: required"},
+		{fmt.Sprintf(site, "{cert_file: c, key_file: k}"), "sites[1].tls: needs the edge's tls section"},
+		{"tls: {listen: ':443'}\n" + fmt.Sprintf(site, "{cert_file: c}"), "sites[1].tls.key_file: required with cert_file"},
+		{"tls: {listen: ':443'}\n" + fmt.Sprintf(site, "{key_file: k}"), "sites[1].tls.cert_file: required with key_file"},
+		{"tls: {listen: ':443'}\n" + fmt.Sprintf(site, "{acme: true, cert_file: c, key_file: k}"), "sites[1].tls.acme: exclusive with cert_file"},
+		{"tls: {listen: ':443', acme: {directory: 'http://ca/dir'}}\n" + fmt.Sprintf(site, "{acme: true}"), "tls.acme.directory: \"http://ca/dir\" is not an https URL"},
+		{"tls: {listen: ':443', acme: {disable_http_01: true, disable_tls_alpn_01: true}}\n" + fmt.Sprintf(site, "{acme: true}"), "tls.acme.disable_tls_alpn_01: with disable_http_01 no challenge is left"},
+		{"tls: {listen: ':443', acme: {renew_check_interval: -1s}}\n" + fmt.Sprintf(site, "{acme: true}"), "tls.acme.renew_check_interval: negative"},
+		{"tls: {listen: ':443'}\nsites: [{hosts: [localhost], origin: 'http://o', tls: {acme: true}}]", "sites[0].hosts[0]: \"localhost\": ACME certifies public DNS names only"},
+		{"tls: {listen: ':443'}\nsites: [{hosts: [a.example, 192.0.2.1], origin: 'http://o', tls: {acme: true}}]", "sites[0].hosts[1]: \"192.0.2.1\": ACME certifies"},
+		{"tls: {listen: ':443', acme: {directory: x}}\n" + fmt.Sprintf(site, "{cert_file: c, key_file: k}") + "bogus: 1\n", "field bogus not found"},
+	} {
+		if _, err := ParseConfig([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s\n  got %v\n  want %q", tc.yaml, err, tc.want)
+		}
+	}
+
+	c, err := ParseConfig([]byte("tls: {listen: ':443', certificates: [{cert_file: c, key_file: k}]}\n" + fmt.Sprintf(site, "{acme: true}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS.ReloadInterval != 30*time.Second || c.TLS.ACME.Directory != certs.LetsEncrypt || c.TLS.ACME.Storage != "/var/lib/meridian/acme" ||
+		c.TLS.ACME.RenewCheckInterval != 10*time.Minute || !c.Sites[1].TLS.ACME {
+		t.Fatalf("defaults: %+v, site %+v", c.TLS, c.Sites[1].TLS)
+	}
+	// The defaults fill a copy: the caller's TLS section is not written.
+	orig := &TLSConfig{Listen: ":443", CertFile: "c", KeyFile: "k"}
+	Config{TLS: orig}.WithDefaults()
+	if orig.ReloadInterval != 0 {
+		t.Fatal("WithDefaults wrote the caller's TLSConfig")
+	}
 }

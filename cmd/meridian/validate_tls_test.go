@@ -77,3 +77,47 @@ func TestValidateChecksTheEdgeCertificate(t *testing.T) {
 		})
 	}
 }
+
+// validate checks every certificate the edge serves, the list's and each
+// site's too, and names the site of one at fault.
+func TestValidateChecksEverySiteCertificate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	aCert, aKey := selfSigned(t, "a.example")
+	bCert, bKey := selfSigned(t, "b.example")
+	wCert, wKey := selfSigned(t, "w.example")
+	a, ak := write("a.crt", aCert), write("a.key", aKey)
+	b, bk := write("b.crt", bCert), write("b.key", bKey)
+	w, wk := write("w.crt", wCert), write("w.key", wKey)
+	missing := filepath.Join(dir, "missing.pem")
+	config := func(list, siteB string) string {
+		return write("edge.yaml", []byte("tls: {listen: '127.0.0.1:0', certificates: ["+list+"]}\n"+
+			"sites:\n"+
+			"  - {hosts: [a.example], origin: 'http://127.0.0.1:1', tls: {cert_file: '"+a+"', key_file: '"+ak+"'}}\n"+
+			"  - {hosts: [b.example], origin: 'http://127.0.0.1:1', tls: "+siteB+"}\n"))
+	}
+	pairOf := func(c, k string) string { return "{cert_file: '" + c + "', key_file: '" + k + "'}" }
+	var out bytes.Buffer
+	if err := validate(&out, []string{config(pairOf(w, wk), pairOf(b, bk))}); err != nil {
+		t.Fatalf("good certificates: %v", err)
+	}
+	for _, tc := range []struct{ name, list, siteB, want string }{
+		{"site's key missing", pairOf(w, wk), pairOf(b, missing), "sites[1].tls.key_file: open " + missing + ": no such file or directory (site b.example)"},
+		{"site's key of another certificate", pairOf(w, wk), pairOf(b, ak), "sites[1].tls.key_file: " + ak + " does not match the certificate in " + b},
+		{"site's certificate for another name", pairOf(w, wk), pairOf(a, ak), "sites[1].tls.cert_file: " + a + ": the certificate (for a.example) covers none of the site's hosts (b.example)"},
+		{"list certificate missing", pairOf(missing, wk), pairOf(b, bk), "tls.certificates[0].cert_file: open " + missing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validate(&bytes.Buffer{}, []string{config(tc.list, tc.siteB)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate: %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -33,6 +33,7 @@ import (
 // reset).
 type Server struct {
 	cfg     edge.Config
+	opt     Options
 	handler http.Handler
 	log     *slog.Logger
 	reg     prometheus.Registerer // nil: the metrics are not registered
@@ -66,6 +67,18 @@ type Options struct {
 	// from Start until Shutdown. Nil means they are kept but not
 	// registered anywhere.
 	Registerer prometheus.Registerer
+	// GetCertificate, chooses the certificate of
+	// every handshake of the HTTPS and HTTP/3 listeners (edge/certs
+	// does, by SNI); tls.cert_file is then not loaded here. Nil: the
+	// one certificate of tls.cert_file and tls.key_file.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// NextProtos are ALPN protocols the HTTPS listener offers after h2
+	// and http/1.1 (acme-tls/1 for ACME's tls-alpn-01 challenge).
+	NextProtos []string
+	// WrapPlain, wraps the plain listener's
+	// handler (ACME's http-01 challenge is answered there). The fast
+	// front still answers fresh hits itself.
+	WrapPlain func(http.Handler) http.Handler
 }
 
 // NewServer prepares a Server for cfg's listeners (listen, tls, server);
@@ -77,7 +90,7 @@ func NewServer(cfg edge.Config, handler http.Handler, opt Options) *Server {
 	}
 	m := newConnMetrics()
 	cfg = cfg.WithDefaults()
-	return &Server{cfg: cfg, handler: handler, log: log, reg: opt.Registerer, m: m, lim: newConnLimiter(cfg.Server, m)}
+	return &Server{cfg: cfg, handler: handler, log: log, opt: opt, reg: opt.Registerer, m: m, lim: newConnLimiter(cfg.Server, m)}
 }
 
 // Start binds every configured listener (so a busy port is reported here,
@@ -125,7 +138,11 @@ func (s *Server) start() error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	s.plainLn = ln
-	s.plain = newHTTP(s.plainGuard(s.handler))
+	plainHandler := s.handler
+	if s.opt.WrapPlain != nil {
+		plainHandler = s.opt.WrapPlain(plainHandler)
+	}
+	s.plain = newHTTP(s.plainGuard(plainHandler))
 	s.plain.ConnContext = framerContext
 	// Every request reaches plainGuard, OPTIONS * too, so that it
 	// counts them as the framer does.
@@ -142,12 +159,19 @@ func (s *Server) start() error {
 	}
 
 	if t := s.cfg.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("tls: %w", err)
+		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+		if s.opt.GetCertificate != nil {
+			tlsConf.GetCertificate = s.opt.GetCertificate
+			tlsConf.NextProtos = append([]string{"h2", "http/1.1"}, s.opt.NextProtos...)
+		} else {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("tls: %w", err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
 		}
-		if err := s.listenSecure(t, cert); err != nil {
+		if err := s.listenSecure(t, tlsConf); err != nil {
 			ln.Close()
 			return err
 		}
@@ -216,8 +240,7 @@ func (s *Server) abusive(proto int) {
 
 // listenSecure binds the TLS listener and, unless disabled, a UDP socket on
 // the same port number for HTTP/3. With port 0 it retries until both fit.
-func (s *Server) listenSecure(t *edge.TLSConfig, cert tls.Certificate) error {
-	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 	for try := 0; ; try++ {
 		ln, err := net.Listen("tcp", t.Listen)
 		if err != nil {

@@ -32,6 +32,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
@@ -344,6 +345,7 @@ type Node struct {
 	reg      *prometheus.Registry
 	handler  *edge.Handler
 	srv      *listen.Server
+	certs    *certs.Source // nil without tls
 	admin    *edge.Admin
 	adminSrv *http.Server
 	adminLn  net.Listener
@@ -506,11 +508,30 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		}
 		return nil, err
 	}
-	n.srv = listen.NewServer(cfg.Config, h, listen.Options{Logger: log, Registerer: n.reg})
+	lopt := listen.Options{Logger: log, Registerer: n.reg}
+	if cfg.TLS != nil {
+		// One certificate source for HTTPS and HTTP/3, chosen by SNI,
+		// re-read on reload; it answers ACME's challenges.
+		src, err := certs.New(CertsConfig(cfg.Config), certs.Options{Logger: log.With("component", "certs"), Now: opt.Now})
+		if err != nil {
+			return fail(err)
+		}
+		n.certs = src
+		undo = append(undo, func() { src.Close() })
+		lopt.GetCertificate = src.GetCertificate
+		lopt.NextProtos = src.NextProtos()
+		lopt.WrapPlain = src.HTTPChallenge
+	}
+	n.srv = listen.NewServer(cfg.Config, h, lopt)
 	if err := n.srv.Start(); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { n.srv.Shutdown(context.Background()) })
+	if n.certs != nil {
+		if err := n.certs.Start(n.srv.Addr(), n.srv.TLSAddr()); err != nil {
+			return fail(err)
+		}
+	}
 	if n.cluster != nil {
 		n.purger = &purger{n: n, pending: map[string][]string{}}
 		n.admin.Propagate = n.purger.propagate
@@ -712,11 +733,23 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 		return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
 	}
 	plan.Generation = running.Generation + 1
+	// Every certificate file is read afresh before anything changes: one
+	// that does not load refuses the reload, as nginx does, and the
+	// running certificates keep serving.
+	var certUpdate *certs.Update
+	if n.certs != nil {
+		if certUpdate, err = n.certs.Prepare(CertsConfig(cfg.Config)); err != nil {
+			return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
+		}
+	}
 	n.applying = plan
 	err = n.handler.Reload(cfg.Config)
 	n.applying = nil
 	if err != nil {
 		return ReloadReport{}, err
+	}
+	if certUpdate != nil {
+		certUpdate.Apply()
 	}
 	n.mu.Lock()
 	n.cfg, n.plan = cfg, plan
@@ -759,6 +792,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			defer t.Stop()
 		}
 		err := n.srv.Shutdown(ctx)
+		if n.certs != nil {
+			n.certs.Close()
+		}
 		if n.stopPurger != nil {
 			n.stopPurger()
 			n.wg.Wait()

@@ -18,7 +18,8 @@ type ReloadReport struct {
 	// such as "sites[1] (b.example): changed" or "cache".
 	Applied []string `json:"applied"`
 	// NeedsRestart are the changed settings that only a restart applies:
-	// listeners, TLS, server settings, the admin listener and tokens, the
+	// listeners (tls.listen, tls.disable_http3 too), tls.acme and
+	// tls.reload_interval, server settings, the admin listener and tokens, the
 	// access log, the cluster section and the region.
 	NeedsRestart []string `json:"needs_restart"`
 	// Rings are the other regions' rings of the new plan, and whether each
@@ -62,7 +63,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 		}
 	}
 	keep("listen", old.Listen != next.Listen, func() { eff.Listen = old.Listen })
-	keep("tls", !reflect.DeepEqual(old.TLS, next.TLS), func() { eff.TLS = old.TLS })
+	tlsChanges(old.TLS, next.TLS, keep, &eff, &r)
 	keep("server", !reflect.DeepEqual(old.Server, next.Server), func() { eff.Server = old.Server })
 	keep("region", old.Region != next.Region, func() { eff.Region = old.Region })
 	keep("access_log", old.AccessLog != next.AccessLog, func() { eff.AccessLog = old.AccessLog })
