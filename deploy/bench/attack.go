@@ -309,7 +309,7 @@ type AttackResult struct {
 	Answered int64 `json:"answered"`
 	Rejected int64 `json:"rejected"`
 	// Abandoned counts the unique-keys and slow-misses requests given up
-	// after ClientTimeout.
+	// after ClientTimeout, or in progress when the attack stopped.
 	Abandoned int64 `json:"abandoned"`
 	// Errors counts the requests that failed: refused or reset
 	// connections, failed dials and writes, broken responses.

@@ -131,8 +131,11 @@ func (a *getAttack) get(ctx context.Context, n int64) {
 		}
 	}
 	switch {
-	case rctx.Err() != nil && ctx.Err() == nil && wrote.Load():
-		a.c.abandoned.Add(1) // our timeout, not the server's doing
+	case rctx.Err() != nil && wrote.Load():
+		// Our timeout, or the attack stopped (cut short by the kill
+		// limit, or its end) while the answer was on its way: not the
+		// server's doing.
+		a.c.abandoned.Add(1)
 	default:
 		a.c.fail(err)
 	}
