@@ -165,3 +165,23 @@ func TestStoreSetMaxWhilePut(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+func TestStoreTop(t *testing.T) {
+	s := New(1 << 20)
+	for _, k := range []string{"h/a", "h/b", "h/c"} {
+		s.Put(storedEntry(t, k, 10, nil))
+	}
+	s.Put(NewVaryIndex("h/v", []string{"Accept-Encoding"}, 1))
+	for k, n := range map[string]int{"h/a": 1, "h/b": 3, "h/c": 1} {
+		for range n {
+			s.Get(k).CountHit()
+		}
+	}
+	want := []TopObject{{Key: "h/b", Hits: 3, Bytes: 10}, {Key: "h/a", Hits: 1, Bytes: 10}}
+	if got := s.Top(2); !slices.Equal(got, want) {
+		t.Fatalf("Top(2) = %v, want %v", got, want)
+	}
+	if got := s.Top(10); len(got) != 3 {
+		t.Fatalf("Top(10) = %v: the vary index is not an object", got)
+	}
+}
