@@ -12,6 +12,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,7 +104,26 @@ func TestImportBoundaries(t *testing.T) {
 	}{
 		{"edge", "edge/listen", "request semantics know nothing of the listeners that call them (the fast front uses edge's hit contract)"},
 	}
+	// Packages whose dependencies within the module are listed in full
+	// (the package and the folders below it).
+	leaves := []struct {
+		pkg string
+		may []string
+		why string
+	}{
+		{"edge/store", []string{"edge/store", "edge/policy"}, "the store is a leaf below edge: it knows RFC 9111's policy, not the edge that fills it, its listeners, its cluster or its node"},
+	}
 	for _, p := range pkgs {
+		for _, l := range leaves {
+			if !under(p.ImportPath, l.pkg) {
+				continue
+			}
+			for _, d := range ours(p.Deps) {
+				if !slices.ContainsFunc(l.may, func(m string) bool { return under(d, m) }) {
+					t.Errorf("%s depends on %s: %s", p.ImportPath, d, l.why)
+				}
+			}
+		}
 		for _, r := range rules {
 			if !under(p.ImportPath, r.from) {
 				continue

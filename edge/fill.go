@@ -15,6 +15,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // errFirstByteTimeout ends a fill whose response headers did not come
@@ -32,7 +33,7 @@ const errorBodyLimit = 64 << 10
 // origin_host), the keyed query (originURL), and the keyed scheme in the
 // forwarding fields (setForwarded). The fill's fill.Info, which the fill
 // hands to the site's upstream, goes with it (see fillInfoOf).
-func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http.Request {
+func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
 	fi := fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
@@ -54,10 +55,10 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 		out.Header.Del(f)
 	}
 	if stale != nil {
-		if etag := stale.etag(); etag != "" {
+		if etag := stale.ETag(); etag != "" {
 			out.Header.Set("If-None-Match", etag)
 		}
-		if lm := stale.lastModified(); !lm.IsZero() {
+		if lm := stale.LastModified(); !lm.IsZero() {
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
 	}
@@ -73,7 +74,7 @@ var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modif
 // ctx is the fill's own: it ends when every party left (errAbandoned, see
 // Handler.leave), at the site's first-byte timeout, or when the handler
 // closes.
-func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
+func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
 	key, shared := f.key, f.shared
 	info := fillInfoOf(out)
 	cache := h.cache.Load()
@@ -151,12 +152,12 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		h.metrics.fill(reqTime, respTime, false)
 		resp.Body.Close()
 		resp.Header.Del(fill.PeerHeader) // an upstream's mark, never stored
-		merged := policy.UpdateHeaders(stale.baseHeader(), resp.Header)
+		merged := policy.UpdateHeaders(stale.BaseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
-		e, _ := h.newEntry(int(stale.status), merged, out, reqTime, respTime, st)
-		e.body = stale.body
-		res := fillResult{e: e, body: completeBody(stale.body), fwdStatus: resp.StatusCode}
-		if e.storable() {
+		e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
+		e.SetBody(stale.Body())
+		res := fillResult{e: e, body: completeBody(stale.Body()), fwdStatus: resp.StatusCode}
+		if e.Storable() {
 			res.stored = true
 			h.putFilled(h.store, primary, out.Header, e, purgeGen)
 		}
@@ -194,7 +195,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 		resp.Body.Close()
 		hdr.Del("Content-Length")
-		res := fillResult{failed: true, e: newFillingEntry(resp.StatusCode, hdr, policy.Policy{}, respTime), body: completeBody(body), fwdStatus: resp.StatusCode}
+		res := fillResult{failed: true, e: store.NewFilling(resp.StatusCode, hdr, policy.Policy{}, respTime), body: completeBody(body), fwdStatus: resp.StatusCode}
 		if rerr != nil {
 			res.e, res.body, res.err, body = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr), nil
 		}
@@ -238,7 +239,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		for _, name := range pol.StripFields {
 			kept.Del(name)
 		}
-		stored = newFillingEntry(resp.StatusCode, kept, pol, respTime)
+		stored = store.NewFilling(resp.StatusCode, kept, pol, respTime)
 		res.e, res.leaderEntry = stored, e
 	}
 	body := newGrowingBody(resp.ContentLength)
@@ -260,16 +261,16 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			if cap(all)-len(all) > len(all)/8 {
 				all = bytes.Clone(all) // a body of unknown length: keep no slack
 			}
-			e := stored.clone()
-			e.body = all
+			e := stored.Clone()
+			e.SetBody(all)
 			switch {
 			case !fromOwner || info.Replica:
 				h.putFilled(h.store, primary, out.Header, e, purgeGen)
 			case h.peerFillIsHot(primary):
 				// The owner peer holds the real copy; keep a short-lived
 				// one of a hot object only (groupcache's hot cache).
-				if limit := e.initialAge + hotTTL; e.policy().Lifetime > limit {
-					e.setLifetime(limit)
+				if limit := e.InitialAge() + hotTTL; e.Lifetime() > limit {
+					e.SetLifetime(limit)
 				}
 				h.putFilled(h.hot, primary, out.Header, e, purgeGen)
 			}
@@ -327,8 +328,8 @@ func remembered(ctx context.Context, err error) bool {
 
 // staleStandsIn reports whether a stale copy will be served in place of
 // an upstream error at now (stale-if-error or site grace).
-func staleStandsIn(stale *entry, now time.Time) bool {
-	return stale != nil && stale.judge(stale.currentAge(now), nil).StaleIfError
+func staleStandsIn(stale *store.Entry, now time.Time) bool {
+	return stale != nil && stale.Judge(stale.CurrentAge(now), nil).StaleIfError
 }
 
 // fillMemory is what one fill holds of the in-flight budget: the capacity
@@ -435,12 +436,12 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 // and builds its entry, which holds hdr as its fields until it is sealed.
 // On a site with deception_armor, a response whose Content-Type does not
 // match its path's extension is not stored (see armorRefuses).
-func (h *Handler) newEntry(status int, hdr http.Header, out *http.Request, reqTime, respTime time.Time, st *site) (*entry, policy.Policy) {
+func (h *Handler) newEntry(status int, hdr http.Header, out *http.Request, reqTime, respTime time.Time, st *site) (*store.Entry, policy.Policy) {
 	pol := policy.Evaluate(http.MethodGet, out.Header, status, hdr, reqTime, respTime, st.opts)
 	if pol.Store && st.cfg.DeceptionArmor && armorRefuses(out.URL.Path, hdr.Get("Content-Type")) {
 		pol.Store, pol.Reason = false, "deception-armor"
 	}
-	return newFillingEntry(status, hdr, pol, respTime), pol
+	return store.NewFilling(status, hdr, pol, respTime), pol
 }
 
 // cancelOnClose releases a fill's context when a passed-through body is

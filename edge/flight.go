@@ -7,6 +7,8 @@ import (
 	"net/textproto"
 	"sync"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // errAbandoned ends a fill that every request waiting on it has left:
@@ -68,13 +70,13 @@ type flight struct {
 
 // fillResult is what a fill hands to its waiters once upstream answered.
 type fillResult struct {
-	e    *entry       // the response to share (status, header, policy)
+	e    *store.Entry // the response to share (status, header, policy)
 	body *growingBody // its body, complete or arriving
 	// leaderEntry, when set, is what the request that started the fill
 	// gets instead of e: the response with the fields that the origin
 	// allowed on this response only (no-cache="field", private="field";
 	// RFC 9111 §5.2.2.4 and §5.2.2.7 remove them only from reuse).
-	leaderEntry *entry
+	leaderEntry *store.Entry
 	stored      bool   // e is to be stored once its body is complete
 	secondary   string // the secondary key of the leader's request, if e varies
 	failed      bool   // upstream failed (transport error or 5xx): a stale copy may stand in
@@ -230,7 +232,7 @@ func (h *Handler) leave(f *flight) {
 // started it. A key whose last fill failed recently gets that failure
 // again, without a request upstream, until its backoff ends (see
 // failedFills).
-func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
+func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
 		f.join()
@@ -250,7 +252,7 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 
 // startSolo runs a fill that nobody else joins (hit-for-miss, requests
 // with Authorization).
-func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
+func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
 	if remember {
 		if res, ok := h.failures.recall(key, h.now()); ok {
 			return doneFlight(res)
@@ -279,7 +281,7 @@ func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MI
 // startFill runs the fill of f in the background. Once the handler is
 // closed no fill starts: f fails at once (errClosed), without a request
 // upstream.
-func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *entry) {
+func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
 	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
 		return
 	}
@@ -296,7 +298,7 @@ func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary st
 
 // refresh revalidates a stale entry in the background
 // (stale-while-revalidate), unless a fill for its key already runs.
-func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *entry) {
+func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *store.Entry) {
 	if h.isClosed() {
 		return
 	}

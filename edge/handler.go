@@ -12,6 +12,10 @@
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails.
 //
+// Stored responses live in package edge/store (its byte layout, the
+// byte budget and its eviction); this package decides what is stored and
+// when a stored response may be reused (edge/policy).
+//
 // Every front books its answers in one place: a front that writes hits
 // itself (the fast HTTP/1.1 front) gets them from [Handler.LookupHit] and
 // reports them with [Handler.Delivered], which books them as ServeHTTP's
@@ -21,9 +25,11 @@
 // tables; a flight's mu guards its parties and result; a body's lock its
 // bytes. The order is Handler.mu → flight.mu → body's lock (the fill, when
 // it stores an entry, holds the body's and takes Handler.mu, never a
-// flight's). A flight's hintMu is a leaf: it is held only while a 1xx
-// hint is written to the leader's client, under no other lock. No other
-// network I/O happens under these locks. Handler.life is a leaf too: it
+// flight's). The store's locks (package store) come after all of these:
+// an entry is stored under the body's lock, and nothing is called back
+// under the store's. A flight's hintMu is a leaf: it is held only while a
+// 1xx hint is written to the leader's client, under no other lock. No
+// other network I/O happens under these locks. Handler.life is a leaf too: it
 // guards closing and the start of background work (Handler.background),
 // so that nothing starts after Close.
 package edge
@@ -49,6 +55,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -90,8 +97,8 @@ type Handler struct {
 	sites     atomic.Pointer[siteTable] // swapped by Reload
 	cache     atomic.Pointer[CacheConfig]
 	opt       Options
-	store     *store
-	hot       *store // short-lived copies of hot objects owned by a peer
+	store     *store.Store
+	hot       *store.Store // short-lived copies of hot objects owned by a peer
 	now       func() time.Time
 	log       *slog.Logger
 	gen       atomic.Uint64 // vary index generations
@@ -144,8 +151,8 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg:     cfg,
-		store:   newStore(cfg.Cache.MaxBytes),
-		hot:     newStore(cfg.Cache.HotBytes),
+		store:   store.New(cfg.Cache.MaxBytes),
+		hot:     store.New(cfg.Cache.HotBytes),
 		now:     opt.Now,
 		log:     opt.Logger,
 		flights: map[string]*flight{},
@@ -283,8 +290,8 @@ func (h *Handler) Reload(cfg Config) error {
 	}
 	cache := cfg.Cache
 	h.cache.Store(&cache)
-	h.store.setMax(cache.MaxBytes)
-	h.hot.setMax(cache.HotBytes)
+	h.store.SetMax(cache.MaxBytes)
+	h.hot.SetMax(cache.HotBytes)
 	h.inflight.setMax(cache.MaxInflightBytes)
 	old := h.sites.Swap(sites)
 	// Requests that started on the old table may still be filling through
@@ -361,11 +368,8 @@ func (h *Handler) StopWaiting() { h.stopWaiting() }
 // StoreStats reports how many entries the store holds, the bytes they are
 // charged, and how many entries were evicted to make room.
 func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
-	n, b := h.store.stats()
-	h.store.mu.Lock()
-	ev := h.store.evicted
-	h.store.mu.Unlock()
-	return n, b, ev
+	st := h.store.Stats()
+	return st.Entries, st.Bytes, st.Evicted
 }
 
 // ServeHTTP routes the request to its site and serves it from cache or
@@ -484,7 +488,7 @@ func variantKey(primary string, gen uint64, secondary string) string {
 // variant that the request's headers select when the primary key holds a
 // vary index (req is called only then). key is where a response for the
 // request would be stored.
-func (h *Handler) lookup(primary string, req func() *http.Request) (key string, e *entry, varyMiss bool) {
+func (h *Handler) lookup(primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
 	key, e, varyMiss = lookupIn(h.store, primary, req)
 	if e == nil {
 		if k, he, _ := lookupIn(h.hot, primary, req); he != nil {
@@ -494,12 +498,12 @@ func (h *Handler) lookup(primary string, req func() *http.Request) (key string, 
 	return key, e, varyMiss
 }
 
-func lookupIn(s *store, primary string, req func() *http.Request) (key string, e *entry, varyMiss bool) {
-	e = s.get(primary)
+func lookupIn(s *store.Store, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
+	e = s.Get(primary)
 	if e == nil {
 		return primary, nil, false
 	}
-	fields, gen, isIndex := e.varyIndex()
+	fields, gen, isIndex := e.VaryIndex()
 	if !isIndex {
 		return primary, e, false
 	}
@@ -508,34 +512,33 @@ func lookupIn(s *store, primary string, req func() *http.Request) (key string, e
 		return primary, nil, true
 	}
 	key = variantKey(primary, gen, sk)
-	v := s.get(key)
+	v := s.Get(key)
 	return key, v, v == nil
 }
 
 // put stores a complete entry for the primary key in s, under a variant
 // key when the response varies. The entry is sealed there: its fields
-// take their stored form (see seal).
-func (h *Handler) put(s *store, primary string, reqHeader http.Header, e *entry) {
-	base := e.baseHeader()
+// take their stored form (see store.Entry.Seal).
+func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) {
+	base := e.BaseHeader()
 	fields, ok := policy.VaryFields(base["Vary"])
 	if !ok {
 		return
 	}
 	if len(fields) == 0 {
-		h.seal(e, primary, base)
-		s.put(e)
+		e.Seal(primary, base, h.via)
+		s.Put(e)
 		return
 	}
-	idx := s.get(primary)
-	if idxFields, _, isIndex := idx.varyIndex(); !isIndex || !equalStrings(idxFields, fields) {
-		idx = newVaryIndex(fields, h.gen.Add(1))
-		sealIndex(idx, primary)
-		s.put(idx)
+	idx := s.Get(primary)
+	if idxFields, _, isIndex := idx.VaryIndex(); !isIndex || !equalStrings(idxFields, fields) {
+		idx = store.NewVaryIndex(primary, fields, h.gen.Add(1))
+		s.Put(idx)
 	}
-	_, gen, _ := idx.varyIndex()
+	_, gen, _ := idx.VaryIndex()
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
-	h.seal(e, variantKey(primary, gen, sk), base)
-	s.put(e)
+	e.Seal(variantKey(primary, gen, sk), base, h.via)
+	s.Put(e)
 }
 
 // peerFillIsHot counts a peer fill of key and reports whether the key has
@@ -567,7 +570,7 @@ func equalStrings(a, b []string) bool {
 func (h *Handler) invalidate(host, requestURI string) bool {
 	removed := false
 	for _, key := range h.keysFor(host, requestURI) {
-		a, b := h.store.remove(key), h.hot.remove(key)
+		a, b := h.store.Remove(key), h.hot.Remove(key)
 		removed = removed || a || b
 	}
 	return removed

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // The hit path, for every front. Hits that ServeHTTP answers (net/http's
@@ -22,82 +23,45 @@ import (
 // serveHit is the hit path: it writes the entry's sealed fields, the
 // Age and Cache-Status shared by every hit within the same second, and the
 // stored body, without re-deriving anything.
-func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration) {
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *store.Entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
 	wh := w.Header()
-	e.writeFields(wh, st)
-	wh["Age"] = st.ageField
-	wh["Cache-Status"] = st.statusField
-	w.WriteHeader(int(e.status))
-	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
+	e.WriteFields(wh, st)
+	wh["Age"] = st.AgeField
+	wh["Cache-Status"] = st.StatusField
+	status := e.Status()
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead || !bodyAllowed(status) {
 		h.delivered(e, classHit, r.ProtoMajor, 0, nil)
 		return
 	}
-	w.Write(e.body)
-	h.delivered(e, classHit, r.ProtoMajor, len(e.body), nil)
-}
-
-// writeFields puts a sealed entry's fields in wh, with Content-Length
-// when its status has a body. The values share one allocation; a hit's
-// stamp, when given, supplies the computed ones.
-func (e *entry) writeFields(wh http.Header, st *hitStamp) {
-	n := e.fieldCount()
-	hasBody := bodyAllowed(int(e.status))
-	if hasBody {
-		n++
-	}
-	vals := make([]string, 0, n)
-	last, start := "", 0
-	add := func(name, value string) {
-		if name != last { // lines of one field are adjacent in a block
-			last, start = name, len(vals)
-		}
-		vals = append(vals, value)
-		wh[name] = vals[start:len(vals):len(vals)]
-	}
-	eachLine(e.shared.Value(), add)
-	eachLine(e.own(), add)
-	if e.flags&flagDateCompact != 0 {
-		if st != nil {
-			add("Date", st.date)
-		} else {
-			date, _ := e.compactDate()
-			add("Date", date)
-		}
-	}
-	if hasBody {
-		cl := ""
-		if st != nil {
-			cl = st.contentLength
-		} else {
-			cl = strconv.Itoa(len(e.body))
-		}
-		add("Content-Length", cl)
-	}
+	body := e.Body()
+	w.Write(body)
+	h.delivered(e, classHit, r.ProtoMajor, len(body), nil)
 }
 
 // hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
 // made once per entry and whole second.
-func (h *Handler) hitStampOf(e *entry, age time.Duration) *hitStamp {
+func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
 	secs := int64(age / time.Second)
-	st := e.stamp.Load()
-	if st == nil || st.age != secs {
-		ttl := time.Duration(int64(e.lifetime)-secs) * time.Second
+	st := e.Stamp()
+	if st == nil || st.Age != secs {
+		ttl := e.Lifetime() - time.Duration(secs)*time.Second
 		var cl, date string
 		if st != nil { // the same entry a second later
-			cl, date = st.contentLength, st.date
+			cl, date = st.ContentLength, st.Date
 		} else {
-			cl = strconv.Itoa(len(e.body))
-			date, _ = e.compactDate()
+			cl = strconv.Itoa(len(e.Body()))
+			date, _ = e.CompactDate()
 		}
-		st = &hitStamp{
-			age:           secs,
-			contentLength: cl,
-			date:          date,
-			ageField:      []string{strconv.FormatInt(secs, 10)},
-			statusField:   []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
+		st = &store.Stamp{
+			Age:           secs,
+			ContentLength: cl,
+			Date:          date,
+			AgeField:      []string{strconv.FormatInt(secs, 10)},
+			StatusField:   []string{appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
 		}
-		e.stamp.Store(st)
+		e.SetStamp(st)
 	}
 	return st
 }
@@ -160,8 +124,8 @@ type HitRequest struct {
 // that repeats is then not allocated again). It is not safe for
 // concurrent use.
 type Hit struct {
-	e     *entry
-	stamp *hitStamp
+	e     *store.Entry
+	stamp *store.Stamp
 	start time.Time // when the lookup began: the access log's duration starts here
 	req   HitRequest
 	// keyBuf is where the request's key is derived; key is the last key
@@ -219,17 +183,17 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
-	e := h.store.get(key)
+	e := h.store.Get(key)
 	if e == nil {
-		e = h.hot.get(key)
+		e = h.hot.Get(key)
 	}
-	if e == nil || !e.sealed() || !bodyAllowed(int(e.status)) {
+	if e == nil || !e.Sealed() || !bodyAllowed(e.Status()) {
 		return false
 	}
 	now := h.now()
-	age := e.currentAge(now)
+	age := e.CurrentAge(now)
 	reqCC := policy.NoDirectives()
-	if !e.judge(age, &reqCC).Fresh {
+	if !e.Judge(age, &reqCC).Fresh {
 		return false
 	}
 	x.e, x.stamp, x.start = e, h.hitStampOf(e, age), now
@@ -242,7 +206,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 // fields, then the blank line). dateLine gives a whole "Date: ...\r\n"
 // line of now; it is called only for an entry stored without a Date.
 func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
-	e, st, status := x.e, x.stamp, int(x.e.status)
+	e, st, status := x.e, x.stamp, x.e.Status()
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
@@ -254,25 +218,27 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 	}
 	b = append(b, "\r\n"...)
 	// The sealed blocks are in wire form already.
-	b = append(b, e.shared.Value()...)
-	b = append(b, e.own()...)
+	shared, own := e.Blocks()
+	b = append(b, shared...)
+	b = append(b, own...)
+	body := e.Body()
 	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(e.body)), 10)
+	b = append(b, st.ContentLength...)
 	b = append(b, "\r\n"...)
-	b = appendField(b, "Age", st.ageField)
-	b = appendField(b, "Cache-Status", st.statusField)
-	if e.flags&flagHasType == 0 && !x.req.Head && len(e.body) > 0 {
+	b = appendField(b, "Age", st.AgeField)
+	b = appendField(b, "Cache-Status", st.StatusField)
+	if !e.HasContentType() && !x.req.Head && len(body) > 0 {
 		// net/http sniffs a missing Content-Type from the body.
 		b = append(b, "Content-Type: "...)
-		b = append(b, http.DetectContentType(e.body)...)
+		b = append(b, http.DetectContentType(body)...)
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case e.flags&flagDateCompact != 0:
+	case st.Date != "":
 		b = append(b, "Date: "...)
-		b = append(b, st.date...)
+		b = append(b, st.Date...)
 		b = append(b, "\r\n"...)
-	case e.flags&flagHasDate == 0:
+	case !e.HasDate():
 		b = append(b, dateLine()...)
 	}
 	return b
@@ -284,7 +250,7 @@ func (x *Hit) Body() []byte {
 	if x.req.Head {
 		return nil
 	}
-	return x.e.body
+	return x.e.Body()
 }
 
 // Delivered books a hit that the front has written, bodyBytes of its
@@ -299,8 +265,8 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 			method = "HEAD"
 		}
 		line = &accessLine{remote: addrString(x.req.Remote), proto: "HTTP/1.1", method: method,
-			host: string(x.req.Host), uri: string(x.req.Target), status: int(x.e.status), bytes: int64(bodyBytes),
-			cacheStatus: strings.Join(x.stamp.statusField, ", "), start: x.start}
+			host: string(x.req.Host), uri: string(x.req.Target), status: x.e.Status(), bytes: int64(bodyBytes),
+			cacheStatus: strings.Join(x.stamp.StatusField, ", "), start: x.start}
 	}
 	h.delivered(x.e, classHit, 1, bodyBytes, line)
 	x.e, x.stamp, x.req = nil, nil, HitRequest{}
@@ -330,9 +296,9 @@ func appendField(b []byte, name string, vs []string) []byte {
 // the body bytes sent, and, when line is not nil and an access log is
 // kept, the access log line. Requests that ServeHTTP answers get their
 // line from serveLogged.
-func (h *Handler) delivered(e *entry, class, protoMajor, bodyBytes int, line *accessLine) {
+func (h *Handler) delivered(e *store.Entry, class, protoMajor, bodyBytes int, line *accessLine) {
 	if e != nil && class == classHit {
-		e.countHit()
+		e.CountHit()
 	}
 	h.metrics.request(protoMajor, class, bodyBytes)
 	if line != nil && h.accessLog != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // Hostile clients against the client-facing listeners (issue 12 items 7,
@@ -1002,7 +1003,7 @@ func TestFrontsAnswerAlike(t *testing.T) {
 			rec := httptest.NewRecorder()
 			admin.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
 			var status struct {
-				Top []edge.TopObject `json:"top"`
+				Top []store.TopObject `json:"top"`
 			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &status); err != nil {
 				t.Fatalf("status: %v", err)

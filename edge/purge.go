@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // Purge names stored objects to remove: by URL, by surrogate key (the
@@ -57,10 +59,10 @@ func (h *Handler) Purge(p Purge) (int, error) {
 		keys = append(keys, h.keysFor(u.Host, u.RequestURI())...)
 	}
 	n := 0
-	for _, s := range []*store{h.store, h.hot} {
+	for _, s := range []*store.Store{h.store, h.hot} {
 		targets := keys
 		for _, tag := range p.Keys {
-			targets = append(targets, s.tags.lookup(tag)...)
+			targets = append(targets, s.KeysByTag(tag)...)
 		}
 		for _, k := range targets {
 			if h.purgeKey(s, k, p.Soft) {
@@ -153,13 +155,13 @@ func (rec purgeRecord) matches(primary string, tags []string) bool {
 // putFilled stores what a fill brought, unless a purge that came while
 // the fill was on its way names it: then a hard purge drops it and a soft
 // one stores it already stale.
-func (h *Handler) putFilled(s *store, primary string, reqHeader http.Header, e *entry, purgeGen uint64) {
-	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.field("Surrogate-Key")))
+func (h *Handler) putFilled(s *store.Store, primary string, reqHeader http.Header, e *store.Entry, purgeGen uint64) {
+	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.Field("Surrogate-Key")))
 	switch {
 	case !hit:
 	case soft:
-		e = e.clone()
-		e.setLifetime(e.currentAge(h.now()))
+		e = e.Clone()
+		e.SetLifetime(e.CurrentAge(h.now()))
 	default:
 		return
 	}
@@ -168,18 +170,18 @@ func (h *Handler) putFilled(s *store, primary string, reqHeader http.Header, e *
 
 // purgeKey removes or (soft) marks stale the entry at key. A vary index is
 // always removed: its variants go with it.
-func (h *Handler) purgeKey(s *store, key string, soft bool) bool {
-	e := s.peek(key)
+func (h *Handler) purgeKey(s *store.Store, key string, soft bool) bool {
+	e := s.Peek(key)
 	if e == nil {
 		return false
 	}
-	if !soft || e.isVaryIndex() {
-		return s.remove(key)
+	if !soft || e.IsVaryIndex() {
+		return s.Remove(key)
 	}
-	stale := e.clone()
+	stale := e.Clone()
 	// Stale from now on: the stale-* windows start at the purge.
-	stale.setLifetime(e.currentAge(h.now()))
-	return s.replaceIf(key, e, stale)
+	stale.SetLifetime(e.CurrentAge(h.now()))
+	return s.ReplaceIf(key, e, stale)
 }
 
 // methodPurge is the HTTP method that purges the request's URL (Varnish's

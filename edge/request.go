@@ -15,6 +15,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/byterange"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // maxCollapseRetries bounds how often a waiter whose variant did not match
@@ -65,11 +66,11 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		cs.fwd = "vary-miss"
 	}
 	if e != nil {
-		age := e.currentAge(now)
-		v := e.judge(age, &reqCC)
+		age := e.CurrentAge(now)
+		v := e.Judge(age, &reqCC)
 		switch {
 		case v.Fresh:
-			if e.sealed() && plainRequest(r) {
+			if e.Sealed() && plainRequest(r) {
 				h.serveHit(w, r, e, age)
 				return
 			}
@@ -125,14 +126,14 @@ func normalizedAcceptEncoding(r *http.Request, st *site) *http.Request {
 }
 
 // completeBodyOf is the body argument of serveEntry for a stored entry:
-// nil, meaning e.body, whole.
-func completeBodyOf(*entry) *growingBody { return nil }
+// nil, meaning e.Body(), whole.
+func completeBodyOf(*store.Entry) *growingBody { return nil }
 
 // fetch answers r through a fill: joined with others when coalesce, else
 // alone. A request that has a stale copy it may use waits for upstream no
 // longer than the site's grace.stale_timeout, then gets the copy while the
 // fill goes on in the background.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *entry, cs cacheStatus, coalesce bool) {
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *store.Entry, cs cacheStatus, coalesce bool) {
 	// An authenticated request's failure is its own: not remembered for
 	// the key, nor answered from another's.
 	remember := len(r.Header["Authorization"]) == 0
@@ -202,7 +203,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 				continue
 			}
 			if res.secondary != "" && attempt < maxCollapseRetries {
-				if sk, _ := policy.SecondaryKey(res.e.baseHeader()["Vary"], r.Header); sk != res.secondary {
+				if sk, _ := policy.SecondaryKey(res.e.BaseHeader()["Vary"], r.Header); sk != res.secondary {
 					h.leave(f)
 					coalesce = false // another variant than the leader's
 					continue
@@ -236,11 +237,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 
 // answerDraining answers a request that cannot wait for upstream because
 // the node is stopping: from its stale copy if it may use one, else 503.
-func (h *Handler) answerDraining(w http.ResponseWriter, r *http.Request, st *site, stale *entry, cs cacheStatus) {
+func (h *Handler) answerDraining(w http.ResponseWriter, r *http.Request, st *site, stale *store.Entry, cs cacheStatus) {
 	w.Header().Set("Connection", "close")
 	if stale != nil {
-		age := stale.currentAge(h.now())
-		if stale.judge(age, nil).StaleIfError || stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
+		age := stale.CurrentAge(h.now())
+		if stale.Judge(age, nil).StaleIfError || stale.UsableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
 			h.serveStale(w, r, stale, "stale-while-draining", cs)
 			return
 		}
@@ -254,13 +255,13 @@ func (h *Handler) answerDraining(w http.ResponseWriter, r *http.Request, st *sit
 // upstream before the copy answers it: the site's stale_timeout when the
 // copy may stand in for a failed or unreachable upstream, else 0 (wait
 // for upstream).
-func (h *Handler) staleWait(st *site, stale *entry) time.Duration {
+func (h *Handler) staleWait(st *site, stale *store.Entry) time.Duration {
 	d := st.cfg.Grace.staleTimeout()
 	if stale == nil || d <= 0 {
 		return 0
 	}
-	age := stale.currentAge(h.now())
-	if stale.judge(age, nil).StaleIfError || stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
+	age := stale.CurrentAge(h.now())
+	if stale.Judge(age, nil).StaleIfError || stale.UsableDisconnected(age, st.cfg.Grace.ifUnreachable()) {
 		return d
 	}
 	return 0
@@ -268,24 +269,24 @@ func (h *Handler) staleWait(st *site, stale *entry) time.Duration {
 
 // serveStale answers r from a stale copy in place of upstream's answer,
 // saying why in Cache-Status.
-func (h *Handler) serveStale(w http.ResponseWriter, r *http.Request, stale *entry, why string, cs cacheStatus) {
-	age := stale.currentAge(h.now())
-	v := stale.judge(age, nil)
+func (h *Handler) serveStale(w http.ResponseWriter, r *http.Request, stale *store.Entry, why string, cs cacheStatus) {
+	age := stale.CurrentAge(h.now())
+	v := stale.Judge(age, nil)
 	cs.fwd, cs.detail, cs.ttl, cs.hasTTL = "stale", why, v.TTL, true
 	h.serveEntry(w, r, stale, completeBodyOf(stale), age, cs)
 }
 
 // serveResult answers r from a fill's result.
-func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, res fillResult, stale *entry, cs cacheStatus) {
+func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, res fillResult, stale *store.Entry, cs cacheStatus) {
 	cs.fwdStatus = res.fwdStatus
 	if res.failed {
 		if stale != nil {
-			age := stale.currentAge(h.now())
-			switch v := stale.judge(age, nil); {
+			age := stale.CurrentAge(h.now())
+			switch v := stale.Judge(age, nil); {
 			case v.Fresh || v.StaleIfError || v.StaleWhileRevalidate:
 				h.serveStale(w, r, stale, "stale-if-error", cs)
 				return
-			case res.e == nil && stale.usableDisconnected(age, st.cfg.Grace.ifUnreachable()):
+			case res.e == nil && stale.UsableDisconnected(age, st.cfg.Grace.ifUnreachable()):
 				// No answer at all: a disconnected cache may serve
 				// stale (RFC 9111 §4.2.4; grace.if_unreachable).
 				h.serveStale(w, r, stale, "stale-if-unreachable", cs)
@@ -318,10 +319,10 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 		return
 	}
 	cs.stored = res.stored
-	if res.e.storable() {
-		cs.ttl, cs.hasTTL = res.e.ttl(), true
+	if res.e.Storable() {
+		cs.ttl, cs.hasTTL = res.e.TTL(), true
 	}
-	h.serveEntry(w, r, res.e, res.body, res.e.initialAge, cs)
+	h.serveEntry(w, r, res.e, res.body, res.e.InitialAge(), cs)
 }
 
 // servePass streams a response that will not be stored to the leader. A
@@ -408,9 +409,9 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // serveEntry writes a stored or arriving response to the client, answering
 // the client's conditionals and Range from it. body is the arriving body, or
 // nil for e's stored one. age < 0 omits Age.
-func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, body *growingBody, age time.Duration, cs cacheStatus) {
+func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.Entry, body *growingBody, age time.Duration, cs cacheStatus) {
 	wh := w.Header()
-	if hdr := e.filling(); hdr != nil { // the fields as the origin sent them
+	if hdr := e.Filling(); hdr != nil { // the fields as the origin sent them
 		for k, vs := range hdr {
 			wh[k] = vs
 		}
@@ -419,15 +420,15 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
 		}
 	} else { // sealed: prepared for clients already
-		e.writeFields(wh, nil)
-		if tags := e.tags(); isFromPeer(r.Context()) && len(tags) > 0 {
+		e.WriteFields(wh, nil)
+		if tags := e.Tags(); isFromPeer(r.Context()) && len(tags) > 0 {
 			wh["Surrogate-Key"] = []string{strings.Join(tags, " ")} // peers purge by it too
 		}
 	}
 	if age >= 0 {
 		wh["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	}
-	wh["Cache-Status"] = []string{appendCacheStatus(e.field("Cache-Status"), h.cfg.Name, cs)}
+	wh["Cache-Status"] = []string{appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cs)}
 	switch cs.detail {
 	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout", "stale-while-draining":
 		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
@@ -436,8 +437,8 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 		h.metrics.collapsed.Inc()
 	}
 
-	if e.status == http.StatusOK || e.status == http.StatusNoContent {
-		switch policy.CheckPreconditions(r.Method, r.Header, e.etag(), e.lastModified()) {
+	if e.Status() == http.StatusOK || e.Status() == http.StatusNoContent {
+		switch policy.CheckPreconditions(r.Method, r.Header, e.ETag(), e.LastModified()) {
 		case http.StatusNotModified:
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
@@ -451,17 +452,18 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 			return
 		}
 	}
-	if e.status == http.StatusOK {
+	if e.Status() == http.StatusOK {
 		wh["Accept-Ranges"] = []string{"bytes"}
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
-			byterange.IfRange(r.Header.Get("If-Range"), e.etag(), e.lastModified()) {
+			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
 			if h.serveRange(w, r, rh, e, body) {
 				h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
 		}
 	}
-	size, whole, complete := int64(len(e.body)), e.body, true
+	whole, complete := e.Body(), true
+	size := int64(len(whole))
 	if body != nil {
 		size, whole, complete = body.state()
 	}
@@ -470,8 +472,8 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, b
 	} else {
 		delete(wh, "Content-Length")
 	}
-	w.WriteHeader(int(e.status))
-	if r.Method == http.MethodHead || !bodyAllowed(int(e.status)) {
+	w.WriteHeader(e.Status())
+	if r.Method == http.MethodHead || !bodyAllowed(e.Status()) {
 		h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 		return
 	}
@@ -497,9 +499,9 @@ func bodyAllowed(status int) bool {
 
 // serveRange answers a Range request from an entry. It returns false when
 // the Range is to be ignored (invalid syntax): the caller sends 200.
-func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *entry, body *growingBody) bool {
+func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *store.Entry, body *growingBody) bool {
 	if body == nil {
-		body = completeBody(e.body)
+		body = completeBody(e.Body())
 	}
 	defer body.watch(r.Context())()
 	size, err := body.waitSize(r.Context())
@@ -531,7 +533,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 		}
 		return true
 	}
-	mp := byterange.Multipart{Ranges: ranges, Size: size, ContentType: e.field("Content-Type"), Boundary: boundaryFor(e)}
+	mp := byterange.Multipart{Ranges: ranges, Size: size, ContentType: e.Field("Content-Type"), Boundary: boundaryFor(e)}
 	wh["Content-Type"] = []string{mp.ContentTypeHeader()}
 	wh["Content-Length"] = []string{strconv.FormatInt(mp.ContentLength(), 10)}
 	w.WriteHeader(http.StatusPartialContent)
@@ -543,8 +545,8 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 
 // boundaryFor is a multipart boundary that cannot occur in the body's
 // headers: derived from the entry's time and the body's length.
-func boundaryFor(e *entry) string {
-	return fmt.Sprintf("meridian-%x-%x", e.respTime, len(e.body))
+func boundaryFor(e *store.Entry) string {
+	return fmt.Sprintf("meridian-%x-%x", e.ResponseTime().UnixNano(), len(e.Body()))
 }
 
 // writeError answers with a short plain-text error.

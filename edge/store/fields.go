@@ -1,9 +1,10 @@
-package edge
+package store
 
 import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unique"
@@ -152,16 +153,15 @@ func lineValue(block, name string) (string, bool) {
 	return "", false
 }
 
-// seal puts a complete entry's fields in their stored form, under store
-// key key. base is its header as the origin sent it; the blocks get this
-// cache's Via entry and, for a 200, Accept-Ranges; the surrogate keys and
-// an upstream Cache-Status go to the entry's extra.
-func (h *Handler) seal(e *entry, key string, base http.Header) {
-	// The blocks get this cache's Via entry and, for a 200,
-	// Accept-Ranges; base itself is not touched (waiters may be reading
-	// it).
-	via := base["Via"]
-	add := http.Header{"Via": append(via[:len(via):len(via)], h.via)}
+// Seal puts a complete entry's fields in their stored form, under store
+// key key. base is its header as the origin sent it (see BaseHeader); the
+// blocks get via, this cache's Via entry, and, for a 200, Accept-Ranges;
+// the surrogate keys and an upstream Cache-Status are kept apart. base
+// itself is not changed (waiters may be reading it). A sealed entry no
+// longer holds the header it was filled with.
+func (e *Entry) Seal(key string, base http.Header, via string) {
+	v := base["Via"]
+	add := http.Header{"Via": append(v[:len(v):len(v)], via)}
 	if e.status == http.StatusOK {
 		add["Accept-Ranges"] = []string{"bytes"}
 	}
@@ -184,7 +184,7 @@ func (h *Handler) seal(e *entry, key string, base http.Header) {
 	if hasType {
 		e.flags |= flagHasType
 	}
-	var x entryExtra
+	var x extra
 	if e.extra != nil {
 		x.vary, x.gen = e.extra.vary, e.extra.gen
 	}
@@ -227,17 +227,57 @@ func dateOffset(vs []string, respTime int64) (int32, bool) {
 	return int32(off), true
 }
 
-// sealIndex gives a vary index its store key.
-func sealIndex(e *entry, key string) {
-	e.meta = key
-	e.keyLen = uint32(len(key))
-}
-
-// fieldCount is the number of field values of a sealed entry.
-func (e *entry) fieldCount() int {
+// FieldCount is the number of field lines of a sealed entry (see
+// EachField).
+func (e *Entry) FieldCount() int {
 	n := strings.Count(e.shared.Value(), "\r\n") + strings.Count(e.own(), "\r\n")
 	if e.flags&flagDateCompact != 0 {
 		n++
 	}
 	return n
+}
+
+// WriteFields puts a sealed entry's fields in wh as a client gets them,
+// with Content-Length when its status has a body. The values share one
+// allocation. A hit's stamp, when given, supplies the computed ones (the
+// Date kept as a number, Content-Length); nil computes them.
+func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
+	n := e.FieldCount()
+	hasBody := bodyAllowed(int(e.status))
+	if hasBody {
+		n++
+	}
+	vals := make([]string, 0, n)
+	last, start := "", 0
+	add := func(name, value string) {
+		if name != last { // lines of one field are adjacent in a block
+			last, start = name, len(vals)
+		}
+		vals = append(vals, value)
+		wh[name] = vals[start:len(vals):len(vals)]
+	}
+	eachLine(e.shared.Value(), add)
+	eachLine(e.own(), add)
+	if e.flags&flagDateCompact != 0 {
+		if st != nil {
+			add("Date", st.Date)
+		} else {
+			date, _ := e.CompactDate()
+			add("Date", date)
+		}
+	}
+	if hasBody {
+		cl := ""
+		if st != nil {
+			cl = st.ContentLength
+		} else {
+			cl = strconv.Itoa(len(e.body))
+		}
+		add("Content-Length", cl)
+	}
+}
+
+// bodyAllowed reports whether a response of status has a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }

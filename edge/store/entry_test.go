@@ -1,0 +1,119 @@
+package store
+
+import (
+	"math"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge/policy"
+)
+
+func TestSealedFieldsRoundTrip(t *testing.T) {
+	origin := http.Header{
+		"Cache-Control":  {"max-age=60"},
+		"Content-Type":   {"text/plain"},
+		"Date":           {"Fri, 27 Nov 2026 08:00:00 GMT"},
+		"Etag":           {`"v1"`},
+		"Last-Modified":  {"Thu, 26 Nov 2026 08:00:00 GMT"},
+		"Set-Thing":      {"one", "two"},
+		"Via":            {"1.1 upstream"},
+		"Surrogate-Key":  {"k1 k2"},
+		"Cache-Status":   {"parent; hit"},
+		"Age":            {"7"},
+		"Content-Length": {"5"},
+		"X-Evil":         {"a\r\nInjected: yes"},
+	}
+	e := storedEntry(t, "h/obj", 5, origin)
+	if e.Key() != "h/obj" {
+		t.Fatalf("key %q", e.Key())
+	}
+	if got := e.ETag(); got != `"v1"` {
+		t.Errorf("etag %q", got)
+	}
+	if got := e.LastModified(); !got.Equal(time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)) {
+		t.Errorf("last-modified %v", got)
+	}
+	if got := e.Field("cache-status"); got != "parent; hit" {
+		t.Errorf("Cache-Status %q", got)
+	}
+	wh := http.Header{}
+	e.WriteFields(wh, nil)
+	want := http.Header{
+		"Accept-Ranges":  {"bytes"},
+		"Cache-Control":  {"max-age=60"},
+		"Content-Type":   {"text/plain"},
+		"Date":           {"Fri, 27 Nov 2026 08:00:00 GMT"},
+		"Etag":           {`"v1"`},
+		"Last-Modified":  {"Thu, 26 Nov 2026 08:00:00 GMT"},
+		"Set-Thing":      {"one", "two"},
+		"Via":            {"1.1 upstream", "1.1 test"},
+		"Content-Length": {"5"},
+		"X-Evil":         {"a  Injected: yes"},
+	}
+	if !reflect.DeepEqual(wh, want) {
+		t.Errorf("client fields\n got %v\nwant %v", wh, want)
+	}
+	base := e.BaseHeader()
+	for _, name := range []string{"Age", "Content-Length"} {
+		if base[name] != nil {
+			t.Errorf("base header has %s", name)
+		}
+	}
+	if !slices.Equal(base["Via"], []string{"1.1 upstream"}) || base.Get("Surrogate-Key") != "k1 k2" || base.Get("Cache-Status") != "parent; hit" {
+		t.Errorf("base header %v", base)
+	}
+	if e.flags&(flagHasDate|flagHasType|flagDateCompact) != flagHasDate|flagHasType|flagDateCompact {
+		t.Errorf("flags %b", e.flags)
+	}
+	if strings.Contains(e.own(), "Date") || e.Field("date") != "Fri, 27 Nov 2026 08:00:00 GMT" {
+		t.Errorf("an IMF-fixdate Date is kept in a block (%q) or lost (%q)", e.own(), e.Field("Date"))
+	}
+	// A Date in an obsolete format is kept as it came, byte for byte.
+	obsolete := storedEntry(t, "h/old", 1, http.Header{"Date": {"Thursday, 01-Jan-70 00:16:00 GMT"}})
+	if obsolete.flags&flagDateCompact != 0 || !strings.Contains(obsolete.own(), "Date: Thursday, 01-Jan-70 00:16:00 GMT\r\n") {
+		t.Errorf("obsolete Date: flags %b, own block %q", obsolete.flags, obsolete.own())
+	}
+	wh = http.Header{}
+	obsolete.WriteFields(wh, nil)
+	if got := wh["Date"]; !slices.Equal(got, []string{"Thursday, 01-Jan-70 00:16:00 GMT"}) {
+		t.Errorf("obsolete Date written as %q", got)
+	}
+	// An invalid Date (RFC 9110 §5.6.7) is replaced by the response time
+	// (RFC 9110 §6.6.1), the time the entry's age counts from.
+	for _, date := range [][]string{
+		{"Thu, 01 Jan 1970 0:16:00 GMT"}, {"Thu, 01  Jan  1970 00:16:00 GMT"}, {"0"},
+		{"Thu, 01 Jan 1970 00:16:00 GMT", "Thu, 01 Jan 1970 00:15:00 GMT"},
+	} {
+		bad := storedEntry(t, "h/bad", 1, http.Header{"Date": date})
+		wh = http.Header{}
+		bad.WriteFields(wh, nil)
+		if got := wh["Date"]; !slices.Equal(got, []string{"Thu, 01 Jan 1970 00:16:40 GMT"}) {
+			t.Errorf("invalid Date %q written as %q", date, got)
+		}
+	}
+	// Entries with the same shared fields share one block.
+	other := storedEntry(t, "h/other", 9, http.Header{"Cache-Control": {"max-age=60"}, "Content-Type": {"text/plain"}, "Via": {"1.1 upstream"}, "Etag": {`"v2"`}})
+	if other.shared != e.shared {
+		t.Error("equal shared fields were not interned to one block")
+	}
+}
+
+func TestEntryPolicyRoundTrip(t *testing.T) {
+	p := policy.Policy{Store: true, Lifetime: 90*time.Second + 400*time.Millisecond, StaleWhileRevalidate: time.Minute,
+		StaleIfError: 1 << 62, NoStale: true, Immutable: true, InitialAge: 1500 * time.Millisecond}
+	e := NewFilling(http.StatusOK, http.Header{}, p, time.Unix(0, 0))
+	got := e.Policy()
+	want := p
+	want.Lifetime = 90 * time.Second // whole seconds, rounded down
+	want.StaleIfError = math.MaxInt32 * time.Second
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("policy\n got %+v\nwant %+v", got, want)
+	}
+	if age := e.CurrentAge(time.Unix(10, 0)); age != 11500*time.Millisecond {
+		t.Fatalf("current age %v", age)
+	}
+}
