@@ -78,6 +78,9 @@ type Store struct {
 	maxBytes             int64
 	evicted              int64 // entries evicted to make room
 	tags                 *tagIndex
+	// onEvict is called with what the store lets go for its budget (see
+	// OnEvict); set before use.
+	onEvict func(*Entry)
 }
 
 // protectedShare is the part of the budget the protected segment may hold,
@@ -204,18 +207,37 @@ func (s *Store) balance() {
 }
 
 // shrink evicts entries, probation's least recently used first, until the
-// store is within its budget. The caller holds s.mu.
-func (s *Store) shrink() {
+// store is within its budget, and returns them when OnEvict wants them.
+// The caller holds s.mu.
+func (s *Store) shrink() (victims []*Entry) {
 	for s.bytes > s.maxBytes {
 		victim := s.probation.prev
 		if victim == &s.probation {
 			victim = s.protected.prev
 			if victim == &s.protected {
-				return
+				return victims
 			}
 		}
 		s.drop(victim)
 		s.evicted++
+		if s.onEvict != nil {
+			victims = append(victims, victim)
+		}
+	}
+	return victims
+}
+
+// OnEvict makes fn receive every entry the store evicts to keep its
+// budget, and every entry Put refuses for being larger than the whole
+// budget: the next tier's admission. fn is called after the store's lock
+// is released, in the goroutine that stored, and must not block long.
+// Call it before the store is used.
+func (s *Store) OnEvict(fn func(*Entry)) { s.onEvict = fn }
+
+// hand gives victims to onEvict, outside the lock.
+func (s *Store) hand(victims []*Entry) {
+	for _, e := range victims {
+		s.onEvict(e)
 	}
 }
 
@@ -252,12 +274,16 @@ func (s *Store) Peek(key string) *Entry {
 // whole budget is not stored. e must not be stored anywhere already (store
 // a Clone to store it twice).
 func (s *Store) Put(e *Entry) {
+	var victims []*Entry
 	s.mu.Lock()
 	if e.Charge() <= s.maxBytes { // under the lock: SetMax may be changing it
 		s.add(e)
-		s.shrink()
+		victims = s.shrink()
+	} else if s.onEvict != nil {
+		victims = []*Entry{e}
 	}
 	s.mu.Unlock()
+	s.hand(victims)
 }
 
 // Remove removes the entry at key and reports whether there was one.
@@ -277,22 +303,36 @@ func (s *Store) Remove(key string) bool {
 // takes old's segment, as its most recent entry.
 func (s *Store) ReplaceIf(key string, old, next *Entry) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.byKey[key] != old {
+		s.mu.Unlock()
 		return false
 	}
 	s.add(next)
-	s.shrink()
+	victims := s.shrink()
+	s.mu.Unlock()
+	s.hand(victims)
 	return true
 }
 
 // SetMax changes the budget, evicting at once if it shrank.
 func (s *Store) SetMax(maxBytes int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.maxBytes = maxBytes
 	s.balance()
-	s.shrink()
+	victims := s.shrink()
+	s.mu.Unlock()
+	s.hand(victims)
+}
+
+// Entries returns the stored entries (vary indexes included), protected
+// ones first, each segment from its most recent: a snapshot, for writing
+// the store out at a shutdown.
+func (s *Store) Entries() []*Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Entry, 0, len(s.byKey))
+	s.each(func(e *Entry) { out = append(out, e) })
+	return out
 }
 
 // KeysByTag returns the keys of the stored entries that carry the
