@@ -73,7 +73,7 @@ var (
 	errNotOnDisk = errors.New("store: the entry's body is not on disk")
 	// ErrBodyGone is what OpenBody returns when the disk tier dropped the
 	// body after the entry was looked up.
-	ErrBodyGone = errors.New("store: the body on disk was dropped")
+	ErrBodyGone     = errors.New("store: the body on disk was dropped")
 	errEmptySegment = errors.New("store: empty segment")
 )
 
