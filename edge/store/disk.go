@@ -119,7 +119,7 @@ type Disk struct {
 
 	hits, writes, writeErrors, dropped, reinserted, evictedSegments atomic.Int64
 	loadTime                                                        time.Duration
-	loaded                                                          int
+	loaded, cut                                                     int
 }
 
 // diskOp is one piece of the writer's work: an entry to write, or the
@@ -279,7 +279,7 @@ func openDisk(opt DiskOptions, faults func(n int) error) (*Disk, error) {
 	}
 	d.loadTime = time.Since(start)
 	d.log.Info("disk tier loaded", "dir", opt.Dir, "objects", d.loaded, "bytes", d.bytes,
-		"segments", len(d.segs), "duration", d.loadTime)
+		"segments", len(d.segs), "cut", d.cut, "duration", d.loadTime)
 	go d.writer()
 	return d, nil
 }
@@ -387,6 +387,7 @@ func (d *Disk) loadSegment(seg *segment) error {
 		return nil
 	}
 	if bad != "" {
+		d.cut++
 		d.log.Warn("disk tier: segment cut after its last good record", "segment", seg.path, "offset", off, "size", size, "why", bad)
 	}
 	// Cut what did not check out, and seal: the next start trusts it.
@@ -959,6 +960,7 @@ type DiskStats struct {
 	Full            bool          // a write failed within the backoff: nothing is admitted
 	LoadTime        time.Duration // how long opening took to load the index
 	Loaded          int           // entries the index held once loaded
+	Cut             int           // segments cut at load after their last good record (a torn write, corruption)
 }
 
 // Stats returns the tier's counts.
@@ -969,7 +971,7 @@ func (d *Disk) Stats() DiskStats {
 	d.mu.Unlock()
 	st.Hits, st.Writes, st.WriteErrors = d.hits.Load(), d.writes.Load(), d.writeErrors.Load()
 	st.Dropped, st.Reinserted, st.EvictedSegments = d.dropped.Load(), d.reinserted.Load(), d.evictedSegments.Load()
-	st.LoadTime, st.Loaded = d.loadTime, d.loaded
+	st.LoadTime, st.Loaded, st.Cut = d.loadTime, d.loaded, d.cut
 	return st
 }
 
