@@ -88,21 +88,21 @@ type Options struct {
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
 // Close stops its background refreshes.
 type Handler struct {
-	cfg       Config
-	sites     atomic.Pointer[siteTable] // swapped by Reload
-	cache     atomic.Pointer[CacheConfig]
-	opt       Options
-	store     *store.Store
-	hot       *store.Store // short-lived copies of hot objects owned by a peer
-	disk      *store.Disk  // the disk tier under store; nil without one
-	now       func() time.Time
-	log       *slog.Logger
+	cfg   Config
+	sites atomic.Pointer[siteTable] // swapped by Reload
+	cache atomic.Pointer[CacheConfig]
+	opt   Options
+	store *store.Store
+	hot   *store.Store // short-lived copies of hot objects owned by a peer
+	disk  *store.Disk  // the disk tier under store; nil without one
+	now   func() time.Time
+	log   *slog.Logger
 	// gen numbers vary indexes, whose variants' keys carry it; with a
 	// disk tier it starts from the time, so that variants left on disk by
 	// an earlier process never meet a new index's.
-	gen atomic.Uint64
-	via       string        // this cache's Via entry
-	trusted   proxyList     // server.trusted_proxies
+	gen       atomic.Uint64
+	via       string    // this cache's Via entry
+	trusted   proxyList // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
 	accessLog *slog.Logger
