@@ -88,21 +88,18 @@ type Options struct {
 // Handler is the edge cache's http.Handler. It is safe for concurrent use;
 // Close stops its background refreshes.
 type Handler struct {
-	cfg   Config
-	sites atomic.Pointer[siteTable] // swapped by Reload
-	cache atomic.Pointer[CacheConfig]
-	opt   Options
-	store *store.Store
-	hot   *store.Store // short-lived copies of hot objects owned by a peer
-	disk  *store.Disk  // the disk tier under store; nil without one
-	now   func() time.Time
-	log   *slog.Logger
-	// gen numbers vary indexes, whose variants' keys carry it; with a
-	// disk tier it starts from the time, so that variants left on disk by
-	// an earlier process never meet a new index's.
-	gen       atomic.Uint64
-	via       string    // this cache's Via entry
-	trusted   proxyList // server.trusted_proxies
+	cfg       Config
+	sites     atomic.Pointer[siteTable] // swapped by Reload
+	cache     atomic.Pointer[CacheConfig]
+	opt       Options
+	store     *store.Store
+	hot       *store.Store // short-lived copies of hot objects owned by a peer
+	disk      *store.Disk  // the disk tier under store; nil without one
+	now       func() time.Time
+	log       *slog.Logger
+	gen       atomic.Uint64 // vary index generations (see New: with a disk tier they start from the time)
+	via       string        // this cache's Via entry
+	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
 	accessLog *slog.Logger
@@ -167,6 +164,8 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	if dc := cfg.Cache.Disk; dc.Path != "" {
+		// Variants left on disk by an earlier process never meet a new
+		// vary index's.
 		h.gen.Store(uint64(time.Now().UnixNano()))
 		d, err := store.OpenDisk(store.DiskOptions{Dir: dc.Path, MaxBytes: dc.MaxBytes, Logger: h.log.With("component", "disk"), Now: h.now})
 		if err != nil {
