@@ -104,15 +104,18 @@ func (r *metaReader) uvarint() uint64 {
 	return v
 }
 
-func (r *metaReader) string() string {
+func (r *metaReader) string() string { return string(r.bytes()) }
+
+// bytes is the next length-prefixed field, a slice of the meta.
+func (r *metaReader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)) {
 		r.err = errMeta
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	p := r.b[:n:n]
 	r.b = r.b[n:]
-	return s
+	return p
 }
 
 func (r *metaReader) strings() []string {
@@ -146,9 +149,9 @@ func decodeMeta(b []byte) (*Entry, error) {
 	for _, p := range []*int32{&e.lifetime, &e.swr, &e.sie, &e.dateOffset} {
 		*p = int32(binary.LittleEndian.Uint32(r.fixed(4)))
 	}
-	key := r.string()
-	own := r.string()
-	shared := r.string()
+	key := r.bytes()
+	own := r.bytes()
+	shared := r.bytes()
 	var x extra
 	x.gen = r.uvarint()
 	x.vary = r.strings()
@@ -159,7 +162,7 @@ func decodeMeta(b []byte) (*Entry, error) {
 		return nil, r.err
 	case len(r.b) != 0:
 		return nil, fmt.Errorf("%w: %d bytes left over", errMeta, len(r.b))
-	case key == "" || len(key) > math.MaxUint32:
+	case len(key) == 0 || len(key) > math.MaxUint32:
 		return nil, fmt.Errorf("%w: no key", errMeta)
 	case e.lifetime < 0 || e.swr < 0 || e.sie < 0:
 		return nil, fmt.Errorf("%w: negative freshness", errMeta)
@@ -168,11 +171,11 @@ func decodeMeta(b []byte) (*Entry, error) {
 	case x.vary == nil && e.status < 100 || e.status > 999:
 		return nil, fmt.Errorf("%w: status %d", errMeta, e.status)
 	}
-	e.meta = key + own
+	e.meta = string(key) + string(own) // one allocation
 	e.keyLen = uint32(len(key))
 	if x.vary == nil { // a vary index has no fields of its own
-		e.shared = unique.Make(shared)
-	} else if shared != "" || own != "" {
+		e.shared = unique.Make(string(shared))
+	} else if len(shared) != 0 || len(own) != 0 {
 		return nil, fmt.Errorf("%w: a vary index with header fields", errMeta)
 	}
 	if x.vary != nil || x.tags != nil || x.cacheStatus != "" {

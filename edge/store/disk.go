@@ -352,11 +352,11 @@ func (d *Disk) loadSegment(seg *segment) error {
 			}
 		}
 	}
-	buf := make([]byte, 4096)
+	sr := &segmentReader{f: seg.f, end: end}
 	off := int64(0)
 	bad := ""
 	for off < end {
-		rec, why := readRecord(seg.f, off, end, buf, !sealed)
+		rec, why := sr.record(off, !sealed)
 		if why != "" {
 			bad = why
 			break
@@ -420,48 +420,84 @@ func withDiskRef(e *Entry, ref *diskRef) *Entry {
 // record is one record read back.
 type record struct {
 	kind    byte
-	meta    []byte
+	meta    []byte // valid until the next record is read
 	bodyLen int64
 	len     int64 // the whole record's
 }
 
-// readRecord reads the record at off, which must end by end, checking its
-// header and, with checkBody, its body. why says what is wrong with it.
-func readRecord(f *os.File, off, end int64, buf []byte, checkBody bool) (rec record, why string) {
-	n, err := f.ReadAt(buf, off)
-	if n < recHeader {
-		return rec, fmt.Sprintf("short header (%v)", err)
+// segmentReader reads a segment's records in order through a window of
+// the file, so that small records cost no system call each.
+type segmentReader struct {
+	f      *os.File
+	end    int64  // where the records end
+	win    []byte // the file's bytes from winOff
+	winOff int64
+	buf    []byte // the window's storage
+}
+
+const loadWindow = 256 << 10
+
+// bytes returns the file's bytes [off, off+n), which must be within end;
+// the slice is valid until the next call.
+func (r *segmentReader) bytes(off, n int64) ([]byte, error) {
+	if off >= r.winOff && off+n <= r.winOff+int64(len(r.win)) {
+		return r.win[off-r.winOff : off-r.winOff+n], nil
 	}
-	kind, ml, bodyCRC, bl, ok := parseHeader(buf)
+	if n > loadWindow {
+		p := make([]byte, n)
+		_, err := r.f.ReadAt(p, off)
+		return p, err
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, loadWindow)
+	}
+	m, err := r.f.ReadAt(r.buf[:min(loadWindow, r.end-off)], off)
+	r.win, r.winOff = r.buf[:m], off
+	if int64(m) < n {
+		return nil, err
+	}
+	return r.win[:n], nil
+}
+
+// record reads the record at off, checking its header and, with
+// checkBody, its body. why says what is wrong with it.
+func (r *segmentReader) record(off int64, checkBody bool) (rec record, why string) {
+	if r.end-off < recHeader {
+		return rec, "short header"
+	}
+	h, err := r.bytes(off, recHeader)
+	if err != nil {
+		return rec, fmt.Sprintf("header unreadable: %v", err)
+	}
+	var hdr [recHeader]byte
+	copy(hdr[:], h)
+	kind, ml, bodyCRC, bl, ok := parseHeader(hdr[:])
 	switch {
 	case !ok:
 		return rec, "no record header"
 	case kind != kindEntry && kind != kindRemoval:
 		return rec, fmt.Sprintf("record kind %d", kind)
-	case ml == 0 || ml > maxMetaBytes || bl < 0 || bl > end:
+	case ml == 0 || ml > maxMetaBytes || bl < 0 || bl > r.end:
 		return rec, "record lengths out of range"
 	}
 	rec.kind, rec.bodyLen, rec.len = kind, bl, recHeader+int64(ml)+bl
-	if rec.len > end-off {
+	if rec.len > r.end-off {
 		return rec, "record runs past the end of the segment"
 	}
-	if recHeader+int(ml) <= n {
-		rec.meta = append([]byte(nil), buf[recHeader:recHeader+int(ml)]...)
-	} else {
-		rec.meta = make([]byte, ml)
-		if _, err := f.ReadAt(rec.meta, off+recHeader); err != nil {
-			return rec, fmt.Sprintf("meta unreadable: %v", err)
-		}
+	meta, err := r.bytes(off+recHeader, int64(ml))
+	if err != nil {
+		return rec, fmt.Sprintf("meta unreadable: %v", err)
 	}
-	if headerCRC(buf[:recHeader], rec.meta) != headerSum(buf) {
+	if headerCRC(hdr[:], meta) != headerSum(hdr[:]) {
 		return rec, "header checksum mismatch"
 	}
+	rec.meta = meta
 	if checkBody {
-		h := newCRC()
-		if _, err := io.Copy(h, io.NewSectionReader(f, off+recHeader+int64(ml), bl)); err != nil {
+		c := newCRC()
+		if _, err := io.Copy(c, io.NewSectionReader(r.f, off+recHeader+int64(ml), bl)); err != nil {
 			return rec, fmt.Sprintf("body unreadable: %v", err)
 		}
-		if h.Sum32() != bodyCRC {
+		if c.Sum32() != bodyCRC {
 			return rec, "body checksum mismatch"
 		}
 	}
@@ -928,6 +964,7 @@ func (d *Disk) seal(seg *segment) {
 // (the memory tier's content at a graceful shutdown, for a warm restart),
 // and returns how many it wrote.
 func (d *Disk) Flush(entries []*Entry, deadline time.Time) int {
+	d.drain() // what was evicted before is older: it must not be written after
 	n := 0
 	for _, e := range entries {
 		if d.now().After(deadline) || d.isFull() || d.isClosed() {

@@ -15,10 +15,10 @@ import (
 	"testing"
 )
 
-// The disk tier's layout was chosen by this benchmark (see disk.go): two
-// prototypes of the candidates, reduced to what decides between them —
-// storing an object, serving a hit, and loading the index of a full disk
-// at start.
+// The disk tier's layout was chosen by this benchmark (see the package
+// doc): two prototypes of the candidates, reduced to what decides
+// between them — storing an object, serving a hit, and loading the index
+// of a full disk at start.
 //
 //   - file per object: each object one file, named by its key's hash,
 //     written to a temporary file and renamed; the index is rebuilt at
