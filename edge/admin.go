@@ -119,6 +119,13 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 		"top":       a.Handler.store.Top(10),
 		"time":      a.Handler.now().UTC().Format(time.RFC3339),
 	}
+	if ds, ok := a.Handler.DiskStats(); ok {
+		st["disk"] = map[string]any{
+			"entries": ds.Objects, "bytes": ds.Bytes, "max_bytes": ds.MaxBytes, "segments": ds.Segments,
+			"hits": ds.Hits, "writes": ds.Writes, "write_errors": ds.WriteErrors, "dropped": ds.Dropped,
+			"full": ds.Full, "index_load_seconds": ds.LoadTime.Seconds(), "index_loaded_entries": ds.Loaded,
+		}
+	}
 	if a.Status != nil {
 		for k, v := range a.Status() {
 			st[k] = v

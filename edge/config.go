@@ -15,6 +15,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -127,6 +128,23 @@ type CacheConfig struct {
 	ErrorBackoff time.Duration `yaml:"error_backoff"`
 	// MaxErrorBackoff caps ErrorBackoff's doubling. Default 16s.
 	MaxErrorBackoff time.Duration `yaml:"max_error_backoff"`
+
+	// Disk is the disk tier under the memory store. Takes effect at
+	// restart.
+	Disk DiskConfig `yaml:"disk"`
+}
+
+// DiskConfig is the disk tier under the memory store (package
+// edge/store): entries evicted from memory, or larger than its whole
+// budget, are written there; a hit on disk is streamed from its file; a
+// restart serves what is on disk at once.
+type DiskConfig struct {
+	// Path is the tier's directory, created if missing; one edge process
+	// at a time may use it. Default "": no disk tier.
+	Path string `yaml:"path"`
+	// MaxBytes is the tier's budget in bytes of files on disk. Default
+	// 10 GiB; at least 4 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // ServerConfig holds client-side timeouts and limits.
@@ -375,6 +393,9 @@ func (c Config) WithDefaults() Config {
 	if c.Cache.MaxErrorBackoff == 0 {
 		c.Cache.MaxErrorBackoff = 16 * time.Second
 	}
+	if c.Cache.Disk.Path != "" && c.Cache.Disk.MaxBytes == 0 {
+		c.Cache.Disk.MaxBytes = 10 << 30
+	}
 	if c.Server.ReadHeaderTimeout == 0 {
 		c.Server.ReadHeaderTimeout = 10 * time.Second
 	}
@@ -471,6 +492,12 @@ func (c Config) Validate() error {
 		return errors.New("cache.error_backoff: negative")
 	case c.Cache.MaxErrorBackoff < c.Cache.ErrorBackoff:
 		return fmt.Errorf("cache.max_error_backoff: %v is less than cache.error_backoff %v", c.Cache.MaxErrorBackoff, c.Cache.ErrorBackoff)
+	case c.Cache.Disk.MaxBytes < 0:
+		return fmt.Errorf("cache.disk.max_bytes: negative (%d)", c.Cache.Disk.MaxBytes)
+	case c.Cache.Disk.Path != "" && c.Cache.Disk.MaxBytes < store.MinDiskBytes:
+		return fmt.Errorf("cache.disk.max_bytes: %d is below the minimum %d", c.Cache.Disk.MaxBytes, store.MinDiskBytes)
+	case c.Cache.Disk.Path == "" && c.Cache.Disk.MaxBytes != 0:
+		return errors.New("cache.disk.path: required with cache.disk.max_bytes")
 	case c.Server.ReadHeaderTimeout < 0:
 		return errors.New("server.read_header_timeout: negative")
 	case c.Server.IdleTimeout < 0:

@@ -54,7 +54,8 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	for _, f := range conditionalFields {
 		out.Header.Del(f)
 	}
-	if stale != nil {
+	if stale != nil && (!stale.OnDisk() || stale.BodySize() <= h.cache.Load().MaxObjectBytes) {
+		// (A 304 refreshes the stale copy into memory: see fill.)
 		if etag := stale.ETag(); etag != "" {
 			out.Header.Set("If-None-Match", etag)
 		}
@@ -155,8 +156,14 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		merged := policy.UpdateHeaders(stale.BaseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
 		e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
-		e.SetBody(stale.Body())
-		res := fillResult{e: e, body: completeBody(stale.Body()), fwdStatus: resp.StatusCode}
+		body, err := storedBody(stale)
+		if err != nil { // the stale copy's file is gone: not the origin's failure
+			unregister()
+			f.publish(fillResult{failed: true, err: fmt.Errorf("stale copy on disk: %w", err)})
+			return
+		}
+		e.SetBody(body)
+		res := fillResult{e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
 		if e.Storable() {
 			res.stored = true
 			h.putFilled(h.store, primary, out.Header, e, purgeGen)
@@ -309,6 +316,25 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		storeEntry(body.bytes())
 	}
 	body.finish(nil)
+}
+
+// storedBody is a stored entry's body: in memory, or read from the disk
+// tier (a refreshed copy goes to memory; upstreamRequest sends validators
+// for no copy on disk larger than max_object_bytes).
+func storedBody(e *store.Entry) ([]byte, error) {
+	if !e.OnDisk() {
+		return e.Body(), nil
+	}
+	rd, err := e.OpenBody()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	b := make([]byte, e.BodySize())
+	if _, err := io.ReadFull(rd, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // remembered reports whether a failed fill is the origin's failure, to be

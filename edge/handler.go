@@ -99,9 +99,10 @@ type Handler struct {
 	opt       Options
 	store     *store.Store
 	hot       *store.Store // short-lived copies of hot objects owned by a peer
+	disk      *store.Disk  // the disk tier under store; nil without one
 	now       func() time.Time
 	log       *slog.Logger
-	gen       atomic.Uint64 // vary index generations
+	gen       atomic.Uint64 // vary index generations (see New: with a disk tier they start from the time)
 	via       string        // this cache's Via entry
 	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
@@ -167,6 +168,17 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	if dc := cfg.Cache.Disk; dc.Path != "" {
+		// Variants left on disk by an earlier process never meet a new
+		// vary index's.
+		h.gen.Store(uint64(time.Now().UnixNano()))
+		d, err := store.OpenDisk(store.DiskOptions{Dir: dc.Path, MaxBytes: dc.MaxBytes, Logger: h.log.With("component", "disk"), Now: h.now})
+		if err != nil {
+			return nil, fmt.Errorf("cache.disk: %w", err)
+		}
+		h.disk = d
+		h.store.OnEvict(func(e *store.Entry) { d.Admit(e) })
 	}
 	h.metrics = newMetrics(opt.Registerer, h)
 	h.hfm, _ = simplelru.NewLRU[string, time.Time](1<<16, nil)
@@ -331,6 +343,13 @@ func (h *Handler) Close() error {
 	if t := h.sites.Load(); t != nil {
 		t.close()
 	}
+	if h.disk != nil {
+		// What memory holds goes to disk too, for a warm restart.
+		start := time.Now()
+		n := h.disk.Flush(h.store.Entries(), start.Add(h.cfg.Server.ShutdownTimeout))
+		h.log.Info("memory store written to the disk tier", "entries", n, "duration", time.Since(start))
+		h.disk.Close()
+	}
 	return nil
 }
 
@@ -370,6 +389,14 @@ func (h *Handler) StopWaiting() { h.stopWaiting() }
 func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
 	st := h.store.Stats()
 	return st.Entries, st.Bytes, st.Evicted
+}
+
+// DiskStats reports the disk tier's counts; ok is false without one.
+func (h *Handler) DiskStats() (st store.DiskStats, ok bool) {
+	if h.disk == nil {
+		return st, false
+	}
+	return h.disk.Stats(), true
 }
 
 // ServeHTTP routes the request to its site and serves it from cache or
@@ -495,10 +522,23 @@ func (h *Handler) lookup(primary string, req func() *http.Request) (key string, 
 			return k, he, false
 		}
 	}
+	if e == nil && h.disk != nil {
+		if varyMiss && key != primary {
+			// The vary index is in memory; its variant may be on disk.
+			if de := h.disk.Get(key); de != nil {
+				return key, de, false
+			}
+		} else if k, de, _ := lookupIn(h.disk, primary, req); de != nil {
+			return k, de, false
+		}
+	}
 	return key, e, varyMiss
 }
 
-func lookupIn(s *store.Store, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
+// tier is a store lookupIn looks in: memory or disk.
+type tier interface{ Get(key string) *store.Entry }
+
+func lookupIn(s tier, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
 	e = s.Get(primary)
 	if e == nil {
 		return primary, nil, false
@@ -527,18 +567,31 @@ func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *
 	}
 	if len(fields) == 0 {
 		e.Seal(primary, base, h.via)
+		h.supersede(s, primary)
 		s.Put(e)
 		return
 	}
 	idx := s.Get(primary)
 	if idxFields, _, isIndex := idx.VaryIndex(); !isIndex || !equalStrings(idxFields, fields) {
 		idx = store.NewVaryIndex(primary, fields, h.gen.Add(1))
+		h.supersede(s, primary)
 		s.Put(idx)
 	}
 	_, gen, _ := idx.VaryIndex()
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
 	e.Seal(variantKey(primary, gen, sk), base, h.via)
+	h.supersede(s, e.Key())
 	s.Put(e)
+}
+
+// supersede drops the disk tier's copy at key, before s (the main store)
+// stores a newer one there: once that one is gone from memory, the older
+// one must not answer. It comes before the store, which may hand the new
+// entry straight to the disk.
+func (h *Handler) supersede(s *store.Store, key string) {
+	if h.disk != nil && s == h.store {
+		h.disk.Supersede(key)
+	}
 }
 
 // peerFillIsHot counts a peer fill of key and reports whether the key has
@@ -572,6 +625,9 @@ func (h *Handler) invalidate(host, requestURI string) bool {
 	for _, key := range h.keysFor(host, requestURI) {
 		a, b := h.store.Remove(key), h.hot.Remove(key)
 		removed = removed || a || b
+		if h.disk != nil {
+			h.disk.Supersede(key) // in the background: this is a client's request
+		}
 	}
 	return removed
 }

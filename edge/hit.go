@@ -51,7 +51,7 @@ func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
 		if st != nil { // the same entry a second later
 			cl, date = st.ContentLength, st.Date
 		} else {
-			cl = strconv.Itoa(len(e.Body()))
+			cl = strconv.FormatInt(e.BodySize(), 10)
 			date, _ = e.CompactDate()
 		}
 		st = &store.Stamp{

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // Request classes, the cache_status label of meridian_edge_requests_total.
@@ -113,6 +115,43 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			return float64(ev)
 		}),
 	)
+	if h.disk != nil {
+		disk := func(f func(store.DiskStats) float64) func() float64 {
+			return func() float64 { return f(h.disk.Stats()) }
+		}
+		counter := func(name, help string, f func(store.DiskStats) float64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, disk(f))
+		}
+		reg.MustRegister(
+			storeGauge("meridian_edge_disk_bytes", "Bytes of the disk tier's files (cache.disk.max_bytes bounds them).",
+				disk(func(st store.DiskStats) float64 { return float64(st.Bytes) })),
+			storeGauge("meridian_edge_disk_entries", "Entries in the disk tier.",
+				disk(func(st store.DiskStats) float64 { return float64(st.Objects) })),
+			storeGauge("meridian_edge_disk_full", "1 while the disk tier admits nothing after a failed write (a full or failing disk); hits are served as ever.",
+				disk(func(st store.DiskStats) float64 {
+					if st.Full {
+						return 1
+					}
+					return 0
+				})),
+			storeGauge("meridian_edge_disk_index_load_seconds", "How long the disk tier took at start to load its index.",
+				disk(func(st store.DiskStats) float64 { return st.LoadTime.Seconds() })),
+			storeGauge("meridian_edge_disk_index_loaded_entries", "Entries the disk tier's index held when loaded at start.",
+				disk(func(st store.DiskStats) float64 { return float64(st.Loaded) })),
+			counter("meridian_edge_disk_hits_total", "Lookups answered by the disk tier (memory had no entry).",
+				func(st store.DiskStats) float64 { return float64(st.Hits) }),
+			counter("meridian_edge_disk_writes_total", "Entries written to the disk tier.",
+				func(st store.DiskStats) float64 { return float64(st.Writes) }),
+			counter("meridian_edge_disk_write_errors_total", "Failed writes to the disk tier.",
+				func(st store.DiskStats) float64 { return float64(st.WriteErrors) }),
+			counter("meridian_edge_disk_dropped_total", "Entries evicted from memory that the disk tier did not admit (its queue full, or the disk failing).",
+				func(st store.DiskStats) float64 { return float64(st.Dropped) }),
+			counter("meridian_edge_disk_evicted_segments_total", "Disk segments evicted to keep cache.disk.max_bytes.",
+				func(st store.DiskStats) float64 { return float64(st.EvictedSegments) }),
+			counter("meridian_edge_disk_reinserted_total", "Entries rewritten at the head of the disk tier when their segment was evicted, for having been asked for.",
+				func(st store.DiskStats) float64 { return float64(st.Reinserted) }),
+		)
+	}
 	return m
 }
 

@@ -70,6 +70,20 @@ func (h *Handler) Purge(p Purge) (int, error) {
 			}
 		}
 	}
+	if h.disk != nil {
+		// On disk a soft purge removes too: an entry there is not
+		// rewritten. The removals are on disk before the purge is
+		// answered, so that a restart does not bring them back.
+		targets := keys
+		for _, tag := range p.Keys {
+			targets = append(targets, h.disk.KeysByTag(tag)...)
+		}
+		for _, k := range targets {
+			if h.disk.Remove(k) {
+				n++
+			}
+		}
+	}
 	h.purges.record(keys, p.Keys, p.Soft)
 	if n > 0 && h.metrics != nil {
 		h.metrics.purged.Add(float64(n))

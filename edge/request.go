@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -70,7 +71,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		v := e.Judge(age, &reqCC)
 		switch {
 		case v.Fresh:
-			if e.Sealed() && plainRequest(r) {
+			if e.Sealed() && !e.OnDisk() && plainRequest(r) {
 				h.serveHit(w, r, e, age)
 				return
 			}
@@ -408,8 +409,20 @@ func (f flushWriter) Write(p []byte) (int, error) {
 
 // serveEntry writes a stored or arriving response to the client, answering
 // the client's conditionals and Range from it. body is the arriving body, or
-// nil for e's stored one. age < 0 omits Age.
+// nil for e's stored one (in memory, or streamed from the disk tier's
+// file). age < 0 omits Age.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.Entry, body *growingBody, age time.Duration, cs cacheStatus) {
+	var disk *store.BodyReader
+	if body == nil && e.OnDisk() {
+		var err error
+		if disk, err = h.openDiskBody(e); err != nil {
+			h.log.Warn("disk tier: stored body unreadable", "key", e.Key(), "err", err)
+			w.Header().Set("Retry-After", "1")
+			h.writeError(w, r, http.StatusServiceUnavailable, "stored copy unavailable; retry", cacheStatus{fwd: "uri-miss", detail: "disk"})
+			return
+		}
+		defer disk.Close()
+	}
 	wh := w.Header()
 	if hdr := e.Filling(); hdr != nil { // the fields as the origin sent them
 		for k, vs := range hdr {
@@ -456,14 +469,14 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		wh["Accept-Ranges"] = []string{"bytes"}
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
-			if h.serveRange(w, r, rh, e, body) {
+			if h.serveRange(w, r, rh, e, body, disk) {
 				h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
 		}
 	}
 	whole, complete := e.Body(), true
-	size := int64(len(whole))
+	size := e.BodySize()
 	if body != nil {
 		size, whole, complete = body.state()
 	}
@@ -475,6 +488,15 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	w.WriteHeader(e.Status())
 	if r.Method == http.MethodHead || !bodyAllowed(e.Status()) {
 		h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+		return
+	}
+	if disk != nil {
+		// Straight from the file: the body is never held whole.
+		n, err := io.Copy(w, disk)
+		h.delivered(e, classOf(cs), r.ProtoMajor, int(n), nil)
+		if err != nil {
+			panic(http.ErrAbortHandler) // the client must see a short body
+		}
 		return
 	}
 	if complete {
@@ -497,20 +519,30 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// serveRange answers a Range request from an entry. It returns false when
-// the Range is to be ignored (invalid syntax): the caller sends 200.
-func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *store.Entry, body *growingBody) bool {
-	if body == nil {
-		body = completeBody(e.Body())
-	}
-	defer body.watch(r.Context())()
-	size, err := body.waitSize(r.Context())
-	if err == errStreaming {
-		return false // too big to hold for a Range: the whole body, as it comes
-	}
-	if err != nil {
-		h.writeError(w, r, http.StatusBadGateway, "upstream body failed", cacheStatus{fwd: "uri-miss", detail: "origin-body"})
-		return true
+// serveRange answers a Range request from an entry: from body, the
+// arriving one, or else from disk, the stored one's file, or else the
+// stored body in memory. It returns false when the Range is to be ignored
+// (invalid syntax): the caller sends 200.
+func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *store.Entry, body *growingBody, disk *store.BodyReader) bool {
+	var size int64
+	var src io.ReaderAt
+	if disk != nil && body == nil {
+		size, src = e.BodySize(), disk
+	} else {
+		if body == nil {
+			body = completeBody(e.Body())
+		}
+		defer body.watch(r.Context())()
+		var err error
+		size, err = body.waitSize(r.Context())
+		if err == errStreaming {
+			return false // too big to hold for a Range: the whole body, as it comes
+		}
+		if err != nil {
+			h.writeError(w, r, http.StatusBadGateway, "upstream body failed", cacheStatus{fwd: "uri-miss", detail: "origin-body"})
+			return true
+		}
+		src = readerAt{r.Context(), body}
 	}
 	ranges, err := byterange.Parse(rh, size)
 	wh := w.Header()
@@ -528,7 +560,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 		wh["Content-Range"] = []string{rg.ContentRange(size)}
 		wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
 		w.WriteHeader(http.StatusPartialContent)
-		if _, err := io.Copy(w, io.NewSectionReader(readerAt{r.Context(), body}, rg.Start, rg.Length)); err != nil && err != io.EOF {
+		if _, err := io.Copy(w, io.NewSectionReader(src, rg.Start, rg.Length)); err != nil && err != io.EOF {
 			panic(http.ErrAbortHandler)
 		}
 		return true
@@ -537,7 +569,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 	wh["Content-Type"] = []string{mp.ContentTypeHeader()}
 	wh["Content-Length"] = []string{strconv.FormatInt(mp.ContentLength(), 10)}
 	w.WriteHeader(http.StatusPartialContent)
-	if _, err := mp.WriteTo(w, readerAt{r.Context(), body}); err != nil {
+	if _, err := mp.WriteTo(w, src); err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	return true
@@ -546,7 +578,21 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 // boundaryFor is a multipart boundary that cannot occur in the body's
 // headers: derived from the entry's time and the body's length.
 func boundaryFor(e *store.Entry) string {
-	return fmt.Sprintf("meridian-%x-%x", e.ResponseTime().UnixNano(), len(e.Body()))
+	return fmt.Sprintf("meridian-%x-%x", e.ResponseTime().UnixNano(), e.BodySize())
+}
+
+// openDiskBody opens the file of e's body on disk; should the disk tier
+// have moved or dropped it since the lookup, the key's current entry's,
+// if it is the same response.
+func (h *Handler) openDiskBody(e *store.Entry) (*store.BodyReader, error) {
+	rd, err := e.OpenBody()
+	if !errors.Is(err, store.ErrBodyGone) {
+		return rd, err
+	}
+	if now := h.disk.Get(e.Key()); now != nil && now.OnDisk() && now.ResponseTime().Equal(e.ResponseTime()) && now.BodySize() == e.BodySize() {
+		return now.OpenBody()
+	}
+	return nil, err
 }
 
 // writeError answers with a short plain-text error.

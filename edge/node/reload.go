@@ -20,7 +20,7 @@ type ReloadReport struct {
 	// NeedsRestart are the changed settings that only a restart applies:
 	// listeners (tls.listen, tls.disable_http3 too), tls.acme and
 	// tls.reload_interval, server settings, the admin listener and tokens, the
-	// access log, the cluster section and the region.
+	// access log, the cluster section, the region and the disk tier (cache.disk).
 	NeedsRestart []string `json:"needs_restart"`
 	// Rings are the other regions' rings of the new plan, and whether each
 	// was kept from the running plan.
@@ -68,6 +68,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	keep("region", old.Region != next.Region, func() { eff.Region = old.Region })
 	keep("access_log", old.AccessLog != next.AccessLog, func() { eff.AccessLog = old.AccessLog })
 	keep("cluster", !reflect.DeepEqual(old.Cluster, next.Cluster), func() { eff.Cluster = old.Cluster })
+	keep("cache.disk", old.Cache.Disk != next.Cache.Disk, func() { eff.Cache.Disk = old.Cache.Disk })
 	keep("admin.listen", old.Admin.Listen != next.Admin.Listen, func() { eff.Admin.Listen = old.Admin.Listen })
 	keep("admin.token", old.Admin.Token != next.Admin.Token || old.Admin.TokenFile != next.Admin.TokenFile, func() {
 		eff.Admin.Token, eff.Admin.TokenFile = old.Admin.Token, old.Admin.TokenFile
@@ -77,7 +78,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	})
 
 	r.Applied = append(r.Applied, siteChanges(old.Sites, next.Sites)...)
-	if !reflect.DeepEqual(old.Cache, next.Cache) {
+	if !reflect.DeepEqual(old.Cache, eff.Cache) {
 		r.Applied = append(r.Applied, "cache")
 	}
 	if !reflect.DeepEqual(old.Regions, next.Regions) {

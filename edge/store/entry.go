@@ -90,6 +90,8 @@ type extra struct {
 	// cacheStatus is the upstream's Cache-Status field, which this
 	// cache's entry is appended to.
 	cacheStatus string
+	// disk is where the body of an entry of the disk tier is.
+	disk *diskRef
 }
 
 // NewFilling is an entry for a response being filled: its status, its
@@ -209,6 +211,29 @@ func (e *Entry) Body() []byte { return e.body }
 
 // SetBody sets the body of an entry not stored yet.
 func (e *Entry) SetBody(b []byte) { e.body = b }
+
+// OnDisk reports whether the entry's body is on disk (an entry of the
+// disk tier): Body is then nil, and the body is read with OpenBody.
+func (e *Entry) OnDisk() bool { return e.body == nil && e.extra != nil && e.extra.disk != nil }
+
+// BodySize is the body's length, in memory or on disk.
+func (e *Entry) BodySize() int64 {
+	if e.OnDisk() {
+		return e.extra.disk.size
+	}
+	return int64(len(e.body))
+}
+
+// OpenBody returns a reader of the body of an entry on disk, to be
+// closed when done (the disk tier keeps the file open until then). It
+// fails for an entry not on disk, or when the disk tier has dropped the
+// body since the entry was looked up: look the key up again.
+func (e *Entry) OpenBody() (*BodyReader, error) {
+	if !e.OnDisk() {
+		return nil, errNotOnDisk
+	}
+	return e.extra.disk.open()
+}
 
 // Key is the store key of a sealed entry or vary index.
 func (e *Entry) Key() string { return e.meta[:e.keyLen] }

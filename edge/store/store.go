@@ -1,7 +1,8 @@
-// Package store is the edge's in-memory cache: stored responses
-// ([Entry]) by key, within a byte budget ([Store]). Package edge decides
-// what is stored and when it may be reused (RFC 9111); this package keeps
-// it compact and finds it fast.
+// Package store is the edge's cache storage: stored responses ([Entry])
+// by key in a memory tier within a byte budget ([Store]) and, optionally,
+// a disk tier under it ([Disk]). Package edge decides what is stored and
+// when it may be reused (RFC 9111); this package keeps it compact and
+// finds it fast.
 //
 // # The entry's layout
 //
@@ -23,8 +24,8 @@
 //   - freshness is in seconds (int32: RFC 9111 counts in delta-seconds),
 //     times are Unix nanoseconds, policy facts are bit flags;
 //   - what most entries lack (vary index fields, surrogate keys, an
-//     upstream Cache-Status, the header of an entry being filled) is
-//     behind one pointer.
+//     upstream Cache-Status, the header of an entry being filled, the
+//     place of a body on disk) is behind one pointer.
 //
 // An entry is built with [NewFilling] while its response arrives (it then
 // holds the origin's header as a map), and [Entry.Seal] puts its fields in
@@ -35,7 +36,7 @@
 // [Entry.WriteFields]). The fields that change with age are prepared once
 // per entry and second ([Stamp]).
 //
-// # Eviction
+// # Eviction from memory
 //
 // The budget counts keys, header blocks and bodies ([Entry.Charge]), not
 // entries. Eviction is a segmented LRU (SLRU): a new entry enters the
@@ -47,7 +48,61 @@
 // cannot evict the objects clients keep asking for, which plain LRU lets
 // any fast enough flood do. The recency lists run through the entries
 // themselves: no list element per entry, as a container/list or
-// golang-lru would add.
+// golang-lru would add. What the store evicts, and what is larger than its
+// whole budget, goes to the next tier ([Store.OnEvict]).
+//
+// # The disk tier
+//
+// The tiers are exclusive: an entry evicted from memory is written to
+// disk ([Disk.Admit], through a bounded queue and one writer goroutine,
+// never on the request's path), a lookup that memory misses asks the disk
+// ([Disk.Get]), and a hit there is read from the file as it is sent
+// ([Entry.OpenBody]), never held whole. A newer copy stored in memory
+// supersedes the one on disk. The index (every entry's data, its body's
+// place) is in memory, rebuilt from the files when the tier opens: a
+// restart serves what is on disk at once. BenchmarkDiskIndexLoad: a
+// million objects load in 3.0 s here, and their index takes 409 bytes of
+// heap per object (not counted in either budget).
+//
+// The layout is a log of segment files (as Traffic Server's cache spans
+// and Varnish MSE's stores are): records appended to the active segment
+// of SegmentBytes (default an eighth of the budget, 1 to 64 MiB); the
+// oldest segment is evicted whole when the budget needs room. It was
+// chosen over a file per object (with its index rebuilt from the files'
+// headers) by BenchmarkDiskLayout on this project's 2-core ext4 machine:
+// storing a 4 KiB object cost 34 µs against 134 µs (no file created and
+// renamed per object), a 4 KiB hit 3.9 µs against 27 µs (no open per
+// hit), a 64 KiB hit 32 µs against 74 µs, and the index load 4.7 µs per
+// object against 51 µs in the prototypes. What it
+// gives up is exact LRU: eviction is FIFO by segment, with a second
+// chance — an entry asked for since it was written is written again at
+// the head when its segment goes (up to half a segment each time), which
+// approximates LRU as CLOCK does, and stops one-off objects from pushing
+// out the ones asked for. The memory tier's SLRU in front of it already
+// keeps the hottest objects off the disk.
+//
+// A record is a 32-byte header (kind, lengths, a CRC-32C of the body, a
+// CRC-32C of the header and meta), the entry's meta (its data, see
+// codec.go), then the body. Crash safety:
+//
+//   - a record's body is written before its header, so a record cut short
+//     by a crash (kill -9 at any moment) has no valid header;
+//   - at open every record is checked (magic, kind, lengths within the
+//     file, header checksum); the segment that was being written (it has
+//     no seal) has its bodies checked against their CRC too, is cut after
+//     its last good record, and sealed; a corrupt or partial record is
+//     dropped, never served, and what follows it in that segment with it;
+//   - fsync policy: a segment is synced when it is full (and at Close),
+//     then sealed with a seal record; nothing is synced per object (a
+//     cache can fetch again). A process crash loses nothing written (the
+//     page cache survives it); a power loss can lose the unsynced active
+//     segment's tail, which the body checksums find at the next open;
+//   - removals (purges) are records too, on disk before the purge
+//     returns, so a purged object does not come back after a restart.
+//
+// A failed write (a full or failing disk) stops admission for a while
+// (DiskOptions.FullBackoff); what is stored is served as ever. The
+// directory is locked (flock) against a second process.
 //
 // # Concurrency
 //
@@ -56,8 +111,18 @@
 // tag index has its own mutex, a leaf: it is taken under Store.mu when an
 // entry is added or dropped, and alone by [Store.KeysByTag]; the order is
 // Store.mu → tag index. Nothing under either lock does I/O or calls back
-// into the caller. A stored entry is read without any lock: its data never
+// into the caller (OnEvict's function is called after Store.mu is
+// released). A stored entry is read without any lock: its data never
 // changes, and its hit stamp and hit count are atomics.
+//
+// A Disk is safe for concurrent use. Its writer's lock (wmu) serializes
+// appends to the active segment, rotation and eviction: the only lock
+// held over file I/O, taken by the writer goroutine, Flush and Close.
+// Disk.mu guards the index, the segment list and the counts; no I/O
+// happens under it. The queue's lock (qmu) is a leaf apart from reading
+// whether the tier is closed. The order is wmu → mu → tag index, and
+// qmu → mu. A segment's file is closed when the tier has dropped it and
+// its last reader (BodyReader) is done (a reference count).
 package store
 
 import (
@@ -78,6 +143,9 @@ type Store struct {
 	maxBytes             int64
 	evicted              int64 // entries evicted to make room
 	tags                 *tagIndex
+	// onEvict is called with what the store lets go for its budget (see
+	// OnEvict); set before use.
+	onEvict func(*Entry)
 }
 
 // protectedShare is the part of the budget the protected segment may hold,
@@ -204,18 +272,37 @@ func (s *Store) balance() {
 }
 
 // shrink evicts entries, probation's least recently used first, until the
-// store is within its budget. The caller holds s.mu.
-func (s *Store) shrink() {
+// store is within its budget, and returns them when OnEvict wants them.
+// The caller holds s.mu.
+func (s *Store) shrink() (victims []*Entry) {
 	for s.bytes > s.maxBytes {
 		victim := s.probation.prev
 		if victim == &s.probation {
 			victim = s.protected.prev
 			if victim == &s.protected {
-				return
+				return victims
 			}
 		}
 		s.drop(victim)
 		s.evicted++
+		if s.onEvict != nil {
+			victims = append(victims, victim)
+		}
+	}
+	return victims
+}
+
+// OnEvict makes fn receive every entry the store evicts to keep its
+// budget, and every entry Put refuses for being larger than the whole
+// budget: the next tier's admission. fn is called after the store's lock
+// is released, in the goroutine that stored, and must not block long.
+// Call it before the store is used.
+func (s *Store) OnEvict(fn func(*Entry)) { s.onEvict = fn }
+
+// hand gives victims to onEvict, outside the lock.
+func (s *Store) hand(victims []*Entry) {
+	for _, e := range victims {
+		s.onEvict(e)
 	}
 }
 
@@ -252,12 +339,16 @@ func (s *Store) Peek(key string) *Entry {
 // whole budget is not stored. e must not be stored anywhere already (store
 // a Clone to store it twice).
 func (s *Store) Put(e *Entry) {
+	var victims []*Entry
 	s.mu.Lock()
 	if e.Charge() <= s.maxBytes { // under the lock: SetMax may be changing it
 		s.add(e)
-		s.shrink()
+		victims = s.shrink()
+	} else if s.onEvict != nil {
+		victims = []*Entry{e}
 	}
 	s.mu.Unlock()
+	s.hand(victims)
 }
 
 // Remove removes the entry at key and reports whether there was one.
@@ -277,22 +368,36 @@ func (s *Store) Remove(key string) bool {
 // takes old's segment, as its most recent entry.
 func (s *Store) ReplaceIf(key string, old, next *Entry) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.byKey[key] != old {
+		s.mu.Unlock()
 		return false
 	}
 	s.add(next)
-	s.shrink()
+	victims := s.shrink()
+	s.mu.Unlock()
+	s.hand(victims)
 	return true
 }
 
 // SetMax changes the budget, evicting at once if it shrank.
 func (s *Store) SetMax(maxBytes int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.maxBytes = maxBytes
 	s.balance()
-	s.shrink()
+	victims := s.shrink()
+	s.mu.Unlock()
+	s.hand(victims)
+}
+
+// Entries returns the stored entries (vary indexes included), protected
+// ones first, each segment from its most recent: a snapshot, for writing
+// the store out at a shutdown.
+func (s *Store) Entries() []*Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Entry, 0, len(s.byKey))
+	s.each(func(e *Entry) { out = append(out, e) })
+	return out
 }
 
 // KeysByTag returns the keys of the stored entries that carry the
