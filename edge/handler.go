@@ -53,8 +53,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/edge/geoip"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/rules"
 	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -140,6 +142,7 @@ type site struct {
 	proxy    *httputil.ReverseProxy
 	trusted  proxyList      // the handler's trusted proxies, for the scheme
 	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	rules    *rules.Set     // the site's rules (siterules.go); nil: none
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -194,7 +197,8 @@ type siteTable struct {
 
 func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	t := &siteTable{byHost: map[string]*site{}}
-	for _, sc := range cfg.Sites {
+	dbs := map[string]*geoip.DB{} // GeoIP databases of geo rules, by file
+	for i, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
 			cfg:     sc,
@@ -234,6 +238,12 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.fills = h.opt.WrapUpstream(sc, st.fills)
 		}
 		st.proxy = h.newProxy(st)
+		rs, err := compileRules(sc, cfg, dbs)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("sites[%d].%w", i, err)
+		}
+		st.rules = rs
 		if sc.Limits.Enabled() {
 			lc := sc.Limits
 			if lc.Now == nil {
@@ -406,6 +416,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", host)
 		return
 	}
+	if st.rules != nil && r.Method != methodPurge {
+		// The site's rules, at this one place for every front (see
+		// siterules.go); PURGE is the CDN's own API, not the site's.
+		var done bool
+		if w, r, done = h.applyRules(w, r, st); done {
+			return
+		}
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.serveCacheable(w, r, st)
@@ -474,6 +492,9 @@ func (h *Handler) keysFor(host, target string) []string {
 		return nil
 	}
 	if st := h.route(name); st != nil {
+		if st.rules != nil {
+			target = st.rules.KeyTarget(name, target)
+		}
 		target = st.cfg.CacheKey.target(target)
 	}
 	return []string{name + target, keyPrefix("https") + name + target}
