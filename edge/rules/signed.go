@@ -239,3 +239,31 @@ func (s *signedURLs) verify(target string, now time.Time) (string, error) {
 	}
 	return stripped, nil
 }
+
+// SignURL signs rawURL as Sign does, with c's first key (the one that
+// signs; see Keys). It fails when c has no keys, or when rawURL's path is
+// not one that c covers (the edge would not check the token there).
+func SignURL(c SignedURLConfig, rawURL string, expires time.Time) (string, error) {
+	c = c.WithDefaults()
+	if !c.Enabled() {
+		return "", errors.New("signed url: the site has no signed_urls.keys")
+	}
+	pathQuery := rawURL
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		rest := rawURL[i+3:]
+		j := strings.IndexAny(rest, "/?#")
+		if j < 0 {
+			j = len(rest)
+		}
+		pathQuery = rest[j:]
+	}
+	rawPath, _, _ := strings.Cut(pathQuery, "?")
+	rawPath, _, _ = strings.Cut(rawPath, "#")
+	if rawPath == "" {
+		rawPath = "/"
+	}
+	if !(&signedURLs{cfg: c}).covers(CleanPath(unescapePath(rawPath))) {
+		return "", fmt.Errorf("signed url: %s is outside signed_urls.prefixes %v: the edge does not check it", rawPath, c.Prefixes)
+	}
+	return Sign(c, []byte(c.Keys[0]), rawURL, expires), nil
+}
