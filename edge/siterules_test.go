@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -408,5 +409,48 @@ func TestRulesConfigRefused(t *testing.T) {
 	}
 	if _, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err == nil || !strings.Contains(err.Error(), "sites[0].geo_access.database") {
 		t.Fatalf("missing database: %v", err)
+	}
+}
+
+// BenchmarkHitWithRules is BenchmarkHit's 1 KiB hit for a site with
+// response header rules (HSTS set, Server removed) and a redirect rule
+// that does not match: what rules cost a hit.
+func BenchmarkHitWithRules(b *testing.B) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Server", "origin")
+		io.WriteString(w, strings.Repeat("x", 1024))
+	}))
+	defer origin.Close()
+	var rc rules.Config
+	if err := yaml.Unmarshal([]byte(`
+redirects: [{prefix: /old/, redirect_to: /new/}]
+headers:
+  response:
+    - set: {Strict-Transport-Security: max-age=63072000}
+      remove: [Server]
+`), &rc); err != nil {
+		b.Fatal(err)
+	}
+	h, err := edge.New(edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL, Rules: rc}}},
+		edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	req := httptest.NewRequest("GET", "http://bench.test/obj?x=1", nil)
+	w := &discardWriter{h: http.Header{}}
+	h.ServeHTTP(w, req)
+	b.SetBytes(1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+	b.StopTimer()
+	if !strings.Contains(w.h.Get("Cache-Status"), "hit") || w.h.Get("Strict-Transport-Security") == "" || w.h["Server"] != nil {
+		b.Fatalf("not a hit with the rules applied: %v", w.h)
 	}
 }
