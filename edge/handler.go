@@ -7,7 +7,9 @@
 // package edge/listen puts it on the configured listeners (HTTP/1.1,
 // HTTP/2, HTTP/3), and edge/node assembles a whole node. Package edge
 // never imports the listeners. A request's path through the handler
-// is: route by Host → key → local lookup → (fresh: serve) / (stale within
+// is: route by Host → the site's rules, if it has any (redirects, geo
+// access, signed URLs, rewrites, request headers; its response header
+// rules wrap the writer: siterules.go, edge/rules) → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails.
@@ -484,15 +486,23 @@ func keyPrefix(scheme string) string {
 
 // keysFor are the primary keys of target at host (a Host value or URL
 // authority, normalized here) under every scheme, with the rules of the
-// site that serves host (none when no site does): what a purge or an
-// invalidation of the URL removes. A malformed host has none.
+// site that serves host (none when no site does): what a purge of the
+// client's URL removes (its site's rewrites and signed URLs applied
+// first). A malformed host has none.
 func (h *Handler) keysFor(host, target string) []string {
+	return h.keysOf(host, target, true)
+}
+
+// keysOf is keysFor; clientURL says whether target is a client's URL,
+// which the site's rules (edge/rules KeyTarget) turn into the one keyed,
+// or one keyed already (an invalidation: the URL sent upstream).
+func (h *Handler) keysOf(host, target string, clientURL bool) []string {
 	name, ok := normalizeHost(host)
 	if !ok {
 		return nil
 	}
 	if st := h.route(name); st != nil {
-		if st.rules != nil {
+		if st.rules != nil && clientURL {
 			target = st.rules.KeyTarget(name, target)
 		}
 		target = st.cfg.CacheKey.target(target)
@@ -587,10 +597,11 @@ func equalStrings(a, b []string) bool {
 
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4), under either scheme: the state behind the URL changed for both.
-// Variants go with their vary index.
+// Variants go with their vary index. The URL is upstream's (after the
+// site's rewrites), not a client's.
 func (h *Handler) invalidate(host, requestURI string) bool {
 	removed := false
-	for _, key := range h.keysFor(host, requestURI) {
+	for _, key := range h.keysOf(host, requestURI, false) {
 		a, b := h.store.Remove(key), h.hot.Remove(key)
 		removed = removed || a || b
 	}

@@ -454,3 +454,31 @@ headers:
 		b.Fatalf("not a hit with the rules applied: %v", w.h)
 	}
 }
+
+// TestRulesRewriteInvalidation: an unsafe request through a rewrite
+// invalidates the rewritten URL's entry (the one its GET is stored
+// under), not a URL the rules would make of it a second time.
+func TestRulesRewriteInvalidation(t *testing.T) {
+	e := newRulesEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		io.WriteString(w, r.Method+" "+r.URL.Path)
+	}, `
+redirects:
+  - {prefix: /api/, rewrite_to: /v2/}
+  - {prefix: /v2/, rewrite_to: /v3/}
+`)
+	p := e.protos[0]
+	resp, body := p.send(t, "GET", "", "/api/x")
+	wantStatus(t, resp, 200)
+	if body != "GET /v2/x" {
+		t.Fatalf("rewrite: %q", body)
+	}
+	resp, _ = p.send(t, "GET", "", "/api/x")
+	wantCS(t, resp, "hit")
+	resp, body = p.send(t, "POST", "", "/api/x")
+	if body != "POST /v2/x" {
+		t.Fatalf("POST went to %q", body)
+	}
+	resp, _ = p.send(t, "GET", "", "/api/x")
+	wantCS(t, resp, "!hit")
+}
