@@ -482,3 +482,39 @@ redirects:
 	resp, _ = p.send(t, "GET", "", "/api/x")
 	wantCS(t, resp, "!hit")
 }
+
+// TestRulesReload: rules come and go with a reload, on the stored
+// objects' hits too (the fast front's own hits stop and resume).
+func TestRulesReload(t *testing.T) {
+	e := newEnv(t, respond(200, "body", "Cache-Control", "max-age=600"))
+	e.get("/obj")
+	resp, _ := e.get("/obj")
+	wantCS(t, resp, "hit")
+	if resp.Header["X-Rule"] != nil {
+		t.Fatal("a rule before any was configured")
+	}
+	cfg := e.cfg
+	cfg.Sites = append([]edge.SiteConfig(nil), cfg.Sites...)
+	cfg.Sites[0].Rules = rules.Config{Headers: rules.HeadersConfig{Response: []rules.HeaderRule{{Set: map[string]string{"X-Rule": "on"}}}}}
+	if err := e.edge.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = e.get("/obj")
+	wantCS(t, resp, "hit")
+	if resp.Header.Get("X-Rule") != "on" {
+		t.Fatalf("rule not applied after reload: %v", resp.Header)
+	}
+	bad := cfg
+	bad.Sites = append([]edge.SiteConfig(nil), cfg.Sites...)
+	bad.Sites[0].Rules = rules.Config{Redirects: []rules.Redirect{{PathMatch: rules.PathMatch{Prefix: "/x"}}}}
+	if err := e.edge.Reload(bad); err == nil || !strings.Contains(err.Error(), "sites[0].redirects[0]") {
+		t.Fatalf("bad rules: %v", err)
+	}
+	if err := e.edge.Reload(e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = e.get("/obj")
+	if resp.Header["X-Rule"] != nil {
+		t.Fatal("rule still applied after it was removed")
+	}
+}
