@@ -15,6 +15,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/rules"
 	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -279,6 +280,13 @@ type SiteConfig struct {
 	// client's /64), over a bounded table of clients (see limit.Config).
 	// Default: no limits. Its name defaults to the site's first host.
 	Limits limit.Config `yaml:"limits"`
+
+	// Rules are the site's header rules (headers), redirects and
+	// rewrites (redirects), signed URLs (signed_urls) and geo access
+	// control (geo_access), as fields of the site itself (see
+	// edge/rules for each and for the order they apply in). Default
+	// none: a site without rules pays nothing for them.
+	Rules rules.Config `yaml:",inline"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -432,6 +440,7 @@ func (c Config) WithDefaults() Config {
 			s.AcceptEncoding = AcceptEncodingNormalize
 		}
 		s.CacheKey = s.CacheKey.withDefaults()
+		s.Rules = s.Rules.WithDefaults()
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -598,6 +607,9 @@ func (c Config) Validate() error {
 		}
 		if err := s.Limits.Validate(); err != nil {
 			return fmt.Errorf("%s.limits: %w", f, err)
+		}
+		if err := s.Rules.Validate(f + "."); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -7,7 +7,9 @@
 // package edge/listen puts it on the configured listeners (HTTP/1.1,
 // HTTP/2, HTTP/3), and edge/node assembles a whole node. Package edge
 // never imports the listeners. A request's path through the handler
-// is: route by Host → key → local lookup → (fresh: serve) / (stale within
+// is: route by Host → the site's rules, if it has any (redirects, geo
+// access, signed URLs, rewrites, request headers; its response header
+// rules wrap the writer: siterules.go, edge/rules) → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails.
@@ -53,8 +55,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meridiancdn/meridian/edge/fill"
+	"github.com/meridiancdn/meridian/edge/geoip"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/edge/rules"
 	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -141,6 +145,7 @@ type site struct {
 	proxy    *httputil.ReverseProxy
 	trusted  proxyList      // the handler's trusted proxies, for the scheme
 	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	rules    *rules.Set     // the site's rules (siterules.go); nil: none
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -206,7 +211,8 @@ type siteTable struct {
 
 func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	t := &siteTable{byHost: map[string]*site{}}
-	for _, sc := range cfg.Sites {
+	dbs := map[string]*geoip.DB{} // GeoIP databases of geo rules, by file
+	for i, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
 			cfg:     sc,
@@ -246,6 +252,12 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.fills = h.opt.WrapUpstream(sc, st.fills)
 		}
 		st.proxy = h.newProxy(st)
+		rs, err := compileRules(sc, cfg, dbs)
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("sites[%d].%w", i, err)
+		}
+		st.rules = rs
 		if sc.Limits.Enabled() {
 			lc := sc.Limits
 			if lc.Now == nil {
@@ -433,6 +445,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", host)
 		return
 	}
+	if st.rules != nil && r.Method != methodPurge {
+		// The site's rules, at this one place for every front (see
+		// siterules.go); PURGE is the CDN's own API, not the site's.
+		var done bool
+		if w, r, done = h.applyRules(w, r, st); done {
+			return
+		}
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.serveCacheable(w, r, st)
@@ -493,14 +513,25 @@ func keyPrefix(scheme string) string {
 
 // keysFor are the primary keys of target at host (a Host value or URL
 // authority, normalized here) under every scheme, with the rules of the
-// site that serves host (none when no site does): what a purge or an
-// invalidation of the URL removes. A malformed host has none.
+// site that serves host (none when no site does): what a purge of the
+// client's URL removes (its site's rewrites and signed URLs applied
+// first). A malformed host has none.
 func (h *Handler) keysFor(host, target string) []string {
+	return h.keysOf(host, target, true)
+}
+
+// keysOf is keysFor; clientURL says whether target is a client's URL,
+// which the site's rules (edge/rules KeyTarget) turn into the one keyed,
+// or one keyed already (an invalidation: the URL sent upstream).
+func (h *Handler) keysOf(host, target string, clientURL bool) []string {
 	name, ok := normalizeHost(host)
 	if !ok {
 		return nil
 	}
 	if st := h.route(name); st != nil {
+		if st.rules != nil && clientURL {
+			target = st.rules.KeyTarget(name, target)
+		}
 		target = st.cfg.CacheKey.target(target)
 	}
 	return []string{name + target, keyPrefix("https") + name + target}
@@ -619,10 +650,11 @@ func equalStrings(a, b []string) bool {
 
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4), under either scheme: the state behind the URL changed for both.
-// Variants go with their vary index.
+// Variants go with their vary index. The URL is upstream's (after the
+// site's rewrites), not a client's.
 func (h *Handler) invalidate(host, requestURI string) bool {
 	removed := false
-	for _, key := range h.keysFor(host, requestURI) {
+	for _, key := range h.keysOf(host, requestURI, false) {
 		a, b := h.store.Remove(key), h.hot.Remove(key)
 		removed = removed || a || b
 		if h.disk != nil {

@@ -140,7 +140,8 @@ type Hit struct {
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
 // unknown host, a miss, a stale entry, a varying response, a client
-// Cache-Control that the site honours): such requests go through
+// Cache-Control that the site honours, a site with rules, whose rules
+// apply in ServeHTTP): such requests go through
 // ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
 func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
@@ -177,7 +178,9 @@ func (h *Handler) trustsPeer(remote net.Addr) bool {
 // x's entry and stamp: see LookupHit.
 func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC bool) bool {
 	st := h.route(key[hostStart:hostEnd])
-	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
+	// A site with rules is served through ServeHTTP, where its rules
+	// apply (siterules.go): never from here.
+	if st == nil || st.rules != nil || clientCC && st.cfg.HonorClientCacheControl {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {

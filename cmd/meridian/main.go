@@ -10,6 +10,8 @@
 //	meridian validate [--explain] F
 //	                            check a config file without starting; with
 //	                            --explain, print an edge's upstream plan
+//	meridian sign-url --config F URL
+//	                            print URL signed with its site's signed_urls key
 //	meridian bench ...          the benchmark's load generators (deploy/bench;
 //	                            linked into the binary for this command only)
 //	meridian version            the build: version, VCS revision, Go version
@@ -47,6 +49,7 @@ commands:
   origin     run the demo origin
   geo        run the geo steering service (--config FILE)
   validate   check a config file without starting anything
+  sign-url   print a signed URL for a site with signed_urls (--config FILE URL)
   bench      load generators and probes for deploy/bench/run.sh
   version    print the build (version, VCS revision, Go version)
 
@@ -69,6 +72,8 @@ func run(ctx context.Context, args []string) error {
 		return runGeo(ctx, rest)
 	case "validate":
 		return runValidate(ctx, rest)
+	case "sign-url":
+		return runSignURL(ctx, rest)
 	case "bench":
 		return runBench(ctx, rest)
 	case "version":
