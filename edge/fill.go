@@ -55,7 +55,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 		out.Header.Del(f)
 	}
 	if stale != nil {
-		if etag := stale.ETag(); etag != "" {
+		if etag := st.validatorFor(stale.ETag(), stale.Field("Content-Encoding")); etag != "" {
 			out.Header.Set("If-None-Match", etag)
 		}
 		if lm := stale.LastModified(); !lm.IsZero() {
@@ -154,6 +154,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		resp.Header.Del(fill.PeerHeader) // an upstream's mark, never stored
 		merged := policy.UpdateHeaders(stale.BaseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
+		st.refreshed(stale.ETag(), merged)
 		e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
 		e.SetBody(stale.Body())
 		res := fillResult{e: e, body: completeBody(stale.Body()), fwdStatus: resp.StatusCode}
@@ -205,8 +206,13 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	h.metrics.fill(reqTime, respTime, false)
 	h.failures.forget(key)
 
+	// On a compressing site the body becomes the coding asked for, as it
+	// arrives (encoding.go); whether it is storable is decided on what
+	// upstream announced.
+	announced := resp.ContentLength
+	st.transcode(out, resp, hdr)
 	maxObj := cache.MaxObjectBytes
-	if !pol.Store || resp.ContentLength > maxObj {
+	if !pol.Store || announced > maxObj {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.
 		if shared {

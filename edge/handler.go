@@ -52,6 +52,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridiancdn/meridian/edge/compress"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
@@ -138,8 +139,9 @@ type site struct {
 	fills    fill.Upstream     // the path of fills: upstream, wrapped (Options.WrapUpstream)
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
-	trusted  proxyList      // the handler's trusted proxies, for the scheme
-	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	trusted  proxyList       // the handler's trusted proxies, for the scheme
+	limiter  *limit.Limiter  // the site's per-client limits; nil: none
+	coder    *compress.Coder // the site's compression; nil: off
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -228,6 +230,14 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 				}
 			}
 			st.upstream = pool
+		}
+		if sc.Compression.Enabled {
+			c, err := compress.New(sc.Compression)
+			if err != nil {
+				t.close()
+				return nil, fmt.Errorf("site %s: compression: %w", sc.Hosts[0], err)
+			}
+			st.coder = c
 		}
 		st.fills = fill.Origin(st.upstream)
 		if h.opt.WrapUpstream != nil {

@@ -61,6 +61,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	}
 
 	key, e, varyMiss := h.lookup(primary, withAE)
+	if e == nil && !varyMiss && st.coder != nil {
+		// A cold object: its fills coalesce per coding (encoding.go).
+		key = codingFlightKey(primary, codingOf(withAE()))
+	}
 	cs := cacheStatus{fwd: "uri-miss"}
 	if varyMiss {
 		cs.fwd = "vary-miss"
@@ -111,6 +115,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 // (see SiteConfig.AcceptEncoding), for the secondary key and the fill
 // alike; a shallow copy, since a handler must not change its request.
 func normalizedAcceptEncoding(r *http.Request, st *site) *http.Request {
+	if st.coder != nil {
+		return withCoding(r, st) // one coding, the edge's choice (encoding.go)
+	}
 	lines, present := r.Header["Accept-Encoding"]
 	if !present || st.cfg.AcceptEncoding == AcceptEncodingAsSent {
 		return r

@@ -39,14 +39,14 @@ var negotiateCases = []struct {
 	{[]string{"br;q=0, gzip"}, compress.Gzip},
 	{[]string{"br;q=0.000, gzip;q=0.001"}, compress.Gzip},
 	{[]string{"br;q=1.0"}, compress.Brotli},
-	{[]string{"br;q=1.5"}, compress.Identity},  // malformed: not accepted
+	{[]string{"br;q=1.5"}, compress.Identity},   // malformed: not accepted
 	{[]string{"br;q=abc, gzip"}, compress.Gzip}, // malformed br only
 	{[]string{"*"}, compress.Brotli},
 	{[]string{"*;q=0"}, compress.Identity},
 	{[]string{"br;q=0, *"}, compress.Zstd},
 	{[]string{"identity"}, compress.Identity},
 	{[]string{"identity;q=0"}, compress.Identity}, // nothing better to give
-	{[]string{"gzip", "br"}, compress.Brotli},      // two field lines
+	{[]string{"gzip", "br"}, compress.Brotli},     // two field lines
 	{[]string{" , ,br ,"}, compress.Brotli},
 	{[]string{"brotli"}, compress.Identity},
 }
