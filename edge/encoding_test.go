@@ -1,19 +1,25 @@
 package edge_test
 
 import (
+	"bufio"
 	"bytes"
 	stdgzip "compress/gzip"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/compress"
 )
 
 // compressing turns the test site's compression on.
@@ -317,5 +323,88 @@ func TestCompressionCoalesced(t *testing.T) {
 		if ces[i] != want || decodeBody(t, ces[i], []byte(bodies[i])) != page {
 			t.Fatalf("client %d: Content-Encoding %q, or other bytes", i, ces[i])
 		}
+	}
+}
+
+// pageUpstream answers every fill with the compressible page.
+type pageUpstream struct{ calls atomic.Int64 }
+
+func (u *pageUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	u.calls.Add(1)
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Cache-Control": {"max-age=60"}, "Content-Type": {"text/html"}, "Etag": {`"p"`}},
+		Body:   io.NopCloser(strings.NewReader(page)), Request: r, ContentLength: int64(len(page))}, nil
+}
+
+// TestHitContractCompressed: the fast front's hit contract serves a
+// stored coding variant itself, chosen by the request's Accept-Encoding,
+// without allocating, as ServeHTTP does.
+func TestHitContractCompressed(t *testing.T) {
+	up := &pageUpstream{}
+	h, err := edge.New(edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1",
+		Compression: compress.Config{Enabled: true}}}},
+		edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Upstream: func(edge.SiteConfig) http.RoundTripper { return up }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, ae := range []string{"br", "gzip", ""} {
+		r := httptest.NewRequest("GET", "http://"+testHost+"/p", nil)
+		r.Header.Set("Accept-Encoding", ae)
+		h.ServeHTTP(httptest.NewRecorder(), r) // fill
+	}
+	for _, tc := range []struct{ ae, ce string }{{"gzip, deflate, br, zstd", "br"}, {"gzip", "gzip"}, {"", ""}} {
+		r := httptest.NewRequest("GET", "http://"+testHost+"/p", nil)
+		if tc.ae != "" {
+			r.Header.Set("Accept-Encoding", tc.ae)
+		}
+		want := httptest.NewRecorder()
+		h.ServeHTTP(want, r)
+		req := edge.HitRequest{Host: []byte(testHost), Target: []byte("/p"), Remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
+		if tc.ae != "" {
+			req.AcceptEncoding = []byte(tc.ae)
+		}
+		var x edge.Hit
+		var head, body []byte
+		date := []byte("Date: Sat, 01 Jan 2000 00:00:00 GMT\r\n")
+		dateLine := func() []byte { return date }
+		serve := func() {
+			if !h.LookupHit(req, &x) {
+				t.Fatalf("AE %q: no hit", tc.ae)
+			}
+			head = append(x.AppendHead(nil, dateLine), "\r\n"...)
+			body = x.Body()
+			h.Delivered(&x, len(body))
+		}
+		serve()
+		head = head[:0:0]
+		buf := make([]byte, 0, 4096)
+		if n := testing.AllocsPerRun(100, func() {
+			if !h.LookupHit(req, &x) {
+				t.Fatal("no hit")
+			}
+			buf = x.AppendHead(buf[:0], dateLine)
+			h.Delivered(&x, 0)
+		}); n != 0 {
+			t.Errorf("AE %q: %v allocations per hit", tc.ae, n)
+		}
+		serve()
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(append(head, body...))), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.Header.Get("Content-Encoding"); got != tc.ce || got != want.Header().Get("Content-Encoding") {
+			t.Fatalf("AE %q: hit Content-Encoding %q, ServeHTTP %q, want %q", tc.ae, got, want.Header().Get("Content-Encoding"), tc.ce)
+		}
+		if !bytes.Equal(body, want.Body.Bytes()) || decodeBody(t, tc.ce, body) != page {
+			t.Fatalf("AE %q: hit body differs from ServeHTTP's", tc.ae)
+		}
+		if !varies(resp) || resp.Header.Get("Etag") != want.Header().Get("Etag") {
+			t.Fatalf("AE %q: Vary %q, ETag %q vs %q", tc.ae, resp.Header["Vary"], resp.Header.Get("Etag"), want.Header().Get("Etag"))
+		}
+	}
+	if up.calls.Load() != 3 {
+		t.Fatalf("%d fills, want 3", up.calls.Load())
 	}
 }
