@@ -109,6 +109,8 @@ type Handler struct {
 	purges    recentPurges
 	accessLog *slog.Logger
 
+	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
+
 	inflight *byteBudget  // bodies of fills in progress
 	failures *failedFills // keys whose fills failed recently
 
@@ -414,6 +416,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusMisdirectedRequest)
 		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", host)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		// A tunnel to a site's host is no request for the site: never
+		// forwarded (this is no forward proxy).
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+		h.writeError(w, r, http.StatusMethodNotAllowed, "CONNECT is not served", cacheStatus{fwd: "request", detail: "connect"})
+		return
+	}
+	if proto, ok := st.upgradeProtocol(r); ok {
+		h.serveUpgrade(w, r, st, proto)
 		return
 	}
 	switch r.Method {
