@@ -408,3 +408,30 @@ func TestHitContractCompressed(t *testing.T) {
 		t.Fatalf("%d fills, want 3", up.calls.Load())
 	}
 }
+
+// TestCompressionAndUpgradeConfigNamesTheField: a bad compression or
+// upgrade setting is refused naming its field.
+func TestCompressionAndUpgradeConfigNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*edge.Config)
+		want   string
+	}{
+		{func(c *edge.Config) { c.Sites[0].Compression.GzipLevel = 11 }, "sites[0].compression.gzip_level:"},
+		{func(c *edge.Config) { c.Sites[0].Compression.Encodings = []string{"br", "deflate"} }, "sites[0].compression.encodings[1]:"},
+		{func(c *edge.Config) { c.Sites[0].Compression.Types = []string{"html"} }, "sites[0].compression.types[0]:"},
+		{func(c *edge.Config) {
+			c.Sites[0].Compression.Enabled = true
+			c.Sites[0].AcceptEncoding = edge.AcceptEncodingAsSent
+		}, "sites[0].compression.enabled:"},
+		{func(c *edge.Config) { c.Sites[0].Upgrade.Protocols = []string{"web socket"} }, "sites[0].upgrade.protocols[0]:"},
+		{func(c *edge.Config) { c.Sites[0].Upgrade.IdleTimeout = -1 }, "sites[0].upgrade.idle_timeout:"},
+		{func(c *edge.Config) { c.Server.MaxUpgraded = -2 }, "server.max_upgraded:"},
+	} {
+		cfg := edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1"}}}
+		tc.mutate(&cfg)
+		err := cfg.WithDefaults().Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("error %v, want one starting %q", err, tc.want)
+		}
+	}
+}
