@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/meridiancdn/meridian/edge/compress"
+	"github.com/meridiancdn/meridian/edge/store"
 )
 
 // On-the-fly compression (site compression, package edge/compress).
@@ -260,4 +261,30 @@ func appendCodingVariantKey(dst []byte, primary string, gen uint64, c compress.C
 // Accept-Encoding alone.
 func varyOnCodingOnly(fields []string) bool {
 	return len(fields) == 1 && fields[0] == "Accept-Encoding"
+}
+
+// lookupCoded is lookup for a request that a compressing site gives
+// coding c: a vary index on Accept-Encoding alone (every variant the
+// edge makes) is resolved to c's variant directly, without a normalized
+// copy of the request (req is called only for other vary indexes).
+func (h *Handler) lookupCoded(primary string, c compress.Coding, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
+	key, e, varyMiss = lookupInCoded(h.store, primary, c, req)
+	if e == nil {
+		if k, he, _ := lookupInCoded(h.hot, primary, c, req); he != nil {
+			return k, he, false
+		}
+	}
+	return key, e, varyMiss
+}
+
+func lookupInCoded(s *store.Store, primary string, c compress.Coding, req func() *http.Request) (string, *store.Entry, bool) {
+	idx := s.Get(primary)
+	fields, gen, isIndex := idx.VaryIndex()
+	if !isIndex || !varyOnCodingOnly(fields) {
+		return lookupIn(s, primary, req)
+	}
+	var buf [256]byte
+	key := string(appendCodingVariantKey(buf[:0], primary, gen, c))
+	v := s.Get(key)
+	return key, v, v == nil
 }

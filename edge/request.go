@@ -60,10 +60,18 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		return
 	}
 
-	key, e, varyMiss := h.lookup(primary, withAE)
-	if e == nil && !varyMiss && st.coder != nil {
-		// A cold object: its fills coalesce per coding (encoding.go).
-		key = codingFlightKey(primary, codingOf(withAE()))
+	var key string
+	var e *store.Entry
+	var varyMiss bool
+	if st.coder == nil {
+		key, e, varyMiss = h.lookup(primary, withAE)
+	} else {
+		c := st.negotiated(r)
+		key, e, varyMiss = h.lookupCoded(primary, c, withAE)
+		if e == nil && !varyMiss {
+			// A cold object: its fills coalesce per coding (encoding.go).
+			key = codingFlightKey(primary, c)
+		}
 	}
 	cs := cacheStatus{fwd: "uri-miss"}
 	if varyMiss {
