@@ -293,8 +293,10 @@ type SiteConfig struct {
 // site behind the edge expects its WebSocket endpoints to keep working,
 // the origin decides whether to switch, and the idle timeout and the
 // edge-wide cap bound what the connections hold. HTTP/2's extended
-// CONNECT (RFC 8441) is not supported: WebSocket clients fall back to
-// HTTP/1.1.
+// CONNECT (RFC 8441) is not supported: Go's HTTP/2 server does not offer
+// it (SETTINGS_ENABLE_CONNECT_PROTOCOL) unless GODEBUG=http2xconnect=1,
+// so WebSocket clients open an HTTP/1.1 connection (over TLS too), and
+// a CONNECT of any kind is refused (405).
 type UpgradeConfig struct {
 	// Protocols are the Upgrade protocol names passed through
 	// (case-insensitive; a version suffix such as "/13" is ignored).

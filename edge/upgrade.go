@@ -59,11 +59,6 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 	if h.refuseLoop(w, r) {
 		return
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		h.writeError(w, r, http.StatusNotImplemented, "this connection cannot be upgraded", cs)
-		return
-	}
 	if max := int64(h.cfg.Server.MaxUpgraded); max >= 0 && h.upgraded.Add(1) > max {
 		h.upgraded.Add(-1)
 		h.metrics.upgradeRejected.Inc()
@@ -121,9 +116,12 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 		return
 	}
 	defer backend.Close()
-	client, brw, err := hj.Hijack()
+	// Through wrappers that Unwrap to the server's writer (the listeners'
+	// own), as http.ResponseController reaches them.
+	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		h.log.Warn("upgrade: hijack", "err", err)
+		h.writeError(w, r, http.StatusNotImplemented, "this connection cannot be upgraded", cs)
 		return
 	}
 	defer client.Close()

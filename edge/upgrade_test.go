@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,7 +97,7 @@ func TestWebSocketThroughEdge(t *testing.T) {
 	if n := e.counter("meridian_edge_upgraded_total"); n != 2 {
 		t.Fatalf("meridian_edge_upgraded_total %v", n)
 	}
-	waitFor(t, func() bool { return e.counter("meridian_edge_upgraded_connections") == 0 })
+	waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
 }
 
 // TestWebSocketOff: a site whose upgrade.protocols is empty strips
@@ -124,6 +125,9 @@ func TestWebSocketCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n := e.metric("meridian_edge_upgraded_connections"); n != 1 {
+		t.Fatalf("upgraded connections %v, want 1", n)
+	}
 	_, resp, err := dialWS(ctx, e, "/ws")
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("second upgrade: %v, resp %v; want 503 with Retry-After", err, resp)
@@ -132,7 +136,7 @@ func TestWebSocketCap(t *testing.T) {
 		t.Fatalf("rejected %v", n)
 	}
 	c1.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, func() bool { return e.counter("meridian_edge_upgraded_connections") == 0 })
+	waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
 	c3, _, err := dialWS(ctx, e, "/ws")
 	if err != nil {
 		t.Fatalf("after the first closed: %v", err)
@@ -155,7 +159,7 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 	if _, _, err := c.Read(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 		t.Fatalf("idle connection: read %v; want it closed by the edge", err)
 	}
-	waitFor(t, func() bool { return e.counter("meridian_edge_upgraded_connections") == 0 })
+	waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
 }
 
 // TestUpgradeHostile: CONNECT to a site's host is refused, never
@@ -180,5 +184,42 @@ func TestUpgradeHostile(t *testing.T) {
 	}
 	if e.origin.total.Load() != 1 {
 		t.Fatalf("origin saw %d requests, want 1 (the upgrade only)", e.origin.total.Load())
+	}
+}
+
+// TestWebSocketOverTLS: wss:// through the edge's TLS listener, which
+// speaks HTTP/1.1 to a client that does not ask for h2 (browsers open
+// such a connection for WebSockets: the edge does not offer HTTP/2's
+// extended CONNECT).
+func TestWebSocketOverTLS(t *testing.T) {
+	te := newTLSEnv(t, echoOrigin(nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: te.pool(), ServerName: testHost}}
+	defer tr.CloseIdleConnections()
+	c, _, err := websocket.Dial(ctx, "wss://"+te.tlsAddr+"/ws", &websocket.DialOptions{Host: testHost, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("over tls")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || string(got) != "echo:over tls" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	// An HTTP/2 CONNECT (what extended CONNECT would be) is refused.
+	h2 := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: te.pool(), ServerName: testHost}, ForceAttemptHTTP2: true}
+	defer h2.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodConnect, "https://"+te.tlsAddr, nil)
+	req.Host = testHost
+	resp, err := h2.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("HTTP/2 CONNECT: %s %d, want HTTP/2 405", resp.Proto, resp.StatusCode)
 	}
 }
