@@ -435,3 +435,35 @@ func TestCompressionAndUpgradeConfigNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressionTruncatedOrigin: an origin that breaks off its body
+// mid-way never gets a compressed variant stored, and the client is not
+// told the short body is whole.
+func TestCompressionTruncatedOrigin(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", fmt.Sprint(len(page)))
+		io.WriteString(w, page[:len(page)/3]) // then the handler returns: net/http closes the connection
+	}, compressing)
+	for range 2 {
+		req, _ := http.NewRequest("GET", e.base+"/cut", nil)
+		req.Host = testHost
+		req.Header.Set("Accept-Encoding", "br")
+		resp, err := e.client.Do(req)
+		if err != nil {
+			continue // the edge aborted the response: fine
+		}
+		b, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == 200 {
+			if got := decodeBody(t, resp.Header.Get("Content-Encoding"), b); got == page {
+				t.Fatal("a whole page from a truncated origin body")
+			}
+			t.Fatalf("a truncated body served as complete (%d bytes, Cache-Status %q)", len(b), resp.Header.Get("Cache-Status"))
+		}
+	}
+	if n := e.origin.count("/cut"); n != 2 {
+		t.Fatalf("origin requests %d, want 2 (nothing stored)", n)
+	}
+}
