@@ -147,7 +147,8 @@ type Hit struct {
 // or 304, whose fields net/http trims) that needs nothing but the
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
-// unknown host, a miss, a stale entry, a varying response, a client
+// unknown host, a miss, a stale entry, a varying response other than
+// a compressing site's coding variant (chosen by AcceptEncoding), a client
 // Cache-Control that the site honours): such requests go through
 // ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
