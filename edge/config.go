@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge/certs"
+	"github.com/meridiancdn/meridian/edge/compress"
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/rules"
@@ -198,6 +199,14 @@ type ServerConfig struct {
 	// 405, as it only reflects a request (cookies and credentials
 	// included) back to whoever can make the client send it.
 	AllowTrace bool `yaml:"allow_trace"`
+	// MaxUpgraded caps the upgraded connections (WebSocket and other
+	// Upgrade pass-through, see SiteConfig.Upgrade) open at once on this
+	// edge, over every site; an upgrade past it is answered 503 with
+	// Retry-After. Default 1024: each costs two sockets, two goroutines
+	// and two 32 KiB copy buffers (about 100 KiB), so 1024 hold some 100
+	// MiB, and it leaves most of max_connections to ordinary requests.
+	// -1 removes the cap.
+	MaxUpgraded int `yaml:"max_upgraded"`
 }
 
 // The values of ServerConfig.Front.
@@ -275,6 +284,14 @@ type SiteConfig struct {
 	// marketing parameters left out). Default: the target as sent. The
 	// origin gets the query as keyed (for GET and HEAD).
 	CacheKey CacheKeyConfig `yaml:"cache_key"`
+	// Compression compresses responses on the fly (gzip, brotli, zstd)
+	// and caches each coding once, and decodes what the origin compressed
+	// for clients that do not accept it (see compress.Config). Default
+	// off.
+	Compression compress.Config `yaml:"compression"`
+	// Upgrade passes protocol upgrades (WebSocket) through to the origin
+	// over HTTP/1.1 (see UpgradeConfig). Default: WebSocket allowed.
+	Upgrade UpgradeConfig `yaml:"upgrade"`
 	// Limits caps each client's rate of requests and its requests in
 	// flight on this site, keyed by the client's address (an IPv6
 	// client's /64), over a bounded table of clients (see limit.Config).
@@ -287,6 +304,37 @@ type SiteConfig struct {
 	// edge/rules for each and for the order they apply in). Default
 	// none: a site without rules pays nothing for them.
 	Rules rules.Config `yaml:",inline"`
+}
+
+// UpgradeConfig is a site's protocol upgrade pass-through (RFC 9110
+// §7.8): an HTTP/1.1 GET with Connection: upgrade and an allowed Upgrade
+// protocol goes to the origin with its Upgrade field, and when the
+// origin switches protocols (101) the edge splices the two connections
+// until either side closes or both are idle for IdleTimeout. Upgraded
+// connections are never cached, and count against
+// server.max_upgraded.
+//
+// WebSocket is allowed by default, as Cloudflare and CloudFront do
+// (nginx needs proxy_set_header lines for it): an operator putting a
+// site behind the edge expects its WebSocket endpoints to keep working,
+// the origin decides whether to switch, and the idle timeout and the
+// edge-wide cap bound what the connections hold. HTTP/2's extended
+// CONNECT (RFC 8441) is not supported: Go's HTTP/2 server does not offer
+// it (SETTINGS_ENABLE_CONNECT_PROTOCOL) unless GODEBUG=http2xconnect=1,
+// so WebSocket clients open an HTTP/1.1 connection (over TLS too), and
+// a CONNECT of any kind is refused (405).
+type UpgradeConfig struct {
+	// Protocols are the Upgrade protocol names passed through
+	// (case-insensitive; a version suffix such as "/13" is ignored).
+	// Default [websocket]; an empty list ([]) turns upgrades off: the
+	// Upgrade field is then removed, as any hop-by-hop field.
+	Protocols []string `yaml:"protocols"`
+	// IdleTimeout closes an upgraded connection on which neither side
+	// sent a byte for this long. Default 120s: above the 30-60s
+	// keep-alive pings WebSocket applications commonly send (nginx's
+	// proxy_read_timeout, 60s, closes quieter ones; Cloudflare's is
+	// 100s).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -425,6 +473,9 @@ func (c Config) WithDefaults() Config {
 	if c.Server.MaxConnectionsPerIP == 0 {
 		c.Server.MaxConnectionsPerIP = 128
 	}
+	if c.Server.MaxUpgraded == 0 {
+		c.Server.MaxUpgraded = 1024
+	}
 	sites := make([]SiteConfig, len(c.Sites))
 	for i, s := range c.Sites {
 		if s.Timeout == 0 {
@@ -441,6 +492,13 @@ func (c Config) WithDefaults() Config {
 		}
 		s.CacheKey = s.CacheKey.withDefaults()
 		s.Rules = s.Rules.WithDefaults()
+		s.Compression = s.Compression.WithDefaults()
+		if s.Upgrade.Protocols == nil {
+			s.Upgrade.Protocols = []string{"websocket"}
+		}
+		if s.Upgrade.IdleTimeout == 0 {
+			s.Upgrade.IdleTimeout = 120 * time.Second
+		}
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -519,6 +577,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("server.front: unknown %q (want %q or %q)", c.Server.Front, FrontNetHTTP, FrontFast)
 	case c.Server.MaxConnections < -1:
 		return fmt.Errorf("server.max_connections: %d: want a count, or -1 for no cap", c.Server.MaxConnections)
+	case c.Server.MaxUpgraded < -1:
+		return fmt.Errorf("server.max_upgraded: %d: want a count, or -1 for no cap", c.Server.MaxUpgraded)
 	case c.Server.MaxConnectionsPerIP < -1:
 		return fmt.Errorf("server.max_connections_per_ip: %d: want a count, or -1 for no cap", c.Server.MaxConnectionsPerIP)
 	case c.Server.MaxConnections > 0 && c.Server.MaxConnectionsPerIP > c.Server.MaxConnections:
@@ -579,6 +639,20 @@ func (c Config) Validate() error {
 		}
 		if err := s.CacheKey.validate(f + ".cache_key"); err != nil {
 			return err
+		}
+		if err := s.Compression.Validate(); err != nil {
+			return fmt.Errorf("%s.compression.%w", f, err)
+		}
+		if s.Compression.Enabled && s.AcceptEncoding == AcceptEncodingAsSent {
+			return fmt.Errorf("%s.compression.enabled: needs accept_encoding %s (the edge chooses one coding per request), not %s", f, AcceptEncodingNormalize, AcceptEncodingAsSent)
+		}
+		for j, p := range s.Upgrade.Protocols {
+			if !isToken(p) {
+				return fmt.Errorf("%s.upgrade.protocols[%d]: %q is not a protocol name", f, j, p)
+			}
+		}
+		if s.Upgrade.IdleTimeout < 0 {
+			return fmt.Errorf("%s.upgrade.idle_timeout: negative", f)
 		}
 		switch {
 		case s.Grace.WhileRevalidate < 0:

@@ -56,7 +56,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	}
 	if stale != nil && (!stale.OnDisk() || stale.BodySize() <= h.cache.Load().MaxObjectBytes) {
 		// (A 304 refreshes the stale copy into memory: see fill.)
-		if etag := stale.ETag(); etag != "" {
+		if etag := st.validatorFor(stale.ETag(), stale.Field("Content-Encoding")); etag != "" {
 			out.Header.Set("If-None-Match", etag)
 		}
 		if lm := stale.LastModified(); !lm.IsZero() {
@@ -155,6 +155,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		resp.Header.Del(fill.PeerHeader) // an upstream's mark, never stored
 		merged := policy.UpdateHeaders(stale.BaseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
+		st.refreshed(stale.ETag(), merged)
 		e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
 		body, err := storedBody(stale)
 		if err != nil { // the stale copy's file is gone: not the origin's failure
@@ -212,8 +213,13 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	h.metrics.fill(reqTime, respTime, false)
 	h.failures.forget(key)
 
+	// On a compressing site the body becomes the coding asked for, as it
+	// arrives (encoding.go); whether it is storable is decided on what
+	// upstream announced.
+	announced := resp.ContentLength
+	st.transcode(out, resp, hdr)
 	maxObj := cache.MaxObjectBytes
-	if !pol.Store || resp.ContentLength > maxObj {
+	if !pol.Store || announced > maxObj {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.
 		if shared {

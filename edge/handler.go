@@ -54,6 +54,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meridiancdn/meridian/edge/compress"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/geoip"
 	"github.com/meridiancdn/meridian/edge/limit"
@@ -113,6 +114,8 @@ type Handler struct {
 	purges    recentPurges
 	accessLog *slog.Logger
 
+	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
+
 	inflight *byteBudget  // bodies of fills in progress
 	failures *failedFills // keys whose fills failed recently
 
@@ -143,9 +146,10 @@ type site struct {
 	fills    fill.Upstream     // the path of fills: upstream, wrapped (Options.WrapUpstream)
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
-	trusted  proxyList      // the handler's trusted proxies, for the scheme
-	limiter  *limit.Limiter // the site's per-client limits; nil: none
-	rules    *rules.Set     // the site's rules (siterules.go); nil: none
+	trusted  proxyList       // the handler's trusted proxies, for the scheme
+	limiter  *limit.Limiter  // the site's per-client limits; nil: none
+	rules    *rules.Set      // the site's rules (siterules.go); nil: none
+	coder    *compress.Coder // the site's compression; nil: off
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -246,6 +250,14 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 				}
 			}
 			st.upstream = pool
+		}
+		if sc.Compression.Enabled {
+			c, err := compress.New(sc.Compression)
+			if err != nil {
+				t.close()
+				return nil, fmt.Errorf("site %s: compression: %w", sc.Hosts[0], err)
+			}
+			st.coder = c
 		}
 		st.fills = fill.Origin(st.upstream)
 		if h.opt.WrapUpstream != nil {
@@ -445,13 +457,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "meridian: no site is configured for host %q\n", host)
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// A tunnel to a site's host is no request for the site: never
+		// forwarded (this is no forward proxy).
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+		h.writeError(w, r, http.StatusMethodNotAllowed, "CONNECT is not served", cacheStatus{fwd: "request", detail: "connect"})
+		return
+	}
 	if st.rules != nil && r.Method != methodPurge {
 		// The site's rules, at this one place for every front (see
 		// siterules.go); PURGE is the CDN's own API, not the site's.
+		// They apply to upgrades too: a geo rule or a redirect holds
+		// for a WebSocket as for any request.
 		var done bool
 		if w, r, done = h.applyRules(w, r, st); done {
 			return
 		}
+	}
+	if proto, ok := st.upgradeProtocol(r); ok {
+		h.serveUpgrade(w, r, st, proto)
+		return
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:

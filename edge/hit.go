@@ -113,6 +113,11 @@ type HitRequest struct {
 	// Remote is the client connection's peer address: the trusted proxy
 	// check and the access log's remote.
 	Remote net.Addr
+	// AcceptEncoding is the Accept-Encoding field value, nil when there
+	// is none; a request with more than one such line is not plain. On
+	// a site that compresses it selects the stored variant of the coding
+	// the client gets (see encoding.go).
+	AcceptEncoding []byte
 }
 
 // Hit is the hit contract between the cache and a front that writes
@@ -132,6 +137,9 @@ type Hit struct {
 	// looked up, kept while requests repeat it.
 	keyBuf []byte
 	key    string
+	// varBuf and varKey are the same for the key of a coding's variant.
+	varBuf []byte
+	varKey string
 }
 
 // LookupHit looks up a plain GET or HEAD (see HitRequest) and reports
@@ -139,7 +147,8 @@ type Hit struct {
 // or 304, whose fields net/http trims) that needs nothing but the
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
-// unknown host, a miss, a stale entry, a varying response, a client
+// unknown host, a miss, a stale entry, a varying response other than
+// a compressing site's coding variant (chosen by AcceptEncoding), a client
 // Cache-Control that the site honours, a site with rules, whose rules
 // apply in ServeHTTP): such requests go through
 // ServeHTTP. Nothing is counted until Delivered. It does not allocate
@@ -158,7 +167,7 @@ func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
 	if string(x.keyBuf) != x.key {
 		x.key = string(x.keyBuf)
 	}
-	if !h.lookupHit(x, x.key, hostStart, hostEnd, req.CacheControl) {
+	if !h.lookupHit(x, x.key, hostStart, hostEnd, req.CacheControl, req.AcceptEncoding) {
 		return false
 	}
 	x.req = req
@@ -176,7 +185,7 @@ func (h *Handler) trustsPeer(remote net.Addr) bool {
 // key[hostStart:hostEnd] and target follows it as sent (see
 // appendHitKey; the site's cache_key rules are applied here), and fills
 // x's entry and stamp: see LookupHit.
-func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC bool) bool {
+func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC bool, acceptEncoding []byte) bool {
 	st := h.route(key[hostStart:hostEnd])
 	// A site with rules is served through ServeHTTP, where its rules
 	// apply (siterules.go): never from here.
@@ -186,9 +195,19 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
-	e := h.store.Get(key)
+	src := h.store
+	e := src.Get(key)
 	if e == nil {
-		e = h.hot.Get(key)
+		src = h.hot
+		e = src.Get(key)
+	}
+	if fields, gen, ok := e.VaryIndex(); ok && st.coder != nil && varyOnCodingOnly(fields) {
+		// One variant per coding (encoding.go): the client's.
+		x.varBuf = appendCodingVariantKey(x.varBuf[:0], key, gen, st.coder.NegotiateBytes(acceptEncoding))
+		if string(x.varBuf) != x.varKey {
+			x.varKey = string(x.varBuf)
+		}
+		e = src.Get(x.varKey)
 	}
 	if e == nil || !e.Sealed() || !bodyAllowed(e.Status()) {
 		return false

@@ -40,6 +40,10 @@ type metrics struct {
 	// inflightRejected fills refused for want of in-flight budget.
 	abandoned        prometheus.Counter
 	inflightRejected prometheus.Counter
+	// upgraded counts connections upgraded through to the origin;
+	// upgradeRejected upgrades refused past server.max_upgraded.
+	upgraded        prometheus.Counter
+	upgradeRejected prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -82,6 +86,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_inflight_rejected_total",
 			Help: "Fills refused because cache.max_inflight_bytes stayed full for cache.inflight_wait (answered 503 or stale).",
 		}),
+		upgraded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_upgraded_total",
+			Help: "Connections upgraded (WebSocket) and spliced through to the origin.",
+		}),
+		upgradeRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_upgrade_rejected_total",
+			Help: "Upgrades refused (503) because server.max_upgraded connections were open.",
+		}),
 	}
 	for c := range classNames {
 		for p := range protocols {
@@ -95,7 +107,9 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
-		m.abandoned, m.inflightRejected,
+		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
+			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),
 		storeGauge("meridian_edge_inflight_bytes", "Bytes held by the bodies of fills in progress (cache.max_inflight_bytes bounds them).", func() float64 {
 			used, _ := h.inflight.stats()
 			return float64(used)

@@ -32,9 +32,17 @@ type tlsEnv struct {
 	tlsAddr string
 	mu      sync.Mutex
 	protos  []string
+	served  []string // "path content-encoding" of each answer
 }
 
 func newTLSEnv(t *testing.T, h http.HandlerFunc, hosts ...string) *tlsEnv {
+	t.Helper()
+	return newTLSEnvWith(t, h, nil, hosts...)
+}
+
+// newTLSEnvWith is newTLSEnv with the edge's config adjusted by mutate
+// (nil: as newTLSEnv has it).
+func newTLSEnvWith(t *testing.T, h http.HandlerFunc, mutate func(*edge.Config), hosts ...string) *tlsEnv {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM, keyPEM, err := listen.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
@@ -48,6 +56,9 @@ func newTLSEnv(t *testing.T, h http.HandlerFunc, hosts ...string) *tlsEnv {
 	te := &tlsEnv{certPEM: certPEM}
 	base := newEnv(t, h, func(c *edge.Config) {
 		c.Sites[0].Hosts = append(c.Sites[0].Hosts, hosts...)
+		if mutate != nil {
+			mutate(c)
+		}
 	})
 	cfg := base.cfg
 	cfg.TLS = &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile}
@@ -56,6 +67,9 @@ func newTLSEnv(t *testing.T, h http.HandlerFunc, hosts ...string) *tlsEnv {
 		te.protos = append(te.protos, r.Proto)
 		te.mu.Unlock()
 		base.edge.ServeHTTP(w, r)
+		te.mu.Lock()
+		te.served = append(te.served, r.URL.Path+" "+w.Header().Get("Content-Encoding"))
+		te.mu.Unlock()
 	})
 	srv := listen.NewServer(cfg, recorder, listen.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.Start(); err != nil {

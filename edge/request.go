@@ -61,7 +61,19 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		return
 	}
 
-	key, e, varyMiss := h.lookup(primary, withAE)
+	var key string
+	var e *store.Entry
+	var varyMiss bool
+	if st.coder == nil {
+		key, e, varyMiss = h.lookup(primary, withAE)
+	} else {
+		c := st.negotiated(r)
+		key, e, varyMiss = h.lookupCoded(primary, c, withAE)
+		if e == nil && !varyMiss {
+			// A cold object: its fills coalesce per coding (encoding.go).
+			key = codingFlightKey(primary, c)
+		}
+	}
 	cs := cacheStatus{fwd: "uri-miss"}
 	if varyMiss {
 		cs.fwd = "vary-miss"
@@ -112,6 +124,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 // (see SiteConfig.AcceptEncoding), for the secondary key and the fill
 // alike; a shallow copy, since a handler must not change its request.
 func normalizedAcceptEncoding(r *http.Request, st *site) *http.Request {
+	if st.coder != nil {
+		return withCoding(r, st) // one coding, the edge's choice (encoding.go)
+	}
 	lines, present := r.Header["Accept-Encoding"]
 	if !present || st.cfg.AcceptEncoding == AcceptEncodingAsSent {
 		return r

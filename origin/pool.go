@@ -309,7 +309,12 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			p.settle(resp.StatusCode < 500)
 			s.slots.setHTTP2(resp.ProtoMajor == 2)
 			release := func() { tryCancel(); cancel(nil); s.slots.release() }
-			if resp.Body == http.NoBody {
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection: the caller's to read and write
+				// for as long as it lasts (no read_timeout: the caller
+				// bounds its idleness), holding its slot until closed.
+				resp.Body = &upgradedBody{ReadWriteCloser: rwc, release: release}
+			} else if resp.Body == http.NoBody {
 				release()
 			} else {
 				pb := &poolBody{rc: resp.Body, p: p, parent: req.Context(), ctx: ctx, release: release, s: s, timeout: p.cfg.ReadTimeout}
@@ -430,6 +435,21 @@ func withCause(err, cause error) error {
 
 // poolBody is a response body that releases the request's contexts on Close
 // and turns read errors into *Error values, counted against the server.
+// upgradedBody is the connection of a 101 (Switching Protocols) response:
+// readable and writable, and its server's slot is released when it is
+// closed.
+type upgradedBody struct {
+	io.ReadWriteCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *upgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
 type poolBody struct {
 	rc      io.ReadCloser
 	p       *Pool

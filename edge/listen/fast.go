@@ -199,6 +199,7 @@ type request struct {
 	target   []byte // origin-form request target
 	host     []byte // Host field value
 	proto    []byte // the last X-Forwarded-Proto field value, nil if none
+	ae       []byte // the Accept-Encoding field value, nil if none
 	close    bool   // Connection: close
 	clientCC bool   // a Cache-Control field is present
 	plain    bool   // nothing in the header rules out a stored answer
@@ -331,7 +332,7 @@ func (c *fastConn) serveHit(req *request) bool {
 	h := c.f.h
 	x := &c.hit
 	if !h.LookupHit(edge.HitRequest{Head: req.head, Host: req.host, Target: req.target, ForwardedProto: req.proto,
-		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr()}, x) {
+		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr(), AcceptEncoding: req.ae}, x) {
 		return false
 	}
 	b := x.AppendHead(c.wbuf[:0], c.f.dateLine)
@@ -638,6 +639,11 @@ func parseHead(p []byte, req *request) int {
 			return headRefer
 		case equalFold(name, "cache-control"):
 			req.clientCC = true
+		case equalFold(name, "accept-encoding"):
+			if req.ae != nil {
+				req.plain = false // two lines: ServeHTTP reads them both
+			}
+			req.ae = value
 		case equalFold(name, "x-forwarded-proto"):
 			req.proto = value // the last line counts, as ServeHTTP reads it (edge.HitRequest)
 		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
