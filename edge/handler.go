@@ -106,6 +106,8 @@ type Handler struct {
 	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
+	bans      banList
+	purgeCfg  atomic.Pointer[PurgeConfig]
 	accessLog *slog.Logger
 
 	inflight *byteBudget  // bodies of fills in progress
@@ -140,6 +142,9 @@ type site struct {
 	proxy    *httputil.ReverseProxy
 	trusted  proxyList      // the handler's trusted proxies, for the scheme
 	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	// purgeToken is the site's purge token (purge_token or the content
+	// of purge_token_file); empty: none.
+	purgeToken string
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -176,6 +181,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.opt = opt
 	h.accessLog = opt.AccessLog
 	h.cache.Store(&cfg.Cache)
+	h.purgeCfg.Store(&cfg.Purge)
 	sites, err := h.buildSites(cfg)
 	if err != nil {
 		h.Close()
@@ -194,12 +200,18 @@ type siteTable struct {
 
 func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	t := &siteTable{byHost: map[string]*site{}}
-	for _, sc := range cfg.Sites {
+	for i, sc := range cfg.Sites {
+		token, err := sc.readPurgeToken()
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("sites[%d].%w", i, err)
+		}
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
-			cfg:     sc,
-			origin:  u,
-			trusted: h.trusted,
+			cfg:        sc,
+			origin:     u,
+			trusted:    h.trusted,
+			purgeToken: token,
 			opts: policy.Options{
 				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
 				GraceIfError:         sc.Grace.IfError,
@@ -288,8 +300,9 @@ func (h *Handler) Reload(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
-	cache := cfg.Cache
+	cache, purge := cfg.Cache, cfg.Purge
 	h.cache.Store(&cache)
+	h.purgeCfg.Store(&purge)
 	h.store.SetMax(cache.MaxBytes)
 	h.hot.SetMax(cache.HotBytes)
 	h.inflight.setMax(cache.MaxInflightBytes)
@@ -489,30 +502,30 @@ func variantKey(primary string, gen uint64, secondary string) string {
 // vary index (req is called only then). key is where a response for the
 // request would be stored.
 func (h *Handler) lookup(primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
-	key, e, varyMiss = lookupIn(h.store, primary, req)
+	key, e, varyMiss = h.lookupIn(h.store, primary, req)
 	if e == nil {
-		if k, he, _ := lookupIn(h.hot, primary, req); he != nil {
+		if k, he, _ := h.lookupIn(h.hot, primary, req); he != nil {
 			return k, he, false
 		}
 	}
 	return key, e, varyMiss
 }
 
-func lookupIn(s *store.Store, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
+func (h *Handler) lookupIn(s *store.Store, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
 	e = s.Get(primary)
 	if e == nil {
 		return primary, nil, false
 	}
 	fields, gen, isIndex := e.VaryIndex()
 	if !isIndex {
-		return primary, e, false
+		return primary, h.unbanned(s, primary, e), false
 	}
 	sk, ok := policy.SecondaryKey(fields, req().Header)
 	if !ok {
 		return primary, nil, true
 	}
 	key = variantKey(primary, gen, sk)
-	v := s.Get(key)
+	v := h.unbanned(s, key, s.Get(key))
 	return key, v, v == nil
 }
 

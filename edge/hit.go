@@ -183,9 +183,9 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
-	e := h.store.Get(key)
+	e := h.unbanned(h.store, key, h.store.Get(key))
 	if e == nil {
-		e = h.hot.Get(key)
+		e = h.unbanned(h.hot, key, h.hot.Get(key))
 	}
 	if e == nil || !e.Sealed() || !bodyAllowed(e.Status()) {
 		return false
