@@ -94,6 +94,11 @@ func parseBan(expr string) ([]banCond, error) {
 	if len(expr) > maxBanBytes {
 		return nil, fmt.Errorf("ban: expression longer than %d bytes", maxBanBytes)
 	}
+	return parseBanConds(expr)
+}
+
+// parseBanConds is parseBan without the bound on the length.
+func parseBanConds(expr string) ([]banCond, error) {
 	var conds []banCond
 	s := expr
 	for {
