@@ -128,6 +128,7 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 		"requests":  counts,
 		"hit_ratio": hitRatio(counts),
 		"top":       a.Handler.store.Top(10),
+		"bans":      a.Handler.Bans(20),
 		"time":      a.Handler.now().UTC().Format(time.RFC3339),
 	}
 	if a.Status != nil {

@@ -521,12 +521,13 @@ func (h *Handler) SweepBans() int {
 	return n
 }
 
-// Bans describes the active bans, oldest first (for /status).
-func (h *Handler) Bans() []string {
+// Bans returns how many bans are active and describes the newest n of
+// them, newest first (for /status).
+func (h *Handler) Bans(n int) map[string]any {
 	bans := h.bans.active()
-	out := make([]string, len(bans))
-	for i, b := range bans {
-		out[i] = b.String()
+	newest := make([]string, 0, min(n, len(bans)))
+	for i := len(bans) - 1; i >= 0 && len(newest) < n; i-- {
+		newest = append(newest, bans[i].String())
 	}
-	return out
+	return map[string]any{"active": len(bans), "newest": newest}
 }

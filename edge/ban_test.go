@@ -255,6 +255,21 @@ func TestBanLazyThenSweptAndRetired(t *testing.T) {
 	if n := b.gauge("meridian_edge_bans"); n != 2 {
 		t.Fatalf("meridian_edge_bans = %v, want 2", n)
 	}
+	st, err := http.Get(b.admin.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		Bans struct {
+			Active int      `json:"active"`
+			Newest []string `json:"newest"`
+		} `json:"bans"`
+	}
+	json.NewDecoder(st.Body).Decode(&status)
+	st.Body.Close()
+	if status.Bans.Active != 2 || len(status.Bans.Newest) != 2 || !strings.Contains(status.Bans.Newest[0], `req.url ~ "^/b/2"`) {
+		t.Fatalf("/status bans: %+v", status.Bans)
+	}
 	// At lookup: the banned object is fetched again, nothing else.
 	b.fetch(testHost, "/a/1")
 	b.fetch(otherHost, "/a/1?k=red")
