@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -590,5 +591,43 @@ func TestBanDuringFillIsNotUndone(t *testing.T) {
 	wantCS(t, resp, "!hit")
 	if b.origin.count("/slow") != before+1 {
 		t.Fatal("the purged fill was stored")
+	}
+}
+
+// BenchmarkHitUnderBans measures a hit on an object older than n active
+// bans that do not match it (the worst case for a hit until the sweeper
+// retires them: each is checked; n=0 is the hit path with no ban).
+func BenchmarkHitUnderBans(b *testing.B) {
+	for _, n := range []int{0, 10, 100, 1000} {
+		b.Run(fmt.Sprintf("bans=%d", n), func(b *testing.B) {
+			origin := httptest.NewServer(respond(200, strings.Repeat("x", 1024), "Cache-Control", "max-age=3600"))
+			defer origin.Close()
+			h, err := edge.New(edge.Config{
+				Purge: edge.PurgeConfig{BanSweepInterval: time.Hour},
+				Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}},
+				edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			req := httptest.NewRequest("GET", "http://bench.test/obj?x=1", nil)
+			w := &discardWriter{h: http.Header{}}
+			h.ServeHTTP(w, req) // fill
+			for i := 0; i < n; i++ {
+				if _, err := h.Purge(edge.Purge{Bans: []string{fmt.Sprintf(`req.url ~ "^/other/%d/.*\.png$"`, i)}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+			b.StopTimer()
+			if !strings.Contains(w.h.Get("Cache-Status"), "hit") {
+				b.Fatalf("not a hit: %q", w.h.Get("Cache-Status"))
+			}
+		})
 	}
 }
