@@ -340,6 +340,13 @@ func (l *banList) add(bs []*ban, max int) error {
 	next := slices.Clone(l.active())
 	for _, b := range bs {
 		next = slices.DeleteFunc(next, func(o *ban) bool { return o.id == b.id && (o.soft || !b.soft) })
+		// The list stays in time order (verdict stops at the first ban
+		// older than the entry): a ban stamped before one that a
+		// concurrent purge added first takes its time, which only
+		// widens what it affects.
+		if len(next) > 0 && next[len(next)-1].at > b.at {
+			b.at = next[len(next)-1].at
+		}
 		next = append(next, b)
 	}
 	if len(next) > max {

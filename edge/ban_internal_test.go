@@ -167,3 +167,23 @@ func FuzzPurgeOfRequest(f *testing.F) {
 		}
 	})
 }
+
+// Bans added out of time order (two purges stamped in one order and
+// added in the other) are still all checked against an entry.
+func TestBanListKeepsTimeOrder(t *testing.T) {
+	var l banList
+	conds, _ := parseBan("req.url ~ ^/a")
+	other, _ := parseBan("req.url ~ ^/zzz")
+	late := newBan(conds, nil, false, time.Unix(20, 0))
+	early := newBan(other, nil, false, time.Unix(10, 0))
+	if err := l.add([]*ban{late}, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.add([]*ban{early}, 10); err != nil {
+		t.Fatal(err)
+	}
+	e := store.NewFilling(200, http.Header{}, policy.Policy{}, time.Unix(15, 0))
+	if hit, _ := verdict(l.active(), "site.test/a", e); !hit {
+		t.Fatal("the ban made after the entry, added before an older one, was not checked")
+	}
+}
