@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,8 +29,12 @@ import (
 //	                plus Status() (region, ring members, regions)
 //	                                            (read token, if set)
 //	GET  /          the status page (HTML), which shows /status
-//	POST /purge     {"urls": [...], "keys": [...], "soft": bool}
-//	                with "Authorization: Bearer TOKEN"
+//	POST /purge     {"urls": [...], "keys": [...], "prefixes": [...],
+//	                "hosts": [...], "sites": [...], "bans": [...],
+//	                "soft": bool} (see Purge)
+//	                with "Authorization: Bearer TOKEN": the admin
+//	                token, or a site's purge token for that site
+//	                alone
 //
 // /status names the most requested URLs and /metrics the traffic: set
 // ReadToken where the admin port is reachable by more than operators and
@@ -37,7 +42,9 @@ import (
 type Admin struct {
 	// Handler is the edge whose store purges act on.
 	Handler *Handler
-	// Token is the purge API's bearer token. Empty refuses every purge.
+	// Token is the purge API's bearer token, valid for every site. Empty:
+	// only the sites' own purge tokens (sites[].purge_token) purge, each
+	// its site.
 	Token string
 	// ReadToken, when set, is the bearer token that /status and /metrics
 	// require (the purge Token is accepted too). Empty leaves them open.
@@ -60,8 +67,12 @@ func (a *Admin) SetDraining(v bool) { a.draining.Store(v) }
 
 // PurgeResult is the purge API's answer.
 type PurgeResult struct {
-	// Purged counts the entries this node removed or marked stale.
+	// Purged counts the entries this node removed or marked stale at
+	// once (URLs and surrogate keys).
 	Purged int `json:"purged"`
+	// Bans counts the bans the purge made (prefixes, hosts, sites, ban
+	// expressions): they act from now on, at lookup and in the sweeper.
+	Bans int `json:"bans"`
 	// Acked and Failed name the other nodes that did and did not confirm.
 	Acked  []string `json:"acked"`
 	Failed []string `json:"failed"`
@@ -117,6 +128,7 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 		"requests":  counts,
 		"hit_ratio": hitRatio(counts),
 		"top":       a.Handler.store.Top(10),
+		"bans":      a.Handler.Bans(20),
 		"time":      a.Handler.now().UTC().Format(time.RFC3339),
 	}
 	if ds, ok := a.Handler.DiskStats(); ok {
@@ -159,7 +171,8 @@ func (a *Admin) servePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "purge: use POST", http.StatusMethodNotAllowed)
 		return
 	}
-	if !a.authorized(r) {
+	scope, ok := a.scopeOf(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meridian purge"`)
 		http.Error(w, "purge: missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -176,14 +189,33 @@ func (a *Admin) servePurge(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("purge: bad JSON body: %v", err), http.StatusBadRequest)
 		return
 	}
-	n, err := a.Handler.Purge(req.Purge)
-	if err != nil {
+	if scope != nil {
+		req.Scope = scope // a site's token purges within its site alone
+	}
+	a.purge(w, r, req.Purge, !req.Local)
+}
+
+// purge applies p here and, when propagate, on every other node, and
+// answers with a PurgeResult: 200 when every node confirmed, 202 when
+// some did not (they get it later), 400 for a malformed purge, 403 for
+// one outside the token's site, 429 with too many bans.
+func (a *Admin) purge(w http.ResponseWriter, r *http.Request, p Purge, propagate bool) {
+	n, err := a.Handler.Purge(p)
+	switch {
+	case errors.Is(err, ErrTooManyBans):
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	case errors.Is(err, ErrOutOfScope):
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	res := PurgeResult{Purged: n, Acked: []string{}, Failed: []string{}, Complete: true}
-	if a.Propagate != nil && !req.Local {
-		acked, failed := a.Propagate(r.Context(), req.Purge)
+	res := PurgeResult{Purged: n, Bans: p.bans(), Acked: []string{}, Failed: []string{}, Complete: true}
+	if a.Propagate != nil && propagate {
+		acked, failed := a.Propagate(r.Context(), p)
 		res.Acked = append(res.Acked, acked...)
 		res.Failed = append(res.Failed, failed...)
 		res.Complete = len(failed) == 0
@@ -193,6 +225,40 @@ func (a *Admin) servePurge(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted) // applied here, not confirmed everywhere
 	}
 	json.NewEncoder(w).Encode(res)
+}
+
+// scopeOf returns the purge scope of r's bearer token: nil (every site)
+// for the admin token, a site's hosts for that site's purge token; ok is
+// false for no token or a wrong one.
+func (a *Admin) scopeOf(r *http.Request) (scope []string, ok bool) {
+	if a.authorized(r) {
+		return nil, true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || got == "" {
+		return nil, false
+	}
+	return a.Handler.siteOfToken(got)
+}
+
+// siteOfToken returns the hosts of the site whose purge token is token.
+// Every site's token is compared, in constant time.
+func (h *Handler) siteOfToken(token string) (hosts []string, ok bool) {
+	x := sha256.Sum256([]byte(token))
+	var found *site
+	for _, st := range h.sites.Load().byHost {
+		if st.purgeToken == "" {
+			continue
+		}
+		y := sha256.Sum256([]byte(st.purgeToken))
+		if subtle.ConstantTimeCompare(x[:], y[:]) == 1 {
+			found = st
+		}
+	}
+	if found == nil {
+		return nil, false
+	}
+	return siteHosts(found), true
 }
 
 // hitRatio is the share of cacheable requests answered from the store

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -42,9 +43,30 @@ type Config struct {
 	// Server holds the client-facing timeouts and limits.
 	Server ServerConfig `yaml:"server"`
 
+	// Purge bounds the bans (prefix, host, site and expression purges).
+	Purge PurgeConfig `yaml:"purge"`
+
 	// Sites maps Host names to origins. A request for any other Host is
 	// refused with 421 and never forwarded.
 	Sites []SiteConfig `yaml:"sites"`
+}
+
+// PurgeConfig bounds the bans that prefix, host, site and expression
+// purges make (see the purge API in deploy/README.md): a ban is checked
+// at every lookup of an entry older than it, and by a background sweeper
+// that retires it once it has checked the whole store.
+type PurgeConfig struct {
+	// MaxBans caps the active bans; past it a new ban is refused (429 on
+	// the purge API) until the sweeper retires some. Default 1024: each
+	// lookup of an entry older than a ban checks it, so the cap bounds
+	// what bans add to a hit (a regular expression of at most 1 KiB each);
+	// a repeated ban replaces its twin instead of counting twice.
+	MaxBans int `yaml:"max_bans"`
+	// BanSweepInterval is how long the sweeper waits after a ban before
+	// it walks the store, and between walks while bans remain: a burst of
+	// bans shares one walk. Lookups apply bans at once whatever it says.
+	// Default 5s.
+	BanSweepInterval time.Duration `yaml:"ban_sweep_interval"`
 }
 
 // TLSConfig is the HTTPS (HTTP/1.1 and HTTP/2) and HTTP/3 listener and the
@@ -292,6 +314,16 @@ type SiteConfig struct {
 	// Upgrade passes protocol upgrades (WebSocket) through to the origin
 	// over HTTP/1.1 (see UpgradeConfig). Default: WebSocket allowed.
 	Upgrade UpgradeConfig `yaml:"upgrade"`
+	// PurgeToken is the site's own purge token: as a bearer token it
+	// purges this site's objects, and no other site's (on the purge API
+	// and with the PURGE method on the public port); the admin token
+	// (admin.token) purges every site. At least 16 bytes, distinct for
+	// every site. Default none: only the admin token purges the site.
+	PurgeToken string `yaml:"purge_token"`
+	// PurgeTokenFile holds PurgeToken instead (read at start and at each
+	// reload; white space around it is ignored). Exclusive with
+	// PurgeToken. Default none.
+	PurgeTokenFile string `yaml:"purge_token_file"`
 	// Limits caps each client's rate of requests and its requests in
 	// flight on this site, keyed by the client's address (an IPv6
 	// client's /64), over a bounded table of clients (see limit.Config).
@@ -467,6 +499,12 @@ func (c Config) WithDefaults() Config {
 	if c.Server.Front == "" {
 		c.Server.Front = FrontFast
 	}
+	if c.Purge.MaxBans == 0 {
+		c.Purge.MaxBans = 1024
+	}
+	if c.Purge.BanSweepInterval == 0 {
+		c.Purge.BanSweepInterval = 5 * time.Second
+	}
 	if c.Server.MaxConnections == 0 {
 		c.Server.MaxConnections = 4096
 	}
@@ -587,10 +625,17 @@ func (c Config) Validate() error {
 	if _, err := parseProxies(c.Server.TrustedProxies); err != nil {
 		return fmt.Errorf("server.trusted_proxies%w", err)
 	}
+	switch {
+	case c.Purge.MaxBans < 0:
+		return fmt.Errorf("purge.max_bans: negative (%d)", c.Purge.MaxBans)
+	case c.Purge.BanSweepInterval < 0:
+		return errors.New("purge.ban_sweep_interval: negative")
+	}
 	if len(c.Sites) == 0 {
 		return errors.New("sites: empty (at least one site is needed)")
 	}
 	seen := map[string]int{}
+	tokens := map[string]int{}
 	for i, s := range c.Sites {
 		f := fmt.Sprintf("sites[%d]", i)
 		if len(s.Hosts) == 0 {
@@ -685,9 +730,48 @@ func (c Config) Validate() error {
 		if err := s.Rules.Validate(f + "."); err != nil {
 			return err
 		}
+		switch t := s.PurgeToken; {
+		case t != "" && s.PurgeTokenFile != "":
+			return fmt.Errorf("%s.purge_token: exclusive with %s.purge_token_file", f, f)
+		case t == "":
+		case len(t) < minPurgeToken:
+			return fmt.Errorf("%s.purge_token: shorter than %d bytes (it is accepted on the public port: make it unguessable)", f, minPurgeToken)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("%s.purge_token: contains white space", f)
+		default:
+			if k, dup := tokens[t]; dup {
+				return fmt.Errorf("%s.purge_token: the same as sites[%d].purge_token (a site's token must purge that site alone)", f, k)
+			}
+			tokens[t] = i
+		}
 	}
 	return nil
 }
+
+// readPurgeToken returns the site's purge token: PurgeToken, or the
+// content of PurgeTokenFile, checked as PurgeToken is. The error names
+// the field (after the site's prefix).
+func (s SiteConfig) readPurgeToken() (string, error) {
+	if s.PurgeTokenFile == "" {
+		return s.PurgeToken, nil
+	}
+	b, err := os.ReadFile(s.PurgeTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("purge_token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	switch {
+	case len(t) < minPurgeToken:
+		return "", fmt.Errorf("purge_token_file: %s: a token shorter than %d bytes", s.PurgeTokenFile, minPurgeToken)
+	case strings.ContainsAny(t, " \t\r\n"):
+		return "", fmt.Errorf("purge_token_file: %s: the token contains white space", s.PurgeTokenFile)
+	}
+	return t, nil
+}
+
+// minPurgeToken is the shortest purge token accepted: PURGE is served on
+// the public port, so a token must not be guessable.
+const minPurgeToken = 16
 
 // validateTLS checks the tls section.
 func (c Config) validateTLS() error {

@@ -268,23 +268,17 @@ func varyOnCodingOnly(fields []string) bool {
 // edge makes) is resolved to c's variant directly, without a normalized
 // copy of the request (req is called only for other vary indexes).
 func (h *Handler) lookupCoded(primary string, c compress.Coding, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
-	key, e, varyMiss = lookupInCoded(h.store, primary, c, req)
-	if e == nil {
-		if k, he, _ := lookupInCoded(h.hot, primary, c, req); he != nil {
-			return k, he, false
-		}
-	}
-	return key, e, varyMiss
+	return h.lookupTiers(primary, func(s tier) (string, *store.Entry, bool) { return h.lookupInCoded(s, primary, c, req) })
 }
 
-func lookupInCoded(s *store.Store, primary string, c compress.Coding, req func() *http.Request) (string, *store.Entry, bool) {
+func (h *Handler) lookupInCoded(s tier, primary string, c compress.Coding, req func() *http.Request) (string, *store.Entry, bool) {
 	idx := s.Get(primary)
 	fields, gen, isIndex := idx.VaryIndex()
 	if !isIndex || !varyOnCodingOnly(fields) {
-		return lookupIn(s, primary, req)
+		return h.lookupIn(s, primary, req)
 	}
 	var buf [256]byte
 	key := string(appendCodingVariantKey(buf[:0], primary, gen, c))
-	v := s.Get(key)
+	v := h.unbanned(s, key, s.Get(key))
 	return key, v, v == nil
 }

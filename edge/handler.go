@@ -112,6 +112,8 @@ type Handler struct {
 	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
+	bans      banList
+	purgeCfg  atomic.Pointer[PurgeConfig]
 	accessLog *slog.Logger
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
@@ -150,6 +152,9 @@ type site struct {
 	limiter  *limit.Limiter  // the site's per-client limits; nil: none
 	rules    *rules.Set      // the site's rules (siterules.go); nil: none
 	coder    *compress.Coder // the site's compression; nil: off
+	// purgeToken is the site's purge token (purge_token or the content
+	// of purge_token_file); empty: none.
+	purgeToken string
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -197,6 +202,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.opt = opt
 	h.accessLog = opt.AccessLog
 	h.cache.Store(&cfg.Cache)
+	h.purgeCfg.Store(&cfg.Purge)
 	sites, err := h.buildSites(cfg)
 	if err != nil {
 		h.Close()
@@ -217,11 +223,17 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	t := &siteTable{byHost: map[string]*site{}}
 	dbs := map[string]*geoip.DB{} // GeoIP databases of geo rules, by file
 	for i, sc := range cfg.Sites {
+		token, err := sc.readPurgeToken()
+		if err != nil {
+			t.close()
+			return nil, fmt.Errorf("sites[%d].%w", i, err)
+		}
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
-			cfg:     sc,
-			origin:  u,
-			trusted: h.trusted,
+			cfg:        sc,
+			origin:     u,
+			trusted:    h.trusted,
+			purgeToken: token,
 			opts: policy.Options{
 				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
 				GraceIfError:         sc.Grace.IfError,
@@ -324,8 +336,9 @@ func (h *Handler) Reload(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("reload refused: %w", err)
 	}
-	cache := cfg.Cache
+	cache, purge := cfg.Cache, cfg.Purge
 	h.cache.Store(&cache)
+	h.purgeCfg.Store(&purge)
 	h.store.SetMax(cache.MaxBytes)
 	h.hot.SetMax(cache.HotBytes)
 	h.inflight.setMax(cache.MaxInflightBytes)
@@ -569,46 +582,57 @@ func variantKey(primary string, gen uint64, secondary string) string {
 
 // lookup finds the stored entry for a request: the primary entry, or the
 // variant that the request's headers select when the primary key holds a
-// vary index (req is called only then). key is where a response for the
-// request would be stored.
+// vary index (req is called only then); in memory, among the hot copies,
+// then on disk. key is where a response for the request would be stored.
 func (h *Handler) lookup(primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
-	key, e, varyMiss = lookupIn(h.store, primary, req)
+	return h.lookupTiers(primary, func(s tier) (string, *store.Entry, bool) { return h.lookupIn(s, primary, req) })
+}
+
+// lookupTiers runs in, a lookup in one tier, over the tiers in order.
+func (h *Handler) lookupTiers(primary string, in func(tier) (string, *store.Entry, bool)) (key string, e *store.Entry, varyMiss bool) {
+	key, e, varyMiss = in(h.store)
 	if e == nil {
-		if k, he, _ := lookupIn(h.hot, primary, req); he != nil {
+		if k, he, _ := in(h.hot); he != nil {
 			return k, he, false
 		}
 	}
 	if e == nil && h.disk != nil {
 		if varyMiss && key != primary {
 			// The vary index is in memory; its variant may be on disk.
-			if de := h.disk.Get(key); de != nil {
+			if de := h.unbanned(h.disk, key, h.disk.Get(key)); de != nil {
 				return key, de, false
 			}
-		} else if k, de, _ := lookupIn(h.disk, primary, req); de != nil {
+		} else if k, de, _ := in(h.disk); de != nil {
 			return k, de, false
 		}
 	}
 	return key, e, varyMiss
 }
 
-// tier is a store lookupIn looks in: memory or disk.
-type tier interface{ Get(key string) *store.Entry }
+// tier is a cache tier lookups and bans apply to: a memory store or
+// the disk.
+type tier interface {
+	Get(key string) *store.Entry
+	Peek(key string) *store.Entry
+	Remove(key string) bool
+	Keys() []string
+}
 
-func lookupIn(s tier, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
+func (h *Handler) lookupIn(s tier, primary string, req func() *http.Request) (key string, e *store.Entry, varyMiss bool) {
 	e = s.Get(primary)
 	if e == nil {
 		return primary, nil, false
 	}
 	fields, gen, isIndex := e.VaryIndex()
 	if !isIndex {
-		return primary, e, false
+		return primary, h.unbanned(s, primary, e), false
 	}
 	sk, ok := policy.SecondaryKey(fields, req().Header)
 	if !ok {
 		return primary, nil, true
 	}
 	key = variantKey(primary, gen, sk)
-	v := s.Get(key)
+	v := h.unbanned(s, key, s.Get(key))
 	return key, v, v == nil
 }
 

@@ -195,11 +195,11 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
-	src := h.store
-	e := src.Get(key)
+	var src tier = h.store
+	e := h.unbanned(src, key, src.Get(key))
 	if e == nil {
 		src = h.hot
-		e = src.Get(key)
+		e = h.unbanned(src, key, src.Get(key))
 	}
 	if fields, gen, ok := e.VaryIndex(); ok && st.coder != nil && varyOnCodingOnly(fields) {
 		// One variant per coding (encoding.go): the client's.
@@ -207,7 +207,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 		if string(x.varBuf) != x.varKey {
 			x.varKey = string(x.varBuf)
 		}
-		e = src.Get(x.varKey)
+		e = h.unbanned(src, x.varKey, src.Get(x.varKey))
 	}
 	if e == nil || !e.Sealed() || !bodyAllowed(e.Status()) {
 		return false

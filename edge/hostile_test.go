@@ -660,8 +660,8 @@ func withPurgeToken(token string) func(*edge.Options, func() *edge.Handler) {
 	}
 }
 
-// 10. PURGE is never forwarded: without a purge token it is a 405, with
-// one it needs the token, and then purges the URL.
+// 10. PURGE is never forwarded: without a valid purge token it is a 405,
+// with one it purges the URL.
 func TestHostilePurgeMethod(t *testing.T) {
 	cached := respond(200, "obj", "Cache-Control", "max-age=600")
 	check := func(e *env, status int, auth string, purged bool) {
@@ -689,8 +689,10 @@ func TestHostilePurgeMethod(t *testing.T) {
 	check(newEnv(t, cached), http.StatusMethodNotAllowed, "", false)
 	check(newEnvOptions(t, cached, withPurgeToken("")), http.StatusMethodNotAllowed, "Bearer x", false)
 	e := newEnvOptions(t, cached, withPurgeToken("s3cret"))
-	check(e, http.StatusUnauthorized, "", false)
-	check(e, http.StatusForbidden, "Bearer guess", false)
+	// A missing or wrong token is a 405, as Varnish answers a PURGE from
+	// outside its purge ACL: the public port does not invite guessing.
+	check(e, http.StatusMethodNotAllowed, "", false)
+	check(e, http.StatusMethodNotAllowed, "Bearer guess", false)
 	check(e, http.StatusOK, "Bearer s3cret", true)
 	// The answer is the purge API's.
 	e.get("/obj")

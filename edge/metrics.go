@@ -35,6 +35,12 @@ type metrics struct {
 	collapsed   prometheus.Counter
 	staleServed *prometheus.CounterVec
 	purged      prometheus.Counter
+	// banned counts entries removed or marked stale by bans, by where
+	// (lookup, sweep); bansAdded and bansRefused the bans made and
+	// refused (purge.max_bans).
+	banned      *prometheus.CounterVec
+	bansAdded   prometheus.Counter
+	bansRefused prometheus.Counter
 	streamed    prometheus.Counter
 	// abandoned counts fills called off because every client left;
 	// inflightRejected fills refused for want of in-flight budget.
@@ -71,6 +77,15 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		staleServed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meridian_edge_stale_served_total", Help: "Stale responses served, by reason.",
 		}, []string{"reason"}),
+		banned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_banned_total", Help: "Stored entries removed or marked stale by bans (prefix, host, site and expression purges), by where the ban was applied: lookup or sweep.",
+		}, []string{"where"}),
+		bansAdded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_bans_added_total", Help: "Bans made (prefix, host, site and expression purges).",
+		}),
+		bansRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_bans_refused_total", Help: "Bans refused because purge.max_bans were active.",
+		}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_purged_total", Help: "Stored entries removed or marked stale by purges.",
 		}),
@@ -100,6 +115,8 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			m.requests[c][p] = reqs.WithLabelValues(classNames[c], protocols[p])
 		}
 	}
+	m.banned.WithLabelValues("lookup")
+	m.banned.WithLabelValues("sweep")
 	if reg == nil {
 		return m
 	}
@@ -107,9 +124,12 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
-		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected,
+		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.banned, m.bansAdded, m.bansRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
 			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),
+		storeGauge("meridian_edge_bans", "Active bans: made and not yet retired by the sweeper (purge.max_bans bounds them).", func() float64 {
+			return float64(len(h.bans.active()))
+		}),
 		storeGauge("meridian_edge_inflight_bytes", "Bytes held by the bodies of fills in progress (cache.max_inflight_bytes bounds them).", func() float64 {
 			used, _ := h.inflight.stats()
 			return float64(used)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -21,19 +22,48 @@ const purgePath = "/_meridian/purge"
 // restart empties it anyway).
 const maxPending = 1024
 
-// purgeTarget encodes a purge as an internal request target.
+// purgeTarget encodes a purge as an internal request target (decoded
+// by purgeOfTarget).
 func purgeTarget(p edge.Purge) string {
 	q := url.Values{}
-	for _, u := range p.URLs {
-		q.Add("url", u)
+	for _, f := range purgeFields(&p) {
+		for _, v := range *f.list {
+			q.Add(f.name, v)
+		}
 	}
-	for _, k := range p.Keys {
-		q.Add("key", k)
+	if p.Scope != nil {
+		// An empty scope (no host at all) stays distinct from none.
+		q.Set("scoped", "1")
 	}
 	if p.Soft {
 		q.Set("soft", "1")
 	}
 	return purgePath + "?" + q.Encode()
+}
+
+// purgeOfTarget decodes an internal purge's query (see purgeTarget).
+func purgeOfTarget(q url.Values) edge.Purge {
+	var p edge.Purge
+	for _, f := range purgeFields(&p) {
+		*f.list = q[f.name]
+	}
+	if q.Get("scoped") == "1" && p.Scope == nil {
+		p.Scope = []string{}
+	}
+	p.Soft = q.Get("soft") == "1"
+	return p
+}
+
+// purgeFields names the lists of a purge in an internal target.
+func purgeFields(p *edge.Purge) []struct {
+	name string
+	list *[]string
+} {
+	return []struct {
+		name string
+		list *[]string
+	}{{"url", &p.URLs}, {"key", &p.Keys}, {"prefix", &p.Prefixes}, {"host", &p.Hosts},
+		{"site", &p.Sites}, {"ban", &p.Bans}, {"scope", &p.Scope}}
 }
 
 // serveInternal answers the members' internal requests (after the peer
@@ -47,9 +77,13 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	q := r.URL.Query()
-	p := edge.Purge{URLs: q["url"], Keys: q["key"], Soft: q.Get("soft") == "1"}
+	p := purgeOfTarget(r.URL.Query())
 	purged, err := n.handler.Purge(p)
+	if errors.Is(err, edge.ErrTooManyBans) {
+		// Not acknowledged: the sender keeps it and retries.
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

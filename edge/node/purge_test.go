@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strconv"
@@ -173,5 +174,88 @@ func BenchmarkPurge(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 		})
+	}
+}
+
+// Prefix purges, ban expressions and PURGE on the public port reach every
+// member of every region, with a site's own token as with the admin one;
+// what they do not name is served as before everywhere.
+func TestBansReachEveryPeerAndRegion(t *testing.T) {
+	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	const siteToken = "site-token-0123456789"
+	for _, n := range c.all() {
+		cfg := c.cfgs[n.Cluster().Name()]
+		cfg.Sites[0].PurgeToken = siteToken
+		if _, err := n.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	banned, kept, regex := "/bp/a?cc=max-age%3D600", "/keep/b?cc=max-age%3D600", "/rx/c.png?cc=max-age%3D600"
+	for _, target := range []string{banned, kept, regex} {
+		c.warm(target)
+	}
+	served := func(target string) map[string]int {
+		out := map[string]int{}
+		for _, n := range c.all() {
+			out[n.Cluster().Name()] = c.originServes(n, target)
+		}
+		return out
+	}
+	keptBefore := served(kept)
+	before := c.demo.RequestsFor(banned)
+
+	req, _ := http.NewRequest("POST", "http://"+c.regions["us"][0].AdminAddr()+"/purge",
+		strings.NewReader(`{"prefixes": ["https://site.test/bp/"]}`))
+	req.Header.Set("Authorization", "Bearer "+siteToken)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res edge.PurgeResult
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !res.Complete || len(res.Acked) != 3 || res.Bans != 1 {
+		t.Fatalf("prefix purge: %d %+v", resp.StatusCode, res)
+	}
+	for name, k := range served(banned) {
+		if k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the prefix purge", name, k)
+		}
+	}
+
+	// PURGE on the public port: a wrong token is a 405 that reaches
+	// neither the origin nor any store; the site's token bans
+	// everywhere.
+	purge := func(n *node.Node, token string) (int, string) {
+		req, _ := http.NewRequest("PURGE", "http://"+n.HTTPAddr()+"/", nil)
+		req.Host = "site.test"
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Purge-Regex", `^/rx/.*\.png`)
+		resp, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	originBefore := c.demo.Requests()
+	if status, body := purge(c.regions["eu"][1], "t0ken-wrong"); status != http.StatusMethodNotAllowed {
+		t.Fatalf("PURGE with a wrong token: %d %q", status, body)
+	}
+	if n := c.demo.Requests(); n != originBefore {
+		t.Fatalf("a refused PURGE reached the origin (%d requests, was %d)", n, originBefore)
+	}
+	before = c.demo.RequestsFor(regex)
+	if status, body := purge(c.regions["eu"][1], siteToken); status != 200 || !strings.Contains(body, `"complete":true`) {
+		t.Fatalf("PURGE with the site token: %d %q", status, body)
+	}
+	for name, k := range served(regex) {
+		if k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the PURGE", name, k)
+		}
+	}
+	if got := served(kept); !maps.Equal(got, keptBefore) {
+		t.Fatalf("the object no purge named was fetched again: %v, was %v", got, keptBefore)
 	}
 }

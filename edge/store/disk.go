@@ -570,6 +570,28 @@ func (d *Disk) Get(key string) *Entry {
 	return obj.e
 }
 
+// Peek returns the entry at key, nil if none, without counting a use.
+func (d *Disk) Peek(key string) *Entry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if obj := d.index[key]; obj != nil {
+		return obj.e
+	}
+	return nil
+}
+
+// Keys returns the keys of the entries on disk, in no order: a snapshot
+// for walks over the whole tier (the ban sweeper).
+func (d *Disk) Keys() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys := make([]string, 0, len(d.index))
+	for k := range d.index {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // KeysByTag returns the keys of the entries on disk that carry the
 // surrogate key tag.
 func (d *Disk) KeysByTag(tag string) []string { return d.tags.lookup(tag) }

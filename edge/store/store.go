@@ -404,6 +404,19 @@ func (s *Store) Entries() []*Entry {
 // surrogate key tag, in no particular order.
 func (s *Store) KeysByTag(tag string) []string { return s.tags.lookup(tag) }
 
+// Keys returns the keys of every stored entry, in no particular order: a
+// snapshot, for a walk over the store (such as the edge's ban sweeper)
+// that looks each one up again without holding the store.
+func (s *Store) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.byKey))
+	for k := range s.byKey {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // Stats are a store's counts.
 type Stats struct {
 	Entries  int   // entries stored (vary indexes included)
