@@ -56,6 +56,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/limit"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/edge/tracing"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -65,9 +66,14 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives event logs. Nil means slog.Default().
 	Logger *slog.Logger
-	// AccessLog, when set, receives one line per request (method, host,
-	// URI, status, bytes, Cache-Status, duration). Nil logs none.
-	AccessLog *slog.Logger
+	// AccessLog, when set, receives one line per answered request, from
+	// every front (see AccessLog). Nil logs none.
+	AccessLog *AccessLog
+	// Tracer records a span per request and passes its context upstream
+	// (see tracing.Tracer). Nil records none: a valid traceparent from
+	// the client goes upstream as it came, and a request without one
+	// gets a new trace context when it goes upstream.
+	Tracer *tracing.Tracer
 	// Registerer receives the edge's Prometheus collectors. Nil means they
 	// are kept but not registered anywhere.
 	Registerer prometheus.Registerer
@@ -106,7 +112,8 @@ type Handler struct {
 	trusted   proxyList     // server.trusted_proxies
 	metrics   *metrics
 	purges    recentPurges
-	accessLog *slog.Logger
+	accessLog *AccessLog
+	tracer    *tracing.Tracer // nil: propagation only
 
 	inflight *byteBudget  // bodies of fills in progress
 	failures *failedFills // keys whose fills failed recently
@@ -140,6 +147,7 @@ type site struct {
 	proxy    *httputil.ReverseProxy
 	trusted  proxyList      // the handler's trusted proxies, for the scheme
 	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	counters *siteCounters  // its request metrics
 }
 
 // New builds a Handler from a validated config (see Config.WithDefaults and
@@ -175,6 +183,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.draining, h.stopWaiting = context.WithCancel(context.Background())
 	h.opt = opt
 	h.accessLog = opt.AccessLog
+	h.tracer = opt.Tracer
 	h.cache.Store(&cfg.Cache)
 	sites, err := h.buildSites(cfg)
 	if err != nil {
@@ -197,9 +206,10 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 	for _, sc := range cfg.Sites {
 		u, _ := url.Parse(sc.Pool.Servers[0].URL) // validated; the pool picks the server
 		st := &site{
-			cfg:     sc,
-			origin:  u,
-			trusted: h.trusted,
+			cfg:      sc,
+			origin:   u,
+			trusted:  h.trusted,
+			counters: h.metrics.site(siteLabel(sc)),
 			opts: policy.Options{
 				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
 				GraceIfError:         sc.Grace.IfError,
@@ -212,7 +222,7 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.upstream = h.opt.Upstream(sc)
 		} else {
 			pc := sc.Pool
-			pc.Logger = h.log.With("pool", pc.Name)
+			pc.Logger = h.log // the pool adds its name ("pool")
 			pool, err := origin.NewPool(pc)
 			if err != nil {
 				t.close()
@@ -375,8 +385,8 @@ func (h *Handler) StoreStats() (entries int, bytes, evicted int64) {
 // ServeHTTP routes the request to its site and serves it from cache or
 // upstream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.accessLog != nil {
-		h.serveLogged(w, r)
+	if h.accessLog != nil || h.tracer != nil {
+		h.serveObserved(w, r)
 		return
 	}
 	h.serve(w, r)

@@ -16,6 +16,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/byterange"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/edge/tracing"
 )
 
 // maxCollapseRetries bounds how often a waiter whose variant did not match
@@ -71,7 +72,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		switch {
 		case v.Fresh:
 			if e.Sealed() && plainRequest(r) {
-				h.serveHit(w, r, e, age)
+				h.serveHit(w, r, st, e, age)
 				return
 			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
@@ -342,7 +343,7 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 		return
 	}
 	w.WriteHeader(resp.StatusCode)
-	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -376,7 +377,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
 		wh["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+		h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 		return true
 	case err != nil || len(ranges) != 1:
 		return false
@@ -385,7 +386,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 	wh["Content-Range"] = []string{rg.ContentRange(size)}
 	wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
 	w.WriteHeader(http.StatusPartialContent)
-	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 	if _, err := io.CopyN(io.Discard, resp.Body, rg.Start); err != nil {
 		panic(http.ErrAbortHandler)
 	}
@@ -443,12 +444,12 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
 			w.WriteHeader(http.StatusNotModified)
-			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		case http.StatusPreconditionFailed:
 			delete(wh, "Content-Length")
 			w.WriteHeader(http.StatusPreconditionFailed)
-			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		}
 	}
@@ -457,7 +458,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
 			if h.serveRange(w, r, rh, e, body) {
-				h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+				h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
 		}
@@ -474,12 +475,12 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	}
 	w.WriteHeader(e.Status())
 	if r.Method == http.MethodHead || !bodyAllowed(e.Status()) {
-		h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+		h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 		return
 	}
 	if complete {
 		w.Write(whole)
-		h.delivered(e, classOf(cs), r.ProtoMajor, len(whole), nil)
+		h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, len(whole), nil)
 		return
 	}
 	var flush func()
@@ -487,7 +488,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		flush = fl.Flush
 	}
 	n, err := body.writeTo(r.Context(), w, flush)
-	h.delivered(e, classOf(cs), r.ProtoMajor, int(n), nil)
+	h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, int(n), nil)
 	if err != nil {
 		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
 	}
@@ -556,7 +557,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 	wh.Set("Cache-Control", "no-store")
 	wh.Set("Cache-Status", appendCacheStatus("", h.cfg.Name, cs))
 	w.WriteHeader(status)
-	h.delivered(nil, classError, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classError, r.ProtoMajor, 0, nil)
 	if r.Method != http.MethodHead {
 		fmt.Fprintf(w, "meridian: %d %s: %s\n", status, http.StatusText(status), msg)
 	}
@@ -642,6 +643,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			// removed the client's X-Forwarded-For/Host/Proto and
 			// Forwarded from Out; setForwarded reads them from In).
 			h.setForwarded(pr.Out.Header, pr.In, pi.host, pi.scheme)
+			tracing.Propagate(pr.In.Context(), pr.In.Header, pr.Out.Header)
 		},
 		Transport:     st.upstream,
 		FlushInterval: -1,
@@ -657,7 +659,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
 				h.invalidate(u.Host, u.RequestURI())
 			}
-			h.delivered(nil, classPass, req.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(req), nil, classPass, req.ProtoMajor, 0, nil)
 			resp.Header["Via"] = append(resp.Header["Via"], h.via)
 			resp.Header.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name,
 				cacheStatus{fwd: pi.reason, fwdStatus: resp.StatusCode}))

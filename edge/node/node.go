@@ -47,9 +47,6 @@ type Config struct {
 	Region string `yaml:"region"`
 	// Admin is the admin API's listener and purge token.
 	Admin AdminConfig `yaml:"admin"`
-	// AccessLog is where one JSON line per request goes: "stdout",
-	// "stderr" or "off". Default "stdout", as nginx's access log.
-	AccessLog string `yaml:"access_log"`
 	// Cluster, when set, makes this node a member of its region's
 	// cluster: peers share one cache over a consistent-hash ring. Its name
 	// defaults to the node's name.
@@ -129,9 +126,6 @@ func (c Config) WithDefaults() Config {
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9090"
 	}
-	if c.AccessLog == "" {
-		c.AccessLog = "stdout"
-	}
 	if c.Cluster != nil {
 		cc := *c.Cluster
 		if cc.Name == "" {
@@ -150,11 +144,6 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %v", err)
-	}
-	switch c.AccessLog {
-	case "stdout", "stderr", "off":
-	default:
-		return fmt.Errorf("access_log: %q (want stdout, stderr or off)", c.AccessLog)
 	}
 	if c.Admin.DrainDelay < 0 {
 		return errors.New("admin.drain_delay: negative")
@@ -350,6 +339,9 @@ type Node struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 	cluster  *cluster.Node // nil outside a cluster
+	// accessLog is the access log; nil when off. A file one is reopened
+	// by ReopenLogs and closed by Shutdown.
+	accessLog *edge.AccessLog
 
 	shieldFallbacks *prometheus.CounterVec
 	shieldAnswers   *prometheus.CounterVec
@@ -447,15 +439,14 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	// PURGE on the public listeners goes to the purge API (token
 	// required); n.admin is set before any listener starts.
 	eopt.PurgeMethod = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.admin.ServePurgeMethod(w, r) })
-	switch cfg.AccessLog {
-	case "stdout":
-		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("node", cfg.Name)
-	case "stderr":
-		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("node", cfg.Name)
+	if n.accessLog, err = edge.OpenAccessLog(cfg.AccessLog, os.Stdout, os.Stderr); err != nil {
+		return nil, err
 	}
+	eopt.AccessLog = n.accessLog
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
 		if err != nil {
+			n.accessLog.Close()
 			return nil, err
 		}
 		n.cluster = cn
@@ -489,6 +480,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	n.reloadMu.Unlock()
 	if err != nil {
 		n.closeCluster()
+		n.accessLog.Close()
 		return nil, err
 	}
 	n.handler = h
@@ -501,7 +493,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	}
 	// undo stops what was started, in reverse order, when a later step
 	// fails: nothing a failed Start began keeps running or bound.
-	undo := []func(){func() { h.Close() }, n.closeCluster}
+	undo := []func(){func() { n.accessLog.Close() }, func() { h.Close() }, n.closeCluster}
 	fail := func(err error) (*Node, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -764,6 +756,17 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 // answers before the remaining connections are closed.
 const drainMargin = time.Second
 
+// ReopenLogs reopens the access log's file, for log rotation: the
+// file was moved away (logrotate's rename), and lines go to a new one
+// from now on. `meridian edge` calls it on SIGUSR1. It does nothing when
+// the access log is not a file.
+func (n *Node) ReopenLogs() error {
+	if err := n.accessLog.Reopen(); err != nil {
+		return fmt.Errorf("access_log: %w", err)
+	}
+	return nil
+}
+
 // Shutdown drains the node: readiness goes false first, then after the
 // drain delay the listeners stop accepting and in-flight requests finish
 // (until ctx ends). Safe to call more than once.
@@ -802,6 +805,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()
+		n.accessLog.Close()
 		n.stopErr = err
 		n.log.Info("edge node stopped")
 	})

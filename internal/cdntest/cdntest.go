@@ -157,16 +157,16 @@ func (r *Region) config(i int, seeds []string) node.Config {
 	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
 	c := node.Config{
 		Config: edge.Config{
-			Name:   name,
-			Listen: "127.0.0.1:0",
+			AccessLog: edge.AccessLogConfig{Destination: "off"},
+			Name:      name,
+			Listen:    "127.0.0.1:0",
 			Sites: []edge.SiteConfig{{
 				Hosts:   []string{SiteHost},
 				Origin:  r.origin.URL,
 				Timeout: 10 * time.Second,
 			}},
 		},
-		AccessLog: "off",
-		Admin:     node.AdminConfig{Listen: "127.0.0.1:0"},
+		Admin: node.AdminConfig{Listen: "127.0.0.1:0"},
 		Cluster: &cluster.Config{
 			Name:         name,
 			GossipListen: "127.0.0.1:0",
