@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
@@ -36,6 +37,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/edge/tracing"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -326,6 +328,11 @@ type Options struct {
 	// Status, when set, adds fields to the admin /status (such as the
 	// regions' health from a geo service).
 	Status func() map[string]any
+	// SpanExporter, when set, receives the node's spans instead of the
+	// OTLP exporter of tracing.otlp_endpoint, and spans are recorded even
+	// without one (tests use an in-memory exporter). Nil: as the config
+	// says.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Node is a running edge node.
@@ -342,6 +349,8 @@ type Node struct {
 	// accessLog is the access log; nil when off. A file one is reopened
 	// by ReopenLogs and closed by Shutdown.
 	accessLog *edge.AccessLog
+	// tracer records spans; nil when tracing does not export.
+	tracer *tracing.Tracer
 
 	shieldFallbacks *prometheus.CounterVec
 	shieldAnswers   *prometheus.CounterVec
@@ -443,10 +452,21 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		return nil, err
 	}
 	eopt.AccessLog = n.accessLog
+	if exp := opt.SpanExporter; exp != nil || cfg.Tracing.Exporting() {
+		if exp == nil {
+			if exp, err = tracing.NewOTLP(context.Background(), cfg.Tracing.OTLPEndpoint); err != nil {
+				n.accessLog.Close()
+				return nil, fmt.Errorf("tracing.otlp_endpoint: %w", err)
+			}
+		}
+		n.tracer = tracing.New(tracing.Options{Exporter: exp, SampleRatio: cfg.Tracing.SampleRatio,
+			Service: cfg.Tracing.ServiceName, Node: cfg.Name, Region: cfg.Region, Sync: opt.SpanExporter != nil})
+		eopt.Tracer = n.tracer
+	}
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
 		if err != nil {
-			n.accessLog.Close()
+			n.closeLogs(context.Background())
 			return nil, err
 		}
 		n.cluster = cn
@@ -480,7 +500,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	n.reloadMu.Unlock()
 	if err != nil {
 		n.closeCluster()
-		n.accessLog.Close()
+		n.closeLogs(context.Background())
 		return nil, err
 	}
 	n.handler = h
@@ -493,7 +513,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	}
 	// undo stops what was started, in reverse order, when a later step
 	// fails: nothing a failed Start began keeps running or bound.
-	undo := []func(){func() { n.accessLog.Close() }, func() { h.Close() }, n.closeCluster}
+	undo := []func(){func() { n.closeLogs(context.Background()) }, func() { h.Close() }, n.closeCluster}
 	fail := func(err error) (*Node, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -767,6 +787,15 @@ func (n *Node) ReopenLogs() error {
 	return nil
 }
 
+// closeLogs closes the access log file and flushes the spans not yet
+// exported, within ctx.
+func (n *Node) closeLogs(ctx context.Context) {
+	n.accessLog.Close()
+	if err := n.tracer.Shutdown(ctx); err != nil {
+		n.log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
+}
+
 // Shutdown drains the node: readiness goes false first, then after the
 // drain delay the listeners stop accepting and in-flight requests finish
 // (until ctx ends). Safe to call more than once.
@@ -805,7 +834,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()
-		n.accessLog.Close()
+		n.closeLogs(ctx)
 		n.stopErr = err
 		n.log.Info("edge node stopped")
 	})
