@@ -281,12 +281,8 @@ var statusPage []byte
 // (hit, miss, stale, pass, error), summed over protocols.
 func (h *Handler) RequestCounts() map[string]float64 {
 	out := make(map[string]float64, numClasses)
-	for c, name := range classNames {
-		var sum float64
-		for p := range protocols {
-			sum += counterValue(h.metrics.requests[c][p])
-		}
-		out[name] = sum
+	for c, sum := range h.metrics.classTotals() {
+		out[classNames[c]] = sum
 	}
 	return out
 }

@@ -49,6 +49,13 @@ type Config struct {
 	// Sites maps Host names to origins. A request for any other Host is
 	// refused with 421 and never forwarded.
 	Sites []SiteConfig `yaml:"sites"`
+
+	// AccessLog is where and how one line per answered request is
+	// written. Default: JSON lines on stdout.
+	AccessLog AccessLogConfig `yaml:"access_log"`
+	// Tracing is W3C trace context propagation and OTLP span export.
+	// Default: propagation only, no export.
+	Tracing TracingConfig `yaml:"tracing"`
 }
 
 // PurgeConfig bounds the bans that prefix, host, site and expression
@@ -68,6 +75,102 @@ type PurgeConfig struct {
 	// Default 5s.
 	BanSweepInterval time.Duration `yaml:"ban_sweep_interval"`
 }
+
+// AccessLogConfig is the access log: one line per answered request, on
+// every front and protocol (see AccessLog). In YAML it is a mapping, or a
+// scalar that gives its destination alone ("access_log: off").
+type AccessLogConfig struct {
+	// Destination is "stdout", "stderr", "off", or the absolute path of
+	// a file, opened for appending (created with mode 0640) and reopened
+	// on SIGUSR1, the logrotate convention (move the file, then signal;
+	// no copytruncate needed). Default "stdout", as nginx's access log.
+	Destination string `yaml:"destination"`
+	// Format is "json" (one object per line) or "combined" (the
+	// Apache/nginx combined log format, which goaccess, awstats and
+	// most log tools read). Default "json".
+	Format string `yaml:"format"`
+}
+
+// UnmarshalYAML reads a mapping, or a scalar as the destination alone.
+// An unknown key is an error, as everywhere in the config.
+func (a *AccessLogConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*a = AccessLogConfig{Destination: n.Value}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: access_log: want a destination (stdout, stderr, off or a file path) or a mapping of destination and format", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: access_log.%s: want a string", v.Line, k.Value)
+		}
+		switch k.Value {
+		case "destination":
+			a.Destination = v.Value
+		case "format":
+			a.Format = v.Value
+		default:
+			return fmt.Errorf("line %d: access_log.%s: unknown field (want destination or format)", k.Line, k.Value)
+		}
+	}
+	return nil
+}
+
+// WithDefaults fills in the unset fields.
+func (a AccessLogConfig) WithDefaults() AccessLogConfig {
+	if a.Destination == "" {
+		a.Destination = "stdout"
+	}
+	if a.Format == "" {
+		a.Format = AccessLogJSON
+	}
+	return a
+}
+
+// Validate reports the first problem, naming the field below access_log.
+func (a AccessLogConfig) Validate() error {
+	switch a.Format {
+	case AccessLogJSON, AccessLogCombined:
+	default:
+		return fmt.Errorf("format: %q (want json or combined)", a.Format)
+	}
+	switch d := a.Destination; {
+	case d == "stdout" || d == "stderr" || d == "off":
+	case strings.HasPrefix(d, "/") && !strings.HasSuffix(d, "/"):
+	default:
+		return fmt.Errorf("destination: %q (want stdout, stderr, off or an absolute file path)", d)
+	}
+	return nil
+}
+
+// TracingConfig is W3C trace context (traceparent, tracestate). A valid
+// traceparent from the client is passed on to peers, the shield and the
+// origin, and a request without one (or with a malformed one) gets a new
+// trace there, so that the origin's logs and the edge's access log
+// (trace_id) can be joined. With OTLPEndpoint set, each edge also
+// records a span per request it serves, the parent of what it sends
+// upstream, and exports them: a request can be followed edge → owner →
+// shield → origin. Without it nothing is recorded (no cost on hits).
+type TracingConfig struct {
+	// OTLPEndpoint is the OTLP/HTTP collector's base URL, such as
+	// "http://otel-collector:4318" (spans go to its /v1/traces; https
+	// for TLS). The OTEL_EXPORTER_OTLP_HEADERS environment variable adds
+	// headers (an API key). Default "": no spans are recorded.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of the traces this edge starts that are
+	// recorded, from 0 to 1; a request whose traceparent comes with a
+	// sampling decision follows it (parent-based sampling, as the
+	// OpenTelemetry SDK's default). Default 1, the SDK's default: lower
+	// it for busy edges (0.01 records one trace in a hundred).
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is the spans' service.name. Default "meridian".
+	ServiceName string `yaml:"service_name"`
+}
+
+// Exporting reports whether spans are recorded and exported.
+func (t TracingConfig) Exporting() bool { return t.OTLPEndpoint != "" }
 
 // TLSConfig is the HTTPS (HTTP/1.1 and HTTP/2) and HTTP/3 listener and the
 // certificates it serves, chosen by the client's server name (SNI): a
@@ -484,6 +587,13 @@ func (c Config) WithDefaults() Config {
 	if c.Cache.Disk.Path != "" && c.Cache.Disk.MaxBytes == 0 {
 		c.Cache.Disk.MaxBytes = 10 << 30
 	}
+	c.AccessLog = c.AccessLog.WithDefaults()
+	if c.Tracing.SampleRatio == 0 {
+		c.Tracing.SampleRatio = 1
+	}
+	if c.Tracing.ServiceName == "" {
+		c.Tracing.ServiceName = "meridian"
+	}
 	if c.Server.ReadHeaderTimeout == 0 {
 		c.Server.ReadHeaderTimeout = 10 * time.Second
 	}
@@ -575,6 +685,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateTLS(); err != nil {
 		return err
+	}
+	if err := c.AccessLog.Validate(); err != nil {
+		return fmt.Errorf("access_log.%w", err)
+	}
+	if err := c.Tracing.validate(); err != nil {
+		return fmt.Errorf("tracing.%w", err)
 	}
 	switch {
 	case c.Cache.MaxBytes < 0:
@@ -872,4 +988,17 @@ func ParseConfig(data []byte) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
+}
+
+func (t TracingConfig) validate() error {
+	if !(t.SampleRatio >= 0 && t.SampleRatio <= 1) {
+		return fmt.Errorf("sample_ratio: %v (want 0 to 1)", t.SampleRatio)
+	}
+	if t.OTLPEndpoint != "" {
+		u, err := url.Parse(t.OTLPEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("otlp_endpoint: %q (want an http or https URL, such as http://otel-collector:4318)", t.OTLPEndpoint)
+		}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/edge/tracing"
 )
 
 // errFirstByteTimeout ends a fill whose response headers did not come
@@ -64,6 +65,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 		}
 	}
 	h.setForwarded(out.Header, r, host, scheme)
+	tracing.Propagate(r.Context(), r.Header, out.Header)
 	return out
 }
 

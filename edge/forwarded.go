@@ -143,7 +143,13 @@ func (h *Handler) ClientAddr(r *http.Request) netip.Addr {
 	if !h.trusted.trusts(r) {
 		return client
 	}
-	xff := r.Header["X-Forwarded-For"]
+	return h.trusted.clientOf(client, r.Header["X-Forwarded-For"])
+}
+
+// clientOf walks the X-Forwarded-For lines xff that a trusted peer sent
+// (see Handler.ClientAddr) and returns the client they name; client is
+// the peer's own address.
+func (l proxyList) clientOf(client netip.Addr, xff []string) netip.Addr {
 	for i := len(xff) - 1; i >= 0; i-- {
 		hops := xff[i]
 		for hops != "" {
@@ -162,7 +168,7 @@ func (h *Handler) ClientAddr(r *http.Request) netip.Addr {
 				return client
 			}
 			client = a
-			if !h.trusted.contains(a) {
+			if !l.contains(a) {
 				return a
 			}
 		}

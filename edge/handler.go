@@ -61,6 +61,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/rules"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/edge/tracing"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -70,9 +71,14 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives event logs. Nil means slog.Default().
 	Logger *slog.Logger
-	// AccessLog, when set, receives one line per request (method, host,
-	// URI, status, bytes, Cache-Status, duration). Nil logs none.
-	AccessLog *slog.Logger
+	// AccessLog, when set, receives one line per answered request, from
+	// every front (see AccessLog). Nil logs none.
+	AccessLog *AccessLog
+	// Tracer records a span per request and passes its context upstream
+	// (see tracing.Tracer). Nil records none: a valid traceparent from
+	// the client goes upstream as it came, and a request without one
+	// gets a new trace context when it goes upstream.
+	Tracer *tracing.Tracer
 	// Registerer receives the edge's Prometheus collectors. Nil means they
 	// are kept but not registered anywhere.
 	Registerer prometheus.Registerer
@@ -114,7 +120,8 @@ type Handler struct {
 	purges    recentPurges
 	bans      banList
 	purgeCfg  atomic.Pointer[PurgeConfig]
-	accessLog *slog.Logger
+	accessLog *AccessLog
+	tracer    *tracing.Tracer // nil: propagation only
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
 
@@ -152,6 +159,7 @@ type site struct {
 	limiter  *limit.Limiter  // the site's per-client limits; nil: none
 	rules    *rules.Set      // the site's rules (siterules.go); nil: none
 	coder    *compress.Coder // the site's compression; nil: off
+	counters *siteCounters   // its request metrics
 	// purgeToken is the site's purge token (purge_token or the content
 	// of purge_token_file); empty: none.
 	purgeToken string
@@ -201,6 +209,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.draining, h.stopWaiting = context.WithCancel(context.Background())
 	h.opt = opt
 	h.accessLog = opt.AccessLog
+	h.tracer = opt.Tracer
 	h.cache.Store(&cfg.Cache)
 	h.purgeCfg.Store(&cfg.Purge)
 	sites, err := h.buildSites(cfg)
@@ -234,6 +243,7 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			origin:     u,
 			trusted:    h.trusted,
 			purgeToken: token,
+			counters:   h.metrics.site(siteLabel(sc)),
 			opts: policy.Options{
 				GraceWhileRevalidate: sc.Grace.WhileRevalidate,
 				GraceIfError:         sc.Grace.IfError,
@@ -246,7 +256,7 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.upstream = h.opt.Upstream(sc)
 		} else {
 			pc := sc.Pool
-			pc.Logger = h.log.With("pool", pc.Name)
+			pc.Logger = h.log // the pool adds its name ("pool")
 			pool, err := origin.NewPool(pc)
 			if err != nil {
 				t.close()
@@ -439,8 +449,8 @@ func (h *Handler) DiskStats() (st store.DiskStats, ok bool) {
 // ServeHTTP routes the request to its site and serves it from cache or
 // upstream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.accessLog != nil {
-		h.serveLogged(w, r)
+	if h.accessLog != nil || h.tracer != nil {
+		h.serveObserved(w, r)
 		return
 	}
 	h.serve(w, r)

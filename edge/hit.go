@@ -1,9 +1,9 @@
 package edge
 
 import (
-	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +23,7 @@ import (
 // serveHit is the hit path: it writes the entry's sealed fields, the
 // Age and Cache-Status shared by every hit within the same second, and the
 // stored body, without re-deriving anything.
-func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *store.Entry, age time.Duration) {
+func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *store.Entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
 	wh := w.Header()
 	e.WriteFields(wh, st)
@@ -32,12 +32,12 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, e *store.Entr
 	status := e.Status()
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
-		h.delivered(e, classHit, r.ProtoMajor, 0, nil)
+		h.delivered(s.counters, e, classHit, r.ProtoMajor, 0, nil)
 		return
 	}
 	body := e.Body()
 	w.Write(body)
-	h.delivered(e, classHit, r.ProtoMajor, len(body), nil)
+	h.delivered(s.counters, e, classHit, r.ProtoMajor, len(body), nil)
 }
 
 // hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
@@ -118,6 +118,11 @@ type HitRequest struct {
 	// a site that compresses it selects the stored variant of the coding
 	// the client gets (see encoding.go).
 	AcceptEncoding []byte
+	// UserAgent, Referer and Traceparent are the first of these fields,
+	// ForwardedFor the one X-Forwarded-For line (a front hands a request
+	// with several to ServeHTTP); nil when absent. Only the access log
+	// reads them.
+	UserAgent, Referer, Traceparent, ForwardedFor []byte
 }
 
 // Hit is the hit contract between the cache and a front that writes
@@ -130,6 +135,7 @@ type HitRequest struct {
 // concurrent use.
 type Hit struct {
 	e     *store.Entry
+	site  *site
 	stamp *store.Stamp
 	start time.Time // when the lookup began: the access log's duration starts here
 	req   HitRequest
@@ -186,6 +192,10 @@ func (h *Handler) trustsPeer(remote net.Addr) bool {
 // appendHitKey; the site's cache_key rules are applied here), and fills
 // x's entry and stamp: see LookupHit.
 func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC bool, acceptEncoding []byte) bool {
+	if h.tracer.Recording() {
+		// Every request gets its span in ServeHTTP.
+		return false
+	}
 	st := h.route(key[hostStart:hostEnd])
 	// A site with rules is served through ServeHTTP, where its rules
 	// apply (siterules.go): never from here.
@@ -218,7 +228,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if !e.Judge(age, &reqCC).Fresh {
 		return false
 	}
-	x.e, x.stamp, x.start = e, h.hitStampOf(e, age), now
+	x.e, x.site, x.stamp, x.start = e, st, h.hitStampOf(e, age), now
 	return true
 }
 
@@ -286,20 +296,28 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 		if x.req.Head {
 			method = "HEAD"
 		}
-		line = &accessLine{remote: addrString(x.req.Remote), proto: "HTTP/1.1", method: method,
-			host: string(x.req.Host), uri: string(x.req.Target), status: x.e.Status(), bytes: int64(bodyBytes),
-			cacheStatus: strings.Join(x.stamp.StatusField, ", "), start: x.start}
+		r := &x.req
+		line = &accessLine{start: x.start, remote: addrString(r.Remote), client: h.hitClient(r), proto: "HTTP/1.1",
+			method: method, host: string(r.Host), uri: string(r.Target), status: x.e.Status(), bytes: int64(bodyBytes),
+			cacheStatus: strings.Join(x.stamp.StatusField, ", "), userAgent: string(r.UserAgent),
+			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
-	h.delivered(x.e, classHit, 1, bodyBytes, line)
-	x.e, x.stamp, x.req = nil, nil, HitRequest{}
+	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
+	x.e, x.site, x.stamp, x.req = nil, nil, nil, HitRequest{}
 }
 
-// addrString is a peer address as net/http's Request.RemoteAddr has it.
-func addrString(a net.Addr) string {
-	if a == nil {
-		return ""
+// hitClient is the client of a hit request, as ClientAddr has it for
+// ServeHTTP's.
+func (h *Handler) hitClient(r *HitRequest) netip.Addr {
+	a, ok := r.Remote.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}
 	}
-	return a.String()
+	client := a.AddrPort().Addr().Unmap().WithZone("")
+	if r.ForwardedFor == nil || !h.trustsPeer(r.Remote) {
+		return client
+	}
+	return h.trusted.clientOf(client, []string{string(r.ForwardedFor)})
 }
 
 func appendField(b []byte, name string, vs []string) []byte {
@@ -314,16 +332,16 @@ func appendField(b []byte, name string, vs []string) []byte {
 
 // delivered books one answered request, for every front and protocol:
 // a fresh hit on its entry (e; nil when no entry answered), the request
-// counter of its class and protocol (protoMajor as http.Request has it),
-// the body bytes sent, and, when line is not nil and an access log is
-// kept, the access log line. Requests that ServeHTTP answers get their
-// line from serveLogged.
-func (h *Handler) delivered(e *store.Entry, class, protoMajor, bodyBytes int, line *accessLine) {
+// counter of its site (sc; see Handler.countersOf), class and protocol
+// (protoMajor as http.Request has it), the body bytes sent, and, when
+// line is not nil and an access log is kept, the access log line.
+// Requests that ServeHTTP answers get their line from serveLogged.
+func (h *Handler) delivered(sc *siteCounters, e *store.Entry, class, protoMajor, bodyBytes int, line *accessLine) {
 	if e != nil && class == classHit {
 		e.CountHit()
 	}
-	h.metrics.request(protoMajor, class, bodyBytes)
+	sc.request(protoMajor, class, bodyBytes)
 	if line != nil && h.accessLog != nil {
-		h.logLine(context.Background(), line)
+		h.logLine(line)
 	}
 }

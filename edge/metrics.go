@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,11 +26,24 @@ var classNames = [numClasses]string{"hit", "miss", "stale", "pass", "error"}
 // protocols are the protocol label values, indexed by ProtoMajor (0 = other).
 var protocols = [4]string{"other", "http/1.1", "h2", "h3"}
 
+// otherSite is the site label of requests for no configured site (a
+// Host that is refused 421, a malformed Host, a health probe): the
+// label's values are bounded by the configured sites, whatever Host
+// clients send.
+const otherSite = "_other"
+
 // metrics are an edge's Prometheus collectors. The request counters are
-// resolved once, so the hit path only increments.
+// resolved once per site (siteCounters), so the hit path only
+// increments.
 type metrics struct {
-	requests    [numClasses][len(protocols)]prometheus.Counter
-	bytes       prometheus.Counter
+	requests *prometheus.CounterVec // cache_status, protocol, site
+	bytesVec *prometheus.CounterVec // site
+	// mu guards sites, the counters of each site label resolved so far
+	// (sites added by reloads join it; removed ones keep their series).
+	mu    sync.Mutex
+	sites map[string]*siteCounters
+	other *siteCounters
+
 	fills       prometheus.Counter
 	fillErrors  prometheus.Counter
 	fillSeconds prometheus.Histogram
@@ -53,14 +68,16 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
-	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meridian_edge_requests_total",
-		Help: "Client requests answered, by cache status (hit, miss, stale, pass, error) and protocol.",
-	}, []string{"cache_status", "protocol"})
 	m := &metrics{
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meridian_edge_response_body_bytes_total", Help: "Body bytes sent to clients from the cache and from fills.",
-		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_requests_total",
+			Help: "Client requests answered, by cache status (hit, miss, stale, pass, error), protocol and site (its first host; _other for a host no site serves).",
+		}, []string{"cache_status", "protocol", "site"}),
+		bytesVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_response_body_bytes_total",
+			Help: "Body bytes sent to clients from the cache and from fills, by site (its first host; _other for a host no site serves).",
+		}, []string{"site"}),
+		sites: map[string]*siteCounters{},
 		fills: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_fills_total", Help: "Upstream fills started (one per coalesced group of misses).",
 		}),
@@ -110,11 +127,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Help: "Upgrades refused (503) because server.max_upgraded connections were open.",
 		}),
 	}
-	for c := range classNames {
-		for p := range protocols {
-			m.requests[c][p] = reqs.WithLabelValues(classNames[c], protocols[p])
-		}
-	}
+	m.other = m.site(otherSite)
 	m.banned.WithLabelValues("lookup")
 	m.banned.WithLabelValues("sweep")
 	if reg == nil {
@@ -123,7 +136,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
+	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
 		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.banned, m.bansAdded, m.bansRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
 			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),
@@ -204,17 +217,85 @@ func classOf(cs cacheStatus) int {
 	return classPass
 }
 
+// siteCounters are one site's request counters, resolved.
+type siteCounters struct {
+	requests [numClasses][len(protocols)]prometheus.Counter
+	bytes    prometheus.Counter
+}
+
+// site returns the counters of a site label, resolving them the first
+// time.
+func (m *metrics) site(label string) *siteCounters {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sc := m.sites[label]; sc != nil {
+		return sc
+	}
+	sc := &siteCounters{bytes: m.bytesVec.WithLabelValues(label)}
+	for c := range classNames {
+		for p := range protocols {
+			sc.requests[c][p] = m.requests.WithLabelValues(classNames[c], protocols[p], label)
+		}
+	}
+	m.sites[label] = sc
+	return sc
+}
+
+// classTotals sums the requests answered so far by class, over sites
+// and protocols.
+func (m *metrics) classTotals() [numClasses]float64 {
+	m.mu.Lock()
+	sites := make([]*siteCounters, 0, len(m.sites))
+	for _, sc := range m.sites {
+		sites = append(sites, sc)
+	}
+	m.mu.Unlock()
+	var out [numClasses]float64
+	for _, sc := range sites {
+		for c := range out {
+			for p := range protocols {
+				out[c] += counterValue(sc.requests[c][p])
+			}
+		}
+	}
+	return out
+}
+
+// siteLabel is a site's label value: its first host, lower case, as the
+// origin pool is named by default.
+func siteLabel(sc SiteConfig) string {
+	if len(sc.Hosts) == 0 {
+		return otherSite
+	}
+	h, _ := normalizeHost(sc.Hosts[0])
+	if h == "" {
+		return otherSite
+	}
+	return h
+}
+
+// countersOf returns the counters of the site r is for; those of
+// otherSite when no site serves its Host.
+func (h *Handler) countersOf(r *http.Request) *siteCounters {
+	if host, ok := normalizeHost(r.Host); ok {
+		if st := h.route(host); st != nil {
+			return st.counters
+		}
+	}
+	return h.metrics.other
+}
+
 // request counts one answered request of a class over a protocol
 // (protoMajor as http.Request has it) and its body bytes. Fronts book
 // through Handler.delivered (hit.go).
-func (m *metrics) request(protoMajor, class int, bodyBytes int) {
+func (sc *siteCounters) request(protoMajor, class int, bodyBytes int) {
 	p := protoMajor
 	if p < 0 || p >= len(protocols) {
 		p = 0
 	}
-	m.requests[class][p].Inc()
+	sc.requests[class][p].Inc()
 	if bodyBytes > 0 {
-		m.bytes.Add(float64(bodyBytes))
+		sc.bytes.Add(float64(bodyBytes))
 	}
 }
 

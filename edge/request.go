@@ -17,6 +17,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/byterange"
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/edge/tracing"
 )
 
 // maxCollapseRetries bounds how often a waiter whose variant did not match
@@ -84,7 +85,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		switch {
 		case v.Fresh:
 			if e.Sealed() && !e.OnDisk() && plainRequest(r) {
-				h.serveHit(w, r, e, age)
+				h.serveHit(w, r, st, e, age)
 				return
 			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
@@ -358,7 +359,7 @@ func (h *Handler) servePass(w http.ResponseWriter, r *http.Request, st *site, re
 		return
 	}
 	w.WriteHeader(resp.StatusCode)
-	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -392,7 +393,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
 		wh["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
-		h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+		h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 		return true
 	case err != nil || len(ranges) != 1:
 		return false
@@ -401,7 +402,7 @@ func (h *Handler) servePassRange(w http.ResponseWriter, r *http.Request, resp *h
 	wh["Content-Range"] = []string{rg.ContentRange(size)}
 	wh["Content-Length"] = []string{strconv.FormatInt(rg.Length, 10)}
 	w.WriteHeader(http.StatusPartialContent)
-	h.delivered(nil, classPass, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classPass, r.ProtoMajor, 0, nil)
 	if _, err := io.CopyN(io.Discard, resp.Body, rg.Start); err != nil {
 		panic(http.ErrAbortHandler)
 	}
@@ -471,12 +472,12 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 			delete(wh, "Content-Length")
 			delete(wh, "Content-Type")
 			w.WriteHeader(http.StatusNotModified)
-			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		case http.StatusPreconditionFailed:
 			delete(wh, "Content-Length")
 			w.WriteHeader(http.StatusPreconditionFailed)
-			h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		}
 	}
@@ -485,7 +486,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
 			if h.serveRange(w, r, rh, e, body, disk) {
-				h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+				h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
 		}
@@ -502,13 +503,13 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	}
 	w.WriteHeader(e.Status())
 	if r.Method == http.MethodHead || !bodyAllowed(e.Status()) {
-		h.delivered(e, classOf(cs), r.ProtoMajor, 0, nil)
+		h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 		return
 	}
 	if disk != nil {
 		// Straight from the file: the body is never held whole.
 		n, err := io.Copy(w, disk)
-		h.delivered(e, classOf(cs), r.ProtoMajor, int(n), nil)
+		h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, int(n), nil)
 		if err != nil {
 			panic(http.ErrAbortHandler) // the client must see a short body
 		}
@@ -516,7 +517,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	}
 	if complete {
 		w.Write(whole)
-		h.delivered(e, classOf(cs), r.ProtoMajor, len(whole), nil)
+		h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, len(whole), nil)
 		return
 	}
 	var flush func()
@@ -524,7 +525,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		flush = fl.Flush
 	}
 	n, err := body.writeTo(r.Context(), w, flush)
-	h.delivered(e, classOf(cs), r.ProtoMajor, int(n), nil)
+	h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, int(n), nil)
 	if err != nil {
 		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
 	}
@@ -617,7 +618,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, status int,
 	wh.Set("Cache-Control", "no-store")
 	wh.Set("Cache-Status", appendCacheStatus("", h.cfg.Name, cs))
 	w.WriteHeader(status)
-	h.delivered(nil, classError, r.ProtoMajor, 0, nil)
+	h.delivered(h.countersOf(r), nil, classError, r.ProtoMajor, 0, nil)
 	if r.Method != http.MethodHead {
 		fmt.Fprintf(w, "meridian: %d %s: %s\n", status, http.StatusText(status), msg)
 	}
@@ -703,6 +704,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			// removed the client's X-Forwarded-For/Host/Proto and
 			// Forwarded from Out; setForwarded reads them from In).
 			h.setForwarded(pr.Out.Header, pr.In, pi.host, pi.scheme)
+			tracing.Propagate(pr.In.Context(), pr.In.Header, pr.Out.Header)
 		},
 		Transport:     st.upstream,
 		FlushInterval: -1,
@@ -718,7 +720,7 @@ func (h *Handler) newProxy(st *site) *httputil.ReverseProxy {
 			for _, u := range policy.Invalidations(req.Method, &eff, resp.StatusCode, resp.Header) {
 				h.invalidate(u.Host, u.RequestURI())
 			}
-			h.delivered(nil, classPass, req.ProtoMajor, 0, nil)
+			h.delivered(h.countersOf(req), nil, classPass, req.ProtoMajor, 0, nil)
 			resp.Header["Via"] = append(resp.Header["Via"], h.via)
 			resp.Header.Set("Cache-Status", appendCacheStatus(resp.Header.Get("Cache-Status"), h.cfg.Name,
 				cacheStatus{fwd: pi.reason, fwdStatus: resp.StatusCode}))

@@ -136,7 +136,7 @@ func (h *Handler) answerRule(w http.ResponseWriter, r *http.Request, d rules.Dec
 	if r.Method != http.MethodHead {
 		n, _ = w.Write([]byte(body))
 	}
-	h.delivered(nil, class, r.ProtoMajor, n, nil)
+	h.delivered(h.countersOf(r), nil, class, r.ProtoMajor, n, nil)
 }
 
 // rulesWriter applies a site's response header rules to the header of the

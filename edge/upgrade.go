@@ -138,7 +138,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	h.delivered(nil, classPass, 1, 0, nil)
+	h.delivered(st.counters, nil, classPass, 1, 0, nil)
 	h.metrics.upgraded.Inc()
 	splice(ctx, client, brw.Reader, backend, st.cfg.Upgrade.IdleTimeout)
 }

@@ -35,15 +35,28 @@ func runEdge(ctx context.Context, args []string) error {
 		return err
 	}
 	setMemoryLimit(log, cfg.MemoryLimit())
+	// The signals are taken before the node starts, so that one sent as
+	// soon as it serves is never the default action (which ends the
+	// process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// SIGUSR1 reopens the access log file (logrotate: move, then signal).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	n, err := node.Start(cfg, node.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
+		case <-usr1:
+			if err := n.ReopenLogs(); err != nil {
+				log.Error("log reopen failed; lines go to the old file", "err", err)
+				break
+			}
+			log.Info("logs reopened")
 		case <-hup:
 			var rep node.ReloadReport
 			next, err := node.Load(*path)

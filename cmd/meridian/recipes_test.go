@@ -19,17 +19,6 @@ import (
 	"github.com/meridiancdn/meridian/origin"
 )
 
-// TestMain lets the test binary stand in for the meridian binary in the
-// commands a test runs (see meridianShim): with MERIDIAN_RUN_MAIN=1 it
-// runs main.
-func TestMain(m *testing.M) {
-	if os.Getenv("MERIDIAN_RUN_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 // meridianShim returns a directory holding a `meridian` command that runs
 // this test binary's main.
 func meridianShim(t *testing.T) string {

@@ -244,10 +244,11 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 			ip := edgeIP(r+1, e)
 			cfg := node.Config{
 				Config: edge.Config{
-					Name:   fmt.Sprintf("%s-%d", reg.name, e),
-					Listen: join(ip, upHTTPPort),
-					TLS:    &edge.TLSConfig{Listen: join(ip, upTLSPort), CertFile: certFile, KeyFile: keyFile},
-					Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
+					AccessLog: edge.AccessLogConfig{Destination: "off"}, // the demo prints its table, not a log
+					Name:      fmt.Sprintf("%s-%d", reg.name, e),
+					Listen:    join(ip, upHTTPPort),
+					TLS:       &edge.TLSConfig{Listen: join(ip, upTLSPort), CertFile: certFile, KeyFile: keyFile},
+					Server:    edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
 					Sites: []edge.SiteConfig{{
 						Hosts:  hosts,
 						Origin: "http://" + oln.Addr().String(),
@@ -255,8 +256,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 						Shield: edge.ShieldConfig{Regions: shieldRegions},
 					}},
 				},
-				Region:    reg.name,
-				AccessLog: "off", // the demo prints its table, not a log
+				Region: reg.name,
 
 				Admin: node.AdminConfig{Listen: join(ip, upAdminPort), Token: upToken},
 				Cluster: &cluster.Config{

@@ -195,15 +195,19 @@ type fastConn struct {
 
 // request is what the fast reader keeps of a request's header.
 type request struct {
-	head     bool   // HEAD, else GET
-	target   []byte // origin-form request target
-	host     []byte // Host field value
-	proto    []byte // the last X-Forwarded-Proto field value, nil if none
-	ae       []byte // the Accept-Encoding field value, nil if none
-	close    bool   // Connection: close
-	clientCC bool   // a Cache-Control field is present
-	plain    bool   // nothing in the header rules out a stored answer
-	bodyless bool   // no Content-Length or Transfer-Encoding: the request ends with its header
+	head   bool   // HEAD, else GET
+	target []byte // origin-form request target
+	host   []byte // Host field value
+	proto  []byte // the last X-Forwarded-Proto field value, nil if none
+	ae     []byte // the Accept-Encoding field value, nil if none
+	// What the access log says of the client, as ServeHTTP reads it:
+	// the first User-Agent, Referer and traceparent, the one
+	// X-Forwarded-For.
+	userAgent, referer, forwardedFor, traceparent []byte
+	close                                         bool // Connection: close
+	clientCC                                      bool // a Cache-Control field is present
+	plain                                         bool // nothing in the header rules out a stored answer
+	bodyless                                      bool // no Content-Length or Transfer-Encoding: the request ends with its header
 }
 
 func (c *fastConn) serve() {
@@ -332,7 +336,8 @@ func (c *fastConn) serveHit(req *request) bool {
 	h := c.f.h
 	x := &c.hit
 	if !h.LookupHit(edge.HitRequest{Head: req.head, Host: req.host, Target: req.target, ForwardedProto: req.proto,
-		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr(), AcceptEncoding: req.ae}, x) {
+		CacheControl: req.clientCC, Remote: c.nc.RemoteAddr(), AcceptEncoding: req.ae, UserAgent: req.userAgent, Referer: req.referer,
+		ForwardedFor: req.forwardedFor, Traceparent: req.traceparent}, x) {
 		return false
 	}
 	b := x.AppendHead(c.wbuf[:0], c.f.dateLine)
@@ -646,6 +651,23 @@ func parseHead(p []byte, req *request) int {
 			req.ae = value
 		case equalFold(name, "x-forwarded-proto"):
 			req.proto = value // the last line counts, as ServeHTTP reads it (edge.HitRequest)
+		case equalFold(name, "user-agent"):
+			if req.userAgent == nil {
+				req.userAgent = value
+			}
+		case equalFold(name, "referer"):
+			if req.referer == nil {
+				req.referer = value
+			}
+		case equalFold(name, "x-forwarded-for"):
+			if req.forwardedFor != nil {
+				req.plain = false // a chain over several lines: ServeHTTP reads it
+			}
+			req.forwardedFor = value
+		case equalFold(name, "traceparent"):
+			if req.traceparent == nil {
+				req.traceparent = value
+			}
 		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
 			equalFold(name, "if-modified-since"), equalFold(name, "if-unmodified-since"), equalFold(name, "if-range"),
 			equalFold(name, "authorization"), equalFold(name, "expect"), equalFold(name, "upgrade"):

@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
@@ -36,6 +37,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/edge/tracing"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -47,9 +49,6 @@ type Config struct {
 	Region string `yaml:"region"`
 	// Admin is the admin API's listener and purge token.
 	Admin AdminConfig `yaml:"admin"`
-	// AccessLog is where one JSON line per request goes: "stdout",
-	// "stderr" or "off". Default "stdout", as nginx's access log.
-	AccessLog string `yaml:"access_log"`
 	// Cluster, when set, makes this node a member of its region's
 	// cluster: peers share one cache over a consistent-hash ring. Its name
 	// defaults to the node's name.
@@ -129,9 +128,6 @@ func (c Config) WithDefaults() Config {
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9090"
 	}
-	if c.AccessLog == "" {
-		c.AccessLog = "stdout"
-	}
 	if c.Cluster != nil {
 		cc := *c.Cluster
 		if cc.Name == "" {
@@ -150,11 +146,6 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		return fmt.Errorf("admin.listen: %v", err)
-	}
-	switch c.AccessLog {
-	case "stdout", "stderr", "off":
-	default:
-		return fmt.Errorf("access_log: %q (want stdout, stderr or off)", c.AccessLog)
 	}
 	if c.Admin.DrainDelay < 0 {
 		return errors.New("admin.drain_delay: negative")
@@ -337,6 +328,11 @@ type Options struct {
 	// Status, when set, adds fields to the admin /status (such as the
 	// regions' health from a geo service).
 	Status func() map[string]any
+	// SpanExporter, when set, receives the node's spans instead of the
+	// OTLP exporter of tracing.otlp_endpoint, and spans are recorded even
+	// without one (tests use an in-memory exporter). Nil: as the config
+	// says.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Node is a running edge node.
@@ -350,6 +346,11 @@ type Node struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 	cluster  *cluster.Node // nil outside a cluster
+	// accessLog is the access log; nil when off. A file one is reopened
+	// by ReopenLogs and closed by Shutdown.
+	accessLog *edge.AccessLog
+	// tracer records spans; nil when tracing does not export.
+	tracer *tracing.Tracer
 
 	shieldFallbacks *prometheus.CounterVec
 	shieldAnswers   *prometheus.CounterVec
@@ -447,15 +448,25 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	// PURGE on the public listeners goes to the purge API (token
 	// required); n.admin is set before any listener starts.
 	eopt.PurgeMethod = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.admin.ServePurgeMethod(w, r) })
-	switch cfg.AccessLog {
-	case "stdout":
-		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stdout, nil)).With("node", cfg.Name)
-	case "stderr":
-		eopt.AccessLog = slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("node", cfg.Name)
+	if n.accessLog, err = edge.OpenAccessLog(cfg.AccessLog, os.Stdout, os.Stderr); err != nil {
+		return nil, err
+	}
+	eopt.AccessLog = n.accessLog
+	if exp := opt.SpanExporter; exp != nil || cfg.Tracing.Exporting() {
+		if exp == nil {
+			if exp, err = tracing.NewOTLP(context.Background(), cfg.Tracing.OTLPEndpoint); err != nil {
+				n.accessLog.Close()
+				return nil, fmt.Errorf("tracing.otlp_endpoint: %w", err)
+			}
+		}
+		n.tracer = tracing.New(tracing.Options{Exporter: exp, SampleRatio: cfg.Tracing.SampleRatio,
+			Service: cfg.Tracing.ServiceName, Node: cfg.Name, Region: cfg.Region, Sync: opt.SpanExporter != nil})
+		eopt.Tracer = n.tracer
 	}
 	if cfg.Cluster != nil {
 		cn, err := cluster.New(*cfg.Cluster, cluster.Options{Logger: log, Now: opt.Now})
 		if err != nil {
+			n.closeLogs(context.Background())
 			return nil, err
 		}
 		n.cluster = cn
@@ -489,6 +500,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	n.reloadMu.Unlock()
 	if err != nil {
 		n.closeCluster()
+		n.closeLogs(context.Background())
 		return nil, err
 	}
 	n.handler = h
@@ -501,7 +513,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	}
 	// undo stops what was started, in reverse order, when a later step
 	// fails: nothing a failed Start began keeps running or bound.
-	undo := []func(){func() { h.Close() }, n.closeCluster}
+	undo := []func(){func() { n.closeLogs(context.Background()) }, func() { h.Close() }, n.closeCluster}
 	fail := func(err error) (*Node, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
@@ -764,6 +776,26 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 // answers before the remaining connections are closed.
 const drainMargin = time.Second
 
+// ReopenLogs reopens the access log's file, for log rotation: the
+// file was moved away (logrotate's rename), and lines go to a new one
+// from now on. `meridian edge` calls it on SIGUSR1. It does nothing when
+// the access log is not a file.
+func (n *Node) ReopenLogs() error {
+	if err := n.accessLog.Reopen(); err != nil {
+		return fmt.Errorf("access_log: %w", err)
+	}
+	return nil
+}
+
+// closeLogs closes the access log file and flushes the spans not yet
+// exported, within ctx.
+func (n *Node) closeLogs(ctx context.Context) {
+	n.accessLog.Close()
+	if err := n.tracer.Shutdown(ctx); err != nil {
+		n.log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
+}
+
 // Shutdown drains the node: readiness goes false first, then after the
 // drain delay the listeners stop accepting and in-flight requests finish
 // (until ctx ends). Safe to call more than once.
@@ -802,6 +834,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()
+		n.closeLogs(ctx)
 		n.stopErr = err
 		n.log.Info("edge node stopped")
 	})

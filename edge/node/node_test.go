@@ -42,13 +42,13 @@ func nodeConfig(name, originURL string, seeds ...string) node.Config {
 			Preset:       "local",
 		},
 		Config: edge.Config{
-			Name:   name,
-			Listen: "127.0.0.1:0",
-			Sites:  []edge.SiteConfig{{Hosts: []string{"site.test"}, Origin: originURL}},
-			Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
+			AccessLog: edge.AccessLogConfig{Destination: "off"},
+			Name:      name,
+			Listen:    "127.0.0.1:0",
+			Sites:     []edge.SiteConfig{{Hosts: []string{"site.test"}, Origin: originURL}},
+			Server:    edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
 		},
-		Admin:     node.AdminConfig{Listen: "127.0.0.1:0", Token: "t0ken", DrainDelay: 150 * time.Millisecond},
-		AccessLog: "off",
+		Admin: node.AdminConfig{Listen: "127.0.0.1:0", Token: "t0ken", DrainDelay: 150 * time.Millisecond},
 	}
 }
 

@@ -20,7 +20,9 @@ type ReloadReport struct {
 	// NeedsRestart are the changed settings that only a restart applies:
 	// listeners (tls.listen, tls.disable_http3 too), tls.acme and
 	// tls.reload_interval, server settings, the admin listener and tokens, the
-	// access log, the cluster section, the region and the disk tier (cache.disk).
+	// access log (its destination and format; a file's rotation needs no
+	// restart: SIGUSR1 reopens it), tracing (propagation and export), the
+	// cluster section, the region and the disk tier (cache.disk).
 	NeedsRestart []string `json:"needs_restart"`
 	// Rings are the other regions' rings of the new plan, and whether each
 	// was kept from the running plan.
@@ -67,6 +69,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	keep("server", !reflect.DeepEqual(old.Server, next.Server), func() { eff.Server = old.Server })
 	keep("region", old.Region != next.Region, func() { eff.Region = old.Region })
 	keep("access_log", old.AccessLog != next.AccessLog, func() { eff.AccessLog = old.AccessLog })
+	keep("tracing", old.Tracing != next.Tracing, func() { eff.Tracing = old.Tracing })
 	keep("cluster", !reflect.DeepEqual(old.Cluster, next.Cluster), func() { eff.Cluster = old.Cluster })
 	keep("cache.disk", old.Cache.Disk != next.Cache.Disk, func() { eff.Cache.Disk = old.Cache.Disk })
 	keep("admin.listen", old.Admin.Listen != next.Admin.Listen, func() { eff.Admin.Listen = old.Admin.Listen })

@@ -95,6 +95,8 @@ func TestReloadReportsWhatItAppliedAndWhatNeedsARestart(t *testing.T) {
 	next.Listen = "127.0.0.1:1"                // needs a restart
 	next.Cluster.PeerTimeout = 3 * time.Second // needs a restart
 	next.Server.IdleTimeout = time.Minute      // needs a restart
+	next.AccessLog.Format = "combined"         // needs a restart
+	next.Tracing.SampleRatio = 0.5             // needs a restart
 	rep, err := n.Reload(next)
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +107,10 @@ func TestReloadReportsWhatItAppliedAndWhatNeedsARestart(t *testing.T) {
 	if want := []string{"sites[0] (site.test): changed", "admin.drain_delay"}; !slices.Equal(rep.Applied, want) {
 		t.Errorf("applied %q, want %q", rep.Applied, want)
 	}
-	if want := []string{"listen", "server", "cluster"}; !slices.Equal(rep.NeedsRestart, want) {
+	if want := []string{"listen", "server", "access_log", "tracing", "cluster"}; !slices.Equal(rep.NeedsRestart, want) {
 		t.Errorf("needs restart %q, want %q", rep.NeedsRestart, want)
 	}
-	if s := rep.String(); !strings.Contains(s, "needs a restart (running values kept): listen, server, cluster") {
+	if s := rep.String(); !strings.Contains(s, "needs a restart (running values kept): listen, server, access_log, tracing, cluster") {
 		t.Errorf("report reads %q", s)
 	}
 	if got := get("/two"); got != "from b" {

@@ -30,6 +30,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
@@ -79,6 +81,9 @@ type RegionOptions struct {
 	Config func(i int, c *node.Config)
 	// Logger receives every node's logs. Nil discards them.
 	Logger *slog.Logger
+	// SpanExporter, when set, receives every node's spans (see
+	// node.Options.SpanExporter). Nil: nodes record none.
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Region is a set of clustered edges in front of one origin, each started
@@ -157,16 +162,16 @@ func (r *Region) config(i int, seeds []string) node.Config {
 	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
 	c := node.Config{
 		Config: edge.Config{
-			Name:   name,
-			Listen: "127.0.0.1:0",
+			AccessLog: edge.AccessLogConfig{Destination: "off"},
+			Name:      name,
+			Listen:    "127.0.0.1:0",
 			Sites: []edge.SiteConfig{{
 				Hosts:   []string{SiteHost},
 				Origin:  r.origin.URL,
 				Timeout: 10 * time.Second,
 			}},
 		},
-		AccessLog: "off",
-		Admin:     node.AdminConfig{Listen: "127.0.0.1:0"},
+		Admin: node.AdminConfig{Listen: "127.0.0.1:0"},
 		Cluster: &cluster.Config{
 			Name:         name,
 			GossipListen: "127.0.0.1:0",
@@ -188,7 +193,7 @@ func (r *Region) config(i int, seeds []string) node.Config {
 // startNode starts node i with the given seeds.
 func (r *Region) startNode(i int, seeds []string) (*Node, error) {
 	cfg := r.config(i, seeds)
-	n, err := node.Start(cfg, node.Options{Logger: r.opts.Logger})
+	n, err := node.Start(cfg, node.Options{Logger: r.opts.Logger, SpanExporter: r.opts.SpanExporter})
 	if err != nil {
 		return nil, err
 	}

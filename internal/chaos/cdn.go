@@ -149,9 +149,10 @@ func Start(t testing.TB, o *Origin, opts Options) *CDN {
 			}
 			e.cfg = node.Config{
 				Config: edge.Config{
-					Name:   e.Name,
-					Listen: "127.0.0.1:0",
-					Server: edge.ServerConfig{ShutdownTimeout: 2 * time.Second},
+					AccessLog: edge.AccessLogConfig{Destination: "off"},
+					Name:      e.Name,
+					Listen:    "127.0.0.1:0",
+					Server:    edge.ServerConfig{ShutdownTimeout: 2 * time.Second},
 					Sites: []edge.SiteConfig{{
 						Hosts:   []string{SiteHost},
 						Origin:  o.URL,
@@ -159,9 +160,8 @@ func Start(t testing.TB, o *Origin, opts Options) *CDN {
 						Shield:  edge.ShieldConfig{Regions: opts.Shield, Direct: &direct},
 					}},
 				},
-				Region:    r,
-				AccessLog: "off",
-				Admin:     node.AdminConfig{Listen: "127.0.0.1:0"},
+				Region: r,
+				Admin:  node.AdminConfig{Listen: "127.0.0.1:0"},
 				Cluster: &cluster.Config{
 					GossipListen: e.Gossip,
 					PeerListen:   e.Peer,

@@ -61,8 +61,9 @@ func TestNodeObtainsACertificateOverEachChallenge(t *testing.T) {
 			p := certstest.Start(t, httpPort, tlsPort, 90*24*time.Hour)
 			cfg := node.Config{
 				Config: edge.Config{
-					Name:   "acme-node",
-					Listen: "127.0.0.1:" + strconv.Itoa(httpPort),
+					AccessLog: edge.AccessLogConfig{Destination: "off"},
+					Name:      "acme-node",
+					Listen:    "127.0.0.1:" + strconv.Itoa(httpPort),
 					TLS: &edge.TLSConfig{
 						Listen:       "127.0.0.1:" + strconv.Itoa(tlsPort),
 						DisableHTTP3: true,
@@ -72,8 +73,7 @@ func TestNodeObtainsACertificateOverEachChallenge(t *testing.T) {
 					Sites:  []edge.SiteConfig{{Hosts: []string{"www.node.test"}, Origin: origin.URL, TLS: edge.SiteTLSConfig{ACME: true}}},
 					Server: edge.ServerConfig{ShutdownTimeout: 5 * time.Second},
 				},
-				Admin:     node.AdminConfig{Listen: "127.0.0.1:0"},
-				AccessLog: "off",
+				Admin: node.AdminConfig{Listen: "127.0.0.1:0"},
 			}
 			n, err := node.Start(cfg, node.Options{})
 			if err != nil {

@@ -1,0 +1,215 @@
+// Package tracing carries W3C trace context (the traceparent and
+// tracestate fields) across the hops of a request through the CDN
+// (client, edge, the key's owner, the shield, the origin) and, when given
+// an exporter, records one OpenTelemetry span per request at each edge.
+//
+// Propagation needs no Tracer: [Propagate] passes a valid client context
+// upstream as it came, and starts a new one (not sampled, since nothing
+// is recorded) for a request without one or with a malformed one, so
+// that the origin's logs and the edge's access log share a trace id. A
+// [Tracer] records: [Tracer.Start] opens the edge's server span as a
+// child of the client's context, and [Propagate] then makes that span the
+// parent of the upstream request. A nil *Tracer records nothing and costs
+// nothing.
+package tracing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Options configure a Tracer.
+type Options struct {
+	// Exporter receives the finished spans. Required.
+	Exporter sdktrace.SpanExporter
+	// SampleRatio is the share of the traces this edge starts that are
+	// recorded, 0 to 1; a request with a client context follows the
+	// client's sampling decision (parent-based sampling).
+	SampleRatio float64
+	// Service is the spans' service.name; Node and Region, when set,
+	// their service.instance.id and meridian.region.
+	Service, Node, Region string
+	// Sync exports each span as it ends, without batching: for tests.
+	// Default false: spans are batched, as the SDK recommends.
+	Sync bool
+}
+
+// Tracer records a span per request served and exports them. It is safe
+// for concurrent use. Shutdown flushes and stops it.
+type Tracer struct {
+	tp *sdktrace.TracerProvider
+	tr trace.Tracer
+}
+
+// New returns a Tracer exporting to opt.Exporter.
+func New(opt Options) *Tracer {
+	attrs := []attribute.KeyValue{attribute.String("service.name", opt.Service)}
+	if opt.Node != "" {
+		attrs = append(attrs, attribute.String("service.instance.id", opt.Node))
+	}
+	if opt.Region != "" {
+		attrs = append(attrs, attribute.String("meridian.region", opt.Region))
+	}
+	var proc sdktrace.TracerProviderOption
+	if opt.Sync {
+		proc = sdktrace.WithSyncer(opt.Exporter)
+	} else {
+		proc = sdktrace.WithBatcher(opt.Exporter)
+	}
+	tp := sdktrace.NewTracerProvider(proc,
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(opt.SampleRatio))),
+		sdktrace.WithResource(resource.NewSchemaless(attrs...)))
+	return &Tracer{tp: tp, tr: tp.Tracer("github.com/meridiancdn/meridian/edge")}
+}
+
+// NewOTLP returns an exporter to an OTLP/HTTP collector at endpoint, a
+// base URL such as "http://otel-collector:4318" (spans go to its
+// /v1/traces). The OTEL_EXPORTER_OTLP_HEADERS environment variable adds
+// headers. It does not connect until spans are exported.
+func NewOTLP(ctx context.Context, endpoint string) (sdktrace.SpanExporter, error) {
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(strings.TrimSuffix(endpoint, "/")+"/v1/traces"))
+	if err != nil {
+		return nil, fmt.Errorf("tracing: otlp exporter: %w", err)
+	}
+	return exp, nil
+}
+
+// Recording reports whether t records spans (t is not nil).
+func (t *Tracer) Recording() bool { return t != nil }
+
+// Shutdown exports the spans still buffered and stops t, within ctx. It
+// is safe to call twice and on nil.
+func (t *Tracer) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	return t.tp.Shutdown(ctx)
+}
+
+var w3c = propagation.TraceContext{}
+
+// Start opens the server span of r, a child of the trace context r
+// carries (a new trace when it has none), named after its method, and
+// returns r with the span in its context. End it with End.
+func (t *Tracer) Start(r *http.Request, node string) (*http.Request, trace.Span) {
+	ctx := w3c.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := t.tr.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(time.Now()),
+		trace.WithAttributes(
+			attribute.String("http.request.method", r.Method),
+			attribute.String("server.address", r.Host),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("network.protocol.version", r.Proto),
+			attribute.String("meridian.node", node),
+		))
+	return r.WithContext(ctx), span
+}
+
+// End ends a server span with what the request was answered: its status
+// (5xx marks the span as an error), its Cache-Status and the body bytes
+// sent.
+func End(span trace.Span, status int, cacheStatus string, bytes int64) {
+	span.SetAttributes(
+		attribute.Int("http.response.status_code", status),
+		attribute.String("meridian.cache_status", cacheStatus),
+		attribute.Int64("http.response.body.size", bytes),
+	)
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
+}
+
+// Propagate sets on out, the header of a request that the edge sends
+// upstream for the client request whose context is ctx and header in,
+// the trace context to carry (out may be a clone of in):
+//
+//   - with a recording span in ctx (Tracer.Start), that span's context:
+//     the upstream request is its child;
+//   - else in's traceparent when it is valid, with its tracestate when
+//     that is valid too;
+//   - else a new trace context, not sampled, and no tracestate.
+//
+// A malformed field from the client is never passed on.
+func Propagate(ctx context.Context, in, out http.Header) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !sc.IsRemote() {
+		delete(out, "Tracestate")
+		w3c.Inject(ctx, propagation.HeaderCarrier(out))
+		return
+	}
+	if sc := w3c.Extract(context.Background(), propagation.HeaderCarrier(in)); trace.SpanContextFromContext(sc).IsValid() {
+		psc := trace.SpanContextFromContext(sc)
+		out["Traceparent"] = []string{in.Get("Traceparent")}
+		if ts := psc.TraceState().String(); ts != "" && len(ts) <= maxTracestate {
+			out["Tracestate"] = []string{ts}
+		} else {
+			delete(out, "Tracestate")
+		}
+		return
+	}
+	out["Traceparent"] = []string{newTraceparent()}
+	delete(out, "Tracestate")
+}
+
+// maxTracestate bounds the tracestate passed on: the length W3C Trace
+// Context asks every vendor to propagate; a longer one is dropped whole
+// rather than cut (a client's, unrecorded, is worth no more).
+const maxTracestate = 512
+
+// newTraceparent is a new, not sampled trace context: random trace and
+// parent ids.
+func newTraceparent() string {
+	var b [24]byte
+	for {
+		rand.Read(b[:])
+		if !allZero(b[:16]) && !allZero(b[16:]) {
+			break
+		}
+	}
+	var s [55]byte
+	copy(s[:], "00-")
+	hex.Encode(s[3:35], b[:16])
+	s[35] = '-'
+	hex.Encode(s[36:52], b[16:])
+	copy(s[52:], "-00")
+	return string(s[:])
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TraceID returns the trace id of the trace context in ctx (a span that
+// Start opened) or else of the traceparent field value, in lower-case hex;
+// "" when there is neither a span nor a valid field.
+func TraceID(ctx context.Context, traceparent string) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	if traceparent == "" {
+		return ""
+	}
+	sc := trace.SpanContextFromContext(w3c.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent}))
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
+}

@@ -1,0 +1,81 @@
+package tracing_test
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"testing"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/meridiancdn/meridian/edge/tracing"
+)
+
+var traceparentRE = regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// Whatever a client sends as traceparent and tracestate, what goes
+// upstream is one well-formed traceparent (the client's when valid) and
+// at most one bounded tracestate, only alongside the client's own
+// traceparent.
+func FuzzPropagate(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "congo=t61rcWkgMzE")
+	f.Add("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "a=b")
+	f.Add("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", "")
+	f.Add("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a=b")
+	f.Add("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "x")
+	f.Add("", "a=b,c=d")
+	f.Add("garbage\r\nX-Injected: 1", "=,=")
+	f.Fuzz(func(t *testing.T, tp, ts string) {
+		in := http.Header{"Traceparent": {tp}, "Tracestate": {ts}}
+		out := in.Clone()
+		tracing.Propagate(context.Background(), in, out)
+		got := out["Traceparent"]
+		if len(got) != 1 || len(got[0]) < 55 || !validForm(got[0]) {
+			t.Fatalf("traceparent %q -> %q", tp, got)
+		}
+		if len(out["Tracestate"]) > 1 || len(out.Get("Tracestate")) > 512 {
+			t.Fatalf("tracestate %q", out["Tracestate"])
+		}
+		if out.Get("Tracestate") != "" && got[0] != tp {
+			t.Fatalf("a tracestate %q went with a new traceparent", out.Get("Tracestate"))
+		}
+		if tracing.TraceID(context.Background(), tp) != "" && got[0] != tp {
+			t.Fatalf("valid %q replaced by %q", tp, got[0])
+		}
+	})
+}
+
+// validForm: version 00 exactly, or a later version that otel accepts
+// (passed on as the client sent it, which TraceID then reads).
+func validForm(v string) bool {
+	return traceparentRE.MatchString(v) || tracing.TraceID(context.Background(), v) != ""
+}
+
+// A nil Tracer records nothing; a Tracer's span is the parent of what
+// goes upstream, in the client's trace.
+func TestTracerStartPropagate(t *testing.T) {
+	var off *tracing.Tracer
+	if off.Recording() || off.Shutdown(context.Background()) != nil {
+		t.Fatal("nil tracer")
+	}
+	exp := tracetest.NewInMemoryExporter()
+	tr := tracing.New(tracing.Options{Exporter: exp, SampleRatio: 1, Service: "meridian", Node: "n1", Sync: true})
+	defer tr.Shutdown(context.Background())
+	r, _ := http.NewRequest("GET", "http://a.test/x", nil)
+	r.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	r, span := tr.Start(r, "n1")
+	out := http.Header{}
+	tracing.Propagate(r.Context(), r.Header, out)
+	tracing.End(span, 503, "n1; fwd=uri-miss", 10)
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	want := "00-4bf92f3577b34da6a3ce929d0e0e4736-" + spans[0].SpanContext.SpanID().String() + "-01"
+	if out.Get("Traceparent") != want {
+		t.Fatalf("upstream traceparent %q, want %q", out.Get("Traceparent"), want)
+	}
+	if spans[0].Status.Code.String() != "Error" {
+		t.Fatalf("a 503's span status %v", spans[0].Status)
+	}
+}
