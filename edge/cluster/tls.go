@@ -177,6 +177,11 @@ func newPeerTLS(pool *x509.CertPool, cert *tls.Certificate) *peerTLS {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
 		},
+		// Full-size records from the first byte: an asker reads the
+		// whole answer before it uses it (up to 1 MiB), so the small
+		// first records that help a browser render early only cost
+		// here.
+		DynamicRecordSizingDisabled: true,
 	}
 	p.client = &tls.Config{
 		MinVersion: tls.VersionTLS13,
