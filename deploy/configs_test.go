@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meridiancdn/meridian/edge/certs"
 )
 
 // region is one overlay's edge and geo configs with the workloads that run
@@ -327,6 +330,14 @@ func TestEdgeConfigMatchesManifests(t *testing.T) {
 			wantSecretFile(t, r, r.edges, ctr, "cluster.secret_file", getStr(cfg, "cluster", "secret_file"))
 			wantSecretFile(t, r, r.edges, ctr, "tls.cert_file", getStr(cfg, "tls", "cert_file"))
 			wantSecretFile(t, r, r.edges, ctr, "tls.key_file", getStr(cfg, "tls", "key_file"))
+			for _, f := range []string{"ca_file", "cert_file", "key_file"} {
+				path := getStr(cfg, "cluster", "tls", f)
+				if path == "" {
+					t.Errorf("cluster.tls.%s: not set; the links between edges must run on mutual TLS", f)
+					continue
+				}
+				wantSecretFile(t, r, r.edges, ctr, "cluster.tls."+f, path)
+			}
 
 			// SIGKILL must not cut the drain short.
 			grace, _ := getInt(r.edges, "spec", "template", "spec", "terminationGracePeriodSeconds")
@@ -540,7 +551,8 @@ func TestOverlaysAgree(t *testing.T) {
 }
 
 // withTestCert points the config's certificate paths (a Secret mounted
-// at /etc/meridian/tls/) at a throwaway certificate: validate reads them.
+// at /etc/meridian/tls/, and the cluster's at /etc/meridian/cluster-tls/)
+// at throwaway certificates: validate reads them.
 func withTestCert(t *testing.T, config string) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -563,5 +575,22 @@ func withTestCert(t *testing.T, config string) string {
 			t.Fatal(err)
 		}
 	}
+	// The cluster CA and a member certificate of it (cluster.tls).
+	ca, err := certs.NewCA("deploy test cluster CA", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdir := t.TempDir()
+	if err := ca.WriteCertFile(filepath.Join(cdir, "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.IssueFiles(cdir, "member")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(os.Rename(certFile, filepath.Join(cdir, "tls.crt")), os.Rename(keyFile, filepath.Join(cdir, "tls.key"))); err != nil {
+		t.Fatal(err)
+	}
+	config = strings.ReplaceAll(config, "/etc/meridian/cluster-tls/", cdir+"/")
 	return strings.ReplaceAll(config, "/etc/meridian/tls/", dir+"/")
 }

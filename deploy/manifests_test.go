@@ -17,7 +17,8 @@ import (
 // with the keys they must have: the operator creates them (deploy/k8s's
 // README says how).
 var externalSecrets = map[string][]string{
-	"meridian-tls": {"tls.crt", "tls.key"},
+	"meridian-tls":         {"tls.crt", "tls.key"},
+	"meridian-cluster-tls": {"ca.crt", "tls.crt", "tls.key"},
 }
 
 // statefulSetPodName is the label the StatefulSet controller puts on each of

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/node"
@@ -159,6 +160,17 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 		return err
 	}
 
+	// The links between edges run on mutual TLS with a cluster CA made
+	// for this run: every edge gets a certificate of it (below).
+	clusterCA, err := certs.NewCA("meridian up cluster CA", 7*24*time.Hour, nil)
+	if err != nil {
+		return err
+	}
+	caFile := filepath.Join(dir, "cluster-ca.crt")
+	if err := clusterCA.WriteCertFile(caFile); err != nil {
+		return err
+	}
+
 	// The regions table every edge publishes, and the demo site.
 	regions := upRegions[:*nRegions]
 	var table []node.RegionConfig
@@ -242,6 +254,10 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	for r, reg := range regions {
 		for e := 1; e <= *nEdges; e++ {
 			ip := edgeIP(r+1, e)
+			memberCert, memberKey, err := clusterCA.IssueFiles(dir, fmt.Sprintf("%s-%d", reg.name, e))
+			if err != nil {
+				return err
+			}
 			cfg := node.Config{
 				Config: edge.Config{
 					AccessLog: edge.AccessLogConfig{Destination: "off"}, // the demo prints its table, not a log
@@ -267,6 +283,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 					Secret:       "meridian-up-demo-secret-not-for-production",
 					Preset:       "local",
 					Replicas:     2,
+					TLS:          cluster.TLSConfig{CAFile: caFile, CertFile: memberCert, KeyFile: memberKey},
 				},
 				Regions: table,
 			}

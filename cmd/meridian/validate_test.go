@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge/certs"
 )
 
 // Each broken config is refused by `meridian validate` with a message that
@@ -74,6 +77,23 @@ func TestValidateAcceptsTheExamples(t *testing.T) {
 		}
 	}
 	example = bytes.ReplaceAll(example, []byte("/etc/meridian/tls/"), []byte(dir+"/"))
+	// And the cluster CA's files (cluster.tls).
+	if !bytes.Contains(example, []byte("/etc/meridian/cluster-tls/ca.crt")) {
+		t.Fatal("the example's cluster.tls paths moved: update this test")
+	}
+	cdir := filepath.Join(dir, "cluster-tls")
+	os.Mkdir(cdir, 0o700)
+	ca, err := certs.NewCA("example cluster CA", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCertFile(filepath.Join(cdir, "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ca.IssueFiles(cdir, "tls"); err != nil { // tls.crt, tls.key
+		t.Fatal(err)
+	}
+	example = bytes.ReplaceAll(example, []byte("/etc/meridian/cluster-tls/"), []byte(cdir+"/"))
 	copyPath := filepath.Join(dir, "edge.example.yaml")
 	if err := os.WriteFile(copyPath, example, 0o600); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/edge/certs"
 )
 
 // selfSigned returns a PEM certificate for name and its PEM key.
@@ -117,6 +119,55 @@ func TestValidateChecksEverySiteCertificate(t *testing.T) {
 			err := validate(&bytes.Buffer{}, []string{config(tc.list, tc.siteB)})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("validate: %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// validate checks the cluster's member certificate too: its files, and
+// that the cluster CA signed it (issue 18).
+func TestValidateChecksTheClusterCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.NewCA("cluster CA", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := certs.NewCA("another CA", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := ca.WriteCertFile(caFile); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.IssueFiles(dir, "edge1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDir := t.TempDir()
+	rogueCert, rogueKey, err := other.IssueFiles(otherDir, "edge1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(cert, key string) string {
+		p := filepath.Join(dir, "edge.yaml")
+		os.WriteFile(p, []byte("name: edge1\nsites: [{hosts: [a.example], origin: 'http://127.0.0.1:1'}]\n"+
+			"cluster: {secret: 'a-region-secret-0123456789', tls: {ca_file: '"+caFile+"', cert_file: '"+cert+"', key_file: '"+key+"'}}\n"), 0o600)
+		return p
+	}
+	var out bytes.Buffer
+	if err := validate(&out, []string{config(cert, key)}); err != nil || !strings.Contains(out.String(), "valid edge config") {
+		t.Fatalf("good member certificate: %v %q", err, out.String())
+	}
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"another CA's certificate", rogueCert, rogueKey, "cluster.tls.cert_file: " + rogueCert + " is not a member certificate of the CA in " + caFile},
+		{"key of another certificate", cert, rogueKey, "cluster.tls.key_file: " + rogueKey + " does not match"},
+		{"missing key", cert, key + ".missing", "cluster.tls.key_file: open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := validate(&bytes.Buffer{}, []string{config(tc.cert, tc.key)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate: %v, want %q", err, tc.want)
 			}
 		})
 	}

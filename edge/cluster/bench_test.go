@@ -13,26 +13,41 @@ import (
 // its owner holds: one signed peer round trip on loopback (the non-owner
 // keeps no hot copy here).
 func BenchmarkPeerHit(b *testing.B) {
-	benchRegion(b, func(owner bool) bool { return !owner })
+	for _, size := range []int{1024, 64 << 10} {
+		for _, mtls := range []bool{false, true} {
+			b.Run(fmt.Sprintf("size=%d/mtls=%v", size, mtls), func(b *testing.B) {
+				benchRegion(b, func(owner bool) bool { return !owner }, size, mtls)
+			})
+		}
+	}
 }
 
 // BenchmarkOwnerHit is the same GET at the owner, served from its store:
 // the baseline the peer round trip adds to.
 func BenchmarkOwnerHit(b *testing.B) {
-	benchRegion(b, func(owner bool) bool { return owner })
+	benchRegion(b, func(owner bool) bool { return owner }, 1024, false)
 }
 
-func benchRegion(b *testing.B, pick func(owner bool) bool) {
+func benchRegion(b *testing.B, pick func(owner bool) bool, size int, mtls bool) {
 	o := cdntest.StartOrigin(b)
+	var p *pki
+	if mtls {
+		p = newPKI(b, "bench cluster CA")
+	}
 	reg := cdntest.StartRegion(b, o, cdntest.RegionOptions{
-		Nodes:  2,
-		Config: func(_ int, c *node.Config) { c.Cache.HotBytes = 1 },
+		Nodes: 2,
+		Config: func(_ int, c *node.Config) {
+			c.Cache.HotBytes = 1
+			if p != nil {
+				c.Cluster.TLS = p.member(c.Name)
+			}
+		},
 	})
 	reg.WaitConverged(15 * time.Second)
 	// A key owned by node 0, asked at node 0 (owner) or node 1.
 	var target string
 	for k := 0; ; k++ {
-		target = fmt.Sprintf("/bench/%d%s", k, cacheable)
+		target = fmt.Sprintf("/bench/%d%s&size=%d", k, cacheable, size)
 		if p, _ := reg.Node(0).Cluster.Owner(key(target)); p.Name == reg.Node(0).Name {
 			break
 		}
@@ -45,6 +60,7 @@ func benchRegion(b *testing.B, pick func(owner bool) bool) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	for b.Loop() {
 		resp, _, err := reg.Get(via, target)

@@ -62,7 +62,7 @@ func (n *Node) Broadcast(ctx context.Context, target string, extra map[string]st
 func (n *Node) send(ctx context.Context, name, addr, target string) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+target, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.scheme+"://"+addr+target, nil)
 	if err != nil {
 		return err
 	}

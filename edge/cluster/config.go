@@ -71,6 +71,10 @@ type Config struct {
 	// trimmed), read when the Node is created. Default none.
 	SecretFile string `yaml:"secret_file"`
 
+	// TLS puts the links between members on mutual TLS with the cluster
+	// CA: see [TLSConfig]. Default off (plain HTTP, signed requests only).
+	TLS TLSConfig `yaml:"tls"`
+
 	// Preset names the failure-detection tuning: "lan" (default) for a
 	// real network, "local" for one machine's loopback (tests,
 	// `meridian up`). See the package documentation.
@@ -167,7 +171,8 @@ func (c Config) WithDefaults() Config {
 
 // Validate reports the first problem in c, naming the field, such as
 // "cluster.seeds[1]: missing port". Call it on the result of WithDefaults.
-// It does not read SecretFile; [New] does.
+// It does not read SecretFile or the TLS files; [New] does (and
+// [TLSConfig.Check]).
 func (c Config) Validate() error {
 	if c.Name == "" {
 		return errors.New("cluster.name: required")
@@ -222,6 +227,9 @@ func (c Config) Validate() error {
 		return errors.New("cluster.secret: required (or cluster.secret_file)")
 	case c.Secret != "" && len(c.Secret) < minSecretLen:
 		return fmt.Errorf("cluster.secret: too short (%d bytes, at least %d)", len(c.Secret), minSecretLen)
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
 	}
 	if _, ok := presetFor(c.Preset); !ok {
 		return fmt.Errorf("cluster.preset: unknown preset %q (want %q or %q)", c.Preset, PresetLAN, PresetLocal)

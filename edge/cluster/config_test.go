@@ -40,6 +40,11 @@ func TestConfigGolden(t *testing.T) {
 		MaxClockSkew: 10 * time.Second,
 		PeerTimeout:  1500 * time.Millisecond,
 		SuspectFor:   20 * time.Second,
+		TLS: cluster.TLSConfig{
+			CAFile:   "/etc/meridian/cluster-tls/ca.crt",
+			CertFile: "/etc/meridian/cluster-tls/tls.crt",
+			KeyFile:  "/etc/meridian/cluster-tls/tls.key",
+		},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", c, want)
@@ -104,6 +109,9 @@ func TestConfigValidate(t *testing.T) {
 		{"negative skew", func(c *cluster.Config) { c.MaxClockSkew = -time.Second }, "cluster.max_clock_skew: negative"},
 		{"negative peer timeout", func(c *cluster.Config) { c.PeerTimeout = -1 }, "cluster.peer_timeout: negative"},
 		{"negative suspect", func(c *cluster.Config) { c.SuspectFor = -1 }, "cluster.suspect_for: negative"},
+		{"tls without ca", func(c *cluster.Config) { c.TLS = cluster.TLSConfig{CertFile: "c", KeyFile: "k"} }, "cluster.tls.ca_file: required"},
+		{"tls without cert", func(c *cluster.Config) { c.TLS = cluster.TLSConfig{CAFile: "ca", KeyFile: "k"} }, "cluster.tls.cert_file: required"},
+		{"tls without key", func(c *cluster.Config) { c.TLS = cluster.TLSConfig{CAFile: "ca", CertFile: "c"} }, "cluster.tls.key_file: required"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

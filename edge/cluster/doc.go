@@ -157,6 +157,22 @@
 // version 2 (403), so a mixed region fills more from upstream until every
 // member runs this version.
 //
+// # Mutual TLS on the links
+//
+// With Config.TLS every link between members (owner, replica and consult
+// fills, shield and failover fills, purges and replication orders) runs on
+// TLS 1.3 with HTTP/1.1: the peer endpoint asks for a client certificate,
+// and each end checks the other's against the cluster CA (see
+// [TLSConfig]); a certificate of another CA, an expired one, or none
+// fails the handshake and is counted ([Node.TLSRefused]). The links gain
+// confidentiality and integrity: an answer altered on the way fails the
+// record's MAC, the ask fails like a peer that reset, and the fill goes to
+// the next source; the asker never stores it. The signature stays the
+// authorisation (who asks, for what, once), and the link's TLS is not the
+// client's: the edge keys a peer's request by the asker's
+// X-Forwarded-Proto. All members of a CDN run with TLS or without: a
+// member on plain HTTP and one on TLS cannot talk, and fill from upstream.
+//
 // # Locks
 //
 // Node.life serializes Start, Leave and Close; mu guards the members, the

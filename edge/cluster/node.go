@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,8 @@ type Node struct {
 	peerLn   net.Listener
 	peerGate *limit.Gate     // caps the verified peer requests in flight
 	client   *http.Transport // to the other members' peer endpoints
+	tls      *peerTLS        // the links' mutual TLS; nil: plain HTTP
+	scheme   string          // of the peer endpoints: "https" with tls
 
 	view   atomic.Pointer[view] // the current ring and peer addresses
 	closed atomic.Bool
@@ -157,6 +160,13 @@ func New(cfg Config, opt Options) (*Node, error) {
 		}
 	}
 	pr, _ := presetFor(cfg.Preset)
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	ptls, err := cfg.TLS.load(opt.Now())
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:      cfg,
 		preset:   pr,
@@ -168,6 +178,8 @@ func New(cfg Config, opt Options) (*Node, error) {
 		inflight: map[string]int{},
 		known:    map[string]knownMember{},
 		rebuild:  make(chan struct{}, 1),
+		tls:      ptls,
+		scheme:   "http",
 	}
 	if n.log == nil {
 		n.log = slog.Default()
@@ -195,6 +207,13 @@ func New(cfg Config, opt Options) (*Node, error) {
 		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+	}
+	if ptls != nil {
+		// HTTP/1.1 over TLS (no ForceAttemptHTTP2): the links keep their
+		// interim answers and their connections, one handshake each.
+		n.scheme = "https"
+		n.client.TLSClientConfig = ptls.client
+		n.client.TLSHandshakeTimeout = cfg.PeerTimeout
 	}
 	ln, err := net.Listen("tcp", cfg.PeerListen)
 	if err != nil {
@@ -292,10 +311,19 @@ func (n *Node) Start(next PeerServer) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
+	ln := n.peerLn
+	if n.tls != nil {
+		// The handshake is bounded by ReadHeaderTimeout; one that fails
+		// (no certificate, another CA, a byte altered on the link) is
+		// logged at debug level by the server, and a refused certificate
+		// is counted (TLSRefused).
+		n.peerSrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2
+		ln = tls.NewListener(ln, n.tls.server)
+	}
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
-		if err := n.peerSrv.Serve(n.peerLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.peerSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("peer endpoint stopped", "err", err)
 		}
 	}()
@@ -341,7 +369,7 @@ func (n *Node) Start(next PeerServer) error {
 	n.mu.Unlock()
 	n.wg.Add(1)
 	go n.joinLoop(ml)
-	n.log.Info("cluster member started", "gossip", local.Address(), "peer", n.PeerAddr(), "preset", n.cfg.Preset)
+	n.log.Info("cluster member started", "gossip", local.Address(), "peer", n.PeerAddr(), "preset", n.cfg.Preset, "tls", n.tls != nil)
 	return nil
 }
 

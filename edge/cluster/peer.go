@@ -81,6 +81,9 @@ func (n *Node) PeerHandler(next PeerServer) http.Handler {
 		}
 		n.log.Debug("peer request", "from", from, "hop", hop, "host", r.Host, "uri", r.RequestURI)
 		stripSignature(r.Header) // not for the origin
+		// The link's TLS is the members', not the client's: the edge
+		// keys and forwards the asker's scheme (its X-Forwarded-Proto).
+		r.TLS = nil
 		switch hop {
 		case hopConsult:
 			// Whatever the asker's headers say: a consult never fills.

@@ -310,7 +310,7 @@ func (n *Node) askPeer(req *http.Request, fi fill.Info, name, addr, hop string) 
 		return nil
 	}}
 	out := req.Clone(httptrace.WithClientTrace(ctx, trace))
-	out.URL.Scheme = "http"
+	out.URL.Scheme = n.scheme
 	out.URL.Host = addr
 	out.URL.User = nil
 	out.Host = fi.Host

@@ -489,6 +489,10 @@ func Start(cfg Config, opt Options) (*Node, error) {
 				Name: "meridian_cluster_peer_suspected_total",
 				Help: "Times this node passed over a peer as suspect (refused, silent for peer_timeout, reset, or an answer not its own).",
 			}, func() float64 { return float64(cn.Suspicions()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "meridian_cluster_tls_refused_total",
+				Help: "TLS handshakes on the links between members refused for the other end's certificate (none, expired, not the cluster CA's); 0 without cluster.tls.",
+			}, func() float64 { return float64(cn.TLSRefused()) }),
 			cn.PeerGate())
 		eopt.WrapUpstream = func(sc edge.SiteConfig, up fill.Upstream) fill.Upstream {
 			return n.wrapUpstream(cn, sc, up)

@@ -1,0 +1,343 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/certs"
+	"github.com/meridiancdn/meridian/edge/cluster"
+	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/origin"
+)
+
+// tamperProxy is a TCP proxy on a link between edges that alters what the
+// far end answers: it rewrites bytes in the clear (rewrite), or flips a
+// bit in each encrypted TLS record once the handshake is done (flip).
+type tamperProxy struct {
+	ln     net.Listener
+	target string
+	from   []byte // rewrite: from → to, same length
+	to     []byte
+	flip   atomic.Bool
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	seen    bytes.Buffer // every byte either way, as it crossed
+	altered atomic.Int64 // rewrites and flips made
+	wg      sync.WaitGroup
+}
+
+func startTamperProxy(t *testing.T, target, from, to string) *tamperProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tamperProxy{ln: ln, target: target, from: []byte(from), to: []byte(to), conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go p.serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *tamperProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *tamperProxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	for _, c := range cs {
+		p.conns[c] = struct{}{}
+	}
+	p.mu.Unlock()
+}
+
+func (p *tamperProxy) serve(c net.Conn) {
+	defer p.wg.Done()
+	defer c.Close()
+	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	p.track(c, up)
+	// The client's first encrypted record (TLS 1.3: its Finished flight)
+	// comes after the server's whole flight; from then on, each record
+	// of the server is application data, or a ticket.
+	var armed atomic.Bool
+	up2c := &recordFlipper{armed: armed.Load}
+	c2up := &recordFlipper{seen: func() { armed.Store(true) }}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.pipe(up, c, c2up, false) }()
+	go func() { defer wg.Done(); p.pipe(c, up, up2c, true) }()
+	wg.Wait()
+}
+
+func (p *tamperProxy) pipe(dst, src net.Conn, rf *recordFlipper, answer bool) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			p.mu.Lock()
+			p.seen.Write(chunk)
+			p.mu.Unlock()
+			switch {
+			case answer && p.flip.Load():
+				p.altered.Add(int64(rf.apply(chunk, true)))
+			case answer:
+				if k := bytes.Count(chunk, p.from); k > 0 {
+					chunk = bytes.ReplaceAll(chunk, p.from, p.to)
+					p.altered.Add(int64(k))
+				}
+			default:
+				rf.apply(chunk, false)
+			}
+			if _, err := dst.Write(chunk); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// sawCleartext reports whether s crossed the proxy in the clear.
+func (p *tamperProxy) sawCleartext(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Contains(p.seen.Bytes(), []byte(s))
+}
+
+// recordFlipper follows the TLS records of one direction (5-byte header:
+// type, version, length).
+type recordFlipper struct {
+	hdr    []byte
+	typ    byte
+	remain int
+	armed  func() bool // flip the records of this direction from now on
+	seen   func()      // called at the first encrypted record
+}
+
+// apply walks chunk's records; with flip, it flips the last bit of each
+// encrypted record (type 23) once armed, and returns how many it flipped.
+func (f *recordFlipper) apply(chunk []byte, flip bool) int {
+	flipped := 0
+	for i := 0; i < len(chunk); {
+		if f.remain == 0 {
+			f.hdr = append(f.hdr, chunk[i])
+			i++
+			if len(f.hdr) == 5 {
+				f.typ, f.remain = f.hdr[0], int(f.hdr[3])<<8|int(f.hdr[4])
+				f.hdr = f.hdr[:0]
+				if f.typ == 23 && f.seen != nil {
+					f.seen()
+				}
+			}
+			continue
+		}
+		n := min(f.remain, len(chunk)-i)
+		if f.remain == n && f.typ == 23 && flip && f.armed != nil && f.armed() {
+			chunk[i+n-1] ^= 1
+			flipped++
+		}
+		f.remain -= n
+		i += n
+	}
+	return flipped
+}
+
+// tamperCDN is two regions of one edge each: "us" fills through the
+// origin shield "eu", and the link from us to eu goes through a tampering
+// proxy. With tls, the links are on mutual TLS with one cluster CA.
+type tamperCDN struct {
+	t      *testing.T
+	demo   *origin.Demo
+	eu, us *node.Node
+	proxy  *tamperProxy
+	client *http.Client
+}
+
+func startTamperCDN(t *testing.T, withTLS bool) *tamperCDN {
+	t.Helper()
+	demo := origin.NewDemo(nil)
+	osrv := httptest.NewServer(demo)
+	tr := &http.Transport{}
+	c := &tamperCDN{t: t, demo: demo, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	var ca *certs.CA
+	dir := t.TempDir()
+	if withTLS {
+		var err error
+		if ca, err = certs.NewCA("meridian test cluster CA", time.Hour, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.WriteCertFile(filepath.Join(dir, "ca.crt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgs := map[string]node.Config{}
+	start := func(name, region string) *node.Node {
+		cfg := nodeConfig(name, osrv.URL)
+		cfg.Region = region
+		cfg.Admin.DrainDelay = 0
+		cfg.Cluster.PeerTimeout = 2 * time.Second
+		if withTLS {
+			cert, key, err := ca.IssueFiles(dir, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Cluster.TLS = cluster.TLSConfig{CAFile: filepath.Join(dir, "ca.crt"), CertFile: cert, KeyFile: key}
+		}
+		n, err := node.Start(cfg, node.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs[name] = cfg
+		return n
+	}
+	c.eu, c.us = start("eu-0", "eu"), start("us-0", "us")
+	t.Cleanup(func() {
+		c.us.Shutdown(context.Background())
+		c.eu.Shutdown(context.Background())
+		tr.CloseIdleConnections()
+		demo.Close()
+		osrv.Close()
+	})
+	if c.eu.Cluster().TLS() != withTLS || c.us.Cluster().TLS() != withTLS {
+		t.Fatalf("cluster TLS on: eu %v, us %v; want %v", c.eu.Cluster().TLS(), c.us.Cluster().TLS(), withTLS)
+	}
+	waitMembers(t, []*node.Node{c.eu}, 1)
+	waitMembers(t, []*node.Node{c.us}, 1)
+	c.proxy = startTamperProxy(t, c.eu.Cluster().PeerAddr(), "genuine", "HACKED!")
+	direct := true
+	for name, n := range map[string]*node.Node{"eu-0": c.eu, "us-0": c.us} {
+		euPeer := c.eu.Cluster().PeerAddr()
+		if n == c.us {
+			euPeer = c.proxy.Addr() // the link from us to the shield
+		}
+		cfg := cfgs[name]
+		cfg.Regions = []node.RegionConfig{
+			{Name: "eu", Edges: []node.EdgeRef{{Name: "eu-0", Peer: euPeer}}},
+			{Name: "us", Edges: []node.EdgeRef{{Name: "us-0", Peer: c.us.Cluster().PeerAddr()}}},
+		}
+		cfg.Sites[0].Shield = edge.ShieldConfig{Regions: []string{"eu"}, Direct: &direct}
+		if _, err := n.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// get asks the us edge for target; it returns the status, body and
+// Cache-Status.
+func (c *tamperCDN) get(target string) (int, string, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+c.us.HTTPAddr()+target, nil)
+	req.Host = "site.test"
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatalf("GET %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("GET %s: body: %v", target, err)
+	}
+	return resp.StatusCode, string(b), resp.Header.Get("Cache-Status")
+}
+
+// The issue's story: a proxy on the link to the shield rewrites the
+// shield's answer. Over mutual TLS it sees no cleartext to rewrite, and a
+// bit it flips fails the record's MAC: the fill falls back to the origin
+// and what the edge caches and serves is the origin's body, never the
+// proxy's.
+func TestTamperedShieldLinkOverMutualTLS(t *testing.T) {
+	c := startTamperCDN(t, true)
+	const target = "/genuine?cc=max-age%3D600&size=3000"
+	want := string(origin.DemoBody("/genuine", 3000))
+
+	// Rewriting: the proxy never sees the body (nor the path) in the
+	// clear, so it changes nothing, and the shield's answer comes through.
+	status, body, cs := c.get(target)
+	if status != 200 || body != want {
+		t.Fatalf("GET via the shield: %d, body intact %v (Cache-Status %q)", status, body == want, cs)
+	}
+	if !strings.Contains(cs, "eu-0") {
+		t.Errorf("Cache-Status %q: not filled through the shield eu-0", cs)
+	}
+	if c.proxy.sawCleartext("genuine") || c.proxy.altered.Load() != 0 {
+		t.Errorf("the proxy read the link in the clear (altered %d)", c.proxy.altered.Load())
+	}
+
+	// Flipping a bit of each of the shield's records: the record's MAC
+	// fails, the shield is passed over, and the origin fills.
+	c.proxy.flip.Store(true)
+	const target2 = "/genuine/2?cc=max-age%3D600&size=3000"
+	want2 := string(origin.DemoBody("/genuine/2", 3000))
+	status, body, cs = c.get(target2)
+	if c.proxy.altered.Load() == 0 {
+		t.Fatal("the proxy flipped no record: the test tested nothing")
+	}
+	if status != 200 || body != want2 {
+		t.Fatalf("GET with the link tampered: %d, body intact %v (Cache-Status %q)", status, body == want2, cs)
+	}
+	if !strings.Contains(cs, "shield-unreachable") {
+		t.Errorf("Cache-Status %q does not say the shield was passed over", cs)
+	}
+	// What the us edge cached is the origin's body.
+	status, body, cs = c.get(target2)
+	if status != 200 || body != want2 || !strings.Contains(cs, "us-0; hit") {
+		t.Errorf("second GET: %d, body intact %v, Cache-Status %q; want a hit of the origin's body", status, body == want2, cs)
+	}
+	if n := c.demo.RequestsFor(target2); n < 1 || n > 2 {
+		t.Errorf("origin saw %d requests for the tampered object, want 1 or 2 (us directly, and maybe eu)", n)
+	}
+}
+
+// Without TLS the same proxy rewrites the shield's answer and the edge
+// caches and serves the rewritten body: what mutual TLS is for.
+func TestTamperedShieldLinkInTheClear(t *testing.T) {
+	c := startTamperCDN(t, false)
+	const target = "/genuine?cc=max-age%3D600&size=3000"
+	want := string(origin.DemoBody("/genuine", 3000))
+	_, body, _ := c.get(target)
+	_, again, cs := c.get(target)
+	if c.proxy.altered.Load() == 0 || body == want || again != body || !strings.Contains(cs, "us-0; hit") {
+		t.Fatalf("plain link: altered %d, served the origin's body %v, cached the same %v (Cache-Status %q); "+
+			"want the rewritten body cached", c.proxy.altered.Load(), body == want, again == body, cs)
+	}
+	if !strings.Contains(body, "HACKED!") {
+		t.Errorf("body does not carry the rewrite: %.40q", body)
+	}
+}
