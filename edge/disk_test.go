@@ -176,3 +176,49 @@ func TestDiskConfigIsValidated(t *testing.T) {
 		t.Fatalf("a second edge on the same disk directory: %v", err)
 	}
 }
+
+// Bans reach the disk tier: at lookup an object on disk older than a ban
+// is fetched again, and the sweeper removes the banned objects on disk
+// nobody asked for, soft bans included (an entry on disk is not
+// rewritten: a soft ban removes it there, as a soft purge does).
+func TestBansReachTheDiskTier(t *testing.T) {
+	e := newEnv(t, diskOrigin, withDisk(t.TempDir()))
+	const objects = 20
+	for i := range objects {
+		e.get(fmt.Sprintf("/obj/%d", i))
+	}
+	eventually(t, "evicted objects written to disk", func() bool {
+		st, _ := e.edge.DiskStats()
+		return st.Objects >= objects-5
+	})
+	// /obj/1 and /obj/10../obj/14 are on disk (memory holds the last few).
+	e.clock.Advance(time.Second)
+	if _, err := e.edge.Purge(edge.Purge{Prefixes: []string{"http://site.test/obj/1"}, Soft: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.get("/obj/1")
+	wantCS(t, resp, "!hit")
+	if body != objectBody("/obj/1", 40<<10) || e.origin.count("/obj/1") != 2 {
+		t.Fatalf("/obj/1 after the ban: the origin was asked %d times", e.origin.count("/obj/1"))
+	}
+	before, _ := e.edge.DiskStats()
+	if n := e.edge.SweepBans(); n < 6 { // of /obj/10 to /obj/19; memory holds four objects at most
+		t.Fatalf("the sweep changed %d entries: the banned ones on disk were missed", n)
+	}
+	eventually(t, "banned objects gone from disk", func() bool {
+		st, _ := e.edge.DiskStats()
+		return st.Objects <= before.Objects-5
+	})
+	for _, p := range []string{"/obj/10", "/obj/12", "/obj/14"} {
+		resp, _ := e.get(p)
+		wantCS(t, resp, "!hit")
+		if n := e.origin.count(p); n != 2 {
+			t.Fatalf("%s after the sweep: the origin was asked %d times", p, n)
+		}
+	}
+	resp, _ = e.get("/obj/2")
+	wantCS(t, resp, "hit")
+	if n := e.origin.count("/obj/2"); n != 1 {
+		t.Fatalf("/obj/2 (not banned): the origin was asked %d times", n)
+	}
+}
