@@ -854,10 +854,12 @@ func TestHostileForgedCDNLoopNotShared(t *testing.T) {
 	// Between A and B, a gate that holds the first fill until a second
 	// client has come to A.
 	release := make(chan struct{})
+	atGate := make(chan struct{}, 1) // the attacker's fill is under way
 	rp := &http.Transport{}
 	defer rp.CloseIdleConnections()
 	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(strings.Join(r.Header["Cdn-Loop"], ","), "edge-b") {
+			atGate <- struct{}{}
 			select {
 			case <-release:
 			case <-time.After(10 * time.Second):
@@ -915,6 +917,11 @@ func TestHostileForgedCDNLoopNotShared(t *testing.T) {
 	attacker, victim := make(chan int, 1), make(chan int, 1)
 	go get("edge-b", attacker)
 	<-arrived
+	select {
+	case <-atGate: // the victim comes while the attacker's fill is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attacker's fill never reached the gate")
+	}
 	go get("", victim)
 	<-arrived
 	time.Sleep(50 * time.Millisecond) // let the victim join the fill (it passes without joining too)
