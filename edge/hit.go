@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/policy"
@@ -25,10 +24,7 @@ import (
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *store.Entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
-	wh := w.Header()
-	e.WriteFields(wh, st)
-	wh["Age"] = st.AgeField
-	wh["Cache-Status"] = st.StatusField
+	e.WriteFields(w.Header(), st) // Age and Cache-Status too
 	status := e.Status()
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
@@ -45,22 +41,10 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *s
 func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
 	secs := int64(age / time.Second)
 	st := e.Stamp()
-	if st == nil || st.Age != secs {
+	if st == nil || st.Age() != secs {
 		ttl := e.Lifetime() - time.Duration(secs)*time.Second
-		var cl, date string
-		if st != nil { // the same entry a second later
-			cl, date = st.ContentLength, st.Date
-		} else {
-			cl = strconv.FormatInt(e.BodySize(), 10)
-			date, _ = e.CompactDate()
-		}
-		st = &store.Stamp{
-			Age:           secs,
-			ContentLength: cl,
-			Date:          date,
-			AgeField:      []string{strconv.FormatInt(secs, 10)},
-			StatusField:   []string{appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
-		}
+		st = store.NewStamp(secs, e.BodySize(),
+			appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true}))
 		e.SetStamp(st)
 	}
 	return st
@@ -255,10 +239,12 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 	b = append(b, own...)
 	body := e.Body()
 	b = append(b, "Content-Length: "...)
-	b = append(b, st.ContentLength...)
+	b = append(b, st.ContentLength()...)
+	b = append(b, "\r\nAge: "...)
+	b = append(b, st.AgeValue()...)
+	b = append(b, "\r\nCache-Status: "...)
+	b = append(b, st.CacheStatus()...)
 	b = append(b, "\r\n"...)
-	b = appendField(b, "Age", st.AgeField)
-	b = appendField(b, "Cache-Status", st.StatusField)
 	if !e.HasContentType() && !x.req.Head && len(body) > 0 {
 		// net/http sniffs a missing Content-Type from the body.
 		b = append(b, "Content-Type: "...)
@@ -266,9 +252,9 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case st.Date != "":
+	case e.HasCompactDate():
 		b = append(b, "Date: "...)
-		b = append(b, st.Date...)
+		b = e.AppendCompactDate(b)
 		b = append(b, "\r\n"...)
 	case !e.HasDate():
 		b = append(b, dateLine()...)
@@ -299,7 +285,7 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 		r := &x.req
 		line = &accessLine{start: x.start, remote: addrString(r.Remote), client: h.hitClient(r), proto: "HTTP/1.1",
 			method: method, host: string(r.Host), uri: string(r.Target), status: x.e.Status(), bytes: int64(bodyBytes),
-			cacheStatus: strings.Join(x.stamp.StatusField, ", "), userAgent: string(r.UserAgent),
+			cacheStatus: x.stamp.CacheStatus(), userAgent: string(r.UserAgent),
 			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
 	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
@@ -318,16 +304,6 @@ func (h *Handler) hitClient(r *HitRequest) netip.Addr {
 		return client
 	}
 	return h.trusted.clientOf(client, []string{string(r.ForwardedFor)})
-}
-
-func appendField(b []byte, name string, vs []string) []byte {
-	for _, v := range vs {
-		b = append(b, name...)
-		b = append(b, ": "...)
-		b = append(b, v...)
-		b = append(b, "\r\n"...)
-	}
-	return b
 }
 
 // delivered books one answered request, for every front and protocol:

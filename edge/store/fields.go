@@ -239,13 +239,17 @@ func (e *Entry) FieldCount() int {
 
 // WriteFields puts a sealed entry's fields in wh as a client gets them,
 // with Content-Length when its status has a body. The values share one
-// allocation. A hit's stamp, when given, supplies the computed ones (the
-// Date kept as a number, Content-Length); nil computes them.
+// allocation. A hit's stamp, when given, supplies the computed ones
+// (Content-Length, Age and Cache-Status); nil computes Content-Length and
+// leaves Age and Cache-Status out.
 func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
 	n := e.FieldCount()
 	hasBody := bodyAllowed(int(e.status))
 	if hasBody {
 		n++
+	}
+	if st != nil {
+		n += 2
 	}
 	vals := make([]string, 0, n)
 	last, start := "", 0
@@ -258,22 +262,21 @@ func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
 	}
 	eachLine(e.shared.Value(), add)
 	eachLine(e.own(), add)
-	if e.flags&flagDateCompact != 0 {
-		if st != nil {
-			add("Date", st.Date)
-		} else {
-			date, _ := e.CompactDate()
-			add("Date", date)
-		}
+	if date, ok := e.CompactDate(); ok {
+		add("Date", date)
 	}
 	if hasBody {
 		cl := ""
 		if st != nil {
-			cl = st.ContentLength
+			cl = st.ContentLength()
 		} else {
 			cl = strconv.Itoa(len(e.body))
 		}
 		add("Content-Length", cl)
+	}
+	if st != nil {
+		add("Age", st.AgeValue())
+		add("Cache-Status", st.CacheStatus())
 	}
 }
 
