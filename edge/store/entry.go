@@ -335,7 +335,8 @@ func (e *Entry) CompactDate() (string, bool) {
 	if e.flags&flagDateCompact == 0 {
 		return "", false
 	}
-	return string(e.AppendCompactDate(nil)), true
+	var buf [len(http.TimeFormat)]byte
+	return string(e.AppendCompactDate(buf[:0])), true
 }
 
 // HasCompactDate reports whether the entry keeps its Date field as a
