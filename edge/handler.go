@@ -122,6 +122,7 @@ type Handler struct {
 	purgeCfg  atomic.Pointer[PurgeConfig]
 	accessLog *AccessLog
 	tracer    *tracing.Tracer // nil: propagation only
+	dates     dateCache       // hits' Date values kept as numbers, formatted (dates.go)
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
 

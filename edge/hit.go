@@ -24,7 +24,7 @@ import (
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *store.Entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
-	e.WriteFields(w.Header(), st) // Age and Cache-Status too
+	e.WriteHitFields(w.Header(), st, h.dateOf(e)) // Age and Cache-Status too
 	status := e.Status()
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
@@ -121,6 +121,7 @@ type Hit struct {
 	e     *store.Entry
 	site  *site
 	stamp *store.Stamp
+	date  string    // the entry's Date kept as a number, formatted (Handler.dateOf); "" if it keeps none
 	start time.Time // when the lookup began: the access log's duration starts here
 	req   HitRequest
 	// keyBuf is where the request's key is derived; key is the last key
@@ -212,7 +213,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if !e.Judge(age, &reqCC).Fresh {
 		return false
 	}
-	x.e, x.site, x.stamp, x.start = e, st, h.hitStampOf(e, age), now
+	x.e, x.site, x.stamp, x.date, x.start = e, st, h.hitStampOf(e, age), h.dateOf(e), now
 	return true
 }
 
@@ -252,9 +253,9 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case e.HasCompactDate():
+	case x.date != "":
 		b = append(b, "Date: "...)
-		b = e.AppendCompactDate(b)
+		b = append(b, x.date...)
 		b = append(b, "\r\n"...)
 	case !e.HasDate():
 		b = append(b, dateLine()...)
@@ -289,7 +290,7 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
 	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
-	x.e, x.site, x.stamp, x.req = nil, nil, nil, HitRequest{}
+	x.e, x.site, x.stamp, x.date, x.req = nil, nil, nil, "", HitRequest{}
 }
 
 // hitClient is the client of a hit request, as ClientAddr has it for

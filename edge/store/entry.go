@@ -336,21 +336,26 @@ func (e *Entry) CompactDate() (string, bool) {
 		return "", false
 	}
 	var buf [len(http.TimeFormat)]byte
-	return string(e.AppendCompactDate(buf[:0])), true
+	return string(e.appendCompactDate(buf[:0])), true
 }
 
-// HasCompactDate reports whether the entry keeps its Date field as a
-// number (see CompactDate).
-func (e *Entry) HasCompactDate() bool { return e.flags&flagDateCompact != 0 }
+// CompactDateUnix returns the Date field's time in Unix seconds when the
+// entry keeps it as a number (see CompactDate).
+func (e *Entry) CompactDateUnix() (int64, bool) {
+	if e.flags&flagDateCompact == 0 {
+		return 0, false
+	}
+	return e.respTime/int64(time.Second) + int64(e.dateOffset), true
+}
 
-// AppendCompactDate appends to b the Date field's value when the entry
+// appendCompactDate appends to b the Date field's value when the entry
 // keeps it as a number (see CompactDate), and returns b as it is
 // otherwise.
-func (e *Entry) AppendCompactDate(b []byte) []byte {
-	if e.flags&flagDateCompact == 0 {
+func (e *Entry) appendCompactDate(b []byte) []byte {
+	secs, ok := e.CompactDateUnix()
+	if !ok {
 		return b
 	}
-	secs := e.respTime/int64(time.Second) + int64(e.dateOffset)
 	return time.Unix(secs, 0).UTC().AppendFormat(b, http.TimeFormat)
 }
 
@@ -412,8 +417,9 @@ func (e *Entry) Clone() *Entry { return &Entry{data: e.data} }
 // entry keeps its last stamp for as long as it is stored, so the stamp is
 // small (24 bytes plus one string of its values, about 56 bytes in all
 // for a typical 1 KiB object) and counted in the entry's Charge; the Date
-// kept as a number is formatted as a hit is written
-// (Entry.AppendCompactDate), not kept here.
+// kept as a number is not in it (package edge keeps one formatted string
+// per second of date for all entries, see Entry.CompactDateUnix and
+// Entry.WriteHitFields).
 type Stamp struct {
 	// text is the Age value, the Content-Length value, then the
 	// Cache-Status value, in one allocation.

@@ -242,7 +242,12 @@ func (e *Entry) FieldCount() int {
 // allocation. A hit's stamp, when given, supplies the computed ones
 // (Content-Length, Age and Cache-Status); nil computes Content-Length and
 // leaves Age and Cache-Status out.
-func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
+func (e *Entry) WriteFields(wh http.Header, st *Stamp) { e.WriteHitFields(wh, st, "") }
+
+// WriteHitFields is WriteFields with the Date kept as a number already
+// formatted by the caller (date, as CompactDate would give it; "" formats
+// it here), so that a hit need not allocate it.
+func (e *Entry) WriteHitFields(wh http.Header, st *Stamp, date string) {
 	n := e.FieldCount()
 	hasBody := bodyAllowed(int(e.status))
 	if hasBody {
@@ -262,7 +267,10 @@ func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
 	}
 	eachLine(e.shared.Value(), add)
 	eachLine(e.own(), add)
-	if date, ok := e.CompactDate(); ok {
+	if e.flags&flagDateCompact != 0 {
+		if date == "" {
+			date, _ = e.CompactDate()
+		}
 		add("Date", date)
 	}
 	if hasBody {
