@@ -24,9 +24,6 @@ import (
 type Entry struct {
 	prev, next *Entry // the store's recency list, under its lock
 	data
-	// stamp caches the hit fields that change with age; a copy of an
-	// entry starts without one.
-	stamp atomic.Pointer[Stamp]
 	// hits counts the hits served from this entry, for the status page's
 	// top objects.
 	hits atomic.Uint32
@@ -412,14 +409,13 @@ func (e *Entry) LastModified() time.Time {
 func (e *Entry) Clone() *Entry { return &Entry{data: e.data} }
 
 // Stamp is what every fresh hit on an entry within one whole second of
-// age shares: the fields a hit computes, prepared once (the caller makes
-// it with NewStamp; the entry keeps the latest, see Entry.Stamp). An
-// entry keeps its last stamp for as long as it is stored, so the stamp is
-// small (24 bytes plus one string of its values, about 56 bytes in all
-// for a typical 1 KiB object) and counted in the entry's Charge; the Date
-// kept as a number is not in it (package edge keeps one formatted string
-// per second of date for all entries, see Entry.CompactDateUnix and
-// Entry.WriteHitFields).
+// age shares: the fields a hit computes, prepared once. The caller makes
+// it (NewStamp) and keeps it where it likes: an entry does not hold one,
+// so that an entry hit once costs nothing more than one never hit
+// (package edge keeps the stamps of recently hit entries in a bounded
+// cache). The Date kept as a number is not in it either (package edge
+// keeps one formatted string per second of date, see
+// Entry.CompactDateUnix and Entry.WriteHitFields).
 type Stamp struct {
 	// text is the Age value, the Content-Length value, then the
 	// Cache-Status value, in one allocation.
@@ -433,13 +429,13 @@ type Stamp struct {
 
 // NewStamp makes the stamp of a hit at age whole seconds on an entry whose
 // body has bodySize bytes, with this Cache-Status value.
-func NewStamp(age, bodySize int64, cacheStatus string) *Stamp {
+func NewStamp(age, bodySize int64, cacheStatus string) Stamp {
 	age = min(max(age, 0), math.MaxInt32)
 	var num [40]byte
 	b := strconv.AppendInt(num[:0], age, 10)
 	ageEnd := len(b)
 	b = strconv.AppendInt(b, bodySize, 10)
-	return &Stamp{text: string(b) + cacheStatus, age: int32(age), ageEnd: uint8(ageEnd), clEnd: uint8(len(b))}
+	return Stamp{text: string(b) + cacheStatus, age: int32(age), ageEnd: uint8(ageEnd), clEnd: uint8(len(b))}
 }
 
 // Age is the age the stamp is for, in whole seconds.
@@ -454,19 +450,6 @@ func (st *Stamp) ContentLength() string { return st.text[st.ageEnd:st.clEnd] }
 // CacheStatus is the Cache-Status field's value.
 func (st *Stamp) CacheStatus() string { return st.text[st.clEnd:] }
 
-// stampCharge is what an entry's stamp costs (Stamp and its text, whose
-// Cache-Status holds the edge's name and any upstream Cache-Status on top
-// of this allowance); every entry is charged for one, since any may be
-// hit.
-const stampCharge = 24 + 40
-
-// Stamp returns the entry's latest hit stamp, nil if none was set.
-func (e *Entry) Stamp() *Stamp { return e.stamp.Load() }
-
-// SetStamp makes st the entry's latest hit stamp; safe for concurrent
-// use with Stamp (the last one set wins).
-func (e *Entry) SetStamp(st *Stamp) { e.stamp.Store(st) }
-
 // CountHit counts a hit on the entry, saturating; safe for concurrent
 // use.
 func (e *Entry) CountHit() {
@@ -479,10 +462,10 @@ func (e *Entry) CountHit() {
 func (e *Entry) Hits() int64 { return int64(e.hits.Load()) }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,
-// header blocks and body: the entry struct, its map slot and its hit
-// stamp (TestStoreChargeMatchesHeap in package edge compares the charge
-// with the live heap of entries that have been hit).
-const entryOverhead = 176 + stampCharge
+// header blocks and body: the entry struct and its map slot
+// (TestStoreChargeMatchesHeap in package edge compares the charge with
+// the live heap of entries that have been hit).
+const entryOverhead = 176
 
 // Charge is what the entry counts against a store's budget. The shared
 // block is charged to every entry that uses it, so that the budget holds
@@ -493,7 +476,7 @@ func (e *Entry) Charge() int64 {
 		n += int64(len(e.shared.Value()))
 	}
 	if x := e.extra; x != nil {
-		n += 64 + 2*int64(len(x.cacheStatus)) // once kept, once in the stamp
+		n += 64 + int64(len(x.cacheStatus))
 		for _, s := range x.vary {
 			n += int64(len(s)) + 16
 		}
