@@ -216,10 +216,11 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 		delete(out, "X-Real-Ip")
 	}
 	peer := peerOf(in.RemoteAddr)
-	xff := ""
+	peerStr := ""
 	if peer.IsValid() {
-		xff = peer.String()
+		peerStr = peer.String()
 	}
+	xff := peerStr
 	if trusted {
 		if prior := strings.Join(in.Header["X-Forwarded-For"], ", "); prior != "" {
 			if xff == "" {
@@ -229,21 +230,29 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 			}
 		}
 	}
+	// The fields' values share one allocation (a miss's upstream request
+	// is built on every fill); each field gets a full slice of its own,
+	// so an append to one cannot write into another.
+	vals := make([]string, 6)
+	one := func(name string, i int, v string) {
+		vals[i] = v
+		out[name] = vals[i : i+1 : i+1]
+	}
 	if xff != "" {
-		out["X-Forwarded-For"] = []string{xff}
+		one("X-Forwarded-For", 0, xff)
 	} else {
 		delete(out, "X-Forwarded-For")
 	}
-	out["X-Forwarded-Proto"] = []string{scheme}
-	out["X-Forwarded-Host"] = []string{host}
+	one("X-Forwarded-Proto", 1, scheme)
+	one("X-Forwarded-Host", 2, host)
 
 	var elem strings.Builder
 	if peer.IsValid() {
 		elem.WriteString("for=")
 		if peer.Is6() {
-			elem.WriteString(`"[` + peer.String() + `]"`)
+			elem.WriteString(`"[` + peerStr + `]"`)
 		} else {
-			elem.WriteString(peer.String())
+			elem.WriteString(peerStr)
 		}
 		elem.WriteByte(';')
 	}
@@ -254,10 +263,18 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 			fwd = prior + ", " + fwd
 		}
 	}
-	out["Forwarded"] = []string{fwd}
+	one("Forwarded", 3, fwd)
 
-	out["Via"] = append(in.Header["Via"][:len(in.Header["Via"]):len(in.Header["Via"])], h.via)
-	out["Cdn-Loop"] = append(in.Header["Cdn-Loop"][:len(in.Header["Cdn-Loop"]):len(in.Header["Cdn-Loop"])], h.cfg.Name)
+	if via := in.Header["Via"]; len(via) == 0 {
+		one("Via", 4, h.via)
+	} else {
+		out["Via"] = append(via[:len(via):len(via)], h.via)
+	}
+	if loop := in.Header["Cdn-Loop"]; len(loop) == 0 {
+		one("Cdn-Loop", 5, h.cfg.Name)
+	} else {
+		out["Cdn-Loop"] = append(loop[:len(loop):len(loop)], h.cfg.Name)
+	}
 }
 
 // looped reports whether r's CDN-Loop field (RFC 8586) already names this

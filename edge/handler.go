@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -122,6 +123,8 @@ type Handler struct {
 	purgeCfg  atomic.Pointer[PurgeConfig]
 	accessLog *AccessLog
 	tracer    *tracing.Tracer // nil: propagation only
+	dates     dateCache       // hits' Date values kept as numbers, formatted (dates.go)
+	stamps    stampCache      // hits' Age and Cache-Status, per recently hit entry (hit.go)
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
 
@@ -173,6 +176,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{
+		stamps:  stampCache{seed: maphash.MakeSeed()},
 		cfg:     cfg,
 		store:   store.New(cfg.Cache.MaxBytes),
 		hot:     store.New(cfg.Cache.HotBytes),

@@ -1,11 +1,12 @@
 package edge
 
 import (
+	"hash/maphash"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/policy"
@@ -25,10 +26,7 @@ import (
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *store.Entry, age time.Duration) {
 	st := h.hitStampOf(e, age)
-	wh := w.Header()
-	e.WriteFields(wh, st)
-	wh["Age"] = st.AgeField
-	wh["Cache-Status"] = st.StatusField
+	e.WriteHitFields(w.Header(), st, h.dateOf(e)) // Age and Cache-Status too
 	status := e.Status()
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
@@ -41,29 +39,51 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *s
 }
 
 // hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
-// made once per entry and whole second.
+// made once per entry and whole second while the entry is hit (see
+// stampCache).
 func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
 	secs := int64(age / time.Second)
-	st := e.Stamp()
-	if st == nil || st.Age != secs {
-		ttl := e.Lifetime() - time.Duration(secs)*time.Second
-		var cl, date string
-		if st != nil { // the same entry a second later
-			cl, date = st.ContentLength, st.Date
-		} else {
-			cl = strconv.FormatInt(e.BodySize(), 10)
-			date, _ = e.CompactDate()
-		}
-		st = &store.Stamp{
-			Age:           secs,
-			ContentLength: cl,
-			Date:          date,
-			AgeField:      []string{strconv.FormatInt(secs, 10)},
-			StatusField:   []string{appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true})},
-		}
-		e.SetStamp(st)
+	key, size, lifetime, prior := e.Key(), e.BodySize(), e.Lifetime(), e.Field("Cache-Status")
+	slot := h.stamps.slot(key)
+	if c := slot.Load(); c != nil && c.st.Age() == secs && c.key == key && c.size == size && c.lifetime == lifetime && c.prior == prior {
+		return &c.st
 	}
-	return st
+	ttl := lifetime - time.Duration(secs)*time.Second
+	c := &cachedStamp{key: key, size: size, lifetime: lifetime, prior: prior,
+		st: store.NewStamp(secs, size, appendCacheStatus(prior, h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true}))}
+	slot.Store(c)
+	return &c.st
+}
+
+// stampCache keeps the hit stamps of recently hit entries, by key, in a
+// fixed number of slots (a slot holds the latest stamp made for a key
+// that falls on it). So an entry hit again within the same second reuses
+// its stamp, as the fast front needs to answer without allocating, and an
+// entry hit once and never again costs nothing afterwards: when entries
+// kept their own stamps, every entry ever hit held one (about 56 bytes
+// after the stamp was made small, 240 before), which a million small
+// objects pay for. The cache holds at most len(slots) stamps, each with
+// its key (a substring of its entry's key and fields, which it keeps
+// alive once the entry is gone; never a body): about 1.5 MiB at most.
+// A stamp is used only for an entry whose stamp it would be: the same
+// key, body size, freshness lifetime, upstream Cache-Status and age.
+type stampCache struct {
+	seed  maphash.Seed
+	slots [4096]atomic.Pointer[cachedStamp]
+}
+
+// cachedStamp is a stamp and what it was made for.
+type cachedStamp struct {
+	key      string
+	size     int64
+	lifetime time.Duration
+	prior    string // the upstream's Cache-Status
+	st       store.Stamp
+}
+
+// slot is key's slot.
+func (c *stampCache) slot(key string) *atomic.Pointer[cachedStamp] {
+	return &c.slots[maphash.String(c.seed, key)%uint64(len(c.slots))]
 }
 
 // appendHitKey appends to dst the primary cache key of a request with this
@@ -137,6 +157,7 @@ type Hit struct {
 	e     *store.Entry
 	site  *site
 	stamp *store.Stamp
+	date  string    // the entry's Date kept as a number, formatted (Handler.dateOf); "" if it keeps none
 	start time.Time // when the lookup began: the access log's duration starts here
 	req   HitRequest
 	// keyBuf is where the request's key is derived; key is the last key
@@ -228,7 +249,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if !e.Judge(age, &reqCC).Fresh {
 		return false
 	}
-	x.e, x.site, x.stamp, x.start = e, st, h.hitStampOf(e, age), now
+	x.e, x.site, x.stamp, x.date, x.start = e, st, h.hitStampOf(e, age), h.dateOf(e), now
 	return true
 }
 
@@ -255,10 +276,12 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 	b = append(b, own...)
 	body := e.Body()
 	b = append(b, "Content-Length: "...)
-	b = append(b, st.ContentLength...)
+	b = append(b, st.ContentLength()...)
+	b = append(b, "\r\nAge: "...)
+	b = append(b, st.AgeValue()...)
+	b = append(b, "\r\nCache-Status: "...)
+	b = append(b, st.CacheStatus()...)
 	b = append(b, "\r\n"...)
-	b = appendField(b, "Age", st.AgeField)
-	b = appendField(b, "Cache-Status", st.StatusField)
 	if !e.HasContentType() && !x.req.Head && len(body) > 0 {
 		// net/http sniffs a missing Content-Type from the body.
 		b = append(b, "Content-Type: "...)
@@ -266,9 +289,9 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case st.Date != "":
+	case x.date != "":
 		b = append(b, "Date: "...)
-		b = append(b, st.Date...)
+		b = append(b, x.date...)
 		b = append(b, "\r\n"...)
 	case !e.HasDate():
 		b = append(b, dateLine()...)
@@ -299,11 +322,11 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 		r := &x.req
 		line = &accessLine{start: x.start, remote: addrString(r.Remote), client: h.hitClient(r), proto: "HTTP/1.1",
 			method: method, host: string(r.Host), uri: string(r.Target), status: x.e.Status(), bytes: int64(bodyBytes),
-			cacheStatus: strings.Join(x.stamp.StatusField, ", "), userAgent: string(r.UserAgent),
+			cacheStatus: x.stamp.CacheStatus(), userAgent: string(r.UserAgent),
 			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
 	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
-	x.e, x.site, x.stamp, x.req = nil, nil, nil, HitRequest{}
+	x.e, x.site, x.stamp, x.date, x.req = nil, nil, nil, "", HitRequest{}
 }
 
 // hitClient is the client of a hit request, as ClientAddr has it for
@@ -318,16 +341,6 @@ func (h *Handler) hitClient(r *HitRequest) netip.Addr {
 		return client
 	}
 	return h.trusted.clientOf(client, []string{string(r.ForwardedFor)})
-}
-
-func appendField(b []byte, name string, vs []string) []byte {
-	for _, v := range vs {
-		b = append(b, name...)
-		b = append(b, ": "...)
-		b = append(b, v...)
-		b = append(b, "\r\n"...)
-	}
-	return b
 }
 
 // delivered books one answered request, for every front and protocol:

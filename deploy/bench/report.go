@@ -41,10 +41,15 @@ func Scenarios() []Scenario {
 }
 
 // serverOrder lists the servers compared, in the report's order.
-func serverOrder() []string { return []string{"meridian", "nginx", "varnish"} }
+func serverOrder() []string { return []string{"meridian", "nginx", "nginx-sendfile", "varnish"} }
 
 // Baseline is the server that ratios compare with.
 const Baseline = "nginx"
+
+// AltBaseline is nginx with sendfile on, measured in the hit scenarios
+// beside Baseline (sendfile off): the better of the two at each size is
+// nginx tuned for it, so the hit rows compare with both.
+const AltBaseline = "nginx-sendfile"
 
 // Summary is the median of one server's samples in one scenario.
 type Summary struct {
@@ -66,6 +71,10 @@ type Summary struct {
 	// different repetitions: the machine's load drifts between them.
 	RPSRatio float64 `json:"rps_ratio,omitempty"`
 	CPURatio float64 `json:"cpu_ratio,omitempty"`
+	// AltRPSRatio and AltCPURatio are the same paired ratios against
+	// AltBaseline in the same scenario; 0 when it was not measured there.
+	AltRPSRatio float64 `json:"alt_rps_ratio,omitempty"`
+	AltCPURatio float64 `json:"alt_cpu_ratio,omitempty"`
 }
 
 // Summarize groups samples by scenario and server and takes medians and
@@ -132,6 +141,18 @@ func Summarize(samples []Sample) []Summary {
 		s.RPSRatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[base], s.Median.RPS, out[j].Median.RPS,
 			func(x Sample) float64 { return x.RPS })
 		s.CPURatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[base], s.Median.CPUPerReqUs, out[j].Median.CPUPerReqUs,
+			func(x Sample) float64 { return x.CPUPerReqUs })
+	}
+	for i := range out {
+		s := &out[i]
+		alt := key{s.Scenario, AltBaseline}
+		j, ok := idx[alt]
+		if !ok || strings.HasPrefix(s.Scenario, "gen-") {
+			continue
+		}
+		s.AltRPSRatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[alt], s.Median.RPS, out[j].Median.RPS,
+			func(x Sample) float64 { return x.RPS })
+		s.AltCPURatio = pairedRatio(groups[key{s.Scenario, s.Server}], groups[alt], s.Median.CPUPerReqUs, out[j].Median.CPUPerReqUs,
 			func(x Sample) float64 { return x.CPUPerReqUs })
 	}
 	return out
@@ -318,7 +339,9 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	if rows := pick("hit", "miss"); len(rows) > 0 {
 		b.WriteString("## HTTP/1.1 keep-alive, 64 connections (wrk)\n\n")
 		throughputTable(&b, rows, label, "scenario", "× nginx")
-		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin. " + loadCoreNote + "\n\n")
+		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin. " +
+			"nginx-sendfile is the same nginx with `sendfile on` (nginx: off), measured for hits only: off is nginx's cheapest for small bodies, on for large ones. " +
+			loadCoreNote + "\n\n")
 	}
 	if rows := pick("h2"); len(rows) > 0 {
 		b.WriteString("## HTTP/2 over TLS, 64 connections, 1 stream each (h2load)\n\n")
@@ -379,13 +402,29 @@ const loadCoreNote = "load core %: how busy the load generator was (its utime+st
 
 // throughputTable writes the rows of throughput scenarios.
 func throughputTable(b *strings.Builder, rows []Summary, label func(string) string, first, vs string) {
-	fmt.Fprintf(b, "| %s | server | req/s | %s | p50 ms | p99 ms | CPU µs/req | CPU %s | load core %% | errors |\n", first, vs, vs)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	alt := false // some row was compared with nginx-sendfile too
+	for _, s := range rows {
+		alt = alt || s.AltRPSRatio != 0 || s.AltCPURatio != 0
+	}
+	if !alt {
+		fmt.Fprintf(b, "| %s | server | req/s | %s | p50 ms | p99 ms | CPU µs/req | CPU %s | load core %% | errors |\n", first, vs, vs)
+		b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	} else {
+		fmt.Fprintf(b, "| %s | server | req/s | %s | × %s | p50 ms | p99 ms | CPU µs/req | CPU %s | CPU × %s | load core %% | errors |\n",
+			first, vs, AltBaseline, vs, AltBaseline)
+		b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	}
 	for _, s := range rows {
 		m := s.Median
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", label(s.Scenario), s.Server,
-			num(m.RPS, 0), ratio(s.RPSRatio), num(m.P50Ms, 2), num(m.P99Ms, 2), num(m.CPUPerReqUs, 1),
-			ratio(s.CPURatio), num(m.LoadCPUPct, 0), s.TotalErrors)
+		if !alt {
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", label(s.Scenario), s.Server,
+				num(m.RPS, 0), ratio(s.RPSRatio), num(m.P50Ms, 2), num(m.P99Ms, 2), num(m.CPUPerReqUs, 1),
+				ratio(s.CPURatio), num(m.LoadCPUPct, 0), s.TotalErrors)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", label(s.Scenario), s.Server,
+			num(m.RPS, 0), ratio(s.RPSRatio), ratio(s.AltRPSRatio), num(m.P50Ms, 2), num(m.P99Ms, 2), num(m.CPUPerReqUs, 1),
+			ratio(s.CPURatio), ratio(s.AltCPURatio), num(m.LoadCPUPct, 0), s.TotalErrors)
 	}
 }
 

@@ -97,6 +97,59 @@ func TestSummarizePairsRepetitions(t *testing.T) {
 	}
 }
 
+// The hit rows compare with nginx-sendfile too, paired per repetition,
+// and the HTTP/1.1 table shows both ratios; rows without nginx-sendfile
+// (all-miss) show none against it, and the other tables keep their columns.
+func TestSummarizeAltBaseline(t *testing.T) {
+	var ss []Sample
+	for i, x := range []float64{1, 2, 0.5} {
+		ss = append(ss,
+			Sample{Rep: i + 1, Scenario: "hit-1m", Server: "meridian", RPS: 300 * x, CPUPerReqUs: 150},
+			Sample{Rep: i + 1, Scenario: "hit-1m", Server: "nginx", RPS: 200 * x, CPUPerReqUs: 500},
+			Sample{Rep: i + 1, Scenario: "hit-1m", Server: "nginx-sendfile", RPS: 400 * x, CPUPerReqUs: 200 * x},
+			Sample{Rep: i + 1, Scenario: "miss-1k", Server: "meridian", RPS: 100, CPUPerReqUs: 90},
+			Sample{Rep: i + 1, Scenario: "miss-1k", Server: "nginx", RPS: 100, CPUPerReqUs: 100},
+			Sample{Rep: i + 1, Scenario: "h2-1k", Server: "meridian", RPS: 100, CPUPerReqUs: 40},
+			Sample{Rep: i + 1, Scenario: "h2-1k", Server: "nginx", RPS: 100, CPUPerReqUs: 40},
+		)
+	}
+	byKey := map[string]Summary{}
+	var order []string
+	for _, s := range Summarize(ss) {
+		byKey[s.Scenario+"/"+s.Server] = s
+		order = append(order, s.Scenario+"/"+s.Server)
+	}
+	if got, want := strings.Join(order, " "), "hit-1m/meridian hit-1m/nginx hit-1m/nginx-sendfile miss-1k/meridian miss-1k/nginx h2-1k/meridian h2-1k/nginx"; got != want {
+		t.Errorf("order = %s\nwant    %s", got, want)
+	}
+	m := byKey["hit-1m/meridian"]
+	// CPU: 150/200, 150/400, 150/100 per repetition: median 0.75.
+	if m.AltRPSRatio != 0.75 || m.AltCPURatio != 0.75 || m.RPSRatio != 1.5 || m.CPURatio != 0.3 {
+		t.Errorf("meridian hit-1m: %v× %v× vs nginx-sendfile, %v× %v× vs nginx; want 0.75× 0.75×, 1.5× 0.3×",
+			m.AltRPSRatio, m.AltCPURatio, m.RPSRatio, m.CPURatio)
+	}
+	if n := byKey["hit-1m/nginx"]; n.AltRPSRatio != 0.5 || n.AltCPURatio != 2.5 {
+		t.Errorf("nginx vs nginx-sendfile: %v×, %v×; want 0.5×, 2.5×", n.AltRPSRatio, n.AltCPURatio)
+	}
+	if x := byKey["miss-1k/meridian"]; x.AltRPSRatio != 0 || x.AltCPURatio != 0 || x.CPURatio != 0.9 {
+		t.Errorf("miss-1k: %v× %v× vs nginx-sendfile (want none), cpu %v× vs nginx", x.AltRPSRatio, x.AltCPURatio, x.CPURatio)
+	}
+	var md bytes.Buffer
+	if err := NewReport(ss, Machine{}, nil, time.Unix(0, 0)).WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| scenario | server | req/s | × nginx | × nginx-sendfile | p50 ms | p99 ms | CPU µs/req | CPU × nginx | CPU × nginx-sendfile | load core % | errors |",
+		"| hit, 1 MiB | meridian | 300 | 1.50× | 0.75× | – | – | 150.0 | 0.30× | 0.75× | – | 0 |",
+		"| all-miss, 1 KiB | meridian | 100 | 1.00× | – | – | – | 90.0 | 0.90× | – | – | 0 |",
+		"| HTTP/2 hit, 1 KiB | meridian | 100 | 1.00× | – | – | 40.0 | 1.00× | – | 0 |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+}
+
 func TestReportOutputs(t *testing.T) {
 	r := NewReport(runSamples(), Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.1", OS: "Debian"},
 		[]string{"noisy machine"}, time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC))

@@ -43,7 +43,7 @@ usage: $0 [--quick] [--reps N] [--duration SECONDS] [--profile] [--no-install] [
 MERIDIAN_BIN=FILE uses that binary instead of building ./cmd/meridian.
 MERIDIAN_FRONT=nethttp measures Meridian's net/http HTTP/1.1 front instead
 of its fast one.
-Ports: 127.0.0.1:BASE+{0,80,81,82,90,443,444}; BASE=\$BENCH_PORT_BASE (default 18000).
+Ports: 127.0.0.1:BASE+{0,80,81,82,83,90,443,444}; BASE=\$BENCH_PORT_BASE (default 18000).
 EOF
 }
 
@@ -109,10 +109,11 @@ ORIGIN_PORT=$BASE
 MERIDIAN_PORT=$((BASE + 80))
 NGINX_PORT=$((BASE + 81))
 VARNISH_PORT=$((BASE + 82))
+NGINX_SF_PORT=$((BASE + 83)) # nginx with sendfile on, for the hit rows
 DEBUG_PORT=$((BASE + 90))
 MERIDIAN_TLS_PORT=$((BASE + 443))
 NGINX_TLS_PORT=$((BASE + 444))
-for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $DEBUG_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT; do
+for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $NGINX_SF_PORT $DEBUG_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT; do
 	if [ -n "$(ss -Hltn "sport = :$p")" ]; then
 		die "port $p is busy (TCP): stop what listens there ($(ss -Hltnp "sport = :$p" | awk '{print $NF}' | head -1)) or set BENCH_PORT_BASE"
 	fi
@@ -125,6 +126,7 @@ fi
 
 TMP=$(mktemp -d /tmp/meridian-bench.XXXXXX)
 CACHE_DIR=$(mktemp -d /dev/shm/meridian-bench-nginx.XXXXXX) # tmpfs
+CACHE_DIR_SF=$(mktemp -d /dev/shm/meridian-bench-nginx-sf.XXXXXX)
 STARTED=()
 cleanup() {
 	local rc=$?
@@ -140,7 +142,7 @@ cleanup() {
 		kill -KILL "$pid" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
-	rm -rf "$TMP" "$CACHE_DIR"
+	rm -rf "$TMP" "$CACHE_DIR" "$CACHE_DIR_SF"
 	exit $rc
 }
 trap cleanup EXIT
@@ -162,19 +164,26 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
 	-addext "subjectAltName=DNS:bench.test,DNS:localhost,IP:127.0.0.1" 2>/dev/null \
 	|| die "openssl could not make a certificate"
 
-mkdir -p "$TMP/nginx" "$TMP/varnish"
+mkdir -p "$TMP/nginx" "$TMP/nginx-sendfile" "$TMP/varnish"
 subst() {
-	sed -e "s#@TMP@#$TMP#g" -e "s#@CACHE_DIR@#$CACHE_DIR#g" \
+	sed -e "s#@TMP@#$TMP#g" \
 		-e "s#@ORIGIN_PORT@#$ORIGIN_PORT#g" \
 		-e "s#@MERIDIAN_PORT@#$MERIDIAN_PORT#g" -e "s#@MERIDIAN_TLS_PORT@#$MERIDIAN_TLS_PORT#g" \
 		-e "s#@NGINX_PORT@#$NGINX_PORT#g" -e "s#@NGINX_TLS_PORT@#$NGINX_TLS_PORT#g" \
 		-e "s#@FRONT@#${MERIDIAN_FRONT:-fast}#g" "$1"
 }
 subst "$HERE/edge.yaml" >"$TMP/edge.yaml"
-subst "$HERE/nginx.conf" >"$TMP/nginx.conf"
+# The same nginx config twice: "nginx" with sendfile off, the TLS listener
+# and every scenario; "nginx-sendfile" with sendfile on, for the hit rows
+# (see nginx.conf).
+subst "$HERE/nginx.conf" | sed -e "s#@NGINX_DIR@#$TMP/nginx#g" -e "s#@CACHE_DIR@#$CACHE_DIR#g" \
+	-e "s#@SENDFILE@#off#g" -e "s#@TLS@##g" >"$TMP/nginx.conf"
+subst "$HERE/nginx.conf" | sed -e "s#@NGINX_DIR@#$TMP/nginx-sendfile#g" -e "s#@CACHE_DIR@#$CACHE_DIR_SF#g" \
+	-e "s#@SENDFILE@#on#g" -e "s#@TLS@#\# #g" -e "s#listen 127.0.0.1:$NGINX_PORT;#listen 127.0.0.1:$NGINX_SF_PORT;#" >"$TMP/nginx-sendfile.conf"
 subst "$HERE/varnish.vcl" >"$TMP/varnish.vcl"
 "$M" validate "$TMP/edge.yaml" >/dev/null || die "edge.yaml does not validate"
 nginx -t -q -c "$TMP/nginx.conf" -p "$TMP/nginx/" || die "nginx.conf does not validate"
+nginx -t -q -c "$TMP/nginx-sendfile.conf" -p "$TMP/nginx-sendfile/" || die "nginx.conf (sendfile on) does not validate"
 
 # ---- servers ---------------------------------------------------------------
 
@@ -220,17 +229,25 @@ start meridian $SERVER_CORE "$M" bench edge --config "$TMP/edge.yaml" --debug-li
 MERIDIAN_PID=$LAST_PID
 start nginx $SERVER_CORE nginx -c "$TMP/nginx.conf" -p "$TMP/nginx/"
 NGINX_PID=$LAST_PID
+start nginx-sendfile $SERVER_CORE nginx -c "$TMP/nginx-sendfile.conf" -p "$TMP/nginx-sendfile/"
+NGINX_SF_PID=$LAST_PID
+# Varnish as its operators size it for one core (see README.md, "The
+# anchors' settings"): one thread pool (pools are there to spread lock
+# contention over CPUs), 300 threads kept ready (the 64 load connections
+# and the 200 coalescing clients each hold a worker thread while their
+# request is served), at most 1,000; bodies in malloc storage of 2 GiB.
 start varnish $SERVER_CORE varnishd -F -j none -n "$TMP/varnish" -a "127.0.0.1:$VARNISH_PORT" -T none \
-	-f "$TMP/varnish.vcl" -s malloc,2g
+	-f "$TMP/varnish.vcl" -s malloc,2g -p thread_pools=1 -p thread_pool_min=300 -p thread_pool_max=1000
 VARNISH_PID=$LAST_PID
 
-declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT)
+declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [nginx-sendfile]=$NGINX_SF_PORT)
 declare -A TLS_PORT=([meridian]=$MERIDIAN_TLS_PORT [nginx]=$NGINX_TLS_PORT)
-declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID)
+declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID [nginx-sendfile]=$NGINX_SF_PID)
 SERVERS=(meridian nginx varnish)
+HIT_SERVERS=(meridian nginx nginx-sendfile varnish) # the hit rows add nginx with sendfile on
 CC='cc=max-age%3D3600' # every object: fresh for an hour in all three caches
 
-for s in "${SERVERS[@]}"; do
+for s in "${HIT_SERVERS[@]}"; do
 	ready "$s" "${PID[$s]}" "http://127.0.0.1:${PORT[$s]}/warm?size=1024&$CC" -H "Host: $HOST"
 done
 ready meridian-tls "$MERIDIAN_PID" "https://127.0.0.1:$MERIDIAN_TLS_PORT/warm?size=1024&$CC" -k
@@ -238,7 +255,7 @@ ready nginx-tls "$NGINX_PID" "https://127.0.0.1:$NGINX_TLS_PORT/warm?size=1024&$
 
 declare -A SIZE=([1k]=1024 [64k]=65536 [1m]=1048576)
 hit_path() { echo "/hit/$1?size=${SIZE[$1]}&$CC"; }
-for s in "${SERVERS[@]}"; do # fill the hit objects
+for s in "${HIT_SERVERS[@]}"; do # fill the hit objects
 	for k in 1k 64k 1m; do
 		curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:${PORT[$s]}$(hit_path "$k")"
 	done
@@ -253,9 +270,10 @@ SAMPLES="$TMP/samples.jsonl"
 NOTES="$TMP/notes.txt"
 {
 	echo "Servers: meridian $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{print $3}')), $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/ revision.*//; s/varnishd (//'); load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), h2load $(h2load --version | awk '{print $NF}')."
-	echo "Each server on core $SERVER_CORE alone (Go picks GOMAXPROCS=1 from the affinity; nginx runs 1 worker; Varnish its default thread pools); wrk, h2load, the Go clients and the demo origin on core $LOAD_CORE."
+	echo "Each server on core $SERVER_CORE alone (Go picks GOMAXPROCS=1 from the affinity; nginx runs 1 worker; Varnish 1 thread pool of 300 to 1,000 threads); wrk, h2load, the Go clients and the demo origin on core $LOAD_CORE."
 	echo "$DUR s per throughput measurement, $REPS repetitions, $CONNS connections (wrk -t1, h2load -t1 -m1); server order rotated every repetition."
-	echo "Equivalent configs (deploy/bench/): TTL from the origin's Cache-Control max-age=3600 everywhere; nginx proxy_cache on tmpfs with proxy_cache_lock on, keepalive to the origin, access_log off, keepalive_requests raised; Varnish malloc 2 GiB, built-in VCL; Meridian 2 GiB store, access_log off."
+	echo "Equivalent configs (deploy/bench/): TTL from the origin's Cache-Control max-age=3600 everywhere; nginx proxy_cache on tmpfs with proxy_cache_lock on, open_file_cache (10,000 files, revalidated every 60 s), sendfile off (nginx-sendfile: on; tcp_nopush off in both), keepalive to the origin, access_log off, keepalive_requests raised; Varnish malloc 2 GiB, built-in VCL, thread_pools=1, thread_pool_min=300, thread_pool_max=1000; Meridian 2 GiB store, access_log off."
+	echo "Memory: each object is filled, then hit once, then the memory is read (a hit may add per-object state, as Meridian's hit stamp)."
 	echo "CPU µs/req = the server processes' utime+stime (/proc/PID/stat, 10 ms ticks) over the run, divided by the requests."
 	echo "The machine is shared with other engineers' builds and tests: numbers are noisy, which is why the servers are interleaved and medians reported."
 } >"$NOTES"
@@ -289,10 +307,12 @@ for rep in $(seq "$REPS"); do
 	# Rotate the order so that no server always runs first or last.
 	order=()
 	for i in 0 1 2; do order+=("${SERVERS[$(((i + rep - 1) % 3))]}"); done
+	hit_order=()
+	for i in 0 1 2 3; do hit_order+=("${HIT_SERVERS[$(((i + rep - 1) % 4))]}"); done
 	log "repetition $rep/$REPS (order: ${order[*]})"
 
 	for k in 1k 64k 1m; do
-		for s in "${order[@]}"; do
+		for s in "${hit_order[@]}"; do
 			measure "$rep" "hit-$k" "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}$(hit_path "$k")"
 		done
 	done

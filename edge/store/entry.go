@@ -3,6 +3,7 @@ package store
 import (
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,9 +24,6 @@ import (
 type Entry struct {
 	prev, next *Entry // the store's recency list, under its lock
 	data
-	// stamp caches the hit fields that change with age; a copy of an
-	// entry starts without one.
-	stamp atomic.Pointer[Stamp]
 	// hits counts the hits served from this entry, for the status page's
 	// top objects.
 	hits atomic.Uint32
@@ -334,8 +332,28 @@ func (e *Entry) CompactDate() (string, bool) {
 	if e.flags&flagDateCompact == 0 {
 		return "", false
 	}
-	secs := e.respTime/int64(time.Second) + int64(e.dateOffset)
-	return time.Unix(secs, 0).UTC().Format(http.TimeFormat), true
+	var buf [len(http.TimeFormat)]byte
+	return string(e.appendCompactDate(buf[:0])), true
+}
+
+// CompactDateUnix returns the Date field's time in Unix seconds when the
+// entry keeps it as a number (see CompactDate).
+func (e *Entry) CompactDateUnix() (int64, bool) {
+	if e.flags&flagDateCompact == 0 {
+		return 0, false
+	}
+	return e.respTime/int64(time.Second) + int64(e.dateOffset), true
+}
+
+// appendCompactDate appends to b the Date field's value when the entry
+// keeps it as a number (see CompactDate), and returns b as it is
+// otherwise.
+func (e *Entry) appendCompactDate(b []byte) []byte {
+	secs, ok := e.CompactDateUnix()
+	if !ok {
+		return b
+	}
+	return time.Unix(secs, 0).UTC().AppendFormat(b, http.TimeFormat)
 }
 
 // Field returns a header field of the entry, stored or being filled: the
@@ -391,22 +409,46 @@ func (e *Entry) LastModified() time.Time {
 func (e *Entry) Clone() *Entry { return &Entry{data: e.data} }
 
 // Stamp is what every fresh hit on an entry within one whole second of
-// age shares: the fields a hit computes, prepared once (the caller makes
-// it; the entry keeps the latest, see Entry.Stamp).
+// age shares: the fields a hit computes, prepared once. The caller makes
+// it (NewStamp) and keeps it where it likes: an entry does not hold one,
+// so that an entry hit once costs nothing more than one never hit
+// (package edge keeps the stamps of recently hit entries in a bounded
+// cache). The Date kept as a number is not in it either (package edge
+// keeps one formatted string per second of date, see
+// Entry.CompactDateUnix and Entry.WriteHitFields).
 type Stamp struct {
-	Age           int64    // the age it is for, in whole seconds
-	AgeField      []string // the Age field's value
-	StatusField   []string // the Cache-Status field's value
-	ContentLength string   // the body's length, in decimal
-	Date          string   // the Date field, when kept as a number (CompactDate)
+	// text is the Age value, the Content-Length value, then the
+	// Cache-Status value, in one allocation.
+	text string
+	// age is the age it is for, in whole seconds (a fresh entry's age is
+	// below its lifetime, an int32).
+	age int32
+	// ageEnd and clEnd end the Age and Content-Length values in text.
+	ageEnd, clEnd uint8
 }
 
-// Stamp returns the entry's latest hit stamp, nil if none was set.
-func (e *Entry) Stamp() *Stamp { return e.stamp.Load() }
+// NewStamp makes the stamp of a hit at age whole seconds on an entry whose
+// body has bodySize bytes, with this Cache-Status value.
+func NewStamp(age, bodySize int64, cacheStatus string) Stamp {
+	age = min(max(age, 0), math.MaxInt32)
+	var num [40]byte
+	b := strconv.AppendInt(num[:0], age, 10)
+	ageEnd := len(b)
+	b = strconv.AppendInt(b, bodySize, 10)
+	return Stamp{text: string(b) + cacheStatus, age: int32(age), ageEnd: uint8(ageEnd), clEnd: uint8(len(b))}
+}
 
-// SetStamp makes st the entry's latest hit stamp; safe for concurrent
-// use with Stamp (the last one set wins).
-func (e *Entry) SetStamp(st *Stamp) { e.stamp.Store(st) }
+// Age is the age the stamp is for, in whole seconds.
+func (st *Stamp) Age() int64 { return int64(st.age) }
+
+// AgeValue is the Age field's value.
+func (st *Stamp) AgeValue() string { return st.text[:st.ageEnd] }
+
+// ContentLength is the body's length, in decimal.
+func (st *Stamp) ContentLength() string { return st.text[st.ageEnd:st.clEnd] }
+
+// CacheStatus is the Cache-Status field's value.
+func (st *Stamp) CacheStatus() string { return st.text[st.clEnd:] }
 
 // CountHit counts a hit on the entry, saturating; safe for concurrent
 // use.
@@ -420,7 +462,9 @@ func (e *Entry) CountHit() {
 func (e *Entry) Hits() int64 { return int64(e.hits.Load()) }
 
 // entryOverhead approximates the bytes an entry costs beyond its key,
-// header blocks and body: the entry struct and its map slot.
+// header blocks and body: the entry struct and its map slot
+// (TestStoreChargeMatchesHeap in package edge compares the charge with
+// the live heap of entries that have been hit).
 const entryOverhead = 176
 
 // Charge is what the entry counts against a store's budget. The shared

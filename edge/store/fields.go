@@ -239,13 +239,22 @@ func (e *Entry) FieldCount() int {
 
 // WriteFields puts a sealed entry's fields in wh as a client gets them,
 // with Content-Length when its status has a body. The values share one
-// allocation. A hit's stamp, when given, supplies the computed ones (the
-// Date kept as a number, Content-Length); nil computes them.
-func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
+// allocation. A hit's stamp, when given, supplies the computed ones
+// (Content-Length, Age and Cache-Status); nil computes Content-Length and
+// leaves Age and Cache-Status out.
+func (e *Entry) WriteFields(wh http.Header, st *Stamp) { e.WriteHitFields(wh, st, "") }
+
+// WriteHitFields is WriteFields with the Date kept as a number already
+// formatted by the caller (date, as CompactDate would give it; "" formats
+// it here), so that a hit need not allocate it.
+func (e *Entry) WriteHitFields(wh http.Header, st *Stamp, date string) {
 	n := e.FieldCount()
 	hasBody := bodyAllowed(int(e.status))
 	if hasBody {
 		n++
+	}
+	if st != nil {
+		n += 2
 	}
 	vals := make([]string, 0, n)
 	last, start := "", 0
@@ -259,21 +268,23 @@ func (e *Entry) WriteFields(wh http.Header, st *Stamp) {
 	eachLine(e.shared.Value(), add)
 	eachLine(e.own(), add)
 	if e.flags&flagDateCompact != 0 {
-		if st != nil {
-			add("Date", st.Date)
-		} else {
-			date, _ := e.CompactDate()
-			add("Date", date)
+		if date == "" {
+			date, _ = e.CompactDate()
 		}
+		add("Date", date)
 	}
 	if hasBody {
 		cl := ""
 		if st != nil {
-			cl = st.ContentLength
+			cl = st.ContentLength()
 		} else {
 			cl = strconv.Itoa(len(e.body))
 		}
 		add("Content-Length", cl)
+	}
+	if st != nil {
+		add("Age", st.AgeValue())
+		add("Cache-Status", st.CacheStatus())
 	}
 }
 

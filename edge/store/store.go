@@ -34,7 +34,7 @@
 // HTTP/1.1 front writes a hit's blocks ([Entry.Blocks]) as they are, with
 // no header map; other paths read them line by line ([Entry.EachField],
 // [Entry.WriteFields]). The fields that change with age are prepared once
-// per entry and second ([Stamp]).
+// per hit entry and second ([Stamp]).
 //
 // # Eviction from memory
 //
@@ -113,7 +113,7 @@
 // Store.mu → tag index. Nothing under either lock does I/O or calls back
 // into the caller (OnEvict's function is called after Store.mu is
 // released). A stored entry is read without any lock: its data never
-// changes, and its hit stamp and hit count are atomics.
+// changes, and its hit count is an atomic.
 //
 // A Disk is safe for concurrent use. Its writer's lock (wmu) serializes
 // appends to the active segment, rotation and eviction: the only lock
