@@ -35,6 +35,9 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 	scheme := st.trusted.scheme(r)
 	fi := FillInfo{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme,
 		FromPeer: isFromPeer(r.Context()), Replica: isReplica(r.Context()), Peer: peerInfo(r.Context())}
+	if sub := sliceOf(r.Context()); sub != nil {
+		fi.Key, fi.slice = sub.key(), sub // a slice is owned, and routed, on its own
+	}
 	out := r.Clone(context.WithValue(context.Background(), fillInfoKey{}, fi))
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
@@ -56,6 +59,9 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *entry) *http
 		if lm := stale.lastModified(); !lm.IsZero() {
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
+	}
+	if fi.slice != nil {
+		fi.slice.setUpstreamFields(out.Header)
 	}
 	h.setForwarded(out.Header, r, host, scheme)
 	return out
@@ -432,7 +438,14 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 // On a site with deception_armor, a response whose Content-Type does not
 // match its path's extension is not stored (see armorRefuses).
 func (h *Handler) newEntry(status int, hdr http.Header, out *http.Request, reqTime, respTime time.Time, st *site) (*entry, policy.Policy) {
-	pol := policy.Evaluate(http.MethodGet, out.Header, status, hdr, reqTime, respTime, st.opts)
+	judged, asSlice := status, true
+	if fi, _ := FillInfoFrom(out.Context()); fi.slice != nil {
+		judged, asSlice = fi.slice.storeAs(status, hdr) // a slice's 206 is stored as its slice
+	}
+	pol := policy.Evaluate(http.MethodGet, out.Header, judged, hdr, reqTime, respTime, st.opts)
+	if pol.Store && !asSlice {
+		pol.Store, pol.Reason = false, "slice"
+	}
 	if pol.Store && st.cfg.DeceptionArmor && armorRefuses(out.URL.Path, hdr.Get("Content-Type")) {
 		pol.Store, pol.Reason = false, "deception-armor"
 	}

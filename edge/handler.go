@@ -556,12 +556,13 @@ func equalStrings(a, b []string) bool {
 
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4), under either scheme: the state behind the URL changed for both.
-// Variants go with their vary index.
+// Variants go with their vary index, slices with their object.
 func (h *Handler) invalidate(host, requestURI string) bool {
 	removed := false
 	for _, key := range h.keysFor(host, requestURI) {
 		a, b := h.store.remove(key), h.hot.remove(key)
-		removed = removed || a || b
+		c := h.removeSlices(key, nil)
+		removed = removed || a || b || c
 	}
 	return removed
 }

@@ -175,7 +175,7 @@ type Hit struct {
 // or 304, whose fields net/http trims) that needs nothing but the
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
-// unknown host, a miss, a stale entry, a varying response, a client
+// unknown host, a sliced site (slice.go), a miss, a stale entry, a varying response, a client
 // Cache-Control that the site honours): such requests go through
 // ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
@@ -213,7 +213,7 @@ func (h *Handler) trustsPeer(remote net.Addr) bool {
 // x's entry and stamp: see LookupHit.
 func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC bool) bool {
 	st := h.route(key[hostStart:hostEnd])
-	if st == nil || clientCC && st.cfg.HonorClientCacheControl {
+	if st == nil || clientCC && st.cfg.HonorClientCacheControl || st.cfg.SliceBytes > 0 {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {

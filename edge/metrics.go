@@ -38,6 +38,11 @@ type metrics struct {
 	// inflightRejected fills refused for want of in-flight budget.
 	abandoned        prometheus.Counter
 	inflightRejected prometheus.Counter
+	// slices counts slice subrequests by class (slice.go), which are not
+	// client requests; sliceMismatches slices that another version of
+	// their object answered.
+	slices          [numClasses]prometheus.Counter
+	sliceMismatches prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -81,10 +86,19 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Help: "Fills refused because cache.max_inflight_bytes stayed full for cache.inflight_wait (answered 503 or stale).",
 		}),
 	}
+	slices := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_edge_slice_requests_total",
+		Help: "Slices of sliced objects (sites with slice_bytes) read to answer requests, by cache status; each is its own entry.",
+	}, []string{"cache_status"})
+	m.sliceMismatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_edge_slice_mismatches_total",
+		Help: "Slices whose ETag, Last-Modified or object length differed from their first slice's (the object changed at the origin): fetched again, revalidated.",
+	})
 	for c := range classNames {
 		for p := range protocols {
 			m.requests[c][p] = reqs.WithLabelValues(classNames[c], protocols[p])
 		}
+		m.slices[c] = slices.WithLabelValues(classNames[c])
 	}
 	if reg == nil {
 		return m
@@ -92,7 +106,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(reqs, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
+	reg.MustRegister(reqs, slices, m.sliceMismatches, m.bytes, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
 		m.abandoned, m.inflightRejected,
 		storeGauge("meridian_edge_inflight_bytes", "Bytes held by the bodies of fills in progress (cache.max_inflight_bytes bounds them).", func() float64 {
 			used, _ := h.inflight.stats()
@@ -135,6 +149,10 @@ func classOf(cs cacheStatus) int {
 // (protoMajor as http.Request has it) and its body bytes. Fronts book
 // through Handler.delivered (hit.go).
 func (m *metrics) request(protoMajor, class int, bodyBytes int) {
+	if protoMajor == protoSlice { // a slice: its client's answer is booked on its own
+		m.slices[class].Inc()
+		return
+	}
 	p := protoMajor
 	if p < 0 || p >= len(protocols) {
 		p = 0

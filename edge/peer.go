@@ -28,6 +28,10 @@ type FillInfo struct {
 	// Peer is the verified peer request the fill serves (see
 	// FromPeerHop); zero for the edge's own clients.
 	Peer PeerInfo
+
+	// slice is the slice the fill is for (Key is then the slice's key and
+	// the request carries its Range); nil for a whole object.
+	slice *sliceReq
 }
 
 // PeerInfo is what the peer endpoint verified about a peer's request: who

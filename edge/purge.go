@@ -56,10 +56,12 @@ func (h *Handler) Purge(p Purge) (int, error) {
 		u, _ := url.Parse(raw)
 		keys = append(keys, h.keysFor(u.Host, u.RequestURI())...)
 	}
+	// A URL's slices (slice.go) carry a tag of its key.
+	tags := append(sliceTags(keys), p.Keys...)
 	n := 0
 	for _, s := range []*store{h.store, h.hot} {
 		targets := keys
-		for _, tag := range p.Keys {
+		for _, tag := range tags {
 			targets = append(targets, s.tags.lookup(tag)...)
 		}
 		for _, k := range targets {
@@ -68,7 +70,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 			}
 		}
 	}
-	h.purges.record(keys, p.Keys, p.Soft)
+	h.purges.record(keys, tags, p.Soft)
 	if n > 0 && h.metrics != nil {
 		h.metrics.purged.Add(float64(n))
 	}
