@@ -134,10 +134,22 @@ func TestSliceWholeObjectFromSlices(t *testing.T) {
 		t.Errorf("%d entries stored, want %d", n, (size+s-1)/s)
 	}
 	// The edge books one client request per answer, and each slice as a
-	// slice.
-	got := e.series("meridian_edge_requests_total", "meridian_edge_slice_requests_total")
+	// slice (once the answer's last byte is sent: wait for it).
+	var got map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		got = e.series("meridian_edge_requests_total", "meridian_edge_slice_requests_total")
+		if got["meridian_edge_requests_total cache_status=hit protocol=http/1.1"] == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	var total float64
+	for k, v := range got {
+		if strings.HasPrefix(k, "meridian_edge_requests_total ") {
+			total += v
+		}
+	}
 	if got["meridian_edge_requests_total cache_status=miss protocol=http/1.1"] != 1 ||
-		got["meridian_edge_requests_total cache_status=hit protocol=http/1.1"] != 1 {
+		got["meridian_edge_requests_total cache_status=hit protocol=http/1.1"] != 1 || total != 2 {
 		t.Errorf("requests: %v", got)
 	}
 	if got["meridian_edge_slice_requests_total cache_status=miss"] != 17 || got["meridian_edge_slice_requests_total cache_status=hit"] != 17 {

@@ -93,6 +93,19 @@ func (o *LargeOrigin) Requests() []LargeRequest {
 	return append([]LargeRequest(nil), o.reqs...)
 }
 
+// Pending counts the requests still being answered.
+func (o *LargeOrigin) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, r := range o.reqs {
+		if r.Status == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // BodyBytes is the body bytes the origin has sent.
 func (o *LargeOrigin) BodyBytes() int64 { return o.bytes.Load() }
 
@@ -127,6 +140,9 @@ func (o *LargeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	defer func() {
 		o.bytes.Add(cw.n)
+		if cw.status == 0 {
+			cw.status = http.StatusOK
+		}
 		o.mu.Lock()
 		if at < len(o.reqs) { // not Reset since
 			o.reqs[at].Status, o.reqs[at].Bytes = cw.status, cw.n
