@@ -10,7 +10,9 @@
 // is: route by Host → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
-// degrade to a stale copy when upstream fails.
+// degrade to a stale copy when upstream fails. On a site with slice_bytes
+// a GET or HEAD is answered from slices of the object, each an internal
+// subrequest through that same path with its own key (slice.go).
 //
 // Every front books its answers in one place: a front that writes hits
 // itself (the fast HTTP/1.1 front) gets them from [Handler.LookupHit] and
@@ -25,7 +27,8 @@
 // hint is written to the leader's client, under no other lock. No other
 // network I/O happens under these locks. Handler.life is a leaf too: it
 // guards closing and the start of background work (Handler.background),
-// so that nothing starts after Close.
+// so that nothing starts after Close. A sliced answer's lock (slicer.mu,
+// its subrequests still attached to the client) is a leaf as well.
 package edge
 
 import (
