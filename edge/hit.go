@@ -175,9 +175,9 @@ type Hit struct {
 // or 304, whose fields net/http trims) that needs nothing but the
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
-// unknown host, a sliced site (slice.go), a miss, a stale entry, a varying response, a client
-// Cache-Control that the site honours): such requests go through
-// ServeHTTP. Nothing is counted until Delivered. It does not allocate
+// unknown host, a sliced site (slice.go), a miss, a stale entry, a
+// varying response, a client Cache-Control that the site honours): such
+// requests go through ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
 func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
 	// The scheme, as ServeHTTP derives it (proxyList.scheme): a front
