@@ -12,8 +12,9 @@ package edge
 // The layer sits on top of the request path and uses it unchanged: each
 // slice is an internal subrequest through serveCacheable (lookup, fill,
 // stale, Cache-Status, metrics), marked by a sliceReq in its context; its
-// answer is read through a pipe. It never reaches into entries or the
-// store, apart from removing a changed object's slices by their tag.
+// answer is read through a pipe (slicereader.go). It never reaches into
+// entries or the store, apart from removing an object's slices by their
+// tag (and, for a changed object, those of its old validators only).
 //
 // Every object of a sliced site is sliced, as nginx does: its size is not
 // known before its first answer, and deciding on a threshold would cost a
@@ -34,18 +35,28 @@ package edge
 // Last-Modified and object length. A slice that does not is fetched once
 // more, revalidated end to end (Cache-Control: no-cache to peers and
 // upstream); if it still differs, the object changed at the origin after
-// the first slice was taken: this node's slices of it are removed, the
-// first slice is revalidated in the background (so that its owner lets
-// the old version go too), and the client's answer is cut short (it
-// already holds bytes of the old version), never completed with a mixed
-// body. The next request gets the new version.
+// the first slice was taken: this node's slices of the first slice's
+// version are removed, the first slice is revalidated in the background
+// (so that its owner lets the old version go too), and the client's
+// answer is cut short (it already holds bytes of the old version), never
+// completed with a mixed body. The next request gets the new version.
 //
 // An origin that ignores Range answers a slice request with a 200 and the
 // whole body: that answer is served through as it is (the client's single
-// range cut from it as it streams by), and stored under slice 0's key
-// when it fits in max_object_bytes, so an origin that cannot slice still
-// costs one request per client request, never two. A later slice that is
-// not a 206 of the expected range cuts the answer short.
+// range cut from it as it streams by). It is stored, under slice 0's key,
+// when it answered slice 0 (a whole GET, a range from the start) and fits
+// in max_object_bytes: an object smaller than a slice is cached as usual,
+// and a larger one is never kept once per slice a request started in. An
+// origin that cannot slice costs one request per client request, never
+// two. A later slice that is not a 206 of its range cuts the answer short.
+//
+// In a region, a member asks a slice's owner for it with the slice's
+// Range; the owner answers through this same layer (a 206 of that one
+// slice, filled from upstream and kept by the owner), and the asker keeps
+// a copy only when the slice is hot, as for any object. A slice is not
+// replicated (cluster.replicas copies whole answers), and a peer's answer
+// that breaks mid-slice is not resumed: the client's answer is cut, and
+// the next request fetches the slice again.
 //
 // Work follows demand: a client that leaves cancels the slices it was
 // waiting for (their fills are called off as any abandoned fill); a slice
