@@ -121,6 +121,8 @@ type sliceReq struct {
 	first, last int64  // the byte range asked, inclusive
 	// refresh revalidates the slice end to end, whatever is stored.
 	refresh bool
+	// clientCC says the site honours the client's Cache-Control.
+	clientCC bool
 	// admit is the client request's one admission under the site's
 	// per-client limits, shared by its slices.
 	admit *sliceAdmission
@@ -143,9 +145,17 @@ func (s *sliceReq) key() string {
 
 // setUpstreamFields puts the slice's Range in the fill's request, and
 // Cache-Control: no-cache for a refresh, so that a peer or shield that
-// holds the slice revalidates it too.
+// holds the slice revalidates it too (a member honours a peer's no-cache
+// on a slice: see serveSliced). The client's own Cache-Control and
+// Pragma are passed on only where the site lets clients steer the cache
+// (honor_client_cache_control): a client must not make a slice's owner
+// revalidate it otherwise.
 func (s *sliceReq) setUpstreamFields(h http.Header) {
 	h["Range"] = []string{"bytes=" + strconv.FormatInt(s.first, 10) + "-" + strconv.FormatInt(s.last, 10)}
+	if !s.clientCC {
+		delete(h, "Cache-Control")
+		delete(h, "Pragma")
+	}
 	if s.refresh {
 		h["Cache-Control"] = []string{"no-cache"}
 	}

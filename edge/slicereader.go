@@ -124,7 +124,8 @@ func (s *slicer) start(i int64, refresh, head, detached bool) *subreq {
 	if first <= math.MaxInt64-(s.size-1) {
 		last = first + s.size - 1
 	}
-	sr := &sliceReq{object: s.object, first: first, last: last, refresh: refresh, admit: s.admit}
+	sr := &sliceReq{object: s.object, first: first, last: last, refresh: refresh, admit: s.admit,
+		clientCC: s.st.cfg.HonorClientCacheControl}
 	// The subrequest keeps the client's context values (a peer's mark,
 	// the server's) but not its end: a slice the client read part of is
 	// read to its end (detach); one it no longer wants is aborted.

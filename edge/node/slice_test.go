@@ -267,4 +267,27 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 			t.Errorf("after the purge %s was asked %d times", rg, n)
 		}
 	}
+
+	// A client's no-cache does not steer the cache (the site does not
+	// honour it), nor, carried in a slice's request to its owner, the
+	// owner: the peers' refresh is theirs alone.
+	before = len(lo.Requests())
+	for _, n := range nodes {
+		req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/o", nil)
+		req.Host = "site.test"
+		req.Header.Set("Cache-Control", "no-cache")
+		req.Header.Set("Pragma", "no-cache")
+		resp, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cdntest.CheckLarge(resp.Body, "v2", 0, size); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	settle()
+	if got := lo.Requests()[before:]; len(got) != 0 {
+		t.Errorf("clients' no-cache reached the origin %d times: %+v", len(got), got[0])
+	}
 }
