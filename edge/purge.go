@@ -193,10 +193,12 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	if err := h.addBans(bans); err != nil {
 		return 0, err
 	}
+	// A URL's slices (slice.go) carry a tag of its key.
+	tags := append(sliceTags(keys), p.Keys...)
 	n := 0
 	for _, s := range []*store.Store{h.store, h.hot} {
 		targets := keys
-		for _, tag := range p.Keys {
+		for _, tag := range tags {
 			for _, k := range s.KeysByTag(tag) {
 				if host, _ := keyParts(k); scope == nil || slices.Contains(scope, host) {
 					targets = append(targets, k)
@@ -214,7 +216,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 		// rewritten. The removals are on disk before the purge is
 		// answered, so that a restart does not bring them back.
 		targets := keys
-		for _, tag := range p.Keys {
+		for _, tag := range tags {
 			for _, k := range h.disk.KeysByTag(tag) {
 				if host, _ := keyParts(k); scope == nil || slices.Contains(scope, host) {
 					targets = append(targets, k)
@@ -227,7 +229,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 			}
 		}
 	}
-	h.purges.record(purgeRecord{keys: keys, tags: p.Keys, scope: scope, bans: bans, soft: p.Soft})
+	h.purges.record(purgeRecord{keys: keys, tags: tags, scope: scope, bans: bans, soft: p.Soft})
 	if n > 0 && h.metrics != nil {
 		h.metrics.purged.Add(float64(n))
 	}
