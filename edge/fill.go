@@ -144,7 +144,11 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		}
 		return nil
 	}}
-	out = out.WithContext(httptrace.WithClientTrace(ctx, trace))
+	octx := httptrace.WithClientTrace(ctx, trace)
+	if sub := sliceOf(out.Context()); sub != nil {
+		octx = context.WithValue(octx, sliceKey{}, sub) // for newEntry: the 206 is the slice
+	}
+	out = out.WithContext(octx)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()

@@ -138,7 +138,7 @@ func TestSliceWholeObjectFromSlices(t *testing.T) {
 	var got map[string]float64
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		got = e.series("meridian_edge_requests_total", "meridian_edge_slice_requests_total")
-		if got["meridian_edge_requests_total cache_status=hit protocol=http/1.1"] == 1 || time.Now().After(deadline) {
+		if got["meridian_edge_requests_total cache_status=hit protocol=http/1.1 site=site.test"] == 1 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -148,11 +148,11 @@ func TestSliceWholeObjectFromSlices(t *testing.T) {
 			total += v
 		}
 	}
-	if got["meridian_edge_requests_total cache_status=miss protocol=http/1.1"] != 1 ||
-		got["meridian_edge_requests_total cache_status=hit protocol=http/1.1"] != 1 || total != 2 {
+	if got["meridian_edge_requests_total cache_status=miss protocol=http/1.1 site=site.test"] != 1 ||
+		got["meridian_edge_requests_total cache_status=hit protocol=http/1.1 site=site.test"] != 1 || total != 2 {
 		t.Errorf("requests: %v", got)
 	}
-	if got["meridian_edge_slice_requests_total cache_status=miss"] != 17 || got["meridian_edge_slice_requests_total cache_status=hit"] != 17 {
+	if got["meridian_edge_slice_requests_total cache_status=miss site=site.test"] != 17 || got["meridian_edge_slice_requests_total cache_status=hit site=site.test"] != 17 {
 		t.Errorf("slices: %v", got)
 	}
 }
