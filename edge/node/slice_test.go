@@ -10,9 +10,20 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
+
+// labels are a metric's labels by name.
+func labels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, l := range m.GetLabel() {
+		out[l.GetName()] = l.GetValue()
+	}
+	return out
+}
 
 // startSlicedRegion starts a region of three edges whose site slices by
 // s bytes, in front of lo; get asks an edge for target with a Range
@@ -219,7 +230,7 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 		for _, mf := range mfs {
 			if mf.GetName() == "meridian_edge_slice_requests_total" {
 				for _, m := range mf.GetMetric() {
-					if m.GetLabel()[0].GetValue() == "hit" {
+					if labels(m)["cache_status"] == "hit" && labels(m)["site"] == "site.test" {
 						return m.GetCounter().GetValue()
 					}
 				}
