@@ -214,7 +214,11 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	if h.disk != nil {
 		// On disk a soft purge removes too: an entry there is not
 		// rewritten. The removals are on disk before the purge is
-		// answered, so that a restart does not bring them back.
+		// answered, so that a restart does not bring them back. The
+		// entries evicted from memory and still queued for the disk
+		// are written first (Flush of nothing waits for the queue):
+		// the tag lookup finds them there, and neither pass above did.
+		h.disk.Flush(nil, h.now())
 		targets := keys
 		for _, tag := range tags {
 			for _, k := range h.disk.KeysByTag(tag) {

@@ -831,6 +831,14 @@ func TestSliceConfig(t *testing.T) {
 			t.Errorf("slice_bytes %d: %v, want %q", tc.bytes, err, tc.err)
 		}
 	}
+	// Slices are ranges of the identity body: a sliced site does not
+	// compress, and says so rather than ignore the setting.
+	c := base()
+	c.Sites[0].SliceBytes = 2 << 20
+	c.Sites[0].Compression.Enabled = true
+	if err := c.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "sites[0].slice_bytes: not with compression.enabled") {
+		t.Errorf("slicing and compression: %v", err)
+	}
 	c, err := edge.ParseConfig([]byte("sites: [{hosts: [a.test], origin: 'http://127.0.0.1:1', slice_bytes: 2097152}]"))
 	if err != nil || c.Sites[0].SliceBytes != 2<<20 {
 		t.Errorf("parsed %d, %v", c.Sites[0].SliceBytes, err)

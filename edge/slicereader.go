@@ -115,7 +115,8 @@ func (s *slicer) open(i int64, refresh, head bool) *subreq {
 }
 
 // start starts the subrequest for slice i: serveCacheable for a copy of
-// the client's request without its Range and conditionals, in the
+// the client's request without its Range and conditionals, asking for
+// the identity coding, in the
 // background (the handler's Close waits for it), with the slice in its
 // context. detached starts it with nobody reading.
 func (s *slicer) start(i int64, refresh, head, detached bool) *subreq {
@@ -140,6 +141,10 @@ func (s *slicer) start(i int64, refresh, head, detached bool) *subreq {
 	for _, f := range conditionalFields {
 		delete(req.Header, f)
 	}
+	// Slices are ranges of one representation, shared by every client:
+	// the identity one (a range of a body compressed for one client
+	// would not fit another's slices).
+	req.Header["Accept-Encoding"] = []string{"identity"}
 	pr, pw := io.Pipe()
 	sub := &subreq{index: i, pr: pr, ready: make(chan struct{}), cancel: cancel}
 	sub.w = &subWriter{hdr: http.Header{}, sub: sub, pw: pw}

@@ -34,14 +34,16 @@ type LargeObject struct {
 	// IgnoreRange answers every GET with a 200 and the whole body, as an
 	// origin that does not support Range does.
 	IgnoreRange bool
+	// SurrogateKey is the Surrogate-Key field; "" sends none.
+	SurrogateKey string
 }
 
 // LargeRequest is what a LargeOrigin recorded of one request.
 type LargeRequest struct {
 	Method, Path string
-	// Range, IfNoneMatch, IfRange and CacheControl are the request's
-	// fields, "" when absent.
-	Range, IfNoneMatch, IfRange, CacheControl string
+	// Range, IfNoneMatch, IfRange, CacheControl and AcceptEncoding are
+	// the request's fields, "" when absent.
+	Range, IfNoneMatch, IfRange, CacheControl, AcceptEncoding string
 	// Via is the last Via entry: which edge asked.
 	Via string
 	// Status is the answer's status; Bytes the body bytes sent (0 while
@@ -123,7 +125,7 @@ func (o *LargeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	o.mu.Unlock()
 	rec := LargeRequest{Method: r.Method, Path: r.URL.Path, Range: r.Header.Get("Range"),
 		IfNoneMatch: r.Header.Get("If-None-Match"), IfRange: r.Header.Get("If-Range"),
-		CacheControl: r.Header.Get("Cache-Control")}
+		CacheControl: r.Header.Get("Cache-Control"), AcceptEncoding: r.Header.Get("Accept-Encoding")}
 	if vias := r.Header.Values("Via"); len(vias) > 0 {
 		last := vias[len(vias)-1]
 		if i := strings.LastIndex(last, ","); i >= 0 {
@@ -158,6 +160,9 @@ func (o *LargeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	h.Set("Etag", `"`+obj.Version+`"`)
 	if obj.CacheControl != "" {
 		h.Set("Cache-Control", obj.CacheControl)
+	}
+	if obj.SurrogateKey != "" {
+		h.Set("Surrogate-Key", obj.SurrogateKey)
 	}
 	body := LargeContent(obj.Version, obj.Size)
 	if obj.IgnoreRange {
