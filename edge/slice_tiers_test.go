@@ -176,7 +176,7 @@ func TestSlicePurgesReachEverySliceInEveryTier(t *testing.T) {
 // tier's write queue removes them too: none of them is written and served
 // afterwards.
 func TestSlicePurgeReachesSlicesQueuedForDisk(t *testing.T) {
-	const s, size = 64 << 10, 30*(64<<10) // 30 slices; memory holds about 3
+	const s, size = 64 << 10, 30 * (64 << 10) // 30 slices; memory holds about 3
 	for range 3 {
 		e := newSliceEnv(t, s, withSliceDisk(t.TempDir()))
 		e.lo.Set("/q.bin", cdntest.LargeObject{Size: size, Version: "v1", CacheControl: "max-age=600"})
