@@ -375,16 +375,18 @@ func randomRange(rng *rand.Rand, s, size int64) (field string, off, n int64) {
 	return fmt.Sprintf("bytes=%d-%d", off, off+n-1), off, n
 }
 
-// TestSliceLargeObjectEachSliceOnce: a 200 MiB object (over
+// TestSliceLargeObjectEachSliceOnce: a 64 MiB object (over
 // max_object_bytes, which unsliced would never be stored) asked by 100
 // random ranges and then whole costs each slice once at the origin, and
-// every answer is right byte for byte.
+// every answer is right byte for byte. (The 200 MiB of issue 17's
+// acceptance go through a region: edge/node's
+// TestSlicedObjectSpreadsOverTheRegion.)
 func TestSliceLargeObjectEachSliceOnce(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 MiB through the edge")
+		t.Skip("64 MiB through the edge")
 	}
-	const s, size = 2 << 20, 200 << 20
-	e := newSliceEnv(t, s, func(c *edge.Config) { c.Cache.MaxBytes = 320 << 20 })
+	const s, size = 1 << 20, 64 << 20
+	e := newSliceEnv(t, s, func(c *edge.Config) { c.Cache.MaxBytes = 96 << 20 })
 	e.lo.Set("/video.mp4", cdntest.LargeObject{Size: size, Version: "v1", CacheControl: "max-age=3600"})
 	rng := rand.New(rand.NewPCG(17, 42))
 	var clientBytes int64
@@ -392,8 +394,8 @@ func TestSliceLargeObjectEachSliceOnce(t *testing.T) {
 		field, off, n := randomRange(rng, s, size)
 		resp := e.fetch("GET", "/video.mp4", "Range", field)
 		wantStatus(t, resp, http.StatusPartialContent)
-		if want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size); resp.Header.Get("Content-Range") != want {
-			t.Fatalf("%s: Content-Range %q, want %q", field, resp.Header.Get("Content-Range"), want)
+		if want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size); resp.Header.Get("Content-Range") != want || resp.ContentLength != n {
+			t.Fatalf("%s: Content-Range %q, Content-Length %d; want %q, %d", field, resp.Header.Get("Content-Range"), resp.ContentLength, want, n)
 		}
 		wantBody(t, resp, "v1", off, n)
 		clientBytes += n
@@ -402,16 +404,17 @@ func TestSliceLargeObjectEachSliceOnce(t *testing.T) {
 	wantStatus(t, resp, http.StatusOK)
 	wantBody(t, resp, "v1", 0, size)
 	clientBytes += size
-	// The last range's slice may still be completing in the background:
-	// ask for every slice once more (hits or joins), then count.
-	resp = e.fetch("GET", "/video.mp4")
-	wantBody(t, resp, "v1", 0, size)
-	clientBytes += size
+	// The last range's slice may still be completing in the background.
+	for deadline := time.Now().Add(time.Minute); e.lo.Pending() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the origin is still answering")
+		}
+	}
 
 	wantEachSliceOnce(t, e.lo.Requests(), "/video.mp4", s, size)
 	ratio := float64(e.lo.BodyBytes()) / size
 	t.Logf("origin bytes / object size = %.4f; origin bytes / client bytes = %.4f", ratio, float64(e.lo.BodyBytes())/float64(clientBytes))
-	if ratio > 1+float64(s)/size {
+	if e.lo.BodyBytes() != size {
 		t.Errorf("origin sent %.4f times the object", ratio)
 	}
 }
