@@ -6,15 +6,21 @@ package edge
 // "Range: bytes=a-b", stored as its own entry (the 206 becomes the slice's
 // entry) under its own key (the object's primary key and the slice's byte
 // range), coalesced like any fill and owned on the region's ring
-// separately (FillInfo.Key is the slice's key), so that a large object is
-// cached at all and spreads over the region.
+// separately (the fill's fill.Info.Key is the slice's key, which the
+// region's upstream routes by), so that a large object is cached at all
+// and spreads over the region. The slice travels with the fill's request
+// in a private context key (sliceOf), which newEntry reads to store the
+// 206 as the slice; the fill keeps it when it puts its own context on
+// the request.
 //
 // The layer sits on top of the request path and uses it unchanged: each
 // slice is an internal subrequest through serveCacheable (lookup, fill,
 // stale, Cache-Status, metrics), marked by a sliceReq in its context; its
 // answer is read through a pipe (slicereader.go). It never reaches into
-// entries or the store, apart from removing an object's slices by their
-// tag (and, for a changed object, those of its old validators only).
+// entries or the tiers, apart from removing an object's slices by their
+// tag (and, for a changed object, those of its old validators only),
+// through the store package's API, from memory, the hot copies and the
+// disk tier.
 //
 // Every object of a sliced site is sliced, as nginx does: its size is not
 // known before its first answer, and deciding on a threshold would cost a
@@ -66,7 +72,19 @@ package edge
 //
 // Purge: every stored slice carries a surrogate key derived from the
 // object's primary key (sliceTag), so a purge of the URL finds the
-// slices on every node and in both stores, whichever member owns them.
+// slices on every node and in every tier (memory, hot copies, disk),
+// whichever member owns them; a surrogate-key purge finds them by the
+// object's own keys, which they carry too; a ban (prefix, host,
+// expression) matches a slice by its object's URL (keyParts drops the
+// slice's part of the key), at lookup and in the sweeper, as any entry.
+//
+// Other layers: a slice is asked for, stored and served in the identity
+// coding (a sliced site does not compress: Validate refuses it); site
+// rules apply once, to the assembled answer (the subrequests take the
+// rewritten request and write to their own writer); the access log and
+// the trace have one line and one span per client request, whose
+// Cache-Status is the first slice's with detail=sliced; the slices are
+// counted in meridian_edge_slice_requests_total.
 
 import (
 	"context"
@@ -116,7 +134,7 @@ var (
 )
 
 // sliceReq is what a slice subrequest asks for. It travels in the
-// subrequest's context (sliceOf) and in its fill's FillInfo.
+// subrequest's context (sliceOf), and in its fill's request's.
 type sliceReq struct {
 	object      string // the object's primary cache key
 	first, last int64  // the byte range asked, inclusive
