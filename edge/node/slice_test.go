@@ -91,6 +91,7 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 	lo.Set("/video.mp4", cdntest.LargeObject{Size: size, Version: "v1", CacheControl: "max-age=3600",
 		ModTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)})
 	nodes, get := startSlicedRegion(t, lo, s, "/video.mp4")
+	start := time.Now()
 
 	// 100 random ranges, through the three edges at once.
 	var wg sync.WaitGroup
@@ -131,6 +132,8 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+
+	t.Logf("100 ranges: %v", time.Since(start).Round(time.Millisecond))
 
 	// Several ranges at once, across slices and out of order.
 	parts := [][2]int64{{size - 100, 100}, {5*s - 10, 20}, {0, 10}, {77 * s, s + 1}}
@@ -179,6 +182,7 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 
 	// Then whole, through one edge: every slice it does not own comes
 	// from its owner.
+	start = time.Now()
 	resp, err = get(nodes[2], "")
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +195,7 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("whole via e2: %v", err)
 	}
+	t.Logf("whole: %v", time.Since(start).Round(time.Millisecond))
 	clientBytes.Add(size)
 	// Slices the ranges read in part are read to their end in the
 	// background: wait for the origin to finish answering.
@@ -216,8 +221,13 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 	for rg, c := range byRange {
 		t.Errorf("the origin got %d request(s) with Range %q", c, rg)
 	}
-	t.Logf("origin bytes / object size = %.4f; origin bytes / client bytes = %.4f; slices filled per edge: %v",
-		float64(lo.BodyBytes())/size, float64(lo.BodyBytes())/float64(clientBytes.Load()), byEdge)
+	var suspicions, changes []uint64
+	for _, n := range nodes {
+		suspicions = append(suspicions, n.Cluster().Suspicions())
+		changes = append(changes, n.Cluster().MembershipChanges())
+	}
+	t.Logf("origin bytes / object size = %.4f; origin bytes / client bytes = %.4f; slices filled per edge: %v; peers suspected per edge %v, membership changes %v",
+		float64(lo.BodyBytes())/size, float64(lo.BodyBytes())/float64(clientBytes.Load()), byEdge, suspicions, changes)
 	if len(byEdge) != 3 {
 		t.Errorf("the slices were filled by %v: not spread over the region", byEdge)
 	}
