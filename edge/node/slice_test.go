@@ -19,6 +19,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 )
@@ -47,6 +48,12 @@ func startSlicedRegion(t *testing.T, lo *cdntest.LargeOrigin, s int64, target st
 		// race detector, other packages' tests) 2s was too short, and a
 		// slice reached the origin twice.
 		cfg.Cluster.PeerTimeout = 10 * time.Second
+		// Nobody dies here: memberlist's LAN timings, which do not
+		// mistake a slow member for a dead one. Under the local
+		// preset's, on a loaded machine, the members flapped in and out
+		// of the ring (20-30 changes each), moving slices between
+		// owners, which filled them again.
+		cfg.Cluster.Preset = cluster.PresetLAN
 		cfg.Admin.DrainDelay = 0
 		n, err := node.Start(cfg, node.Options{})
 		if err != nil {
