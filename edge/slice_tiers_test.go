@@ -162,7 +162,10 @@ func TestSlicePurgesReachEverySliceInEveryTier(t *testing.T) {
 			} else if len(reqs) != 0 {
 				t.Errorf("the other object's slices reached the origin %d times (%s first)", len(reqs), reqs[0].Range)
 			}
-			// The new slices are newer than the purge: they stay.
+			// The new slices are newer than the purge: they stay. (Wait
+			// for those evicted to be written: the disk tier's lookups
+			// do not see its write queue.)
+			e.waitTiers(14)
 			before = len(e.lo.Requests())
 			e.getWhole("/v/a.mp4", "v1", size)
 			if reqs := requestsSince(e.lo, before); len(reqs) != 0 {
