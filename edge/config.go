@@ -427,6 +427,18 @@ type SiteConfig struct {
 	// reload; white space around it is ignored). Exclusive with
 	// PurgeToken. Default none.
 	PurgeTokenFile string `yaml:"purge_token_file"`
+	// SliceBytes, when not 0, answers the site's GETs and HEADs from
+	// slices of this many bytes (nginx's slice module): each fetched
+	// upstream with "Range: bytes=a-b", stored as its own entry, filled
+	// once however many clients want it, and owned on the region's ring
+	// on its own, so that objects larger than cache.max_object_bytes are
+	// cached and spread over the region. Every object of the site is
+	// sliced (a small one is one slice): turn it on for the sites that
+	// serve large files. Slices are asked for, stored and served in the
+	// identity coding: a sliced site does not compress (compression is
+	// refused with it). Between 64 KiB and cache.max_object_bytes; 1-4
+	// MiB suits video and downloads. Default 0: off.
+	SliceBytes int64 `yaml:"slice_bytes"`
 	// Limits caps each client's rate of requests and its requests in
 	// flight on this site, keyed by the client's address (an IPv6
 	// client's /64), over a bounded table of clients (see limit.Config).
@@ -826,6 +838,14 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.grace.stale_timeout: negative", f)
 		case s.DefaultTTL < 0:
 			return fmt.Errorf("%s.default_ttl: negative", f)
+		case s.SliceBytes < 0:
+			return fmt.Errorf("%s.slice_bytes: negative (%d)", f, s.SliceBytes)
+		case s.SliceBytes > 0 && s.SliceBytes < minSliceBytes:
+			return fmt.Errorf("%s.slice_bytes: %d is below the minimum %d (64 KiB); 0 turns slicing off", f, s.SliceBytes, minSliceBytes)
+		case s.SliceBytes > c.Cache.MaxObjectBytes:
+			return fmt.Errorf("%s.slice_bytes: %d exceeds cache.max_object_bytes %d (a slice must be storable)", f, s.SliceBytes, c.Cache.MaxObjectBytes)
+		case s.SliceBytes > 0 && s.Compression.Enabled:
+			return fmt.Errorf("%s.slice_bytes: not with compression.enabled (slices are ranges of the identity body, which a sliced site serves as it is: compress text on a site of its own)", f)
 		}
 		seenShield := map[string]bool{}
 		for j, r := range s.Shield.Regions {

@@ -41,7 +41,17 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	if m, ok := markOf(r.Context()); ok {
 		fi.FromPeer, fi.Peer, fi.Replica = !m.replica, m.peer, m.replica
 	}
-	out := r.Clone(context.WithValue(context.Background(), fillKey{}, fi))
+	sub := sliceOf(r.Context())
+	if sub != nil {
+		fi.Key = sub.key() // a slice is owned, and routed, on its own
+	}
+	ctx := context.WithValue(context.Background(), fillKey{}, fi)
+	if sub != nil {
+		// The fill's request carries its slice: newEntry stores the 206
+		// as the slice (slice.go).
+		ctx = context.WithValue(ctx, sliceKey{}, sub)
+	}
+	out := r.Clone(ctx)
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
@@ -63,6 +73,9 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 		if lm := stale.LastModified(); !lm.IsZero() {
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
+	}
+	if sub != nil {
+		sub.setUpstreamFields(out.Header)
 	}
 	h.setForwarded(out.Header, r, host, scheme)
 	tracing.Propagate(r.Context(), r.Header, out.Header)
@@ -131,7 +144,11 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		}
 		return nil
 	}}
-	out = out.WithContext(httptrace.WithClientTrace(ctx, trace))
+	octx := httptrace.WithClientTrace(ctx, trace)
+	if sub := sliceOf(out.Context()); sub != nil {
+		octx = context.WithValue(octx, sliceKey{}, sub) // for newEntry: the 206 is the slice
+	}
+	out = out.WithContext(octx)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
@@ -471,7 +488,14 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 // On a site with deception_armor, a response whose Content-Type does not
 // match its path's extension is not stored (see armorRefuses).
 func (h *Handler) newEntry(status int, hdr http.Header, out *http.Request, reqTime, respTime time.Time, st *site) (*store.Entry, policy.Policy) {
-	pol := policy.Evaluate(http.MethodGet, out.Header, status, hdr, reqTime, respTime, st.opts)
+	judged, asSlice := status, true
+	if sub := sliceOf(out.Context()); sub != nil {
+		judged, asSlice = sub.storeAs(status, hdr) // a slice's 206 is stored as its slice
+	}
+	pol := policy.Evaluate(http.MethodGet, out.Header, judged, hdr, reqTime, respTime, st.opts)
+	if pol.Store && !asSlice {
+		pol.Store, pol.Reason = false, "slice"
+	}
 	if pol.Store && st.cfg.DeceptionArmor && armorRefuses(out.URL.Path, hdr.Get("Content-Type")) {
 		pol.Store, pol.Reason = false, "deception-armor"
 	}

@@ -12,7 +12,9 @@
 // rules wrap the writer: siterules.go, edge/rules) → key → local lookup → (fresh: serve) / (stale within
 // stale-while-revalidate: serve and refresh in the background) / (miss or
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
-// degrade to a stale copy when upstream fails.
+// degrade to a stale copy when upstream fails. On a site with slice_bytes
+// a GET or HEAD is answered from slices of the object, each an internal
+// subrequest through that same path with its own key (slice.go).
 //
 // Stored responses live in package edge/store (its byte layout, the
 // byte budget and its eviction); this package decides what is stored and
@@ -33,7 +35,8 @@
 // 1xx hint is written to the leader's client, under no other lock. No
 // other network I/O happens under these locks. Handler.life is a leaf too: it
 // guards closing and the start of background work (Handler.background),
-// so that nothing starts after Close.
+// so that nothing starts after Close. A sliced answer's lock (slicer.mu,
+// its subrequests still attached to the client) is a leaf as well.
 package edge
 
 import (
@@ -713,13 +716,14 @@ func equalStrings(a, b []string) bool {
 
 // invalidate removes the stored responses for a URL of a site (RFC 9111
 // §4.4), under either scheme: the state behind the URL changed for both.
-// Variants go with their vary index. The URL is upstream's (after the
-// site's rewrites), not a client's.
+// Variants go with their vary index, slices with their object. The URL
+// is upstream's (after the site's rewrites), not a client's.
 func (h *Handler) invalidate(host, requestURI string) bool {
 	removed := false
 	for _, key := range h.keysOf(host, requestURI, false) {
 		a, b := h.store.Remove(key), h.hot.Remove(key)
-		removed = removed || a || b
+		c := h.removeSlices(key, nil)
+		removed = removed || a || b || c
 		if h.disk != nil {
 			h.disk.Supersede(key) // in the background: this is a client's request
 		}

@@ -174,11 +174,11 @@ type Hit struct {
 // or 304, whose fields net/http trims) that needs nothing but the
 // entry's prepared header and body; x then holds it, to be written and
 // Delivered. It reports false for everything else (a malformed or
-// unknown host, a miss, a stale entry, a varying response other than
-// a compressing site's coding variant (chosen by AcceptEncoding), a client
-// Cache-Control that the site honours, a site with rules, whose rules
-// apply in ServeHTTP): such requests go through
-// ServeHTTP. Nothing is counted until Delivered. It does not allocate
+// unknown host, a sliced site (slice.go), a miss, a stale entry, a
+// varying response other than a compressing site's coding variant
+// (chosen by AcceptEncoding), a client Cache-Control that the site
+// honours, a site with rules, whose rules apply in ServeHTTP): such
+// requests go through ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
 func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
 	// The scheme, as ServeHTTP derives it (proxyList.scheme): a front
@@ -219,8 +219,9 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	}
 	st := h.route(key[hostStart:hostEnd])
 	// A site with rules is served through ServeHTTP, where its rules
-	// apply (siterules.go): never from here.
-	if st == nil || st.rules != nil || clientCC && st.cfg.HonorClientCacheControl {
+	// apply (siterules.go), and so is a sliced site (slice.go): never
+	// from here.
+	if st == nil || st.rules != nil || st.cfg.SliceBytes > 0 || clientCC && st.cfg.HonorClientCacheControl {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {

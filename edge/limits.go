@@ -20,6 +20,17 @@ func (h *Handler) admitUpstream(w http.ResponseWriter, r *http.Request, st *site
 	if l == nil || isFromPeer(r.Context()) || isReplica(r.Context()) {
 		return func() {}, true
 	}
+	if sub := sliceOf(r.Context()); sub != nil {
+		// A sliced answer is admitted once, at its first slice that
+		// goes upstream, for as long as it lasts (slice.go).
+		return sub.admit.admit(func() (func(), bool) { return h.admitClient(w, r, l, cs) })
+	}
+	return h.admitClient(w, r, l, cs)
+}
+
+// admitClient admits one request of r's client under l, or refuses it
+// with 429.
+func (h *Handler) admitClient(w http.ResponseWriter, r *http.Request, l *limit.Limiter, cs cacheStatus) (release func(), ok bool) {
 	addr := h.ClientAddr(r)
 	if !addr.IsValid() {
 		return func() {}, true

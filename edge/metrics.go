@@ -65,6 +65,11 @@ type metrics struct {
 	// upgradeRejected upgrades refused past server.max_upgraded.
 	upgraded        prometheus.Counter
 	upgradeRejected prometheus.Counter
+	// slices counts slice subrequests (slice.go), which are not client
+	// requests, by class and site; sliceMismatches slices that another
+	// version of their object answered.
+	slices          *prometheus.CounterVec
+	sliceMismatches prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -127,6 +132,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Help: "Upgrades refused (503) because server.max_upgraded connections were open.",
 		}),
 	}
+	m.slices = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meridian_edge_slice_requests_total",
+		Help: "Slices of sliced objects (sites with slice_bytes) read to answer requests, by cache status and site; each is its own entry.",
+	}, []string{"cache_status", "site"})
+	m.sliceMismatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meridian_edge_slice_mismatches_total",
+		Help: "Slices whose ETag, Last-Modified or object length differed from their first slice's (the object changed at the origin): fetched again, revalidated.",
+	})
 	m.other = m.site(otherSite)
 	m.banned.WithLabelValues("lookup")
 	m.banned.WithLabelValues("sweep")
@@ -138,6 +151,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	}
 	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
 		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.banned, m.bansAdded, m.bansRefused,
+		m.slices, m.sliceMismatches,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
 			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),
 		storeGauge("meridian_edge_bans", "Active bans: made and not yet retired by the sweeper (purge.max_bans bounds them).", func() float64 {
@@ -221,6 +235,7 @@ func classOf(cs cacheStatus) int {
 type siteCounters struct {
 	requests [numClasses][len(protocols)]prometheus.Counter
 	bytes    prometheus.Counter
+	slices   [numClasses]prometheus.Counter // slice subrequests (slice.go)
 }
 
 // site returns the counters of a site label, resolving them the first
@@ -236,6 +251,7 @@ func (m *metrics) site(label string) *siteCounters {
 		for p := range protocols {
 			sc.requests[c][p] = m.requests.WithLabelValues(classNames[c], protocols[p], label)
 		}
+		sc.slices[c] = m.slices.WithLabelValues(classNames[c], label)
 	}
 	m.sites[label] = sc
 	return sc
@@ -289,6 +305,10 @@ func (h *Handler) countersOf(r *http.Request) *siteCounters {
 // (protoMajor as http.Request has it) and its body bytes. Fronts book
 // through Handler.delivered (hit.go).
 func (sc *siteCounters) request(protoMajor, class int, bodyBytes int) {
+	if protoMajor == protoSlice { // a slice: its client's answer is booked on its own
+		sc.slices[class].Inc()
+		return
+	}
 	p := protoMajor
 	if p < 0 || p >= len(protocols) {
 		p = 0

@@ -193,10 +193,12 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	if err := h.addBans(bans); err != nil {
 		return 0, err
 	}
+	// A URL's slices (slice.go) carry a tag of its key.
+	tags := append(sliceTags(keys), p.Keys...)
 	n := 0
 	for _, s := range []*store.Store{h.store, h.hot} {
 		targets := keys
-		for _, tag := range p.Keys {
+		for _, tag := range tags {
 			for _, k := range s.KeysByTag(tag) {
 				if host, _ := keyParts(k); scope == nil || slices.Contains(scope, host) {
 					targets = append(targets, k)
@@ -212,9 +214,13 @@ func (h *Handler) Purge(p Purge) (int, error) {
 	if h.disk != nil {
 		// On disk a soft purge removes too: an entry there is not
 		// rewritten. The removals are on disk before the purge is
-		// answered, so that a restart does not bring them back.
+		// answered, so that a restart does not bring them back. The
+		// entries evicted from memory and still queued for the disk
+		// are written first (Flush of nothing waits for the queue):
+		// the tag lookup finds them there, and neither pass above did.
+		h.disk.Flush(nil, h.now())
 		targets := keys
-		for _, tag := range p.Keys {
+		for _, tag := range tags {
 			for _, k := range h.disk.KeysByTag(tag) {
 				if host, _ := keyParts(k); scope == nil || slices.Contains(scope, host) {
 					targets = append(targets, k)
@@ -227,7 +233,7 @@ func (h *Handler) Purge(p Purge) (int, error) {
 			}
 		}
 	}
-	h.purges.record(purgeRecord{keys: keys, tags: p.Keys, scope: scope, bans: bans, soft: p.Soft})
+	h.purges.record(purgeRecord{keys: keys, tags: tags, scope: scope, bans: bans, soft: p.Soft})
 	if n > 0 && h.metrics != nil {
 		h.metrics.purged.Add(float64(n))
 	}

@@ -27,6 +27,10 @@ const maxCollapseRetries = 2
 // serveCacheable serves a GET or HEAD: from the store when it can, else
 // through a (coalesced) fill.
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *site) {
+	if slicing(st, r) {
+		h.serveSliced(w, r, st) // slice.go: each slice comes back through here
+		return
+	}
 	// Accept-Encoding is normalized only when something reads it: a
 	// varying entry's secondary key, or a fill. A hit on an entry that
 	// does not vary pays nothing for it.
@@ -38,6 +42,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		return normalized
 	}
 	primary := st.cacheKey(r)
+	sub := sliceOf(r.Context())
+	if sub != nil {
+		primary = sub.key()
+	}
 	now := h.now()
 	// The client's Cache-Control is parsed once: only-if-cached is always
 	// honoured, the rest only where the site allows it.
@@ -49,6 +57,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		if st.cfg.HonorClientCacheControl {
 			reqCC = parsed
 		}
+	}
+	if sub != nil && sub.refresh {
+		reqCC.NoCache = true // revalidate the slice whatever is stored
 	}
 
 	if r.Header.Get("Authorization") != "" {

@@ -90,7 +90,7 @@ type Node struct {
 	nSuspect atomic.Int32         // len(suspect), read without smu
 
 	amu      sync.Mutex
-	inflight map[string]int // "host target" → owner fills waiting on a peer
+	inflight map[string]int // "host target range" → owner fills waiting on a peer (see asking)
 
 	kmu   sync.Mutex
 	known map[string]knownMember // members seen alive, by name: where to re-join

@@ -89,7 +89,7 @@ func (n *Node) PeerHandler(next PeerServer) http.Handler {
 			// Whatever the asker's headers say: a consult never fills.
 			r.Header["Cache-Control"] = []string{"only-if-cached"}
 		case hopOwner:
-			if n.isAsking(r.Host, r.RequestURI) {
+			if n.isAsking(r.Host, r.RequestURI, r.Header.Get("Range")) {
 				w.Header().Set(HeaderPeerLoop, n.cfg.Name)
 				refuse(w, http.StatusLoopDetected, "this member is asking a peer for this object itself (the rings disagree)")
 				return

@@ -321,7 +321,7 @@ func (n *Node) askPeer(req *http.Request, fi fill.Info, name, addr, hop string) 
 	if hop == hopOwner {
 		// While this member waits for the owner's header, the owner's
 		// own fill of the object must not wait on this member.
-		done := n.asking(out.Host, target)
+		done := n.asking(out.Host, target, out.Header.Get("Range"))
 		defer done()
 	}
 	fail := func(err error) (*http.Response, error) {
@@ -458,9 +458,12 @@ func (n *Node) clearSuspect(name string) {
 }
 
 // asking registers that this member waits for a peer's answer for the
-// object at host and target, until the returned func is called.
-func (n *Node) asking(host, target string) (done func()) {
-	k := host + " " + target
+// object at host and target, until the returned func is called. The
+// Range of a slice's fill (see edge's slice_bytes) is part of what is
+// asked: the slices of one object are owned by different members, which
+// ask each other for them without a loop.
+func (n *Node) asking(host, target, rng string) (done func()) {
+	k := host + " " + target + " " + rng
 	n.amu.Lock()
 	n.inflight[k]++
 	n.amu.Unlock()
@@ -474,11 +477,13 @@ func (n *Node) asking(host, target string) (done func()) {
 }
 
 // isAsking reports whether this member waits for a peer's answer for the
-// object at host and target.
-func (n *Node) isAsking(host, target string) bool {
+// object at host and target: for the range rng of it (a slice, or the
+// rest of a body being resumed), or for the whole object.
+func (n *Node) isAsking(host, target, rng string) bool {
 	n.amu.Lock()
 	defer n.amu.Unlock()
-	return n.inflight[host+" "+target] > 0
+	k := host + " " + target + " "
+	return n.inflight[k+rng] > 0 || rng != "" && n.inflight[k] > 0
 }
 
 // Consulted counts the fills this member, as a key's owner, took from a
