@@ -260,3 +260,29 @@ func TestRequestAfterWholeBodyIsAHit(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyBodyStoredAfterItsClientLeaves: a 204 (or any empty body) is
+// whole for its client as soon as the header is written, so the client's
+// request ends before the fill has stored the entry; the fill must not be
+// called off as abandoned, and the next request for the key is a hit.
+func TestEmptyBodyStoredAfterItsClientLeaves(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		if strings.HasPrefix(r.URL.Path, "/empty") {
+			w.Header().Set("Content-Length", "0")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	for i := 0; i < 100; i++ {
+		for _, p := range []string{"/204", "/empty"} {
+			target := fmt.Sprintf("%s/%d", p, i)
+			e.get(target)
+			r, _ := e.get(target)
+			if n := e.origin.count(target); n != 1 {
+				t.Fatalf("%s: origin asked %d times, want once (second answer's Cache-Status %q; %v fills called off)",
+					target, n, cacheStatus(r), e.counter("meridian_edge_fills_abandoned_total"))
+			}
+		}
+	}
+}

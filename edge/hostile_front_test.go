@@ -987,6 +987,12 @@ func TestFrontsAnswerAlike(t *testing.T) {
 			if !rq.unlogged {
 				eventually(t, fmt.Sprintf("%s: access log line of request %d", front, i), func() bool { return len(logBuf.lines()) > lBefore })
 			}
+			// A fill can outlive the exchange (a HEAD miss's goes on to
+			// store the body): the next request must find the entry
+			// stored, not join the fill, on either front.
+			eventually(t, fmt.Sprintf("%s: no fill in progress after request %d", front, i), func() bool {
+				return e.metric("meridian_edge_inflight_bytes") == 0
+			})
 			lines := logBuf.lines()
 			for _, l := range lines[lBefore:] {
 				if d, _ := l["duration_ms"].(float64); d <= 0 {
