@@ -286,3 +286,50 @@ func TestEmptyBodyStoredAfterItsClientLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleHitsAroundARefreshsEndOneRefresh: stale-while-revalidate hits
+// that find the stale copy before the refresh stores the new one, and ask
+// to refresh after it is gone, start no second refresh.
+func TestStaleHitsAroundARefreshsEndOneRefresh(t *testing.T) {
+	e := newEnv(t, respond(200, "ok", "Cache-Control", "max-age=10, stale-while-revalidate=600"))
+	const keys, perKey = 60, 16
+	for k := 0; k < keys; k++ {
+		e.get(fmt.Sprintf("/k%d", k))
+	}
+	e.clock.Advance(time.Minute)
+	var wg sync.WaitGroup
+	errs := make(chan error, keys*perKey)
+	for k := 0; k < keys; k++ {
+		start := make(chan struct{})
+		for i := 0; i < perKey; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				req, _ := http.NewRequest("GET", fmt.Sprintf("%s/k%d", e.base, k), nil)
+				req.Host = testHost
+				resp, err := e.client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for k := 0; k < keys; k++ {
+		path := fmt.Sprintf("/k%d", k)
+		// The refresh runs in the background: wait for it to be counted.
+		waitFor(t, func() bool { return e.origin.count(path) >= 2 })
+		if n := e.origin.count(path); n != 2 {
+			t.Errorf("origin saw %s %d times, want twice (the fill and one refresh)", path, n)
+		}
+	}
+}

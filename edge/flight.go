@@ -324,13 +324,21 @@ func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary st
 }
 
 // refresh revalidates a stale entry in the background
-// (stale-while-revalidate), unless a fill for its key already runs.
-func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *store.Entry) {
+// (stale-while-revalidate), unless a fill for its key already runs, or
+// ended since the lookup that found stale (epoch, see joinOrStart) and
+// stored another entry in its place.
+func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *store.Entry, epoch uint64) {
 	if h.isClosed() {
 		return
 	}
 	out := h.upstreamRequest(st, r, stale)
-	f, leader := h.joinOrStart(st, key, primary, out, stale, nil, anyEpoch)
+	f, leader := h.joinOrStart(st, key, primary, out, stale, nil, epoch)
+	if f == nil {
+		if e := h.store.Peek(key); e != nil && e != stale {
+			return // refreshed (or replaced) already
+		}
+		f, leader = h.joinOrStart(st, key, primary, out, stale, nil, anyEpoch)
+	}
 	f.keepInBackground()
 	if leader {
 		f.abandon() // nobody reads a pass response of a background refresh

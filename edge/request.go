@@ -103,7 +103,7 @@ func (h *Handler) lookupAndServe(w http.ResponseWriter, r *http.Request, st *sit
 			return
 		case v.StaleWhileRevalidate:
 			if !h.looped(r) { // a loop is not refreshed; the stale copy still serves
-				h.refresh(st, key, primary, withAE(), e)
+				h.refresh(st, key, primary, withAE(), e, epoch)
 			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true, detail: "stale-while-revalidate"})
 			return
