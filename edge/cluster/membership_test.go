@@ -229,9 +229,13 @@ func TestLeaveDropsMemberAtOnce(t *testing.T) {
 	if err := leaving.Leave(2 * time.Second); err != nil {
 		t.Errorf("second Leave: %v", err)
 	}
+	// The bound is no speed assertion: after Leave, edge3's gossip still
+	// answers probes, so failure detection never drops it; only its
+	// leave message can, however long the rings take to rebuild (a
+	// second or more each under -race on a loaded machine).
 	for _, i := range []int{0, 1} {
 		n := reg.Node(i).Cluster
-		poll.Until(t, 3*time.Second, n.Name()+" drops edge3", func() bool {
+		poll.Until(t, 30*time.Second, n.Name()+" drops edge3", func() bool {
 			return names(n.Members()) == "edge1,edge2" && n.Ring().Len() == 2
 		})
 	}
