@@ -743,17 +743,10 @@ func TestOriginHangGives504WithinTimeout(t *testing.T) {
 	wantCS(t, r, "detail=origin-timeout")
 }
 
-// waitFor polls cond, bounded in time and count.
+// waitFor polls cond until it holds (see internal/poll).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached in time")
+	poll.Until(t, 10*time.Second, "the condition holds", cond)
 }
 
 // Two origin servers in a site's pool, one killed under a request loop:

@@ -27,6 +27,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/store"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // Hostile clients against the client-facing listeners (issue 12 items 7,
@@ -107,16 +108,10 @@ func (e *env) metric(name string, labels ...string) float64 {
 	return sum
 }
 
-// eventually polls cond (bounded in time and count).
+// eventually polls cond until it holds (see internal/poll).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("not after 5s: %s", what)
+	poll.Until(t, 10*time.Second, what, cond)
 }
 
 // formOrigin answers every request after reading its body whole: GETs
