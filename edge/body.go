@@ -111,9 +111,15 @@ func (b *growingBody) grow(p []byte) {
 }
 
 // fillProgress reports the share of the announced body received so far,
-// or -1 when no length was announced. It takes no lock.
+// or -1 when no length was announced. An announced empty body (a 204,
+// Content-Length: 0) has all arrived: its client has the whole answer
+// before the fill has stored it, and leaving then abandons nothing. It
+// takes no lock.
 func (b *growingBody) fillProgress() float64 {
-	if b.announced <= 0 {
+	switch {
+	case b.announced == 0:
+		return 1
+	case b.announced < 0:
 		return -1
 	}
 	return float64(b.received.Load()) / float64(b.announced)

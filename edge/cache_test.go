@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -404,7 +406,10 @@ func TestHeadAnsweredFromGetEntry(t *testing.T) {
 // leaves, so the GET that follows costs the origin nothing.
 func TestHeadMissFinishesFill(t *testing.T) {
 	release := make(chan struct{})
-	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	var logBuf syncBuffer
+	e := newEnvWith(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		w.Header().Set("Content-Length", "10")
 		w.WriteHeader(200)
@@ -413,20 +418,24 @@ func TestHeadMissFinishesFill(t *testing.T) {
 		case <-release:
 		case <-r.Context().Done():
 			return
-		case <-time.After(10 * time.Second):
 		}
 		io.WriteString(w, "0123456789")
+	}, func(o *edge.Options) {
+		o.AccessLog, _ = edge.NewAccessLog(&logBuf, edge.AccessLogJSON)
 	})
+	t.Cleanup(unblock) // before newEnv's: a failed run must not leave the origin blocked
 	r, b := e.do("HEAD", "/slow", nil, nil)
 	if r.StatusCode != 200 || b != "" {
 		t.Fatalf("HEAD: %d %q", r.StatusCode, b)
 	}
-	// Give a wrongly called-off fill the time to be unregistered.
-	time.Sleep(50 * time.Millisecond)
+	// The client has the header before the edge is done with the
+	// request: its access log line is written once it has left the fill,
+	// which is when a wrong call-off would happen.
+	poll.Until(t, 10*time.Second, "the HEAD's access log line", func() bool { return len(logBuf.lines()) == 1 })
 	if n := e.counter("meridian_edge_fills_abandoned_total"); n != 0 {
 		t.Fatalf("%v fills called off after a HEAD miss", n)
 	}
-	close(release)
+	unblock()
 	_, b = e.get("/slow")
 	if b != "0123456789" {
 		t.Fatalf("GET after HEAD: %q", b)
@@ -734,17 +743,10 @@ func TestOriginHangGives504WithinTimeout(t *testing.T) {
 	wantCS(t, r, "detail=origin-timeout")
 }
 
-// waitFor polls cond, bounded in time and count.
+// waitFor polls cond until it holds (see internal/poll).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached in time")
+	poll.Until(t, 10*time.Second, "the condition holds", cond)
 }
 
 // Two origin servers in a site's pool, one killed under a request loop:

@@ -107,9 +107,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			return
 		}
 		h.mu.Lock()
-		if h.flights[key] == f {
-			delete(h.flights, key)
-		}
+		h.unregisterLocked(f)
 		h.mu.Unlock()
 	}
 	// fail publishes a fill that got no usable response; the origin's

@@ -207,9 +207,7 @@ func (h *Handler) leave(f *flight) {
 	callOff := f.parties == 0 && !f.background && !f.abandoned && f.running() && !f.worthFinishing(share)
 	if callOff {
 		f.abandoned = true
-		if f.shared && h.flights[f.key] == f {
-			delete(h.flights, f.key)
-		}
+		h.unregisterLocked(f)
 		if f.published && f.res.pass != nil {
 			f.res.pass.Body.Close()
 			f.res.pass = nil
@@ -227,17 +225,48 @@ func (h *Handler) leave(f *flight) {
 	}
 }
 
+// unregisterLocked removes f from h.flights if it is registered there,
+// and counts its end (see flightEpoch). The caller holds h.mu.
+func (h *Handler) unregisterLocked(f *flight) {
+	if f.shared && h.flights[f.key] == f {
+		delete(h.flights, f.key)
+		h.flightsEnded.Add(1)
+	}
+}
+
+// anyEpoch is the epoch argument of joinOrStart that never asks the
+// caller to look again.
+const anyEpoch = ^uint64(0)
+
+// flightEpoch is how many shared flights have ended so far. A request
+// reads it before it looks a key up: a fill stores its entry before it
+// unregisters its flight, so if no flight for the key runs when the
+// request asks to join one and none has ended since, the lookup's miss
+// still holds; if one has ended, the entry the lookup missed may be
+// stored now (see joinOrStart).
+func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
+
 // joinOrStart returns the flight for key, starting one with out as its
 // upstream request when none runs. leader reports whether the caller
 // started it. A key whose last fill failed recently gets that failure
 // again, without a request upstream, until its backoff ends (see
 // failedFills).
-func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader)) (f *flight, leader bool) {
+//
+// epoch is what flightEpoch said before the caller's lookup (anyEpoch:
+// no matter). When no flight runs for key but flights have ended since
+// epoch, joinOrStart starts nothing and returns a nil flight: the caller
+// looks the key up again, since a fill may have stored it in between
+// (groupcache's singleflight re-checks the cache inside the call).
+func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), epoch uint64) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
 		f.join()
 		h.mu.Unlock()
 		return f, false
+	}
+	if epoch != anyEpoch && h.flightsEnded.Load() != epoch {
+		h.mu.Unlock()
+		return nil, false
 	}
 	if res, ok := h.failures.recall(key, h.now()); ok {
 		h.mu.Unlock()
@@ -288,22 +317,28 @@ func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary st
 	f.cancel(errClosed)
 	if f.shared {
 		h.mu.Lock()
-		if h.flights[f.key] == f {
-			delete(h.flights, f.key)
-		}
+		h.unregisterLocked(f)
 		h.mu.Unlock()
 	}
 	f.publish(fillResult{failed: true, err: errClosed})
 }
 
 // refresh revalidates a stale entry in the background
-// (stale-while-revalidate), unless a fill for its key already runs.
-func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *store.Entry) {
+// (stale-while-revalidate), unless a fill for its key already runs, or
+// ended since the lookup that found stale (epoch, see joinOrStart) and
+// stored another entry in its place.
+func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale *store.Entry, epoch uint64) {
 	if h.isClosed() {
 		return
 	}
 	out := h.upstreamRequest(st, r, stale)
-	f, leader := h.joinOrStart(st, key, primary, out, stale, nil)
+	f, leader := h.joinOrStart(st, key, primary, out, stale, nil, epoch)
+	if f == nil {
+		if e := h.store.Peek(key); e != nil && e != stale {
+			return // refreshed (or replaced) already
+		}
+		f, leader = h.joinOrStart(st, key, primary, out, stale, nil, anyEpoch)
+	}
 	f.keepInBackground()
 	if leader {
 		f.abandon() // nobody reads a pass response of a background refresh

@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 func withFront(front string) func(*edge.Config) {
@@ -190,12 +192,25 @@ func TestFastFrontGracefulDrain(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=600")
 		io.WriteString(w, "done")
 	}, withFront(edge.FrontFast))
+	// Registered after newEnv's cleanup, so it runs first: a failing test
+	// must not leave the origin's handler blocked, or closing the origin
+	// waits for it for ever.
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
 	e.get("/hit")
+	before := e.metric("meridian_edge_connections")
 	idle, err := net.Dial("tcp", e.srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer idle.Close()
+	// Dial returns once the kernel has queued the connection, not once
+	// the front has accepted it; Shutdown closes the listener, and the
+	// kernel resets what is still queued. Shut down an accepted one.
+	poll.Until(t, 10*time.Second, "the front accepted the idle connection", func() bool {
+		return e.metric("meridian_edge_connections") == before+1
+	})
 	type result struct {
 		status int
 		body   string
@@ -224,7 +239,7 @@ func TestFastFrontGracefulDrain(t *testing.T) {
 	if _, err := io.ReadAll(idle); err != nil {
 		t.Fatalf("idle connection not closed on Shutdown: %v", err)
 	}
-	close(release)
+	unblock()
 	if r := <-got; r.status != 200 || r.body != "done" {
 		t.Fatalf("in-flight request: %d %q", r.status, r.body)
 	}

@@ -139,6 +139,10 @@ type Handler struct {
 	hfm       *simplelru.LRU[string, time.Time] // hit-for-miss: key → until
 	peerFills *simplelru.LRU[string, int]       // key → fills from its owner peer
 
+	// flightsEnded counts the shared flights unregistered so far; it is
+	// written under mu and read without it (see flightEpoch).
+	flightsEnded atomic.Uint64
+
 	ctx    context.Context // parent of every fill; canceled by Close
 	cancel context.CancelFunc
 	// draining ends when the node is about to stop: requests still

@@ -31,6 +31,13 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 		h.serveSliced(w, r, st) // slice.go: each slice comes back through here
 		return
 	}
+	h.lookupAndServe(w, r, st, true)
+}
+
+// lookupAndServe is serveCacheable. A miss that finds no fill of its key
+// to join, where a fill may have stored the key since the lookup (see
+// joinOrStart), looks again once when again is set.
+func (h *Handler) lookupAndServe(w http.ResponseWriter, r *http.Request, st *site, again bool) {
 	// Accept-Encoding is normalized only when something reads it: a
 	// varying entry's secondary key, or a fill. A hit on an entry that
 	// does not vary pays nothing for it.
@@ -69,13 +76,17 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 			return
 		}
 		cs := cacheStatus{fwd: "request", detail: "authorization"}
-		h.fetch(w, withAE(), st, primary, primary, nil, cs, false)
+		h.fetch(w, withAE(), st, primary, primary, nil, cs, false, anyEpoch)
 		return
 	}
 
 	var key string
 	var e *store.Entry
 	var varyMiss bool
+	epoch := anyEpoch
+	if again {
+		epoch = h.flightEpoch()
+	}
 	if st.coder == nil {
 		key, e, varyMiss = h.lookup(primary, withAE)
 	} else {
@@ -103,7 +114,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 			return
 		case v.StaleWhileRevalidate:
 			if !h.looped(r) { // a loop is not refreshed; the stale copy still serves
-				h.refresh(st, key, primary, withAE(), e)
+				h.refresh(st, key, primary, withAE(), e, epoch)
 			}
 			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true, detail: "stale-while-revalidate"})
 			return
@@ -129,7 +140,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, st *sit
 	}
 	// A replica copy is filled alone: joining this edge's own fill of the
 	// key would not store it as a replica.
-	h.fetch(w, withAE(), st, key, primary, e, cs, !hitForMiss && !isReplica(r.Context()))
+	if !h.fetch(w, withAE(), st, key, primary, e, cs, !hitForMiss && !isReplica(r.Context()), epoch) {
+		h.lookupAndServe(w, r, st, false)
+	}
 }
 
 // normalizedAcceptEncoding returns r with its Accept-Encoding normalized
@@ -160,14 +173,16 @@ func completeBodyOf(*store.Entry) *growingBody { return nil }
 // fetch answers r through a fill: joined with others when coalesce, else
 // alone. A request that has a stale copy it may use waits for upstream no
 // longer than the site's grace.stale_timeout, then gets the copy while the
-// fill goes on in the background.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *store.Entry, cs cacheStatus, coalesce bool) {
+// fill goes on in the background. epoch is what flightEpoch said before
+// the lookup (anyEpoch: no matter); fetch reports false, without
+// answering, when the key is to be looked up again (see joinOrStart).
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, primary string, stale *store.Entry, cs cacheStatus, coalesce bool, epoch uint64) bool {
 	// An authenticated request's failure is its own: not remembered for
 	// the key, nor answered from another's.
 	remember := len(r.Header["Authorization"]) == 0
 	release, ok := h.admitUpstream(w, r, st, cs)
 	if !ok {
-		return
+		return true
 	}
 	defer release()
 	staleWait := h.staleWait(st, stale)
@@ -184,7 +199,9 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		var f *flight
 		leader := true
 		if coalesce && remember {
-			f, leader = h.joinOrStart(st, key, primary, out, stale, hint)
+			if f, leader = h.joinOrStart(st, key, primary, out, stale, hint, epoch); f == nil {
+				return false
+			}
 		} else {
 			f = h.startSolo(st, key, primary, out, stale, hint, remember)
 		}
@@ -205,20 +222,20 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			}
 			h.leave(f)
 			h.serveStale(w, r, stale, "stale-timeout", cs)
-			return
+			return true
 		case <-r.Context().Done():
 			if leader {
 				f.abandon()
 			}
 			h.leave(f)
-			return
+			return true
 		case <-h.draining.Done():
 			if leader {
 				f.abandon()
 			}
 			h.leave(f)
 			h.answerDraining(w, r, st, stale, cs)
-			return
+			return true
 		}
 		res := f.res
 		if !leader {
@@ -259,7 +276,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			// stored, within max_object_bytes and the in-flight budget.
 			f.keepInBackground()
 		}
-		return
+		return true
 	}
 }
 

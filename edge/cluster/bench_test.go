@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
@@ -43,7 +42,7 @@ func benchRegion(b *testing.B, pick func(owner bool) bool, size int, mtls bool) 
 			}
 		},
 	})
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	// A key owned by node 0, asked at node 0 (owner) or node 1.
 	var target string
 	for k := 0; ; k++ {

@@ -142,7 +142,7 @@ func TestConcurrentColdKeyReachesOriginOnce(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{})
 	attempt(t, func(t *testing.T, try int) string {
-		reg.WaitConverged(15 * time.Second)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
 		watch := reg.WatchRings()
 		target := fmt.Sprintf("/cold/%d%s&delay=300ms", try, cacheable)
 		coldAtEveryEdge(t, reg, target)

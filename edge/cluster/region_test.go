@@ -49,7 +49,7 @@ func TestRegionStoresEachKeyOnce(t *testing.T) {
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Logger: logBuffer(t)})
 	const keys = 300
 	attempt(t, func(t *testing.T, try int) string {
-		reg.WaitConverged(15 * time.Second)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
 		stored := map[int]int{}
 		for _, i := range reg.Live() {
 			stored[i], _, _ = reg.Node(i).Edge.StoreStats()
@@ -109,7 +109,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 		Logger: logBuffer(t),
 	})
 	defer reg.Close()
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 
 	const keys = 150
 	targets := make([]string, keys)
@@ -150,7 +150,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 		return reg.Node(0).Cluster.Ring().Len() == 2 && reg.Node(1).Cluster.Ring().Len() == 2
 	})
 	t.Logf("the survivors dropped %s from their rings %v after the kill", victimName, time.Since(killed).Round(time.Millisecond))
-	reg.WaitConverged(10 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	// Every key is requested at least once more through each survivor
 	// after the rings have changed.
 	waitRequests(load.Count().Requests + 2*keys)
@@ -199,7 +199,7 @@ func killAndRestart(t *testing.T, try int) (flapped string) {
 	// cache: it owns its share again (the same keys: placement is by
 	// name), and new keys it owns are filled by it.
 	n := reg.Restart(victim)
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	final := reg.Node(0).Cluster.Ring()
 	if share := final.Share(victimName); share < 0.30 || share > 0.37 {
 		t.Errorf("restarted %s owns %.3f of the keyspace, want about 1/3", victimName, share)

@@ -233,7 +233,8 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 // waitMembers waits until every node sees want members in its ring.
 func waitMembers(t testing.TB, nodes []*node.Node, want int) {
 	t.Helper()
-	poll.Until(t, 15*time.Second, fmt.Sprintf("the region converges on %d members", want), func() bool {
+	// No speed is asserted: see cdntest.ConvergeTimeout.
+	poll.Until(t, 90*time.Second, fmt.Sprintf("the region converges on %d members", want), func() bool {
 		for _, n := range nodes {
 			if n == nil || n.Cluster().Ring().Len() != want {
 				return false

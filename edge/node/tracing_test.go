@@ -56,7 +56,7 @@ func tracedRegion(t *testing.T, o *traceOrigin, exp *tracetest.InMemoryExporter)
 		opts.SpanExporter = exp
 	}
 	reg := cdntest.StartRegion(t, cdntest.StartOrigin(t), opts)
-	reg.WaitConverged(10 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	return reg
 }
 

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 func TestRegionHarness(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 2, Prefix: "h", Zones: []string{"z1", "z2"}})
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	if got := reg.Live(); len(got) != 2 {
 		t.Fatalf("live nodes %v", got)
 	}
@@ -47,7 +47,7 @@ func TestRegionHarness(t *testing.T) {
 	}
 
 	n := reg.Restart(1)
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	if n != reg.Node(1) || n.Name != "h2" {
 		t.Errorf("restart gave %+v", n)
 	}
@@ -74,7 +74,7 @@ func TestRegionRunsTheProductionWiring(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 2, Zones: []string{"z1", "z2"},
 		Config: func(_ int, c *node.Config) { c.Cluster.Replicas = 2 }})
-	reg.WaitConverged(15 * time.Second)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	for _, i := range reg.Live() {
 		resp, err := http.Get("http://" + reg.Node(i).Node.AdminAddr() + "/readyz")
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/chaos"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
@@ -230,13 +231,27 @@ func TestHangingOriginServesStaleEarly(t *testing.T) {
 	}
 }
 
+// lanPreset gives every edge the LAN preset's failure detection, for a
+// test in which no member fails, or in which a failure is met on the
+// connections to the dead member rather than through membership. Each
+// membership change makes every edge build rings (over a second each
+// under -race here), during which the local preset's 100ms probes
+// declare live members dead: with several edges in one process on a
+// loaded machine, regions flapped for minutes and peer asks timed out.
+func lanPreset(_ string, _ int, c *node.Config) { c.Cluster.Preset = cluster.PresetLAN }
+
 // Item 2, the other half: when the path fails (region r2 cannot reach
 // the shield, and may not fill from the origin directly), the fill still
 // fails over to another region, which reaches the shield: one origin
 // request, and the client is served.
 func TestFailedPathStillFailsOver(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, NoDirect: true})
+	// Nothing here waits for a hung peer (the cut link refuses at once):
+	// a peer_timeout far above the harness's 500ms keeps a peer that is
+	// merely slow on a loaded machine from being passed over (and marked
+	// suspect) on the way to the failover region.
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, NoDirect: true, Edit: lanPreset,
+		PeerTimeout: 10 * time.Second})
 	cdn.SetLinks("r2", "r1", chaos.Link{Refuse: true})
 	for k := range 4 {
 		target := fmt.Sprintf("/partitioned%d?cc=max-age%%3D600", k)
@@ -396,7 +411,9 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 // code before, every reader got a 200 cut at half the body.
 func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	// The owner's death is met on its connections, not through failure
+	// detection: see lanPreset.
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Edit: lanPreset})
 	const size = 4 << 20
 	target := fmt.Sprintf("/big?size=%d&etag=1&cc=max-age%%3D600", size)
 	want := origin.DemoBody("/big", size)
@@ -443,7 +460,9 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 // shorter than its Content-Length), never passed off as whole.
 func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	// The owner's death is met on its connections, not through failure
+	// detection: see lanPreset.
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Edit: lanPreset})
 	const size = 4 << 20
 	target := fmt.Sprintf("/weak?size=%d&lm=1&cc=max-age%%3D600", size)
 	owner := cdn.OwnerIn("r1", -1, target)
