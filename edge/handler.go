@@ -286,7 +286,7 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.fills = h.opt.WrapUpstream(sc, st.fills)
 		}
 		st.proxy = h.newProxy(st)
-		rs, err := compileRules(sc, cfg, dbs)
+		rs, err := compileRules(sc, cfg, dbs, h.metrics.ruleMatches)
 		if err != nil {
 			t.close()
 			return nil, fmt.Errorf("sites[%d].%w", i, err)

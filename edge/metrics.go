@@ -65,6 +65,9 @@ type metrics struct {
 	// upgradeRejected upgrades refused past server.max_upgraded.
 	upgraded        prometheus.Counter
 	upgradeRejected prometheus.Counter
+	// ruleMatches counts the matches of sites' rules, by site, kind and
+	// rule (edge/rules Options.Count names them, from the config only).
+	ruleMatches *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -126,6 +129,10 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_upgrade_rejected_total",
 			Help: "Upgrades refused (503) because server.max_upgraded connections were open.",
 		}),
+		ruleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_rule_matches_total",
+			Help: "Matches of sites' rules, by site, kind (redirect, rewrite, header, signed_url: by outcome valid/invalid/expired, geo: denials) and rule (its name, or its place in the config: headers.response[0], geo_access.rules[1]).",
+		}, []string{"site", "kind", "rule"}),
 	}
 	m.other = m.site(otherSite)
 	m.banned.WithLabelValues("lookup")
@@ -137,7 +144,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
-		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.banned, m.bansAdded, m.bansRefused,
+		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.ruleMatches, m.banned, m.bansAdded, m.bansRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
 			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),
 		storeGauge("meridian_edge_bans", "Active bans: made and not yet retired by the sweeper (purge.max_bans bounds them).", func() float64 {
