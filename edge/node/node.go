@@ -538,6 +538,16 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		lopt.NextProtos = src.NextProtos()
 		lopt.WrapPlain = src.HTTPChallenge
 	}
+	if n.certs != nil || n.cluster != nil && n.cluster.TLS() {
+		var expiries []func() []certs.Expiry
+		if n.certs != nil {
+			expiries = append(expiries, n.certs.Expiries)
+		}
+		if n.cluster != nil {
+			expiries = append(expiries, n.cluster.TLSExpiries)
+		}
+		n.reg.MustRegister(certs.ExpiryCollector(expiries...))
+	}
 	n.srv = listen.NewServer(cfg.Config, h, lopt)
 	if err := n.srv.Start(); err != nil {
 		return fail(err)
@@ -755,6 +765,13 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 	var certUpdate *certs.Update
 	if n.certs != nil {
 		if certUpdate, err = n.certs.Prepare(CertsConfig(cfg.Config)); err != nil {
+			return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
+		}
+	}
+	if n.cluster != nil {
+		// The links' certificate and CA files, read again as the
+		// sites' are (a file that does not load keeps the running ones).
+		if err := n.cluster.ReloadTLS(); err != nil {
 			return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
 		}
 	}
