@@ -117,7 +117,10 @@ func (st *site) transcode(out *http.Request, resp *http.Response, hdr http.Heade
 	if want == have || target == have {
 		return // it is the variant asked for already
 	}
-	body, err := compress.Decode(have, resp.Body)
+	// Decoding is bounded (compression.max_decoded_bytes,
+	// max_decode_ratio): a bomb fails the fill's body read, so the
+	// response is cut off and never stored.
+	body, err := st.coder.Decode(have, resp.Body)
 	if err == nil {
 		var enc io.ReadCloser
 		if enc, err = st.coder.Encode(target, body); err == nil {

@@ -467,3 +467,39 @@ func TestCompressionTruncatedOrigin(t *testing.T) {
 		t.Fatalf("origin requests %d, want 2 (nothing stored)", n)
 	}
 }
+
+// TestCompressionBombRefused: an origin's gzip body that decodes to 10
+// MiB of zeros, for a client that does not accept gzip, is cut off at
+// the decoding limits (max_decode_ratio): the client never gets a
+// complete 200, the edge does not store it (the next request asks the
+// origin again), and a gzip client still gets the body as sent.
+func TestCompressionBombRefused(t *testing.T) {
+	var gz bytes.Buffer
+	zw := stdgzip.NewWriter(&gz)
+	zw.Write(make([]byte, 10<<20))
+	zw.Close()
+	e := newEnv(t, respond(200, gz.String(), "Content-Type", "text/html", "Content-Encoding", "gzip", "Cache-Control", "max-age=60"), compressing)
+	for range 2 {
+		req, _ := http.NewRequest("GET", e.base+"/bomb", nil)
+		req.Host = testHost
+		resp, err := e.client.Do(req)
+		if err != nil {
+			continue // the edge aborted the response: fine
+		}
+		n, rerr := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == 200 {
+			t.Fatalf("a bomb was decoded and served whole: %d bytes", n)
+		}
+		if n > 2<<20 {
+			t.Fatalf("%d decoded bytes reached the client before the cut, want about 1 MiB at most", n)
+		}
+	}
+	if n := e.origin.count("/bomb"); n != 2 {
+		t.Fatalf("origin requests %d, want 2 (nothing stored)", n)
+	}
+	resp, body := e.get("/bomb", "Accept-Encoding", "gzip")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" || body != gz.String() {
+		t.Fatalf("gzip client: %d, Content-Encoding %q, %d bytes; want the origin's %d", resp.StatusCode, resp.Header.Get("Content-Encoding"), len(body), gz.Len())
+	}
+}
