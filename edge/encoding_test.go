@@ -503,3 +503,35 @@ func TestCompressionBombRefused(t *testing.T) {
 		t.Fatalf("gzip client: %d, Content-Encoding %q, %d bytes; want the origin's %d", resp.StatusCode, resp.Header.Get("Content-Encoding"), len(body), gz.Len())
 	}
 }
+
+// TestCompressionNoTransformRequest: a client that asks for no
+// transformation (request Cache-Control: no-transform, RFC 9111
+// §5.2.1.6) gets the origin's identity body, never one the edge
+// compressed, whether the compressed variant is cached already (a hit
+// the fast front would otherwise answer) or the object is cold; the
+// origin is not asked again for it.
+func TestCompressionNoTransformRequest(t *testing.T) {
+	e := newEnv(t, respond(200, page, "Content-Type", "text/html", "Cache-Control", "max-age=60", "ETag", `"p1"`), compressing)
+	check := func(name, cc string) {
+		t.Helper()
+		resp, body := e.get("/p", "Accept-Encoding", "br, gzip", "Cache-Control", cc)
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" || body != page {
+			t.Fatalf("%s: Content-Encoding %q, %d bytes; want the origin's identity body", name, ce, len(body))
+		}
+		if tag := resp.Header.Get("ETag"); tag != `"p1"` {
+			t.Fatalf("%s: ETag %q, want the origin's", name, tag)
+		}
+	}
+	check("cold", "no-transform")
+	resp, body := e.get("/p", "Accept-Encoding", "br, gzip")
+	if resp.Header.Get("Content-Encoding") != "br" || decodeBody(t, "br", []byte(body)) != page {
+		t.Fatalf("a br client: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	resp, _ = e.get("/p", "Accept-Encoding", "br, gzip")
+	wantCS(t, resp, "hit")
+	check("br variant cached", "no-transform")
+	check("among other directives", "max-stale=10, No-Transform")
+	if n := e.origin.count("/p"); n != 2 {
+		t.Fatalf("origin asked %d times, want 2 (identity and br, each once)", n)
+	}
+}

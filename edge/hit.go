@@ -107,8 +107,9 @@ type HitRequest struct {
 	// (server.trusted_proxies), as ServeHTTP believes it.
 	ForwardedProto []byte
 	// CacheControl says the request has a Cache-Control field: a site
-	// that honours the client's (honor_client_cache_control) then
-	// answers it through ServeHTTP.
+	// that honours the client's (honor_client_cache_control), or that
+	// compresses (the field may say no-transform), then answers it
+	// through ServeHTTP.
 	CacheControl bool
 	// Remote is the client connection's peer address: the trusted proxy
 	// check and the access log's remote.
@@ -199,7 +200,9 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	st := h.route(key[hostStart:hostEnd])
 	// A site with rules is served through ServeHTTP, where its rules
 	// apply (siterules.go): never from here.
-	if st == nil || st.rules != nil || clientCC && st.cfg.HonorClientCacheControl {
+	// A client Cache-Control on a compressing site may say no-transform
+	// (see negotiated): ServeHTTP reads it.
+	if st == nil || st.rules != nil || clientCC && (st.cfg.HonorClientCacheControl || st.coder != nil) {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {
