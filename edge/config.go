@@ -470,6 +470,11 @@ type UpgradeConfig struct {
 	// proxy_read_timeout, 60s, closes quieter ones; Cloudflare's is
 	// 100s).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// DrainGrace is how long an upgraded connection stays open once the
+	// edge drains (graceful shutdown): the application can move its
+	// clients, which reconnect to another edge; then the edge closes
+	// it. Default 5s, well inside the default server.shutdown_timeout.
+	DrainGrace time.Duration `yaml:"drain_grace"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -647,6 +652,9 @@ func (c Config) WithDefaults() Config {
 		if s.Upgrade.IdleTimeout == 0 {
 			s.Upgrade.IdleTimeout = 120 * time.Second
 		}
+		if s.Upgrade.DrainGrace == 0 {
+			s.Upgrade.DrainGrace = 5 * time.Second
+		}
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -814,6 +822,9 @@ func (c Config) Validate() error {
 		}
 		if s.Upgrade.IdleTimeout < 0 {
 			return fmt.Errorf("%s.upgrade.idle_timeout: negative", f)
+		}
+		if s.Upgrade.DrainGrace < 0 {
+			return fmt.Errorf("%s.upgrade.drain_grace: negative", f)
 		}
 		switch {
 		case s.Grace.WhileRevalidate < 0:

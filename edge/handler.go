@@ -124,6 +124,7 @@ type Handler struct {
 	tracer    *tracing.Tracer // nil: propagation only
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
+	drain    upgradeDrain // closes upgraded connections when the edge drains
 
 	inflight *byteBudget  // bodies of fills in progress
 	failures *failedFills // keys whose fills failed recently

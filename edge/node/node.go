@@ -844,7 +844,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			t := time.AfterFunc(left-min(drainMargin, left/4), n.handler.StopWaiting)
 			defer t.Stop()
 		}
+		// Upgraded connections (WebSocket) are no listener's: they
+		// drain alongside, each closed after its site's drain_grace
+		// or at ctx's end.
+		upgrades := make(chan struct{})
+		go func() {
+			defer close(upgrades)
+			n.handler.DrainUpgraded(ctx)
+		}()
 		err := n.srv.Shutdown(ctx)
+		<-upgrades
 		if n.certs != nil {
 			n.certs.Close()
 		}
