@@ -159,6 +159,9 @@ type site struct {
 	trusted  proxyList       // the handler's trusted proxies, for the scheme
 	limiter  *limit.Limiter  // the site's per-client limits; nil: none
 	rules    *rules.Set      // the site's rules (siterules.go); nil: none
+	// altSvcField is the site's own Alt-Svc value (alt_svc neither
+	// auto nor off), nil otherwise (altsvc.go).
+	altSvcField []string
 	coder    *compress.Coder // the site's compression; nil: off
 	counters *siteCounters   // its request metrics
 	// purgeToken is the site's purge token (purge_token or the content
@@ -293,6 +296,9 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			return nil, fmt.Errorf("sites[%d].%w", i, err)
 		}
 		st.rules = rs
+		if sc.AltSvc != AltSvcAuto && sc.AltSvc != AltSvcOff && sc.AltSvc != "" {
+			st.altSvcField = []string{sc.AltSvc}
+		}
 		if sc.Limits.Enabled() {
 			lc := sc.Limits
 			if lc.Now == nil {
@@ -466,6 +472,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := h.route(host)
+	if st == nil {
+		if v := autoAltSvc(r.Context()); v != nil {
+			w.Header()["Alt-Svc"] = v
+		}
+	} else if v, set := st.altSvc(r); set {
+		w = &altSvcWriter{ResponseWriter: w, value: v}
+	}
 	if st == nil && r.URL.Path == "/healthz" {
 		// Health probes (geo steering, load balancers) address the node,
 		// not a site: answer them on the public port too.

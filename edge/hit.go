@@ -202,7 +202,9 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	// apply (siterules.go): never from here.
 	// A client Cache-Control on a compressing site may say no-transform
 	// (see negotiated): ServeHTTP reads it.
-	if st == nil || st.rules != nil || clientCC && (st.cfg.HonorClientCacheControl || st.coder != nil) {
+	// So is a site whose Alt-Svc is its own (altsvc.go).
+	if st == nil || st.rules != nil || st.altSvcField != nil || st.cfg.AltSvc == AltSvcOff ||
+		clientCC && (st.cfg.HonorClientCacheControl || st.coder != nil) {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {
