@@ -156,14 +156,14 @@ type site struct {
 	fills    fill.Upstream     // the path of fills: upstream, wrapped (Options.WrapUpstream)
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
-	trusted  proxyList       // the handler's trusted proxies, for the scheme
-	limiter  *limit.Limiter  // the site's per-client limits; nil: none
-	rules    *rules.Set      // the site's rules (siterules.go); nil: none
+	trusted  proxyList      // the handler's trusted proxies, for the scheme
+	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	rules    *rules.Set     // the site's rules (siterules.go); nil: none
 	// altSvcField is the site's own Alt-Svc value (alt_svc neither
 	// auto nor off), nil otherwise (altsvc.go).
 	altSvcField []string
-	coder    *compress.Coder // the site's compression; nil: off
-	counters *siteCounters   // its request metrics
+	coder       *compress.Coder // the site's compression; nil: off
+	counters    *siteCounters   // its request metrics
 	// purgeToken is the site's purge token (purge_token or the content
 	// of purge_token_file); empty: none.
 	purgeToken string
