@@ -122,7 +122,9 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 		h.writeError(w, r, http.StatusServiceUnavailable, "this edge is shutting down", cs)
 		return
 	}
-	if max := int64(h.cfg.Server.MaxUpgraded); max >= 0 && h.upgraded.Add(1) > max {
+	// Counted whatever the cap (-1: none), as the deferred decrement
+	// below assumes: DrainUpgraded and the gauge read it.
+	if n, max := h.upgraded.Add(1), int64(h.cfg.Server.MaxUpgraded); max >= 0 && n > max {
 		h.upgraded.Add(-1)
 		h.metrics.upgradeRejected.Inc()
 		w.Header().Set("Retry-After", "1")

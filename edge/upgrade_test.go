@@ -314,3 +314,21 @@ func TestWebSocketDrain(t *testing.T) {
 		waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
 	})
 }
+
+// TestWebSocketUncappedCounted: with server.max_upgraded -1 (no cap) the
+// open tunnels are still counted, so that the gauge and the drain see
+// them (they went uncounted, and the count negative, before).
+func TestWebSocketUncappedCounted(t *testing.T) {
+	e := newEnv(t, echoOrigin(nil), func(c *edge.Config) { c.Server.MaxUpgraded = -1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := dialWS(ctx, e, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.metric("meridian_edge_upgraded_connections"); n != 1 {
+		t.Fatalf("upgraded connections %v, want 1", n)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
+}
