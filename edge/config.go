@@ -417,6 +417,16 @@ type SiteConfig struct {
 	// Upgrade passes protocol upgrades (WebSocket) through to the origin
 	// over HTTP/1.1 (see UpgradeConfig). Default: WebSocket allowed.
 	Upgrade UpgradeConfig `yaml:"upgrade"`
+	// AltSvc is the site's Alt-Svc (RFC 7838): "auto" (the default)
+	// advertises the edge's HTTP/3 on its HTTPS answers (HTTP/1.1 over
+	// TLS and HTTP/2) when tls.disable_http3 is false; "off" sends none,
+	// on any front; any other value is sent as it is on every answer of
+	// every front (plain HTTP/1.1, both fronts, HTTPS, HTTP/3), e.g.
+	// 'h3=":443"; ma=86400' when a load balancer in front publishes
+	// another port, or "clear". The edge's value replaces the origin's
+	// (which stays as stored: on the plain front with "auto", clients
+	// get the origin's); it is never stored.
+	AltSvc string `yaml:"alt_svc"`
 	// PurgeToken is the site's own purge token: as a bearer token it
 	// purges this site's objects, and no other site's (on the purge API
 	// and with the PURGE method on the public port); the admin token
@@ -482,6 +492,11 @@ type UpgradeConfig struct {
 	// proxy_read_timeout, 60s, closes quieter ones; Cloudflare's is
 	// 100s).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// DrainGrace is how long an upgraded connection stays open once the
+	// edge drains (graceful shutdown): the application can move its
+	// clients, which reconnect to another edge; then the edge closes
+	// it. Default 5s, well inside the default server.shutdown_timeout.
+	DrainGrace time.Duration `yaml:"drain_grace"`
 }
 
 // Accept-Encoding handling of a site (SiteConfig.AcceptEncoding).
@@ -659,6 +674,12 @@ func (c Config) WithDefaults() Config {
 		if s.Upgrade.IdleTimeout == 0 {
 			s.Upgrade.IdleTimeout = 120 * time.Second
 		}
+		if s.Upgrade.DrainGrace == 0 {
+			s.Upgrade.DrainGrace = 5 * time.Second
+		}
+		if s.AltSvc == "" {
+			s.AltSvc = AltSvcAuto
+		}
 		if len(s.Pool.Servers) == 0 && s.Origin != "" {
 			s.Pool.Servers = []origin.ServerConfig{{URL: s.Origin}}
 		}
@@ -826,6 +847,12 @@ func (c Config) Validate() error {
 		}
 		if s.Upgrade.IdleTimeout < 0 {
 			return fmt.Errorf("%s.upgrade.idle_timeout: negative", f)
+		}
+		if s.Upgrade.DrainGrace < 0 {
+			return fmt.Errorf("%s.upgrade.drain_grace: negative", f)
+		}
+		if err := checkAltSvc(s.AltSvc); err != nil {
+			return fmt.Errorf("%s.alt_svc: %w", f, err)
 		}
 		switch {
 		case s.Grace.WhileRevalidate < 0:

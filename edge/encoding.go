@@ -41,10 +41,21 @@ func codingOf(r *http.Request) compress.Coding {
 }
 
 // negotiated is the coding st gives r: identity for a Range request
-// (ranges are served from the identity variant), else what the client
-// accepts first among the site's encodings.
+// (ranges are served from the identity variant) and for a request with
+// Cache-Control: no-transform, else what the client accepts first among
+// the site's encodings.
+//
+// RFC 9111 §5.2.1.6: with no-transform "the client is asking for
+// intermediaries to avoid transforming the content, as defined in
+// Section 7.7 of [HTTP]", and a content coding the edge applies changes
+// the content (RFC 9110 §7.7 exempts transfer codings only). An ask, not
+// the MUST NOT of the response directive: the edge honours it by never
+// compressing for such a request, which gets the identity variant, as
+// the origin sends it to a client that asks for identity. (An origin
+// that sends a coding even then has its body decoded for the identity
+// variant, which every identity client shares.)
 func (st *site) negotiated(r *http.Request) compress.Coding {
-	if r.Header["Range"] != nil {
+	if r.Header["Range"] != nil || noTransform(r.Header["Cache-Control"]) {
 		return compress.Identity
 	}
 	return st.coder.Negotiate(r.Header["Accept-Encoding"])
@@ -117,7 +128,10 @@ func (st *site) transcode(out *http.Request, resp *http.Response, hdr http.Heade
 	if want == have || target == have {
 		return // it is the variant asked for already
 	}
-	body, err := compress.Decode(have, resp.Body)
+	// Decoding is bounded (compression.max_decoded_bytes,
+	// max_decode_ratio): a bomb fails the fill's body read, so the
+	// response is cut off and never stored.
+	body, err := st.coder.Decode(have, resp.Body)
 	if err == nil {
 		var enc io.ReadCloser
 		if enc, err = st.coder.Encode(target, body); err == nil {

@@ -467,3 +467,71 @@ func TestCompressionTruncatedOrigin(t *testing.T) {
 		t.Fatalf("origin requests %d, want 2 (nothing stored)", n)
 	}
 }
+
+// TestCompressionBombRefused: an origin's gzip body that decodes to 10
+// MiB of zeros, for a client that does not accept gzip, is cut off at
+// the decoding limits (max_decode_ratio): the client never gets a
+// complete 200, the edge does not store it (the next request asks the
+// origin again), and a gzip client still gets the body as sent.
+func TestCompressionBombRefused(t *testing.T) {
+	var gz bytes.Buffer
+	zw := stdgzip.NewWriter(&gz)
+	zw.Write(make([]byte, 10<<20))
+	zw.Close()
+	e := newEnv(t, respond(200, gz.String(), "Content-Type", "text/html", "Content-Encoding", "gzip", "Cache-Control", "max-age=60"), compressing)
+	for range 2 {
+		req, _ := http.NewRequest("GET", e.base+"/bomb", nil)
+		req.Host = testHost
+		resp, err := e.client.Do(req)
+		if err != nil {
+			continue // the edge aborted the response: fine
+		}
+		n, rerr := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if rerr == nil && resp.StatusCode == 200 {
+			t.Fatalf("a bomb was decoded and served whole: %d bytes", n)
+		}
+		if n > 2<<20 {
+			t.Fatalf("%d decoded bytes reached the client before the cut, want about 1 MiB at most", n)
+		}
+	}
+	if n := e.origin.count("/bomb"); n != 2 {
+		t.Fatalf("origin requests %d, want 2 (nothing stored)", n)
+	}
+	resp, body := e.get("/bomb", "Accept-Encoding", "gzip")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" || body != gz.String() {
+		t.Fatalf("gzip client: %d, Content-Encoding %q, %d bytes; want the origin's %d", resp.StatusCode, resp.Header.Get("Content-Encoding"), len(body), gz.Len())
+	}
+}
+
+// TestCompressionNoTransformRequest: a client that asks for no
+// transformation (request Cache-Control: no-transform, RFC 9111
+// §5.2.1.6) gets the origin's identity body, never one the edge
+// compressed, whether the compressed variant is cached already (a hit
+// the fast front would otherwise answer) or the object is cold; the
+// origin is not asked again for it.
+func TestCompressionNoTransformRequest(t *testing.T) {
+	e := newEnv(t, respond(200, page, "Content-Type", "text/html", "Cache-Control", "max-age=60", "ETag", `"p1"`), compressing)
+	check := func(name, cc string) {
+		t.Helper()
+		resp, body := e.get("/p", "Accept-Encoding", "br, gzip", "Cache-Control", cc)
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" || body != page {
+			t.Fatalf("%s: Content-Encoding %q, %d bytes; want the origin's identity body", name, ce, len(body))
+		}
+		if tag := resp.Header.Get("ETag"); tag != `"p1"` {
+			t.Fatalf("%s: ETag %q, want the origin's", name, tag)
+		}
+	}
+	check("cold", "no-transform")
+	resp, body := e.get("/p", "Accept-Encoding", "br, gzip")
+	if resp.Header.Get("Content-Encoding") != "br" || decodeBody(t, "br", []byte(body)) != page {
+		t.Fatalf("a br client: Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	resp, _ = e.get("/p", "Accept-Encoding", "br, gzip")
+	wantCS(t, resp, "hit")
+	check("br variant cached", "no-transform")
+	check("among other directives", "max-stale=10, No-Transform")
+	if n := e.origin.count("/p"); n != 2 {
+		t.Fatalf("origin asked %d times, want 2 (identity and br, each once)", n)
+	}
+}

@@ -130,6 +130,7 @@ type Handler struct {
 	stamps    stampCache      // hits' Age and Cache-Status, per recently hit entry (hit.go)
 
 	upgraded atomic.Int64 // upgraded connections open (server.max_upgraded)
+	drain    upgradeDrain // closes upgraded connections when the edge drains
 
 	inflight *byteBudget  // bodies of fills in progress
 	failures *failedFills // keys whose fills failed recently
@@ -165,11 +166,14 @@ type site struct {
 	fills    fill.Upstream     // the path of fills: upstream, wrapped (Options.WrapUpstream)
 	opts     policy.Options
 	proxy    *httputil.ReverseProxy
-	trusted  proxyList       // the handler's trusted proxies, for the scheme
-	limiter  *limit.Limiter  // the site's per-client limits; nil: none
-	rules    *rules.Set      // the site's rules (siterules.go); nil: none
-	coder    *compress.Coder // the site's compression; nil: off
-	counters *siteCounters   // its request metrics
+	trusted  proxyList      // the handler's trusted proxies, for the scheme
+	limiter  *limit.Limiter // the site's per-client limits; nil: none
+	rules    *rules.Set     // the site's rules (siterules.go); nil: none
+	// altSvcField is the site's own Alt-Svc value (alt_svc neither
+	// auto nor off), nil otherwise (altsvc.go).
+	altSvcField []string
+	coder       *compress.Coder // the site's compression; nil: off
+	counters    *siteCounters   // its request metrics
 	// purgeToken is the site's purge token (purge_token or the content
 	// of purge_token_file); empty: none.
 	purgeToken string
@@ -297,12 +301,15 @@ func (h *Handler) buildSites(cfg Config) (*siteTable, error) {
 			st.fills = h.opt.WrapUpstream(sc, st.fills)
 		}
 		st.proxy = h.newProxy(st)
-		rs, err := compileRules(sc, cfg, dbs)
+		rs, err := compileRules(sc, cfg, dbs, h.metrics.ruleMatches)
 		if err != nil {
 			t.close()
 			return nil, fmt.Errorf("sites[%d].%w", i, err)
 		}
 		st.rules = rs
+		if sc.AltSvc != AltSvcAuto && sc.AltSvc != AltSvcOff && sc.AltSvc != "" {
+			st.altSvcField = []string{sc.AltSvc}
+		}
 		if sc.Limits.Enabled() {
 			lc := sc.Limits
 			if lc.Now == nil {
@@ -476,6 +483,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := h.route(host)
+	if st == nil {
+		if v := autoAltSvc(r.Context()); v != nil {
+			w.Header()["Alt-Svc"] = v
+		}
+	} else if v, set := st.altSvc(r); set {
+		w = &altSvcWriter{ResponseWriter: w, value: v}
+	}
 	if st == nil && r.URL.Path == "/healthz" {
 		// Health probes (geo steering, load balancers) address the node,
 		// not a site: answer them on the public port too.

@@ -127,8 +127,9 @@ type HitRequest struct {
 	// (server.trusted_proxies), as ServeHTTP believes it.
 	ForwardedProto []byte
 	// CacheControl says the request has a Cache-Control field: a site
-	// that honours the client's (honor_client_cache_control) then
-	// answers it through ServeHTTP.
+	// that honours the client's (honor_client_cache_control), or that
+	// compresses (the field may say no-transform), then answers it
+	// through ServeHTTP.
 	CacheControl bool
 	// Remote is the client connection's peer address: the trusted proxy
 	// check and the access log's remote.
@@ -220,8 +221,11 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	st := h.route(key[hostStart:hostEnd])
 	// A site with rules is served through ServeHTTP, where its rules
 	// apply (siterules.go), and so is a sliced site (slice.go): never
-	// from here.
-	if st == nil || st.rules != nil || st.cfg.SliceBytes > 0 || clientCC && st.cfg.HonorClientCacheControl {
+	// from here. A client Cache-Control on a compressing site may say
+	// no-transform (see negotiated): ServeHTTP reads it. So is a site
+	// whose Alt-Svc is its own (altsvc.go).
+	if st == nil || st.rules != nil || st.cfg.SliceBytes > 0 || st.altSvcField != nil || st.cfg.AltSvc == AltSvcOff ||
+		clientCC && (st.cfg.HonorClientCacheControl || st.coder != nil) {
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {

@@ -70,6 +70,11 @@ type metrics struct {
 	// version of their object answered.
 	slices          *prometheus.CounterVec
 	sliceMismatches prometheus.Counter
+	// upgradeDrained counts upgraded connections closed by a drain.
+	upgradeDrained prometheus.Counter
+	// ruleMatches counts the matches of sites' rules, by site, kind and
+	// rule (edge/rules Options.Count names them, from the config only).
+	ruleMatches *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
@@ -131,6 +136,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_upgrade_rejected_total",
 			Help: "Upgrades refused (503) because server.max_upgraded connections were open.",
 		}),
+		upgradeDrained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_upgrade_drained_total",
+			Help: "Upgraded connections (WebSocket) the edge closed because it was draining: after sites' upgrade.drain_grace, or at the drain's deadline.",
+		}),
+		ruleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meridian_edge_rule_matches_total",
+			Help: "Matches of sites' rules, by site, kind (redirect, rewrite, header, signed_url: by outcome valid/invalid/expired, geo: denials) and rule (its name, or its place in the config: headers.response[0], geo_access.rules[1]).",
+		}, []string{"site", "kind", "rule"}),
 	}
 	m.slices = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_edge_slice_requests_total",
@@ -150,7 +163,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
-		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.banned, m.bansAdded, m.bansRefused,
+		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.upgradeDrained, m.ruleMatches, m.banned, m.bansAdded, m.bansRefused,
 		m.slices, m.sliceMismatches,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",
 			Help: "Upgraded connections open now (server.max_upgraded caps them)."}, func() float64 { return float64(h.upgraded.Load()) }),

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meridiancdn/meridian/edge/geoip"
 	"github.com/meridiancdn/meridian/edge/rules"
 )
@@ -26,11 +28,17 @@ import (
 
 // compileRules builds a site's rules; geo rules read their database
 // through dbs, which opens each file once per configuration.
-func compileRules(sc SiteConfig, cfg Config, dbs map[string]*geoip.DB) (*rules.Set, error) {
+// Their matches are counted in matches (by site, kind and rule; nil: not
+// counted).
+func compileRules(sc SiteConfig, cfg Config, dbs map[string]*geoip.DB, matches *prometheus.CounterVec) (*rules.Set, error) {
 	if sc.Rules.Empty() {
 		return nil, nil
 	}
 	opt := rules.Options{HTTPSPort: httpsPort(cfg)}
+	if matches != nil {
+		label := siteLabel(sc)
+		opt.Count = func(kind, rule string) rules.Counter { return matches.WithLabelValues(label, kind, rule) }
+	}
 	if ga := sc.Rules.GeoAccess; ga.Enabled() {
 		db := dbs[ga.Database]
 		if db == nil {

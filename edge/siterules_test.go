@@ -518,3 +518,67 @@ func TestRulesReload(t *testing.T) {
 		t.Fatal("rule still applied after it was removed")
 	}
 }
+
+// TestRulesMetrics: every kind of rule counts its matches in
+// meridian_edge_rule_matches_total, by site, kind and rule, with labels
+// from the config only (whatever the client sends).
+func TestRulesMetrics(t *testing.T) {
+	const key = "key-0123456789abcdef0123"
+	e := newRulesEnv(t, respond(200, "content", "Cache-Control", "max-age=600"), `
+redirects:
+  - name: old
+    prefix: /old/
+    redirect_to: /new/
+  - name: api
+    prefix: /api/
+    rewrite_to: /v2/
+headers:
+  request:
+    - prefix: /api/
+      set: {X-From-Edge: "1"}
+  response:
+    - status: ["404"]
+      set: {X-Missing: "1"}
+    - prefix: /
+      set: {X-Frame-Options: DENY}
+signed_urls:
+  keys: [`+key+`]
+  prefixes: [/dl/]
+geo_access:
+  database: ../geo/testdata/geoip/GeoIP2-Country-Test.mmdb
+  rules:
+    - prefix: /gb/
+      allow_countries: [GB]
+`, func(c *edge.Config) { c.Server.TrustedProxies = []string{"127.0.0.1"} })
+	p := e.protos[0]
+	sign := func(ttl time.Duration) string {
+		return rules.Sign(rules.SignedURLConfig{}, []byte(key), "/dl/f", e.clock.Now().Add(ttl))
+	}
+	for _, target := range []string{"/old/a", "/old/b?x=1", "/api/x", "/dl/f", sign(time.Hour), sign(-time.Second), "/gb/x", "/plain"} {
+		p.send(t, "GET", "", target, "X-Forwarded-For", "89.160.20.112") // SE
+	}
+	p.send(t, "GET", "", "/gb/y", "X-Forwarded-For", "81.2.69.142") // GB: allowed
+	const m = "meridian_edge_rule_matches_total"
+	site := "site.test"
+	for _, tc := range []struct {
+		kind, rule string
+		want       float64
+	}{
+		{"redirect", "old", 2},
+		{"rewrite", "api", 1},
+		{"header", "headers.request[0]", 1},
+		{"header", "headers.response[0]", 0}, // no 404
+		{"header", "headers.response[1]", 9}, // every answer, the redirects and 403s too
+		{"signed_url", "valid", 1},
+		{"signed_url", "invalid", 1},
+		{"signed_url", "expired", 1},
+		{"geo", "geo_access.rules[0]", 1}, // the SE client; the GB one is allowed
+	} {
+		if got := e.metric(m, "site", site, "kind", tc.kind, "rule", tc.rule); got != tc.want {
+			t.Errorf("%s{kind=%s, rule=%s} = %v, want %v (all: %v)", m, tc.kind, tc.rule, got, tc.want, e.series(m))
+		}
+	}
+	if n := len(e.series(m)); n != 9 {
+		t.Errorf("%d series, want 9 (one per rule and signature outcome): %v", n, e.series(m))
+	}
+}

@@ -23,6 +23,60 @@ import (
 // until either side closes it, both are idle for the site's
 // upgrade.idle_timeout, or the handler closes. Nothing of it is cached.
 // server.max_upgraded caps such connections on the edge (503 past it).
+//
+// They take part in a graceful shutdown: DrainUpgraded, called as the
+// edge drains, refuses new upgrades (503) and closes each open one after
+// its site's upgrade.drain_grace (at once if it ends sooner on its own),
+// or all of them when the drain's deadline comes; they are counted
+// (meridian_edge_upgrade_drained_total). Handler.Close closes any left.
+
+// upgradeDrain is the drain state of a Handler's upgraded connections.
+type upgradeDrain struct {
+	once  sync.Once
+	start chan struct{} // closed when the drain starts
+	now   chan struct{} // closed at the drain's deadline: close them all
+	init  sync.Once
+}
+
+func (d *upgradeDrain) chans() (start, now chan struct{}) {
+	d.init.Do(func() { d.start, d.now = make(chan struct{}), make(chan struct{}) })
+	return d.start, d.now
+}
+
+// draining reports whether the drain has started.
+func (d *upgradeDrain) draining() bool {
+	start, _ := d.chans()
+	select {
+	case <-start:
+		return true
+	default:
+		return false
+	}
+}
+
+// DrainUpgraded drains the upgraded connections (see above) and returns
+// once none is open, or when ctx ends, after closing those left (then
+// with ctx's error). A node calls it as it starts to drain, alongside
+// its listeners' Shutdown. Safe to call more than once.
+func (h *Handler) DrainUpgraded(ctx context.Context) error {
+	start, now := h.drain.chans()
+	h.drain.once.Do(func() { close(start) })
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.upgraded.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-now:
+			default:
+				close(now)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
 
 // upgradeProtocol returns the protocol r asks to upgrade to when it is an
 // upgrade st passes through: HTTP/1.1, GET without a body, Connection:
@@ -59,7 +113,18 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 	if h.refuseLoop(w, r) {
 		return
 	}
-	if max := int64(h.cfg.Server.MaxUpgraded); max >= 0 && h.upgraded.Add(1) > max {
+	if h.drain.draining() {
+		// A new tunnel would be closed within its grace: the client
+		// had better reconnect to an edge that stays.
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		cs.detail = "upgrade-draining"
+		h.writeError(w, r, http.StatusServiceUnavailable, "this edge is shutting down", cs)
+		return
+	}
+	// Counted whatever the cap (-1: none), as the deferred decrement
+	// below assumes: DrainUpgraded and the gauge read it.
+	if n, max := h.upgraded.Add(1), int64(h.cfg.Server.MaxUpgraded); max >= 0 && n > max {
 		h.upgraded.Add(-1)
 		h.metrics.upgradeRejected.Inc()
 		w.Header().Set("Retry-After", "1")
@@ -140,14 +205,25 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 	}
 	h.delivered(st.counters, nil, classPass, 1, 0, nil)
 	h.metrics.upgraded.Inc()
-	splice(ctx, client, brw.Reader, backend, st.cfg.Upgrade.IdleTimeout)
+	start, now := h.drain.chans()
+	if splice(ctx, client, brw.Reader, backend, st.cfg.Upgrade.IdleTimeout, drainAfter{start, now, st.cfg.Upgrade.DrainGrace}) {
+		h.metrics.upgradeDrained.Inc()
+	}
+}
+
+// drainAfter is when splice closes a tunnel for a drain: grace after
+// start is closed, or at once when now is.
+type drainAfter struct {
+	start, now <-chan struct{}
+	grace      time.Duration
 }
 
 // splice copies between the client's connection (whose first bytes may
-// wait in buffered) and the origin's until one side ends, ctx ends, or
-// neither sends anything for idle; then it closes both and returns once
-// both copies have stopped.
-func splice(ctx context.Context, client net.Conn, buffered *bufio.Reader, backend io.ReadWriteCloser, idle time.Duration) {
+// wait in buffered) and the origin's until one side ends, ctx ends,
+// neither sends anything for idle, or the drain closes it (drained is
+// then true); then it closes both and returns once both copies have
+// stopped.
+func splice(ctx context.Context, client net.Conn, buffered *bufio.Reader, backend io.ReadWriteCloser, idle time.Duration, drain drainAfter) (drained bool) {
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
@@ -157,6 +233,30 @@ func splice(ctx context.Context, client net.Conn, buffered *bufio.Reader, backen
 	}
 	stop := context.AfterFunc(ctx, closeBoth)
 	defer stop()
+	ended := make(chan struct{})
+	defer close(ended)
+	var byDrain atomic.Bool
+	go func() {
+		select {
+		case <-drain.start:
+		case <-drain.now:
+		case <-ended:
+			return
+		}
+		t := time.NewTimer(drain.grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-drain.now:
+		case <-ended:
+			return
+		}
+		once.Do(func() {
+			byDrain.Store(true)
+			client.Close()
+			backend.Close()
+		})
+	}()
 	var last atomic.Int64 // when a byte last went either way (Unix ns)
 	last.Store(time.Now().UnixNano())
 	if idle > 0 {
@@ -206,4 +306,5 @@ func splice(ctx context.Context, client net.Conn, buffered *bufio.Reader, backen
 	<-done
 	closeBoth()
 	<-done
+	return byDrain.Load()
 }

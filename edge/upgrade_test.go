@@ -223,3 +223,112 @@ func TestWebSocketOverTLS(t *testing.T) {
 		t.Fatalf("HTTP/2 CONNECT: %s %d, want HTTP/2 405", resp.Proto, resp.StatusCode)
 	}
 }
+
+// TestWebSocketDrain: when the edge drains, an open WebSocket keeps
+// working through its site's upgrade.drain_grace, then the edge closes
+// it and counts it; a new upgrade is refused (503); a tunnel that ends
+// on its own ends the drain early, uncounted; and DrainUpgraded never
+// outlasts its context: at the deadline it closes what is left.
+func TestWebSocketDrain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	echo := func(t *testing.T, c *websocket.Conn, msg string) error {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			return err
+		}
+		_, got, err := c.Read(ctx)
+		if err == nil && string(got) != "echo:"+msg {
+			t.Fatalf("read %q, want echo:%s", got, msg)
+		}
+		return err
+	}
+	closedByEdge := func(t *testing.T, c *websocket.Conn) {
+		t.Helper()
+		if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
+			t.Fatalf("read %v; want the connection closed by the edge", err)
+		}
+	}
+
+	t.Run("grace", func(t *testing.T) {
+		e := newEnv(t, echoOrigin(nil), func(c *edge.Config) { c.Sites[0].Upgrade.DrainGrace = 300 * time.Millisecond })
+		open, _, err := dialWS(ctx, e, "/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer open.CloseNow()
+		gone, _, err := dialWS(ctx, e, "/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		drained := make(chan error, 1)
+		go func() { drained <- e.edge.DrainUpgraded(ctx) }()
+		waitFor(t, func() bool {
+			_, resp, err := dialWS(ctx, e, "/ws")
+			return err != nil && resp != nil && resp.StatusCode == http.StatusServiceUnavailable
+		})
+		// The client that leaves by itself within the grace is no drain's.
+		gone.Close(websocket.StatusGoingAway, "")
+		closedByEdge(t, open)
+		if err := <-drained; err != nil {
+			t.Fatalf("DrainUpgraded: %v", err)
+		}
+		if n := e.counter("meridian_edge_upgrade_drained_total"); n != 1 {
+			t.Fatalf("meridian_edge_upgrade_drained_total %v, want 1", n)
+		}
+		if n := e.metric("meridian_edge_upgraded_connections"); n != 0 {
+			t.Fatalf("%v upgraded connections after the drain", n)
+		}
+	})
+
+	t.Run("works within the grace, closed at the deadline", func(t *testing.T) {
+		e := newEnv(t, echoOrigin(nil), func(c *edge.Config) { c.Sites[0].Upgrade.DrainGrace = time.Hour })
+		c, _, err := dialWS(ctx, e, "/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		dctx, dcancel := context.WithCancel(ctx)
+		drained := make(chan error, 1)
+		go func() { drained <- e.edge.DrainUpgraded(dctx) }()
+		waitFor(t, func() bool {
+			_, resp, err := dialWS(ctx, e, "/ws")
+			return err != nil && resp != nil && resp.StatusCode == http.StatusServiceUnavailable
+		})
+		for i := range 3 {
+			if err := echo(t, c, fmt.Sprint("still here ", i)); err != nil {
+				t.Fatalf("within the grace: %v", err)
+			}
+		}
+		select {
+		case err := <-drained:
+			t.Fatalf("DrainUpgraded returned %v with a connection open in its grace", err)
+		default:
+		}
+		dcancel() // the shutdown's deadline
+		if err := <-drained; !errors.Is(err, context.Canceled) {
+			t.Fatalf("DrainUpgraded at its deadline: %v", err)
+		}
+		closedByEdge(t, c)
+		waitFor(t, func() bool { return e.counter("meridian_edge_upgrade_drained_total") == 1 })
+		waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
+	})
+}
+
+// TestWebSocketUncappedCounted: with server.max_upgraded -1 (no cap) the
+// open tunnels are still counted, so that the gauge and the drain see
+// them (they went uncounted, and the count negative, before).
+func TestWebSocketUncappedCounted(t *testing.T) {
+	e := newEnv(t, echoOrigin(nil), func(c *edge.Config) { c.Server.MaxUpgraded = -1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := dialWS(ctx, e, "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.metric("meridian_edge_upgraded_connections"); n != 1 {
+		t.Fatalf("upgraded connections %v, want 1", n)
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, func() bool { return e.metric("meridian_edge_upgraded_connections") == 0 })
+}

@@ -232,6 +232,16 @@ func TestACMERenewsAheadOfExpiry(t *testing.T) {
 	if n := p.Ordered("renew.test"); n < 2 {
 		t.Fatalf("%d orders, want the first and a renewal", n)
 	}
+	// The expiry metric follows the renewal: the latest certificate's.
+	var got time.Time
+	for _, x := range e.src.Expiries() {
+		if x.Source == "acme" && x.Name == "renew.test" {
+			got = x.NotAfter
+		}
+	}
+	if got.Before(second.NotAfter.Truncate(time.Second)) {
+		t.Fatalf("Expiries reports renew.test until %v, want the renewed %v (all: %v)", got, second.NotAfter, e.src.Expiries())
+	}
 }
 
 // Three edges of a region sharing one ACME storage ask the CA once per

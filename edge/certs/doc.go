@@ -27,6 +27,13 @@
 // information (ARI) says so, OCSP responses stapled when the CA offers
 // them (certificates from files are served as they are, unstapled).
 //
+// [Watched] keeps any other value loaded from files current the same way
+// (the poll by modification time and size, Reload, a refused load keeping
+// the running value): the cluster's link certificate and CA
+// (edge/cluster) are one. [Source.Expiries] and [ExpiryCollector] export
+// when each served certificate expires
+// (meridian_tls_certificate_expiry_timestamp_seconds).
+//
 // # Sharing one CA order among a region's edges
 //
 // The account, certificates, keys, challenge tokens and locks live in

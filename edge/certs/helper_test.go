@@ -54,6 +54,13 @@ var serial struct {
 // leaf returns a PEM certificate for names and its PEM key.
 func (ca *testCA) leaf(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	p := ca.leafUntil(t, time.Now().Add(24*time.Hour), names...)
+	return p[0], p[1]
+}
+
+// leafUntil is leaf, valid until notAfter.
+func (ca *testCA) leafUntil(t testing.TB, notAfter time.Time, names ...string) [2][]byte {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +71,7 @@ func (ca *testCA) leaf(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
 	serial.Unlock()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(n), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
@@ -75,8 +82,8 @@ func (ca *testCA) leaf(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	return [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}
 }
 
 // write writes data to dir/name and returns the path.

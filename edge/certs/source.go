@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,20 +59,18 @@ type entry struct {
 	stamp stamp // of the files cert was read from (or last refused)
 }
 
-// stamp is what the poll compares: a file's modification time and size.
-type stamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
-}
+// stamp is what the poll compares of a key pair: its files' modification
+// times and sizes.
+type stamp struct{ cert, key fileStamp }
 
 // statPair stamps a key pair's files; ok is false if one is missing.
 func statPair(p KeyPair) (s stamp, ok bool) {
-	ci, err1 := os.Stat(p.CertFile)
-	ki, err2 := os.Stat(p.KeyFile)
-	if err1 != nil || err2 != nil {
+	c, ok1 := statFile(p.CertFile)
+	k, ok2 := statFile(p.KeyFile)
+	if !ok1 || !ok2 {
 		return stamp{}, false
 	}
-	return stamp{ci.ModTime(), ki.ModTime(), ci.Size(), ki.Size()}, true
+	return stamp{c, k}, true
 }
 
 // table is what GetCertificate reads: built from the entries, then never
@@ -89,18 +86,12 @@ type table struct {
 // the first that cannot be loaded. Serving starts at once (GetCertificate);
 // Start begins the file poll and ACME.
 func New(cfg Config, opt Options) (*Source, error) {
-	s := &Source{log: opt.Logger, now: opt.Now, ticks: opt.Ticks, stop: make(chan struct{})}
+	s := &Source{log: opt.Logger, now: opt.Now, ticks: tickerFunc(opt), stop: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	if s.ticks == nil {
-		s.ticks = func(d time.Duration) (<-chan time.Time, func()) {
-			t := time.NewTicker(d)
-			return t.C, t.Stop
-		}
 	}
 	cfg = cfg.withDefaults()
 	if cfg.usesACME() {

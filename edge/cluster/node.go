@@ -163,7 +163,11 @@ func New(cfg Config, opt Options) (*Node, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	ptls, err := cfg.TLS.load(opt.Now())
+	log := opt.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ptls, err := cfg.TLS.watch(opt.Now, log.With("component", "cluster", "member", cfg.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +323,7 @@ func (n *Node) Start(next PeerServer) error {
 		// is counted (TLSRefused).
 		n.peerSrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2
 		ln = tls.NewListener(ln, n.tls.server)
+		n.tls.creds.Start(n.cfg.TLS.reloadInterval())
 	}
 	n.wg.Add(2)
 	go func() {
@@ -827,6 +832,9 @@ func (n *Node) Close() error {
 		n.peerLn.Close()
 	}
 	n.wg.Wait()
+	if n.tls != nil {
+		n.tls.creds.Close()
+	}
 	n.client.CloseIdleConnections()
 	return errors.Join(errs...)
 }

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -29,8 +31,15 @@ import (
 // fill goes to the next source, never into the cache. The HMAC signature
 // stays the authorisation: who may ask what, once.
 //
-// The files are read when the node starts; a new certificate takes a
-// restart (a rolling one loses no request).
+// The files are read when the node starts, and again without a restart
+// (as the sites' certificates, by edge/certs) when one of them changes
+// (checked every ReloadInterval) or on SIGHUP (Node.ReloadTLS): the next
+// handshake of a link, either end, uses the new certificate and CA, and
+// the connections open keep theirs, so no link request is dropped. Files
+// that do not load or check (a key that does not match, a certificate
+// the new CA did not sign) are refused and the running ones kept. A
+// reload ends TLS session resumption with the old certificate: its
+// tickets and cached sessions are dropped.
 type TLSConfig struct {
 	// CAFile is the cluster CA's certificate(s), PEM. Default none (plain
 	// HTTP between members).
@@ -41,6 +50,18 @@ type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the certificate's private key, PEM. Default none.
 	KeyFile string `yaml:"key_file"`
+	// ReloadInterval is how often the three files are checked for a
+	// change (modification time or size). Default 30s; negative: only
+	// SIGHUP re-reads them.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// reloadInterval is ReloadInterval with its default.
+func (c TLSConfig) reloadInterval() time.Duration {
+	if c.ReloadInterval == 0 {
+		return certs.DefaultReloadInterval
+	}
+	return c.ReloadInterval
 }
 
 // Enabled reports whether the links are on mutual TLS.
@@ -67,28 +88,63 @@ func (c TLSConfig) validate() error {
 // by the CA, valid at now and good for both ends of a connection. The
 // error names the field at fault. A zero TLSConfig is fine.
 func (c TLSConfig) Check(now time.Time) error {
+	if !c.Enabled() {
+		return nil
+	}
 	_, err := c.load(now)
 	return err
 }
 
 // peerTLS is a member's TLS for its links: the server's config (the peer
-// endpoint) and the client's (asking the others).
+// endpoint) and the client's (asking the others), which read the running
+// credentials at each handshake.
 type peerTLS struct {
 	server, client *tls.Config
+	creds          *certs.Watched[*linkCreds]
 	// refused counts the handshakes refused for the other end's
 	// certificate (none, expired, another CA's), either end.
 	refused atomic.Uint64
 }
 
-// load reads and checks the files (see Check) and builds the two configs;
-// nil when TLS is off.
-func (c TLSConfig) load(now time.Time) (*peerTLS, error) {
+// linkCreds are what the files give: the CA pool, the member's
+// certificate, and what lives as long as they do: the server's config,
+// whose own session ticket key ends resumption of the sessions made with
+// the previous certificate, and the client's session cache.
+type linkCreds struct {
+	pool     *x509.CertPool
+	cert     *tls.Certificate
+	server   *tls.Config
+	sessions tls.ClientSessionCache
+}
+
+// watch loads the files (see Check) and builds the configs, which follow
+// the files as they change (once started); nil when TLS is off.
+func (c TLSConfig) watch(now func() time.Time, log *slog.Logger) (*peerTLS, error) {
 	if !c.Enabled() {
 		return nil, nil
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	p := &peerTLS{}
+	w, err := certs.Watch("cluster.tls", []string{c.CAFile, c.CertFile, c.KeyFile}, func() (*linkCreds, error) {
+		lc, err := c.load(now())
+		if err != nil {
+			return nil, err
+		}
+		lc.server = p.serverFor(lc)
+		return lc, nil
+	}, certs.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	p.creds = w
+	p.build()
+	return p, nil
+}
+
+// load reads and checks the files (see Check).
+func (c TLSConfig) load(now time.Time) (*linkCreds, error) {
 	caPEM, err := os.ReadFile(c.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.tls.ca_file: %w", err)
@@ -115,7 +171,7 @@ func (c TLSConfig) load(now time.Time) (*peerTLS, error) {
 			return nil, fmt.Errorf("cluster.tls.cert_file: %s is not a member certificate of the CA in %s: %w", c.CertFile, c.CAFile, err)
 		}
 	}
-	return newPeerTLS(pool, cert), nil
+	return &linkCreds{pool: pool, cert: cert, sessions: tls.NewLRUClientSessionCache(256)}, nil
 }
 
 // caPool parses the CA certificates of a PEM file: at least one, each a
@@ -152,30 +208,31 @@ func caPool(data []byte) (*x509.CertPool, error) {
 // 102 answers carry the peers' liveness (see the package documentation).
 const peerALPN = "http/1.1"
 
-// newPeerTLS builds the configs of a member holding cert, trusting pool.
-// TLS 1.3 only: every member runs this program, and 1.3 encrypts the
-// certificates too.
-func newPeerTLS(pool *x509.CertPool, cert *tls.Certificate) *peerTLS {
-	p := &peerTLS{}
-	verify := func(chain []*x509.Certificate, usage x509.ExtKeyUsage) error {
-		err := verifyPeer(pool, chain, usage)
-		if err != nil {
-			p.refused.Add(1)
-		}
-		return err
+// verify checks a peer's chain against the running CA, counting a
+// refusal.
+func (p *peerTLS) verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) error {
+	err := verifyPeer(p.creds.Get().pool, chain, usage)
+	if err != nil {
+		p.refused.Add(1)
 	}
-	p.server = &tls.Config{
+	return err
+}
+
+// serverFor is the peer endpoint's config for lc. TLS 1.3 only: every
+// member runs this program, and 1.3 encrypts the certificates too.
+func (p *peerTLS) serverFor(lc *linkCreds) *tls.Config {
+	conf := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{*cert},
+		Certificates: []tls.Certificate{*lc.cert},
 		// A certificate is required and verified in VerifyConnection,
 		// as tls.RequireAndVerifyClientCert would (against ClientCAs,
 		// for client authentication), so that every refusal, a missing
 		// certificate included, is counted.
 		ClientAuth: tls.RequestClientCert,
-		ClientCAs:  pool, // named in the certificate request
+		ClientCAs:  lc.pool, // named in the certificate request
 		NextProtos: []string{peerALPN},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+			return p.verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
 		},
 		// Full-size records from the first byte: an asker reads the
 		// whole answer before it uses it (up to 1 MiB), so the small
@@ -183,23 +240,76 @@ func newPeerTLS(pool *x509.CertPool, cert *tls.Certificate) *peerTLS {
 		// here.
 		DynamicRecordSizingDisabled: true,
 	}
+	// A ticket key of these credentials' own: a session resumed would
+	// skip the certificates, so the sessions made with the previous ones
+	// end with them.
+	var key [32]byte
+	rand.Read(key[:])
+	conf.SetSessionTicketKeys([][32]byte{key})
+	return conf
+}
+
+// build makes the two configs, which read the running credentials at
+// each handshake.
+func (p *peerTLS) build() {
+	p.server = &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{peerALPN},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return p.creds.Get().server, nil
+		},
+	}
 	p.client = &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		// Sent whatever CAs the server names, so that a server with
 		// another CA refuses it rather than sees no certificate.
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.creds.Get().cert, nil },
 		NextProtos:           []string{peerALPN},
-		ClientSessionCache:   tls.NewLRUClientSessionCache(256),
+		ClientSessionCache:   sessionsOf{p.creds},
 		// The chain is verified in VerifyConnection, against the cluster
 		// CA alone and without a host name: members are reached by IP
 		// and port from the gossip, and any member certificate of the CA
 		// is a member's (the signed request names which one).
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+			return p.verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
 		},
 	}
-	return p
+}
+
+// sessionsOf is the client's session cache of the running credentials:
+// a reload starts an empty one, so that the next handshake with each
+// member is a full one, with the new certificate.
+type sessionsOf struct{ w *certs.Watched[*linkCreds] }
+
+func (s sessionsOf) Get(key string) (*tls.ClientSessionState, bool) {
+	return s.w.Get().sessions.Get(key)
+}
+
+func (s sessionsOf) Put(key string, cs *tls.ClientSessionState) { s.w.Get().sessions.Put(key, cs) }
+
+// ReloadTLS reads the cluster.tls files again now (the node calls it on
+// SIGHUP), whether or not they changed: the next handshake of a link
+// uses them. On error (a file that does not load or check) the running
+// ones stay. Without cluster.tls it does nothing.
+func (n *Node) ReloadTLS() error {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.creds.Reload()
+}
+
+// TLSExpiries is the expiry of this member's link certificate, for the
+// metric meridian_tls_certificate_expiry_timestamp_seconds (source
+// cluster.tls); none without cluster.tls.
+func (n *Node) TLSExpiries() []certs.Expiry {
+	if n.tls == nil {
+		return nil
+	}
+	if x, ok := certs.ExpiryOf("cluster.tls", n.tls.creds.Get().cert); ok {
+		return []certs.Expiry{x}
+	}
+	return nil
 }
 
 // TLSRefused counts the handshakes on this member's links refused for

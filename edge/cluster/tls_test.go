@@ -223,3 +223,141 @@ func caPool(t *testing.T, p *pki) *x509.CertPool {
 	pool.AppendCertsFromPEM(b)
 	return pool
 }
+
+// replace writes a new certificate of ca for name over the files of
+// tlsc, the key first (a poll between the two writes sees a pair that
+// does not match, refuses it, and takes the next).
+func replace(t *testing.T, ca *certs.CA, tlsc cluster.TLSConfig, name string) {
+	t.Helper()
+	c, k, err := ca.Issue(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tlsc.KeyFile, k, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tlsc.CertFile, c, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// servedName is the common name of the certificate that a new handshake
+// with addr gets, as a member of p (pcert) asks.
+func servedName(t *testing.T, p *pki, pcert tls.Certificate, addr string) string {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: caPool(t, p), ServerName: "unchecked", InsecureSkipVerify: true,
+		MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pcert, nil }})
+	if err != nil {
+		t.Fatalf("handshake with %s: %v", addr, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// The link certificate and CA are reloaded without a restart: a
+// certificate replaced on disk is served by the next handshake once the
+// poll sees it (and at once on ReloadTLS, SIGHUP's path), while requests
+// on the links go on without one failing; files that do not load are
+// refused and the running ones kept; and an asker's new certificate and
+// CA are what its next handshake presents and trusts. The expiry of the
+// running certificate follows.
+func TestLinkCertificatesReloadWithoutRestart(t *testing.T) {
+	good, rogue := newPKI(t, "cluster CA"), newPKI(t, "rogue CA")
+	rtls := good.member("receiver")
+	rtls.ReloadInterval = 20 * time.Millisecond
+	recv, count := startTLSReceiver(t, rtls)
+	mtls := good.member("member")
+	mtls.ReloadInterval = -1 // SIGHUP only
+	// The member's own CA file: it moves to another CA below.
+	mtls.CAFile = filepath.Join(t.TempDir(), "member-ca.crt")
+	if err := os.WriteFile(mtls.CAFile, good.ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	member := startNode(t, "member", func(c *cluster.Config) { c.TLS = mtls }, cluster.Options{})
+	probe := good.member("probe")
+	pcert, err := tls.LoadX509KeyPair(probe.CertFile, probe.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := servedName(t, good, pcert, recv.PeerAddr()); got != "receiver" {
+		t.Fatalf("first handshake got %q", got)
+	}
+
+	// Link requests run through the replacement, on open and new
+	// connections alike.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	var sent, failed int
+	var failure error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 10000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sent++
+			if err := member.SendTo(ctx, "receiver", recv.PeerAddr(), "/purge?key=www.example.com/a"); err != nil {
+				failed++
+				failure = err
+			}
+		}
+	}()
+	replace(t, good.ca, rtls, "receiver-v2")
+	deadline := time.Now().Add(10 * time.Second)
+	for servedName(t, good, pcert, recv.PeerAddr()) != "receiver-v2" {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced certificate was not served within 10s of polls")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if x := recv.TLSExpiries(); len(x) != 1 || x[0].Name != "receiver-v2" || x[0].Source != "cluster.tls" {
+		t.Errorf("TLSExpiries after the reload: %v", x)
+	}
+
+	// A broken file is refused: the running certificate stays.
+	if err := os.WriteFile(rtls.CertFile, []byte("-----BEGIN CERTIFICATE-----\ntruncated"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := recv.ReloadTLS(); err == nil || !strings.Contains(err.Error(), "cluster.tls.cert_file") {
+		t.Errorf("ReloadTLS of a broken file: %v", err)
+	}
+	if got := servedName(t, good, pcert, recv.PeerAddr()); got != "receiver-v2" {
+		t.Fatalf("after a broken file the handshake got %q, want the running receiver-v2", got)
+	}
+	replace(t, good.ca, rtls, "receiver-v3")
+	if err := recv.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	if got := servedName(t, good, pcert, recv.PeerAddr()); got != "receiver-v3" {
+		t.Fatalf("after ReloadTLS the handshake got %q, want receiver-v3", got)
+	}
+	close(stop)
+	<-done
+	if failed > 0 || sent == 0 || count() != sent {
+		t.Fatalf("%d of %d link requests failed during the reloads (receiver saw %d): %v", failed, sent, count(), failure)
+	}
+
+	// The asker's side: its new CA and certificate (another CA's) are
+	// what its next handshakes use: a member of the old CA is refused,
+	// one of the new accepted.
+	if err := os.WriteFile(mtls.CAFile, rogue.ca.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, rogue.ca, mtls, "member-v2")
+	if err := member.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	goodRecv, goodCount := startTLSReceiver(t, good.member("receiver"))
+	if err := member.SendTo(ctx, "receiver", goodRecv.PeerAddr(), "/purge?key=www.example.com/a"); err == nil || goodCount() != 0 {
+		t.Errorf("after moving to another CA, a member of the old one still answered: %v", err)
+	}
+	rogueRecv, rogueCount := startTLSReceiver(t, rogue.member("receiver"))
+	if err := member.SendTo(ctx, "receiver", rogueRecv.PeerAddr(), "/purge?key=www.example.com/a"); err != nil || rogueCount() != 1 {
+		t.Errorf("a member of the new CA: %v (saw %d)", err, rogueCount())
+	}
+}

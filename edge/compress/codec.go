@@ -2,6 +2,7 @@ package compress
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -159,23 +160,61 @@ func (r *encReader) Close() error {
 	return err
 }
 
-// Decode returns src decoded from cd, as it is read. The decoder starts
-// at the first Read, so that a malformed body is an error reading it.
-// Closing it closes src. Decoding Identity returns src.
+// Decode returns src decoded from cd, as it is read, without bounds
+// (see Coder.Decode). The decoder starts at the first Read, so that a
+// malformed body is an error reading it. Closing it closes src.
+// Decoding Identity returns src.
 func Decode(cd Coding, src io.ReadCloser) (io.ReadCloser, error) {
+	return decode(cd, src, 0, 0)
+}
+
+// Decode is the package's Decode within the coder's bounds: reading more
+// than max_decoded_bytes, or more than max_decode_ratio bytes per byte
+// read from src once past the first MiB, fails with an error that wraps
+// ErrDecodeLimit (a decompression bomb).
+func (c *Coder) Decode(cd Coding, src io.ReadCloser) (io.ReadCloser, error) {
+	return decode(cd, src, c.cfg.MaxDecodedBytes, c.cfg.MaxDecodeRatio)
+}
+
+// ErrDecodeLimit is wrapped by the error of a body that decodes to more
+// than the coder's bounds allow.
+var ErrDecodeLimit = errors.New("decoded body exceeds the decoding limits")
+
+// ratioSlack is what is decoded before MaxDecodeRatio applies: a small
+// body may compress well.
+const ratioSlack = 1 << 20
+
+func decode(cd Coding, src io.ReadCloser, max, ratio int64) (io.ReadCloser, error) {
 	switch cd {
 	case Identity:
 		return src, nil
 	case Gzip, Brotli, Zstd:
-		return &decReader{src: src, cd: cd}, nil
+		r := &decReader{src: src, cd: cd, max: max, ratio: ratio}
+		r.in = &countReader{r: src}
+		return r, nil
 	}
 	return nil, fmt.Errorf("compress: cannot decode %s", cd)
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // decReader decodes src as it is read.
 type decReader struct {
 	src io.ReadCloser
+	in  *countReader // src, counted
 	cd  Coding
+	// max and ratio bound the output (0: unbounded); out counts it.
+	max, ratio, out int64
 
 	mu    sync.Mutex
 	dec   io.Reader
@@ -192,16 +231,16 @@ func (r *decReader) Read(p []byte) (int, error) {
 	if r.dec == nil {
 		switch r.cd {
 		case Gzip:
-			zr, err := gzip.NewReader(r.src)
+			zr, err := gzip.NewReader(r.in)
 			if err != nil {
 				r.err = fmt.Errorf("gzip body: %w", err)
 				return 0, r.err
 			}
 			r.dec = zr
 		case Brotli:
-			r.dec = brotli.NewReader(r.src)
+			r.dec = brotli.NewReader(r.in)
 		case Zstd:
-			zr, err := zstd.NewReader(r.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zr, err := zstd.NewReader(r.in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 				zstd.WithDecoderMaxWindow(zstdMaxWindow))
 			if err != nil {
 				r.err = fmt.Errorf("zstd body: %w", err)
@@ -210,7 +249,19 @@ func (r *decReader) Read(p []byte) (int, error) {
 			r.dec, r.close = zr, zr.Close
 		}
 	}
+	if r.max > 0 && int64(len(p)) > r.max-r.out+1 {
+		p = p[:r.max-r.out+1] // one byte past the cap tells
+	}
 	n, err := r.dec.Read(p)
+	r.out += int64(n)
+	switch {
+	case r.max > 0 && r.out > r.max:
+		r.err = fmt.Errorf("%s body: %w: more than max_decoded_bytes (%d)", r.cd, ErrDecodeLimit, r.max)
+		return 0, r.err
+	case r.ratio > 0 && r.out > ratioSlack && r.out > r.ratio*r.in.n:
+		r.err = fmt.Errorf("%s body: %w: %d bytes from %d, more than max_decode_ratio (%d)", r.cd, ErrDecodeLimit, r.out, r.in.n, r.ratio)
+		return 0, r.err
+	}
 	if err != nil && err != io.EOF {
 		r.err = fmt.Errorf("%s body: %w", r.cd, err)
 		return n, r.err

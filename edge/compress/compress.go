@@ -94,6 +94,18 @@ type Config struct {
 	// speeds (fastest, default, better, best). Default 3, zstd's
 	// default.
 	ZstdLevel int `yaml:"zstd_level"`
+	// MaxDecodedBytes caps what the edge decodes of one compressed
+	// body from the origin (for a client that does not accept its
+	// coding): past it the response fails (the client's connection or
+	// stream is reset, nothing is stored). Default 256 MiB: far above
+	// any object worth decoding on the fly, far below what a
+	// decompression bomb makes (10 GiB from 10 MiB of gzip).
+	MaxDecodedBytes int64 `yaml:"max_decoded_bytes"`
+	// MaxDecodeRatio caps the decoded bytes per compressed byte read,
+	// beyond the first MiB decoded: past it the response fails as past
+	// MaxDecodedBytes. Default 100: text and JSON compress 3 to 20
+	// times, and gzip of zeros about 1000 times.
+	MaxDecodeRatio int64 `yaml:"max_decode_ratio"`
 }
 
 // DefaultTypes are the media types compressed by default: text/html and
@@ -115,6 +127,10 @@ const (
 	DefaultGzipLevel   = 6
 	DefaultBrotliLevel = 5
 	DefaultZstdLevel   = 3
+	// DefaultMaxDecodedBytes and DefaultMaxDecodeRatio bound decoding
+	// (see Config).
+	DefaultMaxDecodedBytes = 256 << 20
+	DefaultMaxDecodeRatio  = 100
 )
 
 // WithDefaults returns c with every unset field given its default.
@@ -139,6 +155,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ZstdLevel == 0 {
 		c.ZstdLevel = DefaultZstdLevel
+	}
+	if c.MaxDecodedBytes == 0 {
+		c.MaxDecodedBytes = DefaultMaxDecodedBytes
+	}
+	if c.MaxDecodeRatio == 0 {
+		c.MaxDecodeRatio = DefaultMaxDecodeRatio
 	}
 	return c
 }
@@ -176,6 +198,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("brotli_level: %d (want 0 to 11)", c.BrotliLevel)
 	case c.ZstdLevel < 1 || c.ZstdLevel > 22:
 		return fmt.Errorf("zstd_level: %d (want 1 to 22)", c.ZstdLevel)
+	case c.MaxDecodedBytes < 0:
+		return errors.New("max_decoded_bytes: negative")
+	case c.MaxDecodeRatio < 0:
+		return errors.New("max_decode_ratio: negative")
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	stdgzip "compress/gzip"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -275,4 +276,83 @@ func FuzzNegotiate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A decompression bomb (10 MiB of zeros, in each coding) fails decoding
+// with ErrDecodeLimit, by the ratio and by the absolute cap, while a
+// body that compresses as text does decodes whole; the package's Decode
+// has no bounds.
+func TestDecodeLimits(t *testing.T) {
+	// A page of text as text goes: words drawn at random from a small
+	// vocabulary compress some 3 to 6 times.
+	words := strings.Fields("the edge cache serves fresh objects from memory and fills misses from the origin pool while peers share keys on a ring of virtual nodes")
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var tb strings.Builder
+	for tb.Len() < 1200<<10 {
+		tb.WriteString(words[rnd.IntN(len(words))])
+		tb.WriteByte(" \n"[rnd.IntN(2)])
+	}
+	text := []byte(tb.String())
+	c, err := compress.New(compress.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := compress.New(compress.Config{MaxDecodedBytes: 1 << 20, MaxDecodeRatio: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cd := range []compress.Coding{compress.Gzip, compress.Brotli, compress.Zstd} {
+		zeros := make([]byte, 10<<20) // gzip: the classic 10 MiB bomb
+		if cd != compress.Gzip {
+			zeros = zeros[:2<<20] // enough, and brotli is slow to make it under -race
+		}
+		encode := func(b []byte) []byte {
+			r, err := c.Encode(cd, io.NopCloser(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		bomb, page := encode(zeros), encode(text)
+		t.Logf("%s: bomb %d bytes (%d:1), page %d bytes (%d:1)", cd, len(bomb), len(zeros)/len(bomb), len(page), len(text)/len(page))
+		read := func(c *compress.Coder, b []byte) (int, error) {
+			d, err := c.Decode(cd, io.NopCloser(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			n, err := io.Copy(io.Discard, d)
+			return int(n), err
+		}
+		if n, err := read(c, bomb); !errors.Is(err, compress.ErrDecodeLimit) || n > 2<<20 {
+			t.Errorf("%s bomb: %d bytes, %v; want ErrDecodeLimit within about 1 MiB", cd, n, err)
+		} else {
+			t.Logf("%s bomb: %v", cd, err)
+		}
+		if n, err := read(c, page); err != nil || n != len(text) {
+			t.Errorf("%s page: %d bytes, %v; want %d", cd, n, err, len(text))
+		}
+		if n, err := read(small, page); !errors.Is(err, compress.ErrDecodeLimit) || n > 1<<20 {
+			t.Errorf("%s page past max_decoded_bytes 1 MiB: %d bytes, %v", cd, n, err)
+		}
+		d, _ := compress.Decode(cd, io.NopCloser(bytes.NewReader(bomb)))
+		if n, err := io.Copy(io.Discard, d); err != nil || n != int64(len(zeros)) {
+			t.Errorf("%s: unbounded Decode: %d, %v", cd, n, err)
+		}
+	}
+	for _, tc := range []struct {
+		cfg  compress.Config
+		want string
+	}{
+		{compress.Config{MaxDecodedBytes: -1}, "max_decoded_bytes: negative"},
+		{compress.Config{MaxDecodeRatio: -1}, "max_decode_ratio: negative"},
+	} {
+		if _, err := compress.New(tc.cfg); err == nil || err.Error() != tc.want {
+			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
 }

@@ -265,6 +265,7 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 	}
 	guarded := guardResets(s.handler)
 	handler := guarded
+	altSvc := "" // the HTTP/3 advertised to "auto" sites; "" without HTTP/3
 	if s.udp != nil {
 		port := s.udp.LocalAddr().(*net.UDPAddr).Port
 		quicConf := &quic.Config{
@@ -301,11 +302,17 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 				return context.WithValue(ctx, connGuardKey{}, g)
 			},
 		}
-		altSvc := fmt.Sprintf(`h3=":%d"; ma=86400`, port)
-		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header()["Alt-Svc"] = []string{altSvc}
-			guarded.ServeHTTP(w, r)
-		})
+		altSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, port)
+		if _, ok := s.handler.(*edge.Handler); !ok {
+			// An edge handler sets it per site (sites[].alt_svc), from
+			// the connection's context; any other gets it on every
+			// answer.
+			field := []string{altSvc}
+			handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["Alt-Svc"] = field
+				guarded.ServeHTTP(w, r)
+			})
+		}
 	}
 	s.secure = &http.Server{
 		Handler:           handler,
@@ -325,6 +332,9 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 				}
 				c.Close()
 			}}
+			if altSvc != "" {
+				ctx = edge.WithAltSvc(ctx, altSvc)
+			}
 			return context.WithValue(ctx, connGuardKey{}, g)
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -198,6 +199,33 @@ func TestSNIPicksEachSiteCertificateOverEveryProtocol(t *testing.T) {
 	}
 	e.reconnect()
 	e.checkAll("after the refused reload", "a.test", "b.test", "c.test")
+
+	// Each site's certificate has its expiry in the node's metrics.
+	mfs, err := e.n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "meridian_tls_certificate_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := ""
+			for _, l := range m.GetLabel() {
+				labels += l.GetName() + "=" + l.GetValue() + " "
+			}
+			if v := m.GetGauge().GetValue(); v <= float64(time.Now().Unix()) {
+				t.Errorf("%s: expiry %v, not in the future", labels, v)
+			}
+			got[labels] = true
+		}
+	}
+	for i, host := range []string{"a.test", "b.test", "c.test"} {
+		if want := fmt.Sprintf("name=%s source=sites[%d].tls ", host, i); !got[want] {
+			t.Errorf("no expiry series %q among %v", want, got)
+		}
+	}
 }
 
 // A certificate replaced on disk is found by the file poll and served from

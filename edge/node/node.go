@@ -538,6 +538,16 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		lopt.NextProtos = src.NextProtos()
 		lopt.WrapPlain = src.HTTPChallenge
 	}
+	if n.certs != nil || n.cluster != nil && n.cluster.TLS() {
+		var expiries []func() []certs.Expiry
+		if n.certs != nil {
+			expiries = append(expiries, n.certs.Expiries)
+		}
+		if n.cluster != nil {
+			expiries = append(expiries, n.cluster.TLSExpiries)
+		}
+		n.reg.MustRegister(certs.ExpiryCollector(expiries...))
+	}
 	n.srv = listen.NewServer(cfg.Config, h, lopt)
 	if err := n.srv.Start(); err != nil {
 		return fail(err)
@@ -758,6 +768,13 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 			return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
 		}
 	}
+	if n.cluster != nil {
+		// The links' certificate and CA files, read again as the
+		// sites' are (a file that does not load keeps the running ones).
+		if err := n.cluster.ReloadTLS(); err != nil {
+			return ReloadReport{}, fmt.Errorf("reload refused: %w", err)
+		}
+	}
 	n.applying = plan
 	err = n.handler.Reload(cfg.Config)
 	n.applying = nil
@@ -827,7 +844,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			t := time.AfterFunc(left-min(drainMargin, left/4), n.handler.StopWaiting)
 			defer t.Stop()
 		}
+		// Upgraded connections (WebSocket) are no listener's: they
+		// drain alongside, each closed after its site's drain_grace
+		// or at ctx's end.
+		upgrades := make(chan struct{})
+		go func() {
+			defer close(upgrades)
+			n.handler.DrainUpgraded(ctx)
+		}()
 		err := n.srv.Shutdown(ctx)
+		<-upgrades
 		if n.certs != nil {
 			n.certs.Close()
 		}

@@ -47,6 +47,7 @@ type headerRule struct {
 	statuses []statusCond
 	remove   []string    // canonical names
 	set, add [][2]string // canonical name, value; in name order
+	hits     Counter     // its matches (Options.Count)
 }
 
 // statusCond holds for one status (lo == hi) or a class (lo..lo+99).

@@ -203,8 +203,9 @@ func checkRedirectTo(t string) error {
 // redirectRule is a Redirect ready to match.
 type redirectRule struct {
 	Redirect
-	origin string // RedirectTo's scheme://host of an absolute URL, else ""
-	to     string // RedirectTo's or RewriteTo's path
+	origin string  // RedirectTo's scheme://host of an absolute URL, else ""
+	to     string  // RedirectTo's or RewriteTo's path
+	hits   Counter // its matches (Options.Count)
 }
 
 func compileRedirect(r Redirect) redirectRule {

@@ -70,7 +70,34 @@ type Options struct {
 	// Locator places clients for the geo rules. Required when the
 	// config has geo rules.
 	Locator Locator
+	// Count, when not nil, is called once per rule at Compile for the
+	// Counter of its matches; the Set then increments it on every
+	// match. kind is "redirect", "rewrite", "header", "signed_url" or
+	// "geo"; rule names it: a redirect's or rewrite's name,
+	// "headers.request[i]" or "headers.response[i]", "valid",
+	// "invalid" or "expired" for signed URLs (one counter each), and
+	// "geo_access.rules[i]" for a geo rule, counted when it denies.
+	// The names come from the config only, so they are bounded. Nil:
+	// nothing is counted.
+	Count func(kind, rule string) Counter
 }
+
+// Counter counts matches of a rule; a prometheus.Counter is one.
+type Counter interface{ Inc() }
+
+// noCount is the Counter of a Set compiled without Options.Count.
+type noCount struct{}
+
+func (noCount) Inc() {}
+
+// Kinds of rule, as Options.Count names them.
+const (
+	KindRedirect  = "redirect"
+	KindRewrite   = "rewrite"
+	KindHeader    = "header"
+	KindSignedURL = "signed_url"
+	KindGeo       = "geo"
+)
 
 // Set is a site's compiled rules. It is immutable and safe for
 // concurrent use.
@@ -81,6 +108,11 @@ type Set struct {
 	geo               *GeoAccessConfig
 	locator           Locator
 	httpsPort         int
+	// geoDenied counts denials by geo rule (index as geo.Rules).
+	geoDenied []Counter
+	// signedValid, signedInvalid and signedExpired count signature
+	// checks by outcome.
+	signedValid, signedInvalid, signedExpired Counter
 }
 
 // Compile builds the Set of a validated config (see Config.Validate);
@@ -105,7 +137,41 @@ func Compile(c Config, opt Options) (*Set, error) {
 		g := c.GeoAccess
 		s.geo, s.locator = &g, opt.Locator
 	}
+	s.counters(opt.Count)
 	return s, nil
+}
+
+// counters resolves the Counter of every rule of s through count (nil:
+// none counts).
+func (s *Set) counters(count func(kind, rule string) Counter) {
+	if count == nil {
+		count = func(string, string) Counter { return noCount{} }
+	}
+	for i := range s.redirects {
+		r := &s.redirects[i]
+		kind := KindRedirect
+		if r.isRewrite() {
+			kind = KindRewrite
+		}
+		r.hits = count(kind, r.Name)
+	}
+	for i := range s.request {
+		s.request[i].hits = count(KindHeader, fmt.Sprintf("headers.request[%d]", i))
+	}
+	for i := range s.response {
+		s.response[i].hits = count(KindHeader, fmt.Sprintf("headers.response[%d]", i))
+	}
+	if s.signed != nil {
+		s.signedValid = count(KindSignedURL, "valid")
+		s.signedInvalid = count(KindSignedURL, "invalid")
+		s.signedExpired = count(KindSignedURL, "expired")
+	}
+	if s.geo != nil {
+		s.geoDenied = make([]Counter, len(s.geo.Rules))
+		for i := range s.geo.Rules {
+			s.geoDenied[i] = count(KindGeo, fmt.Sprintf("geo_access.rules[%d]", i))
+		}
+	}
 }
 
 // Request is what the rules read of a request.
@@ -157,6 +223,7 @@ func (s *Set) Decide(req Request, now time.Time) Decision {
 			break
 		}
 		if loc, ok := s.location(r, req, p); ok {
+			r.hits.Inc()
 			return Decision{Status: r.Status, Location: loc, Rule: r.Name}
 		}
 	}
@@ -171,6 +238,7 @@ func (s *Set) Decide(req Request, now time.Time) Decision {
 				country, continent = s.locator.Locate(a)
 			}
 			if !g.allows(country, continent) {
+				s.geoDenied[i].Inc()
 				return Decision{Status: http.StatusForbidden, Body: s.geo.DenyBody, ContentType: s.geo.DenyContentType,
 					Rule: "geo-denied"}
 			}
@@ -185,12 +253,17 @@ func (s *Set) Decide(req Request, now time.Time) Decision {
 			detail := "signature-invalid"
 			if err == ErrExpired {
 				detail = "signature-expired"
+				s.signedExpired.Inc()
+			} else {
+				s.signedInvalid.Inc()
 			}
 			return Decision{Status: http.StatusForbidden, Body: err.Error() + "\n", ContentType: "text/plain; charset=utf-8", Rule: detail}
 		}
+		s.signedValid.Inc()
 		target, d.Target = stripped, stripped
 	}
 	if rewrite != nil {
+		rewrite.hits.Inc()
 		_, query, hasQuery := strings.Cut(target, "?")
 		d.Target = escapePath(rewrite.newPath(p))
 		if hasQuery {
@@ -257,6 +330,7 @@ func (s *Set) RequestHeaders(h http.Header, p string) {
 	p = CleanPath(p)
 	for i := range s.request {
 		if r := &s.request[i]; r.applies(p, 0) {
+			r.hits.Inc()
 			r.apply(h)
 		}
 	}
@@ -269,6 +343,7 @@ func (s *Set) ResponseHeaders(h http.Header, p string, status int) {
 	p = CleanPath(p)
 	for i := range s.response {
 		if r := &s.response[i]; r.applies(p, status) {
+			r.hits.Inc()
 			r.apply(h)
 		}
 	}
