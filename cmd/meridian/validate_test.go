@@ -19,7 +19,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"no sites", "name: e\n", "neither an edge config"},
 		{"empty sites", "sites: []\n", "sites: empty"},
-		{"unknown field", site + "cache: {max_byts: 1}\n", "field max_byts not found"},
+		{"unknown field", site + "cache: {max_byts: 1}\n", "cache.max_byts: unknown field; did you mean max_bytes?"},
 		{"bad origin scheme", "sites: [{hosts: [a], origin: 'ftp://x'}]\n", "sites[0].origin"},
 		{"pool without servers", "sites: [{hosts: [a], pool: {servers: []}}]\n", "sites[0].origin: required"},
 		{"negative timeout", "sites: [{hosts: [a], origin: 'http://o:1', timeout: -5s}]\n", "sites[0].timeout: negative"},

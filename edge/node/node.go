@@ -12,7 +12,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/certs"
@@ -38,6 +36,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/tracing"
+	"github.com/meridiancdn/meridian/origin/yamlconf"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -267,13 +266,12 @@ func prefixed(section string, err error) error {
 	return fmt.Errorf("%s.%w", section, err)
 }
 
-// Parse decodes a node config strictly (unknown fields are errors), fills
-// in defaults and validates.
+// Parse decodes a node config strictly (unknown fields are errors, named
+// with their line and the nearest known field; sizes and durations take
+// units: see origin/yamlconf), fills in defaults and validates.
 func Parse(data []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(data, &c); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c = c.WithDefaults()
