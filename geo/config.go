@@ -454,6 +454,19 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// CheckFiles reads the files the config names, as [New] reads them:
+// the GeoIP database (it opens, and holds cities or countries). The
+// error names the field. `meridian validate` runs it.
+func (c Config) CheckFiles() error {
+	if c.Database == "" {
+		return nil
+	}
+	if _, err := OpenLocator(c.Database, c.MaxAccuracyKm); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
 // parseNetwork parses a CIDR or a single address (as a /32 or /128),
 // returning the masked prefix with IPv4-mapped addresses unmapped.
 func parseNetwork(s string) (netip.Prefix, error) {

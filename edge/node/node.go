@@ -118,6 +118,30 @@ type AdminConfig struct {
 	DrainDelay time.Duration `yaml:"drain_delay"`
 }
 
+// readTokens returns the purge token and the read token: Token and
+// ReadToken, or the contents of TokenFile and ReadTokenFile (white space
+// around them trimmed). The error names the field.
+func (a AdminConfig) readTokens() (token, readToken string, err error) {
+	token, readToken = a.Token, a.ReadToken
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("admin.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if a.ReadTokenFile != "" {
+		b, err := os.ReadFile(a.ReadTokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("admin.read_token_file: %w", err)
+		}
+		if readToken = strings.TrimSpace(string(b)); readToken == "" {
+			return "", "", errors.New("admin.read_token_file: empty")
+		}
+	}
+	return token, readToken, nil
+}
+
 // WithDefaults fills in every unset field.
 func (c Config) WithDefaults() Config {
 	c.Config = c.Config.WithDefaults()
@@ -387,23 +411,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	log = log.With("node", cfg.Name, "region", cfg.Region)
-	token := cfg.Admin.Token
-	if cfg.Admin.TokenFile != "" {
-		b, err := os.ReadFile(cfg.Admin.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin.token_file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	readToken := cfg.Admin.ReadToken
-	if cfg.Admin.ReadTokenFile != "" {
-		b, err := os.ReadFile(cfg.Admin.ReadTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin.read_token_file: %w", err)
-		}
-		if readToken = strings.TrimSpace(string(b)); readToken == "" {
-			return nil, errors.New("admin.read_token_file: empty")
-		}
+	token, readToken, err := cfg.Admin.readTokens()
+	if err != nil {
+		return nil, err
 	}
 	plan, err := BuildPlan(cfg, nil)
 	if err != nil {
