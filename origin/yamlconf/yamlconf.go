@@ -14,11 +14,13 @@
 // fields, yaml tags): the units are read here, not by their types.
 // Detect tells which kind of config a file is.
 //
-// It lives under origin/ because every config reader must import it: the
-// edge's (edge, edge/node), the geo service's (geo, which may not import
-// edge), and origin's own pool config; origin/ is the lowest part of the
-// serving code that all of them may depend on. It imports nothing of the
-// module.
+// It lives under origin/ because both config readers import it, the
+// edge's (edge, edge/node) and the geo service's (geo), and origin/ is
+// the one part of the serving code that both may depend on: geo may not
+// import edge, edge/node may not import geo, ring is a pure placement
+// leaf, and internal/ holds test harnesses only. The edge already
+// depends on origin (its sites embed origin.PoolConfig). It imports
+// nothing of the module.
 package yamlconf
 
 import (
