@@ -211,18 +211,17 @@ func TestDecodeBoundsProblems(t *testing.T) {
 func TestDecodeBillionLaughs(t *testing.T) {
 	in := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
 	prev := "a"
-	for i, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
-		_ = i
+	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
 		in += fmt.Sprintf("%s: &%s [*%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s, *%s]\n", name, name, prev, prev, prev, prev, prev, prev, prev, prev, prev, prev)
 		prev = name
 	}
-	in = "labels: {}\nsites: [{hosts: *i}]\nx:\n" + indent(in)
+	in = "sites: [{hosts: *i}]\nx:\n" + indent(in) // 10^9 hosts
 	var c struct {
 		X     map[string][]any `yaml:"x"`
 		Sites []site           `yaml:"sites"`
 	}
 	start := time.Now()
-	err := yamlconf.Decode([]byte(strings.Replace(in, "labels: {}\n", "", 1)), &c)
+	err := yamlconf.Decode([]byte(in), &c)
 	if err == nil {
 		t.Fatal("accepted")
 	}
