@@ -148,7 +148,7 @@ func TestEmbeddedConfigsValidate(t *testing.T) {
 		}
 		t.Run(r.name+"/geo", func(t *testing.T) {
 			t.Parallel()
-			out, err := runValidate(t, "geo.yaml", []byte(r.geoRaw))
+			out, err := runValidate(t, "geo.yaml", []byte(withTestDatabase(t, r.geoRaw)))
 			if err != nil || !strings.Contains(out, "valid geo config") {
 				t.Errorf("meridian validate: %v\n%s", err, out)
 			}
@@ -592,5 +592,25 @@ func withTestCert(t *testing.T, config string) string {
 		t.Fatal(err)
 	}
 	config = strings.ReplaceAll(config, "/etc/meridian/cluster-tls/", cdir+"/")
+	// And the secrets the Secret mounts: validate reads every file named.
+	sdir := t.TempDir()
+	for _, name := range []string{"purge-token", "read-token", "cluster-secret"} {
+		if err := os.WriteFile(filepath.Join(sdir, name), []byte("deploy-test-"+name+"-0123456789\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config = strings.ReplaceAll(config, "/etc/meridian/secrets/", sdir+"/")
 	return strings.ReplaceAll(config, "/etc/meridian/tls/", dir+"/")
+}
+
+// withTestDatabase points a geo config's GeoIP database, which the
+// overlays' init container downloads, at the test database: validate
+// reads it.
+func withTestDatabase(t *testing.T, config string) string {
+	t.Helper()
+	db, err := filepath.Abs("../geo/testdata/geoip/GeoLite2-City-Test.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(config, "/var/lib/meridian/geoip/GeoLite2-City.mmdb", db)
 }

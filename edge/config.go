@@ -1,10 +1,8 @@
 package edge
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -20,6 +18,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/rules"
 	"github.com/meridiancdn/meridian/edge/store"
 	"github.com/meridiancdn/meridian/origin"
+	"github.com/meridiancdn/meridian/origin/yamlconf"
 )
 
 // Config is one edge node's configuration, read from one YAML file. Its zero
@@ -112,7 +111,11 @@ func (a *AccessLogConfig) UnmarshalYAML(n *yaml.Node) error {
 		case "format":
 			a.Format = v.Value
 		default:
-			return fmt.Errorf("line %d: access_log.%s: unknown field (want destination or format)", k.Line, k.Value)
+			hint := "want destination or format"
+			if near := yamlconf.Nearest(k.Value, []string{"destination", "format"}); near != "" {
+				hint = "did you mean " + near + "?"
+			}
+			return fmt.Errorf("line %d: access_log.%s: unknown field (%s)", k.Line, k.Value, hint)
 		}
 	}
 	return nil
@@ -1021,13 +1024,12 @@ func checkAddr(field, addr string) error {
 }
 
 // ParseConfig decodes an edge's part of a node config strictly (unknown
-// fields are errors), fills in defaults and validates. A node's whole file
+// fields are errors; sizes and durations take units: see
+// origin/yamlconf), fills in defaults and validates. A node's whole file
 // (admin, cluster, regions) is read by edge/node.Load.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(data, &c); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c = c.WithDefaults()

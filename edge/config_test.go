@@ -58,7 +58,7 @@ func TestParseConfigBad(t *testing.T) {
 	cases := []struct{ yaml, want string }{
 		{"", "sites: empty"},
 		{"sites: []", "sites: empty"},
-		{"sitez: []", "field sitez not found"},
+		{"sitez: []", "line 1: unknown top-level field sitez; did you mean sites?"},
 		{"sites: [{origin: 'http://o'}]", "sites[0].hosts: empty"},
 		{"sites: [{hosts: [a], origin: ''}]", "sites[0].origin: required"},
 		{"sites: [{hosts: [a], origin: 'ftp://o'}]", "sites[0].origin: scheme must be http or https"},
@@ -66,7 +66,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"sites: [{hosts: ['a:80'], origin: 'http://o'}]", "sites[0].hosts[0]: invalid host"},
 		{"sites: [{hosts: [a], origin: 'http://o'}, {hosts: [A], origin: 'http://p'}]", "sites[1].hosts[0]: host \"A\" already belongs to sites[0]"},
 		{"sites: [{hosts: [a], origin: 'http://o', timeout: -1s}]", "sites[0].timeout: negative"},
-		{"sites: [{hosts: [a], origin: 'http://o', timeout: forever}]", "cannot unmarshal"},
+		{"sites: [{hosts: [a], origin: 'http://o', timeout: forever}]", `line 1: sites[0].timeout: "forever" is not a duration (want e.g. 500ms, 30s, 5m, 2h, 1d)`},
 		{"sites: [{hosts: [a], origin: 'http://o', grace: {if_error: -5s}}]", "sites[0].grace.if_error: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', read_timeout: -1s}]", "sites[0].read_timeout: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', accept_encoding: gzip}]", `sites[0].accept_encoding: "gzip" (want normalize or as_sent)`},
@@ -74,7 +74,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"sites: [{hosts: [a], origin: 'http://o', limits: {burst: 10}}]", "sites[0].limits: burst: set without a rate"},
 		{"sites: [{hosts: [a], origin: 'http://o', limits: {max_concurrent: -1}}]", "sites[0].limits: max_concurrent: negative"},
 		{"sites: [{hosts: [a], origin: 'http://o', limits: {rate: .inf}}]", "sites[0].limits: rate: +Inf is not a rate"},
-		{"sites: [{hosts: [a], origin: 'http://o', limits: {name: x}}]", "field name not found"},
+		{"sites: [{hosts: [a], origin: 'http://o', limits: {name: x}}]", "sites[0].limits.name: unknown field"},
 		{"sites: [{hosts: [a], origin: 'http://o', pool: {max_conns: -2}}]", "sites[0].pool: max_conns: -2"},
 		{"sites: [{hosts: [a], origin: 'http://o', pool: {queue_timeout: -1s}}]", "sites[0].pool: queue_timeout: negative"},
 		{site + "listen: nohostport", "listen: address nohostport: missing port"},
@@ -144,7 +144,7 @@ func TestParseConfigTLS(t *testing.T) {
 		{"tls: {listen: ':443', acme: {renew_check_interval: -1s}}\n" + fmt.Sprintf(site, "{acme: true}"), "tls.acme.renew_check_interval: negative"},
 		{"tls: {listen: ':443'}\nsites: [{hosts: [localhost], origin: 'http://o', tls: {acme: true}}]", "sites[0].hosts[0]: \"localhost\": ACME certifies public DNS names only"},
 		{"tls: {listen: ':443'}\nsites: [{hosts: [a.example, 192.0.2.1], origin: 'http://o', tls: {acme: true}}]", "sites[0].hosts[1]: \"192.0.2.1\": ACME certifies"},
-		{"tls: {listen: ':443', acme: {directory: x}}\n" + fmt.Sprintf(site, "{cert_file: c, key_file: k}") + "bogus: 1\n", "field bogus not found"},
+		{"tls: {listen: ':443', acme: {directory: x}}\n" + fmt.Sprintf(site, "{cert_file: c, key_file: k}") + "bogus: 1\n", "line 3: unknown top-level field bogus"},
 	} {
 		if _, err := ParseConfig([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s\n  got %v\n  want %q", tc.yaml, err, tc.want)

@@ -1,10 +1,8 @@
 package geo
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -15,7 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/meridiancdn/meridian/origin/yamlconf"
 )
 
 // Config is the geo steering service's configuration, read from one YAML
@@ -422,18 +421,13 @@ func (p ProbeConfig) validate() error {
 	return nil
 }
 
-// ParseConfig decodes YAML strictly (unknown fields are errors), fills in
-// defaults and validates.
+// ParseConfig decodes YAML strictly (unknown fields are errors, named
+// with their line and the nearest known field; durations take units up
+// to d for days: see origin/yamlconf), fills in defaults and validates.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(data, &c); err != nil {
 		return Config{}, fmt.Errorf("parse: %w", err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return Config{}, errors.New("parse: more than one YAML document")
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
@@ -458,6 +452,19 @@ func LoadConfig(path string) (Config, error) {
 		c.Database = filepath.Join(filepath.Dir(path), c.Database)
 	}
 	return c, nil
+}
+
+// CheckFiles reads the files the config names, as [New] reads them:
+// the GeoIP database (it opens, and holds cities or countries). The
+// error names the field. `meridian validate` runs it.
+func (c Config) CheckFiles() error {
+	if c.Database == "" {
+		return nil
+	}
+	if _, err := OpenLocator(c.Database, c.MaxAccuracyKm); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
 }
 
 // parseNetwork parses a CIDR or a single address (as a /32 or /128),

@@ -108,9 +108,9 @@ func TestConfigErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"empty", ``, "regions: empty"},
-		{"unknown field", validRegions + "databse: x\n", "field databse not found"},
-		{"unknown nested field", validRegions + "probe: {intervall: 1s}\n", "field intervall not found"},
-		{"two documents", validRegions + "---\nregions: []\n", "more than one YAML document"},
+		{"unknown field", validRegions + "databse: x\n", "unknown top-level field databse; did you mean database?"},
+		{"unknown nested field", validRegions + "probe: {intervall: 1s}\n", "probe.intervall: unknown field; did you mean interval?"},
+		{"two documents", validRegions + "---\nregions: []\n", "a second YAML document"},
 		{"bad duration", validRegions + "probe: {interval: soon}\n", "parse"},
 		{"no edges", validRegions + "  - name: asia\n    point: {lat: 35, lon: 139}\n", "regions[2].edges: empty"},
 		{"edges empty list", "regions:\n  - name: eu\n    point: {lat: 1, lon: 1}\n    edges: [\"192.0.2.1:80\"]\n  - name: us\n    edges: []\n", "regions[1].edges: empty"},

@@ -20,11 +20,17 @@ func runEdge(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	path := fs.String("config", "", "edge config file (YAML)")
 	logf := addLogFlags(fs, "json")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseFlags(fs, os.Stdout, args, "edge --config FILE [flags]",
+		"Run one edge node from its config file (deploy/edge.example.yaml shows every field).\n"+
+			"SIGHUP reloads the file; SIGUSR1 reopens the access log file.")
+	if err != nil {
 		return err
 	}
+	if len(pos) > 0 {
+		return fmt.Errorf("edge: unexpected argument %q (the config is given as --config FILE)", pos[0])
+	}
 	if *path == "" {
-		return errors.New("edge: --config FILE is required")
+		return errors.New("edge: --config FILE is required (meridian edge -h for more)")
 	}
 	cfg, err := node.Load(*path)
 	if err != nil {

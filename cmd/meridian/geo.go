@@ -16,14 +16,16 @@ func runGeo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("geo", flag.ContinueOnError)
 	path := fs.String("config", "", "geo config file (YAML)")
 	logf := addLogFlags(fs, "json")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseFlags(fs, os.Stdout, args, "geo --config FILE [flags]",
+		"Run the geo steering service (DNS and HTTP answers, probes of every region)\nfrom its config file (geo/README.md shows every field).")
+	if err != nil {
 		return err
 	}
-	if *path == "" {
-		return errors.New("geo: --config FILE is required")
+	if len(pos) > 0 {
+		return fmt.Errorf("geo: unexpected argument %q (the config is given as --config FILE)", pos[0])
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("geo: unexpected arguments %q", fs.Args())
+	if *path == "" {
+		return errors.New("geo: --config FILE is required (meridian geo -h for more)")
 	}
 	cfg, err := geo.LoadConfig(*path)
 	if err != nil {

@@ -19,11 +19,13 @@ func runOrigin(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("origin", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:9000", "address to serve the demo origin on")
 	logf := addLogFlags(fs, "text")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseFlags(fs, os.Stdout, args, "origin [flags]",
+		"Serve the demo origin: generated objects whose size, caching headers, delay\nand failures the URL's query chooses (see origin/README.md). It takes no config file.")
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("origin: unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return fmt.Errorf("origin: unexpected arguments %q", pos)
 	}
 	log, err := logf.logger(os.Stderr)
 	if err != nil {

@@ -23,14 +23,18 @@ func runSignURL(_ context.Context, args []string) error {
 
 func signURL(out io.Writer, args []string, now func() time.Time) error {
 	fs := flag.NewFlagSet("sign-url", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	path := fs.String("config", "", "edge config file (YAML) whose site's signed_urls.keys sign")
 	ttl := fs.Duration("ttl", time.Hour, "how long the URL stays valid")
 	host := fs.String("host", "", "the site's host (default: the URL's)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *path == "" {
+	pos, err := parseFlags(fs, out, args, "sign-url --config FILE [--ttl 1h] [--host HOST] URL",
+		"Print URL signed with its site's signed_urls key (the site is the URL's host, or --host).")
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *path == "" {
 		return errors.New("sign-url: usage: meridian sign-url --config FILE [--ttl 1h] [--host HOST] URL")
 	}
-	raw := fs.Arg(0)
+	raw := pos[0]
 	name := *host
 	if name == "" {
 		u, err := url.Parse(raw)

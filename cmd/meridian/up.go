@@ -107,7 +107,8 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	verbose := fs.Bool("v", false, "log to stderr")
 	net8 := fs.Int("net", 0, "edges listen on 127.NET.R.E (region R, edge E): another NET runs beside a CDN or anything else on 127.0.R.E")
 	logf := addLogFlags(fs, "text")
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseFlags(fs, os.Stdout, args, "up [flags]",
+		"Run a whole multi-region CDN on loopback, with a demo origin and geo steering: no config needed."); err != nil {
 		return err
 	}
 	if *net8 < 0 || *net8 > 255 {

@@ -19,7 +19,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"no sites", "name: e\n", "neither an edge config"},
 		{"empty sites", "sites: []\n", "sites: empty"},
-		{"unknown field", site + "cache: {max_byts: 1}\n", "field max_byts not found"},
+		{"unknown field", site + "cache: {max_byts: 1}\n", "cache.max_byts: unknown field; did you mean max_bytes?"},
 		{"bad origin scheme", "sites: [{hosts: [a], origin: 'ftp://x'}]\n", "sites[0].origin"},
 		{"pool without servers", "sites: [{hosts: [a], pool: {servers: []}}]\n", "sites[0].origin: required"},
 		{"negative timeout", "sites: [{hosts: [a], origin: 'http://o:1', timeout: -5s}]\n", "sites[0].timeout: negative"},
@@ -94,6 +94,28 @@ func TestValidateAcceptsTheExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	example = bytes.ReplaceAll(example, []byte("/etc/meridian/cluster-tls/"), []byte(cdir+"/"))
+	// And the secrets (admin tokens, cluster secret) and the GeoIP
+	// database of the geo rules: validate reads every file named.
+	sdir := filepath.Join(dir, "secrets")
+	os.Mkdir(sdir, 0o700)
+	for _, name := range []string{"purge-token", "read-token", "cluster-secret"} {
+		if !bytes.Contains(example, []byte("/etc/meridian/secrets/"+name)) {
+			t.Fatalf("the example's %s moved: update this test", name)
+		}
+		if err := os.WriteFile(filepath.Join(sdir, name), []byte("0123456789abcdef-"+name+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	example = bytes.ReplaceAll(example, []byte("/etc/meridian/secrets/"), []byte(sdir+"/"))
+	const exampleDB = "/usr/share/GeoIP/GeoLite2-Country.mmdb"
+	if !bytes.Contains(example, []byte(exampleDB)) {
+		t.Fatal("the example's geo_access database moved: update this test")
+	}
+	db, err := filepath.Abs("../../geo/testdata/geoip/GeoLite2-Country-Test.mmdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example = bytes.ReplaceAll(example, []byte(exampleDB), []byte(db))
 	copyPath := filepath.Join(dir, "edge.example.yaml")
 	if err := os.WriteFile(copyPath, example, 0o600); err != nil {
 		t.Fatal(err)
@@ -128,7 +150,7 @@ regions:
 	if err := validate(&out, []string{"--explain", path}); err != nil {
 		t.Fatal(err)
 	}
-	want := path + `: valid edge config
+	want := path + `: valid edge config (it has sites:)
 node us-0 in region us
 site a.example
   1. owner: the key's owner on region us's ring of members (2 kept per object); the owner goes on
@@ -142,7 +164,7 @@ ring ap: ap-0
 		t.Fatalf("validate --explain printed\n%s\nwant\n%s", out.String(), want)
 	}
 	out.Reset()
-	if err := validate(&out, []string{path}); err != nil || out.String() != path+": valid edge config\n" {
+	if err := validate(&out, []string{path}); err != nil || out.String() != path+": valid edge config (it has sites:)\n" {
 		t.Fatalf("validate without --explain: %v, %q", err, out.String())
 	}
 	if err := validate(&out, []string{"--explain"}); err == nil || !strings.Contains(err.Error(), "usage") {

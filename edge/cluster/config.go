@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -124,6 +125,24 @@ const (
 	maxNameLen = 128
 	maxZoneLen = 64
 )
+
+// ReadSecret returns the secret: Secret, or the content of SecretFile
+// (white space around it trimmed), at least 16 bytes. The error names
+// the field.
+func (c Config) ReadSecret() (string, error) {
+	if c.SecretFile == "" {
+		return c.Secret, nil
+	}
+	b, err := os.ReadFile(c.SecretFile)
+	if err != nil {
+		return "", fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if len(secret) < minSecretLen {
+		return "", fmt.Errorf("cluster.secret_file: secret too short (%d bytes, at least %d)", len(secret), minSecretLen)
+	}
+	return secret, nil
+}
 
 // minSecretLen is the shortest secret accepted: 128 bits.
 const minSecretLen = 16

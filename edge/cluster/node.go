@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,16 +147,9 @@ func New(cfg Config, opt Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	secret := cfg.Secret
-	if cfg.SecretFile != "" {
-		b, err := os.ReadFile(cfg.SecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster.secret_file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
-		if len(secret) < minSecretLen {
-			return nil, fmt.Errorf("cluster.secret_file: secret too short (%d bytes, at least %d)", len(secret), minSecretLen)
-		}
+	secret, err := cfg.ReadSecret()
+	if err != nil {
+		return nil, err
 	}
 	pr, _ := presetFor(cfg.Preset)
 	if opt.Now == nil {

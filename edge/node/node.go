@@ -12,7 +12,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/certs"
@@ -38,6 +36,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/tracing"
+	"github.com/meridiancdn/meridian/origin/yamlconf"
 	"github.com/meridiancdn/meridian/ring"
 )
 
@@ -117,6 +116,30 @@ type AdminConfig struct {
 	// DrainDelay is how long a stopping node reports not-ready before it
 	// stops accepting, so load balancers take it out first. Default 0.
 	DrainDelay time.Duration `yaml:"drain_delay"`
+}
+
+// readTokens returns the purge token and the read token: Token and
+// ReadToken, or the contents of TokenFile and ReadTokenFile (white space
+// around them trimmed). The error names the field.
+func (a AdminConfig) readTokens() (token, readToken string, err error) {
+	token, readToken = a.Token, a.ReadToken
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("admin.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if a.ReadTokenFile != "" {
+		b, err := os.ReadFile(a.ReadTokenFile)
+		if err != nil {
+			return "", "", fmt.Errorf("admin.read_token_file: %w", err)
+		}
+		if readToken = strings.TrimSpace(string(b)); readToken == "" {
+			return "", "", errors.New("admin.read_token_file: empty")
+		}
+	}
+	return token, readToken, nil
 }
 
 // WithDefaults fills in every unset field.
@@ -267,13 +290,12 @@ func prefixed(section string, err error) error {
 	return fmt.Errorf("%s.%w", section, err)
 }
 
-// Parse decodes a node config strictly (unknown fields are errors), fills
-// in defaults and validates.
+// Parse decodes a node config strictly (unknown fields are errors, named
+// with their line and the nearest known field; sizes and durations take
+// units: see origin/yamlconf), fills in defaults and validates.
 func Parse(data []byte) (Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(data, &c); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c = c.WithDefaults()
@@ -389,23 +411,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	log = log.With("node", cfg.Name, "region", cfg.Region)
-	token := cfg.Admin.Token
-	if cfg.Admin.TokenFile != "" {
-		b, err := os.ReadFile(cfg.Admin.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin.token_file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	readToken := cfg.Admin.ReadToken
-	if cfg.Admin.ReadTokenFile != "" {
-		b, err := os.ReadFile(cfg.Admin.ReadTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin.read_token_file: %w", err)
-		}
-		if readToken = strings.TrimSpace(string(b)); readToken == "" {
-			return nil, errors.New("admin.read_token_file: empty")
-		}
+	token, readToken, err := cfg.Admin.readTokens()
+	if err != nil {
+		return nil, err
 	}
 	plan, err := BuildPlan(cfg, nil)
 	if err != nil {
