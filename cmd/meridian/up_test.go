@@ -152,10 +152,11 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Fatalf("curl: %v %s", err, out)
 		}
 	}
-	// A prefix purge: a ban, acknowledged by every edge.
+	// A prefix purge: a ban, sent to every edge (a loaded machine may
+	// keep some from acknowledging at once: they are retried).
 	out, err := exec.Command("curl", "-s", "-X", "POST", "-H", "Authorization: Bearer "+st.PurgeToken,
 		"http://"+e.Admin+"/purge", "-d", `{"prefixes":["http://`+st.Host+`/nothing-here/"]}`).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"complete":true`) {
+	if err != nil || !strings.Contains(string(out), `"bans":1`) {
 		t.Fatalf("purge: %v %s", err, out)
 	}
 	type recent struct {
@@ -212,7 +213,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	for _, r := range api.Regions {
 		before[r.Name] = r.State
 	}
-	bansBefore := api.Bans.Active
+	bansBefore, pendingBefore := api.Bans.Active, sum(api.PurgesPending)
 	if bansBefore != 1 {
 		t.Logf("the ban was retired already: %d active", bansBefore)
 	}
@@ -300,12 +301,13 @@ func TestStatusPageInChromium(t *testing.T) {
 	if s := shown[2]; s != sh.Regions[0].State && s != shieldBefore[sh.Site+"/"+st.Shield] {
 		t.Fatalf("shield %s shown %s, API says %s (before %s)", st.Shield, s, sh.Regions[0].State, shieldBefore[sh.Site+"/"+st.Shield])
 	}
-	// Purges: no delivery waiting (every edge acknowledged), and the ban
-	// while the sweeper has not retired it (it may have, within seconds).
-	if len(api.PurgesPending) != 0 {
-		t.Fatalf("API pending purges %v", api.PurgesPending)
+	// Purges: the deliveries waiting for an acknowledgement (none once
+	// every edge has it), and the ban while the sweeper has not retired it
+	// (it may have, within seconds): as the API said before or after.
+	pending := shows("the pending purges", `id="purges-pending-total">(\d+) purge deliveries awaiting acknowledgement<`)[1]
+	if pending != fmt.Sprint(pendingBefore) && pending != fmt.Sprint(sum(api.PurgesPending)) {
+		t.Fatalf("page shows %s pending purges, API %d before and %v after", pending, pendingBefore, api.PurgesPending)
 	}
-	shows("the pending purges", `id="purges-pending-total">0 purge deliveries awaiting acknowledgement<`)
 	if bans := shows("the bans", `id="bans">(\d+) active bans`)[1]; bans != fmt.Sprint(bansBefore) && bans != fmt.Sprint(api.Bans.Active) {
 		t.Fatalf("page shows %s active bans, API %d before and %d after", bans, bansBefore, api.Bans.Active)
 	}
@@ -328,6 +330,14 @@ func TestStatusPageInChromium(t *testing.T) {
 	if len(api.Regions) != len(st.Regions) {
 		t.Fatalf("API lists %d regions, up runs %d", len(api.Regions), len(st.Regions))
 	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // humanBytes is the status page's size(): powers of 1024, one decimal.
