@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/meridiancdn/meridian/origin"
 )
 
 // Admin is an edge's admin API, served on its own port: health, readiness,
@@ -25,8 +28,11 @@ import (
 //	GET  /healthz   200 while the process runs
 //	GET  /readyz    200 while it takes traffic, 503 once draining
 //	GET  /metrics   Prometheus text format      (read token, if set)
-//	GET  /status    JSON: node, store, requests, hit ratio, top objects,
-//	                plus Status() (region, ring members, regions)
+//	GET  /status    JSON: node, store (and disk tier), requests, hit
+//	                ratio since start and over the last 1 and 5
+//	                minutes, top objects, bans, each site's origin
+//	                pool, plus Status() (region, regions, ring
+//	                members, shields, pending purges, config)
 //	                                            (read token, if set)
 //	GET  /          the status page (HTML), which shows /status
 //	POST /purge     {"urls": [...], "keys": [...], "prefixes": [...],
@@ -59,6 +65,7 @@ type Admin struct {
 	Status func() map[string]any
 
 	draining atomic.Bool
+	recent   hitWindow // the request counters' recent samples (Sample)
 }
 
 // SetDraining makes /readyz fail, so that load balancers stop sending new
@@ -125,11 +132,13 @@ func (a *Admin) serveStatus(w http.ResponseWriter) {
 			"entries": entries, "bytes": bytes, "evicted": evicted,
 			"max_bytes": a.Handler.cache.Load().MaxBytes,
 		},
-		"requests":  counts,
-		"hit_ratio": hitRatio(counts),
-		"top":       a.Handler.store.Top(10),
-		"bans":      a.Handler.Bans(20),
-		"time":      a.Handler.now().UTC().Format(time.RFC3339),
+		"requests":         counts,
+		"hit_ratio":        hitRatio(counts),
+		"hit_ratio_recent": a.recentRatios(),
+		"top":              a.Handler.store.Top(10),
+		"bans":             a.Handler.Bans(20),
+		"sites":            a.Handler.siteStatus(),
+		"time":             a.Handler.now().UTC().Format(time.RFC3339),
 	}
 	if ds, ok := a.Handler.DiskStats(); ok {
 		st["disk"] = map[string]any{
@@ -269,6 +278,103 @@ func hitRatio(c map[string]float64) any {
 		return served / total
 	}
 	return nil
+}
+
+// SiteStatus is one site on /status: its hosts and its origin pool.
+type SiteStatus struct {
+	// Site is the site's label (its first host, as metrics name it).
+	Site  string   `json:"site"`
+	Hosts []string `json:"hosts"`
+	// Pool is its origin pool's state; nil when the edge's upstream is
+	// not a pool (Options.Upstream).
+	Pool *PoolStatus `json:"pool"`
+}
+
+// PoolStatus is an origin pool's state on /status.
+type PoolStatus struct {
+	Name string `json:"name"`
+	// HealthChecks reports whether active health checks run.
+	HealthChecks bool `json:"health_checks"`
+	// CircuitOpen reports whether the breaker is open, and until when.
+	CircuitOpen      bool       `json:"circuit_open"`
+	CircuitOpenUntil *time.Time `json:"circuit_open_until,omitempty"`
+	// Up and Servers count the servers that get requests (healthy, not
+	// ejected) and all of them.
+	Up      int            `json:"up"`
+	Servers []ServerStatus `json:"servers"`
+}
+
+// ServerStatus is one origin server on /status (see origin.ServerState).
+type ServerStatus struct {
+	URL    string `json:"url"`
+	Backup bool   `json:"backup,omitempty"`
+	// State is "up", "down" (failing its health checks) or "ejected"
+	// (passive outlier detection took it out for a while).
+	State               string     `json:"state"`
+	EjectedUntil        *time.Time `json:"ejected_until,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	Failures            uint64     `json:"failures"`
+	LastFailure         *time.Time `json:"last_failure,omitempty"`
+	LastError           string     `json:"last_error,omitempty"`
+	InFlight            int        `json:"in_flight"`
+	Queued              int        `json:"queued"`
+	// MaxInflight is its cap on requests in flight, -1 for none.
+	MaxInflight int `json:"max_inflight"`
+	// Conns counts its open connections (idle ones included).
+	Conns int `json:"conns"`
+}
+
+// siteStatus returns every site of the running config and its pool's
+// state, ordered by site label.
+func (h *Handler) siteStatus() []SiteStatus {
+	seen := map[*site]bool{}
+	out := []SiteStatus{}
+	for _, st := range h.sites.Load().byHost {
+		if seen[st] {
+			continue
+		}
+		seen[st] = true
+		ss := SiteStatus{Site: siteLabel(st.cfg), Hosts: st.cfg.Hosts}
+		if p, ok := st.upstream.(*origin.Pool); ok {
+			ss.Pool = poolStatus(p.State())
+		}
+		out = append(out, ss)
+	}
+	slices.SortFunc(out, func(a, b SiteStatus) int { return strings.Compare(a.Site, b.Site) })
+	return out
+}
+
+func poolStatus(ps origin.PoolState) *PoolStatus {
+	out := &PoolStatus{Name: ps.Name, HealthChecks: ps.HealthChecks, CircuitOpen: !ps.CircuitOpenUntil.IsZero(),
+		Servers: make([]ServerStatus, 0, len(ps.Servers))}
+	if out.CircuitOpen {
+		out.CircuitOpenUntil = utcPtr(ps.CircuitOpenUntil)
+	}
+	for _, s := range ps.Servers {
+		ss := ServerStatus{URL: s.URL, Backup: s.Backup, State: "up", ConsecutiveFailures: s.ConsecutiveFailures,
+			Failures: s.Failures, LastError: s.LastError, InFlight: s.InFlight, Queued: s.Queued,
+			MaxInflight: s.MaxInflight, Conns: s.Conns}
+		switch {
+		case !s.Healthy:
+			ss.State = "down"
+		case !s.EjectedUntil.IsZero():
+			ss.State = "ejected"
+			ss.EjectedUntil = utcPtr(s.EjectedUntil)
+		}
+		if !s.LastFailure.IsZero() {
+			ss.LastFailure = utcPtr(s.LastFailure)
+		}
+		if s.Available {
+			out.Up++
+		}
+		out.Servers = append(out.Servers, ss)
+	}
+	return out
+}
+
+func utcPtr(t time.Time) *time.Time {
+	t = t.UTC()
+	return &t
 }
 
 // statusPage is the admin port's status page: plain HTML and JS that reads

@@ -93,6 +93,7 @@ func (p *Pool) probed(s *server, err error) {
 	}
 	s.probeOKs = 0
 	s.probeFails++
+	s.failed(p.now(), err)
 	if s.healthy && s.probeFails >= p.cfg.Health.Fall {
 		s.healthy = false
 		p.log.Warn("origin server down", "server", s.name, "checks", s.probeFails, "err", err)

@@ -25,6 +25,7 @@ type poolMetrics struct {
 	inflight   *prometheus.Desc // server
 	queued     *prometheus.Desc // server
 	limit      *prometheus.Desc // server
+	conns      *prometheus.Desc // server
 }
 
 func newPoolMetrics(pool string) *poolMetrics {
@@ -71,6 +72,9 @@ func newPoolMetrics(pool string) *poolMetrics {
 		limit: prometheus.NewDesc("meridian_origin_server_inflight_limit",
 			"The origin server's cap on requests in flight now (max_inflight, or max_conns over HTTP/1.1); +Inf for none.",
 			[]string{"server"}, constLabels),
+		conns: prometheus.NewDesc("meridian_origin_server_connections",
+			"Connections open to the origin server's address now, idle ones included (health checks' apart).",
+			[]string{"server"}, constLabels),
 		up: prometheus.NewDesc("meridian_origin_server_up",
 			"1 if active health checks (when enabled) find the origin server healthy.",
 			[]string{"server"}, constLabels),
@@ -106,6 +110,7 @@ func (p *Pool) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.inflight
 	ch <- m.queued
 	ch <- m.limit
+	ch <- m.conns
 }
 
 // Collect implements prometheus.Collector.
@@ -122,6 +127,7 @@ func (p *Pool) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.ejected, prometheus.GaugeValue, b2f(!s.EjectedUntil.IsZero()), s.URL)
 		ch <- prometheus.MustNewConstMetric(m.inflight, prometheus.GaugeValue, float64(s.InFlight), s.URL)
 		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(s.Queued), s.URL)
+		ch <- prometheus.MustNewConstMetric(m.conns, prometheus.GaugeValue, float64(s.Conns), s.URL)
 		limit := math.Inf(1)
 		if s.MaxInflight >= 0 {
 			limit = float64(s.MaxInflight)

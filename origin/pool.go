@@ -44,6 +44,7 @@ type Pool struct {
 	probes    *http.Transport // health checks: outside the connection cap
 	servers   []*server
 	metrics   *poolMetrics
+	conns     *connCounter // the request transports' open connections, by address
 
 	mu      sync.Mutex // guards the mutable fields of servers and breaker
 	breaker breaker
@@ -61,6 +62,7 @@ type server struct {
 	cfg  ServerConfig
 	url  *url.URL
 	name string // URL as configured: the label in logs and metrics
+	addr string // host:port its connections dial (the URL's, default port added)
 
 	slots *slots // the cap on requests in flight; its own lock
 
@@ -73,6 +75,9 @@ type server struct {
 	probeFails   int       // failed probes in a row
 	probeOKs     int       // good probes in a row
 	errors       int       // failed requests in a row (passive)
+	failures     uint64    // failed requests since the pool started
+	lastFailure  time.Time // of the last failed request or health check
+	lastError    string    // why it failed
 	ejectedUntil time.Time // zero unless ejected
 	current      int       // smooth weighted round robin state
 }
@@ -114,6 +119,32 @@ type ServerState struct {
 	// max_conns when that is lower and the server speaks HTTP/1.1. -1
 	// means no cap.
 	MaxInflight int
+	// Conns counts the connections open to its address now, idle ones
+	// included (health checks' apart). Servers of one address share
+	// them, and the count.
+	Conns int
+	// Failures counts its failed requests (transport errors, timeouts
+	// and 5xx answers) since the pool started.
+	Failures uint64
+	// LastFailure is when its last request or health check failed, and
+	// LastError why; zero and "" if none has.
+	LastFailure time.Time
+	LastError   string
+}
+
+// PoolState is a snapshot of a pool, for status pages.
+type PoolState struct {
+	// Name is the pool's name (its metrics label).
+	Name string
+	// HealthChecks reports whether active health checks run: without
+	// them every server counts as healthy.
+	HealthChecks bool
+	// CircuitOpenUntil is when the open circuit breaker lets a trial
+	// request through (it stays open until one succeeds, as the
+	// meridian_origin_circuit_open metric says); zero while it is closed.
+	CircuitOpenUntil time.Time
+	// Servers are the servers' states, in configured order.
+	Servers []ServerState
 }
 
 // NewPool validates cfg and returns a pool of its servers, all assumed
@@ -136,7 +167,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			return nil, fmt.Errorf("origin pool %s: servers[%d].url: %w", cfg.Name, i, err)
 		}
 		h2Limit := capOf(cfg.MaxInflight)
-		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, healthy: true,
+		p.servers = append(p.servers, &server{idx: i, cfg: sc, url: u, name: sc.URL, addr: dialAddr(u), healthy: true,
 			slots: newSlots(min(h2Limit, capOf(cfg.MaxConns)), h2Limit, max(cfg.MaxQueue, 0))})
 	}
 	tlsConf := cfg.TLSClientConfig
@@ -150,9 +181,10 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		p.log.Warn("origin TLS certificates are not verified (tls.insecure_skip_verify): for staging only")
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.conns = &connCounter{open: map[string]int{}}
 	p.transport = &http.Transport{
 		Proxy:                 nil, // an origin pool never goes through $HTTP_PROXY
-		DialContext:           dialer.DialContext,
+		DialContext:           p.conns.dial(dialer.DialContext),
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   cfg.ConnectTimeout,
 		ForceAttemptHTTP2:     true, // HTTP/2 to https origins that offer it, despite the custom dialer
@@ -163,6 +195,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		MaxConnsPerHost:       max(cfg.MaxConns, 0),
 	}
 	p.probes = p.transport.Clone()
+	p.probes.DialContext = dialer.DialContext // not counted: Conns are the requests'
 	p.probes.MaxConnsPerHost = 0
 	p.probes.MaxIdleConnsPerHost = 1
 	for _, s := range p.servers {
@@ -219,6 +252,9 @@ func (p *Pool) Servers() []ServerState {
 			out[i].MaxInflight = -1
 		}
 	}
+	for i, s := range p.servers { // the counter's lock, before p.mu too
+		out[i].Conns = p.conns.count(s.addr)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -233,6 +269,10 @@ func (p *Pool) Servers() []ServerState {
 			InFlight:            out[i].InFlight,
 			Queued:              out[i].Queued,
 			MaxInflight:         out[i].MaxInflight,
+			Conns:               out[i].Conns,
+			Failures:            s.failures,
+			LastFailure:         s.lastFailure,
+			LastError:           s.lastError,
 		}
 		if now.Before(s.ejectedUntil) {
 			st.EjectedUntil = s.ejectedUntil
@@ -240,6 +280,16 @@ func (p *Pool) Servers() []ServerState {
 		out[i] = st
 	}
 	return out
+}
+
+// State returns a snapshot of the pool: its name, its circuit breaker and
+// every server's state.
+func (p *Pool) State() PoolState {
+	st := PoolState{Name: p.cfg.Name, HealthChecks: p.cfg.Health.Enabled, Servers: p.Servers()}
+	p.mu.Lock()
+	st.CircuitOpenUntil = p.breaker.openUntil
+	p.mu.Unlock()
+	return st
 }
 
 // RoundTrip sends req to a server of the pool and returns its response. The
@@ -539,6 +589,8 @@ func (p *Pool) serverResult(s *server, ok bool, err error) {
 		return
 	}
 	s.errors++
+	s.failures++
+	s.failed(p.now(), err)
 	limit := p.cfg.Outlier.ConsecutiveErrors
 	if limit > 0 && s.errors >= limit {
 		now := p.now()

@@ -714,6 +714,8 @@ func TestPoolMetrics(t *testing.T) {
 		"meridian_origin_retries_total,pool=site1":                             2,
 		"meridian_origin_server_up,pool=site1,server=" + b.url:                 1,
 		"meridian_origin_server_ejected,pool=site1,server=" + b.url:            0,
+		"meridian_origin_server_connections,pool=site1,server=" + a.url:        1,
+		"meridian_origin_server_connections,pool=site1,server=" + b.url:        0,
 		"meridian_origin_circuit_open,pool=site2":                              0,
 		"meridian_origin_response_seconds,pool=site1,server=" + a.url:          4,
 	} {

@@ -288,9 +288,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 				},
 				Regions: table,
 			}
-			// Every edge's status page shows the regions' health as geo
-			// sees it.
-			n, err := node.Start(cfg, node.Options{Logger: log, Status: regionStatus(svc)})
+			n, err := node.Start(cfg, node.Options{Logger: log})
 			if err != nil {
 				return fmt.Errorf("edge %s: %w", cfg.Name, err)
 			}
@@ -322,25 +320,6 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	<-ctx.Done()
 	fmt.Println("\nmeridian up: stopping")
 	return nil
-}
-
-// regionStatus adds geo's view of the regions to an edge's /status.
-func regionStatus(svc *geo.Service) func() map[string]any {
-	return func() map[string]any {
-		st := map[string]any{}
-		var regions []map[string]any
-		for _, r := range svc.Status().Regions {
-			up := 0
-			for _, e := range r.Edges {
-				if e.Up {
-					up++
-				}
-			}
-			regions = append(regions, map[string]any{"name": r.Name, "state": r.State, "edges": len(r.Edges), "edges_up": up})
-		}
-		st["regions"] = regions
-		return st
-	}
 }
 
 func join(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }

@@ -347,8 +347,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
-	// Status, when set, adds fields to the admin /status (such as the
-	// regions' health from a geo service).
+	// Status, when set, adds fields to the admin /status, over the
+	// node's own (a key it returns replaces the node's).
 	Status func() map[string]any
 	// SpanExporter, when set, receives the node's spans instead of the
 	// OTLP exporter of tracing.otlp_endpoint, and spans are recorded even
@@ -379,8 +379,10 @@ type Node struct {
 	purgeUnacked    prometheus.Counter
 	purger          *purger
 	stopPurger      context.CancelFunc
+	stopSampler     context.CancelFunc
 	wg              sync.WaitGroup
 	extraStatus     func() map[string]any
+	shields         *shieldTracker // what the shields' answers told
 
 	reloads        prometheus.Counter
 	reloadFailures prometheus.Counter
@@ -391,10 +393,13 @@ type Node struct {
 	reloadMu sync.Mutex
 	applying *Plan
 
-	mu         sync.Mutex // guards cfg, plan and lastReload
+	mu         sync.Mutex // guards cfg, cfgHash, plan, lastReload and the reload counts
 	cfg        Config
+	cfgHash    string // ConfigHash(cfg)
 	plan       *Plan
 	lastReload *ReloadStatus
+	nReloads   uint64 // reloads applied
+	nRefused   uint64 // reloads refused
 
 	stopOnce sync.Once
 	stopErr  error
@@ -420,7 +425,12 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		return nil, err
 	}
 	plan.Generation = 1
-	n := &Node{cfg: cfg, plan: plan, applying: plan, log: log, reg: prometheus.NewRegistry(), extraStatus: opt.Status}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	n := &Node{cfg: cfg, cfgHash: ConfigHash(cfg), plan: plan, applying: plan, log: log, reg: prometheus.NewRegistry(),
+		extraStatus: opt.Status, shields: &shieldTracker{now: now, regions: map[string]*shieldSeen{}}}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
@@ -447,7 +457,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 			Name: "meridian_config_generation",
 			Help: "The running config's generation: 1 at start, one more for each reload applied.",
 		}, func() float64 { return float64(n.Plan().Generation) }),
-		buildInfoGauge(Build()),
+		buildInfoGauge(Build()), newStatusCollector(n),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meridian_memory_limit_bytes",
 			Help: "The Go runtime's soft memory limit (GOMEMLIMIT, or set from the cache budgets); 0 when none is set.",
@@ -598,6 +608,13 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("admin.listen: %w", err))
 	}
+	sctx, stopSampler := context.WithCancel(context.Background())
+	n.stopSampler = stopSampler
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.sampleLoop(sctx)
+	}()
 	n.adminLn = ln
 	n.adminSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
 	go n.adminSrv.Serve(ln)
@@ -641,11 +658,13 @@ func (n *Node) shieldAnswer(shield string, hit bool) {
 		result = "hit"
 	}
 	n.shieldAnswers.WithLabelValues(shield, result).Inc()
+	n.shields.answered(shield)
 }
 
 // shieldFallback counts a shield region passed over.
 func (n *Node) shieldFallback(from, to string) {
 	n.shieldFallbacks.WithLabelValues(from, to).Inc()
+	n.shields.passedOver(from)
 }
 
 func (n *Node) closeCluster() {
@@ -654,32 +673,40 @@ func (n *Node) closeCluster() {
 	}
 }
 
-// status adds the region and the ring's members to the admin /status.
+// status adds to the admin /status what the node knows beyond its
+// cache: its region and the regions table's health as it sees it, the
+// ring's members, each site's shield, the purges peers have not
+// acknowledged, the running config (generation, hash, reloads, plan),
+// memory and build.
 func (n *Node) status() map[string]any {
 	n.mu.Lock()
-	cfg, plan, last := n.cfg, n.plan, n.lastReload
+	cfg, plan, last, hash, reloads, refused := n.cfg, n.plan, n.lastReload, n.cfgHash, n.nReloads, n.nRefused
 	n.mu.Unlock()
-	conf := map[string]any{"generation": plan.Generation, "plan": plan}
+	conf := map[string]any{"generation": plan.Generation, "hash": hash, "reloads": reloads, "reload_failures": refused, "plan": plan}
 	if last != nil {
 		conf["last_reload"] = last
 	}
-	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf, "build": Build()}
+	regions := n.regionsStatus(cfg, plan)
+	st := map[string]any{"region": cfg.Region, "memory": memoryStatus(), "config": conf, "build": Build(),
+		"regions": regions, "shields": n.shieldsStatus(plan, regions), "purges_pending": map[string]int{}}
+	if n.cluster == nil {
+		st["members"] = []Member{{Name: cfg.Name, Share: 1, Self: true}}
+	} else {
+		r := n.cluster.Ring()
+		var members []Member
+		for _, p := range n.cluster.Members() {
+			members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name})
+		}
+		st["members"] = members
+		if n.purger != nil {
+			st["purges_pending"] = n.purger.pendingPeers()
+		}
+	}
 	if n.extraStatus != nil {
 		for k, v := range n.extraStatus() {
 			st[k] = v
 		}
 	}
-	if n.cluster == nil {
-		st["members"] = []Member{{Name: cfg.Name, Share: 1, Self: true}}
-		return st
-	}
-	r := n.cluster.Ring()
-	var members []Member
-	for _, p := range n.cluster.Members() {
-		members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name})
-	}
-	st["members"] = members
-	st["purges_pending"] = n.purger.pendingPeers()
 	return st
 }
 
@@ -736,14 +763,16 @@ func (n *Node) Reload(cfg Config) (ReloadReport, error) {
 	defer n.reloadMu.Unlock()
 	rep, err := n.reload(cfg)
 	st := &ReloadStatus{Time: time.Now()}
+	n.mu.Lock()
 	if err != nil {
 		n.reloadFailures.Inc()
+		n.nRefused++
 		st.Error = err.Error()
 	} else {
 		n.reloads.Inc()
+		n.nReloads++
 		st.Report = &rep
 	}
-	n.mu.Lock()
 	n.lastReload = st
 	n.mu.Unlock()
 	return rep, err
@@ -792,8 +821,9 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 	if certUpdate != nil {
 		certUpdate.Apply()
 	}
+	hash := ConfigHash(cfg)
 	n.mu.Lock()
-	n.cfg, n.plan = cfg, plan
+	n.cfg, n.plan, n.cfgHash = cfg, plan, hash
 	n.mu.Unlock()
 	rep.Generation, rep.Rings = plan.Generation, plan.Rings
 	n.log.Info("config reloaded", "generation", plan.Generation, "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
@@ -867,8 +897,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		if n.stopPurger != nil {
 			n.stopPurger()
-			n.wg.Wait()
 		}
+		n.stopSampler()
+		n.wg.Wait()
 		n.closeCluster()
 		n.handler.Close()
 		n.adminSrv.Close()
