@@ -329,8 +329,11 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
 			err = fmt.Errorf("%w: %w", cause, err)
 		}
-		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
+		// Unregistered first: a request that comes once this fill's
+		// readers see the error must start a fill of its own, not join
+		// this failed one.
 		unregister()
+		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
 		return
 	}
 	if beforeLast == nil && !body.streamed() {
