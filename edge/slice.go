@@ -207,7 +207,7 @@ func (s *sliceReq) storeAs(status int, hdr http.Header) (judged int, ok bool) {
 	default:
 		return status, true
 	}
-	a, b, total, ok := parseContentRange(hdr.Get("Content-Range"))
+	a, b, total, ok := byterange.ParseContentRange(hdr.Get("Content-Range"))
 	if !ok || a != s.first || b != min(s.last, total-1) {
 		return status, false
 	}
@@ -392,7 +392,7 @@ func (h *Handler) serveSliced(w http.ResponseWriter, r *http.Request, st *site) 
 		completed = s.passThrough(w, first, rh)
 		return
 	}
-	_, _, total, ok := parseContentRange(first.header.Get("Content-Range"))
+	_, _, total, ok := byterange.ParseContentRange(first.header.Get("Content-Range"))
 	s.total, s.firstIndex = total, f
 	s.ver = sliceVersion{first.header.Get("Etag"), first.header.Get("Last-Modified")}
 	if err := s.check(first, f); !ok || err != nil {
@@ -609,31 +609,4 @@ func firstByteOf(rh string) int64 {
 		}
 	}
 	return max(first, 0)
-}
-
-// parseContentRange parses "bytes a-b/total" with a known total.
-func parseContentRange(v string) (a, b, total int64, ok bool) {
-	rest, found := strings.CutPrefix(v, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	as, bs, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	var err error
-	if a, err = strconv.ParseInt(as, 10, 64); err != nil || a < 0 {
-		return 0, 0, 0, false
-	}
-	if b, err = strconv.ParseInt(bs, 10, 64); err != nil || b < a {
-		return 0, 0, 0, false
-	}
-	if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= b {
-		return 0, 0, 0, false
-	}
-	return a, b, total, true
 }

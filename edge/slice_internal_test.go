@@ -8,32 +8,6 @@ import (
 	"github.com/meridiancdn/meridian/edge/byterange"
 )
 
-func TestParseContentRange(t *testing.T) {
-	for _, tc := range []struct {
-		v           string
-		a, b, total int64
-		ok          bool
-	}{
-		{"bytes 0-99/1000", 0, 99, 1000, true},
-		{"bytes 999-999/1000", 999, 999, 1000, true},
-		{"bytes 0-0/1", 0, 0, 1, true},
-		{"bytes 0-99/*", 0, 0, 0, false}, // length unknown: no slice
-		{"bytes */1000", 0, 0, 0, false}, // a 416's
-		{"bytes 0-1000/1000", 0, 0, 0, false},
-		{"bytes 5-4/1000", 0, 0, 0, false},
-		{"bytes -1-5/1000", 0, 0, 0, false},
-		{"bytes 0-9/9223372036854775808", 0, 0, 0, false},
-		{"Bytes 0-9/10", 0, 0, 0, false},
-		{"bytes 0-9/10 ", 0, 0, 0, false},
-		{"", 0, 0, 0, false},
-	} {
-		a, b, total, ok := parseContentRange(tc.v)
-		if ok != tc.ok || ok && (a != tc.a || b != tc.b || total != tc.total) {
-			t.Errorf("%q: %d %d %d %v", tc.v, a, b, total, ok)
-		}
-	}
-}
-
 func TestFirstByteOf(t *testing.T) {
 	for _, tc := range []struct {
 		v    string
@@ -67,12 +41,12 @@ func FuzzSliceFields(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		if a, b, total, ok := parseContentRange(v); ok {
+		if a, b, total, ok := byterange.ParseContentRange(v); ok {
 			if a < 0 || b < a || total <= b {
 				t.Fatalf("%q: %d-%d/%d", v, a, b, total)
 			}
 			canon := "bytes " + strconv.FormatInt(a, 10) + "-" + strconv.FormatInt(b, 10) + "/" + strconv.FormatInt(total, 10)
-			if a2, b2, t2, ok2 := parseContentRange(canon); !ok2 || a2 != a || b2 != b || t2 != total {
+			if a2, b2, t2, ok2 := byterange.ParseContentRange(canon); !ok2 || a2 != a || b2 != b || t2 != total {
 				t.Fatalf("%q: its canonical form %q does not parse back", v, canon)
 			}
 		}

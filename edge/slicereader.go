@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/meridiancdn/meridian/edge/byterange"
 )
 
 // subreq is one slice subrequest: serveCacheable running in the
@@ -353,7 +355,7 @@ func (s *slicer) check(sub *subreq, i int64) error {
 	if sub.status != http.StatusPartialContent {
 		return fmt.Errorf("slice %d: status %d: %w", i, sub.status, errSliceBad)
 	}
-	a, b, total, ok := parseContentRange(sub.header.Get("Content-Range"))
+	a, b, total, ok := byterange.ParseContentRange(sub.header.Get("Content-Range"))
 	if ok && total != s.total {
 		return fmt.Errorf("slice %d: object length %d, not %d: %w", i, total, s.total, errSliceChanged)
 	}

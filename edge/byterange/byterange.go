@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/policy"
@@ -157,6 +158,39 @@ func coalesce(rs []Range) []Range {
 		out = append(out, r)
 	}
 	return out
+}
+
+// ParseContentRange parses the Content-Range of a 206 answer, "bytes
+// first-last/complete" (RFC 9110 §14.4), whose complete length is known.
+// ok is false for anything else: another unit, the unsatisfied form
+// ("bytes */n"), an unknown length ("/*"), a sign or space in a number,
+// a number past int64, last < first, or complete <= last.
+func ParseContentRange(v string) (first, last, complete int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, size, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, z, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	first, ok1 := parseExact(a)
+	last, ok2 := parseExact(z)
+	complete, ok3 := parseExact(size)
+	if !ok1 || !ok2 || !ok3 || last < first || complete <= last {
+		return 0, 0, 0, false
+	}
+	return first, last, complete, true
+}
+
+// parseExact parses 1*DIGIT that fits an int64 (below math.MaxInt64).
+func parseExact(s string) (int64, bool) {
+	n, ok := parseNum(s)
+	return n, ok && n != math.MaxInt64
 }
 
 // parseNum parses 1*DIGIT, saturating at math.MaxInt64.

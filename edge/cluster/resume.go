@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/meridiancdn/meridian/edge/byterange"
 )
 
 // maxResumes bounds how many times one streaming peer answer is resumed:
@@ -152,7 +154,7 @@ func (b *resumeBody) check(resp *http.Response) error {
 	}
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
-		start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		start, end, total, ok := byterange.ParseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != b.n || b.size >= 0 && (total != b.size || end != b.size-1) {
 			return fmt.Errorf("resumed with Content-Range %q from byte %d of %d", resp.Header.Get("Content-Range"), b.n, b.size)
 		}
@@ -177,41 +179,4 @@ func (b *resumeBody) Close() error {
 	}
 	b.closed = true
 	return b.cur.Close()
-}
-
-// parseContentRange parses "bytes first-last/complete" (RFC 9110 14.4).
-func parseContentRange(v string) (first, last, complete int64, ok bool) {
-	rest, found := strings.CutPrefix(v, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, size, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	a, z, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	first, ok1 := parseDigits(a)
-	last, ok2 := parseDigits(z)
-	complete, ok3 := parseDigits(size)
-	if !ok1 || !ok2 || !ok3 || last < first || complete <= last {
-		return 0, 0, 0, false
-	}
-	return first, last, complete, true
-}
-
-// parseDigits parses a non-negative decimal number of digits only.
-func parseDigits(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v, err == nil
 }
