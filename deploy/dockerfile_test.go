@@ -265,3 +265,44 @@ func ignorePattern(p string) *regexp.Regexp {
 	b.WriteString("(/.*)?$")
 	return regexp.MustCompile(b.String())
 }
+
+// TestDockerfileStampsTheBuild checks that the image says which Meridian
+// it is although its build context has no .git: the builder's go build
+// links VERSION and REVISION in with -X, and a binary built with those
+// very flags (the build args given values) reports them in `meridian
+// version`.
+func TestDockerfileStampsTheBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	var build string
+	for _, in := range parseDockerfile(t, "Dockerfile") {
+		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
+			build = in.args
+		}
+	}
+	stamps := regexp.MustCompile(`-X (\S+)=\$\{(VERSION|REVISION)\}`).FindAllStringSubmatch(build, -1)
+	if len(stamps) != 2 {
+		t.Fatalf("the builder's go build stamps %d of VERSION and REVISION with -X: %s", len(stamps), build)
+	}
+	values := map[string]string{"VERSION": "v9.8.7-test", "REVISION": "0123456789abcdef0123456789abcdef01234567"}
+	var ldflags []string
+	for _, m := range stamps {
+		ldflags = append(ldflags, "-X", m[1]+"="+values[m[2]])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "meridian")
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", strings.Join(ldflags, " "), "-o", bin, "./cmd/meridian")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil {
+		t.Fatalf("meridian version: %v", err)
+	}
+	if want := "meridian " + values["VERSION"] + "\nrevision " + values["REVISION"] + "\n"; !strings.HasPrefix(string(out), want) {
+		t.Fatalf("meridian version printed %q, want it to begin %q", out, want)
+	}
+}

@@ -17,10 +17,32 @@ type BuildInfo struct {
 	GoVersion string `json:"go_version"`
 }
 
+// stampedVersion and stampedRevision are set at link time by builds whose
+// source has no VCS metadata, such as the image (deploy/Dockerfile: the
+// build context leaves .git out):
+//
+//	go build -ldflags "-X github.com/meridiancdn/meridian/edge/node.stampedVersion=v1.2.0
+//	  -X github.com/meridiancdn/meridian/edge/node.stampedRevision=$(git rev-parse HEAD)"
+//
+// They win over what the toolchain recorded. Empty: not stamped.
+var stampedVersion, stampedRevision string
+
 // Build returns this binary's BuildInfo, from what the Go toolchain
-// stamped in it (debug.ReadBuildInfo). Fields the build did not record
-// are "unknown".
+// stamped in it (debug.ReadBuildInfo) or the link-time stamps. Fields
+// the build did not record are "unknown".
 func Build() BuildInfo {
+	b := recordedBuild()
+	if stampedVersion != "" {
+		b.Version = stampedVersion
+	}
+	if stampedRevision != "" {
+		b.Revision, b.Modified = stampedRevision, false
+	}
+	return b
+}
+
+// recordedBuild is what the Go toolchain recorded of the build.
+func recordedBuild() BuildInfo {
 	b := BuildInfo{Version: "unknown", Revision: "unknown", GoVersion: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
