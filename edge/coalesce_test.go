@@ -103,36 +103,12 @@ func TestCoalescing200ConcurrentMissesOneOriginRequest(t *testing.T) {
 func TestMissesAroundAFillsEndOneOriginRequest(t *testing.T) {
 	e := newEnv(t, respond(200, "ok", "Cache-Control", "max-age=600"))
 	const keys, perKey = 60, 16
-	var wg sync.WaitGroup
-	errs := make(chan error, keys*perKey)
-	for k := 0; k < keys; k++ {
-		start := make(chan struct{})
-		for i := 0; i < perKey; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				req, _ := http.NewRequest("GET", fmt.Sprintf("%s/k%d", e.base, k), nil)
-				req.Host = testHost
-				resp, err := e.client.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 || string(b) != "ok" {
-					errs <- fmt.Errorf("/k%d: status %d body %q err %v", k, resp.StatusCode, b, err)
-				}
-			}()
+	burstPerKey(t, e, keys, perKey, func(k int, resp *http.Response, body []byte) error {
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			return fmt.Errorf("/k%d: status %d body %q", k, resp.StatusCode, body)
 		}
-		close(start)
-		wg.Wait() // one key at a time: perKey connections at once
-	}
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		return nil
+	})
 	for k := 0; k < keys; k++ {
 		if n := e.origin.count(fmt.Sprintf("/k%d", k)); n != 1 {
 			t.Errorf("origin saw /k%d %d times, want once", k, n)
@@ -297,9 +273,25 @@ func TestStaleHitsAroundARefreshsEndOneRefresh(t *testing.T) {
 		e.get(fmt.Sprintf("/k%d", k))
 	}
 	e.clock.Advance(time.Minute)
-	var wg sync.WaitGroup
+	burstPerKey(t, e, keys, perKey, nil)
+	for k := 0; k < keys; k++ {
+		path := fmt.Sprintf("/k%d", k)
+		// The refresh runs in the background: wait for it to be counted.
+		waitFor(t, func() bool { return e.origin.count(path) >= 2 })
+		if n := e.origin.count(path); n != 2 {
+			t.Errorf("origin saw %s %d times, want twice (the fill and one refresh)", path, n)
+		}
+	}
+}
+
+// burstPerKey sends perKey concurrent GETs of /k0 ... /k(keys-1), one key
+// at a time (perKey connections at once), and fails the test on a
+// transport error or on what check, when given, says of an answer.
+func burstPerKey(t *testing.T, e *env, keys, perKey int, check func(k int, resp *http.Response, body []byte) error) {
+	t.Helper()
 	errs := make(chan error, keys*perKey)
 	for k := 0; k < keys; k++ {
+		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for i := 0; i < perKey; i++ {
 			wg.Add(1)
@@ -313,8 +305,15 @@ func TestStaleHitsAroundARefreshsEndOneRefresh(t *testing.T) {
 					errs <- err
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
+				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if err != nil {
+					errs <- fmt.Errorf("/k%d: body: %v", k, err)
+				} else if check != nil {
+					if err := check(k, resp, b); err != nil {
+						errs <- err
+					}
+				}
 			}()
 		}
 		close(start)
@@ -323,13 +322,5 @@ func TestStaleHitsAroundARefreshsEndOneRefresh(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
-	}
-	for k := 0; k < keys; k++ {
-		path := fmt.Sprintf("/k%d", k)
-		// The refresh runs in the background: wait for it to be counted.
-		waitFor(t, func() bool { return e.origin.count(path) >= 2 })
-		if n := e.origin.count(path); n != 2 {
-			t.Errorf("origin saw %s %d times, want twice (the fill and one refresh)", path, n)
-		}
 	}
 }
