@@ -79,14 +79,21 @@ func TestRollingRestartOnDiskKeepsTheRegionWarm(t *testing.T) {
 		}
 		cancel()
 		nodes[i] = nil
-		var others []string
+		var others []*node.Node
+		var seeds []string
 		for j, n := range nodes {
 			if j != i && n != nil {
-				others = append(others, n.Cluster().GossipAddr())
+				others = append(others, n)
+				seeds = append(seeds, n.Cluster().GossipAddr())
 			}
 		}
+		// The others must have dropped the old incarnation (its peer
+		// address dies with it) before the new one joins: otherwise
+		// "every ring has 3 members" can still count the old one, and
+		// its keys' fills go to a closed address and on to the origin.
+		waitMembers(t, others, edges-1)
 		cfg := cfgs[i]
-		cfg.Cluster.Seeds = others
+		cfg.Cluster.Seeds = seeds
 		n, err := node.Start(cfg, node.Options{})
 		if err != nil {
 			t.Fatal(err)
