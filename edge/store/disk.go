@@ -198,6 +198,24 @@ type BodyReader struct {
 	seg *segment
 }
 
+// WriteTo writes the rest of the body to w (io.WriterTo, so io.Copy
+// uses it). To a socket (a *net.TCPConn, or any syscall.Conn the kernel
+// can sendfile to) the body goes straight from the page cache with
+// sendfile(2), never through user space, within w's write deadline;
+// to anything else it is copied in chunks.
+func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
+	pos, _ := b.Seek(0, io.SeekCurrent)
+	if sc, ok := w.(syscall.Conn); ok && b.seg != nil && pos < b.Size() {
+		_, base, _ := b.Outer()
+		n, err, handled := sendFile(sc, b.seg.f, base+pos, b.Size()-pos)
+		if handled {
+			b.Seek(pos+n, io.SeekStart)
+			return n, err
+		}
+	}
+	return io.Copy(w, b.SectionReader)
+}
+
 // Close releases the file. It is safe to call more than once.
 func (b *BodyReader) Close() error {
 	if b.seg != nil {
