@@ -110,7 +110,11 @@ type Disk struct {
 	qmu     sync.Mutex
 	ops     []diskOp
 	queued  int64          // bytes of the queued entries' bodies
-	pending map[string]int // keys with a queued write
+	pending map[string]int // keys with a queued or ongoing write
+	// waiting is the entry last queued for each key, until it is
+	// written (and indexed) or removed: lookups find it there, so an
+	// entry evicted from memory is not a miss while it waits.
+	waiting map[string]*Entry
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
@@ -286,6 +290,7 @@ func openDisk(opt DiskOptions, faults func(n int) error) (*Disk, error) {
 		index:   map[string]*diskObj{},
 		tags:    &tagIndex{keys: map[string]map[string]struct{}{}},
 		pending: map[string]int{},
+		waiting: map[string]*Entry{},
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -573,8 +578,13 @@ func (d *Disk) removeSegment(seg *segment) {
 }
 
 // Get returns the entry at key, nil if none: its data in memory, its body
-// to be read with OpenBody. It counts the use.
+// to be read with OpenBody; or, while the entry waits to be written, the
+// entry as it was admitted, body in memory. It counts the use.
 func (d *Disk) Get(key string) *Entry {
+	if e := d.queuedEntry(key); e != nil {
+		d.hits.Add(1)
+		return e
+	}
 	d.mu.Lock()
 	obj := d.index[key]
 	if obj != nil {
@@ -590,12 +600,24 @@ func (d *Disk) Get(key string) *Entry {
 
 // Peek returns the entry at key, nil if none, without counting a use.
 func (d *Disk) Peek(key string) *Entry {
+	if e := d.queuedEntry(key); e != nil {
+		return e
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if obj := d.index[key]; obj != nil {
 		return obj.e
 	}
 	return nil
+}
+
+// queuedEntry is the entry at key that waits to be written, nil if
+// none. Lookups ask it before the index: the writer indexes an entry
+// before it stops waiting, so one of the two has it.
+func (d *Disk) queuedEntry(key string) *Entry {
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	return d.waiting[key]
 }
 
 // Keys returns the keys of the entries on disk, in no order: a snapshot
@@ -636,6 +658,7 @@ func (d *Disk) Admit(e *Entry) bool {
 	}
 	d.queued += n
 	d.pending[e.Key()]++
+	d.waiting[e.Key()] = e
 	d.ops = append(d.ops, diskOp{e: e})
 	d.qmu.Unlock()
 	d.signal()
@@ -648,6 +671,7 @@ func (d *Disk) Admit(e *Entry) bool {
 func (d *Disk) Supersede(key string) {
 	d.qmu.Lock()
 	queued := d.pending[key] > 0
+	delete(d.waiting, key)
 	d.qmu.Unlock()
 	d.mu.Lock()
 	obj := d.index[key]
@@ -664,15 +688,19 @@ func (d *Disk) Supersede(key string) {
 // removal is on disk when it returns (a purged object does not come back
 // at the next start), after every write queued before it.
 func (d *Disk) Remove(key string) bool {
+	// The queue first: the writer indexes an entry before the key stops
+	// being pending, so a write is either seen here or in the index.
+	d.qmu.Lock()
+	queued := d.pending[key] > 0
+	waited := d.waiting[key] != nil
+	delete(d.waiting, key)
+	d.qmu.Unlock()
 	d.mu.Lock()
 	obj := d.index[key]
 	if obj != nil {
 		d.unindex(obj)
 	}
 	d.mu.Unlock()
-	d.qmu.Lock()
-	queued := d.pending[key] > 0
-	d.qmu.Unlock()
 	if obj == nil && !queued {
 		return false
 	}
@@ -683,7 +711,7 @@ func (d *Disk) Remove(key string) bool {
 		case <-d.stopped:
 		}
 	}
-	return obj != nil
+	return obj != nil || waited
 }
 
 func (d *Disk) enqueueRemoval(key string, done chan struct{}) bool {
@@ -782,17 +810,29 @@ func (d *Disk) do(op diskOp) {
 		}
 		return
 	}
+	key := op.e.Key()
 	d.qmu.Lock()
 	d.queued -= int64(len(op.e.body))
-	if d.pending[op.e.Key()]--; d.pending[op.e.Key()] <= 0 {
-		delete(d.pending, op.e.Key())
+	current := d.waiting[key] == op.e
+	d.qmu.Unlock()
+	switch {
+	case !current:
+		// Removed, superseded or queued again since: not written.
+	case d.isFull():
+		d.dropped.Add(1)
+	default:
+		d.write(op.e)
+	}
+	// The key stops being pending only now: a removal that came during
+	// the write is queued (see Remove) and undoes it.
+	d.qmu.Lock()
+	if d.waiting[key] == op.e {
+		delete(d.waiting, key)
+	}
+	if d.pending[key]--; d.pending[key] <= 0 {
+		delete(d.pending, key)
 	}
 	d.qmu.Unlock()
-	if d.isFull() {
-		d.dropped.Add(1)
-		return
-	}
-	d.write(op.e)
 }
 
 // write appends e to the active segment and indexes it.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/policy"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // bodyOf is the body of the object at key: n bytes that differ by key
@@ -432,4 +433,51 @@ func FuzzDiskLoad(f *testing.F) {
 			readBody(t, o.e)
 		}
 	})
+}
+
+// TestDiskFindsWhatWaitsToBeWritten: an entry handed to the tier is found
+// at once, while it waits for the writer (an object evicted from memory
+// under load is not a miss for that while); a removal or a newer version
+// while it waits keeps it from being written at all.
+func TestDiskFindsWhatWaitsToBeWritten(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	faults := func(int) error { <-gate; return nil }
+	d := openTestDisk(t, t.TempDir(), DiskOptions{}, faults)
+	defer release()
+
+	a, b, c := diskEntry(t, "h/a", 3000, nil), diskEntry(t, "h/b", 4000, nil), diskEntry(t, "h/c", 5000, nil)
+	for _, e := range []*Entry{a, b, c} {
+		if !d.Admit(e) {
+			t.Fatalf("%s not admitted", e.Key())
+		}
+	}
+	// The writer is held at its first write; all three wait.
+	for _, e := range []*Entry{a, b, c} {
+		if got := d.Get(e.Key()); got != e || d.Peek(e.Key()) != e {
+			t.Fatalf("%s: waiting entry not found (got %v)", e.Key(), got)
+		}
+	}
+	removed := make(chan bool)
+	go func() { removed <- d.Remove("h/b") }() // waits for the queue: released below
+	poll.Until(t, 10*time.Second, "the removed entry is no longer found", func() bool { return d.Peek("h/b") == nil })
+	c2 := diskEntry(t, "h/c", 6000, nil)
+	d.Admit(c2)
+	if d.Get("h/c") != c2 {
+		t.Fatal("the newer queued version is not the one found")
+	}
+	release()
+	if !<-removed {
+		t.Fatal("Remove of a waiting entry said there was none")
+	}
+	d.drain()
+	sameEntry(t, d.Get("h/a"), a)
+	if e := d.Get("h/b"); e != nil {
+		t.Fatalf("removed while waiting, then written: %v", e.Key())
+	}
+	sameEntry(t, d.Get("h/c"), c2)
+	if st := d.Stats(); st.Objects != 2 {
+		t.Fatalf("%d objects on disk, want 2 (a and the newer c)", st.Objects)
+	}
 }
