@@ -2,9 +2,11 @@ package edge
 
 import (
 	"hash/maphash"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -17,7 +19,9 @@ import (
 // HTTP/1.1, HTTP/2, HTTP/3, and the requests the fast front lends to
 // net/http) are written by serveHit; the fast HTTP/1.1 front (package
 // listen) writes plain hits itself through the hit contract: LookupHit,
-// Hit.AppendHead and Hit.Body, then Delivered. Both book what they
+// Hit.AppendHead and Hit.Body (or, for a body in the disk tier,
+// Hit.AppendBody or Hit.WriteBody, which sends it with sendfile), then
+// Delivered. Both book what they
 // answered through delivered, the one place where a hit is counted on its
 // entry, in the request metrics and in the access log.
 
@@ -48,11 +52,17 @@ func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
 	if c := slot.Load(); c != nil && c.st.Age() == secs && c.key == key && c.size == size && c.lifetime == lifetime && c.prior == prior {
 		return &c.st
 	}
-	ttl := lifetime - time.Duration(secs)*time.Second
 	c := &cachedStamp{key: key, size: size, lifetime: lifetime, prior: prior,
-		st: store.NewStamp(secs, size, appendCacheStatus(prior, h.cfg.Name, cacheStatus{hit: true, ttl: ttl, hasTTL: true}))}
+		st: store.NewStamp(secs, size, appendCacheStatus(prior, h.cfg.Name, cacheStatus{hit: true, ttl: hitTTL(e, age), hasTTL: true}))}
 	slot.Store(c)
 	return &c.st
+}
+
+// hitTTL is the ttl of a fresh hit's Cache-Status at age: the freshness
+// lifetime less the Age the answer carries (whole seconds), so that Age
+// plus ttl is the lifetime on every path that serves a hit.
+func hitTTL(e *store.Entry, age time.Duration) time.Duration {
+	return e.Lifetime() - age.Truncate(time.Second)
 }
 
 // stampCache keeps the hit stamps of recently hit entries, by key, in a
@@ -149,7 +159,8 @@ type HitRequest struct {
 // Hit is the hit contract between the cache and a front that writes
 // answers itself (the fast HTTP/1.1 front): a fresh stored answer that
 // needs nothing but the entry's prepared header and body. The front fills
-// one with LookupHit, writes AppendHead and Body, and reports it with
+// one with LookupHit, writes AppendHead and Body (AppendBody or
+// WriteBody when BodyOnDisk), and reports it with
 // Delivered; it never reads the entry itself. A Hit is reused for the
 // next request once delivered (a front keeps one per connection: a key
 // that repeats is then not allocated again). It is not safe for
@@ -168,6 +179,9 @@ type Hit struct {
 	// varBuf and varKey are the same for the key of a coding's variant.
 	varBuf []byte
 	varKey string
+	// rd is the body's file when the entry is on disk (the disk tier),
+	// open until Delivered; nil for a body in memory.
+	rd *store.BodyReader
 }
 
 // LookupHit looks up a plain GET or HEAD (see HitRequest) and reports
@@ -231,10 +245,15 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	if st.cfg.CacheKey.rewrites() {
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
+	// The tiers in the order of lookupTiers: memory, hot copies, disk.
 	var src tier = h.store
 	e := h.unbanned(src, key, src.Get(key))
 	if e == nil {
 		src = h.hot
+		e = h.unbanned(src, key, src.Get(key))
+	}
+	if e == nil && h.disk != nil {
+		src = h.disk
 		e = h.unbanned(src, key, src.Get(key))
 	}
 	if fields, gen, ok := e.VaryIndex(); ok && st.coder != nil && varyOnCodingOnly(fields) {
@@ -243,7 +262,12 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 		if string(x.varBuf) != x.varKey {
 			x.varKey = string(x.varBuf)
 		}
+		index := src
 		e = h.unbanned(src, x.varKey, src.Get(x.varKey))
+		if e == nil && h.disk != nil && index != tier(h.disk) {
+			// The vary index is in memory; its variant may be on disk.
+			e = h.unbanned(h.disk, x.varKey, h.disk.Get(x.varKey))
+		}
 	}
 	if e == nil || !e.Sealed() || !bodyAllowed(e.Status()) {
 		return false
@@ -253,6 +277,19 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	reqCC := policy.NoDirectives()
 	if !e.Judge(age, &reqCC).Fresh {
 		return false
+	}
+	if e.OnDisk() {
+		// Streamed from its file (WriteBody). A body with no
+		// Content-Type is sniffed from its first bytes, as net/http
+		// does: ServeHTTP answers that rare case.
+		if !e.HasContentType() {
+			return false
+		}
+		rd, err := h.openDiskBody(e)
+		if err != nil {
+			return false // ServeHTTP looks again, and says why
+		}
+		x.rd = rd
 	}
 	x.e, x.site, x.stamp, x.date, x.start = e, st, h.hitStampOf(e, age), h.dateOf(e), now
 	return true
@@ -305,12 +342,55 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 }
 
 // Body is the body to send after the header: the stored body, shared (it
-// must not be changed), or nil for a HEAD.
+// must not be changed), or nil for a HEAD or a body on disk (BodyOnDisk).
 func (x *Hit) Body() []byte {
 	if x.req.Head {
 		return nil
 	}
 	return x.e.Body()
+}
+
+// BodyOnDisk reports whether the body to send is on disk: the front
+// then sends it with WriteBody instead of Body.
+func (x *Hit) BodyOnDisk() bool { return x.rd != nil && !x.req.Head }
+
+// BodySize is the length of the body to send: 0 for a HEAD.
+func (x *Hit) BodySize() int64 {
+	if x.req.Head {
+		return 0
+	}
+	return x.e.BodySize()
+}
+
+// AppendBody appends a body on disk (BodyOnDisk) to b, read from its
+// file: for a small body, so that it goes out in one write with the
+// header.
+func (x *Hit) AppendBody(b []byte) ([]byte, error) {
+	if !x.BodyOnDisk() {
+		return b, nil
+	}
+	n := int(x.e.BodySize())
+	b = slices.Grow(b, n)
+	m, err := x.rd.ReadAt(b[len(b):len(b)+n], 0)
+	if m == n {
+		err = nil // io.ReaderAt may say EOF with the last byte
+	}
+	return b[:len(b)+m], err
+}
+
+// WriteBody writes a body on disk (BodyOnDisk) to w: straight from the
+// file with sendfile(2) when w is the client's socket (a *net.TCPConn),
+// within its write deadline. It returns the bytes written; an error
+// means the client has a short body and the connection must close.
+func (x *Hit) WriteBody(w io.Writer) (int64, error) {
+	if !x.BodyOnDisk() {
+		return 0, nil
+	}
+	n, err := x.rd.WriteTo(w)
+	if err == nil && n != x.e.BodySize() {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // Delivered books a hit that the front has written, bodyBytes of its
@@ -331,7 +411,10 @@ func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
 	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
-	x.e, x.site, x.stamp, x.date, x.req = nil, nil, nil, "", HitRequest{}
+	if x.rd != nil {
+		x.rd.Close()
+	}
+	x.e, x.site, x.stamp, x.date, x.req, x.rd = nil, nil, nil, "", HitRequest{}, nil
 }
 
 // hitClient is the client of a hit request, as ClientAddr has it for

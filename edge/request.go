@@ -110,7 +110,7 @@ func (h *Handler) lookupAndServe(w http.ResponseWriter, r *http.Request, st *sit
 				h.serveHit(w, r, st, e, age)
 				return
 			}
-			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: v.TTL, hasTTL: true})
+			h.serveEntry(w, r, e, completeBodyOf(e), age, cacheStatus{hit: true, ttl: hitTTL(e, age), hasTTL: true})
 			return
 		case v.StaleWhileRevalidate:
 			if !h.looped(r) { // a loop is not refreshed; the stale copy still serves

@@ -346,8 +346,21 @@ func (c *fastConn) serveHit(req *request) bool {
 	}
 	b = append(b, "\r\n"...)
 	body := x.Body()
+	sent := len(body)
 	var err error
 	switch {
+	case x.BodyOnDisk() && x.BodySize() <= 32<<10:
+		// Read from its file behind the header: one write, as below.
+		if b, err = x.AppendBody(b); err == nil {
+			_, err = c.nc.Write(b)
+		}
+	case x.BodyOnDisk():
+		// The header, then the body straight from its file (sendfile).
+		if _, err = c.nc.Write(b); err == nil {
+			var n int64
+			n, err = x.WriteBody(c.nc)
+			sent = int(n)
+		}
 	case len(body) <= 32<<10:
 		b = append(b, body...)
 		_, err = c.nc.Write(b)
@@ -360,7 +373,7 @@ func (c *fastConn) serveHit(req *request) bool {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
 	}
-	h.Delivered(x, len(body))
+	h.Delivered(x, sent)
 	if err != nil {
 		// The client is gone; the next read ends the connection.
 		c.nc.Close()
