@@ -36,7 +36,8 @@ type Config struct {
 	// Draining takes this member's keys away before maintenance: it stays
 	// a member and serves what it holds, but owns no key; about 1/n of
 	// the region's keys move to the other members, none between them
-	// (see ring.Peer.Draining). Default false.
+	// (see ring.Peer.Draining). A config reload (SIGHUP) applies it to a
+	// running member ([Node.SetDraining]). Default false.
 	Draining bool `yaml:"draining"`
 
 	// GossipListen is the IP:port memberlist binds for gossip (UDP and

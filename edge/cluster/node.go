@@ -81,6 +81,7 @@ type Node struct {
 	mu         sync.Mutex
 	members    map[string]member // live members, by name, from the gossip
 	meta       []byte            // this member's gossip metadata
+	draining   bool              // this member's drain, as meta says it (SetDraining)
 	peerAddr   string            // advertised peer endpoint
 	gossipAddr string            // advertised gossip address, once started
 
@@ -176,6 +177,7 @@ func New(cfg Config, opt Options) (*Node, error) {
 		rebuild:  make(chan struct{}, 1),
 		tls:      ptls,
 		scheme:   "http",
+		draining: cfg.Draining,
 	}
 	if n.log == nil {
 		n.log = slog.Default()
@@ -255,17 +257,83 @@ func (n *Node) setPeerAddr(gossipIP net.IP) error {
 		}
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(int(ap.Port())))
-	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight, Drain: n.cfg.Draining})
+	n.mu.Lock()
+	drain := n.draining
+	n.mu.Unlock()
+	meta, err := n.encodeMetadata(addr, drain)
 	if err != nil {
-		return fmt.Errorf("cluster: metadata: %w", err)
-	}
-	if len(meta) > memberlist.MetaMaxSize {
-		return fmt.Errorf("cluster: metadata is %d bytes, more than memberlist's %d", len(meta), memberlist.MetaMaxSize)
+		return err
 	}
 	n.mu.Lock()
 	n.peerAddr, n.meta = addr, meta
 	n.mu.Unlock()
 	return nil
+}
+
+// encodeMetadata is this member's gossip metadata with peer endpoint addr
+// and drain.
+func (n *Node) encodeMetadata(addr string, drain bool) ([]byte, error) {
+	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight, Drain: drain})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: metadata: %w", err)
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("cluster: metadata is %d bytes, more than memberlist's %d", len(meta), memberlist.MetaMaxSize)
+	}
+	return meta, nil
+}
+
+// metaUpdateTimeout bounds SetDraining's wait for its gossip to go out.
+const metaUpdateTimeout = 5 * time.Second
+
+// SetDraining drains this running member (on) or ends its drain, as
+// Config.Draining does at start (a config reload applies it with this):
+// its gossip metadata changes, and every member's ring, this one's too,
+// is rebuilt with it owning no key (about 1/n of the region's keys move
+// to the others, none between them) or owning its share again. It stays a
+// member and keeps serving what it holds: for handoffWindow the new
+// owners of its keys take its copies (consult) rather than the origin's.
+// Before Start it sets what the member joins with. It returns once the
+// change has gone out on the gossip; an error after metaUpdateTimeout
+// means the change is made here and still spreading. It is refused after
+// Leave or Close.
+func (n *Node) SetDraining(on bool) error {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if n.closed.Load() || n.left {
+		return errors.New("cluster: SetDraining after Leave or Close")
+	}
+	n.mu.Lock()
+	same, addr := n.draining == on, n.peerAddr
+	n.mu.Unlock()
+	if same {
+		return nil
+	}
+	meta, err := n.encodeMetadata(addr, on)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.draining, n.meta = on, meta
+	n.mu.Unlock()
+	if n.ml == nil {
+		return nil // not started: it joins with this
+	}
+	n.log.Info("draining changed", "draining", on)
+	// Our own record is updated at once (memberUp through NotifyUpdate,
+	// which rebuilds this member's ring); then the others hear it.
+	if err := n.ml.UpdateNode(metaUpdateTimeout); err != nil {
+		return fmt.Errorf("cluster: draining %v: gossip: %w", on, err)
+	}
+	return nil
+}
+
+// Draining reports whether this member is draining (Config.Draining,
+// then SetDraining).
+func (n *Node) Draining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining
 }
 
 // decodeMetadata parses and checks a member's gossip metadata.

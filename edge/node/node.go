@@ -695,7 +695,7 @@ func (n *Node) status() map[string]any {
 		r := n.cluster.Ring()
 		var members []Member
 		for _, p := range n.cluster.Members() {
-			members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name})
+			members = append(members, Member{Name: p.Name, Zone: p.Zone, Share: r.Share(p.Name), Self: p.Name == cfg.Name, Draining: p.Draining})
 		}
 		st["members"] = members
 		if n.purger != nil {
@@ -716,6 +716,8 @@ type Member struct {
 	Zone  string  `json:"zone,omitempty"`
 	Share float64 `json:"share"`
 	Self  bool    `json:"self"`
+	// Draining: the member owns no key (cluster.draining).
+	Draining bool `json:"draining,omitempty"`
 }
 
 func (n *Node) config() Config {
@@ -820,6 +822,13 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 	}
 	if certUpdate != nil {
 		certUpdate.Apply()
+	}
+	if n.cluster != nil && cfg.Cluster.Draining != old.Cluster.Draining {
+		// Made here at once; a gossip slower than SetDraining's wait
+		// still carries it to the others.
+		if err := n.cluster.SetDraining(cfg.Cluster.Draining); err != nil {
+			n.log.Warn("cluster.draining applied here, still spreading", "err", err)
+		}
 	}
 	hash := ConfigHash(cfg)
 	n.mu.Lock()

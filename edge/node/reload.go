@@ -22,7 +22,8 @@ type ReloadReport struct {
 	// tls.reload_interval, server settings, the admin listener and tokens, the
 	// access log (its destination and format; a file's rotation needs no
 	// restart: SIGUSR1 reopens it), tracing (propagation and export), the
-	// cluster section, the region and the disk tier (cache.disk).
+	// cluster section but cluster.draining (applied), the region and the
+	// disk tier (cache.disk).
 	NeedsRestart []string `json:"needs_restart"`
 	// Rings are the other regions' rings of the new plan, and whether each
 	// was kept from the running plan.
@@ -70,7 +71,17 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	keep("region", old.Region != next.Region, func() { eff.Region = old.Region })
 	keep("access_log", old.AccessLog != next.AccessLog, func() { eff.AccessLog = old.AccessLog })
 	keep("tracing", old.Tracing != next.Tracing, func() { eff.Tracing = old.Tracing })
-	keep("cluster", !reflect.DeepEqual(old.Cluster, next.Cluster), func() { eff.Cluster = old.Cluster })
+	drainChanged := false
+	if old.Cluster != nil && next.Cluster != nil {
+		// cluster.draining is applied (cluster.Node.SetDraining); the
+		// rest of the section keeps its running values.
+		running := *old.Cluster
+		running.Draining = next.Cluster.Draining
+		drainChanged = old.Cluster.Draining != next.Cluster.Draining
+		keep("cluster", !reflect.DeepEqual(&running, next.Cluster), func() { eff.Cluster = &running })
+	} else {
+		keep("cluster", !reflect.DeepEqual(old.Cluster, next.Cluster), func() { eff.Cluster = old.Cluster })
+	}
 	keep("cache.disk", old.Cache.Disk != next.Cache.Disk, func() { eff.Cache.Disk = old.Cache.Disk })
 	keep("admin.listen", old.Admin.Listen != next.Admin.Listen, func() { eff.Admin.Listen = old.Admin.Listen })
 	keep("admin.token", old.Admin.Token != next.Admin.Token || old.Admin.TokenFile != next.Admin.TokenFile, func() {
@@ -89,6 +100,9 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	}
 	if old.Admin.DrainDelay != next.Admin.DrainDelay {
 		r.Applied = append(r.Applied, "admin.drain_delay")
+	}
+	if drainChanged {
+		r.Applied = append(r.Applied, "cluster.draining")
 	}
 	return eff, r
 }
