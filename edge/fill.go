@@ -57,6 +57,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	out.RequestURI = ""
 	out.Body = nil
 	out.ContentLength = 0
+	out.Close = false // the client's Connection: close is its own hop's
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost

@@ -1,0 +1,302 @@
+package edge_test
+
+// Hostile inputs, as the origin sees them on the wire (issue 12): a raw TCP
+// origin records the head of every request it receives, byte for byte, so
+// that what reaches it is asserted exactly, not as net/http would read it
+// (a Connection: close, a duplicated field, a field's case or order would
+// not show in a parsed request).
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+// wireOrigin is an HTTP/1.1 origin on 127.0.0.1 that records each request
+// head it reads, as bytes, and answers every request with a small
+// storable 200 (keeping the connection open unless asked to close it).
+type wireOrigin struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	heads []string
+	conns map[net.Conn]bool
+}
+
+func newWireOrigin(t *testing.T) *wireOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &wireOrigin{ln: ln, conns: map[net.Conn]bool{}}
+	o.wg.Add(1)
+	go o.accept()
+	t.Cleanup(o.close)
+	return o
+}
+
+func (o *wireOrigin) url() string { return "http://" + o.ln.Addr().String() }
+
+func (o *wireOrigin) accept() {
+	defer o.wg.Done()
+	for {
+		c, err := o.ln.Accept()
+		if err != nil {
+			return
+		}
+		o.mu.Lock()
+		o.conns[c] = true
+		o.mu.Unlock()
+		o.wg.Add(1)
+		go o.serve(c)
+	}
+}
+
+// serve reads requests off c until it closes: each head is recorded as
+// read, its body (Content-Length or chunked) is read and dropped.
+func (o *wireOrigin) serve(c net.Conn) {
+	defer o.wg.Done()
+	defer func() {
+		o.mu.Lock()
+		delete(o.conns, c)
+		o.mu.Unlock()
+		c.Close()
+	}()
+	br := bufio.NewReader(c)
+	for {
+		var head bytes.Buffer
+		for {
+			line, err := br.ReadSlice('\n')
+			head.Write(line)
+			if err != nil {
+				return
+			}
+			if len(line) <= 2 && strings.TrimRight(string(line), "\r\n") == "" {
+				break
+			}
+		}
+		o.mu.Lock()
+		o.heads = append(o.heads, head.String())
+		o.mu.Unlock()
+		req, err := http.ReadRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(head.Bytes()), br)))
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+			return
+		}
+		body := "wire"
+		resp := "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		if req.Method != http.MethodHead {
+			resp += body
+		}
+		if _, err := io.WriteString(c, resp); err != nil || req.Close {
+			return
+		}
+	}
+}
+
+func (o *wireOrigin) close() {
+	o.ln.Close()
+	o.mu.Lock()
+	for c := range o.conns {
+		c.Close()
+	}
+	o.mu.Unlock()
+	o.wg.Wait()
+}
+
+// got returns the heads received so far.
+func (o *wireOrigin) got() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.heads...)
+}
+
+// newTrace is a Traceparent the edge started itself (random ids, not
+// sampled): the recorded heads show it as NEW-TRACE.
+var newTrace = regexp.MustCompile(`(?m)^Traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-00\r$`)
+
+func (o *wireOrigin) last(t *testing.T) string {
+	t.Helper()
+	h := o.got()
+	if len(h) == 0 {
+		t.Fatal("the origin got no request")
+	}
+	return newTrace.ReplaceAllString(h[len(h)-1], "Traceparent: NEW-TRACE\r")
+}
+
+// fwdFields are the fields an edge named edge1 adds to what it sends
+// upstream for an untrusted client at 127.0.0.1 over scheme, one value
+// each (setForwarded), and the trace it starts.
+func fwdFields(scheme string) []string {
+	return []string{
+		"Cdn-Loop: edge1",
+		"Forwarded: for=127.0.0.1;host=site.test;proto=" + scheme,
+		"Traceparent: NEW-TRACE",
+		"Via: 1.1 edge1",
+		"X-Forwarded-For: 127.0.0.1",
+		"X-Forwarded-Host: site.test",
+		"X-Forwarded-Proto: " + scheme,
+	}
+}
+
+// wireHead is a request head as Go's transport writes it: the top lines
+// (request line, Host, User-Agent, framing) as given, then the fields, the
+// client's that the edge keeps and the edge's own (fwdFields), sorted by
+// name, the client's first within a name (the edge appends to them).
+func wireHead(top []string, scheme string, fields ...string) string {
+	all := append(append([]string(nil), fields...), fwdFields(scheme)...)
+	name := func(l string) string { n, _, _ := strings.Cut(l, ":"); return n }
+	slices.SortStableFunc(all, func(a, b string) int { return strings.Compare(name(a), name(b)) })
+	return strings.Join(append(append([]string(nil), top...), all...), "\r\n") + "\r\n\r\n"
+}
+
+// fillTop is the top of a fill's head for path: a GET, the keyed host, and
+// Go's User-Agent when the client sent none.
+func fillTop(path string) []string {
+	return []string{"GET " + path + " HTTP/1.1", "Host: site.test", "User-Agent: Go-http-client/1.1"}
+}
+
+// hostileForwardingRaw is hostileForwarding as an attacker writes it on
+// the wire, in any case.
+const hostileForwardingRaw = "X-Forwarded-For: 6.6.6.6\r\nx-forwarded-proto: https\r\nX-Forwarded-Host: evil.test\r\n" +
+	"X-FORWARDED-PORT: 8443\r\nX-Forwarded-Prefix: /evil\r\nForwarded: for=6.6.6.6;host=evil.test;proto=https\r\nX-Real-IP: 6.6.6.6\r\n"
+
+// Every hostile item of issue 12 that reaches the request path, sent raw
+// over HTTP/1.1 (TestMain runs it on both fronts): each case asserts the
+// status the attacker got, every head the origin received, byte for byte
+// (nothing at all for a refused request), and whether an innocent GET of
+// the same URL afterwards is answered from the store (the attacker's fill
+// was keyed as the innocent request, or an entry survived) or has to go to
+// the origin (nothing was stored for it, or it was invalidated).
+func TestHostileItemsOnTheWire(t *testing.T) {
+	o := newWireOrigin(t)
+	e := newEnvOptions(t, nil, withPurgeToken("s3cret"), func(c *edge.Config) {
+		c.Sites[0].Origin = o.url()
+		c.Sites[0].CacheKey.IgnoreParams = []string{"utm_*"}
+	})
+	clean := func(p string) string { return wireHead(fillTop(p), "http") }
+	for i, tc := range []struct {
+		name    string
+		raw     string // the attacker's request; {p} stands for the case's path
+		status  int
+		heads   func(p string) []string // what the origin received; nil: nothing
+		prefill bool                    // an innocent GET stored {p} first
+		stored  bool                    // the innocent GET after it is a hit
+		query   string                  // of the innocent GET
+	}{
+		// 1. Host: case, trailing dot and port are keyed and forwarded
+		// normalized; junk is a 400 that reaches nobody.
+		{name: "host spelling", raw: "GET {p} HTTP/1.1\r\nHost: SITE.Test.:8080\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		{name: "host junk port", raw: "GET {p} HTTP/1.1\r\nHost: site.test:'onerror='alert(1)\r\n\r\n", status: 400},
+		{name: "host two", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nHost: evil.test\r\n\r\n", status: 400},
+		{name: "absolute form", raw: "GET http://SITE.test.{p} HTTP/1.1\r\nHost: evil.test\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		// 2, 3. The client's X-Forwarded-* and Forwarded are replaced by
+		// what the edge saw, on a fill and on a pass-through method.
+		{name: "forwarding fill", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\n" + hostileForwardingRaw + "\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		{name: "forwarding pass", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\n" + hostileForwardingRaw + "Content-Length: 3\r\n\r\nabc", status: 200,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"POST " + p + " HTTP/1.1", "Host: site.test", "Content-Length: 3"}, "http")}
+			}},
+		// 4. A client's Via is passed on, this edge appended (it decides
+		// nothing: the shield test is in internal/chaos).
+		{name: "via", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nVia: 1.1 r1-1\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{wireHead(fillTop(p), "http", "Via: 1.1 r1-1")} }, stored: true},
+		// 6. The forwarded query is the keyed one: ignored parameters
+		// dropped; one holding ';' is not ignored.
+		{name: "ignored param", raw: "GET {p}?utm_source=x&id=1 HTTP/1.1\r\nHost: site.test\r\n\r\n", status: 200, query: "?id=1",
+			heads: func(p string) []string { return []string{clean(p + "?id=1")} }, stored: true},
+		{name: "cloaked param", raw: "GET {p}?id=1&utm_source=x;id=EVIL HTTP/1.1\r\nHost: site.test\r\n\r\n", status: 200, query: "?id=1",
+			heads: func(p string) []string { return []string{clean(p + "?id=1&utm_source=x;id=EVIL")} }},
+		// 7. Content-Length with Transfer-Encoding: 400, nothing sent.
+		{name: "CL and TE", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400},
+		{name: "TE in HTTP/1.0", raw: "POST {p} HTTP/1.0\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400},
+		// A GET's body is not forwarded on a fill.
+		{name: "GET with body", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nContent-Length: 3\r\n\r\nabc", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		// 10. PURGE without the token: 405, not forwarded, nothing
+		// evicted; an unsafe method still invalidates (RFC 9111 §4.4).
+		{name: "PURGE", raw: "PURGE {p} HTTP/1.1\r\nHost: site.test\r\n\r\n", status: 405, prefill: true, stored: true},
+		{name: "POST invalidates", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\nContent-Length: 0\r\n\r\n", status: 200, prefill: true,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"POST " + p + " HTTP/1.1", "Host: site.test", "Content-Length: 0"}, "http")}
+			}},
+		// 11. TRACE: 405; Max-Forwards is honoured for OPTIONS.
+		{name: "TRACE", raw: "TRACE {p} HTTP/1.1\r\nHost: site.test\r\n\r\n", status: 405},
+		{name: "OPTIONS Max-Forwards 0", raw: "OPTIONS {p} HTTP/1.1\r\nHost: site.test\r\nMax-Forwards: 0\r\n\r\n", status: 200},
+		{name: "OPTIONS Max-Forwards 5", raw: "OPTIONS {p} HTTP/1.1\r\nHost: site.test\r\nMax-Forwards: 5\r\n\r\n", status: 200,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"OPTIONS " + p + " HTTP/1.1", "Host: site.test"}, "http", "Max-Forwards: 4")}
+			}},
+		// 12. A CDN-Loop naming this edge is a 508; another is kept.
+		{name: "CDN-Loop self", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nCDN-Loop: EDGE1\r\n\r\n", status: 508},
+		{name: "CDN-Loop other", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nCDN-Loop: other\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{wireHead(fillTop(p), "http", "Cdn-Loop: other")} }, stored: true},
+		// Hop-by-hop fields, and those Connection names, stop here: the
+		// client's Connection: close is not the origin's business (it
+		// would cost a connection per request), and a field the edge
+		// sets is set even when the client names it.
+		{name: "Connection close", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		{name: "hop-by-hop", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nConnection: keep-alive, X-Secret, X-Forwarded-For, Cookie\r\n" +
+			"X-Secret: 1\r\nCookie: a=b\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n" +
+			"Proxy-Authorization: Basic eDp5\r\nTrailer: X-T\r\nUpgrade: h2c\r\n\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		{name: "pass hop-by-hop", raw: "DELETE {p} HTTP/1.1\r\nHost: site.test\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n" +
+			"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp5\r\n\r\n", status: 200,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"DELETE " + p + " HTTP/1.1", "Host: site.test"}, "http")}
+			}},
+	} {
+		p := fmt.Sprintf("/w%d", i)
+		if tc.prefill {
+			if resp, _ := e.get(p + tc.query); resp.StatusCode != 200 {
+				t.Fatalf("%s: prefill %d", tc.name, resp.StatusCode)
+			}
+		}
+		n := len(o.got())
+		resp, body := rawDo(t, e.addr(), strings.ReplaceAll(tc.raw, "{p}", p))
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d %q, want %d", tc.name, resp.StatusCode, body, tc.status)
+		}
+		var want []string
+		if tc.heads != nil {
+			want = tc.heads(p)
+		}
+		// A fill can still be going on once the client has its answer
+		// (it stores the body after the last byte is sent): it is done
+		// when the in-flight budget is back to zero.
+		eventually(t, tc.name+": fill over", func() bool { return e.metric("meridian_edge_inflight_bytes") == 0 })
+		got := o.got()[n:]
+		for j := range got {
+			got[j] = newTrace.ReplaceAllString(got[j], "Traceparent: NEW-TRACE\r")
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the origin received\n%q\nwant\n%q", tc.name, got, want)
+		}
+		// An innocent client, afterwards.
+		resp, body = e.get(p + tc.query)
+		if resp.StatusCode != 200 || body != "wire" {
+			t.Errorf("%s: innocent GET got %d %q", tc.name, resp.StatusCode, body)
+		}
+		if hit := strings.Contains(cacheStatus(resp), "hit"); hit != tc.stored {
+			t.Errorf("%s: innocent GET Cache-Status %q, want stored %v", tc.name, cacheStatus(resp), tc.stored)
+		}
+	}
+}
