@@ -175,6 +175,12 @@ func fillTop(path string) []string {
 const hostileForwardingRaw = "X-Forwarded-For: 6.6.6.6\r\nx-forwarded-proto: https\r\nX-Forwarded-Host: evil.test\r\n" +
 	"X-FORWARDED-PORT: 8443\r\nX-Forwarded-Prefix: /evil\r\nForwarded: for=6.6.6.6;host=evil.test;proto=https\r\nX-Real-IP: 6.6.6.6\r\n"
 
+// overrideRaw are fields that frameworks read as the request's real
+// target, method or host (Symfony/IIS X-Original-URL and X-Rewrite-URL,
+// method-override middleware, X-Host).
+const overrideRaw = "X-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\nX-HTTP-Method-Override: DELETE\r\n" +
+	"X-HTTP-Method: DELETE\r\nX-Method-Override: DELETE\r\nX-Host: evil.test\r\n"
+
 // Every hostile item of issue 12 that reaches the request path, sent raw
 // over HTTP/1.1 (TestMain runs it on both fronts): each case asserts the
 // status the attacker got, every head the origin received, byte for byte
@@ -263,6 +269,19 @@ func TestHostileItemsOnTheWire(t *testing.T) {
 			heads: func(p string) []string {
 				return []string{wireHead([]string{"DELETE " + p + " HTTP/1.1", "Host: site.test"}, "http")}
 			}},
+		// Fields that make a framework answer another target, method or
+		// host are not sent on a fill, whose answer is shared under the
+		// key of the target, method and host the edge saw; a method that
+		// is passed through (never stored) keeps them (method tunnelling
+		// through POST is their legitimate use).
+		{name: "override fill", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\n" + overrideRaw + "\r\n", status: 200,
+			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
+		{name: "override pass", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\n" + overrideRaw + "Content-Length: 0\r\n\r\n", status: 200,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"POST " + p + " HTTP/1.1", "Host: site.test", "Content-Length: 0"}, "http",
+					"X-Host: evil.test", "X-Http-Method: DELETE", "X-Http-Method-Override: DELETE",
+					"X-Method-Override: DELETE", "X-Original-Url: /admin", "X-Rewrite-Url: /admin")}
+			}},
 	} {
 		p := fmt.Sprintf("/w%d", i)
 		if tc.prefill {
@@ -298,5 +317,52 @@ func TestHostileItemsOnTheWire(t *testing.T) {
 		if hit := strings.Contains(cacheStatus(resp), "hit"); hit != tc.stored {
 			t.Errorf("%s: innocent GET Cache-Status %q, want stored %v", tc.name, cacheStatus(resp), tc.stored)
 		}
+	}
+}
+
+// frameworkOrigin honours X-Original-URL and X-HTTP-Method-Override, as
+// some frameworks do, and answers with storable pages.
+func frameworkOrigin(w http.ResponseWriter, r *http.Request) {
+	path, method := r.URL.Path, r.Method
+	if v := r.Header.Get("X-Original-Url"); v != "" {
+		path = v
+	}
+	if v := r.Header.Get("X-Http-Method-Override"); v != "" {
+		method = v
+	}
+	w.Header().Set("Cache-Control", "max-age=600")
+	if method != http.MethodGet && method != http.MethodHead {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	fmt.Fprintf(w, "page %s", path)
+}
+
+// Override fields cannot poison a stored answer: an attacker's GET /home
+// asking the framework for /nowhere, or for DELETE, fills /home with the
+// home page; forward_override_fields: true sends them (and the site then
+// answers whatever they ask for, stored under /home).
+func TestHostileOverrideFields(t *testing.T) {
+	for _, forward := range []bool{false, true} {
+		t.Run(fmt.Sprint("forward_override_fields=", forward), func(t *testing.T) {
+			e := newEnv(t, frameworkOrigin, func(c *edge.Config) { c.Sites[0].ForwardOverrideFields = forward })
+			for i, hostile := range []string{"X-Original-URL: /nowhere", "X-HTTP-Method-Override: DELETE"} {
+				p := fmt.Sprintf("/home%d", i)
+				resp, body := rawDo(t, e.addr(), "GET "+p+" HTTP/1.1\r\nHost: site.test\r\n"+hostile+"\r\nConnection: close\r\n\r\n")
+				poisoned := resp.StatusCode != 200 || body != "page "+p
+				if poisoned != forward {
+					t.Errorf("%s: attacker got %d %q", hostile, resp.StatusCode, body)
+				}
+				resp, body = e.get(p)
+				wantCS(t, resp, "hit")
+				if (resp.StatusCode != 200 || body != "page "+p) != forward {
+					t.Errorf("%s: innocent client served %d %q", hostile, resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	c, err := edge.ParseConfig([]byte("sites: [{hosts: [a.test], origin: 'http://127.0.0.1:1', forward_override_fields: true}]\n"))
+	if err != nil || !c.Sites[0].ForwardOverrideFields {
+		t.Fatalf("forward_override_fields: %v %+v", err, c)
 	}
 }
