@@ -9,6 +9,7 @@ package edge_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/meridiancdn/meridian/edge"
 )
@@ -364,5 +367,151 @@ func TestHostileOverrideFields(t *testing.T) {
 	c, err := edge.ParseConfig([]byte("sites: [{hosts: [a.test], origin: 'http://127.0.0.1:1', forward_override_fields: true}]\n"))
 	if err != nil || !c.Sites[0].ForwardOverrideFields {
 		t.Fatalf("forward_override_fields: %v %+v", err, c)
+	}
+}
+
+// The hostile items that HTTP/2 and HTTP/3 can carry (no Connection or
+// hop-by-hop fields, no ambiguous framing there), over each, against the
+// recording origin: the same heads, byte for byte, as over HTTP/1.1 but
+// for the scheme the edge saw (https).
+func TestHostileItemsOverH2H3(t *testing.T) {
+	o := newWireOrigin(t)
+	te := newTLSEnvWith(t, nil, func(c *edge.Config) {
+		c.Sites[0].Origin = o.url()
+		c.Sites[0].CacheKey.IgnoreParams = []string{"utm_*"}
+	})
+	tlsConf := &tls.Config{RootCAs: te.pool(), ServerName: testHost}
+	h2 := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true, DisableCompression: true}
+	defer h2.CloseIdleConnections()
+	h3 := &http3.Transport{TLSClientConfig: tlsConf, DisableCompression: true}
+	defer h3.Close()
+	const ua = "User-Agent: hostile/1"
+	fill := func(p string, fields ...string) string {
+		return wireHead([]string{"GET " + p + " HTTP/1.1", "Host: site.test", ua}, "https", fields...)
+	}
+	pass := func(method, p, length string, fields ...string) string {
+		top := []string{method + " " + p + " HTTP/1.1", "Host: site.test", ua}
+		if length != "" {
+			top = append(top, "Content-Length: "+length)
+		}
+		return wireHead(top, "https", fields...)
+	}
+	hostileFwd := http.Header{}
+	for k, v := range hostileForwarding {
+		hostileFwd[k] = v
+	}
+	override := http.Header{"X-Original-Url": {"/admin"}, "X-Rewrite-Url": {"/admin"}, "X-Http-Method-Override": {"DELETE"},
+		"X-Http-Method": {"DELETE"}, "X-Method-Override": {"DELETE"}, "X-Host": {"evil.test"}}
+	overridden := []string{"X-Host: evil.test", "X-Http-Method: DELETE", "X-Http-Method-Override: DELETE",
+		"X-Method-Override: DELETE", "X-Original-Url: /admin", "X-Rewrite-Url: /admin"}
+	for _, rt := range []struct {
+		name  string
+		rt    http.RoundTripper
+		major int
+	}{{"h2", h2, 2}, {"h3", h3, 3}} {
+		for i, tc := range []struct {
+			name, method, host, query, body string
+			hdr                             http.Header
+			status                          int
+			heads                           func(p string) []string
+			prefill, stored                 bool
+		}{
+			{name: "authority spelling", host: "SITE.Test.:8443", status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p)} }},
+			{name: "authority junk", host: "site.test:'onerror='alert(1)", status: 400},
+			{name: "forwarding fill", hdr: hostileFwd, status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p)} }},
+			{name: "forwarding pass", method: "POST", body: "abc", hdr: hostileFwd, status: 200,
+				heads: func(p string) []string { return []string{pass("POST", p, "3")} }},
+			{name: "via", hdr: http.Header{"Via": {"1.1 r1-1"}}, status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p, "Via: 1.1 r1-1")} }},
+			{name: "ignored param", query: "?utm_source=x&id=1", status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p + "?id=1")} }},
+			{name: "cloaked param", query: "?id=1&utm_source=x;id=EVIL", status: 200,
+				heads: func(p string) []string { return []string{fill(p + "?id=1&utm_source=x;id=EVIL")} }},
+			{name: "GET with body", body: "abc", status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p)} }},
+			{name: "TE trailers", hdr: http.Header{"Te": {"trailers"}}, status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p)} }},
+			{name: "PURGE", method: "PURGE", status: 405, prefill: true, stored: true},
+			{name: "POST invalidates", method: "POST", body: "abc", status: 200, prefill: true,
+				heads: func(p string) []string { return []string{pass("POST", p, "3")} }},
+			{name: "TRACE", method: "TRACE", status: 405},
+			{name: "OPTIONS Max-Forwards 0", method: "OPTIONS", hdr: http.Header{"Max-Forwards": {"0"}}, status: 200},
+			{name: "OPTIONS Max-Forwards 5", method: "OPTIONS", hdr: http.Header{"Max-Forwards": {"5"}}, status: 200,
+				heads: func(p string) []string { return []string{pass("OPTIONS", p, "", "Max-Forwards: 4")} }},
+			{name: "CDN-Loop self", hdr: http.Header{"Cdn-Loop": {"EDGE1"}}, status: 508},
+			{name: "CDN-Loop other", hdr: http.Header{"Cdn-Loop": {"other"}}, status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p, "Cdn-Loop: other")} }},
+			{name: "override fill", hdr: override, status: 200, stored: true,
+				heads: func(p string) []string { return []string{fill(p)} }},
+			{name: "override pass", method: "POST", body: "abc", hdr: override, status: 200,
+				heads: func(p string) []string { return []string{pass("POST", p, "3", overridden...)} }},
+		} {
+			p := fmt.Sprintf("/%s%d", rt.name, i)
+			do := func(method, host, target, body string, hdr http.Header) (*http.Response, string) {
+				t.Helper()
+				var rd io.Reader
+				if body != "" {
+					rd = strings.NewReader(body)
+				}
+				req, _ := http.NewRequest(method, "https://"+te.tlsAddr+target, rd)
+				req.Host = host
+				for k, v := range hdr {
+					req.Header[k] = v
+				}
+				req.Header.Set("User-Agent", "hostile/1")
+				resp, err := rt.rt.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("%s %s: %v", rt.name, tc.name, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != rt.major {
+					t.Fatalf("%s %s: spoke %s", rt.name, tc.name, resp.Proto)
+				}
+				return resp, string(b)
+			}
+			innocent := p
+			if tc.query != "" && tc.name == "ignored param" {
+				innocent += "?id=1"
+			}
+			if tc.prefill {
+				if resp, _ := do("GET", testHost, innocent, "", nil); resp.StatusCode != 200 {
+					t.Fatalf("%s %s: prefill %d", rt.name, tc.name, resp.StatusCode)
+				}
+			}
+			method, host := tc.method, tc.host
+			if method == "" {
+				method = "GET"
+			}
+			if host == "" {
+				host = testHost
+			}
+			n := len(o.got())
+			resp, body := do(method, host, p+tc.query, tc.body, tc.hdr)
+			if resp.StatusCode != tc.status {
+				t.Errorf("%s %s: status %d %q, want %d", rt.name, tc.name, resp.StatusCode, body, tc.status)
+			}
+			var want []string
+			if tc.heads != nil {
+				want = tc.heads(p)
+			}
+			eventually(t, tc.name+": fill over", func() bool { return te.metric("meridian_edge_inflight_bytes") == 0 })
+			got := o.got()[n:]
+			for j := range got {
+				got[j] = newTrace.ReplaceAllString(got[j], "Traceparent: NEW-TRACE\r")
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s %s: the origin received\n%q\nwant\n%q", rt.name, tc.name, got, want)
+			}
+			resp, body = do("GET", testHost, innocent, "", nil)
+			if resp.StatusCode != 200 || body != "wire" {
+				t.Errorf("%s %s: innocent GET got %d %q", rt.name, tc.name, resp.StatusCode, body)
+			}
+			if hit := strings.Contains(cacheStatus(resp), "hit"); hit != tc.stored {
+				t.Errorf("%s %s: innocent GET Cache-Status %q, want stored %v", rt.name, tc.name, cacheStatus(resp), tc.stored)
+			}
+		}
 	}
 }
