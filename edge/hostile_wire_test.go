@@ -27,13 +27,17 @@ import (
 )
 
 // wireOrigin is an HTTP/1.1 origin on 127.0.0.1 that records each request
-// head it reads, as bytes, and answers every request with a small
-// storable 200 (keeping the connection open unless asked to close it).
+// head it reads, as bytes, and whether it then read the whole body, and
+// answers every request with a small storable 200 (keeping the connection
+// open unless asked to close it): with max-age, or only Last-Modified
+// under /account/ (the account pages of a framework that forgets
+// Cache-Control).
 type wireOrigin struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	heads []string
+	whole []bool // heads[i]'s body was read to its end
 	conns map[net.Conn]bool
 }
 
@@ -92,6 +96,8 @@ func (o *wireOrigin) serve(c net.Conn) {
 		}
 		o.mu.Lock()
 		o.heads = append(o.heads, head.String())
+		o.whole = append(o.whole, false)
+		i := len(o.heads) - 1
 		o.mu.Unlock()
 		req, err := http.ReadRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(head.Bytes()), br)))
 		if err != nil {
@@ -100,8 +106,15 @@ func (o *wireOrigin) serve(c net.Conn) {
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
 			return
 		}
+		o.mu.Lock()
+		o.whole[i] = true
+		o.mu.Unlock()
 		body := "wire"
-		resp := "HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		fresh := "Cache-Control: max-age=600\r\n"
+		if strings.Contains(req.URL.Path, "/account/") {
+			fresh = "Last-Modified: Thu, 26 Nov 2026 12:00:00 GMT\r\n"
+		}
+		resp := "HTTP/1.1 200 OK\r\n" + fresh + "Content-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 		if req.Method != http.MethodHead {
 			resp += body
 		}
@@ -119,6 +132,13 @@ func (o *wireOrigin) close() {
 	}
 	o.mu.Unlock()
 	o.wg.Wait()
+}
+
+// wholeSince counts the requests received whole since the n-th.
+func (o *wireOrigin) wholeSince(n int) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(slices.DeleteFunc(slices.Clone(o.whole[n:]), func(w bool) bool { return !w }))
 }
 
 // got returns the heads received so far.
@@ -206,6 +226,7 @@ func TestHostileItemsOnTheWire(t *testing.T) {
 		prefill bool                    // an innocent GET stored {p} first
 		stored  bool                    // the innocent GET after it is a hit
 		query   string                  // of the innocent GET
+		cut     bool                    // the request's body was cut: the origin got heads, if any, but no whole request
 	}{
 		// 1. Host: case, trailing dot and port are keyed and forwarded
 		// normalized; junk is a 400 that reaches nobody.
@@ -233,9 +254,23 @@ func TestHostileItemsOnTheWire(t *testing.T) {
 			heads: func(p string) []string { return []string{clean(p + "?id=1")} }, stored: true},
 		{name: "cloaked param", raw: "GET {p}?id=1&utm_source=x;id=EVIL HTTP/1.1\r\nHost: site.test\r\n\r\n", status: 200, query: "?id=1",
 			heads: func(p string) []string { return []string{clean(p + "?id=1&utm_source=x;id=EVIL")} }},
+		// 5. A request with Cookie: its answer, with Last-Modified and no
+		// Cache-Control, is not stored by heuristic freshness.
+		{name: "deception", raw: "GET {p}/account/x.css HTTP/1.1\r\nHost: site.test\r\nCookie: session=victim\r\n\r\n", status: 200,
+			query: "/account/x.css",
+			heads: func(p string) []string {
+				return []string{wireHead(fillTop(p+"/account/x.css"), "http", "Cookie: session=victim")}
+			}},
 		// 7. Content-Length with Transfer-Encoding: 400, nothing sent.
 		{name: "CL and TE", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400},
 		{name: "TE in HTTP/1.0", raw: "POST {p} HTTP/1.0\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", status: 400},
+		// 8. A malformed chunked body: 400, and the upstream request
+		// (begun as the body streams) aborted.
+		{name: "bad chunk", raw: "POST {p} HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY3\r\nabc\r\n0\r\n\r\n",
+			status: 400, cut: true,
+			heads: func(p string) []string {
+				return []string{wireHead([]string{"POST " + p + " HTTP/1.1", "Host: site.test", "Transfer-Encoding: chunked"}, "http")}
+			}},
 		// A GET's body is not forwarded on a fill.
 		{name: "GET with body", raw: "GET {p} HTTP/1.1\r\nHost: site.test\r\nContent-Length: 3\r\n\r\nabc", status: 200,
 			heads: func(p string) []string { return []string{clean(p)} }, stored: true},
@@ -309,7 +344,13 @@ func TestHostileItemsOnTheWire(t *testing.T) {
 		for j := range got {
 			got[j] = newTrace.ReplaceAllString(got[j], "Traceparent: NEW-TRACE\r")
 		}
-		if !slices.Equal(got, want) {
+		if tc.cut {
+			// Whether the head left the edge before the body broke off
+			// is the transport's business; a whole request never did.
+			if w := o.wholeSince(n); w != 0 || len(got) > len(want) || len(got) > 0 && got[0] != want[0] {
+				t.Errorf("%s: the origin received %q, %d whole; want at most %q, none whole", tc.name, got, w, want)
+			}
+		} else if !slices.Equal(got, want) {
 			t.Errorf("%s: the origin received\n%q\nwant\n%q", tc.name, got, want)
 		}
 		// An innocent client, afterwards.
@@ -429,6 +470,8 @@ func TestHostileItemsOverH2H3(t *testing.T) {
 				heads: func(p string) []string { return []string{fill(p + "?id=1")} }},
 			{name: "cloaked param", query: "?id=1&utm_source=x;id=EVIL", status: 200,
 				heads: func(p string) []string { return []string{fill(p + "?id=1&utm_source=x;id=EVIL")} }},
+			{name: "deception", query: "/account/x.css", hdr: http.Header{"Cookie": {"session=victim"}}, status: 200,
+				heads: func(p string) []string { return []string{fill(p+"/account/x.css", "Cookie: session=victim")} }},
 			{name: "GET with body", body: "abc", status: 200, stored: true,
 				heads: func(p string) []string { return []string{fill(p)} }},
 			{name: "TE trailers", hdr: http.Header{"Te": {"trailers"}}, status: 200, stored: true,
@@ -473,8 +516,11 @@ func TestHostileItemsOverH2H3(t *testing.T) {
 				return resp, string(b)
 			}
 			innocent := p
-			if tc.query != "" && tc.name == "ignored param" {
+			switch {
+			case tc.name == "ignored param":
 				innocent += "?id=1"
+			case strings.HasPrefix(tc.query, "/"):
+				innocent += tc.query
 			}
 			if tc.prefill {
 				if resp, _ := do("GET", testHost, innocent, "", nil); resp.StatusCode != 200 {
