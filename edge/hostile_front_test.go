@@ -888,7 +888,9 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		{"GET", "GET /a HTTP/1.1\r\n" + h + "If-Modified-Since: Fri, 27 Nov 2026 12:00:00 GMT\r\nConnection: close\r\n\r\n", false},
 
 		// Issue 12's hostile items: both fronts answer, forward and book
-		// them alike.
+		// them alike. (A malformed chunked body is not here: whether its
+		// head reached the origin before the body broke off is up to the
+		// transport; TestMalformedChunkedBodyIs400 runs it on each front.)
 		{"GET", "GET /h1 HTTP/1.1\r\nHost: site.test:'onerror='alert(1)\r\n\r\n", false},
 		{"GET", "GET /h1 HTTP/1.1\r\nHost: site.test:99999\r\n\r\n", false},
 		{"GET", "GET /h1 HTTP/1.1\r\nHost: site.test\r\nHost: evil.test\r\n\r\n", true},
@@ -899,7 +901,6 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		{"GET", "GET /h4 HTTP/1.1\r\n" + h + "Via: 1.1 r1-1\r\n\r\n", false},
 		{"GET", "GET /h5?id=1&utm_source=x;id=EVIL HTTP/1.1\r\n" + h + "\r\n", false},
 		{"POST", "POST /form HTTP/1.0\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true},
-		{"POST", "POST /form HTTP/1.1\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n", false},
 		{"GET", "GET /h6 HTTP/1.1\r\n" + h + "Content-Length: 3\r\n\r\nabc", false},
 		{"PURGE", "PURGE /a HTTP/1.1\r\n" + h + "\r\n", false},
 		{"GET", "GET /a HTTP/1.1\r\n" + h + "\r\n", false},
