@@ -38,6 +38,7 @@ type wireOrigin struct {
 	mu    sync.Mutex
 	heads []string
 	whole []bool // heads[i]'s body was read to its end
+	dials int    // connections accepted
 	conns map[net.Conn]bool
 }
 
@@ -65,6 +66,7 @@ func (o *wireOrigin) accept() {
 		}
 		o.mu.Lock()
 		o.conns[c] = true
+		o.dials++
 		o.mu.Unlock()
 		o.wg.Add(1)
 		go o.serve(c)
@@ -559,5 +561,30 @@ func TestHostileItemsOverH2H3(t *testing.T) {
 				t.Errorf("%s %s: innocent GET Cache-Status %q, want stored %v", rt.name, tc.name, cacheStatus(resp), tc.stored)
 			}
 		}
+	}
+}
+
+// A client's Connection: close ends its own connection, not the edge's
+// origin connection: ten misses, each from a client that closes, reach the
+// origin over one connection (or very few, see below). (Before, each fill carried Connection: close
+// and the origin saw one connection per miss.)
+func TestClientCloseKeepsOriginConnection(t *testing.T) {
+	o := newWireOrigin(t)
+	e := newEnv(t, nil, func(c *edge.Config) { c.Sites[0].Origin = o.url() })
+	for i := range 10 {
+		resp, body := rawDo(t, e.addr(), fmt.Sprintf("GET /close%d HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n", i))
+		if resp.StatusCode != 200 || body != "wire" || !resp.Close {
+			t.Fatalf("miss %d: %d %q (close %v)", i, resp.StatusCode, body, resp.Close)
+		}
+		eventually(t, "fill over", func() bool { return e.metric("meridian_edge_inflight_bytes") == 0 })
+	}
+	o.mu.Lock()
+	dials, n := o.dials, len(o.heads)
+	o.mu.Unlock()
+	// One connection, but for a fill that may start just before the
+	// transport has put the last one back as idle (it does so after
+	// the body's end, on its own goroutine): a few at most, not ten.
+	if n != 10 || dials > 3 {
+		t.Fatalf("the origin got %d requests over %d connections, want 10 over 1 (3 at most)", n, dials)
 	}
 }
