@@ -588,3 +588,22 @@ func TestClientCloseKeepsOriginConnection(t *testing.T) {
 		t.Fatalf("the origin got %d requests over %d connections, want 10 over 1 (3 at most)", n, dials)
 	}
 }
+
+// An upgrade (WebSocket) goes to the origin with Connection: Upgrade only:
+// the client's Connection: close, and the fields it names, stay on the
+// client's hop.
+func TestHostileUpgradeConnectionFields(t *testing.T) {
+	o := newWireOrigin(t)
+	e := newEnv(t, nil, func(c *edge.Config) { c.Sites[0].Origin = o.url() })
+	resp, body := rawDo(t, e.addr(), "GET /ws HTTP/1.1\r\nHost: site.test\r\nConnection: close, Upgrade, X-Secret\r\nX-Secret: 1\r\n"+
+		"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if resp.StatusCode != 200 || body != "wire" { // the origin declined the upgrade: its answer
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	want := "GET /ws HTTP/1.1\r\nHost: site.test\r\nUser-Agent: Go-http-client/1.1\r\nCdn-Loop: edge1\r\nConnection: Upgrade\r\n" +
+		"Forwarded: for=127.0.0.1;host=site.test;proto=http\r\nSec-Websocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-Websocket-Version: 13\r\n" +
+		"Upgrade: websocket\r\nVia: 1.1 edge1\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: site.test\r\nX-Forwarded-Proto: http\r\n\r\n"
+	if got := o.last(t); got != want {
+		t.Fatalf("the origin received\n%q\nwant\n%q", got, want)
+	}
+}
