@@ -397,6 +397,15 @@ type SiteConfig struct {
 	// get no heuristic freshness or default_ttl whatever this says: see
 	// policy.Evaluate.)
 	DeceptionArmor bool `yaml:"deception_armor"`
+	// ForwardOverrideFields sends a client's X-Original-URL,
+	// X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method,
+	// X-Method-Override and X-Host on fills. Default false: a fill, whose
+	// answer is stored under the target, method and host the edge saw,
+	// goes without them, so that an origin framework that honours them
+	// cannot be made to store another page (or an error) under an
+	// innocent URL. Pass-through methods keep them either way (method
+	// tunnelling through POST).
+	ForwardOverrideFields bool `yaml:"forward_override_fields"`
 	// HonorClientCacheControl lets a client's request Cache-Control
 	// (no-cache, max-age, min-fresh, max-stale) steer this cache. Default
 	// false, as Varnish and nginx: clients cannot bust a shared cache.

@@ -32,7 +32,9 @@ const errorBodyLimit = 64 << 10
 // conditionals or Range, so that what comes back can be stored and shared.
 // It carries exactly what was keyed: the normalized host (or the site's
 // origin_host), the keyed query (originURL), and the keyed scheme in the
-// forwarding fields (setForwarded). The fill's fill.Info, which the fill
+// forwarding fields (setForwarded); no hop-by-hop field (nor the client's
+// Connection: close) and, by default, no field that asks the origin for
+// another target, method or host (overrideFields). The fill's fill.Info, which the fill
 // hands to the site's upstream, goes with it (see fillInfoOf).
 func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
@@ -57,6 +59,7 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	out.RequestURI = ""
 	out.Body = nil
 	out.ContentLength = 0
+	out.Close = false // the client's Connection: close is its own hop's
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost
@@ -64,6 +67,11 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	policy.RemoveHopByHop(out.Header)
 	for _, f := range conditionalFields {
 		out.Header.Del(f)
+	}
+	if !st.cfg.ForwardOverrideFields {
+		for _, f := range overrideFields {
+			delete(out.Header, f)
+		}
 	}
 	if stale != nil && (!stale.OnDisk() || stale.BodySize() <= h.cache.Load().MaxObjectBytes) {
 		// (A 304 refreshes the stale copy into memory: see fill.)
@@ -83,6 +91,14 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 }
 
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
+
+// overrideFields are fields that origin frameworks read as the request's
+// real target (Symfony's and IIS's X-Original-URL, X-Rewrite-URL), method
+// (method-override middleware) or host (X-Host), none of which the cache
+// key accounts for: a fill goes without them unless the site says
+// forward_override_fields (canonical names; X-Forwarded-* are
+// setForwarded's).
+var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Host"}
 
 // fill fetches out from upstream and publishes the result to f's waiters;
 // for a shareable response it then reads the body into a growingBody that

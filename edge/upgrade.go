@@ -148,6 +148,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, st *site,
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
 	out.Body = nil
+	out.Close = false // the client's Connection: close is its own hop's
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost

@@ -9,20 +9,24 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/edge/fill"
 )
 
 // FuzzParseHead checks the fast front's header reader against net/http:
 // whatever it accepts as a request it may answer itself (a complete,
 // bodiless GET or HEAD) net/http must read the same way — same method,
 // target and Host, no body — so that no request means one thing to the
-// fast front and another to net/http behind it; and the fast front's hit
+// fast front and another to net/http behind it; the fast front's hit
 // lookup (edge.LookupHit) finds exactly the answers that ServeHTTP serves
-// as hits for the request net/http read (edge's FuzzHitKey checks the
-// key itself, and what a miss sends upstream).
+// as hits for the request net/http read; and what a miss sends upstream
+// (the forwarded request, and the key it is filled for) is what the fast
+// front's own reading of the head says it must be (see checkForwarded).
 func FuzzParseHead(f *testing.F) {
 	for _, s := range []string{
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\n\r\n",
@@ -39,6 +43,10 @@ func FuzzParseHead(f *testing.F) {
 		"GET /obj?id=1&utm_source=x;id=EVIL HTTP/1.1\r\nHost: site.test\r\n\r\n",
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Proto: HTTPS\r\n\r\n",
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-Proto: https, http\r\n\r\n",
+		"GET /obj?utm_a=1&b=2&utm_c=x;d HTTP/1.1\r\nHost: A.test.:80\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nVia: 1.1 x\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Original-URL: /admin\r\nX-HTTP-Method-Override: DELETE\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n",
+		"HEAD /obj HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-Proto: HTTPS\r\nIf-None-Match: \"x\"\r\nRange: bytes=0-1\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,8 +63,15 @@ func FuzzParseHead(f *testing.F) {
 			{Hosts: []string{"a.test"}, Origin: "http://origin.test:8080",
 				CacheKey: edge.CacheKeyConfig{Query: edge.KeyQuerySorted, IgnoreParams: []string{"utm_*"}}},
 		}}
+	fills := &fillRecorder{}
 	opt := edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Upstream: func(edge.SiteConfig) http.RoundTripper { return freshOrigin{} }}
+		Upstream: func(edge.SiteConfig) http.RoundTripper { return freshOrigin{} },
+		WrapUpstream: func(_ edge.SiteConfig, o fill.Upstream) fill.Upstream {
+			return upstreamFunc(func(r *http.Request, info fill.Info) (*http.Response, error) {
+				fills.record(r, info)
+				return o.Fill(r, info)
+			})
+		}}
 	var x edge.Hit
 	f.Fuzz(func(t *testing.T, p []byte) {
 		end, _, verdict := scanHead(p, 0, 1<<16)
@@ -90,9 +105,6 @@ func FuzzParseHead(f *testing.F) {
 		if req.close != r.Close {
 			t.Fatalf("Connection: close seen %v, net/http %v", req.close, r.Close)
 		}
-		if !req.plain {
-			return // the fast front never looks such a request up
-		}
 		for _, remote := range []string{"198.51.100.9:4711", "192.0.2.7:4711"} { // untrusted, trusted
 			r.RemoteAddr = remote
 			hr := edge.HitRequest{Head: req.head, Host: req.host, Target: req.target, ForwardedProto: req.proto,
@@ -107,7 +119,12 @@ func FuzzParseHead(f *testing.F) {
 				h.ServeHTTP(w, r)
 				return w
 			}
+			fills.reset()
 			serve() // stores the answer, if the request routes
+			checkForwarded(t, p[:end], &req, remote == "192.0.2.7:4711", fills)
+			if !req.plain {
+				continue // the fast front never looks such a request up
+			}
 			byServeHTTP := isHit(serve())
 			byFront := h.LookupHit(hr, &x)
 			if byFront {
@@ -137,4 +154,148 @@ func (freshOrigin) RoundTrip(r *http.Request) (*http.Response, error) {
 func isHit(w *httptest.ResponseRecorder) bool {
 	cs := w.Header().Get("Cache-Status")
 	return w.Code == 200 && strings.Contains(cs, "; hit") && !strings.Contains(cs, "stale")
+}
+
+// upstreamFunc is a fill.Upstream from a function.
+type upstreamFunc func(*http.Request, fill.Info) (*http.Response, error)
+
+func (f upstreamFunc) Fill(r *http.Request, info fill.Info) (*http.Response, error) {
+	return f(r, info)
+}
+
+// fillRecorder keeps the fills an edge sent upstream (the request and its
+// fill.Info), since the last reset.
+type fillRecorder struct {
+	mu    sync.Mutex
+	reqs  []*http.Request
+	infos []fill.Info
+}
+
+func (f *fillRecorder) record(r *http.Request, info fill.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, r.Clone(r.Context()))
+	f.infos = append(f.infos, info)
+}
+
+func (f *fillRecorder) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs, f.infos = nil, nil
+}
+
+// overrideFields are the fields a fill never carries on the fuzz's sites
+// (edge drops them unless forward_override_fields), and hopByHop those no
+// forwarded request carries.
+var (
+	overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Host"}
+	hopByHop       = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Authorization"}
+)
+
+// checkForwarded checks the fill that ServeHTTP sent upstream for head
+// (if any: a request that does not route, or is refused, sends none)
+// against what the fast front read of it (req), from a trusted proxy or
+// not: the key's scheme and host and the Host, target and forwarding
+// fields sent are derived from the fast front's reading here, on their
+// own, as the security model says them (deploy/README.md): the host
+// lower case without port or trailing dot, the scheme http unless a
+// trusted proxy's last X-Forwarded-Proto says https, the query as sent on
+// site.test and without utm_* parameters on a.test, the client's
+// forwarding fields replaced unless trusted, no hop-by-hop or override
+// field, no Connection: close.
+func checkForwarded(t *testing.T, head []byte, req *request, trusted bool, fills *fillRecorder) {
+	t.Helper()
+	fills.mu.Lock()
+	reqs, infos := fills.reqs, fills.infos
+	fills.mu.Unlock()
+	if len(reqs) == 0 {
+		return
+	}
+	if len(reqs) != 1 {
+		t.Fatalf("%d fills for one request: %q", len(reqs), head)
+	}
+	out, info := reqs[0], infos[0]
+	host := strings.ToLower(string(req.host))
+	if i := strings.IndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	scheme := "http"
+	if trusted && req.proto != nil {
+		v := string(req.proto)
+		if i := strings.LastIndexByte(v, ','); i >= 0 {
+			v = v[i+1:]
+		}
+		v = strings.ToLower(strings.Trim(v, " \t"))
+		if v == "https" {
+			scheme = "https"
+		}
+	}
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("forwarded %s %s Host %q %v\nfor %q (trusted %v): "+format,
+			append([]any{out.Method, out.URL.RequestURI(), out.Host, out.Header, head, trusted}, args...)...)
+	}
+	if out.Method != http.MethodGet || out.Host != host || info.Host != host || info.Scheme != scheme || out.Close {
+		fail("want GET, Host %q, scheme %q, no close (info %+v)", host, scheme, info)
+	}
+	if host != "site.test" && host != "a.test" {
+		fail("a host no site lists went upstream")
+	}
+	if !strings.HasSuffix(info.Key, host+out.URL.RequestURI()) || strings.HasPrefix(info.Key, "https") != (scheme == "https") {
+		fail("key %q is not the forwarded host and target", info.Key)
+	}
+	target := string(req.target)
+	if strings.HasPrefix(target, "/") {
+		path, query, hasQuery := strings.Cut(target, "?")
+		if out.URL.EscapedPath() != path {
+			fail("path %q, the fast front read %q", out.URL.EscapedPath(), path)
+		}
+		if host == "site.test" {
+			if out.URL.RawQuery != query || out.URL.ForceQuery != (hasQuery && query == "") {
+				fail("query %q, the fast front read %q", out.URL.RawQuery, query)
+			}
+		} else {
+			var want []string
+			for _, p := range strings.Split(query, "&") {
+				if p != "" && (!strings.HasPrefix(p, "utm_") || strings.Contains(p, ";")) {
+					want = append(want, p)
+				}
+			}
+			got := strings.Split(out.URL.RawQuery, "&")
+			if out.URL.RawQuery == "" {
+				got = nil
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				fail("parameters %q, want %q (keyed: no utm_*)", got, want)
+			}
+		}
+	}
+	if got := out.Header["X-Forwarded-Proto"]; !slices.Equal(got, []string{scheme}) {
+		fail("X-Forwarded-Proto %q, want %q", got, scheme)
+	}
+	if got := out.Header["X-Forwarded-Host"]; !slices.Equal(got, []string{host}) {
+		fail("X-Forwarded-Host %q, want %q", got, host)
+	}
+	if !trusted {
+		wantFwd := map[string][]string{"X-Forwarded-For": {"198.51.100.9"},
+			"Forwarded": {"for=198.51.100.9;host=" + host + ";proto=" + scheme}, "X-Real-Ip": nil}
+		for name, want := range wantFwd {
+			if got := out.Header[name]; !slices.Equal(got, want) {
+				fail("%s %q from an untrusted client, want %q", name, got, want)
+			}
+		}
+		for name := range out.Header {
+			if strings.HasPrefix(name, "X-Forwarded-") && name != "X-Forwarded-For" && name != "X-Forwarded-Proto" && name != "X-Forwarded-Host" {
+				fail("%s from an untrusted client", name)
+			}
+		}
+	}
+	for _, name := range append(slices.Clone(overrideFields), hopByHop...) {
+		if out.Header[name] != nil {
+			fail("%s forwarded", name)
+		}
+	}
 }
