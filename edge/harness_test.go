@@ -48,6 +48,8 @@ func TestMain(m *testing.M) {
 			// quic-go keeps a package-level goroutine for its connection IDs.
 			goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).listen"),
 			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+			// -test.cpuprofile's writer, still ending as the tests do.
+			goleak.IgnoreTopFunction("runtime/pprof.readProfile"),
 		); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
 			code = 1
