@@ -385,6 +385,27 @@ func TestEdgeConfigMatchesManifests(t *testing.T) {
 					t.Errorf("no Service edge-%d-peer for the other regions to reach edge-%d", i, i)
 				}
 			}
+
+			// The other regions' edges are reached at their per-edge
+			// Services' port, which leads to the peer port: the one port
+			// between regions, on mutual TLS (cluster.tls above).
+			peerSvc := mapsOf(getList(r.m.get("Service", "edge-0-peer"), "spec", "ports"))
+			if len(peerSvc) != 1 || getStr(peerSvc[0], "targetPort") != "peer" {
+				t.Fatalf("Service edge-0-peer ports %v: want the peer port alone", peerSvc)
+			}
+			lbPort, _ := getInt(peerSvc[0], "port")
+			for _, reg := range mapsOf(getList(cfg, "regions")) {
+				if getStr(reg, "name") == r.name {
+					continue
+				}
+				for i, e := range mapsOf(getList(reg, "edges")) {
+					_, p, err := net.SplitHostPort(getStr(e, "peer"))
+					if n, _ := strconv.Atoi(p); err != nil || n != lbPort {
+						t.Errorf("regions[%s].edges[%d].peer %q: want the peer Services' port %d (mutual TLS), nothing else crosses regions",
+							getStr(reg, "name"), i, getStr(e, "peer"), lbPort)
+					}
+				}
+			}
 		})
 	}
 }

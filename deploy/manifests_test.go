@@ -454,8 +454,8 @@ func (c *check) service(s obj) {
 		for _, p := range ports {
 			target := get(p, "targetPort")
 			for _, w := range ws {
-				if cp, ok := findPort(w, target, getStr(p, "protocol")); ok && cp.name == privatePort {
-					c.errorf("%s port %s: publishes the %s port (status, metrics, purge) outside the cluster", d, getStr(p, "name"), privatePort)
+				if cp, ok := findPort(w, target, getStr(p, "protocol")); ok && privatePorts[cp.name] != "" {
+					c.errorf("%s port %s: publishes the %s port (%s) outside the cluster", d, getStr(p, "name"), cp.name, privatePorts[cp.name])
 				}
 			}
 		}
@@ -480,9 +480,16 @@ func (c *check) pdb(p obj) {
 	}
 }
 
-// privatePort is the container port that must stay inside the cluster:
-// the edges' admin API.
-const privatePort = "admin"
+// privatePorts are the container ports that must stay inside the
+// cluster, and why: the edges' admin API, and their gossip. Regions share
+// no membership: what crosses between regions (shield fills, purges,
+// failover) goes to the peer port alone, which speaks mutual TLS
+// (cluster.tls, required in every overlay by TestEdgeConfigMatchesManifests).
+var privatePorts = map[string]string{
+	"admin":      "status, metrics, purge",
+	"gossip":     "membership; between regions only the peer port, on mutual TLS, is open",
+	"gossip-udp": "membership; between regions only the peer port, on mutual TLS, is open",
+}
 
 func (c *check) networkPolicy(np obj) {
 	d := describe(np)
@@ -501,13 +508,13 @@ func (c *check) networkPolicy(np obj) {
 		for _, p := range ports {
 			open := open
 			for _, w := range ws {
-				if cp, ok := findPort(w, get(p, "port"), getStr(p, "protocol")); ok && cp.name == privatePort && open {
-					c.errorf("%s: opens the %s port to addresses outside the cluster", d, privatePort)
+				if cp, ok := findPort(w, get(p, "port"), getStr(p, "protocol")); ok && privatePorts[cp.name] != "" && open {
+					c.errorf("%s: opens the %s port (%s) to addresses outside the cluster", d, cp.name, privatePorts[cp.name])
 				}
 			}
 		}
 		if len(ports) == 0 && open {
-			c.errorf("%s: a rule without ports opens the %s port to addresses outside the cluster", d, privatePort)
+			c.errorf("%s: a rule without ports opens every port (admin and gossip included) to addresses outside the cluster", d)
 		}
 		for _, from := range mapsOf(getList(rule, "from")) {
 			if sel := getMap(from, "podSelector"); sel != nil && len(c.m.selected(stringMap(get(sel, "matchLabels")))) == 0 {
@@ -784,6 +791,19 @@ func TestCheckManifestsCatchesMistakes(t *testing.T) {
 			rule := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))[0]
 			rule["ports"] = append(getList(rule, "ports"), obj{"port": 9090, "protocol": "TCP"})
 		}, "opens the admin port"},
+		{"gossip open to other regions", func(m *manifests) {
+			rules := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))
+			last := rules[len(rules)-1]
+			last["ports"] = append(getList(last, "ports"), obj{"port": "gossip-udp", "protocol": "UDP"})
+		}, "opens the gossip-udp port"},
+		{"gossip published to other regions", func(m *manifests) {
+			svc := m.get("Service", "edge-1-peer")
+			svc["spec"].(obj)["ports"] = append(getList(svc, "spec", "ports"), obj{"name": "gossip", "port": 7946, "targetPort": "gossip", "protocol": "TCP"})
+		}, "publishes the gossip port"},
+		{"other regions let in without ports", func(m *manifests) {
+			rules := mapsOf(getList(m.get("NetworkPolicy", "edge"), "spec", "ingress"))
+			delete(rules[len(rules)-1], "ports")
+		}, "a rule without ports opens every port"},
 		{"per-pod service", func(m *manifests) {
 			setPath(m.get("Service", "edge-2-peer"), "edge-3", "spec", "selector", statefulSetPodName)
 		}, "matches no workload"},

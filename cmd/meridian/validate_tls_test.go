@@ -98,6 +98,7 @@ func TestValidateChecksEverySiteCertificate(t *testing.T) {
 	b, bk := write("b.crt", bCert), write("b.key", bKey)
 	w, wk := write("w.crt", wCert), write("w.key", wKey)
 	missing := filepath.Join(dir, "missing.pem")
+	garbage := write("garbage.pem", []byte("not PEM at all\n"))
 	config := func(list, siteB string) string {
 		return write("edge.yaml", []byte("tls: {listen: '127.0.0.1:0', certificates: ["+list+"]}\n"+
 			"sites:\n"+
@@ -112,6 +113,9 @@ func TestValidateChecksEverySiteCertificate(t *testing.T) {
 	for _, tc := range []struct{ name, list, siteB, want string }{
 		{"site's key missing", pairOf(w, wk), pairOf(b, missing), "sites[1].tls.key_file: open " + missing + ": no such file or directory (site b.example)"},
 		{"site's key of another certificate", pairOf(w, wk), pairOf(b, ak), "sites[1].tls.key_file: " + ak + " does not match the certificate in " + b},
+		{"site's certificate not PEM", pairOf(w, wk), pairOf(garbage, bk), "sites[1].tls.cert_file: " + garbage},
+		{"site's key not PEM", pairOf(w, wk), pairOf(b, garbage), "sites[1].tls.key_file: " + garbage},
+		{"site's certificate is a key", pairOf(w, wk), pairOf(bk, bk), "sites[1].tls.cert_file: " + bk},
 		{"site's certificate for another name", pairOf(w, wk), pairOf(a, ak), "sites[1].tls.cert_file: " + a + ": the certificate (for a.example) covers none of the site's hosts (b.example)"},
 		{"list certificate missing", pairOf(missing, wk), pairOf(b, bk), "tls.certificates[0].cert_file: open " + missing},
 	} {
@@ -119,6 +123,10 @@ func TestValidateChecksEverySiteCertificate(t *testing.T) {
 			err := validate(&bytes.Buffer{}, []string{config(tc.list, tc.siteB)})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("validate: %v\nwant %q", err, tc.want)
+			}
+			// A site's certificate that does not load names the site.
+			if strings.HasPrefix(tc.want, "sites[") && !strings.Contains(err.Error(), "b.example") {
+				t.Errorf("validate: %v\ndoes not name the site b.example", err)
 			}
 		})
 	}

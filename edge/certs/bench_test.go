@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/meridiancdn/meridian/edge/certs"
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 )
 
 // BenchmarkHandshake measures full TLS 1.3 handshakes (no resumption),
@@ -41,6 +42,7 @@ func BenchmarkHandshake(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			client := &tls.Config{ServerName: "b.example", RootCAs: ca.pool}
 			b.ReportAllocs()
+			cpu := benchcpu.Start()
 			for b.Loop() {
 				c, s := net.Pipe()
 				done := make(chan error, 1)
@@ -59,6 +61,7 @@ func BenchmarkHandshake(b *testing.B) {
 				c.Close()
 				s.Close()
 			}
+			cpu.Report(b)
 		})
 	}
 }

@@ -81,7 +81,10 @@
 // ETag, the rest is asked from the next source of the same chain (the
 // live replica, else upstream: shield, another region, origin) with
 // "Range: bytes=N-" and "If-Range: <ETag>", and the edge reads one
-// unbroken body. The resumption must be a 206 of exactly the rest of the
+// unbroken body. A shield's answer is resumed the same way, from the next
+// shield region and then the origin: a link cut or tampered with mid-body
+// (over mutual TLS a tampered record fails its MAC) is a broken answer
+// like any other. The resumption must be a 206 of exactly the rest of the
 // same representation (or a 200 of it, whose first N bytes are skipped);
 // anything else, and any answer without a strong validator, ends the body
 // with an error, a detectable truncation.

@@ -109,8 +109,20 @@ func (t *shieldTransport) Fill(req *http.Request, fi fill.Info) (*http.Response,
 	if req.Method != http.MethodGet || len(t.regions) == 0 || t.cameThroughShield(fi) {
 		return t.origin.Fill(req, fi)
 	}
+	return t.fillFrom(req, fi, 0)
+}
+
+// fillFrom fills from the shields from regions[first] on, then (when
+// allowed) the origin. A shield's streaming answer is resumable as a
+// peer's is (see peerTransport.resumable): if its body breaks mid-way (the
+// shield died, or its link was cut or tampered with, which over mutual
+// TLS fails a record's MAC), the shield is passed over and the rest is
+// asked from the next shield or the origin, so that the edge reads one
+// unbroken body instead of a truncated one.
+func (t *shieldTransport) fillFrom(req *http.Request, fi fill.Info, first int) (*http.Response, error) {
 	var errs []error
-	for i, sr := range t.regions {
+	for i := first; i < len(t.regions); i++ {
+		sr := t.regions[i]
 		owner, ok := sr.ring.Owner(fi.Key)
 		addr := sr.addrs[owner.Name]
 		if ok && addr != "" && !t.n.isSuspect(owner.Name) {
@@ -122,6 +134,9 @@ func (t *shieldTransport) Fill(req *http.Request, fi fill.Info) (*http.Response,
 				if i > 0 {
 					resp.Header["Cache-Status"] = append([]string{fallbackStatus(t.regions[:i])}, resp.Header["Cache-Status"]...)
 				}
+				(&peerTransport{n: t.n}).resumable(req, resp, owner.Name, func(r *http.Request) (*http.Response, error) {
+					return t.fillFrom(r, fi, i+1)
+				})
 				return resp, nil
 			}
 			if req.Context().Err() != nil {

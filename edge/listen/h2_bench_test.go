@@ -21,6 +21,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 )
 
 // BenchmarkHitH2 measures 1 KiB and 64 KiB hits over HTTP/2 over TLS
@@ -70,11 +71,13 @@ func BenchmarkHitH2(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchcpu.Start()
 			for i := 0; i < b.N; i++ {
 				if n := c.get(b, uint32(2*i+3)); n != size {
 					b.Fatalf("stream %d: %d body bytes, want %d", 2*i+3, n, size)
 				}
 			}
+			cpu.Report(b)
 		})
 	}
 }

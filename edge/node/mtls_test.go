@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,10 @@ type tamperProxy struct {
 	from   []byte // rewrite: from → to, same length
 	to     []byte
 	flip   atomic.Bool
+	// flipAfter is how many bytes of each connection's answers pass
+	// untouched before flip takes effect (0: from the first record), so
+	// that a body can break mid-way.
+	flipAfter int64
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -105,6 +110,7 @@ func (p *tamperProxy) pipe(dst, src net.Conn, rf *recordFlipper, answer bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
+	var passed int64 // bytes forwarded so far
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -114,7 +120,7 @@ func (p *tamperProxy) pipe(dst, src net.Conn, rf *recordFlipper, answer bool) {
 			p.mu.Unlock()
 			switch {
 			case answer && p.flip.Load():
-				p.altered.Add(int64(rf.apply(chunk, true)))
+				p.altered.Add(int64(rf.apply(chunk, passed >= p.flipAfter)))
 			case answer:
 				if k := bytes.Count(chunk, p.from); k > 0 {
 					chunk = bytes.ReplaceAll(chunk, p.from, p.to)
@@ -126,6 +132,7 @@ func (p *tamperProxy) pipe(dst, src net.Conn, rf *recordFlipper, answer bool) {
 			if _, err := dst.Write(chunk); err != nil {
 				return
 			}
+			passed += int64(n)
 		}
 		if err != nil {
 			return
@@ -191,6 +198,13 @@ type tamperCDN struct {
 
 func startTamperCDN(t *testing.T, withTLS bool) *tamperCDN {
 	t.Helper()
+	return startTamperCDNAfter(t, withTLS, 0)
+}
+
+// startTamperCDNAfter is startTamperCDN with a proxy whose flips spare
+// each connection's first flipAfter bytes of answers.
+func startTamperCDNAfter(t *testing.T, withTLS bool, flipAfter int64) *tamperCDN {
+	t.Helper()
 	demo := origin.NewDemo(nil)
 	osrv := httptest.NewServer(demo)
 	tr := &http.Transport{}
@@ -240,6 +254,7 @@ func startTamperCDN(t *testing.T, withTLS bool) *tamperCDN {
 	waitMembers(t, []*node.Node{c.eu}, 1)
 	waitMembers(t, []*node.Node{c.us}, 1)
 	c.proxy = startTamperProxy(t, c.eu.Cluster().PeerAddr(), "genuine", "HACKED!")
+	c.proxy.flipAfter = flipAfter
 	direct := true
 	for name, n := range map[string]*node.Node{"eu-0": c.eu, "us-0": c.us} {
 		euPeer := c.eu.Cluster().PeerAddr()
@@ -275,6 +290,21 @@ func (c *tamperCDN) get(target string) (int, string, string) {
 		c.t.Fatalf("GET %s: body: %v", target, err)
 	}
 	return resp.StatusCode, string(b), resp.Header.Get("Cache-Status")
+}
+
+// try is get that returns a body's read error (and what was read)
+// instead of failing the test.
+func (c *tamperCDN) try(target string) (int, string, error) {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+c.us.HTTPAddr()+target, nil)
+	req.Host = "site.test"
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatalf("GET %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // The story: a proxy on the link to the shield rewrites the
@@ -339,5 +369,70 @@ func TestTamperedShieldLinkInTheClear(t *testing.T) {
 	}
 	if !strings.Contains(body, "HACKED!") {
 		t.Errorf("body does not carry the rewrite: %.40q", body)
+	}
+}
+
+// A body that breaks mid-way on the link to the shield: the proxy lets
+// the headers and the first 64 KiB of each answer through, then flips a
+// bit in every record. Over mutual TLS the first flipped record fails
+// its MAC, so the rest of the body never arrives: an answer read whole
+// (up to 1 MiB) is passed over for the origin unseen; a streamed one
+// with a strong ETag is resumed from the origin with a Range (before,
+// only a peer's answer was: a shield's reached the client cut short); a
+// streamed one without a validator cannot be resumed and is cut short,
+// which its client sees (a detectable truncation, not a short body that
+// looks whole). In no case does the edge store what it got: once the
+// link is left alone, the next GET is a new fill of the origin's bytes,
+// then a hit of them.
+func TestTamperedShieldLinkMidBodyOverMutualTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		size  int
+		query string
+		cut   bool // the first client sees the body end early
+	}{
+		{"300KiB read whole", 300 << 10, "", false},
+		{"3MiB streamed with a strong ETag", 3 << 20, "&etag=1", false},
+		{"3MiB streamed without a validator", 3 << 20, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A CDN each: the first break has the shield passed over
+			// for a while.
+			c := startTamperCDNAfter(t, true, 64<<10)
+			c.proxy.flip.Store(true)
+			path := "/genuine/" + strconv.Itoa(tc.size)
+			target := path + "?cc=max-age%3D600&size=" + strconv.Itoa(tc.size) + tc.query
+			want := string(origin.DemoBody(path, int64(tc.size)))
+			status, body, err := c.try(target)
+			if c.proxy.altered.Load() == 0 {
+				t.Fatal("the proxy flipped no record: the test tested nothing")
+			}
+			switch {
+			case status != 200:
+				t.Fatalf("GET with the link tampered mid-body: %d", status)
+			case tc.cut && (err == nil || len(body) >= tc.size):
+				t.Fatalf("GET with the link tampered mid-body: %d bytes of %d, error %v; want a body cut short with an error", len(body), tc.size, err)
+			case tc.cut && body != want[:len(body)]:
+				t.Fatalf("the cut body's %d bytes are not the origin's", len(body))
+			case !tc.cut && (err != nil || body != want):
+				t.Fatalf("GET with the link tampered mid-body: %d bytes of %d, intact %v, error %v", len(body), tc.size, body == want, err)
+			}
+			if tc.cut {
+				c.proxy.flip.Store(false)
+			}
+			status, body, cs := c.get(target)
+			if status != 200 || body != want {
+				t.Fatalf("second GET: %d, %d bytes of %d, intact %v, Cache-Status %q; want the origin's body",
+					status, len(body), tc.size, body == want, cs)
+			}
+			if hit := strings.Contains(cs, "us-0; hit"); hit == tc.cut {
+				t.Errorf("second GET: Cache-Status %q, want a hit: %v", cs, !tc.cut)
+			}
+			status, body, cs = c.get(target)
+			if status != 200 || body != want || !strings.Contains(cs, "us-0; hit") {
+				t.Fatalf("third GET: %d, %d bytes of %d, intact %v, Cache-Status %q; want a hit of the origin's body",
+					status, len(body), tc.size, body == want, cs)
+			}
+		})
 	}
 }

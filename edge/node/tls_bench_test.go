@@ -14,6 +14,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -49,7 +50,7 @@ func BenchmarkClientTLSHandshake(b *testing.B) {
 	n := startTLSNode(b)
 	conf := &tls.Config{ServerName: "site.test", InsecureSkipVerify: true, NextProtos: []string{"h2"}}
 	b.ReportAllocs()
-	start := time.Now()
+	start, cpu := time.Now(), benchcpu.Start()
 	for b.Loop() {
 		c, err := net.Dial("tcp", n.TLSAddr())
 		if err != nil {
@@ -62,6 +63,7 @@ func BenchmarkClientTLSHandshake(b *testing.B) {
 		tc.Close()
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "handshakes/s")
+	cpu.Report(b)
 }
 
 // BenchmarkClientH2Hit measures hits of a 16 KiB object over HTTP/2 on
@@ -95,6 +97,7 @@ func BenchmarkClientH2Hit(b *testing.B) {
 	b.ReportAllocs()
 	b.SetParallelism(4)
 	b.ResetTimer()
+	cpu := benchcpu.Start()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := get(); err != nil {
@@ -103,4 +106,5 @@ func BenchmarkClientH2Hit(b *testing.B) {
 			}
 		}
 	})
+	cpu.Report(b)
 }
