@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -62,43 +59,7 @@ sites:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MERIDIAN_TEST_ARGS=edge --config "+cfgPath+" --log-format json")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	logs := make(chan map[string]any, 64)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				logs <- m
-			}
-		}
-		close(logs)
-	}()
-	waitLog := func(msg string) map[string]any {
-		t.Helper()
-		for {
-			select {
-			case m, ok := <-logs:
-				if !ok {
-					t.Fatalf("the edge exited before logging %q", msg)
-				}
-				if m["msg"] == msg {
-					return m
-				}
-			case <-ctx.Done():
-				t.Fatalf("no %q in the edge's log", msg)
-			}
-		}
-	}
+	cmd, waitLog := startEdgeProcess(t, cfgPath)
 	addr, _ := waitLog("edge node started")["https"].(string)
 
 	// served returns the certificate (PEM) a new handshake gets.

@@ -44,46 +44,7 @@ sites:
     origin: http://%s
 `, logPath, oln.Addr())), 0o600)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MERIDIAN_TEST_ARGS=edge --config "+cfgPath+" --log-format json")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}()
-	// The process log, line by line: the test waits on its messages.
-	logs := make(chan map[string]any, 64)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				logs <- m
-			}
-		}
-		close(logs)
-	}()
-	waitLog := func(msg string) map[string]any {
-		t.Helper()
-		for {
-			select {
-			case m, ok := <-logs:
-				if !ok {
-					t.Fatalf("the edge exited before logging %q", msg)
-				}
-				if m["msg"] == msg {
-					return m
-				}
-			case <-ctx.Done():
-				t.Fatalf("no %q in the edge's log", msg)
-			}
-		}
-	}
+	cmd, waitLog := startEdgeProcess(t, cfgPath)
 	addr, _ := waitLog("edge node started")["http"].(string)
 	get := func() {
 		t.Helper()
@@ -139,4 +100,54 @@ func listenLoopback(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// startEdgeProcess runs `meridian edge --config cfgPath` as a child
+// process (this test binary, re-entered through MERIDIAN_TEST_ARGS) with
+// a JSON process log, stopped with SIGTERM when the test ends. waitLog
+// returns the next log line whose msg is msg, failing the test if the
+// process exits first or none comes within a minute of the start.
+func startEdgeProcess(t *testing.T, cfgPath string) (cmd *exec.Cmd, waitLog func(msg string) map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MERIDIAN_TEST_ARGS=edge --config "+cfgPath+" --log-format json")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		cancel()
+	})
+	logs := make(chan map[string]any, 64)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				logs <- m
+			}
+		}
+		close(logs)
+	}()
+	waitLog = func(msg string) map[string]any {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-logs:
+				if !ok {
+					t.Fatalf("the edge exited before logging %q", msg)
+				}
+				if m["msg"] == msg {
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q in the edge's log", msg)
+			}
+		}
+	}
+	return cmd, waitLog
 }
