@@ -278,23 +278,24 @@ func startTamperCDNAfter(t *testing.T, withTLS bool, flipAfter int64) *tamperCDN
 // Cache-Status.
 func (c *tamperCDN) get(target string) (int, string, string) {
 	c.t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+c.us.HTTPAddr()+target, nil)
-	req.Host = "site.test"
-	resp, err := c.client.Do(req)
-	if err != nil {
-		c.t.Fatalf("GET %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	resp, body, err := c.do(target)
 	if err != nil {
 		c.t.Fatalf("GET %s: body: %v", target, err)
 	}
-	return resp.StatusCode, string(b), resp.Header.Get("Cache-Status")
+	return resp.StatusCode, body, resp.Header.Get("Cache-Status")
 }
 
 // try is get that returns a body's read error (and what was read)
 // instead of failing the test.
 func (c *tamperCDN) try(target string) (int, string, error) {
+	c.t.Helper()
+	resp, body, err := c.do(target)
+	return resp.StatusCode, body, err
+}
+
+// do asks the us edge for target and reads the answer's body; only a
+// failed request fails the test.
+func (c *tamperCDN) do(target string) (*http.Response, string, error) {
 	c.t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+c.us.HTTPAddr()+target, nil)
 	req.Host = "site.test"
@@ -304,7 +305,7 @@ func (c *tamperCDN) try(target string) (int, string, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return resp, string(b), err
 }
 
 // The story: a proxy on the link to the shield rewrites the
