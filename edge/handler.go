@@ -150,6 +150,8 @@ type Handler struct {
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
 	stopWaiting context.CancelFunc
+	// steerAway makes the public /healthz fail (SetDraining).
+	steerAway atomic.Bool
 	// life guards closed and every wg.Add: background work is started
 	// only under it and only before Close (see background), so that no
 	// Add races Close's Wait and nothing starts after Close returns.
@@ -466,6 +468,13 @@ func (h *Handler) DiskStats() (st store.DiskStats, ok bool) {
 
 // ServeHTTP routes the request to its site and serves it from cache or
 // upstream.
+// SetDraining makes the public port's /healthz answer 503 "draining"
+// while on, so that geo steering and load balancers, which probe it,
+// send new clients elsewhere; every request that still comes is served
+// as ever. A node drains so before it stops, and while its cluster
+// membership drains (cluster.draining).
+func (h *Handler) SetDraining(on bool) { h.steerAway.Store(on) }
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.accessLog != nil || h.tracer != nil {
 		h.serveObserved(w, r)
@@ -495,6 +504,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		// not a site: answer them on the public port too.
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		if h.steerAway.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "draining\n")
+			return
+		}
 		io.WriteString(w, "ok\n")
 		return
 	}

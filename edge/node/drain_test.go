@@ -3,6 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -65,9 +66,20 @@ func TestReloadDrains(t *testing.T) {
 		return entries == len(owned)
 	})
 
+	if code, _ := publicHealth(t, dn.Node); code != 200 {
+		t.Fatalf("%s's public /healthz before the drain: %d", dn.Name, code)
+	}
 	rep, err := dn.Node.Reload(withDraining(true, nil))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Steering probes the public /healthz: it sends new clients to the
+	// other members while this one drains.
+	if code, body := publicHealth(t, dn.Node); code != http.StatusServiceUnavailable || body != "draining\n" {
+		t.Fatalf("%s's public /healthz while draining: %d %q", dn.Name, code, body)
+	}
+	if code, _ := publicHealth(t, reg.Node(0).Node); code != 200 {
+		t.Fatalf("a member that is not draining: public /healthz %d", code)
 	}
 	if !slices.Contains(rep.Applied, "cluster.draining") || len(rep.NeedsRestart) != 0 {
 		t.Fatalf("reload report: %s; want cluster.draining applied and nothing needing a restart", rep)
@@ -113,6 +125,9 @@ func TestReloadDrains(t *testing.T) {
 		poll.Until(t, cdntest.ConvergeTimeout, n.Name()+"'s ring has "+dn.Name+" back", func() bool {
 			return n.Ring().Share(dn.Name) > 0.25
 		})
+	}
+	if code, _ := publicHealth(t, dn.Node); code != 200 {
+		t.Fatalf("%s's public /healthz after the drain: %d", dn.Name, code)
 	}
 	// The same config again changes nothing.
 	if rep, err = dn.Node.Reload(withDraining(false, nil)); err != nil || len(rep.Applied) != 0 || len(rep.NeedsRestart) != 0 {

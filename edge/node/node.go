@@ -603,6 +603,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		if err := n.cluster.Start(peerNext); err != nil {
 			return fail(err)
 		}
+		// A draining member owns no key, and steering sends its
+		// clients elsewhere.
+		h.SetDraining(cfg.Cluster.Draining)
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
@@ -829,6 +832,7 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 		if err := n.cluster.SetDraining(cfg.Cluster.Draining); err != nil {
 			n.log.Warn("cluster.draining applied here, still spreading", "err", err)
 		}
+		n.handler.SetDraining(cfg.Cluster.Draining)
 	}
 	hash := ConfigHash(cfg)
 	n.mu.Lock()
@@ -870,6 +874,7 @@ func (n *Node) closeLogs(ctx context.Context) {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.admin.SetDraining(true)
+		n.handler.SetDraining(true)
 		if d := n.config().Admin.DrainDelay; d > 0 {
 			t := time.NewTimer(d)
 			select {
