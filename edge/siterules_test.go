@@ -329,8 +329,8 @@ signed_urls:
 	}
 }
 
-// TestRulesGeoAccess: geo rules allow and deny by the client's country,
-// which only a trusted proxy's X-Forwarded-For can report.
+// TestRulesGeoAccess: geo rules allow and deny by the client's country
+// and continent, which only a trusted proxy's X-Forwarded-For can report.
 func TestRulesGeoAccess(t *testing.T) {
 	const gb, se = "81.2.69.142", "89.160.20.112" // in MaxMind's test database
 	geo := `
@@ -340,6 +340,10 @@ geo_access:
   rules:
     - prefix: /gb/
       allow_countries: [GB]
+    - prefix: /na/
+      allow_continents: [NA]
+    - prefix: /not-eu/
+      deny_continents: [EU]
     - deny_countries: [SE]
 headers:
   response:
@@ -367,6 +371,11 @@ headers:
 				{"SE denied everywhere", p, "/other", se, 403},
 				{"GB allowed elsewhere", p, "/other", gb, 200},
 				{"dot segments", p, "/other/../gb/x", se, 403},
+				{"GB denied a continent allow list", p, "/na/x", gb, 403},
+				{"unknown denied a continent allow list", p, "/na/x", "", 403},
+				{"GB denied by its continent", p, "/not-eu/x", gb, 403},
+				{"unknown not denied by a continent", p, "/not-eu/x", "", 200},
+				{"spoofed GB from an untrusted client, continent", q, "/not-eu/x", gb, 200},
 				{"spoofed GB from an untrusted client", q, "/gb/x", gb, 403},
 				{"spoofed SE from an untrusted client", q, "/other", se, 200},
 			} {

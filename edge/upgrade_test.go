@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/meridiancdn/meridian/edge"
 )
@@ -221,6 +222,22 @@ func TestWebSocketOverTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("HTTP/2 CONNECT: %s %d, want HTTP/2 405", resp.Proto, resp.StatusCode)
+	}
+	// And over HTTP/3: a CONNECT with a site's Host is never forwarded.
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: te.pool(), ServerName: testHost}}
+	defer h3.Close()
+	req, _ = http.NewRequest(http.MethodConnect, "https://"+te.tlsAddr, nil)
+	req.Host = testHost
+	resp, err = h3.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 3 || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("HTTP/3 CONNECT: %s %d, want HTTP/3 405", resp.Proto, resp.StatusCode)
+	}
+	if n := te.origin.total.Load(); n != 1 {
+		t.Fatalf("origin saw %d requests, want 1 (the WebSocket; no CONNECT)", n)
 	}
 }
 
