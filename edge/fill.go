@@ -407,10 +407,15 @@ func (m *fillMemory) admit(ctx context.Context, n int64) error {
 // ensure holds at least n bytes for the body being received, waiting for
 // room as the budget allows.
 func (m *fillMemory) ensure(ctx context.Context, n int64) error {
+	return m.ensureWithin(ctx, n, m.wait)
+}
+
+// ensureWithin is ensure waiting at most wait (0: not at all).
+func (m *fillMemory) ensureWithin(ctx context.Context, n int64, wait time.Duration) error {
 	if n <= m.held {
 		return nil
 	}
-	if err := m.budget.take(ctx, n-m.held, m.wait, false, m.receiving); err != nil {
+	if err := m.budget.take(ctx, n-m.held, wait, false, m.receiving); err != nil {
 		return err
 	}
 	m.held, m.receiving = n, true
@@ -443,6 +448,11 @@ const streamWindow = 4 << 20
 // and b switches to streaming, so that the readers already on it get the
 // rest without the body being held whole.
 //
+// Its readers may already have its status, so a body of unknown length
+// that gets no room to grow in time is not cut short either: it streams
+// too, and whenever it again gets no room at once, it waits for its
+// readers to take all it holds and goes on in the memory it has.
+//
 // When size (the announced length) is reached, beforeLast runs with the
 // whole body before the readers can see its last bytes.
 func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func()) (int64, error) {
@@ -461,8 +471,22 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 				b.stream(streamWindow)
 			}
 			if grow := b.growthFor(m); grow > 0 {
-				if merr := mem.ensure(ctx, b.capacity()+grow); merr != nil {
-					return n, merr
+				wait := mem.wait
+				if b.streamed() {
+					wait = 0 // its readers' pace, not the budget's, holds it back
+				}
+				if merr := mem.ensureWithin(ctx, b.capacity()+grow, wait); merr != nil {
+					if size >= 0 || !errors.Is(merr, errInflightFull) {
+						return n, merr
+					}
+					if !b.streamed() {
+						onStream()
+						b.stream(streamWindow)
+					}
+					if derr := b.drain(); derr != nil {
+						return n, derr
+					}
+					mem.shrink(firstChunk)
 				}
 			}
 			if beforeLast != nil && n == size {
