@@ -363,3 +363,44 @@ func TestUnknownLengthBodyWithoutRoomStreamsWhole(t *testing.T) {
 		t.Fatalf("held hit: %d bytes", len(b))
 	}
 }
+
+// A request for a key found uncacheable (hit-for-miss) fetches on its own,
+// for its client alone: when the client goes, before the answer's header
+// or in the middle of its body, its request upstream goes too.
+func TestHitForMissEndsWithItsClient(t *testing.T) {
+	const size = 1 << 20
+	for _, beforeHeader := range []bool{true, false} {
+		t.Run(fmt.Sprintf("before header %v", beforeHeader), func(t *testing.T) {
+			arrived, gone := make(chan struct{}, 1), make(chan struct{}, 1)
+			var first atomic.Bool
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "private")
+				if first.CompareAndSwap(false, true) {
+					io.WriteString(w, "not for the cache") // the key becomes hit-for-miss
+					return
+				}
+				if !beforeHeader {
+					w.Header().Set("Content-Length", strconv.Itoa(size))
+					w.WriteHeader(200)
+					w.Write(make([]byte, 1024))
+					w.(http.Flusher).Flush()
+				}
+				arrived <- struct{}{}
+				<-r.Context().Done() // never released: only a call-off ends it
+				gone <- struct{}{}
+			}, func(c *edge.Config) { c.Sites[0].Timeout = time.Minute })
+			r, _ := e.get("/u")
+			wantCS(t, r, "!stored")
+			if beforeHeader {
+				e.getThenLeave("/u", arrived)
+			} else {
+				getAndClose(t, e.srv.Addr(), "/u", 1024)
+			}
+			waitSignal(t, gone, "the origin seeing the hit-for-miss request called off")
+			if n := e.origin.count("/u"); n != 2 {
+				t.Fatalf("origin saw %d requests, want 2", n)
+			}
+			waitFor(t, func() bool { return e.metric("meridian_edge_inflight_bytes") == 0 })
+		})
+	}
+}
