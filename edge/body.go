@@ -161,6 +161,29 @@ func (b *growingBody) append(p []byte) error {
 	}
 }
 
+// drain waits until every reader has read all the body holds, then drops
+// it: a streaming fill that gets no room to grow goes on within its first
+// chunk. It fails, as append does, when no reader is left or the fill is
+// stopped.
+func (b *growingBody) drain() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		if b.stopped {
+			return errFillStopped
+		}
+		low, any := b.lowestReader()
+		if !any {
+			return errNoReaders
+		}
+		if end := b.base + int64(len(b.buf)); low >= end {
+			b.buf, b.base = nil, end // readers may still write out of the old array
+			return nil
+		}
+		b.cond.Wait()
+	}
+}
+
 // appendThen appends p and runs fn with the whole buffer before any
 // reader can see p.
 func (b *growingBody) appendThen(p []byte, fn func(all []byte)) {

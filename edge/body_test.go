@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // slowWriter lets a test decide when a reader's writes go through.
@@ -132,15 +134,10 @@ func TestStreamingBodyEnds(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond for up to 10 s.
+// waitUntil polls cond for up to 10 s (see internal/poll).
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the condition holds", cond)
 }
 
 // A request joins a flight under the handler's lock, and a fill calls
@@ -172,5 +169,49 @@ func TestJoiningNeverWaitsForTheBodyLock(t *testing.T) {
 	h.leave(f)
 	if got := b.pending.Load(); got != 0 {
 		t.Fatalf("pending %d after both released", got)
+	}
+}
+
+// A fill holds memory as its bytes arrive, not what its Content-Length
+// announces (an attacker's origin, or a slow one, may announce 8 MiB and
+// send a KiB): the buffer starts at a first chunk, doubles, and never
+// grows past the announced length.
+func TestBodyAllocatesAsBytesArrive(t *testing.T) {
+	const announced = 100 << 10
+	b := newGrowingBody(announced)
+	if g := b.growthFor(1024); g != firstChunk {
+		t.Fatalf("first KiB grows the buffer by %d bytes, want a first chunk (%d)", g, firstChunk)
+	}
+	if err := b.append(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.capacity(); c != firstChunk {
+		t.Fatalf("capacity after the first KiB %d, want %d", c, firstChunk)
+	}
+	if err := b.append(make([]byte, firstChunk)); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.capacity(); c != 2*firstChunk {
+		t.Fatalf("capacity after %d bytes %d, want %d", 1024+firstChunk, c, 2*firstChunk)
+	}
+	for b.received.Load() < announced {
+		n := min(int64(8<<10), announced-b.received.Load())
+		if err := b.append(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if c := b.capacity(); c > announced {
+			t.Fatalf("capacity %d past the announced %d", c, announced)
+		}
+	}
+	if c := b.capacity(); c != announced {
+		t.Fatalf("whole body in %d bytes of capacity, want %d", c, announced)
+	}
+
+	big := newGrowingBody(8 << 20)
+	if err := big.append(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	if c := big.capacity(); c != firstChunk {
+		t.Fatalf("8 MiB announced, 1 KiB arrived: capacity %d, want %d", c, firstChunk)
 	}
 }

@@ -53,15 +53,20 @@ func (b *byteBudget) setMax(max int64) {
 //
 // A fill that has its answer (grow) may also go past the budget, by at
 // most its own body (max_object_bytes), when no other fill is receiving
-// a body: the others then hold first chunks while they wait on upstream,
-// possibly on an origin slot this very fill holds, and nothing would be
-// given back in time. Only one fill at a time goes past: it is receiving.
-// The caller holds mu.
-func (b *byteBudget) fits(n int64, admit bool) bool {
+// a body (receiving says the caller is counted among them already: a
+// body of unknown length grows more than once): the others then hold
+// first chunks while they wait on upstream, possibly on an origin slot
+// this very fill holds, and nothing would be given back in time. Only
+// one fill at a time goes past: it is receiving. The caller holds mu.
+func (b *byteBudget) fits(n int64, admit, receiving bool) bool {
 	if admit {
 		return b.growing == 0 && (b.used+n <= b.max || b.used == 0)
 	}
-	return b.used+n <= b.max || b.used == 0 || b.receiving == 0
+	others := b.receiving
+	if receiving {
+		others--
+	}
+	return b.used+n <= b.max || b.used == 0 || others == 0
 }
 
 // take takes n bytes, waiting up to wait for room (and no longer than
@@ -76,7 +81,7 @@ func (b *byteBudget) take(ctx context.Context, n int64, wait time.Duration, admi
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		if b.fits(n, admit) {
+		if b.fits(n, admit, receiving) {
 			b.used += n
 			if !admit && !receiving {
 				b.receiving++

@@ -237,9 +237,11 @@ type CacheConfig struct {
 	// MaxInflightBytes bounds the bodies of fills in progress, which the
 	// store does not hold yet: a fill holds a first chunk (32 KiB) from
 	// its start, its announced length (up to MaxObjectBytes) once the
-	// headers come, and a body of unknown length as it grows. When the
-	// budget is full, new misses wait up to InflightWait, then get 503
-	// with Retry-After (or a stale copy); hits are served as ever.
+	// headers come, and a body of unknown length as it grows (one that
+	// gets no room within InflightWait streams through unstored, whole,
+	// since its status is sent). When the budget is full, new misses
+	// wait up to InflightWait, then get 503 with Retry-After (or a stale
+	// copy); hits are served as ever.
 	// Default MaxBytes/4.
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
 	// InflightWait is how long a fill waits for room in MaxInflightBytes.

@@ -256,3 +256,171 @@ func TestInflightBudgetRefusesNewMissesButServesHits(t *testing.T) {
 	r, _ = e.get("/large-2")
 	wantStatus(t, r, 200)
 }
+
+// A body of unknown length (chunked, or recoded on the way) learns its
+// size only as it arrives, once its 200 is on the way to its clients: an
+// in-flight budget it outgrows must never cut it short. Alone, it may
+// pass the budget by up to max_object_bytes and is stored; larger than
+// that, it streams through uncached, bounded, and whole.
+func TestUnknownLengthBodyLargerThanInflightBudgetIsWhole(t *testing.T) {
+	cases := []struct {
+		name   string
+		size   int
+		stored bool
+	}{
+		{"storable", 600 << 10, true},
+		{"larger than max_object_bytes", 3 << 20, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.WriteHeader(200) // no Content-Length: chunked
+				w.Write(make([]byte, tc.size))
+			}, func(c *edge.Config) {
+				c.Cache.MaxBytes = 2 << 20
+				c.Cache.MaxObjectBytes = 1 << 20
+				c.Cache.MaxInflightBytes = 16 << 10 // smaller than a first chunk
+				c.Cache.InflightWait = 20 * time.Millisecond
+			})
+			for i := range 2 {
+				r, b := e.get("/big")
+				wantStatus(t, r, 200)
+				if len(b) != tc.size {
+					t.Fatalf("request %d: body %d bytes, want %d", i, len(b), tc.size)
+				}
+			}
+			if n, _, _ := e.edge.StoreStats(); (n == 1) != tc.stored {
+				t.Fatalf("%d entries stored", n)
+			}
+			if want := map[bool]int{true: 1, false: 2}[tc.stored]; e.origin.count("/big") != want {
+				t.Fatalf("origin saw %d requests, want %d", e.origin.count("/big"), want)
+			}
+		})
+	}
+}
+
+// A fill of unknown length that outgrows the in-flight budget mid-body
+// while another fill holds room, its 200 already sent, reaches its client
+// whole: getting no room in time, it goes on as a stream, uncached, in
+// the memory it holds. The other, alone again, is stored.
+func TestUnknownLengthBodyWithoutRoomStreamsWhole(t *testing.T) {
+	const size, first = 600 << 10, 100 << 10
+	release := make(chan struct{})
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.WriteHeader(200) // no Content-Length: chunked
+		if r.URL.Path == "/held" {
+			w.Write(make([]byte, first))
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+			w.Write(make([]byte, size-first))
+			return
+		}
+		w.Write(make([]byte, size))
+	}, func(c *edge.Config) {
+		c.Cache.MaxBytes = 4 << 20
+		c.Cache.MaxObjectBytes = 1 << 20
+		c.Cache.MaxInflightBytes = 512 << 10 // the held fill's first part and a bit
+		c.Cache.InflightWait = 20 * time.Millisecond
+		c.Sites[0].Timeout = time.Minute
+	})
+	req, _ := http.NewRequest("GET", e.base+"/held", nil)
+	req.Host = testHost
+	held, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Body.Close()
+	// Its client has the first part: the fill holds room for it.
+	if _, err := io.CopyN(io.Discard, held.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	getOther := func() {
+		t.Helper()
+		r, b := e.get("/other")
+		wantStatus(t, r, 200)
+		if len(b) != size {
+			t.Fatalf("other: body %d bytes, want %d", len(b), size)
+		}
+	}
+	getOther()
+	// It streamed for want of room, not for being unstorable: the key is
+	// not hit-for-miss, so a Range miss asks for the whole object (to
+	// store it), not for the range alone.
+	if r, _ := e.get("/other", "Range", "bytes=0-9"); r.StatusCode != 200 && r.StatusCode != 206 {
+		t.Fatalf("range: status %d", r.StatusCode)
+	}
+	if rg := e.origin.lastRequest().Header.Get("Range"); rg != "" {
+		t.Fatalf("the origin was asked for Range %q: the key became hit-for-miss", rg)
+	}
+	getOther()
+	if n := e.origin.count("/other"); n != 3 {
+		t.Fatalf("origin saw %d requests for the streamed body, want 3", n)
+	}
+	if got := e.counter("meridian_edge_streamed_fills_total"); got != 3 {
+		t.Fatalf("streamed_fills_total = %v, want 3", got)
+	}
+	close(release)
+	if n, err := io.Copy(io.Discard, held.Body); err != nil || n != size-first {
+		t.Fatalf("held: rest %d bytes, %v", n, err)
+	}
+	// With room again, each is stored.
+	for _, path := range []string{"/held", "/other", "/other"} {
+		if r, b := e.get(path); len(b) != size {
+			t.Fatalf("%s: %d bytes (Cache-Status %q)", path, len(b), r.Header.Get("Cache-Status"))
+		}
+	}
+	r, _ := e.get("/held")
+	wantCS(t, r, "hit")
+	r, _ = e.get("/other")
+	wantCS(t, r, "hit")
+	if n := e.origin.count("/other"); n != 4 {
+		t.Fatalf("origin saw %d requests for /other in all, want 4", n)
+	}
+}
+
+// A request for a key found uncacheable (hit-for-miss) fetches on its own,
+// for its client alone: when the client goes, before the answer's header
+// or in the middle of its body, its request upstream goes too.
+func TestHitForMissEndsWithItsClient(t *testing.T) {
+	const size = 1 << 20
+	for _, beforeHeader := range []bool{true, false} {
+		t.Run(fmt.Sprintf("before header %v", beforeHeader), func(t *testing.T) {
+			arrived, gone := make(chan struct{}, 1), make(chan struct{}, 1)
+			var first atomic.Bool
+			e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "private")
+				if first.CompareAndSwap(false, true) {
+					io.WriteString(w, "not for the cache") // the key becomes hit-for-miss
+					return
+				}
+				if !beforeHeader {
+					w.Header().Set("Content-Length", strconv.Itoa(size))
+					w.WriteHeader(200)
+					w.Write(make([]byte, 1024))
+					w.(http.Flusher).Flush()
+				}
+				arrived <- struct{}{}
+				<-r.Context().Done() // never released: only a call-off ends it
+				gone <- struct{}{}
+			}, func(c *edge.Config) { c.Sites[0].Timeout = time.Minute })
+			r, _ := e.get("/u")
+			wantCS(t, r, "!stored")
+			if beforeHeader {
+				e.getThenLeave("/u", arrived)
+			} else {
+				getAndClose(t, e.srv.Addr(), "/u", 1024)
+			}
+			waitSignal(t, gone, "the origin seeing the hit-for-miss request called off")
+			if n := e.origin.count("/u"); n != 2 {
+				t.Fatalf("origin saw %d requests, want 2", n)
+			}
+			waitFor(t, func() bool { return e.metric("meridian_edge_inflight_bytes") == 0 })
+		})
+	}
+}

@@ -327,12 +327,15 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	if resp.ContentLength > 0 {
 		beforeLast = storeEntry
 	}
-	onStream := func() {
-		// Too big to store: new requests must not join a body that
-		// no longer starts at its first byte, nor queue behind it.
+	onStream := func(tooBig bool) {
+		// Not stored: new requests must not join a body that no
+		// longer starts at its first byte. One too big to store is
+		// hit-for-miss (they must not queue behind each other
+		// either); one that got no room in the budget may be stored
+		// by the next fill, which they may share again.
 		h.metrics.streamed.Inc()
 		unregister()
-		if shared {
+		if shared && tooBig {
 			h.markHitForMiss(key, h.now())
 		}
 	}
@@ -423,10 +426,15 @@ func (m *fillMemory) admit(ctx context.Context, n int64) error {
 // ensure holds at least n bytes for the body being received, waiting for
 // room as the budget allows.
 func (m *fillMemory) ensure(ctx context.Context, n int64) error {
+	return m.ensureWithin(ctx, n, m.wait)
+}
+
+// ensureWithin is ensure waiting at most wait (0: not at all).
+func (m *fillMemory) ensureWithin(ctx context.Context, n int64, wait time.Duration) error {
 	if n <= m.held {
 		return nil
 	}
-	if err := m.budget.take(ctx, n-m.held, m.wait, false, m.receiving); err != nil {
+	if err := m.budget.take(ctx, n-m.held, wait, false, m.receiving); err != nil {
 		return err
 	}
 	m.held, m.receiving = n, true
@@ -455,13 +463,19 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 const streamWindow = 4 << 20
 
 // readInto copies src into b, holding b's buffer in mem first. A body of
-// unknown length that grows past maxObj will not be stored: onStream runs,
-// and b switches to streaming, so that the readers already on it get the
-// rest without the body being held whole.
+// unknown length that grows past maxObj will not be stored: onStream(true)
+// runs, and b switches to streaming, so that the readers already on it
+// get the rest without the body being held whole.
+//
+// Its readers may already have its status, so a body of unknown length
+// that gets no room to grow in time is not cut short either: it streams
+// too (onStream(false)), and whenever it again gets no room at once, it
+// waits for its readers to take all it holds and goes on in the memory
+// it has.
 //
 // When size (the announced length) is reached, beforeLast runs with the
 // whole body before the readers can see its last bytes.
-func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func()) (int64, error) {
+func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func(tooBig bool)) (int64, error) {
 	stop := context.AfterFunc(ctx, b.stop)
 	defer stop()
 	bp := readBufs.Get().(*[]byte)
@@ -473,12 +487,26 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 		if m > 0 {
 			n += int64(m)
 			if size < 0 && n > maxObj && !b.streamed() {
-				onStream()
+				onStream(true)
 				b.stream(streamWindow)
 			}
 			if grow := b.growthFor(m); grow > 0 {
-				if merr := mem.ensure(ctx, b.capacity()+grow); merr != nil {
-					return n, merr
+				wait := mem.wait
+				if b.streamed() {
+					wait = 0 // its readers' pace, not the budget's, holds it back
+				}
+				if merr := mem.ensureWithin(ctx, b.capacity()+grow, wait); merr != nil {
+					if size >= 0 || !errors.Is(merr, errInflightFull) {
+						return n, merr
+					}
+					if !b.streamed() {
+						onStream(false)
+						b.stream(streamWindow)
+					}
+					if derr := b.drain(); derr != nil {
+						return n, derr
+					}
+					mem.shrink(firstChunk)
 				}
 			}
 			if beforeLast != nil && n == size {

@@ -118,7 +118,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		}),
 		streamed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_streamed_fills_total",
-			Help: "Fills of a body of unknown length that outgrew max_object_bytes: streamed to their readers, not stored.",
+			Help: "Fills of a body of unknown length that outgrew max_object_bytes, or got no room in cache.max_inflight_bytes: streamed to their readers, not stored.",
 		}),
 		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_fills_abandoned_total",

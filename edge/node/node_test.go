@@ -363,6 +363,18 @@ func TestStatusReportsMemory(t *testing.T) {
 	if _, ok := st.Memory["limit_bytes"]; !ok {
 		t.Fatalf("status memory has no limit_bytes: %v", st.Memory)
 	}
+	// And the metrics: the limit beside the process's RSS.
+	mresp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, name := range []string{"\nmeridian_memory_limit_bytes ", "\nprocess_resident_memory_bytes "} {
+		if !strings.Contains(string(b), name) {
+			t.Errorf("metrics lack%s", name)
+		}
+	}
 }
 
 // Requests still waiting on upstream when the drain deadline comes get a
