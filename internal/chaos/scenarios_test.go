@@ -184,6 +184,86 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 	})
 }
 
+// Item 2, per key: while the origin answers 500, it sees at most one
+// request per key per backoff period from the whole CDN (3 regions behind
+// a shield), however often and wherever the key is asked: every edge asks
+// for every key, uncached ones and ones with a stale copy, round after
+// round for three backoff periods. The failure is remembered where the
+// fill failed (the shield's owner of the key) and by the edges that asked
+// it, so that only the first ask after a period ends reaches the origin.
+// The backoff is fixed (error_backoff = max_error_backoff) so that the
+// bound is simple: n requests for a key are at least a period apart, so
+// n <= 1 + elapsed/period.
+func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
+	const period = 2 * time.Second
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: func(r string, i int, c *node.Config) {
+		lanPreset(r, i, c) // nobody fails here
+		c.Cache.ErrorBackoff, c.Cache.MaxErrorBackoff = period, period
+	}})
+	stale := targets("keystale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
+	askEverywhere(t, cdn, stale, 1024)
+	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
+
+	o.SetFault(chaos.Fault{Status: 500})
+	steady(t, cdn, func(try int) func() {
+		uncached := targets(fmt.Sprintf("keydown%d-", try), 4, "cc=max-age%3D600")
+		keys := append(slices.Clone(uncached), stale...)
+		before := map[string]int64{}
+		for _, k := range keys {
+			before[k] = o.RequestsFor(k)
+		}
+		start := time.Now()
+		clients, rounds := 0, 0
+		// Rounds a little apart (pacing the load, not synchronising)
+		// until three periods have passed.
+		tick := time.NewTicker(period / 8)
+		defer tick.Stop()
+		for ; time.Since(start) < 3*period; <-tick.C {
+			rounds++
+			var wg sync.WaitGroup
+			for _, e := range cdn.Edges() {
+				for _, k := range keys {
+					clients++
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resp, _, err := cdn.Get(e.Region, e.Index, k)
+						isStale := slices.Contains(stale, k)
+						switch {
+						case err != nil:
+							t.Errorf("%s via %s while the origin fails: %v", k, e.Name, err)
+						case isStale && (resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale")):
+							t.Errorf("%s via %s while the origin fails: %d (Cache-Status %q), want the stale copy", k, e.Name, resp.StatusCode, resp.Header.Get("Cache-Status"))
+						case !isStale && resp.StatusCode < 500:
+							t.Errorf("%s via %s while the origin fails: %d, want the origin's error", k, e.Name, resp.StatusCode)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+		}
+		elapsed := time.Since(start)
+		bound := 1 + int64(elapsed/period)
+		got := map[string]int64{}
+		var total int64
+		for _, k := range keys {
+			got[k] = o.RequestsFor(k) - before[k]
+			total += got[k]
+		}
+		return func() {
+			t.Logf("failing origin: %d origin requests for %d keys asked %d times (%d rounds at %d edges over %v, backoff %v): %.2f per key per period, at most %d per key allowed",
+				total, len(keys), clients, rounds, len(cdn.Edges()), elapsed.Round(time.Millisecond), period,
+				float64(total)/float64(len(keys))/(float64(elapsed)/float64(period)), bound)
+			for _, k := range keys {
+				if got[k] > bound {
+					t.Errorf("%s: %d origin requests in %v, want at most one per %v backoff period (%d)", k, got[k], elapsed.Round(time.Millisecond), period, bound)
+				}
+			}
+		}
+	})
+}
+
 // Item 3: while the origin hangs (accepts, never answers), a client
 // whose object has a stale copy in the CDN gets that copy after
 // grace.stale_timeout (1 s by default), not after the site's timeout: the
