@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -503,17 +504,18 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
 	var wg sync.WaitGroup
 	var complete atomic.Int32
-	readers := 0
+	var progress []*atomic.Int64
 	for i := range 3 {
 		if i == owner {
 			continue
 		}
 		for range 2 {
-			readers++
+			read := new(atomic.Int64)
+			progress = append(progress, read)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, body, err := cdn.Get("r1", i, target)
+				resp, body, err := getReading(cdn, "r1", i, target, read)
 				switch {
 				case err != nil:
 					t.Errorf("reader at edge %d: %v after %d bytes", i+1, err, len(body))
@@ -525,13 +527,65 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 			}()
 		}
 	}
-	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
-	time.Sleep(200 * time.Millisecond) // let the first half reach the readers (not a speed assertion)
+	waitReading(t, o, progress)
 	cdn.Kill("r1", owner)
 	wg.Wait()
-	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), readers, o.RangeRequests())
+	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), len(progress), o.RangeRequests())
 	if o.RangeRequests() < 1 {
 		t.Errorf("no Range request reached the origin: the rest of the body was not resumed from it")
+	}
+}
+
+// waitReading waits until the origin has stalled half-way through the
+// owner's fill and every reader has bytes of the owner's answer: only
+// then is the owner mid-stream for every reader's edge. Killed before an
+// edge had the owner's answer (which it reads up to 1 MiB of before
+// passing it on), the edge met a failed peer fill, not a broken stream,
+// and filled from the origin itself: a time.Sleep here raced that, and
+// lost under load.
+func waitReading(t *testing.T, o *chaos.Origin, readers []*atomic.Int64) {
+	t.Helper()
+	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	poll.Until(t, 20*time.Second, "every reader has bytes of the owner's answer", func() bool {
+		for _, r := range readers {
+			if r.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// getReading is cdn.Get that counts the body's bytes in read as they
+// arrive.
+func getReading(cdn *chaos.CDN, region string, i int, target string, read *atomic.Int64) (*http.Response, []byte, error) {
+	n := cdn.Node(region, i)
+	if n == nil {
+		return nil, nil, fmt.Errorf("%s is stopped", cdn.Edge(region, i).Name)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+target, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Host = chaos.SiteHost
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := resp.Body.Read(buf)
+		body.Write(buf[:k])
+		read.Add(int64(k))
+		if err == io.EOF {
+			return resp, body.Bytes(), nil
+		}
+		if err != nil {
+			return resp, body.Bytes(), err
+		}
 	}
 }
 
@@ -549,8 +603,9 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 	reader := (owner + 1) % 3
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
 	done := make(chan error, 1)
+	read := new(atomic.Int64)
 	go func() {
-		resp, body, err := cdn.Get("r1", reader, target)
+		resp, body, err := getReading(cdn, "r1", reader, target, read)
 		if err == nil && resp.StatusCode == 200 && len(body) == size {
 			err = errors.New("whole body")
 		} else if err == nil {
@@ -563,8 +618,7 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 		}
 		done <- err
 	}()
-	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
-	time.Sleep(200 * time.Millisecond)
+	waitReading(t, o, []*atomic.Int64{read})
 	cdn.Kill("r1", owner)
 	if err := <-done; err != nil {
 		t.Errorf("reader of an object without a strong validator: %v; want a detectable truncation", err)
