@@ -17,6 +17,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/chaos"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
 	"github.com/meridiancdn/meridian/internal/poll"
@@ -89,7 +90,7 @@ func TestSlowOriginOneFetchPerObject(t *testing.T) {
 		t.Skip("9 edges; skipped with -short")
 	}
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second})
+	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second, Edit: lanPreset})
 	const objects = 10
 	steady(t, cdn, func(try int) func() {
 		before := o.Requests()
@@ -138,8 +139,8 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 			return
 		}
 		t.Logf("try %d: a ring changed (%v) or members were suspected (%d times) while measuring; measuring again", try, moved, suspected)
-		cdn.WaitRegion("", 30*time.Second)
-		cdn.WaitUnsuspected(30 * time.Second)
+		cdn.WaitRegion("", cdntest.ConvergeTimeout)
+		cdn.WaitUnsuspected(cdntest.ConvergeTimeout)
 	}
 }
 
@@ -152,7 +153,7 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 // here (2.8 in the issue).
 func TestFailingOriginIsNotAmplified(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
 	// Objects stored everywhere, then stale at once with stale-if-error.
 	stale := targets("stale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
 	askEverywhere(t, cdn, stale, 1024)
@@ -273,7 +274,7 @@ func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
 // copies included.
 func TestHangingOriginServesStaleEarly(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
 	stale := targets("hang", 4, "cc=max-age%3D1")
 	askEverywhere(t, cdn, stale, 1024)
 	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
@@ -355,7 +356,7 @@ func TestFailedPathStillFailsOver(t *testing.T) {
 // Via for a shield's and went straight to the origin.
 func TestClientViaDoesNotBypassShield(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true})
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true, Edit: lanPreset})
 	steady(t, cdn, func(try int) func() {
 		var counts []int64
 		for k := range 4 {
@@ -396,11 +397,11 @@ func TestRestartingTheSeedHealsTheRegion(t *testing.T) {
 	for i := range 3 {
 		name := cdn.Edge("r1", i).Name
 		cdn.Kill("r1", i)
-		cdn.WaitRegion("r1", 20*time.Second) // the others dropped it
+		cdn.WaitRegion("r1", cdntest.ConvergeTimeout) // the others dropped it
 		cdn.Restart("r1", i)
 		// Bounded wait, not a timing: with the fix the region is whole
 		// again within a re-join interval (1s on the local preset).
-		cdn.WaitRegion("r1", 20*time.Second)
+		cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 		t.Logf("after restarting %s: %v", name, cdn.Views("r1"))
 	}
 	// And it serves as one region: each object once from the origin.
@@ -466,11 +467,11 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 		}
 	}
 	down := o.Requests() - filled
-	cdn.WaitRegion("r1", 20*time.Second)
+	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 
 	// Back, empty: every key asked at every edge.
 	cdn.Restart("r1", 2)
-	cdn.WaitRegion("r1", 20*time.Second)
+	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 	for i := range 3 {
 		for _, target := range all {
 			if resp, _, err := cdn.Get("r1", i, target); err != nil || resp.StatusCode != 200 {
