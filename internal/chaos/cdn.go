@@ -196,7 +196,7 @@ func Start(t testing.TB, o *Origin, opts Options) *CDN {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	c.WaitRegion("", 60*time.Second)
+	c.WaitRegion("", cdntest.ConvergeTimeout)
 	return c
 }
 

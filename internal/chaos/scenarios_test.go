@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/chaos"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
 	"github.com/meridiancdn/meridian/internal/poll"
@@ -88,7 +90,7 @@ func TestSlowOriginOneFetchPerObject(t *testing.T) {
 		t.Skip("9 edges; skipped with -short")
 	}
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second})
+	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second, Edit: lanPreset})
 	const objects = 10
 	steady(t, cdn, func(try int) func() {
 		before := o.Requests()
@@ -137,8 +139,8 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 			return
 		}
 		t.Logf("try %d: a ring changed (%v) or members were suspected (%d times) while measuring; measuring again", try, moved, suspected)
-		cdn.WaitRegion("", 30*time.Second)
-		cdn.WaitUnsuspected(30 * time.Second)
+		cdn.WaitRegion("", cdntest.ConvergeTimeout)
+		cdn.WaitUnsuspected(cdntest.ConvergeTimeout)
 	}
 }
 
@@ -151,7 +153,7 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 // here (2.8 in the issue).
 func TestFailingOriginIsNotAmplified(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
 	// Objects stored everywhere, then stale at once with stale-if-error.
 	stale := targets("stale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
 	askEverywhere(t, cdn, stale, 1024)
@@ -184,6 +186,86 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 	})
 }
 
+// Item 2, per key: while the origin answers 500, it sees at most one
+// request per key per backoff period from the whole CDN (3 regions behind
+// a shield), however often and wherever the key is asked: every edge asks
+// for every key, uncached ones and ones with a stale copy, round after
+// round for three backoff periods. The failure is remembered where the
+// fill failed (the shield's owner of the key) and by the edges that asked
+// it, so that only the first ask after a period ends reaches the origin.
+// The backoff is fixed (error_backoff = max_error_backoff) so that the
+// bound is simple: n requests for a key are at least a period apart, so
+// n <= 1 + elapsed/period.
+func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
+	const period = 2 * time.Second
+	o := chaos.StartOrigin(t)
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: func(r string, i int, c *node.Config) {
+		lanPreset(r, i, c) // nobody fails here
+		c.Cache.ErrorBackoff, c.Cache.MaxErrorBackoff = period, period
+	}})
+	stale := targets("keystale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
+	askEverywhere(t, cdn, stale, 1024)
+	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
+
+	o.SetFault(chaos.Fault{Status: 500})
+	steady(t, cdn, func(try int) func() {
+		uncached := targets(fmt.Sprintf("keydown%d-", try), 4, "cc=max-age%3D600")
+		keys := append(slices.Clone(uncached), stale...)
+		before := map[string]int64{}
+		for _, k := range keys {
+			before[k] = o.RequestsFor(k)
+		}
+		start := time.Now()
+		clients, rounds := 0, 0
+		// Rounds a little apart (pacing the load, not synchronising)
+		// until three periods have passed.
+		tick := time.NewTicker(period / 8)
+		defer tick.Stop()
+		for ; time.Since(start) < 3*period; <-tick.C {
+			rounds++
+			var wg sync.WaitGroup
+			for _, e := range cdn.Edges() {
+				for _, k := range keys {
+					clients++
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resp, _, err := cdn.Get(e.Region, e.Index, k)
+						isStale := slices.Contains(stale, k)
+						switch {
+						case err != nil:
+							t.Errorf("%s via %s while the origin fails: %v", k, e.Name, err)
+						case isStale && (resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale")):
+							t.Errorf("%s via %s while the origin fails: %d (Cache-Status %q), want the stale copy", k, e.Name, resp.StatusCode, resp.Header.Get("Cache-Status"))
+						case !isStale && resp.StatusCode < 500:
+							t.Errorf("%s via %s while the origin fails: %d, want the origin's error", k, e.Name, resp.StatusCode)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+		}
+		elapsed := time.Since(start)
+		bound := 1 + int64(elapsed/period)
+		got := map[string]int64{}
+		var total int64
+		for _, k := range keys {
+			got[k] = o.RequestsFor(k) - before[k]
+			total += got[k]
+		}
+		return func() {
+			t.Logf("failing origin: %d origin requests for %d keys asked %d times (%d rounds at %d edges over %v, backoff %v): %.2f per key per period, at most %d per key allowed",
+				total, len(keys), clients, rounds, len(cdn.Edges()), elapsed.Round(time.Millisecond), period,
+				float64(total)/float64(len(keys))/(float64(elapsed)/float64(period)), bound)
+			for _, k := range keys {
+				if got[k] > bound {
+					t.Errorf("%s: %d origin requests in %v, want at most one per %v backoff period (%d)", k, got[k], elapsed.Round(time.Millisecond), period, bound)
+				}
+			}
+		}
+	})
+}
+
 // Item 3: while the origin hangs (accepts, never answers), a client
 // whose object has a stale copy in the CDN gets that copy after
 // grace.stale_timeout (1 s by default), not after the site's timeout: the
@@ -192,7 +274,7 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 // copies included.
 func TestHangingOriginServesStaleEarly(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}})
+	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
 	stale := targets("hang", 4, "cc=max-age%3D1")
 	askEverywhere(t, cdn, stale, 1024)
 	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
@@ -274,7 +356,7 @@ func TestFailedPathStillFailsOver(t *testing.T) {
 // Via for a shield's and went straight to the origin.
 func TestClientViaDoesNotBypassShield(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true})
+	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true, Edit: lanPreset})
 	steady(t, cdn, func(try int) func() {
 		var counts []int64
 		for k := range 4 {
@@ -315,11 +397,11 @@ func TestRestartingTheSeedHealsTheRegion(t *testing.T) {
 	for i := range 3 {
 		name := cdn.Edge("r1", i).Name
 		cdn.Kill("r1", i)
-		cdn.WaitRegion("r1", 20*time.Second) // the others dropped it
+		cdn.WaitRegion("r1", cdntest.ConvergeTimeout) // the others dropped it
 		cdn.Restart("r1", i)
 		// Bounded wait, not a timing: with the fix the region is whole
 		// again within a re-join interval (1s on the local preset).
-		cdn.WaitRegion("r1", 20*time.Second)
+		cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 		t.Logf("after restarting %s: %v", name, cdn.Views("r1"))
 	}
 	// And it serves as one region: each object once from the origin.
@@ -385,11 +467,11 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 		}
 	}
 	down := o.Requests() - filled
-	cdn.WaitRegion("r1", 20*time.Second)
+	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 
 	// Back, empty: every key asked at every edge.
 	cdn.Restart("r1", 2)
-	cdn.WaitRegion("r1", 20*time.Second)
+	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
 	for i := range 3 {
 		for _, target := range all {
 			if resp, _, err := cdn.Get("r1", i, target); err != nil || resp.StatusCode != 200 {
@@ -423,17 +505,18 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
 	var wg sync.WaitGroup
 	var complete atomic.Int32
-	readers := 0
+	var progress []*atomic.Int64
 	for i := range 3 {
 		if i == owner {
 			continue
 		}
 		for range 2 {
-			readers++
+			read := new(atomic.Int64)
+			progress = append(progress, read)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, body, err := cdn.Get("r1", i, target)
+				resp, body, err := getReading(cdn, "r1", i, target, read)
 				switch {
 				case err != nil:
 					t.Errorf("reader at edge %d: %v after %d bytes", i+1, err, len(body))
@@ -445,13 +528,65 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 			}()
 		}
 	}
-	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
-	time.Sleep(200 * time.Millisecond) // let the first half reach the readers (not a speed assertion)
+	waitReading(t, o, progress)
 	cdn.Kill("r1", owner)
 	wg.Wait()
-	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), readers, o.RangeRequests())
+	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), len(progress), o.RangeRequests())
 	if o.RangeRequests() < 1 {
 		t.Errorf("no Range request reached the origin: the rest of the body was not resumed from it")
+	}
+}
+
+// waitReading waits until the origin has stalled half-way through the
+// owner's fill and every reader has bytes of the owner's answer: only
+// then is the owner mid-stream for every reader's edge. Killed before an
+// edge had the owner's answer (which it reads up to 1 MiB of before
+// passing it on), the edge met a failed peer fill, not a broken stream,
+// and filled from the origin itself: a time.Sleep here raced that, and
+// lost under load.
+func waitReading(t *testing.T, o *chaos.Origin, readers []*atomic.Int64) {
+	t.Helper()
+	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
+	poll.Until(t, 20*time.Second, "every reader has bytes of the owner's answer", func() bool {
+		for _, r := range readers {
+			if r.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// getReading is cdn.Get that counts the body's bytes in read as they
+// arrive.
+func getReading(cdn *chaos.CDN, region string, i int, target string, read *atomic.Int64) (*http.Response, []byte, error) {
+	n := cdn.Node(region, i)
+	if n == nil {
+		return nil, nil, fmt.Errorf("%s is stopped", cdn.Edge(region, i).Name)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+target, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Host = chaos.SiteHost
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := resp.Body.Read(buf)
+		body.Write(buf[:k])
+		read.Add(int64(k))
+		if err == io.EOF {
+			return resp, body.Bytes(), nil
+		}
+		if err != nil {
+			return resp, body.Bytes(), err
+		}
 	}
 }
 
@@ -469,8 +604,9 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 	reader := (owner + 1) % 3
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
 	done := make(chan error, 1)
+	read := new(atomic.Int64)
 	go func() {
-		resp, body, err := cdn.Get("r1", reader, target)
+		resp, body, err := getReading(cdn, "r1", reader, target, read)
 		if err == nil && resp.StatusCode == 200 && len(body) == size {
 			err = errors.New("whole body")
 		} else if err == nil {
@@ -483,8 +619,7 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 		}
 		done <- err
 	}()
-	poll.Until(t, 20*time.Second, "the origin stalls half-way", func() bool { return o.Stalls() > 0 })
-	time.Sleep(200 * time.Millisecond)
+	waitReading(t, o, []*atomic.Int64{read})
 	cdn.Kill("r1", owner)
 	if err := <-done; err != nil {
 		t.Errorf("reader of an object without a strong validator: %v; want a detectable truncation", err)
