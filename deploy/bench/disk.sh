@@ -299,8 +299,8 @@ echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)." >>"$NOTES"
 		| . as $s
 		| ($by["\(.scenario) \(.rep) nginx"]) as $n
 		| ($by["\(.scenario) \(.rep) nginx-sendfile"]) as $f
-		| def r(a; b): if (b // 0) == 0 then "–" else ((a / b * 100 | round) / 100 | tostring) end;
-		"| \(.scenario) | \(.server) | \(.rep) | \(.rps | round) | \(.cpu_us_per_req * 10 | round / 10) | \(r(.rps; $n.rps)) | \(r(.cpu_us_per_req; $n.cpu_us_per_req)) | \(r(.rps; $f.rps)) | \(r(.cpu_us_per_req; $f.cpu_us_per_req)) |"
+		| def r(a; b): if (b // 0) == 0 or (a // 0) == 0 then "–" else ((a / b * 100 | round) / 100 | tostring) end;
+		"| \(.scenario) | \(.server) | \(.rep) | \((.rps // 0) | round) | \((.cpu_us_per_req // 0) * 10 | round / 10) | \(r(.rps; $n.rps)) | \(r(.cpu_us_per_req; $n.cpu_us_per_req)) | \(r(.rps; $f.rps)) | \(r(.cpu_us_per_req; $f.cpu_us_per_req)) |"
 	' "$SAMPLES"
 } >>"$OUT/$NAME.md"
 log "wrote $OUT/$NAME.md and $OUT/$NAME.json"
