@@ -37,8 +37,11 @@ usage: $0 [--quick] [--reps N] [--duration SECONDS] [--profile] [--no-install] [
   --out DIR      where disk.md and disk.json go (default deploy/bench/results)
 
 MERIDIAN_BIN=FILE uses that binary instead of building ./cmd/meridian;
+MERIDIAN_B_BIN=FILE adds a second Meridian, "meridian-b", from that binary
+(same config, its own disk tier), interleaved with the others: a change's
+before and after in one run.
 MERIDIAN_FRONT=nethttp measures the net/http HTTP/1.1 front.
-Ports: 127.0.0.1:BASE+{0,80,81,83,90,91}; BASE=\$BENCH_PORT_BASE (default 18700).
+Ports: 127.0.0.1:BASE+{0,80,81,83,84,90,91,92}; BASE=\$BENCH_PORT_BASE (default 18700).
 EOF
 }
 
@@ -87,9 +90,11 @@ ORIGIN_PORT=$BASE
 MERIDIAN_PORT=$((BASE + 80))
 NGINX_PORT=$((BASE + 81))
 NGINX_SF_PORT=$((BASE + 83))
+MERIDIAN_B_PORT=$((BASE + 84))
 DEBUG_PORT=$((BASE + 90))
 ADMIN_PORT=$((BASE + 91))
-for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $NGINX_SF_PORT $DEBUG_PORT $ADMIN_PORT; do
+ADMIN_B_PORT=$((BASE + 92))
+for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $NGINX_SF_PORT $MERIDIAN_B_PORT $DEBUG_PORT $ADMIN_PORT $ADMIN_B_PORT; do
 	if [ -n "$(ss -Hltn "sport = :$p")" ]; then
 		die "port $p is busy (TCP): stop what listens there ($(ss -Hltnp "sport = :$p" | awk '{print $NF}' | head -1)) or set BENCH_PORT_BASE"
 	fi
@@ -127,6 +132,9 @@ else
 	(cd "$ROOT" && go build -o "$TMP/meridian" ./cmd/meridian) || die "go build ./cmd/meridian failed"
 fi
 M="$TMP/meridian"
+if [ -n "${MERIDIAN_B_BIN:-}" ]; then
+	cp "$MERIDIAN_B_BIN" "$TMP/meridian-b" || die "MERIDIAN_B_BIN=$MERIDIAN_B_BIN: cannot copy"
+fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
 	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=bench.test 2>/dev/null \
@@ -139,6 +147,8 @@ subst() {
 		-e "s#@FRONT@#${MERIDIAN_FRONT:-fast}#g" "$1"
 }
 subst "$HERE/edge-disk.yaml" >"$TMP/edge.yaml"
+sed -e "s#127.0.0.1:$MERIDIAN_PORT#127.0.0.1:$MERIDIAN_B_PORT#" -e "s#127.0.0.1:$ADMIN_PORT#127.0.0.1:$ADMIN_B_PORT#" \
+	-e "s#$TMP/meridian-disk#$TMP/meridian-b-disk#" "$TMP/edge.yaml" >"$TMP/edge-b.yaml"
 # run.sh's nginx.conf (every knob of "The anchors' settings"), with its
 # cache on ext4 instead of tmpfs, no TLS listener, twice: sendfile off
 # and on.
@@ -183,9 +193,17 @@ NGINX_PID=$LAST_PID
 start nginx-sendfile $SERVER_CORE nginx -c "$TMP/nginx-sendfile.conf" -p "$TMP/nginx-sendfile/"
 NGINX_SF_PID=$LAST_PID
 
-declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [nginx-sendfile]=$NGINX_SF_PORT)
+declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [nginx-sendfile]=$NGINX_SF_PORT [meridian-b]=$MERIDIAN_B_PORT)
 declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [nginx-sendfile]=$NGINX_SF_PID)
+declare -A ADMIN=([meridian]=$ADMIN_PORT [meridian-b]=$ADMIN_B_PORT)
 SERVERS=(meridian nginx nginx-sendfile)
+if [ -n "${MERIDIAN_B_BIN:-}" ]; then
+	start meridian-b $SERVER_CORE "$TMP/meridian-b" edge --config "$TMP/edge-b.yaml"
+	PID[meridian-b]=$LAST_PID
+	SERVERS+=(meridian-b)
+fi
+MERIDIANS=(meridian)
+[ -n "${MERIDIAN_B_BIN:-}" ] && MERIDIANS+=(meridian-b)
 for s in "${SERVERS[@]}"; do
 	ready "$s" "${PID[$s]}" "http://127.0.0.1:${PORT[$s]}/warm?size=1024&$CC" -H "Host: $HOST"
 done
@@ -194,9 +212,9 @@ declare -A SIZE=([64k]=65536 [1m]=1048576)
 SIZES=(64k 1m)
 disk_path() { echo "/disk/$1?size=${SIZE[$1]}&$CC"; }
 
-# disk_hits: Meridian's meridian_edge_disk_hits_total, summed over labels.
+# disk_hits SERVER: a Meridian's meridian_edge_disk_hits_total, summed over labels.
 disk_hits() {
-	curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+	curl -fsS "http://127.0.0.1:${ADMIN[$1]}/metrics" |
 		awk '/^meridian_edge_disk_hits_total/ {n += $NF} END {printf "%d\n", n}'
 }
 
@@ -207,18 +225,20 @@ for s in "${SERVERS[@]}"; do
 		curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:${PORT[$s]}$(disk_path "$k")"
 	done
 done
-for i in $(seq 8); do
-	curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$MERIDIAN_PORT/evict/$i?size=1048576&$CC"
+for s in "${MERIDIANS[@]}"; do
+	for i in $(seq 8); do
+		curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:${PORT[$s]}/evict/$i?size=1048576&$CC"
+	done
 done
 # Each object once more everywhere (the page cache holds what was just
 # written; this reads it once more), and check where Meridian's came from.
 for k in "${SIZES[@]}"; do
 	for s in "${SERVERS[@]}"; do
-		before=$(disk_hits)
+		[ -z "${ADMIN[$s]:-}" ] || before=$(disk_hits "$s")
 		status=$(curl -fsS -o /dev/null -D - -H "Host: $HOST" "http://127.0.0.1:${PORT[$s]}$(disk_path "$k")" |
 			tr -d '\r' | grep -i -E '^(x-cache-status|cache-status):' || true)
-		if [ "$s" = meridian ]; then
-			[ "$(disk_hits)" -gt "$before" ] || die "meridian did not serve $k from its disk tier ($status)"
+		if [ -n "${ADMIN[$s]:-}" ]; then
+			[ "$(disk_hits "$s")" -gt "$before" ] || die "$s did not serve $k from its disk tier ($status)"
 		else
 			echo "$status" | grep -q HIT || die "$s did not serve $k from its cache ($status)"
 		fi
@@ -232,6 +252,7 @@ NOTES="$TMP/notes.txt"
 	echo "Disk-tier hits (disk.sh): meridian $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{print $3}'), front ${MERIDIAN_FRONT:-fast}), $(nginx -v 2>&1 | sed 's/.*: //'); load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')."
 	echo "Each server on core $SERVER_CORE alone, wrk and the demo origin on core $LOAD_CORE; $DUR s per measurement, $REPS repetitions, $CONNS connections (wrk -t1), one object per row; server order rotated every repetition."
 	echo "Meridian: 4 MiB memory tier, cache.disk of 2 GiB under $TMP (ext4); the objects were pushed out of memory before the runs, and every run's disk hits (meridian_edge_disk_hits_total) are checked against its requests. nginx: run.sh's nginx.conf (open_file_cache, keepalive_requests raised, access_log off) with proxy_cache_path on the same ext4 file system; nginx: sendfile off, nginx-sendfile: sendfile on (tcp_nopush off in both). Page cache warm for both."
+	[ -z "${MERIDIAN_B_BIN:-}" ] || echo "meridian-b: the same config from another binary ($MERIDIAN_B_BIN, $(sha256sum <"$MERIDIAN_B_BIN" | cut -c1-12))."
 	echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)."
 } >"$NOTES"
 
@@ -250,16 +271,16 @@ measure() {
 WRK=(taskset -c $LOAD_CORE wrk -t1 -c$CONNS -d${DUR}s -H "Host: $HOST" -s "$HERE/wrk/bench.lua")
 for rep in $(seq "$REPS"); do
 	order=()
-	for i in 0 1 2; do order+=("${SERVERS[$(((i + rep - 1) % 3))]}"); done
+	for i in "${!SERVERS[@]}"; do order+=("${SERVERS[$(((i + rep - 1) % ${#SERVERS[@]}))]}"); done
 	log "repetition $rep/$REPS (order: ${order[*]}; load average $(cut -d' ' -f1 /proc/loadavg))"
 	for k in "${SIZES[@]}"; do
 		for s in "${order[@]}"; do
-			before=$(disk_hits)
+			[ -z "${ADMIN[$s]:-}" ] || before=$(disk_hits "$s")
 			measure "$rep" "disk-$k" "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}$(disk_path "$k")"
-			if [ "$s" = meridian ]; then
-				hits=$(($(disk_hits) - before))
+			if [ -n "${ADMIN[$s]:-}" ]; then
+				hits=$(($(disk_hits "$s") - before))
 				reqs=$(tail -1 "$SAMPLES" | jq -r '.requests // 0')
-				echo "rep $rep disk-$k: meridian's disk hits $hits for $reqs requests (load average $(cut -d' ' -f1 /proc/loadavg))" >>"$NOTES"
+				echo "rep $rep disk-$k: $s's disk hits $hits for $reqs requests (load average $(cut -d' ' -f1 /proc/loadavg))" >>"$NOTES"
 				# Every request a disk hit (a few more hits than wrk counts:
 				# those in flight when it stopped).
 				if [ "$hits" -lt "$reqs" ]; then
