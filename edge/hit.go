@@ -383,24 +383,10 @@ func (x *Hit) AppendBody(b []byte) ([]byte, error) {
 // within its write deadline. It returns the bytes written; an error
 // means the client has a short body and the connection must close.
 func (x *Hit) WriteBody(w io.Writer) (int64, error) {
-	return x.WriteWithHead(w, nil)
-}
-
-// WriteWithHead writes head, the answer's header (AppendHead and the
-// front's end of header), then a body on disk (BodyOnDisk), to w, as
-// WriteBody; to the client's socket the header is held back (MSG_MORE)
-// until the body's first bytes join it, so that both leave in the same
-// segments, as one write of both would send them, instead of the header
-// in a packet of its own. It returns the body bytes written.
-func (x *Hit) WriteWithHead(w io.Writer, head []byte) (int64, error) {
 	if !x.BodyOnDisk() {
-		if len(head) == 0 {
-			return 0, nil
-		}
-		_, err := w.Write(head)
-		return 0, err
+		return 0, nil
 	}
-	n, err := x.rd.WriteWithHead(w, head)
+	n, err := x.rd.WriteTo(w)
 	if err == nil && n != x.e.BodySize() {
 		err = io.ErrUnexpectedEOF
 	}

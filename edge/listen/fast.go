@@ -355,11 +355,12 @@ func (c *fastConn) serveHit(req *request) bool {
 			_, err = c.nc.Write(b)
 		}
 	case x.BodyOnDisk():
-		// The header, then the body straight from its file (sendfile),
-		// leaving together (MSG_MORE on the header).
-		var n int64
-		n, err = x.WriteWithHead(c.nc, b)
-		sent = int(n)
+		// The header, then the body straight from its file (sendfile).
+		if _, err = c.nc.Write(b); err == nil {
+			var n int64
+			n, err = x.WriteBody(c.nc)
+			sent = int(n)
+		}
 	case len(body) <= 32<<10:
 		b = append(b, body...)
 		_, err = c.nc.Write(b)

@@ -208,29 +208,13 @@ type BodyReader struct {
 // sendfile(2), never through user space, within w's write deadline;
 // to anything else it is copied in chunks.
 func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
-	return b.WriteWithHead(w, nil)
-}
-
-// WriteWithHead writes head (a response's header), then the rest of the
-// body, to w, and returns the body bytes written. To a socket, head is
-// held back (MSG_MORE) until the body's first bytes join it, and the body
-// goes with sendfile (see WriteTo): header and body leave together, as
-// one write of both would send them. To anything else, head is written,
-// then the body copied.
-func (b *BodyReader) WriteWithHead(w io.Writer, head []byte) (int64, error) {
 	pos, _ := b.Seek(0, io.SeekCurrent)
 	if sc, ok := w.(syscall.Conn); ok && b.seg != nil && pos < b.Size() {
 		_, base, _ := b.Outer()
-		hn, n, err, handled := sendFile(sc, head, b.seg.f, base+pos, b.Size()-pos)
+		n, err, handled := sendFile(sc, b.seg.f, base+pos, b.Size()-pos)
 		if handled {
 			b.Seek(pos+n, io.SeekStart)
 			return n, err
-		}
-		head = head[hn:]
-	}
-	if len(head) > 0 {
-		if _, err := w.Write(head); err != nil {
-			return 0, err
 		}
 	}
 	return io.Copy(w, b.SectionReader)

@@ -12,51 +12,25 @@ import (
 // poller for one long call.
 const maxSendfileChunk = 4 << 20
 
-// sendFile writes head, then n bytes of f from offset off, to the socket
-// dst: head with send(2), the body with sendfile(2), waiting in the
-// runtime's poller while the socket's buffer is full (dst's write
-// deadline applies). When a body follows, head goes with MSG_MORE: the
-// kernel holds it until the body's first bytes join it, so that a
-// header and its body leave in the same segments instead of the header
-// in a packet of its own (the socket has TCP_NODELAY), as TCP_CORK
-// would, but released by sendfile's last chunk, which carries no
-// MSG_MORE (so no wait for the delayed ACK, which tcp_nopush costs
-// nginx). It passes the offset explicitly, so f's own position is never
-// used: the readers of a segment share one *os.File. headN is how much
-// of head was sent. handled is false when the body could not be sent
-// that way (dst is not a socket the kernel can sendfile to), and the
-// caller writes the rest of head and copies the body instead.
-func sendFile(dst syscall.Conn, head []byte, f *os.File, off, n int64) (headN int, written int64, err error, handled bool) {
+// sendFile writes n bytes of f from offset off to the socket dst with
+// sendfile(2), waiting in the runtime's poller while the socket's buffer
+// is full (dst's write deadline applies). It passes the offset
+// explicitly, so f's own position is never used: the readers of a
+// segment share one *os.File. handled is false when nothing could be
+// sent that way (dst is not a socket the kernel can sendfile to), and
+// the caller copies instead.
+func sendFile(dst syscall.Conn, f *os.File, off, n int64) (written int64, err error, handled bool) {
 	rc, err := dst.SyscallConn()
 	if err != nil {
-		return 0, 0, nil, false
+		return 0, nil, false
 	}
 	src, err := f.SyscallConn()
 	if err != nil {
-		return 0, 0, nil, false
-	}
-	flags := 0
-	if n > 0 {
-		flags = syscall.MSG_MORE
+		return 0, nil, false
 	}
 	var serr error
 	cerr := src.Read(func(in uintptr) bool {
 		werr := rc.Write(func(out uintptr) bool {
-			for headN < len(head) {
-				m, e := syscall.SendmsgN(int(out), head[headN:], nil, nil, flags)
-				if m > 0 {
-					headN += m
-				}
-				switch {
-				case e == syscall.EAGAIN:
-					return false // wait until the socket can take more
-				case e == syscall.EINTR:
-					continue
-				case e != nil:
-					serr = e
-					return true
-				}
-			}
 			for written < n {
 				o := off + written
 				m, e := syscall.Sendfile(int(out), int(in), &o, int(min(n-written, maxSendfileChunk)))
@@ -86,8 +60,8 @@ func sendFile(dst syscall.Conn, head []byte, f *os.File, off, n int64) (headN in
 	if serr == nil {
 		serr = cerr
 	}
-	if written == 0 && (errors.Is(serr, syscall.EINVAL) || errors.Is(serr, syscall.ENOSYS) || errors.Is(serr, syscall.EOPNOTSUPP) || errors.Is(serr, syscall.ENOTSOCK)) {
-		return headN, 0, nil, false // not a destination sendfile serves
+	if written == 0 && (errors.Is(serr, syscall.EINVAL) || errors.Is(serr, syscall.ENOSYS) || errors.Is(serr, syscall.EOPNOTSUPP)) {
+		return 0, nil, false // not a destination sendfile serves
 	}
-	return headN, written, serr, true
+	return written, serr, true
 }

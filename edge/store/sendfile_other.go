@@ -9,6 +9,6 @@ import (
 
 // sendFile is sendfile(2) where the tier uses it (Linux); elsewhere the
 // caller copies.
-func sendFile(dst syscall.Conn, head []byte, f *os.File, off, n int64) (int, int64, error, bool) {
-	return 0, 0, nil, false
+func sendFile(dst syscall.Conn, f *os.File, off, n int64) (int64, error, bool) {
+	return 0, nil, false
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -152,45 +151,6 @@ func TestBodyReaderWriteTo(t *testing.T) {
 		b, err := io.ReadAll(c)
 		if err != nil || !bytes.Equal(b, big.Body()[12345:]) {
 			t.Fatalf("read %d bytes: %v", len(b), err)
-		}
-	})
-
-	t.Run("with a head", func(t *testing.T) {
-		head := []byte("HTTP/1.1 200 OK\r\nContent-Length: ...\r\n\r\n")
-		for _, want := range entries {
-			for _, socket := range []bool{true, false} {
-				rd, err := d.Get(want.Key()).OpenBody()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var got []byte
-				var n int64
-				if socket {
-					c, s := tcpPair(t)
-					s.SetWriteBuffer(16 << 10)
-					c.SetReadBuffer(16 << 10)
-					done := make(chan error, 1)
-					go func() {
-						var err error
-						n, err = rd.WriteWithHead(s, head)
-						s.CloseWrite()
-						done <- err
-					}()
-					c.SetReadDeadline(time.Now().Add(30 * time.Second))
-					got, err = io.ReadAll(c)
-					if werr := <-done; err == nil {
-						err = werr
-					}
-				} else {
-					var buf bytes.Buffer
-					n, err = rd.WriteWithHead(&buf, head)
-					got = buf.Bytes()
-				}
-				rd.Close()
-				if err != nil || n != want.BodySize() || !bytes.Equal(got, append(slices.Clip(head), want.Body()...)) {
-					t.Errorf("%s (socket %v): wrote %d of %d body bytes, read %d of %d: %v", want.Key(), socket, n, want.BodySize(), len(got), len(head)+len(want.Body()), err)
-				}
-			}
 		}
 	})
 
