@@ -29,6 +29,8 @@ func Scenarios() []Scenario {
 		{"hit-1k", "hit, 1 KiB"},
 		{"hit-64k", "hit, 64 KiB"},
 		{"hit-1m", "hit, 1 MiB"},
+		{"disk-64k", "disk hit, 64 KiB"},
+		{"disk-1m", "disk hit, 1 MiB"},
 		{"miss-1k", "all-miss, 1 KiB"},
 		{"h2-1k", "HTTP/2 hit, 1 KiB"},
 		{"gen-h1", "HTTP/1.1"},
@@ -341,6 +343,12 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		throughputTable(&b, rows, label, "scenario", "× nginx")
 		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin. " +
 			"nginx-sendfile is the same nginx with `sendfile on` (nginx: off), measured for hits only: off is nginx's cheapest for small bodies, on for large ones. " +
+			loadCoreNote + "\n\n")
+	}
+	if rows := pick("disk"); len(rows) > 0 {
+		b.WriteString("## Disk-tier hits, HTTP/1.1 keep-alive, 64 connections (wrk, `disk.sh`)\n\n")
+		throughputTable(&b, rows, label, "scenario", "× nginx")
+		b.WriteString("\nMeridian serves these from its disk tier (a memory tier too small for them), nginx from its proxy_cache files, both on ext4 with the page cache warm; nginx-sendfile is the same nginx with `sendfile on`. " +
 			loadCoreNote + "\n\n")
 	}
 	if rows := pick("h2"); len(rows) > 0 {
