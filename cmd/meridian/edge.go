@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/meridiancdn/meridian/edge/node"
@@ -40,7 +38,6 @@ func runEdge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(log, cfg.MemoryLimit())
 	// The signals are taken before the node starts, so that one sent as
 	// soon as it serves is never the default action (which ends the
 	// process).
@@ -51,7 +48,7 @@ func runEdge(ctx context.Context, args []string) error {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
-	n, err := node.Start(cfg, node.Options{Logger: log})
+	n, err := node.Start(cfg, node.Options{Logger: log, ManageMemoryLimit: managesMemoryLimit()})
 	if err != nil {
 		return err
 	}
@@ -73,7 +70,6 @@ func runEdge(ctx context.Context, args []string) error {
 				log.Error("reload refused; the running config keeps serving", "config", *path, "err", err)
 				break
 			}
-			setMemoryLimit(log, next.MemoryLimit())
 			log.Info("reloaded", "config", *path, "generation", rep.Generation,
 				"applied", rep.Applied, "needs_restart", rep.NeedsRestart)
 		case <-ctx.Done():
@@ -87,12 +83,7 @@ func runEdge(ctx context.Context, args []string) error {
 	}
 }
 
-// setMemoryLimit sets the Go runtime's soft memory limit from the cache
-// budgets (node.Config.MemoryLimit), unless the operator set GOMEMLIMIT.
-func setMemoryLimit(log *slog.Logger, limit int64) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	log.Info("memory limit set from the cache budgets", "bytes", limit)
-}
+// managesMemoryLimit says whether the node sets the process's soft memory
+// limit from its cache budgets and disk index (node.Node.MemoryLimit):
+// unless the operator set GOMEMLIMIT, which the runtime applies itself.
+func managesMemoryLimit() bool { return os.Getenv("GOMEMLIMIT") == "" }

@@ -123,12 +123,15 @@ func startEdgeProcess(t *testing.T, cfgPath string) (cmd *exec.Cmd, waitLog func
 		cancel()
 	})
 	logs := make(chan map[string]any, 64)
+	var other []string // lines that are no log line: why it exited
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) == nil {
 				logs <- m
+			} else {
+				other = append(other, sc.Text())
 			}
 		}
 		close(logs)
@@ -139,7 +142,7 @@ func startEdgeProcess(t *testing.T, cfgPath string) (cmd *exec.Cmd, waitLog func
 			select {
 			case m, ok := <-logs:
 				if !ok {
-					t.Fatalf("the edge exited before logging %q", msg)
+					t.Fatalf("the edge exited before logging %q:\n%s", msg, strings.Join(other, "\n"))
 				}
 				if m["msg"] == msg {
 					return m

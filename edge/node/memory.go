@@ -49,3 +49,30 @@ func memoryStatus() map[string]int64 {
 	}
 	return out
 }
+
+// MemoryLimit is the soft memory limit the node's running config and its
+// disk index call for: Config.MemoryLimit, plus what the disk tier's
+// index holds in memory (about 400 B an object on disk, which no budget
+// counts otherwise: a million small objects on disk hold about 400 MiB,
+// and a limit without them would keep the garbage collector running).
+func (n *Node) MemoryLimit() int64 {
+	limit := n.config().MemoryLimit()
+	if st, ok := n.handler.DiskStats(); ok {
+		limit += st.IndexBytes
+	}
+	return limit
+}
+
+// applyMemoryLimit sets the process's soft memory limit to MemoryLimit
+// when the node manages it (Options.ManageMemoryLimit), and reports
+// whether it did.
+func (n *Node) applyMemoryLimit() bool {
+	if !n.manageMemory {
+		return false
+	}
+	limit := n.MemoryLimit()
+	if n.memLimit.Swap(limit) != limit {
+		debug.SetMemoryLimit(limit)
+	}
+	return true
+}

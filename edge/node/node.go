@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -355,6 +356,12 @@ type Options struct {
 	// without one (tests use an in-memory exporter). Nil: as the config
 	// says.
 	SpanExporter sdktrace.SpanExporter
+	// ManageMemoryLimit has the node set the process's soft memory
+	// limit (runtime/debug.SetMemoryLimit) to its MemoryLimit and keep
+	// it there as the disk index grows and reloads change the budgets.
+	// The limit is the process's: only its one node may manage it
+	// (meridian edge does, unless GOMEMLIMIT is set).
+	ManageMemoryLimit bool
 }
 
 // Node is a running edge node.
@@ -403,6 +410,9 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	manageMemory bool         // Options.ManageMemoryLimit
+	memLimit     atomic.Int64 // the limit last set (applyMemoryLimit)
 }
 
 // Start builds the node and binds every listener; it serves until Shutdown.
@@ -430,7 +440,8 @@ func Start(cfg Config, opt Options) (*Node, error) {
 		now = time.Now
 	}
 	n := &Node{cfg: cfg, cfgHash: ConfigHash(cfg), plan: plan, applying: plan, log: log, reg: prometheus.NewRegistry(),
-		extraStatus: opt.Status, shields: &shieldTracker{now: now, regions: map[string]*shieldSeen{}}}
+		extraStatus: opt.Status, shields: &shieldTracker{now: now, regions: map[string]*shieldSeen{}},
+		manageMemory: opt.ManageMemoryLimit}
 	n.shieldFallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meridian_shield_fallbacks_total",
 		Help: "Fills that passed over an unreachable origin shield region, by shield and where they went next.",
@@ -610,6 +621,9 @@ func Start(cfg Config, opt Options) (*Node, error) {
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("admin.listen: %w", err))
+	}
+	if n.applyMemoryLimit() {
+		log.Info("memory limit set from the cache budgets and the disk index", "bytes", n.memLimit.Load())
 	}
 	sctx, stopSampler := context.WithCancel(context.Background())
 	n.stopSampler = stopSampler
@@ -838,6 +852,7 @@ func (n *Node) reload(cfg Config) (ReloadReport, error) {
 	n.mu.Lock()
 	n.cfg, n.plan, n.cfgHash = cfg, plan, hash
 	n.mu.Unlock()
+	n.applyMemoryLimit() // the budgets may have changed
 	rep.Generation, rep.Rings = plan.Generation, plan.Rings
 	n.log.Info("config reloaded", "generation", plan.Generation, "applied", rep.Applied, "needs_restart", rep.NeedsRestart)
 	return rep, nil

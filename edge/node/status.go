@@ -325,6 +325,7 @@ func (n *Node) sampleLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		n.admin.Sample()
+		n.applyMemoryLimit() // the disk index grows and shrinks
 		select {
 		case <-ctx.Done():
 			return

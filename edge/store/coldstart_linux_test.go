@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // BenchmarkDiskColdStart is an edge's cold start with a full disk tier:
@@ -54,30 +51,6 @@ func BenchmarkDiskColdStart(b *testing.B) {
 				objects, float64(dirBytes(b, dir))/(1<<20), warm.Seconds, cold.Seconds,
 				float64(warm.RSS)/(1<<20), float64(warm.HWM)/(1<<20), float64(warm.Heap)/float64(objects))
 		})
-	}
-}
-
-// writeDiskObjects fills a disk tier at dir with objects 1 KiB objects
-// and closes it.
-func writeDiskObjects(tb testing.TB, dir string, objects int) {
-	tb.Helper()
-	d, err := OpenDisk(DiskOptions{Dir: dir, MaxBytes: 1 << 40, Logger: quietLog()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	body := make([]byte, 1024)
-	for i := range objects {
-		key := "www.example.com/assets/" + strconv.Itoa(i) + ".js"
-		e := NewFilling(http.StatusOK, http.Header{
-			"Cache-Control": {"public, max-age=3600"}, "Content-Type": {"application/javascript"},
-			"Etag": {`"` + strconv.Itoa(i) + `"`}, "Date": {"Thu, 15 Jan 2027 08:00:00 GMT"},
-		}, policy.Policy{Store: true, Lifetime: time.Hour}, time.Unix(1_800_000_000, 0))
-		e.SetBody(body)
-		e.Seal(key, e.BaseHeader(), "1.1 edge-a")
-		d.write(e)
-	}
-	if err := d.Close(); err != nil {
-		tb.Fatal(err)
 	}
 }
 

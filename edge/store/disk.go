@@ -98,13 +98,14 @@ type Disk struct {
 
 	// mu guards the index, the segment list and the counts below. No I/O
 	// happens under it. The order is wmu → mu → the tag index's lock.
-	mu        sync.Mutex
-	index     map[string]*diskObj
-	tags      *tagIndex
-	segs      []*segment // oldest first
-	bytes     int64      // the segment files' sizes
-	fullUntil time.Time
-	closed    bool
+	mu         sync.Mutex
+	index      map[string]*diskObj
+	tags       *tagIndex
+	segs       []*segment // oldest first
+	bytes      int64      // the segment files' sizes
+	indexBytes int64      // the index's entries' charges (IndexBytes)
+	fullUntil  time.Time
+	closed     bool
 
 	// The queue of work for the writer goroutine, in order.
 	qmu     sync.Mutex
@@ -143,6 +144,12 @@ type diskObj struct {
 	// hit says the entry was asked for since it was written: it is
 	// written again at the head when its segment is evicted. Under mu.
 	hit bool
+	// charge is what the index holds in memory for it (see IndexBytes):
+	// the entry's Charge, whose overhead for the memory store's slots
+	// covers the diskObj, its diskRef and the index's slots here
+	// (TestDiskIndexBytesMatchHeap compares the sum with the live heap
+	// of a loaded index).
+	charge int64
 }
 
 // segment is one segment file.
@@ -535,6 +542,8 @@ func (d *Disk) publish(obj *diskObj) {
 		d.unindex(old)
 	}
 	d.index[key] = obj
+	obj.charge = obj.e.Charge()
+	d.indexBytes += obj.charge
 	obj.seg.objs = append(obj.seg.objs, obj)
 	if tags := obj.e.Tags(); len(tags) > 0 {
 		d.tags.add(key, tags)
@@ -548,6 +557,7 @@ func (d *Disk) unindex(obj *diskObj) {
 		return
 	}
 	delete(d.index, key)
+	d.indexBytes -= obj.charge
 	if tags := obj.e.Tags(); len(tags) > 0 {
 		d.tags.remove(key, tags)
 	}
@@ -1066,6 +1076,7 @@ func (d *Disk) Flush(entries []*Entry, deadline time.Time) int {
 type DiskStats struct {
 	Objects         int           // entries on disk (vary indexes included)
 	Bytes           int64         // the segment files' sizes
+	IndexBytes      int64         // what the index holds in memory: keys, fields and places, about 400 B an entry
 	MaxBytes        int64         // the budget
 	Segments        int           // segment files
 	Hits            int64         // lookups that found an entry, since open
@@ -1083,7 +1094,7 @@ type DiskStats struct {
 // Stats returns the tier's counts.
 func (d *Disk) Stats() DiskStats {
 	d.mu.Lock()
-	st := DiskStats{Objects: len(d.index), Bytes: d.bytes, MaxBytes: d.opt.MaxBytes, Segments: len(d.segs),
+	st := DiskStats{Objects: len(d.index), Bytes: d.bytes, IndexBytes: d.indexBytes, MaxBytes: d.opt.MaxBytes, Segments: len(d.segs),
 		Full: d.now().Before(d.fullUntil)}
 	d.mu.Unlock()
 	st.Hits, st.Writes, st.WriteErrors = d.hits.Load(), d.writes.Load(), d.writeErrors.Load()

@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -479,5 +481,66 @@ func TestDiskFindsWhatWaitsToBeWritten(t *testing.T) {
 	sameEntry(t, d.Get("h/c"), c2)
 	if st := d.Stats(); st.Objects != 2 {
 		t.Fatalf("%d objects on disk, want 2 (a and the newer c)", st.Objects)
+	}
+}
+
+// TestDiskIndexBytesMatchHeap: what the tier says its index holds in
+// memory (IndexBytes, which the node adds to the process's memory limit)
+// is within 20 % of the live heap an index of small objects takes once
+// loaded. Without it, a disk of a million small objects held about
+// 400 MiB that no budget counted.
+func TestDiskIndexBytesMatchHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 20,000 objects")
+	}
+	const objects = 20000
+	dir := t.TempDir()
+	writeDiskObjects(t, dir, objects)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	d := openTestDisk(t, dir, DiskOptions{MaxBytes: 1 << 40}, nil)
+	live := float64(heap()-before) / objects
+	st := d.Stats()
+	if st.Objects != objects {
+		t.Fatalf("%d objects loaded, want %d", st.Objects, objects)
+	}
+	said := float64(st.IndexBytes) / objects
+	t.Logf("per entry: IndexBytes %.0f B, live heap %.0f B", said, live)
+	if diff := (said - live) / live; diff < -0.20 || diff > 0.20 {
+		t.Errorf("IndexBytes says %.0f B an entry, the live heap is %.0f B: %+.1f %%, want within 20 %%", said, live, 100*diff)
+	}
+	runtime.KeepAlive(d)
+	d.Close()
+	if st := d.Stats(); st.IndexBytes < 0 {
+		t.Fatalf("IndexBytes %d after close", st.IndexBytes)
+	}
+}
+
+// writeDiskObjects fills a disk tier at dir with objects 1 KiB objects
+// and closes it.
+func writeDiskObjects(tb testing.TB, dir string, objects int) {
+	tb.Helper()
+	d, err := OpenDisk(DiskOptions{Dir: dir, MaxBytes: 1 << 40, Logger: quietLog()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body := make([]byte, 1024)
+	for i := range objects {
+		key := "www.example.com/assets/" + strconv.Itoa(i) + ".js"
+		e := NewFilling(http.StatusOK, http.Header{
+			"Cache-Control": {"public, max-age=3600"}, "Content-Type": {"application/javascript"},
+			"Etag": {`"` + strconv.Itoa(i) + `"`}, "Date": {"Thu, 15 Jan 2027 08:00:00 GMT"},
+		}, policy.Policy{Store: true, Lifetime: time.Hour}, time.Unix(1_800_000_000, 0))
+		e.SetBody(body)
+		e.Seal(key, e.BaseHeader(), "1.1 edge-a")
+		d.write(e)
+	}
+	if err := d.Close(); err != nil {
+		tb.Fatal(err)
 	}
 }
