@@ -3,14 +3,10 @@ package store
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
-
-	"github.com/meridiancdn/meridian/edge/policy"
 )
 
 // BenchmarkDiskIndexLoad is a cold start: the time to open a disk tier
@@ -26,22 +22,7 @@ func BenchmarkDiskIndexLoad(b *testing.B) {
 		b.Run(fmt.Sprintf("%dk", objects/1000), func(b *testing.B) {
 			dir := b.TempDir()
 			opt := DiskOptions{Dir: dir, MaxBytes: 1 << 40, Logger: quietLog()}
-			d, err := OpenDisk(opt)
-			if err != nil {
-				b.Fatal(err)
-			}
-			body := make([]byte, 1024)
-			for i := range objects {
-				key := "www.example.com/assets/" + strconv.Itoa(i) + ".js"
-				e := NewFilling(http.StatusOK, http.Header{
-					"Cache-Control": {"public, max-age=3600"}, "Content-Type": {"application/javascript"},
-					"Etag": {`"` + strconv.Itoa(i) + `"`}, "Date": {"Thu, 15 Jan 2027 08:00:00 GMT"},
-				}, policy.Policy{Store: true, Lifetime: time.Hour}, time.Unix(1_800_000_000, 0))
-				e.SetBody(body)
-				e.Seal(key, e.BaseHeader(), "1.1 edge-a")
-				d.write(e)
-			}
-			d.Close()
+			writeDiskObjects(b, dir, objects)
 			b.ResetTimer()
 			var heap float64
 			for i := 0; i < b.N; i++ {
