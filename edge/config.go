@@ -285,6 +285,13 @@ type ServerConfig struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle keep-alive connections. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// SendTimeout closes a connection whose answer makes no progress
+	// for this long: a client that stops reading (a slow-read attack)
+	// holds no connection, goroutine or socket buffer for longer, while
+	// a slow client that keeps reading is never cut (nginx's
+	// send_timeout). HTTP/1.1 and HTTP/2; HTTP/3 has QUIC's idle
+	// timeout. Default 60s.
+	SendTimeout time.Duration `yaml:"send_timeout"`
 	// MaxHeaderBytes limits a request's header size. Default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
@@ -641,6 +648,9 @@ func (c Config) WithDefaults() Config {
 	if c.Server.IdleTimeout == 0 {
 		c.Server.IdleTimeout = 120 * time.Second
 	}
+	if c.Server.SendTimeout == 0 {
+		c.Server.SendTimeout = 60 * time.Second
+	}
 	if c.Server.MaxHeaderBytes == 0 {
 		c.Server.MaxHeaderBytes = 64 << 10
 	}
@@ -770,6 +780,8 @@ func (c Config) Validate() error {
 		return errors.New("server.read_header_timeout: negative")
 	case c.Server.IdleTimeout < 0:
 		return errors.New("server.idle_timeout: negative")
+	case c.Server.SendTimeout < 0:
+		return errors.New("server.send_timeout: negative")
 	case c.Server.MaxHeaderBytes < 0:
 		return errors.New("server.max_header_bytes: negative")
 	case c.Server.ShutdownTimeout < 0:

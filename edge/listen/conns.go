@@ -2,11 +2,14 @@ package listen
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/meridiancdn/meridian/edge"
 )
@@ -131,6 +134,8 @@ type limitListener struct {
 	l       *connLimiter
 	framed  bool
 	maxHead int // net/http's header limit, for the framer
+	// sendTimeout is server.send_timeout (see sendDeadline).
+	sendTimeout time.Duration
 }
 
 // Accept returns the next admitted connection; refused ones are closed.
@@ -146,6 +151,7 @@ func (ll *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		cc := &clientConn{Conn: c, l: ll.l, key: key}
+		cc.send.timeout = ll.sendTimeout
 		if ll.framed {
 			cc.fr = newReqFramer(ll.maxHead)
 		}
@@ -159,7 +165,82 @@ type clientConn struct {
 	l      *connLimiter
 	key    netip.Addr
 	fr     *reqFramer // nil unless framed
+	send   sendDeadline
 	closed atomic.Bool
+}
+
+// Write writes p within the connection's send timeout.
+func (c *clientConn) Write(p []byte) (int, error) { return c.send.write(c.Conn, p) }
+
+// sendChunk is the most a write hands the kernel at once under a send
+// timeout, so that a large answer renews its deadline as it goes.
+const sendChunk = 256 << 10
+
+// sendDeadline is a connection's send timeout (server.send_timeout):
+// before its writes the write deadline moves to timeout from now (at most
+// every renewEvery), and they go out in chunks of sendChunk, so that a
+// write fails when the client took nothing for about timeout however
+// large the answer, and never while it keeps reading (nginx's
+// send_timeout counts the same way). A client that stops reading (a
+// slow-read attack) then holds its connection, its goroutine and its
+// socket buffer no longer. The zero timeout sets no deadline. Safe for
+// concurrent use.
+type sendDeadline struct {
+	timeout time.Duration
+	renewed atomic.Int64 // when the deadline last moved, in unix ns
+}
+
+// renew moves c's write deadline to timeout from now, unless it moved
+// within the last renewEvery (a quarter of the timeout, at most a second:
+// moving it costs a runtime timer update, so not on every write).
+func (s *sendDeadline) renew(c net.Conn) {
+	if s.timeout <= 0 {
+		return
+	}
+	now := time.Now()
+	every := min(s.timeout/4, time.Second)
+	if last := s.renewed.Load(); now.UnixNano()-last < int64(every) {
+		return
+	}
+	s.renewed.Store(now.UnixNano())
+	c.SetWriteDeadline(now.Add(s.timeout))
+}
+
+// write writes p to c in chunks, renewing the deadline before each.
+func (s *sendDeadline) write(c net.Conn, p []byte) (n int, err error) {
+	if s.timeout <= 0 {
+		return c.Write(p)
+	}
+	for {
+		s.renew(c)
+		m := min(len(p), sendChunk)
+		k, err := c.Write(p[:m])
+		n += k
+		if err != nil || m == len(p) {
+			return n, err
+		}
+		p = p[m:]
+	}
+}
+
+// sendConn is a connection whose body goes out with sendfile
+// (store.BodyReader.WriteTo): the raw socket for the kernel, and the
+// send timeout renewed between the chunks it sends.
+type sendConn struct {
+	net.Conn
+	send *sendDeadline
+}
+
+// RenewWriteDeadline renews the send timeout (store.DeadlineRenewer).
+func (c sendConn) RenewWriteDeadline() { c.send.renew(c.Conn) }
+
+// SyscallConn is the socket's, for sendfile.
+func (c sendConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("listen: not a socket")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {

@@ -90,6 +90,7 @@ func (f *fastFront) serve(ln net.Listener) error {
 			continue
 		}
 		c := &fastConn{f: f, nc: nc, client: client, buf: make([]byte, 4096)}
+		c.send.timeout = f.cfg.SendTimeout
 		f.mu.Lock()
 		if f.closing.Load() {
 			f.mu.Unlock()
@@ -191,6 +192,9 @@ type fastConn struct {
 	vec    net.Buffers
 	vecArr [2][]byte
 	hit    edge.Hit // the hit being answered; reused by the connection's requests
+	// send is the connection's send timeout, for the hits written here
+	// and the requests lent to net/http alike.
+	send sendDeadline
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -348,6 +352,7 @@ func (c *fastConn) serveHit(req *request) bool {
 	body := x.Body()
 	sent := len(body)
 	var err error
+	c.send.renew(c.nc)
 	switch {
 	case x.BodyOnDisk() && x.BodySize() <= 32<<10:
 		// Read from its file behind the header: one write, as below.
@@ -358,17 +363,23 @@ func (c *fastConn) serveHit(req *request) bool {
 		// The header, then the body straight from its file (sendfile).
 		if _, err = c.nc.Write(b); err == nil {
 			var n int64
-			n, err = x.WriteBody(c.nc)
+			n, err = x.WriteBody(sendConn{Conn: c.nc, send: &c.send})
 			sent = int(n)
 		}
 	case len(body) <= 32<<10:
 		b = append(b, body...)
 		_, err = c.nc.Write(b)
 	default:
-		c.vecArr = [2][]byte{b, body}
+		// The header and the body's first chunk in one write; the rest
+		// in chunks, each within the send timeout.
+		first := body[:min(len(body), sendChunk)]
+		c.vecArr = [2][]byte{b, first}
 		c.vec = c.vecArr[:]
 		_, err = c.vec.WriteTo(c.nc)
 		c.vecArr = [2][]byte{}
+		if err == nil && len(first) < len(body) {
+			_, err = c.send.write(c.nc, body[len(first):])
+		}
 	}
 	if cap(b) <= 64<<10 {
 		c.wbuf = b[:0]
@@ -387,7 +398,7 @@ func (c *fastConn) serveHit(req *request) bool {
 // starts. net/http's reads are followed by a reqFramer, so that a request
 // with faulty framing is refused (Server.plainGuard).
 func (c *fastConn) lendRest(pending []byte, headDeadline time.Time) {
-	hc := &handoffConn{Conn: c.nc, pending: pending, back: make(chan bool, 1),
+	hc := &handoffConn{Conn: c.nc, send: &c.send, pending: pending, back: make(chan bool, 1),
 		fr: newReqFramer(c.f.cfg.MaxHeaderBytes), headDeadline: headDeadline}
 	c.state.Store(connPermanent)
 	if !c.f.hand.give(hc) {
@@ -402,7 +413,7 @@ func (c *fastConn) lendRest(pending []byte, headDeadline time.Time) {
 // when net/http is at the next request boundary; lend reports whether it
 // came back.
 func (c *fastConn) lend(pending []byte) bool {
-	hc := &handoffConn{Conn: c.nc, pending: pending, once: true, back: make(chan bool, 1)}
+	hc := &handoffConn{Conn: c.nc, send: &c.send, pending: pending, once: true, back: make(chan bool, 1)}
 	c.state.Store(connActive)
 	if !c.f.hand.give(hc) {
 		c.nc.Close()
@@ -430,6 +441,7 @@ func (c *fastConn) lend(pending []byte) bool {
 // reader already took first, then the connection.
 type handoffConn struct {
 	net.Conn
+	send    *sendDeadline // the fast connection's
 	pending []byte
 	once    bool
 	fr      *reqFramer // follows net/http's reads on a connection lent for good
@@ -442,6 +454,9 @@ type handoffConn struct {
 	closeOnce    sync.Once
 	back         chan bool // true: returned to the fast reader; false: closed
 }
+
+// Write writes p within the connection's send timeout.
+func (hc *handoffConn) Write(p []byte) (int, error) { return hc.send.write(hc.Conn, p) }
 
 func (hc *handoffConn) Read(p []byte) (int, error) {
 	if len(hc.pending) > 0 {

@@ -181,11 +181,11 @@ func (s *Server) start() error {
 		s.serve(func() error { return s.plain.Serve(s.fast.hand) })
 		s.serve(func() error { return s.fast.serve(s.plainLn) })
 	} else {
-		ll := &limitListener{Listener: s.plainLn, l: s.lim, framed: true, maxHead: sc.MaxHeaderBytes}
+		ll := &limitListener{Listener: s.plainLn, l: s.lim, framed: true, maxHead: sc.MaxHeaderBytes, sendTimeout: sc.SendTimeout}
 		s.serve(func() error { return s.plain.Serve(ll) })
 	}
 	if s.secure != nil {
-		ll := &limitListener{Listener: s.secureLn, l: s.lim}
+		ll := &limitListener{Listener: s.secureLn, l: s.lim, sendTimeout: s.cfg.Server.SendTimeout}
 		s.serve(func() error { return s.secure.ServeTLS(ll, "", "") })
 	}
 	if s.h3 != nil {

@@ -67,8 +67,8 @@ func TestLoadOverloadFields(t *testing.T) {
 	if k := c.Cache; k.MaxInflightBytes != k.MaxBytes/4 || k.InflightWait != 500*time.Millisecond || k.FinishAbandoned != 0.5 {
 		t.Errorf("cache defaults: max_inflight_bytes %d, inflight_wait %v, finish_abandoned %v", k.MaxInflightBytes, k.InflightWait, k.FinishAbandoned)
 	}
-	if s := c.Server; s.MaxConnections != 4096 || s.MaxConnectionsPerIP != 128 {
-		t.Errorf("server defaults: max_connections %d, max_connections_per_ip %d", s.MaxConnections, s.MaxConnectionsPerIP)
+	if s := c.Server; s.MaxConnections != 4096 || s.MaxConnectionsPerIP != 128 || s.SendTimeout != time.Minute {
+		t.Errorf("server defaults: max_connections %d, max_connections_per_ip %d, send_timeout %v", s.MaxConnections, s.MaxConnectionsPerIP, s.SendTimeout)
 	}
 	if p := c.Cluster.PeerLimits; p.MaxConcurrent != 1024 || p.MaxQueue != 1024 || p.QueueTimeout <= 0 || p.QueueTimeout >= c.Cluster.PeerTimeout {
 		t.Errorf("cluster.peer_limits defaults: %+v (peer_timeout %v)", p, c.Cluster.PeerTimeout)
@@ -82,6 +82,7 @@ func TestLoadOverloadFields(t *testing.T) {
 		{site + "cache: {finish_abandoned: 1.5}\n", "cache.finish_abandoned: 1.5 not in [0, 1]"},
 		{site + "cache: {finish_abandoned: -0.1}\n", "cache.finish_abandoned: -0.1 not in [0, 1]"},
 		{site + "server: {max_connections: -2}\n", "server.max_connections: -2"},
+		{site + "server: {send_timeout: -1s}\n", "server.send_timeout: negative"},
 		{site + "server: {max_connections: 10, max_connections_per_ip: 11}\n", "server.max_connections_per_ip"},
 		{"sites: [{hosts: [a], origin: 'http://o', pool: {max_conns: -2}}]\n", "sites[0].pool: max_conns: -2"},
 		{"sites: [{hosts: [a], origin: 'http://o', pool: {max_inflight: -2}}]\n", "sites[0].pool: max_inflight: -2"},

@@ -214,17 +214,49 @@ type BodyReader struct {
 // can sendfile to) the body goes straight from the page cache with
 // sendfile(2), never through user space, within w's write deadline;
 // to anything else it is copied in chunks.
+//
+// A w that is a DeadlineRenewer has its deadline renewed before each
+// chunk (sendfileChunk) goes out.
 func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
 	pos, _ := b.Seek(0, io.SeekCurrent)
-	if sc, ok := w.(syscall.Conn); ok && b.seg != nil && pos < b.Size() {
-		_, base, _ := b.Outer()
-		n, err, handled := sendFile(sc, b.seg.f, base+pos, b.Size()-pos)
-		if handled {
-			b.Seek(pos+n, io.SeekStart)
-			return n, err
+	sc, ok := w.(syscall.Conn)
+	if !ok || b.seg == nil || pos >= b.Size() {
+		return io.Copy(w, b.SectionReader)
+	}
+	renewer, _ := w.(DeadlineRenewer)
+	_, base, _ := b.Outer()
+	var sent int64
+	for pos < b.Size() {
+		if renewer != nil {
+			renewer.RenewWriteDeadline()
+		}
+		n, err, handled := sendFile(sc, b.seg.f, base+pos, min(b.Size()-pos, sendfileChunk))
+		if !handled {
+			break // not a socket sendfile serves: copied below
+		}
+		pos += n
+		sent += n
+		b.Seek(pos, io.SeekStart)
+		if err != nil {
+			return sent, err
 		}
 	}
-	return io.Copy(w, b.SectionReader)
+	if pos >= b.Size() {
+		return sent, nil
+	}
+	n, err := io.Copy(w, b.SectionReader)
+	return sent + n, err
+}
+
+// sendfileChunk is the most WriteTo sends in one go between renewals of
+// a DeadlineRenewer's deadline.
+const sendfileChunk = 1 << 20
+
+// A DeadlineRenewer is a destination with a send timeout that counts
+// from the last progress (listen's server.send_timeout): WriteTo renews
+// its write deadline before each chunk it sends.
+type DeadlineRenewer interface {
+	RenewWriteDeadline()
 }
 
 // Close releases the file. It is safe to call more than once.

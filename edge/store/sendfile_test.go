@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -170,6 +171,29 @@ func TestBodyReaderWriteTo(t *testing.T) {
 		}
 	})
 
+	t.Run("renewed between chunks", func(t *testing.T) {
+		c, s := tcpPair(t)
+		rd, err := d.Get(big.Key()).OpenBody()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		w := &renewingConn{TCPConn: s}
+		go func() {
+			rd.WriteTo(w)
+			s.CloseWrite()
+		}()
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(b, big.Body()) {
+			t.Fatalf("read %d bytes: %v", len(b), err)
+		}
+		// One renewal before each chunk of sendfileChunk.
+		if want := (big.BodySize() + sendfileChunk - 1) / sendfileChunk; w.renewals.Load() != want {
+			t.Fatalf("%d renewals for %d bytes, want %d", w.renewals.Load(), big.BodySize(), want)
+		}
+	})
+
 	t.Run("deadline", func(t *testing.T) {
 		_, s := tcpPair(t) // nobody reads
 		s.SetWriteBuffer(16 << 10)
@@ -184,3 +208,11 @@ func TestBodyReaderWriteTo(t *testing.T) {
 		}
 	})
 }
+
+// renewingConn is a socket that counts the renewals of its deadline.
+type renewingConn struct {
+	*net.TCPConn
+	renewals atomic.Int64
+}
+
+func (c *renewingConn) RenewWriteDeadline() { c.renewals.Add(1) }
