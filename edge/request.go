@@ -139,10 +139,9 @@ func (h *Handler) lookupAndServe(w http.ResponseWriter, r *http.Request, st *sit
 		return
 	}
 	// A replica copy is filled alone: joining this edge's own fill of the
-	// key would not store it as a replica. So is a slice's refresh (it
-	// did not match the first slice's version): a fill of the key that
-	// began before it may be the one that brought the old version.
-	coalesce := !hitForMiss && !isReplica(r.Context()) && (sub == nil || !sub.refresh)
+	// key would not store it as a replica. So is a slice's refresh after
+	// a cached copy of another version (sliceReq.alone).
+	coalesce := !hitForMiss && !isReplica(r.Context()) && (sub == nil || !sub.alone)
 	if !h.fetch(w, withAE(), st, key, primary, e, cs, coalesce, epoch) {
 		h.lookupAndServe(w, r, st, false)
 	}

@@ -140,6 +140,9 @@ type sliceReq struct {
 	first, last int64  // the byte range asked, inclusive
 	// refresh revalidates the slice end to end, whatever is stored.
 	refresh bool
+	// alone fetches a refresh alone, never joined to a fill of the slice
+	// that began before it (see slicer.switchTo).
+	alone bool
 	// clientCC says the site honours the client's Cache-Control.
 	clientCC bool
 	// admit is the client request's one admission under the site's
@@ -352,6 +355,7 @@ type slicer struct {
 	cur, next *subreq           // the slice being read; the one fetched ahead
 	pos       int64             // the object offset cur yields next
 	retried   map[int64]bool    // slices fetched once more after a mismatch
+	alone     map[int64]bool    // of those, the ones refreshed alone (sliceReq.alone)
 
 	mu       sync.Mutex
 	attached []*subreq // subrequests the client waits on: aborted when it leaves
@@ -361,7 +365,7 @@ type slicer struct {
 // serveSliced answers a GET or HEAD on a sliced site from its slices.
 func (h *Handler) serveSliced(w http.ResponseWriter, r *http.Request, st *site) {
 	s := &slicer{h: h, st: st, r: r, size: st.cfg.SliceBytes, object: st.cacheKey(r), admit: &sliceAdmission{},
-		retried: map[int64]bool{}}
+		retried: map[int64]bool{}, alone: map[int64]bool{}}
 	if isFromPeer(r.Context()) && len(r.Header["Cache-Control"]) > 0 {
 		// A peer's no-cache is its refresh of a slice that did not match
 		// (see setUpstreamFields): the members trust each other.

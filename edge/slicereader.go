@@ -127,7 +127,7 @@ func (s *slicer) start(i int64, refresh, head, detached bool) *subreq {
 	if first <= math.MaxInt64-(s.size-1) {
 		last = first + s.size - 1
 	}
-	sr := &sliceReq{object: s.object, first: first, last: last, refresh: refresh, admit: s.admit,
+	sr := &sliceReq{object: s.object, first: first, last: last, refresh: refresh, alone: refresh && s.alone[i], admit: s.admit,
 		clientCC: s.st.cfg.HonorClientCacheControl}
 	// The subrequest keeps the client's context values (a peer's mark,
 	// the server's) but not its end: a slice the client read part of is
@@ -318,6 +318,13 @@ func (s *slicer) switchTo(i int64) error {
 		// (or at the owner) may be the old one. Once more, revalidated.
 		s.h.metrics.sliceMismatches.Inc()
 		s.retried[i] = true
+		// A copy that a cache upstream held (a peer's or shield's hit)
+		// is refreshed alone: a fill of the slice still on its way here
+		// may be bringing that very copy. One the origin sent is the
+		// new version on its way: the refresh may join its fill.
+		if strings.Contains(strings.Join(sub.header["Cache-Status"], ","), "; hit") {
+			s.alone[i] = true
+		}
 		s.release(sub, true) // it may be the new version: let it be stored
 		sub = s.open(i, true, false)
 		<-sub.ready
