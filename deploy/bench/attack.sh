@@ -110,10 +110,10 @@ done
 
 # ---- pinning ---------------------------------------------------------------
 
-EDGE_PIN=() LOAD_PIN=()
+EDGE_CORE= LOAD_CORE= LOAD_PIN=()
 if [ $PIN = 1 ] && command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-	EDGE_PIN=(taskset -c 0) # Go then picks GOMAXPROCS=1
-	LOAD_PIN=(taskset -c 1)
+	EDGE_CORE=0 # Go then picks GOMAXPROCS=1
+	LOAD_CORE=1 LOAD_PIN=(taskset -c 1)
 	PINNING="the edge pinned to core 0 (GOMAXPROCS=1 from the affinity); the demo origin and the attack tool to core 1 (taskset)"
 else
 	PINNING="no pinning: the edge, the origin and the attack tool share all $(nproc) cores"
@@ -202,28 +202,8 @@ sed -e "s#@TMP@#$TMP#g" -e "s#@EDGE_PORT@#$EDGE_PORT#g" -e "s#@TLS_PORT@#$TLS_PO
 
 # ---- servers ---------------------------------------------------------------
 
-# start NAME CMD...: runs CMD in the background, logging to $TMP/NAME.log,
-# and sets LAST_PID.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	LAST_PID=$!
-	STARTED+=("$LAST_PID")
-}
-
-# ready NAME PID URL [CURL ARGS]: waits until URL answers 200, at most 15 s.
-ready() {
-	local name=$1 pid=$2 url=$3
-	shift 3
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || { tail -20 "$TMP/$name.log" >&2; die "$name exited at start"; }
-		curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	tail -20 "$TMP/$name.log" >&2
-	die "$name did not answer $url within 15 s"
-}
+# start and ready: lib.sh.
+. "$HERE/lib.sh"
 
 # stop PID: stops a process that start started and forgets it.
 stop() {
@@ -246,14 +226,14 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 for kind in $KINDS; do
 	rate=${RATE:-${KIND_RATE[$kind]}}
 	log "$kind: $rate/s for $DUR s against a fresh edge and origin"
-	start "origin-$kind" "${LOAD_PIN[@]}" "$E" origin --listen "127.0.0.1:$ORIGIN_PORT"
+	start "origin-$kind" "$LOAD_CORE" "$E" origin --listen "127.0.0.1:$ORIGIN_PORT"
 	origin_pid=$LAST_PID
 	ready "origin-$kind" $origin_pid "http://127.0.0.1:$ORIGIN_PORT/healthz"
-	start "edge-$kind" "${EDGE_PIN[@]}" "$E" edge --config "$TMP/edge.yaml"
+	start "edge-$kind" "$EDGE_CORE" "$E" edge --config "$TMP/edge.yaml"
 	edge_pid=$LAST_PID
 	ready "edge-$kind" $edge_pid "http://127.0.0.1:$EDGE_PORT$HIT_PATH" -H "Host: $HOST"
 	ready "edge-$kind" $edge_pid "https://127.0.0.1:$TLS_PORT$HIT_PATH" -k
-	[ -n "$MEMLIMIT" ] || MEMLIMIT=$(grep -o '"memory limit set from the cache budgets","bytes":[0-9]*' "$TMP/edge-$kind.log" | grep -o '[0-9]*$' || true)
+	[ -n "$MEMLIMIT" ] || MEMLIMIT=$(grep -o '"memory limit set from the cache budgets[^"]*"[^}]*"bytes":[0-9]*' "$TMP/edge-$kind.log" | grep -o '[0-9]*$' || true)
 	# The object is cached now (ready fetched it); the attack tool fetches
 	# it once more before it starts, and fails if it cannot.
 	case $kind in

@@ -161,24 +161,7 @@ for v in nginx nginx-sendfile; do
 done
 "$M" validate "$TMP/edge.yaml" >/dev/null || die "edge-disk.yaml does not validate"
 
-start() {
-	local name=$1 core=$2
-	shift 2
-	taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
-	LAST_PID=$!
-	STARTED+=("$LAST_PID")
-}
-ready() {
-	local name=$1 pid=$2 url=$3
-	shift 3
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || { tail -20 "$TMP/$name.log" >&2; die "$name exited at start"; }
-		curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	tail -20 "$TMP/$name.log" >&2
-	die "$name did not answer $url within 15 s"
-}
+. "$HERE/lib.sh" # start, ready
 
 HOST=bench.test
 CC='cc=max-age%3D3600'

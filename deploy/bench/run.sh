@@ -187,28 +187,8 @@ nginx -t -q -c "$TMP/nginx-sendfile.conf" -p "$TMP/nginx-sendfile/" || die "ngin
 
 # ---- servers ---------------------------------------------------------------
 
-# start NAME CORE CMD...: runs CMD pinned to CORE in the background, logging
-# to $TMP/NAME.log, and sets LAST_PID.
-start() {
-	local name=$1 core=$2
-	shift 2
-	taskset -c "$core" "$@" >"$TMP/$name.log" 2>&1 &
-	LAST_PID=$!
-	STARTED+=("$LAST_PID")
-}
-
-# ready NAME PID URL [CURL ARGS]: waits until URL answers 200, at most 15 s.
-ready() {
-	local name=$1 pid=$2 url=$3
-	shift 3
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || { tail -20 "$TMP/$name.log" >&2; die "$name exited at start"; }
-		curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	tail -20 "$TMP/$name.log" >&2
-	die "$name did not answer $url within 15 s"
-}
+# start and ready: lib.sh.
+. "$HERE/lib.sh"
 
 HOST=bench.test
 # QUIC wants large UDP socket buffers (quic-go asks for 7 MiB and warns
