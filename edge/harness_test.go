@@ -23,6 +23,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/internal/fakeclock"
 )
 
 // testFront is the HTTP/1.1 front (server.front) that newEnv puts the edge
@@ -58,30 +59,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fakeClock is a settable clock shared by the edge and the test origin.
-type fakeClock struct {
-	mu   sync.Mutex
-	t    time.Time
-	tick time.Duration // added after each reading: durations are non-zero
-}
+// fakeClock is the edge's and the test origin's settable clock.
+type fakeClock = fakeclock.Clock
 
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.t
-	c.t = c.t.Add(c.tick)
-	return t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fakeClock { return fakeclock.New() }
 
 // testOrigin is a real HTTP origin on 127.0.0.1 that counts what reaches it.
 type testOrigin struct {

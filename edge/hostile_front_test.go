@@ -956,9 +956,7 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		}, withFront(front))
 		// Every reading of the clock moves it on a little, so that a
 		// duration measured with it is not zero, and Age stays 0.
-		e.clock.mu.Lock()
-		e.clock.tick = time.Microsecond
-		e.clock.mu.Unlock()
+		e.clock.SetTick(time.Microsecond)
 		admin := &edge.Admin{Handler: e.edge}
 		hits := map[string]int64{} // by key, as the status page lists them
 		var out []exchange

@@ -14,8 +14,9 @@ var Start = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 // Clock is a settable clock, safe for concurrent use.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	tick time.Duration // added after each reading (SetTick)
 }
 
 // New is a Clock at Start.
@@ -24,11 +25,23 @@ func New() *Clock { return At(Start) }
 // At is a Clock at t.
 func At(t time.Time) *Clock { return &Clock{t: t} }
 
-// Now is the clock's time.
+// Now is the clock's time. With a tick set, each reading moves the clock
+// on by it afterwards.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.t
+	t := c.t
+	c.t = c.t.Add(c.tick)
+	return t
+}
+
+// SetTick makes every reading move the clock d forward afterwards, so
+// that a duration measured with it is never zero while time otherwise
+// stands still (0, the default: readings do not move it).
+func (c *Clock) SetTick(d time.Duration) {
+	c.mu.Lock()
+	c.tick = d
+	c.mu.Unlock()
 }
 
 // Advance moves the clock d forward (backward for a negative d).

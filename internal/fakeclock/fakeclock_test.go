@@ -22,3 +22,16 @@ func TestClockMovesOnlyWhenTold(t *testing.T) {
 		t.Errorf("At(%v).Now() = %v", at, got)
 	}
 }
+
+func TestTickMovesEachReading(t *testing.T) {
+	c := fakeclock.New()
+	c.SetTick(time.Microsecond)
+	a, b := c.Now(), c.Now()
+	if b.Sub(a) != time.Microsecond || !a.Equal(fakeclock.Start) {
+		t.Fatalf("readings %v then %v, want the start then a microsecond on", a, b)
+	}
+	c.SetTick(0)
+	if c.Now() != c.Now() {
+		t.Fatal("with no tick, readings moved the clock")
+	}
+}
