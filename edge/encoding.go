@@ -271,6 +271,16 @@ func appendCodingVariantKey(dst []byte, primary string, gen uint64, c compress.C
 	return append(dst, '\n')
 }
 
+// isCodingVariantKey reports whether key is the store key of coding c's
+// variant under a vary index on Accept-Encoding alone
+// (appendCodingVariantKey).
+func isCodingVariantKey(key string, c compress.Coding) bool {
+	const field = "\x00Accept-Encoding:"
+	cs := c.String()
+	return len(key) > len(field)+len(cs)+1 && strings.HasSuffix(key, "\n") &&
+		key[len(key)-1-len(cs)-len(field):len(key)-1] == field+cs
+}
+
 // varyOnCodingOnly reports whether a vary index's fields are
 // Accept-Encoding alone.
 func varyOnCodingOnly(fields []string) bool {

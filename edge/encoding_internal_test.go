@@ -44,3 +44,28 @@ func TestSuffixETag(t *testing.T) {
 		}
 	}
 }
+
+// isCodingVariantKey knows a coding's variant key under a vary index on
+// Accept-Encoding alone, and no other key.
+func TestIsCodingVariantKey(t *testing.T) {
+	const primary = "site.test/a"
+	br := string(appendCodingVariantKey(nil, primary, 7, compress.Brotli))
+	if !isCodingVariantKey(br, compress.Brotli) {
+		t.Errorf("%q: br's variant not known", br)
+	}
+	for _, k := range []struct {
+		key string
+		c   compress.Coding
+	}{
+		{br, compress.Gzip},
+		{br, compress.Identity},
+		{primary, compress.Brotli},
+		{variantKey(primary, 7, "Accept-Encoding:br\nAccept-Language:en\n"), compress.Brotli},
+		{variantKey(primary, 7, "Accept-Language:en\n"), compress.Brotli},
+		{"Accept-Encoding:br\n", compress.Brotli},
+	} {
+		if isCodingVariantKey(k.key, k.c) {
+			t.Errorf("%q taken for %s's variant", k.key, k.c)
+		}
+	}
+}

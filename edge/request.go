@@ -92,8 +92,12 @@ func (h *Handler) lookupAndServe(w http.ResponseWriter, r *http.Request, st *sit
 	} else {
 		c := st.negotiated(r)
 		key, e, varyMiss = h.lookupCoded(primary, c, withAE)
-		if e == nil && !varyMiss {
+		if e == nil && (!varyMiss || isCodingVariantKey(key, c)) {
 			// A cold object: its fills coalesce per coding (encoding.go).
+			// So does a coding whose variant is missing under a vary index
+			// on the coding alone: the index may have come from another
+			// coding's fill while this coding's first fill, keyed so
+			// before the index, is still on its way.
 			key = codingFlightKey(primary, c)
 		}
 	}
