@@ -134,11 +134,13 @@ func TestSliceWholeObjectFromSlices(t *testing.T) {
 		t.Errorf("%d entries stored, want %d", n, (size+s-1)/s)
 	}
 	// The edge books one client request per answer, and each slice as a
-	// slice (once the answer's last byte is sent: wait for it).
+	// slice (once the answer's last byte is sent, and each slice's
+	// subrequest has ended, which may be just after: wait for both).
 	var got map[string]float64
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		got = e.series("meridian_edge_requests_total", "meridian_edge_slice_requests_total")
-		if got["meridian_edge_requests_total cache_status=hit protocol=http/1.1 site=site.test"] == 1 || time.Now().After(deadline) {
+		if got["meridian_edge_requests_total cache_status=hit protocol=http/1.1 site=site.test"] == 1 &&
+			got["meridian_edge_slice_requests_total cache_status=hit site=site.test"] >= 17 || time.Now().After(deadline) {
 			break
 		}
 	}
