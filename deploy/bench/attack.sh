@@ -14,6 +14,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh" # start, ready, stop_started
 
 KINDS="h1-close h2-reset h3-cancel unique-keys slow-misses"
 DUR=10                       # seconds per attack
@@ -202,8 +203,6 @@ sed -e "s#@TMP@#$TMP#g" -e "s#@EDGE_PORT@#$EDGE_PORT#g" -e "s#@TLS_PORT@#$TLS_PO
 
 # ---- servers ---------------------------------------------------------------
 
-# start and ready: lib.sh.
-. "$HERE/lib.sh"
 
 # stop PID: stops a process that start started and forgets it.
 stop() {

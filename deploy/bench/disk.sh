@@ -13,6 +13,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh" # start, ready, stop_started
 
 DUR=5
 REPS=3
@@ -108,17 +109,7 @@ STARTED=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${STARTED[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${STARTED[@]}"; do
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
+	stop_started # lib.sh
 	rm -rf "$TMP"
 	exit $rc
 }
@@ -161,7 +152,6 @@ for v in nginx nginx-sendfile; do
 done
 "$M" validate "$TMP/edge.yaml" >/dev/null || die "edge-disk.yaml does not validate"
 
-. "$HERE/lib.sh" # start, ready
 
 HOST=bench.test
 CC='cc=max-age%3D3600'

@@ -29,3 +29,20 @@ ready() {
 	tail -20 "$TMP/$name.log" >&2
 	die "$name did not answer $url within 15 s"
 }
+
+# stop_started stops every process start started: SIGTERM to all, then
+# SIGKILL to any still running 5 s later.
+stop_started() {
+	local pid
+	for pid in "${STARTED[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${STARTED[@]}"; do
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+}

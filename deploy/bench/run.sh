@@ -14,6 +14,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh" # start, ready, stop_started
 
 DUR=5          # seconds per throughput measurement
 REPS=3         # repetitions; the report takes medians
@@ -131,17 +132,7 @@ STARTED=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${STARTED[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${STARTED[@]}"; do
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
+	stop_started # lib.sh
 	rm -rf "$TMP" "$CACHE_DIR" "$CACHE_DIR_SF"
 	exit $rc
 }
@@ -187,8 +178,6 @@ nginx -t -q -c "$TMP/nginx-sendfile.conf" -p "$TMP/nginx-sendfile/" || die "ngin
 
 # ---- servers ---------------------------------------------------------------
 
-# start and ready: lib.sh.
-. "$HERE/lib.sh"
 
 HOST=bench.test
 # QUIC wants large UDP socket buffers (quic-go asks for 7 MiB and warns

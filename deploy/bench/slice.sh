@@ -18,6 +18,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh" # start, ready, stop_started
 SIZE_MIB=64
 RANGES=100
 CLIENTS=4
@@ -55,12 +56,7 @@ STARTED=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${STARTED[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
+	stop_started # lib.sh
 	rm -rf "$TMP"
 	exit $rc
 }
