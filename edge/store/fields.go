@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unique"
+	"unsafe"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
@@ -285,6 +286,62 @@ func (e *Entry) WriteHitFields(wh http.Header, st *Stamp, date string) {
 	if st != nil {
 		add("Age", st.AgeValue())
 		add("Cache-Status", st.CacheStatus())
+	}
+}
+
+// HitHeader is a fresh hit's header fields in the form http.Header holds
+// them, made once from an entry, its hit stamp and its Date (NewHitHeader)
+// and written into the header of every response that serves that hit
+// (WriteTo): a hit through net/http, HTTP/2 or HTTP/3 then neither parses
+// the entry's blocks nor allocates its values. The responses share the
+// header's value slices, each bounded by its capacity: a writer that
+// changes a field replaces its slice (Set, delete, an append, which
+// copies), never writes into it, as net/http, its HTTP/2 server (which
+// clones the header), quic-go's HTTP/3 server and the response header
+// rules do.
+type HitHeader struct {
+	// meta, shared, status and date say which entry's fields these are
+	// (Of); meta is compared by address, so that holding it here keeps the
+	// identity sound (its bytes cannot be reused while it is held).
+	meta   string
+	shared unique.Handle[string]
+	status uint16
+	date   string
+	fields []hitField
+}
+
+type hitField struct {
+	name string
+	vals []string
+}
+
+// NewHitHeader makes the header of a fresh hit on a sealed entry e with
+// stamp st and Date date (as for WriteHitFields).
+func (e *Entry) NewHitHeader(st *Stamp, date string) *HitHeader {
+	wh := make(http.Header, e.FieldCount()+3)
+	e.WriteHitFields(wh, st, date)
+	hh := &HitHeader{meta: e.meta, shared: e.shared, status: e.status, date: date,
+		fields: make([]hitField, 0, len(wh))}
+	for name, vals := range wh {
+		hh.fields = append(hh.fields, hitField{name, vals})
+	}
+	return hh
+}
+
+// Of reports whether hh holds the fields of entry e with Date date: e is
+// the entry it was made from, or a copy of it with the same status.
+// The stamp's part (Age, Content-Length, Cache-Status) is the caller's to
+// match.
+func (hh *HitHeader) Of(e *Entry, date string) bool {
+	return len(hh.meta) == len(e.meta) && unsafe.StringData(hh.meta) == unsafe.StringData(e.meta) &&
+		hh.shared == e.shared && hh.status == e.status && hh.date == date
+}
+
+// WriteTo puts the fields in wh, as WriteHitFields would.
+func (hh *HitHeader) WriteTo(wh http.Header) {
+	for i := range hh.fields {
+		f := &hh.fields[i]
+		wh[f.name] = f.vals
 	}
 }
 
