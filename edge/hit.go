@@ -29,13 +29,20 @@ import (
 // Age and Cache-Status shared by every hit within the same second, and the
 // stored body, without re-deriving anything.
 func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *store.Entry, age time.Duration) {
-	c, date := h.hitStampOf(e, age), h.dateOf(e)
-	hh := c.hdr.Load()
-	if hh == nil || !hh.Of(e, date) {
+	c, again := h.hitStamp(e, age)
+	date := h.dateOf(e)
+	switch hh := c.hdr.Load(); {
+	case hh != nil && hh.Of(e, date):
+		hh.WriteTo(w.Header())
+	case again:
+		// The stamp's second hit at least: the entry is hit more than
+		// once a second, so its header is worth keeping (stampCache).
 		hh = e.NewHitHeader(&c.st, date) // Age and Cache-Status too
 		c.hdr.Store(hh)
+		hh.WriteTo(w.Header())
+	default:
+		e.WriteHitFields(w.Header(), &c.st, date)
 	}
-	hh.WriteTo(w.Header())
 	status := e.Status()
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || !bodyAllowed(status) {
@@ -47,20 +54,26 @@ func (h *Handler) serveHit(w http.ResponseWriter, r *http.Request, s *site, e *s
 	h.delivered(s.counters, e, classHit, r.ProtoMajor, len(body), nil)
 }
 
-// hitStampOf returns the Age and Cache-Status of a fresh hit on e at age,
+// hitStamp returns the Age and Cache-Status of a fresh hit on e at age,
 // made once per entry and whole second while the entry is hit (see
-// stampCache).
-func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *cachedStamp {
+// stampCache); again says the stamp was made for an earlier hit.
+func (h *Handler) hitStamp(e *store.Entry, age time.Duration) (*cachedStamp, bool) {
 	secs := int64(age / time.Second)
 	key, size, lifetime, prior := e.Key(), e.BodySize(), e.Lifetime(), e.Field("Cache-Status")
 	slot := h.stamps.slot(key)
 	if c := slot.Load(); c != nil && c.st.Age() == secs && c.key == key && c.size == size && c.lifetime == lifetime && c.prior == prior {
-		return c
+		return c, true
 	}
 	c := &cachedStamp{key: key, size: size, lifetime: lifetime, prior: prior,
 		st: store.NewStamp(secs, size, appendCacheStatus(prior, h.cfg.Name, cacheStatus{hit: true, ttl: hitTTL(e, age), hasTTL: true}))}
 	slot.Store(c)
-	return c
+	return c, false
+}
+
+// hitStampOf is hitStamp's stamp.
+func (h *Handler) hitStampOf(e *store.Entry, age time.Duration) *store.Stamp {
+	c, _ := h.hitStamp(e, age)
+	return &c.st
 }
 
 // hitTTL is the ttl of a fresh hit's Cache-Status at age: the freshness
@@ -79,9 +92,10 @@ func hitTTL(e *store.Entry, age time.Duration) time.Duration {
 // after the stamp was made small, 240 before), which a million small
 // objects pay for. The cache holds at most len(slots) stamps, each with
 // its key (a substring of its entry's key and fields, which it keeps
-// alive once the entry is gone; never a body) and, once it served a hit
-// through net/http's writers, that hit's header (a few hundred bytes for
-// a typical object): about 4 MiB at most.
+// alive once the entry is gone; never a body) and, once it served a
+// second hit through net/http's writers, that hit's header (a few hundred
+// bytes for a typical object; an entry hit once a second or less never
+// gets one): about 3 MiB at most.
 // A stamp is used only for an entry whose stamp it would be: the same
 // key, body size, freshness lifetime, upstream Cache-Status and age.
 type stampCache struct {
@@ -97,9 +111,9 @@ type cachedStamp struct {
 	prior    string // the upstream's Cache-Status
 	st       store.Stamp
 	// hdr is the whole header of a hit with this stamp, for the writers
-	// of net/http, HTTP/2 and HTTP/3 (serveHit), made on the first such
-	// hit; it names the entry it is for (store.HitHeader.Of), which may
-	// be another with the same key and stamp.
+	// of net/http, HTTP/2 and HTTP/3 (serveHit), made on the stamp's
+	// second such hit; it names the entry it is for (store.HitHeader.Of),
+	// which may be another with the same key and stamp.
 	hdr atomic.Pointer[store.HitHeader]
 }
 
@@ -303,7 +317,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 		}
 		x.rd = rd
 	}
-	x.e, x.site, x.stamp, x.date, x.start = e, st, &h.hitStampOf(e, age).st, h.dateOf(e), now
+	x.e, x.site, x.stamp, x.date, x.start = e, st, h.hitStampOf(e, age), h.dateOf(e), now
 	return true
 }
 
