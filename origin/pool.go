@@ -431,7 +431,11 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 	var sent atomic.Bool
 	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
 
-	out := req.Clone(httptrace.WithClientTrace(tctx, trace))
+	// A shallow copy: the header is shared with req and every other try,
+	// as a RoundTripper must not change it; only the URL differs.
+	out := req.WithContext(httptrace.WithClientTrace(tctx, trace))
+	u := *req.URL
+	out.URL = &u
 	out.URL.Scheme = s.url.Scheme
 	out.URL.Host = s.url.Host
 	switch {
