@@ -180,6 +180,10 @@ func TestAccessLogJSONEveryFront(t *testing.T) {
 	// over HTTPS, keyed apart), then a hit on every front.
 	getAs(t, rts["fast"], f.url("fast", "/log?q=1"))
 	getAs(t, rts["h2"], f.url("h2", "/log?q=1"))
+	// A line is written once the handler returns, which can be just after
+	// its client has the whole answer: wait for both, so that a late one
+	// is not taken for the next request's.
+	waitFor(t, func() bool { return len(buf.lines()) == 2 })
 	for _, front := range []string{"fast", "nethttp", "h2", "h3"} {
 		before := len(buf.lines())
 		resp := getAs(t, rts[front], f.url(front, "/log?q=1"))
