@@ -95,6 +95,9 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	if !reflect.DeepEqual(old.Cache, eff.Cache) {
 		r.Applied = append(r.Applied, "cache")
 	}
+	if old.Purge != next.Purge {
+		r.Applied = append(r.Applied, "purge") // the ban cap and sweep interval (Handler.Reload)
+	}
 	if !reflect.DeepEqual(old.Regions, next.Regions) {
 		r.Applied = append(r.Applied, "regions")
 	}
