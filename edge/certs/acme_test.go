@@ -20,7 +20,7 @@ import (
 
 // acmeEdge is the part of an edge ACME needs: a plain listener whose
 // handler is wrapped by HTTPChallenge, and an HTTPS listener whose
-// tls.Config takes GetCertificate and NextProtos, as edge.Server's.
+// tls.Config takes GetCertificate and NextProtos, as listen.Server's.
 type acmeEdge struct {
 	plainLn, tlsLn net.Listener
 	src            *certs.Source
