@@ -15,7 +15,9 @@ type ReloadReport struct {
 	// Generation is the config generation now running.
 	Generation uint64 `json:"generation"`
 	// Applied are the settings the reload changed, by their YAML names,
-	// such as "sites[1] (b.example): changed" or "cache".
+	// such as "sites[1] (b.example): changed" or "cache", and the
+	// certificate files it read again ("tls: certificate files re-read",
+	// "cluster.tls: certificate files re-read").
 	Applied []string `json:"applied"`
 	// NeedsRestart are the changed settings that only a restart applies:
 	// listeners (tls.listen, tls.disable_http3 too), tls.acme and
@@ -106,6 +108,11 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	}
 	if drainChanged {
 		r.Applied = append(r.Applied, "cluster.draining")
+	}
+	if eff.Cluster != nil && eff.Cluster.TLS.Enabled() {
+		// Node.reload calls cluster.Node.ReloadTLS, as it re-reads the
+		// sites' certificate files.
+		r.Applied = append(r.Applied, "cluster.tls: certificate files re-read")
 	}
 	return eff, r
 }

@@ -102,3 +102,20 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	}
 	return keys
 }
+
+// A reload re-reads the certificate files of the cluster's links
+// (cluster.Node.ReloadTLS), as it does the sites': the report says so,
+// even when the config did not change.
+func TestReconcileNamesTheLinkCertificatesReRead(t *testing.T) {
+	base := planConfig()
+	base.Cluster.TLS.CAFile, base.Cluster.TLS.CertFile, base.Cluster.TLS.KeyFile = "ca.pem", "link.pem", "link.key"
+	base = base.WithDefaults()
+	_, rep := reconcile(base, base)
+	if want := []string{"cluster.tls: certificate files re-read"}; !slices.Equal(rep.Applied, want) || len(rep.NeedsRestart) > 0 {
+		t.Fatalf("applied %q, needs restart %q; want %q and nothing", rep.Applied, rep.NeedsRestart, want)
+	}
+	plain := planConfig().WithDefaults()
+	if _, rep := reconcile(plain, plain); len(rep.Applied) > 0 {
+		t.Fatalf("without cluster.tls: applied %q", rep.Applied)
+	}
+}
