@@ -110,7 +110,7 @@ const minSliceBytes = 64 << 10
 
 // protoSlice is the ProtoMajor of a slice subrequest: what it answers is
 // booked as a slice (meridian_edge_slice_requests_total), not as a
-// client's request (see metrics.request).
+// client's request (see siteCounters.request).
 const protoSlice = -1
 
 // Errors that cut a sliced answer short.

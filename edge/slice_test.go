@@ -15,6 +15,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // sliceEnv is an edge whose site slices (slice_bytes) in front of a
@@ -407,11 +408,7 @@ func TestSliceLargeObjectEachSliceOnce(t *testing.T) {
 	wantBody(t, resp, "v1", 0, size)
 	clientBytes += size
 	// The last range's slice may still be completing in the background.
-	for deadline := time.Now().Add(time.Minute); e.lo.Pending() > 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the origin is still answering")
-		}
-	}
+	poll.Until(t, time.Minute, "the origin has answered every request", func() bool { return e.lo.Pending() == 0 })
 
 	wantEachSliceOnce(t, e.lo.Requests(), "/video.mp4", s, size)
 	ratio := float64(e.lo.BodyBytes()) / size
@@ -425,17 +422,10 @@ func TestSliceLargeObjectEachSliceOnce(t *testing.T) {
 // are completed in the background.
 func (e *sliceEnv) waitStored(n int) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(e.t, 10*time.Second, fmt.Sprintf("%d entries are stored", n), func() bool {
 		got, _, _ := e.edge.StoreStats()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d entries stored, want %d", got, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return got == n
+	})
 }
 
 // requestsSince returns the origin's requests after the first skip.
@@ -523,15 +513,11 @@ func TestSliceChangedObjectCutsTheAnswerAndHeals(t *testing.T) {
 	}
 	// The first slice's revalidation runs in the background: wait for it
 	// to reach the origin (the next GET then joins it).
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.ContainsFunc(requestsSince(e.lo, before), func(r cdntest.LargeRequest) bool {
-		return r.Range == sliceRange(s, 0) && r.CacheControl == "no-cache"
-	}) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first slice was not revalidated")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the first slice is revalidated", func() bool {
+		return slices.ContainsFunc(requestsSince(e.lo, before), func(r cdntest.LargeRequest) bool {
+			return r.Range == sliceRange(s, 0) && r.CacheControl == "no-cache"
+		})
+	})
 	resp = e.fetch("GET", "/o")
 	wantStatus(t, resp, http.StatusOK)
 	if resp.Header.Get("Etag") != `"v2"` {

@@ -34,4 +34,10 @@
 // Every answer is a deterministic function of the client's location, the
 // region table and the health state, so steering instances in different
 // regions that see the same probe results give the same answers.
+//
+// # Locks
+//
+// Answers read the health view through an atomic pointer, without a
+// lock. Service.mu guards only Run's and Close's lifecycle (running,
+// closed, the cancel function); it is a leaf, never held across I/O.
 package geo

@@ -16,7 +16,7 @@ import (
 // health state and publishes a new view, until ctx is done. It owns the
 // health state.
 //
-// Each round also probes a local target ([Service.selfCheck]), which
+// Each round also probes a local target ([Service.listenSelfCheck]), which
 // answers at once unless the prober itself is starved (a saturated core,
 // a stalled runtime). When the self-check fails, the round's failures are
 // no evidence: they are dropped and the last known state is held, so a

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/miekg/dns"
 )
 
@@ -220,13 +221,7 @@ func TestRealTwoRegionsDown(t *testing.T) {
 			srv.Close()
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for got := ask(); !all(got, "us"); got = ask() {
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after closing eu and asia, us healthy: %v", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "with eu and asia closed, every answer is us", func() bool { return all(ask(), "us") })
 	for range 20 { // over several probe rounds: no fail open while us answers
 		if got := ask(); !all(got, "us") {
 			t.Fatalf("eu and asia down, us up: %v", got)
@@ -237,13 +232,10 @@ func TestRealTwoRegionsDown(t *testing.T) {
 	for _, srv := range servers["us"] {
 		srv.Close()
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for got := ask(); got["Frankfurt udp"] != "eu" || got["Tokyo tcp"] != "asia" || got["Frankfurt /route"] != "eu" || got["Tokyo /route"] != "asia"; got = ask() {
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after closing every region, no fail open: %v", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "with every region closed, each client goes to its nearest (fail open)", func() bool {
+		got := ask()
+		return got["Frankfurt udp"] == "eu" && got["Tokyo tcp"] == "asia" && got["Frankfurt /route"] == "eu" && got["Tokyo /route"] == "asia"
+	})
 	if !g.s.Status().FailOpen {
 		t.Error("every edge down, status does not say fail open")
 	}
@@ -331,14 +323,8 @@ func TestRealEdgeDown(t *testing.T) {
 	p := g.s.cfg.Probe
 
 	// Every edge has been probed more than fall times, and is up.
-	deadline := time.Now().Add(30 * time.Second)
 	for _, e := range byAddr {
-		for e.probes.Load() < int64(p.Fall+2) {
-			if time.Now().After(deadline) {
-				t.Fatalf("edge %s probed %d times in 30 s", e.addr, e.probes.Load())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		poll.Until(t, 30*time.Second, fmt.Sprintf("edge %s is probed %d times", e.addr, p.Fall+2), func() bool { return e.probes.Load() >= int64(p.Fall+2) })
 		if !g.edgeUp(e.addr) {
 			t.Fatalf("edge %s answers /healthz but geo finds it down", e.addr)
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 var demoNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -380,12 +383,7 @@ func TestDemoStats(t *testing.T) {
 // waitCount waits (bounded) until the demo has counted n requests for key.
 func waitCount(t *testing.T, d *Demo, key string, n int64) {
 	t.Helper()
-	for i := 0; i < 5000 && d.RequestsFor(key) < n; i++ {
-		time.Sleep(time.Millisecond)
-	}
-	if got := d.RequestsFor(key); got < n {
-		t.Fatalf("%s: %d requests, want %d", key, got, n)
-	}
+	poll.Until(t, 5*time.Second, fmt.Sprintf("the demo counts %d requests for %s", n, key), func() bool { return d.RequestsFor(key) >= n })
 }
 
 // cancelWhenCounted sends GET target and cancels it once the demo has seen

@@ -48,16 +48,12 @@ func startOrigin(t *testing.T) *testOrigin {
 func (o *testOrigin) listen(addr string) {
 	o.t.Helper()
 	var ln net.Listener
-	var err error
-	for range 100 { // the old socket may take a moment to let go
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		o.t.Fatal(err)
-	}
+	// The old socket may take a moment to let go.
+	poll.Until(o.t, time.Second, "listening on "+addr+" again", func() bool {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err == nil
+	})
 	o.addr = ln.Addr().String()
 	o.url = "http://" + o.addr
 	srv := &http.Server{Handler: o.demo}

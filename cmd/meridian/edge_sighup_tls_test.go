@@ -102,7 +102,10 @@ sites:
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog("reloaded")
+	// The log line is the reload's report, not a bare "reloaded".
+	if m := waitLog("reloaded"); m["generation"] != 2.0 || fmt.Sprint(m["applied"]) != "[tls: certificate files re-read]" || m["needs_restart"] != nil {
+		t.Fatalf("the reload's log line: %v", m)
+	}
 	if got := served(); !bytes.Equal(got, second) {
 		t.Fatal("after SIGHUP, a new handshake does not get the replaced certificate")
 	}

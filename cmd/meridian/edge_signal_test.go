@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // Issue 20: `meridian edge` reopens its access log file on SIGUSR1, the
@@ -63,13 +65,7 @@ sites:
 	}
 	waitLines := func(p string, n int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for i := 0; lines(p) != n; i++ {
-			if time.Now().After(deadline) || i > 1000 {
-				t.Fatalf("%s: %d lines, want %d", p, lines(p), n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Until(t, 10*time.Second, fmt.Sprintf("%s has %d lines", p, n), func() bool { return lines(p) == n })
 	}
 	get()
 	get()

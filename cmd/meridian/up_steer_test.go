@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/miekg/dns"
 )
 
@@ -179,17 +180,10 @@ func (c *steerClient) health() geoHealth {
 // reported as such.
 func (c *steerClient) waitUp(ips []string) {
 	c.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	poll.Until(c.t, 2*time.Minute, fmt.Sprintf("geo finds the live edges %v up (if never: its probes time out on this machine)", ips), func() bool {
 		h := c.health()
-		if !slices.ContainsFunc(ips, func(ip string) bool { return !h.up[ip] }) {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("geo does not find the live edges %v up after 2 min (%v): its probes time out on this machine", ips, h.up)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return !slices.ContainsFunc(ips, func(ip string) bool { return !h.up[ip] })
+	})
 }
 
 // waitDown polls /regions until every edge at ips is down, steering a

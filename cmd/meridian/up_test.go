@@ -45,26 +45,23 @@ func startUpNodes(t *testing.T, extra ...string) (UpState, map[string]*node.Node
 			t.Error("up did not stop")
 		}
 	})
-	deadline := time.Now().Add(5 * time.Minute) // building rings is slow under -race on a busy machine
-	for {
-		b, err := os.ReadFile(state)
-		if err == nil {
-			var st UpState
-			if err := json.Unmarshal(b, &st); err != nil {
-				t.Fatal(err)
-			}
-			return st, <-nodes // sent before the state file is written
-		}
+	var b []byte
+	// Building rings is slow under -race on a busy machine.
+	poll.Until(t, 5*time.Minute, "up writes its state file", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("up stopped early: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("up did not write its state file")
-		}
-		time.Sleep(50 * time.Millisecond)
+		var err error
+		b, err = os.ReadFile(state)
+		return err == nil
+	})
+	var st UpState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
 	}
+	return st, <-nodes // sent before the state file is written
 }
 
 // readmeCommands returns the commands of the README's try block, each with

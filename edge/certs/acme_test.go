@@ -3,6 +3,7 @@ package certs_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -16,11 +17,12 @@ import (
 
 	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/certs/certstest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // acmeEdge is the part of an edge ACME needs: a plain listener whose
 // handler is wrapped by HTTPChallenge, and an HTTPS listener whose
-// tls.Config takes GetCertificate and NextProtos, as edge.Server's.
+// tls.Config takes GetCertificate and NextProtos, as listen.Server's.
 type acmeEdge struct {
 	plainLn, tlsLn net.Listener
 	src            *certs.Source
@@ -104,15 +106,12 @@ func (e *acmeEdge) served(name string, roots *x509.CertPool) *x509.Certificate {
 // that verifies and that ok accepts.
 func (e *acmeEdge) waitServed(t *testing.T, name string, roots *x509.CertPool, ok func(*x509.Certificate) bool) *x509.Certificate {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		if leaf := e.served(name, roots); leaf != nil && ok(leaf) {
-			return leaf
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("edge %s serves no certificate for %s from the test CA after 90s", e.plainLn.Addr(), name)
-	return nil
+	var leaf *x509.Certificate
+	poll.Until(t, 90*time.Second, fmt.Sprintf("edge %s serves a certificate for %s from the test CA", e.plainLn.Addr(), name), func() bool {
+		leaf = e.served(name, roots)
+		return leaf != nil && ok(leaf)
+	})
+	return leaf
 }
 
 func anyCert(*x509.Certificate) bool { return true }

@@ -17,6 +17,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // pki is a cluster CA whose member certificates are written to a
@@ -308,13 +309,9 @@ func TestLinkCertificatesReloadWithoutRestart(t *testing.T) {
 		}
 	}()
 	replace(t, good.ca, rtls, "receiver-v2")
-	deadline := time.Now().Add(10 * time.Second)
-	for servedName(t, good, pcert, recv.PeerAddr()) != "receiver-v2" {
-		if time.Now().After(deadline) {
-			t.Fatal("the replaced certificate was not served within 10s of polls")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the replaced certificate is served", func() bool {
+		return servedName(t, good, pcert, recv.PeerAddr()) == "receiver-v2"
+	})
 	if x := recv.TLSExpiries(); len(x) != 1 || x[0].Name != "receiver-v2" || x[0].Source != "cluster.tls" {
 		t.Errorf("TLSExpiries after the reload: %v", x)
 	}

@@ -23,7 +23,7 @@ import (
 // bodiless GET or HEAD) net/http must read the same way — same method,
 // target and Host, no body — so that no request means one thing to the
 // fast front and another to net/http behind it; the fast front's hit
-// lookup (edge.LookupHit) finds exactly the answers that ServeHTTP serves
+// lookup (edge.Handler.LookupHit) finds exactly the answers that ServeHTTP serves
 // as hits for the request net/http read; and what a miss sends upstream
 // (the forwarded request, and the key it is filled for) is what the fast
 // front's own reading of the head says it must be (see checkForwarded).
@@ -53,7 +53,7 @@ func FuzzParseHead(f *testing.F) {
 	// An edge whose every fill is a fresh 200, new for each request (so
 	// that no other request's entry stands in): once ServeHTTP has
 	// answered the request, it is a hit for ServeHTTP, and must be one for
-	// the fast front too (the same key, through edge.LookupHit), and the
+	// the fast front too (the same key, through Handler.LookupHit), and the
 	// other way round. a.test rewrites its keys' queries; 192.0.2.0/24 is
 	// a trusted proxy whose X-Forwarded-Proto counts.
 	cfg := edge.Config{

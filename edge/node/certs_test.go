@@ -23,6 +23,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // sniSite is one site of the SNI test with its certificate files.
@@ -255,17 +256,10 @@ func TestPolledCertificateIsServedOverEveryProtocol(t *testing.T) {
 	}
 	old := keepGet()
 	e.serials["c.test"] = e.sites[2].issue(t, e.pool, "c.test")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.Until(t, 20*time.Second, "the replaced c.test certificate is served", func() bool {
 		e.reconnect()
-		if e.get(1, "c.test") == e.serials["c.test"] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the replaced c.test certificate is not served 20s later")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return e.get(1, "c.test") == e.serials["c.test"]
+	})
 	e.reconnect()
 	e.checkAll("after the poll", "a.test", "b.test", "c.test")
 	if got := keepGet(); got != old {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // diskBody is what the disk tests' origin serves at path: a length and
@@ -341,17 +342,10 @@ func TestDiskFullKeepsServingHits(t *testing.T) {
 		}
 		stored = append(stored, path)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if full, _ := gauge(t, n, "meridian_edge_disk_full"); full == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			st, _ := n.Handler().DiskStats()
-			t.Fatalf("the disk never filled: %+v", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, "the disk fills (meridian_edge_disk_full 1)", func() bool {
+		full, _ := gauge(t, n, "meridian_edge_disk_full")
+		return full == 1
+	})
 	st, _ := n.Handler().DiskStats()
 	if st.Objects == 0 || st.WriteErrors == 0 {
 		t.Fatalf("disk stats %+v", st)

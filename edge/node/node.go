@@ -6,9 +6,19 @@
 // Each site's upstream chain (the key's owner in the region, the shield
 // regions, the origin pool, the failover regions) is a [Plan], built and
 // checked from the config before anything is wired, at [Start] and at
-// each [Node.Reload]; `meridian validate --explain` prints it. Reloads are
-// serialized; the running config and plan are swapped under one mutex
-// that guards nothing else and is never held across I/O.
+// each [Node.Reload]; `meridian validate --explain` prints it.
+//
+// # Locks
+//
+// Node.reloadMu serializes the handler's build at Start and Reload: it is
+// held while a reload reads its files and gossips cluster.draining, which
+// only delays the next reload (no request waits on it). Node.mu guards the
+// running config, its hash and plan, and the reload counts; the purger's
+// mu its table of missed purges; the shield tracker's mu what the
+// shields' answers told. These three are leaves, never held across I/O (a
+// purge is sent with the purger's mu released). The order is
+// Node.reloadMu → the cluster's and the edge's locks (package docs of
+// edge/cluster and edge) → Node.mu.
 package node
 
 import (

@@ -94,6 +94,9 @@ func TestPlanRefusesWhatTheRingRefuses(t *testing.T) {
 		{"duplicated edge", func(c *Config) {
 			c.Regions[1].Edges = append(c.Regions[1].Edges, EdgeRef{Name: "us-0", Peer: "127.0.0.1:5"})
 		}, `regions[1].edges[2].name: duplicate "us-0" (also edges[0])`},
+		{"duplicated region", func(c *Config) {
+			c.Regions = append(c.Regions, RegionConfig{Name: "us", Edges: []EdgeRef{{Name: "us-9", Peer: "127.0.0.1:9"}}})
+		}, `regions[3].name: "us" listed twice`},
 		{"weight too large", func(c *Config) { c.Regions[2].Edges[1].Weight = 1 << 21 }, "regions[2].edges: ring: peers[1].weight"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 func (c *cdn) purge(n *node.Node, body string) (int, edge.PurgeResult) {
@@ -120,8 +121,7 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 	}
 	c.regions["us"][1] = back
 	waitMembers(t, c.regions["us"], 2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	poll.Until(t, 10*time.Second, "the missed purge is delivered (no purges_pending in /status)", func() bool {
 		var st struct {
 			Pending map[string]int `json:"purges_pending"`
 		}
@@ -131,14 +131,8 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 		}
 		json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
-		if len(st.Pending) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the missed purge was never delivered: %v", st.Pending)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(st.Pending) == 0
+	})
 	before := c.demo.RequestsFor(target)
 	if k := c.originServes(back, target); k <= int(before) {
 		t.Fatalf("the returned peer serves a purged copy (origin fetch %d)", k)

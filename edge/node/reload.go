@@ -15,7 +15,9 @@ type ReloadReport struct {
 	// Generation is the config generation now running.
 	Generation uint64 `json:"generation"`
 	// Applied are the settings the reload changed, by their YAML names,
-	// such as "sites[1] (b.example): changed" or "cache".
+	// such as "sites[1] (b.example): changed" or "cache", and the
+	// certificate files it read again ("tls: certificate files re-read",
+	// "cluster.tls: certificate files re-read").
 	Applied []string `json:"applied"`
 	// NeedsRestart are the changed settings that only a restart applies:
 	// listeners (tls.listen, tls.disable_http3 too), tls.acme and
@@ -95,6 +97,9 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	if !reflect.DeepEqual(old.Cache, eff.Cache) {
 		r.Applied = append(r.Applied, "cache")
 	}
+	if old.Purge != next.Purge {
+		r.Applied = append(r.Applied, "purge") // the ban cap and sweep interval (Handler.Reload)
+	}
 	if !reflect.DeepEqual(old.Regions, next.Regions) {
 		r.Applied = append(r.Applied, "regions")
 	}
@@ -103,6 +108,11 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	}
 	if drainChanged {
 		r.Applied = append(r.Applied, "cluster.draining")
+	}
+	if eff.Cluster != nil && eff.Cluster.TLS.Enabled() {
+		// Node.reload calls cluster.Node.ReloadTLS, as it re-reads the
+		// sites' certificate files.
+		r.Applied = append(r.Applied, "cluster.tls: certificate files re-read")
 	}
 	return eff, r
 }

@@ -15,9 +15,10 @@ import (
 	"github.com/meridiancdn/meridian/edge/node"
 )
 
-// A regions table that the ring refuses (an edge listed twice) is refused
-// by the reload with an error that names the entry, and the running
-// config keeps applying: the shield is still used.
+// A regions table that the ring refuses (an edge listed twice), or that
+// lists a region twice, is refused by the reload with an error that names
+// the entry, and the running config keeps applying: the shield is still
+// used.
 func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
 	c := startCDN(t, []string{"eu", "us"}, 2, []string{"eu"}, true)
 	us := c.regions["us"][0]
@@ -36,6 +37,13 @@ func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
 	}
 	if want := `regions[0].edges[2].name: duplicate "eu-0" (also edges[0])`; !strings.Contains(err.Error(), want) {
 		t.Fatalf("reload refused with %q, want it to name %q", err, want)
+	}
+	// A region listed twice (the second entry would take the first's
+	// place in the plan's rings) is refused as well.
+	bad.Regions = append(slices.Clone(cfg.Regions), node.RegionConfig{Name: "eu", Edges: []node.EdgeRef{{Name: "eu-9", Peer: "127.0.0.1:1"}}})
+	_, err = us.Reload(bad)
+	if want := `regions[2].name: "eu" listed twice`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("reload with a region listed twice: %v, want it refused naming %q", err, want)
 	}
 	for _, n := range c.regions["us"] {
 		target := "/after-refused-reload?cc=max-age%3D600&via=" + n.Cluster().Name()

@@ -22,6 +22,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // labels are a metric's labels by name.
@@ -206,11 +207,7 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 	clientBytes.Add(size)
 	// Slices the ranges read in part are read to their end in the
 	// background: wait for the origin to finish answering.
-	for deadline := time.Now().Add(time.Minute); lo.Pending() > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the origin is still answering")
-		}
-	}
+	poll.Until(t, time.Minute, "the origin has answered every request", func() bool { return lo.Pending() == 0 })
 
 	byRange, byEdge, vias := map[string]int{}, map[string]int{}, map[string][]string{}
 	for _, r := range lo.Requests() {
@@ -271,11 +268,7 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 	}
 	settle := func() {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); lo.Pending() > 0; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the origin is still answering")
-			}
-		}
+		poll.Until(t, 10*time.Second, "the origin has answered every request", func() bool { return lo.Pending() == 0 })
 	}
 	rg := fmt.Sprintf("bytes=%d-%d", 5*s+10, 5*s+20)
 	resp, err := get(nodes[0], rg)
@@ -318,7 +311,9 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 		t.Errorf("the origin got %v\nwant %v", got, want)
 	}
 
-	sliceHits := func(n *node.Node) float64 {
+	// sliceRequests counts n's slice requests with this cache_status
+	// ("" for all of them).
+	sliceRequests := func(n *node.Node, status string) (sum float64) {
 		mfs, err := n.Registry().Gather()
 		if err != nil {
 			t.Fatal(err)
@@ -326,20 +321,29 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 		for _, mf := range mfs {
 			if mf.GetName() == "meridian_edge_slice_requests_total" {
 				for _, m := range mf.GetMetric() {
-					if labels(m)["cache_status"] == "hit" && labels(m)["site"] == "site.test" {
-						return m.GetCounter().GetValue()
+					if (status == "" || labels(m)["cache_status"] == status) && labels(m)["site"] == "site.test" {
+						sum += m.GetCounter().GetValue()
 					}
 				}
 			}
 		}
-		return 0
+		return sum
 	}
-	whole(nodes[2], "v2")
-	whole(nodes[2], "v2") // e2 keeps hot copies of the slices its peers own
-	hits := sliceHits(nodes[2])
-	whole(nodes[2], "v2")
+	// A whole GET books its 16 slices as each subrequest ends, which can
+	// be just after the client has the answer: wait for them, so that
+	// none of one GET's is counted with the next's.
+	base := sliceRequests(nodes[2], "")
+	wholeBooked := func(k int) {
+		t.Helper()
+		whole(nodes[2], "v2")
+		poll.Until(t, 10*time.Second, fmt.Sprintf("e2 books %d slices", 16*k), func() bool { return sliceRequests(nodes[2], "")-base >= float64(16*k) })
+	}
+	wholeBooked(1)
+	wholeBooked(2) // e2 keeps hot copies of the slices its peers own
+	hits := sliceRequests(nodes[2], "hit")
+	wholeBooked(3)
 	settle()
-	if d := sliceHits(nodes[2]) - hits; d != 16 {
+	if d := sliceRequests(nodes[2], "hit") - hits; d != 16 {
 		t.Fatalf("e2 answered %v of the 16 slices from its own stores", d)
 	}
 	stored := func() (n int) {

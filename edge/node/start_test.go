@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -60,13 +61,14 @@ func TestStartFailingOnTheAdminListenerLeaksNothing(t *testing.T) {
 	}
 	// memberlist's probe goroutines end on their own after Shutdown;
 	// anything else left is a leak.
-	deadline := time.Now().Add(10 * time.Second)
-	err = goleak.Find(before)
-	for err != nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		err = goleak.Find(before)
-	}
-	if err != nil {
-		t.Fatalf("goroutines left by the failed start: %v", err)
-	}
+	var leak error
+	defer func() {
+		if leak != nil {
+			t.Errorf("goroutines left by the failed start: %v", leak)
+		}
+	}()
+	poll.Until(t, 10*time.Second, "the failed start's goroutines end", func() bool {
+		leak = goleak.Find(before)
+		return leak == nil
+	})
 }

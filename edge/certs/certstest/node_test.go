@@ -17,6 +17,7 @@ import (
 	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/certs/certstest"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // These tests are here, not in edge/node, for their leak check: certmagic
@@ -85,24 +86,20 @@ func TestNodeObtainsACertificateOverEachChallenge(t *testing.T) {
 					return (&net.Dialer{}).DialContext(ctx, "tcp", n.TLSAddr())
 				}}
 			defer tr.CloseIdleConnections()
-			deadline := time.Now().Add(90 * time.Second)
-			for {
+			poll.Until(t, 90*time.Second, "a verified HTTPS answer for www.node.test", func() bool {
 				req, _ := http.NewRequest("GET", "https://www.node.test/x", nil)
 				resp, err := tr.RoundTrip(req)
-				if err == nil {
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 || string(body) != "origin for www.node.test" || resp.ProtoMajor != 2 {
-						t.Fatalf("over HTTPS with the ACME certificate: %s %d %q", resp.Proto, resp.StatusCode, body)
-					}
-					break
+				if err != nil {
+					tr.CloseIdleConnections()
+					return false
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no verified HTTPS answer for www.node.test after 90s: %v", err)
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(body) != "origin for www.node.test" || resp.ProtoMajor != 2 {
+					t.Fatalf("over HTTPS with the ACME certificate: %s %d %q", resp.Proto, resp.StatusCode, body)
 				}
-				tr.CloseIdleConnections()
-				time.Sleep(100 * time.Millisecond)
-			}
+				return true
+			})
 			if got := p.Ordered("www.node.test"); got != 1 {
 				t.Fatalf("%d orders, want 1", got)
 			}
