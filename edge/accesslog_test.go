@@ -67,7 +67,7 @@ type fronts struct {
 	shutdown func()
 }
 
-func newFronts(t *testing.T, originURL string, opt edge.Options) *fronts {
+func newFronts(t *testing.T, originURL string, opt edge.Options, mutate ...func(*edge.Config)) *fronts {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM, keyPEM, err := listen.SelfSignedCert([]string{"127.0.0.1", testHost}, time.Now())
@@ -81,6 +81,9 @@ func newFronts(t *testing.T, originURL string, opt edge.Options) *fronts {
 		TLS:    &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile},
 		Server: edge.ServerConfig{Front: edge.FrontFast, TrustedProxies: []string{"127.0.0.1"}},
 		Sites:  []edge.SiteConfig{{Hosts: []string{testHost}, Origin: originURL, Timeout: 5 * time.Second}}}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}

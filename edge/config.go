@@ -289,8 +289,9 @@ type ServerConfig struct {
 	// for this long: a client that stops reading (a slow-read attack)
 	// holds no connection, goroutine or socket buffer for longer, while
 	// a slow client that keeps reading is never cut (nginx's
-	// send_timeout). HTTP/1.1 and HTTP/2; HTTP/3 has QUIC's idle
-	// timeout. Default 60s.
+	// send_timeout). On HTTP/2 and HTTP/3 it holds each stream too: a
+	// stream its client gives no flow-control credit for this long is
+	// reset, though the connection makes progress. Default 60s.
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// MaxHeaderBytes limits a request's header size. Default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`

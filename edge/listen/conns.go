@@ -340,7 +340,9 @@ func (g *connGuard) record(reset bool, proto int) {
 
 // guardResets records, for each request on a guarded connection, whether
 // its client went away (its context ended) before the response started.
-func guardResets(next http.Handler) http.Handler {
+// On HTTP/2 and HTTP/3 it also holds each answer to the send timeout
+// (server.send_timeout; 0 for none, see watchedWriter.send).
+func guardResets(next http.Handler, sendTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g, _ := r.Context().Value(connGuardKey{}).(*connGuard)
 		if g == nil {
@@ -348,15 +350,47 @@ func guardResets(next http.Handler) http.Handler {
 			return
 		}
 		ww := &watchedWriter{ResponseWriter: w}
+		if r.ProtoMajor >= 2 && sendTimeout > 0 {
+			if d, ok := w.(writeDeadliner); ok {
+				ww.send, ww.deadliner = sendTimeout, d
+			}
+		}
 		defer func() { g.record(!ww.started && r.Context().Err() != nil, r.ProtoMajor) }()
 		next.ServeHTTP(ww, r)
 	})
 }
 
-// watchedWriter notes whether a final response was started.
+// writeDeadliner is a stream's writer with a write deadline: HTTP/2's
+// (net/http resets the stream when it passes) and HTTP/3's (quic-go's
+// stream write fails).
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// watchedWriter notes whether a final response was started and, on an
+// HTTP/2 or HTTP/3 stream, holds the answer to the send timeout.
+//
+// The send timeout on those protocols: a client can keep reading the
+// connection yet never grant the stream flow-control credit (no
+// WINDOW_UPDATE, no MAX_STREAM_DATA), and the stream's writes then wait
+// for ever, holding the handler's goroutine and what it holds, which the
+// connection's own deadline (sendDeadline) cannot see: the connection
+// makes progress. So a stream gets a write deadline of send from its
+// first write of a body (the time an answer waits for upstream before it
+// is not counted, and a header alone needs no flow-control credit),
+// moved to send from now before the writes of a long answer (at most
+// every send/4, at most every second), which go in chunks of sendChunk:
+// the stream is reset when a write made no progress for about send, and
+// never while the client takes the answer, however large. An answer
+// that then sends nothing for send (a stream from the origin with such
+// a pause) is reset too, where the origin's read_timeout (30 s by
+// default) would have ended it first.
 type watchedWriter struct {
 	http.ResponseWriter
-	started bool
+	started   bool
+	send      time.Duration  // the send timeout; 0 for none
+	deadliner writeDeadliner // the stream's, with send
+	renewed   time.Time      // when the deadline last moved; zero before the first write
 }
 
 func (w *watchedWriter) WriteHeader(code int) {
@@ -366,14 +400,41 @@ func (w *watchedWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *watchedWriter) Write(p []byte) (int, error) {
+func (w *watchedWriter) Write(p []byte) (n int, err error) {
 	w.started = true
-	return w.ResponseWriter.Write(p)
+	if w.send <= 0 {
+		return w.ResponseWriter.Write(p)
+	}
+	for {
+		w.renew()
+		m := min(len(p), sendChunk)
+		k, err := w.ResponseWriter.Write(p[:m])
+		n += k
+		if err != nil || m == len(p) {
+			return n, err
+		}
+		p = p[m:]
+	}
+}
+
+// renew moves the stream's write deadline to send from now, unless it
+// moved within the last send/4 (at most a second): on HTTP/2 a move is a
+// message to the connection's goroutine, so not on every write.
+func (w *watchedWriter) renew() {
+	now := time.Now()
+	if now.Sub(w.renewed) < min(w.send/4, time.Second) {
+		return
+	}
+	w.renewed = now
+	w.deadliner.SetWriteDeadline(now.Add(w.send))
 }
 
 // Flush sends what is buffered (a 200 header at least).
 func (w *watchedWriter) Flush() {
 	w.started = true
+	if w.send > 0 {
+		w.renew()
+	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

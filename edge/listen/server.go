@@ -263,7 +263,7 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 		s.secureLn, s.udp = ln, udp
 		break
 	}
-	guarded := guardResets(s.handler)
+	guarded := guardResets(s.handler, s.cfg.Server.SendTimeout)
 	handler := guarded
 	altSvc := "" // the HTTP/3 advertised to "auto" sites; "" without HTTP/3
 	if s.udp != nil {
