@@ -7,7 +7,7 @@ import "testing"
 // at once, which is no loop; the same slice, or a range of an object
 // asked for whole (a resumption), still is.
 func TestLoopGuardTellsSlicesApart(t *testing.T) {
-	n := &Node{inflight: map[string]int{}}
+	n := &Member{inflight: map[string]int{}}
 	done := n.asking("site.test", "/v.mp4", "bytes=0-1048575")
 	if n.isAsking("site.test", "/v.mp4", "bytes=1048576-2097151") {
 		t.Error("asking for slice 0 refuses a peer's request for slice 1")

@@ -22,7 +22,7 @@ const AckHeader = "Meridian-Ack"
 // it (answered 2xx naming itself in AckHeader) and who did not, each
 // sorted. The request is signed like a peer fill, so only members holding
 // the secret can send one.
-func (n *Node) Broadcast(ctx context.Context, target string, extra map[string]string) (acked, failed []string) {
+func (n *Member) Broadcast(ctx context.Context, target string, extra map[string]string) (acked, failed []string) {
 	peers := map[string]string{}
 	for name, addr := range extra {
 		peers[name] = addr
@@ -59,7 +59,7 @@ func (n *Node) Broadcast(ctx context.Context, target string, extra map[string]st
 }
 
 // send delivers one signed internal request and checks the ack.
-func (n *Node) send(ctx context.Context, name, addr, target string) error {
+func (n *Member) send(ctx context.Context, name, addr, target string) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.PeerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.scheme+"://"+addr+target, nil)
@@ -83,7 +83,7 @@ func (n *Node) send(ctx context.Context, name, addr, target string) error {
 // SendTo delivers one signed internal request (see Broadcast) to the named
 // member: at addr, or at its current peer endpoint when it is a live
 // member.
-func (n *Node) SendTo(ctx context.Context, name, addr, target string) error {
+func (n *Member) SendTo(ctx context.Context, name, addr, target string) error {
 	if v := n.view.Load(); v != nil && v.addrs[name] != "" {
 		addr = v.addrs[name]
 	}

@@ -37,11 +37,11 @@ type Config struct {
 	// a member and serves what it holds, but owns no key; about 1/n of
 	// the region's keys move to the other members, none between them
 	// (see ring.Peer.Draining). A config reload (SIGHUP) applies it to a
-	// running member ([Node.SetDraining]). Default false.
+	// running member ([Member.SetDraining]). Default false.
 	Draining bool `yaml:"draining"`
 
 	// GossipListen is the IP:port memberlist binds for gossip (UDP and
-	// TCP on the same port). Port 0 picks a free port ([Node.GossipAddr]
+	// TCP on the same port). Port 0 picks a free port ([Member.GossipAddr]
 	// reports it). Default "0.0.0.0:7946", memberlist's port.
 	GossipListen string `yaml:"gossip_listen"`
 	// Advertise is the IP:port the other members reach this member's
@@ -70,7 +70,7 @@ type Config struct {
 	// Required unless SecretFile is set.
 	Secret string `yaml:"secret"`
 	// SecretFile is a file holding the secret (surrounding white space is
-	// trimmed), read when the Node is created. Default none.
+	// trimmed), read when the Member is created. Default none.
 	SecretFile string `yaml:"secret_file"`
 
 	// TLS puts the links between members on mutual TLS with the cluster

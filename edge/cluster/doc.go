@@ -4,9 +4,9 @@
 //
 // # How it plugs into an edge
 //
-// A [Node] is one edge's membership. Build it with [New] before the edge,
-// give the edge [Node.Transport] as the path of each site's fills
-// (edge.Options.WrapUpstream), then [Node.Start] it with the edge's
+// A [Member] is one edge's membership. Build it with [New] before the edge,
+// give the edge [Member.Transport] as the path of each site's fills
+// (edge.Options.WrapUpstream), then [Member.Start] it with the edge's
 // handler (a [PeerServer]):
 //
 //	node, err := cluster.New(cfg, cluster.Options{Logger: log})
@@ -133,9 +133,9 @@
 //
 // # The origin shield, failover and purges
 //
-// Node.Shield sends a region's fills to the key's owner in a shield
-// region (one origin fetch for the whole CDN), Node.Failover to another
-// region's owner when this region's own path fails, and Node.Broadcast
+// Member.Shield sends a region's fills to the key's owner in a shield
+// region (one origin fetch for the whole CDN), Member.Failover to another
+// region's owner when this region's own path fails, and Member.Broadcast
 // carries purges to every member and region. All of them use the same
 // signed peer requests.
 //
@@ -167,7 +167,7 @@
 // TLS 1.3 with HTTP/1.1: the peer endpoint asks for a client certificate,
 // and each end checks the other's against the cluster CA (see
 // [TLSConfig]); a certificate of another CA, an expired one, or none
-// fails the handshake and is counted ([Node.TLSRefused]). The links gain
+// fails the handshake and is counted ([Member.TLSRefused]). The links gain
 // confidentiality and integrity: an answer altered on the way fails the
 // record's MAC, the ask fails like a peer that reset, and the fill goes to
 // the next source; the asker never stores it. The signature stays the
@@ -178,7 +178,7 @@
 //
 // # Locks
 //
-// Node.life serializes Start, Leave and Close; mu guards the members, the
+// Member.life serializes Start, Leave and Close; mu guards the members, the
 // metadata and the advertised addresses; smu the suspects; amu the
 // objects this member is asking a peer for; kmu the addresses of members
 // seen. Each is held for map operations only, never across network I/O

@@ -27,7 +27,7 @@ import (
 // fail over again; the decision rests on the signed peer request
 // (fill.Info.Peer), never on a client's Via. It fails only when a
 // region has no Ring and its Peers make none.
-func (n *Node) Failover(regions []ShieldRegion, next fill.Upstream) (fill.Upstream, error) {
+func (n *Member) Failover(regions []ShieldRegion, next fill.Upstream) (fill.Upstream, error) {
 	t := &failoverTransport{n: n, next: next}
 	for _, sr := range regions {
 		r, err := sr.ring()
@@ -43,7 +43,7 @@ func (n *Node) Failover(regions []ShieldRegion, next fill.Upstream) (fill.Upstre
 }
 
 type failoverTransport struct {
-	n       *Node
+	n       *Member
 	next    fill.Upstream
 	regions []shieldRing
 	names   []string // every other region's edge names (signed senders)

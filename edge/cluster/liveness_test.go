@@ -184,7 +184,7 @@ func TestDisagreeingRingsDoNotDeadlock(t *testing.T) {
 	osrv := httptest.NewServer(demo)
 	defer func() { demo.Close(); osrv.CloseClientConnections(); osrv.Close() }()
 	log := slog.New(slog.DiscardHandler)
-	mk := func(name string) (*Node, *edge.Handler, *httptest.Server) {
+	mk := func(name string) (*Member, *edge.Handler, *httptest.Server) {
 		n, err := New(Config{Name: name, GossipListen: "127.0.0.1:0", PeerListen: "127.0.0.1:0",
 			Secret: testSecret, PeerTimeout: 300 * time.Millisecond}, Options{Logger: log})
 		if err != nil {

@@ -26,7 +26,7 @@ var notFound = cluster.PeerServerFunc(func(w http.ResponseWriter, r *http.Reques
 
 // startNode starts a bare member (its peer endpoint answers 404) on
 // loopback with the local preset.
-func startNode(t *testing.T, name string, mutate func(*cluster.Config), opt cluster.Options) *cluster.Node {
+func startNode(t *testing.T, name string, mutate func(*cluster.Config), opt cluster.Options) *cluster.Member {
 	t.Helper()
 	cfg := cluster.Config{
 		Name:         name,
@@ -86,7 +86,7 @@ func TestSeedDNSJoinsWhenSeedsAppear(t *testing.T) {
 		t.Fatalf("b's members before the seed appears: %s", got)
 	}
 	res.ready.Store(true)
-	for _, n := range []*cluster.Node{a, b} {
+	for _, n := range []*cluster.Member{a, b} {
 		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool {
 			return names(n.Members()) == "a,b" && n.Ring().Len() == 2
 		})
@@ -103,7 +103,7 @@ func TestStaticSeedThatStartsLater(t *testing.T) {
 	ln.Close()
 	b := startNode(t, "b", func(c *cluster.Config) { c.Seeds = []string{seed} }, cluster.Options{})
 	a := startNode(t, "a", func(c *cluster.Config) { c.GossipListen = seed; c.Seeds = []string{seed} }, cluster.Options{})
-	for _, n := range []*cluster.Node{a, b} {
+	for _, n := range []*cluster.Member{a, b} {
 		poll.Until(t, 10*time.Second, n.Name()+" sees a and b", func() bool { return names(n.Members()) == "a,b" })
 	}
 }

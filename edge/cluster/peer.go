@@ -52,7 +52,7 @@ func (f PeerServerFunc) ServePeer(w http.ResponseWriter, r *http.Request, peer f
 //
 // Start serves it on the peer listener; it is exported for servers that
 // mount it themselves.
-func (n *Node) PeerHandler(next PeerServer) http.Handler {
+func (n *Member) PeerHandler(next PeerServer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

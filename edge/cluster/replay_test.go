@@ -19,7 +19,7 @@ import (
 // purgeReceiver is a member whose edge acknowledges internal requests and
 // records their targets.
 type purgeReceiver struct {
-	node *cluster.Node
+	node *cluster.Member
 	mu   sync.Mutex
 	got  []string
 }

@@ -22,7 +22,7 @@ const ReplicatePath = "/_meridian/replicate"
 // replicate asks the key's other replicas to take a copy of what this
 // member, its owner, is filling from upstream: each fetches it from this
 // member (joining the fill in flight, or a hit once stored), so the copy
-// costs no origin request. It runs in the background, owned by the Node.
+// costs no origin request. It runs in the background, owned by the Member.
 func (t *peerTransport) replicate(req *http.Request, fi fill.Info, resp *http.Response) {
 	n := t.n
 	if n.cfg.Replicas < 2 || resp == nil || resp.StatusCode != http.StatusOK || isReplicaFill(req, fi) || n.closed.Load() {

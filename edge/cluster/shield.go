@@ -72,7 +72,7 @@ var errNoShield = errors.New("no origin shield answered and direct origin fills 
 // Put it under Transport: a member fills from the key's owner in its own
 // region first, and only the owner's fill reaches the shield. It fails
 // only when a region has no Ring and its Peers make none.
-func (n *Node) Shield(opt ShieldOptions, origin fill.Upstream) (fill.Upstream, error) {
+func (n *Member) Shield(opt ShieldOptions, origin fill.Upstream) (fill.Upstream, error) {
 	t := &shieldTransport{n: n, origin: origin, direct: opt.Direct, onFallback: opt.OnFallback, onAnswer: opt.OnAnswer}
 	for _, sr := range opt.Regions {
 		r, err := sr.ring()
@@ -94,7 +94,7 @@ type shieldRing struct {
 }
 
 type shieldTransport struct {
-	n          *Node
+	n          *Member
 	origin     fill.Upstream
 	regions    []shieldRing
 	names      []string // every shield edge's name, for the loop guard (signed sender)

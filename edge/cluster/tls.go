@@ -33,7 +33,7 @@ import (
 //
 // The files are read when the node starts, and again without a restart
 // (as the sites' certificates, by edge/certs) when one of them changes
-// (checked every ReloadInterval) or on SIGHUP (Node.ReloadTLS): the next
+// (checked every ReloadInterval) or on SIGHUP (Member.ReloadTLS): the next
 // handshake of a link, either end, uses the new certificate and CA, and
 // the connections open keep theirs, so no link request is dropped. Files
 // that do not load or check (a key that does not match, a certificate
@@ -292,7 +292,7 @@ func (s sessionsOf) Put(key string, cs *tls.ClientSessionState) { s.w.Get().sess
 // SIGHUP), whether or not they changed: the next handshake of a link
 // uses them. On error (a file that does not load or check) the running
 // ones stay. Without cluster.tls it does nothing.
-func (n *Node) ReloadTLS() error {
+func (n *Member) ReloadTLS() error {
 	if n.tls == nil {
 		return nil
 	}
@@ -302,7 +302,7 @@ func (n *Node) ReloadTLS() error {
 // TLSExpiries is the expiry of this member's link certificate, for the
 // metric meridian_tls_certificate_expiry_timestamp_seconds (source
 // cluster.tls); none without cluster.tls.
-func (n *Node) TLSExpiries() []certs.Expiry {
+func (n *Member) TLSExpiries() []certs.Expiry {
 	if n.tls == nil {
 		return nil
 	}
@@ -316,7 +316,7 @@ func (n *Node) TLSExpiries() []certs.Expiry {
 // the other end's certificate (none, expired, not the cluster CA's), as
 // server or client, for metrics: on a healthy region it stays still.
 // Always 0 without cluster.tls.
-func (n *Node) TLSRefused() uint64 {
+func (n *Member) TLSRefused() uint64 {
 	if n.tls == nil {
 		return 0
 	}
@@ -324,7 +324,7 @@ func (n *Node) TLSRefused() uint64 {
 }
 
 // TLS reports whether this member's links are on mutual TLS.
-func (n *Node) TLS() bool { return n.tls != nil }
+func (n *Member) TLS() bool { return n.tls != nil }
 
 // errNoPeerCert refuses a handshake in which the other end showed no
 // certificate.

@@ -106,7 +106,7 @@ func TestTLSConfigCheck(t *testing.T) {
 
 // startTLSReceiver is a member whose edge acknowledges internal requests
 // and counts them; tls is its cluster.tls.
-func startTLSReceiver(t *testing.T, tlsc cluster.TLSConfig) (*cluster.Node, func() int) {
+func startTLSReceiver(t *testing.T, tlsc cluster.TLSConfig) (*cluster.Member, func() int) {
 	t.Helper()
 	var mu sync.Mutex
 	got := 0

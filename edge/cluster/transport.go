@@ -61,13 +61,13 @@ var (
 // verified: the loop guard) is never sent to another peer, apart from the
 // cache-only consult of a new owner. The caller's request is never
 // modified.
-func (n *Node) Transport(origin fill.Upstream) fill.Upstream {
+func (n *Member) Transport(origin fill.Upstream) fill.Upstream {
 	return &peerTransport{n: n, origin: origin}
 }
 
 // peerTransport is the Upstream Transport returns.
 type peerTransport struct {
-	n      *Node
+	n      *Member
 	origin fill.Upstream
 }
 
@@ -164,7 +164,7 @@ func (t *peerTransport) ownerFill(req *http.Request, fi fill.Info) (*http.Respon
 }
 
 // consult asks the members that may hold a copy of the key (see
-// Node.holders), from their caches only, and returns the first one's
+// Member.holders), from their caches only, and returns the first one's
 // answer; nil if none has one. The answer is not marked as a peer's: this
 // member owns the key and keeps the copy.
 func (t *peerTransport) consult(req *http.Request, fi fill.Info) *http.Response {
@@ -213,7 +213,7 @@ func (t *peerTransport) toOrigin(req *http.Request, fi fill.Info) (*http.Respons
 // route returns the member a fill of key should go to: its owner, or when
 // the owner is suspect and there are replicas, its first live replica;
 // never this member.
-func (n *Node) route(key string) (owner, addr string, ok bool) {
+func (n *Member) route(key string) (owner, addr string, ok bool) {
 	if n.closed.Load() {
 		return "", "", false
 	}
@@ -254,7 +254,7 @@ type holder struct{ name, addr string }
 // replicas; and for handoffWindow after a membership change, the key's
 // owner and replicas on the ring before it (for a member that just
 // started, the ring without it: who held its keys while it was away).
-func (n *Node) holders(key string) []holder {
+func (n *Member) holders(key string) []holder {
 	v := n.view.Load()
 	if v == nil || n.closed.Load() {
 		return nil
@@ -298,7 +298,7 @@ func slicesContainsName(hs []holder, name string) bool {
 // how long the fill itself takes is bounded by req's context alone (the
 // edge's first-byte timeout). It returns an error for any answer that is
 // not the member's own.
-func (n *Node) askPeer(req *http.Request, fi fill.Info, name, addr, hop string) (*http.Response, error) {
+func (n *Member) askPeer(req *http.Request, fi fill.Info, name, addr, hop string) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	silent := time.AfterFunc(n.cfg.PeerTimeout, func() { cancel(errPeerSilent) })
 	interim := 0
@@ -424,7 +424,7 @@ type readCloser struct {
 }
 
 // markSuspect passes over a member that failed to answer for SuspectFor.
-func (n *Node) markSuspect(name string) {
+func (n *Member) markSuspect(name string) {
 	n.smu.Lock()
 	n.suspect[name] = n.now().Add(n.cfg.SuspectFor)
 	n.nSuspect.Store(int32(len(n.suspect)))
@@ -434,7 +434,7 @@ func (n *Node) markSuspect(name string) {
 
 // isSuspect reports whether a member is being passed over. With no
 // suspects, as almost always, it takes no lock.
-func (n *Node) isSuspect(name string) bool {
+func (n *Member) isSuspect(name string) bool {
 	if n.nSuspect.Load() == 0 {
 		return false
 	}
@@ -450,7 +450,7 @@ func (n *Node) isSuspect(name string) bool {
 }
 
 // clearSuspect forgets a suspicion, when the member (re)joins.
-func (n *Node) clearSuspect(name string) {
+func (n *Member) clearSuspect(name string) {
 	n.smu.Lock()
 	delete(n.suspect, name)
 	n.nSuspect.Store(int32(len(n.suspect)))
@@ -462,7 +462,7 @@ func (n *Node) clearSuspect(name string) {
 // Range of a slice's fill (see edge's slice_bytes) is part of what is
 // asked: the slices of one object are owned by different members, which
 // ask each other for them without a loop.
-func (n *Node) asking(host, target, rng string) (done func()) {
+func (n *Member) asking(host, target, rng string) (done func()) {
 	k := host + " " + target + " " + rng
 	n.amu.Lock()
 	n.inflight[k]++
@@ -479,7 +479,7 @@ func (n *Node) asking(host, target, rng string) (done func()) {
 // isAsking reports whether this member waits for a peer's answer for the
 // object at host and target: for the range rng of it (a slice, or the
 // rest of a body being resumed), or for the whole object.
-func (n *Node) isAsking(host, target, rng string) bool {
+func (n *Member) isAsking(host, target, rng string) bool {
 	n.amu.Lock()
 	defer n.amu.Unlock()
 	k := host + " " + target + " "
@@ -488,4 +488,4 @@ func (n *Node) isAsking(host, target, rng string) bool {
 
 // Consulted counts the fills this member, as a key's owner, took from a
 // peer's copy (a replica or the previous owner) instead of upstream.
-func (n *Node) Consulted() uint64 { return n.consulted.Load() }
+func (n *Member) Consulted() uint64 { return n.consulted.Load() }

@@ -64,7 +64,7 @@ type rig struct {
 	clock  *fakeclock.Clock // the edge's and the node's
 	origin *origin.Demo
 	owner  *fakeOwner
-	node   *Node
+	node   *Member
 	edge   *edge.Handler
 	ring   *ring.Ring
 }

@@ -384,7 +384,7 @@ type Node struct {
 	admin    *edge.Admin
 	adminSrv *http.Server
 	adminLn  net.Listener
-	cluster  *cluster.Node // nil outside a cluster
+	cluster  *cluster.Member // nil outside a cluster
 	// accessLog is the access log; nil when off. A file one is reopened
 	// by ReopenLogs and closed by Shutdown.
 	accessLog *edge.AccessLog
@@ -654,7 +654,7 @@ func Start(cfg Config, opt Options) (*Node, error) {
 // ring beforehand, so the chain cannot fail to build; if it ever did, the
 // site's fills fail with the reason (logged) rather than silently
 // skipping the shield.
-func (n *Node) wrapUpstream(cn *cluster.Node, sc edge.SiteConfig, up fill.Upstream) fill.Upstream {
+func (n *Node) wrapUpstream(cn *cluster.Member, sc edge.SiteConfig, up fill.Upstream) fill.Upstream {
 	hooks := cluster.ShieldOptions{OnFallback: n.shieldFallback, OnAnswer: n.shieldAnswer}
 	sp, ok := n.applying.site(sc)
 	var err error
@@ -754,7 +754,7 @@ func (n *Node) config() Config {
 }
 
 // Cluster is the node's region membership, nil outside a cluster.
-func (n *Node) Cluster() *cluster.Node { return n.cluster }
+func (n *Node) Cluster() *cluster.Member { return n.cluster }
 
 // Handler is the node's edge cache.
 func (n *Node) Handler() *edge.Handler { return n.handler }

@@ -226,7 +226,7 @@ func (p *Plan) site(sc edge.SiteConfig) (*SitePlan, bool) {
 
 // wrap puts a site's chain around its origin pool: the shield under the
 // failover under the region's peer transport.
-func (sp *SitePlan) wrap(cn *cluster.Node, hooks cluster.ShieldOptions, up fill.Upstream) (fill.Upstream, error) {
+func (sp *SitePlan) wrap(cn *cluster.Member, hooks cluster.ShieldOptions, up fill.Upstream) (fill.Upstream, error) {
 	if len(sp.shield.Regions) > 0 {
 		so := sp.shield
 		so.OnFallback, so.OnAnswer = hooks.OnFallback, hooks.OnAnswer

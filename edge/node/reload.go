@@ -75,7 +75,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 	keep("tracing", old.Tracing != next.Tracing, func() { eff.Tracing = old.Tracing })
 	drainChanged := false
 	if old.Cluster != nil && next.Cluster != nil {
-		// cluster.draining is applied (cluster.Node.SetDraining); the
+		// cluster.draining is applied (cluster.Member.SetDraining); the
 		// rest of the section keeps its running values.
 		running := *old.Cluster
 		running.Draining = next.Cluster.Draining
@@ -110,7 +110,7 @@ func reconcile(old, next Config) (Config, ReloadReport) {
 		r.Applied = append(r.Applied, "cluster.draining")
 	}
 	if eff.Cluster != nil && eff.Cluster.TLS.Enabled() {
-		// Node.reload calls cluster.Node.ReloadTLS, as it re-reads the
+		// Node.reload calls cluster.Member.ReloadTLS, as it re-reads the
 		// sites' certificate files.
 		r.Applied = append(r.Applied, "cluster.tls: certificate files re-read")
 	}

@@ -104,7 +104,7 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 }
 
 // A reload re-reads the certificate files of the cluster's links
-// (cluster.Node.ReloadTLS), as it does the sites': the report says so,
+// (cluster.Member.ReloadTLS), as it does the sites': the report says so,
 // even when the config did not change.
 func TestReconcileNamesTheLinkCertificatesReRead(t *testing.T) {
 	base := planConfig()

@@ -107,7 +107,7 @@ type Node struct {
 	// Edge is its cache handler (Node.Handler()).
 	Edge *edge.Handler
 	// Cluster is its membership (Node.Cluster()).
-	Cluster *cluster.Node
+	Cluster *cluster.Member
 	// URL is the base URL of its client listener, http://127.0.0.1:port.
 	URL string
 

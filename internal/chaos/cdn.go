@@ -438,7 +438,7 @@ func (c *CDN) WatchRings() (changed func() bool) {
 }
 
 // Suspicions is how many times the running edges have passed over a peer
-// as suspect (cluster.Node.Suspicions), summed.
+// as suspect (cluster.Member.Suspicions), summed.
 func (c *CDN) Suspicions() uint64 {
 	var sum uint64
 	for _, e := range c.Edges() {

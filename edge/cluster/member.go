@@ -26,7 +26,7 @@ import (
 	"github.com/meridiancdn/meridian/ring"
 )
 
-// Options are the hooks a Node is built with. The zero value works.
+// Options are the hooks a Member is built with. The zero value works.
 type Options struct {
 	// Logger receives membership changes and peer failures (memberlist's
 	// own log at debug level). Nil means slog.Default().
@@ -46,10 +46,10 @@ type Resolver interface {
 // dnsTimeout bounds one lookup of Config.SeedDNS.
 const dnsTimeout = 5 * time.Second
 
-// Node is one edge's membership in its region: gossip, the ring, the peer
+// Member is one edge's membership in its region: gossip, the ring, the peer
 // endpoint and the peer-fill transport. Create it with [New]; it is safe
 // for concurrent use, and Close stops everything it started.
-type Node struct {
+type Member struct {
 	changes  atomic.Uint64 // membership events seen
 	cfg      Config
 	preset   preset
@@ -143,7 +143,7 @@ type metadata struct {
 // New checks cfg, reads the secret and binds the peer listener, so that a
 // bad config or a busy port is reported here. The node does not serve or
 // gossip until Start. Close releases it.
-func New(cfg Config, opt Options) (*Node, error) {
+func New(cfg Config, opt Options) (*Member, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -164,7 +164,7 @@ func New(cfg Config, opt Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{
+	n := &Member{
 		cfg:      cfg,
 		preset:   pr,
 		log:      opt.Logger,
@@ -234,7 +234,7 @@ func New(cfg Config, opt Options) (*Node, error) {
 // setPeerAddr works out the advertised peer endpoint: the bound address,
 // with a wildcard host replaced by the advertised gossip IP (gossipIP,
 // nil before Start) or the configured one, and the metadata naming it.
-func (n *Node) setPeerAddr(gossipIP net.IP) error {
+func (n *Member) setPeerAddr(gossipIP net.IP) error {
 	ap, err := netip.ParseAddrPort(n.peerLn.Addr().String())
 	if err != nil {
 		return fmt.Errorf("cluster.peer_listen: %w", err)
@@ -272,7 +272,7 @@ func (n *Node) setPeerAddr(gossipIP net.IP) error {
 
 // encodeMetadata is this member's gossip metadata with peer endpoint addr
 // and drain.
-func (n *Node) encodeMetadata(addr string, drain bool) ([]byte, error) {
+func (n *Member) encodeMetadata(addr string, drain bool) ([]byte, error) {
 	meta, err := json.Marshal(metadata{Peer: addr, Zone: n.cfg.Zone, Weight: n.cfg.Weight, Drain: drain})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: metadata: %w", err)
@@ -297,7 +297,7 @@ const metaUpdateTimeout = 5 * time.Second
 // change has gone out on the gossip; an error after metaUpdateTimeout
 // means the change is made here and still spreading. It is refused after
 // Leave or Close.
-func (n *Node) SetDraining(on bool) error {
+func (n *Member) SetDraining(on bool) error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed.Load() || n.left {
@@ -330,7 +330,7 @@ func (n *Node) SetDraining(on bool) error {
 
 // Draining reports whether this member is draining (Config.Draining,
 // then SetDraining).
-func (n *Node) Draining() bool {
+func (n *Member) Draining() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.draining
@@ -355,9 +355,9 @@ func decodeMetadata(b []byte) (metadata, error) {
 }
 
 // Start serves the peer endpoint with next (the edge's handler, behind
-// [Node.PeerHandler]), starts gossiping and joins the seeds in the
+// [Member.PeerHandler]), starts gossiping and joins the seeds in the
 // background. If Start fails, Close still releases what it started.
-func (n *Node) Start(next PeerServer) error {
+func (n *Member) Start(next PeerServer) error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed.Load() {
@@ -449,7 +449,7 @@ func (n *Node) Start(next PeerServer) error {
 // interval. Joining a live member would only repeat a state exchange, so
 // addresses of live members are skipped, and a region that is whole
 // makes no join at all.
-func (n *Node) joinLoop(ml *memberlist.Memberlist) {
+func (n *Member) joinLoop(ml *memberlist.Memberlist) {
 	defer n.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -517,7 +517,7 @@ func (n *Node) joinLoop(ml *memberlist.Memberlist) {
 // last addresses of members seen alive within preset.forget, without
 // this member's own address and without the addresses of members alive
 // now.
-func (n *Node) joinTargets() []string {
+func (n *Member) joinTargets() []string {
 	// memberlist's Members hands out nodes its goroutines write to: the
 	// live set comes from this member's own record of the gossip.
 	n.mu.Lock()
@@ -551,7 +551,7 @@ func (n *Node) joinTargets() []string {
 }
 
 // remember records where a live member gossips, for joinLoop.
-func (n *Node) remember(name, gossip string) {
+func (n *Member) remember(name, gossip string) {
 	if name == n.cfg.Name || gossip == "" {
 		return
 	}
@@ -562,7 +562,7 @@ func (n *Node) remember(name, gossip string) {
 
 // seeds returns the gossip addresses to join: the static seeds and the
 // records of SeedDNS, without this member's own address.
-func (n *Node) seeds() []string {
+func (n *Member) seeds() []string {
 	self := map[string]bool{normAddr(n.GossipAddr()): true, normAddr(n.cfg.GossipListen): true}
 	var out []string
 	for _, s := range n.cfg.Seeds {
@@ -600,7 +600,7 @@ func normAddr(s string) string {
 // request path, and swaps it in. A change waits preset.settle for more to
 // arrive; changes that arrive during the wait or a build are folded into
 // one build, and none is made if the members end up as they were.
-func (n *Node) rebuildLoop() {
+func (n *Member) rebuildLoop() {
 	defer n.wg.Done()
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
@@ -676,7 +676,7 @@ func sameMembers(v *view, peers []ring.Peer, addrs map[string]string) bool {
 	return true
 }
 
-func (n *Node) signalRebuild() {
+func (n *Member) signalRebuild() {
 	select {
 	case n.rebuild <- struct{}{}:
 	default: // a rebuild is already due; it will see this change
@@ -684,7 +684,7 @@ func (n *Node) signalRebuild() {
 }
 
 // memberUp records a joined or updated member.
-func (n *Node) memberUp(nd *memberlist.Node, event string) {
+func (n *Member) memberUp(nd *memberlist.Node, event string) {
 	md, err := decodeMetadata(nd.Meta)
 	if err == nil {
 		err = checkName(nd.Name)
@@ -711,7 +711,7 @@ func (n *Node) memberUp(nd *memberlist.Node, event string) {
 }
 
 // memberDown records a member that left or failed.
-func (n *Node) memberDown(nd *memberlist.Node) {
+func (n *Member) memberDown(nd *memberlist.Node) {
 	n.mu.Lock()
 	_, had := n.members[nd.Name]
 	delete(n.members, nd.Name)
@@ -731,7 +731,7 @@ func (n *Node) memberDown(nd *memberlist.Node) {
 
 // delegate receives memberlist's callbacks. They run under memberlist's
 // locks: they only record the change and signal the rebuild loop.
-type delegate struct{ n *Node }
+type delegate struct{ n *Member }
 
 var (
 	_ memberlist.Delegate      = delegate{}
@@ -757,14 +757,14 @@ func (d delegate) NotifyLeave(nd *memberlist.Node)  { d.n.memberDown(nd) }
 
 // PeerGate is the cap on the peer endpoint's requests in flight
 // (Config.PeerLimits), a prometheus.Collector of its own metrics.
-func (n *Node) PeerGate() *limit.Gate { return n.peerGate }
+func (n *Member) PeerGate() *limit.Gate { return n.peerGate }
 
 // Name returns this member's name.
-func (n *Node) Name() string { return n.cfg.Name }
+func (n *Member) Name() string { return n.cfg.Name }
 
 // PeerAddr returns the advertised host:port of this member's peer
 // endpoint.
-func (n *Node) PeerAddr() string {
+func (n *Member) PeerAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.peerAddr
@@ -772,7 +772,7 @@ func (n *Node) PeerAddr() string {
 
 // GossipAddr returns the advertised IP:port of this member's gossip, the
 // address other members use as a seed; "" before Start.
-func (n *Node) GossipAddr() string {
+func (n *Member) GossipAddr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.gossipAddr
@@ -780,20 +780,20 @@ func (n *Node) GossipAddr() string {
 
 // MembershipChanges counts the joins, leaves, failures and updates this
 // member has seen, for metrics (a flapping peer makes it climb).
-func (n *Node) MembershipChanges() uint64 { return n.changes.Load() }
+func (n *Member) MembershipChanges() uint64 { return n.changes.Load() }
 
 // Replays counts the signed peer requests this member refused because
 // their signature had been used before (a replayed request), for metrics.
-func (n *Node) Replays() uint64 { return n.replays.Load() }
+func (n *Member) Replays() uint64 { return n.replays.Load() }
 
 // Suspicions counts the times this member passed over a peer as suspect
 // (refused, silent for PeerTimeout, reset, or an answer not its own), for
 // metrics: on a healthy region it stays still.
-func (n *Node) Suspicions() uint64 { return n.suspected.Load() }
+func (n *Member) Suspicions() uint64 { return n.suspected.Load() }
 
 // Suspects returns the members this one passes over as suspect now,
 // sorted by name.
-func (n *Node) Suspects() []string {
+func (n *Member) Suspects() []string {
 	n.smu.Lock()
 	defer n.smu.Unlock()
 	now := n.now()
@@ -809,7 +809,7 @@ func (n *Node) Suspects() []string {
 
 // Members returns the live members as the gossip knows them, this one
 // included, sorted by name.
-func (n *Node) Members() []ring.Peer {
+func (n *Member) Members() []ring.Peer {
 	n.mu.Lock()
 	out := make([]ring.Peer, 0, len(n.members))
 	for _, m := range n.members {
@@ -822,7 +822,7 @@ func (n *Node) Members() []ring.Peer {
 
 // Ring returns the current ring: nil (an empty ring) before the first
 // build. Rings are immutable; a membership change swaps in a new one.
-func (n *Node) Ring() *ring.Ring {
+func (n *Member) Ring() *ring.Ring {
 	if v := n.view.Load(); v != nil {
 		return v.ring
 	}
@@ -831,7 +831,7 @@ func (n *Node) Ring() *ring.Ring {
 
 // Owner returns the member that owns key on the current ring, whether or
 // not it is currently passed over as suspect; false on an empty ring.
-func (n *Node) Owner(key string) (ring.Peer, bool) {
+func (n *Member) Owner(key string) (ring.Peer, bool) {
 	return n.Ring().Owner(key)
 }
 
@@ -842,7 +842,7 @@ func (n *Node) Owner(key string) (ring.Peer, bool) {
 // or the origin) until Close. Leave is for graceful shutdowns; it is safe
 // to call more than once, and does nothing before Start or after Close.
 // A timeout of 0 or less means 5s.
-func (n *Node) Leave(timeout time.Duration) error {
+func (n *Member) Leave(timeout time.Duration) error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed.Load() || n.ml == nil {
@@ -873,7 +873,7 @@ func (n *Node) Leave(timeout time.Duration) error {
 // timeout: 1s local, 10s lan). Call Leave first for a graceful exit.
 // After Close the Transport sends every fill to the origin. Close is safe
 // to call more than once.
-func (n *Node) Close() error {
+func (n *Member) Close() error {
 	n.life.Lock()
 	defer n.life.Unlock()
 	if n.closed.Swap(true) {
