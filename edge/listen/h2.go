@@ -23,10 +23,10 @@ import (
 // delay between a handler's header and body writes.
 const headerHold = 2 * time.Millisecond
 
-// maxHeld bounds what an h2Conn holds back: the HTTP/2 server flushes
-// at most its write buffer (4 KiB) at a time, so a header rarely comes
-// near it.
-const maxHeld = 64 << 10
+// keepHeld is the most an h2Conn joins in one write, held header and
+// next write together: a small answer's, so that its buffer, kept for
+// the next answer, is small and joining allocates nothing.
+const keepHeld = 4 << 10
 
 // serveHTTP2 makes srv (whose TLSConfig is set) serve HTTP/2 with x/net's
 // server over h2Conns. ConfigureServer registers the server with srv (ALPN
@@ -99,7 +99,7 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	c.frames.advance(p)
-	if c.frames.atOpenHeaders() && len(c.held)+len(p) <= maxHeld {
+	if c.frames.atOpenHeaders() && len(c.held)+len(p) <= keepHeld {
 		c.held = append(c.held, p...)
 		if c.timer == nil {
 			c.timer = time.AfterFunc(c.hold, c.release)
@@ -112,8 +112,19 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 		return c.tlsConn.Write(p)
 	}
 	c.timer.Stop()
+	if len(c.held)+len(p) > keepHeld {
+		// A large body (or a large header): joining them would
+		// copy it into a buffer of its size for one write saved
+		// among many, so the header goes first, alone.
+		_, err := c.tlsConn.Write(c.held)
+		c.held = c.held[:0]
+		if err != nil {
+			return 0, err
+		}
+		return c.tlsConn.Write(p)
+	}
 	b := append(c.held, p...)
-	c.held = c.held[:0]
+	c.held = b[:0]
 	n, err := c.tlsConn.Write(b)
 	// The held bytes were reported written already.
 	return max(0, n-(len(b)-len(p))), err

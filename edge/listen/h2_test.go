@@ -90,6 +90,7 @@ func TestH2ConnHoldsOnlyAnOpenHeader(t *testing.T) {
 		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: []byte{0x88}})
 	})
 	continued := frames(t, func(fr *http2.Framer) error { return fr.WriteContinuation(5, true, []byte{0x0f, 0x10}) })
+	big := frames(t, func(fr *http2.Framer) error { return fr.WriteData(1, true, make([]byte, 16<<10)) })
 	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 
 	for _, tc := range []struct {
@@ -105,6 +106,8 @@ func TestH2ConnHoldsOnlyAnOpenHeader(t *testing.T) {
 		{"a header block in a continuation", [][]byte{unended, continued}, [][]byte{unended, continued}},
 		{"a header cut across writes", [][]byte{open[:4], open[4:], data}, [][]byte{open[:4], cat(open[4:], data)}},
 		{"a body cut after its frame header", [][]byte{open, data[:9], data[9:]}, [][]byte{cat(open, data[:9]), data[9:]}},
+		// Not copied into one buffer: the header goes first, alone.
+		{"a large body", [][]byte{open, big}, [][]byte{open, big}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := newRecordingConn()
