@@ -338,7 +338,25 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 			return context.WithValue(ctx, connGuardKey{}, g)
 		},
 	}
+	if err := serveHTTP2(s.secure); err != nil {
+		s.closeSecure()
+		return fmt.Errorf("tls (http/2): %w", err)
+	}
 	return nil
+}
+
+// closeSecure closes what listenSecure bound, when it fails after.
+func (s *Server) closeSecure() {
+	if s.quicLn != nil {
+		s.quicLn.Close()
+	}
+	if s.quicTr != nil {
+		s.quicTr.Close()
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	s.secureLn.Close()
 }
 
 func (s *Server) serve(fn func() error) {

@@ -2,11 +2,15 @@ package listen_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,5 +60,62 @@ func TestServerMetricsRegistration(t *testing.T) {
 	}
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Over HTTP/2, an answer's header is held back for its body (h2.go) only
+// briefly: a handler that flushes its header and writes its body only
+// once the client has seen the header (a stream, a long poll) still gets
+// its header to the client.
+func TestHTTP2FlushedHeaderReachesTheClient(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM, err := listen.SelfSignedCert([]string{testHost}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := edge.Config{Listen: "127.0.0.1:0",
+		TLS:   &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, DisableHTTP3: true},
+		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1"}}}
+	sawHeader := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-sawHeader:
+			io.WriteString(w, "body after the header")
+		case <-r.Context().Done():
+		}
+	})
+	srv := listen.NewServer(cfg, h, listen.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: testHost, InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+srv.TLSAddr()+"/stream", nil)
+	req.Host = testHost
+	res, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("no header before the body: %v", err)
+	}
+	defer res.Body.Close()
+	if res.ProtoMajor != 2 {
+		t.Fatalf("answered over %s, want HTTP/2", res.Proto)
+	}
+	close(sawHeader)
+	body, err := io.ReadAll(res.Body)
+	if err != nil || string(body) != "body after the header" {
+		t.Fatalf("body %q, %v", body, err)
 	}
 }
