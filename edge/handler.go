@@ -689,16 +689,25 @@ func (h *Handler) lookupIn(s tier, primary string, req func() *http.Request) (ke
 // key when the response varies. The entry is sealed there: its fields
 // take their stored form (see store.Entry.Seal).
 func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) {
+	if h.sealFor(s, primary, reqHeader, e) {
+		s.Put(e)
+	}
+}
+
+// sealFor seals e under its key in s (the primary key, or its variant's
+// under the vary index, which it stores in s when missing) and drops the
+// disk tier's older copy there (see supersede); it reports false when e
+// is not to be stored (an unusable Vary).
+func (h *Handler) sealFor(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) bool {
 	base := e.BaseHeader()
 	fields, ok := policy.VaryFields(base["Vary"])
 	if !ok {
-		return
+		return false
 	}
 	if len(fields) == 0 {
 		e.Seal(primary, base, h.via)
 		h.supersede(s, primary)
-		s.Put(e)
-		return
+		return true
 	}
 	idx := s.Get(primary)
 	if idxFields, _, isIndex := idx.VaryIndex(); !isIndex || !equalStrings(idxFields, fields) {
@@ -710,7 +719,7 @@ func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
 	e.Seal(variantKey(primary, gen, sk), base, h.via)
 	h.supersede(s, e.Key())
-	s.Put(e)
+	return true
 }
 
 // supersede drops the disk tier's copy at key, before s (the main store)

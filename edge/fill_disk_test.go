@@ -1,0 +1,411 @@
+package edge_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+// largeBody is the body of the large object at path: n bytes in which
+// every 8-byte word says its offset (mixed with the path), so that a byte
+// served from the wrong place or object shows.
+func largeBody(path string, n int) []byte {
+	b := make([]byte, (n+7)&^7)
+	seed := uint64(crc32.ChecksumIEEE([]byte(path))) << 32
+	for off := 0; off < len(b); off += 8 {
+		binary.LittleEndian.PutUint64(b[off:], uint64(off)^seed)
+	}
+	return b[:n]
+}
+
+// largeOrigin serves largeBody(path, size) fresh for ten minutes with an
+// ETag and a surrogate key (a matching If-None-Match gets 304), with its
+// length announced unless chunked is true.
+type largeOrigin struct {
+	size    int
+	chunked bool
+	// hold, when set, is called once half the body is sent; the rest
+	// follows when it returns.
+	hold func(r *http.Request)
+	// cutAt, when above zero, makes the origin drop the connection after
+	// that many bytes of the body.
+	cutAt int
+}
+
+func (o *largeOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	w.Header().Set("Cache-Control", "max-age=600")
+	w.Header().Set("ETag", `"`+name+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Surrogate-Key", "large t"+name)
+	if r.Header.Get("If-None-Match") == `"`+name+`"` {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	body := largeBody(r.URL.Path, o.size)
+	if !o.chunked {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	if o.cutAt > 0 {
+		w.WriteHeader(200)
+		w.Write(body[:o.cutAt])
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	half := len(body) / 2
+	for off := 0; off < len(body); off += 256 << 10 {
+		end := min(off+256<<10, len(body))
+		if _, err := w.Write(body[off:end]); err != nil {
+			return
+		}
+		if o.hold != nil && off < half && end >= half {
+			w.(http.Flusher).Flush()
+			o.hold(r)
+		}
+	}
+}
+
+// withLargeDisk: objects up to 8 MiB in memory (max_object_bytes), and a
+// disk tier whose spools take objects up to an eighth of its budget.
+func withLargeDisk(dir string, maxBytes int64) func(*edge.Config) {
+	return func(c *edge.Config) {
+		c.Cache.MaxObjectBytes = 8 << 20
+		c.Cache.MaxBytes = 32 << 20
+		c.Cache.Disk = edge.DiskConfig{Path: dir, MaxBytes: maxBytes}
+	}
+}
+
+// spoolFiles lists the spools left in a disk tier's directory.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "spool-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// A 24 MiB object, above max_object_bytes, is filled to the disk tier as
+// it arrives: the first GET gets it from the origin byte for byte, and
+// from then on it is a disk hit (whole, by Range, HEAD, 304) with the
+// right Content-Length, Age and Cache-Status, until it is purged. Its
+// length announced or not (chunked), the same.
+func TestLargeObjectFillsToDisk(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			const size = 24 << 20
+			dir := t.TempDir()
+			o := &largeOrigin{size: size, chunked: chunked}
+			e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20))
+			const path = "/large/a"
+			want := largeBody(path, size)
+			resp, body := e.get(path)
+			wantStatus(t, resp, 200)
+			wantCS(t, resp, "!hit")
+			if !bytes.Equal([]byte(body), want) {
+				t.Fatalf("miss: %d bytes, not the object", len(body))
+			}
+			st, _ := e.edge.DiskStats()
+			if st.Objects != 1 || st.Bytes < size {
+				t.Fatalf("after the miss, disk %+v", st)
+			}
+			if n := e.counter("meridian_edge_disk_spooled_fills_total"); n != 1 {
+				t.Fatalf("spooled fills %v", n)
+			}
+
+			e.clock.Advance(3 * time.Second)
+			resp, body = e.get(path)
+			wantStatus(t, resp, 200)
+			wantCS(t, resp, "hit")
+			if resp.ContentLength != size || !bytes.Equal([]byte(body), want) {
+				t.Fatalf("hit: Content-Length %d, %d bytes", resp.ContentLength, len(body))
+			}
+			if age := resp.Header.Get("Age"); age != "3" {
+				t.Fatalf("Age %q", age)
+			}
+			if n := e.origin.count(path); n != 1 {
+				t.Fatalf("the origin was asked %d times", n)
+			}
+			if st2, _ := e.edge.DiskStats(); st2.Hits <= st.Hits {
+				t.Fatalf("not a disk hit: %+v", st2)
+			}
+
+			resp, body = e.get(path, "Range", "bytes=20000000-20000999")
+			wantStatus(t, resp, http.StatusPartialContent)
+			if body != string(want[20000000:20001000]) || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 20000000-20000999/%d", size) {
+				t.Fatalf("range: %q, %d bytes", resp.Header.Get("Content-Range"), len(body))
+			}
+			resp, body = e.get(path, "Range", fmt.Sprintf("bytes=%d-", size-5))
+			wantStatus(t, resp, http.StatusPartialContent)
+			if body != string(want[size-5:]) {
+				t.Fatal("suffix range differs")
+			}
+			resp, body = e.do(http.MethodHead, path, nil, nil)
+			if resp.StatusCode != 200 || body != "" || resp.ContentLength != size {
+				t.Fatalf("HEAD: %d, %d bytes, Content-Length %d", resp.StatusCode, len(body), resp.ContentLength)
+			}
+			resp, _ = e.get(path, "If-None-Match", `"a"`)
+			wantStatus(t, resp, http.StatusNotModified)
+			if n := e.origin.count(path); n != 1 {
+				t.Fatalf("the origin was asked %d times", n)
+			}
+
+			if n, err := e.edge.Purge(edge.Purge{URLs: []string{"http://site.test" + path}}); err != nil || n != 1 {
+				t.Fatalf("purge: %d, %v", n, err)
+			}
+			resp, body = e.get(path)
+			wantCS(t, resp, "!hit")
+			if n := e.origin.count(path); n != 2 || body != string(want) {
+				t.Fatalf("after the purge: the origin was asked %d times, %d bytes", n, len(body))
+			}
+			if left := spoolFiles(t, dir); len(left) != 0 {
+				t.Fatalf("spool files left: %v", left)
+			}
+		})
+	}
+}
+
+// Ten cold clients of a large object cost one origin request and all get
+// every byte: those that come while the body arrives read what the disk
+// has of it, then the rest as it comes. A Range request after is a hit.
+func TestLargeObjectConcurrentColdClients(t *testing.T) {
+	const size, clients = 24 << 20, 10
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	o := &largeOrigin{size: size, hold: func(*http.Request) { <-release }}
+	e := newEnv(t, o.serve, withLargeDisk(t.TempDir(), 256<<20), func(c *edge.Config) {
+		c.Sites[0].Timeout = time.Minute
+	})
+	t.Cleanup(unblock)
+	const path = "/large/c"
+	want := largeBody(path, size)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	headers := make(chan struct{}, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.base+path, nil)
+			req.Host = testHost
+			resp, err := e.client.Do(req)
+			headers <- struct{}{}
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, want) {
+				errs <- fmt.Errorf("status %d, %d bytes, err %v", resp.StatusCode, len(b), err)
+			}
+		}()
+	}
+	for range clients {
+		select {
+		case <-headers:
+		case <-time.After(time.Minute):
+			t.Fatal("not every client got its response header within a minute")
+		}
+	}
+	unblock()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := e.origin.count(path); n != 1 {
+		t.Fatalf("the origin was asked %d times, want 1", n)
+	}
+	resp, body := e.get(path, "Range", "bytes=12582912-12583011")
+	wantStatus(t, resp, http.StatusPartialContent)
+	wantCS(t, resp, "hit")
+	if body != string(want[12582912:12583012]) {
+		t.Fatal("range after the fill differs")
+	}
+	if n := e.origin.count(path); n != 1 {
+		t.Fatalf("the origin was asked %d times after the range", n)
+	}
+}
+
+// An origin that cuts the body short leaves nothing on disk and serves
+// no truncated object: the client sees a short body, the next request
+// goes to the origin, and that one is stored.
+func TestLargeObjectCutMidBodyIsNotStored(t *testing.T) {
+	const size = 24 << 20
+	dir := t.TempDir()
+	o := &largeOrigin{size: size}
+	cut := &largeOrigin{size: size, cutAt: 10 << 20}
+	e := newEnv(t, cut.serve, withLargeDisk(dir, 256<<20))
+	const path = "/large/cut"
+	req, _ := http.NewRequest("GET", e.base+path, nil)
+	req.Host = testHost
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || len(b) >= size {
+		t.Fatalf("a cut body reached the client whole-looking: %d bytes, %v", len(b), err)
+	}
+	if !bytes.Equal(b, largeBody(path, size)[:len(b)]) {
+		t.Fatal("the cut body's bytes differ")
+	}
+	eventually(t, "the cut fill's spool removed", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	if st, _ := e.edge.DiskStats(); st.Objects != 0 {
+		t.Fatalf("a cut body was stored: %+v", st)
+	}
+	e.origin.setHandler(o.serve)
+	resp, body := e.get(path)
+	wantCS(t, resp, "!hit")
+	if body != string(largeBody(path, size)) {
+		t.Fatalf("after the cut: %d bytes", len(body))
+	}
+	if n := e.origin.count(path); n != 2 {
+		t.Fatalf("the origin was asked %d times", n)
+	}
+	resp, _ = e.get(path)
+	wantCS(t, resp, "hit")
+}
+
+// A fill to disk whose only client leaves is called off: nothing stored,
+// its spool removed, and the next request goes to the origin.
+func TestLargeObjectClientLeavesNotStored(t *testing.T) {
+	const size = 24 << 20
+	dir := t.TempDir()
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	o := &largeOrigin{size: size, hold: func(r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}}
+	e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20))
+	t.Cleanup(unblock)
+	const path = "/large/left"
+	conn, err := net.Dial("tcp", e.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, testHost)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	eventually(t, "the abandoned fill's spool removed", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	eventually(t, "the fill called off", func() bool { return e.counter("meridian_edge_fills_abandoned_total") == 1 })
+	unblock()
+	if st, _ := e.edge.DiskStats(); st.Objects != 0 {
+		t.Fatalf("an abandoned fill was stored: %+v", st)
+	}
+	e.origin.setHandler((&largeOrigin{size: size}).serve)
+	resp2, body := e.get(path)
+	wantCS(t, resp2, "!hit")
+	if body != string(largeBody(path, size)) || e.origin.count(path) != 2 {
+		t.Fatalf("after the abandoned fill: %d bytes, origin asked %d times", len(body), e.origin.count(path))
+	}
+}
+
+// Without a disk tier a large object streams through uncached, as
+// before; so does one above the disk tier's per-object limit.
+func TestLargeObjectWithoutDiskStreamsThrough(t *testing.T) {
+	const size = 24 << 20
+	o := &largeOrigin{size: size}
+	for _, tc := range []struct {
+		name string
+		cfg  func(*edge.Config)
+	}{
+		{"no disk tier", func(c *edge.Config) { c.Cache.MaxObjectBytes = 8 << 20 }},
+		{"above the disk's per-object limit", withLargeDisk(t.TempDir(), 128<<20)}, // limit 16 MiB
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, o.serve, tc.cfg)
+			const path = "/large/s"
+			for i := range 2 {
+				resp, body := e.get(path)
+				wantStatus(t, resp, 200)
+				wantCS(t, resp, "!hit")
+				if body != string(largeBody(path, size)) {
+					t.Fatalf("GET %d: %d bytes", i, len(body))
+				}
+			}
+			if n := e.origin.count(path); n != 2 {
+				t.Fatalf("the origin was asked %d times", n)
+			}
+		})
+	}
+}
+
+// A disk that fills up mid-body does not cut the clients: what the file
+// has is read from it, the rest streams through; nothing is stored; the
+// next request streams through (the tier admits nothing for a while),
+// and what is on disk is served as before. The disk is a small tmpfs
+// (root can mount one; elsewhere the test is skipped).
+func TestLargeObjectDiskFullStreamsThrough(t *testing.T) {
+	mnt := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=40m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs CAP_SYS_ADMIN): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	const size = 24 << 20
+	o := &largeOrigin{size: size}
+	// A budget far above the 40 MiB the file system has.
+	e := newEnv(t, o.serve, withLargeDisk(mnt, 1<<30))
+	want := func(path string) string { return string(largeBody(path, size)) }
+	if _, body := e.get("/large/first"); body != want("/large/first") {
+		t.Fatal("first object differs")
+	}
+	resp, body := e.get("/large/second")
+	wantStatus(t, resp, 200)
+	if body != want("/large/second") {
+		t.Fatalf("the object whose fill filled the disk: %d bytes, not the object", len(body))
+	}
+	st, _ := e.edge.DiskStats()
+	if !st.Full || st.Objects != 1 {
+		t.Fatalf("disk %+v", st)
+	}
+	if left := spoolFiles(t, mnt); len(left) != 0 {
+		t.Fatalf("spools left: %v", left)
+	}
+	resp, body = e.get("/large/second")
+	wantCS(t, resp, "!hit")
+	if body != want("/large/second") || e.origin.count("/large/second") != 2 {
+		t.Fatalf("with the disk full: %d bytes, the origin asked %d times", len(body), e.origin.count("/large/second"))
+	}
+	resp, body = e.get("/large/first")
+	wantCS(t, resp, "hit")
+	if body != want("/large/first") || e.origin.count("/large/first") != 1 {
+		t.Fatal("the object on disk is not served as a hit with the disk full")
+	}
+}
