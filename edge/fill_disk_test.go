@@ -3,6 +3,7 @@ package edge_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -11,9 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -408,4 +412,189 @@ func TestLargeObjectDiskFullStreamsThrough(t *testing.T) {
 	if body != want("/large/first") || e.origin.count("/large/first") != 1 {
 		t.Fatal("the object on disk is not served as a hit with the disk full")
 	}
+}
+
+// A large object filled to disk is served after a restart on the same
+// directory, as a hit, without the origin; the tier's eviction takes it
+// like any other object when the budget needs room.
+func TestLargeObjectOnDiskSurvivesRestartAndIsEvicted(t *testing.T) {
+	const size = 24 << 20
+	dir := t.TempDir()
+	o := &largeOrigin{size: size}
+	e := newEnv(t, o.serve, withLargeDisk(dir, 200<<20)) // spools up to 25 MiB
+	const path = "/large/warm"
+	if _, body := e.get(path); body != string(largeBody(path, size)) {
+		t.Fatal("miss differs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.srv.Shutdown(ctx)
+	e.edge.Close()
+
+	e2 := newEnv(t, o.serve, withLargeDisk(dir, 200<<20))
+	resp, body := e2.get(path)
+	wantCS(t, resp, "hit")
+	if resp.ContentLength != size || body != string(largeBody(path, size)) || e2.origin.count(path) != 0 {
+		t.Fatalf("after the restart: %d bytes, origin asked %d times", len(body), e2.origin.count(path))
+	}
+	// Seven more of the same size: 8 × 24 MiB do not fit 200 MiB, and
+	// the oldest goes.
+	for i := range 7 {
+		p := fmt.Sprintf("/large/more%d", i)
+		if _, body := e2.get(p); body != string(largeBody(p, size)) {
+			t.Fatalf("%s differs", p)
+		}
+		if st, _ := e2.edge.DiskStats(); st.Bytes > st.MaxBytes {
+			t.Fatalf("disk %d bytes, budget %d", st.Bytes, st.MaxBytes)
+		}
+	}
+	st, _ := e2.edge.DiskStats()
+	if st.EvictedSegments == 0 {
+		t.Fatalf("nothing evicted: %+v", st)
+	}
+	resp, body = e2.get(path)
+	wantCS(t, resp, "!hit")
+	if body != string(largeBody(path, size)) || e2.origin.count(path) != 1 {
+		t.Fatal("the evicted large object was not fetched again whole")
+	}
+}
+
+// A 64 MiB fill to disk holds no more than its first chunk of the
+// in-flight budget, and the heap stays far below the object's size: the
+// origin makes the body as it sends it and the clients hash it as they
+// read it, so that what the heap holds is the edge's. The peak is sampled
+// every millisecond (a measurement, not a synchronisation) and reported.
+func TestLargeObjectFillHeapStaysSmall(t *testing.T) {
+	const size = 64 << 20
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	const path = "/large/heap"
+	origin := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		chunk := make([]byte, 256<<10)
+		for off := 0; off < size; off += len(chunk) {
+			fillWords(chunk, path, off)
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			if off+len(chunk) == size/2 {
+				w.(http.Flusher).Flush()
+				<-release
+			}
+		}
+	}
+	e := newEnv(t, origin, withLargeDisk(t.TempDir(), 1<<30), func(c *edge.Config) {
+		c.Sites[0].Timeout = time.Minute
+	})
+	t.Cleanup(unblock)
+	want := crc32.NewIEEE()
+	chunk := make([]byte, 256<<10)
+	for off := 0; off < size; off += len(chunk) {
+		fillWords(chunk, path, off)
+		want.Write(chunk)
+	}
+
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	const clients = 2
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	got := make(chan struct{}, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", e.base+path, nil)
+			req.Host = testHost
+			resp, err := e.client.Do(req)
+			if err != nil {
+				errs <- err
+				got <- struct{}{}
+				return
+			}
+			defer resp.Body.Close()
+			h := crc32.NewIEEE()
+			if _, err := io.CopyN(h, resp.Body, size/4); err != nil {
+				errs <- err
+			}
+			got <- struct{}{}
+			if _, err := io.Copy(h, resp.Body); err != nil || h.Sum32() != want.Sum32() {
+				errs <- fmt.Errorf("body differs (%v)", err)
+			}
+		}()
+	}
+	for range clients {
+		<-got
+	}
+	// Half the body is in, the origin holds the rest: the fill holds
+	// its first chunk of the in-flight budget, not the object.
+	if held := e.gauge("meridian_edge_inflight_bytes"); held > 64<<10 {
+		t.Errorf("the fill holds %v bytes of the in-flight budget", held)
+	}
+	unblock()
+	wg.Wait()
+	close(stop)
+	<-sampled
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := e.origin.count(path); n != 1 {
+		t.Fatalf("the origin was asked %d times", n)
+	}
+	grew := int64(peak.Load()) - int64(base.HeapAlloc)
+	t.Logf("64 MiB fill to disk, 2 clients: heap objects %.1f MiB before, peak %.1f MiB (+%.1f MiB)",
+		float64(base.HeapAlloc)/(1<<20), float64(peak.Load())/(1<<20), float64(grew)/(1<<20))
+	if grew > 16<<20 {
+		t.Fatalf("the heap grew by %d bytes during a fill of %d", grew, size)
+	}
+}
+
+// fillWords fills p with the words of largeBody(path, …) from off.
+func fillWords(p []byte, path string, off int) {
+	seed := uint64(crc32.ChecksumIEEE([]byte(path))) << 32
+	for i := 0; i+8 <= len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], uint64(off+i)^seed)
+	}
+}
+
+// gauge returns the sum of the edge's gauge series called name.
+func (e *env) gauge(name string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
