@@ -360,7 +360,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	}
 	// A body of unknown length that outgrows memory goes to disk too.
 	var toDisk func() *store.Spool
-	if sp == nil && resp.ContentLength < 0 && !fromOwner {
+	if sp == nil && resp.ContentLength < 0 {
 		toDisk = func() *store.Spool {
 			sp = h.spoolFor(out, fromOwner, info, -1)
 			return sp
@@ -529,6 +529,7 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 				if toDisk != nil {
 					if sp := toDisk(); sp != nil {
 						if err := spillBuffered(b, sp, n-int64(m)); err == nil {
+							mem.shrink(firstChunk) // its bytes are on disk now
 							return spoolInto(ctx, b, io.MultiReader(bytes.NewReader(bytes.Clone(buf[:m])), src), sp, n-int64(m), mem, maxObj, size, commit, onStream)
 						}
 						sp.Close() // not the body's: it streams, below

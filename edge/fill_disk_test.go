@@ -108,6 +108,23 @@ func spoolFiles(t *testing.T, dir string) []string {
 	return names
 }
 
+// openSpools counts this process's open files that are spools in dir
+// (removed or not): a spool's file is closed once its readers are done.
+func openSpools(t *testing.T, dir string) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, filepath.Join(dir, "spool-")) {
+			n++
+		}
+	}
+	return n
+}
+
 // A 24 MiB object, above max_object_bytes, is filled to the disk tier as
 // it arrives: the first GET gets it from the origin byte for byte, and
 // from then on it is a disk hit (whole, by Range, HEAD, 304) with the
@@ -276,7 +293,9 @@ func TestLargeObjectCutMidBodyIsNotStored(t *testing.T) {
 	if !bytes.Equal(b, largeBody(path, size)[:len(b)]) {
 		t.Fatal("the cut body's bytes differ")
 	}
-	eventually(t, "the cut fill's spool removed", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	eventually(t, "the cut fill's spool removed and closed", func() bool {
+		return len(spoolFiles(t, dir)) == 0 && openSpools(t, dir) == 0
+	})
 	if st, _ := e.edge.DiskStats(); st.Objects != 0 {
 		t.Fatalf("a cut body was stored: %+v", st)
 	}
@@ -307,7 +326,9 @@ func TestLargeObjectClientLeavesNotStored(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}}
-	e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20))
+	e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20), func(c *edge.Config) {
+		c.Cache.FinishAbandoned = 1 // never worth finishing mid-body
+	})
 	t.Cleanup(unblock)
 	const path = "/large/left"
 	conn, err := net.Dial("tcp", e.srv.Addr())
@@ -324,7 +345,9 @@ func TestLargeObjectClientLeavesNotStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	eventually(t, "the abandoned fill's spool removed", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	eventually(t, "the abandoned fill's spool removed and closed", func() bool {
+		return len(spoolFiles(t, dir)) == 0 && openSpools(t, dir) == 0
+	})
 	eventually(t, "the fill called off", func() bool { return e.counter("meridian_edge_fills_abandoned_total") == 1 })
 	unblock()
 	if st, _ := e.edge.DiskStats(); st.Objects != 0 {
@@ -402,6 +425,7 @@ func TestLargeObjectDiskFullStreamsThrough(t *testing.T) {
 	if left := spoolFiles(t, mnt); len(left) != 0 {
 		t.Fatalf("spools left: %v", left)
 	}
+	eventually(t, "the failed spool's file closed", func() bool { return openSpools(t, mnt) == 0 })
 	resp, body = e.get("/large/second")
 	wantCS(t, resp, "!hit")
 	if body != want("/large/second") || e.origin.count("/large/second") != 2 {
