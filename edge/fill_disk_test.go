@@ -622,3 +622,116 @@ func (e *env) gauge(name string) float64 {
 	}
 	return sum
 }
+
+// spoolWritten is how many body bytes the spools in dir hold (0 if none).
+func spoolWritten(t *testing.T, dir string) int64 {
+	var n int64
+	for _, name := range spoolFiles(t, dir) {
+		if fi, err := os.Stat(name); err == nil {
+			n += max(fi.Size()-64<<10, 0) // the body starts after a 64 KiB prefix
+		}
+	}
+	return n
+}
+
+// A request that comes while a fill to disk is halfway joins it (one
+// origin request) and gets every byte: the first half from the file, the
+// rest as it arrives. A purge that comes during the fill keeps it from
+// being stored, without cutting its clients.
+func TestLargeObjectLateJoinerAndPurgeDuringFill(t *testing.T) {
+	for _, purge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("purge=%v", purge), func(t *testing.T) {
+			const size = 24 << 20
+			dir := t.TempDir()
+			release := make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			o := &largeOrigin{size: size, hold: func(*http.Request) { <-release }}
+			e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20), func(c *edge.Config) {
+				c.Sites[0].Timeout = time.Minute
+			})
+			t.Cleanup(unblock)
+			const path = "/large/late"
+			want := largeBody(path, size)
+			get := func(out chan<- error) {
+				req, _ := http.NewRequest("GET", e.base+path, nil)
+				req.Host = testHost
+				resp, err := e.client.Do(req)
+				if err != nil {
+					out <- err
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Equal(b, want) {
+					out <- fmt.Errorf("%d bytes, %v", len(b), err)
+					return
+				}
+				out <- nil
+			}
+			first, late := make(chan error, 1), make(chan error, 1)
+			go get(first)
+			eventually(t, "half the body on disk", func() bool { return spoolWritten(t, dir) >= size/2 })
+			go get(late)
+			eventually(t, "the late request joined the fill", func() bool {
+				return e.counter("meridian_edge_collapsed_total") >= 1
+			})
+			if purge {
+				if _, err := e.edge.Purge(edge.Purge{URLs: []string{"http://site.test" + path}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			unblock()
+			for _, ch := range []chan error{first, late} {
+				if err := <-ch; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := e.origin.count(path); n != 1 {
+				t.Fatalf("the origin was asked %d times", n)
+			}
+			resp, body := e.get(path)
+			if body != string(want) {
+				t.Fatal("the next GET differs")
+			}
+			if purge {
+				wantCS(t, resp, "!hit")
+				if n := e.origin.count(path); n != 2 {
+					t.Fatalf("purged during its fill, stored anyway: the origin was asked %d times", n)
+				}
+			} else {
+				wantCS(t, resp, "hit")
+			}
+		})
+	}
+}
+
+// Variants of a large object (Vary) each go to disk under their own key,
+// with the vary index in memory.
+func TestLargeObjectVariantsOnDisk(t *testing.T) {
+	const size = 10 << 20
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		v := r.Header.Get("X-Variant")
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "X-Variant")
+		w.Write(largeBody(r.URL.Path+v, size))
+	}, withLargeDisk(t.TempDir(), 256<<20))
+	const path = "/large/vary"
+	for round := range 2 {
+		for _, v := range []string{"a", "b"} {
+			resp, body := e.get(path, "X-Variant", v)
+			if body != string(largeBody(path+v, size)) {
+				t.Fatalf("round %d, variant %s: %d bytes, not the variant", round, v, len(body))
+			}
+			if round == 1 {
+				wantCS(t, resp, "hit")
+			}
+		}
+	}
+	if n := e.origin.count(path); n != 2 {
+		t.Fatalf("the origin was asked %d times for 2 variants", n)
+	}
+	if st, _ := e.edge.DiskStats(); st.Objects != 2 {
+		t.Fatalf("disk %+v", st)
+	}
+}
