@@ -121,11 +121,12 @@ func spoolInto(ctx context.Context, b *growingBody, src io.Reader, sp *store.Spo
 			w, werr := sp.Write(buf[:m])
 			if werr != nil {
 				// The disk failed (or the body outgrew what a spool
-				// takes): the rest streams through memory.
+				// takes: hit-for-miss, as a body too large to store
+				// in memory is): the rest streams through memory.
 				sp.Abort()
 				b.spilledTo(n + int64(w))
 				n += int64(w)
-				onStream(false)
+				onStream(errors.Is(werr, store.ErrSpoolTooLarge))
 				b.endSpill(streamWindow)
 				rest := io.Reader(src)
 				if left := buf[w:m]; len(left) > 0 || err != nil {

@@ -362,18 +362,22 @@ func TestLargeObjectClientLeavesNotStored(t *testing.T) {
 }
 
 // Without a disk tier a large object streams through uncached, as
-// before; so does one above the disk tier's per-object limit.
+// before; so does one above the disk tier's per-object limit, its length
+// announced or found as it outgrows the limit on its way to disk (the
+// rest then streams through: its client gets every byte).
 func TestLargeObjectWithoutDiskStreamsThrough(t *testing.T) {
 	const size = 24 << 20
-	o := &largeOrigin{size: size}
 	for _, tc := range []struct {
-		name string
-		cfg  func(*edge.Config)
+		name    string
+		chunked bool
+		cfg     func(*edge.Config)
 	}{
-		{"no disk tier", func(c *edge.Config) { c.Cache.MaxObjectBytes = 8 << 20 }},
-		{"above the disk's per-object limit", withLargeDisk(t.TempDir(), 128<<20)}, // limit 16 MiB
+		{"no disk tier", false, func(c *edge.Config) { c.Cache.MaxObjectBytes = 8 << 20 }},
+		{"above the disk's per-object limit", false, withLargeDisk(t.TempDir(), 128<<20)}, // limit 16 MiB
+		{"chunked, outgrows the disk's per-object limit", true, withLargeDisk(t.TempDir(), 128<<20)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			o := &largeOrigin{size: size, chunked: tc.chunked}
 			e := newEnv(t, o.serve, tc.cfg)
 			const path = "/large/s"
 			for i := range 2 {

@@ -61,7 +61,10 @@ var (
 	// spool now: too large, the spools' share of the budget is taken,
 	// the disk failed recently, or the tier is closed.
 	ErrSpoolRefused = errors.New("store: disk tier: no room to write this body")
-	errSpoolDone    = errors.New("store: spool already committed or aborted")
+	// ErrSpoolTooLarge is what Spool.Write returns for a body of unknown
+	// length that outgrew MaxSpoolBytes.
+	ErrSpoolTooLarge = errors.New("store: disk tier: body above the per-object limit (MaxSpoolBytes)")
+	errSpoolDone     = errors.New("store: spool already committed or aborted")
 )
 
 // Spool is the body of one entry being written to the disk tier as it
@@ -139,7 +142,7 @@ func (s *Spool) Write(p []byte) (n int, err error) {
 		return 0, errSpoolDone
 	}
 	if s.written+int64(len(p)) > s.limit {
-		return 0, fmt.Errorf("store: disk tier: body above %d bytes: %w", s.limit, ErrSpoolRefused)
+		return 0, fmt.Errorf("%w: %d bytes", ErrSpoolTooLarge, s.limit)
 	}
 	if grow := s.written + int64(len(p)) - s.reserved; grow > 0 {
 		grow = max(grow, 1<<20) // a body of unknown length reserves a MiB at a time

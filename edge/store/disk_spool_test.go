@@ -149,7 +149,7 @@ func TestSpoolBudget(t *testing.T) {
 			break
 		}
 	}
-	if !errors.Is(werr, ErrSpoolRefused) {
+	if !errors.Is(werr, ErrSpoolTooLarge) {
 		t.Fatalf("a body of unknown length past MaxSpoolBytes: %v", werr)
 	}
 	u.Close()
