@@ -49,6 +49,11 @@ import (
 // multiple of the page size, so the body is page-aligned for sendfile.
 const spoolPrefix = 64 << 10
 
+// writebackBytes is how much a spool writes between two starts of
+// writeback (startWriteback): the sync at commit then waits for at most
+// about this much.
+const writebackBytes = 8 << 20
+
 // kindPad is a padding record: its meta is zeros, it has no body.
 const kindPad = 4
 
@@ -81,6 +86,7 @@ type Spool struct {
 	// holds for it (see Disk.spooling). Only the fill's goroutine
 	// changes them.
 	written, reserved int64
+	flushed           int64 // written up to here, writeback was started (see startWriteback)
 	limit             int64 // MaxSpoolBytes when started
 	done              bool  // committed or aborted
 	closeOnce         sync.Once
@@ -162,6 +168,10 @@ func (s *Spool) Write(p []byte) (n int, err error) {
 	s.written += int64(n)
 	if err != nil {
 		s.d.failed(err)
+	}
+	if s.written-s.flushed >= writebackBytes {
+		startWriteback(s.seg.f, spoolPrefix+s.flushed, s.written-s.flushed)
+		s.flushed = s.written
 	}
 	return n, err
 }
