@@ -739,3 +739,72 @@ func TestLargeObjectVariantsOnDisk(t *testing.T) {
 		t.Fatalf("disk %+v", st)
 	}
 }
+
+// Range requests that join a fill to disk are answered from the file as
+// it grows: a range already written at once (while the origin still
+// holds the rest back), one at the end once it arrives.
+func TestLargeObjectRangeDuringFill(t *testing.T) {
+	const size = 24 << 20
+	dir := t.TempDir()
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	o := &largeOrigin{size: size, hold: func(*http.Request) { <-release }}
+	e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20), func(c *edge.Config) {
+		c.Sites[0].Timeout = time.Minute
+	})
+	t.Cleanup(unblock)
+	const path = "/large/ranges"
+	want := largeBody(path, size)
+	whole := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", e.base+path, nil)
+		req.Host = testHost
+		resp, err := e.client.Do(req)
+		if err != nil {
+			whole <- err
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(b, want) {
+			err = fmt.Errorf("whole GET: %d bytes, %v", len(b), err)
+		}
+		whole <- err
+	}()
+	eventually(t, "half the body on disk", func() bool { return spoolWritten(t, dir) >= size/2 })
+	resp, body := e.get(path, "Range", "bytes=5000000-5000999")
+	wantStatus(t, resp, http.StatusPartialContent)
+	if body != string(want[5000000:5001000]) || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 5000000-5000999/%d", size) {
+		t.Fatalf("range in the written half: %q, %d bytes", resp.Header.Get("Content-Range"), len(body))
+	}
+	tail := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", e.base+path, nil)
+		req.Host = testHost
+		req.Header.Set("Range", "bytes=-100")
+		resp, err := e.client.Do(req)
+		if err != nil {
+			tail <- err
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, want[size-100:]) {
+			err = fmt.Errorf("tail range: %d, %d bytes, %v", resp.StatusCode, len(b), err)
+		}
+		tail <- err
+	}()
+	eventually(t, "both ranges joined the fill", func() bool {
+		return e.counter("meridian_edge_collapsed_total") >= 2
+	})
+	unblock()
+	for _, ch := range []chan error{whole, tail} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.origin.count(path); n != 1 {
+		t.Fatalf("the origin was asked %d times", n)
+	}
+}
