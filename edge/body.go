@@ -56,6 +56,21 @@ type growingBody struct {
 	// finished is set with done, for readers that may not take mu (see
 	// Handler.leave).
 	finished atomic.Bool
+
+	// spill, when set, is a file (a disk tier's spool) that holds the
+	// body from its first byte to spilled: readers read those bytes from
+	// it, and the memory buffer starts at spilled (see spillTo). It is
+	// closed once the body is done and no request holds it (pending 0).
+	spill       bodySpill
+	spilled     int64
+	spillClosed bool
+}
+
+// bodySpill is where a body too large for memory is written as it
+// arrives: readable up to what was written until closed.
+type bodySpill interface {
+	io.ReaderAt
+	Close() error
 }
 
 // firstChunk is what a body starts with: a fill holds memory only as its
@@ -247,8 +262,45 @@ func (b *growingBody) expect(n int) { b.pending.Add(int64(n)) }
 func (b *growingBody) release() {
 	b.pending.Add(-1)
 	b.mu.Lock() // a fill between its check and its Wait gets the wake-up
+	b.closeSpillLocked()
 	b.mu.Unlock()
 	b.cond.Broadcast()
+}
+
+// spillTo makes s, which holds the body's first n bytes (all it has
+// received), hold its bytes from now on: the fill writes them there and
+// says so with spilledTo. The memory buffer is let go of.
+func (b *growingBody) spillTo(s bodySpill, n int64) {
+	b.mu.Lock()
+	b.spill, b.spilled = s, n
+	b.buf, b.base = nil, n // readers may still write out of the old array
+	b.mu.Unlock()
+}
+
+// spilledTo says the spill holds the body's bytes up to n: readers may
+// read them.
+func (b *growingBody) spilledTo(n int64) {
+	b.mu.Lock()
+	b.received.Add(n - b.spilled)
+	b.spilled, b.base = n, n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// endSpill says the spill takes no more bytes (the disk failed): the rest
+// of the body streams through memory, as a body too large to store does,
+// while what the spill holds stays readable.
+func (b *growingBody) endSpill(window int64) {
+	b.stream(window)
+}
+
+// closeSpillLocked closes the spill once the body is done and nobody
+// holds it. The caller holds mu.
+func (b *growingBody) closeSpillLocked() {
+	if b.spill != nil && b.done && !b.spillClosed && b.pending.Load() <= 0 {
+		b.spillClosed = true
+		b.spill.Close()
+	}
 }
 
 // trim drops the bytes before off once they are worth a copy: a window's
@@ -299,30 +351,46 @@ func (b *growingBody) finish(err error) {
 	if err == nil {
 		b.size = b.base + int64(len(b.buf))
 	}
+	b.closeSpillLocked()
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }
 
 // wait blocks until more than off bytes are available, the body is done
-// or ctx ends, and returns the bytes from off on that are available now.
-// A caller that passes a ctx that can end must have it wake the body
-// (see watch).
-func (b *growingBody) wait(ctx context.Context, off int64) ([]byte, bool, error) {
+// or ctx ends, and returns the bytes from off on that are available now:
+// in memory (p), or, for bytes the spill holds, how many may be read
+// from it at off (inSpill). A caller that passes a ctx that can end must
+// have it wake the body (see watch).
+func (b *growingBody) wait(ctx context.Context, off int64) (p []byte, inSpill int64, done bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.base+int64(len(b.buf)) <= off && !b.done {
 		if err := ctx.Err(); err != nil {
-			return nil, true, err
+			return nil, 0, true, err
 		}
 		b.cond.Wait()
 	}
+	if off < b.spilled {
+		return nil, b.spilled - off, false, nil
+	}
 	if off < b.base {
-		return nil, true, errBodyTrimmed
+		return nil, 0, true, errBodyTrimmed
 	}
 	if end := int64(len(b.buf)); b.base+end > off {
-		return b.buf[off-b.base : end : end], false, nil
+		return b.buf[off-b.base : end : end], 0, false, nil
 	}
-	return nil, true, b.err
+	return nil, 0, true, b.err
+}
+
+// readSpill reads up to n bytes at off from the spill into buf (n is
+// what wait said the spill holds there).
+func (b *growingBody) readSpill(buf []byte, off, n int64) ([]byte, error) {
+	buf = buf[:min(int64(len(buf)), n)]
+	m, err := b.spill.ReadAt(buf, off)
+	if m == len(buf) {
+		err = nil
+	}
+	return buf[:m], err
 }
 
 // waitSize blocks until the body's length is known: announced up front or
@@ -352,7 +420,7 @@ func (b *growingBody) waitSize(ctx context.Context) (int64, error) {
 func (b *growingBody) state() (size int64, whole []byte, complete bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	complete = b.done && b.err == nil && !b.streaming
+	complete = b.done && b.err == nil && !b.streaming && b.spill == nil
 	if complete {
 		whole = b.buf
 	}
@@ -363,7 +431,7 @@ func (b *growingBody) state() (size int64, whole []byte, complete bool) {
 func (b *growingBody) bytes() []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.streaming {
+	if b.streaming || b.spill != nil {
 		return nil
 	}
 	return b.buf
@@ -387,10 +455,24 @@ func (b *growingBody) writeTo(ctx context.Context, w io.Writer, flush func()) (i
 	defer b.leave(id)
 	defer b.watch(ctx)()
 	var off int64
+	var spillBuf *[]byte
+	defer func() {
+		if spillBuf != nil {
+			readBufs.Put(spillBuf)
+		}
+	}()
 	for {
-		p, done, err := b.wait(ctx, off)
+		p, inSpill, done, err := b.wait(ctx, off)
 		if done {
 			return off, err
+		}
+		if inSpill > 0 {
+			if spillBuf == nil {
+				spillBuf = readBufs.Get().(*[]byte)
+			}
+			if p, err = b.readSpill(*spillBuf, off, inSpill); err != nil {
+				return off, err
+			}
 		}
 		n, werr := w.Write(p)
 		off += int64(n)
@@ -417,12 +499,20 @@ func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
 	b := r.b
 	n := 0
 	for n < len(p) {
-		avail, done, err := b.wait(r.ctx, off+int64(n))
+		avail, inSpill, done, err := b.wait(r.ctx, off+int64(n))
 		if done {
 			if err == nil {
 				err = io.EOF
 			}
 			return n, err
+		}
+		if inSpill > 0 {
+			got, err := b.readSpill(p[n:], off+int64(n), inSpill)
+			n += len(got)
+			if err != nil {
+				return n, err
+			}
+			continue
 		}
 		n += copy(p[n:], avail)
 	}

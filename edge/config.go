@@ -224,8 +224,10 @@ type CacheConfig struct {
 	// MaxBytes is the store's budget in bytes, headers and bodies counted.
 	// Default 256 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
-	// MaxObjectBytes is the largest body stored; larger responses stream
-	// through without being held whole in memory. Default 8 MiB.
+	// MaxObjectBytes is the largest body stored in memory. A larger
+	// response is written to the disk tier as it arrives, if there is
+	// one and it takes the body (up to an eighth of Disk.MaxBytes), else
+	// streams through without being held whole. Default 8 MiB.
 	MaxObjectBytes int64 `yaml:"max_object_bytes"`
 	// HotBytes is the budget for short-lived copies of hot objects that a
 	// peer owns, on top of MaxBytes. Default MaxBytes/8.
@@ -268,7 +270,8 @@ type CacheConfig struct {
 
 // DiskConfig is the disk tier under the memory store (package
 // edge/store): entries evicted from memory, or larger than its whole
-// budget, are written there; a hit on disk is streamed from its file; a
+// budget, are written there, and bodies above MaxObjectBytes as they
+// arrive (see fill_disk.go); a hit on disk is streamed from its file; a
 // restart serves what is on disk at once.
 type DiskConfig struct {
 	// Path is the tier's directory, created if missing; one edge process

@@ -252,7 +252,13 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	announced := resp.ContentLength
 	st.transcode(out, resp, hdr)
 	maxObj := cache.MaxObjectBytes
-	if !pol.Store || announced > maxObj {
+	// Too large for memory but storable: to the disk tier as it arrives,
+	// if there is one with room (fill_disk.go).
+	var sp *store.Spool
+	if pol.Store && announced > maxObj {
+		sp = h.spoolFor(out, fromOwner, info, resp.ContentLength)
+	}
+	if !pol.Store || announced > maxObj && sp == nil {
 		// Not shareable: the leader streams it; later requests skip
 		// coalescing for a while instead of queueing behind each other.
 		if shared {
@@ -270,7 +276,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// A body of announced length holds its share of the in-flight
 	// budget before anyone is told of it, so that a full budget is a
 	// clean 503 (or stale), not a body cut short.
-	if resp.ContentLength > 0 {
+	if resp.ContentLength > 0 && sp == nil {
 		if err := mem.ensure(ctx, resp.ContentLength); err != nil {
 			resp.Body.Close()
 			h.metrics.inflightRejected.Inc()
@@ -289,6 +295,9 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		res.e, res.leaderEntry = stored, e
 	}
 	body := newGrowingBody(resp.ContentLength)
+	if sp != nil {
+		body.spillTo(sp, 0) // the body closes sp once its readers are done
+	}
 	f.attach(body)
 	res.body = body
 	// "stored" is said only when it is known now: a body of unknown length
@@ -339,10 +348,36 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			h.markHitForMiss(key, h.now())
 		}
 	}
-	n, err := readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream)
+	// The disk's commit, for a body written there (sp); like storeEntry,
+	// it runs before the readers can see the last bytes.
+	storeOnDisk := func() {
+		if !fromOwner || info.Replica {
+			if err := h.commitSpooled(sp, primary, out.Header, stored.Clone(), purgeGen); err != nil {
+				h.log.Debug("large object not stored on disk", "key", key, "err", err)
+			}
+		}
+		unregister()
+	}
+	// A body of unknown length that outgrows memory goes to disk too.
+	var toDisk func() *store.Spool
+	if sp == nil && resp.ContentLength < 0 {
+		toDisk = func() *store.Spool {
+			sp = h.spoolFor(out, fromOwner, info, -1)
+			return sp
+		}
+	}
+	var n int64
+	if sp != nil {
+		n, err = spoolInto(ctx, body, resp.Body, sp, 0, mem, maxObj, resp.ContentLength, storeOnDisk, onStream)
+	} else {
+		n, err = readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream, toDisk, storeOnDisk)
+	}
 	resp.Body.Close()
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
 		err = io.ErrUnexpectedEOF
+	}
+	if sp != nil && err != nil {
+		sp.Abort() // (after a commit: nothing to undo)
 	}
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
@@ -355,7 +390,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
 		return
 	}
-	if beforeLast == nil && !body.streamed() {
+	if beforeLast == nil && !body.streamed() && sp == nil {
 		// Length unknown (or empty): readers learn the end only from
 		// finish, which comes after this.
 		storeEntry(body.bytes())
@@ -475,7 +510,11 @@ const streamWindow = 4 << 20
 //
 // When size (the announced length) is reached, beforeLast runs with the
 // whole body before the readers can see its last bytes.
-func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func(tooBig bool)) (int64, error) {
+//
+// toDisk, when set, is asked for a spool first when a body of unknown
+// length outgrows maxObj: with one, the body moves to it and the rest is
+// spoolInto's (commit, its commit).
+func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func(tooBig bool), toDisk func() *store.Spool, commit func()) (int64, error) {
 	stop := context.AfterFunc(ctx, b.stop)
 	defer stop()
 	bp := readBufs.Get().(*[]byte)
@@ -487,6 +526,15 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 		if m > 0 {
 			n += int64(m)
 			if size < 0 && n > maxObj && !b.streamed() {
+				if toDisk != nil {
+					if sp := toDisk(); sp != nil {
+						if err := spillBuffered(b, sp, n-int64(m)); err == nil {
+							mem.shrink(firstChunk) // its bytes are on disk now
+							return spoolInto(ctx, b, io.MultiReader(bytes.NewReader(bytes.Clone(buf[:m])), src), sp, n-int64(m), mem, maxObj, size, commit, onStream)
+						}
+						sp.Close() // not the body's: it streams, below
+					}
+				}
 				onStream(true)
 				b.stream(streamWindow)
 			}

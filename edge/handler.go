@@ -14,7 +14,10 @@
 // stale: one coalesced fill upstream, its body streamed to every waiter) →
 // degrade to a stale copy when upstream fails. On a site with slice_bytes
 // a GET or HEAD is answered from slices of the object, each an internal
-// subrequest through that same path with its own key (slice.go).
+// subrequest through that same path with its own key (slice.go). With a
+// disk tier, a storable body above max_object_bytes is filled to disk as
+// it arrives, its waiters reading the file as it grows (fill_disk.go: why
+// the file rather than the stream, and what any failure leaves).
 //
 // Stored responses live in package edge/store (its byte layout, the
 // byte budget and its eviction); this package decides what is stored and
@@ -33,7 +36,8 @@
 // an entry is stored under the body's lock, and nothing is called back
 // under the store's. A flight's hintMu is a leaf: it is held only while a
 // 1xx hint is written to the leader's client, under no other lock. No
-// other network I/O happens under these locks. Handler.life is a leaf too: it
+// other network I/O happens under these locks; a fill to disk commits its
+// file (sync, rename) under none of them. Handler.life is a leaf too: it
 // guards closing and the start of background work (Handler.background),
 // so that nothing starts after Close. A sliced answer's lock (slicer.mu,
 // its subrequests still attached to the client) is a leaf as well.
@@ -729,16 +733,25 @@ func (h *Handler) lookupIn(s tier, primary string, req func() *http.Request) (ke
 // key when the response varies. The entry is sealed there: its fields
 // take their stored form (see store.Entry.Seal).
 func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) {
+	if h.sealFor(s, primary, reqHeader, e) {
+		s.Put(e)
+	}
+}
+
+// sealFor seals e under its key in s (the primary key, or its variant's
+// under the vary index, which it stores in s when missing) and drops the
+// disk tier's older copy there (see supersede); it reports false when e
+// is not to be stored (an unusable Vary).
+func (h *Handler) sealFor(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) bool {
 	base := e.BaseHeader()
 	fields, ok := policy.VaryFields(base["Vary"])
 	if !ok {
-		return
+		return false
 	}
 	if len(fields) == 0 {
 		e.Seal(primary, base, h.via)
 		h.supersede(s, primary)
-		s.Put(e)
-		return
+		return true
 	}
 	idx := s.Get(primary)
 	if idxFields, _, isIndex := idx.VaryIndex(); !isIndex || !equalStrings(idxFields, fields) {
@@ -750,7 +763,7 @@ func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *
 	sk, _ := policy.SecondaryKey(fields, reqHeader)
 	e.Seal(variantKey(primary, gen, sk), base, h.via)
 	h.supersede(s, e.Key())
-	s.Put(e)
+	return true
 }
 
 // supersede drops the disk tier's copy at key, before s (the main store)

@@ -57,6 +57,8 @@ type metrics struct {
 	bansAdded   prometheus.Counter
 	bansRefused prometheus.Counter
 	streamed    prometheus.Counter
+	// spooled and spoolRefused count fills to disk (fill_disk.go).
+	spooled, spoolRefused prometheus.Counter
 	// abandoned counts fills called off because every client left;
 	// inflightRejected fills refused for want of in-flight budget.
 	abandoned        prometheus.Counter
@@ -120,6 +122,14 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 			Name: "meridian_edge_streamed_fills_total",
 			Help: "Fills of a body of unknown length that outgrew max_object_bytes, or got no room in cache.max_inflight_bytes: streamed to their readers, not stored.",
 		}),
+		spooled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_disk_spooled_fills_total",
+			Help: "Fills of objects too large for memory written to the disk tier as they arrived and stored there.",
+		}),
+		spoolRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meridian_edge_disk_spool_refused_total",
+			Help: "Fills of objects too large for memory that the disk tier did not take (above its per-object limit, the disk full or failing, spools' share of the budget taken): streamed through, not stored.",
+		}),
 		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meridian_edge_fills_abandoned_total",
 			Help: "Fills called off because every client waiting on them left (work follows demand).",
@@ -162,7 +172,7 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 	storeGauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed,
+	reg.MustRegister(m.requests, m.bytesVec, m.fills, m.fillErrors, m.fillSeconds, m.collapsed, m.staleServed, m.purged, m.streamed, m.spooled, m.spoolRefused,
 		m.abandoned, m.inflightRejected, m.upgraded, m.upgradeRejected, m.upgradeDrained, m.ruleMatches, m.banned, m.bansAdded, m.bansRefused,
 		m.slices, m.sliceMismatches,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meridian_edge_upgraded_connections",

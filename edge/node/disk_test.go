@@ -29,17 +29,23 @@ import (
 // diskBody is what the disk tests' origin serves at path: a length and
 // bytes that differ by path, so that a body cut short, or another's, shows.
 // The crash test's objects are larger (up to 512 KiB), so that a kill
-// lands in the middle of a write more often. Bodies are made once.
+// lands in the middle of a write more often; its large ones (/crash-large/,
+// 2 to 6 MiB) are above its max_object_bytes, filled to disk as they
+// arrive (spooled). Bodies are made once.
 func diskBody(path string) []byte {
 	if b, ok := diskBodies.Load(path); ok {
 		return b.([]byte)
 	}
 	sum := crc32.ChecksumIEEE([]byte(path))
 	size := 120 << 10
-	if strings.HasPrefix(path, "/crash/") {
-		size = 512 << 10
+	n := 1 + int(sum%uint32(size))
+	switch {
+	case strings.HasPrefix(path, "/crash/"):
+		n = 1 + int(sum%(512<<10))
+	case strings.HasPrefix(path, "/crash-large/"):
+		n = 2<<20 + 1 + int(sum%(4<<20))
 	}
-	b := make([]byte, 1+int(sum%uint32(size)))
+	b := make([]byte, n)
 	r := rand.New(rand.NewPCG(uint64(sum), 7))
 	for i := range b {
 		b[i] = byte(r.Uint32())
@@ -192,7 +198,7 @@ func TestDiskSurvivesKill9MidWrite(t *testing.T) {
 	defer osrv.Close()
 	client := newClient(t)
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	served, cut := 0, 0
+	served, servedLarge, cut, midSpool := 0, 0, 0, 0
 	const rounds, keys = 10, 300
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestDiskSurvivesKill9MidWrite$", "-test.v")
@@ -241,12 +247,31 @@ func TestDiskSurvivesKill9MidWrite(t *testing.T) {
 		}
 		cmd.Wait()
 
+		if left, _ := filepath.Glob(filepath.Join(dir, "spool-*")); len(left) > 0 {
+			midSpool++ // killed while a large object was being written
+		}
 		n, err := node.Start(crashNodeConfig("edge-after-kill", osrv.URL, dir), node.Options{})
 		if err != nil {
 			t.Fatalf("round %d: start after the kill: %v", round, err)
 		}
 		if st, _ := n.Handler().DiskStats(); st.Cut > 0 {
 			cut++
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "spool-*")); len(left) > 0 {
+			t.Fatalf("round %d: spools of the killed child left after a start: %v", round, left)
+		}
+		for k := range largeKeys {
+			path := fmt.Sprintf("/crash-large/%d", k)
+			code, body, _ := fetch(t, client, n, path)
+			switch {
+			case code == 200 && string(body) == string(diskBody(path)):
+				servedLarge++
+			case code == 200:
+				n.Shutdown(context.Background())
+				t.Fatalf("round %d: %s served %d bytes that differ from the %d stored", round, path, len(body), len(diskBody(path)))
+			case code != http.StatusServiceUnavailable && code != http.StatusBadGateway:
+				t.Fatalf("round %d: %s: status %d", round, path, code)
+			}
 		}
 		for k := range keys {
 			path := fmt.Sprintf("/crash/%d", k)
@@ -265,14 +290,18 @@ func TestDiskSurvivesKill9MidWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d rounds: %d answers from disk, all whole; a torn segment was found and cut after %d of the kills", rounds, served, cut)
-	if served == 0 {
-		t.Fatal("nothing was ever served from disk: the test tested nothing")
+	t.Logf("%d rounds: %d answers from disk (%d of them large objects spooled), all whole; a torn segment was found and cut after %d of the kills, a spool being written at %d", rounds, served+servedLarge, servedLarge, cut, midSpool)
+	if served == 0 || servedLarge == 0 {
+		t.Fatal("nothing (or no large object) was ever served from disk: the test tested nothing")
 	}
 }
 
-// crashNodeConfig is diskNodeConfig for objects up to 1 MiB: most are
-// larger than memory's share and go to disk at once.
+// largeKeys is how many large objects the crash test's child fills.
+const largeKeys = 12
+
+// crashNodeConfig is diskNodeConfig for objects up to 2 MiB: most are
+// larger than memory's share and go to disk at once; larger ones (the
+// large objects) are filled to disk as they arrive.
 func crashNodeConfig(name, originURL, dir string) node.Config {
 	cfg := diskNodeConfig(name, originURL, dir)
 	cfg.Cache.MaxBytes = 2 << 20
@@ -296,13 +325,17 @@ func crashChild(t *testing.T, dir string) {
 	client := newClient(t)
 	deadline := time.Now().Add(2 * time.Minute)
 	var wg sync.WaitGroup
-	for range 4 {
+	for i := range 5 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
 				before := o.requests.Load()
-				fetch(t, client, n, "/crash/"+strconv.Itoa(rand.IntN(300)))
+				path := "/crash/" + strconv.Itoa(rand.IntN(300))
+				if i == 4 { // one client asks for the large objects
+					path = "/crash-large/" + strconv.Itoa(rand.IntN(largeKeys))
+				}
+				fetch(t, client, n, path)
 				if o.requests.Load() > before {
 					fmt.Println("filled")
 				}

@@ -104,6 +104,7 @@ type Disk struct {
 	segs       []*segment // oldest first
 	bytes      int64      // the segment files' sizes
 	indexBytes int64      // the index's entries' charges (IndexBytes)
+	spooling   int64      // the budget held by spools being written (see Spool)
 	fullUntil  time.Time
 	closed     bool
 
@@ -130,9 +131,10 @@ type Disk struct {
 // diskOp is one piece of the writer's work: an entry to write, or the
 // removal of a key (e nil). done, when set, is closed once it is done.
 type diskOp struct {
-	e    *Entry
-	key  string
-	done chan struct{}
+	e     *Entry
+	key   string
+	done  chan struct{}
+	spool *Spool // a spool to commit as e (see commitSpool)
 }
 
 // diskObj is an entry of the index: where its record is.
@@ -365,6 +367,14 @@ func (d *Disk) load() error {
 		}
 		segs = append(segs, found{id, name})
 	}
+	// Spools that were being written when the process stopped are
+	// incomplete: never loaded, removed.
+	if spools, _ := filepath.Glob(filepath.Join(d.opt.Dir, spoolPattern)); len(spools) > 0 {
+		for _, name := range spools {
+			os.Remove(name)
+		}
+		d.log.Info("disk tier: unfinished spools removed", "files", len(spools))
+	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].id < segs[j].id })
 	for _, fs := range segs {
 		f, err := os.OpenFile(fs.path, os.O_RDWR, 0)
@@ -537,7 +547,7 @@ func (r *segmentReader) record(off int64, checkBody bool) (rec record, why strin
 	switch {
 	case !ok:
 		return rec, "no record header"
-	case kind != kindEntry && kind != kindRemoval:
+	case kind != kindEntry && kind != kindRemoval && kind != kindPad:
 		return rec, fmt.Sprintf("record kind %d", kind)
 	case ml == 0 || ml > maxMetaBytes || bl < 0 || bl > r.end:
 		return rec, "record lengths out of range"
@@ -832,6 +842,10 @@ func (d *Disk) writer() {
 
 // do carries out one piece of queued work.
 func (d *Disk) do(op diskOp) {
+	if op.spool != nil {
+		d.commitSpool(op)
+		return
+	}
 	if op.e == nil && op.key == "" { // a marker (see drain)
 		close(op.done)
 		return
@@ -960,7 +974,16 @@ func (d *Disk) writeAt(f *os.File, p []byte, off int64) error {
 // oldest segments first to keep the budget: their entries asked for since
 // they were written go to the new segment, the others are dropped. The
 // caller holds wmu.
-func (d *Disk) rotate() error {
+func (d *Disk) rotate() error { return d.rotateFor(nil, nil) }
+
+// rotateFor is rotate, installing the complete spool s (its entry e) as
+// a segment of its own between the sealed active segment and the new
+// one, evicting for its file too. The caller holds wmu.
+func (d *Disk) rotateFor(s *Spool, e *Entry) error {
+	need := d.opt.SegmentBytes
+	if s != nil {
+		need += s.seg.size - s.reserved // d.spooling counts its reservation
+	}
 	if d.active != nil {
 		d.seal(d.active)
 		d.active = nil
@@ -970,7 +993,7 @@ func (d *Disk) rotate() error {
 	var reinsert []*diskObj
 	var victims []*segment
 	d.mu.Lock()
-	for d.bytes+d.opt.SegmentBytes > d.opt.MaxBytes && len(d.segs) > 0 {
+	for d.bytes+d.spooling+need > d.opt.MaxBytes && len(d.segs) > 0 {
 		victim := d.segs[0]
 		for _, obj := range victim.objs {
 			if d.index[obj.e.Key()] != obj {
@@ -999,6 +1022,17 @@ func (d *Disk) rotate() error {
 			v.release()
 		}
 	}()
+	if s != nil {
+		if d.faults != nil {
+			if err := d.faults(0); err != nil {
+				return err
+			}
+		}
+		if err := d.installSpool(s, e, d.nextID); err != nil {
+			return err
+		}
+		d.nextID++
+	}
 	id := d.nextID
 	path := filepath.Join(d.opt.Dir, segmentName(id))
 	if d.faults != nil {

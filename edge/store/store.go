@@ -100,6 +100,11 @@
 //   - removals (purges) are records too, on disk before the purge
 //     returns, so a purged object does not come back after a restart.
 //
+// A body too large for memory is written to the tier as it arrives, in a
+// segment file of its own under a temporary name, renamed into the tier
+// when it is complete ([Spool]; disk_spool.go has its layout and why it
+// is crash safe).
+//
 // A failed write (a full or failing disk) stops admission for a while
 // (DiskOptions.FullBackoff); what is stored is served as ever. The
 // directory is locked (flock) against a second process.
