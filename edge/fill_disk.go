@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/meridiancdn/meridian/edge/fill"
 	"github.com/meridiancdn/meridian/edge/store"
@@ -62,13 +61,7 @@ func (h *Handler) spoolFor(out *http.Request, fromOwner bool, info fill.Info, si
 // key (a vary index goes to memory), in place of any older copy in
 // either tier. On failure sp is aborted.
 func (h *Handler) commitSpooled(sp *store.Spool, primary string, reqHeader http.Header, e *store.Entry, purgeGen uint64) error {
-	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.Field("Surrogate-Key")), e)
-	switch {
-	case !hit:
-	case soft:
-		e = e.Clone()
-		e.SetLifetime(e.CurrentAge(h.now()))
-	default:
+	if e = h.afterPurges(primary, e, purgeGen); e == nil {
 		sp.Abort()
 		return errPurgedDuringFill
 	}

@@ -328,19 +328,28 @@ func (rec purgeRecord) matches(primary string, tags []string, e *store.Entry) bo
 }
 
 // putFilled stores what a fill brought, unless a purge that came while
-// the fill was on its way names it: then a hard purge drops it and a soft
-// one stores it already stale.
+// the fill was on its way names it (afterPurges).
 func (h *Handler) putFilled(s *store.Store, primary string, reqHeader http.Header, e *store.Entry, purgeGen uint64) {
+	if e = h.afterPurges(primary, e, purgeGen); e != nil {
+		h.put(s, primary, reqHeader, e)
+	}
+}
+
+// afterPurges is e, filled for primary by a fill that started at
+// purgeGen, as it may be stored given the purges that came since: as it
+// is when none names it, already stale after a soft one, nil (not
+// stored) after a hard one.
+func (h *Handler) afterPurges(primary string, e *store.Entry, purgeGen uint64) *store.Entry {
 	hit, soft := h.purges.since(purgeGen, primary, strings.Fields(e.Field("Surrogate-Key")), e)
 	switch {
 	case !hit:
+		return e
 	case soft:
 		e = e.Clone()
 		e.SetLifetime(e.CurrentAge(h.now()))
-	default:
-		return
+		return e
 	}
-	h.put(s, primary, reqHeader, e)
+	return nil
 }
 
 // purgeKey removes or (soft) marks stale the entry at key. A vary index is
