@@ -51,6 +51,12 @@ func fillThenHitHeap(t testing.TB, h *edge.Handler, objects int) int64 {
 // hit (its hit stamp included): within 10 % per entry, over many 1 KiB
 // objects filled then hit. A budget that undercounts lets the process
 // outgrow it.
+//
+// The heap is the process's: memory that earlier tests' goroutines let go
+// of while this one measures (connections closing as their servers stop)
+// skews a reading (once, in a loaded -race run of the package, by -250 B
+// per entry). So a reading out of bounds is taken again, on a fresh
+// handler, up to three times; a real mismatch is out of bounds every time.
 func TestStoreChargeMatchesHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills 4,000 objects")
@@ -64,23 +70,29 @@ func TestStoreChargeMatchesHeap(t *testing.T) {
 		io.WriteString(w, body)
 	}))
 	defer origin.Close()
-	h, err := edge.New(edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}},
-		edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
+	measure := func() (charged, live float64) {
+		h, err := edge.New(edge.Config{Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}},
+			edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		_, bytesBefore, _ := h.StoreStats()
+		heap := fillThenHitHeap(t, h, objects)
+		n, bytesAfter, _ := h.StoreStats()
+		if n != objects+1 {
+			t.Fatalf("%d objects stored, want %d", n, objects+1)
+		}
+		return float64(bytesAfter-bytesBefore) / objects, float64(heap) / objects
 	}
-	defer h.Close()
-	_, bytesBefore, _ := h.StoreStats()
-	heap := fillThenHitHeap(t, h, objects)
-	n, bytesAfter, _ := h.StoreStats()
-	if n != objects+1 {
-		t.Fatalf("%d objects stored, want %d", n, objects+1)
+	var d float64
+	for try := 1; try <= 3; try++ {
+		charged, live := measure()
+		t.Logf("per 1 KiB entry after a hit: charged %.0f B, live heap %.0f B (%.0f B and %.0f B beyond the body)",
+			charged, live, charged-size, live-size)
+		if d = (charged - live) / live; d >= -0.10 && d <= 0.10 {
+			return
+		}
 	}
-	charged := float64(bytesAfter-bytesBefore) / objects
-	live := float64(heap) / objects
-	t.Logf("per 1 KiB entry after a hit: charged %.0f B, live heap %.0f B (%.0f B and %.0f B beyond the body)",
-		charged, live, charged-size, live-size)
-	if d := (charged - live) / live; d < -0.10 || d > 0.10 {
-		t.Errorf("charged %.0f B per entry, live heap %.0f B: %+.1f %%, want within 10 %%", charged, live, 100*d)
-	}
+	t.Errorf("charged %+.1f %% of the live heap per entry in three readings, want within 10 %%", 100*d)
 }
