@@ -280,8 +280,8 @@ func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
 }
 
 func TestNodeMetricsShowTheCluster(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 2, nil, true)
-	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	c, _ := startCDN(t, []string{"eu"}, 2, nil, true)
+	resp, err := newClient(t).Get("http://" + c.Region("eu").Node(0).Node.AdminAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,9 +314,10 @@ func TestMemoryLimitFollowsTheBudgets(t *testing.T) {
 
 // Issue 20: which build runs is in /status and in meridian_build_info.
 func TestStatusAndMetricsReportTheBuild(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 1, nil, false)
-	admin := "http://" + c.regions["eu"][0].AdminAddr()
-	resp, err := c.client.Get(admin + "/status")
+	c, _ := startCDN(t, []string{"eu"}, 1, nil, false)
+	client := newClient(t)
+	admin := "http://" + c.Region("eu").Node(0).Node.AdminAddr()
+	resp, err := client.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestStatusAndMetricsReportTheBuild(t *testing.T) {
 	if st.Build != node.Build() || st.Build.GoVersion != runtime.Version() {
 		t.Fatalf("status build %+v, want %+v", st.Build, node.Build())
 	}
-	resp, err = c.client.Get(admin + "/metrics")
+	resp, err = client.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +346,10 @@ func TestStatusAndMetricsReportTheBuild(t *testing.T) {
 }
 
 func TestStatusReportsMemory(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 1, nil, false)
-	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/status")
+	c, _ := startCDN(t, []string{"eu"}, 1, nil, false)
+	client := newClient(t)
+	admin := "http://" + c.Region("eu").Node(0).Node.AdminAddr()
+	resp, err := client.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +367,7 @@ func TestStatusReportsMemory(t *testing.T) {
 		t.Fatalf("status memory has no limit_bytes: %v", st.Memory)
 	}
 	// And the metrics: the limit beside the process's RSS.
-	mresp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	mresp, err := client.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

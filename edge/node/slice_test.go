@@ -356,8 +356,8 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 	if n := stored(); n < 16 {
 		t.Fatalf("%d entries stored in the region", n)
 	}
-	c := &cdn{t: t, client: newClient(t)}
-	if code, res := c.purge(nodes[0], `{"urls": ["http://site.test/o"]}`); code != http.StatusOK || !res.Complete {
+	client := newClient(t)
+	if code, res := purge(t, client, nodes[0], `{"urls": ["http://site.test/o"]}`); code != http.StatusOK || !res.Complete {
 		t.Fatalf("purge: %d %+v", code, res)
 	}
 	if n := stored(); n != 0 {
@@ -388,7 +388,7 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 		req.Host = "site.test"
 		req.Header.Set("Cache-Control", "no-cache")
 		req.Header.Set("Pragma", "no-cache")
-		resp, err := c.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
