@@ -309,18 +309,20 @@ func (r *Region) Kill(i int) {
 }
 
 // Stop stops node i gracefully, as `meridian edge` does on SIGTERM: it
-// leaves its region, then drains (node.Node.Shutdown, up to 5s).
-func (r *Region) Stop(i int) {
+// leaves its region, then drains (node.Node.Shutdown, given 10s). It
+// returns Shutdown's error; nil if the node was already stopped.
+func (r *Region) Stop(i int) error {
 	r.mu.Lock()
 	n := r.nodes[i]
 	dead := n.dead
 	n.dead = true
 	r.mu.Unlock()
-	if !dead {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		n.Node.Shutdown(ctx)
+	if dead {
+		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.Node.Shutdown(ctx)
 }
 
 // Restart starts a new incarnation of killed (or stopped) node i: the
