@@ -23,6 +23,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
 	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
@@ -104,24 +105,15 @@ func (b *balancer) set(i int, n *node.Node) {
 
 // A rolling restart of every edge under a request loop loses no request.
 func TestRollingRestartLosesNoRequest(t *testing.T) {
-	demo := origin.NewDemo(nil)
-	defer demo.Close()
-	osrv := httptest.NewServer(demo)
-	defer osrv.Close()
-
+	reg := cdntest.StartRegion(t, cdntest.StartOrigin(t), cdntest.RegionOptions{Prefix: "edge-",
+		Config: func(_ int, c *node.Config) { c.Admin.DrainDelay = 150 * time.Millisecond }})
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	defer tr.CloseIdleConnections()
 	lb := &balancer{client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
-	var seeds []string
-	for i := 0; i < 3; i++ {
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, n.Cluster().GossipAddr())
-		lb.nodes = append(lb.nodes, n)
+	for _, i := range reg.Live() {
+		lb.nodes = append(lb.nodes, reg.Node(i).Node)
 	}
-	waitMembers(t, lb.nodes, 3)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	lb.probe()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,33 +187,17 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 
 	for i := range lb.nodes {
 		time.Sleep(100 * time.Millisecond)
-		old := lb.nodes[i]
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := old.Shutdown(sctx); err != nil {
+		if err := reg.Stop(i); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		scancel()
 		lb.set(i, nil)
-		var seeds []string
-		for j, other := range lb.nodes {
-			if j != i {
-				seeds = append(seeds, other.Cluster().GossipAddr())
-			}
-		}
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lb.set(i, n)
-		waitMembers(t, lb.nodes, 3)
+		lb.set(i, reg.Restart(i).Node)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	loop.Wait()
 	probes.Wait()
-	for _, n := range lb.nodes {
-		n.Shutdown(context.Background())
-	}
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed during the rolling restart", failed.Load(), failed.Load()+ok.Load())
 	}
