@@ -45,6 +45,8 @@ type CDN struct {
 // StartCDN starts the regions, waits until each has converged, and
 // publishes the regions table and the shield to every edge. The test's
 // Cleanup stops every edge.
+// As with StartRegion, o may be nil when opts.Config sets the site's
+// origin.
 func StartCDN(t testing.TB, o *Origin, opts CDNOptions) *CDN {
 	t.Helper()
 	if len(opts.Regions) == 0 {

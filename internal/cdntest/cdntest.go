@@ -125,6 +125,8 @@ type Node struct {
 // StartRegion starts opts.Nodes edges, the first as the seed of the
 // others. It returns once every node has started, not once they have all
 // found each other: see WaitConverged. The test's Cleanup stops them all.
+// o may be nil when opts.Config sets the site's origin (a test's own
+// origin server).
 func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	t.Helper()
 	if opts.Nodes == 0 {
@@ -168,6 +170,10 @@ func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 // RegionOptions.Config.
 func (r *Region) config(i int, seeds []string) node.Config {
 	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
+	var originURL string
+	if r.origin != nil {
+		originURL = r.origin.URL
+	}
 	c := node.Config{
 		Config: edge.Config{
 			AccessLog: edge.AccessLogConfig{Destination: "off"},
@@ -175,7 +181,7 @@ func (r *Region) config(i int, seeds []string) node.Config {
 			Listen:    "127.0.0.1:0",
 			Sites: []edge.SiteConfig{{
 				Hosts:   []string{SiteHost},
-				Origin:  r.origin.URL,
+				Origin:  originURL,
 				Timeout: 10 * time.Second,
 			}},
 		},
