@@ -25,7 +25,6 @@ import (
 	"github.com/meridiancdn/meridian/edge/node"
 	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
-	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -204,20 +203,6 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 	if ok.Load() < 100 {
 		t.Fatalf("only %d requests ran", ok.Load())
 	}
-}
-
-// waitMembers waits until every node sees want members in its ring.
-func waitMembers(t testing.TB, nodes []*node.Node, want int) {
-	t.Helper()
-	// No speed is asserted: see cdntest.ConvergeTimeout.
-	poll.Until(t, 90*time.Second, fmt.Sprintf("the region converges on %d members", want), func() bool {
-		for _, n := range nodes {
-			if n == nil || n.Cluster().Ring().Len() != want {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {

@@ -110,7 +110,7 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 	// address) and rejoins; the purge it missed is delivered and it serves
 	// a fresh copy.
 	back := us.Restart(1)
-	waitMembers(t, []*node.Node{us.Node(0).Node, back.Node}, 2)
+	us.WaitConverged(cdntest.ConvergeTimeout)
 	poll.Until(t, 10*time.Second, "the missed purge is delivered (no purges_pending in /status)", func() bool {
 		var st struct {
 			Pending map[string]int `json:"purges_pending"`
