@@ -1,9 +1,12 @@
 // Package cdntest starts real edge nodes, regions and origins on loopback
-// for tests. Every node is started by node.Start from its config, the
-// wiring the binary uses, so a multi-node test runs the production
-// assembly (upstream plan, peer endpoint, internal endpoints) rather than
-// a copy of it. internal/chaos builds multi-region CDNs with fault
-// injection the same way; both wait with internal/poll.
+// for tests: the one multi-node harness of the packages' tests. Every node
+// is started by node.Start from its config, the wiring the binary uses, so
+// a multi-node test runs the production assembly (upstream plan, peer
+// endpoint, internal endpoints) rather than a copy of it. A Region is the
+// clustered edges of one region; a CDN (StartCDN) is several regions told
+// about each other by a regions table and the site's shield. internal/chaos
+// builds multi-region CDNs with fault injection on their links; both wait
+// with internal/poll.
 //
 // Everything listens on 127.0.0.1 with port 0 and is stopped by the test's
 // Cleanup. A typical test:
@@ -14,6 +17,14 @@
 //	resp, body, err := reg.Get(0, "/a?cc=max-age%3D600")
 //	reg.Kill(1)
 //	reg.Restart(1)
+//
+// and across regions, with the origin shield in eu:
+//
+//	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{Regions: []string{"eu", "us"}, Shield: []string{"eu"}})
+//	resp, body, err := c.Region("us").Get(0, "/a?cc=max-age%3D600")
+//
+// A test that needs its own origin passes a nil Origin and sets the site's
+// origin in the Config hook.
 package cdntest
 
 import (
