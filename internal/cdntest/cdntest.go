@@ -215,7 +215,7 @@ func (r *Region) config(i int, seeds []string) node.Config {
 	return c
 }
 
-// startNode starts node i from cfg.
+// startNode starts a node from cfg.
 func (r *Region) startNode(cfg node.Config) (*Node, error) {
 	n, err := node.Start(cfg, node.Options{Logger: r.opts.Logger, SpanExporter: r.opts.SpanExporter})
 	if err != nil {
@@ -226,8 +226,9 @@ func (r *Region) startNode(cfg node.Config) (*Node, error) {
 }
 
 // Config returns a copy of the config the node last applied: the one it
-// started with, or the last one Reload applied. Its sites, regions and
-// cluster section are copies, so a test may edit them and Reload.
+// started with, or the last one this Node's Reload applied. Its sites,
+// regions and cluster section are copies, so a test may set their fields
+// and Reload.
 func (n *Node) Config() node.Config {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -246,8 +247,10 @@ func (n *Node) Reload(cfg node.Config) (node.ReloadReport, error) {
 	return rep, err
 }
 
-// cloneConfig copies c deeply enough that editing a site, a regions
-// entry or the cluster section of the copy leaves c as it was.
+// cloneConfig copies c deeply enough that setting a field of a site, of
+// a regions entry or of the cluster section, or an edge of a regions
+// entry, in the copy leaves c as it was (a site's own slices, such as
+// its hosts, are still shared).
 func cloneConfig(c node.Config) node.Config {
 	c.Sites = slices.Clone(c.Sites)
 	c.Regions = slices.Clone(c.Regions)
