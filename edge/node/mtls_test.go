@@ -2,11 +2,9 @@ package node_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/certs"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -205,10 +203,10 @@ func startTamperCDN(t *testing.T, withTLS bool) *tamperCDN {
 // each connection's first flipAfter bytes of answers.
 func startTamperCDNAfter(t *testing.T, withTLS bool, flipAfter int64) *tamperCDN {
 	t.Helper()
-	demo := origin.NewDemo(nil)
-	osrv := httptest.NewServer(demo)
+	o := cdntest.StartOrigin(t)
 	tr := &http.Transport{}
-	c := &tamperCDN{t: t, demo: demo, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &tamperCDN{t: t, demo: o.Demo, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
 	var ca *certs.CA
 	dir := t.TempDir()
 	if withTLS {
@@ -220,56 +218,31 @@ func startTamperCDNAfter(t *testing.T, withTLS bool, flipAfter int64) *tamperCDN
 			t.Fatal(err)
 		}
 	}
-	cfgs := map[string]node.Config{}
-	start := func(name, region string) *node.Node {
-		cfg := nodeConfig(name, osrv.URL)
-		cfg.Region = region
-		cfg.Admin.DrainDelay = 0
+	cdn := cdntest.StartCDN(t, o, cdntest.CDNOptions{Nodes: 1, Shield: []string{"eu"}, Config: func(_ string, _ int, cfg *node.Config) {
 		cfg.Cluster.PeerTimeout = 2 * time.Second
 		if withTLS {
-			cert, key, err := ca.IssueFiles(dir, name)
+			cert, key, err := ca.IssueFiles(dir, cfg.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg.Cluster.TLS = cluster.TLSConfig{CAFile: filepath.Join(dir, "ca.crt"), CertFile: cert, KeyFile: key}
 		}
-		n, err := node.Start(cfg, node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgs[name] = cfg
-		return n
-	}
-	c.eu, c.us = start("eu-0", "eu"), start("us-0", "us")
-	t.Cleanup(func() {
-		c.us.Shutdown(context.Background())
-		c.eu.Shutdown(context.Background())
-		tr.CloseIdleConnections()
-		demo.Close()
-		osrv.Close()
-	})
+	}})
+	eu, us := cdn.Region("eu").Node(0), cdn.Region("us").Node(0)
+	c.eu, c.us = eu.Node, us.Node
 	if c.eu.Cluster().TLS() != withTLS || c.us.Cluster().TLS() != withTLS {
 		t.Fatalf("cluster TLS on: eu %v, us %v; want %v", c.eu.Cluster().TLS(), c.us.Cluster().TLS(), withTLS)
 	}
-	waitMembers(t, []*node.Node{c.eu}, 1)
-	waitMembers(t, []*node.Node{c.us}, 1)
 	c.proxy = startTamperProxy(t, c.eu.Cluster().PeerAddr(), "genuine", "HACKED!")
 	c.proxy.flipAfter = flipAfter
-	direct := true
-	for name, n := range map[string]*node.Node{"eu-0": c.eu, "us-0": c.us} {
-		euPeer := c.eu.Cluster().PeerAddr()
-		if n == c.us {
-			euPeer = c.proxy.Addr() // the link from us to the shield
-		}
-		cfg := cfgs[name]
-		cfg.Regions = []node.RegionConfig{
-			{Name: "eu", Edges: []node.EdgeRef{{Name: "eu-0", Peer: euPeer}}},
-			{Name: "us", Edges: []node.EdgeRef{{Name: "us-0", Peer: c.us.Cluster().PeerAddr()}}},
-		}
-		cfg.Sites[0].Shield = edge.ShieldConfig{Regions: []string{"eu"}, Direct: &direct}
-		if _, err := n.Reload(cfg); err != nil {
-			t.Fatal(err)
-		}
+	// The link from us to the shield goes through the proxy.
+	cfg := us.Config()
+	if cfg.Regions[0].Name != "eu" {
+		t.Fatalf("regions table %+v: eu is not first", cfg.Regions)
+	}
+	cfg.Regions[0].Edges[0].Peer = c.proxy.Addr()
+	if _, err := us.Reload(cfg); err != nil {
+		t.Fatal(err)
 	}
 	return c
 }
@@ -324,8 +297,8 @@ func TestTamperedShieldLinkOverMutualTLS(t *testing.T) {
 	if status != 200 || body != want {
 		t.Fatalf("GET via the shield: %d, body intact %v (Cache-Status %q)", status, body == want, cs)
 	}
-	if !strings.Contains(cs, "eu-0") {
-		t.Errorf("Cache-Status %q: not filled through the shield eu-0", cs)
+	if !strings.Contains(cs, "eu-1") {
+		t.Errorf("Cache-Status %q: not filled through the shield eu-1", cs)
 	}
 	if c.proxy.sawCleartext("genuine") || c.proxy.altered.Load() != 0 {
 		t.Errorf("the proxy read the link in the clear (altered %d)", c.proxy.altered.Load())
@@ -348,7 +321,7 @@ func TestTamperedShieldLinkOverMutualTLS(t *testing.T) {
 	}
 	// What the us edge cached is the origin's body.
 	status, body, cs = c.get(target2)
-	if status != 200 || body != want2 || !strings.Contains(cs, "us-0; hit") {
+	if status != 200 || body != want2 || !strings.Contains(cs, "us-1; hit") {
 		t.Errorf("second GET: %d, body intact %v, Cache-Status %q; want a hit of the origin's body", status, body == want2, cs)
 	}
 	if n := c.demo.RequestsFor(target2); n < 1 || n > 2 {
@@ -364,7 +337,7 @@ func TestTamperedShieldLinkInTheClear(t *testing.T) {
 	want := string(origin.DemoBody("/genuine", 3000))
 	_, body, _ := c.get(target)
 	_, again, cs := c.get(target)
-	if c.proxy.altered.Load() == 0 || body == want || again != body || !strings.Contains(cs, "us-0; hit") {
+	if c.proxy.altered.Load() == 0 || body == want || again != body || !strings.Contains(cs, "us-1; hit") {
 		t.Fatalf("plain link: altered %d, served the origin's body %v, cached the same %v (Cache-Status %q); "+
 			"want the rewritten body cached", c.proxy.altered.Load(), body == want, again == body, cs)
 	}
@@ -426,11 +399,11 @@ func TestTamperedShieldLinkMidBodyOverMutualTLS(t *testing.T) {
 				t.Fatalf("second GET: %d, %d bytes of %d, intact %v, Cache-Status %q; want the origin's body",
 					status, len(body), tc.size, body == want, cs)
 			}
-			if hit := strings.Contains(cs, "us-0; hit"); hit == tc.cut {
+			if hit := strings.Contains(cs, "us-1; hit"); hit == tc.cut {
 				t.Errorf("second GET: Cache-Status %q, want a hit: %v", cs, !tc.cut)
 			}
 			status, body, cs = c.get(target)
-			if status != 200 || body != want || !strings.Contains(cs, "us-0; hit") {
+			if status != 200 || body != want || !strings.Contains(cs, "us-1; hit") {
 				t.Fatalf("third GET: %d, %d bytes of %d, intact %v, Cache-Status %q; want a hit of the origin's body",
 					status, len(body), tc.size, body == want, cs)
 			}

@@ -23,8 +23,8 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/cluster"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/leakcheck"
-	"github.com/meridiancdn/meridian/internal/poll"
 	"github.com/meridiancdn/meridian/origin"
 )
 
@@ -104,24 +104,15 @@ func (b *balancer) set(i int, n *node.Node) {
 
 // A rolling restart of every edge under a request loop loses no request.
 func TestRollingRestartLosesNoRequest(t *testing.T) {
-	demo := origin.NewDemo(nil)
-	defer demo.Close()
-	osrv := httptest.NewServer(demo)
-	defer osrv.Close()
-
+	reg := cdntest.StartRegion(t, cdntest.StartOrigin(t), cdntest.RegionOptions{Prefix: "edge-",
+		Config: func(_ int, c *node.Config) { c.Admin.DrainDelay = 150 * time.Millisecond }})
 	tr := &http.Transport{MaxIdleConnsPerHost: 16}
 	defer tr.CloseIdleConnections()
 	lb := &balancer{client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
-	var seeds []string
-	for i := 0; i < 3; i++ {
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = append(seeds, n.Cluster().GossipAddr())
-		lb.nodes = append(lb.nodes, n)
+	for _, i := range reg.Live() {
+		lb.nodes = append(lb.nodes, reg.Node(i).Node)
 	}
-	waitMembers(t, lb.nodes, 3)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	lb.probe()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,53 +186,23 @@ func TestRollingRestartLosesNoRequest(t *testing.T) {
 
 	for i := range lb.nodes {
 		time.Sleep(100 * time.Millisecond)
-		old := lb.nodes[i]
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := old.Shutdown(sctx); err != nil {
+		if err := reg.Stop(i); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
-		scancel()
 		lb.set(i, nil)
-		var seeds []string
-		for j, other := range lb.nodes {
-			if j != i {
-				seeds = append(seeds, other.Cluster().GossipAddr())
-			}
-		}
-		n, err := node.Start(nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...), node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		lb.set(i, n)
-		waitMembers(t, lb.nodes, 3)
+		lb.set(i, reg.Restart(i).Node)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	loop.Wait()
 	probes.Wait()
-	for _, n := range lb.nodes {
-		n.Shutdown(context.Background())
-	}
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed during the rolling restart", failed.Load(), failed.Load()+ok.Load())
 	}
 	if ok.Load() < 100 {
 		t.Fatalf("only %d requests ran", ok.Load())
 	}
-}
-
-// waitMembers waits until every node sees want members in its ring.
-func waitMembers(t testing.TB, nodes []*node.Node, want int) {
-	t.Helper()
-	// No speed is asserted: see cdntest.ConvergeTimeout.
-	poll.Until(t, 90*time.Second, fmt.Sprintf("the region converges on %d members", want), func() bool {
-		for _, n := range nodes {
-			if n == nil || n.Cluster().Ring().Len() != want {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
@@ -280,8 +241,8 @@ func TestBadReloadIsRefusedAndOldConfigServes(t *testing.T) {
 }
 
 func TestNodeMetricsShowTheCluster(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 2, nil, true)
-	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	c, _ := startCDN(t, []string{"eu"}, 2, nil, true)
+	resp, err := newClient(t).Get("http://" + c.Region("eu").Node(0).Node.AdminAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,9 +275,10 @@ func TestMemoryLimitFollowsTheBudgets(t *testing.T) {
 
 // Issue 20: which build runs is in /status and in meridian_build_info.
 func TestStatusAndMetricsReportTheBuild(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 1, nil, false)
-	admin := "http://" + c.regions["eu"][0].AdminAddr()
-	resp, err := c.client.Get(admin + "/status")
+	c, _ := startCDN(t, []string{"eu"}, 1, nil, false)
+	client := newClient(t)
+	admin := "http://" + c.Region("eu").Node(0).Node.AdminAddr()
+	resp, err := client.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +293,7 @@ func TestStatusAndMetricsReportTheBuild(t *testing.T) {
 	if st.Build != node.Build() || st.Build.GoVersion != runtime.Version() {
 		t.Fatalf("status build %+v, want %+v", st.Build, node.Build())
 	}
-	resp, err = c.client.Get(admin + "/metrics")
+	resp, err = client.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +307,10 @@ func TestStatusAndMetricsReportTheBuild(t *testing.T) {
 }
 
 func TestStatusReportsMemory(t *testing.T) {
-	c := startCDN(t, []string{"eu"}, 1, nil, false)
-	resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/status")
+	c, _ := startCDN(t, []string{"eu"}, 1, nil, false)
+	client := newClient(t)
+	admin := "http://" + c.Region("eu").Node(0).Node.AdminAddr()
+	resp, err := client.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +328,7 @@ func TestStatusReportsMemory(t *testing.T) {
 		t.Fatalf("status memory has no limit_bytes: %v", st.Memory)
 	}
 	// And the metrics: the limit beside the process's RSS.
-	mresp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/metrics")
+	mresp, err := client.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"maps"
@@ -14,40 +13,39 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 	"github.com/meridiancdn/meridian/internal/poll"
 )
 
-func (c *cdn) purge(n *node.Node, body string) (int, edge.PurgeResult) {
-	c.t.Helper()
+// purge posts body to n's admin /purge with the admin token and returns
+// the status and the decoded answer.
+func purge(t testing.TB, client *http.Client, n *node.Node, body string) (int, edge.PurgeResult) {
+	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+n.AdminAddr()+"/purge", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer t0ken")
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var res edge.PurgeResult
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &res); err != nil {
-		c.t.Fatalf("purge answer %q: %v", b, err)
+		t.Fatalf("purge answer %q: %v", b, err)
 	}
 	return resp.StatusCode, res
 }
 
 // originServes returns how many times the origin had served target when it
 // produced the copy that n answers with (the demo's X-Demo-Count).
-func (c *cdn) originServes(n *node.Node, target string) int {
-	c.t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+target, nil)
-	req.Host = "site.test"
-	resp, err := c.client.Do(req)
+func originServes(t testing.TB, n *cdntest.Node, target string) int {
+	t.Helper()
+	resp, _, err := n.Get(target)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		c.t.Fatalf("GET %s via %s: %d", target, n.HTTPAddr(), resp.StatusCode)
+		t.Fatalf("GET %s via %s: %d", target, n.Node.HTTPAddr(), resp.StatusCode)
 	}
 	k, _ := strconv.Atoi(resp.Header.Get("X-Demo-Count"))
 	return k
@@ -55,54 +53,55 @@ func (c *cdn) originServes(n *node.Node, target string) int {
 
 // warm makes every edge hold a copy: the owner's, and hot copies at the
 // others.
-func (c *cdn) warm(target string) {
+func warm(t testing.TB, c *cdntest.CDN, target string) {
 	for i := 0; i < 3; i++ {
-		for _, n := range c.all() {
-			c.originServes(n, target)
+		for _, n := range c.Nodes() {
+			originServes(t, n, target)
 		}
 	}
 }
 
 func TestPurgeReachesEveryPeerAndRegion(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	c, o := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	client := newClient(t)
 	byURL := "/purl?cc=max-age%3D600"
 	byKey := "/pkey?cc=max-age%3D600&sk=tag-a%20tag-b"
-	c.warm(byURL)
-	c.warm(byKey)
-	before := c.demo.RequestsFor(byURL)
+	warm(t, c, byURL)
+	warm(t, c, byKey)
+	before := o.RequestsFor(byURL)
 
-	status, res := c.purge(c.regions["us"][0], `{"urls": ["http://site.test`+byURL+`"]}`)
+	status, res := purge(t, client, c.Region("us").Node(0).Node, `{"urls": ["http://site.test`+byURL+`"]}`)
 	if status != 200 || !res.Complete || len(res.Acked) != 3 || len(res.Failed) != 0 {
 		t.Fatalf("purge by URL: %d %+v", status, res)
 	}
-	for _, n := range c.all() {
-		if k := c.originServes(n, byURL); k <= int(before) {
-			t.Fatalf("%s still serves the copy from origin fetch %d after the purge", n.Cluster().Name(), k)
+	for _, n := range c.Nodes() {
+		if k := originServes(t, n, byURL); k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the purge", n.Name, k)
 		}
 	}
 
-	before = c.demo.RequestsFor(byKey)
-	status, res = c.purge(c.regions["eu"][1], `{"keys": ["tag-b"]}`)
+	before = o.RequestsFor(byKey)
+	status, res = purge(t, client, c.Region("eu").Node(1).Node, `{"keys": ["tag-b"]}`)
 	if status != 200 || !res.Complete {
 		t.Fatalf("purge by key: %d %+v", status, res)
 	}
-	for _, n := range c.all() {
-		if k := c.originServes(n, byKey); k <= int(before) {
-			t.Fatalf("%s still serves the copy from origin fetch %d after the key purge", n.Cluster().Name(), k)
+	for _, n := range c.Nodes() {
+		if k := originServes(t, n, byKey); k <= int(before) {
+			t.Fatalf("%s still serves the copy from origin fetch %d after the key purge", n.Name, k)
 		}
 	}
 }
 
 func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	c, o := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	client := newClient(t)
 	target := "/pdown?cc=max-age%3D600&sk=gone"
-	c.warm(target)
-	down := c.regions["us"][1]
-	name := down.Cluster().Name()
-	peerAddr := down.Cluster().PeerAddr() // published in the regions table
-	down.Shutdown(context.Background())
+	warm(t, c, target)
+	us := c.Region("us")
+	name := us.Node(1).Name
+	us.Stop(1)
 
-	status, res := c.purge(c.regions["eu"][0], `{"keys": ["gone"]}`)
+	status, res := purge(t, client, c.Region("eu").Node(0).Node, `{"keys": ["gone"]}`)
 	if status != http.StatusAccepted || res.Complete || len(res.Failed) != 1 || res.Failed[0] != name {
 		t.Fatalf("purge with %s down: %d %+v", name, status, res)
 	}
@@ -110,22 +109,13 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 	// The peer comes back (a new process: same name, same published peer
 	// address) and rejoins; the purge it missed is delivered and it serves
 	// a fresh copy.
-	seeds := []string{c.regions["us"][0].Cluster().GossipAddr()}
-	cfg := nodeConfig(name, c.originURL, seeds...)
-	cfg.Cluster.PeerListen = peerAddr
-	cfg.Region = "us"
-	cfg.Admin.DrainDelay = 0
-	back, err := node.Start(cfg, node.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.regions["us"][1] = back
-	waitMembers(t, c.regions["us"], 2)
+	back := us.Restart(1)
+	us.WaitConverged(cdntest.ConvergeTimeout)
 	poll.Until(t, 10*time.Second, "the missed purge is delivered (no purges_pending in /status)", func() bool {
 		var st struct {
 			Pending map[string]int `json:"purges_pending"`
 		}
-		resp, err := c.client.Get("http://" + c.regions["eu"][0].AdminAddr() + "/status")
+		resp, err := client.Get("http://" + c.Region("eu").Node(0).Node.AdminAddr() + "/status")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,8 +123,8 @@ func TestPurgeWithAPeerDownReportsItAndCatchesUp(t *testing.T) {
 		resp.Body.Close()
 		return len(st.Pending) == 0
 	})
-	before := c.demo.RequestsFor(target)
-	if k := c.originServes(back, target); k <= int(before) {
+	before := o.RequestsFor(target)
+	if k := originServes(t, back, target); k <= int(before) {
 		t.Fatalf("the returned peer serves a purged copy (origin fetch %d)", k)
 	}
 }
@@ -151,13 +141,14 @@ func BenchmarkPurge(b *testing.B) {
 		{"cdn", []string{"eu", "us"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			c := startCDN(b, tc.regions, 2, nil, true)
-			at := c.regions["eu"][0]
+			c, _ := startCDN(b, tc.regions, 2, nil, true)
+			client := newClient(b)
+			at := c.Region("eu").Node(0).Node
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
-				status, res := c.purge(at, `{"keys": ["bench-`+strconv.Itoa(i)+`"]}`)
+				status, res := purge(b, client, at, `{"keys": ["bench-`+strconv.Itoa(i)+`"]}`)
 				lat = append(lat, time.Since(start))
 				if status != 200 || !res.Complete {
 					b.Fatalf("purge: %d %+v", status, res)
@@ -175,10 +166,11 @@ func BenchmarkPurge(b *testing.B) {
 // member of every region, with a site's own token as with the admin one;
 // what they do not name is served as before everywhere.
 func TestBansReachEveryPeerAndRegion(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	c, o := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	client := newClient(t)
 	const siteToken = "site-token-0123456789"
-	for _, n := range c.all() {
-		cfg := c.cfgs[n.Cluster().Name()]
+	for _, n := range c.Nodes() {
+		cfg := n.Config()
 		cfg.Sites[0].PurgeToken = siteToken
 		if _, err := n.Reload(cfg); err != nil {
 			t.Fatal(err)
@@ -186,22 +178,22 @@ func TestBansReachEveryPeerAndRegion(t *testing.T) {
 	}
 	banned, kept, regex := "/bp/a?cc=max-age%3D600", "/keep/b?cc=max-age%3D600", "/rx/c.png?cc=max-age%3D600"
 	for _, target := range []string{banned, kept, regex} {
-		c.warm(target)
+		warm(t, c, target)
 	}
 	served := func(target string) map[string]int {
 		out := map[string]int{}
-		for _, n := range c.all() {
-			out[n.Cluster().Name()] = c.originServes(n, target)
+		for _, n := range c.Nodes() {
+			out[n.Name] = originServes(t, n, target)
 		}
 		return out
 	}
 	keptBefore := served(kept)
-	before := c.demo.RequestsFor(banned)
+	before := o.RequestsFor(banned)
 
-	req, _ := http.NewRequest("POST", "http://"+c.regions["us"][0].AdminAddr()+"/purge",
+	req, _ := http.NewRequest("POST", "http://"+c.Region("us").Node(0).Node.AdminAddr()+"/purge",
 		strings.NewReader(`{"prefixes": ["https://site.test/bp/"]}`))
 	req.Header.Set("Authorization", "Bearer "+siteToken)
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,12 +212,12 @@ func TestBansReachEveryPeerAndRegion(t *testing.T) {
 	// PURGE on the public port: a wrong token is a 405 that reaches
 	// neither the origin nor any store; the site's token bans
 	// everywhere.
-	purge := func(n *node.Node, token string) (int, string) {
-		req, _ := http.NewRequest("PURGE", "http://"+n.HTTPAddr()+"/", nil)
+	purgePublic := func(n *cdntest.Node, token string) (int, string) {
+		req, _ := http.NewRequest("PURGE", n.URL+"/", nil)
 		req.Host = "site.test"
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("X-Purge-Regex", `^/rx/.*\.png`)
-		resp, err := c.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,15 +225,15 @@ func TestBansReachEveryPeerAndRegion(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, string(b)
 	}
-	originBefore := c.demo.Requests()
-	if status, body := purge(c.regions["eu"][1], "t0ken-wrong"); status != http.StatusMethodNotAllowed {
+	originBefore := o.Requests()
+	if status, body := purgePublic(c.Region("eu").Node(1), "t0ken-wrong"); status != http.StatusMethodNotAllowed {
 		t.Fatalf("PURGE with a wrong token: %d %q", status, body)
 	}
-	if n := c.demo.Requests(); n != originBefore {
+	if n := o.Requests(); n != originBefore {
 		t.Fatalf("a refused PURGE reached the origin (%d requests, was %d)", n, originBefore)
 	}
-	before = c.demo.RequestsFor(regex)
-	if status, body := purge(c.regions["eu"][1], siteToken); status != 200 || !strings.Contains(body, `"complete":true`) {
+	before = o.RequestsFor(regex)
+	if status, body := purgePublic(c.Region("eu").Node(1), siteToken); status != 200 || !strings.Contains(body, `"complete":true`) {
 		t.Fatalf("PURGE with the site token: %d %q", status, body)
 	}
 	for name, k := range served(regex) {

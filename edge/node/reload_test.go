@@ -20,9 +20,9 @@ import (
 // the entry, and the running config keeps applying: the shield is still
 // used.
 func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, []string{"eu"}, true)
-	us := c.regions["us"][0]
-	cfg := c.cfgs[us.Cluster().Name()]
+	c, _ := startCDN(t, []string{"eu", "us"}, 2, []string{"eu"}, true)
+	us := c.Region("us").Node(0)
+	cfg := us.Config()
 	bad := cfg
 	bad.Regions = slices.Clone(cfg.Regions)
 	for i, r := range bad.Regions {
@@ -35,7 +35,7 @@ func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
 	if err == nil {
 		t.Fatal("reload with a duplicated edge in regions was accepted")
 	}
-	if want := `regions[0].edges[2].name: duplicate "eu-0" (also edges[0])`; !strings.Contains(err.Error(), want) {
+	if want := `regions[0].edges[2].name: duplicate "eu-1" (also edges[0])`; !strings.Contains(err.Error(), want) {
 		t.Fatalf("reload refused with %q, want it to name %q", err, want)
 	}
 	// A region listed twice (the second entry would take the first's
@@ -45,11 +45,11 @@ func TestReloadRefusesDuplicatedRegionEdge(t *testing.T) {
 	if want := `regions[2].name: "eu" listed twice`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("reload with a region listed twice: %v, want it refused naming %q", err, want)
 	}
-	for _, n := range c.regions["us"] {
-		target := "/after-refused-reload?cc=max-age%3D600&via=" + n.Cluster().Name()
-		status, _, cs := c.get(n, target)
+	for _, n := range nodes(c.Region("us")) {
+		target := "/after-refused-reload?cc=max-age%3D600&via=" + n.Name
+		status, _, cs := get(t, n, target)
 		if status != 200 || !strings.Contains(cs, "eu-") {
-			t.Fatalf("via %s after the refused reload: %d, Cache-Status %q does not show the shield", n.Cluster().Name(), status, cs)
+			t.Fatalf("via %s after the refused reload: %d, Cache-Status %q does not show the shield", n.Name, status, cs)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/node"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
 // Issue 17: a rolling restart of a region whose edges keep a disk tier
@@ -24,33 +24,22 @@ func TestRollingRestartOnDiskKeepsTheRegionWarm(t *testing.T) {
 
 	const edges, objects = 3, 24
 	dirs := make([]string, edges)
-	cfgs := make([]node.Config, edges)
-	nodes := make([]*node.Node, edges)
-	var seeds []string
-	for i := range edges {
+	for i := range dirs {
 		dirs[i] = t.TempDir()
-		cfgs[i] = nodeConfig(fmt.Sprintf("edge-%d", i), osrv.URL, seeds...)
-		cfgs[i].Cache.Disk = edge.DiskConfig{Path: dirs[i], MaxBytes: 64 << 20}
-		n, err := node.Start(cfgs[i], node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = n
-		seeds = append(seeds, n.Cluster().GossipAddr())
 	}
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.Shutdown(context.Background())
-			}
-		}
-	}()
-	waitMembers(t, nodes, edges)
+	// Each edge, and each of its restarts, on its own disk.
+	reg := cdntest.StartRegion(t, nil, cdntest.RegionOptions{Nodes: edges, Prefix: "edge-", Config: func(i int, c *node.Config) {
+		c.Sites[0].Origin = osrv.URL
+		c.Cache.Disk = edge.DiskConfig{Path: dirs[i], MaxBytes: 64 << 20}
+		c.Admin.DrainDelay = 150 * time.Millisecond
+	}})
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 
 	// askAll asks every edge for every object and returns how many
 	// answers were hits; every body must be the origin's.
 	askAll := func(step string) (hits, asked int) {
-		for _, n := range nodes {
+		for i := range edges {
+			n := reg.Node(i).Node
 			for k := range objects {
 				path := fmt.Sprintf("/roll/%d", k)
 				code, body, cs := fetch(t, client, n, path)
@@ -73,33 +62,16 @@ func TestRollingRestartOnDiskKeepsTheRegionWarm(t *testing.T) {
 	t.Logf("before the restarts: %d of %d answers were hits", hits, asked)
 
 	for i := range edges {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := nodes[i].Shutdown(ctx); err != nil {
+		if err := reg.Stop(i); err != nil {
 			t.Errorf("shutdown of edge-%d: %v", i, err)
-		}
-		cancel()
-		nodes[i] = nil
-		var others []*node.Node
-		var seeds []string
-		for j, n := range nodes {
-			if j != i && n != nil {
-				others = append(others, n)
-				seeds = append(seeds, n.Cluster().GossipAddr())
-			}
 		}
 		// The others must have dropped the old incarnation (its peer
 		// address dies with it) before the new one joins: otherwise
 		// "every ring has 3 members" can still count the old one, and
 		// its keys' fills go to a closed address and on to the origin.
-		waitMembers(t, others, edges-1)
-		cfg := cfgs[i]
-		cfg.Cluster.Seeds = seeds
-		n, err := node.Start(cfg, node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = n
-		waitMembers(t, nodes, edges)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
+		reg.Restart(i)
+		reg.WaitConverged(cdntest.ConvergeTimeout)
 		before := o.requests.Load()
 		hits, asked := askAll(fmt.Sprintf("after restarting edge-%d", i))
 		t.Logf("after restarting edge-%d: %d of %d answers were hits", i, hits, asked)

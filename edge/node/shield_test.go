@@ -1,136 +1,87 @@
 package node_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/node"
-	"github.com/meridiancdn/meridian/origin"
+	"github.com/meridiancdn/meridian/internal/cdntest"
 )
 
-// cdn is several regions of clustered edge nodes in front of one demo
-// origin, with the origin shield configured.
-type cdn struct {
-	t         testing.TB
-	demo      *origin.Demo
-	regions   map[string][]*node.Node
-	names     []string
-	client    *http.Client
-	originURL string
-	cfgs      map[string]node.Config // by node name, as last applied
-}
-
-func startCDN(t testing.TB, regions []string, edges int, shield []string, direct bool) *cdn {
+// startCDN starts regions of edges edges each in front of a demo origin,
+// with the site's shield regions and direct fills as given, through
+// cdntest.StartCDN; every edge takes the admin token "t0ken".
+func startCDN(t testing.TB, regions []string, edges int, shield []string, direct bool) (*cdntest.CDN, *cdntest.Origin) {
 	t.Helper()
-	demo := origin.NewDemo(nil)
-	osrv := httptest.NewServer(demo)
-	tr := &http.Transport{MaxIdleConnsPerHost: 32}
-	c := &cdn{t: t, demo: demo, regions: map[string][]*node.Node{}, names: regions,
-		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}, originURL: osrv.URL}
-	t.Cleanup(func() {
-		for _, ns := range c.regions {
-			for _, n := range ns {
-				n.Shutdown(context.Background())
-			}
-		}
-		tr.CloseIdleConnections()
-		demo.Close()
-		osrv.Close()
+	o := cdntest.StartOrigin(t)
+	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{
+		Regions:  regions,
+		Nodes:    edges,
+		Shield:   shield,
+		NoDirect: !direct,
+		Config: func(_ string, _ int, c *node.Config) {
+			c.Admin.Token = "t0ken"
+			c.Server.ShutdownTimeout = 5 * time.Second
+		},
 	})
-	cfgs := map[string]node.Config{}
-	for _, r := range regions {
-		var seeds []string
-		for e := 0; e < edges; e++ {
-			name := fmt.Sprintf("%s-%d", r, e)
-			cfg := nodeConfig(name, osrv.URL, seeds...)
-			cfg.Region = r
-			cfg.Admin.DrainDelay = 0
-			n, err := node.Start(cfg, node.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfgs[name] = cfg
-			seeds = append(seeds, n.Cluster().GossipAddr())
-			c.regions[r] = append(c.regions[r], n)
-		}
-	}
-	var table []node.RegionConfig
-	for _, r := range regions {
-		waitMembers(t, c.regions[r], edges)
-		rc := node.RegionConfig{Name: r}
-		for _, n := range c.regions[r] {
-			rc.Edges = append(rc.Edges, node.EdgeRef{Name: n.Cluster().Name(), Peer: n.Cluster().PeerAddr()})
-		}
-		table = append(table, rc)
-	}
-	// Publish the regions to every node and turn the shield on.
-	for _, r := range regions {
-		for _, n := range c.regions[r] {
-			cfg := cfgs[n.Cluster().Name()]
-			cfg.Regions = table
-			cfg.Sites[0].Shield = edge.ShieldConfig{Regions: shield, Direct: &direct}
-			if _, err := n.Reload(cfg); err != nil {
-				t.Fatal(err)
-			}
-			cfgs[n.Cluster().Name()] = cfg
-		}
-	}
-	c.cfgs = cfgs
-	return c
+	return c, o
 }
 
-func (c *cdn) get(n *node.Node, target string) (int, string, string) {
-	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+target, nil)
-	req.Host = "site.test"
-	resp, err := c.client.Do(req)
+// get sends GET target to n and returns the status, the body and the
+// Cache-Status; a failed request is an error of the test (get may run in
+// a goroutine of it).
+func get(t testing.TB, n *cdntest.Node, target string) (int, string, string) {
+	resp, body, err := n.Get(target)
 	if err != nil {
-		c.t.Errorf("GET %s via %s: %v", target, n.HTTPAddr(), err)
+		t.Errorf("GET %s via %s: %v", target, n.Name, err)
 		return 0, "", ""
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header.Get("Cache-Status")
+	return resp.StatusCode, string(body), resp.Header.Get("Cache-Status")
 }
 
-func (c *cdn) all() []*node.Node {
-	var out []*node.Node
-	for _, r := range c.names {
-		out = append(out, c.regions[r]...)
+// stopRegion stops every node of a region gracefully.
+func stopRegion(r *cdntest.Region) {
+	for _, i := range r.Live() {
+		r.Stop(i)
+	}
+}
+
+// nodes returns a region's live nodes.
+func nodes(r *cdntest.Region) []*cdntest.Node {
+	var out []*cdntest.Node
+	for _, i := range r.Live() {
+		out = append(out, r.Node(i))
 	}
 	return out
 }
 
 func TestShieldOneOriginFetchForTheWholeCDN(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us", "ap"}, 2, []string{"eu"}, true)
+	c, o := startCDN(t, []string{"eu", "us", "ap"}, 2, []string{"eu"}, true)
 	const target = "/cold?cc=max-age%3D600&size=3000"
 	var wg sync.WaitGroup
-	for _, n := range c.all() {
+	for _, n := range c.Nodes() {
 		for k := 0; k < 5; k++ {
 			wg.Add(1)
-			go func(n *node.Node) {
+			go func(n *cdntest.Node) {
 				defer wg.Done()
-				status, body, cs := c.get(n, target)
+				status, body, cs := get(t, n, target)
 				if status != 200 || len(body) != 3000 {
-					t.Errorf("via %s: %d, %d bytes (%s)", n.HTTPAddr(), status, len(body), cs)
+					t.Errorf("via %s: %d, %d bytes (%s)", n.Node.HTTPAddr(), status, len(body), cs)
 				}
 			}(n)
 		}
 	}
 	wg.Wait()
-	if got := c.demo.RequestsFor(target); got != 1 {
+	if got := o.RequestsFor(target); got != 1 {
 		t.Fatalf("the origin saw %d requests for one object across 3 regions, want 1", got)
 	}
 	// A second object asked at one edge of a non-shield region: the
 	// answer's Cache-Status shows the shield's entry before the edge's.
-	_, _, cs := c.get(c.regions["us"][0], "/second?cc=max-age%3D600")
+	_, _, cs := get(t, c.Region("us").Node(0), "/second?cc=max-age%3D600")
 	if !strings.Contains(cs, "eu-") {
 		t.Fatalf("Cache-Status %q does not show the shield region", cs)
 	}
@@ -139,8 +90,8 @@ func TestShieldOneOriginFetchForTheWholeCDN(t *testing.T) {
 	// to ask and a hit for the next (the shield's own region asks nobody).
 	var misses, hits float64
 	for _, r := range []string{"us", "ap"} {
-		for _, n := range c.regions[r] {
-			fams, _ := n.Registry().Gather()
+		for _, n := range nodes(c.Region(r)) {
+			fams, _ := n.Node.Registry().Gather()
 			for _, f := range fams {
 				if f.GetName() != "meridian_shield_requests_total" {
 					continue
@@ -163,55 +114,51 @@ func TestShieldOneOriginFetchForTheWholeCDN(t *testing.T) {
 }
 
 func TestShieldRegionDownFallsBack(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us", "ap"}, 2, []string{"eu", "us"}, true)
-	for _, n := range c.regions["eu"] {
-		n.Shutdown(context.Background())
-	}
+	c, o := startCDN(t, []string{"eu", "us", "ap"}, 2, []string{"eu", "us"}, true)
+	stopRegion(c.Region("eu"))
 	for i := 0; i < 10; i++ {
 		target := fmt.Sprintf("/fb%d?cc=max-age%%3D600", i)
 		for _, r := range []string{"us", "ap"} {
-			for _, n := range c.regions[r] {
-				status, _, cs := c.get(n, target)
+			for _, n := range nodes(c.Region(r)) {
+				status, _, cs := get(t, n, target)
 				if status != 200 {
 					t.Fatalf("%s via %s: %d (%s)", target, r, status, cs)
 				}
 			}
 		}
-		if got := c.demo.RequestsFor(target); got != 1 {
+		if got := o.RequestsFor(target); got != 1 {
 			t.Fatalf("%s reached the origin %d times through the fallback shield, want 1", target, got)
 		}
 	}
 }
 
 func TestShieldDownWithoutDirectGivesErrorOrStale(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, []string{"eu"}, false)
+	c, o := startCDN(t, []string{"eu", "us"}, 2, []string{"eu"}, false)
 	// Stored but stale at once, and allowed stale on error.
 	stale := "/stale?cc=max-age%3D0%2C%20stale-if-error%3D600"
-	us := c.regions["us"]
+	us := nodes(c.Region("us"))
 	for _, n := range us {
-		if status, _, cs := c.get(n, stale); status != 200 {
+		if status, _, cs := get(t, n, stale); status != 200 {
 			t.Fatalf("warm-up: %d %s", status, cs)
 		}
 	}
-	for _, n := range c.regions["eu"] {
-		n.Shutdown(context.Background())
-	}
-	before := c.demo.Requests()
-	status, _, cs := c.get(us[0], "/uncached?cc=max-age%3D600")
+	stopRegion(c.Region("eu"))
+	before := o.Requests()
+	status, _, cs := get(t, us[0], "/uncached?cc=max-age%3D600")
 	if status != http.StatusBadGateway && status != http.StatusGatewayTimeout {
 		t.Fatalf("no shield and no direct fill: got %d (%s), want 502 or 504", status, cs)
 	}
 	owner := us[0]
 	for _, n := range us {
-		if o, _ := n.Cluster().Owner("site.test" + stale); o.Name == n.Cluster().Name() {
+		if p, _ := n.Cluster.Owner("site.test" + stale); p.Name == n.Cluster.Name() {
 			owner = n
 		}
 	}
-	status, _, cs = c.get(owner, stale)
+	status, _, cs = get(t, owner, stale)
 	if status != 200 || !strings.Contains(cs, "stale-if-error") {
 		t.Fatalf("a stale copy should stand in: %d %q", status, cs)
 	}
-	if after := c.demo.Requests(); after != before {
+	if after := o.Requests(); after != before {
 		t.Fatalf("the origin was reached directly %d times although direct fills are off", after-before)
 	}
 }
@@ -219,9 +166,10 @@ func TestShieldDownWithoutDirectGivesErrorOrStale(t *testing.T) {
 // A region whose own path to the origin fails fills from another region's
 // owner of the key before falling back to stale or an error.
 func TestRegionFailoverWhenOwnUpstreamFails(t *testing.T) {
-	c := startCDN(t, []string{"eu", "us"}, 2, nil, true)
-	for _, n := range c.regions["eu"] {
-		cfg := c.cfgs[n.Cluster().Name()]
+	c, o := startCDN(t, []string{"eu", "us"}, 2, nil, true)
+	eu := nodes(c.Region("eu"))
+	for _, n := range eu {
+		cfg := n.Config()
 		cfg.Sites[0].Origin = "http://127.0.0.1:1" // refused
 		cfg.Sites[0].Pool.Servers = nil
 		if _, err := n.Reload(cfg); err != nil {
@@ -230,16 +178,16 @@ func TestRegionFailoverWhenOwnUpstreamFails(t *testing.T) {
 	}
 	for i := 0; i < 5; i++ {
 		target := fmt.Sprintf("/fo%d?cc=max-age%%3D600", i)
-		for _, n := range c.regions["eu"] {
-			status, _, cs := c.get(n, target)
+		for _, n := range eu {
+			status, _, cs := get(t, n, target)
 			if status != 200 {
-				t.Fatalf("%s via %s: %d (%s)", target, n.Cluster().Name(), status, cs)
+				t.Fatalf("%s via %s: %d (%s)", target, n.Name, status, cs)
 			}
 			if !strings.Contains(cs, "us-") {
 				t.Fatalf("Cache-Status %q does not show the us region", cs)
 			}
 		}
-		if got := c.demo.RequestsFor(target); got != 1 {
+		if got := o.RequestsFor(target); got != 1 {
 			t.Fatalf("%s reached the origin %d times, want 1 (through us)", target, got)
 		}
 	}

@@ -3,7 +3,6 @@ package node_test
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -34,37 +33,36 @@ func labels(m *dto.Metric) map[string]string {
 	return out
 }
 
-// startSlicedRegion starts a region of three edges whose site slices by
-// s bytes, in front of lo; get asks an edge for target with a Range
-// field ("" for none).
+// startSlicedRegion starts a region of three edges, e1 to e3, whose site
+// slices by s bytes, in front of lo; get asks an edge for target with a
+// Range field ("" for none).
 func startSlicedRegion(t *testing.T, lo *cdntest.LargeOrigin, s int64, target string) ([]*node.Node, func(n *node.Node, field string) (*http.Response, error)) {
 	t.Helper()
-	var nodes []*node.Node
-	var seeds []string
-	for i := range 3 {
-		cfg := nodeConfig(fmt.Sprintf("e%d", i), lo.URL, seeds...)
-		cfg.Sites[0].SliceBytes = s
+	reg := cdntest.StartRegion(t, nil, cdntest.RegionOptions{Prefix: "e", Config: func(_ int, c *node.Config) {
+		c.Sites[0].Origin = lo.URL
+		c.Sites[0].SliceBytes = s
+		c.Admin.Token = "t0ken" // for purge
+		// The default wait for an upstream's headers (30s), not the
+		// harness's 10s: a slice asked of its owner on a loaded machine
+		// may wait behind the owner's own fill.
+		c.Sites[0].Timeout = 0
 		// A member that asks a slice's owner waits for it this long
 		// before it fills the slice itself: on a loaded machine (the
 		// race detector, other packages' tests) 2s was too short, and a
 		// slice reached the origin twice.
-		cfg.Cluster.PeerTimeout = 10 * time.Second
+		c.Cluster.PeerTimeout = 10 * time.Second
 		// Nobody dies here: memberlist's LAN timings, which do not
 		// mistake a slow member for a dead one. Under the local
 		// preset's, on a loaded machine, the members flapped in and out
 		// of the ring (20-30 changes each), moving slices between
 		// owners, which filled them again.
-		cfg.Cluster.Preset = cluster.PresetLAN
-		cfg.Admin.DrainDelay = 0
-		n, err := node.Start(cfg, node.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Shutdown(context.Background()) })
-		seeds = append(seeds, n.Cluster().GossipAddr())
-		nodes = append(nodes, n)
+		c.Cluster.Preset = cluster.PresetLAN
+	}})
+	reg.WaitConverged(cdntest.ConvergeTimeout)
+	var nodes []*node.Node
+	for _, i := range reg.Live() {
+		nodes = append(nodes, reg.Node(i).Node)
 	}
-	waitMembers(t, nodes, 3)
 	client := newClient(t)
 	client.Timeout = 3 * time.Minute // 200 MiB on a loaded machine, under the race detector
 	return nodes, func(n *node.Node, field string) (*http.Response, error) {
@@ -122,13 +120,13 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 				if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != cr || resp.ContentLength != n {
 					resp.Body.Close()
 					errs <- fmt.Errorf("range %d via e%d: status %d, Content-Range %q, Content-Length %d; want 206, %q, %d (%s)",
-						k, w, resp.StatusCode, resp.Header.Get("Content-Range"), resp.ContentLength, cr, n, resp.Header.Get("Cache-Status"))
+						k, w+1, resp.StatusCode, resp.Header.Get("Content-Range"), resp.ContentLength, cr, n, resp.Header.Get("Cache-Status"))
 					return
 				}
 				err = cdntest.CheckLarge(resp.Body, "v1", off, n)
 				resp.Body.Close()
 				if err != nil {
-					errs <- fmt.Errorf("range %d via e%d: %w", k, w, err)
+					errs <- fmt.Errorf("range %d via e%d: %w", k, w+1, err)
 					return
 				}
 				clientBytes.Add(n)
@@ -196,12 +194,12 @@ func TestSlicedObjectSpreadsOverTheRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != http.StatusOK || resp.ContentLength != size {
-		t.Fatalf("whole via e2: %d, %d bytes", resp.StatusCode, resp.ContentLength)
+		t.Fatalf("whole via e3: %d, %d bytes", resp.StatusCode, resp.ContentLength)
 	}
 	err = cdntest.CheckLarge(resp.Body, "v1", 0, size)
 	resp.Body.Close()
 	if err != nil {
-		t.Fatalf("whole via e2: %v", err)
+		t.Fatalf("whole via e3: %v", err)
 	}
 	t.Logf("whole: %v", time.Since(start).Round(time.Millisecond))
 	clientBytes.Add(size)
@@ -286,7 +284,7 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 	owner := lo.Requests()[0].Via
 	asker := nodes[0]
 	for i := range nodes {
-		if owner == fmt.Sprintf("1.1 e%d", i) {
+		if owner == "1.1 "+nodes[i].Cluster().Name() {
 			asker = nodes[(i+1)%3]
 		}
 	}
@@ -336,15 +334,15 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 	wholeBooked := func(k int) {
 		t.Helper()
 		whole(nodes[2], "v2")
-		poll.Until(t, 10*time.Second, fmt.Sprintf("e2 books %d slices", 16*k), func() bool { return sliceRequests(nodes[2], "")-base >= float64(16*k) })
+		poll.Until(t, 10*time.Second, fmt.Sprintf("e3 books %d slices", 16*k), func() bool { return sliceRequests(nodes[2], "")-base >= float64(16*k) })
 	}
 	wholeBooked(1)
-	wholeBooked(2) // e2 keeps hot copies of the slices its peers own
+	wholeBooked(2) // e3 keeps hot copies of the slices its peers own
 	hits := sliceRequests(nodes[2], "hit")
 	wholeBooked(3)
 	settle()
 	if d := sliceRequests(nodes[2], "hit") - hits; d != 16 {
-		t.Fatalf("e2 answered %v of the 16 slices from its own stores", d)
+		t.Fatalf("e3 answered %v of the 16 slices from its own stores", d)
 	}
 	stored := func() (n int) {
 		for _, nd := range nodes {
@@ -356,8 +354,8 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 	if n := stored(); n < 16 {
 		t.Fatalf("%d entries stored in the region", n)
 	}
-	c := &cdn{t: t, client: newClient(t)}
-	if code, res := c.purge(nodes[0], `{"urls": ["http://site.test/o"]}`); code != http.StatusOK || !res.Complete {
+	client := newClient(t)
+	if code, res := purge(t, client, nodes[0], `{"urls": ["http://site.test/o"]}`); code != http.StatusOK || !res.Complete {
 		t.Fatalf("purge: %d %+v", code, res)
 	}
 	if n := stored(); n != 0 {
@@ -388,7 +386,7 @@ func TestSlicedObjectChangedAndPurgedInARegion(t *testing.T) {
 		req.Host = "site.test"
 		req.Header.Set("Cache-Control", "no-cache")
 		req.Header.Set("Pragma", "no-cache")
-		resp, err := c.client.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

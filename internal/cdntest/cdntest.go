@@ -1,9 +1,12 @@
 // Package cdntest starts real edge nodes, regions and origins on loopback
-// for tests. Every node is started by node.Start from its config, the
-// wiring the binary uses, so a multi-node test runs the production
-// assembly (upstream plan, peer endpoint, internal endpoints) rather than
-// a copy of it. internal/chaos builds multi-region CDNs with fault
-// injection the same way; both wait with internal/poll.
+// for tests: the one multi-node harness of the packages' tests. Every node
+// is started by node.Start from its config, the wiring the binary uses, so
+// a multi-node test runs the production assembly (upstream plan, peer
+// endpoint, internal endpoints) rather than a copy of it. A Region is the
+// clustered edges of one region; a CDN (StartCDN) is several regions told
+// about each other by a regions table and the site's shield. internal/chaos
+// builds multi-region CDNs with fault injection on their links; both wait
+// with internal/poll.
 //
 // Everything listens on 127.0.0.1 with port 0 and is stopped by the test's
 // Cleanup. A typical test:
@@ -14,6 +17,14 @@
 //	resp, body, err := reg.Get(0, "/a?cc=max-age%3D600")
 //	reg.Kill(1)
 //	reg.Restart(1)
+//
+// and across regions, with the origin shield in eu:
+//
+//	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{Regions: []string{"eu", "us"}, Shield: []string{"eu"}})
+//	resp, body, err := c.Region("us").Get(0, "/a?cc=max-age%3D600")
+//
+// A test that needs its own origin passes a nil Origin and sets the site's
+// origin in the Config hook.
 package cdntest
 
 import (
@@ -94,6 +105,10 @@ type Region struct {
 	opts   RegionOptions
 	client *http.Client
 
+	// keep: a restarted node keeps its last applied config and its
+	// peer address (set by StartCDN, whose regions table publishes it).
+	keep bool
+
 	mu    sync.Mutex
 	nodes []*Node
 }
@@ -111,12 +126,18 @@ type Node struct {
 	// URL is the base URL of its client listener, http://127.0.0.1:port.
 	URL string
 
-	dead bool
+	client *http.Client
+	dead   bool // guarded by the Region's mu
+
+	mu  sync.Mutex
+	cfg node.Config // as last applied
 }
 
 // StartRegion starts opts.Nodes edges, the first as the seed of the
 // others. It returns once every node has started, not once they have all
 // found each other: see WaitConverged. The test's Cleanup stops them all.
+// o may be nil when opts.Config sets the site's origin (a test's own
+// origin server).
 func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	t.Helper()
 	if opts.Nodes == 0 {
@@ -140,7 +161,7 @@ func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	})
 	var seeds []string
 	for i := range opts.Nodes {
-		n, err := r.startNode(i, seeds)
+		n, err := r.startNode(r.config(i, seeds))
 		if err != nil {
 			t.Fatalf("cdntest: start node %d: %v", i, err)
 		}
@@ -160,6 +181,10 @@ func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 // RegionOptions.Config.
 func (r *Region) config(i int, seeds []string) node.Config {
 	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
+	var originURL string
+	if r.origin != nil {
+		originURL = r.origin.URL
+	}
 	c := node.Config{
 		Config: edge.Config{
 			AccessLog: edge.AccessLogConfig{Destination: "off"},
@@ -167,7 +192,7 @@ func (r *Region) config(i int, seeds []string) node.Config {
 			Listen:    "127.0.0.1:0",
 			Sites: []edge.SiteConfig{{
 				Hosts:   []string{SiteHost},
-				Origin:  r.origin.URL,
+				Origin:  originURL,
 				Timeout: 10 * time.Second,
 			}},
 		},
@@ -190,14 +215,74 @@ func (r *Region) config(i int, seeds []string) node.Config {
 	return c
 }
 
-// startNode starts node i with the given seeds.
-func (r *Region) startNode(i int, seeds []string) (*Node, error) {
-	cfg := r.config(i, seeds)
+// startNode starts a node from cfg.
+func (r *Region) startNode(cfg node.Config) (*Node, error) {
 	n, err := node.Start(cfg, node.Options{Logger: r.opts.Logger, SpanExporter: r.opts.SpanExporter})
 	if err != nil {
 		return nil, err
 	}
-	return &Node{Name: cfg.Name, Node: n, Edge: n.Handler(), Cluster: n.Cluster(), URL: "http://" + n.HTTPAddr()}, nil
+	return &Node{Name: cfg.Name, Node: n, Edge: n.Handler(), Cluster: n.Cluster(), URL: "http://" + n.HTTPAddr(),
+		client: r.client, cfg: cloneConfig(cfg)}, nil
+}
+
+// Config returns a copy of the config the node last applied: the one it
+// started with, or the last one this Node's Reload applied. Its sites,
+// regions and cluster section are copies, so a test may set their fields
+// and Reload.
+func (n *Node) Config() node.Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return cloneConfig(n.cfg)
+}
+
+// Reload applies cfg to the running node (node.Node.Reload) and, if it
+// is applied, remembers it as the node's config.
+func (n *Node) Reload(cfg node.Config) (node.ReloadReport, error) {
+	rep, err := n.Node.Reload(cfg)
+	if err == nil {
+		n.mu.Lock()
+		n.cfg = cloneConfig(cfg)
+		n.mu.Unlock()
+	}
+	return rep, err
+}
+
+// cloneConfig copies c deeply enough that setting a field of a site, of
+// a regions entry or of the cluster section, or an edge of a regions
+// entry, in the copy leaves c as it was (a site's own slices, such as
+// its hosts, are still shared).
+func cloneConfig(c node.Config) node.Config {
+	c.Sites = slices.Clone(c.Sites)
+	c.Regions = slices.Clone(c.Regions)
+	for i := range c.Regions {
+		c.Regions[i].Edges = slices.Clone(c.Regions[i].Edges)
+	}
+	if c.Cluster != nil {
+		cc := *c.Cluster
+		cc.Seeds = slices.Clone(cc.Seeds)
+		c.Cluster = &cc
+	}
+	return c
+}
+
+// Get sends GET target (a path and query) to the node with Host SiteHost
+// and returns the response with its body read.
+func (n *Node) Get(target string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, n.URL+target, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Host = SiteHost
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, body, fmt.Errorf("GET %s: body: %w", target, err)
+	}
+	return resp, body, nil
 }
 
 // stop stops a node abruptly: its gossip and peer endpoint at once (no
@@ -243,12 +328,34 @@ func (r *Region) Kill(i int) {
 	}
 }
 
-// Restart starts a new incarnation of killed node i: the same name, new
-// ports, an empty cache, the live nodes as seeds.
+// Stop stops node i gracefully, as `meridian edge` does on SIGTERM: it
+// leaves its region, then drains (node.Node.Shutdown, given 10s). It
+// returns Shutdown's error; nil if the node was already stopped.
+func (r *Region) Stop(i int) error {
+	r.mu.Lock()
+	n := r.nodes[i]
+	dead := n.dead
+	n.dead = true
+	r.mu.Unlock()
+	if dead {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.Node.Shutdown(ctx)
+}
+
+// Restart starts a new incarnation of killed (or stopped) node i: the
+// same name, an empty cache, the live nodes as seeds, and new ports. In a
+// region of a CDN (StartCDN) it also keeps the config it last applied
+// and its peer address, which the regions table publishes, as a host
+// that restarts the binary does; elsewhere its config is made afresh
+// (RegionOptions.Config included).
 func (r *Region) Restart(i int) *Node {
 	r.t.Helper()
 	r.mu.Lock()
-	if !r.nodes[i].dead {
+	old := r.nodes[i]
+	if !old.dead {
 		r.mu.Unlock()
 		r.t.Fatalf("cdntest: restart of node %d, which is not killed", i)
 	}
@@ -259,7 +366,13 @@ func (r *Region) Restart(i int) *Node {
 		}
 	}
 	r.mu.Unlock()
-	n, err := r.startNode(i, seeds)
+	cfg := r.config(i, seeds)
+	if r.keep {
+		cfg = old.Config()
+		cfg.Cluster.Seeds = seeds
+		cfg.Cluster.PeerListen = old.Cluster.PeerAddr()
+	}
+	n, err := r.startNode(cfg)
 	if err != nil {
 		r.t.Fatalf("cdntest: restart node %d: %v", i, err)
 	}
@@ -402,25 +515,7 @@ func Unchanged(hist map[string][]int) bool {
 // Get sends GET target (a path and query) to node i with Host SiteHost
 // and returns the response with its body read.
 func (r *Region) Get(i int, target string) (*http.Response, []byte, error) {
-	return r.do(r.Node(i).URL, target)
-}
-
-func (r *Region) do(base, target string) (*http.Response, []byte, error) {
-	req, err := http.NewRequest(http.MethodGet, base+target, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Host = SiteHost
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp, body, fmt.Errorf("GET %s: body: %w", target, err)
-	}
-	return resp, body, nil
+	return r.Node(i).Get(target)
 }
 
 // LoadOptions shape a request loop.
@@ -502,7 +597,7 @@ func (r *Region) StartLoad(opts LoadOptions) *Load {
 				}
 				target := opts.Targets[k%len(opts.Targets)]
 				node := r.Node(opts.Nodes[k%len(opts.Nodes)])
-				resp, body, err := r.do(node.URL, target)
+				resp, body, err := node.Get(target)
 				if err == nil {
 					err = opts.Check(target, resp, body)
 				}

@@ -1,7 +1,9 @@
 package cdntest_test
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -98,5 +100,79 @@ func TestRegionRunsTheProductionWiring(t *testing.T) {
 	})
 	if got := o.Requests(); got != 1 {
 		t.Errorf("origin saw %d requests, want 1: the replica's copy comes from the owner", got)
+	}
+}
+
+// A CDN's regions are told about each other: every edge is in its region,
+// holds the regions table with every edge's peer address and the site's
+// shield, and fills through the shield region. A node stopped and
+// restarted keeps that config and the peer address the table publishes;
+// a config edited through Node.Config leaves the node's own untouched.
+func TestCDNHarness(t *testing.T) {
+	o := cdntest.StartOrigin(t)
+	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{Shield: []string{"eu"}})
+	var names []string
+	peers := map[string]string{}
+	for _, n := range c.Nodes() {
+		names = append(names, n.Name)
+		peers[n.Name] = n.Cluster.PeerAddr()
+	}
+	if want := []string{"eu-1", "eu-2", "us-1", "us-2"}; !slices.Equal(names, want) {
+		t.Fatalf("nodes %q, want %q", names, want)
+	}
+	for _, n := range c.Nodes() {
+		cfg := n.Config()
+		if want := n.Name[:2]; cfg.Region != want {
+			t.Errorf("%s is in region %q, want %q", n.Name, cfg.Region, want)
+		}
+		if sh := cfg.Sites[0].Shield; !slices.Equal(sh.Regions, []string{"eu"}) || sh.Direct == nil || !*sh.Direct {
+			t.Errorf("%s: shield %+v", n.Name, sh)
+		}
+		got := map[string]string{}
+		for _, r := range cfg.Regions {
+			for _, e := range r.Edges {
+				if e.Name[:2] != r.Name {
+					t.Errorf("%s: edge %s listed in region %s", n.Name, e.Name, r.Name)
+				}
+				got[e.Name] = e.Peer
+			}
+		}
+		if !maps.Equal(got, peers) {
+			t.Errorf("%s: regions table %v, want %v", n.Name, got, peers)
+		}
+		if p := n.Node.Plan(); p == nil {
+			t.Errorf("%s has no plan", n.Name)
+		}
+	}
+	us := c.Region("us")
+	resp, _, err := us.Get(0, "/s?cc=max-age%3D600")
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "eu-") {
+		t.Fatalf("GET via us-1: %v %v: the shield region should answer", resp, err)
+	}
+
+	edited := us.Node(1).Config()
+	edited.Sites[0].Origin = "http://127.0.0.1:1"
+	edited.Regions[0].Edges[0].Peer = "127.0.0.1:1"
+	if cfg := us.Node(1).Config(); cfg.Sites[0].Origin != o.URL || cfg.Regions[0].Edges[0].Peer != peers["eu-1"] {
+		t.Fatalf("editing a copy of the config changed the node's: %+v", cfg)
+	}
+
+	if err := us.Stop(1); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := us.Stop(1); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	n := us.Restart(1)
+	c.WaitConverged()
+	if n.Name != "us-2" || n.Cluster.PeerAddr() != peers["us-2"] {
+		t.Errorf("restarted as %s at peer %s, want us-2 at %s", n.Name, n.Cluster.PeerAddr(), peers["us-2"])
+	}
+	if cfg := n.Config(); len(cfg.Regions) != 2 || cfg.Region != "us" {
+		t.Errorf("the restarted node lost its config: region %q, regions %+v", cfg.Region, cfg.Regions)
+	}
+	resp, _, err = n.Get("/s2?cc=max-age%3D600")
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "eu-") {
+		t.Fatalf("GET via the restarted us-2: %v %v: the shield region should answer", resp, err)
 	}
 }
