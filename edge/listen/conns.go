@@ -207,9 +207,21 @@ func (s *sendDeadline) renew(c net.Conn) {
 }
 
 // write writes p to c in chunks, renewing the deadline before each.
+// What the socket takes at once goes first in one write, however large:
+// on loopback each write pushes its bytes through to the reader, so a
+// 1 MiB answer in four 256 KiB writes cost 242-255 µs of CPU per hit
+// against 173-184 µs in one (wrk, 3 interleaved runs); the chunks are
+// for what has to wait for the client.
 func (s *sendDeadline) write(c net.Conn, p []byte) (n int, err error) {
 	if s.timeout <= 0 {
 		return c.Write(p)
+	}
+	if len(p) > sendChunk {
+		s.renew(c)
+		if n, err = writeNow(c, p); err != nil || n == len(p) {
+			return n, err
+		}
+		p = p[n:]
 	}
 	for {
 		s.renew(c)
@@ -221,6 +233,39 @@ func (s *sendDeadline) write(c net.Conn, p []byte) (n int, err error) {
 		}
 		p = p[m:]
 	}
+}
+
+// writeNow writes what of p the socket c takes without waiting, in one
+// system call; n is 0, and err nil, when it takes nothing now or c is not
+// a socket it can write to so.
+func writeNow(c net.Conn, p []byte) (n int, err error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0, nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, nil
+	}
+	var werr error
+	if err := raw.Write(func(fd uintptr) bool {
+		for {
+			k, e := syscall.Write(int(fd), p)
+			if e == syscall.EINTR {
+				continue
+			}
+			if k > 0 {
+				n = k
+			}
+			if e != nil && e != syscall.EAGAIN {
+				werr = e
+			}
+			return true // never wait here: the chunks do, within the deadline
+		}
+	}); err != nil {
+		return n, err
+	}
+	return n, werr
 }
 
 // sendConn is a connection whose body goes out with sendfile
