@@ -95,3 +95,52 @@ func TestSlowReaderIsCutSteadyReaderIsNot(t *testing.T) {
 		})
 	}
 }
+
+// A large hit goes out as what the socket takes at once, then in chunks
+// as the client makes room: every byte in its place, whatever the split.
+// The body is not one repeated byte, so a chunk sent from the wrong
+// offset shows; the client reads through a small receive buffer, so the
+// first write takes only part of the body (the send buffer holds at
+// most 4 MiB here).
+func TestLargeHitWholeWhateverTheSocketTakes(t *testing.T) {
+	const size = 6 << 20
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i*7 + i/4096)
+	}
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(body)
+	})
+	if resp, got := e.get("/whole"); resp.StatusCode != 200 || got != string(body) {
+		t.Fatalf("filling: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	for _, rng := range []string{"", "Range: bytes=1000-5999999\r\n"} {
+		c, err := net.Dial("tcp", e.srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET /whole HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", testHost, rng)
+		resp, err := http.ReadResponse(bufio.NewReaderSize(c, 4<<10), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		c.Close()
+		want := body
+		if rng != "" {
+			want = body[1000:6000000]
+		}
+		if err != nil || !strings.Contains(resp.Header.Get("Cache-Status"), "hit") || string(got) != string(want) {
+			first := 0
+			for first < min(len(got), len(want)) && got[first] == want[first] {
+				first++
+			}
+			t.Fatalf("%q: %d bytes (%v), Cache-Status %q, want %d; first difference at %d",
+				rng, len(got), err, resp.Header.Get("Cache-Status"), len(want), first)
+		}
+	}
+}
