@@ -213,19 +213,31 @@ func TestDiskSurvivesKill9MidWrite(t *testing.T) {
 		}
 		// The child is killed a random while after its tenth fill, so
 		// that the disk is written to when it dies (the race detector
-		// slows a child down a lot).
+		// slows a child down a lot). Every other round waits for a large
+		// object to have been filled whole too: a large fill takes
+		// seconds under the race detector, and a round killed before any
+		// ends tests no spool that was committed.
 		ready := make(chan bool, 1)
+		wantLarge := round%2 == 1
 		go func() {
 			sc := bufio.NewScanner(out)
-			fills := 0
+			fills, large, said := 0, 0, false
 			for sc.Scan() {
-				if sc.Text() == "filled" {
-					if fills++; fills == 10 {
-						ready <- true
-					}
+				switch sc.Text() {
+				case "filled":
+					fills++
+				case "filled-large":
+					fills++
+					large++
+				default:
+					continue
+				}
+				if !said && fills >= 10 && (!wantLarge || large > 0) {
+					said = true
+					ready <- true
 				}
 			}
-			if fills < 10 {
+			if !said {
 				ready <- false
 			}
 		}()
@@ -234,7 +246,7 @@ func TestDiskSurvivesKill9MidWrite(t *testing.T) {
 			if !ok {
 				cmd.Process.Kill()
 				cmd.Wait()
-				t.Fatalf("round %d: the child stopped before its tenth fill", round)
+				t.Fatalf("round %d: the child stopped before its tenth fill (or its first large one)", round)
 			}
 		case <-time.After(60 * time.Second):
 			cmd.Process.Kill()
@@ -331,13 +343,13 @@ func crashChild(t *testing.T, dir string) {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
 				before := o.requests.Load()
-				path := "/crash/" + strconv.Itoa(rand.IntN(300))
+				path, filled := "/crash/"+strconv.Itoa(rand.IntN(300)), "filled"
 				if i == 4 { // one client asks for the large objects
-					path = "/crash-large/" + strconv.Itoa(rand.IntN(largeKeys))
+					path, filled = "/crash-large/"+strconv.Itoa(rand.IntN(largeKeys)), "filled-large"
 				}
-				fetch(t, client, n, path)
-				if o.requests.Load() > before {
-					fmt.Println("filled")
+				code, _, _ := fetch(t, client, n, path)
+				if code == 200 && o.requests.Load() > before {
+					fmt.Println(filled)
 				}
 			}
 		}()
