@@ -579,7 +579,7 @@ func TestLargeObjectFillHeapStaysSmall(t *testing.T) {
 	}
 	// Half the body is in, the origin holds the rest: the fill holds
 	// its first chunk of the in-flight budget, not the object.
-	if held := e.gauge("meridian_edge_inflight_bytes"); held > 64<<10 {
+	if held := e.metric("meridian_edge_inflight_bytes"); held > 64<<10 {
 		t.Errorf("the fill holds %v bytes of the in-flight budget", held)
 	}
 	unblock()
@@ -607,24 +607,6 @@ func fillWords(p []byte, path string, off int) {
 	for i := 0; i+8 <= len(p); i += 8 {
 		binary.LittleEndian.PutUint64(p[i:], uint64(off+i)^seed)
 	}
-}
-
-// gauge returns the sum of the edge's gauge series called name.
-func (e *env) gauge(name string) float64 {
-	e.t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // spoolWritten is how many body bytes the spools in dir hold (0 if none).
