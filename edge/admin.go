@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meridiancdn/meridian/origin"
 )
@@ -391,12 +390,4 @@ func (h *Handler) RequestCounts() map[string]float64 {
 		out[classNames[c]] = sum
 	}
 	return out
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil || m.Counter == nil {
-		return 0
-	}
-	return m.Counter.GetValue()
 }

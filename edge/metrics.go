@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -257,6 +258,10 @@ func classOf(cs cacheStatus) int {
 // siteCounters are one site's request counters, resolved.
 type siteCounters struct {
 	requests [numClasses][len(protocols)]prometheus.Counter
+	// answered counts requests by class over protocols, as requests
+	// does, for /status and the status page to read without reading
+	// Prometheus's counters back.
+	answered [numClasses]atomic.Uint64
 	bytes    prometheus.Counter
 	slices   [numClasses]prometheus.Counter // slice subrequests (slice.go)
 }
@@ -292,9 +297,7 @@ func (m *metrics) classTotals() [numClasses]float64 {
 	var out [numClasses]float64
 	for _, sc := range sites {
 		for c := range out {
-			for p := range protocols {
-				out[c] += counterValue(sc.requests[c][p])
-			}
+			out[c] += float64(sc.answered[c].Load())
 		}
 	}
 	return out
@@ -337,6 +340,7 @@ func (sc *siteCounters) request(protoMajor, class int, bodyBytes int) {
 		p = 0
 	}
 	sc.requests[class][p].Inc()
+	sc.answered[class].Add(1)
 	if bodyBytes > 0 {
 		sc.bytes.Add(float64(bodyBytes))
 	}
