@@ -73,8 +73,8 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 			delete(out.Header, f)
 		}
 	}
-	if stale != nil && (!stale.OnDisk() || stale.BodySize() <= h.cache.Load().MaxObjectBytes) {
-		// (A 304 refreshes the stale copy into memory: see fill.)
+	if stale != nil {
+		// (A 304 refreshes the stale copy: see fill.)
 		if etag := st.validatorFor(stale.ETag(), stale.Field("Content-Encoding")); etag != "" {
 			out.Header.Set("If-None-Match", etag)
 		}
@@ -182,30 +182,36 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	}
 
 	// A 304 to our own validators refreshes the stale entry (§4.3.4).
+	fwdStatus := resp.StatusCode
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
-		h.metrics.fill(reqTime, respTime, false)
 		resp.Body.Close()
 		resp.Header.Del(fill.PeerHeader) // an upstream's mark, never stored
 		merged := policy.UpdateHeaders(stale.BaseHeader(), resp.Header)
 		policy.RemoveHopByHop(merged)
 		st.refreshed(stale.ETag(), merged)
-		e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
-		body, err := storedBody(stale)
+		if !stale.OnDisk() || stale.BodySize() <= cache.MaxObjectBytes {
+			h.metrics.fill(reqTime, respTime, false)
+			res := h.refreshInMemory(st, primary, out, stale, merged, reqTime, respTime, purgeGen)
+			if !res.failed {
+				h.failures.forget(key)
+			}
+			unregister()
+			f.publish(res)
+			return
+		}
+		// Too large for memory: the stored body becomes the response's,
+		// read from the disk as an origin's body would be, spooled anew
+		// under the refreshed fields and shared with the waiters as it
+		// is written (below). (nginx's proxy_cache_revalidate rewrites
+		// its cache file's header in place; a segment's records are
+		// never rewritten, so the body is copied.)
+		rd, err := stale.OpenBody()
 		if err != nil { // the stale copy's file is gone: not the origin's failure
 			unregister()
 			f.publish(fillResult{failed: true, err: fmt.Errorf("stale copy on disk: %w", err)})
 			return
 		}
-		e.SetBody(body)
-		res := fillResult{e: e, body: completeBody(body), fwdStatus: resp.StatusCode}
-		if e.Storable() {
-			res.stored = true
-			h.putFilled(h.store, primary, out.Header, e, purgeGen)
-		}
-		h.failures.forget(key)
-		unregister()
-		f.publish(res)
-		return
+		resp = &http.Response{StatusCode: stale.Status(), Header: merged, Body: rd, ContentLength: stale.BodySize(), Request: out}
 	}
 
 	hdr := resp.Header.Clone()
@@ -267,7 +273,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		unregister()
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
 		passed = true
-		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
+		f.publish(fillResult{pass: resp, fwdStatus: fwdStatus})
 		return
 	}
 	if !shared {
@@ -284,7 +290,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			return
 		}
 	}
-	res := fillResult{e: e, fwdStatus: resp.StatusCode}
+	res := fillResult{e: e, fwdStatus: fwdStatus}
 	stored := e // what is stored: without the fields the origin allowed on this response only
 	if len(pol.StripFields) > 0 {
 		kept := hdr.Clone()
@@ -398,9 +404,27 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	body.finish(nil)
 }
 
+// refreshInMemory is the fill's result for a stale entry refreshed by a
+// 304 under merged fields, its body in memory (read from the disk tier if
+// it was there), stored if it may be.
+func (h *Handler) refreshInMemory(st *site, primary string, out *http.Request, stale *store.Entry, merged http.Header, reqTime, respTime time.Time, purgeGen uint64) fillResult {
+	e, _ := h.newEntry(stale.Status(), merged, out, reqTime, respTime, st)
+	body, err := storedBody(stale)
+	if err != nil { // the stale copy's file is gone: not the origin's failure
+		return fillResult{failed: true, err: fmt.Errorf("stale copy on disk: %w", err)}
+	}
+	e.SetBody(body)
+	res := fillResult{e: e, body: completeBody(body), fwdStatus: http.StatusNotModified}
+	if e.Storable() {
+		res.stored = true
+		h.putFilled(h.store, primary, out.Header, e, purgeGen)
+	}
+	return res
+}
+
 // storedBody is a stored entry's body: in memory, or read from the disk
-// tier (a refreshed copy goes to memory; upstreamRequest sends validators
-// for no copy on disk larger than max_object_bytes).
+// tier (a refreshed copy up to max_object_bytes goes to memory; a larger
+// one is spooled to the disk anew, see fill).
 func storedBody(e *store.Entry) ([]byte, error) {
 	if !e.OnDisk() {
 		return e.Body(), nil

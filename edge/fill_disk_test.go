@@ -790,3 +790,57 @@ func TestLargeObjectRangeDuringFill(t *testing.T) {
 		t.Fatalf("the origin was asked %d times", n)
 	}
 }
+
+// A stale large object on disk is revalidated, not fetched again: the
+// fill sends its validators, and on 304 the copy on disk is written anew
+// under the refreshed fields (from the disk, not the origin) while the
+// clients read it. Before, a copy above max_object_bytes was asked for
+// whole every time it went stale.
+func TestLargeObjectOnDiskRevalidated(t *testing.T) {
+	const size = 12 << 20
+	dir := t.TempDir()
+	o := &largeOrigin{size: size}
+	e := newEnv(t, o.serve, withLargeDisk(dir, 256<<20))
+	const path = "/large/r"
+	want := largeBody(path, size)
+	if resp, body := e.get(path); resp.StatusCode != 200 || body != string(want) {
+		t.Fatalf("miss: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	e.clock.Advance(601 * time.Second) // max-age=600: stale
+	resp, body := e.get(path)
+	wantStatus(t, resp, 200)
+	wantCS(t, resp, "fwd=stale", "fwd-status=304", "stored")
+	if resp.ContentLength != size || body != string(want) {
+		t.Fatalf("revalidated: Content-Length %d, %d bytes, not the object", resp.ContentLength, len(body))
+	}
+	if inm := e.origin.lastRequest().Header.Get("If-None-Match"); inm != `"r"` {
+		t.Fatalf("the fill sent If-None-Match %q, want the stored ETag", inm)
+	}
+	if age := resp.Header.Get("Age"); age != "" && age != "0" {
+		t.Fatalf("refreshed copy: Age %q", age)
+	}
+
+	// Fresh again, from the disk: no origin request, the whole body, Age
+	// counted from the revalidation.
+	e.clock.Advance(5 * time.Second)
+	resp, body = e.get(path)
+	wantCS(t, resp, "hit")
+	if body != string(want) || resp.Header.Get("Age") != "5" {
+		t.Fatalf("after revalidation: Age %q, %d bytes", resp.Header.Get("Age"), len(body))
+	}
+	resp, body = e.get(path, "Range", "bytes=10000000-10000099")
+	wantStatus(t, resp, http.StatusPartialContent)
+	if body != string(want[10000000:10000100]) {
+		t.Fatal("range after revalidation differs")
+	}
+	if n := e.origin.count(path); n != 2 {
+		t.Fatalf("the origin was asked %d times, want 2 (the miss and the revalidation)", n)
+	}
+	if st, _ := e.edge.DiskStats(); st.Objects != 1 {
+		t.Fatalf("disk holds %d objects, want the refreshed one only", st.Objects)
+	}
+	if left := spoolFiles(t, dir); len(left) != 0 {
+		t.Fatalf("spool files left: %v", left)
+	}
+}
