@@ -658,6 +658,9 @@ func TestLargeObjectLateJoinerAndPurgeDuringFill(t *testing.T) {
 			first, late := make(chan error, 1), make(chan error, 1)
 			go get(first)
 			eventually(t, "half the body on disk", func() bool { return spoolWritten(t, dir) >= size/2 })
+			if n := e.metric("meridian_edge_disk_spooling_bytes"); n < size {
+				t.Fatalf("meridian_edge_disk_spooling_bytes %v during the fill, want the announced %d held", n, size)
+			}
 			go get(late)
 			eventually(t, "the late request joined the fill", func() bool {
 				return e.counter("meridian_edge_collapsed_total") >= 1
@@ -676,6 +679,9 @@ func TestLargeObjectLateJoinerAndPurgeDuringFill(t *testing.T) {
 			if n := e.origin.count(path); n != 1 {
 				t.Fatalf("the origin was asked %d times", n)
 			}
+			eventually(t, "the spool's hold on the budget released", func() bool {
+				return e.metric("meridian_edge_disk_spooling_bytes") == 0
+			})
 			resp, body := e.get(path)
 			if body != string(want) {
 				t.Fatal("the next GET differs")

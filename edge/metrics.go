@@ -210,6 +210,8 @@ func newMetrics(reg prometheus.Registerer, h *Handler) *metrics {
 		reg.MustRegister(
 			storeGauge("meridian_edge_disk_bytes", "Bytes of the disk tier's files (cache.disk.max_bytes bounds them).",
 				disk(func(st store.DiskStats) float64 { return float64(st.Bytes) })),
+			storeGauge("meridian_edge_disk_spooling_bytes", "Bytes of the disk tier's budget held by objects too large for memory being written to it as they arrive.",
+				disk(func(st store.DiskStats) float64 { return float64(st.Spooling) })),
 			storeGauge("meridian_edge_disk_entries", "Entries in the disk tier.",
 				disk(func(st store.DiskStats) float64 { return float64(st.Objects) })),
 			storeGauge("meridian_edge_disk_full", "1 while the disk tier admits nothing after a failed write (a full or failing disk); hits are served as ever.",

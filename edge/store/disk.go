@@ -1144,6 +1144,7 @@ type DiskStats struct {
 	Bytes           int64         // the segment files' sizes
 	IndexBytes      int64         // what the index holds in memory: keys, fields and places, about 400 B an entry
 	MaxBytes        int64         // the budget
+	Spooling        int64         // the budget held by bodies being written to the tier as they arrive (Spool)
 	Segments        int           // segment files
 	Hits            int64         // lookups that found an entry, since open
 	Writes          int64         // entries written, since open
@@ -1161,7 +1162,7 @@ type DiskStats struct {
 func (d *Disk) Stats() DiskStats {
 	d.mu.Lock()
 	st := DiskStats{Objects: len(d.index), Bytes: d.bytes, IndexBytes: d.indexBytes, MaxBytes: d.opt.MaxBytes, Segments: len(d.segs),
-		Full: d.now().Before(d.fullUntil)}
+		Spooling: d.spooling, Full: d.now().Before(d.fullUntil)}
 	d.mu.Unlock()
 	st.Hits, st.Writes, st.WriteErrors = d.hits.Load(), d.writes.Load(), d.writeErrors.Load()
 	st.Dropped, st.Reinserted, st.EvictedSegments = d.dropped.Load(), d.reinserted.Load(), d.evictedSegments.Load()
