@@ -33,6 +33,9 @@ func Scenarios() []Scenario {
 		{"disk-1m", "disk hit, 1 MiB"},
 		{"miss-1k", "all-miss, 1 KiB"},
 		{"h2-1k", "HTTP/2 hit, 1 KiB"},
+		{"h2-64k", "HTTP/2 hit, 64 KiB"},
+		{"h2-1m", "HTTP/2 hit, 1 MiB"},
+		{"h2-1k-m10", "HTTP/2 hit, 1 KiB, 10 streams per connection"},
 		{"gen-h1", "HTTP/1.1"},
 		{"gen-h2", "HTTP/2 (TLS)"},
 		{"gen-h3", "HTTP/3 (QUIC)"},
@@ -352,9 +355,9 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 			loadCoreNote + "\n\n")
 	}
 	if rows := pick("h2"); len(rows) > 0 {
-		b.WriteString("## HTTP/2 over TLS, 64 connections, 1 stream each (h2load)\n\n")
+		b.WriteString("## HTTP/2 over TLS, 64 connections (h2load)\n\n")
 		throughputTable(&b, rows, label, "scenario", "× nginx")
-		b.WriteString("\nVarnish has no TLS listener (it needs a TLS terminator such as hitch in front), so it is not in this table.\n\n")
+		b.WriteString("\nOne stream at a time per connection (h2load -m1) unless the row says 10 (-m10: a browser loading a page's assets). Varnish has no TLS listener (it needs a TLS terminator such as hitch in front), so it is not in this table.\n\n")
 	}
 	if rows := pick("gen"); len(rows) > 0 {
 		b.WriteString("## Meridian by protocol, 1 KiB hits, 64 connections (`meridian bench load`)\n\n")

@@ -240,7 +240,7 @@ NOTES="$TMP/notes.txt"
 {
 	echo "Servers: meridian $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') ($(go version | awk '{print $3}')), $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -1 | sed 's/ revision.*//; s/varnishd (//'); load: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), h2load $(h2load --version | awk '{print $NF}')."
 	echo "Each server on core $SERVER_CORE alone (Go picks GOMAXPROCS=1 from the affinity; nginx runs 1 worker; Varnish 1 thread pool of 300 to 1,000 threads); wrk, h2load, the Go clients and the demo origin on core $LOAD_CORE."
-	echo "$DUR s per throughput measurement, $REPS repetitions, $CONNS connections (wrk -t1, h2load -t1 -m1); server order rotated every repetition."
+	echo "$DUR s per throughput measurement, $REPS repetitions, $CONNS connections (wrk -t1, h2load -t1 -m1, or -m10 where a row says so); server order rotated every repetition."
 	echo "Equivalent configs (deploy/bench/): TTL from the origin's Cache-Control max-age=3600 everywhere; nginx proxy_cache on tmpfs with proxy_cache_lock on, open_file_cache (10,000 files, revalidated every 60 s), sendfile off (nginx-sendfile: on; tcp_nopush off in both), keepalive to the origin, access_log off, keepalive_requests raised; Varnish malloc 2 GiB, built-in VCL, thread_pools=1, thread_pool_min=300, thread_pool_max=1000; Meridian 2 GiB store, access_log off."
 	echo "Memory: each object is filled, then hit once, then the memory is read (a hit may add per-object state, as Meridian's hit stamp)."
 	echo "CPU µs/req = the server processes' utime+stime (/proc/PID/stat, 10 ms ticks) over the run, divided by the requests."
@@ -289,12 +289,17 @@ for rep in $(seq "$REPS"); do
 		BENCH_MISS_PREFIX="/miss/r$rep-$s/" BENCH_MISS_QUERY="size=1024&$CC" \
 			measure "$rep" miss-1k "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}/"
 	done
-	for s in "${order[@]}"; do
-		[ -n "${TLS_PORT[$s]:-}" ] || continue # Varnish has no TLS
-		rm -f "$TMP/h2.log"
-		measure "$rep" h2-1k "$s" --latency-log "$TMP/h2.log" -- taskset -c $LOAD_CORE \
-			h2load -t1 -c$CONNS -m1 -D "$DUR" --warm-up-time=1 --log-file="$TMP/h2.log" \
-			"https://127.0.0.1:${TLS_PORT[$s]}$(hit_path 1k)"
+	for sc in 1k:1 64k:1 1m:1 1k:10; do
+		k=${sc%:*} streams=${sc#*:}
+		name=h2-$k
+		[ "$streams" = 1 ] || name=h2-$k-m$streams
+		for s in "${order[@]}"; do
+			[ -n "${TLS_PORT[$s]:-}" ] || continue # Varnish has no TLS
+			rm -f "$TMP/h2.log"
+			measure "$rep" "$name" "$s" --latency-log "$TMP/h2.log" -- taskset -c $LOAD_CORE \
+				h2load -t1 -c$CONNS -m"$streams" -D "$DUR" --warm-up-time=1 --log-file="$TMP/h2.log" \
+				"https://127.0.0.1:${TLS_PORT[$s]}$(hit_path "$k")"
+		done
 	done
 	for proto in h1 h2 h3; do
 		url="https://127.0.0.1:$MERIDIAN_TLS_PORT$(hit_path 1k)"
