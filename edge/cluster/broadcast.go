@@ -67,7 +67,7 @@ func (n *Member) send(ctx context.Context, name, addr, target string) error {
 		return err
 	}
 	req.Host = InternalHost
-	n.sig.sign(req.Header, http.MethodGet, InternalHost, req.URL.RequestURI(), n.cfg.Name, hopInternal)
+	n.sig.sign(req.Header, http.MethodGet, InternalHost, req.URL.RequestURI(), n.cfg.Name, hopInternal, name)
 	resp, err := n.client.RoundTrip(req)
 	if err != nil {
 		return err

@@ -94,7 +94,7 @@ func TestPeerEndpointSendsLiveness(t *testing.T) {
 		return interim, leaked, string(b)
 	}
 	interim, leaked, body := ask(func(h http.Header, target string) {
-		n.sig.sign(h, http.MethodGet, testHost, target, "peer", hopOwner)
+		n.sig.sign(h, http.MethodGet, testHost, target, "peer", hopOwner, n.sig.self)
 	})
 	if interim < 2 || leaked || body != "done" {
 		t.Errorf("v2 asker: %d interim answers (want ≥ 2), fields leaked %v, body %q", interim, leaked, body)
@@ -119,7 +119,7 @@ func TestConsultIsAnsweredFromCacheOnly(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, target, nil)
 		req.Host = testHost
 		req.Header.Set("Cache-Control", "no-cache")
-		rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hopConsult)
+		rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hopConsult, rg.node.sig.self)
 		rec := httptest.NewRecorder()
 		rg.node.PeerHandler(rg.edge).ServeHTTP(rec, req)
 		return rec
@@ -302,7 +302,7 @@ func TestFailoverOnlyWhenThePathFails(t *testing.T) {
 			req := httptest.NewRequest(http.MethodGet, "/f"+cacheable, nil)
 			req.Host = testHost
 			if tc.hop != "" {
-				n.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "far-2", tc.hop)
+				n.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "far-2", tc.hop, n.sig.self)
 				handler = n.PeerHandler(h)
 			}
 			rec := httptest.NewRecorder()

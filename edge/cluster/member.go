@@ -189,7 +189,7 @@ func New(cfg Config, opt Options) (*Member, error) {
 	if n.resolver == nil {
 		n.resolver = net.DefaultResolver
 	}
-	n.sig = signer{key: []byte(secret), skew: cfg.MaxClockSkew, now: n.now,
+	n.sig = signer{key: []byte(secret), self: cfg.Name, skew: cfg.MaxClockSkew, now: n.now,
 		seen: newReplayCache(int64(cfg.MaxClockSkew/time.Second), maxReplayEntries)}
 	kdf := hmac.New(sha256.New, []byte(secret))
 	kdf.Write([]byte("meridian-gossip-v1"))

@@ -53,7 +53,7 @@ func TestVerifyOnce(t *testing.T) {
 	s := &signer{key: []byte(testSecret), skew: 30 * time.Second, now: func() time.Time { return now },
 		seen: newReplayCache(30, maxReplayEntries)}
 	h := http.Header{}
-	s.sign(h, "GET", InternalHost, "/purge?k=1", "edge1", hopInternal)
+	s.sign(h, "GET", InternalHost, "/purge?k=1", "edge1", hopInternal, s.self)
 	if _, _, err := s.verify("GET", InternalHost, "/purge?k=1", h); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestVerifyOnce(t *testing.T) {
 	}
 	for i := range 100 { // same parts, same second: each signed anew
 		h := http.Header{}
-		s.sign(h, "GET", "site.test", "/a", "edge1", hopOwner)
+		s.sign(h, "GET", "site.test", "/a", "edge1", hopOwner, s.self)
 		if _, _, err := s.verify("GET", "site.test", "/a", h); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}

@@ -30,11 +30,11 @@ func (p *purgeReceiver) targets() []string {
 	return append([]string(nil), p.got...)
 }
 
-func startPurgeReceiver(t *testing.T) *purgeReceiver {
+func startPurgeReceiver(t *testing.T, name string) *purgeReceiver {
 	t.Helper()
 	p := &purgeReceiver{}
 	n, err := cluster.New(cluster.Config{
-		Name:         "receiver",
+		Name:         name,
 		GossipListen: "127.0.0.1:0",
 		PeerListen:   "127.0.0.1:0",
 		Secret:       cdntest.Secret,
@@ -48,7 +48,7 @@ func startPurgeReceiver(t *testing.T) *purgeReceiver {
 		p.mu.Lock()
 		p.got = append(p.got, r.Host+r.RequestURI)
 		p.mu.Unlock()
-		w.Header().Set(cluster.AckHeader, "receiver")
+		w.Header().Set(cluster.AckHeader, name)
 		w.WriteHeader(http.StatusNoContent)
 	})); err != nil {
 		t.Fatal(err)
@@ -59,9 +59,12 @@ func startPurgeReceiver(t *testing.T) *purgeReceiver {
 
 // A signed purge captured on the link and sent again is refused (403, and
 // counted), while the member's own second purge of the same target, within
-// the same second, is signed anew and accepted.
+// the same second, is signed anew and accepted. Sent to another member of
+// the same secret instead, whose replay cache never saw it, it is refused
+// too: the signature names the member it is for.
 func TestReplayedSignedPurgeIsRefused(t *testing.T) {
-	recv := startPurgeReceiver(t)
+	recv := startPurgeReceiver(t, "receiver")
+	other := startPurgeReceiver(t, "other")
 	sender := startNode(t, "sender", nil, cluster.Options{})
 
 	// The link: a proxy that forwards each request and keeps a copy.
@@ -121,6 +124,19 @@ func TestReplayedSignedPurgeIsRefused(t *testing.T) {
 	}
 	if n := recv.node.Replays(); n != 1 {
 		t.Errorf("Replays() = %d, want 1", n)
+	}
+
+	resp, err = forward(first, other.node.PeerAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "bad signature") {
+		t.Errorf("purge for another member replayed to this one: %d %q, want 403 naming a bad signature", resp.StatusCode, body)
+	}
+	if got := other.targets(); len(got) != 0 {
+		t.Errorf("the replay reached the other member's edge: %q", got)
 	}
 }
 

@@ -17,18 +17,22 @@ import (
 // the hop (why it sends the request), a nonce (16 random bytes in hex, new
 // for every request) and an HMAC-SHA256, under the region's secret, of
 //
-//	"meridian-peer-v3" LF method LF host LF request-target LF time LF name LF hop LF nonce
+//	"meridian-peer-v4" LF method LF host LF request-target LF time LF name LF hop LF nonce LF to
 //
-// where host is the Host header and request-target the path and query
-// exactly as on the request line. The receiver recomputes it and compares
-// in constant time. A signature is good for MaxClockSkew either side of
-// its time, and once: the receiver remembers the signatures it accepted
-// within that window (see replayCache) and refuses a replayed one, such as
-// a purge captured on the link and sent again. The nonce is what keeps two
-// legitimate requests alike in every signed part and sent within the same
-// second (two fills of one object with different Range or Accept-Encoding,
-// the same purge twice) from sharing a signature; every attempt is signed
-// anew.
+// where host is the Host header, request-target the path and query
+// exactly as on the request line, and to the name of the member the
+// request is for (it is not sent: the receiver puts its own name there).
+// The receiver recomputes it and compares in constant time. A signature
+// is good for MaxClockSkew either side of its time, once, and at one
+// member: the receiver remembers the signatures it accepted within that
+// window (see replayCache) and refuses a replayed one, such as a purge
+// captured on the link and sent again, and a request captured on its way
+// to one member and sent to another fails there as a bad signature (each
+// member's replay cache is its own, so without to it would be accepted
+// once by every member). The nonce is what keeps two legitimate requests
+// alike in every signed part and sent within the same second (two fills
+// of one object with different Range or Accept-Encoding, the same purge
+// twice) from sharing a signature; every attempt is signed anew.
 //
 // The hop is what the receiving edge's tier and loop decisions rest on
 // (fill.Info.Peer), never a client's Via: "owner" (a member asks the
@@ -38,14 +42,17 @@ import (
 // asks the origin shield), "failover" (another region whose own path
 // failed) and "internal" (purges and replication orders).
 //
-// Versions 2 ("meridian-peer-v2", "v2=": no nonce) and 1
-// ("meridian-peer-v1", "v1=": no nonce, no hop) are still accepted from
-// members not yet upgraded, once each like version 3; two of their
-// requests alike within a second share a signature, so the second is
-// refused and its sender falls back on the origin. Version 1 requests get
-// an empty hop; they are treated as owner fills, and the decisions fall
-// back on the signing member's name. Members that only know version 2
-// refuse version 3 requests until they are upgraded too.
+// Versions 3 ("meridian-peer-v3", "v3=": no to), 2 ("meridian-peer-v2",
+// "v2=": no to, no nonce) and 1 ("meridian-peer-v1", "v1=": no to, no
+// nonce, no hop) are still accepted from members not yet upgraded, once
+// each at each member (their requests can be replayed to another member
+// within the skew, which version 4 ends); two version 1 or 2 requests
+// alike within a second share a signature, so the second is refused and
+// its sender falls back on the origin. Version 1 requests get an empty
+// hop; they are treated as owner fills, and the decisions fall back on the
+// signing member's name. Members that only know an older version refuse
+// newer requests until they are upgraded too (their senders fall back on
+// the origin meanwhile).
 const (
 	// HeaderPeerName carries the sending member's name.
 	HeaderPeerName = "Meridian-Peer-Name"
@@ -81,10 +88,12 @@ func validHop(h string) bool {
 const (
 	sigContextV1 = "meridian-peer-v1"
 	sigContextV2 = "meridian-peer-v2"
-	sigContext   = "meridian-peer-v3"
+	sigContextV3 = "meridian-peer-v3"
+	sigContext   = "meridian-peer-v4"
 	sigPrefixV1  = "v1="
 	sigPrefixV2  = "v2="
-	sigPrefix    = "v3="
+	sigPrefixV3  = "v3="
+	sigPrefix    = "v4="
 	// nonceBytes is the nonce's size before hex encoding.
 	nonceBytes = 16
 	// maxTimeDigits bounds the timestamp: Unix seconds fit in 19 digits.
@@ -101,7 +110,9 @@ var (
 
 // signer signs and verifies peer requests with the region's secret.
 type signer struct {
-	key  []byte
+	key []byte
+	// self is the member's name: what a request for it signs as to.
+	self string
 	skew time.Duration
 	now  func() time.Time
 	// seen is the replay cache: nil accepts a signature any number of
@@ -109,9 +120,14 @@ type signer struct {
 	seen *replayCache
 }
 
-// mac returns the version 3 HMAC of a request's signed parts.
-func (s *signer) mac(method, host, target, ts, name, hop, nonce string) []byte {
-	return s.macParts(sigContext, method, host, target, ts, name, hop, nonce)
+// mac returns the version 4 HMAC of a request's signed parts.
+func (s *signer) mac(method, host, target, ts, name, hop, nonce, to string) []byte {
+	return s.macParts(sigContext, method, host, target, ts, name, hop, nonce, to)
+}
+
+// macV3 returns the version 3 HMAC (no to).
+func (s *signer) macV3(method, host, target, ts, name, hop, nonce string) []byte {
+	return s.macParts(sigContextV3, method, host, target, ts, name, hop, nonce)
 }
 
 // macV2 returns the version 2 HMAC (no nonce).
@@ -140,8 +156,9 @@ func (s *signer) macParts(context string, parts ...string) []byte {
 }
 
 // sign sets the signature headers on h for a request from the member
-// named name, sent for hop, with a new nonce: call it for every attempt.
-func (s *signer) sign(h http.Header, method, host, target, name, hop string) {
+// named name to the member named to, sent for hop, with a new nonce: call
+// it for every attempt.
+func (s *signer) sign(h http.Header, method, host, target, name, hop, to string) {
 	ts := strconv.FormatInt(s.now().Unix(), 10)
 	var n [nonceBytes]byte
 	rand.Read(n[:]) // never fails (crypto/rand)
@@ -150,7 +167,7 @@ func (s *signer) sign(h http.Header, method, host, target, name, hop string) {
 	h[HeaderPeerTime] = []string{ts}
 	h[HeaderPeerHop] = []string{hop}
 	h[HeaderPeerNonce] = []string{nonce}
-	h[HeaderPeerSignature] = []string{sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce))}
+	h[HeaderPeerSignature] = []string{sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce, to))}
 }
 
 // verify checks a request's signature headers and returns the signing
@@ -180,19 +197,22 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %s: %v", errMalformed, HeaderPeerTime, err)
 	}
-	hexSig, v3 := strings.CutPrefix(sig, sigPrefix)
-	v1, v2 := false, false
-	if !v3 {
+	hexSig, v4 := strings.CutPrefix(sig, sigPrefix)
+	v1, v2, v3 := false, false, false
+	if !v4 {
+		hexSig, v3 = strings.CutPrefix(sig, sigPrefixV3)
+	}
+	if !v4 && !v3 {
 		hexSig, v2 = strings.CutPrefix(sig, sigPrefixV2)
 	}
-	if !v3 && !v2 {
+	if !v4 && !v3 && !v2 {
 		hexSig, v1 = strings.CutPrefix(sig, sigPrefixV1)
 	}
-	if !v1 && !v2 && !v3 || len(hexSig) != 2*sha256.Size {
+	if !v1 && !v2 && !v3 && !v4 || len(hexSig) != 2*sha256.Size {
 		return "", "", fmt.Errorf("%w: %s: want %q and %d hex digits", errMalformed, HeaderPeerSignature, sigPrefix, 2*sha256.Size)
 	}
 	var nonce string
-	if v3 {
+	if v3 || v4 {
 		var ok bool
 		if nonce, ok = single(h, HeaderPeerNonce); !ok {
 			return "", "", fmt.Errorf("%w: want exactly one %s", errMalformed, HeaderPeerNonce)
@@ -201,7 +221,7 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 			return "", "", fmt.Errorf("%w: %s: want %d lower-case hex digits", errMalformed, HeaderPeerNonce, 2*nonceBytes)
 		}
 	}
-	if v2 || v3 {
+	if v2 || v3 || v4 {
 		var ok bool
 		if hop, ok = single(h, HeaderPeerHop); !ok {
 			return "", "", fmt.Errorf("%w: want exactly one %s", errMalformed, HeaderPeerHop)
@@ -223,8 +243,10 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 	}
 	var want []byte
 	switch {
+	case v4:
+		want = s.mac(method, host, target, ts, name, hop, nonce, s.self)
 	case v3:
-		want = s.mac(method, host, target, ts, name, hop, nonce)
+		want = s.macV3(method, host, target, ts, name, hop, nonce)
 	case v2:
 		want = s.macV2(method, host, target, ts, name, hop)
 	default:

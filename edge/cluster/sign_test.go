@@ -18,7 +18,7 @@ func testSigner(now time.Time) *signer {
 func TestVerify(t *testing.T) {
 	signed := func(at time.Time) http.Header {
 		h := http.Header{}
-		testSigner(at).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner)
+		testSigner(at).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner, testSigner(at).self)
 		return h
 	}
 	with := func(h http.Header, k, v string) http.Header {
@@ -36,7 +36,7 @@ func TestVerify(t *testing.T) {
 		{"good", "GET", "site.test", "/a?b=1", good, nil},
 		{"good HEAD", "HEAD", "site.test", "/a?b=1", func() http.Header {
 			h := http.Header{}
-			testSigner(signTime).sign(h, "HEAD", "site.test", "/a?b=1", "edge1", hopOwner)
+			testSigner(signTime).sign(h, "HEAD", "site.test", "/a?b=1", "edge1", hopOwner, testSigner(signTime).self)
 			return h
 		}(), nil},
 		{"30s old", "GET", "site.test", "/a?b=1", signed(signTime.Add(-30 * time.Second)), nil},
@@ -57,14 +57,29 @@ func TestVerify(t *testing.T) {
 		{"signed time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "-1795780800"), errMalformed},
 		{"huge time", "GET", "site.test", "/a?b=1", with(good, HeaderPeerTime, "99999999999999999999"), errMalformed},
 		{"short signature", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2=abcd"), errMalformed},
-		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errMalformed},
+		{"no version", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, strings.TrimPrefix(good.Get(HeaderPeerSignature), "v4=")), errMalformed},
 		{"other hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, hopShield), errBadSignature},
 		{"unknown hop", "GET", "site.test", "/a?b=1", with(good, HeaderPeerHop, "admin"), errMalformed},
 		{"no hop", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerHop); return h }(), errMalformed},
 		{"two hops", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerHop, hopOwner); return h }(), errMalformed},
-		// A v3 MAC presented as v2 or v1 is another input.
-		{"v3 MAC as v2", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errBadSignature},
-		{"v3 MAC as v1", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v3=")), errBadSignature},
+		// A v4 MAC presented as v3, v2 or v1 is another input.
+		{"v4 MAC as v3", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v3="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v4=")), errBadSignature},
+		{"v4 MAC as v2", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v2="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v4=")), errBadSignature},
+		{"v4 MAC as v1", "GET", "site.test", "/a?b=1", with(good, HeaderPeerSignature, "v1="+strings.TrimPrefix(good.Get(HeaderPeerSignature), "v4=")), errBadSignature},
+		// Signed for another member: refused here (captured on its way
+		// there and replayed to this one).
+		{"for another member", "GET", "site.test", "/a?b=1", func() http.Header {
+			h := http.Header{}
+			testSigner(signTime).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner, "edge2")
+			return h
+		}(), errBadSignature},
+		// A member not yet upgraded signs version 3 (no to): accepted.
+		{"v3 from an older member", "GET", "site.test", "/a?b=1", func() http.Header {
+			h := good.Clone()
+			s := testSigner(signTime)
+			h.Set(HeaderPeerSignature, sigPrefixV3+hex.EncodeToString(s.macV3("GET", "site.test", "/a?b=1", h.Get(HeaderPeerTime), "edge1", hopOwner, h.Get(HeaderPeerNonce))))
+			return h
+		}(), nil},
 		{"other nonce", "GET", "site.test", "/a?b=1", with(good, HeaderPeerNonce, strings.Repeat("0", 32)), errBadSignature},
 		{"no nonce", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerNonce); return h }(), errMalformed},
 		{"two nonces", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Add(HeaderPeerNonce, strings.Repeat("0", 32)); return h }(), errMalformed},
@@ -143,6 +158,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("POST", "", "*", "", "", "", "", "")
 	f.Add("GET", "h\nx", "/\r\n", "a\nb", "17957808001795780800", "own\ner", "v3=zz", "zz")
 	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v3="+strings.Repeat("ab", 32), strings.Repeat("0f", 16))
+	f.Add("GET", "site.test", "/a?b=1", "edge1", "1795780800", "owner", "v4="+strings.Repeat("ab", 32), strings.Repeat("0f", 16))
 	f.Fuzz(func(t *testing.T, method, host, target, name, ts, hop, sig, nonce string) {
 		s := testSigner(signTime)
 		h := http.Header{}
@@ -154,18 +170,19 @@ func FuzzVerify(f *testing.F) {
 		if from, gotHop, err := s.verify(method, host, target, h); err == nil {
 			// Only the MAC made with the secret, within the skew, from
 			// the member named, for the hop, opens the door.
-			v3 := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce))
+			v4 := sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce, s.self))
+			v3 := sigPrefixV3 + hex.EncodeToString(s.macV3(method, host, target, ts, name, hop, nonce))
 			v2 := sigPrefixV2 + hex.EncodeToString(s.macV2(method, host, target, ts, name, hop))
 			v1 := sigPrefixV1 + hex.EncodeToString(s.macV1(method, host, target, ts, name))
 			switch {
 			case from != name:
 				t.Fatalf("accepted name %q, signed %q", from, name)
-			case (sig == v3 || sig == v2) && gotHop != hop:
+			case (sig == v4 || sig == v3 || sig == v2) && gotHop != hop:
 				t.Fatalf("accepted hop %q, signed %q", gotHop, hop)
 			case sig == v1 && gotHop != "":
 				t.Fatalf("a v1 signature carried hop %q", gotHop)
-			case sig != v3 && sig != v2 && sig != v1:
-				t.Fatalf("accepted signature %q from %q; only %q (or v2 %q, v1 %q) is valid", sig, from, v3, v2, v1)
+			case sig != v4 && sig != v3 && sig != v2 && sig != v1:
+				t.Fatalf("accepted signature %q from %q; only %q (or v3 %q, v2 %q, v1 %q) is valid", sig, from, v4, v3, v2, v1)
 			}
 			if at, _ := parseUnix(ts); at < signTime.Unix()-30 || at > signTime.Unix()+30 {
 				t.Fatalf("accepted time %s outside the skew", ts)
@@ -173,7 +190,7 @@ func FuzzVerify(f *testing.F) {
 		}
 
 		h = http.Header{}
-		s.sign(h, method, host, target, "edge1", hopOwner)
+		s.sign(h, method, host, target, "edge1", hopOwner, s.self)
 		clean := !strings.ContainsAny(method+host+target, "\r\n")
 		from, _, err := s.verify(method, host, target, h)
 		if clean && (err != nil || from != "edge1") {
@@ -241,7 +258,7 @@ func BenchmarkSignVerify(b *testing.B) {
 	h := http.Header{}
 	b.ReportAllocs()
 	for b.Loop() {
-		s.sign(h, "GET", "site.test", "/assets/app.js?v=123", "edge1", hopOwner)
+		s.sign(h, "GET", "site.test", "/assets/app.js?v=123", "edge1", hopOwner, s.self)
 		if _, _, err := s.verify("GET", "site.test", "/assets/app.js?v=123", h); err != nil {
 			b.Fatal(err)
 		}

@@ -317,7 +317,7 @@ func (n *Member) askPeer(req *http.Request, fi fill.Info, name, addr, hop string
 	out.RequestURI = ""
 	stripSignature(out.Header)
 	target := out.URL.RequestURI()
-	n.sig.sign(out.Header, http.MethodGet, out.Host, target, n.cfg.Name, hop)
+	n.sig.sign(out.Header, http.MethodGet, out.Host, target, n.cfg.Name, hop, name)
 	if hop == hopOwner {
 		// While this member waits for the owner's header, the owner's
 		// own fill of the object must not wait on this member.

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -180,8 +181,13 @@ func TestTransportAsksOwner(t *testing.T) {
 	if got := req.Header.Get("X-Test"); got != "kept" {
 		t.Errorf("owner saw X-Test %q, want the fill's headers", got)
 	}
-	if from, hop, err := rg.node.sig.verify(req.Method, req.Host, req.RequestURI, req.Header); err != nil || from != "self" || hop != hopOwner {
+	owner := rg.node.sig // the region's secret, as the owner holds it
+	owner.self = "owner"
+	if from, hop, err := owner.verify(req.Method, req.Host, req.RequestURI, req.Header); err != nil || from != "self" || hop != hopOwner {
 		t.Errorf("owner could not verify the request: %q %q, %v", from, hop, err)
+	}
+	if _, _, err := rg.node.sig.verify(req.Method, req.Host, req.RequestURI, req.Header); !errors.Is(err, errBadSignature) {
+		t.Errorf("a request signed for the owner, verified by another member: %v, want a bad signature", err)
 	}
 	// The owner holds the copy; this edge keeps none of a cold key.
 	if entries, _, _ := rg.edge.StoreStats(); entries != 0 {
@@ -202,7 +208,7 @@ func TestTransportOwnKeysAndLoopGuardGoToOrigin(t *testing.T) {
 	theirs := rg.target("owner", "/theirs/", cacheable)
 	req := httptest.NewRequest(http.MethodGet, theirs, nil)
 	req.Host = testHost
-	rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hopOwner)
+	rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hopOwner, rg.node.sig.self)
 	rec := httptest.NewRecorder()
 	rg.node.PeerHandler(rg.edge).ServeHTTP(rec, req)
 	if rec.Code != 200 || rg.origin.RequestsFor(theirs) != 1 {
@@ -444,7 +450,7 @@ func TestReplicationRestsOnTheSignedHop(t *testing.T) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			req.Header.Set(kv[i], kv[i+1])
 		}
-		rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hop)
+		rg.node.sig.sign(req.Header, req.Method, req.Host, req.RequestURI, "owner", hop, rg.node.sig.self)
 		rec := httptest.NewRecorder()
 		rg.node.PeerHandler(rg.edge).ServeHTTP(rec, req)
 		if rec.Code != 200 {
