@@ -132,8 +132,8 @@ func TestReplayedSignedPurgeIsRefused(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "bad signature") {
-		t.Errorf("purge for another member replayed to this one: %d %q, want 403 naming a bad signature", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "signed for another member") {
+		t.Errorf("purge for another member replayed to this one: %d %q, want 403 saying it is for another member", resp.StatusCode, body)
 	}
 	if got := other.targets(); len(got) != 0 {
 		t.Errorf("the replay reached the other member's edge: %q", got)

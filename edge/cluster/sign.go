@@ -21,8 +21,10 @@ import (
 //
 // where host is the Host header, request-target the path and query
 // exactly as on the request line, and to the name of the member the
-// request is for (it is not sent: the receiver puts its own name there).
-// The receiver recomputes it and compares in constant time. A signature
+// request is for (sent too, so that a member reached under another name,
+// such as a regions table that misnames it, says so). The receiver
+// refuses a request for another member, recomputes the MAC and compares in
+// constant time. A signature
 // is good for MaxClockSkew either side of its time, once, and at one
 // member: the receiver remembers the signatures it accepted within that
 // window (see replayCache) and refuses a replayed one, such as a purge
@@ -62,7 +64,9 @@ const (
 	HeaderPeerHop = "Meridian-Peer-Hop"
 	// HeaderPeerNonce carries 32 hex digits, new for every request.
 	HeaderPeerNonce = "Meridian-Peer-Nonce"
-	// HeaderPeerSignature carries "v3=" and the hex HMAC-SHA256.
+	// HeaderPeerTo carries the name of the member the request is for.
+	HeaderPeerTo = "Meridian-Peer-To"
+	// HeaderPeerSignature carries "v4=" and the hex HMAC-SHA256.
 	HeaderPeerSignature = "Meridian-Peer-Signature"
 )
 
@@ -106,6 +110,7 @@ var (
 	errMalformed    = errors.New("malformed signature headers")
 	errClockSkew    = errors.New("timestamp outside the allowed clock skew")
 	errBadSignature = errors.New("bad signature")
+	errNotForMe     = errors.New("signed for another member")
 )
 
 // signer signs and verifies peer requests with the region's secret.
@@ -167,6 +172,7 @@ func (s *signer) sign(h http.Header, method, host, target, name, hop, to string)
 	h[HeaderPeerTime] = []string{ts}
 	h[HeaderPeerHop] = []string{hop}
 	h[HeaderPeerNonce] = []string{nonce}
+	h[HeaderPeerTo] = []string{to}
 	h[HeaderPeerSignature] = []string{sigPrefix + hex.EncodeToString(s.mac(method, host, target, ts, name, hop, nonce, to))}
 }
 
@@ -219,6 +225,15 @@ func (s *signer) verify(method, host, target string, h http.Header) (name, hop s
 		}
 		if len(nonce) != 2*nonceBytes || !isLowerHex(nonce) {
 			return "", "", fmt.Errorf("%w: %s: want %d lower-case hex digits", errMalformed, HeaderPeerNonce, 2*nonceBytes)
+		}
+	}
+	if v4 {
+		to, ok := single(h, HeaderPeerTo)
+		if !ok {
+			return "", "", fmt.Errorf("%w: want exactly one %s", errMalformed, HeaderPeerTo)
+		}
+		if to != s.self {
+			return "", "", fmt.Errorf("%w: %s is %q, this member is %q (does a regions table name it otherwise?)", errNotForMe, HeaderPeerTo, to, s.self)
 		}
 	}
 	if v2 || v3 || v4 {
@@ -304,5 +319,6 @@ func stripSignature(h http.Header) {
 	delete(h, HeaderPeerTime)
 	delete(h, HeaderPeerHop)
 	delete(h, HeaderPeerNonce)
+	delete(h, HeaderPeerTo)
 	delete(h, HeaderPeerSignature)
 }

@@ -72,7 +72,14 @@ func TestVerify(t *testing.T) {
 			h := http.Header{}
 			testSigner(signTime).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner, "edge2")
 			return h
+		}(), errNotForMe},
+		{"to rewritten", "GET", "site.test", "/a?b=1", func() http.Header {
+			h := http.Header{}
+			testSigner(signTime).sign(h, "GET", "site.test", "/a?b=1", "edge1", hopOwner, "edge2")
+			h.Set(HeaderPeerTo, "")
+			return h
 		}(), errBadSignature},
+		{"no to", "GET", "site.test", "/a?b=1", func() http.Header { h := good.Clone(); h.Del(HeaderPeerTo); return h }(), errMalformed},
 		// A member not yet upgraded signs version 3 (no to): accepted.
 		{"v3 from an older member", "GET", "site.test", "/a?b=1", func() http.Header {
 			h := good.Clone()
