@@ -149,7 +149,7 @@ func startCDN(t testing.TB, o *Origin, opts CDNOptions) (*CDN, error) {
 				cfg.Region = name
 				cfg.Cluster.GossipListen = at[name][i].gossip
 				cfg.Cluster.PeerListen = at[name][i].peer
-				cfg.Regions = tables[name]
+				cfg.Regions = cloneRegions(tables[name]) // each edge's own
 				cfg.Sites[0].Shield = edge.ShieldConfig{Regions: opts.Shield, Direct: &direct}
 				if opts.Config != nil {
 					opts.Config(name, i, cfg)

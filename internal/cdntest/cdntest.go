@@ -269,16 +269,22 @@ func (n *Node) Reload(cfg node.Config) (node.ReloadReport, error) {
 // its hosts, are still shared).
 func cloneConfig(c node.Config) node.Config {
 	c.Sites = slices.Clone(c.Sites)
-	c.Regions = slices.Clone(c.Regions)
-	for i := range c.Regions {
-		c.Regions[i].Edges = slices.Clone(c.Regions[i].Edges)
-	}
+	c.Regions = cloneRegions(c.Regions)
 	if c.Cluster != nil {
 		cc := *c.Cluster
 		cc.Seeds = slices.Clone(cc.Seeds)
 		c.Cluster = &cc
 	}
 	return c
+}
+
+// cloneRegions copies a regions table and each entry's edges.
+func cloneRegions(rs []node.RegionConfig) []node.RegionConfig {
+	rs = slices.Clone(rs)
+	for i := range rs {
+		rs[i].Edges = slices.Clone(rs[i].Edges)
+	}
+	return rs
 }
 
 // Get sends GET target (a path and query) to the node with Host SiteHost
