@@ -3,6 +3,10 @@ package cdntest
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/meridiancdn/meridian/edge"
@@ -24,27 +28,52 @@ type CDNOptions struct {
 	// answers (shield.direct: false).
 	NoDirect bool
 	// Config, if set, adjusts edge i of a region's config before it
-	// starts (a restart keeps the config last applied instead).
+	// first starts, once everything else is set (a restart keeps the
+	// config last applied).
 	Config func(region string, i int, c *node.Config)
-	// Logger receives every node's logs. Nil discards them.
+	// PeerAddr, if set, is the address at which the edges of region
+	// l.From are told, by their regions table, to reach edge l.Edge's
+	// peer endpoint (the way to the shield and to failover regions), in
+	// place of l.Addr, where it listens: a test interposes a proxy on
+	// each link with it. It is called once per region and edge (the
+	// region's own edges included) before any edge starts. Nil: l.Addr.
+	PeerAddr func(l PeerLink) string
+	// Logger receives every node's logs. Nil keeps those at Info and
+	// above, and prints them if the test fails.
 	Logger *slog.Logger
 }
 
+// PeerLink is the way from the edges of one region to one edge's peer
+// endpoint, as a regions table names it.
+type PeerLink struct {
+	// From is the region whose edges dial.
+	From string
+	// Region and Edge name the edge dialled.
+	Region, Edge string
+	// Addr is where that edge's peer endpoint listens.
+	Addr string
+}
+
 // CDN is several regions of clustered edges in front of one origin,
-// each edge started through node.Start. Once every region has converged
-// the regions table (each edge's name and peer address) and the site's
-// shield are published to every edge by node.Node.Reload, as an operator
-// rolls out a config that names edges whose addresses are known only
-// once they run. Edge i of region r is named r-(i+1), "eu-1".
+// each edge started through node.Start. Every edge's gossip and peer
+// addresses are chosen before any edge starts, so that each edge's first
+// config names all the others in its regions table, with the site's
+// shield, as a deployment's config does; they are kept across restarts,
+// as a host's are. Edge i of region r is named r-(i+1), "eu-1".
 type CDN struct {
 	t       testing.TB
 	names   []string
 	regions map[string]*Region
 }
 
-// StartCDN starts the regions, waits until each has converged, and
-// publishes the regions table and the shield to every edge. The test's
-// Cleanup stops every edge.
+// startAttempts bounds how many times StartCDN picks ports and starts
+// the edges: another test process may bind a port picked here before
+// its edge does.
+const startAttempts = 3
+
+// StartCDN starts every edge of every region at once, with its regions
+// table and the site's shield, and waits until each region has
+// converged. The test's Cleanup stops every edge.
 // As with StartRegion, o may be nil when opts.Config sets the site's
 // origin.
 func StartCDN(t testing.TB, o *Origin, opts CDNOptions) *CDN {
@@ -55,41 +84,150 @@ func StartCDN(t testing.TB, o *Origin, opts CDNOptions) *CDN {
 	if opts.Nodes == 0 {
 		opts.Nodes = 2
 	}
+	if opts.Logger == nil {
+		opts.Logger = logOnFailure(t)
+	}
+	for attempt := 1; ; attempt++ {
+		c, err := startCDN(t, o, opts)
+		if err == nil {
+			c.WaitConverged()
+			return c
+		}
+		if attempt == startAttempts {
+			t.Fatalf("cdntest: %v", err)
+		}
+		t.Logf("cdntest: %v; starting again on other ports", err)
+	}
+}
+
+// startCDN picks the addresses, builds every edge's config and starts
+// every edge at once. If one fails to start it stops the others.
+func startCDN(t testing.TB, o *Origin, opts CDNOptions) (*CDN, error) {
+	type addrs struct{ gossip, peer string }
+	ports := freePorts(t, 2*len(opts.Regions)*opts.Nodes)
+	at := map[string][]addrs{}
+	for _, r := range opts.Regions {
+		for range opts.Nodes {
+			at[r] = append(at[r], addrs{
+				gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
+				peer:   net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
+			})
+			ports = ports[2:]
+		}
+	}
+	// The regions table each region's edges are given.
+	tables := map[string][]node.RegionConfig{}
+	for _, from := range opts.Regions {
+		for _, r := range opts.Regions {
+			rc := node.RegionConfig{Name: r}
+			for i, a := range at[r] {
+				l := PeerLink{From: from, Region: r, Edge: nodeName(r+"-", i), Addr: a.peer}
+				peer := l.Addr
+				if opts.PeerAddr != nil {
+					peer = opts.PeerAddr(l)
+				}
+				rc.Edges = append(rc.Edges, node.EdgeRef{Name: l.Edge, Peer: peer})
+			}
+			tables[from] = append(tables[from], rc)
+		}
+	}
+	direct := !opts.NoDirect
 	c := &CDN{t: t, names: opts.Regions, regions: map[string]*Region{}}
+	type edgeStart struct {
+		r   *Region
+		cfg node.Config
+		n   *Node
+		err error
+	}
+	var edges []*edgeStart
 	for _, name := range opts.Regions {
-		r := StartRegion(t, o, RegionOptions{
+		r := newRegion(t, o, RegionOptions{
 			Nodes:  opts.Nodes,
 			Prefix: name + "-",
 			Logger: opts.Logger,
 			Config: func(i int, cfg *node.Config) {
 				cfg.Region = name
+				cfg.Cluster.GossipListen = at[name][i].gossip
+				cfg.Cluster.PeerListen = at[name][i].peer
+				cfg.Regions = cloneRegions(tables[name]) // each edge's own
+				cfg.Sites[0].Shield = edge.ShieldConfig{Regions: opts.Shield, Direct: &direct}
 				if opts.Config != nil {
 					opts.Config(name, i, cfg)
 				}
 			},
 		})
-		r.keep = true
+		r.fixed = true
 		c.regions[name] = r
-	}
-	c.WaitConverged()
-	var table []node.RegionConfig
-	for _, name := range opts.Regions {
-		rc := node.RegionConfig{Name: name}
-		for _, n := range c.Region(name).nodes { // all live: none is stopped yet
-			rc.Edges = append(rc.Edges, node.EdgeRef{Name: n.Cluster.Name(), Peer: n.Cluster.PeerAddr()})
-		}
-		table = append(table, rc)
-	}
-	direct := !opts.NoDirect
-	for _, n := range c.Nodes() {
-		cfg := n.Config()
-		cfg.Regions = table
-		cfg.Sites[0].Shield = edge.ShieldConfig{Regions: opts.Shield, Direct: &direct}
-		if _, err := n.Reload(cfg); err != nil {
-			t.Fatalf("cdntest: publish the regions table to %s: %v", n.Name, err)
+		var seeds []string // the first edge is the others' only seed, as in StartRegion
+		for i := range opts.Nodes {
+			edges = append(edges, &edgeStart{r: r, cfg: r.config(i, seeds)})
+			seeds = []string{at[name][0].gossip}
 		}
 	}
-	return c
+	// All at once: the seeds' joins are retried, and a region whose
+	// members arrive together builds fewer rings.
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.n, e.err = e.r.startNode(e.cfg)
+		}()
+	}
+	wg.Wait()
+	var failed error
+	for _, e := range edges {
+		if e.err != nil {
+			failed = fmt.Errorf("start %s: %w", e.cfg.Name, e.err)
+		}
+	}
+	if failed != nil {
+		for _, e := range edges {
+			if e.n != nil {
+				e.n.stop()
+			}
+		}
+		return nil, failed
+	}
+	for _, e := range edges { // region by region, in order
+		e.r.nodes = append(e.r.nodes, e.n)
+	}
+	return c, nil
+}
+
+// freePorts returns n distinct ports on 127.0.0.1, each free a moment ago
+// for both TCP and UDP (memberlist binds both), below Linux's ephemeral
+// range (32768-60999), so that no outgoing connection takes one before
+// its edge binds it, when it starts or while it is down for a restart.
+// Another test process may still pick and bind one first: StartCDN
+// starts again on other ports when an edge cannot.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var out []int
+	taken := map[int]bool{}
+	for tries := 0; len(out) < n; tries++ {
+		if tries == 100*n {
+			t.Fatal("cdntest: no free port")
+		}
+		port := 20000 + rand.IntN(12000)
+		if taken[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		taken[port] = true
+		out = append(out, port)
+	}
+	return out
 }
 
 // Region returns the region called name.
@@ -128,4 +266,9 @@ func (c *CDN) WaitConverged() {
 		}
 		return true
 	})
+}
+
+// WatchRings is Region.WatchRings for every node of the CDN live now.
+func (c *CDN) WatchRings() (stop func() map[string][]int) {
+	return watchRings(c.Nodes())
 }

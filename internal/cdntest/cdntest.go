@@ -4,12 +4,14 @@
 // a multi-node test runs the production assembly (upstream plan, peer
 // endpoint, internal endpoints) rather than a copy of it. A Region is the
 // clustered edges of one region; a CDN (StartCDN) is several regions told
-// about each other by a regions table and the site's shield. internal/chaos
-// builds multi-region CDNs with fault injection on their links; both wait
-// with internal/poll.
+// about each other by a regions table and the site's shield, each edge at
+// addresses it keeps across restarts. A CDN's links between regions can
+// be routed through a test's proxies (CDNOptions.PeerAddr): internal/chaos
+// injects its faults there. Waits use internal/poll.
 //
-// Everything listens on 127.0.0.1 with port 0 and is stopped by the test's
-// Cleanup. A typical test:
+// Everything listens on 127.0.0.1, with port 0 but for a CDN's gossip and
+// peer endpoints (ports picked before the edges start), and is stopped by
+// the test's Cleanup. A typical test:
 //
 //	o := cdntest.StartOrigin(t)
 //	reg := cdntest.StartRegion(t, o, cdntest.RegionOptions{Nodes: 3})
@@ -28,6 +30,7 @@
 package cdntest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -90,7 +93,8 @@ type RegionOptions struct {
 	// Config, if set, adjusts node i's config (edge, cluster, admin)
 	// before it starts, and before each restart.
 	Config func(i int, c *node.Config)
-	// Logger receives every node's logs. Nil discards them.
+	// Logger receives every node's logs. Nil keeps those at Info and
+	// above, and prints them if the test fails.
 	Logger *slog.Logger
 	// SpanExporter, when set, receives every node's spans (see
 	// node.Options.SpanExporter). Nil: nodes record none.
@@ -105,9 +109,10 @@ type Region struct {
 	opts   RegionOptions
 	client *http.Client
 
-	// keep: a restarted node keeps its last applied config and its
-	// peer address (set by StartCDN, whose regions table publishes it).
-	keep bool
+	// fixed: the nodes' addresses were chosen before they started
+	// (StartCDN), and a restarted node keeps the config it last applied,
+	// addresses and seeds included.
+	fixed bool
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -140,27 +145,9 @@ type Node struct {
 // origin server).
 func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	t.Helper()
-	if opts.Nodes == 0 {
-		opts.Nodes = 3
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = "edge"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
-	r := &Region{t: t, origin: o, opts: opts, client: &http.Client{
-		Transport:     tr,
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-	t.Cleanup(func() {
-		r.Close()
-		tr.CloseIdleConnections()
-	})
+	r := newRegion(t, o, opts)
 	var seeds []string
-	for i := range opts.Nodes {
+	for i := range r.opts.Nodes {
 		n, err := r.startNode(r.config(i, seeds))
 		if err != nil {
 			t.Fatalf("cdntest: start node %d: %v", i, err)
@@ -175,12 +162,41 @@ func StartRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
 	return r
 }
 
+// newRegion is a region of no node yet, its options' defaults filled in;
+// the test's Cleanup stops the nodes it will have.
+func newRegion(t testing.TB, o *Origin, opts RegionOptions) *Region {
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "edge"
+	}
+	if opts.Logger == nil {
+		opts.Logger = logOnFailure(t)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	r := &Region{t: t, origin: o, opts: opts, client: &http.Client{
+		Transport:     tr,
+		Timeout:       60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	t.Cleanup(func() {
+		r.Close()
+		tr.CloseIdleConnections()
+	})
+	return r
+}
+
+// nodeName is the name of node i of a region whose names start with
+// prefix.
+func nodeName(prefix string, i int) string { return fmt.Sprintf("%s%d", prefix, i+1) }
+
 // config is node i's config as the region starts it with seeds: every
 // listener on 127.0.0.1 with port 0, one site (SiteHost) in front of the
 // origin, the region's secret, the local preset, no access log; then
 // RegionOptions.Config.
 func (r *Region) config(i int, seeds []string) node.Config {
-	name := fmt.Sprintf("%s%d", r.opts.Prefix, i+1)
+	name := nodeName(r.opts.Prefix, i)
 	var originURL string
 	if r.origin != nil {
 		originURL = r.origin.URL
@@ -253,10 +269,7 @@ func (n *Node) Reload(cfg node.Config) (node.ReloadReport, error) {
 // its hosts, are still shared).
 func cloneConfig(c node.Config) node.Config {
 	c.Sites = slices.Clone(c.Sites)
-	c.Regions = slices.Clone(c.Regions)
-	for i := range c.Regions {
-		c.Regions[i].Edges = slices.Clone(c.Regions[i].Edges)
-	}
+	c.Regions = cloneRegions(c.Regions)
 	if c.Cluster != nil {
 		cc := *c.Cluster
 		cc.Seeds = slices.Clone(cc.Seeds)
@@ -265,14 +278,27 @@ func cloneConfig(c node.Config) node.Config {
 	return c
 }
 
+// cloneRegions copies a regions table and each entry's edges.
+func cloneRegions(rs []node.RegionConfig) []node.RegionConfig {
+	rs = slices.Clone(rs)
+	for i := range rs {
+		rs[i].Edges = slices.Clone(rs[i].Edges)
+	}
+	return rs
+}
+
 // Get sends GET target (a path and query) to the node with Host SiteHost
-// and returns the response with its body read.
-func (n *Node) Get(target string) (*http.Response, []byte, error) {
+// and the header fields in header (name, value, name, value, …), and
+// returns the response with its body read.
+func (n *Node) Get(target string, header ...string) (*http.Response, []byte, error) {
 	req, err := http.NewRequest(http.MethodGet, n.URL+target, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Host = SiteHost
+	for k := 0; k+1 < len(header); k += 2 {
+		req.Header.Add(header[k], header[k+1])
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -345,12 +371,13 @@ func (r *Region) Stop(i int) error {
 	return n.Node.Shutdown(ctx)
 }
 
-// Restart starts a new incarnation of killed (or stopped) node i: the
-// same name, an empty cache, the live nodes as seeds, and new ports. In a
-// region of a CDN (StartCDN) it also keeps the config it last applied
-// and its peer address, which the regions table publishes, as a host
-// that restarts the binary does; elsewhere its config is made afresh
-// (RegionOptions.Config included).
+// Restart starts a new incarnation of killed (or stopped) node i, with
+// the same name and an empty cache. In a region of a CDN (StartCDN) it
+// keeps the config it last applied, addresses and seeds included, as a
+// host that restarts the binary does (a moment's retry covers a socket
+// of the old incarnation still closing); elsewhere its config is made
+// afresh (RegionOptions.Config included), with the live nodes as seeds
+// and new ports.
 func (r *Region) Restart(i int) *Node {
 	r.t.Helper()
 	r.mu.Lock()
@@ -366,21 +393,31 @@ func (r *Region) Restart(i int) *Node {
 		}
 	}
 	r.mu.Unlock()
-	cfg := r.config(i, seeds)
-	if r.keep {
-		cfg = old.Config()
-		cfg.Cluster.Seeds = seeds
-		cfg.Cluster.PeerListen = old.Cluster.PeerAddr()
-	}
-	n, err := r.startNode(cfg)
-	if err != nil {
-		r.t.Fatalf("cdntest: restart node %d: %v", i, err)
+	var n *Node
+	if r.fixed {
+		cfg := old.Config()
+		poll.Until(r.t, restartRetry, fmt.Sprintf("%s restarts at its addresses", old.Name), func() bool {
+			var err error
+			if n, err = r.startNode(cfg); err != nil {
+				r.t.Logf("cdntest: restart %s: %v", old.Name, err)
+			}
+			return err == nil
+		})
+	} else {
+		var err error
+		if n, err = r.startNode(r.config(i, seeds)); err != nil {
+			r.t.Fatalf("cdntest: restart node %d: %v", i, err)
+		}
 	}
 	r.mu.Lock()
 	r.nodes[i] = n
 	r.mu.Unlock()
 	return n
 }
+
+// restartRetry bounds how long Restart tries to start a node again at
+// its addresses.
+const restartRetry = 5 * time.Second
 
 // Close stops every live node. The test's Cleanup calls it; it is safe to
 // call more than once.
@@ -454,14 +491,15 @@ func (r *Region) converged() bool {
 // (a member wrongly declared dead on a loaded machine, and back) happened
 // while it measured.
 func (r *Region) WatchRings() (stop func() map[string][]int) {
-	r.mu.Lock()
 	var nodes []*Node
-	for _, n := range r.nodes {
-		if !n.dead {
-			nodes = append(nodes, n)
-		}
+	for _, i := range r.Live() {
+		nodes = append(nodes, r.Node(i))
 	}
-	r.mu.Unlock()
+	return watchRings(nodes)
+}
+
+// watchRings is WatchRings for nodes.
+func watchRings(nodes []*Node) (stop func() map[string][]int) {
 	last := make([]*ring.Ring, len(nodes))
 	hist := map[string][]int{}
 	poll := func() {
@@ -513,9 +551,34 @@ func Unchanged(hist map[string][]int) bool {
 }
 
 // Get sends GET target (a path and query) to node i with Host SiteHost
-// and returns the response with its body read.
-func (r *Region) Get(i int, target string) (*http.Response, []byte, error) {
-	return r.Node(i).Get(target)
+// and the header fields in header (name, value, …), and returns the
+// response with its body read.
+func (r *Region) Get(i int, target string, header ...string) (*http.Response, []byte, error) {
+	return r.Node(i).Get(target, header...)
+}
+
+// Owner returns the index of the node that owns target (a path and query
+// of SiteHost) on the ring of the region's first live node.
+func (r *Region) Owner(target string) int {
+	r.t.Helper()
+	live := r.Live()
+	if len(live) == 0 {
+		r.t.Fatal("cdntest: Owner of a region with no live node")
+	}
+	from := r.Node(live[0])
+	p, ok := from.Cluster.Owner(SiteHost + target)
+	if !ok {
+		r.t.Fatalf("cdntest: %s has an empty ring", from.Name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, n := range r.nodes {
+		if n.Name == p.Name {
+			return i
+		}
+	}
+	r.t.Fatalf("cdntest: owner %s of %s is not in the region", p.Name, target)
+	return -1
 }
 
 // LoadOptions shape a request loop.
@@ -653,4 +716,34 @@ func checkOK(target string, resp *http.Response, body []byte) error {
 		return errors.New("short body")
 	}
 	return nil
+}
+
+// logOnFailure returns a logger whose lines (Info and above) the test
+// prints if it fails.
+func logOnFailure(t testing.TB) *slog.Logger {
+	w := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log of the nodes:\n%s", w.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// lockedBuffer is a bytes.Buffer that several nodes' loggers write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,10 +1,13 @@
 package cdntest_test
 
 import (
+	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,16 +109,18 @@ func TestRegionRunsTheProductionWiring(t *testing.T) {
 // A CDN's regions are told about each other: every edge is in its region,
 // holds the regions table with every edge's peer address and the site's
 // shield, and fills through the shield region. A node stopped and
-// restarted keeps that config and the peer address the table publishes;
-// a config edited through Node.Config leaves the node's own untouched.
+// restarted keeps that config, its seeds, and its gossip and peer
+// addresses (the table publishes the latter); a config edited through
+// Node.Config leaves the node's own untouched.
 func TestCDNHarness(t *testing.T) {
 	o := cdntest.StartOrigin(t)
 	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{Shield: []string{"eu"}})
 	var names []string
-	peers := map[string]string{}
+	peers, gossips := map[string]string{}, map[string]string{}
 	for _, n := range c.Nodes() {
 		names = append(names, n.Name)
 		peers[n.Name] = n.Cluster.PeerAddr()
+		gossips[n.Name] = n.Cluster.GossipAddr()
 	}
 	if want := []string{"eu-1", "eu-2", "us-1", "us-2"}; !slices.Equal(names, want) {
 		t.Fatalf("nodes %q, want %q", names, want)
@@ -157,6 +162,10 @@ func TestCDNHarness(t *testing.T) {
 		t.Fatalf("editing a copy of the config changed the node's: %+v", cfg)
 	}
 
+	seeds := us.Node(1).Config().Cluster.Seeds
+	if !slices.Equal(seeds, []string{gossips["us-1"]}) {
+		t.Errorf("us-2's seeds %q, want us-1's gossip address %s", seeds, gossips["us-1"])
+	}
 	if err := us.Stop(1); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -165,14 +174,92 @@ func TestCDNHarness(t *testing.T) {
 	}
 	n := us.Restart(1)
 	c.WaitConverged()
-	if n.Name != "us-2" || n.Cluster.PeerAddr() != peers["us-2"] {
-		t.Errorf("restarted as %s at peer %s, want us-2 at %s", n.Name, n.Cluster.PeerAddr(), peers["us-2"])
+	if n.Name != "us-2" || n.Cluster.PeerAddr() != peers["us-2"] || n.Cluster.GossipAddr() != gossips["us-2"] {
+		t.Errorf("restarted as %s at peer %s, gossip %s; want us-2 at %s, %s", n.Name, n.Cluster.PeerAddr(), n.Cluster.GossipAddr(), peers["us-2"], gossips["us-2"])
 	}
-	if cfg := n.Config(); len(cfg.Regions) != 2 || cfg.Region != "us" {
-		t.Errorf("the restarted node lost its config: region %q, regions %+v", cfg.Region, cfg.Regions)
+	if cfg := n.Config(); len(cfg.Regions) != 2 || cfg.Region != "us" || !slices.Equal(cfg.Cluster.Seeds, seeds) {
+		t.Errorf("the restarted node lost its config: region %q, regions %+v, seeds %q", cfg.Region, cfg.Regions, cfg.Cluster.Seeds)
 	}
 	resp, _, err = n.Get("/s2?cc=max-age%3D600")
 	if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "eu-") {
 		t.Fatalf("GET via the restarted us-2: %v %v: the shield region should answer", resp, err)
+	}
+}
+
+// CDNOptions.PeerAddr routes a link through the address it returns: the
+// regions table of us names, for eu's edges, a listener of the test's
+// that hangs up at once, and us's fills dial it on their way to the
+// shield, then fill from the origin directly; the other tables name the
+// edges where they listen. Each (region, edge) link is asked for once,
+// with the edge's region and peer address.
+func TestCDNPeerAddrRoutesALink(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialled atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	var mu sync.Mutex
+	asked := map[[2]string]cdntest.PeerLink{}
+	o := cdntest.StartOrigin(t)
+	c := cdntest.StartCDN(t, o, cdntest.CDNOptions{Shield: []string{"eu"}, PeerAddr: func(l cdntest.PeerLink) string {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := asked[[2]string{l.From, l.Edge}]; ok {
+			t.Errorf("link %s → %s asked for twice", l.From, l.Edge)
+		}
+		asked[[2]string{l.From, l.Edge}] = l
+		if l.From == "us" && l.Region == "eu" {
+			return ln.Addr().String()
+		}
+		return l.Addr
+	}})
+	if len(asked) != 8 {
+		t.Errorf("%d links asked for, want 8 (2 regions × 4 edges)", len(asked))
+	}
+	for _, n := range c.Nodes() {
+		for _, from := range []string{"eu", "us"} {
+			if l := asked[[2]string{from, n.Name}]; l.Addr != n.Cluster.PeerAddr() || l.Region != n.Name[:2] {
+				t.Errorf("link %s → %s: %+v, want region %s and address %s", from, n.Name, l, n.Name[:2], n.Cluster.PeerAddr())
+			}
+		}
+	}
+	for _, n := range c.Nodes() {
+		for _, r := range n.Config().Regions {
+			for _, e := range r.Edges {
+				want := asked[[2]string{n.Config().Region, e.Name}].Addr
+				if n.Config().Region == "us" && r.Name == "eu" {
+					want = ln.Addr().String()
+				}
+				if e.Peer != want {
+					t.Errorf("%s's regions table names %s at %s, want %s", n.Name, e.Name, e.Peer, want)
+				}
+			}
+		}
+	}
+	for _, i := range c.Region("us").Live() {
+		target := fmt.Sprintf("/routed%d?cc=max-age%%3D600", i)
+		resp, _, err := c.Region("us").Get(i, target)
+		if err != nil || resp.StatusCode != 200 || strings.Contains(resp.Header.Get("Cache-Status"), "eu-") {
+			t.Fatalf("GET %s via us with the shield's links hung up: %v %v, want a direct fill", target, resp, err)
+		}
+	}
+	if dialled.Load() == 0 {
+		t.Error("no edge of us dialled the address PeerAddr gave for eu's edges")
 	}
 }

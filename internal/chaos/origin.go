@@ -1,16 +1,24 @@
-// Package chaos is a fault-injection harness for whole-CDN tests: regions
-// of edge nodes started in-process through node.Start (the wiring the
-// binary uses), in front of an origin whose failure modes a test switches
-// on and off, with a delaying and dropping TCP proxy on the links between
-// regions. There is no netem on the CI kernel: every fault is injected in
-// the process, on loopback.
+// Package chaos is the fault injection of whole-CDN tests: an origin
+// whose failure modes a test switches on and off, and delaying, dropping
+// and refusing TCP proxies on the links between regions. The CDN itself
+// is cdntest's (cdntest.StartCDN: regions of edge nodes started in-process
+// through node.Start, the wiring the binary uses); Links puts a Proxy on
+// every one of its peer links. There is no netem on the CI kernel: every
+// fault is injected in the process, on loopback.
 //
 // A typical test:
 //
 //	o := chaos.StartOrigin(t)
-//	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}})
+//	links := chaos.NewLinks(t)
+//	cdn := cdntest.StartCDN(t, nil, cdntest.CDNOptions{
+//		Regions:  []string{"r1", "r2", "r3"},
+//		Shield:   []string{"r1"},
+//		PeerAddr: links.PeerAddr,
+//		Config:   func(_ string, _ int, c *node.Config) { c.Sites[0].Origin = o.URL },
+//	})
+//	links.Set("r2", "r1", chaos.Link{Refuse: true})
 //	o.SetFault(chaos.Fault{HeaderDelay: time.Second})
-//	cdn.Get("r2", 0, "/a?cc=max-age%3D600")
+//	cdn.Region("r2").Get(0, "/a?cc=max-age%3D600")
 //	fetches := o.Requests()
 //
 // Tests assert the figures they measure (origin requests per object, per
@@ -20,7 +28,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -268,42 +275,3 @@ func (s *stallWriter) Flush() { http.NewResponseController(s.ResponseWriter).Flu
 // Unwrap lets http.ResponseController reach the connection (the demo
 // hijacks it for resets).
 func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// freePort returns a port on 127.0.0.1 that is free now for both TCP and
-// UDP (memberlist binds both), below the kernel's ephemeral range
-// (32768-60999 on Linux), so that no outgoing connection takes it before
-// the node binds it, now or when it restarts. A port is handed out once
-// per test process: two edges of one CDN (or of two tests) picking the
-// same free port before either binds it would collide.
-func freePort(t testing.TB) int {
-	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		if handedOut.ports[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		handedOut.ports[port] = true
-		return port
-	}
-	t.Fatal("chaos: no free port")
-	return 0
-}
-
-// handedOut records the ports freePort has returned in this process.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}

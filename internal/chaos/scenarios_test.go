@@ -31,37 +31,59 @@ func TestMain(m *testing.M) {
 // Each scenario is a defect of issue 14 (and 12 item 4), measured as the
 // issue measured it, with its figure asserted as a bound.
 
+// startCDN starts a CDN in front of o through cdntest.StartCDN, with a
+// fault proxy on every peer link (the Links returned): regions r1, r2 and
+// r3 of three edges each unless opts names others, peer_timeout 500ms, a
+// 2s shutdown timeout, then opts.Config.
+func startCDN(t *testing.T, o *chaos.Origin, opts cdntest.CDNOptions) (*cdntest.CDN, *chaos.Links) {
+	t.Helper()
+	if len(opts.Regions) == 0 {
+		opts.Regions = []string{"r1", "r2", "r3"}
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	links := chaos.NewLinks(t)
+	opts.PeerAddr = links.PeerAddr
+	edit := opts.Config
+	opts.Config = func(region string, i int, c *node.Config) {
+		c.Sites[0].Origin = o.URL
+		c.Cluster.PeerTimeout = 500 * time.Millisecond
+		c.Server.ShutdownTimeout = 2 * time.Second
+		if edit != nil {
+			edit(region, i, c)
+		}
+	}
+	return cdntest.StartCDN(t, nil, opts), links
+}
+
 // askEverywhere asks for every target at every running edge at once and
 // checks each answer is the whole object. It returns how many interim
 // (1xx) answers the clients saw.
-func askEverywhere(t *testing.T, cdn *chaos.CDN, targets []string, size int) int64 {
+func askEverywhere(t *testing.T, cdn *cdntest.CDN, targets []string, size int) int64 {
 	t.Helper()
 	var interim atomic.Int64
 	var wg sync.WaitGroup
-	for _, e := range cdn.Edges() {
-		n := cdn.Node(e.Region, e.Index)
-		if n == nil {
-			continue
-		}
+	for _, n := range cdn.Nodes() {
 		for _, target := range targets {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				req, _ := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+target, nil)
-				req.Host = chaos.SiteHost
+				req, _ := http.NewRequest(http.MethodGet, n.URL+target, nil)
+				req.Host = cdntest.SiteHost
 				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 					Got1xxResponse: func(int, textproto.MIMEHeader) error { interim.Add(1); return nil },
 				}))
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
-					t.Errorf("%s via %s: %v", target, e.Name, err)
+					t.Errorf("%s via %s: %v", target, n.Name, err)
 					return
 				}
 				defer resp.Body.Close()
 				var b bytes.Buffer
 				_, err = b.ReadFrom(resp.Body)
 				if err != nil || resp.StatusCode != 200 || b.Len() != size {
-					t.Errorf("%s via %s: %d, %d bytes, %v (Cache-Status %q)", target, e.Name, resp.StatusCode, b.Len(), err, resp.Header.Get("Cache-Status"))
+					t.Errorf("%s via %s: %d, %d bytes, %v (Cache-Status %q)", target, n.Name, resp.StatusCode, b.Len(), err, resp.Header.Get("Cache-Status"))
 				}
 			}()
 		}
@@ -90,7 +112,10 @@ func TestSlowOriginOneFetchPerObject(t *testing.T) {
 		t.Skip("9 edges; skipped with -short")
 	}
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Shield: []string{"r1"}, PeerTimeout: 2 * time.Second, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Shield: []string{"r1"}, Config: func(r string, i int, c *node.Config) {
+		lanPreset(r, i, c)
+		c.Cluster.PeerTimeout = 2 * time.Second
+	}})
 	const objects = 10
 	steady(t, cdn, func(try int) func() {
 		before := o.Requests()
@@ -124,13 +149,13 @@ func TestSlowOriginOneFetchPerObject(t *testing.T) {
 // machine, not the code; the faults the scenarios inject never touch
 // membership. A defect that makes members suspect one another does so on
 // every try, and the third try's check catches it.
-func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) {
+func steady(t *testing.T, cdn *cdntest.CDN, measure func(try int) (check func())) {
 	t.Helper()
 	for try := 1; ; try++ {
-		changed := cdn.WatchRings()
-		suspicions := cdn.Suspicions()
+		rings := cdn.WatchRings()
+		before := suspicions(cdn)
 		check := measure(try)
-		moved, suspected := changed(), cdn.Suspicions()-suspicions
+		moved, suspected := !cdntest.Unchanged(rings()), suspicions(cdn)-before
 		if !moved && suspected == 0 || try == 3 {
 			if try > 1 {
 				t.Logf("measured on try %d", try)
@@ -139,9 +164,27 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 			return
 		}
 		t.Logf("try %d: a ring changed (%v) or members were suspected (%d times) while measuring; measuring again", try, moved, suspected)
-		cdn.WaitRegion("", cdntest.ConvergeTimeout)
-		cdn.WaitUnsuspected(cdntest.ConvergeTimeout)
+		cdn.WaitConverged()
+		poll.Until(t, cdntest.ConvergeTimeout, "no edge suspects a peer", func() bool {
+			for _, n := range cdn.Nodes() {
+				if len(n.Cluster.Suspects()) > 0 {
+					return false
+				}
+			}
+			return true
+		})
 	}
+}
+
+// suspicions is how many times the running edges have passed over a peer
+// as suspect (cluster.Member.Suspicions), summed. A suspicion lasts
+// cluster.suspect_for.
+func suspicions(cdn *cdntest.CDN) uint64 {
+	var sum uint64
+	for _, n := range cdn.Nodes() {
+		sum += n.Cluster.Suspicions()
+	}
+	return sum
 }
 
 // Item 2: while the origin answers 500, a whole CDN of 3 regions behind a
@@ -153,7 +196,7 @@ func steady(t *testing.T, cdn *chaos.CDN, measure func(try int) (check func())) 
 // here (2.8 in the issue).
 func TestFailingOriginIsNotAmplified(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Nodes: 2, Shield: []string{"r1"}, Config: lanPreset})
 	// Objects stored everywhere, then stale at once with stale-if-error.
 	stale := targets("stale", 4, "cc=max-age%3D1%2C%20stale-if-error%3D600")
 	askEverywhere(t, cdn, stale, 1024)
@@ -163,17 +206,17 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 	steady(t, cdn, func(try int) func() {
 		before := o.Requests()
 		clients := 0
-		for k, e := range cdn.Edges() {
+		for k, n := range cdn.Nodes() {
 			// A new object each time (an uncached miss), then a stale one.
-			resp, _, err := cdn.Get(e.Region, e.Index, fmt.Sprintf("/down%d-%d?cc=max-age%%3D600", try, k))
+			resp, _, err := n.Get(fmt.Sprintf("/down%d-%d?cc=max-age%%3D600", try, k))
 			clients++
 			if err != nil || resp.StatusCode < 500 {
-				t.Fatalf("uncached object via %s while the origin fails: %v %v", e.Name, resp, err)
+				t.Fatalf("uncached object via %s while the origin fails: %v %v", n.Name, resp, err)
 			}
-			resp, _, err = cdn.Get(e.Region, e.Index, stale[k%len(stale)])
+			resp, _, err = n.Get(stale[k%len(stale)])
 			clients++
 			if err != nil || resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
-				t.Fatalf("stale object via %s while the origin fails: %v %v", e.Name, resp, err)
+				t.Fatalf("stale object via %s while the origin fails: %v %v", n.Name, resp, err)
 			}
 		}
 		got := o.Requests() - before
@@ -199,7 +242,7 @@ func TestFailingOriginIsNotAmplified(t *testing.T) {
 func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
 	const period = 2 * time.Second
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: func(r string, i int, c *node.Config) {
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Nodes: 2, Shield: []string{"r1"}, Config: func(r string, i int, c *node.Config) {
 		lanPreset(r, i, c) // nobody fails here
 		c.Cache.ErrorBackoff, c.Cache.MaxErrorBackoff = period, period
 	}})
@@ -224,21 +267,21 @@ func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
 		for ; time.Since(start) < 3*period; <-tick.C {
 			rounds++
 			var wg sync.WaitGroup
-			for _, e := range cdn.Edges() {
+			for _, n := range cdn.Nodes() {
 				for _, k := range keys {
 					clients++
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						resp, _, err := cdn.Get(e.Region, e.Index, k)
+						resp, _, err := n.Get(k)
 						isStale := slices.Contains(stale, k)
 						switch {
 						case err != nil:
-							t.Errorf("%s via %s while the origin fails: %v", k, e.Name, err)
+							t.Errorf("%s via %s while the origin fails: %v", k, n.Name, err)
 						case isStale && (resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale")):
-							t.Errorf("%s via %s while the origin fails: %d (Cache-Status %q), want the stale copy", k, e.Name, resp.StatusCode, resp.Header.Get("Cache-Status"))
+							t.Errorf("%s via %s while the origin fails: %d (Cache-Status %q), want the stale copy", k, n.Name, resp.StatusCode, resp.Header.Get("Cache-Status"))
 						case !isStale && resp.StatusCode < 500:
-							t.Errorf("%s via %s while the origin fails: %d, want the origin's error", k, e.Name, resp.StatusCode)
+							t.Errorf("%s via %s while the origin fails: %d, want the origin's error", k, n.Name, resp.StatusCode)
 						}
 					}()
 				}
@@ -255,7 +298,7 @@ func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
 		}
 		return func() {
 			t.Logf("failing origin: %d origin requests for %d keys asked %d times (%d rounds at %d edges over %v, backoff %v): %.2f per key per period, at most %d per key allowed",
-				total, len(keys), clients, rounds, len(cdn.Edges()), elapsed.Round(time.Millisecond), period,
+				total, len(keys), clients, rounds, len(cdn.Nodes()), elapsed.Round(time.Millisecond), period,
 				float64(total)/float64(len(keys))/(float64(elapsed)/float64(period)), bound)
 			for _, k := range keys {
 				if got[k] > bound {
@@ -274,7 +317,7 @@ func TestFailingOriginOneRequestPerKeyPerBackoff(t *testing.T) {
 // copies included.
 func TestHangingOriginServesStaleEarly(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Nodes: 2, Shield: []string{"r1"}, Config: lanPreset})
 	stale := targets("hang", 4, "cc=max-age%3D1")
 	askEverywhere(t, cdn, stale, 1024)
 	time.Sleep(1100 * time.Millisecond) // max-age=1 passes: the copies are stale (a wait on the clock, not a speed)
@@ -283,15 +326,15 @@ func TestHangingOriginServesStaleEarly(t *testing.T) {
 	var mu sync.Mutex
 	var waits []time.Duration
 	var wg sync.WaitGroup
-	for k, e := range cdn.Edges() {
+	for k, n := range cdn.Nodes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			resp, body, err := cdn.Get(e.Region, e.Index, stale[k%len(stale)])
+			resp, body, err := n.Get(stale[k%len(stale)])
 			took := time.Since(start)
 			if err != nil || resp.StatusCode != 200 || len(body) != 1024 || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
-				t.Errorf("stale object via %s while the origin hangs: %v %v (after %v)", e.Name, resp, err, took)
+				t.Errorf("stale object via %s while the origin hangs: %v %v (after %v)", n.Name, resp, err, took)
 				return
 			}
 			mu.Lock()
@@ -332,12 +375,14 @@ func TestFailedPathStillFailsOver(t *testing.T) {
 	// a peer_timeout far above the harness's 500ms keeps a peer that is
 	// merely slow on a loaded machine from being passed over (and marked
 	// suspect) on the way to the failover region.
-	cdn := chaos.Start(t, o, chaos.Options{Edges: 2, Shield: []string{"r1"}, NoDirect: true, Edit: lanPreset,
-		PeerTimeout: 10 * time.Second})
-	cdn.SetLinks("r2", "r1", chaos.Link{Refuse: true})
+	cdn, links := startCDN(t, o, cdntest.CDNOptions{Nodes: 2, Shield: []string{"r1"}, NoDirect: true, Config: func(r string, i int, c *node.Config) {
+		lanPreset(r, i, c)
+		c.Cluster.PeerTimeout = 10 * time.Second
+	}})
+	links.Set("r2", "r1", chaos.Link{Refuse: true})
 	for k := range 4 {
 		target := fmt.Sprintf("/partitioned%d?cc=max-age%%3D600", k)
-		resp, body, err := cdn.Get("r2", k%2, target)
+		resp, body, err := cdn.Region("r2").Get(k%2, target)
 		if err != nil || resp.StatusCode != 200 || len(body) != 1024 {
 			t.Fatalf("%s via r2 cut off from the shield: %v %v", target, resp, err)
 		}
@@ -356,12 +401,12 @@ func TestFailedPathStillFailsOver(t *testing.T) {
 // Via for a shield's and went straight to the origin.
 func TestClientViaDoesNotBypassShield(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1", "r2"}, Edges: 2, Shield: []string{"r1"}, NoDirect: true, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Regions: []string{"r1", "r2"}, Nodes: 2, Shield: []string{"r1"}, NoDirect: true, Config: lanPreset})
 	steady(t, cdn, func(try int) func() {
 		var counts []int64
 		for k := range 4 {
 			target := fmt.Sprintf("/via%d-%d?cc=max-age%%3D600", try, k)
-			resp, _, err := cdn.Get("r2", k%2, target, "Via", "1.1 r1-1, 1.1 r1-2")
+			resp, _, err := cdn.Region("r2").Get(k%2, target, "Via", "1.1 r1-1, 1.1 r1-2")
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s: %v %v", target, resp, err)
 			}
@@ -370,7 +415,7 @@ func TestClientViaDoesNotBypassShield(t *testing.T) {
 			}
 			// The shield region asked next has it: the origin saw one
 			// request.
-			if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
+			if resp, _, err := cdn.Region("r1").Get(k%2, target); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s via r1: %v %v", target, resp, err)
 			}
 			counts = append(counts, o.RequestsFor(target))
@@ -393,16 +438,17 @@ func TestClientViaDoesNotBypassShield(t *testing.T) {
 // only while alone, and the seed's only seed was itself.
 func TestRestartingTheSeedHealsTheRegion(t *testing.T) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Regions: []string{"r1"}})
+	reg := cdn.Region("r1")
 	for i := range 3 {
-		name := cdn.Edge("r1", i).Name
-		cdn.Kill("r1", i)
-		cdn.WaitRegion("r1", cdntest.ConvergeTimeout) // the others dropped it
-		cdn.Restart("r1", i)
+		name := reg.Node(i).Name
+		reg.Kill(i)
+		reg.WaitConverged(cdntest.ConvergeTimeout) // the others dropped it
+		reg.Restart(i)
 		// Bounded wait, not a timing: with the fix the region is whole
 		// again within a re-join interval (1s on the local preset).
-		cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
-		t.Logf("after restarting %s: %v", name, cdn.Views("r1"))
+		reg.WaitConverged(cdntest.ConvergeTimeout)
+		t.Logf("after restarting %s: %v", name, views(reg))
 	}
 	// And it serves as one region: each object once from the origin.
 	askEverywhere(t, cdn, targets("healed", 5, "cc=max-age%3D600"), 1024)
@@ -418,6 +464,19 @@ func TestRestartingTheSeedHealsTheRegion(t *testing.T) {
 // member that held it meanwhile) before the origin. On the code before,
 // the restarted edge refetched 27 of 60 keys (killed or graceful), and 2
 // more fills went to the origin while it was down.
+// views returns, for each live node of a region, the members on its
+// ring, sorted.
+func views(reg *cdntest.Region) map[string][]string {
+	out := map[string][]string{}
+	for _, i := range reg.Live() {
+		n := reg.Node(i)
+		for _, p := range n.Cluster.Ring().Peers() {
+			out[n.Name] = append(out[n.Name], p.Name)
+		}
+	}
+	return out
+}
+
 func TestRestartWithReplicasCostsNoOriginFetch(t *testing.T) {
 	for _, graceful := range []bool{false, true} {
 		t.Run(map[bool]string{false: "killed", true: "graceful"}[graceful], func(t *testing.T) {
@@ -428,12 +487,15 @@ func TestRestartWithReplicasCostsNoOriginFetch(t *testing.T) {
 
 func restartWithReplicas(t *testing.T, graceful bool) {
 	o := chaos.StartOrigin(t)
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Replicas: 2,
-		Edit: func(_ string, i int, c *node.Config) { c.Cluster.Zone = []string{"a", "b", "c"}[i] }})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Regions: []string{"r1"}, Config: func(_ string, i int, c *node.Config) {
+		c.Cluster.Replicas = 2
+		c.Cluster.Zone = []string{"a", "b", "c"}[i]
+	}})
+	reg := cdn.Region("r1")
 	const keys = 60
 	all := targets("rep", keys, "cc=max-age%3D600")
 	for k, target := range all {
-		if resp, _, err := cdn.Get("r1", k%3, target); err != nil || resp.StatusCode != 200 {
+		if resp, _, err := reg.Get(k%3, target); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s: %v %v", target, resp, err)
 		}
 	}
@@ -441,7 +503,7 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 	poll.Until(t, 20*time.Second, "every key is stored twice", func() bool {
 		total := 0
 		for i := range 3 {
-			e, _, _ := cdn.Node("r1", i).Handler().StoreStats()
+			e, _, _ := reg.Node(i).Edge.StoreStats()
 			total += e
 		}
 		return total >= 2*keys
@@ -457,24 +519,24 @@ func restartWithReplicas(t *testing.T, graceful bool) {
 	// before the region has noticed, the owner's failed fills go to the
 	// replica; gracefully, the region drops it at once.
 	if graceful {
-		cdn.Stop("r1", 2)
+		reg.Stop(2)
 	} else {
-		cdn.Kill("r1", 2)
+		reg.Kill(2)
 	}
 	for k, target := range all {
-		if resp, _, err := cdn.Get("r1", k%2, target); err != nil || resp.StatusCode != 200 {
+		if resp, _, err := reg.Get(k%2, target); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s with an edge down: %v %v", target, resp, err)
 		}
 	}
 	down := o.Requests() - filled
-	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 
 	// Back, empty: every key asked at every edge.
-	cdn.Restart("r1", 2)
-	cdn.WaitRegion("r1", cdntest.ConvergeTimeout)
+	reg.Restart(2)
+	reg.WaitConverged(cdntest.ConvergeTimeout)
 	for i := range 3 {
 		for _, target := range all {
-			if resp, _, err := cdn.Get("r1", i, target); err != nil || resp.StatusCode != 200 {
+			if resp, _, err := reg.Get(i, target); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s after the restart: %v %v", target, resp, err)
 			}
 		}
@@ -495,11 +557,12 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 	o := chaos.StartOrigin(t)
 	// The owner's death is met on its connections, not through failure
 	// detection: see lanPreset.
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Regions: []string{"r1"}, Config: lanPreset})
+	reg := cdn.Region("r1")
 	const size = 4 << 20
 	target := fmt.Sprintf("/big?size=%d&etag=1&cc=max-age%%3D600", size)
 	want := origin.DemoBody("/big", size)
-	owner := cdn.OwnerIn("r1", -1, target)
+	owner := reg.Owner(target)
 	// The origin sends half the body, then waits: the owner is
 	// mid-stream, and so are the readers.
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
@@ -516,7 +579,7 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, body, err := getReading(cdn, "r1", i, target, read)
+				resp, body, err := getReading(reg.Node(i), target, read)
 				switch {
 				case err != nil:
 					t.Errorf("reader at edge %d: %v after %d bytes", i+1, err, len(body))
@@ -529,7 +592,7 @@ func TestOwnerDyingMidStreamIsResumed(t *testing.T) {
 		}
 	}
 	waitReading(t, o, progress)
-	cdn.Kill("r1", owner)
+	reg.Kill(owner)
 	wg.Wait()
 	t.Logf("owner killed mid-stream: %d of %d readers got the whole body; %d Range requests at the origin", complete.Load(), len(progress), o.RangeRequests())
 	if o.RangeRequests() < 1 {
@@ -557,18 +620,14 @@ func waitReading(t *testing.T, o *chaos.Origin, readers []*atomic.Int64) {
 	})
 }
 
-// getReading is cdn.Get that counts the body's bytes in read as they
+// getReading is n.Get that counts the body's bytes in read as they
 // arrive.
-func getReading(cdn *chaos.CDN, region string, i int, target string, read *atomic.Int64) (*http.Response, []byte, error) {
-	n := cdn.Node(region, i)
-	if n == nil {
-		return nil, nil, fmt.Errorf("%s is stopped", cdn.Edge(region, i).Name)
-	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+n.HTTPAddr()+target, nil)
+func getReading(n *cdntest.Node, target string, read *atomic.Int64) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodGet, n.URL+target, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Host = chaos.SiteHost
+	req.Host = cdntest.SiteHost
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -597,16 +656,17 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 	o := chaos.StartOrigin(t)
 	// The owner's death is met on its connections, not through failure
 	// detection: see lanPreset.
-	cdn := chaos.Start(t, o, chaos.Options{Regions: []string{"r1"}, Edit: lanPreset})
+	cdn, _ := startCDN(t, o, cdntest.CDNOptions{Regions: []string{"r1"}, Config: lanPreset})
+	reg := cdn.Region("r1")
 	const size = 4 << 20
 	target := fmt.Sprintf("/weak?size=%d&lm=1&cc=max-age%%3D600", size)
-	owner := cdn.OwnerIn("r1", -1, target)
+	owner := reg.Owner(target)
 	reader := (owner + 1) % 3
 	o.SetFault(chaos.Fault{BodyStall: time.Minute})
 	done := make(chan error, 1)
 	read := new(atomic.Int64)
 	go func() {
-		resp, body, err := getReading(cdn, "r1", reader, target, read)
+		resp, body, err := getReading(reg.Node(reader), target, read)
 		if err == nil && resp.StatusCode == 200 && len(body) == size {
 			err = errors.New("whole body")
 		} else if err == nil {
@@ -620,7 +680,7 @@ func TestOwnerDyingMidStreamWithoutValidatorIsSignalled(t *testing.T) {
 		done <- err
 	}()
 	waitReading(t, o, []*atomic.Int64{read})
-	cdn.Kill("r1", owner)
+	reg.Kill(owner)
 	if err := <-done; err != nil {
 		t.Errorf("reader of an object without a strong validator: %v; want a detectable truncation", err)
 	}
