@@ -862,8 +862,8 @@ func (c *leanConn) appendHitBlock(b, head []byte) []byte {
 			continue
 		}
 		name, value := line[:colon], trimOWS(line[colon+1:])
-		if connectionSpecific(name) {
-			continue
+		if connectionSpecific(name) || c.l.altSvc != "" && equalFold(name, "alt-svc") {
+			continue // the connection's Alt-Svc replaces the stored one, as ServeHTTP's altSvcWriter does
 		}
 		b = append(b, 0x00)
 		b = appendHpackInt(b, 0, 7, uint64(len(name)))
