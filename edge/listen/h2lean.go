@@ -32,13 +32,17 @@ import (
 // that what a client may send on a relayed stream is what the server
 // behind it accepts.
 const (
-	leanMaxStreams     = 250     // x/net's defaultMaxStreams
-	leanMaxFrame       = 1 << 20 // x/net's defaultMaxReadFrameSize
-	leanStreamRecvWin  = 1 << 20 // x/net's MaxUploadBufferPerStream default
-	leanConnRecvWin    = 1 << 20 // x/net's MaxUploadBufferPerConnection default
-	leanHeaderTable    = 4096    // hpack's initial table size, both ways
-	h2InitialWindow    = 65535   // RFC 9113 §6.9.2
-	h2DefaultMaxFrame  = 16384   // RFC 9113 §4.2
+	leanMaxStreams    = 250     // x/net's defaultMaxStreams
+	leanMaxFrame      = 1 << 20 // x/net's defaultMaxReadFrameSize
+	leanStreamRecvWin = 1 << 20 // x/net's MaxUploadBufferPerStream default
+	leanConnRecvWin   = 1 << 20 // x/net's MaxUploadBufferPerConnection default
+	leanHeaderTable   = 4096    // hpack's initial table size, both ways
+	h2InitialWindow   = 65535   // RFC 9113 §6.9.2
+	h2DefaultMaxFrame = 16384   // RFC 9113 §4.2
+	// maxEmptyFrames is how many empty DATA frames (without END_STREAM)
+	// in a row a connection may send: a sender that splits a body finely
+	// sends some, a flood (CVE-2019-9518) sends nothing else.
+	maxEmptyFrames     = 100
 	leanPrefaceTimeout = 10 * time.Second
 	// leanDiskInline is the largest body on disk a hit reads in to
 	// answer; a larger one is relayed (sendfile cannot go through TLS
@@ -210,7 +214,7 @@ type leanConn struct {
 	hitReq  hitFields     // serve's
 	head    []byte        // serve's: a hit's HTTP/1.1 head, converted to hblock
 	hblock  []byte        // serve's: a hit's header block
-	rfields []hpack.HeaderField
+	empty   int           // serve's: empty DATA frames in a row
 
 	wmu       sync.Mutex
 	out       lazyWriter     // guarded by wmu
@@ -390,6 +394,9 @@ func (c *leanConn) readFailed(err error) bool {
 func (c *leanConn) armIdle(force bool) {
 	idle := c.l.cfg.IdleTimeout
 	if idle <= 0 {
+		if force {
+			c.tc.SetReadDeadline(time.Time{}) // the preface's
+		}
 		return
 	}
 	c.mu.Lock()
@@ -398,6 +405,9 @@ func (c *leanConn) armIdle(force bool) {
 }
 
 func (c *leanConn) armIdleLocked(idle time.Duration, force bool) {
+	if idle <= 0 {
+		return
+	}
 	now := time.Now()
 	switch {
 	case len(c.streams) > 0:
@@ -556,6 +566,21 @@ func (c *leanConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 
 func (c *leanConn) processData(f *http2.DataFrame) error {
 	id, n := f.StreamID, int64(f.Length)
+	if n == 0 && !f.StreamEnded() {
+		// An empty DATA frame says nothing: it is not relayed, and a
+		// flood of them (CVE-2019-9518) ends the connection.
+		if c.empty++; c.empty > maxEmptyFrames {
+			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+		}
+		c.mu.Lock()
+		idle := id > c.maxClientID
+		c.mu.Unlock()
+		if idle {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil
+	}
+	c.empty = 0
 	c.mu.Lock()
 	if id > c.maxClientID {
 		c.mu.Unlock()
