@@ -662,6 +662,14 @@ func (c *leanConn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return nil // a stream after GOAWAY's last: ignored
 	}
 	c.maxClientID = id
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		// A stream that depends on itself (RFC 9113 §5.3.1).
+		c.mu.Unlock()
+		c.wmu.Lock()
+		c.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
+		c.wmu.Unlock()
+		return nil
+	}
 	if len(c.streams)+1 > leanMaxStreams {
 		code := http2.ErrCodeRefusedStream
 		if c.settingsAck {

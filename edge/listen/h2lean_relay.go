@@ -389,8 +389,18 @@ func (c *leanConn) relayData(r *relay, f *http2.DataFrame) {
 			return
 		}
 	}
+	c.mu.Lock()
+	maxFrame := int(c.maxFrame)
+	c.mu.Unlock()
+	data := f.Data()
 	c.wmu.Lock()
-	c.fr.WriteData(id, f.StreamEnded(), f.Data())
+	// In the client's frame size: the server has it, unless the client
+	// lowered it just now.
+	for first := true; first || len(data) > 0; first = false {
+		k := min(len(data), maxFrame)
+		c.fr.WriteData(id, f.StreamEnded() && k == len(data), data[:k])
+		data = data[k:]
+	}
 	c.wmu.Unlock()
 	if f.StreamEnded() {
 		c.serverEnded(id)
