@@ -223,6 +223,7 @@ type leanConn struct {
 	tableSize uint32         // guarded by wmu: the client's header table size as enc has it
 	sizeSent  bool           // guarded by wmu: every header block since the last change began with it
 	werr      error          // guarded by wmu: the first write error; the connection is closing
+	ready     bool           // guarded by wmu: our SETTINGS are written (a GOAWAY may follow)
 
 	mu          sync.Mutex
 	streams     map[uint32]*leanStream // guarded by mu: the relayed streams not yet closed
@@ -279,6 +280,7 @@ type lazyWriter struct {
 	c    net.Conn
 	bw   *bufio.Writer
 	pool *sync.Pool
+	fh   [frameHeaderBytes]byte // a frame header being written
 }
 
 func (w *lazyWriter) Write(p []byte) (int, error) {
@@ -321,8 +323,10 @@ func (c *leanConn) serve() {
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.l.maxHeaderList()},
 		http2.Setting{ID: http2.SettingHeaderTableSize, Val: leanHeaderTable},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: leanStreamRecvWin},
+		http2.Setting{ID: http2.SettingNoRFC7540Priorities, Val: 1},
 	)
 	c.fr.WriteWindowUpdate(0, leanConnRecvWin-h2InitialWindow)
+	c.ready = true
 	c.flushLocked()
 	c.wmu.Unlock()
 	c.armIdle(true)
@@ -456,11 +460,23 @@ func (c *leanConn) process(f http2.Frame) error {
 			c.closeIfDrained()
 		}
 	case *http2.PriorityFrame:
-		if f.StreamDep == f.StreamID {
-			c.wmu.Lock()
-			c.fr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
-			c.wmu.Unlock()
+		// Priorities are ignored (RFC 9218, as x/net's server), but a
+		// stream may not depend on itself (RFC 9113 §5.3.1): a relayed
+		// one is reset by x/net's server (the frame goes to it), any
+		// other here.
+		if f.StreamDep != f.StreamID {
+			return nil
 		}
+		c.mu.Lock()
+		st, r := c.streams[f.StreamID], c.relay
+		c.mu.Unlock()
+		if st != nil {
+			r.writePriority(f)
+			return nil
+		}
+		c.wmu.Lock()
+		c.fr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
+		c.wmu.Unlock()
 	case *http2.GoAwayFrame:
 		// The client leaves: finish what is open, then close.
 		c.goAway(http2.ErrCodeNo, false)
@@ -834,14 +850,14 @@ func (c *leanConn) serveHit(id uint32) bool {
 	c.wmu.Lock()
 	c.hblock = c.appendHitBlock(c.hblock[:0], c.head)
 	c.sizeSent = true
-	writeFrames(&c.out, c.hblock, id, maxFrame, size == 0)
+	c.out.writeBlock(c.hblock, id, maxFrame, size == 0)
 	for len(body) > 0 {
 		n := min(len(body), maxFrame)
 		var flags byte
 		if n == len(body) {
 			flags = flagEndStream
 		}
-		writeFrameHeader(&c.out, n, frameData, flags, id)
+		c.out.writeFrameHeader(n, frameData, flags, id)
 		c.out.Write(body[:n])
 		body = body[n:]
 	}
@@ -946,15 +962,16 @@ const (
 	frameContinuation = 0x9
 )
 
-func writeFrameHeader(w io.Writer, length int, typ, flags byte, id uint32) {
-	h := [frameHeaderBytes]byte{byte(length >> 16), byte(length >> 8), byte(length), typ, flags,
+// writeFrameHeader writes a frame's 9-byte header.
+func (w *lazyWriter) writeFrameHeader(length int, typ, flags byte, id uint32) {
+	w.fh = [frameHeaderBytes]byte{byte(length >> 16), byte(length >> 8), byte(length), typ, flags,
 		byte(id >> 24 & 0x7f), byte(id >> 16), byte(id >> 8), byte(id)}
-	w.Write(h[:])
+	w.Write(w.fh[:])
 }
 
-// writeFrames writes a header block as a HEADERS frame and as many
+// writeBlock writes a header block as a HEADERS frame and as many
 // CONTINUATION frames as maxFrame needs.
-func writeFrames(w io.Writer, block []byte, id uint32, maxFrame int, endStream bool) {
+func (w *lazyWriter) writeBlock(block []byte, id uint32, maxFrame int, endStream bool) {
 	typ, flags := byte(frameHeaders), byte(0)
 	if endStream {
 		flags = flagEndStream
@@ -965,7 +982,7 @@ func writeFrames(w io.Writer, block []byte, id uint32, maxFrame int, endStream b
 		if n == len(block) {
 			f |= flagEndHeaders
 		}
-		writeFrameHeader(w, n, typ, f, id)
+		w.writeFrameHeader(n, typ, f, id)
 		w.Write(block[:n])
 		block = block[n:]
 		typ, flags = frameContinuation, 0
@@ -1036,10 +1053,15 @@ func (c *leanConn) goAway(code http2.ErrCode, now bool) {
 	}
 	c.mu.Unlock()
 	c.wmu.Lock()
-	c.fr.WriteGoAway(last, code, nil)
-	c.flushLocked()
+	ready := c.ready
+	if ready {
+		c.fr.WriteGoAway(last, code, nil)
+		c.flushLocked()
+	}
 	c.wmu.Unlock()
-	if now || code != http2.ErrCodeNo {
+	if !ready || now || code != http2.ErrCodeNo {
+		// An error, or now, or before our SETTINGS (a GOAWAY cannot come
+		// first): closed at once.
 		c.closeConn()
 		return
 	}

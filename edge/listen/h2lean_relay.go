@@ -194,6 +194,10 @@ func (r *relay) writeData(f *http2.DataFrame) {
 	})
 }
 
+func (r *relay) writePriority(f *http2.PriorityFrame) {
+	r.write(func() { r.fr.WritePriority(f.StreamID, f.PriorityParam) })
+}
+
 func (r *relay) writeRST(id uint32, code http2.ErrCode) {
 	r.write(func() { r.fr.WriteRSTStream(id, code) })
 }
@@ -305,7 +309,7 @@ func (c *leanConn) relayHeaders(f *http2.MetaHeadersFrame) {
 		c.enc.WriteField(hf)
 	}
 	c.sizeSent = true
-	writeFrames(&c.out, c.encBuf, f.StreamID, maxFrame, f.StreamEnded())
+	c.out.writeBlock(c.encBuf, f.StreamID, maxFrame, f.StreamEnded())
 	c.wmu.Unlock()
 	if f.StreamEnded() {
 		c.serverEnded(f.StreamID)
