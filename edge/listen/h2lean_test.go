@@ -718,3 +718,32 @@ func TestLeanH2ConnectionCaps(t *testing.T) {
 		t.Fatal("a second connection from the address was served")
 	}
 }
+
+// A PRIORITY frame that makes a relayed stream depend on itself is a
+// stream error (RFC 9113 §5.3.1): the stream is reset, on x/net's server
+// behind too, so that nothing more is relayed on it and it no longer
+// counts as open.
+func TestLeanH2SelfDependentStreamIsReset(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	c := dialLean(t, e)
+	c.request(1, "GET", "/slow/1", true)
+	<-e.arrived
+	c.fr.WritePriority(1, http2.PriorityParam{StreamDep: 1, Weight: 15})
+	if a := c.read(1, false); !a.reset || a.rst != http2.ErrCodeProtocol {
+		t.Fatalf("stream 1: %v, reset %v %v; want PROTOCOL_ERROR", a.fields, a.reset, a.rst)
+	}
+	poll.Until(t, 10*time.Second, "the reset stream no longer open", func() bool {
+		l := e.srv.lean
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for lc := range l.conns {
+			lc.mu.Lock()
+			n := len(lc.streams)
+			lc.mu.Unlock()
+			if n != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
