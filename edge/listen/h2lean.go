@@ -824,7 +824,10 @@ func (c *leanConn) serveHit(id uint32) bool {
 		return false
 	}
 	c.mu.Lock()
-	if size > c.sendConn || size > c.initWin {
+	if size > c.sendConn || size > c.initWin || c.relay != nil && c.relay.waiting {
+		// It does not fit; or a relayed answer waits for connection
+		// window, which hits must not take before it: relayed, it
+		// queues behind.
 		c.mu.Unlock()
 		x.Release()
 		return false
@@ -1013,6 +1016,7 @@ func (c *leanConn) poke() {
 // held.
 func (c *leanConn) endStreamLocked(id uint32) {
 	delete(c.streams, id)
+	c.poke() // a DATA frame of it waiting for credit gives up
 	if len(c.streams) == 0 && !c.goingAway {
 		c.armIdleLocked(c.l.cfg.IdleTimeout, true)
 	}

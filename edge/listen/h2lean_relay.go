@@ -57,6 +57,7 @@ type relay struct {
 	// Guarded by the connection's mu:
 	sendView int64 // the server's connection send window, as granted
 	recvConn int64 // what the server lets the client send on the connection
+	waiting  bool  // a DATA frame waits for the client's connection window
 }
 
 // relayConn is the server's end of the pipe, dressed as the client's
@@ -347,6 +348,7 @@ func (c *leanConn) relayData(r *relay, f *http2.DataFrame) {
 		if st == nil {
 			// Reset meanwhile: the server spent connection window the
 			// client never sees used; it gets it back.
+			r.waiting = false
 			r.sendView -= n
 			give := r.syncConnLocked()
 			c.mu.Unlock()
@@ -359,9 +361,11 @@ func (c *leanConn) relayData(r *relay, f *http2.DataFrame) {
 			c.sendConn -= n
 			st.send -= n
 			r.sendView -= n
+			r.waiting = false
 			c.mu.Unlock()
 			break
 		}
+		r.waiting = n > c.sendConn
 		c.mu.Unlock()
 		if timer == nil {
 			if c.l.cfg.SendTimeout > 0 {
@@ -376,6 +380,7 @@ func (c *leanConn) relayData(r *relay, f *http2.DataFrame) {
 			return
 		case <-timer.C:
 			c.mu.Lock()
+			r.waiting = false
 			if c.streams[id] != nil {
 				c.endStreamLocked(id)
 			}

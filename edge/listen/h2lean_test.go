@@ -749,3 +749,57 @@ func TestLeanH2SelfDependentStreamIsReset(t *testing.T) {
 		return true
 	})
 }
+
+// While a relayed answer waits for connection window that hits used,
+// a hit does not take the window before it: it is relayed and queues
+// behind, and both come once the client grants more.
+func TestLeanH2HitsDoNotStarveAWaitingRelayedAnswer(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	big := e.fill(t, 40000)
+	small := e.fill(t, 1000)
+	c := dialLean(t, e, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	c.request(1, "GET", big, true) // 40000 of the connection's 65535
+	if a := c.read(1, false); len(a.body) != 40000 {
+		t.Fatalf("hit: %d bytes", len(a.body))
+	}
+	c.request(3, "GET", "/obj?size=40000&miss", true) // relayed: its second frame waits
+	poll.Until(t, 10*time.Second, "a relayed frame waiting for credit", func() bool {
+		l := e.srv.lean
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for lc := range l.conns {
+			lc.mu.Lock()
+			w := lc.relay != nil && lc.relay.waiting
+			lc.mu.Unlock()
+			if w {
+				return true
+			}
+		}
+		return false
+	})
+	c.request(5, "GET", small, true)
+	c.fr.WritePing(false, [8]byte{5})
+	got := 0 // of stream 3
+	for {
+		f, err := c.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := f.(*headerBlock); ok && h.StreamID == 5 {
+			t.Fatal("the hit was answered while a relayed answer waited for the window it took")
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+		if d, ok := f.(*dataFrame); ok && d.StreamID == 3 {
+			got += len(d.data)
+		}
+	}
+	c.fr.WriteWindowUpdate(0, 1<<20)
+	if a := c.read(5, false); len(a.body) != 1000 {
+		t.Fatalf("the hit after the grant: %d bytes", len(a.body))
+	}
+	if a := c.read(3, false); got+len(a.body) != 40000 {
+		t.Fatalf("the relayed answer: %d bytes in all", got+len(a.body))
+	}
+}
