@@ -373,9 +373,23 @@ func (c *leanConn) readFailed(err error) bool {
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &se):
+		// A relayed stream ends on x/net's server too, as its own
+		// stream error would end it there.
+		c.mu.Lock()
+		st, r := c.streams[se.StreamID], c.relay
+		if st != nil {
+			c.endStreamLocked(se.StreamID)
+		}
+		c.mu.Unlock()
+		if st != nil {
+			r.writeRST(se.StreamID, http2.ErrCodeCancel)
+		}
 		c.wmu.Lock()
 		c.fr.WriteRSTStream(se.StreamID, se.Code)
 		c.wmu.Unlock()
+		if st != nil {
+			c.closeIfDrained()
+		}
 		return true
 	case errors.Is(err, http2.ErrFrameTooLarge):
 		c.goAway(http2.ErrCodeFrameSize, true)

@@ -734,20 +734,36 @@ func TestLeanH2SelfDependentStreamIsReset(t *testing.T) {
 	}
 	// Well within the edge's own wait for the origin (whose 504 would
 	// then end the stream).
-	poll.Until(t, 3*time.Second, "the reset stream no longer open", func() bool {
-		l := e.srv.lean
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for lc := range l.conns {
-			lc.mu.Lock()
-			n := len(lc.streams)
-			lc.mu.Unlock()
-			if n != 0 {
-				return false
-			}
-		}
-		return true
-	})
+	poll.Until(t, 3*time.Second, "the reset stream no longer open", func() bool { return e.openStreams() == 0 })
+}
+
+// openStreams is the number of relayed streams open on the lean front.
+func (e *leanEnv) openStreams() int {
+	l := e.srv.lean
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for lc := range l.conns {
+		lc.mu.Lock()
+		n += len(lc.streams)
+		lc.mu.Unlock()
+	}
+	return n
+}
+
+// A stream error the lean front's reader finds on a relayed stream (here
+// a WINDOW_UPDATE of 0) resets the stream on x/net's server too.
+func TestLeanH2StreamErrorOnARelayedStreamEndsIt(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	c := dialLean(t, e)
+	c.request(1, "GET", "/slow/1", true)
+	<-e.arrived
+	c.fr.AllowIllegalWrites = true
+	c.fr.WriteWindowUpdate(1, 0)
+	if a := c.read(1, false); !a.reset || a.rst != http2.ErrCodeProtocol {
+		t.Fatalf("stream 1: %v, reset %v %v; want PROTOCOL_ERROR", a.fields, a.reset, a.rst)
+	}
+	poll.Until(t, 3*time.Second, "the reset stream no longer open", func() bool { return e.openStreams() == 0 })
 }
 
 // While a relayed answer waits for connection window that hits used,
