@@ -510,7 +510,12 @@ func (c *leanConn) processSettings(f *http2.SettingsFrame) error {
 	if f.NumSettings() > 100 || f.HasDuplicates() {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	if err := f.ForeachSetting(func(s http2.Setting) error { return s.Valid() }); err != nil {
+	if err := f.ForeachSetting(func(s http2.Setting) error {
+		if s.ID == http2.SettingNoRFC7540Priorities && s.Val > 1 {
+			return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9218 §2.1
+		}
+		return s.Valid()
+	}); err != nil {
 		return err
 	}
 	var fwd []http2.Setting

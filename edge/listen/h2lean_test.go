@@ -819,3 +819,24 @@ func TestLeanH2HitsDoNotStarveAWaitingRelayedAnswer(t *testing.T) {
 		t.Fatalf("the relayed answer: %d bytes in all", got+len(a.body))
 	}
 }
+
+// A setting out of its range ends the connection with the error x/net's
+// server says.
+func TestLeanH2BadSettingsEndTheConnection(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	for _, tc := range []struct {
+		s    http2.Setting
+		want http2.ErrCode
+	}{
+		{http2.Setting{ID: http2.SettingNoRFC7540Priorities, Val: 2}, http2.ErrCodeProtocol},
+		{http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 31}, http2.ErrCodeFlowControl},
+		{http2.Setting{ID: http2.SettingMaxFrameSize, Val: 100}, http2.ErrCodeProtocol},
+		{http2.Setting{ID: http2.SettingEnablePush, Val: 2}, http2.ErrCodeProtocol},
+	} {
+		c := dialLean(t, e, tc.s)
+		if g := c.goAway(); g.ErrCode != tc.want {
+			t.Fatalf("%v: GOAWAY %v, want %v", tc.s, g.ErrCode, tc.want)
+		}
+		c.ends()
+	}
+}
