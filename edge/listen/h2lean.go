@@ -682,6 +682,9 @@ func (c *leanConn) processHeaders(f *http2.MetaHeadersFrame) error {
 		// Trailers (or a protocol error x/net's server answers).
 		if f.StreamEnded() {
 			st.clientEnded = true
+			if st.serverEnded {
+				c.endStreamLocked(id)
+			}
 		}
 		r := c.relay
 		c.mu.Unlock()

@@ -379,6 +379,16 @@ func TestLeanH2RelayKeepsTheRequest(t *testing.T) {
 	if a.fields[":status"] != "200" || string(a.body) != "hello, origin" || a.fields["x-proto"] != "https" {
 		t.Fatalf("POST: %v %q", a.fields, a.body)
 	}
+	// A body that ends with trailers.
+	c.request(3, "POST", "/echo", false, "te", "trailers")
+	c.fr.WriteData(3, false, []byte("with trailers"))
+	c.hbuf.Reset()
+	c.enc.WriteField(hpack.HeaderField{Name: "x-checksum", Value: "1"})
+	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: c.hbuf.Bytes(), EndStream: true, EndHeaders: true})
+	if a := c.read(3, false); a.fields[":status"] != "200" || string(a.body) != "with trailers" {
+		t.Fatalf("POST with trailers: %v %q", a.fields, a.body)
+	}
+	poll.Until(t, 10*time.Second, "no stream left open", func() bool { return e.openStreams() == 0 })
 }
 
 // SETTINGS: the client's header table size, frame size and initial
