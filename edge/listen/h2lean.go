@@ -887,7 +887,7 @@ func (c *leanConn) serveHit(id uint32) bool {
 		body = body[n:]
 	}
 	c.wmu.Unlock()
-	if cap(c.head) > 64<<10 {
+	if cap(c.head) > 16<<10 {
 		c.head = nil // a disk body read in: not kept for every later hit
 	}
 	h.Delivered(x, int(size))
