@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,6 +36,7 @@ const leanHost = "lean.test"
 // for release, /echo answers the request's body and X-Forwarded-Proto.
 type leanEnv struct {
 	srv     *Server
+	h       *edge.Handler
 	release chan struct{}
 	arrived chan string
 	once    sync.Once
@@ -92,6 +94,7 @@ func newLeanEnv(t *testing.T, tweak func(*edge.Config)) *leanEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
+	e.h = h
 	e.srv = NewServer(cfg, h, Options{Logger: log})
 	if err := e.srv.Start(); err != nil {
 		t.Fatal(err)
@@ -848,5 +851,68 @@ func TestLeanH2BadSettingsEndTheConnection(t *testing.T) {
 			t.Fatalf("%v: GOAWAY %v, want %v", tc.s, g.ErrCode, tc.want)
 		}
 		c.ends()
+	}
+}
+
+// A hit whose body is in the disk tier is answered by the lean front when
+// the body is small (read in behind the header), relayed when it is
+// large; both whole.
+func TestLeanH2DiskHits(t *testing.T) {
+	e := newLeanEnv(t, func(c *edge.Config) {
+		c.Cache.MaxBytes = 512 << 10
+		c.Cache.MaxObjectBytes = 256 << 10
+		c.Cache.MaxInflightBytes = 8 << 20
+		c.Cache.Disk = edge.DiskConfig{Path: t.TempDir(), MaxBytes: 64 << 20}
+	})
+	// Filled over HTTPS: the scheme is in the key.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: leanHost, InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	get := func(path string) {
+		req, _ := http.NewRequest("GET", "https://"+e.srv.TLSAddr()+path, nil)
+		req.Host = leanHost
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	small, large := "/obj?size=5000&n=small", "/obj?size=100000&n=large"
+	get(small)
+	get(large)
+	for i := range 40 { // pushes the first ones out of memory, onto disk
+		get("/obj?size=40000&n=fill" + strconv.Itoa(i))
+	}
+	poll.Until(t, 10*time.Second, "the first objects on disk", func() bool {
+		st, _ := e.h.DiskStats()
+		return st.Objects >= 20
+	})
+	for _, p := range []string{small, large} {
+		var x edge.Hit
+		if !e.h.LookupHit(edge.HitRequest{TLS: true, Host: []byte(leanHost), Target: []byte(p), Remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}, &x) || !x.BodyOnDisk() {
+			t.Fatalf("%s: not a hit on disk", p)
+		}
+		x.Release()
+	}
+	tr.CloseIdleConnections()
+	poll.Until(t, 10*time.Second, "the filling connection gone", func() bool {
+		conns, _ := e.relays()
+		return conns == 0
+	})
+	c := dialLean(t, e, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	c.fr.WriteWindowUpdate(0, 1<<20)
+	c.request(1, "GET", small, true)
+	if a := c.read(1, false); string(a.body) != strings.Repeat("x", 5000) || !strings.Contains(a.fields["cache-status"], "hit") {
+		t.Fatalf("small disk hit: %v, %d bytes", a.fields, len(a.body))
+	}
+	if _, relayed := e.relays(); relayed != 0 {
+		t.Fatal("the small disk hit was relayed")
+	}
+	c.request(3, "GET", large, true)
+	if a := c.read(3, false); string(a.body) != strings.Repeat("x", 100000) || !strings.Contains(a.fields["cache-status"], "hit") {
+		t.Fatalf("large disk hit: %v, %d bytes", a.fields, len(a.body))
+	}
+	if _, relayed := e.relays(); relayed != 1 {
+		t.Fatal("the large disk hit was not relayed")
 	}
 }
