@@ -334,14 +334,14 @@ func (c *leanConn) serve() {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
-			if !c.readFailed(err) {
+			if !c.readFailed(f, err) {
 				return
 			}
 			continue
 		}
 		if first {
 			if _, ok := f.(*http2.SettingsFrame); !ok {
-				c.goAway(http2.ErrCodeProtocol, true)
+				c.connectionError(f, http2.ErrCodeProtocol)
 				return
 			}
 			first = false
@@ -349,7 +349,7 @@ func (c *leanConn) serve() {
 		if err := c.process(f); err != nil {
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
-				c.goAway(http2.ErrCode(ce), true)
+				c.connectionError(f, http2.ErrCode(ce))
 			}
 			return
 		}
@@ -366,9 +366,24 @@ func (c *leanConn) serve() {
 	}
 }
 
-// readFailed handles an error of ReadFrame and reports whether reading
-// goes on (after a stream error, answered with RST_STREAM).
-func (c *leanConn) readFailed(err error) bool {
+// connectionError ends the connection with GOAWAY code because of frame
+// f (nil if unknown). As x/net's server, the GOAWAY's last stream is at
+// least f's.
+func (c *leanConn) connectionError(f http2.Frame, code http2.ErrCode) {
+	if f != nil {
+		c.mu.Lock()
+		if id := f.Header().StreamID; id > c.maxClientID && !c.goingAway {
+			c.maxClientID = id
+		}
+		c.mu.Unlock()
+	}
+	c.goAway(code, true)
+}
+
+// readFailed handles an error of ReadFrame (f is what it read, if
+// anything) and reports whether reading goes on (after a stream error,
+// answered with RST_STREAM).
+func (c *leanConn) readFailed(f http2.Frame, err error) bool {
 	var se http2.StreamError
 	var ce http2.ConnectionError
 	switch {
@@ -394,7 +409,7 @@ func (c *leanConn) readFailed(err error) bool {
 	case errors.Is(err, http2.ErrFrameTooLarge):
 		c.goAway(http2.ErrCodeFrameSize, true)
 	case errors.As(err, &ce):
-		c.goAway(http2.ErrCode(ce), true)
+		c.connectionError(f, http2.ErrCode(ce))
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
