@@ -474,7 +474,7 @@ func (c *leanConn) process(f http2.Frame) error {
 		return c.processData(f)
 	case *http2.RSTStreamFrame:
 		c.mu.Lock()
-		if f.StreamID > c.maxClientID {
+		if c.idleLocked(f.StreamID) {
 			c.mu.Unlock()
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
@@ -596,7 +596,7 @@ func (c *leanConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		}
 		return nil
 	}
-	if f.StreamID > c.maxClientID {
+	if c.idleLocked(f.StreamID) {
 		c.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -623,7 +623,7 @@ func (c *leanConn) processData(f *http2.DataFrame) error {
 			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 		}
 		c.mu.Lock()
-		idle := id > c.maxClientID
+		idle := c.idleLocked(id)
 		c.mu.Unlock()
 		if idle {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -632,7 +632,7 @@ func (c *leanConn) processData(f *http2.DataFrame) error {
 	}
 	c.empty = 0
 	c.mu.Lock()
-	if id > c.maxClientID {
+	if c.idleLocked(id) {
 		c.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -675,6 +675,13 @@ func (c *leanConn) processData(f *http2.DataFrame) error {
 	c.mu.Unlock()
 	r.writeData(f)
 	return nil
+}
+
+// idleLocked reports whether stream id is idle (RFC 9113 §5.1): one the
+// client has not opened, or an even one, which the server would open
+// and never does (no push). mu must be held.
+func (c *leanConn) idleLocked(id uint32) bool {
+	return id%2 == 0 || id > c.maxClientID
 }
 
 // giveBack returns n bytes of connection window to the client.

@@ -674,6 +674,24 @@ func TestLeanH2FlowControlErrors(t *testing.T) {
 			}
 		}
 	})
+	t.Run("frames on an even stream", func(t *testing.T) {
+		// Even streams are the server's, which opens none: each is idle
+		// however far the client's streams went.
+		for _, write := range []func(c *leanClient){
+			func(c *leanClient) { c.fr.WriteWindowUpdate(2, 1) },
+			func(c *leanClient) { c.fr.WriteRSTStream(2, http2.ErrCodeCancel) },
+			func(c *leanClient) { c.fr.WriteData(2, false, []byte("x")) },
+		} {
+			c := dialLean(t, e)
+			c.request(3, "GET", path, true)
+			c.read(3, false)
+			write(c)
+			if g := c.goAway(); g.ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("GOAWAY %v", g.ErrCode)
+			}
+			c.ends()
+		}
+	})
 	t.Run("data on an idle stream", func(t *testing.T) {
 		c := dialLean(t, e)
 		c.fr.WriteData(5, false, []byte("nobody"))
