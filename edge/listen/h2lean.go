@@ -72,6 +72,7 @@ type leanH2 struct {
 	mu      sync.Mutex
 	conns   map[*leanConn]struct{} // guarded by mu
 	closing bool                   // guarded by mu: Shutdown has begun
+	done    bool                   // guarded by mu: Shutdown waits for wg
 	wg      sync.WaitGroup         // the goroutines Shutdown starts
 	pad     string                 // guarded by mu: see truncatedPad
 }
@@ -123,21 +124,34 @@ func (l *leanH2) serveConn(hs *http.Server, c *tls.Conn, h http.Handler) {
 // ends).
 func (l *leanH2) shutdown() {
 	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return // too late: everything is closed
+	}
 	l.closing = true
 	conns := make([]*leanConn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
 	}
+	l.wg.Add(len(conns)) // under mu: before wait's Wait
 	l.mu.Unlock()
 	for _, c := range conns {
 		// Each on its own: a write to a client that does not read waits
 		// up to the send timeout.
-		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			c.goAway(http2.ErrCodeNo, false)
 		}()
 	}
+}
+
+// wait waits for the GOAWAYs shutdown sends; a shutdown hook that runs
+// after it does nothing. The HTTPS server must be closed.
+func (l *leanH2) wait() {
+	l.mu.Lock()
+	l.closing, l.done = true, true
+	l.mu.Unlock()
+	l.wg.Wait()
 }
 
 // dateLine returns the Date header line for the current second.

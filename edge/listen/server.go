@@ -432,7 +432,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.secure.Close()
 		}
 		if s.lean != nil {
-			s.lean.wg.Wait() // the GOAWAYs its Shutdown hook sends
+			s.lean.wait() // the GOAWAYs its Shutdown hook sends
 		}
 		if s.quicLn != nil {
 			s.quicLn.Close()
