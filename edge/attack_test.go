@@ -305,9 +305,7 @@ func h2Attack(t *testing.T, addr string, conf *tls.Config, path func(i int) stri
 }
 
 func TestAttackHTTP2RapidReset(t *testing.T) {
-	if testFront != edge.FrontNetHTTP {
-		t.Skip("the TLS listener does not depend on the HTTP/1.1 front")
-	}
+	// Both fronts: with "fast" the TLS listener's HTTP/2 is the lean front.
 	a := &attackOrigin{}
 	withTLS, pool := tlsFor(t)
 	e := attackEnv(t, a, withTLS)

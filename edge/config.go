@@ -307,12 +307,15 @@ type ServerConfig struct {
 	// appended). From any other client those fields are replaced by what
 	// the edge saw. Default none. Takes effect at restart.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// Front is the server of the plain HTTP/1.1 listener: FrontNetHTTP
-	// (net/http) or FrontFast (plain fresh hits written straight from the
-	// entry, everything else handed to net/http). Both serve the same
-	// cache with the same semantics. Default "fast": in the side-by-side
-	// benchmark (deploy/bench) it serves 1 KiB hits at about twice
-	// net/http's rate and half nginx's CPU per request.
+	// Front is the server of the plain HTTP/1.1 listener and of the
+	// HTTPS listener's HTTP/2: FrontNetHTTP (net/http; x/net's HTTP/2
+	// server) or FrontFast (plain fresh hits written straight from the
+	// entry, everything else handed to net/http, or relayed to x/net's
+	// HTTP/2 server). Both serve the same cache with the same semantics.
+	// Default "fast": in the side-by-side benchmark (deploy/bench) it
+	// serves 1 KiB hits at about twice net/http's rate and half nginx's
+	// CPU per request over HTTP/1.1, and at about nginx's CPU per
+	// request over HTTP/2 (a third of x/net's server's).
 	Front string `yaml:"front"`
 	// MaxConnections caps the client connections open at once, over the
 	// plain, HTTPS and QUIC listeners together; a connection past it is
@@ -355,7 +358,8 @@ const (
 	// FrontNetHTTP serves HTTP/1.1 with net/http alone.
 	FrontNetHTTP = "nethttp"
 	// FrontFast answers plain fresh hits with Meridian's own HTTP/1.1
-	// reader and writer, and hands every other request to net/http.
+	// reader and writer (and HTTP/2 frame loop), and hands every other
+	// request to net/http (every other stream to x/net's HTTP/2 server).
 	FrontFast = "fast"
 )
 

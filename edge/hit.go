@@ -149,7 +149,7 @@ func appendHitKey(dst []byte, https bool, host, target []byte) (key []byte, host
 }
 
 // HitRequest is what a front that writes answers itself read of a GET
-// or HEAD over HTTP/1.1 that may be answered by a stored response as it
+// or HEAD over HTTP/1.1 or HTTP/2 that may be answered by a stored response as it
 // is: no conditionals, no Range, no Authorization, no body, not an
 // upgrade (the front checks that; everything else is decided here). Its
 // byte slices are the front's own buffer: they must stay unchanged until
@@ -180,10 +180,17 @@ type HitRequest struct {
 	// with several to ServeHTTP); nil when absent. Only the access log
 	// reads them.
 	UserAgent, Referer, Traceparent, ForwardedFor []byte
+	// TLS says the request came over TLS: its scheme is https, as
+	// ServeHTTP derives it from r.TLS (a trusted proxy's
+	// X-Forwarded-Proto still has the last word).
+	TLS bool
+	// HTTP2 says the request came over HTTP/2: it is counted and logged
+	// as such (protocol http/2, "HTTP/2.0"), as ServeHTTP does.
+	HTTP2 bool
 }
 
 // Hit is the hit contract between the cache and a front that writes
-// answers itself (the fast HTTP/1.1 front): a fresh stored answer that
+// answers itself (the fast HTTP/1.1 and HTTP/2 fronts): a fresh stored answer that
 // needs nothing but the entry's prepared header and body. The front fills
 // one with LookupHit, writes AppendHead and Body (AppendBody or
 // WriteBody when BodyOnDisk), and reports it with
@@ -222,10 +229,14 @@ type Hit struct {
 // requests go through ServeHTTP. Nothing is counted until Delivered. It does not allocate
 // when the request's key is the last one x looked up.
 func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
-	// The scheme, as ServeHTTP derives it (proxyList.scheme): a front
-	// that writes hits itself listens for plain HTTP, unless a trusted
-	// proxy says HTTPS.
-	https := req.ForwardedProto != nil && forwardedProto(req.ForwardedProto) == "https" && h.trustsPeer(req.Remote)
+	// The scheme, as ServeHTTP derives it (proxyList.scheme): the
+	// connection's, unless a trusted proxy says otherwise.
+	https := req.TLS
+	if req.ForwardedProto != nil && h.trustsPeer(req.Remote) {
+		if s := forwardedProto(req.ForwardedProto); s != "" {
+			https = s == "https"
+		}
+	}
 	var hostStart, hostEnd int
 	var ok bool
 	x.keyBuf, hostStart, hostEnd, ok = appendHitKey(x.keyBuf[:0], https, req.Host, req.Target)
@@ -421,22 +432,34 @@ func (x *Hit) WriteBody(w io.Writer) (int64, error) {
 
 // Delivered books a hit that the front has written, bodyBytes of its
 // body sent: the hit on its entry, the request and byte counters
-// (cache_status hit, protocol http/1.1), and the access log line when
-// one is kept. It forgets the entry, so that x may be reused.
+// (cache_status hit, protocol http/1.1 or http/2), and the access log
+// line when one is kept. It forgets the entry, so that x may be reused.
 func (h *Handler) Delivered(x *Hit, bodyBytes int) {
 	var line *accessLine
+	proto, protoMajor := "HTTP/1.1", 1
+	if x.req.HTTP2 {
+		proto, protoMajor = "HTTP/2.0", 2
+	}
 	if h.accessLog != nil {
 		method := "GET"
 		if x.req.Head {
 			method = "HEAD"
 		}
 		r := &x.req
-		line = &accessLine{start: x.start, remote: addrString(r.Remote), client: h.hitClient(r), proto: "HTTP/1.1",
+		line = &accessLine{start: x.start, remote: addrString(r.Remote), client: h.hitClient(r), proto: proto,
 			method: method, host: string(r.Host), uri: string(r.Target), status: x.e.Status(), bytes: int64(bodyBytes),
 			cacheStatus: x.stamp.CacheStatus(), userAgent: string(r.UserAgent),
 			referer: string(r.Referer), traceID: traceIDOfField(r.Traceparent)}
 	}
-	h.delivered(x.site.counters, x.e, classHit, 1, bodyBytes, line)
+	h.delivered(x.site.counters, x.e, classHit, protoMajor, bodyBytes, line)
+	x.Release()
+}
+
+// Release forgets a hit that LookupHit found and the front did not
+// write after all (HTTP/2: the body does not fit the flow-control
+// windows), without booking it: the request then goes through
+// ServeHTTP. Delivered releases what it books.
+func (x *Hit) Release() {
 	if x.rd != nil {
 		x.rd.Close()
 	}

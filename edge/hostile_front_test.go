@@ -661,9 +661,7 @@ func slowOrigin(release chan struct{}) http.HandlerFunc {
 // of its last 200 requests were reset, counts it, and keeps serving a
 // legitimate client on another connection.
 func TestHTTP2RapidResetClosesConnection(t *testing.T) {
-	if testFront != edge.FrontNetHTTP {
-		t.Skip("the TLS listener does not depend on the HTTP/1.1 front")
-	}
+	// Both fronts: with "fast" the TLS listener's HTTP/2 is the lean front.
 	release := make(chan struct{})
 	defer close(release)
 	withTLS, pool := tlsFor(t)
@@ -759,9 +757,7 @@ func TestHTTP3CancelledRequestsCloseConnection(t *testing.T) {
 // A client that cancels some requests but lets most finish (a browser
 // navigating away) keeps its connection.
 func TestHTTP2OccasionalResetsTolerated(t *testing.T) {
-	if testFront != edge.FrontNetHTTP {
-		t.Skip("the TLS listener does not depend on the HTTP/1.1 front")
-	}
+	// Both fronts: with "fast" the TLS listener's HTTP/2 is the lean front.
 	release := make(chan struct{})
 	defer close(release)
 	withTLS, pool := tlsFor(t)

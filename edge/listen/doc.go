@@ -6,9 +6,9 @@
 // The front door is [NewServer], which takes the node's [edge.Config]
 // (listen, tls and server settings) and the handler, usually an
 // [*edge.Handler]; [Server.Start] binds and serves, [Server.Shutdown]
-// drains. HTTP/2 and HTTP/3 requests, and every HTTP/1.1 request with
-// server.front "nethttp", go through net/http (or quic-go's http3) to
-// the handler's ServeHTTP. The package knows nothing of caching: what a
+// drains. HTTP/3 requests, and every HTTP/1.1 and HTTP/2 request with
+// server.front "nethttp", go through net/http, x/net's HTTP/2 server (or
+// quic-go's http3) to the handler's ServeHTTP. The package knows nothing of caching: what a
 // request means is the handler's.
 //
 // # The fast front
@@ -43,31 +43,74 @@
 //
 // # HTTP/2
 //
-// The HTTPS listener's HTTP/2 is x/net's HTTP/2 server (the same code
-// as net/http's bundled copy, newer), because only its ServeConn lets
-// the listener put something between the server and the TLS connection
-// in cleartext: an h2Conn (h2.go). net/http's HTTP/2 server writes a
-// response's HEADERS frame and flushes before the handler's body is
-// even queued (the handler waits for its header to be written), so
-// every answer cost two TLS records and two write system calls. The
+// With server.front "fast" (and an *edge.Handler) the HTTPS listener's
+// HTTP/2 is the lean front (h2lean.go), in the spirit of the fast
+// HTTP/1.1 front: one goroutine per connection reads its frames with
+// x/net's Framer (its hpack decoder, header list limit and CONTINUATION
+// checks) and answers a plain fresh GET or HEAD itself (the same
+// plainness as the fast front's: no body, conditionals, Range or
+// Authorization; :authority without Host), through the hit contract:
+// LookupHit, a HEADERS block converted from Hit.AppendHead (literals
+// that are not indexed, so the client's hpack table is only the relay's
+// encoder's), DATA frames, all into a buffered writer flushed once no
+// input is buffered (several answers of a connection then go in one TLS
+// record), and Delivered. It answers only a hit whose body fits the
+// stream's and the connection's send windows.
+//
+// Every other stream is relayed (h2lean_relay.go) to x/net's HTTP/2
+// server, started with the connection's first such stream over an
+// in-memory connection (net.Pipe) that carries the client's addresses,
+// TLS state and base context (the rapid-reset guard, Alt-Svc): the
+// request's header block re-encoded, its DATA, RST_STREAM and
+// WINDOW_UPDATE passed on under the same stream ID, the answer's header
+// block re-encoded with the client's encoder. So cache semantics,
+// request bodies, trailers, 1xx answers, cancellation and the send
+// timeout of a stream stay the standard server's, at the price of one
+// more framing and hpack pass on a non-hit. The relay's server gets the
+// client's windows as the client grants them, so it never sends more
+// than the client takes, and the relay holds at most one of its DATA
+// frames, waiting for credit that hits used (at most the send timeout,
+// then the stream is reset). Simpler designs were weighed and left: a
+// hook inside a fork of x/net's server keeps its semantics for free but
+// costs a fork to rebase on each security release and measured 28 µs
+// per hit; answering non-hits through ServeHTTP into a recorder loses
+// streaming, request bodies and cancellation.
+//
+// The connection-level duties are the lean front's, each as x/net's
+// server does it: SETTINGS (the client's header table size, initial
+// window and frame size honoured; x/net's own settings advertised),
+// PING, GOAWAY on Shutdown with a drain of the open streams, the idle
+// timeout, 250 concurrent streams, the flow-control errors, the
+// rapid-reset guard (a hit counts as an answered request; a relayed
+// stream is guarded by guardResets as before), floods (CONTINUATION by
+// the Framer; an empty DATA frame is dropped and 100 in a row end the
+// connection; control frames are answered by writes that block, so a
+// client that does not read stops being read); the connection caps and
+// the connection's send timeout are the listener's, as for every
+// connection. A connection over TLS 1.2 with a cipher HTTP/2 forbids is
+// served by x/net's server alone, which refuses it.
+//
+// Under h2load (64 connections, the server on one core, interleaved
+// repetitions, server CPU per request; the medians): 1 KiB hits with one
+// stream per connection cost 9.8 µs against 36.5 µs for x/net's server
+// over an h2Conn and 10.7 µs for nginx (lean/nginx 0.90-1.04 over 5
+// pairs, median 0.95); with 10 streams per connection 3.3 µs against
+// 35.2 and 9.2 (several answers go in one record); 64 KiB hits 43.5 µs
+// against 101.9 and 55.2. BenchmarkHitH2: 15 allocations per 1 KiB hit
+// against 56. Most of what is left is the read and write system calls,
+// one each per answer, as nginx's.
+//
+// With server.front "nethttp", or a handler that is not an
+// *edge.Handler, the HTTPS listener's HTTP/2 is x/net's server (the
+// same code as net/http's bundled copy, newer) through ServeConn, which
+// lets the listener put an h2Conn (h2.go) between the server and the TLS
+// connection in cleartext. net/http's HTTP/2 server writes a response's
+// HEADERS frame and flushes before the handler's body is even queued,
+// so every answer cost two TLS records and two write system calls; the
 // h2Conn holds a write that ends with a HEADERS frame that does not end
 // its stream, and sends it with the next write, in one record and one
-// system call (at most 2 ms later when no write follows: a streaming
-// answer's header is late by that much at most). Under h2load (64
-// connections, one stream each, 1 KiB hits, the server on one core),
-// that is 20 % less CPU per hit (median of 5 interleaved pairs: 42.9
-// µs against 54.9 µs; nginx 17.7 µs), 16 % with 10 streams per
-// connection; 64 KiB hits are unchanged (their header goes alone: one
-// write saved of several is not worth copying 16 KiB).
-//
-// The rest of the gap to nginx is the HTTP/2 server's design: a
-// goroutine per request and one per frame write or flush, each frame
-// read handed from the reader goroutine to the serving one, a header
-// map and a request per hit. Answering plain hits inside the server's
-// own loop (a hook in processHeaders, measured on a fork of x/net: 28
-// µs) or in a loop of our own that owns the connection (18 µs, nginx's
-// level) is the next step; both need hand-written protocol code and its
-// differential tests, see issue 21.
+// system call (at most 2 ms later when no write follows). The relay's
+// server writes through an h2Conn too.
 //
 // # Concurrency
 //
@@ -86,4 +129,15 @@
 // on it; h2Conn.Close closes the connection before taking it. A
 // reqFramer is fed by one goroutine at a time, and its verdict is read
 // atomically by the request's handler.
+//
+// A lean HTTP/2 connection is owned by its goroutine (leanConn.serve),
+// which reads every frame; its relay's reader (relay.read) is the one
+// other goroutine that writes to it. Its locks are leaves too:
+// leanConn.mu guards its streams and windows and is never held over I/O;
+// leanConn.wmu serializes the writes to the client and relay.pmu those
+// to the relay's in-memory connection, each held across its write as
+// h2Conn.wmu is (a write to the client waits at most the send timeout; a
+// write to the relay, for x/net's reader, which never waits on its
+// writer). leanH2.mu guards the set of lean connections (Shutdown's
+// GOAWAYs are sent after releasing it).
 package listen

@@ -29,16 +29,18 @@ const headerHold = 2 * time.Millisecond
 const keepHeld = 4 << 10
 
 // serveHTTP2 makes srv (whose TLSConfig is set) serve HTTP/2 with x/net's
-// server over h2Conns. ConfigureServer registers the server with srv (ALPN
-// h2, graceful shutdown on srv.Shutdown, srv.HTTP2's settings); its
-// per-connection entry is then replaced by one that wraps the connection,
-// and is otherwise the same.
-func serveHTTP2(srv *http.Server) error {
+// server over h2Conns, or with lean (when not nil) in front of it.
+// ConfigureServer registers the server with srv (ALPN h2, graceful
+// shutdown on srv.Shutdown, srv.HTTP2's settings); its per-connection
+// entry is then replaced by one that wraps the connection, and is
+// otherwise the same: the lean front's fallback for a connection it does
+// not take.
+func serveHTTP2(srv *http.Server, lean *leanH2) error {
 	h2 := &http2.Server{}
 	if err := http2.ConfigureServer(srv, h2); err != nil {
 		return err
 	}
-	srv.TLSNextProto[http2.NextProtoTLS] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
+	std := func(hs *http.Server, c *tls.Conn, h http.Handler) {
 		// net/http hands the connection's context (ConnContext's values:
 		// the rapid-reset guard, Alt-Svc) over with h, as it does to its
 		// own HTTP/2 server.
@@ -47,6 +49,12 @@ func serveHTTP2(srv *http.Server) error {
 			ctx = bc.BaseContext()
 		}
 		h2.ServeConn(newH2Conn(c, headerHold), &http2.ServeConnOpts{Context: ctx, Handler: h, BaseConfig: hs})
+	}
+	srv.TLSNextProto[http2.NextProtoTLS] = std
+	if lean != nil {
+		lean.fallback = std
+		srv.TLSNextProto[http2.NextProtoTLS] = lean.serveConn
+		srv.RegisterOnShutdown(lean.shutdown)
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ type Server struct {
 	plain  *http.Server // with Front "fast": the net/http server behind it
 	fast   *fastFront   // nil unless Front is "fast"
 	secure *http.Server
+	lean   *leanH2 // nil unless Front is "fast": the HTTPS listener's HTTP/2
 	h3     *http3.Server
 
 	plainLn  net.Listener
@@ -338,7 +339,12 @@ func (s *Server) listenSecure(t *edge.TLSConfig, tlsConf *tls.Config) error {
 			return context.WithValue(ctx, connGuardKey{}, g)
 		},
 	}
-	if err := serveHTTP2(s.secure); err != nil {
+	var lean *leanH2
+	if h, ok := s.handler.(*edge.Handler); ok && s.cfg.Server.Front == edge.FrontFast {
+		lean = newLeanH2(h, s.cfg.Server, altSvc, s.log)
+		s.lean = lean
+	}
+	if err := serveHTTP2(s.secure, lean); err != nil {
 		s.closeSecure()
 		return fmt.Errorf("tls (http/2): %w", err)
 	}
@@ -424,6 +430,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if s.secure != nil {
 			s.secure.Close()
+		}
+		if s.lean != nil {
+			s.lean.wait() // the GOAWAYs its Shutdown hook sends
 		}
 		if s.quicLn != nil {
 			s.quicLn.Close()
