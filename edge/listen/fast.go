@@ -202,6 +202,9 @@ type fastConn struct {
 	base    context.Context
 	remote  string
 	watched chan watchResult
+	// The writer's buffers besides wbuf (see fastWriter): body bytes
+	// held before the header, and the header's fields.
+	pend, fields []byte
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -313,13 +316,15 @@ func (c *fastConn) serve() {
 		}
 		if !req.plain || f.h == nil || !c.serveHit(&req) {
 			if f.h != nil && !req.lendable {
-				if r := c.newRequest(c.buf[c.r:c.r+end], &req); r != nil {
+				ctx, cancel := context.WithCancel(c.missContext())
+				if r := c.newRequest(c.buf[c.r:c.r+end], &req, ctx); r != nil {
 					c.r += end
-					if !c.serveMiss(r, req.head) {
+					if !c.serveMiss(r, req.head, cancel) {
 						return
 					}
 					continue
 				}
+				cancel()
 			}
 			pending := c.buf[c.r : c.r+end]
 			c.r += end

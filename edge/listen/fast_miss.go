@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,12 +43,12 @@ const sendAt = 32 << 10
 // aLongTimeAgo is a deadline in the past, to end a pending read.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// Fields that the writer decides on when it writes the header; the rest
-// are written as the handler set them.
-var (
-	excludeDecided    = map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true}
-	excludeDecided304 = map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Content-Type": true}
-	excludeNoBody     = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}
+// Fields that appendFields leaves out (flags).
+const (
+	skipFraming = 1 << iota // Content-Length and Transfer-Encoding
+	skipConnection
+	skipContentType
+	skipTrailers // those named with http.TrailerPrefix
 )
 
 // missContext is the base of the requests' contexts on a fast connection,
@@ -62,9 +63,10 @@ func (c *fastConn) missContext() context.Context {
 }
 
 // newRequest builds the *http.Request that net/http would make of p, a
-// complete GET or HEAD header that parseHead accepted. It returns nil for
+// complete GET or HEAD header that parseHead accepted, with ctx as its
+// context (made from missContext). It returns nil for
 // what it cannot make exactly so (net/http then gets the request).
-func (c *fastConn) newRequest(p []byte, req *request) *http.Request {
+func (c *fastConn) newRequest(p []byte, req *request, ctx context.Context) *http.Request {
 	s := string(p) // one copy: the values are substrings of it
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, _ := strings.Cut(line, " ")
@@ -105,7 +107,6 @@ func (c *fastConn) newRequest(p []byte, req *request) *http.Request {
 			h["Cache-Control"] = []string{"no-cache"}
 		}
 	}
-	ctx := c.missContext()
 	r := &http.Request{
 		Method:     method,
 		URL:        u,
@@ -128,10 +129,10 @@ func (c *fastConn) newRequest(p []byte, req *request) *http.Request {
 // come are the next request's, kept in the buffer. The handler runs on
 // the connection's goroutine, whose stack has grown already. It reports
 // whether the connection goes on with the next request.
-func (c *fastConn) serveMiss(r *http.Request, head bool) bool {
-	ctx, cancel := context.WithCancel(r.Context())
-	r = r.WithContext(ctx)
-	w := &fastWriter{c: c, req: r, head: head, cancel: cancel, wantsClose: r.Close, contentLength: -1}
+func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFunc) bool {
+	// The connection's buffers serve every answer in turn.
+	w := &fastWriter{c: c, req: r, head: head, cancel: cancel, wantsClose: r.Close, contentLength: -1,
+		out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
 	pipelined := c.r < c.w
 	if c.watched == nil {
 		c.watched = make(chan watchResult, 1)
@@ -143,6 +144,10 @@ func (c *fastConn) serveMiss(r *http.Request, head bool) bool {
 	c.nc.SetReadDeadline(time.Time{})
 	go c.watch(c.buf[c.w:], cancel)
 	keep := c.runHandler(w, r) && !c.f.closing.Load()
+	if cap(w.out) <= 64<<10 {
+		c.wbuf = w.out[:0]
+	}
+	c.pend, c.fields = w.pend[:0], w.fields[:0]
 	if !keep {
 		c.nc.Close()
 		<-c.watched
@@ -281,7 +286,7 @@ func (w *fastWriter) WriteHeader(code int) {
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		// Sent now, with the fields set so far (RFC 8297), the map kept.
 		b := appendStatusLine(w.out, code)
-		b = appendFields(b, h, excludeNoBody)
+		b = appendFields(b, h, skipFraming)
 		b = append(b, "\r\n"...)
 		w.out = b
 		w.send()
@@ -319,28 +324,17 @@ func (w *fastWriter) snapshot(h http.Header) {
 			}
 		}
 	}
-	exclude := excludeDecided
+	skip := skipFraming | skipConnection
 	if w.status == http.StatusNotModified {
-		exclude = excludeDecided304
+		skip |= skipContentType
 	}
 	for k := range h {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			w.prefixTrailers = true
+			skip |= skipTrailers
 		}
 	}
-	if w.prefixTrailers {
-		ex := map[string]bool{}
-		for k := range exclude {
-			ex[k] = true
-		}
-		for k := range h {
-			if strings.HasPrefix(k, http.TrailerPrefix) {
-				ex[k] = true
-			}
-		}
-		exclude = ex
-	}
-	w.fields = appendFields(w.fields[:0], h, exclude)
+	w.fields = appendFields(w.fields[:0], h, skip)
 }
 
 // Write buffers p as net/http's response does: the header waits for
@@ -419,7 +413,7 @@ func (w *fastWriter) finish() bool {
 	w.flushPending()
 	if w.chunking {
 		w.out = append(w.out, "0\r\n"...)
-		w.out = appendFields(w.out, w.finalTrailers(), nil)
+		w.out = appendFields(w.out, w.finalTrailers(), 0)
 		w.out = append(w.out, "\r\n"...)
 	}
 	w.send()
@@ -607,13 +601,30 @@ func appendStatusLine(b []byte, code int) []byte {
 	return fmt.Appendf(b, "%03d status code %d\r\n", code, code)
 }
 
-// appendFields appends h's fields but those in exclude, as net/http's
-// Header.WriteSubset writes them (sorted, invalid names dropped, line
-// breaks in values made spaces).
-func appendFields(b []byte, h http.Header, exclude map[string]bool) []byte {
-	ab := appendBuf{b}
-	h.WriteSubset(&ab, exclude)
-	return ab.b
+// appendFields appends h's fields but those skip leaves out, as
+// net/http's Header.WriteSubset writes them: sorted by name, invalid
+// names dropped, line breaks in values made spaces, values trimmed.
+func appendFields(b []byte, h http.Header, skip int) []byte {
+	var arr [32]string
+	keys := arr[:0]
+	for k := range h {
+		switch {
+		case skip&skipFraming != 0 && (k == "Content-Length" || k == "Transfer-Encoding"),
+			skip&skipConnection != 0 && k == "Connection",
+			skip&skipContentType != 0 && k == "Content-Type",
+			skip&skipTrailers != 0 && strings.HasPrefix(k, http.TrailerPrefix):
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		b = appendValues(b, k, h[k])
+	}
+	return b
 }
 
 // appendValues appends the lines of one field, as WriteSubset would.
@@ -621,32 +632,27 @@ func appendValues(b []byte, key string, vs []string) []byte {
 	for _, v := range vs {
 		b = append(b, key...)
 		b = append(b, ": "...)
-		b = append(b, cleanValue(v)...)
+		b = appendValue(b, v)
 		b = append(b, "\r\n"...)
 	}
 	return b
 }
 
-// cleanValue is a field value as net/http writes it.
-func cleanValue(v string) string {
-	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+// appendValue appends a field value as net/http writes it: CR and LF
+// made spaces, then trimmed of spaces, tabs, CRs and LFs.
+func appendValue(b []byte, v string) []byte {
+	clean := len(v) == 0 || !isTrimmed(v[0]) && !isTrimmed(v[len(v)-1])
+	for i := 0; clean && i < len(v); i++ {
+		clean = v[i] != '\r' && v[i] != '\n'
 	}
-	return strings.Trim(v, " \t\r\n")
+	if clean {
+		return append(b, v...)
+	}
+	v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+	return append(b, strings.Trim(v, " \t\r\n")...)
 }
 
-// appendBuf is an io.Writer appending to a byte slice.
-type appendBuf struct{ b []byte }
-
-func (a *appendBuf) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
-}
-
-func (a *appendBuf) WriteString(s string) (int, error) {
-	a.b = append(a.b, s...)
-	return len(s), nil
-}
+func isTrimmed(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func first(vs []string) string {
 	if len(vs) == 0 {

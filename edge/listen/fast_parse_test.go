@@ -330,7 +330,7 @@ func FuzzNewRequest(f *testing.F) {
 		if parseHead(p[:end], &req) != headDone || !req.bodyless || req.lendable {
 			return
 		}
-		got := c.newRequest(p[:end], &req)
+		got := c.newRequest(p[:end], &req, c.missContext())
 		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p[:end])))
 		if err != nil {
 			t.Fatalf("fast reader accepts what net/http refuses (%v): %q", err, p[:end])
@@ -363,4 +363,35 @@ type fakeAddrConn struct{ net.Conn }
 func (fakeAddrConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
 func (fakeAddrConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4711}
+}
+
+// TestAppendFieldsAsWriteSubset: the fast writer writes a header's fields
+// as net/http's Header.WriteSubset does.
+func TestAppendFieldsAsWriteSubset(t *testing.T) {
+	h := http.Header{
+		"B-Field":                {"two", " padded\t", "line\r\nbreak", "\r\n", ""},
+		"A-Field":                {"one"},
+		"Bad Name":               {"dropped"},
+		"Content-Length":         {"5"},
+		"Transfer-Encoding":      {"chunked"},
+		"Connection":             {"close"},
+		"Content-Type":           {"text/plain"},
+		http.TrailerPrefix + "X": {"t"},
+		"Empty":                  nil,
+	}
+	for _, tc := range []struct {
+		skip    int
+		exclude map[string]bool
+	}{
+		{0, nil},
+		{skipFraming, map[string]bool{"Content-Length": true, "Transfer-Encoding": true}},
+		{skipFraming | skipConnection | skipContentType | skipTrailers,
+			map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Content-Type": true, http.TrailerPrefix + "X": true}},
+	} {
+		var want bytes.Buffer
+		h.WriteSubset(&want, tc.exclude)
+		if got := appendFields(nil, h, tc.skip); string(got) != want.String() {
+			t.Errorf("skip %b:\n got %q\nwant %q", tc.skip, got, want.String())
+		}
+	}
 }
