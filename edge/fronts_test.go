@@ -147,6 +147,30 @@ func TestFastFrontPipelineAndHandback(t *testing.T) {
 	}
 }
 
+// TestMissThenGarbage: a miss with garbage pipelined behind it is
+// answered, then the garbage gets net/http's 400 and the connection
+// ends, on both fronts alike.
+func TestMissThenGarbage(t *testing.T) {
+	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
+		t.Run(front, func(t *testing.T) {
+			e := newEnv(t, respond(200, "body", "Cache-Control", "max-age=600"), withFront(front))
+			c := dialFrom(t, e.srv.Addr(), "")
+			io.WriteString(c, "GET /m HTTP/1.1\r\nHost: site.test\r\n\r\nGARBAGE\x01 / HTTP/9\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, body, err := readResp(br, "GET")
+			if err != nil || resp.StatusCode != 200 || body != "body" {
+				t.Fatalf("miss: %v %v %q", resp, err, body)
+			}
+			wantCS(t, resp, "fwd=uri-miss")
+			resp, _, err = readResp(br, "GET")
+			if err != nil || resp.StatusCode != 400 {
+				t.Fatalf("garbage: %v %v", resp, err)
+			}
+			wantClosed(t, br, "after the garbage")
+		})
+	}
+}
+
 // TestFastFrontTimeouts checks that a stalled header and an idle
 // keep-alive connection are closed (server.read_header_timeout and
 // server.idle_timeout), as net/http closes them: without a response.
@@ -160,6 +184,7 @@ func TestFastFrontTimeouts(t *testing.T) {
 	for _, tc := range []struct{ name, raw string }{
 		{"stalled header", "GET /a HTTP/1.1\r\nHost: site"},
 		{"idle after a hit", "GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n"},
+		{"idle after a miss", "GET /m HTTP/1.1\r\nHost: site.test\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", e.srv.Addr())

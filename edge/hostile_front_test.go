@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -906,14 +908,43 @@ func TestFrontsAnswerAlike(t *testing.T) {
 		{"GET", "GET /h8 HTTP/1.1\r\n" + h + "Connection: close, X-Secret, X-Forwarded-For\r\nX-Secret: 1\r\n" +
 			"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nProxy-Authorization: Basic eDp5\r\n\r\n", false},
 		{"GET", "GET /h9 HTTP/1.1\r\n" + h + overrideRaw + "\r\n", false},
-		{"POST", "POST /form HTTP/1.1\r\n" + h + overrideRaw + "Content-Length: 0\r\n\r\n", false}}
+		{"POST", "POST /form HTTP/1.1\r\n" + h + overrideRaw + "Content-Length: 0\r\n\r\n", false},
+
+		// Misses that the fast front answers through the handler on a
+		// writer of its own (issue 21): a 304 on a miss, a HEAD miss,
+		// a miss with Connection: close, early hints relayed, a body of
+		// unknown length (chunked to the client), one larger than what
+		// is held before the header goes, and an origin that cuts its
+		// body short (the client sees the connection end without a
+		// clean end of body).
+		{"GET", "GET /cold304 HTTP/1.1\r\n" + h + "If-None-Match: \"v1\"\r\n\r\n", false},
+		{"HEAD", "HEAD /headmiss HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /closemiss HTTP/1.1\r\n" + h + "Connection: close\r\n\r\n", false},
+		{"GET", "GET /hints HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /hints HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /chunked HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /chunked HTTP/1.1\r\n" + h + "\r\n", false},
+		{"HEAD", "HEAD /chunkedhead HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /big HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /big HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /bignotype HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /bigchunked HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /bigchunked HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /cut HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /cutchunked HTTP/1.1\r\n" + h + "\r\n", false},
+		{"GET", "GET /missing2 HTTP/1.1\r\n" + h + "\r\n", false}}
 	// Besides the answer and what the origin received, each exchange
 	// records what the edge booked for it: the deltas of its request and
 	// byte counters, its access log line (all but remote and duration;
 	// the duration must be non-zero), and the hits it added to stored
 	// entries as the status page lists them.
 	type exchange struct{ answer, received, metrics, access, top []string }
+	// The origin holds the rest of these bodies until the client has
+	// the first bytes of the answer, so that the edge answers them as
+	// they arrive (chunked, or cut short) on either front, never whole.
+	gated := map[string]bool{"/chunked": true, "/cut": true, "/cutchunked": true, "/bigchunked": true}
 	run := func(front string) []exchange {
+		release := make(chan struct{})
 		var logBuf syncBuffer
 		e := newEnvWith(t, func(w http.ResponseWriter, r *http.Request) {
 			switch r.URL.Path {
@@ -939,6 +970,76 @@ func TestFrontsAnswerAlike(t *testing.T) {
 				w.Header()["Content-Type"] = nil
 				io.WriteString(w, "<html>sniff me</html>")
 				return
+			case "/hints":
+				w.Header().Set("Link", "</s.css>; rel=preload")
+				w.WriteHeader(http.StatusEarlyHints)
+				w.Header().Del("Link")
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "hinted")
+				return
+			case "/chunked", "/chunkedhead", "/cutchunked":
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "part one,")
+				w.(http.Flusher).Flush()
+				if r.URL.Path == "/chunkedhead" {
+					// Held until the edge calls the fill off, once its
+					// HEAD client has the header.
+					<-r.Context().Done()
+					return
+				}
+				if gated[r.URL.Path] {
+					// The client has the first part: the body is still
+					// arriving for the edge.
+					select {
+					case <-release:
+					case <-r.Context().Done():
+						return
+					}
+				}
+				if r.URL.Path == "/cutchunked" {
+					panic(http.ErrAbortHandler)
+				}
+				io.WriteString(w, " part two")
+				return
+			case "/big", "/bignotype", "/bigchunked":
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				body := bytes.Repeat([]byte("0123456789abcdef"), 6400) // 100 KiB
+				switch r.URL.Path {
+				case "/bignotype":
+					w.Header()["Content-Type"] = nil
+					fallthrough
+				case "/big":
+					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+					w.Write(body)
+				case "/bigchunked":
+					w.Write(body[:50<<10])
+					w.(http.Flusher).Flush()
+					select {
+					case <-release:
+					case <-r.Context().Done():
+						return
+					}
+					w.Write(body[50<<10:])
+				}
+				return
+			case "/cut":
+				w.Header().Set("Cache-Control", "max-age=600")
+				w.Header().Set("Content-Length", "100")
+				io.WriteString(w, "only ten b")
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+				panic(http.ErrAbortHandler)
+			case "/missing2":
+				w.Header().Set("Cache-Control", "no-store")
+				w.WriteHeader(404)
+				io.WriteString(w, "<html>gone</html>")
+				return
 			default:
 				w.Header().Set("Cache-Control", "max-age=600")
 			}
@@ -960,21 +1061,47 @@ func TestFrontsAnswerAlike(t *testing.T) {
 			before := e.origin.total.Load()
 			mBefore := e.series("meridian_edge_requests_total", "meridian_edge_response_body_bytes_total")
 			lBefore := len(logBuf.lines())
+			p := strings.Fields(rq.raw)[1]
+			gate := gated[p] && e.origin.count(p) == 0 // (before the edge can ask the origin)
 			c := dialFrom(t, e.srv.Addr(), "")
 			io.WriteString(c, rq.raw)
-			resp, body, err := readResp(bufio.NewReader(c), rq.method)
+			br := bufio.NewReader(c)
+			if gate {
+				if _, err := br.Peek(1); err != nil {
+					t.Fatalf("%s: request %d: no answer while the body arrives: %v", front, i, err)
+				}
+				select {
+				case release <- struct{}{}:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s: request %d: the origin never held its body", front, i)
+				}
+			}
+			// 1xx answers (early hints) come first, each its own.
+			var informational []string
+			resp, body, err := readResp(br, rq.method)
+			for err == nil && resp.StatusCode >= 100 && resp.StatusCode <= 199 {
+				informational = append(informational, resp.Status, fmt.Sprint(resp.Header))
+				resp, body, err = readResp(br, rq.method)
+			}
 			c.Close()
 			var ex exchange
 			if err != nil {
 				ex.answer = []string{"error " + err.Error()}
+				if resp != nil { // the header came, the body broke off
+					ex.answer = append(ex.answer, resp.Status, "body "+body)
+				}
 			} else {
-				ex.answer = []string{resp.Proto, resp.Status, fmt.Sprint(resp.Close), "body " + body}
+				if len(body) > 100 {
+					body = fmt.Sprintf("%d bytes, sha256 %x", len(body), sha256.Sum256([]byte(body)))
+				}
+				ex.answer = []string{resp.Proto, resp.Status, fmt.Sprint(resp.Close), "body " + body,
+					fmt.Sprint("length ", resp.ContentLength, " transfer-encoding ", resp.TransferEncoding, " informational ", informational)}
 				for k, vs := range resp.Header {
 					if k != "Date" {
 						ex.answer = append(ex.answer, k+": "+strings.Join(vs, " | "))
 					}
 				}
-				slices.Sort(ex.answer[4:])
+				slices.Sort(ex.answer[5:])
 				// A multipart boundary is made per entry: the same name
 				// stands for it on both.
 				if _, bd, ok := strings.Cut(resp.Header.Get("Content-Type"), "boundary="); ok {

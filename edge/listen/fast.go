@@ -195,6 +195,16 @@ type fastConn struct {
 	// send is the connection's send timeout, for the hits written here
 	// and the requests lent to net/http alike.
 	send sendDeadline
+	// For the requests served through the handler here (fast_miss.go),
+	// made with the first: the base of their contexts, the client's
+	// address as a string, and where the read that watches the
+	// connection while the handler runs says what it got.
+	base    context.Context
+	remote  string
+	watched chan watchResult
+	// The writer's buffers besides wbuf (see fastWriter): body bytes
+	// held before the header, and the header's fields.
+	pend, fields []byte
 }
 
 // request is what the fast reader keeps of a request's header.
@@ -212,6 +222,7 @@ type request struct {
 	clientCC                                      bool // a Cache-Control field is present
 	plain                                         bool // nothing in the header rules out a stored answer
 	bodyless                                      bool // no Content-Length or Transfer-Encoding: the request ends with its header
+	lendable                                      bool // Expect or Upgrade: only net/http answers it
 }
 
 func (c *fastConn) serve() {
@@ -304,6 +315,17 @@ func (c *fastConn) serve() {
 			return
 		}
 		if !req.plain || f.h == nil || !c.serveHit(&req) {
+			if f.h != nil && !req.lendable {
+				ctx, cancel := context.WithCancel(c.missContext())
+				if r := c.newRequest(c.buf[c.r:c.r+end], &req, ctx); r != nil {
+					c.r += end
+					if !c.serveMiss(r, req.head, cancel) {
+						return
+					}
+					continue
+				}
+				cancel()
+			}
 			pending := c.buf[c.r : c.r+end]
 			c.r += end
 			if !c.lend(pending) {
@@ -698,8 +720,10 @@ func parseHead(p []byte, req *request) int {
 			}
 		case equalFold(name, "range"), equalFold(name, "if-match"), equalFold(name, "if-none-match"),
 			equalFold(name, "if-modified-since"), equalFold(name, "if-unmodified-since"), equalFold(name, "if-range"),
-			equalFold(name, "authorization"), equalFold(name, "expect"), equalFold(name, "upgrade"):
+			equalFold(name, "authorization"):
 			req.plain = false
+		case equalFold(name, "expect"), equalFold(name, "upgrade"):
+			req.plain, req.lendable = false, true
 		}
 	}
 	if hosts != 1 {

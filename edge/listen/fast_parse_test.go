@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -296,6 +297,101 @@ func checkForwarded(t *testing.T, head []byte, req *request, trusted bool, fills
 	for _, name := range append(slices.Clone(overrideFields), hopByHop...) {
 		if out.Header[name] != nil {
 			fail("%s forwarded", name)
+		}
+	}
+}
+
+// FuzzNewRequest checks the request the fast front builds for the
+// handler (newRequest, for what it does not answer as a hit) against the
+// one net/http's server reads from the same bytes: method, URL, target,
+// Host, header map (Host taken out, Pragma: no-cache read as
+// Cache-Control), Close, and no body.
+func FuzzNewRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\n\r\n",
+		"HEAD /a?b=c%20d HTTP/1.1\r\nHost: site.test:8080\r\nConnection: close\r\n\r\n",
+		"GET //x/../y?q HTTP/1.1\r\nhost: A.Test.\r\naccept: a\r\nACCEPT: b\r\nx-odd:\t tabbed \t\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nPragma: no-cache\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nPragma: no-cache\r\nCache-Control: max-age=0\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nIf-None-Match: \"x\"\r\nRange: bytes=0-1\r\nAuthorization: Basic eDp5\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Empty:\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /obj HTTP/1.1\r\nHost: site.test\r\nExpect: 100-continue\r\n\r\n",
+		"GET /o%41;p=1?a=%zz HTTP/1.1\r\nHost: site.test\r\nx_under: 1\r\nweird-NAME: 2\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	c := &fastConn{f: &fastFront{inner: &http.Server{}}, nc: fakeAddrConn{}}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		end, _, verdict := scanHead(p, 0, 1<<16)
+		if verdict != headDone {
+			return
+		}
+		var req request
+		if parseHead(p[:end], &req) != headDone || !req.bodyless || req.lendable {
+			return
+		}
+		got := c.newRequest(p[:end], &req, c.missContext())
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p[:end])))
+		if err != nil {
+			t.Fatalf("fast reader accepts what net/http refuses (%v): %q", err, p[:end])
+		}
+		if got == nil {
+			t.Fatalf("no request built for %q", p[:end])
+		}
+		delete(want.Header, "Host") // as net/http's server does
+		if pr := want.Header["Pragma"]; len(pr) > 0 && pr[0] == "no-cache" && want.Header["Cache-Control"] == nil {
+			want.Header["Cache-Control"] = []string{"no-cache"} // as net/http's server does
+		}
+		if got.Method != want.Method || *got.URL != *want.URL || got.RequestURI != want.RequestURI || got.Host != want.Host ||
+			got.Proto != want.Proto || got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
+			got.Close != want.Close || got.ContentLength != 0 || got.Body != http.NoBody || got.TransferEncoding != nil {
+			t.Fatalf("built %s %#v %q host %q %s close %v; net/http %s %#v %q host %q %s close %v", got.Method, got.URL, got.RequestURI,
+				got.Host, got.Proto, got.Close, want.Method, want.URL, want.RequestURI, want.Host, want.Proto, want.Close)
+		}
+		if !reflect.DeepEqual(got.Header, want.Header) {
+			t.Fatalf("header %q, net/http %q", got.Header, want.Header)
+		}
+		if got.Context().Value(http.ServerContextKey) != c.f.inner {
+			t.Fatalf("the request's context has no server")
+		}
+	})
+}
+
+// fakeAddrConn is a connection with addresses only.
+type fakeAddrConn struct{ net.Conn }
+
+func (fakeAddrConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
+func (fakeAddrConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4711}
+}
+
+// TestAppendFieldsAsWriteSubset: the fast writer writes a header's fields
+// as net/http's Header.WriteSubset does.
+func TestAppendFieldsAsWriteSubset(t *testing.T) {
+	h := http.Header{
+		"B-Field":                {"two", " padded\t", "line\r\nbreak", "\r\n", ""},
+		"A-Field":                {"one"},
+		"Bad Name":               {"dropped"},
+		"Content-Length":         {"5"},
+		"Transfer-Encoding":      {"chunked"},
+		"Connection":             {"close"},
+		"Content-Type":           {"text/plain"},
+		http.TrailerPrefix + "X": {"t"},
+		"Empty":                  nil,
+	}
+	for _, tc := range []struct {
+		skip    int
+		exclude map[string]bool
+	}{
+		{0, nil},
+		{skipFraming, map[string]bool{"Content-Length": true, "Transfer-Encoding": true}},
+		{skipFraming | skipConnection | skipContentType | skipTrailers,
+			map[string]bool{"Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Content-Type": true, http.TrailerPrefix + "X": true}},
+	} {
+		var want bytes.Buffer
+		h.WriteSubset(&want, tc.exclude)
+		if got := appendFields(nil, h, tc.skip); string(got) != want.String() {
+			t.Errorf("skip %b:\n got %q\nwant %q", tc.skip, got, want.String())
 		}
 	}
 }

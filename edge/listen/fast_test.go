@@ -196,3 +196,54 @@ func BenchmarkHitFront(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMissFront measures misses through each HTTP/1.1 front: every
+// request a new key over one keep-alive connection, 1 KiB from an origin
+// on loopback in the same process (its allocations are counted too).
+func BenchmarkMissFront(b *testing.B) {
+	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
+		b.Run(front, func(b *testing.B) {
+			body := strings.Repeat("x", 1<<10)
+			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=3600")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				io.WriteString(w, body)
+			}))
+			defer origin.Close()
+			cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: front},
+				Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			h, err := edge.New(cfg, edge.Options{Logger: log})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			srv := listen.NewServer(cfg, h, listen.Options{Logger: log})
+			if err := srv.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Shutdown(context.Background())
+			c, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := io.WriteString(c, "GET /miss/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: bench.test\r\n\r\n"); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, err := io.Copy(io.Discard, resp.Body); err != nil || n != 1<<10 {
+					b.Fatalf("body: %d bytes, %v", n, err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}

@@ -1,0 +1,690 @@
+package listen
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The fast front's own answers to the plain requests it does not answer
+// from a stored hit (misses, revalidations, conditionals, Range, errors):
+// the handler runs on a ResponseWriter of the fast connection (fastWriter)
+// with an *http.Request built from the header the fast reader parsed,
+// instead of a net/http connection lent for one request. Lending cost a
+// net/http connection, its goroutines and buffers, its contexts and a
+// hand-off per request: about 36 % of the CPU of a miss.
+//
+// Everything observable is net/http's: the request (header map with
+// canonical keys, Host taken out, Pragma: no-cache read as Cache-Control,
+// URL as url.ParseRequestURI makes it, a context that ends when the
+// client is gone, a write fails or the handler returns) and the response
+// (1xx written at once; the header written at the first flush, with
+// Content-Length computed when the handler ends before 2048 body bytes,
+// else chunked; Content-Type sniffed as net/http sniffs it; Date; HEAD;
+// a short body or a panic closes the connection). A request with
+// anything else (a body, Expect, Upgrade) is still lent to net/http.
+
+// bufferBeforeChunking is what net/http's response buffers before it
+// writes a header: a handler that ends within it gets a Content-Length.
+const bufferBeforeChunking = 2048
+
+// sendAt is how many bytes of output the writer gathers before it sends
+// them without a Flush.
+const sendAt = 32 << 10
+
+// aLongTimeAgo is a deadline in the past, to end a pending read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Fields that appendFields leaves out (flags).
+const (
+	skipFraming = 1 << iota // Content-Length and Transfer-Encoding
+	skipConnection
+	skipContentType
+	skipTrailers // those named with http.TrailerPrefix
+)
+
+// missContext is the base of the requests' contexts on a fast connection,
+// with the values net/http's have.
+func (c *fastConn) missContext() context.Context {
+	if c.base == nil {
+		ctx := context.WithValue(context.Background(), http.ServerContextKey, c.f.inner)
+		c.base = context.WithValue(ctx, http.LocalAddrContextKey, c.nc.LocalAddr())
+		c.remote = c.nc.RemoteAddr().String()
+	}
+	return c.base
+}
+
+// newRequest builds the *http.Request that net/http would make of p, a
+// complete GET or HEAD header that parseHead accepted, with ctx as its
+// context (made from missContext). It returns nil for
+// what it cannot make exactly so (net/http then gets the request).
+func (c *fastConn) newRequest(p []byte, req *request, ctx context.Context) *http.Request {
+	s := string(p) // one copy: the values are substrings of it
+	line, rest, _ := strings.Cut(s, "\r\n")
+	method, line, _ := strings.Cut(line, " ")
+	target, _, _ := strings.Cut(line, " ")
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil
+	}
+	n := strings.Count(rest, "\n")
+	vals := make([]string, n)
+	h := make(http.Header, n)
+	host := ""
+	i := 0
+	for {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
+			break
+		}
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.Trim(value, " \t")
+		key := http.CanonicalHeaderKey(name)
+		if key == "Host" {
+			host = value // net/http takes it out of the map
+			continue
+		}
+		if vs, ok := h[key]; ok {
+			h[key] = append(vs, value)
+			continue
+		}
+		vals[i] = value
+		h[key] = vals[i : i+1 : i+1]
+		i++
+	}
+	// As net/http: HTTP/1.0's Pragma: no-cache stands for
+	// Cache-Control: no-cache when there is none.
+	if pr := h["Pragma"]; len(pr) > 0 && pr[0] == "no-cache" {
+		if _, ok := h["Cache-Control"]; !ok {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+	r := &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Body:       http.NoBody,
+		Host:       host,
+		Close:      req.close,
+		RemoteAddr: c.remote,
+		RequestURI: target,
+	}
+	return r.WithContext(ctx)
+}
+
+// serveMiss runs the handler on r with a fastWriter while another
+// goroutine reads the connection, as net/http's background read does: a
+// client that leaves (or resets) ends the request's context; bytes that
+// come are the next request's, kept in the buffer. The handler runs on
+// the connection's goroutine, whose stack has grown already. It reports
+// whether the connection goes on with the next request.
+func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFunc) bool {
+	// The connection's buffers serve every answer in turn.
+	w := &fastWriter{c: c, req: r, head: head, cancel: cancel, wantsClose: r.Close, contentLength: -1,
+		out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
+	pipelined := c.r < c.w
+	if c.watched == nil {
+		c.watched = make(chan watchResult, 1)
+	}
+	if c.w == len(c.buf) {
+		c.makeRoomForMore()
+	}
+	// No deadline while the handler runs (net/http's ReadTimeout is 0).
+	c.nc.SetReadDeadline(time.Time{})
+	go c.watch(c.buf[c.w:], cancel)
+	keep := c.runHandler(w, r) && !c.f.closing.Load()
+	if cap(w.out) <= 64<<10 {
+		c.wbuf = w.out[:0]
+	}
+	c.pend, c.fields = w.pend[:0], w.fields[:0]
+	if !keep {
+		c.nc.Close()
+		<-c.watched
+		return false
+	}
+	if pipelined {
+		// The next request is in the buffer: end the watch now.
+		c.nc.SetReadDeadline(aLongTimeAgo)
+		res := <-c.watched
+		c.w += res.n
+		c.nc.SetReadDeadline(time.Time{})
+		return true
+	}
+	// The watch goes on as the wait for the next request.
+	c.state.Store(connIdle)
+	if d := c.f.cfg.IdleTimeout; d > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	}
+	res := <-c.watched
+	c.w += res.n
+	if res.n == 0 {
+		c.nc.Close()
+		return false
+	}
+	return true
+}
+
+// watchResult is what the watching read got.
+type watchResult struct {
+	n   int
+	err error
+}
+
+// watch reads the connection once into buf; a failed read (the client
+// gone) cancels the request.
+func (c *fastConn) watch(buf []byte, cancel context.CancelFunc) {
+	n, err := c.nc.Read(buf)
+	if n == 0 && err != nil {
+		cancel()
+	}
+	c.watched <- watchResult{n, err}
+}
+
+// makeRoomForMore makes room at the end of the buffer for one read.
+func (c *fastConn) makeRoomForMore() {
+	if c.r > 0 {
+		c.w = copy(c.buf, c.buf[c.r:c.w])
+		c.r = 0
+		return
+	}
+	nb := make([]byte, len(c.buf)+4096)
+	copy(nb, c.buf[:c.w])
+	c.buf = nb
+}
+
+// runHandler serves r on w and reports whether the connection may carry
+// another request. A panic is net/http's: logged unless it is
+// http.ErrAbortHandler, and the connection closed after what was handed
+// to it.
+func (c *fastConn) runHandler(w *fastWriter, r *http.Request) (keep bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				c.f.log.Error("http: panic serving "+c.remote, "panic", fmt.Sprint(p), "stack", string(buf))
+			}
+			w.cancel()
+			w.send()
+			keep = false
+		}
+	}()
+	c.f.inner.Handler.ServeHTTP(w, r)
+	w.cancel() // the request's context ends with its handler
+	return w.finish()
+}
+
+// fastWriter is the http.ResponseWriter of a request the fast front
+// serves through the handler. It writes what net/http's response writes,
+// in the same system calls or fewer (see the file's doc).
+type fastWriter struct {
+	c      *fastConn
+	req    *http.Request
+	head   bool // HEAD: the body is not sent
+	cancel context.CancelFunc
+
+	handlerHeader http.Header
+	wroteHeader   bool // a final (non-1xx) status is set
+	status        int
+	wantsClose    bool  // the request said Connection: close
+	closeAfter    bool  // the connection ends after this answer
+	contentLength int64 // declared or computed; -1 if none
+	written       int64 // body bytes the handler wrote
+	handlerDone   bool
+
+	// The final header as WriteHeader saw it (net/http copies the map
+	// there): its fields but those decided when it is written, and what
+	// the decision needs.
+	fields         []byte
+	clVals, teVals []string
+	connVals       []string
+	hasCL          bool // a Content-Length field, even empty
+	hasType        bool
+	hasDate        bool
+	encoded        bool     // a non-empty Content-Encoding
+	protocolSwitch bool     // Upgrade and Connection: upgrade (a 101 keeps its Connection)
+	trailerField   bool     // a Trailer field
+	trailerKeys    []string // the trailers it declares
+	prefixTrailers bool     // fields named with http.TrailerPrefix
+
+	headerOut bool   // the header is in out or sent
+	chunking  bool   // the body goes chunked
+	pend      []byte // body bytes before the header is out
+	out       []byte // bytes to send
+	werr      error  // the connection failed: every write fails
+}
+
+// Header returns the header map of the answer.
+func (w *fastWriter) Header() http.Header {
+	if w.handlerHeader == nil {
+		w.handlerHeader = make(http.Header)
+	}
+	return w.handlerHeader
+}
+
+// WriteHeader sends a 1xx at once, or sets the final status.
+func (w *fastWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		w.c.f.log.Debug("http: superfluous response.WriteHeader call", "status", code)
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	h := w.Header()
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		// Sent now, with the fields set so far (RFC 8297), the map kept.
+		b := appendStatusLine(w.out, code)
+		b = appendFields(b, h, skipFraming)
+		b = append(b, "\r\n"...)
+		w.out = b
+		w.send()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	w.snapshot(h)
+	if cl := first(h["Content-Length"]); cl != "" {
+		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
+			w.contentLength = v
+		} else {
+			w.c.f.log.Debug("http: invalid Content-Length", "value", cl)
+			delete(h, "Content-Length") // the copy keeps it, as net/http's does
+		}
+	}
+}
+
+// snapshot keeps what the header says at WriteHeader: later changes to
+// the map are not sent, as with net/http.
+func (w *fastWriter) snapshot(h http.Header) {
+	w.clVals, w.teVals, w.connVals = h["Content-Length"], h["Transfer-Encoding"], h["Connection"]
+	_, w.hasCL = h["Content-Length"]
+	_, w.hasType = h["Content-Type"]
+	_, w.hasDate = h["Date"]
+	w.protocolSwitch = h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
+	w.encoded = h.Get("Content-Encoding") != ""
+	for _, v := range h["Trailer"] {
+		w.trailerField = true
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.Trim(k, " \t\r\n"); k != "" {
+				if k = http.CanonicalHeaderKey(k); httpguts.ValidTrailerHeader(k) {
+					w.trailerKeys = append(w.trailerKeys, k)
+				}
+			}
+		}
+	}
+	skip := skipFraming | skipConnection
+	if w.status == http.StatusNotModified {
+		skip |= skipContentType
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			w.prefixTrailers = true
+			skip |= skipTrailers
+		}
+	}
+	w.fields = appendFields(w.fields[:0], h, skip)
+}
+
+// Write buffers p as net/http's response does: the header waits for
+// 2048 body bytes, a Flush or the handler's end.
+func (w *fastWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !bodyAllowedForStatus(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.contentLength != -1 && w.written > w.contentLength {
+		return 0, http.ErrContentLength
+	}
+	if w.werr != nil {
+		return 0, w.werr
+	}
+	if !w.headerOut {
+		if len(w.pend)+len(p) <= bufferBeforeChunking {
+			w.pend = append(w.pend, p...)
+			return len(p), nil
+		}
+		if len(w.pend) == 0 {
+			w.writeHeader(p)
+		} else {
+			k := bufferBeforeChunking - len(w.pend)
+			w.pend = append(w.pend, p[:k]...)
+			w.writeHeader(w.pend)
+			w.body(w.pend)
+			w.pend = w.pend[:0]
+			p = p[k:]
+		}
+	}
+	w.body(p)
+	if w.werr != nil {
+		return 0, w.werr
+	}
+	return len(p), nil
+}
+
+// Flush sends the header and what the body has so far.
+func (w *fastWriter) Flush() { w.FlushError() }
+
+// FlushError is Flush, reporting a failed connection.
+func (w *fastWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.flushPending()
+	w.send()
+	return w.werr
+}
+
+// flushPending puts the header, and the body bytes held for it, in out.
+func (w *fastWriter) flushPending() {
+	if !w.headerOut {
+		w.writeHeader(w.pend)
+		if len(w.pend) > 0 {
+			w.body(w.pend)
+		}
+		w.pend = w.pend[:0]
+	}
+}
+
+// finish ends the answer once the handler has returned, and reports
+// whether the connection may carry another request.
+func (w *fastWriter) finish() bool {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.handlerDone = true
+	w.flushPending()
+	if w.chunking {
+		w.out = append(w.out, "0\r\n"...)
+		w.out = appendFields(w.out, w.finalTrailers(), 0)
+		w.out = append(w.out, "\r\n"...)
+	}
+	w.send()
+	if w.closeAfter || w.werr != nil {
+		return false
+	}
+	// A body shorter than its Content-Length: the client must not read
+	// the next answer as the rest of it.
+	return w.head || w.contentLength == -1 || !bodyAllowedForStatus(w.status) || w.contentLength == w.written
+}
+
+// finalTrailers are the trailer fields the handler set, as net/http
+// finds them.
+func (w *fastWriter) finalTrailers() http.Header {
+	var t http.Header
+	for k, vv := range w.handlerHeader {
+		if kk, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			if t == nil {
+				t = make(http.Header)
+			}
+			t[kk] = vv
+		}
+	}
+	for _, k := range w.trailerKeys {
+		if t == nil {
+			t = make(http.Header)
+		}
+		for _, v := range w.handlerHeader[k] {
+			t.Add(k, v)
+		}
+	}
+	return t
+}
+
+// writeHeader puts the status line and header in out, deciding the
+// framing as net/http's chunkWriter does; p is the body's first bytes.
+func (w *fastWriter) writeHeader(p []byte) {
+	w.headerOut = true
+	code := w.status
+	te := first(w.teVals)
+	hasTE := te != ""
+	trailers := w.prefixTrailers || w.trailerField
+	dropCL, dropTE, dropConn := false, false, false
+	var autoCL []byte
+	if w.handlerDone && !trailers && !hasTE && bodyAllowedForStatus(code) && !w.hasCL && (!w.head || len(p) > 0) {
+		w.contentLength = int64(len(p))
+		autoCL = strconv.AppendInt(make([]byte, 0, 20), int64(len(p)), 10)
+	}
+	hasCL := w.contentLength != -1
+	if w.wantsClose {
+		w.closeAfter = true
+	}
+	if first(w.connVals) == "close" {
+		w.closeAfter = true
+	}
+	contentType := ""
+	if bodyAllowedForStatus(code) {
+		if !w.encoded && !w.hasType && !hasTE && len(p) > 0 {
+			contentType = http.DetectContentType(p)
+		}
+	} else {
+		dropCL, dropTE = true, true // and Content-Type for a 304: not in fields
+	}
+	if hasCL && hasTE && te != "identity" {
+		w.c.f.log.Debug("http: WriteHeader called with both Transfer-Encoding and a Content-Length", "te", te, "length", w.contentLength)
+		dropCL, hasCL = true, false
+	}
+	transferEncoding := ""
+	switch {
+	case w.head || !bodyAllowedForStatus(code) || code == http.StatusNoContent:
+		dropTE = true
+	case hasCL:
+		dropTE = true
+	case hasTE && te == "identity":
+		w.chunking, w.closeAfter, dropTE = false, true, true
+	default:
+		w.chunking, transferEncoding = true, "chunked"
+		if hasTE && te == "chunked" {
+			dropTE = true
+		}
+	}
+	if w.chunking {
+		dropCL = true
+	}
+	if w.closeAfter && !hasToken(first(w.connVals), "close") && !(code == http.StatusSwitchingProtocols && w.protocolSwitch) {
+		dropConn = true
+	}
+
+	b := appendStatusLine(w.out, code)
+	b = append(b, w.fields...)
+	if !dropCL {
+		b = appendValues(b, "Content-Length", w.clVals)
+	}
+	if !dropTE {
+		b = appendValues(b, "Transfer-Encoding", w.teVals)
+	}
+	if !dropConn {
+		b = appendValues(b, "Connection", w.connVals)
+	}
+	if !w.hasDate {
+		b = append(b, w.c.f.dateLine()...)
+	}
+	if autoCL != nil {
+		b = append(b, "Content-Length: "...)
+		b = append(b, autoCL...)
+		b = append(b, "\r\n"...)
+	}
+	if contentType != "" {
+		b = append(b, "Content-Type: "...)
+		b = append(b, contentType...)
+		b = append(b, "\r\n"...)
+	}
+	if dropConn {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	if transferEncoding != "" {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	w.out = append(b, "\r\n"...)
+}
+
+// body puts p in out as the framing says, sending out when it is large.
+func (w *fastWriter) body(p []byte) {
+	if w.head || w.werr != nil {
+		return
+	}
+	if w.chunking {
+		w.out = strconv.AppendInt(w.out, int64(len(p)), 16)
+		w.out = append(w.out, "\r\n"...)
+	}
+	if len(w.out)+len(p) > sendAt {
+		w.send()
+		if w.werr == nil {
+			w.write(p)
+		}
+	} else {
+		w.out = append(w.out, p...)
+	}
+	if w.chunking {
+		w.out = append(w.out, "\r\n"...)
+	}
+}
+
+// send writes out to the connection.
+func (w *fastWriter) send() {
+	if len(w.out) == 0 || w.werr != nil {
+		w.out = w.out[:0]
+		return
+	}
+	w.write(w.out)
+	w.out = w.out[:0]
+}
+
+// write writes p within the send timeout. A failed write ends the
+// request's context and closes the connection, as net/http does.
+func (w *fastWriter) write(p []byte) {
+	c := w.c
+	c.send.renew(c.nc)
+	if _, err := c.send.write(c.nc, p); err != nil {
+		w.werr = err
+		w.cancel()
+		c.nc.Close()
+	}
+}
+
+func bodyAllowedForStatus(status int) bool {
+	switch {
+	case status >= 100 && status <= 199:
+		return false
+	case status == http.StatusNoContent, status == http.StatusNotModified:
+		return false
+	}
+	return true
+}
+
+// appendStatusLine appends an HTTP/1.1 status line, as net/http writes it.
+func appendStatusLine(b []byte, code int) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	if text := http.StatusText(code); text != "" {
+		b = strconv.AppendInt(b, int64(code), 10)
+		b = append(b, ' ')
+		b = append(b, text...)
+		return append(b, "\r\n"...)
+	}
+	return fmt.Appendf(b, "%03d status code %d\r\n", code, code)
+}
+
+// appendFields appends h's fields but those skip leaves out, as
+// net/http's Header.WriteSubset writes them: sorted by name, invalid
+// names dropped, line breaks in values made spaces, values trimmed.
+func appendFields(b []byte, h http.Header, skip int) []byte {
+	var arr [32]string
+	keys := arr[:0]
+	for k := range h {
+		switch {
+		case skip&skipFraming != 0 && (k == "Content-Length" || k == "Transfer-Encoding"),
+			skip&skipConnection != 0 && k == "Connection",
+			skip&skipContentType != 0 && k == "Content-Type",
+			skip&skipTrailers != 0 && strings.HasPrefix(k, http.TrailerPrefix):
+			continue
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		b = appendValues(b, k, h[k])
+	}
+	return b
+}
+
+// appendValues appends the lines of one field, as WriteSubset would.
+func appendValues(b []byte, key string, vs []string) []byte {
+	for _, v := range vs {
+		b = append(b, key...)
+		b = append(b, ": "...)
+		b = appendValue(b, v)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// appendValue appends a field value as net/http writes it: CR and LF
+// made spaces, then trimmed of spaces, tabs, CRs and LFs.
+func appendValue(b []byte, v string) []byte {
+	clean := len(v) == 0 || !isTrimmed(v[0]) && !isTrimmed(v[len(v)-1])
+	for i := 0; clean && i < len(v); i++ {
+		clean = v[i] != '\r' && v[i] != '\n'
+	}
+	if clean {
+		return append(b, v...)
+	}
+	v = strings.NewReplacer("\n", " ", "\r", " ").Replace(v)
+	return append(b, strings.Trim(v, " \t\r\n")...)
+}
+
+func isTrimmed(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// hasToken reports whether token is in v, a comma-separated list, as
+// net/http's hasToken finds it (case-insensitively, at a boundary of
+// space, tab or comma).
+func hasToken(v, token string) bool {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	if v == token {
+		return true
+	}
+	boundary := func(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if b := v[sp]; b != token[0] && b|0x20 != token[0] {
+			continue
+		}
+		if sp > 0 && !boundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !boundary(v[end]) {
+			continue
+		}
+		if strings.EqualFold(v[sp:sp+len(token)], token) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,288 @@
+package listen
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/edge"
+)
+
+// TestFastWriterAnswersAsNetHTTP is the fast front's writer (fastWriter,
+// with its request from newRequest and the watch of serveMiss) against
+// net/http's server, handler by handler: the same raw requests get the
+// same answers (1xx, status, fields but Date, framing as the client reads
+// it, body, trailers) and leave the connection open or closed alike (a
+// second request on it says which). The edge's own use of the writer is
+// TestFrontsAnswerAlike's (package edge).
+func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
+	big := strings.Repeat("0123456789", 500) // past the 2048 bytes held before the header
+	handlers := map[string]http.HandlerFunc{
+		"/nothing": func(w http.ResponseWriter, r *http.Request) {},
+		"/small":   func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") },
+		"/html":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html><body>x</body></html>") },
+		"/big":     func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big) },
+		"/1500":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big[:1500]) },
+		"/2048":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big[:2048]) },
+		"/2049":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, big[:2049]) },
+		"/split": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, big[:1500])
+			io.WriteString(w, big[:1000])
+		},
+		"/bigcl": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			io.WriteString(w, big)
+		},
+		"/short": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "12345")
+		},
+		"/over": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "3")
+			if _, err := io.WriteString(w, "hello"); err != http.ErrContentLength {
+				panic(fmt.Sprintf("write past Content-Length: %v", err))
+			}
+		},
+		"/204": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1")
+			w.WriteHeader(204)
+			if _, err := io.WriteString(w, "x"); err != http.ErrBodyNotAllowed {
+				panic(fmt.Sprintf("write on a 204: %v", err))
+			}
+		},
+		"/304": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", "5")
+			w.Header().Set("Etag", `"x"`)
+			w.WriteHeader(304)
+		},
+		"/flush": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		},
+		"/flushempty": func(w http.ResponseWriter, r *http.Request) { w.(http.Flusher).Flush() },
+		"/hints": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "</s.css>; rel=preload")
+			w.Header().Set("Content-Length", "99")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Content-Length")
+			w.Header().Set("X-After", "1")
+			io.WriteString(w, "hinted")
+		},
+		"/identity": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Transfer-Encoding", "identity")
+			io.WriteString(w, "raw")
+		},
+		"/tecl": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Transfer-Encoding", "chunked")
+			w.Header().Set("Content-Length", "3")
+			io.WriteString(w, "abc")
+		},
+		"/trailer": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-T, Content-Length")
+			io.WriteString(w, "body")
+			w.Header().Set("X-T", "t1")
+		},
+		"/prefix": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "body")
+			w.Header().Set(http.TrailerPrefix+"X-P", "p1")
+		},
+		"/connclose": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		},
+		"/abort": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		},
+		"/abortchunked": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		},
+		"/panicearly": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "held")
+			panic(http.ErrAbortHandler)
+		},
+		"/badcl": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "abc")
+			io.WriteString(w, "hi")
+		},
+		"/encoded": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			io.WriteString(w, "<html>not sniffed</html>")
+		},
+		"/late": func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(201)
+			w.Header().Set("X-Late", "1")
+			w.WriteHeader(500)
+			io.WriteString(w, "created")
+		},
+		"/odd": func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["X-Spaces"] = []string{"  padded \t", "line\r\nbreak"}
+			w.Header()["Bad Name"] = []string{"dropped"}
+			w.Header()["X-Empty"] = nil
+			w.WriteHeader(599)
+		},
+		"/request": func(w http.ResponseWriter, r *http.Request) {
+			// What the handler sees of the request.
+			fmt.Fprintf(w, "%s %s %q %q %v %d %v %q", r.Method, r.URL, r.RequestURI, r.Host, r.Close, r.ContentLength, r.Body == http.NoBody, r.Header)
+		},
+		"/ping": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") },
+	}
+	mux := http.NewServeMux()
+	for p, h := range handlers {
+		mux.Handle(p, h)
+	}
+	var reqs []string
+	for _, p := range slices.Sorted(func(yield func(string) bool) {
+		for p := range handlers {
+			if !yield(p) {
+				return
+			}
+		}
+	}) {
+		reqs = append(reqs, "GET "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n", "HEAD "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	}
+	reqs = append(reqs,
+		"GET /small HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+		"GET /request?a=1&b=%20 HTTP/1.1\r\nHost: site.test:8080\r\nAccept: a\r\naccept: b\r\nPragma: no-cache\r\nConnection: keep-alive\r\n\r\n")
+
+	quiet := log.New(io.Discard, "", 0)
+	std := httptest.NewUnstartedServer(mux)
+	std.Config.ErrorLog = quiet
+	std.Start()
+	defer std.Close()
+	fast := newFastMissServer(t, mux)
+	for _, raw := range reqs {
+		want := exchangeTwice(t, std.Listener.Addr().String(), raw)
+		got := exchangeTwice(t, fast, raw)
+		if !slices.Equal(got, want) {
+			t.Errorf("%q:\nnet/http %q\nfast     %q", raw, want, got)
+		}
+	}
+}
+
+// newFastMissServer serves every request of its connections with the
+// fast front's miss path (newRequest, serveMiss) and handler h, and
+// returns its address.
+func newFastMissServer(t *testing.T, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fastFront{log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now,
+		inner: &http.Server{Handler: h}, cfg: edge.ServerConfig{IdleTimeout: 10 * time.Second}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c := &fastConn{f: f, nc: nc, buf: make([]byte, 4096)}
+			c.serveMisses()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// serveMisses is fastConn.serve for requests that all go through the
+// handler (no hits, no lending: the test's requests are plain).
+func (c *fastConn) serveMisses() {
+	defer c.nc.Close()
+	for {
+		var end, verdict int
+		for {
+			end, _, verdict = scanHead(c.buf[c.r:c.w], 0, 1<<16)
+			if verdict != headMore {
+				break
+			}
+			if c.w == len(c.buf) {
+				c.makeRoomForMore()
+			}
+			n, err := c.nc.Read(c.buf[c.w:])
+			c.w += n
+			if err != nil && n == 0 {
+				return
+			}
+		}
+		var req request
+		if verdict != headDone || parseHead(c.buf[c.r:c.r+end], &req) != headDone || !req.bodyless || req.lendable {
+			return
+		}
+		ctx, cancel := context.WithCancel(c.missContext())
+		r := c.newRequest(c.buf[c.r:c.r+end], &req, ctx)
+		if r == nil {
+			cancel()
+			return
+		}
+		c.r += end
+		if !c.serveMiss(r, req.head, cancel) {
+			return
+		}
+	}
+}
+
+// exchangeTwice sends raw on a new connection and reads its answers (1xx
+// first), then sends a GET /ping on the same connection: what comes
+// back says whether the server kept it open.
+func exchangeTwice(t *testing.T, addr, raw string) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, raw)
+	br := bufio.NewReader(c)
+	method := strings.Fields(raw)[0]
+	var out []string
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return append(out, "error "+err.Error())
+		}
+		body, berr := io.ReadAll(resp.Body)
+		out = append(out, resp.Proto, resp.Status, fmt.Sprint("close ", resp.Close, " length ", resp.ContentLength,
+			" te ", resp.TransferEncoding, " body ", len(body), " ", string(body[:min(len(body), 64)]), " err ", berr,
+			" trailer ", resp.Trailer))
+		hdr := resp.Header.Clone()
+		delete(hdr, "Date")
+		out = append(out, fmt.Sprint(hdr))
+		if berr != nil {
+			return out
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+	}
+	if _, err := io.WriteString(c, "GET /ping HTTP/1.1\r\nHost: site.test\r\n\r\n"); err != nil {
+		return append(out, "then closed")
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return append(out, "then closed")
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return append(out, "then "+string(b))
+}
