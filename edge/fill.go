@@ -225,8 +225,9 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		hdr = hdr.Clone()
 		policy.RemoveHopByHop(hdr)
 	}
-	fromOwner := hdr.Get(fill.PeerHeader) != ""
+	fromOwner := resp.Header.Get(fill.PeerHeader) != ""
 	hdr.Del(fill.PeerHeader)
+	resp.Header.Del(fill.PeerHeader) // a response passed on goes as it came, never with the mark
 	// 508 Loop Detected answers the leader's own CDN-Loop field, which the
 	// requests that joined it need not share (a client may forge it to
 	// name an upstream tier): it goes to the leader alone, and the others

@@ -478,3 +478,26 @@ func TestReplicationRestsOnTheSignedHop(t *testing.T) {
 		t.Errorf("origin saw %d requests, want 3", got)
 	}
 }
+
+// The owner's mark (fill.PeerHeader) never reaches the client, whether the
+// answer is stored or passed through as it came (no-store, private, too
+// large): the pass path hands upstream's response on, and it carried the
+// owner's name.
+func TestPeerMarkNeverReachesTheClient(t *testing.T) {
+	for _, cc := range []string{"max-age=600", "no-store", "private"} {
+		t.Run(cc, func(t *testing.T) {
+			rg := newRig(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", cc)
+				w.Header().Set("Cache-Status", "owner; fwd=uri-miss") // the member's own answer
+				io.WriteString(w, "from the owner")
+			})
+			rec := rg.get(rg.target("owner", "/mark/", cacheable))
+			if rec.Code != 200 || rec.Body.String() != "from the owner" {
+				t.Fatalf("client got %d %q", rec.Code, rec.Body.String())
+			}
+			if v := rec.Header().Get(fill.PeerHeader); v != "" {
+				t.Errorf("client saw %s: %q", fill.PeerHeader, v)
+			}
+		})
+	}
+}
