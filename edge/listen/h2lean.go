@@ -631,20 +631,27 @@ func (c *leanConn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 func (c *leanConn) processData(f *http2.DataFrame) error {
 	id, n := f.StreamID, int64(f.Length)
 	if n == 0 && !f.StreamEnded() {
-		// An empty DATA frame says nothing: it is not relayed, and a
-		// flood of them (CVE-2019-9518) ends the connection.
+		// An empty DATA frame on an open stream says nothing: it is not
+		// relayed, and a flood of them (CVE-2019-9518) ends the
+		// connection. On a stream whose request ended, or a closed one,
+		// it is a stream error STREAM_CLOSED as any DATA there (below).
 		if c.empty++; c.empty > maxEmptyFrames {
 			return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 		}
 		c.mu.Lock()
 		idle := c.idleLocked(id)
+		st := c.streams[id]
+		open := st != nil && !st.clientEnded
 		c.mu.Unlock()
 		if idle {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
-		return nil
+		if open {
+			return nil
+		}
+	} else {
+		c.empty = 0
 	}
-	c.empty = 0
 	c.mu.Lock()
 	if c.idleLocked(id) {
 		c.mu.Unlock()

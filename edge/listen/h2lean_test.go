@@ -936,3 +936,20 @@ func TestLeanH2DiskHits(t *testing.T) {
 		t.Fatal("the large disk hit was not relayed")
 	}
 }
+
+// An empty DATA frame on a stream whose request ended is a stream error
+// STREAM_CLOSED (RFC 9113 §5.1), as any DATA there, and x/net's server
+// resets the stream: the lean front, which drops an empty frame on an
+// open stream, relays it there. Before, it dropped it first, and the
+// stream stayed open (h2diff's known difference 6).
+func TestLeanH2EmptyDataAfterTheRequestResetsTheStream(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	c := dialLean(t, e)
+	c.request(1, "GET", "/slow/1", true)
+	<-e.arrived
+	c.fr.WriteData(1, false, nil)
+	if a := c.read(1, false); !a.reset || a.rst != http2.ErrCodeStreamClosed {
+		t.Fatalf("stream 1: %v, reset %v %v; want STREAM_CLOSED", a.fields, a.reset, a.rst)
+	}
+	poll.Until(t, 3*time.Second, "the reset stream no longer open", func() bool { return e.openStreams() == 0 })
+}
