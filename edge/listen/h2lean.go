@@ -169,15 +169,22 @@ func (l *leanH2) dateLine() []byte {
 	return line
 }
 
-// truncatedPad is a field value longer than any header list the relay's
-// server accepts: appended to a request whose header list the lean front
-// found too long (and so truncated), it makes x/net's server find it too
-// long as well, and answer 431 as it would have.
+// truncatedPadName is the field that truncatedPad's value goes in.
+const truncatedPadName = "x-meridian-too-long"
+
+// truncatedPad is a field value that makes a field (truncatedPadName) as
+// large as the whole header list the relay's server accepts: sent after
+// the pseudo-header fields of a request whose header list the lean front
+// found too long (and so truncated), it makes x/net's server find the
+// list too long as well, and answer 431 as it would have. (One byte
+// longer, the value would pass the server's longest string, a connection
+// error COMPRESSION_ERROR: the relay would end, and with it the
+// connection's other streams, without an answer.)
 func (l *leanH2) truncatedPad() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.pad == "" {
-		l.pad = strings.Repeat("a", int(l.maxHeaderList())+1)
+		l.pad = strings.Repeat("a", int(l.maxHeaderList())-32-len(truncatedPadName))
 	}
 	return l.pad
 }

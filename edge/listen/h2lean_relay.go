@@ -147,20 +147,21 @@ func (r *relay) write(fn func()) {
 
 // writeHeaders re-encodes a request's (or its trailers') header block for
 // the server. A header list the lean front found too long (truncated)
-// gets a field that makes it too long for the server too, which answers
-// 431 as it would have.
+// goes as its pseudo-header fields and a field that makes it too long
+// for the server too, which answers 431 as it would have.
 func (r *relay) writeHeaders(f *http2.MetaHeadersFrame, _ bool) {
+	fields := f.Fields
 	var pad string
 	if f.Truncated {
-		pad = r.c.l.truncatedPad()
+		fields, pad = f.PseudoFields(), r.c.l.truncatedPad()
 	}
 	r.write(func() {
 		r.encBuf.Reset()
-		for _, hf := range f.Fields {
+		for _, hf := range fields {
 			r.enc.WriteField(hf)
 		}
 		if pad != "" {
-			r.enc.WriteField(hpack.HeaderField{Name: "x-meridian-too-long", Value: pad, Sensitive: true})
+			r.enc.WriteField(hpack.HeaderField{Name: truncatedPadName, Value: pad, Sensitive: true})
 		}
 		block := r.encBuf.Bytes()
 		first := true

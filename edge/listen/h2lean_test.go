@@ -953,3 +953,33 @@ func TestLeanH2EmptyDataAfterTheRequestResetsTheStream(t *testing.T) {
 	}
 	poll.Until(t, 3*time.Second, "the reset stream no longer open", func() bool { return e.openStreams() == 0 })
 }
+
+// A request whose header list passes the limit (SETTINGS_MAX_HEADER_LIST_SIZE,
+// from server.max_header_bytes) gets x/net's 431, whether one field or
+// many small ones pass it. Before, the relay sent the server a field
+// longer than its longest string: a connection error there, and the
+// client's stream was never answered (h2diff's known difference 7).
+func TestLeanH2HeaderListTooLongGets431(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"one field", []string{"x-big", strings.Repeat("a", 65800)}},
+		{"2368 small fields", func() []string {
+			var kv []string
+			for i := range 2368 {
+				kv = append(kv, "x-n", strconv.Itoa(i))
+			}
+			return kv
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialLean(t, e)
+			c.request(1, "GET", "/x", true, tc.extra...)
+			if a := c.read(1, false); a.reset || a.fields[":status"] != "431" {
+				t.Fatalf("stream 1: %v, reset %v %v; want 431", a.fields, a.reset, a.rst)
+			}
+		})
+	}
+}
