@@ -1,0 +1,334 @@
+package listen_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Comparing two outcomes. The two servers may differ only where the
+// standard server itself may differ from one run to the next, or where
+// RFC 9113 leaves the choice to the server; each such tolerance is one
+// rule below, numbered, and everything else must be equal. Already
+// built into the outcome (h2diff_client_test.go):
+//
+//   - rule 1, Date: left out of every header block. It is the time of
+//     the answer (and net/http's own on answers edge makes).
+//   - rule 2, HPACK: header blocks are compared decoded; which
+//     representation (indexed, literal, Huffman) a server picks is its
+//     encoder's choice (RFC 7541 §2.1). That a lowered
+//     SETTINGS_HEADER_TABLE_SIZE is signalled is checked (Notes).
+//   - rule 3, DATA framing: a stream's body is compared as the bytes of
+//     its DATA frames joined; how a server cuts a body into frames, pads
+//     them, or ends a stream on an empty DATA frame rather than on the
+//     last one is its choice (RFC 9113 §6.1).
+//   - rule 4, order of independent frames: outcomes are per stream;
+//     what one stream gets relative to another is the server's
+//     scheduling (RFC 9113 §5.3 leaves it to the server).
+//   - rule 5, flow-control credit: the server's WINDOW_UPDATE frames
+//     are not compared (when and how much a receiver grants is its
+//     policy, RFC 9113 §6.9); the client uses them only to send.
+
+// diffOutcomes returns the first difference between a and b (named by
+// nameA and nameB), readably, or "" if they agree under the rules.
+func diffOutcomes(nameA, nameB string, a, b *h2Outcome) string {
+	d := &differ{nameA: nameA, nameB: nameB}
+	d.outcomes(a, b)
+	return d.first
+}
+
+type differ struct {
+	nameA, nameB string
+	first        string
+}
+
+func (d *differ) differ(what string, a, b any) bool {
+	if d.first == "" {
+		d.first = fmt.Sprintf("%s:\n    %s: %v\n    %s: %v", what, d.nameA, a, d.nameB, b)
+	}
+	return true
+}
+
+// ended reports a connection the server ended with an error: a GOAWAY
+// with an error code, or a close without GOAWAY.
+func (o *h2Outcome) ended() bool { return o.GoAwayErr || o.Closed && o.GoAways == 0 }
+
+func (d *differ) outcomes(a, b *h2Outcome) {
+	// Rule 12, a connection closed before the preface was accepted: the
+	// server writes its SETTINGS as the connection starts, before it
+	// reads the client's preface, and closes at once on a bad one: its
+	// SETTINGS may or may not have left (x/net's writes them from
+	// another goroutine). Compared unless both were closed so.
+	if !(a.Closed && a.GoAways == 0 && b.Closed && b.GoAways == 0) && !slices.Equal(a.Settings, b.Settings) {
+		d.differ("the server's SETTINGS", a.Settings, b.Settings)
+	}
+	if a.GoAway != b.GoAway {
+		d.differ("GOAWAY", orNone(a.GoAway), orNone(b.GoAway))
+	}
+	// Rule 6, closing: once a server sent a GOAWAY, when it closes the
+	// connection is its timing (x/net's closes a second after a GOAWAY
+	// with an error code, or when the last stream ends): only a close
+	// without GOAWAY is compared.
+	if a.Closed && a.GoAways == 0 || b.Closed && b.GoAways == 0 {
+		if !(a.Closed && a.GoAways == 0 && b.Closed && b.GoAways == 0) {
+			d.differ("the server closed the connection without GOAWAY", closeSummary(a), closeSummary(b))
+		}
+	}
+	if a.ReadErr != b.ReadErr {
+		d.differ("the client's framer refused the server's frames", orNone(a.ReadErr), orNone(b.ReadErr))
+	}
+	if !slices.Equal(a.Notes, b.Notes) {
+		d.differ("protocol violations seen", a.Notes, b.Notes)
+	}
+	// Rule 7, a connection ended by an error: what it carried last is
+	// timing. After a GOAWAY with an error code a server may still send
+	// the answers of streams up to its last-stream-id, or not (RFC 9113
+	// §6.8: they "might have been processed"; x/net's server sends them
+	// until it closes, a second later); after a close without GOAWAY
+	// nothing more comes. So when both ended so, ACK counts and what
+	// reached the origin are not compared, and a stream cut short on one
+	// side (no END_STREAM, no RST_STREAM) may have gone further on the
+	// other (see stream).
+	//
+	// Rule 7b, the same when the run's time ended on both sides while
+	// streams were still going (a large answer to a client that grants
+	// little credit): how far each got is timing.
+	cut := (a.ended() || a.GaveUp) && (b.ended() || b.GaveUp)
+	if !cut {
+		// Rule 13, SETTINGS ACKs are counted as none or some: x/net's
+		// server ACKs all the SETTINGS frames it read before its next
+		// write with one ACK (a TODO against RFC 9113 §6.5.3 in its
+		// processSettings), so their number is timing.
+		if (a.SettingsAcks > 0) != (b.SettingsAcks > 0) {
+			d.differ("SETTINGS ACKs", a.SettingsAcks, b.SettingsAcks)
+		}
+		if !slices.Equal(a.PingAcks, b.PingAcks) {
+			d.differ("PING ACKs (payloads)", a.PingAcks, b.PingAcks)
+		}
+		if a.GaveUp != b.GaveUp {
+			d.differ("still waiting for the server when the run's time ended", a.GaveUp, b.GaveUp)
+		}
+		// Rule 8, the origin: a stream reset, by the client or the
+		// server, may or may not have reached the origin (its handler
+		// races the RST_STREAM); the origin is compared when every
+		// stream was answered.
+		if answered(a) && answered(b) && !slices.Equal(a.Origin, b.Origin) {
+			d.differ("requests that reached the origin", a.Origin, b.Origin)
+		}
+	}
+	ids := map[uint32]bool{}
+	for id := range a.Streams {
+		ids[id] = true
+	}
+	for id := range b.Streams {
+		ids[id] = true
+	}
+	var sorted []uint32
+	for id := range ids {
+		sorted = append(sorted, id)
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	for _, id := range sorted {
+		d.stream(id, a.Streams[id], b.Streams[id], cut)
+	}
+}
+
+func closeSummary(o *h2Outcome) string {
+	if o.Closed && o.GoAways == 0 {
+		return "closed (" + o.CloseErr + ")"
+	}
+	return fmt.Sprintf("not closed; %s, gave up %v", orNone(o.GoAway), o.GaveUp)
+}
+
+// streamSummary describes what a stream got, in a line.
+func streamSummary(s *streamOutcome) string {
+	st := "no status"
+	for _, h := range s.Heads {
+		for _, l := range h {
+			if v, ok := strings.CutPrefix(l, ":status: "); ok {
+				st = "status " + v
+			}
+		}
+	}
+	return fmt.Sprintf("%d header blocks (last %s), body %s, end %s", len(s.Heads), st, bodySummary(s.Body), orNone(s.End))
+}
+
+// answered reports whether every stream the client opened was answered
+// to its END_STREAM, none reset.
+func answered(o *h2Outcome) bool {
+	for _, s := range o.Streams {
+		if s.Opened && (s.ClientReset || s.End != "END_STREAM") {
+			return false
+		}
+	}
+	return true
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// stream compares what the server sent on one stream.
+func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
+	if a == nil {
+		a = &streamOutcome{}
+	}
+	if b == nil {
+		b = &streamOutcome{}
+	}
+	// Rule 9, streams the client reset: what the server sent on them
+	// after its HEADERS is whatever was in flight when the RST_STREAM
+	// came (RFC 9113 §5.4.2, §6.4: the sender of RST_STREAM must expect
+	// frames in transit). Not compared.
+	if a.ClientReset || b.ClientReset {
+		return
+	}
+	name := fmt.Sprintf("stream %d", id)
+	heads := func(s *streamOutcome) [][]string {
+		out := make([][]string, len(s.Heads))
+		for i, h := range s.Heads {
+			// Rule 10, field order: the order of fields of different
+			// names means nothing (RFC 9110 §5.3); that of the lines of
+			// one field does, and is kept (a stable sort by name).
+			out[i] = slices.Clone(h)
+			for j, l := range out[i] {
+				out[i][j] = collapsedIsHit(l)
+			}
+			sort.SliceStable(out[i], func(x, y int) bool { return fieldName(out[i][x]) < fieldName(out[i][y]) })
+		}
+		return out
+	}
+	ha, hb := heads(a), heads(b)
+	aCut, bCut := cut && a.End == "", cut && b.End == ""
+	if aCut || bCut {
+		// Rule 7 (above): one side's stream is cut by its connection's
+		// end; it must agree with the other as far as it went.
+		n := min(len(ha), len(hb))
+		for i := range n {
+			if !slices.Equal(ha[i], hb[i]) {
+				d.differ(fmt.Sprintf("%s, header block %d", name, i+1), ha[i], hb[i])
+				return
+			}
+		}
+		ok := false
+		switch {
+		case aCut && bCut:
+			ok = bytes.HasPrefix(a.Body, b.Body) || bytes.HasPrefix(b.Body, a.Body)
+		case aCut:
+			ok = len(ha) <= len(hb) && bytes.HasPrefix(b.Body, a.Body)
+		case bCut:
+			ok = len(hb) <= len(ha) && bytes.HasPrefix(a.Body, b.Body)
+		}
+		if !ok {
+			d.differ(fmt.Sprintf("%s (cut by the connection's end; %d and %d header blocks): body", name, len(ha), len(hb)), bodySummary(a.Body)+" "+orNone(a.End), bodySummary(b.Body)+" "+orNone(b.End))
+		}
+		return
+	}
+	if len(ha) != len(hb) {
+		d.differ(name, streamSummary(a), streamSummary(b))
+		return
+	}
+	for i := range ha {
+		if !slices.Equal(ha[i], hb[i]) {
+			d.differ(fmt.Sprintf("%s, header block %d", name, i+1), fieldsDiff(ha[i], hb[i]), "")
+			return
+		}
+	}
+	if a.End != b.End {
+		d.differ(name+" end", streamSummary(a), streamSummary(b))
+		return
+	}
+	// Rule 15, a stream the server reset: how much of its body left
+	// before the reset is the server's scheduling (how it shared the
+	// connection's window among streams, RFC 9113 §5.3) and timing; it
+	// must agree as far as both went.
+	if strings.HasPrefix(a.End, "RST_STREAM") {
+		if !bytes.HasPrefix(a.Body, b.Body) && !bytes.HasPrefix(b.Body, a.Body) {
+			d.differ(name+" body before the reset", bodySummary(a.Body), bodySummary(b.Body))
+		}
+		return
+	}
+	if !bytes.Equal(a.Body, b.Body) {
+		d.differ(name+" body", bodySummary(a.Body), bodySummary(b.Body))
+		return
+	}
+	if !slices.Equal(afterEnd(a), afterEnd(b)) {
+		d.differ(name+": frames after its end", afterEnd(a), afterEnd(b))
+	}
+}
+
+// afterEnd is what a stream got after its end, but for RST_STREAM
+// NO_ERROR or STREAM_CLOSED after END_STREAM. Rule 11: a server that
+// answered before the whole request arrived may ask the client to stop
+// sending with RST_STREAM NO_ERROR (RFC 9113 §8.1), and answers the
+// request's frames that come after it closed the stream with
+// RST_STREAM STREAM_CLOSED (§5.1); whether either happens depends on
+// how much of the request had arrived when the answer ended, which is
+// timing.
+func afterEnd(s *streamOutcome) []string {
+	var out []string
+	for _, f := range s.AfterEnd {
+		if s.End == "END_STREAM" && (f == "RST_STREAM NO_ERROR" || f == "RST_STREAM STREAM_CLOSED") {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// collapsedIsHit is rule 14, edge's timing: a request for an object
+// whose fill is ending either joins the fill (Cache-Status "...;
+// collapsed") or finds it stored ("...; hit"), depending on whether the
+// fill has published its entry yet, which may be after the last byte of
+// its answer left. The two are written alike; the body must still be
+// the same.
+func collapsedIsHit(line string) string {
+	v, ok := strings.CutPrefix(line, "cache-status: ")
+	if !ok {
+		return line
+	}
+	var out []string
+	for _, member := range strings.Split(v, ", ") {
+		if strings.Contains(member, "; collapsed") || strings.Contains(member, "; hit") {
+			name, _, _ := strings.Cut(member, ";")
+			member = name + "; (hit, or collapsed onto a fill)"
+		}
+		out = append(out, member)
+	}
+	return "cache-status: " + strings.Join(out, ", ")
+}
+
+func fieldName(line string) string {
+	name, _, _ := strings.Cut(line, ": ")
+	return name
+}
+
+// fieldsDiff says which lines of two header blocks differ.
+func fieldsDiff(a, b []string) string {
+	var onlyA, onlyB []string
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			onlyA = append(onlyA, l)
+		}
+	}
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			onlyB = append(onlyB, l)
+		}
+	}
+	return fmt.Sprintf("A %q\n      B %q\n      only in A %q, only in B %q", a, b, onlyA, onlyB)
+}
+
+// bodySummary describes a body in a line: its length, and its start.
+func bodySummary(b []byte) string {
+	const show = 48
+	if len(b) <= show {
+		return fmt.Sprintf("%d bytes %q", len(b), b)
+	}
+	return fmt.Sprintf("%d bytes %q...", len(b), b[:show])
+}
