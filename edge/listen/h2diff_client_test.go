@@ -38,6 +38,11 @@ type h2Outcome struct {
 	// GoAway is the first GOAWAY ("" for none) and GoAways their count.
 	GoAway  string
 	GoAways int
+	// GoAwayCode and GoAwayLast are the first GOAWAY's fields.
+	GoAwayCode http2.ErrCode
+	GoAwayLast uint32
+	// MaxClientID is the highest stream ID of a frame the client sent.
+	MaxClientID uint32
 	// GoAwayErr: the first GOAWAY had an error code: the connection is
 	// over, and the server may drop its in-flight answers.
 	GoAwayErr bool
@@ -228,6 +233,12 @@ func (r *h2Run) push(b []byte) {
 func (r *h2Run) frames(fn func(fr *http2.Framer)) []byte {
 	r.wb.Reset()
 	fn(r.wfr)
+	r.mu.Lock()
+	for b := r.wb.Bytes(); len(b) >= 9; {
+		r.out.MaxClientID = max(r.out.MaxClientID, binary.BigEndian.Uint32(b[5:9])&(1<<31-1))
+		b = b[min(len(b), 9+int(b[0])<<16|int(b[1])<<8|int(b[2])):]
+	}
+	r.mu.Unlock()
 	return r.wb.Bytes()
 }
 
@@ -723,6 +734,7 @@ func (r *h2Run) read() {
 			if r.out.GoAways == 1 {
 				r.out.GoAway = fmt.Sprintf("GOAWAY %v last-stream %d", f.ErrCode, f.LastStreamID)
 				r.goAwayLast = f.LastStreamID
+				r.out.GoAwayCode, r.out.GoAwayLast = f.ErrCode, f.LastStreamID
 				if f.ErrCode != http2.ErrCodeNo {
 					r.out.GoAwayErr = true
 					r.goAwayAt = time.Now()

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"golang.org/x/net/http2"
 )
 
 // Comparing two outcomes. The two servers may differ only where the
@@ -32,16 +34,60 @@ import (
 //     policy, RFC 9113 §6.9); the client uses them only to send.
 
 // diffOutcomes returns the first difference between a and b (named by
-// nameA and nameB), readably, or "" if they agree under the rules.
-func diffOutcomes(nameA, nameB string, a, b *h2Outcome) string {
-	d := &differ{nameA: nameA, nameB: nameB}
+// nameA and nameB), the outcomes of ops, readably, or "" if they agree
+// under the rules; and the known differences (see below) it let pass.
+func diffOutcomes(nameA, nameB string, ops []h2op, a, b *h2Outcome) (first string, known []string) {
+	d := &differ{nameA: nameA, nameB: nameB, ops: ops}
 	d.outcomes(a, b)
-	return d.first
+	return d.first, d.known
 }
 
 type differ struct {
 	nameA, nameB string
+	ops          []h2op
 	first        string
+	known        []string
+}
+
+// Known differences: between the standard server (side A) and the lean
+// front (side B), understood, each reported in notes/h2diff.md with the
+// fix it needs or the reason it stands. Each is matched narrowly; when
+// one matches it is returned (the tests log it) instead of failing.
+// Remove one when the lean front no longer differs so.
+
+// knownSettings is known difference 1: the lean front's SETTINGS lack
+// SETTINGS_NO_RFC7540_PRIORITIES = 1, which x/net's server sends (it
+// schedules by RFC 9218, and so does the lean front: it ignores RFC
+// 7540 priorities too, and should say so). Fix: add the setting to the
+// lean front's SETTINGS.
+func knownSettings(a, b []string) bool {
+	drop := func(ss []string) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, strings.ReplaceAll(strings.ReplaceAll(s, " [NO_RFC7540_PRIORITIES = 1]", ""), "[NO_RFC7540_PRIORITIES = 1]", ""))
+		}
+		return out
+	}
+	return slices.Equal(drop(a), drop(b))
+}
+
+// knownLazyWindowCheck is known difference 2: a SETTINGS_INITIAL_WINDOW_SIZE
+// that pushes an open stream's send window past 2^31-1 is a connection
+// error FLOW_CONTROL_ERROR (RFC 9113 §6.9.2, a MUST). The lean front
+// says so at once; x/net's server (v0.62, flow.go) checks lazily, when
+// the stream next sends or gets credit, so when the stream ends first
+// it never does. The lean front is right; what follows the GOAWAY
+// cannot be compared.
+func (d *differ) knownLazyWindowCheck(a, b *h2Outcome) bool {
+	if a.GoAways != 0 || !b.GoAwayErr || b.GoAwayCode != http2.ErrCodeFlowControl {
+		return false
+	}
+	for _, o := range d.ops {
+		if o.kind == opSettings && http2.SettingID(o.a%10) == http2.SettingInitialWindowSize {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *differ) differ(what string, a, b any) bool {
@@ -62,9 +108,17 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 	// SETTINGS may or may not have left (x/net's writes them from
 	// another goroutine). Compared unless both were closed so.
 	if !(a.Closed && a.GoAways == 0 && b.Closed && b.GoAways == 0) && !slices.Equal(a.Settings, b.Settings) {
-		d.differ("the server's SETTINGS", a.Settings, b.Settings)
+		if knownSettings(a.Settings, b.Settings) {
+			d.known = append(d.known, "known difference 1: the lean front's SETTINGS lack NO_RFC7540_PRIORITIES = 1")
+		} else {
+			d.differ("the server's SETTINGS", a.Settings, b.Settings)
+		}
 	}
-	if a.GoAway != b.GoAway {
+	if a.GoAway != b.GoAway && d.knownLazyWindowCheck(a, b) {
+		d.known = append(d.known, "known difference 2: the lean front ends the connection on a SETTINGS_INITIAL_WINDOW_SIZE overflowing a stream's window, x/net's server does not (yet)")
+		return
+	}
+	if a.GoAway != b.GoAway && !sameErrorGoAway(a, b) {
 		d.differ("GOAWAY", orNone(a.GoAway), orNone(b.GoAway))
 	}
 	// Rule 6, closing: once a server sent a GOAWAY, when it closes the
@@ -153,6 +207,30 @@ func streamSummary(s *streamOutcome) string {
 		}
 	}
 	return fmt.Sprintf("%d header blocks (last %s), body %s, end %s", len(s.Heads), st, bodySummary(s.Body), orNone(s.End))
+}
+
+// sameErrorGoAway is rule 16, the last stream of a GOAWAY that ends a
+// connection on an error: RFC 9113 §6.8 asks for the highest stream the
+// sender "might have taken some action on or might yet take action on",
+// so a server may name the highest stream it did act on, or any higher
+// one the client used: x/net's server names the stream of the frame
+// that caused the error, even one it never opened (an even ID, a
+// HEADERS it could not decode). Two such GOAWAYs agree when their codes
+// are the same and each names at least every stream that server
+// answered on, and no stream past those the client used.
+func sameErrorGoAway(a, b *h2Outcome) bool {
+	if !a.GoAwayErr || !b.GoAwayErr || a.GoAwayCode != b.GoAwayCode {
+		return false
+	}
+	covers := func(o *h2Outcome) bool {
+		for id, s := range o.Streams {
+			if s.Opened && (len(s.Heads) > 0 || strings.HasPrefix(s.End, "END")) && id > o.GoAwayLast {
+				return false
+			}
+		}
+		return o.GoAwayLast <= o.MaxClientID
+	}
+	return covers(a) && covers(b)
 }
 
 // answered reports whether every stream the client opened was answered
