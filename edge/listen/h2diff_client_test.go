@@ -433,6 +433,25 @@ func (r *h2Run) do(i int, o h2op) {
 	case opPost:
 		r.post(o.v%maxPostBody, o.a&1 != 0)
 	case opReset:
+		if o.a == selAll {
+			var ids []uint32
+			r.mu.Lock()
+			for id, s := range r.out.Streams {
+				if s.Opened && !s.ClientReset && s.End == "" {
+					s.ClientReset = true
+					ids = append(ids, id)
+				}
+			}
+			r.out.ClientResets = r.out.ClientResets || len(ids) > 0
+			r.mu.Unlock()
+			sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+			r.push(r.frames(func(fr *http2.Framer) {
+				for _, id := range ids {
+					fr.WriteRSTStream(id, http2.ErrCode(o.v%16))
+				}
+			}))
+			return
+		}
 		id := r.sel(o.a)
 		r.mu.Lock()
 		if s := r.out.Streams[id]; s != nil && s.Opened {

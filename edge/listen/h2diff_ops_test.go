@@ -115,11 +115,12 @@ func decodeOps(b []byte) []h2op {
 
 // Stream selectors (an op's a): which stream a frame goes to.
 const (
-	selLast   = 0 // the stream the client opened last (0 before any)
-	selZero   = 1 // stream 0, the connection
-	selIdle   = 2 // the next odd stream ID, taken so that no stream opens on it
-	selEven   = 3 // the last stream + 1: an even, server-initiated ID
-	selNumber = 4 // from here on, a selects the odd stream 2a-1
+	selLast   = 0   // the stream the client opened last (0 before any)
+	selZero   = 1   // stream 0, the connection
+	selIdle   = 2   // the next odd stream ID, taken so that no stream opens on it
+	selEven   = 3   // the last stream + 1: an even, server-initiated ID
+	selNumber = 4   // from here on, a selects the odd stream 2a-1 (to 507)
+	selAll    = 255 // every stream the client opened and has not reset (opReset only)
 )
 
 func selString(a byte) string {
@@ -132,6 +133,8 @@ func selString(a byte) string {
 		return "idle"
 	case selEven:
 		return "even"
+	case selAll:
+		return "every open stream"
 	}
 	return fmt.Sprint(2*uint32(a) - 1)
 }

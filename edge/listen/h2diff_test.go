@@ -183,6 +183,14 @@ func diffSequences() []diffSequence {
 				}
 				return ""
 			}},
+		{name: "more streams than SETTINGS_MAX_CONCURRENT_STREAMS", ops: append(append([]h2op{wait, wait},
+			repeat(251, get(pSlow, vGet))...), get(pSmall, vGet), opOf(opReset, selAll, uint32(http2.ErrCodeCancel))),
+			check: func(o *h2Outcome) string {
+				if s := o.Streams[501]; s == nil || s.End != "RST_STREAM PROTOCOL_ERROR" {
+					return "the 251st stream was not refused"
+				}
+				return ""
+			}},
 		{name: "CONTINUATION flood", ops: []h2op{opOf(opContinuationFlood, 0, 2000)}},
 		{name: "CONTINUATION flood of empty frames", ops: []h2op{opOf(opContinuationFlood, 1, 2000)}},
 		{name: "CONTINUATION flood that ends", ops: []h2op{opOf(opContinuationFlood, 2, 100), get(pSmall, vGet)}},
