@@ -170,6 +170,23 @@ type diffPair struct {
 	a, b    *diffSide
 	runs    atomic.Int64 // numbers the runs' nonces
 	badSent atomic.Bool  // the last run sent malformed requests
+
+	mu    sync.Mutex
+	known map[string]bool // known differences seen (logged once)
+}
+
+// firstSeen reports whether known difference k is seen the first time.
+func (p *diffPair) firstSeen(k string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.known[k] {
+		return false
+	}
+	if p.known == nil {
+		p.known = map[string]bool{}
+	}
+	p.known[k] = true
+	return true
 }
 
 // sendTimeout is both servers' server.send_timeout: short, so that a
