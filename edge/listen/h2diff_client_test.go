@@ -75,6 +75,8 @@ type streamOutcome struct {
 	// Opened: the client sent HEADERS on it; ClientReset: and later
 	// RST_STREAM.
 	Opened, ClientReset bool
+	// Path is the :path of the client's request ("" if none).
+	Path string
 	// Heads are the header blocks the server sent on it, in order (1xx,
 	// final, trailers), each as "name: value" lines as sent, Date left
 	// out (it is the time of the answer).
@@ -105,10 +107,11 @@ type h2Run struct {
 	nonce string    // marks this run's requests (x-diff-run) and misses
 
 	// The op goroutine's own: frames are built here, then queued.
-	wb  bytes.Buffer
-	wfr *http2.Framer
-	enc *hpack.Encoder
-	eb  bytes.Buffer
+	wb       bytes.Buffer
+	wfr      *http2.Framer
+	lastPath string // the :path of the last header block built
+	enc      *hpack.Encoder
+	eb       bytes.Buffer
 
 	mu          sync.Mutex
 	cond        *sync.Cond
@@ -322,7 +325,11 @@ func (r *h2Run) headerBlock(fields [][2]string, dropEmptyPseudo bool) []byte {
 	r.mu.Unlock()
 	r.enc.SetMaxDynamicTableSizeLimit(limit)
 	r.eb.Reset()
+	r.lastPath = ""
 	for _, kv := range fields {
+		if kv[0] == ":path" {
+			r.lastPath = kv[1]
+		}
 		if dropEmptyPseudo && strings.HasPrefix(kv[0], ":") && kv[1] == "" {
 			continue
 		}
@@ -354,6 +361,7 @@ func (r *h2Run) open(id uint32, reset bool) {
 	}
 	s := r.stream(id)
 	s.Opened = true
+	s.Path = r.lastPath
 	s.ClientReset = s.ClientReset || reset
 	r.out.ClientResets = r.out.ClientResets || reset
 	r.streamWin[id] = r.initialWin

@@ -47,6 +47,7 @@ type differ struct {
 	ops          []h2op
 	first        string
 	known        []string
+	leaders      map[uint32]bool // streams whose Cache-Status is compared by path (rule 17)
 }
 
 // Known differences: between the standard server (side A) and the lean
@@ -184,9 +185,56 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 		sorted = append(sorted, id)
 	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	d.leaders = leaderSwaps(a, b)
 	for _, id := range sorted {
 		d.stream(id, a.Streams[id], b.Streams[id], cut)
 	}
+}
+
+// leaderSwaps is rule 17, which of several requests for one object
+// leads its fill: when streams of one path run at once, which of them
+// finds the miss and fills ("fwd=uri-miss; ...; stored"), which joins
+// it ("collapsed") and which finds it stored ("hit") is the order in
+// which their handlers reach the cache, which is scheduling (the lean
+// front looks each up as it reads it; x/net's server starts a goroutine
+// per stream). When the streams of a path get the same Cache-Status
+// values on both sides, in whatever order, their Cache-Status is not
+// compared stream by stream; everything else still is.
+func leaderSwaps(a, b *h2Outcome) map[uint32]bool {
+	groups := map[string][]uint32{}
+	for id, s := range a.Streams {
+		if s.Opened && !s.ClientReset && s.Path != "" {
+			groups[s.Path] = append(groups[s.Path], id)
+		}
+	}
+	swaps := map[uint32]bool{}
+	for _, ids := range groups {
+		if len(ids) < 2 {
+			continue
+		}
+		values := func(o *h2Outcome) []string {
+			var vs []string
+			for _, id := range ids {
+				if s := o.Streams[id]; s != nil {
+					for _, h := range s.Heads {
+						for _, l := range h {
+							if strings.HasPrefix(l, "cache-status: ") {
+								vs = append(vs, l)
+							}
+						}
+					}
+				}
+			}
+			sort.Strings(vs)
+			return vs
+		}
+		if slices.Equal(values(a), values(b)) {
+			for _, id := range ids {
+				swaps[id] = true
+			}
+		}
+	}
+	return swaps
 }
 
 func closeSummary(o *h2Outcome) string {
@@ -276,6 +324,9 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 			out[i] = slices.Clone(h)
 			for j, l := range out[i] {
 				out[i][j] = collapsedIsHit(l)
+				if d.leaders[id] && strings.HasPrefix(l, "cache-status: ") {
+					out[i][j] = "cache-status: (compared by path, rule 17)"
+				}
 			}
 			sort.SliceStable(out[i], func(x, y int) bool { return fieldName(out[i][x]) < fieldName(out[i][y]) })
 		}
