@@ -439,7 +439,7 @@ func (r *h2Run) do(i int, o h2op) {
 		r.open(id, false)
 		r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, block, true) }))
 	case opPost:
-		r.post(o.v%maxPostBody, o.a&1 != 0)
+		r.post(o.v%maxPostBody, o.a)
 	case opReset:
 		if o.a == selAll {
 			var ids []uint32
@@ -562,18 +562,27 @@ func (r *h2Run) do(i int, o h2op) {
 	}
 }
 
-// post sends a POST with an n-byte body, within the server's windows.
-func (r *h2Run) post(n uint32, expect bool) {
+// post sends a POST with an n-byte body, within the server's windows;
+// a's bits are opPost's.
+func (r *h2Run) post(n uint32, a byte) {
 	id := r.newID()
 	f := r.baseRequest("/post")
 	f[0][1] = "POST"
-	f = append(f, [2]string{"content-length", strconv.Itoa(int(n))}, [2]string{"content-type", "application/octet-stream"})
-	if expect {
+	cl := int(n)
+	switch {
+	case a&2 != 0:
+		cl++ // more than is sent
+	case a&4 != 0 && n > 0:
+		cl-- // less than is sent
+	}
+	f = append(f, [2]string{"content-length", strconv.Itoa(cl)}, [2]string{"content-type", "application/octet-stream"})
+	if a&1 != 0 {
 		f = append(f, [2]string{"expect", "100-continue"})
 	}
+	trailers := a&8 != 0
 	block := r.headerBlock(f, true)
 	r.open(id, false)
-	r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, block, n == 0) }))
+	r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, block, n == 0 && !trailers) }))
 	body := pattern(int(n), "post")
 	for len(body) > 0 {
 		r.mu.Lock()
@@ -590,7 +599,11 @@ func (r *h2Run) post(n uint32, expect bool) {
 		r.mu.Unlock()
 		chunk := body[:k]
 		body = body[k:]
-		r.push(r.frames(func(fr *http2.Framer) { fr.WriteData(id, len(body) == 0, chunk) }))
+		r.push(r.frames(func(fr *http2.Framer) { fr.WriteData(id, len(body) == 0 && !trailers, chunk) }))
+	}
+	if trailers {
+		tb := r.headerBlock([][2]string{{"x-trailer", "t"}}, false)
+		r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, tb, true) }))
 	}
 }
 

@@ -31,7 +31,8 @@ const (
 	opGet opKind = iota
 	// opPost opens a stream with a POST to /post of v%maxPostBody bytes,
 	// sent as the server's flow control allows; a&1 adds Expect:
-	// 100-continue.
+	// 100-continue, a&2 declares a Content-Length one more than is
+	// sent, a&4 one less, a&8 ends the request with trailers.
 	opPost
 	// opReset sends RST_STREAM with code v%16 on the stream a selects
 	// (streamSel).
@@ -320,6 +321,15 @@ func (o h2op) String() string {
 		s := fmt.Sprintf("POST /post, %d bytes", o.v%maxPostBody)
 		if o.a&1 != 0 {
 			s += ", Expect: 100-continue"
+		}
+		switch {
+		case o.a&2 != 0:
+			s += ", Content-Length one more"
+		case o.a&4 != 0 && o.v%maxPostBody > 0:
+			s += ", Content-Length one less"
+		}
+		if o.a&8 != 0 {
+			s += ", with trailers"
 		}
 		return s
 	case opReset:

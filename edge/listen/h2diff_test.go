@@ -150,6 +150,10 @@ func diffSequences() []diffSequence {
 			statuses: strings.Fields("200 200 200 200")},
 		{name: "POST with a body", ops: []h2op{opOf(opPost, 0, 100<<10), opOf(opPost, 1, 5000), opOf(opPost, 0, 0)},
 			statuses: strings.Fields("200 200 200")},
+		{name: "POST with trailers", ops: []h2op{opOf(opPost, 8, 3000), opOf(opPost, 8, 0)}, statuses: strings.Fields("200 200")},
+		{name: "POST whose body is shorter than its Content-Length", ops: []h2op{opOf(opPost, 2, 3000), get(pSmall, vGet)}},
+		{name: "POST whose body is longer than its Content-Length", ops: []h2op{opOf(opPost, 4, 3000), get(pSmall, vGet)}},
+		{name: "HEADERS again on a stream whose request ended", ops: []h2op{opOf(opPost, 0, 1000), opOf(opHeadersAt, pSmall, 1), get(pSmall, vGet)}},
 		{name: "1xx: 103 Early Hints", ops: []h2op{get(pHints, vGet)}, statuses: []string{"200"},
 			check: func(o *h2Outcome) string {
 				if s := o.Streams[1]; s == nil || len(s.Heads) != 2 || !contains(s.Heads[0], ":status: 103") {
