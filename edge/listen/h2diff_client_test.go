@@ -43,6 +43,9 @@ type h2Outcome struct {
 	GoAwayLast uint32
 	// MaxClientID is the highest stream ID of a frame the client sent.
 	MaxClientID uint32
+	// SelfDependent are the streams the client sent a PRIORITY frame
+	// making them depend on themselves.
+	SelfDependent []uint32
 	// GoAwayErr: the first GOAWAY had an error code: the connection is
 	// over, and the server may drop its in-flight answers.
 	GoAwayErr bool
@@ -489,6 +492,11 @@ func (r *h2Run) do(i int, o h2op) {
 		r.push(r.frames(func(fr *http2.Framer) { fr.WritePing(o.a&1 != 0, p) }))
 	case opPriority:
 		id := r.sel(o.a)
+		if o.v&0xff == id {
+			r.mu.Lock()
+			r.out.SelfDependent = append(r.out.SelfDependent, id)
+			r.mu.Unlock()
+		}
 		r.push(r.frames(func(fr *http2.Framer) {
 			fr.WritePriority(id, http2.PriorityParam{StreamDep: o.v & 0xff, Exclusive: o.v&0x100 != 0, Weight: byte(o.v >> 9)})
 		}))

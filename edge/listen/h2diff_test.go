@@ -153,7 +153,7 @@ func diffSequences() []diffSequence {
 		{name: "POST with trailers", ops: []h2op{opOf(opPost, 8, 3000), opOf(opPost, 8, 0)}, statuses: strings.Fields("200 200")},
 		{name: "POST whose body is shorter than its Content-Length", ops: []h2op{opOf(opPost, 2, 3000), get(pSmall, vGet)}},
 		{name: "POST whose body is longer than its Content-Length", ops: []h2op{opOf(opPost, 4, 3000), get(pSmall, vGet)}},
-		{name: "HEADERS again on a stream whose request ended", ops: []h2op{opOf(opPost, 0, 1000), opOf(opHeadersAt, pSmall, 1), get(pSmall, vGet)}},
+		{name: "HEADERS again on a stream whose request ended", ops: []h2op{opOf(opPost, 0, 1000), wait, opOf(opHeadersAt, pSmall, 1), get(pSmall, vGet)}},
 		{name: "1xx: 103 Early Hints", ops: []h2op{get(pHints, vGet)}, statuses: []string{"200"},
 			check: func(o *h2Outcome) string {
 				if s := o.Streams[1]; s == nil || len(s.Heads) != 2 || !contains(s.Heads[0], ":status: 103") {
@@ -232,6 +232,7 @@ func diffSequences() []diffSequence {
 		{name: "the preface again mid-connection", ops: []h2op{get(pSmall, vGet), wait, opOf(opPreface, 0, 0)}},
 		{name: "PRIORITY on stream 0", ops: []h2op{opOf(opPriority, selZero, 1), get(pSmall, vGet)}},
 		{name: "PRIORITY depending on itself", ops: []h2op{opOf(opPriority, selIdle, 1), get(pSmall, vGet)}},
+		{name: "PRIORITY making an open stream depend on itself", ops: []h2op{get(pSmall, vIfNoneMatch), opOf(opPriority, selLast, 1), get(pSmall, vGet)}},
 		{name: "PRIORITY on an idle stream", ops: []h2op{opOf(opPriority, 10, 0), get(pSmall, vGet), get(pSmall, vGet)}},
 		{name: "RST_STREAM on an idle stream", ops: []h2op{opOf(opReset, selIdle, 8), get(pSmall, vGet)}},
 		{name: "RST_STREAM on stream 0", ops: []h2op{opOf(opReset, selZero, 8)}},
