@@ -80,6 +80,9 @@ type streamOutcome struct {
 	Opened, ClientReset bool
 	// Path is the :path of the client's request ("" if none).
 	Path string
+	// ClientBroke: the client sent DATA or HEADERS on it after it had
+	// ended its request.
+	ClientBroke bool
 	// Heads are the header blocks the server sent on it, in order (1xx,
 	// final, trailers), each as "name: value" lines as sent, Date left
 	// out (it is the time of the answer).
@@ -374,6 +377,16 @@ func (r *h2Run) open(id uint32, reset bool) {
 	}
 }
 
+// broke notes that the client sends a frame on stream id after its
+// request ended (every op ends the requests it sends), if it opened it.
+func (r *h2Run) broke(id uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.out.Streams[id]; s != nil && s.Opened {
+		s.ClientBroke = true
+	}
+}
+
 // stream is id's outcome, made on first use. r.mu is held.
 func (r *h2Run) stream(id uint32) *streamOutcome {
 	s := r.out.Streams[id]
@@ -438,6 +451,7 @@ func (r *h2Run) do(i int, o h2op) {
 		}))
 	case opHeadersAt:
 		id := o.v & 0xffff
+		r.broke(id)
 		block := r.headerBlock(r.templateRequest(o.a, o.v>>16), true)
 		r.open(id, false)
 		r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, block, true) }))
@@ -502,6 +516,7 @@ func (r *h2Run) do(i int, o h2op) {
 		}))
 	case opData:
 		id := r.sel(o.a & 0x7f)
+		r.broke(id)
 		r.push(r.frames(func(fr *http2.Framer) { fr.WriteData(id, o.a&0x80 != 0, pattern(int(o.v%1024), "data")) }))
 	case opContinuationFlood:
 		id := r.newID()
