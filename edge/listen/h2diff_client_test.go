@@ -66,8 +66,9 @@ type h2Outcome struct {
 	// client opened, by ID.
 	Streams map[uint32]*streamOutcome
 	// ClientResets: the client reset a stream it had opened (what
-	// reaches the origin then depends on timing).
+	// reaches the origin then depends on timing); Resets counts them.
 	ClientResets bool
+	Resets       int
 	// Origin is what reached the origin during the run ("METHOD path"),
 	// sorted.
 	Origin []string
@@ -185,6 +186,11 @@ func playOps(addr string, ops []h2op, budget time.Duration, nonce string) (*h2Ou
 	r.play(ops)
 	r.mu.Lock()
 	r.checkLowerings()
+	for _, s := range r.out.Streams {
+		if s.Opened && s.ClientReset {
+			r.out.Resets++
+		}
+	}
 	r.frozen = true
 	r.stop = true
 	r.cond.Broadcast()
