@@ -81,8 +81,8 @@ type streamOutcome struct {
 	Opened, ClientReset bool
 	// Path is the :path of the client's request ("" if none).
 	Path string
-	// ClientBroke: the client sent DATA or HEADERS on it after it had
-	// ended its request.
+	// ClientBroke: after it had ended its request, the client sent on
+	// it DATA, HEADERS, or a WINDOW_UPDATE that is a stream error.
 	ClientBroke bool
 	// Heads are the header blocks the server sent on it, in order (1xx,
 	// final, trailers), each as "name: value" lines as sent, Date left
@@ -384,7 +384,8 @@ func (r *h2Run) open(id uint32, reset bool) {
 }
 
 // broke notes that the client sends a frame on stream id after its
-// request ended (every op ends the requests it sends), if it opened it.
+// request ended (every op ends the requests it sends), one that is a
+// stream error while the stream is open, if it opened it.
 func (r *h2Run) broke(id uint32) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -493,6 +494,9 @@ func (r *h2Run) do(i int, o h2op) {
 		r.push(r.frames(func(fr *http2.Framer) { fr.WriteRSTStream(id, http2.ErrCode(o.v%16)) }))
 	case opWindowUpdate:
 		id := r.sel(o.a)
+		if o.v&(1<<31-1) == 0 || o.v&(1<<31-1) >= 1<<30 {
+			r.broke(id) // a stream error (zero increment, or an overflow)
+		}
 		r.push(r.frames(func(fr *http2.Framer) { fr.WriteWindowUpdate(id, o.v) }))
 	case opSettings:
 		s := http2.Setting{ID: http2.SettingID(o.a % 10), Val: o.v}

@@ -454,23 +454,24 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 	}
 }
 
-// brokenEither is rule 19: a frame the client sent on a stream after it
-// ended its request (DATA, HEADERS again) is a stream error
-// STREAM_CLOSED if the server reads it while the stream is open (RFC
-// 9113 §5.1, half-closed (remote)), and comes after the stream closed
-// if the server answered first: the stream then ends answered, perhaps
-// followed by RST_STREAM STREAM_CLOSED (rule 11). Which the client sees
-// depends on whether the answer was ready before the frame was read:
-// x/net's server reads the next frame while a handler starts, the lean
-// front relays each stream before it reads the next frame, so the two
-// often see it differently. Either end is accepted, the reset with no
-// answer before it; when both ends agree the stream is compared.
+// brokenEither is rule 19: a frame the client sends on a stream after it
+// ended its request that is a stream error while the stream is open
+// (DATA or HEADERS again: STREAM_CLOSED, RFC 9113 §5.1; a WINDOW_UPDATE
+// of 0 or past 2^31-1: PROTOCOL_ERROR or FLOW_CONTROL_ERROR, §6.9)
+// resets the stream if the server reads it before the answer has left,
+// and comes after the answer otherwise (then followed by that reset, or
+// by none: rule 11). Which, is whether the answer was ready before the
+// frame was read: the lean front answers a hit, and relays a stream,
+// before it reads the next frame, while x/net's server reads on as a
+// handler starts, so the two often see it differently (a client cannot
+// tell either from the network's timing). Either end is accepted: the
+// reset with no answer before it, or the answer with END_STREAM.
 func brokenEither(a, b *streamOutcome) bool {
 	if !a.ClientBroke || !b.ClientBroke {
 		return false
 	}
 	ok := func(x, y *streamOutcome) bool {
-		return x.End == "RST_STREAM STREAM_CLOSED" && len(x.Heads) == 0 && y.End == "END_STREAM"
+		return strings.HasPrefix(x.End, "RST_STREAM") && len(x.Heads) == 0 && y.End == "END_STREAM"
 	}
 	return ok(a, b) || ok(b, a)
 }
@@ -486,7 +487,9 @@ func brokenEither(a, b *streamOutcome) bool {
 func afterEnd(s *streamOutcome) []string {
 	var out []string
 	for _, f := range s.AfterEnd {
-		if s.End == "END_STREAM" && (f == "RST_STREAM NO_ERROR" || f == "RST_STREAM STREAM_CLOSED") {
+		// (And rule 19: after an answer, the reset a broken stream
+		// gets, or not.)
+		if s.End == "END_STREAM" && (f == "RST_STREAM NO_ERROR" || f == "RST_STREAM STREAM_CLOSED" || s.ClientBroke && strings.HasPrefix(f, "RST_STREAM")) {
 			continue
 		}
 		out = append(out, f)
