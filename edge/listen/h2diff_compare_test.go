@@ -225,17 +225,29 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 // front looks each up as it reads it; x/net's server starts a goroutine
 // per stream). When the streams of a path get the same Cache-Status
 // values on both sides, in whatever order, their Cache-Status is not
-// compared stream by stream; everything else still is.
+// compared stream by stream; everything else still is. Nor is it when
+// one of them was reset, or broken (rule 19): whether it led the fill
+// is timing too.
 func leaderSwaps(a, b *h2Outcome) map[uint32]bool {
 	groups := map[string][]uint32{}
+	timing := map[string]bool{} // a group with a stream reset, or broken (rule 19)
 	for id, s := range a.Streams {
-		if s.Opened && !s.ClientReset && s.Path != "" {
+		if s.Opened && s.Path != "" {
 			groups[s.Path] = append(groups[s.Path], id)
+			timing[s.Path] = timing[s.Path] || s.ClientReset || s.ClientBroke
 		}
 	}
 	swaps := map[uint32]bool{}
-	for _, ids := range groups {
+	for path, ids := range groups {
 		if len(ids) < 2 {
+			continue
+		}
+		if timing[path] {
+			// A stream whose end is timing (reset, or rule 19) may or
+			// may not have led the fill the others joined.
+			for _, id := range ids {
+				swaps[id] = true
+			}
 			continue
 		}
 		values := func(o *h2Outcome) []string {
