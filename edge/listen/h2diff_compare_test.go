@@ -430,7 +430,7 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 		}
 		return
 	}
-	if brokenEither(a, b) && a.End != b.End {
+	if brokenEither(a, b, ha, hb) && a.End != b.End {
 		return
 	}
 	if len(ha) != len(hb) {
@@ -443,7 +443,7 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 			return
 		}
 	}
-	if a.End != b.End && !brokenEither(a, b) {
+	if a.End != b.End && !brokenEither(a, b, ha, hb) {
 		d.differ(name+" end", streamSummary(a), streamSummary(b))
 		return
 	}
@@ -477,15 +477,25 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 // before it reads the next frame, while x/net's server reads on as a
 // handler starts, so the two often see it differently (a client cannot
 // tell either from the network's timing). Either end is accepted: the
-// reset with no answer before it, or the answer with END_STREAM.
-func brokenEither(a, b *streamOutcome) bool {
+// reset, after as much of the answer as had left (a prefix of the
+// other's), or the answer with END_STREAM.
+// ha and hb are a's and b's header blocks as compared (rule 10).
+func brokenEither(a, b *streamOutcome, ha, hb [][]string) bool {
 	if !a.ClientBroke || !b.ClientBroke {
 		return false
 	}
-	ok := func(x, y *streamOutcome) bool {
-		return strings.HasPrefix(x.End, "RST_STREAM") && len(x.Heads) == 0 && y.End == "END_STREAM"
+	ok := func(x, y *streamOutcome, hx, hy [][]string) bool {
+		if !strings.HasPrefix(x.End, "RST_STREAM") || y.End != "END_STREAM" || len(hx) > len(hy) {
+			return false
+		}
+		for i := range hx {
+			if !slices.Equal(hx[i], hy[i]) {
+				return false
+			}
+		}
+		return bytes.HasPrefix(y.Body, x.Body)
 	}
-	return ok(a, b) || ok(b, a)
+	return ok(a, b, ha, hb) || ok(b, a, hb, ha)
 }
 
 // afterEnd is what a stream got after its end, but for RST_STREAM
