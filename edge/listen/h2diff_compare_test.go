@@ -94,6 +94,26 @@ func (d *differ) selfDependency(id uint32, b *streamOutcome) (skip, known bool) 
 	return true, strings.HasPrefix(b.End, "RST_STREAM") && len(b.AfterEnd) > 0
 }
 
+// knownPrioritiesValue is known difference 4, a lean front bug: a
+// SETTINGS_NO_RFC7540_PRIORITIES other than 0 or 1 is a connection error
+// PROTOCOL_ERROR (RFC 9218 §2.1); x/net's server says so (processSetting),
+// the lean front ignores the setting. Fix (h2lean.go, processSettings):
+// a case http2.SettingNoRFC7540Priorities that returns
+// http2.ConnectionError(http2.ErrCodeProtocol) when s.Val > 1. Matched
+// when the client sent such a value and only the standard server ended
+// the connection with PROTOCOL_ERROR.
+func (d *differ) knownPrioritiesValue(a, b *h2Outcome) bool {
+	if !a.GoAwayErr || a.GoAwayCode != http2.ErrCodeProtocol || b.GoAways != 0 {
+		return false
+	}
+	for _, o := range d.ops {
+		if o.kind == opSettings && http2.SettingID(o.a%10) == http2.SettingNoRFC7540Priorities && o.v > 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // knownLazyWindowCheck is known difference 2: a SETTINGS_INITIAL_WINDOW_SIZE
 // that pushes an open stream's send window past 2^31-1 is a connection
 // error FLOW_CONTROL_ERROR (RFC 9113 §6.9.2, a MUST). The lean front
@@ -136,6 +156,10 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 		} else {
 			d.differ("the server's SETTINGS", a.Settings, b.Settings)
 		}
+	}
+	if a.GoAway != b.GoAway && d.knownPrioritiesValue(a, b) {
+		d.known = append(d.known, "known difference 4: the lean front accepts SETTINGS_NO_RFC7540_PRIORITIES other than 0 or 1")
+		return
 	}
 	if a.GoAway != b.GoAway && d.knownLazyWindowCheck(a, b) {
 		d.known = append(d.known, "known difference 2: the lean front ends the connection on a SETTINGS_INITIAL_WINDOW_SIZE overflowing a stream's window, x/net's server does not (yet)")

@@ -221,6 +221,8 @@ func diffSequences() []diffSequence {
 		{name: "SETTINGS_MAX_FRAME_SIZE too small", ops: []h2op{settings(http2.SettingMaxFrameSize, 100), get(pSmall, vGet)}},
 		{name: "SETTINGS_MAX_FRAME_SIZE too large", ops: []h2op{settings(http2.SettingMaxFrameSize, 1<<24), get(pSmall, vGet)}},
 		{name: "SETTINGS_MAX_FRAME_SIZE raised", ops: []h2op{settings(http2.SettingMaxFrameSize, 1<<20), wait, get(pLarge, vGet)}},
+		{name: "SETTINGS_NO_RFC7540_PRIORITIES 2", ops: []h2op{settings(http2.SettingNoRFC7540Priorities, 2), get(pSmall, vGet)}},
+		{name: "SETTINGS_ENABLE_CONNECT_PROTOCOL 2", ops: []h2op{settings(http2.SettingEnableConnectProtocol, 2), get(pSmall, vGet)}},
 		{name: "SETTINGS with an unknown ID", ops: []h2op{settings(0, 7), settings(7, 1), get(pSmall, vGet)}},
 		{name: "SETTINGS_MAX_CONCURRENT_STREAMS 0 from the client", ops: []h2op{settings(http2.SettingMaxConcurrentStreams, 0), get(pSmall, vGet)}},
 		{name: "SETTINGS ACK with a payload", ops: []h2op{opOf(opRawFrame, 0x4, 0x01_00_0006), get(pSmall, vGet)}},
