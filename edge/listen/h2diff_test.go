@@ -153,6 +153,8 @@ func diffSequences() []diffSequence {
 		{name: "POST with trailers", ops: []h2op{opOf(opPost, 8, 3000), opOf(opPost, 8, 0)}, statuses: strings.Fields("200 200")},
 		{name: "POST whose body is shorter than its Content-Length", ops: []h2op{opOf(opPost, 2, 3000), get(pSmall, vGet)}},
 		{name: "POST whose body is longer than its Content-Length", ops: []h2op{opOf(opPost, 4, 3000), get(pSmall, vGet)}},
+		{name: "POST with trailers whose body is longer than its Content-Length", ops: []h2op{opOf(opPost, 4|8, 3000), get(pSmall, vGet)}},
+		{name: "POST with trailers whose body is shorter than its Content-Length", ops: []h2op{opOf(opPost, 2|8, 3000), get(pSmall, vGet)}},
 		{name: "HEADERS again on a stream whose request ended", ops: []h2op{opOf(opPost, 0, 1000), wait, opOf(opHeadersAt, pSmall, 1), get(pSmall, vGet)}},
 		{name: "1xx: 103 Early Hints", ops: []h2op{get(pHints, vGet)}, statuses: []string{"200"},
 			check: func(o *h2Outcome) string {
