@@ -55,43 +55,26 @@ type differ struct {
 // front (side B), understood, each reported in notes/h2diff.md with the
 // fix it needs or the reason it stands. Each is matched narrowly; when
 // one matches it is returned (the tests log it) instead of failing.
-// Remove one when the lean front no longer differs so.
+// Remove one when the lean front no longer differs so. Numbers stay:
+// 1 (SETTINGS without NO_RFC7540_PRIORITIES), 3 (a self-dependent
+// relayed stream answered after its reset, now checked by rule 18) and
+// 4 (NO_RFC7540_PRIORITIES above 1 accepted) were fixed in h2lean and
+// their matchers removed; their sequences stay in the table.
 
-// knownSettings is known difference 1: the lean front's SETTINGS lack
-// SETTINGS_NO_RFC7540_PRIORITIES = 1, which x/net's server sends (it
-// schedules by RFC 9218, and so does the lean front: it ignores RFC
-// 7540 priorities too, and should say so). Fix: add the setting to the
-// lean front's SETTINGS.
-func knownSettings(a, b []string) bool {
-	drop := func(ss []string) []string {
-		var out []string
-		for _, s := range ss {
-			out = append(out, strings.ReplaceAll(strings.ReplaceAll(s, " [NO_RFC7540_PRIORITIES = 1]", ""), "[NO_RFC7540_PRIORITIES = 1]", ""))
-		}
-		return out
-	}
-	return slices.Equal(drop(a), drop(b))
-}
-
-// selfDependency is rule 18, and known difference 3. A PRIORITY frame
-// that makes a stream depend on itself is a stream error PROTOCOL_ERROR
-// (RFC 9113 §5.3.1); x/net's server resets the stream if its answer has
-// not left yet, else the answer stands: which of the two a client sees
-// is timing (rule 18), so such a stream is not compared. Known
-// difference 3, a lean front bug: on a relayed stream the lean front
-// writes RST_STREAM PROTOCOL_ERROR to the client but leaves the stream
-// open on x/net's server behind it, whose answer it then relays on the
-// stream it reset (frames on a stream the server closed itself, §5.1);
-// the stream holds a relay slot until it ends. Fix (h2lean.go, process,
-// the PriorityFrame case): when the stream is a relayed one, end it as
-// a client RST_STREAM does (endStreamLocked, r.writeRST(id,
-// http2.ErrCodeCancel), closeIfDrained) before writing RST_STREAM
-// PROTOCOL_ERROR, and write nothing more on it.
-func (d *differ) selfDependency(id uint32, b *streamOutcome) (skip, known bool) {
+// selfDependency is rule 18. A PRIORITY frame that makes a stream
+// depend on itself is a stream error PROTOCOL_ERROR (RFC 9113 §5.3.1);
+// x/net's server resets the stream if its answer has not left yet, else
+// the answer stands: which of the two a client sees is timing, so such
+// a stream is not compared, but for what no server may do: send on a
+// stream after its own RST_STREAM (§5.1). (That was known difference 3:
+// the lean front reset the stream to the client and relayed x/net's
+// answer on it after; fixed in h2lean 1eb150d.)
+func (d *differ) selfDependency(id uint32, a, b *streamOutcome) (skip, broken bool) {
 	if !slices.Contains(d.selfDependent, id) {
 		return false, false
 	}
-	return true, strings.HasPrefix(b.End, "RST_STREAM") && len(b.AfterEnd) > 0
+	after := func(s *streamOutcome) bool { return strings.HasPrefix(s.End, "RST_STREAM") && len(s.AfterEnd) > 0 }
+	return true, after(a) || after(b)
 }
 
 // framesAfterReset is rule 21: frames a client sends on a stream the
@@ -137,26 +120,6 @@ func knownEvenIdle(a, b *h2Outcome) bool {
 	return a.EvenIdle && a.GoAwayErr && a.GoAwayCode == http2.ErrCodeProtocol && b.GoAways == 0
 }
 
-// knownPrioritiesValue is known difference 4, a lean front bug: a
-// SETTINGS_NO_RFC7540_PRIORITIES other than 0 or 1 is a connection error
-// PROTOCOL_ERROR (RFC 9218 §2.1); x/net's server says so (processSetting),
-// the lean front ignores the setting. Fix (h2lean.go, processSettings):
-// a case http2.SettingNoRFC7540Priorities that returns
-// http2.ConnectionError(http2.ErrCodeProtocol) when s.Val > 1. Matched
-// when the client sent such a value and only the standard server ended
-// the connection with PROTOCOL_ERROR.
-func (d *differ) knownPrioritiesValue(a, b *h2Outcome) bool {
-	if !a.GoAwayErr || a.GoAwayCode != http2.ErrCodeProtocol || b.GoAways != 0 {
-		return false
-	}
-	for _, o := range d.ops {
-		if o.kind == opSettings && http2.SettingID(o.a%10) == http2.SettingNoRFC7540Priorities && o.v > 1 {
-			return true
-		}
-	}
-	return false
-}
-
 // knownLazyWindowCheck is known difference 2: a SETTINGS_INITIAL_WINDOW_SIZE
 // that pushes an open stream's send window past 2^31-1 is a connection
 // error FLOW_CONTROL_ERROR (RFC 9113 §6.9.2, a MUST). The lean front
@@ -194,21 +157,13 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 	// SETTINGS may or may not have left (x/net's writes them from
 	// another goroutine). Compared unless both were closed so.
 	if !(a.Closed && a.GoAways == 0 && b.Closed && b.GoAways == 0) && !slices.Equal(a.Settings, b.Settings) {
-		if knownSettings(a.Settings, b.Settings) {
-			d.known = append(d.known, "known difference 1: the lean front's SETTINGS lack NO_RFC7540_PRIORITIES = 1")
-		} else {
-			d.differ("the server's SETTINGS", a.Settings, b.Settings)
-		}
+		d.differ("the server's SETTINGS", a.Settings, b.Settings)
 	}
 	if a.GoAway != b.GoAway && d.framesAfterReset(a, b) {
 		return
 	}
 	if a.GoAway != b.GoAway && knownEvenIdle(a, b) {
 		d.known = append(d.known, "known difference 5: the lean front ignores DATA, WINDOW_UPDATE and RST_STREAM on an even stream it never opened")
-		return
-	}
-	if a.GoAway != b.GoAway && d.knownPrioritiesValue(a, b) {
-		d.known = append(d.known, "known difference 4: the lean front accepts SETTINGS_NO_RFC7540_PRIORITIES other than 0 or 1")
 		return
 	}
 	if a.GoAway != b.GoAway && d.knownLazyWindowCheck(a, b) {
@@ -454,9 +409,9 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 	if a.ClientReset || b.ClientReset {
 		return
 	}
-	if skip, known := d.selfDependency(id, b); skip {
-		if known {
-			d.known = append(d.known, "known difference 3: a PRIORITY frame making a relayed stream depend on itself: the lean front resets the stream to the client but not to x/net's server, whose answer it then relays on the reset stream")
+	if skip, broken := d.selfDependency(id, a, b); skip {
+		if broken {
+			d.differ(fmt.Sprintf("stream %d (made to depend on itself): frames after the server's own RST_STREAM", id), streamSummary(a), streamSummary(b))
 		}
 		return
 	}
