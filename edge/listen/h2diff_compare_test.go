@@ -459,7 +459,7 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 		}
 		return
 	}
-	if brokenEither(a, b, ha, hb) && a.End != b.End {
+	if (brokenEither(a, b, ha, hb) || d.windowClosedEither(a, b, ha, hb)) && a.End != b.End {
 		return
 	}
 	if len(ha) != len(hb) {
@@ -472,7 +472,7 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 			return
 		}
 	}
-	if a.End != b.End && !brokenEither(a, b, ha, hb) {
+	if a.End != b.End && !brokenEither(a, b, ha, hb) && !d.windowClosedEither(a, b, ha, hb) {
 		d.differ(name+" end", streamSummary(a), streamSummary(b))
 		return
 	}
@@ -513,18 +513,40 @@ func brokenEither(a, b *streamOutcome, ha, hb [][]string) bool {
 	if !a.ClientBroke || !b.ClientBroke {
 		return false
 	}
-	ok := func(x, y *streamOutcome, hx, hy [][]string) bool {
-		if !strings.HasPrefix(x.End, "RST_STREAM") || y.End != "END_STREAM" || len(hx) > len(hy) {
+	return resetAfterPrefix(a, b, ha, hb, "RST_STREAM") || resetAfterPrefix(b, a, hb, ha, "RST_STREAM")
+}
+
+// resetAfterPrefix reports whether x ended with a reset whose End starts
+// with reset after a prefix of y's answer (hx and hy their header blocks
+// as compared), y ended with END_STREAM.
+func resetAfterPrefix(x, y *streamOutcome, hx, hy [][]string, reset string) bool {
+	if !strings.HasPrefix(x.End, reset) || y.End != "END_STREAM" || len(hx) > len(hy) {
+		return false
+	}
+	for i := range hx {
+		if !slices.Equal(hx[i], hy[i]) {
 			return false
 		}
-		for i := range hx {
-			if !slices.Equal(hx[i], hy[i]) {
-				return false
-			}
-		}
-		return bytes.HasPrefix(y.Body, x.Body)
 	}
-	return ok(a, b, ha, hb) || ok(b, a, hb, ha)
+	return bytes.HasPrefix(y.Body, x.Body)
+}
+
+// windowClosedEither is rule 22: a client that shrinks its windows while
+// an answer is under way (a lower SETTINGS_INITIAL_WINDOW_SIZE, no more
+// credit) stops the answer where its window then ends, and the send
+// timeout resets it (RST_STREAM INTERNAL_ERROR); how much had left
+// before the client's frame was read is timing, and the lean front
+// answers a hit before it reads the next frame. When the client did so
+// in the run, a reset after a prefix of the other side's whole answer
+// is accepted.
+func (d *differ) windowClosedEither(a, b *streamOutcome, ha, hb [][]string) bool {
+	shrunk := false
+	for _, o := range d.ops {
+		shrunk = shrunk || o.kind == opSettings && http2.SettingID(o.a%10) == http2.SettingInitialWindowSize && o.v < 65535 ||
+			o.kind == opCredit && o.a&1 != 0
+	}
+	const timeout = "RST_STREAM INTERNAL_ERROR"
+	return shrunk && (resetAfterPrefix(a, b, ha, hb, timeout) || resetAfterPrefix(b, a, hb, ha, timeout))
 }
 
 // afterEnd is what a stream got after its end, but for RST_STREAM

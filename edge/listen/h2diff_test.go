@@ -173,6 +173,7 @@ func diffSequences() []diffSequence {
 				}
 				return ""
 			}},
+		{name: "a client that closes its window right after asking for a hit", ops: []h2op{get(pSmall, vGet), settings(http2.SettingInitialWindowSize, 0), get(pSmall, vGet)}},
 		{name: "a client whose initial window is 0 (send timeout)", ops: []h2op{settings(http2.SettingInitialWindowSize, 0), wait, get(pSmall, vGet)},
 			check: func(o *h2Outcome) string {
 				if s := o.Streams[1]; s == nil || s.End != "RST_STREAM INTERNAL_ERROR" {
