@@ -467,7 +467,7 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 		}
 		return
 	}
-	if (brokenEither(a, b, ha, hb) || d.windowClosedEither(a, b, ha, hb)) && a.End != b.End {
+	if brokenEither(a, b, ha, hb) || d.windowClosedEither(a, b, ha, hb) && a.End != b.End {
 		return
 	}
 	if len(ha) != len(hb) {
@@ -515,20 +515,24 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 // handler starts, so the two often see it differently (a client cannot
 // tell either from the network's timing). Either end is accepted: the
 // reset, after as much of the answer as had left (a prefix of the
-// other's), or the answer with END_STREAM.
+// other's), or the answer with END_STREAM; and two resets after
+// different prefixes.
 // ha and hb are a's and b's header blocks as compared (rule 10).
 func brokenEither(a, b *streamOutcome, ha, hb [][]string) bool {
 	if !a.ClientBroke || !b.ClientBroke {
 		return false
 	}
+	if strings.HasPrefix(a.End, "RST_STREAM") && a.End == b.End {
+		// Both reset: each after as much of the answer as had left.
+		return prefixOf(a, b, ha, hb) || prefixOf(b, a, hb, ha)
+	}
 	return resetAfterPrefix(a, b, ha, hb, "RST_STREAM") || resetAfterPrefix(b, a, hb, ha, "RST_STREAM")
 }
 
-// resetAfterPrefix reports whether x ended with a reset whose End starts
-// with reset after a prefix of y's answer (hx and hy their header blocks
-// as compared), y ended with END_STREAM.
-func resetAfterPrefix(x, y *streamOutcome, hx, hy [][]string, reset string) bool {
-	if !strings.HasPrefix(x.End, reset) || y.End != "END_STREAM" || len(hx) > len(hy) {
+// prefixOf reports whether x's header blocks and body (hx, x.Body) are
+// a prefix of y's.
+func prefixOf(x, y *streamOutcome, hx, hy [][]string) bool {
+	if len(hx) > len(hy) {
 		return false
 	}
 	for i := range hx {
@@ -537,6 +541,13 @@ func resetAfterPrefix(x, y *streamOutcome, hx, hy [][]string, reset string) bool
 		}
 	}
 	return bytes.HasPrefix(y.Body, x.Body)
+}
+
+// resetAfterPrefix reports whether x ended with a reset whose End starts
+// with reset after a prefix of y's answer (hx and hy their header blocks
+// as compared), y ended with END_STREAM.
+func resetAfterPrefix(x, y *streamOutcome, hx, hy [][]string, reset string) bool {
+	return strings.HasPrefix(x.End, reset) && y.End == "END_STREAM" && prefixOf(x, y, hx, hy)
 }
 
 // windowClosedEither is rule 22: a client that shrinks its windows while
