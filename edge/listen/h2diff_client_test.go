@@ -43,9 +43,6 @@ type h2Outcome struct {
 	GoAwayLast uint32
 	// MaxClientID is the highest stream ID of a frame the client sent.
 	MaxClientID uint32
-	// EvenIdle: the client sent DATA, WINDOW_UPDATE or RST_STREAM on an
-	// even stream (one only the server may open).
-	EvenIdle bool
 	// SelfDependent are the streams the client sent a PRIORITY frame
 	// making them depend on themselves.
 	SelfDependent []uint32
@@ -253,11 +250,7 @@ func (r *h2Run) frames(fn func(fr *http2.Framer)) []byte {
 	fn(r.wfr)
 	r.mu.Lock()
 	for b := r.wb.Bytes(); len(b) >= 9; {
-		id := binary.BigEndian.Uint32(b[5:9]) & (1<<31 - 1)
-		r.out.MaxClientID = max(r.out.MaxClientID, id)
-		if t := http2.FrameType(b[3]); id != 0 && id%2 == 0 && (t == http2.FrameData || t == http2.FrameWindowUpdate || t == http2.FrameRSTStream) {
-			r.out.EvenIdle = true
-		}
+		r.out.MaxClientID = max(r.out.MaxClientID, binary.BigEndian.Uint32(b[5:9])&(1<<31-1))
 		b = b[min(len(b), 9+int(b[0])<<16|int(b[1])<<8|int(b[2])):]
 	}
 	r.mu.Unlock()

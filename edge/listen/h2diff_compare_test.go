@@ -58,8 +58,9 @@ type differ struct {
 // Remove one when the lean front no longer differs so. Numbers stay:
 // 1 (SETTINGS without NO_RFC7540_PRIORITIES), 3 (a self-dependent
 // relayed stream answered after its reset, now checked by rule 18) and
-// 4 (NO_RFC7540_PRIORITIES above 1 accepted) were fixed in h2lean and
-// their matchers removed; their sequences stay in the table.
+// 4 (NO_RFC7540_PRIORITIES above 1 accepted) and 5 (DATA, WINDOW_UPDATE
+// and RST_STREAM on an even, idle stream ignored) were fixed in h2lean
+// and their matchers removed; their sequences stay in the table.
 
 // selfDependency is rule 18. A PRIORITY frame that makes a stream
 // depend on itself is a stream error PROTOCOL_ERROR (RFC 9113 §5.3.1);
@@ -103,23 +104,6 @@ func (d *differ) framesAfterReset(a, b *h2Outcome) bool {
 	return false
 }
 
-// knownEvenIdle is known difference 5, a lean front bug: an even stream
-// ID is the server's to open (RFC 9113 §5.1.1), and neither server
-// pushes, so every even stream is idle, and DATA, WINDOW_UPDATE or
-// RST_STREAM on an idle stream is a connection error PROTOCOL_ERROR
-// (§5.1, §6.1, §6.4, §6.9). x/net's server says so; the lean front
-// takes an even ID below the client's highest stream for a closed
-// stream and ignores the frame (the fuzzer found it with a DATA frame
-// on stream 4; the table has DATA, WINDOW_UPDATE and RST_STREAM on
-// stream 2). Fix (h2lean.go: processData, processWindowUpdate, and the
-// RSTStreamFrame case of process): a nonzero even stream ID is idle,
-// return http2.ConnectionError(http2.ErrCodeProtocol). Matched when the
-// client sent such a frame and only the standard server ended the
-// connection with PROTOCOL_ERROR.
-func knownEvenIdle(a, b *h2Outcome) bool {
-	return a.EvenIdle && a.GoAwayErr && a.GoAwayCode == http2.ErrCodeProtocol && b.GoAways == 0
-}
-
 // knownLazyWindowCheck is known difference 2: a SETTINGS_INITIAL_WINDOW_SIZE
 // that pushes an open stream's send window past 2^31-1 is a connection
 // error FLOW_CONTROL_ERROR (RFC 9113 §6.9.2, a MUST). The lean front
@@ -160,10 +144,6 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 		d.differ("the server's SETTINGS", a.Settings, b.Settings)
 	}
 	if a.GoAway != b.GoAway && d.framesAfterReset(a, b) {
-		return
-	}
-	if a.GoAway != b.GoAway && knownEvenIdle(a, b) {
-		d.known = append(d.known, "known difference 5: the lean front ignores DATA, WINDOW_UPDATE and RST_STREAM on an even stream it never opened")
 		return
 	}
 	if a.GoAway != b.GoAway && d.knownLazyWindowCheck(a, b) {
