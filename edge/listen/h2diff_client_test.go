@@ -143,12 +143,12 @@ type h2Run struct {
 	// The client's SETTINGS_HEADER_TABLE_SIZE: the largest dynamic
 	// table size update its decoder allows (raised as a larger value is
 	// sent, lowered once a wait proves the server has it), the last
-	// value sent, its lowerings, and each header block's last size
+	// value sent, its lowerings, and each header block's smallest size
 	// update (-1: none).
 	allowTable uint32
 	lastTable  uint32
 	lowered    []tableLowering
-	updates    []int64
+	updates    []int64 // per header block: its smallest size update, -1 for none
 }
 
 // playOps dials addr and plays ops within budget; nonce marks the run.
@@ -842,14 +842,27 @@ func (r *h2Run) read() {
 // gotHeaderBlock records a whole header block the server sent on id.
 // r.mu is held.
 func (r *h2Run) gotHeaderBlock(dec *hpack.Decoder, id uint32, block []byte, endStream bool) {
-	update := int64(-1)
-	if size, ok := tableSizeUpdate(block); ok {
-		update = int64(size)
+	// The dynamic table size updates a block starts with are applied
+	// here: x/net's decoder refuses the second of two (RFC 7541 §4.2:
+	// the smallest size, then the final one, as x/net's own encoder
+	// writes them after a lowered then raised table size) when the first
+	// left entries in the table.
+	sizes, rest := tableSizeUpdates(block)
+	update := int64(-1) // the smallest, which a lowering needs
+	for _, size := range sizes {
+		if update < 0 || int64(size) < update {
+			update = int64(size)
+		}
+		if size > r.allowTable {
+			r.out.Notes = append(r.out.Notes, fmt.Sprintf("a dynamic table size update to %d, above the client's SETTINGS_HEADER_TABLE_SIZE", size))
+			size = r.allowTable
+		}
+		dec.SetMaxDynamicTableSize(size)
 	}
 	r.updates = append(r.updates, update)
 	dec.SetAllowedMaxDynamicTableSize(r.allowTable)
 	s := r.stream(id)
-	fields, err := dec.DecodeFull(block)
+	fields, err := dec.DecodeFull(rest)
 	var lines []string
 	if err != nil {
 		lines = []string{"hpack error: " + err.Error()}
@@ -898,11 +911,9 @@ func (r *h2Run) checkLowerings() {
 	}
 }
 
-// tableSizeUpdate returns the last of the dynamic table size updates a
-// header block starts with (RFC 7541 §6.3), if any.
-func tableSizeUpdate(block []byte) (uint32, bool) {
-	var size uint32
-	ok := false
+// tableSizeUpdates returns the dynamic table size updates a header
+// block starts with (RFC 7541 §6.3), and the rest of the block.
+func tableSizeUpdates(block []byte) (sizes []uint32, rest []byte) {
 	for len(block) > 0 && block[0]&0xe0 == 0x20 {
 		v := uint64(block[0] & 0x1f)
 		block = block[1:]
@@ -916,9 +927,9 @@ func tableSizeUpdate(block []byte) (uint32, bool) {
 				}
 			}
 		}
-		size, ok = uint32(min(v, 1<<32-1)), true
+		sizes = append(sizes, uint32(min(v, 1<<32-1)))
 	}
-	return size, ok
+	return sizes, block
 }
 
 // isReset reports a connection reset by the peer.

@@ -145,6 +145,10 @@ func diffSequences() []diffSequence {
 			get(pSmall, vGet), get(pEtagless, vGet), wait, settings(http2.SettingHeaderTableSize, 0), wait,
 			get(pSmall, vGet), get(pVary, vGet), wait, settings(http2.SettingHeaderTableSize, 100), wait, get(pSmall, vGet)},
 			statuses: strings.Fields("200 200 200 200 200")},
+		{name: "client lowers then raises SETTINGS_HEADER_TABLE_SIZE between answers", ops: []h2op{
+			get(pSmall, vGet), get(pEtagless, vGet), wait, settings(http2.SettingHeaderTableSize, 48), settings(http2.SettingHeaderTableSize, 1<<20),
+			wait, get(pSmall, vIfModifiedSince), get(pSmall, vGet)},
+			statuses: strings.Fields("200 200 304 200")},
 		{name: "PING", ops: []h2op{opOf(opPing, 0, 42), get(pSmall, vGet), opOf(opPing, 0, 43)}, statuses: []string{"200"}},
 		{name: "Vary hit", ops: []h2op{get(pVary, vGet), get(pVary, vGzip)}, statuses: strings.Fields("200 200")},
 		{name: "204, empty body, redirect and 404 hits", ops: []h2op{get(p204, vGet), get(pEmpty, vGet), get(pRedirect, vGet), get(p404, vGet)},
