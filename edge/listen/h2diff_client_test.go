@@ -82,8 +82,9 @@ type streamOutcome struct {
 	// Path is the :path of the client's request ("" if none).
 	Path string
 	// ClientBroke: after it had ended its request, the client sent on
-	// it DATA, HEADERS, or a WINDOW_UPDATE that is a stream error.
-	ClientBroke bool
+	// it DATA, HEADERS, or a WINDOW_UPDATE that is a stream error;
+	// EmptyData: an empty DATA frame.
+	ClientBroke, EmptyData bool
 	// Heads are the header blocks the server sent on it, in order (1xx,
 	// final, trailers), each as "name: value" lines as sent, Date left
 	// out (it is the time of the answer).
@@ -527,6 +528,13 @@ func (r *h2Run) do(i int, o h2op) {
 	case opData:
 		id := r.sel(o.a & 0x7f)
 		r.broke(id)
+		if o.v%1024 == 0 {
+			r.mu.Lock()
+			if s := r.out.Streams[id]; s != nil && s.Opened {
+				s.EmptyData = true
+			}
+			r.mu.Unlock()
+		}
 		r.push(r.frames(func(fr *http2.Framer) { fr.WriteData(id, o.a&0x80 != 0, pattern(int(o.v%1024), "data")) }))
 	case opContinuationFlood:
 		id := r.newID()

@@ -98,6 +98,8 @@ type diffSequence struct {
 	// check, if set, says what is wrong with the standard server's
 	// outcome for what the sequence means to test ("" if nothing).
 	check func(o *h2Outcome) string
+	// budget, if set, bounds a run in place of sequenceBudget.
+	budget time.Duration
 }
 
 func settings(id http2.SettingID, v uint32) h2op { return opOf(opSettings, byte(id), v) }
@@ -210,6 +212,18 @@ func diffSequences() []diffSequence {
 		{name: "CONTINUATION flood that ends", ops: []h2op{opOf(opContinuationFlood, 2, 100), get(pSmall, vGet)}},
 		{name: "DATA on a closed stream", ops: []h2op{get(pSmall, vGet), wait, opOf(opData, selLast, 10), get(pSmall, vGet)}},
 		{name: "DATA on a half-closed (remote) stream", ops: []h2op{get(pSlow, vGet), opOf(opData, selLast, 10), opOf(opReset, selLast, uint32(http2.ErrCodeCancel))}},
+		{name: "empty DATA on a half-closed (remote) stream", ops: []h2op{get(pSlow, vRangeUnsatisfiable), opOf(opData, selLast, 0), get(pSmall, vGet)},
+			budget: time.Second, // the lean front leaves the stream open (known difference 6)
+			check: func(o *h2Outcome) string {
+				if s := o.Streams[1]; s == nil || s.End != "RST_STREAM STREAM_CLOSED" {
+					return "the stream was not reset STREAM_CLOSED"
+				}
+				return ""
+			}},
+		{name: "empty DATA on a half-closed (remote) relayed stream that answers", ops: []h2op{get(pNoStore, vGet), opOf(opData, selLast, 0)}},
+		{name: "empty DATA on an idle stream", ops: []h2op{opOf(opData, selIdle, 0), get(pSmall, vGet)}},
+		{name: "empty DATA on stream 0", ops: []h2op{opOf(opData, selZero, 0), get(pSmall, vGet)}},
+		{name: "empty DATA on a closed stream", ops: []h2op{get(pSmall, vGet), wait, opOf(opData, selLast, 0), get(pSmall, vGet)}},
 		{name: "DATA on an idle stream", ops: []h2op{opOf(opData, selIdle, 10)}},
 		{name: "DATA on an even (server-initiated, idle) stream below the client's last", ops: []h2op{get(pSmall, vGet), get(pSmall, vGet), wait, opOf(opRawFrame, 0x0, 0x00_02_0010), get(pSmall, vGet)}},
 		{name: "WINDOW_UPDATE on an even idle stream below the client's last", ops: []h2op{get(pSmall, vGet), get(pSmall, vGet), wait, opOf(opRawFrame, 0x8, 0x00_02_0004), get(pSmall, vGet)}},
@@ -322,7 +336,11 @@ func TestH2Differential(t *testing.T) {
 	p := newDiffPair(t, pairOptions{})
 	for _, seq := range diffSequences() {
 		t.Run(seq.name, func(t *testing.T) {
-			a, b, err := p.run(seq.ops, sequenceBudget)
+			budget := sequenceBudget
+			if seq.budget != 0 {
+				budget = seq.budget
+			}
+			a, b, err := p.run(seq.ops, budget)
 			if err != nil {
 				t.Fatal(err)
 			}
