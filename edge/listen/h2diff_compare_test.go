@@ -481,6 +481,19 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 	if brokenEither(a, b, ha, hb) || d.windowClosedEither(a, b, ha, hb) && a.End != b.End {
 		return
 	}
+	// Rule 15, a stream the server reset: how much of its answer left
+	// before the reset (a 100 Continue, a header, part of the body) is
+	// the server's scheduling (how it shared the connection's window
+	// among streams, RFC 9113 §5.3) and timing (a handler that reads a
+	// request body sends 100 Continue, and the relay gives the lean
+	// front's handlers that head start); it must agree as far as both
+	// went, and the reset's code must be the same.
+	if strings.HasPrefix(a.End, "RST_STREAM") && a.End == b.End {
+		if !prefixOf(a, b, ha, hb) && !prefixOf(b, a, hb, ha) {
+			d.differ(name+" before the reset", streamSummary(a), streamSummary(b))
+		}
+		return
+	}
 	if len(ha) != len(hb) {
 		d.differ(name, streamSummary(a), streamSummary(b))
 		return
@@ -493,16 +506,6 @@ func (d *differ) stream(id uint32, a, b *streamOutcome, cut bool) {
 	}
 	if a.End != b.End && !brokenEither(a, b, ha, hb) && !d.windowClosedEither(a, b, ha, hb) {
 		d.differ(name+" end", streamSummary(a), streamSummary(b))
-		return
-	}
-	// Rule 15, a stream the server reset: how much of its body left
-	// before the reset is the server's scheduling (how it shared the
-	// connection's window among streams, RFC 9113 §5.3) and timing; it
-	// must agree as far as both went.
-	if strings.HasPrefix(a.End, "RST_STREAM") {
-		if !bytes.HasPrefix(a.Body, b.Body) && !bytes.HasPrefix(b.Body, a.Body) {
-			d.differ(name+" body before the reset", bodySummary(a.Body), bodySummary(b.Body))
-		}
 		return
 	}
 	if !bytes.Equal(a.Body, b.Body) {
