@@ -591,6 +591,18 @@ func (r *h2Run) do(i int, o h2op) {
 		r.noCredit = o.a&1 != 0
 		r.mu.Unlock()
 	case opRawFrame:
+		id := (o.v >> 16) & 0xff
+		switch http2.FrameType(o.a) {
+		case http2.FrameData, http2.FrameHeaders, http2.FrameContinuation, http2.FrameWindowUpdate, http2.FramePushPromise:
+			r.broke(id) // a stream error, or a frame after the request's end
+		case http2.FrameRSTStream:
+			r.mu.Lock()
+			if s := r.out.Streams[id]; s != nil && s.Opened {
+				s.ClientReset = true
+				r.out.ClientResets = true
+			}
+			r.mu.Unlock()
+		}
 		r.push(r.frames(func(fr *http2.Framer) {
 			fr.WriteRawFrame(http2.FrameType(o.a), http2.Flags(o.v>>24), (o.v>>16)&0xff, pattern(int(o.v&0x7fff), "raw"))
 		}))
