@@ -528,11 +528,9 @@ func (r *h2Run) do(i int, o h2op) {
 	case opData:
 		id := r.sel(o.a & 0x7f)
 		r.broke(id)
-		if o.v%1024 == 0 {
+		if o.v%1024 == 0 && id != 0 {
 			r.mu.Lock()
-			if s := r.out.Streams[id]; s != nil && s.Opened {
-				s.EmptyData = true
-			}
+			r.stream(id).EmptyData = true
 			r.mu.Unlock()
 		}
 		r.push(r.frames(func(fr *http2.Framer) { fr.WriteData(id, o.a&0x80 != 0, pattern(int(o.v%1024), "data")) }))

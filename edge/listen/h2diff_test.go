@@ -222,6 +222,7 @@ func diffSequences() []diffSequence {
 				return ""
 			}},
 		{name: "empty DATA on a half-closed (remote) relayed stream that answers", ops: []h2op{get(pNoStore, vGet), opOf(opData, selLast, 0)}},
+		{name: "empty DATA on a stream below the client's highest, never opened", ops: []h2op{opOf(opHeadersAt, pSmall, 11), wait, opOf(opData, 4, 0), get(pSmall, vGet)}},
 		{name: "empty DATA on an idle stream", ops: []h2op{opOf(opData, selIdle, 0), get(pSmall, vGet)}},
 		{name: "empty DATA on stream 0", ops: []h2op{opOf(opData, selZero, 0), get(pSmall, vGet)}},
 		{name: "empty DATA on a closed stream", ops: []h2op{get(pSmall, vGet), wait, opOf(opData, selLast, 0), get(pSmall, vGet)}},
