@@ -43,6 +43,9 @@ type h2Outcome struct {
 	GoAwayLast uint32
 	// MaxClientID is the highest stream ID of a frame the client sent.
 	MaxClientID uint32
+	// HeadersAgain: the client sent HEADERS on a stream it had opened
+	// and ended before.
+	HeadersAgain bool
 	// SelfDependent are the streams the client sent a PRIORITY frame
 	// making them depend on themselves.
 	SelfDependent []uint32
@@ -460,6 +463,11 @@ func (r *h2Run) do(i int, o h2op) {
 	case opHeadersAt:
 		id := o.v & 0xffff
 		r.broke(id)
+		r.mu.Lock()
+		if s := r.out.Streams[id]; s != nil && s.Opened {
+			r.out.HeadersAgain = true
+		}
+		r.mu.Unlock()
 		block := r.headerBlock(r.templateRequest(o.a, o.v>>16), true)
 		r.open(id, false)
 		r.push(r.frames(func(fr *http2.Framer) { writeHeaders(fr, id, block, true) }))
