@@ -146,6 +146,25 @@ func knownEmptyData(a, b *h2Outcome) (uint32, bool) {
 	return 0, false
 }
 
+// known431 is known difference 7, a lean front bug, found by fuzzing at
+// the end of this work and not analysed further: a request whose header
+// list passes SETTINGS_MAX_HEADER_LIST_SIZE by many small fields (2368
+// fields "x-n: <i>", about 92 KB as HPACK counts it) gets 431 from
+// x/net's server and no answer at all from the lean front (the stream
+// stays open; one large field gets its 431 from both). Look at the
+// truncated header list's relay (truncatedPad). Matched on a stream
+// answered 431 by the standard server and left open, unanswered, by
+// the lean front.
+func known431(a, b *h2Outcome) (uint32, bool) {
+	for id, sa := range a.Streams {
+		sb := b.Streams[id]
+		if sb != nil && sa.Opened && finalStatus(sa) == "431" && sb.End == "" && len(sb.Heads) == 0 {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
 // knownLazyWindowCheck is known difference 2: a SETTINGS_INITIAL_WINDOW_SIZE
 // that pushes an open stream's send window past 2^31-1 is a connection
 // error FLOW_CONTROL_ERROR (RFC 9113 §6.9.2, a MUST). The lean front
@@ -186,6 +205,10 @@ func (d *differ) outcomes(a, b *h2Outcome) {
 		d.differ("the server's SETTINGS", a.Settings, b.Settings)
 	}
 	if a.GoAway != b.GoAway && d.framesAfterReset(a, b) {
+		return
+	}
+	if id, ok := known431(a, b); ok {
+		d.known = append(d.known, fmt.Sprintf("known difference 7: the lean front never answers a request whose many fields pass the header list limit (stream %d; x/net: 431)", id))
 		return
 	}
 	if id, ok := knownEmptyData(a, b); ok {

@@ -279,6 +279,14 @@ func diffSequences() []diffSequence {
 		{name: "a frame larger than SETTINGS_MAX_FRAME_SIZE", ops: []h2op{get(pSmall, vGet), wait, opOf(opRawFrame, 0x0, 0x00_01_4001)}},
 		{name: "CONTINUATION without HEADERS", ops: []h2op{opOf(opRawFrame, 0x9, 0x04_01_0004)}},
 	}
+	seqs = append(seqs, diffSequence{name: "many fields past the header list limit", ops: []h2op{bad("many fields", 2368), get(pSmall, vGet)},
+		budget: time.Second, // the lean front leaves the stream open (known difference 7)
+		check: func(o *h2Outcome) string {
+			if s := o.Streams[1]; s == nil || finalStatus(s) != "431" {
+				return "no 431"
+			}
+			return ""
+		}})
 	for _, b := range badRequests {
 		seqs = append(seqs, diffSequence{name: "malformed request: " + b.name, ops: []h2op{bad(b.name, 0), get(pSmall, vGet)}})
 	}
