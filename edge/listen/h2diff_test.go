@@ -214,7 +214,7 @@ func diffSequences() []diffSequence {
 		{name: "DATA on a closed stream", ops: []h2op{get(pSmall, vGet), wait, opOf(opData, selLast, 10), get(pSmall, vGet)}},
 		{name: "DATA on a half-closed (remote) stream", ops: []h2op{get(pSlow, vGet), opOf(opData, selLast, 10), opOf(opReset, selLast, uint32(http2.ErrCodeCancel))}},
 		{name: "empty DATA on a half-closed (remote) stream", ops: []h2op{get(pSlow, vRangeUnsatisfiable), opOf(opData, selLast, 0), get(pSmall, vGet)},
-			budget: time.Second, // the lean front leaves the stream open (known difference 6)
+			budget: time.Second, // the lean front left the stream open (known difference 6, fixed in 6dcebb0)
 			check: func(o *h2Outcome) string {
 				if s := o.Streams[1]; s == nil || s.End != "RST_STREAM STREAM_CLOSED" {
 					return "the stream was not reset STREAM_CLOSED"
@@ -280,7 +280,7 @@ func diffSequences() []diffSequence {
 		{name: "CONTINUATION without HEADERS", ops: []h2op{opOf(opRawFrame, 0x9, 0x04_01_0004)}},
 	}
 	seqs = append(seqs, diffSequence{name: "many fields past the header list limit", ops: []h2op{bad("many fields", 2368), get(pSmall, vGet)},
-		budget: time.Second, // the lean front leaves the stream open (known difference 7)
+		budget: time.Second, // the lean front left the stream open (known difference 7, fixed in 7336ac6)
 		check: func(o *h2Outcome) string {
 			if s := o.Streams[1]; s == nil || finalStatus(s) != "431" {
 				return "no 431"
