@@ -243,6 +243,7 @@ type leanConn struct {
 	encBuf    []byte         // guarded by wmu
 	tableSize uint32         // guarded by wmu: the client's header table size as enc has it
 	sizeSent  bool           // guarded by wmu: every header block since the last change began with it
+	minSize   uint32         // guarded by wmu: the smallest of the client's table sizes since the last size update sent
 	werr      error          // guarded by wmu: the first write error; the connection is closing
 	ready     bool           // guarded by wmu: our SETTINGS are written (a GOAWAY may follow)
 
@@ -586,6 +587,9 @@ func (c *leanConn) processSettings(f *http2.SettingsFrame) error {
 	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
 		c.enc.SetMaxDynamicTableSize(v)
 		c.tableSize = min(v, leanHeaderTable)
+		if c.sizeSent || c.tableSize < c.minSize {
+			c.minSize = c.tableSize
+		}
 		c.sizeSent = false
 	}
 	c.fr.WriteSettingsAck()
@@ -950,9 +954,14 @@ func (c *leanConn) serveHit(id uint32) bool {
 // appendHitBlock appends to b the header block of a hit whose HTTP/1.1
 // head (AppendHead's) is head: every field a literal that is not
 // indexed, so that the encoder's table (relayed answers') is untouched;
-// after a change of the client's table size, led by the size update.
+// after a change of the client's table size, led by the size updates
+// (RFC 7541 §4.2: the smallest size since the last update, then the
+// final one, as the encoder's own would be).
 func (c *leanConn) appendHitBlock(b, head []byte) []byte {
 	if !c.sizeSent {
+		if c.minSize < c.tableSize {
+			b = appendHpackInt(b, 0x20, 5, uint64(c.minSize))
+		}
 		b = appendHpackInt(b, 0x20, 5, uint64(c.tableSize))
 	}
 	line, rest := cutLine(head)

@@ -983,3 +983,46 @@ func TestLeanH2HeaderListTooLongGets431(t *testing.T) {
 		})
 	}
 }
+
+// A client that lowers its header table size, then raises it again before
+// the next header block, gets that block led by two size updates: the
+// smallest size, then the final one (RFC 7541 §4.2), a hit's block as
+// much as a relayed one's. Before, a hit's block said the final size
+// only, and the client's table kept entries the server's encoder had
+// dropped (found by h2diff's fuzzer).
+func TestLeanH2HitSignalsTheSmallestTableSize(t *testing.T) {
+	e := newLeanEnv(t, nil)
+	path := e.fill(t, 100)
+	c := dialLean(t, e)
+	acked := 0
+	c.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	c.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 4096})
+	for acked < 3 { // the dial's SETTINGS and the two above
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok {
+			if s.IsAck() {
+				acked++
+			} else {
+				c.fr.WriteSettingsAck()
+			}
+		}
+	}
+	c.request(1, "GET", path, true)
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok {
+			// 001xxxxx: a size update; 0, then 4096 (31 + 4065: 0x3f 0xe1 0x1f).
+			want := []byte{0x20, 0x3f, 0xe1, 0x1f}
+			if got := h.HeaderBlockFragment(); !bytes.HasPrefix(got, want) {
+				t.Fatalf("header block starts % x, want % x", got[:min(len(got), 8)], want)
+			}
+			return
+		}
+	}
+}
