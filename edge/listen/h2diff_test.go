@@ -203,8 +203,14 @@ func diffSequences() []diffSequence {
 		{name: "more streams than SETTINGS_MAX_CONCURRENT_STREAMS", ops: append(append([]h2op{wait, wait},
 			repeat(251, get(pSlow, vGet))...), get(pSmall, vGet), opOf(opReset, selAll, uint32(http2.ErrCodeCancel))),
 			check: func(o *h2Outcome) string {
-				if s := o.Streams[501]; s == nil || s.End != "RST_STREAM PROTOCOL_ERROR" {
-					return "the 251st stream was not refused"
+				// x/net's server queues the refusal behind the run's last
+				// PING's ACK now and then (its write scheduler sends
+				// control frames first; about 1 run in 4 here), so the
+				// client may reset stream 501 itself before the refusal
+				// comes: then it must not have been answered either.
+				s := o.Streams[501]
+				if s == nil || s.End != "RST_STREAM PROTOCOL_ERROR" && !(s.ClientReset && s.End == "" && len(s.Heads) == 0) {
+					return fmt.Sprintf("the 251st stream was neither refused nor left unanswered: %+v", s)
 				}
 				return ""
 			}},
