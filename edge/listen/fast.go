@@ -38,7 +38,7 @@ type fastFront struct {
 	mu      sync.Mutex
 	conns   map[*fastConn]struct{}
 	wg      sync.WaitGroup
-	date    atomic.Pointer[dateField]
+	date    dateCache
 }
 
 // dateField is a formatted Date header line, valid for one second.
@@ -166,17 +166,23 @@ func (f *fastFront) close() {
 }
 
 // dateLine returns the Date header line for the current second.
-func (f *fastFront) dateLine() []byte {
-	now := f.now()
+func (f *fastFront) dateLine() []byte { return f.date.line(f.now()) }
+
+// dateCache is the Date header line of the current second, made once a
+// second for every connection of a front.
+type dateCache struct{ p atomic.Pointer[dateField] }
+
+// line returns the Date header line for now's second.
+func (c *dateCache) line(now time.Time) []byte {
 	sec := now.Unix()
-	if d := f.date.Load(); d != nil && d.sec == sec {
+	if d := c.p.Load(); d != nil && d.sec == sec {
 		return d.line
 	}
 	line := make([]byte, 0, 64)
 	line = append(line, "Date: "...)
 	line = now.UTC().AppendFormat(line, http.TimeFormat)
 	line = append(line, "\r\n"...)
-	f.date.Store(&dateField{sec: sec, line: line})
+	c.p.Store(&dateField{sec: sec, line: line})
 	return line
 }
 

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -66,7 +65,7 @@ type leanH2 struct {
 	// (TLS below 1.2 or a prohibited cipher, which x/net refuses).
 	fallback func(hs *http.Server, c *tls.Conn, h http.Handler)
 
-	date    atomic.Pointer[dateField]
+	date    dateCache
 	writers sync.Pool // *bufio.Writer, held by a connection only while it writes
 
 	mu      sync.Mutex
@@ -155,19 +154,7 @@ func (l *leanH2) wait() {
 }
 
 // dateLine returns the Date header line for the current second.
-func (l *leanH2) dateLine() []byte {
-	now := time.Now()
-	sec := now.Unix()
-	if d := l.date.Load(); d != nil && d.sec == sec {
-		return d.line
-	}
-	line := make([]byte, 0, 64)
-	line = append(line, "Date: "...)
-	line = now.UTC().AppendFormat(line, http.TimeFormat)
-	line = append(line, "\r\n"...)
-	l.date.Store(&dateField{sec: sec, line: line})
-	return line
-}
+func (l *leanH2) dateLine() []byte { return l.date.line(time.Now()) }
 
 // truncatedPadName is the field that truncatedPad's value goes in.
 const truncatedPadName = "x-meridian-too-long"
