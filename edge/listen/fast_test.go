@@ -136,31 +136,7 @@ func BenchmarkHitFront(b *testing.B) {
 	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
 		for _, size := range []int{1 << 10, 64 << 10} {
 			b.Run(front+"/"+strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
-				body := strings.Repeat("x", size)
-				origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					w.Header().Set("Cache-Control", "max-age=3600")
-					w.Header().Set("Content-Type", "application/octet-stream")
-					io.WriteString(w, body)
-				}))
-				defer origin.Close()
-				cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: front},
-					Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
-				log := slog.New(slog.NewTextHandler(io.Discard, nil))
-				h, err := edge.New(cfg, edge.Options{Logger: log})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer h.Close()
-				srv := listen.NewServer(cfg, h, listen.Options{Logger: log})
-				if err := srv.Start(); err != nil {
-					b.Fatal(err)
-				}
-				defer srv.Shutdown(context.Background())
-				c, err := net.Dial("tcp", srv.Addr())
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
+				c := dialBenchFront(b, front, size)
 				req := []byte("GET /obj HTTP/1.1\r\nHost: bench.test\r\n\r\n")
 				br := bufio.NewReaderSize(c, 128<<10)
 				c.Write(req) // fill
@@ -203,31 +179,7 @@ func BenchmarkHitFront(b *testing.B) {
 func BenchmarkMissFront(b *testing.B) {
 	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
 		b.Run(front, func(b *testing.B) {
-			body := strings.Repeat("x", 1<<10)
-			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Cache-Control", "max-age=3600")
-				w.Header().Set("Content-Type", "application/octet-stream")
-				io.WriteString(w, body)
-			}))
-			defer origin.Close()
-			cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: front},
-				Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			h, err := edge.New(cfg, edge.Options{Logger: log})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
-			srv := listen.NewServer(cfg, h, listen.Options{Logger: log})
-			if err := srv.Start(); err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Shutdown(context.Background())
-			c, err := net.Dial("tcp", srv.Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := dialBenchFront(b, front, 1<<10)
 			br := bufio.NewReader(c)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -246,4 +198,37 @@ func BenchmarkMissFront(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dialBenchFront starts an edge for site bench.test behind front, its
+// origin answering every path with size bytes fresh for an hour, and
+// returns a connection to its plain listener; all end with b.
+func dialBenchFront(b *testing.B, front string, size int) net.Conn {
+	b.Helper()
+	body := strings.Repeat("x", size)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.WriteString(w, body)
+	}))
+	b.Cleanup(origin.Close)
+	cfg := edge.Config{Listen: "127.0.0.1:0", Server: edge.ServerConfig{Front: front},
+		Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := edge.New(cfg, edge.Options{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	srv := listen.NewServer(cfg, h, listen.Options{Logger: log})
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(context.Background()) })
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }

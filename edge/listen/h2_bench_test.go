@@ -9,12 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -39,18 +36,7 @@ func BenchmarkHitH2(b *testing.B) {
 				io.WriteString(w, body)
 			}))
 			defer origin.Close()
-			dir := b.TempDir()
-			certPEM, keyPEM, err := listen.SelfSignedCert([]string{"bench.test"}, time.Now())
-			if err != nil {
-				b.Fatal(err)
-			}
-			certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-			if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-				b.Fatal(err)
-			}
+			certFile, keyFile := listen.WriteCertFiles(b, "bench.test")
 			cfg := edge.Config{Listen: "127.0.0.1:0", TLS: &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile},
 				Sites: []edge.SiteConfig{{Hosts: []string{"bench.test"}, Origin: origin.URL}}}
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))

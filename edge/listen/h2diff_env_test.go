@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -202,18 +200,7 @@ func newDiffPair(tb testing.TB, opt pairOptions) *diffPair {
 	if opt.frontB == "" {
 		opt.frontB = edge.FrontFast
 	}
-	dir := tb.TempDir()
-	certPEM, keyPEM, err := listen.SelfSignedCert([]string{testHost}, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	certFile, keyFile := listen.WriteCertFiles(tb, testHost)
 	clock := fakeclock.New()
 	p := &diffPair{}
 	for i, front := range []string{opt.frontA, opt.frontB} {

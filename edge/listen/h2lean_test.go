@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,18 +67,7 @@ func newLeanEnv(t *testing.T, tweak func(*edge.Config)) *leanEnv {
 		}
 	}))
 	t.Cleanup(origin.Close)
-	dir := t.TempDir()
-	certPEM, keyPEM, err := SelfSignedCert([]string{leanHost}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := WriteCertFiles(t, leanHost)
 	cfg := edge.Config{Listen: "127.0.0.1:0",
 		TLS:    &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, DisableHTTP3: true},
 		Server: edge.ServerConfig{Front: edge.FrontFast},

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,18 +66,7 @@ func TestServerMetricsRegistration(t *testing.T) {
 // once the client has seen the header (a stream, a long poll) still gets
 // its header to the client.
 func TestHTTP2FlushedHeaderReachesTheClient(t *testing.T) {
-	dir := t.TempDir()
-	certPEM, keyPEM, err := listen.SelfSignedCert([]string{testHost}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := listen.WriteCertFiles(t, testHost)
 	cfg := edge.Config{Listen: "127.0.0.1:0",
 		TLS:   &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, DisableHTTP3: true},
 		Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: "http://127.0.0.1:1"}}}
