@@ -43,6 +43,15 @@ const (
 	// sends some, a flood (CVE-2019-9518) sends nothing else.
 	maxEmptyFrames     = 100
 	leanPrefaceTimeout = 10 * time.Second
+	// leanGoAwayLinger is how long a connection that said GOAWAY without
+	// an error, with no stream left open, goes on reading before it
+	// closes (x/net's goAwayTimeout): closed at once, a request or PING
+	// the client sent meanwhile would sit unread in the kernel, which
+	// then answers the close with a TCP reset instead of a FIN, and a
+	// reset can discard the GOAWAY and the last answers before the client
+	// reads them (golang.org/issue/18701). The client closing ends it
+	// sooner.
+	leanGoAwayLinger = time.Second
 	// leanDiskInline is the largest body on disk a hit reads in to
 	// answer; a larger one is relayed (sendfile cannot go through TLS
 	// anyway).
@@ -248,6 +257,7 @@ type leanConn struct {
 	settingsAck bool                   // guarded by mu: the client acknowledged our SETTINGS
 	relay       *relay                 // guarded by mu: nil until a stream is relayed
 	closed      bool                   // guarded by mu
+	lingering   bool                   // guarded by mu: drained after a graceful GOAWAY, reading until leanGoAwayLinger passes
 	credit      chan struct{}          // poked when a send window grows
 }
 
@@ -422,8 +432,20 @@ func (c *leanConn) readFailed(f http2.Frame, err error) bool {
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			// The idle timeout, with no stream open (armIdle).
-			c.goAway(http2.ErrCodeNo, true)
+			c.mu.Lock()
+			lingering := c.lingering
+			c.mu.Unlock()
+			if lingering {
+				return false // the linger's end
+			}
+			// The idle timeout, with no stream open (armIdle): GOAWAY,
+			// then the linger. (Had the timeout cut a frame in two, the
+			// rest reads as garbage: a connection error, closed at once.)
+			c.goAway(http2.ErrCodeNo, false)
+			c.mu.Lock()
+			lingering = c.lingering
+			c.mu.Unlock()
+			return lingering
 		}
 	}
 	return false
@@ -447,8 +469,8 @@ func (c *leanConn) armIdle(force bool) {
 }
 
 func (c *leanConn) armIdleLocked(idle time.Duration, force bool) {
-	if idle <= 0 {
-		return
+	if idle <= 0 || c.goingAway {
+		return // draining: Shutdown's context, then the linger, bound it
 	}
 	now := time.Now()
 	switch {
@@ -1093,17 +1115,23 @@ func (c *leanConn) endStreamLocked(id uint32) {
 	}
 }
 
-// closeIfDrained closes the connection when it has said GOAWAY and no
-// stream is left open.
+// closeIfDrained starts the connection's linger when it has said GOAWAY
+// and no stream is left open: it goes on reading (a PING is answered, a
+// new stream ignored) until the client closes or leanGoAwayLinger
+// passes, when the read fails and serve ends.
 func (c *leanConn) closeIfDrained() {
 	c.mu.Lock()
-	done := c.goingAway && len(c.streams) == 0 && !c.closed
+	done := c.goingAway && len(c.streams) == 0 && !c.closed && !c.lingering
+	if done {
+		c.lingering = true
+		c.idleArmed = false
+	}
 	c.mu.Unlock()
 	if done {
 		c.wmu.Lock()
 		c.flushLocked()
 		c.wmu.Unlock()
-		c.closeConn()
+		c.tc.SetReadDeadline(time.Now().Add(leanGoAwayLinger))
 	}
 }
 

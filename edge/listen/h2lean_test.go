@@ -546,6 +546,67 @@ func TestLeanH2IdleTimeout(t *testing.T) {
 	c.ends()
 }
 
+// A connection that said GOAWAY without an error and has no stream open
+// lingers before it closes, reading and answering what the client sent
+// meanwhile, as x/net's server does: closed at once, the client's unread
+// frames would make the kernel reset the connection, which can discard
+// the GOAWAY and the last answers on their way (golang.org/issue/18701).
+// After the client's own GOAWAY, and after the idle timeout's.
+func TestLeanH2LingersAfterGoAway(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	e := newLeanEnv(t, func(c *edge.Config) { c.Server.IdleTimeout = idle })
+	path := e.fill(t, 10)
+	pingAnswered := func(t *testing.T, c *leanClient, data [8]byte) {
+		t.Helper()
+		c.fr.WritePing(false, data)
+		for {
+			f, err := c.next()
+			if err != nil {
+				t.Fatalf("closed before answering the PING sent after GOAWAY: %v", err)
+			}
+			if p, ok := f.(*http2.PingFrame); ok && p.IsAck() && p.Data == data {
+				return
+			}
+		}
+	}
+
+	t.Run("client GOAWAY", func(t *testing.T) {
+		c := dialLean(t, e)
+		c.request(1, "GET", path, true)
+		c.read(1, false)
+		c.fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		if g := c.goAway(); g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+			t.Fatalf("GOAWAY %v, last %d", g.ErrCode, g.LastStreamID)
+		}
+		pingAnswered(t, c, [8]byte{1})
+		c.request(3, "GET", path, true) // after GOAWAY's last: ignored
+		pingAnswered(t, c, [8]byte{2})
+		for {
+			f, err := c.next()
+			if err != nil {
+				var ne interface{ Timeout() bool }
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("still open: %v", err)
+				}
+				break
+			}
+			if h, ok := f.(*headerBlock); ok {
+				t.Fatalf("stream %d answered after GOAWAY", h.StreamID)
+			}
+		}
+	})
+	t.Run("idle timeout", func(t *testing.T) {
+		c := dialLean(t, e)
+		c.request(1, "GET", path, true)
+		c.read(1, false)
+		if g := c.goAway(); g.ErrCode != http2.ErrCodeNo || g.LastStreamID != 1 {
+			t.Fatalf("GOAWAY %v, last %d", g.ErrCode, g.LastStreamID)
+		}
+		pingAnswered(t, c, [8]byte{3})
+		c.ends()
+	})
+}
+
 // No more than leanMaxStreams relayed streams are open at once; a stream
 // beyond is refused, and the connection goes on.
 func TestLeanH2MaxConcurrentStreams(t *testing.T) {
