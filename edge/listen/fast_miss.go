@@ -213,7 +213,7 @@ func (c *fastConn) armWatch(cancel context.CancelFunc) {
 func (c *fastConn) startWatch() {
 	c.watchMu.Lock()
 	cancel, buf := c.watchCancel, c.buf[c.w:]
-	if true {
+	if !c.watchEnded {
 		// No deadline while the handler runs (net/http's ReadTimeout
 		// is 0); once serveMiss has ended the watch, its deadline holds.
 		c.nc.SetReadDeadline(time.Time{})
