@@ -50,6 +50,7 @@ type blockDecoder struct {
 // readFrame reads the next frame as c.fr.ReadFrame does, a one-frame
 // header block decoded by decodeBlock.
 func (c *leanConn) readFrame() (http2.Frame, error) {
+	c.blocks.release()
 	fh, err := c.fr.ReadFrameHeader()
 	if err != nil {
 		return nil, err
@@ -64,6 +65,26 @@ func (c *leanConn) readFrame() (http2.Frame, error) {
 		return f, err
 	}
 	return c.decodeBlock(f.(*http2.HeadersFrame))
+}
+
+// keptFields is the most fields a connection's blockDecoder keeps room
+// for between header blocks.
+const keptFields = 32
+
+// release lets go of the last block's fields before the connection
+// waits for its next frame: the strings they hold (up to the header list
+// limit) are not pinned for as long as the connection lives, nor a field
+// slice grown for one long list.
+func (b *blockDecoder) release() {
+	if len(b.fields) == 0 && b.mh.HeadersFrame == nil {
+		return
+	}
+	clear(b.fields)
+	b.fields = b.fields[:0]
+	if cap(b.fields) > keptFields {
+		b.fields = nil
+	}
+	b.mh = http2.MetaHeadersFrame{}
 }
 
 // decodeBlock decodes hf's header block, whole in hf, as x/net's

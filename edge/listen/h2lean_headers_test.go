@@ -96,3 +96,35 @@ func FuzzLeanBlockDecoder(f *testing.F) {
 		}
 	})
 }
+
+// A connection does not keep a header block's fields while it waits for
+// its next frame: a long list (its strings up to the header list limit,
+// and the slice grown for it) is let go, whatever comes next.
+func TestLeanBlockDecoderLetsGoOfFields(t *testing.T) {
+	var block bytes.Buffer
+	e := hpack.NewEncoder(&block)
+	e.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	for i := range 100 {
+		e.WriteField(hpack.HeaderField{Name: fmt.Sprint("x-", i), Value: string(bytes.Repeat([]byte("v"), 1000))})
+	}
+	var wire bytes.Buffer
+	http2.NewFramer(&wire, nil).WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
+	c := &leanConn{}
+	c.fr = http2.NewFramer(nil, &wire)
+	c.blocks.dec = hpack.NewDecoder(leanHeaderTable, nil)
+	c.fr.ReadMetaHeaders = c.blocks.dec
+	c.fr.MaxHeaderListSize = 1 << 20
+	f, err := c.readFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.(*http2.MetaHeadersFrame).Fields); n != 101 {
+		t.Fatalf("%d fields decoded, want 101", n)
+	}
+	if _, err := c.readFrame(); err == nil {
+		t.Fatal("a frame read past the end of the input")
+	}
+	if cap(c.blocks.fields) != 0 || c.blocks.mh.Fields != nil || c.blocks.mh.HeadersFrame != nil {
+		t.Fatalf("kept after the block: %d fields of room, frame %v", cap(c.blocks.fields), c.blocks.mh.HeadersFrame != nil)
+	}
+}
