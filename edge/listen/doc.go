@@ -40,9 +40,10 @@
 // fifth less CPU than lent to net/http (all-miss bench, 1 KiB, 4
 // interleaved pairs: 59-62 µs against 75-85 µs per miss, 139 allocations
 // against 165; nginx 30-38 µs). Starting the watch only after 50 ms
-// took about 4 % more off (all-miss bench, wrk -c64, 9 interleaved pairs:
-// 0.82-1.03 of the CPU per miss, median 0.96; BenchmarkMissFront 0.85-1.02,
-// median 0.91, one allocation fewer); the system calls stay 4 reads and
+// took about 3 % more off, near the noise (all-miss bench, wrk -c64, 13
+// interleaved pairs over three runs: 0.82-1.03 of the CPU per miss,
+// median 0.97; BenchmarkMissFront 0.85-1.02, median 0.91, one allocation
+// fewer); the system calls stay 4 reads and
 // 2 writes per miss in the process, as the serve loop's read replaces
 // the watch's. What is left is mostly the origin side: http.Transport's
 // two goroutines per connection and their hand-offs, contexts and timers
@@ -128,9 +129,11 @@
 // the lean front itself (h2lean_headers.go: x/net's hpack decoder and
 // checks, into a frame and fields the connection reuses), which took 9
 // of those 15 allocations (6 left, the benchmark's client's included)
-// and about 12 % of the CPU per hit: 12.7-13.2 µs against 13.9-15.1 for
-// the front before it and 14.3-15.4 for nginx (4 interleaved runs on a
-// busier machine; new/nginx 0.84-0.91, median 0.89). Most of what is left
+// and 7-12 % of the CPU per hit: 10.6-11.0 µs against 11.6-11.8 for the
+// front before it and 12.2-12.3 for nginx (3 interleaved runs on a quiet
+// machine; new/nginx 0.87-0.89; on a busier one, 4 runs, 12.7-13.2
+// against 13.9-15.1 and 14.3-15.4); 64 KiB hits unchanged (0.95-1.00 of
+// the front before, 0.70-0.87 of nginx). Most of what is left
 // is the read and write system calls, one each per answer, as nginx's,
 // and x/net's hpack decoding. The relay's price, measured the same
 // way with every request a new key (h2load -c1 -m64, 3 interleaved
