@@ -30,15 +30,25 @@
 // (fastWriter) that writes what net/http's would (1xx at once, the
 // header at the first flush, Content-Length or chunked as net/http
 // chooses, sniffed Content-Type, Date, HEAD, a short body or a panic
-// closing the connection). While the handler runs, a read watches the
-// connection, as net/http's background read does: the request's context
-// ends if the client leaves, and bytes that come are the next request's.
+// closing the connection). Once the handler has run for 50 ms
+// (watchAfter), a read watches the connection, as net/http's background
+// read does: the request's context ends if the client leaves, and bytes
+// that come are the next request's. A quicker answer (a miss from a near
+// origin) spends nothing on the watch; a client that leaves is noticed
+// at most 50 ms late.
 // With the fill path's savings that came with it, a miss costs about a
 // fifth less CPU than lent to net/http (all-miss bench, 1 KiB, 4
 // interleaved pairs: 59-62 µs against 75-85 µs per miss, 139 allocations
-// against 165; nginx 30-38 µs). What is left is mostly the origin side:
-// http.Transport's two goroutines per connection and their hand-offs,
-// contexts and timers per fill, and the garbage collector.
+// against 165; nginx 30-38 µs). Starting the watch only after 50 ms
+// took about 3 % more off, near the noise (all-miss bench, wrk -c64, 13
+// interleaved pairs over three runs: 0.82-1.03 of the CPU per miss,
+// median 0.97; BenchmarkMissFront 0.85-1.02, median 0.91, one allocation
+// fewer); the system calls stay 4 reads and
+// 2 writes per miss in the process, as the serve loop's read replaces
+// the watch's. What is left is mostly the origin side: http.Transport's
+// two goroutines per connection and their hand-offs, contexts and timers
+// per fill, and the garbage collector; of the front's own share, the
+// write of the answer and the read of the next request.
 //
 // Every other request is handed, bytes untouched, to a net/http server
 // behind the fast front, with the same handler and limits, so that cache
@@ -115,8 +125,17 @@
 // pairs, median 0.95); with 10 streams per connection 3.3 µs against
 // 35.2 and 9.2 (several answers go in one record); 64 KiB hits 43.5 µs
 // against 101.9 and 55.2. BenchmarkHitH2: 15 allocations per 1 KiB hit
-// against 56. Most of what is left is the read and write system calls,
-// one each per answer, as nginx's. The relay's price, measured the same
+// against 56. A request's header block in one frame is since decoded by
+// the lean front itself (h2lean_headers.go: x/net's hpack decoder and
+// checks, into a frame and fields the connection reuses), which took 9
+// of those 15 allocations (6 left, the benchmark's client's included)
+// and 7-12 % of the CPU per hit: 10.6-11.0 µs against 11.6-11.8 for the
+// front before it and 12.2-12.3 for nginx (3 interleaved runs on a quiet
+// machine; new/nginx 0.87-0.89; on a busier one, 4 runs, 12.7-13.2
+// against 13.9-15.1 and 14.3-15.4); 64 KiB hits unchanged (0.95-1.00 of
+// the front before, 0.70-0.87 of nginx). Most of what is left
+// is the read and write system calls, one each per answer, as nginx's,
+// and x/net's hpack decoding. The relay's price, measured the same
 // way with every request a new key (h2load -c1 -m64, 3 interleaved
 // runs): 90-97 µs per miss against 75-82 µs for x/net's server alone
 // (nginx 63-67), about 15 µs more per relayed stream; requests that join
@@ -140,11 +159,16 @@
 // Each fast connection is owned by its goroutine; while it is lent, the
 // goroutine waits for the connection to come back (handoffConn.back) and
 // net/http's goroutines own it. While it runs the handler for a request,
-// one more goroutine (fastConn.watch) reads into the end of its buffer
-// and hands what it read over a channel (fastConn.watched); the
-// connection's goroutine waits for it before it touches the buffer again. Its state (idle, active, lent for good)
-// is atomic, for Shutdown to read. The locks are leaves, none taken
-// under another: fastFront.mu guards the set of open fast connections
+// past watchAfter, one more goroutine (fastConn.startWatch, started by the
+// connection's timer) reads into the end of its buffer and hands what it
+// read over a channel (fastConn.watched); unless stopping the timer
+// shows the watch never started, the connection's goroutine waits for
+// it before it touches the buffer again. Its state (idle, active, lent
+// for good) is atomic, for Shutdown to read. The locks are leaves, none
+// taken under another: fastConn.watchMu guards what the watch reads of
+// the request and orders its clearing of the read deadline before the
+// deadline that ends it (held over SetReadDeadline only);
+// fastFront.mu guards the set of open fast connections
 // (Shutdown closes them after releasing it); connLimiter.mu guards the
 // per-address connection counts; connGuard.mu guards one HTTP/2 or
 // HTTP/3 connection's recent resets (the guard closes its connection

@@ -33,6 +33,9 @@ type fastFront struct {
 	inner *http.Server
 	hand  *handoffListener
 	lim   *connLimiter // counts connections at accept
+	// watchAfter is how long a handler runs before a read watches its
+	// connection (see the constant watchAfter); tests shorten it.
+	watchAfter time.Duration
 
 	closing atomic.Bool
 	mu      sync.Mutex
@@ -55,7 +58,7 @@ const (
 )
 
 func newFastFront(cfg edge.ServerConfig, handler http.Handler, inner *http.Server, lim *connLimiter, log *slog.Logger) *fastFront {
-	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, lim: lim, conns: map[*fastConn]struct{}{}}
+	f := &fastFront{cfg: cfg, log: log, now: time.Now, inner: inner, lim: lim, conns: map[*fastConn]struct{}{}, watchAfter: watchAfter}
 	f.h, _ = handler.(*edge.Handler)
 	inner.ConnState = func(c net.Conn, s http.ConnState) {
 		if hc, ok := c.(*handoffConn); ok {
@@ -203,11 +206,19 @@ type fastConn struct {
 	send sendDeadline
 	// For the requests served through the handler here (fast_miss.go),
 	// made with the first: the base of their contexts, the client's
-	// address as a string, and where the read that watches the
-	// connection while the handler runs says what it got.
-	base    context.Context
-	remote  string
-	watched chan watchResult
+	// address as a string, the timer that starts the read that watches
+	// the connection once the handler has run for watchAfter, and where
+	// that read says what it got. watchMu guards what the timer's
+	// goroutine reads: the request's cancel, and whether serveMiss has
+	// set the deadline that ends the watch (watchEnded). It is held over
+	// SetReadDeadline only, never over a read or a write.
+	base        context.Context
+	remote      string
+	watchTimer  *time.Timer
+	watched     chan watchResult
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc
+	watchEnded  bool
 	// The writer's buffers besides wbuf (see fastWriter): body bytes
 	// held before the header, and the header's fields.
 	pend, fields []byte

@@ -123,31 +123,43 @@ func (c *fastConn) newRequest(p []byte, req *request, ctx context.Context) *http
 	return r.WithContext(ctx)
 }
 
-// serveMiss runs the handler on r with a fastWriter while another
-// goroutine reads the connection, as net/http's background read does: a
-// client that leaves (or resets) ends the request's context; bytes that
-// come are the next request's, kept in the buffer. The handler runs on
-// the connection's goroutine, whose stack has grown already. It reports
-// whether the connection goes on with the next request.
+// watchAfter is how long the handler runs on a request before a read
+// starts watching the connection (fastConn.startWatch; fastFront.watchAfter,
+// which tests shorten). A miss from a
+// near origin is answered before it: then no goroutine, read, netpoll
+// registration or deadline change is spent on the watch, and the
+// connection's goroutine reads the next request itself. A client that
+// leaves is noticed at most this late, which only matters for a handler
+// that waits (a slow origin): its fill is called off that much later.
+const watchAfter = 50 * time.Millisecond
+
+// serveMiss runs the handler on r with a fastWriter. If the handler
+// takes longer than watchAfter (fastFront.watchAfter), another goroutine then reads the
+// connection, as net/http's background read does: a client that leaves
+// (or resets) ends the request's context; bytes that come are the next
+// request's, kept in the buffer. The handler runs on the connection's
+// goroutine, whose stack has grown already. It reports whether the
+// connection goes on with the next request.
 func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFunc) bool {
 	// The connection's buffers serve every answer in turn.
 	w := &fastWriter{c: c, req: r, head: head, cancel: cancel, wantsClose: r.Close, contentLength: -1,
 		out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
 	pipelined := c.r < c.w
-	if c.watched == nil {
-		c.watched = make(chan watchResult, 1)
-	}
-	if c.w == len(c.buf) {
-		c.makeRoomForMore()
-	}
-	// No deadline while the handler runs (net/http's ReadTimeout is 0).
-	c.nc.SetReadDeadline(time.Time{})
-	go c.watch(c.buf[c.w:], cancel)
+	c.armWatch(cancel)
 	keep := c.runHandler(w, r) && !c.f.closing.Load()
 	if cap(w.out) <= 64<<10 {
 		c.wbuf = w.out[:0]
 	}
 	c.pend, c.fields = w.pend[:0], w.fields[:0]
+	if c.watchTimer.Stop() {
+		// The watch never started: the serve loop reads what comes next.
+		if !keep {
+			c.nc.Close()
+		}
+		return keep
+	}
+	// The watch has started (or is starting): it owns the read
+	// deadline until endWatch.
 	if !keep {
 		c.nc.Close()
 		<-c.watched
@@ -155,7 +167,7 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFu
 	}
 	if pipelined {
 		// The next request is in the buffer: end the watch now.
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.endWatch(aLongTimeAgo)
 		res := <-c.watched
 		c.w += res.n
 		c.nc.SetReadDeadline(time.Time{})
@@ -163,9 +175,11 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFu
 	}
 	// The watch goes on as the wait for the next request.
 	c.state.Store(connIdle)
+	var idle time.Time
 	if d := c.f.cfg.IdleTimeout; d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
+		idle = time.Now().Add(d)
 	}
+	c.endWatch(idle)
 	res := <-c.watched
 	c.w += res.n
 	if res.n == 0 {
@@ -175,20 +189,57 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFu
 	return true
 }
 
-// watchResult is what the watching read got.
-type watchResult struct {
-	n   int
-	err error
+// armWatch sets the watch of the request whose context cancel ends to
+// start after the front's watchAfter, unless serveMiss stops it first.
+func (c *fastConn) armWatch(cancel context.CancelFunc) {
+	if c.w == len(c.buf) {
+		c.makeRoomForMore()
+	}
+	c.watchMu.Lock()
+	c.watchCancel, c.watchEnded = cancel, false
+	c.watchMu.Unlock()
+	if c.watchTimer == nil {
+		c.watched = make(chan watchResult, 1)
+		c.watchTimer = time.AfterFunc(c.f.watchAfter, c.startWatch)
+		return
+	}
+	c.watchTimer.Reset(c.f.watchAfter)
 }
 
-// watch reads the connection once into buf; a failed read (the client
-// gone) cancels the request.
-func (c *fastConn) watch(buf []byte, cancel context.CancelFunc) {
+// startWatch is the watch, started by the connection's timer while the
+// handler runs: it reads the connection once into the end of the buffer
+// (the connection's goroutine does not touch it until the result is in
+// watched); a failed read (the client gone) cancels the request.
+func (c *fastConn) startWatch() {
+	c.watchMu.Lock()
+	cancel, buf := c.watchCancel, c.buf[c.w:]
+	if !c.watchEnded {
+		// No deadline while the handler runs (net/http's ReadTimeout
+		// is 0); once serveMiss has ended the watch, its deadline holds.
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.watchMu.Unlock()
 	n, err := c.nc.Read(buf)
 	if n == 0 && err != nil {
 		cancel()
 	}
 	c.watched <- watchResult{n, err}
+}
+
+// endWatch sets the read deadline that ends a started watch (or bounds
+// it as the wait for the next request), whether or not the watch has
+// cleared the deadline yet.
+func (c *fastConn) endWatch(deadline time.Time) {
+	c.watchMu.Lock()
+	c.watchEnded = true
+	c.nc.SetReadDeadline(deadline)
+	c.watchMu.Unlock()
+}
+
+// watchResult is what the watching read got.
+type watchResult struct {
+	n   int
+	err error
 }
 
 // makeRoomForMore makes room at the end of the buffer for one read.

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,27 +167,143 @@ func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
 	std.Config.ErrorLog = quiet
 	std.Start()
 	defer std.Close()
-	fast := newFastMissServer(t, mux)
-	for _, raw := range reqs {
-		want := exchangeTwice(t, std.Listener.Addr().String(), raw)
-		got := exchangeTwice(t, fast, raw)
-		if !slices.Equal(got, want) {
-			t.Errorf("%q:\nnet/http %q\nfast     %q", raw, want, got)
+	// The handlers answer before the watch starts; with watchAfter 0 it
+	// starts at once and waits for the second request instead.
+	for _, after := range []time.Duration{watchAfter, 0} {
+		fast := newFastMissServer(t, mux, after)
+		for _, raw := range reqs {
+			want := exchangeTwice(t, std.Listener.Addr().String(), raw)
+			got := exchangeTwice(t, fast, raw)
+			if !slices.Equal(got, want) {
+				t.Errorf("watch after %v, %q:\nnet/http %q\nfast     %q", after, raw, want, got)
+			}
+		}
+	}
+}
+
+// A client that leaves while the handler waits ends the request's
+// context, once the watch has started: at once (watchAfter 0) or after
+// the front's delay.
+func TestFastMissClientLeavingCancels(t *testing.T) {
+	for _, after := range []time.Duration{0, watchAfter} {
+		t.Run(after.String(), func(t *testing.T) {
+			started, ended := make(chan struct{}, 1), make(chan error, 1)
+			addr := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				started <- struct{}{}
+				select {
+				case <-r.Context().Done():
+					ended <- nil
+				case <-time.After(10 * time.Second):
+					ended <- fmt.Errorf("the context did not end within 10 s of the client leaving")
+				}
+			}), after)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: site.test\r\n\r\n")
+			<-started
+			c.Close()
+			if err := <-ended; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A watch that starts as the handler returns still ends at the idle
+// timeout as the wait for the next request: serveMiss's deadline is not
+// undone by the watch clearing its own (the handler here is quick, so
+// that the two race; each connection must be closed by the server).
+func TestFastMissWatchKeepsTheIdleTimeout(t *testing.T) {
+	addr := newFastMissServerIdle(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "quick")
+	}), 0, 20*time.Millisecond)
+	for i := range 50 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: site.test\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("connection %d: after the idle timeout the read got %v, want EOF (the server closing it)", i, err)
+		}
+		c.Close()
+	}
+}
+
+// Requests that come while the handler runs (sent after the first, or
+// with it) are answered next, in order, whether or not the watch has
+// started and read them.
+func TestFastMissKeepsRequestsSentDuringTheHandler(t *testing.T) {
+	for _, after := range []time.Duration{0, watchAfter} {
+		for _, together := range []bool{false, true} {
+			t.Run(fmt.Sprint(after, " together ", together), func(t *testing.T) {
+				started, release := make(chan struct{}, 1), make(chan struct{})
+				addr := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path == "/slow" {
+						started <- struct{}{}
+						<-release
+					}
+					io.WriteString(w, "answer "+r.URL.Path)
+				}), after)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				slow, next := "GET /slow HTTP/1.1\r\nHost: site.test\r\n\r\n", "GET /next HTTP/1.1\r\nHost: site.test\r\n\r\n"
+				if together {
+					io.WriteString(c, slow+next)
+					<-started
+				} else {
+					io.WriteString(c, slow)
+					<-started
+					io.WriteString(c, next)
+				}
+				close(release)
+				br := bufio.NewReader(c)
+				for _, want := range []string{"answer /slow", "answer /next"} {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("reading the answer %q: %v", want, err)
+					}
+					b, _ := io.ReadAll(resp.Body)
+					if string(b) != want {
+						t.Fatalf("body %q, want %q", b, want)
+					}
+				}
+			})
 		}
 	}
 }
 
 // newFastMissServer serves every request of its connections with the
-// fast front's miss path (newRequest, serveMiss) and handler h, and
-// returns its address.
-func newFastMissServer(t *testing.T, h http.Handler) string {
+// fast front's miss path (newRequest, serveMiss) and handler h, its
+// watch starting after watchAfter, and returns its address. Its idle
+// timeout is 10 s.
+func newFastMissServer(t *testing.T, h http.Handler, watchAfter time.Duration) string {
+	return newFastMissServerIdle(t, h, watchAfter, 10*time.Second)
+}
+
+// newFastMissServerIdle is newFastMissServer with an idle timeout.
+func newFastMissServerIdle(t *testing.T, h http.Handler, watchAfter, idle time.Duration) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fastFront{log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now,
-		inner: &http.Server{Handler: h}, cfg: edge.ServerConfig{IdleTimeout: 10 * time.Second}}
+		inner: &http.Server{Handler: h}, cfg: edge.ServerConfig{IdleTimeout: idle}, watchAfter: watchAfter}
 	done := make(chan struct{})
+	var serving atomic.Pointer[net.Conn] // closed by the cleanup of a failed test
 	go func() {
 		defer close(done)
 		for {
@@ -194,12 +311,16 @@ func newFastMissServer(t *testing.T, h http.Handler) string {
 			if err != nil {
 				return
 			}
+			serving.Store(&nc)
 			c := &fastConn{f: f, nc: nc, buf: make([]byte, 4096)}
 			c.serveMisses()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
+		if nc := serving.Load(); nc != nil {
+			(*nc).Close()
+		}
 		<-done
 	})
 	return ln.Addr().String()
@@ -218,6 +339,10 @@ func (c *fastConn) serveMisses() {
 			}
 			if c.w == len(c.buf) {
 				c.makeRoomForMore()
+			}
+			if c.r == c.w {
+				// Waiting for a request, as serve does.
+				c.nc.SetReadDeadline(time.Now().Add(c.f.cfg.IdleTimeout))
 			}
 			n, err := c.nc.Read(c.buf[c.w:])
 			c.w += n

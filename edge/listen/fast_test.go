@@ -20,6 +20,7 @@ import (
 
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 )
 
 // The listeners with a real edge.Handler behind them. The edge's own
@@ -175,7 +176,8 @@ func BenchmarkHitFront(b *testing.B) {
 
 // BenchmarkMissFront measures misses through each HTTP/1.1 front: every
 // request a new key over one keep-alive connection, 1 KiB from an origin
-// on loopback in the same process (its allocations are counted too).
+// on loopback in the same process (its allocations and CPU are counted
+// too).
 func BenchmarkMissFront(b *testing.B) {
 	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
 		b.Run(front, func(b *testing.B) {
@@ -183,6 +185,8 @@ func BenchmarkMissFront(b *testing.B) {
 			br := bufio.NewReader(c)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := benchcpu.Start()
+			defer cpu.Report(b)
 			for i := 0; i < b.N; i++ {
 				if _, err := io.WriteString(c, "GET /miss/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: bench.test\r\n\r\n"); err != nil {
 					b.Fatal(err)

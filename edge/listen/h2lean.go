@@ -229,6 +229,7 @@ type leanConn struct {
 	fr      *http2.Framer // reads: serve's only; writes: under wmu
 	hit     edge.Hit      // serve's
 	hitReq  hitFields     // serve's
+	blocks  blockDecoder  // serve's: one-frame header blocks (readFrame)
 	head    []byte        // serve's: a hit's HTTP/1.1 head, converted to hblock
 	hblock  []byte        // serve's: a hit's header block
 	empty   int           // serve's: empty DATA frames in a row
@@ -277,7 +278,8 @@ func newLeanConn(l *leanH2, c *tls.Conn, ctx context.Context, h http.Handler) *l
 	lc.br = bufio.NewReaderSize(c, 8<<10)
 	lc.out = lazyWriter{c: c, pool: &l.writers}
 	lc.fr = http2.NewFramer(&lc.out, lc.br)
-	lc.fr.ReadMetaHeaders = hpack.NewDecoder(leanHeaderTable, nil)
+	lc.blocks.dec = hpack.NewDecoder(leanHeaderTable, nil)
+	lc.fr.ReadMetaHeaders = lc.blocks.dec
 	lc.fr.MaxHeaderListSize = l.maxHeaderList()
 	lc.fr.SetMaxReadFrameSize(leanMaxFrame)
 	lc.fr.SetReuseFrames()
@@ -351,7 +353,7 @@ func (c *leanConn) serve() {
 	c.armIdle(true)
 	first := true
 	for {
-		f, err := c.fr.ReadFrame()
+		f, err := c.readFrame()
 		if err != nil {
 			if !c.readFailed(f, err) {
 				return
