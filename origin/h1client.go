@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -66,7 +67,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // h1Conn is one keep-alive connection of the lean client.
 type h1Conn struct {
-	conn      net.Conn // counted
+	conn      net.Conn        // counted
+	raw       syscall.RawConn // the socket's, for peekIdle; nil if none
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	limit     int64     // bytes the reader may still read from conn; see Read
@@ -101,19 +103,25 @@ type h1Idle struct {
 	closed bool      // by Pool.Close: no more idle connections
 }
 
-// get returns an idle connection, or nil.
+// get returns an idle connection fit for a request (see peekIdle), or
+// nil; those found unfit are closed.
 func (l *h1Idle) get(now time.Time) *h1Conn {
-	l.mu.Lock()
-	stale := l.expireLocked(now)
-	var c *h1Conn
-	if n := len(l.conns); n > 0 {
-		c = l.conns[n-1]
-		l.conns[n-1] = nil
-		l.conns = l.conns[:n-1]
+	for {
+		l.mu.Lock()
+		stale := l.expireLocked(now)
+		var c *h1Conn
+		if n := len(l.conns); n > 0 {
+			c = l.conns[n-1]
+			l.conns[n-1] = nil
+			l.conns = l.conns[:n-1]
+		}
+		l.mu.Unlock()
+		closeAll(stale)
+		if c == nil || c.peekIdle() {
+			return c
+		}
+		c.close()
 	}
-	l.mu.Unlock()
-	closeAll(stale)
-	return c
 }
 
 // put makes c idle, or closes it when the list is full or closed.
@@ -293,6 +301,9 @@ func (p *Pool) h1Dial(ctx context.Context, s *server, deadline time.Time) (*h1Co
 		return nil, err
 	}
 	c := &h1Conn{conn: conn}
+	if sc, ok := conn.(*countedConn).Conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	c.br = bufio.NewReaderSize(c, 4096)
 	c.bw = bufio.NewWriterSize(conn, 4096)
 	return c, nil
