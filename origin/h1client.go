@@ -435,11 +435,20 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	if b.closed.Load() {
+		return 0, b.fail(KindCanceled, errBodyClosed)
+	}
 	if b.state.Load() != 0 {
 		return 0, io.EOF
 	}
 	if t := b.p.cfg.ReadTimeout; t > 0 && b.c.br.Buffered() == 0 {
 		b.c.conn.SetReadDeadline(time.Now().Add(t))
+		// A cancellation whose past deadline the line above replaced
+		// shows here; one after it sets the past deadline again.
+		if b.stop != nil && b.parent.Err() != nil {
+			b.finish(false)
+			return 0, b.fail(b.parentKind(), b.parent.Err())
+		}
 	}
 	n, err := b.body.Read(buf)
 	if err == nil {
@@ -452,34 +461,53 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 	b.finish(false)
 	kind, cause := KindTruncated, error(nil)
 	switch {
-	case errors.Is(b.parent.Err(), context.DeadlineExceeded):
-		kind = KindTimeout
-	case b.parent.Err() != nil:
+	case b.closed.Load(): // by Close, while this Read waited
 		kind = KindCanceled
+	case b.parent.Err() != nil:
+		kind = b.parentKind()
 	case isTimeout(err):
 		kind, cause = KindTimeout, errReadTimeout
 	}
+	return n, b.fail(kind, withCause(err, cause))
+}
+
+// parentKind is the kind of error the caller's context ended the body
+// with: its deadline or its cancellation.
+func (b *h1Body) parentKind() Kind {
+	if errors.Is(b.parent.Err(), context.DeadlineExceeded) {
+		return KindTimeout
+	}
+	return KindCanceled
+}
+
+// errBodyClosed is the error of a Read after Close.
+var errBodyClosed = errors.New("read on closed response body")
+
+// fail records the body's first error, counts it against the server
+// unless the caller is the cause, and returns it.
+func (b *h1Body) fail(kind Kind, err error) *Error {
 	b.p.metrics.errors.WithLabelValues(b.s.name, kind.String()).Inc()
 	if kind != KindCanceled {
 		b.p.serverResult(b.s, false, err)
 	}
-	b.err = &Error{Kind: kind, Pool: b.p.cfg.Name, Server: b.s.name, Tries: 1, Err: withCause(err, cause)}
-	return n, b.err
+	b.err = &Error{Kind: kind, Pool: b.p.cfg.Name, Server: b.s.name, Tries: 1, Err: err}
+	return b.err
 }
 
 // Close closes the connection unless the body was read to its end, and
 // gives the slot back; it may be called more than once, and while a Read
 // waits.
 func (b *h1Body) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
 	if b.state.CompareAndSwap(0, 1) {
 		if b.stop != nil {
 			b.stop()
 		}
 		b.c.close()
 	}
-	if b.closed.CompareAndSwap(false, true) {
-		b.s.slots.release()
-	}
+	b.s.slots.release()
 	return nil
 }
 

@@ -383,3 +383,77 @@ func isKind(err error, k Kind) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Kind == k
 }
+
+// The Transport's idle connections and the lean client's stay under
+// max_conns together: a dial at the cap closes the other's idle ones.
+func TestLeanClientAndTransportShareMaxConns(t *testing.T) {
+	o := startScript(t, func(conn, req int, head string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, MaxConns: 2})
+	// Two GETs at once through the lean client: two connections, idle
+	// once their bodies are read.
+	var bodies []io.ReadCloser
+	for range 2 {
+		req, _ := http.NewRequest("GET", "http://site.example/g", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	for _, b := range bodies {
+		io.ReadAll(b)
+		b.Close()
+	}
+	// A POST goes through the Transport, which must dial.
+	if _, _, err := fetch(context.Background(), p, "POST", "/p", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Servers()[0].Conns; n > 2 {
+		t.Errorf("%d connections open, want at most max_conns 2", n)
+	}
+}
+
+// The caller's cancellation while a body is read ends the Read at once
+// with KindCanceled, not charged to the server, and the connection is not
+// reused; a Read after Close fails rather than saying the body ended.
+func TestLeanClientBodyCancelAndClose(t *testing.T) {
+	o := startScript(t, func(conn, req int, head string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", false // the rest never comes
+	})
+	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, ReadTimeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://site.example/c", nil)
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	// Canceled before the Read: the Read's own read_timeout deadline
+	// must not replace the past deadline the cancellation set (without
+	// the check, this Read waits out the hour).
+	cancel()
+	if _, err := resp.Body.Read(buf); kindOf(err) != KindCanceled {
+		t.Errorf("read after cancel: %v, want canceled", err)
+	}
+	resp.Body.Close()
+	if st := p.Servers()[0]; st.Failures != 0 || st.InFlight != 0 {
+		t.Errorf("%d failures, %d in flight; want none", st.Failures, st.InFlight)
+	}
+
+	req, _ = http.NewRequest("GET", "http://site.example/c", nil)
+	if resp, err = p.RoundTrip(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n, err := resp.Body.Read(buf); err == nil || err == io.EOF {
+		t.Errorf("read after close: %d, %v; want an error", n, err)
+	}
+	if o.accepts.Load() != 2 {
+		t.Errorf("%d connections, want 2: the canceled one not reused", o.accepts.Load())
+	}
+}

@@ -238,6 +238,14 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		for _, s := range p.servers {
 			s.h1 = nil
 		}
+	} else {
+		p.conns.max = max(cfg.MaxConns, 0)
+		p.conns.evict = func(addr string) {
+			if l := idle[addr]; l != nil {
+				l.closeIdle(false)
+			}
+			p.transport.CloseIdleConnections()
+		}
 	}
 	p.metrics = newPoolMetrics(cfg.Name)
 
