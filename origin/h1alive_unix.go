@@ -15,13 +15,15 @@ func (c *h1Conn) peekIdle() bool {
 	if c.raw == nil {
 		return true
 	}
-	fit := false
-	err := c.raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		_ = n // 1: a stray byte; 0: closed
-		fit = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true
-	})
-	return err == nil && fit
+	if c.peek == nil { // made once: a closure per call would be an allocation per request
+		c.peek = func(fd uintptr) bool {
+			_, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			// No error: a stray byte, or 0 bytes for the peer's close.
+			c.peekFit = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+			return true
+		}
+	}
+	c.peekFit = false
+	err := c.raw.Read(c.peek)
+	return err == nil && c.peekFit
 }

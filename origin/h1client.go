@@ -69,6 +69,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 type h1Conn struct {
 	conn      net.Conn        // counted
 	raw       syscall.RawConn // the socket's, for peekIdle; nil if none
+	peek      func(fd uintptr) bool
+	peekFit   bool    // peek's answer
+	peekBuf   [1]byte // peek's buffer
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	limit     int64     // bytes the reader may still read from conn; see Read
