@@ -367,7 +367,11 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 		resp.Body = http.NoBody
 		return resp, nil
 	}
-	resp.Body = &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close, p: p, s: s, parent: ctx}
+	b := &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close, p: p, s: s, parent: ctx}
+	if resp.Body == nil { // readSimpleResponse's: ContentLength bytes follow
+		b.body, b.remain = nil, resp.ContentLength
+	}
+	resp.Body = b
 	return resp, nil
 }
 
@@ -390,6 +394,10 @@ func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, t
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
+	}
+	if resp, ok := readSimpleResponse(c.br, req); ok {
+		c.limit = math.MaxInt64
+		return resp, nil
 	}
 	for {
 		resp, err := http.ReadResponse(c.br, req)
@@ -419,7 +427,8 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 // against the server as poolBody's are, and closing it gives the
 // server's slot back.
 type h1Body struct {
-	body   io.Reader // the net/http body reader: length, chunks, trailers
+	body   io.Reader // the net/http body reader: length, chunks, trailers; nil for remain
+	remain int64     // without body: the bytes of the body still to read from c
 	c      *h1Conn
 	stop   func() bool  // the caller's cancellation; nil if it cannot be canceled
 	keep   bool         // neither side said close
@@ -453,7 +462,13 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 			return 0, b.fail(b.parentKind(), b.parent.Err())
 		}
 	}
-	n, err := b.body.Read(buf)
+	var n int
+	var err error
+	if b.body != nil {
+		n, err = b.body.Read(buf)
+	} else {
+		n, err = b.readRemain(buf)
+	}
 	if err == nil {
 		return n, nil
 	}
@@ -472,6 +487,25 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 		kind, cause = KindTimeout, errReadTimeout
 	}
 	return n, b.fail(kind, withCause(err, cause))
+}
+
+// readRemain reads the rest of a body of known length from the
+// connection's reader, as net/http's body over an io.LimitedReader does:
+// io.EOF with its last bytes, io.ErrUnexpectedEOF if the connection ends
+// before.
+func (b *h1Body) readRemain(buf []byte) (int, error) {
+	if int64(len(buf)) > b.remain {
+		buf = buf[:b.remain]
+	}
+	n, err := b.c.br.Read(buf)
+	b.remain -= int64(n)
+	switch {
+	case b.remain == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // parentKind is the kind of error the caller's context ended the body
