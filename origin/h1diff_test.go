@@ -90,7 +90,13 @@ func (o *scriptOrigin) handle(c net.Conn, n int) {
 		o.heads = append(o.heads, head.String())
 		o.mu.Unlock()
 		reply, closeAfter := o.answer(n, i, head.String())
-		if _, err := io.WriteString(c, reply); err != nil || closeAfter {
+		var err error
+		for _, piece := range strings.Split(reply, "<<split>>") {
+			if _, err = io.WriteString(c, piece); err != nil {
+				break
+			}
+		}
+		if err != nil || closeAfter {
 			if tc, ok := c.(*net.TCPConn); ok {
 				tc.CloseWrite() // the client sees EOF after every byte
 			}
@@ -226,6 +232,21 @@ var hostileAnswers = []struct {
 	{name: "huge header line", reply: "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\nContent-Length: 2\r\n\r\nok"},
 	{name: "many headers", reply: "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Many: v\r\n", 2000) + "Content-Length: 2\r\n\r\nok"},
 	{name: "5xx", reply: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"},
+	{name: "keep-alive", reply: "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "keep-alive among tokens", reply: "HTTP/1.1 200 OK\r\nConnection: Keep-Alive, foo\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "values trimmed and empty", reply: "HTTP/1.1 200 OK\r\nX-A: \t v \t\r\nX-E:\r\nX-S:   \r\nContent-Length: 2\r\n\r\nok"},
+	{name: "non-canonical names", reply: "HTTP/1.1 200 OK\r\ncontent-LENGTH: 2\r\nX-ABC-d: 1\r\nx_y: 2\r\nX-A-: 3\r\n-x: 4\r\n\r\nok"},
+	{name: "non-canonical names, canonical length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-ABC-d: 1\r\nx_y: 2\r\netag: \"e\"\r\n-x: 4\r\nconnection: keep-alive\r\n\r\nok"},
+	{name: "content-length padded", reply: "HTTP/1.1 200 OK\r\nContent-Length:  0002 \r\n\r\nok"},
+	{name: "content-length zero", reply: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+	{name: "content-length huge", reply: "HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nok"},
+	{name: "status 299 and 599", reply: "HTTP/1.1 299 Odd\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "status 599", reply: "HTTP/1.1 599 \r\nContent-Length: 2\r\n\r\nok"},
+	{name: "reason with obs-text and tab", reply: "HTTP/1.1 200 O\xe9 \tK\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "two spaces after version", reply: "HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "CR alone in value", reply: "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "LF then CRLF ends head", reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok"},
+	{name: "head split across writes", reply: "HTTP/1.1 200 OK\r\nContent-Le<<split>>ngth: 2\r\n\r<<split>>\nok"},
 	{name: "set-cookie repeated", reply: "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n"},
 }
 
