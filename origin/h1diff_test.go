@@ -478,3 +478,51 @@ func TestLeanClientBodyCancelAndClose(t *testing.T) {
 		t.Errorf("%d connections, want 2: the canceled one not reused", o.accepts.Load())
 	}
 }
+
+// Idle connections: the most recent is reused first, those idle 90 s are
+// closed when the list is next used, at most max are kept, and none
+// after the final close.
+func TestH1IdleList(t *testing.T) {
+	var closed []int
+	mk := func(id int) *h1Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { b.Close() })
+		return &h1Conn{conn: &closeNotingConn{Conn: a, onClose: func() { closed = append(closed, id) }}}
+	}
+	l := &h1Idle{max: 2}
+	t0 := time.Unix(1000, 0)
+	c1, c2, c3 := mk(1), mk(2), mk(3)
+	l.put(c1, t0)
+	l.put(c2, t0.Add(time.Minute))
+	l.put(c3, t0.Add(time.Minute)) // over max: closed
+	if !reflect.DeepEqual(closed, []int{3}) {
+		t.Fatalf("closed %v, want [3]", closed)
+	}
+	// At t0+91s c1 has been idle past 90 s; c2 has not.
+	if c := l.get(t0.Add(91 * time.Second)); c != c2 {
+		t.Errorf("got %p, want the most recent (c2)", c)
+	}
+	if !reflect.DeepEqual(closed, []int{3, 1}) {
+		t.Errorf("closed %v, want [3 1]", closed)
+	}
+	if c := l.get(t0.Add(91 * time.Second)); c != nil {
+		t.Errorf("got %p, want none left", c)
+	}
+	l.put(c2, t0.Add(2*time.Minute))
+	l.closeIdle(true)
+	l.put(mk(4), t0.Add(2*time.Minute))
+	if !reflect.DeepEqual(closed, []int{3, 1, 2, 4}) {
+		t.Errorf("closed %v, want [3 1 2 4]", closed)
+	}
+}
+
+// closeNotingConn is a net.Conn that reports its Close.
+type closeNotingConn struct {
+	net.Conn
+	onClose func()
+}
+
+func (c *closeNotingConn) Close() error {
+	c.onClose()
+	return c.Conn.Close()
+}
