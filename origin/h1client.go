@@ -2,6 +2,7 @@ package origin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -349,7 +350,7 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
 	}
-	resp, err := p.h1Read(ctx, c, req, host, target, reused)
+	resp, framedTwice, err := p.h1Read(ctx, c, req, host, target, reused)
 	if err != nil {
 		if stop != nil {
 			stop()
@@ -359,7 +360,7 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 	hasBody := req.Method != http.MethodHead && resp.ContentLength != 0
 	if !hasBody {
 		canceled := stop != nil && !stop()
-		if resp.Close || canceled || c.br.Buffered() > 0 {
+		if resp.Close || framedTwice || canceled || c.br.Buffered() > 0 {
 			c.close()
 		} else {
 			s.h1.put(c, time.Now())
@@ -367,7 +368,7 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 		resp.Body = http.NoBody
 		return resp, nil
 	}
-	b := &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close, p: p, s: s, parent: ctx}
+	b := &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close && !framedTwice, p: p, s: s, parent: ctx}
 	if resp.Body == nil { // readSimpleResponse's: ContentLength bytes follow
 		b.body, b.remain = nil, resp.ContentLength
 	}
@@ -377,45 +378,78 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 
 // h1Read writes the request and reads the final response's headers,
 // skipping 1xx responses.
-func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, target string, reused bool) (*http.Response, error) {
+func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, target string, reused bool) (resp *http.Response, framedTwice bool, err error) {
 	writeRequest(c.bw, req, host, target)
 	if err := c.bw.Flush(); err != nil {
 		if reused && !isTimeout(err) {
-			return nil, &staleConnError{err}
+			return nil, false, &staleConnError{err}
 		}
-		return nil, err
+		return nil, false, err
 	}
 	c.limit = maxResponseHeaderBytes
 	if _, err := c.br.Peek(1); err != nil {
 		if reused && !isTimeout(err) && err != errHeaderLimit {
-			return nil, &staleConnError{err}
+			return nil, false, &staleConnError{err}
 		}
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if resp, ok := readSimpleResponse(c.br, req); ok {
 		c.limit = math.MaxInt64
-		return resp, nil
+		return resp, false, nil
 	}
 	for {
+		// An answer framed both ways (Transfer-Encoding and
+		// Content-Length) is read as chunked, as ReadResponse does,
+		// but its connection is not reused: such an answer is how
+		// response splitting looks (RFC 9112 §6.3). ReadResponse drops
+		// the Content-Length, so it is looked for in the head first
+		// (when the head is in the buffer).
+		buf, _ := c.br.Peek(c.br.Buffered())
+		framedTwice = headFramedTwice(buf)
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
 			if c.limit <= 0 {
-				return nil, errHeaderLimit
+				return nil, false, errHeaderLimit
 			}
-			return nil, err
+			return nil, false, err
 		}
 		switch {
 		case resp.StatusCode == http.StatusSwitchingProtocols:
-			return nil, errUnexpected101
+			return nil, false, errUnexpected101
 		case resp.StatusCode >= 100 && resp.StatusCode <= 199:
 			continue // informational: the final answer follows
 		}
 		c.limit = math.MaxInt64
-		return resp, nil
+		return resp, framedTwice && resp.TransferEncoding != nil, nil
 	}
+}
+
+// headFramedTwice reports whether the response head at the start of buf
+// (when it ends within buf) has both a Transfer-Encoding and a
+// Content-Length field line.
+func headFramedTwice(buf []byte) bool {
+	var te, cl bool
+	for len(buf) > 0 {
+		eol := bytes.IndexByte(buf, '\n')
+		if eol < 0 {
+			return false // the head goes on past buf
+		}
+		line := bytes.TrimSuffix(buf[:eol], []byte("\r"))
+		buf = buf[eol+1:]
+		if len(line) == 0 {
+			return te && cl
+		}
+		te = te || hasFoldPrefix(line, "transfer-encoding:")
+		cl = cl || hasFoldPrefix(line, "content-length:")
+	}
+	return false
+}
+
+func hasFoldPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 // isTimeout reports whether err is a deadline's.

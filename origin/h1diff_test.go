@@ -176,6 +176,7 @@ func exchange(t *testing.T, std bool, method, first string, closeFirst, firstOnl
 var hostileAnswers = []struct {
 	name, method, reply string
 	firstOnly           bool // the origin closes after it; or the Transport's handling of the connection afterwards is racy
+	leanNoReuse         bool // the one difference: the Transport reuses the connection, the lean client does not
 }{
 	{name: "content-length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"},
 	{name: "lower-case and odd keys", reply: "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-FOO-bar: 1\r\netag: \"x\"\r\ncache-control: max-age=60\r\n\r\nhello"},
@@ -186,7 +187,9 @@ var hostileAnswers = []struct {
 	{name: "chunk size overflow", reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
 	{name: "chunk missing CRLF", reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
 	{name: "chunked cut off", reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", firstOnly: true},
-	{name: "chunked and content-length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
+	{name: "chunked and content-length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", leanNoReuse: true},
+	{name: "chunked and content-length after 1xx", reply: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n", leanNoReuse: true},
+	{name: "content-length only in a 1xx", reply: "HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"},
 	{name: "unknown transfer-encoding", reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello"},
 	{name: "two transfer-encodings", reply: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
 	{name: "duplicate content-length", reply: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"},
@@ -263,6 +266,12 @@ func TestLeanClientDifferential(t *testing.T) {
 			}
 			std := exchange(t, true, method, c.reply, c.firstOnly, c.firstOnly)
 			lean := exchange(t, false, method, c.reply, c.firstOnly, c.firstOnly)
+			if c.leanNoReuse {
+				if !std.Reused || lean.Reused {
+					t.Errorf("reused: std %v, lean %v; want the lean client alone not to reuse", std.Reused, lean.Reused)
+				}
+				lean.Reused = std.Reused
+			}
 			if !reflect.DeepEqual(std, lean) {
 				t.Errorf("outcomes differ\nstd:  %+v\nlean: %+v", std, lean)
 			}
