@@ -151,24 +151,26 @@ func TestPoolMaxInflight(t *testing.T) {
 // requests in flight too, and they wait in the pool's queue (bounded by
 // queue_timeout), not inside the transport.
 func TestPoolMaxConnsHTTP1(t *testing.T) {
-	const n, conns = 50, 3
-	g := startGated(t, false)
-	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: g.url}}, MaxConns: conns, QueueTimeout: time.Minute})
-	if st := p.Servers()[0]; st.MaxInflight != conns {
-		t.Errorf("HTTP/1.1 server's cap %d, want max_conns %d", st.MaxInflight, conns)
-	}
-	wait := flood(p, n)
-	poll.Until(t, 10*time.Second, "3 at the origin and the rest queued in the pool", func() bool {
-		cur, _, _, _ := g.stats()
-		return cur == conns && p.Servers()[0].Queued == n-conns
+	bothClients(t, func(t *testing.T, std bool) {
+		const n, conns = 50, 3
+		g := startGated(t, false)
+		p := newPool(t, PoolConfig{stdTransport: std, Servers: []ServerConfig{{URL: g.url}}, MaxConns: conns, QueueTimeout: time.Minute})
+		if st := p.Servers()[0]; st.MaxInflight != conns {
+			t.Errorf("HTTP/1.1 server's cap %d, want max_conns %d", st.MaxInflight, conns)
+		}
+		wait := flood(p, n)
+		poll.Until(t, 10*time.Second, "3 at the origin and the rest queued in the pool", func() bool {
+			cur, _, _, _ := g.stats()
+			return cur == conns && p.Servers()[0].Queued == n-conns
+		})
+		g.open()
+		noErrors(t, wait())
+		_, maxSeen, _, seenConns := g.stats()
+		if maxSeen > conns || seenConns > conns {
+			t.Errorf("origin saw %d requests at once on %d connections, want at most %d", maxSeen, seenConns, conns)
+		}
+		idle(t, p)
 	})
-	g.open()
-	noErrors(t, wait())
-	_, maxSeen, _, seenConns := g.stats()
-	if maxSeen > conns || seenConns > conns {
-		t.Errorf("origin saw %d requests at once on %d connections, want at most %d", maxSeen, seenConns, conns)
-	}
-	idle(t, p)
 }
 
 // Over HTTP/2 one connection carries many requests: max_conns caps the
@@ -201,82 +203,84 @@ func TestPoolCapsHTTP2(t *testing.T) {
 // KindOverloaded, and never reaches the origin; a full queue refuses at
 // once. Both are counted.
 func TestPoolQueueTimeoutAndFull(t *testing.T) {
-	g := startGated(t, false)
-	p := newPool(t, PoolConfig{Name: "caps", Servers: []ServerConfig{{URL: g.url}},
-		MaxInflight: 1, MaxQueue: 2, QueueTimeout: 100 * time.Millisecond})
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(p)
-	ctx := context.Background()
+	bothClients(t, func(t *testing.T, std bool) {
+		g := startGated(t, false)
+		p := newPool(t, PoolConfig{stdTransport: std, Name: "caps", Servers: []ServerConfig{{URL: g.url}},
+			MaxInflight: 1, MaxQueue: 2, QueueTimeout: 100 * time.Millisecond})
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(p)
+		ctx := context.Background()
 
-	held, err := p.RoundTrip(mustRequest(t, ctx, "/held"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = fetch(ctx, p, "GET", "/waits", nil)
-	var e *Error
-	if !errors.As(err, &e) || e.Kind != KindOverloaded || !IsOverloaded(err) || IsTimeout(err) ||
-		e.Server != g.url || e.Tries != 1 || !strings.Contains(err.Error(), "queue_timeout") {
-		t.Fatalf("queued past queue_timeout: %v, want an overloaded error naming the server and queue_timeout", err)
-	}
-
-	// Two wait (with a long enough budget), the third is refused at once.
-	p2 := newPool(t, PoolConfig{Name: "caps2", Servers: []ServerConfig{{URL: g.url}},
-		MaxInflight: 1, MaxQueue: 2, QueueTimeout: time.Minute})
-	reg.MustRegister(p2)
-	held2, err := p2.RoundTrip(mustRequest(t, ctx, "/held2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := flood(p2, 2)
-	poll.Until(t, 10*time.Second, "two queued", func() bool { return p2.Servers()[0].Queued == 2 })
-	if _, _, err := fetch(ctx, p2, "GET", "/third", nil); !IsOverloaded(err) || !strings.Contains(err.Error(), "max_queue") {
-		t.Errorf("third waiter: %v, want overloaded (queue full)", err)
-	}
-	// A waiter whose caller gives up leaves the queue.
-	cctx, cancel := context.WithCancel(ctx)
-	p3 := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: g.url}}, MaxInflight: 1, QueueTimeout: time.Minute})
-	held3, err := p3.RoundTrip(mustRequest(t, ctx, "/held3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		poll.Until(t, 10*time.Second, "queued", func() bool { return p3.Servers()[0].Queued == 1 })
-		cancel()
-	}()
-	if _, _, err := fetch(cctx, p3, "GET", "/gives-up", nil); kindOf(err) != KindCanceled {
-		t.Errorf("caller gave up in the queue: %v, want canceled", err)
-	}
-	if st := p3.Servers()[0]; st.Queued != 0 || st.InFlight != 1 {
-		t.Errorf("after a waiter left: %+v", st)
-	}
-
-	if _, _, total, _ := g.stats(); total != 3 {
-		t.Errorf("origin saw %d requests, want the 3 held ones only", total)
-	}
-	g.open()
-	for _, resp := range []*http.Response{held, held2, held3} {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		resp.Body.Close() // twice: the slot goes back once
-	}
-	noErrors(t, wait())
-	idle(t, p)
-	idle(t, p2)
-	idle(t, p3)
-
-	got := gather(t, reg)
-	for key, want := range map[string]float64{
-		"meridian_origin_overloaded_total,pool=caps,reason=queue_timeout,server=" + g.url: 1,
-		"meridian_origin_overloaded_total,pool=caps2,reason=queue_full,server=" + g.url:   1,
-		"meridian_origin_server_inflight,pool=caps,server=" + g.url:                       0,
-		"meridian_origin_server_queued,pool=caps,server=" + g.url:                         0,
-		"meridian_origin_server_inflight_limit,pool=caps,server=" + g.url:                 1,
-		"meridian_origin_requests_total,code=200,pool=caps,server=" + g.url:               1,
-	} {
-		if got[key] != want {
-			t.Errorf("%s = %v, want %v", key, got[key], want)
+		held, err := p.RoundTrip(mustRequest(t, ctx, "/held"))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		_, _, err = fetch(ctx, p, "GET", "/waits", nil)
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindOverloaded || !IsOverloaded(err) || IsTimeout(err) ||
+			e.Server != g.url || e.Tries != 1 || !strings.Contains(err.Error(), "queue_timeout") {
+			t.Fatalf("queued past queue_timeout: %v, want an overloaded error naming the server and queue_timeout", err)
+		}
+
+		// Two wait (with a long enough budget), the third is refused at once.
+		p2 := newPool(t, PoolConfig{stdTransport: std, Name: "caps2", Servers: []ServerConfig{{URL: g.url}},
+			MaxInflight: 1, MaxQueue: 2, QueueTimeout: time.Minute})
+		reg.MustRegister(p2)
+		held2, err := p2.RoundTrip(mustRequest(t, ctx, "/held2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait := flood(p2, 2)
+		poll.Until(t, 10*time.Second, "two queued", func() bool { return p2.Servers()[0].Queued == 2 })
+		if _, _, err := fetch(ctx, p2, "GET", "/third", nil); !IsOverloaded(err) || !strings.Contains(err.Error(), "max_queue") {
+			t.Errorf("third waiter: %v, want overloaded (queue full)", err)
+		}
+		// A waiter whose caller gives up leaves the queue.
+		cctx, cancel := context.WithCancel(ctx)
+		p3 := newPool(t, PoolConfig{stdTransport: std, Servers: []ServerConfig{{URL: g.url}}, MaxInflight: 1, QueueTimeout: time.Minute})
+		held3, err := p3.RoundTrip(mustRequest(t, ctx, "/held3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			poll.Until(t, 10*time.Second, "queued", func() bool { return p3.Servers()[0].Queued == 1 })
+			cancel()
+		}()
+		if _, _, err := fetch(cctx, p3, "GET", "/gives-up", nil); kindOf(err) != KindCanceled {
+			t.Errorf("caller gave up in the queue: %v, want canceled", err)
+		}
+		if st := p3.Servers()[0]; st.Queued != 0 || st.InFlight != 1 {
+			t.Errorf("after a waiter left: %+v", st)
+		}
+
+		if _, _, total, _ := g.stats(); total != 3 {
+			t.Errorf("origin saw %d requests, want the 3 held ones only", total)
+		}
+		g.open()
+		for _, resp := range []*http.Response{held, held2, held3} {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			resp.Body.Close() // twice: the slot goes back once
+		}
+		noErrors(t, wait())
+		idle(t, p)
+		idle(t, p2)
+		idle(t, p3)
+
+		got := gather(t, reg)
+		for key, want := range map[string]float64{
+			"meridian_origin_overloaded_total,pool=caps,reason=queue_timeout,server=" + g.url: 1,
+			"meridian_origin_overloaded_total,pool=caps2,reason=queue_full,server=" + g.url:   1,
+			"meridian_origin_server_inflight,pool=caps,server=" + g.url:                       0,
+			"meridian_origin_server_queued,pool=caps,server=" + g.url:                         0,
+			"meridian_origin_server_inflight_limit,pool=caps,server=" + g.url:                 1,
+			"meridian_origin_requests_total,code=200,pool=caps,server=" + g.url:               1,
+		} {
+			if got[key] != want {
+				t.Errorf("%s = %v, want %v", key, got[key], want)
+			}
+		}
+	})
 }
 
 // The queue wait is bounded by the pool's timeout and the caller's
@@ -393,37 +397,39 @@ func TestPoolOverloadMovesOn(t *testing.T) {
 // A try that fails, a body-less answer and a POST refused before it was
 // sent all give their slots back; the refused POST's body is closed.
 func TestPoolSlotsComeBack(t *testing.T) {
-	a := startOrigin(t)
-	p := newPool(t, PoolConfig{Servers: servers(a), MaxInflight: 1, QueueTimeout: 10 * time.Millisecond})
-	ctx := context.Background()
-	a.demo.SetFailing("reset")
-	for range 3 {
-		if _, _, err := fetch(ctx, p, "GET", "/r", nil); kindOf(err) != KindReset {
-			t.Fatalf("reset: %v", err)
+	bothClients(t, func(t *testing.T, std bool) {
+		a := startOrigin(t)
+		p := newPool(t, PoolConfig{stdTransport: std, Servers: servers(a), MaxInflight: 1, QueueTimeout: 10 * time.Millisecond})
+		ctx := context.Background()
+		a.demo.SetFailing("reset")
+		for range 3 {
+			if _, _, err := fetch(ctx, p, "GET", "/r", nil); kindOf(err) != KindReset {
+				t.Fatalf("reset: %v", err)
+			}
 		}
-	}
-	a.demo.SetFailing("")
-	for range 3 {
-		mustGet(t, p, "/empty?size=0")
-		if resp, err := p.RoundTrip(mustRequest(t, ctx, "/h")); err != nil {
-			t.Fatal(err)
-		} else {
-			resp.Body.Close()
+		a.demo.SetFailing("")
+		for range 3 {
+			mustGet(t, p, "/empty?size=0")
+			if resp, err := p.RoundTrip(mustRequest(t, ctx, "/h")); err != nil {
+				t.Fatal(err)
+			} else {
+				resp.Body.Close()
+			}
 		}
-	}
-	idle(t, p)
+		idle(t, p)
 
-	held, err := p.RoundTrip(mustRequest(t, ctx, "/held?size=10"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := &closeRecorder{Reader: strings.NewReader("x")}
-	req, _ := http.NewRequest("POST", "http://site.example/p", body)
-	if _, err := p.RoundTrip(req); !IsOverloaded(err) || !body.closed {
-		t.Errorf("refused POST: %v, body closed %v", err, body.closed)
-	}
-	held.Body.Close()
-	idle(t, p)
+		held, err := p.RoundTrip(mustRequest(t, ctx, "/held?size=10"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := &closeRecorder{Reader: strings.NewReader("x")}
+		req, _ := http.NewRequest("POST", "http://site.example/p", body)
+		if _, err := p.RoundTrip(req); !IsOverloaded(err) || !body.closed {
+			t.Errorf("refused POST: %v, body closed %v", err, body.closed)
+		}
+		held.Body.Close()
+		idle(t, p)
+	})
 }
 
 type closeRecorder struct {

@@ -101,6 +101,10 @@ type PoolConfig struct {
 	// Now is the clock for ejections, the circuit breaker and latency. Nil
 	// means time.Now. Not read from YAML.
 	Now func() time.Time `yaml:"-"`
+
+	// stdTransport sends every request through http.Transport, never the
+	// lean HTTP/1.1 client: the reference the tests compare it with.
+	stdTransport bool
 }
 
 // ServerConfig is one origin server.

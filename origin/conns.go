@@ -16,6 +16,14 @@ import (
 type connCounter struct {
 	mu   sync.Mutex
 	open map[string]int // address → connections open; absent: none
+
+	// max is max_conns (0: no cap) and evict, when set, closes idle
+	// connections to an address: a dial that finds max connections
+	// open calls it first. The Transport and the lean client each keep
+	// idle connections of their own, and neither would otherwise close
+	// the other's to stay under the cap together.
+	max   int
+	evict func(addr string)
 }
 
 // dialFunc is http.Transport's DialContext.
@@ -24,6 +32,9 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // dial wraps d so that every connection it makes is counted until closed.
 func (c *connCounter) dial(d dialFunc) dialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if c.evict != nil && c.max > 0 && c.count(addr) >= c.max {
+			c.evict(addr)
+		}
 		conn, err := d(ctx, network, addr)
 		if err != nil {
 			return nil, err

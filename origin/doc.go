@@ -16,6 +16,16 @@
 // retries never get around the caps. [PoolConfig] says why each default
 // is what it is; -1 turns a cap off.
 //
+// # Origin connections
+//
+// A pool of plain http:// servers sends its GET and HEAD requests without
+// a body through a lean HTTP/1.1 client (h1client.go): written and read on
+// the caller's goroutine, with connection deadlines for its timeouts, on
+// keep-alive connections of its own; the response is parsed by
+// http.ReadResponse. Everything else goes through http.Transport. The
+// tests run each hostile origin answer, and a fuzzer's, through both and
+// want the same outcome.
+//
 // # Locks
 //
 // Pool.mu guards the servers' health, ejection and round-robin state and

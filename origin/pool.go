@@ -46,6 +46,10 @@ type Pool struct {
 	servers   []*server
 	metrics   *poolMetrics
 	conns     *connCounter // the request transports' open connections, by address
+	// plain is true when every server is plain http:// and the lean
+	// client (h1client.go) sends the plain requests; the Transport sends
+	// the others.
+	plain bool
 
 	mu      sync.Mutex // guards the mutable fields of servers and breaker
 	breaker breaker
@@ -66,6 +70,10 @@ type server struct {
 	addr string // host:port its connections dial (the URL's, default port added)
 
 	slots *slots // the cap on requests in flight; its own lock
+
+	// h1 is the lean client's idle connections to addr, shared by the
+	// servers of that address; nil unless the pool is plain.
+	h1 *h1Idle
 
 	// transport and probes are the pool's, or the server's own when it
 	// is verified under a TLS server name of its own.
@@ -215,6 +223,30 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			s.probes.TLSClientConfig = conf
 		}
 	}
+	p.plain = !cfg.stdTransport
+	idle := map[string]*h1Idle{}
+	for _, s := range p.servers {
+		if s.url.Scheme != "http" || !validPlainHost(s.cfg.Host) {
+			p.plain = false
+		}
+		if idle[s.addr] == nil {
+			idle[s.addr] = &h1Idle{addr: s.addr, max: cfg.MaxIdleConnsPerHost}
+		}
+		s.h1 = idle[s.addr]
+	}
+	if !p.plain {
+		for _, s := range p.servers {
+			s.h1 = nil
+		}
+	} else {
+		p.conns.max = max(cfg.MaxConns, 0)
+		p.conns.evict = func(addr string) {
+			if l := idle[addr]; l != nil {
+				l.closeIdle(false)
+			}
+			p.transport.CloseIdleConnections()
+		}
+	}
 	p.metrics = newPoolMetrics(cfg.Name)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -239,6 +271,9 @@ func (p *Pool) Close() error {
 		for _, s := range p.servers {
 			s.transport.CloseIdleConnections()
 			s.probes.CloseIdleConnections()
+			if s.h1 != nil {
+				s.h1.closeIdle(true)
+			}
 		}
 	})
 	return nil
@@ -309,6 +344,11 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.metrics.rejected.Inc()
 		return nil, &Error{Kind: KindUnavailable, Pool: p.cfg.Name, Err: errCircuitOpen}
 	}
+	if p.plain && plainRequest(req) {
+		if host, target, ok := plainTarget(req); ok {
+			return p.roundTripPlain(req, host, target)
+		}
+	}
 	// The pool's context bounds the tries (timeout) and then each wait
 	// for the body (read_timeout), never the body as a whole.
 	ctx, cancel := context.WithCancelCause(req.Context())
@@ -331,7 +371,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		waited, err := s.slots.acquire(ctx, queueLeft)
 		queueLeft -= waited
 		if err != nil {
-			last = p.refused(ctx, req, s, err)
+			last = p.refused(req.Context(), s, err, err != errQueueTimeout && context.Cause(ctx) == errPoolTimeout)
 			last.Tries = attempt + 1
 			if last.Kind == KindOverloaded && ctx.Err() == nil {
 				continue // never sent: another server may have a slot
@@ -397,24 +437,25 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // refused makes the error of a request that got no slot of s: overloaded
-// when the server's queue was full or its wait ran out (queue_timeout or
-// the pool's timeout), else the caller's deadline or cancellation.
-func (p *Pool) refused(ctx context.Context, req *http.Request, s *server, err error) *Error {
+// when the server's queue was full or its wait ran out (queue_timeout or,
+// poolTimedOut, the pool's timeout), else the caller's (parent's) deadline
+// or cancellation.
+func (p *Pool) refused(parent context.Context, s *server, err error, poolTimedOut bool) *Error {
 	kind := KindOverloaded
 	switch {
 	case err == errQueueFull:
 		p.metrics.overloaded.WithLabelValues(s.name, "queue_full").Inc()
-	case err == errQueueTimeout:
-		p.metrics.overloaded.WithLabelValues(s.name, "queue_timeout").Inc()
-	case context.Cause(ctx) == errPoolTimeout:
+	case poolTimedOut:
 		p.metrics.overloaded.WithLabelValues(s.name, "queue_timeout").Inc()
 		err = fmt.Errorf("waiting for a slot: %w", errPoolTimeout)
-	case errors.Is(req.Context().Err(), context.DeadlineExceeded):
+	case err == errQueueTimeout:
+		p.metrics.overloaded.WithLabelValues(s.name, "queue_timeout").Inc()
+	case errors.Is(parent.Err(), context.DeadlineExceeded):
 		kind = KindTimeout
-		err = fmt.Errorf("waiting for a slot: %w", req.Context().Err())
+		err = fmt.Errorf("waiting for a slot: %w", parent.Err())
 	default:
 		kind = KindCanceled
-		err = fmt.Errorf("waiting for a slot: %w", context.Cause(req.Context()))
+		err = fmt.Errorf("waiting for a slot: %w", context.Cause(parent))
 	}
 	return &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}
 }
