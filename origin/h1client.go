@@ -97,14 +97,24 @@ func (c *h1Conn) close() { c.conn.Close() }
 
 // h1Idle is the idle connections to one address, shared by the pool's
 // servers of that address. The most recently used is reused first; those
-// idle longer than idleConnTimeout are closed whenever the list is used.
+// idle longer than timeout (idleConnTimeout) are closed whenever the list
+// is used, and by a sweep while it holds any, so that a pool that goes
+// quiet does not keep its connections (nor, once the origin closed them,
+// their sockets in CLOSE_WAIT) until it is closed.
 type h1Idle struct {
-	addr string
-	max  int // MaxIdleConnsPerHost
+	addr    string
+	max     int           // MaxIdleConnsPerHost
+	timeout time.Duration // idleConnTimeout, shorter in tests
 
 	mu     sync.Mutex
-	conns  []*h1Conn // oldest first
-	closed bool      // by Pool.Close: no more idle connections
+	conns  []*h1Conn   // oldest first
+	closed bool        // by Pool.Close: no more idle connections
+	sweep  *time.Timer // armed while conns is not empty; nil before the first put
+	swept  bool        // the sweep is armed
+}
+
+func newH1Idle(addr string, max int) *h1Idle {
+	return &h1Idle{addr: addr, max: max, timeout: idleConnTimeout}
 }
 
 // get returns an idle connection fit for a request (see peekIdle), or
@@ -140,6 +150,36 @@ func (l *h1Idle) put(c *h1Conn, now time.Time) {
 		return
 	}
 	l.conns = append(l.conns, c)
+	l.armLocked(l.timeout)
+	l.mu.Unlock()
+	closeAll(stale)
+}
+
+// armLocked arms the sweep to run after d, unless it is armed already
+// (it then runs no later than the oldest connection's expiry: the list
+// only grows newer connections).
+func (l *h1Idle) armLocked(d time.Duration) {
+	if l.swept {
+		return
+	}
+	l.swept = true
+	if l.sweep == nil {
+		l.sweep = time.AfterFunc(d, l.sweepExpired)
+		return
+	}
+	l.sweep.Reset(d)
+}
+
+// sweepExpired is the sweep: it closes the connections idle longer than
+// timeout and runs again when the oldest one left expires.
+func (l *h1Idle) sweepExpired() {
+	now := time.Now()
+	l.mu.Lock()
+	l.swept = false
+	stale := l.expireLocked(now)
+	if len(l.conns) > 0 && !l.closed {
+		l.armLocked(max(l.timeout-now.Sub(l.conns[0].idleSince), time.Millisecond))
+	}
 	l.mu.Unlock()
 	closeAll(stale)
 }
@@ -148,7 +188,7 @@ func (l *h1Idle) put(c *h1Conn, now time.Time) {
 // off the list and returns them, to be closed outside the lock.
 func (l *h1Idle) expireLocked(now time.Time) []*h1Conn {
 	n := 0
-	for n < len(l.conns) && now.Sub(l.conns[n].idleSince) >= idleConnTimeout {
+	for n < len(l.conns) && now.Sub(l.conns[n].idleSince) >= l.timeout {
 		n++
 	}
 	if n == 0 {
@@ -166,6 +206,9 @@ func (l *h1Idle) closeIdle(final bool) {
 	l.conns = nil
 	if final {
 		l.closed = true
+	}
+	if l.sweep != nil && l.sweep.Stop() {
+		l.swept = false
 	}
 	l.mu.Unlock()
 	closeAll(conns)

@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // scriptOrigin is a raw TCP origin on 127.0.0.1:0 that answers with the
@@ -498,7 +501,7 @@ func TestH1IdleList(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return &h1Conn{conn: &closeNotingConn{Conn: a, onClose: func() { closed = append(closed, id) }}}
 	}
-	l := &h1Idle{max: 2}
+	l := newH1Idle("", 2)
 	t0 := time.Unix(1000, 0)
 	c1, c2, c3 := mk(1), mk(2), mk(3)
 	l.put(c1, t0)
@@ -522,6 +525,51 @@ func TestH1IdleList(t *testing.T) {
 	l.put(mk(4), t0.Add(2*time.Minute))
 	if !reflect.DeepEqual(closed, []int{3, 1, 2, 4}) {
 		t.Errorf("closed %v, want [3 1 2 4]", closed)
+	}
+}
+
+// Idle connections of a pool that goes quiet are closed by the sweep,
+// without another request using the list: the oldest first, each once
+// idle for the timeout, and the sweep stops with the list's final close.
+func TestH1IdleListSweepsWhenQuiet(t *testing.T) {
+	var mu sync.Mutex
+	var closed []int
+	mk := func(id int) *h1Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { b.Close() })
+		return &h1Conn{conn: &closeNotingConn{Conn: a, onClose: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			closed = append(closed, id)
+		}}}
+	}
+	closedNow := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(closed)
+	}
+	l := newH1Idle("", 4)
+	l.timeout = 100 * time.Millisecond
+	l.put(mk(1), time.Now())
+	l.put(mk(2), time.Now().Add(60*time.Millisecond)) // idle from later than c1
+	poll.Until(t, 5*time.Second, "the first idle connection closed by the sweep", func() bool { return len(closedNow()) >= 1 })
+	if got := closedNow(); got[0] != 1 {
+		t.Fatalf("closed %v, the oldest first wanted", got)
+	}
+	poll.Until(t, 5*time.Second, "both idle connections closed by the sweep", func() bool { return len(closedNow()) == 2 })
+	l.mu.Lock()
+	left, armed := len(l.conns), l.swept
+	l.mu.Unlock()
+	if left != 0 || armed {
+		t.Fatalf("%d idle left, sweep armed %v: want none and not armed", left, armed)
+	}
+	l.put(mk(3), time.Now())
+	l.closeIdle(true)
+	l.mu.Lock()
+	armed = l.swept
+	l.mu.Unlock()
+	if armed {
+		t.Fatal("the sweep is still armed after the final close")
 	}
 }
 

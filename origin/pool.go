@@ -230,7 +230,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			p.plain = false
 		}
 		if idle[s.addr] == nil {
-			idle[s.addr] = &h1Idle{addr: s.addr, max: cfg.MaxIdleConnsPerHost}
+			idle[s.addr] = newH1Idle(s.addr, cfg.MaxIdleConnsPerHost)
 		}
 		s.h1 = idle[s.addr]
 	}
