@@ -583,3 +583,22 @@ func (c *closeNotingConn) Close() error {
 	c.onClose()
 	return c.Conn.Close()
 }
+
+// A plain http:// origin that says HTTP/2.0 in its status line is still
+// an HTTP/1 server: its requests keep max_conns as their cap (one request
+// per connection), not the HTTP/2 one (max_inflight), with either client.
+// Only HTTP/2 negotiated over TLS is HTTP/2.
+func TestHTTP2StatusLineOverPlainHTTPKeepsTheHTTP1Cap(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		o := startScript(t, func(conn, req int, head string) (string, bool) {
+			return "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+		})
+		p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, MaxConns: 2, MaxInflight: 10, stdTransport: std})
+		if _, b, err := fetch(context.Background(), p, "GET", "/s", nil); err != nil || string(b) != "ok" {
+			t.Fatalf("std=%v: %q, %v", std, b, err)
+		}
+		if st := p.Servers()[0]; st.MaxInflight != 2 {
+			t.Errorf("std=%v: max in flight %d after an HTTP/2.0 status line over plain HTTP, want max_conns (2)", std, st.MaxInflight)
+		}
+	}
+}

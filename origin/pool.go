@@ -398,7 +398,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if terr == nil {
 			p.settle(resp.StatusCode < 500)
-			s.slots.setHTTP2(resp.ProtoMajor == 2)
+			s.slots.setHTTP2(isHTTP2(resp))
 			release := func() { tryCancel(); cancel(nil); s.slots.release() }
 			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 				// An upgraded connection: the caller's to read and write
@@ -738,6 +738,12 @@ func (p *Pool) settleNeutral() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.breaker.trial = false
+}
+
+// isHTTP2 reports whether resp came over HTTP/2, as negotiated with TLS
+// (ALPN): an HTTP/1 server's status line may say HTTP/2.0 too.
+func isHTTP2(resp *http.Response) bool {
+	return resp.ProtoMajor == 2 && resp.TLS != nil && resp.TLS.NegotiatedProtocol == "h2"
 }
 
 func isIdempotent(req *http.Request) bool {

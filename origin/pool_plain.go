@@ -50,7 +50,7 @@ func (p *Pool) roundTripPlain(req *http.Request, host, target string) (*http.Res
 		resp, terr := p.tryPlain(parent, req, s, host, target, deadline)
 		if terr == nil {
 			p.settle(resp.StatusCode < 500)
-			s.slots.setHTTP2(resp.ProtoMajor == 2)
+			s.slots.setHTTP2(false) // plain TCP: HTTP/1, whatever its status line says
 			if resp.Body == http.NoBody {
 				s.slots.release()
 			}
