@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,32 +33,47 @@ const errorBodyLimit = 64 << 10
 // origin_host), the keyed query (originURL), and the keyed scheme in the
 // forwarding fields (setForwarded); no hop-by-hop field (nor the client's
 // Connection: close) and, by default, no field that asks the origin for
-// another target, method or host (overrideFields). The fill's fill.Info, which the fill
-// hands to the site's upstream, goes with it (see fillInfoOf).
-func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry) *http.Request {
+// another target, method or host (overrideFields). Its context is a
+// fillContext under parent (the fill's own): the fill's fill.Info, which
+// the fill hands to the site's upstream (see fillInfoOf), and the slice it
+// fetches, if any, go with it.
+//
+// It is built once, for the fill that sends it (see startFill): a request
+// that joins a running fill builds none. r is read, never kept: the
+// request shares only immutable strings with r (its header's values are
+// copied, as Request.Clone copies them), since the fill outlives the
+// client's request.
+func (h *Handler) upstreamRequest(parent context.Context, st *site, r *http.Request, stale *store.Entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
-	fi := fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
+	fc := &fillContext{Context: parent}
+	fc.info = fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
 	if m, ok := markOf(r.Context()); ok {
-		fi.FromPeer, fi.Peer, fi.Replica = !m.replica, m.peer, m.replica
+		fc.info.FromPeer, fc.info.Peer, fc.info.Replica = !m.replica, m.peer, m.replica
 	}
 	sub := sliceOf(r.Context())
 	if sub != nil {
-		fi.Key = sub.key() // a slice is owned, and routed, on its own
-	}
-	ctx := context.WithValue(context.Background(), fillKey{}, fi)
-	if sub != nil {
+		fc.info.Key = sub.key() // a slice is owned, and routed, on its own
 		// The fill's request carries its slice: newEntry stores the 206
 		// as the slice (slice.go).
-		ctx = context.WithValue(ctx, sliceKey{}, sub)
+		fc.sub = sub
 	}
-	out := r.Clone(ctx)
+	// One shallow copy of r, then what Request.Clone would copy deep that
+	// the fill keeps: its header (rebuilt below), trailer and
+	// transfer-coding lists. r's URL is not cloned (originURL replaces it)
+	// and its parsed form is not the fill's.
+	out := r.WithContext(fc)
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
 	out.Body = nil
+	out.GetBody = nil
 	out.ContentLength = 0
 	out.Close = false // the client's Connection: close is its own hop's
+	out.Header = r.Header.Clone()
+	out.Trailer = r.Trailer.Clone()
+	out.TransferEncoding = slices.Clone(r.TransferEncoding)
+	out.Form, out.PostForm, out.MultipartForm = nil, nil, nil
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost
@@ -90,6 +104,25 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 	return out
 }
 
+// fillContext is the context of a fill's upstream request: the fill's
+// own (see startFill), with the fill's fill.Info and the slice it fetches
+// (nil for a whole object) held as fields, so that a fill allocates one
+// context for them rather than one per value.
+type fillContext struct {
+	context.Context
+	info fill.Info
+	sub  *sliceReq
+}
+
+// Value answers sliceKey with the fill's slice; every other key is the
+// parent's.
+func (c *fillContext) Value(key any) any {
+	if _, ok := key.(sliceKey); ok && c.sub != nil {
+		return c.sub
+	}
+	return c.Context.Value(key)
+}
+
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
 
 // overrideFields are fields that origin frameworks read as the request's
@@ -105,7 +138,7 @@ var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-
 // the waiters read as it arrives, and stores the entry when it is complete.
 // ctx is the fill's own: it ends when every party left (errAbandoned, see
 // Handler.leave), at the site's first-byte timeout, or when the handler
-// closes.
+// closes. out's context is under it (see startFill).
 func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
 	key, shared := f.key, f.shared
 	info := fillInfoOf(out)
@@ -152,17 +185,6 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// read_timeout), so that a large download is not cut off.
 	cancelCause := f.cancel
 	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
-		if code == http.StatusEarlyHints { // other 1xx (a peer's 102) are hop-by-hop
-			f.relayHint(code, hdr)
-		}
-		return nil
-	}}
-	octx := httptrace.WithClientTrace(ctx, trace)
-	if sub := sliceOf(out.Context()); sub != nil {
-		octx = context.WithValue(octx, sliceKey{}, sub) // for newEntry: the 206 is the slice
-	}
-	out = out.WithContext(octx)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()

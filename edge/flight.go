@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
 	"sync"
 	"time"
@@ -246,8 +247,9 @@ const anyEpoch = ^uint64(0)
 // stored now (see joinOrStart).
 func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
 
-// joinOrStart returns the flight for key, starting one with out as its
-// upstream request when none runs. leader reports whether the caller
+// joinOrStart returns the flight for key, starting one for the client
+// request r when none runs (its upstream request is built then: see
+// startFill). leader reports whether the caller
 // started it. A key whose last fill failed recently gets that failure
 // again, without a request upstream, until its backoff ends (see
 // failedFills).
@@ -257,7 +259,7 @@ func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
 // epoch, joinOrStart starts nothing and returns a nil flight: the caller
 // looks the key up again, since a fill may have stored it in between
 // (groupcache's singleflight re-checks the cache inside the call).
-func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), epoch uint64) (f *flight, leader bool) {
+func (h *Handler) joinOrStart(st *site, key, primary string, r *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), epoch uint64) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
 		f.join()
@@ -275,20 +277,20 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 	f, ctx := h.newFlight(key, true, hint)
 	h.flights[key] = f
 	h.mu.Unlock()
-	h.startFill(ctx, f, st, primary, out, stale)
+	h.startFill(ctx, f, st, primary, r, stale)
 	return f, true
 }
 
 // startSolo runs a fill that nobody else joins (hit-for-miss, requests
 // with Authorization).
-func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
+func (h *Handler) startSolo(st *site, key, primary string, r *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
 	if remember {
 		if res, ok := h.failures.recall(key, h.now()); ok {
 			return doneFlight(res)
 		}
 	}
 	f, ctx := h.newFlight(key, false, hint)
-	h.startFill(ctx, f, st, primary, out, stale)
+	h.startFill(ctx, f, st, primary, r, stale)
 	return f
 }
 
@@ -307,10 +309,20 @@ func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MI
 	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
 }
 
-// startFill runs the fill of f in the background. Once the handler is
-// closed no fill starts: f fails at once (errClosed), without a request
-// upstream.
-func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
+// startFill runs the fill of f, for the client request r, in the
+// background. The fill's upstream request is built here, from r, before
+// r's handler may return: its context is ctx (the fill's own), with the
+// 1xx relay to f's leader (Early Hints) as its client trace. Once the
+// handler is closed no fill starts: f fails at once (errClosed), without
+// a request upstream.
+func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, r *http.Request, stale *store.Entry) {
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+		if code == http.StatusEarlyHints { // other 1xx (a peer's 102) are hop-by-hop
+			f.relayHint(code, hdr)
+		}
+		return nil
+	}}
+	out := h.upstreamRequest(httptrace.WithClientTrace(ctx, trace), st, r, stale)
 	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
 		return
 	}
@@ -331,13 +343,12 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 	if h.isClosed() {
 		return
 	}
-	out := h.upstreamRequest(st, r, stale)
-	f, leader := h.joinOrStart(st, key, primary, out, stale, nil, epoch)
+	f, leader := h.joinOrStart(st, key, primary, r, stale, nil, epoch)
 	if f == nil {
 		if e := h.store.Peek(key); e != nil && e != stale {
 			return // refreshed (or replaced) already
 		}
-		f, leader = h.joinOrStart(st, key, primary, out, stale, nil, anyEpoch)
+		f, leader = h.joinOrStart(st, key, primary, r, stale, nil, anyEpoch)
 	}
 	f.keepInBackground()
 	if leader {

@@ -193,7 +193,6 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 	defer release()
 	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
-		out := h.upstreamRequest(st, r, stale)
 		hint := func(code int, hdr textproto.MIMEHeader) {
 			wh := w.Header()
 			for k, vs := range hdr {
@@ -205,11 +204,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		var f *flight
 		leader := true
 		if coalesce && remember {
-			if f, leader = h.joinOrStart(st, key, primary, out, stale, hint, epoch); f == nil {
+			if f, leader = h.joinOrStart(st, key, primary, r, stale, hint, epoch); f == nil {
 				return false
 			}
 		} else {
-			f = h.startSolo(st, key, primary, out, stale, hint, remember)
+			f = h.startSolo(st, key, primary, r, stale, hint, remember)
 		}
 		var early <-chan time.Time
 		if staleWait > 0 {
