@@ -33,7 +33,8 @@ const errorBodyLimit = 64 << 10
 // origin_host), the keyed query (originURL), and the keyed scheme in the
 // forwarding fields (setForwarded); no hop-by-hop field (nor the client's
 // Connection: close) and, by default, no field that asks the origin for
-// another target, method or host (overrideFields). Its context is a
+// another target, method or host (overrideFields). primary is r's
+// primary key (site.cacheKey, or its slice's key). Its context is a
 // fillContext under parent (the fill's own): the fill's fill.Info, which
 // the fill hands to the site's upstream (see fillInfoOf), and the slice it
 // fetches, if any, go with it.
@@ -43,21 +44,18 @@ const errorBodyLimit = 64 << 10
 // request shares only immutable strings with r (its header's values are
 // copied, as Request.Clone copies them), since the fill outlives the
 // client's request.
-func (h *Handler) upstreamRequest(parent context.Context, st *site, r *http.Request, stale *store.Entry) *http.Request {
+func (h *Handler) upstreamRequest(parent context.Context, st *site, primary string, r *http.Request, stale *store.Entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
 	fc := &fillContext{Context: parent}
-	fc.info = fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
+	fc.info = fill.Info{Key: primary, Host: host, Scheme: scheme}
 	if m, ok := markOf(r.Context()); ok {
 		fc.info.FromPeer, fc.info.Peer, fc.info.Replica = !m.replica, m.peer, m.replica
 	}
-	sub := sliceOf(r.Context())
-	if sub != nil {
-		fc.info.Key = sub.key() // a slice is owned, and routed, on its own
-		// The fill's request carries its slice: newEntry stores the 206
-		// as the slice (slice.go).
-		fc.sub = sub
-	}
+	// The fill's request carries its slice, if it fetches one (its key
+	// is primary: a slice is owned, and routed, on its own): newEntry
+	// stores the 206 as the slice (slice.go).
+	fc.sub = sliceOf(r.Context())
 	// One shallow copy of r, then what Request.Clone would copy deep that
 	// the fill keeps: its header (rebuilt below), trailer and
 	// transfer-coding lists. r's URL is not cloned (originURL replaces it)
@@ -96,8 +94,8 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, r *http.Requ
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
 	}
-	if sub != nil {
-		sub.setUpstreamFields(out.Header)
+	if fc.sub != nil {
+		fc.sub.setUpstreamFields(out.Header)
 	}
 	h.setForwarded(out.Header, r, host, scheme)
 	tracing.Propagate(r.Context(), r.Header, out.Header)

@@ -50,7 +50,10 @@ type flight struct {
 	// it, and it is never taken under another lock), so a client that
 	// reads slowly delays its own hints and nobody else's request.
 	hintMu sync.Mutex
-	hint   func(code int, h textproto.MIMEHeader) // to the leader's client; nil once it may no longer be written
+	hint   http.ResponseWriter // the leader's client (see writeHint); nil once it may no longer be written
+	// trace is the fill's client trace: it relays 103 Early Hints (see
+	// startFill).
+	trace httptrace.ClientTrace
 
 	mu         sync.Mutex
 	published  bool
@@ -126,8 +129,28 @@ func (f *flight) relayHint(code int, h textproto.MIMEHeader) {
 	f.hintMu.Lock()
 	defer f.hintMu.Unlock()
 	if f.hint != nil {
-		f.hint(code, h)
+		writeHint(f.hint, code, h)
 	}
+}
+
+// got1xx is the fill's Got1xxResponse: a 103 goes to the leader's client;
+// other 1xx (a peer's 102) are hop-by-hop.
+func (f *flight) got1xx(code int, hdr textproto.MIMEHeader) error {
+	if code == http.StatusEarlyHints {
+		f.relayHint(code, hdr)
+	}
+	return nil
+}
+
+// writeHint writes a 1xx response with hdr's fields to w, whose header
+// is left empty for the final response.
+func writeHint(w http.ResponseWriter, code int, hdr textproto.MIMEHeader) {
+	wh := w.Header()
+	for k, vs := range hdr {
+		wh[k] = vs
+	}
+	w.WriteHeader(code)
+	clear(wh)
 }
 
 // stopHints ends the relaying of 1xx responses, waiting for one being
@@ -259,7 +282,7 @@ func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
 // epoch, joinOrStart starts nothing and returns a nil flight: the caller
 // looks the key up again, since a fill may have stored it in between
 // (groupcache's singleflight re-checks the cache inside the call).
-func (h *Handler) joinOrStart(st *site, key, primary string, r *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), epoch uint64) (f *flight, leader bool) {
+func (h *Handler) joinOrStart(st *site, key, primary string, r *http.Request, stale *store.Entry, hint http.ResponseWriter, epoch uint64) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
 		f.join()
@@ -283,7 +306,7 @@ func (h *Handler) joinOrStart(st *site, key, primary string, r *http.Request, st
 
 // startSolo runs a fill that nobody else joins (hit-for-miss, requests
 // with Authorization).
-func (h *Handler) startSolo(st *site, key, primary string, r *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
+func (h *Handler) startSolo(st *site, key, primary string, r *http.Request, stale *store.Entry, hint http.ResponseWriter, remember bool) *flight {
 	if remember {
 		if res, ok := h.failures.recall(key, h.now()); ok {
 			return doneFlight(res)
@@ -304,7 +327,7 @@ func doneFlight(res fillResult) *flight {
 // newFlight is a flight for key with one party (its leader), to be
 // registered when shared, and the context of its fill: under the
 // handler's lifetime, ended by the flight's cancel.
-func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MIMEHeader)) (*flight, context.Context) {
+func (h *Handler) newFlight(key string, shared bool, hint http.ResponseWriter) (*flight, context.Context) {
 	ctx, cancel := context.WithCancelCause(h.ctx)
 	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
 }
@@ -316,13 +339,8 @@ func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MI
 // handler is closed no fill starts: f fails at once (errClosed), without
 // a request upstream.
 func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, r *http.Request, stale *store.Entry) {
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
-		if code == http.StatusEarlyHints { // other 1xx (a peer's 102) are hop-by-hop
-			f.relayHint(code, hdr)
-		}
-		return nil
-	}}
-	out := h.upstreamRequest(httptrace.WithClientTrace(ctx, trace), st, r, stale)
+	f.trace.Got1xxResponse = f.got1xx
+	out := h.upstreamRequest(httptrace.WithClientTrace(ctx, &f.trace), st, primary, r, stale)
 	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
 		return
 	}

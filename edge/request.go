@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,22 +192,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 	defer release()
 	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
-		hint := func(code int, hdr textproto.MIMEHeader) {
-			wh := w.Header()
-			for k, vs := range hdr {
-				wh[k] = vs
-			}
-			w.WriteHeader(code)
-			clear(wh)
-		}
 		var f *flight
 		leader := true
 		if coalesce && remember {
-			if f, leader = h.joinOrStart(st, key, primary, r, stale, hint, epoch); f == nil {
+			if f, leader = h.joinOrStart(st, key, primary, r, stale, w, epoch); f == nil {
 				return false
 			}
 		} else {
-			f = h.startSolo(st, key, primary, r, stale, hint, remember)
+			f = h.startSolo(st, key, primary, r, stale, w, remember)
 		}
 		var early <-chan time.Time
 		if staleWait > 0 {
