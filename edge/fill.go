@@ -581,9 +581,27 @@ const streamWindow = 4 << 20
 // toDisk, when set, is asked for a spool first when a body of unknown
 // length outgrows maxObj: with one, the body moves to it and the rest is
 // spoolInto's (commit, its commit).
+//
+// Only a streaming body waits for its readers (append, drain), so only
+// one is told when ctx ends (growingBody.stop): the watch on ctx starts
+// when the body streams, and a body that never does (every stored one)
+// costs none.
 func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func(tooBig bool), toDisk func() *store.Spool, commit func()) (int64, error) {
-	stop := context.AfterFunc(ctx, b.stop)
-	defer stop()
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	stream := func() {
+		b.stream(streamWindow)
+		if stop == nil {
+			stop = context.AfterFunc(ctx, b.stop)
+		}
+	}
+	if b.streamed() {
+		stop = context.AfterFunc(ctx, b.stop)
+	}
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
@@ -603,7 +621,7 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 					}
 				}
 				onStream(true)
-				b.stream(streamWindow)
+				stream()
 			}
 			if grow := b.growthFor(m); grow > 0 {
 				wait := mem.wait
@@ -616,7 +634,7 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 					}
 					if !b.streamed() {
 						onStream(false)
-						b.stream(streamWindow)
+						stream()
 					}
 					if derr := b.drain(); derr != nil {
 						return n, derr
