@@ -23,6 +23,7 @@ type cacheStatus struct {
 func appendCacheStatus(prior, name string, cs cacheStatus) string {
 	var b strings.Builder
 	b.Grow(len(prior) + len(name) + 64)
+	var num [20]byte // the numbers are formatted here, not as strings of their own
 	if prior != "" {
 		b.WriteString(prior)
 		b.WriteString(", ")
@@ -37,11 +38,11 @@ func appendCacheStatus(prior, name string, cs cacheStatus) string {
 	}
 	if cs.fwdStatus != 0 {
 		b.WriteString("; fwd-status=")
-		b.WriteString(strconv.Itoa(cs.fwdStatus))
+		b.Write(strconv.AppendInt(num[:0], int64(cs.fwdStatus), 10))
 	}
 	if cs.hasTTL {
 		b.WriteString("; ttl=")
-		b.WriteString(strconv.FormatInt(int64(cs.ttl/time.Second), 10))
+		b.Write(strconv.AppendInt(num[:0], int64(cs.ttl/time.Second), 10))
 	}
 	if cs.stored {
 		b.WriteString("; stored")

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,32 +33,45 @@ const errorBodyLimit = 64 << 10
 // origin_host), the keyed query (originURL), and the keyed scheme in the
 // forwarding fields (setForwarded); no hop-by-hop field (nor the client's
 // Connection: close) and, by default, no field that asks the origin for
-// another target, method or host (overrideFields). The fill's fill.Info, which the fill
-// hands to the site's upstream, goes with it (see fillInfoOf).
-func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry) *http.Request {
+// another target, method or host (overrideFields). primary is r's
+// primary key (site.cacheKey, or its slice's key). Its context is a
+// fillContext under parent (the fill's own): the fill's fill.Info, which
+// the fill hands to the site's upstream (see fillInfoOf), and the slice it
+// fetches, if any, go with it.
+//
+// It is built once, for the fill that sends it (see startFill): a request
+// that joins a running fill builds none. r is read, never kept: the
+// request shares only immutable strings with r (its header's values are
+// copied, as Request.Clone copies them), since the fill outlives the
+// client's request.
+func (h *Handler) upstreamRequest(parent context.Context, st *site, primary string, r *http.Request, stale *store.Entry) *http.Request {
 	host, _ := normalizeHost(r.Host) // routed: well-formed
 	scheme := st.trusted.scheme(r)
-	fi := fill.Info{Key: st.keyFor(scheme, host, requestTarget(r)), Host: host, Scheme: scheme}
+	fc := &fillContext{Context: parent}
+	fc.info = fill.Info{Key: primary, Host: host, Scheme: scheme}
 	if m, ok := markOf(r.Context()); ok {
-		fi.FromPeer, fi.Peer, fi.Replica = !m.replica, m.peer, m.replica
+		fc.info.FromPeer, fc.info.Peer, fc.info.Replica = !m.replica, m.peer, m.replica
 	}
-	sub := sliceOf(r.Context())
-	if sub != nil {
-		fi.Key = sub.key() // a slice is owned, and routed, on its own
-	}
-	ctx := context.WithValue(context.Background(), fillKey{}, fi)
-	if sub != nil {
-		// The fill's request carries its slice: newEntry stores the 206
-		// as the slice (slice.go).
-		ctx = context.WithValue(ctx, sliceKey{}, sub)
-	}
-	out := r.Clone(ctx)
+	// The fill's request carries its slice, if it fetches one (its key
+	// is primary: a slice is owned, and routed, on its own): newEntry
+	// stores the 206 as the slice (slice.go).
+	fc.sub = sliceOf(r.Context())
+	// One shallow copy of r, then what Request.Clone would copy deep that
+	// the fill keeps: its header (rebuilt below), trailer and
+	// transfer-coding lists. r's URL is not cloned (originURL replaces it)
+	// and its parsed form is not the fill's.
+	out := r.WithContext(fc)
 	out.Method = http.MethodGet
 	out.URL = st.originURL(r)
 	out.RequestURI = ""
 	out.Body = nil
+	out.GetBody = nil
 	out.ContentLength = 0
 	out.Close = false // the client's Connection: close is its own hop's
+	out.Header = r.Header.Clone()
+	out.Trailer = r.Trailer.Clone()
+	out.TransferEncoding = slices.Clone(r.TransferEncoding)
+	out.Form, out.PostForm, out.MultipartForm = nil, nil, nil
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost
@@ -82,12 +94,31 @@ func (h *Handler) upstreamRequest(st *site, r *http.Request, stale *store.Entry)
 			out.Header.Set("If-Modified-Since", lm.UTC().Format(http.TimeFormat))
 		}
 	}
-	if sub != nil {
-		sub.setUpstreamFields(out.Header)
+	if fc.sub != nil {
+		fc.sub.setUpstreamFields(out.Header)
 	}
 	h.setForwarded(out.Header, r, host, scheme)
 	tracing.Propagate(r.Context(), r.Header, out.Header)
 	return out
+}
+
+// fillContext is the context of a fill's upstream request: the fill's
+// own (see startFill), with the fill's fill.Info and the slice it fetches
+// (nil for a whole object) held as fields, so that a fill allocates one
+// context for them rather than one per value.
+type fillContext struct {
+	context.Context
+	info fill.Info
+	sub  *sliceReq
+}
+
+// Value answers sliceKey with the fill's slice; every other key is the
+// parent's.
+func (c *fillContext) Value(key any) any {
+	if _, ok := key.(sliceKey); ok && c.sub != nil {
+		return c.sub
+	}
+	return c.Context.Value(key)
 }
 
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
@@ -105,7 +136,7 @@ var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-
 // the waiters read as it arrives, and stores the entry when it is complete.
 // ctx is the fill's own: it ends when every party left (errAbandoned, see
 // Handler.leave), at the site's first-byte timeout, or when the handler
-// closes.
+// closes. out's context is under it (see startFill).
 func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
 	key, shared := f.key, f.shared
 	info := fillInfoOf(out)
@@ -152,17 +183,6 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// read_timeout), so that a large download is not cut off.
 	cancelCause := f.cancel
 	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
-		if code == http.StatusEarlyHints { // other 1xx (a peer's 102) are hop-by-hop
-			f.relayHint(code, hdr)
-		}
-		return nil
-	}}
-	octx := httptrace.WithClientTrace(ctx, trace)
-	if sub := sliceOf(out.Context()); sub != nil {
-		octx = context.WithValue(octx, sliceKey{}, sub) // for newEntry: the 206 is the slice
-	}
-	out = out.WithContext(octx)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
@@ -561,9 +581,27 @@ const streamWindow = 4 << 20
 // toDisk, when set, is asked for a spool first when a body of unknown
 // length outgrows maxObj: with one, the body moves to it and the rest is
 // spoolInto's (commit, its commit).
+//
+// Only a streaming body waits for its readers (append, drain), so only
+// one is told when ctx ends (growingBody.stop): the watch on ctx starts
+// when the body streams, and a body that never does (every stored one)
+// costs none.
 func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemory, maxObj, size int64, beforeLast func([]byte), onStream func(tooBig bool), toDisk func() *store.Spool, commit func()) (int64, error) {
-	stop := context.AfterFunc(ctx, b.stop)
-	defer stop()
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	stream := func() {
+		b.stream(streamWindow)
+		if stop == nil {
+			stop = context.AfterFunc(ctx, b.stop)
+		}
+	}
+	if b.streamed() {
+		stop = context.AfterFunc(ctx, b.stop)
+	}
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
@@ -583,7 +621,7 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 					}
 				}
 				onStream(true)
-				b.stream(streamWindow)
+				stream()
 			}
 			if grow := b.growthFor(m); grow > 0 {
 				wait := mem.wait
@@ -596,7 +634,7 @@ func readInto(ctx context.Context, b *growingBody, src io.Reader, mem *fillMemor
 					}
 					if !b.streamed() {
 						onStream(false)
-						b.stream(streamWindow)
+						stream()
 					}
 					if derr := b.drain(); derr != nil {
 						return n, derr

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
 	"sync"
 	"time"
@@ -49,7 +50,10 @@ type flight struct {
 	// it, and it is never taken under another lock), so a client that
 	// reads slowly delays its own hints and nobody else's request.
 	hintMu sync.Mutex
-	hint   func(code int, h textproto.MIMEHeader) // to the leader's client; nil once it may no longer be written
+	hint   http.ResponseWriter // the leader's client (see writeHint); nil once it may no longer be written
+	// trace is the fill's client trace: it relays 103 Early Hints (see
+	// startFill).
+	trace httptrace.ClientTrace
 
 	mu         sync.Mutex
 	published  bool
@@ -125,8 +129,28 @@ func (f *flight) relayHint(code int, h textproto.MIMEHeader) {
 	f.hintMu.Lock()
 	defer f.hintMu.Unlock()
 	if f.hint != nil {
-		f.hint(code, h)
+		writeHint(f.hint, code, h)
 	}
+}
+
+// got1xx is the fill's Got1xxResponse: a 103 goes to the leader's client;
+// other 1xx (a peer's 102) are hop-by-hop.
+func (f *flight) got1xx(code int, hdr textproto.MIMEHeader) error {
+	if code == http.StatusEarlyHints {
+		f.relayHint(code, hdr)
+	}
+	return nil
+}
+
+// writeHint writes a 1xx response with hdr's fields to w, whose header
+// is left empty for the final response.
+func writeHint(w http.ResponseWriter, code int, hdr textproto.MIMEHeader) {
+	wh := w.Header()
+	for k, vs := range hdr {
+		wh[k] = vs
+	}
+	w.WriteHeader(code)
+	clear(wh)
 }
 
 // stopHints ends the relaying of 1xx responses, waiting for one being
@@ -246,8 +270,9 @@ const anyEpoch = ^uint64(0)
 // stored now (see joinOrStart).
 func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
 
-// joinOrStart returns the flight for key, starting one with out as its
-// upstream request when none runs. leader reports whether the caller
+// joinOrStart returns the flight for key, starting one for the client
+// request r when none runs (its upstream request is built then: see
+// startFill). leader reports whether the caller
 // started it. A key whose last fill failed recently gets that failure
 // again, without a request upstream, until its backoff ends (see
 // failedFills).
@@ -257,7 +282,7 @@ func (h *Handler) flightEpoch() uint64 { return h.flightsEnded.Load() }
 // epoch, joinOrStart starts nothing and returns a nil flight: the caller
 // looks the key up again, since a fill may have stored it in between
 // (groupcache's singleflight re-checks the cache inside the call).
-func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), epoch uint64) (f *flight, leader bool) {
+func (h *Handler) joinOrStart(st *site, key, primary string, r *http.Request, stale *store.Entry, hint http.ResponseWriter, epoch uint64) (f *flight, leader bool) {
 	h.mu.Lock()
 	if f, ok := h.flights[key]; ok {
 		f.join()
@@ -275,20 +300,20 @@ func (h *Handler) joinOrStart(st *site, key, primary string, out *http.Request, 
 	f, ctx := h.newFlight(key, true, hint)
 	h.flights[key] = f
 	h.mu.Unlock()
-	h.startFill(ctx, f, st, primary, out, stale)
+	h.startFill(ctx, f, st, primary, r, stale)
 	return f, true
 }
 
 // startSolo runs a fill that nobody else joins (hit-for-miss, requests
 // with Authorization).
-func (h *Handler) startSolo(st *site, key, primary string, out *http.Request, stale *store.Entry, hint func(int, textproto.MIMEHeader), remember bool) *flight {
+func (h *Handler) startSolo(st *site, key, primary string, r *http.Request, stale *store.Entry, hint http.ResponseWriter, remember bool) *flight {
 	if remember {
 		if res, ok := h.failures.recall(key, h.now()); ok {
 			return doneFlight(res)
 		}
 	}
 	f, ctx := h.newFlight(key, false, hint)
-	h.startFill(ctx, f, st, primary, out, stale)
+	h.startFill(ctx, f, st, primary, r, stale)
 	return f
 }
 
@@ -302,15 +327,20 @@ func doneFlight(res fillResult) *flight {
 // newFlight is a flight for key with one party (its leader), to be
 // registered when shared, and the context of its fill: under the
 // handler's lifetime, ended by the flight's cancel.
-func (h *Handler) newFlight(key string, shared bool, hint func(int, textproto.MIMEHeader)) (*flight, context.Context) {
+func (h *Handler) newFlight(key string, shared bool, hint http.ResponseWriter) (*flight, context.Context) {
 	ctx, cancel := context.WithCancelCause(h.ctx)
 	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
 }
 
-// startFill runs the fill of f in the background. Once the handler is
-// closed no fill starts: f fails at once (errClosed), without a request
-// upstream.
-func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
+// startFill runs the fill of f, for the client request r, in the
+// background. The fill's upstream request is built here, from r, before
+// r's handler may return: its context is ctx (the fill's own), with the
+// 1xx relay to f's leader (Early Hints) as its client trace. Once the
+// handler is closed no fill starts: f fails at once (errClosed), without
+// a request upstream.
+func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, r *http.Request, stale *store.Entry) {
+	f.trace.Got1xxResponse = f.got1xx
+	out := h.upstreamRequest(httptrace.WithClientTrace(ctx, &f.trace), st, primary, r, stale)
 	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
 		return
 	}
@@ -331,13 +361,12 @@ func (h *Handler) refresh(st *site, key, primary string, r *http.Request, stale 
 	if h.isClosed() {
 		return
 	}
-	out := h.upstreamRequest(st, r, stale)
-	f, leader := h.joinOrStart(st, key, primary, out, stale, nil, epoch)
+	f, leader := h.joinOrStart(st, key, primary, r, stale, nil, epoch)
 	if f == nil {
 		if e := h.store.Peek(key); e != nil && e != stale {
 			return // refreshed (or replaced) already
 		}
-		f, leader = h.joinOrStart(st, key, primary, out, stale, nil, anyEpoch)
+		f, leader = h.joinOrStart(st, key, primary, r, stale, nil, anyEpoch)
 	}
 	f.keepInBackground()
 	if leader {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unsafe"
 )
 
 // What the edge believes of a request, and what it tells upstream about it.
@@ -215,11 +216,32 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 		delete(out, "Forwarded")
 		delete(out, "X-Real-Ip")
 	}
+	// This hop's Forwarded element and its peer's address (X-Forwarded-For)
+	// are written in one buffer: the address is a substring of the element.
 	peer := peerOf(in.RemoteAddr)
+	elem := make([]byte, 0, len(`for="[]";host=;proto=`)+39+len(host)+len(scheme)) // 39: the longest IPv6 text
 	peerStr := ""
 	if peer.IsValid() {
-		peerStr = peer.String()
+		elem = append(elem, "for="...)
+		if peer.Is6() {
+			elem = append(elem, `"[`...)
+		}
+		start := len(elem)
+		elem = peer.AppendTo(elem)
+		end := len(elem)
+		if peer.Is6() {
+			elem = append(elem, `]"`...)
+		}
+		elem = append(elem, ';')
+		peerStr = unsafe.String(unsafe.SliceData(elem[start:end]), end-start)
 	}
+	elem = append(elem, "host="...)
+	elem = append(elem, host...)
+	elem = append(elem, ";proto="...)
+	elem = append(elem, scheme...)
+	// (elem is not written again; had it grown, peerStr is in the old
+	// array, which it keeps.)
+	fwd := unsafe.String(unsafe.SliceData(elem), len(elem))
 	xff := peerStr
 	if trusted {
 		if prior := strings.Join(in.Header["X-Forwarded-For"], ", "); prior != "" {
@@ -245,19 +267,6 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 	}
 	one("X-Forwarded-Proto", 1, scheme)
 	one("X-Forwarded-Host", 2, host)
-
-	var elem strings.Builder
-	if peer.IsValid() {
-		elem.WriteString("for=")
-		if peer.Is6() {
-			elem.WriteString(`"[` + peerStr + `]"`)
-		} else {
-			elem.WriteString(peerStr)
-		}
-		elem.WriteByte(';')
-	}
-	elem.WriteString("host=" + host + ";proto=" + scheme)
-	fwd := elem.String()
 	if trusted {
 		if prior := strings.Join(in.Header["Forwarded"], ", "); prior != "" {
 			fwd = prior + ", " + fwd

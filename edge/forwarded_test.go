@@ -96,3 +96,46 @@ func TestLooped(t *testing.T) {
 		}
 	}
 }
+
+// setForwarded's own element and address, written in one buffer, are
+// what the edge saw, for IPv4, IPv6 (quoted and bracketed, RFC 7239
+// §6), a zone or a mapped address (dropped), and no address at all; a
+// trusted proxy's chain comes first.
+func TestSetForwardedFields(t *testing.T) {
+	trusted, _ := parseProxies([]string{"198.51.100.0/24"})
+	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a", trusted: trusted}
+	for _, tc := range []struct {
+		remote, xff, fwd string
+		wantXFF, wantFwd string
+	}{
+		{"192.0.2.7:5000", "", "", "192.0.2.7", "for=192.0.2.7;host=site.test;proto=https"},
+		{"[2001:db8::1]:443", "", "", "2001:db8::1", `for="[2001:db8::1]";host=site.test;proto=https`},
+		{"[fe80::1%eth0]:443", "", "", "fe80::1", `for="[fe80::1]";host=site.test;proto=https`},
+		{"[::ffff:192.0.2.9]:80", "", "", "192.0.2.9", "for=192.0.2.9;host=site.test;proto=https"},
+		{"[2001:db8:1234:5678:9abc:def0:1234:5678]:1", "", "", "2001:db8:1234:5678:9abc:def0:1234:5678",
+			`for="[2001:db8:1234:5678:9abc:def0:1234:5678]";host=site.test;proto=https`},
+		{"", "", "", "", "host=site.test;proto=https"},
+		{"192.0.2.7:5000", "203.0.113.1", "for=203.0.113.1", "192.0.2.7", "for=192.0.2.7;host=site.test;proto=https"}, // not trusted: dropped
+		{"198.51.100.2:5000", "203.0.113.1", "for=203.0.113.1", "203.0.113.1, 198.51.100.2", "for=203.0.113.1, for=198.51.100.2;host=site.test;proto=https"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		out := http.Header{}
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+			r.Header.Set("Forwarded", tc.fwd)
+			out.Set("X-Forwarded-For", tc.xff)
+			out.Set("Forwarded", tc.fwd)
+		}
+		h.setForwarded(out, r, "site.test", "https")
+		if got := out.Get("X-Forwarded-For"); got != tc.wantXFF {
+			t.Errorf("%s: X-Forwarded-For %q, want %q", tc.remote, got, tc.wantXFF)
+		}
+		if got := out["Forwarded"]; len(got) != 1 || got[0] != tc.wantFwd {
+			t.Errorf("%s: Forwarded %q, want %q", tc.remote, got, tc.wantFwd)
+		}
+		if got := out.Get("X-Forwarded-Host") + " " + out.Get("X-Forwarded-Proto"); got != "site.test https" {
+			t.Errorf("%s: X-Forwarded-Host and -Proto %q", tc.remote, got)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
@@ -100,7 +101,7 @@ func FuzzHitKey(f *testing.F) {
 			for _, st := range []*site{plain, rewriting} {
 				st.origin = &url.URL{Scheme: "http", Host: "origin.test"}
 				h := &Handler{cfg: Config{Name: "fuzz"}, via: "1.1 fuzz", trusted: trust}
-				out := h.upstreamRequest(st, r, nil)
+				out := h.upstreamRequest(context.Background(), st, st.cacheKey(r), r, nil)
 				fi := fillInfoOf(out)
 				keyed := strings.TrimPrefix(fi.Key, keyPrefix(fi.Scheme))
 				if out.Host != fi.Host || keyed != out.Host+out.URL.RequestURI() && !(out.URL.RequestURI() == "/" && keyed == out.Host) {
@@ -127,7 +128,7 @@ func FuzzHitKey(f *testing.F) {
 			return
 		}
 		r.Header.Del("X-Forwarded-Proto")
-		out := h.upstreamRequest(st, r, nil)
+		out := h.upstreamRequest(context.Background(), st, st.cacheKey(r), r, nil)
 		if fi := fillInfoOf(out); fi.Key != string(key) {
 			t.Fatalf("forwarded %s %s (Host %q) keys as %q, the hit contract keyed %q", out.Method, out.URL.RequestURI(), out.Host, fi.Key, key)
 		}

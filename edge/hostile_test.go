@@ -933,3 +933,37 @@ func TestHostileForgedCDNLoopNotShared(t *testing.T) {
 		t.Fatalf("the coalesced client got %d, want 200: the attacker's 508 was shared", got)
 	}
 }
+
+// A GET that comes with a chunked body (and a trailer) is a miss like
+// any other: its fill is a bodiless GET, which must not announce the
+// client's transfer coding or trailer to the origin. Announced with no
+// body behind it, "Transfer-Encoding: chunked" would leave the origin
+// waiting for a chunk the edge never sends (the fill would time out), and
+// the origin would read the next request on that connection as the
+// missing body. (The fill's request keeps the client's lists, as
+// Request.Clone does; net/http's transport writes neither for a nil
+// body. This pins the outcome, whoever provides it.)
+func TestHostileChunkedGETFillsWithoutTransferCoding(t *testing.T) {
+	type seen struct {
+		te      []string
+		trailer string
+		body    string
+		err     error
+	}
+	got := make(chan seen, 4)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body) // the whole request, as an origin may read it
+		got <- seen{te: r.TransferEncoding, trailer: r.Header.Get("Trailer"), body: string(b), err: err}
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "object")
+	})
+	resp, body := rawDo(t, e.addr(), "GET /chunked-get HTTP/1.1\r\nHost: "+testHost+"\r\nTransfer-Encoding: chunked\r\nTrailer: X-Client-Trailer\r\nConnection: close\r\n\r\n"+
+		"5\r\nhello\r\n0\r\nX-Client-Trailer: 1\r\n\r\n")
+	if resp.StatusCode != http.StatusOK || body != "object" {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+	s := <-got
+	if len(s.te) != 0 || s.trailer != "" || s.body != "" || s.err != nil {
+		t.Fatalf("origin saw Transfer-Encoding %q, Trailer %q, body %q (err %v): want a bodiless GET", s.te, s.trailer, s.body, s.err)
+	}
+}

@@ -63,15 +63,15 @@ func isReplica(ctx context.Context) bool {
 	return ok && m.replica
 }
 
-// fillKey is the context key of the fill.Info that upstreamRequest builds
-// for a fill's request; the fill hands it to the site's upstream as a
-// parameter (fill.Upstream), never as a context value.
-type fillKey struct{}
-
-// fillInfoOf returns the fill.Info of a request built by upstreamRequest.
+// fillInfoOf returns the fill.Info of a request built by upstreamRequest
+// (held by its fillContext); the fill hands it to the site's upstream as
+// a parameter (fill.Upstream), never as a context value.
 func fillInfoOf(r *http.Request) fill.Info {
-	fi, _ := r.Context().Value(fillKey{}).(fill.Info)
-	return fi
+	fc, _ := r.Context().(*fillContext)
+	if fc == nil {
+		return fill.Info{}
+	}
+	return fc.info
 }
 
 // hotTTL caps how long a hot peer-filled copy is kept: the owner holds the

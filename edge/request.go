@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,23 +192,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 	defer release()
 	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
-		out := h.upstreamRequest(st, r, stale)
-		hint := func(code int, hdr textproto.MIMEHeader) {
-			wh := w.Header()
-			for k, vs := range hdr {
-				wh[k] = vs
-			}
-			w.WriteHeader(code)
-			clear(wh)
-		}
 		var f *flight
 		leader := true
 		if coalesce && remember {
-			if f, leader = h.joinOrStart(st, key, primary, out, stale, hint, epoch); f == nil {
+			if f, leader = h.joinOrStart(st, key, primary, r, stale, w, epoch); f == nil {
 				return false
 			}
 		} else {
-			f = h.startSolo(st, key, primary, out, stale, hint, remember)
+			f = h.startSolo(st, key, primary, r, stale, w, remember)
 		}
 		var early <-chan time.Time
 		if staleWait > 0 {
@@ -474,11 +464,23 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		defer disk.Close()
 	}
 	wh := w.Header()
+	// The fields written here share one array of values, each field with
+	// a full slice of its own, so that an append to one cannot write into
+	// another (a miss writes all of them).
+	vals := new([5]string)
+	set := func(name string, i int, v string) {
+		vals[i] = v
+		wh[name] = vals[i : i+1 : i+1]
+	}
 	if hdr := e.Filling(); hdr != nil { // the fields as the origin sent them
 		for k, vs := range hdr {
 			wh[k] = vs
 		}
-		wh["Via"] = append(wh["Via"][:len(wh["Via"]):len(wh["Via"])], h.via)
+		if via := wh["Via"]; len(via) == 0 {
+			set("Via", 0, h.via)
+		} else {
+			wh["Via"] = append(via[:len(via):len(via)], h.via)
+		}
 		if !isFromPeer(r.Context()) {
 			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
 		}
@@ -489,9 +491,9 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		}
 	}
 	if age >= 0 {
-		wh["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+		set("Age", 1, strconv.FormatInt(int64(age/time.Second), 10))
 	}
-	wh["Cache-Status"] = []string{appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cs)}
+	set("Cache-Status", 2, appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cs))
 	switch cs.detail {
 	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout", "stale-while-draining":
 		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
@@ -516,7 +518,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		}
 	}
 	if e.Status() == http.StatusOK {
-		wh["Accept-Ranges"] = []string{"bytes"}
+		set("Accept-Ranges", 3, "bytes")
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
 			if h.serveRange(w, r, rh, e, body, disk) {
@@ -531,7 +533,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		size, whole, complete = body.state()
 	}
 	if size >= 0 {
-		wh["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+		set("Content-Length", 4, strconv.FormatInt(size, 10))
 	} else {
 		delete(wh, "Content-Length")
 	}

@@ -67,56 +67,70 @@ var computedFields = map[string]bool{
 	"Surrogate-Key":  true,
 }
 
-// fieldBlocks renders h, with the fields in add replacing h's of the same
-// name, in wire form, split into the shared and own blocks; names sorted,
-// so that equal field sets give equal blocks. CR and LF in values become
-// spaces, as net/http writes them. Computed fields and the names in skip
-// are left out. h is not modified: it may be read concurrently.
-func fieldBlocks(h, add http.Header, skip ...string) (shared, own string) {
-	keep := func(name string) bool { return !computedFields[name] && !slices.Contains(skip, name) }
-	names := make([]string, 0, len(h)+len(add))
-	for name := range h {
-		if _, replaced := add[name]; !replaced && keep(name) {
+// fieldBlocks renders base as a sealed entry keeps it: with via appended
+// to its Via field and, when acceptRanges, "Accept-Ranges: bytes" in
+// place of its own; in wire form, split into the shared and own blocks;
+// names sorted, so that equal field sets give equal blocks. CR and LF in
+// values become spaces, as net/http writes them. Computed fields, and
+// Date when skipDate, are left out. The shared block is appended to dst;
+// own is prefix followed by the own block, in one allocation. base is not
+// modified: it may be read concurrently.
+func fieldBlocks(dst []byte, base http.Header, via string, acceptRanges, skipDate bool, prefix string) (shared []byte, own string) {
+	added := func(name string) bool { return name == "Via" || acceptRanges && name == "Accept-Ranges" }
+	var nameBuf [32]string // most responses have fewer fields: no allocation
+	names := nameBuf[:0]
+	for name := range base {
+		if !computedFields[name] && !(skipDate && name == "Date") && !added(name) {
 			names = append(names, name)
 		}
 	}
-	for name := range add {
-		if keep(name) {
-			names = append(names, name)
-		}
+	names = append(names, "Via")
+	if acceptRanges {
+		names = append(names, "Accept-Ranges")
 	}
 	slices.Sort(names)
-	values := func(name string) []string {
-		if vs, ok := add[name]; ok {
-			return vs
+	values := func(name string) (vs []string, extra string) {
+		switch {
+		case name == "Via":
+			return base["Via"], via
+		case acceptRanges && name == "Accept-Ranges":
+			return nil, "bytes"
 		}
-		return h[name]
+		return base[name], ""
 	}
-	size := 0
-	for _, name := range names {
-		for _, v := range values(name) {
-			size += len(name) + len(v) + 4
-		}
-	}
-	b := make([]byte, 0, size)
-	var sb, ob []byte // sub-slices of b: shared lines first, then own
-	for _, name := range names {
-		if sharedFields[name] {
-			for _, v := range values(name) {
-				b = appendFieldLine(b, name, v)
-			}
-		}
-	}
-	sb = b
+	ownSize := 0
 	for _, name := range names {
 		if !sharedFields[name] {
-			for _, v := range values(name) {
-				b = appendFieldLine(b, name, v)
+			vs, extra := values(name)
+			for _, v := range vs {
+				ownSize += len(name) + len(v) + 4
+			}
+			if extra != "" {
+				ownSize += len(name) + len(extra) + 4
 			}
 		}
 	}
-	ob = b[len(sb):]
-	return string(sb), string(ob)
+	ob := make([]byte, len(prefix), len(prefix)+ownSize)
+	copy(ob, prefix)
+	for _, name := range names {
+		vs, extra := values(name)
+		if sharedFields[name] {
+			for _, v := range vs {
+				dst = appendFieldLine(dst, name, v)
+			}
+			if extra != "" {
+				dst = appendFieldLine(dst, name, extra)
+			}
+		} else {
+			for _, v := range vs {
+				ob = appendFieldLine(ob, name, v)
+			}
+			if extra != "" {
+				ob = appendFieldLine(ob, name, extra)
+			}
+		}
+	}
+	return dst, unsafe.String(unsafe.SliceData(ob), len(ob)) // ob is not written again
 }
 
 func appendFieldLine(b []byte, name, value string) []byte {
@@ -161,27 +175,25 @@ func lineValue(block, name string) (string, bool) {
 // itself is not changed (waiters may be reading it). A sealed entry no
 // longer holds the header it was filled with.
 func (e *Entry) Seal(key string, base http.Header, via string) {
-	v := base["Via"]
-	add := http.Header{"Via": append(v[:len(v):len(v)], via)}
-	if e.status == http.StatusOK {
-		add["Accept-Ranges"] = []string{"bytes"}
-	}
 	e.flags &^= flagHasDate | flagHasType | flagDateCompact
 	if _, ok := base["Date"]; ok {
 		e.flags |= flagHasDate
 	}
-	var skip []string
+	skipDate := false
 	if off, ok := dateOffset(base["Date"], e.respTime); ok {
 		// An IMF-fixdate is 37 bytes in a block and 4 as a number.
-		skip = append(skip, "Date")
+		skipDate = true
 		e.dateOffset = off
 		e.flags |= flagDateCompact
 	}
 	_, hasType := base["Content-Type"]
-	shared, own := fieldBlocks(base, add, skip...)
-	e.meta = key + own
+	var scratch [512]byte
+	shared, meta := fieldBlocks(scratch[:0], base, via, e.status == http.StatusOK, skipDate, key)
+	e.meta = meta
 	e.keyLen = uint32(len(key))
-	e.shared = unique.Make(shared)
+	// (unique.Make keeps a copy of a block it has not seen: scratch
+	// is not kept.)
+	e.shared = unique.Make(unsafe.String(unsafe.SliceData(shared), len(shared)))
 	if hasType {
 		e.flags |= flagHasType
 	}
@@ -195,7 +207,8 @@ func (e *Entry) Seal(key string, base http.Header, via string) {
 	x.cacheStatus = base.Get("Cache-Status")
 	e.extra = nil
 	if x.vary != nil || x.tags != nil || x.cacheStatus != "" {
-		e.extra = &x
+		e.extra = new(extra) // (x itself stays on the stack)
+		*e.extra = x
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -160,7 +161,7 @@ func Propagate(ctx context.Context, in, out http.Header) {
 		}
 		return
 	}
-	out["Traceparent"] = []string{newTraceparent()}
+	out["Traceparent"] = newTraceparent()
 	delete(out, "Tracestate")
 }
 
@@ -170,8 +171,8 @@ func Propagate(ctx context.Context, in, out http.Header) {
 const maxTracestate = 512
 
 // newTraceparent is a new, not sampled trace context: random trace and
-// parent ids.
-func newTraceparent() string {
+// parent ids, as a field's values (one value) in one allocation.
+func newTraceparent() []string {
 	var b [24]byte
 	for {
 		rand.Read(b[:])
@@ -179,13 +180,18 @@ func newTraceparent() string {
 			break
 		}
 	}
-	var s [55]byte
-	copy(s[:], "00-")
+	f := new(struct {
+		vals [1]string
+		text [55]byte
+	})
+	s := f.text[:]
+	copy(s, "00-")
 	hex.Encode(s[3:35], b[:16])
 	s[35] = '-'
 	hex.Encode(s[36:52], b[16:])
 	copy(s[52:], "-00")
-	return string(s[:])
+	f.vals[0] = unsafe.String(&f.text[0], len(f.text)) // text is not written again
+	return f.vals[:]
 }
 
 func allZero(b []byte) bool {
