@@ -10,6 +10,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"slices"
 	"strings"
@@ -463,7 +465,16 @@ func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, t
 		case resp.StatusCode == http.StatusSwitchingProtocols:
 			return nil, false, errUnexpected101
 		case resp.StatusCode >= 100 && resp.StatusCode <= 199:
-			continue // informational: the final answer follows
+			// Informational: the final answer follows. A caller's
+			// trace gets it (a 103 the edge relays), as from the
+			// Transport, and then the header limit starts again.
+			if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+					return nil, false, err
+				}
+				c.limit = maxResponseHeaderBytes
+			}
+			continue
 		}
 		c.limit = math.MaxInt64
 		return resp, framedTwice && resp.TransferEncoding != nil, nil

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"reflect"
 	"slices"
 	"strings"
@@ -599,6 +602,37 @@ func TestHTTP2StatusLineOverPlainHTTPKeepsTheHTTP1Cap(t *testing.T) {
 		}
 		if st := p.Servers()[0]; st.MaxInflight != 2 {
 			t.Errorf("std=%v: max in flight %d after an HTTP/2.0 status line over plain HTTP, want max_conns (2)", std, st.MaxInflight)
+		}
+	}
+}
+
+// Informational answers reach a caller's Got1xxResponse trace (the edge
+// relays an origin's 103 Early Hints to its client), in order, with their
+// fields, from either client; an error from the trace ends the request.
+func TestGot1xxResponseTraced(t *testing.T) {
+	for _, std := range []bool{false, true} {
+		o := startScript(t, func(conn, req int, head string) (string, bool) {
+			return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+				"HTTP/1.1 103 Early Hints\r\nLink: </b.js>; rel=preload\r\n\r\n" +
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+		})
+		p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, Retries: -1, stdTransport: std})
+		var got []string
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, fmt.Sprintf("%d %s", code, h.Get("Link")))
+			return nil
+		}}
+		_, b, err := fetch(httptrace.WithClientTrace(context.Background(), trace), p, "GET", "/h", nil)
+		if err != nil || string(b) != "ok" {
+			t.Fatalf("std=%v: %q, %v", std, b, err)
+		}
+		want := []string{"103 </a.css>; rel=preload", "103 </b.js>; rel=preload"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("std=%v: traced %q, want %q", std, got, want)
+		}
+		refuse := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error { return errors.New("no more hints") }}
+		if _, _, err := fetch(httptrace.WithClientTrace(context.Background(), refuse), p, "GET", "/h", nil); err == nil || !strings.Contains(err.Error(), "no more hints") {
+			t.Errorf("std=%v: a trace's error: got %v", std, err)
 		}
 	}
 }
