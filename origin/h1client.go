@@ -79,6 +79,11 @@ type h1Conn struct {
 	bw        *bufio.Writer
 	limit     int64     // bytes the reader may still read from conn; see Read
 	idleSince time.Time // when it went idle
+	// bodyWait is read_timeout while a body is read (each Read that
+	// goes to the network waits that long at most), 0 while the head
+	// is (the exchange's deadline bounds it).
+	bodyWait time.Duration
+	canceled atomic.Bool // the caller's context ended during the exchange
 }
 
 // Read reads from the connection, at most limit bytes in all: the cap on
@@ -89,6 +94,14 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 	}
 	if int64(len(p)) > c.limit {
 		p = p[:c.limit]
+	}
+	if c.bodyWait > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(c.bodyWait))
+		if c.canceled.Load() {
+			// A cancellation whose past deadline the line above
+			// replaced; one after it sets the past deadline itself.
+			c.conn.SetReadDeadline(aLongTimeAgo)
+		}
 	}
 	n, err := c.conn.Read(p)
 	c.limit -= int64(n)
@@ -388,12 +401,17 @@ func (p *Pool) h1RoundTrip(ctx context.Context, req *http.Request, s *server, ho
 // h1Exchange writes req on c and reads the response's headers. On error
 // the caller closes c.
 func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *server, host, target string, deadline time.Time, reused bool) (*http.Response, error) {
+	c.bodyWait = 0
+	c.canceled.Store(false)
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, func() {
+			c.canceled.Store(true)
+			c.conn.SetDeadline(aLongTimeAgo)
+		})
 	}
 	resp, framedTwice, err := p.h1Read(ctx, c, req, host, target, reused)
 	if err != nil {
@@ -412,6 +430,16 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 		}
 		resp.Body = http.NoBody
 		return resp, nil
+	}
+	// The head's deadline (the try's, the pool's) ends with it: the
+	// body's waits are read_timeout's, set as each Read goes to the
+	// network (h1Conn.Read).
+	c.bodyWait = p.cfg.ReadTimeout
+	if c.bodyWait <= 0 {
+		c.conn.SetReadDeadline(time.Time{})
+		if c.canceled.Load() {
+			c.conn.SetReadDeadline(aLongTimeAgo)
+		}
 	}
 	b := &h1Body{body: resp.Body, c: c, stop: stop, keep: !resp.Close && !framedTwice, p: p, s: s, parent: ctx}
 	if resp.Body == nil { // readSimpleResponse's: ContentLength bytes follow
@@ -540,15 +568,6 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 	}
 	if b.state.Load() != 0 {
 		return 0, io.EOF
-	}
-	if t := b.p.cfg.ReadTimeout; t > 0 && b.c.br.Buffered() == 0 {
-		b.c.conn.SetReadDeadline(time.Now().Add(t))
-		// A cancellation whose past deadline the line above replaced
-		// shows here; one after it sets the past deadline again.
-		if b.stop != nil && b.parent.Err() != nil {
-			b.finish(false)
-			return 0, b.fail(b.parentKind(), b.parent.Err())
-		}
 	}
 	var n int
 	var err error

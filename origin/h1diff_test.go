@@ -636,3 +636,40 @@ func TestGot1xxResponseTraced(t *testing.T) {
 		}
 	}
 }
+
+// A body is bounded by read_timeout per wait, never by the try's or the
+// pool's timeout, which end with the headers: an origin that pauses
+// longer than try_timeout mid-body, even mid-line of a chunked body whose
+// start is already read, is waited for, by either client.
+func TestBodyWaitIsReadTimeoutNotTryTimeout(t *testing.T) {
+	bothClients(t, func(t *testing.T, std bool) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1")
+			time.Sleep(400 * time.Millisecond) // the origin is slow: past try_timeout and the pool's timeout
+			io.WriteString(c, "0\r\n0123456789abcdef\r\n0\r\n\r\n")
+		}()
+		p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}, Retries: -1,
+			Timeout: 100 * time.Millisecond, TryTimeout: 100 * time.Millisecond, ReadTimeout: 5 * time.Second, stdTransport: std})
+		_, b, err := fetch(context.Background(), p, "GET", "/slow-body", nil)
+		if err != nil || string(b) != "hello0123456789abcdef" {
+			t.Fatalf("body %q, %v: want it whole", b, err)
+		}
+		<-served
+	})
+}
