@@ -316,10 +316,20 @@ type fastWriter struct {
 	werr      error  // the connection failed: every write fails
 }
 
-// Header returns the header map of the answer.
+// answerFields is the number of fields the header map of an answer is
+// made for: a miss answer has 9 or more (the stored fields, Age,
+// Cache-Status, Via, Date, Content-Length), past the 8 of an unsized
+// map, which then grew (a new table and a copy) on every miss. 12 holds
+// up to 14 without growing and costs less than the growth from 9 on
+// (936 against 1288 bytes, one allocation fewer); an answer of 8 fields
+// or fewer (an error) pays about 400 bytes more.
+const answerFields = 12
+
+// Header returns the header map of the answer: a new map for every
+// request, as net/http's, since a handler may keep the one it got.
 func (w *fastWriter) Header() http.Header {
 	if w.handlerHeader == nil {
-		w.handlerHeader = make(http.Header)
+		w.handlerHeader = make(http.Header, answerFields)
 	}
 	return w.handlerHeader
 }

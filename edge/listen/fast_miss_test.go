@@ -411,3 +411,31 @@ func exchangeTwice(t *testing.T, addr, raw string) []string {
 	b, _ := io.ReadAll(resp.Body)
 	return append(out, "then "+string(b))
 }
+
+// A handler that keeps the header map of its answer (a goroutine that
+// reads it later, say) does not see the next answer's fields in it, as
+// with net/http, whose map is new for every request: the fast writer's
+// map is made for its request (sized for a miss) and never reused.
+func TestFastWriterHeaderIsTheRequests(t *testing.T) {
+	kept := make(chan http.Header, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+		kept <- w.Header()
+		io.WriteString(w, "ok")
+	})
+	addr := newFastMissServer(t, h, watchAfter)
+	got := exchangeTwice(t, addr, "GET /first HTTP/1.1\r\nHost: site.test\r\n\r\nGET /second HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+	if len(got) < 4 {
+		t.Fatalf("answers: %q", got)
+	}
+	first, second := <-kept, <-kept
+	if v := first.Values("X-Path"); !slices.Equal(v, []string{"/first"}) {
+		t.Errorf("the first request's kept map says X-Path %q after the second answer", v)
+	}
+	if v := second.Values("X-Path"); !slices.Equal(v, []string{"/second"}) {
+		t.Errorf("the second request's map says X-Path %q", v)
+	}
+	if len(first) != 1 {
+		t.Errorf("the first request's kept map has fields it did not set: %v", first)
+	}
+}
