@@ -143,6 +143,24 @@ func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
 			fmt.Fprintf(w, "%s %s %q %q %v %d %v %q", r.Method, r.URL, r.RequestURI, r.Host, r.Close, r.ContentLength, r.Body == http.NoBody, r.Header)
 		},
 		"/ping": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") },
+		"/upgradeclose": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Upgrade", "example")
+			w.Header().Set("Connection", "close, Upgrade")
+			io.WriteString(w, "not switched")
+		},
+		"/date": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", "Mon, 02 Jan 2006 15:04:05 GMT")
+			w.Header()["Content-Encoding"] = []string{""} // empty: sniffed
+			io.WriteString(w, "<html>sniffed</html>")
+		},
+		"/manyfields": func(w http.ResponseWriter, r *http.Request) {
+			for i := range 40 { // past the 32 the writer sorts in place
+				w.Header().Set(fmt.Sprintf("X-F%02d", 39-i), fmt.Sprint(i))
+			}
+			w.Header().Set("Trailer", "X-F00")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "l")
+			io.WriteString(w, "many")
+		},
 	}
 	mux := http.NewServeMux()
 	for p, h := range handlers {
@@ -437,5 +455,28 @@ func TestFastWriterHeaderIsTheRequests(t *testing.T) {
 	}
 	if len(first) != 1 {
 		t.Errorf("the first request's kept map has fields it did not set: %v", first)
+	}
+}
+
+// BenchmarkFastWriterSnapshot is the fast writer's WriteHeader on the
+// header of a miss answer as the edge makes it.
+func BenchmarkFastWriterSnapshot(b *testing.B) {
+	h := http.Header{
+		"Accept-Ranges":  {"bytes"},
+		"Age":            {"0"},
+		"Cache-Control":  {"max-age=3600"},
+		"Cache-Status":   {"bench; fwd=uri-miss; fwd-status=200; ttl=3599; stored"},
+		"Content-Type":   {"application/octet-stream"},
+		"Date":           {"Mon, 07 Dec 2026 03:56:06 GMT"},
+		"Via":            {"1.1 bench"},
+		"X-Demo-Count":   {"1"},
+		"Content-Length": {"1024"},
+	}
+	var fields []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &fastWriter{handlerHeader: h, contentLength: -1, fields: fields[:0]}
+		w.WriteHeader(http.StatusOK)
+		fields = w.fields
 	}
 }
