@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -220,5 +221,52 @@ func TestBansReachTheDiskTier(t *testing.T) {
 	wantCS(t, resp, "hit")
 	if n := e.origin.count("/obj/2"); n != 1 {
 		t.Fatalf("/obj/2 (not banned): the origin was asked %d times", n)
+	}
+}
+
+// A ban that LookupHit (a fast front's hit path) applies to an object on
+// disk queues the removal of the object's key; the key was derived in
+// the connection's Hit, whose buffer the next request overwrites, so
+// what is queued must be a copy: else the next key's object is the one
+// removed from disk.
+func TestLookupHitBanOnDiskQueuesItsOwnKey(t *testing.T) {
+	e := newEnv(t, diskOrigin, withDisk(t.TempDir()))
+	const objects = 20
+	for i := range objects {
+		e.get(fmt.Sprintf("/obj/%d", i))
+	}
+	eventually(t, "evicted objects written to disk", func() bool {
+		st, _ := e.edge.DiskStats()
+		return st.Objects >= objects-5
+	})
+	// /obj/1 to /obj/9 are on disk (memory holds the last few).
+	e.clock.Advance(time.Second)
+	if _, err := e.edge.Purge(edge.Purge{Prefixes: []string{"http://site.test/obj/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	var x edge.Hit
+	req := func(target string) edge.HitRequest {
+		return edge.HitRequest{Host: []byte(testHost), Target: []byte(target),
+			Remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4711}}
+	}
+	if e.edge.LookupHit(req("/obj/1"), &x) {
+		t.Fatal("/obj/1 is a hit after its ban")
+	}
+	for _, p := range []string{"/obj/2", "/obj/3"} { // keys as long as /obj/1's
+		if !e.edge.LookupHit(req(p), &x) {
+			t.Fatalf("%s (not banned) is no hit", p)
+		}
+		x.Release()
+	}
+	// A purge's removal on disk is done after the work queued before it.
+	if _, err := e.edge.Purge(edge.Purge{URLs: []string{"http://site.test/obj/5"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/obj/2", "/obj/3"} {
+		resp, _ := e.get(p)
+		wantCS(t, resp, "hit")
+		if n := e.origin.count(p); n != 1 {
+			t.Fatalf("%s: the origin was asked %d times: its object left the disk", p, n)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 	"github.com/meridiancdn/meridian/edge/store"
@@ -206,9 +207,11 @@ type Hit struct {
 	start time.Time // when the lookup began: the access log's duration starts here
 	req   HitRequest
 	// keyBuf is where the request's key is derived; key is the last key
-	// looked up, kept while requests repeat it.
-	keyBuf []byte
-	key    string
+	// an entry was found at, kept while requests repeat it. While
+	// borrowed, lookupHit's key is keyBuf's bytes (see ownKey).
+	keyBuf   []byte
+	key      string
+	borrowed bool
 	// varBuf and varKey are the same for the key of a coding's variant.
 	varBuf []byte
 	varKey string
@@ -243,10 +246,17 @@ func (h *Handler) LookupHit(req HitRequest, x *Hit) bool {
 	if !ok {
 		return false
 	}
-	if string(x.keyBuf) != x.key {
-		x.key = string(x.keyBuf)
+	key := x.key
+	x.borrowed = string(x.keyBuf) != key
+	if x.borrowed {
+		// A key not seen last: looked up as the bytes of keyBuf until an
+		// entry is found at it (lookupHit), so that a miss, which goes
+		// on to ServeHTTP, allocates nothing here.
+		key = unsafe.String(unsafe.SliceData(x.keyBuf), len(x.keyBuf))
 	}
-	if !h.lookupHit(x, x.key, hostStart, hostEnd, req.CacheControl, req.AcceptEncoding) {
+	found := h.lookupHit(x, key, hostStart, hostEnd, req.CacheControl, req.AcceptEncoding)
+	x.borrowed = false
+	if !found {
 		return false
 	}
 	x.req = req
@@ -280,18 +290,32 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 		return false
 	}
 	if st.cfg.CacheKey.rewrites() {
+		// Owned first: a concatenation with an empty part is the other.
+		key = x.ownKey(key)
 		key = key[:hostEnd] + st.cfg.CacheKey.target(key[hostEnd:])
 	}
 	// The tiers in the order of lookupTiers: memory, hot copies, disk.
+	// A tier's Get keeps nothing of the key; a ban may store under it
+	// (unbanned), so the key is made a string of its own first.
 	var src tier = h.store
-	e := h.unbanned(src, key, src.Get(key))
+	e := src.Get(key)
+	if e != nil {
+		key = x.ownKey(key)
+		e = h.unbanned(src, key, e)
+	}
 	if e == nil {
 		src = h.hot
-		e = h.unbanned(src, key, src.Get(key))
+		if e = src.Get(key); e != nil {
+			key = x.ownKey(key)
+			e = h.unbanned(src, key, e)
+		}
 	}
 	if e == nil && h.disk != nil {
 		src = h.disk
-		e = h.unbanned(src, key, src.Get(key))
+		if e = src.Get(key); e != nil {
+			key = x.ownKey(key)
+			e = h.unbanned(src, key, e)
+		}
 	}
 	if fields, gen, ok := e.VaryIndex(); ok && st.coder != nil && varyOnCodingOnly(fields) {
 		// One variant per coding (encoding.go): the client's.
@@ -330,6 +354,19 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 	}
 	x.e, x.site, x.stamp, x.date, x.start = e, st, h.hitStampOf(e, age), h.dateOf(e), now
 	return true
+}
+
+// ownKey returns key, lookupHit's, as a string that outlives the
+// request: while x.borrowed, key is the bytes of x.keyBuf, which the
+// next request overwrites; it is then copied once, kept as x.key for
+// the requests that repeat it.
+func (x *Hit) ownKey(key string) string {
+	if !x.borrowed {
+		return key
+	}
+	x.borrowed = false
+	x.key = string(x.keyBuf)
+	return x.key
 }
 
 // AppendHead appends to b the HTTP/1.1 status line and header fields of

@@ -79,6 +79,28 @@ func TestHitContract(t *testing.T) {
 		t.Fatal("HEAD: no hit, or a body")
 	}
 	h.Delivered(&x, 0)
+	// A miss (the request goes on to ServeHTTP, which looks again)
+	// allocates nothing here either, though its key is new each time.
+	miss := []edge.HitRequest{
+		{Host: []byte("site.test"), Target: []byte("/missing?a")},
+		{Host: []byte("site.test"), Target: []byte("/missing?b")},
+	}
+	i := 0
+	if n := testing.AllocsPerRun(200, func() {
+		i++
+		if h.LookupHit(miss[i%2], &x) {
+			t.Fatal("a miss is a hit")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per miss", n)
+	}
+	// The hit is found again after the misses wrote their keys where
+	// its key was derived.
+	req.Head = false
+	if !h.LookupHit(req, &x) {
+		t.Fatal("no hit after misses")
+	}
+	h.Delivered(&x, len(x.Body()))
 	for _, r := range []edge.HitRequest{
 		{Host: []byte("other.test"), Target: []byte("/obj?x=1")},
 		{Host: []byte("site.test"), Target: []byte("/missing")},

@@ -316,10 +316,20 @@ type fastWriter struct {
 	werr      error  // the connection failed: every write fails
 }
 
-// Header returns the header map of the answer.
+// answerFields is the number of fields the header map of an answer is
+// made for: a miss answer has 9 or more (the stored fields, Age,
+// Cache-Status, Via, Date, Content-Length), past the 8 of an unsized
+// map, which then grew (a new table and a copy) on every miss. 12 holds
+// up to 14 without growing and costs less than the growth from 9 on
+// (936 against 1288 bytes, one allocation fewer); an answer of 8 fields
+// or fewer (an error) pays about 400 bytes more.
+const answerFields = 12
+
+// Header returns the header map of the answer: a new map for every
+// request, as net/http's, since a handler may keep the one it got.
 func (w *fastWriter) Header() http.Header {
 	if w.handlerHeader == nil {
-		w.handlerHeader = make(http.Header)
+		w.handlerHeader = make(http.Header, answerFields)
 	}
 	return w.handlerHeader
 }
@@ -346,7 +356,7 @@ func (w *fastWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.snapshot(h)
-	if cl := first(h["Content-Length"]); cl != "" {
+	if cl := first(w.clVals); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
 		} else {
@@ -357,15 +367,49 @@ func (w *fastWriter) WriteHeader(code int) {
 }
 
 // snapshot keeps what the header says at WriteHeader: later changes to
-// the map are not sent, as with net/http.
+// the map are not sent, as with net/http. One pass over the map finds the
+// fields the framing decides (Content-Length, Transfer-Encoding,
+// Connection), those the decision reads, and the rest, to be written as
+// WriteSubset writes them: a field is found by its exact key, as
+// Header.Get finds a canonical one.
 func (w *fastWriter) snapshot(h http.Header) {
-	w.clVals, w.teVals, w.connVals = h["Content-Length"], h["Transfer-Encoding"], h["Connection"]
-	_, w.hasCL = h["Content-Length"]
-	_, w.hasType = h["Content-Type"]
-	_, w.hasDate = h["Date"]
-	w.protocolSwitch = h.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
-	w.encoded = h.Get("Content-Encoding") != ""
-	for _, v := range h["Trailer"] {
+	var arr [32]headerField
+	fields := arr[:0]
+	var upgrade bool
+	var trailer []string
+	for k, vs := range h {
+		switch k {
+		case "Content-Length":
+			w.clVals, w.hasCL = vs, true
+			continue
+		case "Transfer-Encoding":
+			w.teVals = vs
+			continue
+		case "Connection":
+			w.connVals = vs
+			continue
+		case "Content-Type":
+			w.hasType = true
+			if w.status == http.StatusNotModified {
+				continue
+			}
+		case "Date":
+			w.hasDate = true
+		case "Upgrade":
+			upgrade = first(vs) != ""
+		case "Content-Encoding":
+			w.encoded = first(vs) != ""
+		case "Trailer":
+			trailer = vs
+		}
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			w.prefixTrailers = true
+			continue
+		}
+		fields = append(fields, headerField{k, vs})
+	}
+	w.protocolSwitch = upgrade && httpguts.HeaderValuesContainsToken(w.connVals, "Upgrade")
+	for _, v := range trailer {
 		w.trailerField = true
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.Trim(k, " \t\r\n"); k != "" {
@@ -375,17 +419,7 @@ func (w *fastWriter) snapshot(h http.Header) {
 			}
 		}
 	}
-	skip := skipFraming | skipConnection
-	if w.status == http.StatusNotModified {
-		skip |= skipContentType
-	}
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			w.prefixTrailers = true
-			skip |= skipTrailers
-		}
-	}
-	w.fields = appendFields(w.fields[:0], h, skip)
+	w.fields = appendSortedFields(w.fields[:0], fields)
 }
 
 // Write buffers p as net/http's response does: the header waits for
@@ -656,9 +690,9 @@ func appendStatusLine(b []byte, code int) []byte {
 // net/http's Header.WriteSubset writes them: sorted by name, invalid
 // names dropped, line breaks in values made spaces, values trimmed.
 func appendFields(b []byte, h http.Header, skip int) []byte {
-	var arr [32]string
-	keys := arr[:0]
-	for k := range h {
+	var arr [32]headerField
+	fields := arr[:0]
+	for k, vs := range h {
 		switch {
 		case skip&skipFraming != 0 && (k == "Content-Length" || k == "Transfer-Encoding"),
 			skip&skipConnection != 0 && k == "Connection",
@@ -666,16 +700,50 @@ func appendFields(b []byte, h http.Header, skip int) []byte {
 			skip&skipTrailers != 0 && strings.HasPrefix(k, http.TrailerPrefix):
 			continue
 		}
-		keys = append(keys, k)
+		fields = append(fields, headerField{k, vs})
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
-			continue
+	return appendSortedFields(b, fields)
+}
+
+// headerField is a field of a header map: its key and values.
+type headerField struct {
+	name   string
+	values []string
+}
+
+// appendSortedFields appends fields, taken from one map (their names
+// differ), as WriteSubset writes them: sorted by name, invalid names
+// dropped. The values came with their names, so that no map is read
+// again; up to 32 fields are put in order by index (insertion), which
+// moves a byte where a sort of the fields moves 40.
+func appendSortedFields(b []byte, fields []headerField) []byte {
+	var order [32]uint8
+	if len(fields) > len(order) {
+		slices.SortFunc(fields, func(x, y headerField) int { return strings.Compare(x.name, y.name) })
+		for _, f := range fields {
+			b = appendField(b, f)
 		}
-		b = appendValues(b, k, h[k])
+		return b
+	}
+	for i := range fields {
+		j := i
+		for ; j > 0 && fields[order[j-1]].name > fields[i].name; j-- {
+			order[j] = order[j-1]
+		}
+		order[j] = uint8(i)
+	}
+	for _, i := range order[:len(fields)] {
+		b = appendField(b, fields[i])
 	}
 	return b
+}
+
+// appendField appends f's lines, none if its name is invalid.
+func appendField(b []byte, f headerField) []byte {
+	if !httpguts.ValidHeaderFieldName(f.name) {
+		return b
+	}
+	return appendValues(b, f.name, f.values)
 }
 
 // appendValues appends the lines of one field, as WriteSubset would.

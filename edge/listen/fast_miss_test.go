@@ -143,6 +143,24 @@ func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
 			fmt.Fprintf(w, "%s %s %q %q %v %d %v %q", r.Method, r.URL, r.RequestURI, r.Host, r.Close, r.ContentLength, r.Body == http.NoBody, r.Header)
 		},
 		"/ping": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") },
+		"/upgradeclose": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Upgrade", "example")
+			w.Header().Set("Connection", "close, Upgrade")
+			io.WriteString(w, "not switched")
+		},
+		"/date": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", "Mon, 02 Jan 2006 15:04:05 GMT")
+			w.Header()["Content-Encoding"] = []string{""} // empty: sniffed
+			io.WriteString(w, "<html>sniffed</html>")
+		},
+		"/manyfields": func(w http.ResponseWriter, r *http.Request) {
+			for i := range 40 { // past the 32 the writer sorts in place
+				w.Header().Set(fmt.Sprintf("X-F%02d", 39-i), fmt.Sprint(i))
+			}
+			w.Header().Set("Trailer", "X-F00")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "l")
+			io.WriteString(w, "many")
+		},
 	}
 	mux := http.NewServeMux()
 	for p, h := range handlers {
@@ -410,4 +428,55 @@ func exchangeTwice(t *testing.T, addr, raw string) []string {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	return append(out, "then "+string(b))
+}
+
+// A handler that keeps the header map of its answer (a goroutine that
+// reads it later, say) does not see the next answer's fields in it, as
+// with net/http, whose map is new for every request: the fast writer's
+// map is made for its request (sized for a miss) and never reused.
+func TestFastWriterHeaderIsTheRequests(t *testing.T) {
+	kept := make(chan http.Header, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", r.URL.Path)
+		kept <- w.Header()
+		io.WriteString(w, "ok")
+	})
+	addr := newFastMissServer(t, h, watchAfter)
+	got := exchangeTwice(t, addr, "GET /first HTTP/1.1\r\nHost: site.test\r\n\r\nGET /second HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+	if len(got) < 4 {
+		t.Fatalf("answers: %q", got)
+	}
+	first, second := <-kept, <-kept
+	if v := first.Values("X-Path"); !slices.Equal(v, []string{"/first"}) {
+		t.Errorf("the first request's kept map says X-Path %q after the second answer", v)
+	}
+	if v := second.Values("X-Path"); !slices.Equal(v, []string{"/second"}) {
+		t.Errorf("the second request's map says X-Path %q", v)
+	}
+	if len(first) != 1 {
+		t.Errorf("the first request's kept map has fields it did not set: %v", first)
+	}
+}
+
+// BenchmarkFastWriterSnapshot is the fast writer's WriteHeader on the
+// header of a miss answer as the edge makes it.
+func BenchmarkFastWriterSnapshot(b *testing.B) {
+	h := http.Header{
+		"Accept-Ranges":  {"bytes"},
+		"Age":            {"0"},
+		"Cache-Control":  {"max-age=3600"},
+		"Cache-Status":   {"bench; fwd=uri-miss; fwd-status=200; ttl=3599; stored"},
+		"Content-Type":   {"application/octet-stream"},
+		"Date":           {"Mon, 07 Dec 2026 03:56:06 GMT"},
+		"Via":            {"1.1 bench"},
+		"X-Demo-Count":   {"1"},
+		"Content-Length": {"1024"},
+	}
+	var fields []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		w := &fastWriter{handlerHeader: h, contentLength: -1, fields: fields[:0]}
+		w.WriteHeader(http.StatusOK)
+		fields = w.fields
+	}
 }
