@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -31,31 +32,37 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		// The head ends at the first empty line, however its lines
 		// end; only one ending in CRLF CRLF is read here, and more is
 		// read only while the head has not ended by any rule (else this
-		// would wait for bytes http.ReadResponse does not need).
+		// would wait for bytes http.ReadResponse does not need). A
+		// bare-LF end ("\n\n") counts only before the CRLF one, so it
+		// is looked for within the head, not through the body after it.
 		buf, _ := br.Peek(br.Buffered())
-		i, j := bytes.Index(buf, []byte("\n\r\n")), bytes.Index(buf, []byte("\n\n"))
-		if j >= 0 && (i < 0 || j < i) || i == 0 || i > 0 && buf[i-1] != '\r' {
+		i := bytes.Index(buf, []byte("\n\r\n"))
+		if i == 0 || i > 0 && buf[i-1] != '\r' {
 			return nil, false
 		}
 		if i > 0 {
+			if bytes.Index(buf[:i+1], []byte("\n\n")) >= 0 {
+				return nil, false
+			}
 			head = buf[:i+3]
 			break
 		}
-		if br.Buffered() >= br.Size() {
+		if bytes.Index(buf, []byte("\n\n")) >= 0 || br.Buffered() >= br.Size() {
 			return nil, false
 		}
 		if _, err := br.Peek(br.Buffered() + 1); err != nil {
 			return nil, false
 		}
 	}
-	if bytes.IndexByte(head, '\n') < 0 {
+	// The status line, checked before the head is copied. Each line ends
+	// at its LF, which must follow a CR; a CR or LF anywhere else is a
+	// control byte that the checks of the line, name or value refuse.
+	eol := bytes.IndexByte(head, '\n')
+	if eol < 1 || head[eol-1] != '\r' {
 		return nil, false
 	}
-	s := string(head)
-	// The status line.
-	eol := strings.Index(s, "\r\n")
-	line := s[:eol]
-	if len(line) < 12 || line[:9] != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+	line := head[:eol-1]
+	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
 		return nil, false
 	}
 	code := 0
@@ -68,34 +75,66 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	if code < 200 || code > 599 || code == http.StatusNoContent || code == http.StatusNotModified {
 		return nil, false
 	}
-	for i := 0; i < len(line); i++ {
-		if b := line[i]; b < ' ' || b == 0x7f {
+	for _, b := range line {
+		if b < ' ' || b == 0x7f {
 			return nil, false
 		}
 	}
-	// The field lines.
-	rest := s[eol+2 : len(s)-2]
-	n := strings.Count(rest, "\r\n")
-	if strings.Count(rest, "\n") != n || strings.Count(rest, "\r") != n {
-		return nil, false // a bare CR or LF
-	}
+	s := string(head)
+	status := s[9 : eol-1]
+	// The field lines: one per LF but the status line's and the empty
+	// line's.
+	rest := s[eol+1 : len(s)-2]
+	n := strings.Count(rest, "\n")
 	h := make(http.Header, n)
 	values := make([]string, n)
 	length := int64(-1)
 	for i := 0; len(rest) > 0; i++ {
-		eol := strings.Index(rest, "\r\n")
-		line := rest[:eol]
-		rest = rest[eol+2:]
-		colon := strings.IndexByte(line, ':')
+		eol := strings.IndexByte(rest, '\n')
+		if eol < 1 || rest[eol-1] != '\r' {
+			return nil, false
+		}
+		line := rest[:eol-1]
+		rest = rest[eol+1:]
+		// The name: token bytes up to the colon, noting whether it is
+		// canonical (upper case first and after each dash, lower case
+		// elsewhere) on the way.
+		colon, canonical, upper := -1, true, true
+		for j := 0; j < len(line); j++ {
+			c := line[j]
+			if c == ':' {
+				colon = j
+				break
+			}
+			if !tokenByte[c] {
+				return nil, false
+			}
+			if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+				canonical = false
+			}
+			upper = c == '-'
+		}
 		if colon <= 0 {
 			return nil, false
 		}
-		name, value := line[:colon], strings.Trim(line[colon+1:], " \t")
-		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
-			return nil, false
-		}
-		if !isCanonicalKey(name) {
+		name := line[:colon]
+		if !canonical {
 			name = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		// The value: without leading and trailing blanks, no control
+		// byte but a tab.
+		a, z := colon+1, len(line)
+		for a < z && (line[a] == ' ' || line[a] == '\t') {
+			a++
+		}
+		for z > a && (line[z-1] == ' ' || line[z-1] == '\t') {
+			z--
+		}
+		value := line[a:z]
+		for j := 0; j < len(value); j++ {
+			if c := value[j]; c < ' ' && c != '\t' || c == 0x7f {
+				return nil, false
+			}
 		}
 		switch name {
 		case "Transfer-Encoding", "Trailer", "Pragma":
@@ -126,7 +165,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}
 	br.Discard(len(head))
 	return &http.Response{
-		Status:        line[9:],
+		Status:        status,
 		StatusCode:    code,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
@@ -137,17 +176,12 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}, true
 }
 
-// isCanonicalKey reports whether name, a valid field name, is in its
-// canonical form: upper case first and after each dash, lower case
-// elsewhere.
-func isCanonicalKey(name string) bool {
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
+// tokenByte reports whether a byte may be part of a token (RFC 9110
+// §5.6.2), as httpguts.ValidHeaderFieldName decides: a lookup where that
+// decodes runes. Never written after it is made.
+var tokenByte = func() (t [256]bool) {
+	for b := 0; b < utf8.RuneSelf; b++ {
+		t[b] = httpguts.IsTokenRune(rune(b))
 	}
-	return true
-}
+	return t
+}()

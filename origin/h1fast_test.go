@@ -32,6 +32,10 @@ func FuzzSimpleResponse(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nCONTENT-LENGTH: 2\r\n\r\nok")
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\r\nok")
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length:2\r\nA:b\r\n\r\nok")
+	f.Add("\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	f.Add("\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	f.Add("HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok")
+	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\nX: y\r\n\r\nok")
 	f.Fuzz(func(t *testing.T, s string) {
 		req := &http.Request{Method: http.MethodGet}
 		br := bufio.NewReaderSize(strings.NewReader(s), 4096)
