@@ -28,39 +28,36 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		return nil, false
 	}
 	var head []byte
+	lines := 0 // in head, the status line's included
 	for {
-		// The head ends at the first empty line, however its lines
-		// end; only one ending in CRLF CRLF is read here, and more is
-		// read only while the head has not ended by any rule (else this
-		// would wait for bytes http.ReadResponse does not need). A
-		// bare-LF end ("\n\n") counts only before the CRLF one, so it
-		// is looked for within the head, not through the body after it.
+		// Only a head whose every line ends in CRLF, up to an empty
+		// one, is read here: more is read only while the lines so far
+		// do, and any other ending is declined at once (else this would
+		// wait for bytes http.ReadResponse does not need).
 		buf, _ := br.Peek(br.Buffered())
-		i := bytes.Index(buf, []byte("\n\r\n"))
-		if i == 0 || i > 0 && buf[i-1] != '\r' {
+		var end int
+		end, lines = crlfHeadEnd(buf)
+		if end < 0 {
 			return nil, false
 		}
-		if i > 0 {
-			if bytes.Index(buf[:i+1], []byte("\n\n")) >= 0 {
-				return nil, false
-			}
-			head = buf[:i+3]
+		if end > 0 {
+			head = buf[:end]
 			break
 		}
-		if bytes.Index(buf, []byte("\n\n")) >= 0 || br.Buffered() >= br.Size() {
+		if br.Buffered() >= br.Size() {
 			return nil, false
 		}
 		if _, err := br.Peek(br.Buffered() + 1); err != nil {
 			return nil, false
 		}
 	}
-	// The status line, checked before the head is copied. Each line ends
-	// at its LF, which must follow a CR; a CR or LF anywhere else is a
-	// control byte that the checks of the line, name or value refuse.
-	eol := bytes.IndexByte(head, '\n')
-	if eol < 1 || head[eol-1] != '\r' {
-		return nil, false
+	if lines == 0 {
+		return nil, false // no status line
 	}
+	// The status line, checked before the head is copied. A CR or LF
+	// within a line is a control byte that the checks of the line, name
+	// or value refuse.
+	eol := bytes.IndexByte(head, '\n')
 	line := head[:eol-1]
 	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
 		return nil, false
@@ -82,10 +79,9 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}
 	s := string(head)
 	status := s[9 : eol-1]
-	// The field lines: one per LF but the status line's and the empty
-	// line's.
+	// The field lines.
 	rest := s[eol+1 : len(s)-2]
-	n := strings.Count(rest, "\n")
+	n := lines - 1
 	h := make(http.Header, n)
 	values := make([]string, n)
 	length := int64(-1)
@@ -174,6 +170,29 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		ContentLength: length,
 		Request:       req,
 	}, true
+}
+
+// crlfHeadEnd finds the end of the head at the start of buf: the length
+// of the head, its final empty line included, and its number of lines
+// before that one; 0 when buf ends before the head does; -1 when a line
+// before the head's end ends in a bare LF.
+func crlfHeadEnd(buf []byte) (end, lines int) {
+	start := 0
+	for {
+		k := bytes.IndexByte(buf[start:], '\n')
+		if k < 0 {
+			return 0, 0
+		}
+		k += start
+		if k == 0 || buf[k-1] != '\r' {
+			return -1, 0
+		}
+		if k-1 == start {
+			return k + 1, lines
+		}
+		lines++
+		start = k + 1
+	}
 }
 
 // tokenByte reports whether a byte may be part of a token (RFC 9110
