@@ -22,7 +22,8 @@ import (
 // (or readable into) br's buffer. Its response is what http.ReadResponse
 // makes of those bytes, with a nil Body: the caller reads ContentLength
 // bytes. For anything else it returns false having consumed nothing, and
-// http.ReadResponse reads the answer (FuzzResponse compares the two).
+// http.ReadResponse reads the answer (FuzzSimpleResponse compares the two
+// parsers, FuzzResponse the two clients).
 func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bool) {
 	if req.Method != http.MethodGet && req.Method != "" {
 		return nil, false
