@@ -29,7 +29,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		return nil, false
 	}
 	var head []byte
-	lines := 0 // in head, the status line's included
+	from, lines := 0, 0 // where the walk goes on; lines before it, the status line's included
 	for {
 		// Only a head whose every line ends in CRLF, up to an empty
 		// one, is read here: more is read only while the lines so far
@@ -37,7 +37,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		// wait for bytes http.ReadResponse does not need).
 		buf, _ := br.Peek(br.Buffered())
 		var end int
-		end, lines = crlfHeadEnd(buf)
+		end, from, lines = crlfHeadEnd(buf, from, lines)
 		if end < 0 {
 			return nil, false
 		}
@@ -173,26 +173,28 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}, true
 }
 
-// crlfHeadEnd finds the end of the head at the start of buf: the length
-// of the head, its final empty line included, and its number of lines
-// before that one; 0 when buf ends before the head does; -1 when a line
-// before the head's end ends in a bare LF.
-func crlfHeadEnd(buf []byte) (end, lines int) {
-	start := 0
+// crlfHeadEnd finds the end of the head at the start of buf, going on
+// from the line that starts at from, lines lines into it: it returns the
+// length of the head, its final empty line included, or 0 when buf ends
+// before the head does, or -1 when a line ends in a bare LF; with the
+// start of the line it stopped in and the number of lines before it.
+// Going on from where the last call stopped keeps the walk linear in the
+// head's length however the origin splits it.
+func crlfHeadEnd(buf []byte, from, lines int) (end, next, nlines int) {
 	for {
-		k := bytes.IndexByte(buf[start:], '\n')
+		k := bytes.IndexByte(buf[from:], '\n')
 		if k < 0 {
-			return 0, 0
+			return 0, from, lines
 		}
-		k += start
+		k += from
 		if k == 0 || buf[k-1] != '\r' {
-			return -1, 0
+			return -1, from, lines
 		}
-		if k-1 == start {
-			return k + 1, lines
+		if k-1 == from {
+			return k + 1, from, lines
 		}
 		lines++
-		start = k + 1
+		from = k + 1
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzSimpleResponse feeds bytes to readSimpleResponse and to
@@ -15,7 +16,8 @@ import (
 // than FuzzResponse): when readSimpleResponse takes an answer, its
 // response must be the one http.ReadResponse makes of the same bytes, and
 // both must leave the same bytes unread (the body); when it declines, it
-// must have consumed nothing.
+// must have consumed nothing. Read a byte at a time, the answer must be
+// the same.
 func FuzzSimpleResponse(f *testing.F) {
 	for _, c := range hostileAnswers {
 		f.Add(strings.ReplaceAll(c.reply, "<<split>>", ""))
@@ -41,6 +43,13 @@ func FuzzSimpleResponse(f *testing.F) {
 		br := bufio.NewReaderSize(strings.NewReader(s), 4096)
 		resp, ok := readSimpleResponse(br, req)
 		rest, _ := io.ReadAll(br)
+		// The same bytes a byte at a time, as a slow origin sends
+		// them: the same answer.
+		br1 := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(s)), 4096)
+		resp1, ok1 := readSimpleResponse(br1, req)
+		if ok1 != ok || ok && !reflect.DeepEqual(*resp1, *resp) {
+			t.Fatalf("%q a byte at a time: took it %v, at once %v\n%+v\n%+v", s, ok1, ok, resp1, resp)
+		}
 		if !ok {
 			if string(rest) != s {
 				t.Fatalf("declined %q having consumed %d bytes", s, len(s)-len(rest))
@@ -76,6 +85,23 @@ func BenchmarkReadSimpleResponse(b *testing.B) {
 	for b.Loop() {
 		r.Reset(head)
 		br.Reset(r)
+		if _, ok := readSimpleResponse(br, req); !ok {
+			b.Fatal("declined")
+		}
+	}
+}
+
+// BenchmarkReadSimpleResponseTrickled parses a head of about 4 KiB that
+// arrives a byte at a time, as a hostile origin may send it.
+func BenchmarkReadSimpleResponseTrickled(b *testing.B) {
+	head := "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Pad: abcdefgh\r\n", 230) + "Content-Length: 0\r\n\r\n"
+	req := &http.Request{Method: http.MethodGet}
+	r := strings.NewReader(head)
+	br := bufio.NewReaderSize(iotest.OneByteReader(r), 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(head)
+		br.Reset(iotest.OneByteReader(r))
 		if _, ok := readSimpleResponse(br, req); !ok {
 			b.Fatal("declined")
 		}
