@@ -59,6 +59,31 @@ func BenchmarkPoolRoundTripSerial(b *testing.B) {
 	}
 }
 
+// BenchmarkPoolRoundTripSerialCancelable is BenchmarkPoolRoundTripSerial
+// with a context that can be canceled, one per request, as the edge's fills
+// have: the lean client then watches it for the request's life.
+func BenchmarkPoolRoundTripSerialCancelable(b *testing.B) {
+	s := httptest.NewServer(NewDemo(nil))
+	defer s.Close()
+	p, err := NewPool(PoolConfig{Servers: []ServerConfig{{URL: s.URL}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://bench.example/obj?size=1024", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cancel(nil)
+	}
+}
+
 // BenchmarkPick measures server selection among eight weighted servers.
 func BenchmarkPick(b *testing.B) {
 	var cfg PoolConfig

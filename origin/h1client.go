@@ -75,6 +75,7 @@ type h1Conn struct {
 	peek      func(fd uintptr) bool
 	peekFit   bool    // peek's answer
 	peekBuf   [1]byte // peek's buffer
+	abort     func()  // the caller's cancellation: marks it and sets a past deadline; made once, as peek
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	limit     int64     // bytes the reader may still read from conn; see Read
@@ -408,10 +409,13 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 	}
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
-			c.canceled.Store(true)
-			c.conn.SetDeadline(aLongTimeAgo)
-		})
+		if c.abort == nil {
+			c.abort = func() {
+				c.canceled.Store(true)
+				c.conn.SetDeadline(aLongTimeAgo)
+			}
+		}
+		stop = context.AfterFunc(ctx, c.abort)
 	}
 	resp, framedTwice, err := p.h1Read(ctx, c, req, host, target, reused)
 	if err != nil {

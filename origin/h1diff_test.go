@@ -256,6 +256,8 @@ var hostileAnswers = []struct {
 	{name: "CR alone in value", reply: "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\nok"},
 	{name: "LF then CRLF ends head", reply: "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok"},
 	{name: "head split across writes", reply: "HTTP/1.1 200 OK\r\nContent-Le<<split>>ngth: 2\r\n\r<<split>>\nok"},
+	{name: "LF before the status line", reply: "\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+	{name: "bare LF after the status line", reply: "HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok"},
 	{name: "set-cookie repeated", reply: "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n"},
 }
 

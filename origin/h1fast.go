@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -21,24 +22,27 @@ import (
 // (or readable into) br's buffer. Its response is what http.ReadResponse
 // makes of those bytes, with a nil Body: the caller reads ContentLength
 // bytes. For anything else it returns false having consumed nothing, and
-// http.ReadResponse reads the answer (FuzzResponse compares the two).
+// http.ReadResponse reads the answer (FuzzSimpleResponse compares the two
+// parsers, FuzzResponse the two clients).
 func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bool) {
 	if req.Method != http.MethodGet && req.Method != "" {
 		return nil, false
 	}
 	var head []byte
+	from, lines := 0, 0 // where the walk goes on; lines before it, the status line's included
 	for {
-		// The head ends at the first empty line, however its lines
-		// end; only one ending in CRLF CRLF is read here, and more is
-		// read only while the head has not ended by any rule (else this
-		// would wait for bytes http.ReadResponse does not need).
+		// Only a head whose every line ends in CRLF, up to an empty
+		// one, is read here: more is read only while the lines so far
+		// do, and any other ending is declined at once (else this would
+		// wait for bytes http.ReadResponse does not need).
 		buf, _ := br.Peek(br.Buffered())
-		i, j := bytes.Index(buf, []byte("\n\r\n")), bytes.Index(buf, []byte("\n\n"))
-		if j >= 0 && (i < 0 || j < i) || i == 0 || i > 0 && buf[i-1] != '\r' {
+		var end int
+		end, from, lines = crlfHeadEnd(buf, from, lines)
+		if end < 0 {
 			return nil, false
 		}
-		if i > 0 {
-			head = buf[:i+3]
+		if end > 0 {
+			head = buf[:end]
 			break
 		}
 		if br.Buffered() >= br.Size() {
@@ -48,14 +52,15 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 			return nil, false
 		}
 	}
-	if bytes.IndexByte(head, '\n') < 0 {
-		return nil, false
+	if lines == 0 {
+		return nil, false // no status line
 	}
-	s := string(head)
-	// The status line.
-	eol := strings.Index(s, "\r\n")
-	line := s[:eol]
-	if len(line) < 12 || line[:9] != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
+	// The status line, checked before the head is copied. A CR or LF
+	// within a line is a control byte that the checks of the line, name
+	// or value refuse.
+	eol := bytes.IndexByte(head, '\n')
+	line := head[:eol-1]
+	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || (len(line) > 12 && line[12] != ' ') {
 		return nil, false
 	}
 	code := 0
@@ -68,34 +73,65 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	if code < 200 || code > 599 || code == http.StatusNoContent || code == http.StatusNotModified {
 		return nil, false
 	}
-	for i := 0; i < len(line); i++ {
-		if b := line[i]; b < ' ' || b == 0x7f {
+	for _, b := range line {
+		if b < ' ' || b == 0x7f {
 			return nil, false
 		}
 	}
+	s := string(head)
+	status := s[9 : eol-1]
 	// The field lines.
-	rest := s[eol+2 : len(s)-2]
-	n := strings.Count(rest, "\r\n")
-	if strings.Count(rest, "\n") != n || strings.Count(rest, "\r") != n {
-		return nil, false // a bare CR or LF
-	}
+	rest := s[eol+1 : len(s)-2]
+	n := lines - 1
 	h := make(http.Header, n)
 	values := make([]string, n)
 	length := int64(-1)
 	for i := 0; len(rest) > 0; i++ {
-		eol := strings.Index(rest, "\r\n")
-		line := rest[:eol]
-		rest = rest[eol+2:]
-		colon := strings.IndexByte(line, ':')
+		eol := strings.IndexByte(rest, '\n')
+		if eol < 1 || rest[eol-1] != '\r' {
+			return nil, false
+		}
+		line := rest[:eol-1]
+		rest = rest[eol+1:]
+		// The name: token bytes up to the colon, noting whether it is
+		// canonical (upper case first and after each dash, lower case
+		// elsewhere) on the way.
+		colon, canonical, upper := -1, true, true
+		for j := 0; j < len(line); j++ {
+			c := line[j]
+			if c == ':' {
+				colon = j
+				break
+			}
+			if !tokenByte[c] {
+				return nil, false
+			}
+			if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+				canonical = false
+			}
+			upper = c == '-'
+		}
 		if colon <= 0 {
 			return nil, false
 		}
-		name, value := line[:colon], strings.Trim(line[colon+1:], " \t")
-		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
-			return nil, false
-		}
-		if !isCanonicalKey(name) {
+		name := line[:colon]
+		if !canonical {
 			name = textproto.CanonicalMIMEHeaderKey(name)
+		}
+		// The value: without leading and trailing blanks, no control
+		// byte but a tab.
+		a, z := colon+1, len(line)
+		for a < z && (line[a] == ' ' || line[a] == '\t') {
+			a++
+		}
+		for z > a && (line[z-1] == ' ' || line[z-1] == '\t') {
+			z--
+		}
+		value := line[a:z]
+		for j := 0; j < len(value); j++ {
+			if c := value[j]; c < ' ' && c != '\t' || c == 0x7f {
+				return nil, false
+			}
 		}
 		switch name {
 		case "Transfer-Encoding", "Trailer", "Pragma":
@@ -126,7 +162,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}
 	br.Discard(len(head))
 	return &http.Response{
-		Status:        line[9:],
+		Status:        status,
 		StatusCode:    code,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
@@ -137,17 +173,37 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	}, true
 }
 
-// isCanonicalKey reports whether name, a valid field name, is in its
-// canonical form: upper case first and after each dash, lower case
-// elsewhere.
-func isCanonicalKey(name string) bool {
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
+// crlfHeadEnd finds the end of the head at the start of buf, going on
+// from the line that starts at from, lines lines into it: it returns the
+// length of the head, its final empty line included, or 0 when buf ends
+// before the head does, or -1 when a line ends in a bare LF; with the
+// start of the line it stopped in and the number of lines before it.
+// Going on from where the last call stopped keeps the walk linear in the
+// head's length however the origin splits it.
+func crlfHeadEnd(buf []byte, from, lines int) (end, next, nlines int) {
+	for {
+		k := bytes.IndexByte(buf[from:], '\n')
+		if k < 0 {
+			return 0, from, lines
 		}
-		upper = c == '-'
+		k += from
+		if k == 0 || buf[k-1] != '\r' {
+			return -1, from, lines
+		}
+		if k-1 == from {
+			return k + 1, from, lines
+		}
+		lines++
+		from = k + 1
 	}
-	return true
 }
+
+// tokenByte reports whether a byte may be part of a token (RFC 9110
+// §5.6.2), as httpguts.ValidHeaderFieldName decides: a lookup where that
+// decodes runes. Never written after it is made.
+var tokenByte = func() (t [256]bool) {
+	for b := 0; b < utf8.RuneSelf; b++ {
+		t[b] = httpguts.IsTokenRune(rune(b))
+	}
+	return t
+}()
