@@ -714,27 +714,7 @@ func TestPoolMetrics(t *testing.T) {
 		for range 4 {
 			mustGet(t, p, "/m")
 		}
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				key := mf.GetName()
-				for _, l := range m.GetLabel() {
-					key += "," + l.GetName() + "=" + l.GetValue()
-				}
-				switch {
-				case m.Counter != nil:
-					got[key] = m.GetCounter().GetValue()
-				case m.Gauge != nil:
-					got[key] = m.GetGauge().GetValue()
-				case m.Histogram != nil:
-					got[key] = float64(m.GetHistogram().GetSampleCount())
-				}
-			}
-		}
+		got := gather(t, reg)
 		for key, want := range map[string]float64{
 			"meridian_origin_requests_total,code=200,pool=site1,server=" + a.url:   4,
 			"meridian_origin_errors_total,kind=refused,pool=site1,server=" + b.url: 2,
