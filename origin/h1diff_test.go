@@ -144,26 +144,7 @@ func exchange(t *testing.T, std bool, method, first string, closeFirst, firstOnl
 	})
 	p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, Retries: -1, TryTimeout: 5 * time.Second,
 		Outlier: OutlierConfig{ConsecutiveErrors: -1}, stdTransport: std})
-	var out outcome
-	req, _ := http.NewRequestWithContext(context.Background(), method, "http://site.example/first", nil)
-	resp, err := p.RoundTrip(req)
-	if err != nil {
-		out.Err = kindOf(err)
-		if out.Err == 0 {
-			t.Fatalf("error %v is not an *Error", err)
-		}
-	} else {
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out.BodyErr = kindOf(err)
-		if err != nil && out.BodyErr == 0 {
-			t.Fatalf("body error %v is not an *Error", err)
-		}
-		out.Body = string(b)
-		out.Status, out.StatusCode, out.Proto = resp.Status, resp.StatusCode, resp.Proto
-		out.Header, out.Trailer = resp.Header, resp.Trailer
-		out.ContentLength, out.Close, out.TE = resp.ContentLength, resp.Close, resp.TransferEncoding
-	}
+	out := roundTripOutcome(t, p, method)
 	out.ServerFailures = p.Servers()[0].Failures
 	if firstOnly {
 		return out

@@ -61,6 +61,7 @@ func FuzzResponse(f *testing.F) {
 
 // roundTripOutcome sends one request through p and reports what came of it.
 func roundTripOutcome(t *testing.T, p *Pool, method string) outcome {
+	t.Helper()
 	var out outcome
 	req, _ := http.NewRequestWithContext(context.Background(), method, "http://site.example/f", nil)
 	resp, err := p.RoundTrip(req)
