@@ -178,12 +178,10 @@ func TestDiskConfigIsValidated(t *testing.T) {
 	}
 }
 
-// Bans reach the disk tier: at lookup an object on disk older than a ban
-// is fetched again, and the sweeper removes the banned objects on disk
-// nobody asked for, soft bans included (an entry on disk is not
-// rewritten: a soft ban removes it there, as a soft purge does).
-func TestBansReachTheDiskTier(t *testing.T) {
-	e := newEnv(t, diskOrigin, withDisk(t.TempDir()))
+// fillPastMemory gets /obj/0 to /obj/19 through e, whose memory holds the
+// last few, and waits until the others are written to its disk tier.
+func fillPastMemory(t *testing.T, e *env) {
+	t.Helper()
 	const objects = 20
 	for i := range objects {
 		e.get(fmt.Sprintf("/obj/%d", i))
@@ -192,6 +190,15 @@ func TestBansReachTheDiskTier(t *testing.T) {
 		st, _ := e.edge.DiskStats()
 		return st.Objects >= objects-5
 	})
+}
+
+// Bans reach the disk tier: at lookup an object on disk older than a ban
+// is fetched again, and the sweeper removes the banned objects on disk
+// nobody asked for, soft bans included (an entry on disk is not
+// rewritten: a soft ban removes it there, as a soft purge does).
+func TestBansReachTheDiskTier(t *testing.T) {
+	e := newEnv(t, diskOrigin, withDisk(t.TempDir()))
+	fillPastMemory(t, e)
 	// /obj/1 and /obj/10../obj/14 are on disk (memory holds the last few).
 	e.clock.Advance(time.Second)
 	if _, err := e.edge.Purge(edge.Purge{Prefixes: []string{"http://site.test/obj/1"}, Soft: true}); err != nil {
@@ -231,14 +238,7 @@ func TestBansReachTheDiskTier(t *testing.T) {
 // removed from disk.
 func TestLookupHitBanOnDiskQueuesItsOwnKey(t *testing.T) {
 	e := newEnv(t, diskOrigin, withDisk(t.TempDir()))
-	const objects = 20
-	for i := range objects {
-		e.get(fmt.Sprintf("/obj/%d", i))
-	}
-	eventually(t, "evicted objects written to disk", func() bool {
-		st, _ := e.edge.DiskStats()
-		return st.Objects >= objects-5
-	})
+	fillPastMemory(t, e)
 	// /obj/1 to /obj/9 are on disk (memory holds the last few).
 	e.clock.Advance(time.Second)
 	if _, err := e.edge.Purge(edge.Purge{Prefixes: []string{"http://site.test/obj/1"}}); err != nil {

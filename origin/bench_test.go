@@ -38,7 +38,9 @@ func BenchmarkPoolRoundTrip(b *testing.B) {
 
 // BenchmarkPoolRoundTripSerial measures one GET at a time of a 1 KiB
 // object from one demo origin on loopback: the pool's own overhead per
-// request shows best without the noise of parallel clients.
+// request shows best without the noise of parallel clients. "cancelable"
+// gives each request a context that can be canceled, as the edge's fills
+// have: the lean client then watches it for the request's life.
 func BenchmarkPoolRoundTripSerial(b *testing.B) {
 	s := httptest.NewServer(NewDemo(nil))
 	defer s.Close()
@@ -47,40 +49,24 @@ func BenchmarkPoolRoundTripSerial(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	b.ReportAllocs()
-	for b.Loop() {
-		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://bench.example/obj?size=1024", nil)
-		resp, err := p.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-}
-
-// BenchmarkPoolRoundTripSerialCancelable is BenchmarkPoolRoundTripSerial
-// with a context that can be canceled, one per request, as the edge's fills
-// have: the lean client then watches it for the request's life.
-func BenchmarkPoolRoundTripSerialCancelable(b *testing.B) {
-	s := httptest.NewServer(NewDemo(nil))
-	defer s.Close()
-	p, err := NewPool(PoolConfig{Servers: []ServerConfig{{URL: s.URL}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	b.ReportAllocs()
-	for b.Loop() {
-		ctx, cancel := context.WithCancelCause(context.Background())
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://bench.example/obj?size=1024", nil)
-		resp, err := p.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		cancel(nil)
+	for _, name := range []string{"background", "cancelable"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx, cancel := context.Background(), context.CancelCauseFunc(func(error) {})
+				if name == "cancelable" {
+					ctx, cancel = context.WithCancelCause(ctx)
+				}
+				req, _ := http.NewRequestWithContext(ctx, "GET", "http://bench.example/obj?size=1024", nil)
+				resp, err := p.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				cancel(nil)
+			}
+		})
 	}
 }
 
