@@ -568,6 +568,37 @@ func TestEarlyHintsRelayed(t *testing.T) {
 	}
 }
 
+// An origin that sends 103s without end is cut off after a few (see
+// origin's maxInformational): it could otherwise stream them to the
+// client for as long as the fill waits. Its request fails as an origin
+// error, whichever client reaches the origin (GET: the lean one, POST:
+// the Transport, through the pass path's proxy).
+func TestEndlessEarlyHintsCutOff(t *testing.T) {
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		for range 200 {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(103)
+		}
+		w.Header().Del("Link")
+		io.WriteString(w, "final")
+	})
+	for _, method := range []string{"GET", "POST"} {
+		hints := 0
+		req, _ := http.NewRequest(method, e.base+"/eh-endless-"+method, nil)
+		req.Host = testHost
+		req = req.WithContext(withGot1xx(req.Context(), func(int, http.Header) { hints++ }))
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if hints > 10 || resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("%s: %d hints relayed, then %d; want at most 10, then 502", method, hints, resp.StatusCode)
+		}
+	}
+}
+
 func TestOrigin206PassedNotStored(t *testing.T) {
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=60")

@@ -56,6 +56,17 @@ const idleConnTimeout = 90 * time.Second
 // headers end, 1xx responses included: the Transport's default.
 const maxResponseHeaderBytes = 10 << 20
 
+// maxInformational is how many 1xx answers a caller's Got1xxResponse
+// trace is given before the final answer, with either client: the header
+// byte limit starts again after each one the trace takes (the
+// Transport's rule), so without a count an origin could send 1xx answers
+// for as long as the try waits, each relayed by the edge to its client.
+// Real origins send one or two.
+const maxInformational = 10
+
+// errTooManyInformational ends a try whose origin sent more.
+var errTooManyInformational = fmt.Errorf("origin sent more than %d informational (1xx) answers", maxInformational)
+
 // errHeaderLimit is the error of a response whose headers exceed
 // maxResponseHeaderBytes.
 var errHeaderLimit = fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxResponseHeaderBytes)
@@ -477,6 +488,7 @@ func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, t
 		c.limit = math.MaxInt64
 		return resp, false, nil
 	}
+	informational := 0 // 1xx answers given to the caller's trace
 	for {
 		// An answer framed both ways (Transfer-Encoding and
 		// Content-Length) is read as chunked, as ReadResponse does,
@@ -501,6 +513,9 @@ func (p *Pool) h1Read(ctx context.Context, c *h1Conn, req *http.Request, host, t
 			// trace gets it (a 103 the edge relays), as from the
 			// Transport, and then the header limit starts again.
 			if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+				if informational++; informational > maxInformational {
+					return nil, false, errTooManyInformational
+				}
 				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 					return nil, false, err
 				}

@@ -656,3 +656,33 @@ func TestBodyWaitIsReadTimeoutNotTryTimeout(t *testing.T) {
 		<-served
 	})
 }
+
+// An origin that sends 1xx answers without end to a caller that takes
+// them (the edge relays 103s) is cut off after a few, with either client:
+// each one taken starts the header byte limit again, so it could stream
+// them for as long as the try waits. Without such a caller the byte limit
+// alone bounds them, as before.
+func TestEndlessInformationalAnswersCutOff(t *testing.T) {
+	bothClients(t, func(t *testing.T, std bool) {
+		o := startScript(t, func(conn, req int, head string) (string, bool) {
+			return strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", 200) +
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+		})
+		p := newPool(t, PoolConfig{Servers: []ServerConfig{{URL: o.url}}, Retries: -1, stdTransport: std})
+		taken, wrote := 0, false
+		trace := &httptrace.ClientTrace{
+			Got1xxResponse: func(int, textproto.MIMEHeader) error { taken++; return nil },
+			WroteHeaders:   func() { wrote = true },
+		}
+		_, _, err := fetch(httptrace.WithClientTrace(context.Background(), trace), p, "GET", "/h", nil)
+		if err == nil || !strings.Contains(err.Error(), "informational") || taken > maxInformational {
+			t.Fatalf("%d 1xx taken, then %v: want at most %d, then an error", taken, err, maxInformational)
+		}
+		if std && !wrote {
+			t.Error("the caller's other hooks (WroteHeaders) were not called")
+		}
+		if _, b, err := fetch(context.Background(), p, "GET", "/h", nil); err != nil || string(b) != "ok" {
+			t.Fatalf("without a trace: %q, %v", b, err)
+		}
+	})
+}

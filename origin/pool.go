@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -474,10 +475,32 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 	timer := time.AfterFunc(p.cfg.TryTimeout, func() { tcancel(errTryTimeout) })
 	var sent atomic.Bool
 	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
+	traced := tctx
+	if ct := httptrace.ContextClientTrace(req.Context()); ct != nil && ct.Got1xxResponse != nil {
+		// The caller takes 1xx answers: at most maxInformational. The
+		// try's trace is the caller's with that count in front (a trace
+		// composed on top could not refuse: the Transport sees the
+		// caller's hook's result), in place of the caller's.
+		own := *ct
+		own.WroteHeaders = func() {
+			sent.Store(true)
+			if ct.WroteHeaders != nil {
+				ct.WroteHeaders()
+			}
+		}
+		var informational atomic.Int32
+		own.Got1xxResponse = func(code int, h textproto.MIMEHeader) error {
+			if informational.Add(1) > maxInformational {
+				return errTooManyInformational
+			}
+			return ct.Got1xxResponse(code, h)
+		}
+		trace, traced = &own, withoutClientTrace{tctx}
+	}
 
 	// A shallow copy: the header is shared with req and every other try,
 	// as a RoundTripper must not change it; only the URL differs.
-	out := req.WithContext(httptrace.WithClientTrace(tctx, trace))
+	out := req.WithContext(httptrace.WithClientTrace(traced, trace))
 	u := *req.URL
 	out.URL = &u
 	out.URL.Scheme = s.url.Scheme
@@ -521,6 +544,20 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 		p.serverResult(s, true, nil)
 	}
 	return resp, func() { tcancel(nil) }, nil
+}
+
+// withoutClientTrace is a context that hides its parent's client trace
+// (httptrace's key is its own: the trace is recognised by its type), so
+// that a trace made from it takes the parent's place instead of being
+// composed with it.
+type withoutClientTrace struct{ context.Context }
+
+func (c withoutClientTrace) Value(key any) any {
+	v := c.Context.Value(key)
+	if _, ok := v.(*httptrace.ClientTrace); ok {
+		return nil
+	}
+	return v
 }
 
 // withCause makes sure err says which of the pool's timeouts ended it.
