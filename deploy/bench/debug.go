@@ -15,6 +15,7 @@ import (
 //
 //	GET /debug/memstats[?gc=1]           MemStats as JSON; gc=1 collects garbage (pools included) and returns free memory to the OS first
 //	GET /debug/pprof/profile?seconds=N   a CPU profile (pprof format) of the next N s (default 10, at most 120)
+//	GET /debug/pprof/allocs              the allocations since the process started (pprof format; two of them and pprof -base give an interval's)
 //
 // It uses runtime/pprof directly rather than net/http/pprof, which would
 // register itself on http.DefaultServeMux.
@@ -61,6 +62,10 @@ func DebugHandler() http.Handler {
 		case <-r.Context().Done():
 		}
 		pprof.StopCPUProfile()
+	})
+	mux.HandleFunc("GET /debug/pprof/allocs", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		pprof.Lookup("allocs").WriteTo(w, 0)
 	})
 	return mux
 }

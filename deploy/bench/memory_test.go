@@ -90,6 +90,15 @@ func TestDebugHandler(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || len(prof) < 2 || prof[0] != 0x1f || prof[1] != 0x8b {
 		t.Errorf("profile: %s, %d bytes, want a gzipped pprof", resp.Status, len(prof))
 	}
+	resp, err = http.Get(srv.URL + "/debug/pprof/allocs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(prof) < 2 || prof[0] != 0x1f || prof[1] != 0x8b {
+		t.Errorf("allocs: %s, %d bytes, want a gzipped pprof", resp.Status, len(prof))
+	}
 	for _, u := range []string{"/debug/pprof/profile?seconds=0", "/debug/pprof/profile?seconds=x"} {
 		resp, err := http.Get(srv.URL + u)
 		if err != nil {
