@@ -111,10 +111,14 @@ MERIDIAN_PORT=$((BASE + 80))
 NGINX_PORT=$((BASE + 81))
 VARNISH_PORT=$((BASE + 82))
 NGINX_SF_PORT=$((BASE + 83)) # nginx with sendfile on, for the hit rows
+MEM_PORT=$((BASE + 84))      # the fresh Meridian of each repetition's memory rows
 DEBUG_PORT=$((BASE + 90))
+MEM_DEBUG_PORT=$((BASE + 91))
+MEM_ADMIN_PORT=$((BASE + 92)) # (the long-running one has the default admin port)
 MERIDIAN_TLS_PORT=$((BASE + 443))
 NGINX_TLS_PORT=$((BASE + 444))
-for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $NGINX_SF_PORT $DEBUG_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT; do
+MEM_TLS_PORT=$((BASE + 445))
+for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $NGINX_SF_PORT $MEM_PORT $DEBUG_PORT $MEM_DEBUG_PORT $MEM_ADMIN_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT $MEM_TLS_PORT; do
 	if [ -n "$(ss -Hltn "sport = :$p")" ]; then
 		die "port $p is busy (TCP): stop what listens there ($(ss -Hltnp "sport = :$p" | awk '{print $NF}' | head -1)) or set BENCH_PORT_BASE"
 	fi
@@ -164,6 +168,14 @@ subst() {
 		-e "s#@FRONT@#${MERIDIAN_FRONT:-fast}#g" "$1"
 }
 subst "$HERE/edge.yaml" >"$TMP/edge.yaml"
+# The memory rows' Meridian: the same config on ports of its own (see
+# mem_edge below).
+{
+	sed -e "s#127.0.0.1:$MERIDIAN_PORT\$#127.0.0.1:$MEM_PORT#" -e "s#127.0.0.1:$MERIDIAN_TLS_PORT\$#127.0.0.1:$MEM_TLS_PORT#" "$TMP/edge.yaml"
+	printf 'admin:\n  listen: 127.0.0.1:%s\n' "$MEM_ADMIN_PORT"
+} >"$TMP/edge-mem.yaml"
+grep -q "127.0.0.1:$MEM_PORT" "$TMP/edge-mem.yaml" || die "edge-mem.yaml: the listen address was not replaced"
+"$M" validate "$TMP/edge-mem.yaml" >/dev/null || die "edge-mem.yaml does not validate"
 # The same nginx config twice: "nginx" with sendfile off, the TLS listener
 # and every scenario; "nginx-sendfile" with sendfile on, for the hit rows
 # (see nginx.conf).
@@ -270,6 +282,27 @@ note_failure() {
 	log "FAILED $2 $3 (rep $1): $(tail -3 "$TMP/tool.err")"
 }
 
+# mem_edge REP starts the Meridian that the memory rows measure (MEM_PID):
+# a fresh process each repetition, warmed by 1,000 fills of its own. The
+# long-running one holds whatever the earlier rows stored (the all-miss
+# row's hundreds of thousands of objects), and its store's index, a Go
+# map, grows its tables in bursts (most of them at about the same
+# count): 10,000 new objects on top of that measure the burst when they
+# happen to cross it (about 300 B more per object in one repetition of
+# two), not the cost of an object. On a fresh store the index grows from
+# 1,000 to 11,000 entries during the measurement, which includes its
+# growth as it comes; the warm-up fills make the process's one-time
+# allocations (origin connections, buffers) before the first reading.
+mem_edge() {
+	start "meridian-mem-$1" $SERVER_CORE "$M" bench edge --config "$TMP/edge-mem.yaml" --debug-listen "127.0.0.1:$MEM_DEBUG_PORT"
+	MEM_PID=$LAST_PID
+	ready "meridian-mem-$1" "$MEM_PID" "http://127.0.0.1:$MEM_PORT/warm?size=1024&$CC" -H "Host: $HOST"
+	taskset -c $LOAD_CORE "$M" bench memory --rep "$1" --scenario warm --server meridian --out "$TMP/mem-warm.jsonl" \
+		--url "http://127.0.0.1:$MEM_PORT" --host "$HOST" --prefix "/mem/r$1-warm/" --objects 1000 --size 1024 \
+		--pids "$MEM_PID" --debug-url "http://127.0.0.1:$MEM_DEBUG_PORT/debug/memstats" 2>"$TMP/tool.err" \
+		|| die "the memory rows' meridian did not warm up: $(tail -3 "$TMP/tool.err")"
+}
+
 WRK=(taskset -c $LOAD_CORE wrk -t1 -c$CONNS -d${DUR}s -H "Host: $HOST" -s "$HERE/wrk/bench.lua")
 
 for rep in $(seq "$REPS"); do
@@ -319,16 +352,25 @@ for rep in $(seq "$REPS"); do
 	done
 	for s in "${order[@]}"; do
 		extra=()
+		port=${PORT[$s]} pid=${PID[$s]}
 		[ "$s" = nginx ] && extra=(--dir "$CACHE_DIR")
-		[ "$s" = meridian ] && extra=(--debug-url "http://127.0.0.1:$DEBUG_PORT/debug/memstats")
+		if [ "$s" = meridian ]; then
+			mem_edge "$rep"
+			port=$MEM_PORT pid=$MEM_PID
+			extra=(--debug-url "http://127.0.0.1:$MEM_DEBUG_PORT/debug/memstats")
+		fi
 		for k in 1k 64k; do
 			n=$MEM_1K
 			[ $k = 64k ] && n=$MEM_64K
 			taskset -c $LOAD_CORE "$M" bench memory --rep "$rep" --scenario "mem-$k" --server "$s" --out "$SAMPLES" \
-				--url "http://127.0.0.1:${PORT[$s]}" --host "$HOST" --prefix "/mem/r$rep-$k/" \
-				--objects "$n" --size "${SIZE[$k]}" --pids "${PID[$s]}" "${extra[@]}" 2>"$TMP/tool.err" \
+				--url "http://127.0.0.1:$port" --host "$HOST" --prefix "/mem/r$rep-$k/" \
+				--objects "$n" --size "${SIZE[$k]}" --pids "$pid" "${extra[@]}" 2>"$TMP/tool.err" \
 				|| note_failure "$rep" "mem-$k" "$s"
 		done
+		if [ "$s" = meridian ]; then
+			kill -TERM "$MEM_PID"
+			wait "$MEM_PID" 2>/dev/null || true
+		fi
 	done
 done
 
