@@ -87,13 +87,38 @@ func newPoolMetrics(pool string) *poolMetrics {
 	}
 }
 
-// observe records one try that ended after elapsed with code.
-func (m *poolMetrics) observe(server, code string, elapsed time.Duration) {
-	m.requests.WithLabelValues(server, code).Inc()
-	m.latency.WithLabelValues(server).Observe(elapsed.Seconds())
+// observe records one try to s that ended after elapsed with status code
+// (0: no response, counted as "error").
+//
+// A 200, by far the most common, goes to the server's own counter and
+// histogram, looked up once (serverMetrics) rather than by label values
+// each time: hashing two labels and looking them up was about 1.4 % of a
+// miss's CPU, and formatting the code an allocation.
+func (m *poolMetrics) observe(s *server, code int, elapsed time.Duration) {
+	if code == 200 {
+		sm := s.metrics.Load()
+		if sm == nil {
+			sm = &serverMetrics{ok: m.requests.WithLabelValues(s.name, "200"), latency: m.latency.WithLabelValues(s.name)}
+			s.metrics.Store(sm) // a race stores the same children twice
+		}
+		sm.ok.Inc()
+		sm.latency.Observe(elapsed.Seconds())
+		return
+	}
+	label := "error"
+	if code > 0 {
+		label = strconv.Itoa(code)
+	}
+	m.requests.WithLabelValues(s.name, label).Inc()
+	m.latency.WithLabelValues(s.name).Observe(elapsed.Seconds())
 }
 
-func statusLabel(code int) string { return strconv.Itoa(code) }
+// serverMetrics are one server's children of the pool's vectors that
+// every successful try updates, resolved on its first 200.
+type serverMetrics struct {
+	ok      prometheus.Counter  // requests{code="200"}
+	latency prometheus.Observer // latency
+}
 
 // Describe implements prometheus.Collector.
 func (p *Pool) Describe(ch chan<- *prometheus.Desc) {

@@ -90,6 +90,8 @@ type server struct {
 	lastError    string    // why it failed
 	ejectedUntil time.Time // zero unless ejected
 	current      int       // smooth weighted round robin state
+
+	metrics atomic.Pointer[serverMetrics] // nil until its first 200 (see poolMetrics.observe)
 }
 
 func (s *server) available(now time.Time) bool {
@@ -530,14 +532,14 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 		kind := classify(err, req.Context(), ctx, tctx)
 		tcancel(nil)
 		err = withCause(err, context.Cause(tctx))
-		p.metrics.observe(s.name, "error", elapsed)
+		p.metrics.observe(s, 0, elapsed)
 		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
 		if kind != KindCanceled {
 			p.serverResult(s, false, err)
 		}
 		return nil, nil, &tryError{Error: &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}, sent: sent.Load()}
 	}
-	p.metrics.observe(s.name, statusLabel(resp.StatusCode), elapsed)
+	p.metrics.observe(s, resp.StatusCode, elapsed)
 	if resp.StatusCode >= 500 {
 		p.serverResult(s, false, fmt.Errorf("status %d", resp.StatusCode))
 	} else {

@@ -101,14 +101,14 @@ func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, ho
 				err = withCause(err, cause)
 			}
 		}
-		p.metrics.observe(s.name, "error", elapsed)
+		p.metrics.observe(s, 0, elapsed)
 		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
 		if kind != KindCanceled {
 			p.serverResult(s, false, err)
 		}
 		return nil, &tryError{Error: &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}, sent: true}
 	}
-	p.metrics.observe(s.name, statusLabel(resp.StatusCode), elapsed)
+	p.metrics.observe(s, resp.StatusCode, elapsed)
 	if resp.StatusCode >= 500 {
 		p.serverResult(s, false, fmt.Errorf("status %d", resp.StatusCode))
 	} else {

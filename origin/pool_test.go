@@ -714,9 +714,13 @@ func TestPoolMetrics(t *testing.T) {
 		for range 4 {
 			mustGet(t, p, "/m")
 		}
+		mustGet(t, p, "/m?status=404")
 		got := gather(t, reg)
 		for key, want := range map[string]float64{
 			"meridian_origin_requests_total,code=200,pool=site1,server=" + a.url:   4,
+			"meridian_origin_requests_total,code=404,pool=site1,server=" + a.url:   1,
+			"meridian_origin_requests_total,code=error,pool=site1,server=" + b.url: 2,
+			"meridian_origin_response_seconds,pool=site1,server=" + b.url:          2,
 			"meridian_origin_errors_total,kind=refused,pool=site1,server=" + b.url: 2,
 			"meridian_origin_retries_total,pool=site1":                             2,
 			"meridian_origin_server_up,pool=site1,server=" + b.url:                 1,
@@ -724,7 +728,7 @@ func TestPoolMetrics(t *testing.T) {
 			"meridian_origin_server_connections,pool=site1,server=" + a.url:        1,
 			"meridian_origin_server_connections,pool=site1,server=" + b.url:        0,
 			"meridian_origin_circuit_open,pool=site2":                              0,
-			"meridian_origin_response_seconds,pool=site1,server=" + a.url:          4,
+			"meridian_origin_response_seconds,pool=site1,server=" + a.url:          5,
 		} {
 			if got[key] != want {
 				t.Errorf("%s = %v, want %v", key, got[key], want)
