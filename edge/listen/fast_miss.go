@@ -444,15 +444,16 @@ func (w *fastWriter) WriteHeader(code int) {
 // but the removals of base's.
 func (w *fastWriter) snapshot(h http.Header) {
 	var arr [32]headerField
-	s := fieldScan{fields: arr[:0]}
+	fields := arr[:0]
+	var s fieldScan
 	for k, vs := range w.base {
 		if _, ok := h[k]; !ok {
-			w.scanField(&s, k, vs)
+			fields = w.scanField(fields, &s, k, vs)
 		}
 	}
 	for k, vs := range h {
 		if !w.hides(k, vs) {
-			w.scanField(&s, k, vs)
+			fields = w.scanField(fields, &s, k, vs)
 		}
 	}
 	w.protocolSwitch = s.upgrade && httpguts.HeaderValuesContainsToken(w.connVals, "Upgrade")
@@ -466,32 +467,35 @@ func (w *fastWriter) snapshot(h http.Header) {
 			}
 		}
 	}
-	w.fields = appendSortedFields(w.fields[:0], s.fields)
+	w.fields = appendSortedFields(w.fields[:0], fields)
 }
 
-// fieldScan is what snapshot gathers besides the writer's fields.
+// fieldScan is what snapshot gathers besides the writer's own state and
+// the fields written as they are.
 type fieldScan struct {
-	fields  []headerField // those written as they are
-	upgrade bool          // a non-empty Upgrade
-	trailer []string      // the Trailer field's values
+	upgrade bool     // a non-empty Upgrade
+	trailer []string // the Trailer field's values
 }
 
-// scanField takes one field of the final header into w and s (snapshot).
-func (w *fastWriter) scanField(s *fieldScan, k string, vs []string) {
+// scanField takes one field of the final header into w and s, and
+// returns fields with it appended when it is written as it is
+// (snapshot). (fields is passed and returned, not kept in s, so that
+// snapshot's array stays on its stack.)
+func (w *fastWriter) scanField(fields []headerField, s *fieldScan, k string, vs []string) []headerField {
 	switch k {
 	case "Content-Length":
 		w.clVals, w.hasCL = vs, true
-		return
+		return fields
 	case "Transfer-Encoding":
 		w.teVals = vs
-		return
+		return fields
 	case "Connection":
 		w.connVals = vs
-		return
+		return fields
 	case "Content-Type":
 		w.hasType = true
 		if w.status == http.StatusNotModified {
-			return
+			return fields
 		}
 	case "Date":
 		w.hasDate = true
@@ -504,9 +508,9 @@ func (w *fastWriter) scanField(s *fieldScan, k string, vs []string) {
 	}
 	if strings.HasPrefix(k, http.TrailerPrefix) {
 		w.prefixTrailers = true
-		return
+		return fields
 	}
-	s.fields = append(s.fields, headerField{k, vs})
+	return append(fields, headerField{k, vs})
 }
 
 // Write buffers p as net/http's response does: the header waits for
