@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +228,103 @@ func rawAnswer(t *testing.T, addr, raw string) []byte {
 		t.Fatalf("%q: %v", raw, err)
 	}
 	return dateLine.ReplaceAll(b, nil)
+}
+
+// FuzzFastWriterOverBase runs a script of header work on the fast writer
+// twice, once with a base header (SetBaseHeader) and once with the base
+// copied into the map, and wants the same bytes (but Date lines). A
+// script's lines: "p name:value" sets a field before the base, "b
+// name:value" adds a value to the base, "s name:value" sets a field
+// over it, "n name" sets a field with no values, "d name" removes a
+// field as the edge does (dropField), "c code" writes the status (one of
+// a few), "w text" writes body bytes. Names and values are the fuzzer's:
+// an origin's may be anything.
+func FuzzFastWriterOverBase(f *testing.F) {
+	for _, s := range []string{
+		"b Content-Type:text/plain\nb Via:1.1 up\ns Via:1.1 up\ns Age:0\nd Surrogate-Key\nw hello",
+		"b Surrogate-Key:k\nb Content-Length:5\nd Content-Length\nd Surrogate-Key\nw <html>x</html>",
+		"p Etag:\"mine\"\np X-Pre:1\nb Etag:\"v1\"\nb Content-Type:text/html\nd Content-Type\nc 304",
+		"b Bad Name:x\nb X-Crlf:a\r\nb: c\nb X-Sp:  padded \t\nn X-Sp\nw body",
+		"b Transfer-Encoding:chunked\nb Content-Length:3\nb Connection:close\nw abc",
+		"b Trailer:X-T\nb Link:</a>\nc 103\nw one\ns X-T:t",
+		"b Content-Length:abc\nb Date:Mon, 07 Dec 2026 05:00:00 GMT\nw hi",
+		"b Upgrade:x\nb Connection:Upgrade\nd Connection\nc 412",
+		"n Content-Type\nn Date\nb X:1\nw <html>",
+		"b Trailer:Content-Length, X-A\nb Trailer:x-b\nw " + strings.Repeat("z", 3000) + "\ns X-A:a",
+	} {
+		f.Add(s)
+	}
+	var script atomic.Pointer[string]
+	handler := func(t *testing.T, w http.ResponseWriter, s string) {
+		base := http.Header{}
+		var o *overBase
+		over := func() {
+			if o == nil {
+				o = newOverBase(t, w, base)
+			}
+		}
+		field := func(arg string) (string, string) {
+			name, value, _ := strings.Cut(arg, ":")
+			return name, value
+		}
+		for _, line := range strings.Split(s, "\n") {
+			op, arg, _ := strings.Cut(line, " ")
+			switch op {
+			case "p":
+				if o == nil {
+					name, value := field(arg)
+					w.Header()[name] = []string{value}
+				}
+			case "b":
+				if o == nil {
+					name, value := field(arg)
+					base[name] = append(base[name], value)
+				}
+			case "s":
+				over()
+				name, value := field(arg)
+				w.Header()[name] = []string{value}
+			case "n":
+				over()
+				w.Header()[arg] = nil
+			case "d":
+				over()
+				o.drop(arg)
+			case "c":
+				over()
+				switch arg {
+				case "103", "200", "204", "206", "304", "404", "412":
+					code := 0
+					for _, c := range arg {
+						code = code*10 + int(c-'0')
+					}
+					w.WriteHeader(code)
+				}
+			case "w":
+				over()
+				io.WriteString(w, arg)
+			}
+		}
+		over()
+	}
+	var tt atomic.Pointer[testing.T]
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := *script.Load()
+		if r.URL.Path == "/copying" {
+			w = copying{w}
+		}
+		handler(tt.Load(), w, s)
+	})
+	fast := newFastMissServer(f, h, watchAfter)
+	f.Fuzz(func(t *testing.T, s string) {
+		tt.Store(t)
+		script.Store(&s)
+		for _, method := range []string{"GET", "HEAD"} {
+			got := rawAnswer(t, fast, method+" /base HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+			want := rawAnswer(t, fast, method+" /copying HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s %q:\ncopied    %q\nover base %q", method, s, want, got)
+			}
+		}
+	})
 }
