@@ -323,10 +323,12 @@ type fastWriter struct {
 
 var _ edge.BaseHeaderWriter = (*fastWriter)(nil)
 
-// answerFields is the number of fields the header map of an answer is
-// made for: a miss answer has 9 or more (the stored fields, Age,
-// Cache-Status, Via, Date, Content-Length), past the 8 of an unsized
-// map, which then grew (a new table and a copy) on every miss. 12 holds
+// answerFields is the number of fields the header map of an answer
+// without a base header is made for: an answer from a stored entry (a
+// conditional or Range request, a stale copy), or a miss's through a
+// wrapper that does not pass the base on, has 9 or more (the stored
+// fields, Age, Cache-Status, Via, Date, Content-Length), past the 8 of an
+// unsized map, which then grew (a new table and a copy) each time. 12 holds
 // up to 14 without growing and costs less than the growth from 9 on
 // (936 against 1288 bytes, one allocation fewer); an answer of 8 fields
 // or fewer (an error) pays about 400 bytes more.
