@@ -2,6 +2,7 @@ package listen
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -171,6 +172,16 @@ func TestFastWriterOverBaseAnswersAsNetHTTP(t *testing.T) {
 		"/upgrade": func(t *testing.T, w http.ResponseWriter) {
 			newOverBase(t, w, with(http.Header{"Upgrade": {"example"}, "Connection": {"close, Upgrade"}}))
 			io.WriteString(w, "not switched")
+		},
+		"/manyfields": func(t *testing.T, w http.ResponseWriter) {
+			b := origin()
+			for i := range 40 { // past the 32 the writer sorts in place
+				b[fmt.Sprintf("X-F%02d", 39-i)] = []string{fmt.Sprint(i)}
+			}
+			o := newOverBase(t, w, b)
+			o.drop("X-F07")
+			w.Header().Set("X-F08", "over")
+			io.WriteString(w, "many")
 		},
 		"/nilbase": func(t *testing.T, w http.ResponseWriter) {
 			newOverBase(t, w, nil)
