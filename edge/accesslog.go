@@ -356,6 +356,14 @@ func (a *accessRecorder) Flush() {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (a *accessRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
+// SetBaseHeader passes a base header on to the server's writer when it
+// takes one (BaseHeaderWriter): of the header, the recorder reads only
+// Cache-Status, which serveEntry sets in the map.
+func (a *accessRecorder) SetBaseHeader(base http.Header) bool {
+	bw, ok := a.ResponseWriter.(BaseHeaderWriter)
+	return ok && bw.SetBaseHeader(base)
+}
+
 // logLine writes one access log line, the only log a hit produces, for
 // every front.
 func (h *Handler) logLine(l *accessLine) {

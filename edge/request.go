@@ -447,10 +447,47 @@ func (f flushWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// BaseHeaderWriter is an http.ResponseWriter that can send a response's
+// fields without their being copied into its header map: the fast
+// HTTP/1.1 front's writer is one. serveEntry gives it the fields of an
+// entry being filled as the origin sent them, and sets in Header() only
+// what it adds, replaces or removes.
+//
+// After SetBaseHeader(base), the answer's fields are base's but those
+// whose names Header() holds, and Header()'s: a name Header() holds
+// replaces base's field of that name, and takes it away when it holds no
+// values (then the answer has neither, as if base's had been copied and
+// deleted). Fields Header() held before the call are replaced by base's
+// of the same name, as a copy would replace them. Header() shows only its
+// own fields: a writer that wraps one and reads or edits the answer's
+// fields at WriteHeader must not pass SetBaseHeader on. base is read,
+// never changed, until the handler returns, and must not change before.
+// SetBaseHeader reports false, changing nothing, when it cannot take
+// base (the header is written, or a base is set already).
+type BaseHeaderWriter interface {
+	http.ResponseWriter
+	SetBaseHeader(base http.Header) bool
+}
+
+// dropField removes the field name from an answer whose header map wh
+// lies over base (BaseHeaderWriter; nil base: wh is the whole header).
+func dropField(wh, base http.Header, name string) {
+	if _, ok := base[name]; ok {
+		wh[name] = nil
+		return
+	}
+	delete(wh, name)
+}
+
 // serveEntry writes a stored or arriving response to the client, answering
 // the client's conditionals and Range from it. body is the arriving body, or
 // nil for e's stored one (in memory, or streamed from the disk tier's
 // file). age < 0 omits Age.
+//
+// The fields of an entry being filled are the origin's, which a
+// BaseHeaderWriter sends without a copy into its header map (a miss's
+// answer on the fast front): then only the fields set here are in the
+// map.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.Entry, body *growingBody, age time.Duration, cs cacheStatus) {
 	var disk *store.BodyReader
 	if body == nil && e.OnDisk() {
@@ -463,6 +500,11 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		}
 		defer disk.Close()
 	}
+	hdr := e.Filling()   // the fields as the origin sent them; nil once sealed
+	var base http.Header // the fields w sends beneath its map, not copied
+	if bw, ok := w.(BaseHeaderWriter); ok && hdr != nil && bw.SetBaseHeader(hdr) {
+		base = hdr
+	}
 	wh := w.Header()
 	// The fields written here share one array of values, each field with
 	// a full slice of its own, so that an append to one cannot write into
@@ -472,17 +514,23 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		vals[i] = v
 		wh[name] = vals[i : i+1 : i+1]
 	}
-	if hdr := e.Filling(); hdr != nil { // the fields as the origin sent them
-		for k, vs := range hdr {
-			wh[k] = vs
+	if hdr != nil {
+		if base == nil {
+			for k, vs := range hdr {
+				wh[k] = vs
+			}
 		}
-		if via := wh["Via"]; len(via) == 0 {
+		via := wh["Via"]
+		if bv, ok := base["Via"]; ok {
+			via = bv
+		}
+		if len(via) == 0 {
 			set("Via", 0, h.via)
 		} else {
 			wh["Via"] = append(via[:len(via):len(via)], h.via)
 		}
 		if !isFromPeer(r.Context()) {
-			delete(wh, "Surrogate-Key") // for this CDN's purges, not for clients
+			dropField(wh, base, "Surrogate-Key") // for this CDN's purges, not for clients
 		}
 	} else { // sealed: prepared for clients already
 		e.WriteFields(wh, nil)
@@ -505,13 +553,13 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	if e.Status() == http.StatusOK || e.Status() == http.StatusNoContent {
 		switch policy.CheckPreconditions(r.Method, r.Header, e.ETag(), e.LastModified()) {
 		case http.StatusNotModified:
-			delete(wh, "Content-Length")
-			delete(wh, "Content-Type")
+			dropField(wh, base, "Content-Length")
+			dropField(wh, base, "Content-Type")
 			w.WriteHeader(http.StatusNotModified)
 			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
 		case http.StatusPreconditionFailed:
-			delete(wh, "Content-Length")
+			dropField(wh, base, "Content-Length")
 			w.WriteHeader(http.StatusPreconditionFailed)
 			h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 			return
@@ -521,7 +569,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		set("Accept-Ranges", 3, "bytes")
 		if rh := r.Header.Get("Range"); rh != "" && r.Method == http.MethodGet &&
 			byterange.IfRange(r.Header.Get("If-Range"), e.ETag(), e.LastModified()) {
-			if h.serveRange(w, r, rh, e, body, disk) {
+			if h.serveRange(w, r, base, rh, e, body, disk) {
 				h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, 0, nil)
 				return
 			}
@@ -535,7 +583,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	if size >= 0 {
 		set("Content-Length", 4, strconv.FormatInt(size, 10))
 	} else {
-		delete(wh, "Content-Length")
+		dropField(wh, base, "Content-Length")
 	}
 	w.WriteHeader(e.Status())
 	if r.Method == http.MethodHead || !bodyAllowed(e.Status()) {
@@ -574,8 +622,9 @@ func bodyAllowed(status int) bool {
 // serveRange answers a Range request from an entry: from body, the
 // arriving one, or else from disk, the stored one's file, or else the
 // stored body in memory. It returns false when the Range is to be ignored
-// (invalid syntax): the caller sends 200.
-func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, e *store.Entry, body *growingBody, disk *store.BodyReader) bool {
+// (invalid syntax): the caller sends 200. base is what w sends beneath
+// its header map (BaseHeaderWriter), nil if nothing.
+func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, base http.Header, rh string, e *store.Entry, body *growingBody, disk *store.BodyReader) bool {
 	var size int64
 	var src io.ReaderAt
 	if disk != nil && body == nil {
@@ -600,7 +649,7 @@ func (h *Handler) serveRange(w http.ResponseWriter, r *http.Request, rh string, 
 	wh := w.Header()
 	switch {
 	case err == byterange.ErrUnsatisfiable:
-		delete(wh, "Content-Type")
+		dropField(wh, base, "Content-Type")
 		wh["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
 		wh["Content-Length"] = []string{"0"}
 		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/meridiancdn/meridian/edge"
 )
 
 // The fast front's own answers to the plain requests it does not answer
@@ -286,6 +288,9 @@ type fastWriter struct {
 	cancel context.CancelFunc
 
 	handlerHeader http.Header
+	// base is the header beneath handlerHeader's fields
+	// (SetBaseHeader), nil if none.
+	base          http.Header
 	wroteHeader   bool // a final (non-1xx) status is set
 	status        int
 	wantsClose    bool  // the request said Connection: close
@@ -316,22 +321,87 @@ type fastWriter struct {
 	werr      error  // the connection failed: every write fails
 }
 
-// answerFields is the number of fields the header map of an answer is
-// made for: a miss answer has 9 or more (the stored fields, Age,
-// Cache-Status, Via, Date, Content-Length), past the 8 of an unsized
-// map, which then grew (a new table and a copy) on every miss. 12 holds
+var _ edge.BaseHeaderWriter = (*fastWriter)(nil)
+
+// answerFields is the number of fields the header map of an answer
+// without a base header is made for: an answer from a stored entry (a
+// conditional or Range request, a stale copy), or a miss's through a
+// wrapper that does not pass the base on, has 9 or more (the stored
+// fields, Age, Cache-Status, Via, Date, Content-Length), past the 8 of an
+// unsized map, which then grew (a new table and a copy) each time. 12 holds
 // up to 14 without growing and costs less than the growth from 9 on
 // (936 against 1288 bytes, one allocation fewer); an answer of 8 fields
 // or fewer (an error) pays about 400 bytes more.
 const answerFields = 12
 
+// answerFieldsOverBase is the number of fields the header map is made
+// for when the answer has a base header (SetBaseHeader): a miss's map
+// holds only what the cache sets over the origin's fields (Via, Age,
+// Cache-Status, Accept-Ranges, Content-Length and a removed
+// Surrogate-Key), which fit the one group of a map of 8 (two allocations
+// against four).
+const answerFieldsOverBase = 8
+
 // Header returns the header map of the answer: a new map for every
 // request, as net/http's, since a handler may keep the one it got.
 func (w *fastWriter) Header() http.Header {
 	if w.handlerHeader == nil {
-		w.handlerHeader = make(http.Header, answerFields)
+		if w.base != nil {
+			w.handlerHeader = make(http.Header, answerFieldsOverBase)
+		} else {
+			w.handlerHeader = make(http.Header, answerFields)
+		}
 	}
 	return w.handlerHeader
+}
+
+// SetBaseHeader makes base the fields of the answer beneath those of
+// Header() (see edge.BaseHeaderWriter): they are written from base at
+// WriteHeader, as if copied into the map before the handler's own were
+// set, without the copy.
+func (w *fastWriter) SetBaseHeader(base http.Header) bool {
+	if w.wroteHeader || w.base != nil {
+		return false
+	}
+	for k := range w.handlerHeader {
+		if _, ok := base[k]; ok {
+			delete(w.handlerHeader, k) // replaced, as by a copy
+		}
+	}
+	w.base = base
+	return true
+}
+
+// hides reports whether the handler's field k with values vs (a name
+// in its map) is only the removal of base's field k: no values.
+func (w *fastWriter) hides(k string, vs []string) bool {
+	if len(vs) != 0 || w.base == nil {
+		return false
+	}
+	_, ok := w.base[k]
+	return ok
+}
+
+// answerHeader is the header the answer has: the handler's map, or, over
+// a base, a new map of both as SetBaseHeader says (for what is rare: a 1xx
+// answer, trailers).
+func (w *fastWriter) answerHeader() http.Header {
+	h := w.Header()
+	if w.base == nil {
+		return h
+	}
+	m := make(http.Header, len(w.base)+len(h))
+	for k, vs := range w.base {
+		if _, ok := h[k]; !ok {
+			m[k] = vs
+		}
+	}
+	for k, vs := range h {
+		if !w.hides(k, vs) {
+			m[k] = vs
+		}
+	}
+	return m
 }
 
 // WriteHeader sends a 1xx at once, or sets the final status.
@@ -347,7 +417,7 @@ func (w *fastWriter) WriteHeader(code int) {
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		// Sent now, with the fields set so far (RFC 8297), the map kept.
 		b := appendStatusLine(w.out, code)
-		b = appendFields(b, h, skipFraming)
+		b = appendFields(b, w.answerHeader(), skipFraming)
 		b = append(b, "\r\n"...)
 		w.out = b
 		w.send()
@@ -371,45 +441,25 @@ func (w *fastWriter) WriteHeader(code int) {
 // fields the framing decides (Content-Length, Transfer-Encoding,
 // Connection), those the decision reads, and the rest, to be written as
 // WriteSubset writes them: a field is found by its exact key, as
-// Header.Get finds a canonical one.
+// Header.Get finds a canonical one. Over a base header (SetBaseHeader)
+// the pass covers base's fields but those the map holds, then the map's
+// but the removals of base's.
 func (w *fastWriter) snapshot(h http.Header) {
 	var arr [32]headerField
 	fields := arr[:0]
-	var upgrade bool
-	var trailer []string
-	for k, vs := range h {
-		switch k {
-		case "Content-Length":
-			w.clVals, w.hasCL = vs, true
-			continue
-		case "Transfer-Encoding":
-			w.teVals = vs
-			continue
-		case "Connection":
-			w.connVals = vs
-			continue
-		case "Content-Type":
-			w.hasType = true
-			if w.status == http.StatusNotModified {
-				continue
-			}
-		case "Date":
-			w.hasDate = true
-		case "Upgrade":
-			upgrade = first(vs) != ""
-		case "Content-Encoding":
-			w.encoded = first(vs) != ""
-		case "Trailer":
-			trailer = vs
+	var s fieldScan
+	for k, vs := range w.base {
+		if _, ok := h[k]; !ok {
+			fields = w.scanField(fields, &s, k, vs)
 		}
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			w.prefixTrailers = true
-			continue
-		}
-		fields = append(fields, headerField{k, vs})
 	}
-	w.protocolSwitch = upgrade && httpguts.HeaderValuesContainsToken(w.connVals, "Upgrade")
-	for _, v := range trailer {
+	for k, vs := range h {
+		if !w.hides(k, vs) {
+			fields = w.scanField(fields, &s, k, vs)
+		}
+	}
+	w.protocolSwitch = s.upgrade && httpguts.HeaderValuesContainsToken(w.connVals, "Upgrade")
+	for _, v := range s.trailer {
 		w.trailerField = true
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.Trim(k, " \t\r\n"); k != "" {
@@ -420,6 +470,49 @@ func (w *fastWriter) snapshot(h http.Header) {
 		}
 	}
 	w.fields = appendSortedFields(w.fields[:0], fields)
+}
+
+// fieldScan is what snapshot gathers besides the writer's own state and
+// the fields written as they are.
+type fieldScan struct {
+	upgrade bool     // a non-empty Upgrade
+	trailer []string // the Trailer field's values
+}
+
+// scanField takes one field of the final header into w and s, and
+// returns fields with it appended when it is written as it is
+// (snapshot). (fields is passed and returned, not kept in s, so that
+// snapshot's array stays on its stack.)
+func (w *fastWriter) scanField(fields []headerField, s *fieldScan, k string, vs []string) []headerField {
+	switch k {
+	case "Content-Length":
+		w.clVals, w.hasCL = vs, true
+		return fields
+	case "Transfer-Encoding":
+		w.teVals = vs
+		return fields
+	case "Connection":
+		w.connVals = vs
+		return fields
+	case "Content-Type":
+		w.hasType = true
+		if w.status == http.StatusNotModified {
+			return fields
+		}
+	case "Date":
+		w.hasDate = true
+	case "Upgrade":
+		s.upgrade = first(vs) != ""
+	case "Content-Encoding":
+		w.encoded = first(vs) != ""
+	case "Trailer":
+		s.trailer = vs
+	}
+	if strings.HasPrefix(k, http.TrailerPrefix) {
+		w.prefixTrailers = true
+		return fields
+	}
+	return append(fields, headerField{k, vs})
 }
 
 // Write buffers p as net/http's response does: the header waits for
@@ -514,7 +607,13 @@ func (w *fastWriter) finish() bool {
 // finds them.
 func (w *fastWriter) finalTrailers() http.Header {
 	var t http.Header
-	for k, vv := range w.handlerHeader {
+	hh := w.handlerHeader
+	if w.base != nil && (w.prefixTrailers || len(w.trailerKeys) > 0) {
+		// (Else base has no field named with the prefix, and the map's
+		// are the answer's.)
+		hh = w.answerHeader()
+	}
+	for k, vv := range hh {
 		if kk, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
 			if t == nil {
 				t = make(http.Header)
@@ -526,7 +625,7 @@ func (w *fastWriter) finalTrailers() http.Header {
 		if t == nil {
 			t = make(http.Header)
 		}
-		for _, v := range w.handlerHeader[k] {
+		for _, v := range hh[k] {
 			t.Add(k, v)
 		}
 	}

@@ -308,12 +308,12 @@ func TestFastMissKeepsRequestsSentDuringTheHandler(t *testing.T) {
 // fast front's miss path (newRequest, serveMiss) and handler h, its
 // watch starting after watchAfter, and returns its address. Its idle
 // timeout is 10 s.
-func newFastMissServer(t *testing.T, h http.Handler, watchAfter time.Duration) string {
+func newFastMissServer(t testing.TB, h http.Handler, watchAfter time.Duration) string {
 	return newFastMissServerIdle(t, h, watchAfter, 10*time.Second)
 }
 
 // newFastMissServerIdle is newFastMissServer with an idle timeout.
-func newFastMissServerIdle(t *testing.T, h http.Handler, watchAfter, idle time.Duration) string {
+func newFastMissServerIdle(t testing.TB, h http.Handler, watchAfter, idle time.Duration) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
