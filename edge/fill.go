@@ -121,6 +121,17 @@ func (c *fillContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// AfterFunc is the parent's AfterFunc (the flight's: see
+// flightContext.AfterFunc), or context.AfterFunc's: it lets the lean
+// origin client register its abort with the fill's context cheaply
+// through this wrapper.
+func (c *fillContext) AfterFunc(f func()) (stop func() bool) {
+	if a, ok := c.Context.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(c.Context, f)
+}
+
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
 
 // overrideFields are fields that origin frameworks read as the request's

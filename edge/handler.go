@@ -40,7 +40,11 @@
 // file (sync, rename) under none of them. Handler.life is a leaf too: it
 // guards closing and the start of background work (Handler.background),
 // so that nothing starts after Close. A sliced answer's lock (slicer.mu,
-// its subrequests still attached to the client) is a leaf as well.
+// its subrequests still attached to the client) is a leaf as well, and
+// so are the lock of the handler's list of running fills (fillList.mu)
+// and a fill context's (flightContext.mu): a fill context is ended under
+// none of them, and what it runs then (the origin client's abort) takes
+// no lock.
 package edge
 
 import (
@@ -148,8 +152,12 @@ type Handler struct {
 	// written under mu and read without it (see flightEpoch).
 	flightsEnded atomic.Uint64
 
-	ctx    context.Context // parent of every fill; canceled by Close
+	ctx    context.Context // canceled by Close: background work waits on it
 	cancel context.CancelFunc
+	// fills lists the fills whose context has not ended, for Close to
+	// end them (a fill's context is not a child of ctx: see
+	// flightContext).
+	fills fillList
 	// draining ends when the node is about to stop: requests still
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
@@ -415,6 +423,10 @@ func (h *Handler) Close() error {
 	h.stopWaiting()
 	h.cancel()
 	h.life.Unlock()
+	// Every fill that background accepted was listed before Close took
+	// life (newFlight lists it before startFill asks background): it is
+	// ended here. One it refuses ends itself (startFill).
+	h.fills.endAll(nil)
 	h.wg.Wait()
 	h.workers.Wait() // idle ones end with h.ctx
 	if t := h.sites.Load(); t != nil {
