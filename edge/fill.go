@@ -193,12 +193,12 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// body, however long, is bounded only between reads (the pool's
 	// read_timeout), so that a large download is not cut off.
 	cancelCause := f.cancel
-	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
+	firstByte := h.armFirstByte(f, st.cfg.Timeout)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
 	resp, err := st.fills.Fill(out, info)
-	if !firstByte.Stop() && err == nil {
+	if h.stopFirstByte(firstByte) && err == nil {
 		resp.Body.Close() // the timeout passed just as the headers came
 		err = errFirstByteTimeout
 	}

@@ -158,6 +158,9 @@ type Handler struct {
 	// end them (a fill's context is not a child of ctx: see
 	// flightContext).
 	fills fillList
+	// firstByteTimers holds stopped first-byte timers for fills to
+	// re-arm (see firstByteTimer).
+	firstByteTimers sync.Pool
 	// draining ends when the node is about to stop: requests still
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
