@@ -177,6 +177,9 @@ type Handler struct {
 	// workers counts the workers, idle or not, for Close to wait for.
 	jobs    chan func()
 	workers sync.WaitGroup
+	// workerIdle is how long a worker waits for work (see worker); 0
+	// means the constant workerIdle (tests shorten it).
+	workerIdle time.Duration
 }
 
 // site is one configured site, ready to serve.
@@ -425,13 +428,14 @@ func (h *Handler) Close() error {
 	// ended already.
 	h.stopWaiting()
 	h.cancel()
+	close(h.jobs) // idle workers end; background sends no more
 	h.life.Unlock()
 	// Every fill that background accepted was listed before Close took
 	// life (newFlight lists it before startFill asks background): it is
 	// ended here. One it refuses ends itself (startFill).
 	h.fills.endAll(nil)
 	h.wg.Wait()
-	h.workers.Wait() // idle ones end with h.ctx
+	h.workers.Wait() // idle ones end with jobs closed
 	if t := h.sites.Load(); t != nil {
 		t.close()
 	}
@@ -453,8 +457,8 @@ func (h *Handler) Close() error {
 // a fill runs on a stack that earlier fills grew: a fill on a new
 // goroutine grew its stack, copying it, on every miss (about 6 % of a
 // miss's CPU in the bench's all-miss profile). Workers are as many as the
-// background work that ran at once, and end workerIdle after their last
-// piece, or when Close is called.
+// background work that ran at once, and end between one and two
+// workerIdle after their last piece, or when Close is called.
 func (h *Handler) background(fn func()) bool {
 	h.life.Lock()
 	defer h.life.Unlock()
@@ -474,23 +478,41 @@ func (h *Handler) background(fn func()) bool {
 // workerIdle is how long a worker of background waits for more work.
 const workerIdle = 10 * time.Second
 
-// worker runs fn and then whatever background hands it, until it has
-// waited workerIdle for work or the handler is closed. Each piece of work
-// holds h.wg while it runs.
+// worker runs fn and then whatever background hands it, until a whole
+// period of workerIdle passed without work (it ends between one and two
+// periods after its last piece) or the handler is closed (Close closes
+// jobs). Each piece of work holds h.wg while it runs.
+//
+// The idle timer runs on across pieces of work and is looked at only
+// when it fires: resetting it after every piece cost a timer operation
+// per miss.
 func (h *Handler) worker(fn func()) {
 	defer h.workers.Done()
-	idle := time.NewTimer(workerIdle)
+	period := h.workerIdle
+	if period <= 0 {
+		period = workerIdle
+	}
+	idle := time.NewTimer(period)
 	defer idle.Stop()
+	worked := true // since the timer was last set
 	for {
 		fn()
 		h.wg.Done()
-		idle.Reset(workerIdle)
-		select {
-		case fn = <-h.jobs:
-		case <-idle.C:
-			return
-		case <-h.ctx.Done():
-			return
+		fn = nil
+		for fn == nil {
+			select {
+			case next, ok := <-h.jobs:
+				if !ok {
+					return // closed
+				}
+				fn, worked = next, true
+			case <-idle.C:
+				if !worked {
+					return
+				}
+				worked = false
+				idle.Reset(period)
+			}
 		}
 	}
 }
