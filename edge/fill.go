@@ -192,7 +192,6 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// The site's timeout bounds the wait for the response's headers; the
 	// body, however long, is bounded only between reads (the pool's
 	// read_timeout), so that a large download is not cut off.
-	cancelCause := f.cancel
 	firstByte := h.armFirstByte(f, st.cfg.Timeout)
 
 	purgeGen := h.purges.generation()
@@ -265,7 +264,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// fetch for themselves.
 	if resp.StatusCode == http.StatusLoopDetected {
 		unregister()
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { f.cancel(nil) }}
 		passed = true
 		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
 		return
@@ -312,7 +311,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			h.markHitForMiss(key, respTime)
 		}
 		unregister()
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { f.cancel(nil) }}
 		passed = true
 		f.publish(fillResult{pass: resp, fwdStatus: fwdStatus})
 		return

@@ -42,10 +42,7 @@ type flight struct {
 	// joins it).
 	key    string
 	shared bool
-	// cancel ends the fill with a cause (ctx.end); set before the fill
-	// starts.
-	cancel context.CancelCauseFunc
-	// ctx is the fill's context (see flightContext).
+	// ctx is the fill's context (see flightContext); cancel ends it.
 	ctx flightContext
 
 	// hintMu guards hint alone, and is held while a hint is written to
@@ -335,9 +332,12 @@ func doneFlight(res fillResult) *flight {
 func (h *Handler) newFlight(key string, shared bool, hint http.ResponseWriter) (*flight, context.Context) {
 	f := &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared}
 	f.ctx.start(&h.fills, &f.trace)
-	f.cancel = f.ctx.end
 	return f, &f.ctx
 }
+
+// cancel ends the fill's context with cause (nil: context.Canceled). A
+// method, not a func field, so that a flight costs no closure for it.
+func (f *flight) cancel(cause error) { f.ctx.end(cause) }
 
 // startFill runs the fill of f, for the client request r, in the
 // background. The fill's upstream request is built here, from r, before

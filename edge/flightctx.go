@@ -50,8 +50,12 @@ func (c *flightContext) start(l *fillList, trace *httptrace.ClientTrace) {
 
 // end cancels the fill's context with cause (nil: context.Canceled),
 // runs what the AfterFunc slot holds and takes the context off its
-// list. Only the first call does anything.
+// list. Only the first call does anything, and none on a context that
+// never started (a flight whose result was known: doneFlight).
 func (c *flightContext) end(cause error) {
+	if c.list == nil {
+		return
+	}
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
