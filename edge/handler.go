@@ -37,9 +37,10 @@
 // under the store's. A flight's hintMu is a leaf: it is held only while a
 // 1xx hint is written to the leader's client, under no other lock. No
 // other network I/O happens under these locks; a fill to disk commits its
-// file (sync, rename) under none of them. Handler.life is a leaf too: it
-// guards closing and the start of background work (Handler.background),
-// so that nothing starts after Close. A sliced answer's lock (slicer.mu,
+// file (sync, rename) under none of them. Closing and the start of
+// background work (Handler.background) take no lock: one atomic word,
+// Handler.life, says whether Close was called and counts the work
+// running, so that nothing starts after Close. A sliced answer's lock (slicer.mu,
 // its subrequests still attached to the client) is a leaf as well, and
 // so are the lock of the handler's list of running fills (fillList.mu)
 // and a fill context's (flightContext.mu): a fill context is ended under
@@ -167,12 +168,15 @@ type Handler struct {
 	stopWaiting context.CancelFunc
 	// steerAway makes the public /healthz fail (SetDraining).
 	steerAway atomic.Bool
-	// life guards closed and every wg.Add: background work is started
-	// only under it and only before Close (see background), so that no
-	// Add races Close's Wait and nothing starts after Close returns.
-	life   sync.Mutex
-	closed bool // guarded by life
-	wg     sync.WaitGroup
+	// life is the handler's state for background work: closedBit once
+	// Close has been called, and below it the pieces of background work
+	// admitted and not yet done. background admits work with one
+	// compare-and-swap, only while closedBit is clear, so that nothing
+	// starts after Close; the piece that brings the count to zero after
+	// Close closes lifeEnded, which Close waits for. (A mutex and a
+	// WaitGroup did this with a lock per miss.)
+	life      atomic.Int64
+	lifeEnded chan struct{}
 	// jobs hands background work to an idle worker (see background);
 	// workers counts the workers, idle or not, for Close to wait for.
 	jobs    chan func()
@@ -246,6 +250,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.jobs = make(chan func())
+	h.lifeEnded = make(chan struct{})
 	h.draining, h.stopWaiting = context.WithCancel(context.Background())
 	h.opt = opt
 	h.accessLog = opt.AccessLog
@@ -418,23 +423,26 @@ func (h *Handler) Reload(cfg Config) error {
 // Close stops background refreshes and waits for in-flight fills to end.
 // It is safe to call more than once.
 func (h *Handler) Close() error {
-	h.life.Lock()
-	if h.closed {
-		h.life.Unlock()
+	if h.isClosed() {
 		return nil
 	}
-	h.closed = true
-	// Under life, so that work refused by background sees the contexts
-	// ended already.
+	// Before closedBit, so that work refused by background sees the
+	// contexts ended already.
 	h.stopWaiting()
 	h.cancel()
-	close(h.jobs) // idle workers end; background sends no more
-	h.life.Unlock()
-	// Every fill that background accepted was listed before Close took
-	// life (newFlight lists it before startFill asks background): it is
-	// ended here. One it refuses ends itself (startFill).
+	old := h.life.Or(closedBit)
+	if old&closedBit != 0 {
+		return nil // another Close came first
+	}
+	// Every fill that background admitted was listed before (newFlight
+	// lists it before startFill asks background): it is ended here. One
+	// it refuses ends itself (startFill).
 	h.fills.endAll(nil)
-	h.wg.Wait()
+	if old == 0 {
+		close(h.lifeEnded) // nothing was running
+	}
+	<-h.lifeEnded
+	close(h.jobs)    // no background call is between its admission and its send now
 	h.workers.Wait() // idle ones end with jobs closed
 	if t := h.sites.Load(); t != nil {
 		t.close()
@@ -460,12 +468,15 @@ func (h *Handler) Close() error {
 // background work that ran at once, and end between one and two
 // workerIdle after their last piece, or when Close is called.
 func (h *Handler) background(fn func()) bool {
-	h.life.Lock()
-	defer h.life.Unlock()
-	if h.closed {
-		return false
+	for {
+		n := h.life.Load()
+		if n&closedBit != 0 {
+			return false
+		}
+		if h.life.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
-	h.wg.Add(1)
 	select {
 	case h.jobs <- fn:
 	default:
@@ -481,7 +492,8 @@ const workerIdle = 10 * time.Second
 // worker runs fn and then whatever background hands it, until a whole
 // period of workerIdle passed without work (it ends between one and two
 // periods after its last piece) or the handler is closed (Close closes
-// jobs). Each piece of work holds h.wg while it runs.
+// jobs). Each piece of work is counted in h.life while it runs
+// (backgroundDone).
 //
 // The idle timer runs on across pieces of work and is looked at only
 // when it fires: resetting it after every piece cost a timer operation
@@ -497,7 +509,7 @@ func (h *Handler) worker(fn func()) {
 	worked := true // since the timer was last set
 	for {
 		fn()
-		h.wg.Done()
+		h.backgroundDone()
 		fn = nil
 		for fn == nil {
 			select {
@@ -517,12 +529,19 @@ func (h *Handler) worker(fn func()) {
 	}
 }
 
-// isClosed reports whether Close has been called.
-func (h *Handler) isClosed() bool {
-	h.life.Lock()
-	defer h.life.Unlock()
-	return h.closed
+// closedBit is the bit of Handler.life that Close sets.
+const closedBit = 1 << 62
+
+// backgroundDone counts a piece of background work done; the last one
+// after Close lets Close go on.
+func (h *Handler) backgroundDone() {
+	if h.life.Add(-1) == closedBit {
+		close(h.lifeEnded)
+	}
 }
+
+// isClosed reports whether Close has been called.
+func (h *Handler) isClosed() bool { return h.life.Load()&closedBit != 0 }
 
 // StopWaiting answers every request still waiting on upstream at once,
 // and every later one that would wait: from a stale copy it may use, else
