@@ -40,12 +40,12 @@
 // file (sync, rename) under none of them. Closing and the start of
 // background work (Handler.background) take no lock: one atomic word,
 // Handler.life, says whether Close was called and counts the work
-// running, so that nothing starts after Close. A sliced answer's lock (slicer.mu,
-// its subrequests still attached to the client) is a leaf as well, and
-// so are the lock of the handler's list of running fills (fillList.mu)
-// and a fill context's (flightContext.mu): a fill context is ended under
-// none of them, and what it runs then (the origin client's abort) takes
-// no lock.
+// running, so that nothing starts after Close. A sliced answer's lock
+// (slicer.mu, its subrequests still attached to the client) is a leaf as
+// well, and so are the lock of the handler's list of running fills
+// (fillList.mu) and a fill context's (flightContext.mu): a fill context
+// is ended under none of them, and what it runs then (the origin
+// client's abort) takes no lock.
 package edge
 
 import (
