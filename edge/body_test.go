@@ -147,7 +147,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 func TestJoiningNeverWaitsForTheBodyLock(t *testing.T) {
 	h := &Handler{flights: map[string]*flight{}, metrics: newMetrics(nil, nil)}
 	h.cache.Store(&CacheConfig{FinishAbandoned: 0.5})
-	f := &flight{done: make(chan struct{}), parties: 1, cancel: func(error) {}}
+	f := &flight{done: make(chan struct{}), parties: 1}
 	b := newGrowingBody(-1)
 	f.attach(b)
 	b.mu.Lock() // a fill inside appendThen

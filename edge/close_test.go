@@ -11,8 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/internal/poll"
 )
 
 // countingUpstream answers every fill with a cacheable body and counts the
@@ -109,4 +111,80 @@ func TestCloseRacesFills(t *testing.T) {
 			t.Fatalf("round %d: %d fills reached upstream after Close returned", round, n)
 		}
 	}
+}
+
+// firstWriteSignal is a recorder that says when the handler first wrote
+// body bytes.
+type firstWriteSignal struct {
+	*httptest.ResponseRecorder
+	once  sync.Once
+	wrote chan struct{}
+}
+
+func (w *firstWriteSignal) Write(p []byte) (int, error) {
+	n, err := w.ResponseRecorder.Write(p)
+	w.once.Do(func() { close(w.wrote) })
+	return n, err
+}
+
+// Close ends every fill, whatever holds it: a shared fill and a solo
+// one (Authorization) waiting on a hanging origin's headers, and a pass
+// response whose body the leader is copying after its fill handed it
+// over. Each goes through the origin pool's lean client, whose abort
+// is registered with the fill's context (no longer a child of the
+// handler's): Close returns, every request is answered, and the origin
+// sees each of its requests end (its connection closed).
+func TestCloseEndsEveryFill(t *testing.T) {
+	arrived := make(chan string, 3)
+	var ended atomic.Int32
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pass" {
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("first bytes"))
+			w.(http.Flusher).Flush()
+		}
+		arrived <- r.URL.Path
+		<-r.Context().Done() // hangs until the edge lets go
+		ended.Add(1)
+	}, func(c *edge.Config) { c.Sites[0].Timeout = time.Minute })
+	solo := httptest.NewRequest("GET", "http://"+testHost+"/solo", nil)
+	solo.Header.Set("Authorization", "Bearer x")
+	pass := &firstWriteSignal{ResponseRecorder: httptest.NewRecorder(), wrote: make(chan struct{})}
+	var served sync.WaitGroup
+	served.Go(func() {
+		e.edge.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "http://"+testHost+"/shared", nil))
+	})
+	served.Go(func() { e.edge.ServeHTTP(httptest.NewRecorder(), solo) })
+	served.Go(func() {
+		// A body cut short aborts its answer as net/http's handlers do.
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				panic(p)
+			}
+		}()
+		e.edge.ServeHTTP(pass, httptest.NewRequest("GET", "http://"+testHost+"/pass", nil))
+	})
+	for range 3 {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("3 fills reaching the origin: not within 10 s")
+		}
+	}
+	waitSignal(t, pass.wrote, "the pass response's first bytes reaching its client")
+
+	closed := make(chan struct{})
+	go func() {
+		e.edge.Close()
+		close(closed)
+	}()
+	waitSignal(t, closed, "Close returning")
+	answered := make(chan struct{})
+	go func() {
+		served.Wait()
+		close(answered)
+	}()
+	waitSignal(t, answered, "every request answered")
+	poll.Until(t, 10*time.Second, "the origin seeing its 3 requests end", func() bool { return ended.Load() == 3 })
 }

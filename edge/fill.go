@@ -121,6 +121,17 @@ func (c *fillContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// AfterFunc is the parent's AfterFunc (the flight's: see
+// flightContext.AfterFunc), or context.AfterFunc's: it lets the lean
+// origin client register its abort with the fill's context cheaply
+// through this wrapper.
+func (c *fillContext) AfterFunc(f func()) (stop func() bool) {
+	if a, ok := c.Context.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(c.Context, f)
+}
+
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
 
 // overrideFields are fields that origin frameworks read as the request's
@@ -181,13 +192,12 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// The site's timeout bounds the wait for the response's headers; the
 	// body, however long, is bounded only between reads (the pool's
 	// read_timeout), so that a large download is not cut off.
-	cancelCause := f.cancel
-	firstByte := time.AfterFunc(st.cfg.Timeout, func() { cancelCause(errFirstByteTimeout) })
+	firstByte := h.armFirstByte(f, st.cfg.Timeout)
 
 	purgeGen := h.purges.generation()
 	reqTime := h.now()
 	resp, err := st.fills.Fill(out, info)
-	if !firstByte.Stop() && err == nil {
+	if h.stopFirstByte(firstByte) && err == nil {
 		resp.Body.Close() // the timeout passed just as the headers came
 		err = errFirstByteTimeout
 	}
@@ -254,7 +264,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// fetch for themselves.
 	if resp.StatusCode == http.StatusLoopDetected {
 		unregister()
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { f.cancel(nil) }}
 		passed = true
 		f.publish(fillResult{pass: resp, fwdStatus: resp.StatusCode})
 		return
@@ -301,7 +311,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			h.markHitForMiss(key, respTime)
 		}
 		unregister()
-		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancelCause(nil) }}
+		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { f.cancel(nil) }}
 		passed = true
 		f.publish(fillResult{pass: resp, fwdStatus: fwdStatus})
 		return

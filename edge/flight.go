@@ -42,8 +42,8 @@ type flight struct {
 	// joins it).
 	key    string
 	shared bool
-	// cancel ends the fill with a cause; set before the fill starts.
-	cancel context.CancelCauseFunc
+	// ctx is the fill's context (see flightContext); cancel ends it.
+	ctx flightContext
 
 	// hintMu guards hint alone, and is held while a hint is written to
 	// the leader's client: it is a leaf (nothing else is locked under
@@ -325,22 +325,29 @@ func doneFlight(res fillResult) *flight {
 }
 
 // newFlight is a flight for key with one party (its leader), to be
-// registered when shared, and the context of its fill: under the
-// handler's lifetime, ended by the flight's cancel.
+// registered when shared, and the context of its fill: listed among the
+// handler's fills (which Close ends), ended by the flight's cancel, with
+// the relay of 1xx answers to the leader (Early Hints) as its client
+// trace.
 func (h *Handler) newFlight(key string, shared bool, hint http.ResponseWriter) (*flight, context.Context) {
-	ctx, cancel := context.WithCancelCause(h.ctx)
-	return &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared, cancel: cancel}, ctx
+	f := &flight{done: make(chan struct{}), hint: hint, parties: 1, key: key, shared: shared}
+	f.ctx.start(&h.fills, &f.trace)
+	return f, &f.ctx
 }
+
+// cancel ends the fill's context with cause (nil: context.Canceled). A
+// method, not a func field, so that a flight costs no closure for it.
+func (f *flight) cancel(cause error) { f.ctx.end(cause) }
 
 // startFill runs the fill of f, for the client request r, in the
 // background. The fill's upstream request is built here, from r, before
-// r's handler may return: its context is ctx (the fill's own), with the
-// 1xx relay to f's leader (Early Hints) as its client trace. Once the
+// r's handler may return: its context is ctx (the fill's own, whose
+// client trace relays 1xx answers to f's leader: Early Hints). Once the
 // handler is closed no fill starts: f fails at once (errClosed), without
 // a request upstream.
 func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary string, r *http.Request, stale *store.Entry) {
 	f.trace.Got1xxResponse = f.got1xx
-	out := h.upstreamRequest(httptrace.WithClientTrace(ctx, &f.trace), st, primary, r, stale)
+	out := h.upstreamRequest(ctx, st, primary, r, stale)
 	if h.background(func() { h.fill(ctx, f, st, primary, out, stale) }) {
 		return
 	}

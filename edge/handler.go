@@ -37,10 +37,15 @@
 // under the store's. A flight's hintMu is a leaf: it is held only while a
 // 1xx hint is written to the leader's client, under no other lock. No
 // other network I/O happens under these locks; a fill to disk commits its
-// file (sync, rename) under none of them. Handler.life is a leaf too: it
-// guards closing and the start of background work (Handler.background),
-// so that nothing starts after Close. A sliced answer's lock (slicer.mu,
-// its subrequests still attached to the client) is a leaf as well.
+// file (sync, rename) under none of them. Closing and the start of
+// background work (Handler.background) take no lock: one atomic word,
+// Handler.life, says whether Close was called and counts the work
+// running, so that nothing starts after Close. A sliced answer's lock
+// (slicer.mu, its subrequests still attached to the client) is a leaf as
+// well, and so are the lock of the handler's list of running fills
+// (fillList.mu) and a fill context's (flightContext.mu): a fill context
+// is ended under none of them, and what it runs then (the origin
+// client's abort) takes no lock.
 package edge
 
 import (
@@ -148,24 +153,37 @@ type Handler struct {
 	// written under mu and read without it (see flightEpoch).
 	flightsEnded atomic.Uint64
 
-	ctx    context.Context // parent of every fill; canceled by Close
+	ctx    context.Context // canceled by Close: background work waits on it
 	cancel context.CancelFunc
+	// fills lists the fills whose context has not ended, for Close to
+	// end them (a fill's context is not a child of ctx: see
+	// flightContext).
+	fills fillList
+	// firstByteTimers holds stopped first-byte timers for fills to
+	// re-arm (see firstByteTimer).
+	firstByteTimers sync.Pool
 	// draining ends when the node is about to stop: requests still
 	// waiting on upstream are answered at once (see StopWaiting).
 	draining    context.Context
 	stopWaiting context.CancelFunc
 	// steerAway makes the public /healthz fail (SetDraining).
 	steerAway atomic.Bool
-	// life guards closed and every wg.Add: background work is started
-	// only under it and only before Close (see background), so that no
-	// Add races Close's Wait and nothing starts after Close returns.
-	life   sync.Mutex
-	closed bool // guarded by life
-	wg     sync.WaitGroup
+	// life is the handler's state for background work: closedBit once
+	// Close has been called, and below it the pieces of background work
+	// admitted and not yet done. background admits work with one
+	// compare-and-swap, only while closedBit is clear, so that nothing
+	// starts after Close; the piece that brings the count to zero after
+	// Close closes lifeEnded, which Close waits for. (A mutex and a
+	// WaitGroup did this with a lock per miss.)
+	life      atomic.Int64
+	lifeEnded chan struct{}
 	// jobs hands background work to an idle worker (see background);
 	// workers counts the workers, idle or not, for Close to wait for.
 	jobs    chan func()
 	workers sync.WaitGroup
+	// workerIdle is how long a worker waits for work (see worker); 0
+	// means the constant workerIdle (tests shorten it).
+	workerIdle time.Duration
 }
 
 // site is one configured site, ready to serve.
@@ -232,6 +250,7 @@ func New(cfg Config, opt Options) (*Handler, error) {
 	h.peerFills, _ = simplelru.NewLRU[string, int](1<<16, nil)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.jobs = make(chan func())
+	h.lifeEnded = make(chan struct{})
 	h.draining, h.stopWaiting = context.WithCancel(context.Background())
 	h.opt = opt
 	h.accessLog = opt.AccessLog
@@ -404,19 +423,27 @@ func (h *Handler) Reload(cfg Config) error {
 // Close stops background refreshes and waits for in-flight fills to end.
 // It is safe to call more than once.
 func (h *Handler) Close() error {
-	h.life.Lock()
-	if h.closed {
-		h.life.Unlock()
+	if h.isClosed() {
 		return nil
 	}
-	h.closed = true
-	// Under life, so that work refused by background sees the contexts
-	// ended already.
+	// Before closedBit, so that work refused by background sees the
+	// contexts ended already.
 	h.stopWaiting()
 	h.cancel()
-	h.life.Unlock()
-	h.wg.Wait()
-	h.workers.Wait() // idle ones end with h.ctx
+	old := h.life.Or(closedBit)
+	if old&closedBit != 0 {
+		return nil // another Close came first
+	}
+	// Every fill that background admitted was listed before (newFlight
+	// lists it before startFill asks background): it is ended here. One
+	// it refuses ends itself (startFill).
+	h.fills.endAll(nil)
+	if old == 0 {
+		close(h.lifeEnded) // nothing was running
+	}
+	<-h.lifeEnded
+	close(h.jobs)    // no background call is between its admission and its send now
+	h.workers.Wait() // idle ones end with jobs closed
 	if t := h.sites.Load(); t != nil {
 		t.close()
 	}
@@ -438,15 +465,18 @@ func (h *Handler) Close() error {
 // a fill runs on a stack that earlier fills grew: a fill on a new
 // goroutine grew its stack, copying it, on every miss (about 6 % of a
 // miss's CPU in the bench's all-miss profile). Workers are as many as the
-// background work that ran at once, and end workerIdle after their last
-// piece, or when Close is called.
+// background work that ran at once, and end between one and two
+// workerIdle after their last piece, or when Close is called.
 func (h *Handler) background(fn func()) bool {
-	h.life.Lock()
-	defer h.life.Unlock()
-	if h.closed {
-		return false
+	for {
+		n := h.life.Load()
+		if n&closedBit != 0 {
+			return false
+		}
+		if h.life.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
-	h.wg.Add(1)
 	select {
 	case h.jobs <- fn:
 	default:
@@ -459,33 +489,59 @@ func (h *Handler) background(fn func()) bool {
 // workerIdle is how long a worker of background waits for more work.
 const workerIdle = 10 * time.Second
 
-// worker runs fn and then whatever background hands it, until it has
-// waited workerIdle for work or the handler is closed. Each piece of work
-// holds h.wg while it runs.
+// worker runs fn and then whatever background hands it, until a whole
+// period of workerIdle passed without work (it ends between one and two
+// periods after its last piece) or the handler is closed (Close closes
+// jobs). Each piece of work is counted in h.life while it runs
+// (backgroundDone).
+//
+// The idle timer runs on across pieces of work and is looked at only
+// when it fires: resetting it after every piece cost a timer operation
+// per miss.
 func (h *Handler) worker(fn func()) {
 	defer h.workers.Done()
-	idle := time.NewTimer(workerIdle)
+	period := h.workerIdle
+	if period <= 0 {
+		period = workerIdle
+	}
+	idle := time.NewTimer(period)
 	defer idle.Stop()
+	worked := true // since the timer was last set
 	for {
 		fn()
-		h.wg.Done()
-		idle.Reset(workerIdle)
-		select {
-		case fn = <-h.jobs:
-		case <-idle.C:
-			return
-		case <-h.ctx.Done():
-			return
+		h.backgroundDone()
+		fn = nil
+		for fn == nil {
+			select {
+			case next, ok := <-h.jobs:
+				if !ok {
+					return // closed
+				}
+				fn, worked = next, true
+			case <-idle.C:
+				if !worked {
+					return
+				}
+				worked = false
+				idle.Reset(period)
+			}
 		}
 	}
 }
 
-// isClosed reports whether Close has been called.
-func (h *Handler) isClosed() bool {
-	h.life.Lock()
-	defer h.life.Unlock()
-	return h.closed
+// closedBit is the bit of Handler.life that Close sets.
+const closedBit = 1 << 62
+
+// backgroundDone counts a piece of background work done; the last one
+// after Close lets Close go on.
+func (h *Handler) backgroundDone() {
+	if h.life.Add(-1) == closedBit {
+		close(h.lifeEnded)
+	}
 }
+
+// isClosed reports whether Close has been called.
+func (h *Handler) isClosed() bool { return h.life.Load()&closedBit != 0 }
 
 // StopWaiting answers every request still waiting on upstream at once,
 // and every later one that would wait: from a stale copy it may use, else

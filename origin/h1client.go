@@ -35,6 +35,7 @@ import (
 // deadlines rather than timers and contexts: the headers' wait is the
 // sooner of the pool's timeout and the try's, each network read of the body
 // read_timeout; the caller's cancellation sets a past deadline through
+// the context's own AfterFunc when it has one (see afterFuncer), else
 // context.AfterFunc, only when its context can be canceled at all.
 //
 // The response is parsed by http.ReadResponse, the Transport's own parser,
@@ -419,14 +420,10 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 		return nil, err
 	}
 	var stop func() bool
-	if ctx.Done() != nil {
-		if c.abort == nil {
-			c.abort = func() {
-				c.canceled.Store(true)
-				c.conn.SetDeadline(aLongTimeAgo)
-			}
-		}
-		stop = context.AfterFunc(ctx, c.abort)
+	if a, ok := ctx.(afterFuncer); ok {
+		stop = a.AfterFunc(c.abortFunc())
+	} else if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.abortFunc())
 	}
 	resp, framedTwice, err := p.h1Read(ctx, c, req, host, target, reused)
 	if err != nil {
@@ -462,6 +459,30 @@ func (p *Pool) h1Exchange(ctx context.Context, c *h1Conn, req *http.Request, s *
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// afterFuncer is a context that registers a function to run when it ends
+// itself: context.AfterFunc's own protocol (a context type that has the
+// method is asked before a goroutine is started for it), asked first
+// here, since a context's own registration can be cheaper than
+// context.AfterFunc's (the edge's fill contexts have a slot for it).
+// Whatever it is, the function runs once the context is done; this
+// client's abort is quick and takes no lock, so it may run on the
+// goroutine that ends the context.
+type afterFuncer interface {
+	AfterFunc(func()) (stop func() bool)
+}
+
+// abortFunc is c's abort on the caller's cancellation: it marks the
+// cancellation and sets a past deadline. It is made once per connection.
+func (c *h1Conn) abortFunc() func() {
+	if c.abort == nil {
+		c.abort = func() {
+			c.canceled.Store(true)
+			c.conn.SetDeadline(aLongTimeAgo)
+		}
+	}
+	return c.abort
 }
 
 // h1Read writes the request and reads the final response's headers,

@@ -1,0 +1,98 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/http/httptrace"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meridiancdn/meridian/internal/poll"
+)
+
+// A fill's context: ended once, with its cause (context.Cause), its
+// derived contexts with it; its AfterFunc slot runs what it holds when
+// it ends, unless stopped first, runs a late registration at once, and
+// a second registration at a time goes to context.AfterFunc and runs
+// too; a stale stop leaves a newer registration in place.
+func TestFlightContextEndsOnceWithItsAfterFuncs(t *testing.T) {
+	var l fillList
+	var trace httptrace.ClientTrace
+	var c flightContext
+	c.start(&l, &trace)
+	if httptrace.ContextClientTrace(&c) != &trace {
+		t.Fatal("the fill's trace is not its context's")
+	}
+	derived, cancel := context.WithCancel(&c)
+	defer cancel()
+
+	var stopped, slot, second atomic.Int32
+	stop := c.AfterFunc(func() { stopped.Add(1) })
+	if !stop() || stop() {
+		t.Fatal("stop: want true once, then false")
+	}
+	stale := stop
+	c.AfterFunc(func() { slot.Add(1) })
+	if stale() {
+		t.Fatal("a stale stop removed a newer registration")
+	}
+	stopSecond := c.AfterFunc(func() { second.Add(1) })
+
+	cause := errors.New("the cause")
+	c.end(cause)
+	c.end(errors.New("another"))
+	if got := context.Cause(&c); got != cause {
+		t.Errorf("cause %v, want %v", got, cause)
+	}
+	if derived.Err() == nil {
+		t.Error("a derived context did not end with it")
+	}
+	if slot.Load() != 1 || stopped.Load() != 0 {
+		t.Errorf("slot ran %d times, stopped one %d; want 1, 0", slot.Load(), stopped.Load())
+	}
+	poll.Until(t, 10*time.Second, "the second registration running", func() bool { return second.Load() == 1 })
+	if stopSecond() {
+		t.Error("stop after the end: want false")
+	}
+	var late atomic.Int32
+	if c.AfterFunc(func() { late.Add(1) })() {
+		t.Error("stop of a late registration: want false")
+	}
+	if late.Load() != 1 {
+		t.Error("a registration after the end did not run at once")
+	}
+	if n := l.len(); n != 0 {
+		t.Errorf("%d contexts listed after the end, want 0", n)
+	}
+}
+
+// The handler's list of fills: endAll ends every listed context (Close),
+// and a context that ends by itself leaves the list.
+func TestFillListEndsEveryListedFill(t *testing.T) {
+	var l fillList
+	var trace httptrace.ClientTrace
+	cs := make([]flightContext, 4)
+	for i := range cs {
+		cs[i].start(&l, &trace)
+	}
+	cs[1].end(nil) // the middle
+	cs[3].end(nil) // the head
+	if n := l.len(); n != 2 {
+		t.Fatalf("%d listed, want 2", n)
+	}
+	var aborted atomic.Int32
+	cs[0].AfterFunc(func() { aborted.Add(1) })
+	l.endAll(nil)
+	for i := range cs {
+		if cs[i].Err() == nil {
+			t.Errorf("context %d not ended", i)
+		}
+	}
+	if aborted.Load() != 1 {
+		t.Error("endAll did not run a listed context's AfterFunc")
+	}
+	if n := l.len(); n != 0 {
+		t.Errorf("%d listed after endAll, want 0", n)
+	}
+}
