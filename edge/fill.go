@@ -447,7 +447,7 @@ func (h *Handler) refreshInMemory(st *site, primary string, out *http.Request, s
 	res := fillResult{e: e, body: completeBody(body), fwdStatus: http.StatusNotModified}
 	if e.Storable() {
 		res.stored = true
-		h.putFilled(h.store, primary, out.Header, e, purgeGen)
+		h.putFilled(h.store, primary, out.Header, e.Clone(), purgeGen) // (not e itself: see store.NewFilling)
 	}
 	return res
 }

@@ -95,10 +95,23 @@ type extra struct {
 // NewFilling is an entry for a response being filled: its status, its
 // fields as the origin sent them (kept, not copied, until Seal), its
 // reuse policy, and when it arrived. Its body is set with SetBody.
+//
+// The entry and its extra (which holds hdr) are one allocation, so the
+// entry is not to be stored itself: what is stored is a sealed Clone,
+// which lets go of it (Seal drops the filling extra), so that a stored
+// entry does not keep a filling one's memory.
 func NewFilling(status int, hdr http.Header, pol policy.Policy, respTime time.Time) *Entry {
-	e := &Entry{data: data{status: uint16(status), respTime: respTime.UnixNano(), extra: &extra{header: hdr}}}
-	e.setPolicy(pol)
-	return e
+	f := &filling{x: extra{header: hdr}}
+	f.e.data = data{status: uint16(status), respTime: respTime.UnixNano(), extra: &f.x}
+	f.e.setPolicy(pol)
+	return &f.e
+}
+
+// filling is an entry being filled and its extra, in one allocation (see
+// NewFilling).
+type filling struct {
+	e Entry
+	x extra
 }
 
 // NewVaryIndex is a vary index stored at the primary key key, for the

@@ -4,10 +4,12 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
@@ -116,4 +118,31 @@ func TestEntryPolicyRoundTrip(t *testing.T) {
 	if age := e.CurrentAge(time.Unix(10, 0)); age != 11500*time.Millisecond {
 		t.Fatalf("current age %v", age)
 	}
+}
+
+// An entry being filled is one allocation with what it holds apart
+// (its extra: the origin's header), and the sealed Clone that is stored
+// does not keep it: once its readers let go of the filling entry, the
+// collector takes it while the stored entry lives on.
+func TestFillingEntryIsOneAllocationAndNotKeptByItsStoredClone(t *testing.T) {
+	hdr := http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Key": {"a b"}, "Cache-Status": {"up; hit"}}
+	now := time.Unix(1_800_000_000, 0)
+	pol := policy.Policy{Store: true, Lifetime: time.Minute}
+	if n := testing.AllocsPerRun(100, func() { _ = NewFilling(200, hdr, pol, now) }); n != 1 {
+		t.Errorf("NewFilling: %v allocations, want 1", n)
+	}
+	e := NewFilling(200, hdr, pol, now)
+	gone := weak.Make(e)
+	stored := e.Clone()
+	stored.SetBody([]byte("body"))
+	stored.Seal("k", hdr, "1.1 edge")
+	e = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the stored clone keeps the filling entry")
+	}
+	if got := stored.Field("Cache-Control"); got != "max-age=60" || stored.Filling() != nil || !slices.Equal(stored.Tags(), []string{"a", "b"}) || stored.Field("Cache-Status") != "up; hit" {
+		t.Fatalf("stored clone: Cache-Control %q, filling %v, tags %q", got, stored.Filling(), stored.Tags())
+	}
+	runtime.KeepAlive(stored)
 }
