@@ -62,7 +62,8 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	// and its parsed form is not the fill's.
 	out := r.WithContext(fc)
 	out.Method = http.MethodGet
-	out.URL = st.originURL(r)
+	st.setOriginURL(&fc.url, r)
+	out.URL = &fc.url
 	out.RequestURI = ""
 	out.Body = nil
 	out.GetBody = nil
@@ -105,11 +106,13 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 // fillContext is the context of a fill's upstream request: the fill's
 // own (see startFill), with the fill's fill.Info and the slice it fetches
 // (nil for a whole object) held as fields, so that a fill allocates one
-// context for them rather than one per value.
+// context for them rather than one per value. It also holds the request's
+// URL (out.URL points at url), which lives exactly as long.
 type fillContext struct {
 	context.Context
 	info fill.Info
 	sub  *sliceReq
+	url  url.URL
 }
 
 // Value answers sliceKey with the fill's slice; every other key is the
@@ -699,7 +702,15 @@ func (c *cancelOnClose) Close() error {
 // sorts them), so that the origin never answers a query the key did not
 // account for. Other methods are never stored: their query goes as sent.
 func (st *site) originURL(r *http.Request) *url.URL {
-	u := *st.origin
+	u := new(url.URL)
+	st.setOriginURL(u, r)
+	return u
+}
+
+// setOriginURL sets *u to originURL's answer for r, in place (a fill's
+// request keeps its URL in its fillContext).
+func (st *site) setOriginURL(u *url.URL, r *http.Request) {
+	*u = *st.origin
 	u.Path = r.URL.Path
 	u.RawPath = r.URL.RawPath
 	u.RawQuery = r.URL.RawQuery
@@ -707,5 +718,4 @@ func (st *site) originURL(r *http.Request) *url.URL {
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && st.cfg.CacheKey.rewrites() {
 		u.RawQuery, u.ForceQuery = st.cfg.CacheKey.query(r.URL.RawQuery, r.URL.ForceQuery || r.URL.RawQuery != "")
 	}
-	return &u
 }
