@@ -59,8 +59,10 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	// One shallow copy of r, then what Request.Clone would copy deep that
 	// the fill keeps: its header (rebuilt below), trailer and
 	// transfer-coding lists. r's URL is not cloned (originURL replaces it)
-	// and its parsed form is not the fill's.
-	out := r.WithContext(fc)
+	// and its parsed form is not the fill's. The copy is fc's (the
+	// temporary WithContext makes does not leave the stack).
+	fc.req = *r.WithContext(fc)
+	out := &fc.req
 	out.Method = http.MethodGet
 	st.setOriginURL(&fc.url, r)
 	out.URL = &fc.url
@@ -106,12 +108,14 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 // fillContext is the context of a fill's upstream request: the fill's
 // own (see startFill), with the fill's fill.Info and the slice it fetches
 // (nil for a whole object) held as fields, so that a fill allocates one
-// context for them rather than one per value. It also holds the request's
-// URL (out.URL points at url), which lives exactly as long.
+// context for them rather than one per value. It also holds the request
+// itself and its URL, which live exactly as long: a fill's request, its
+// context and URL are one allocation.
 type fillContext struct {
 	context.Context
 	info fill.Info
 	sub  *sliceReq
+	req  http.Request
 	url  url.URL
 }
 
