@@ -1,7 +1,10 @@
 package edge
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"testing"
 
 	"github.com/meridiancdn/meridian/edge/fill"
@@ -24,5 +27,30 @@ func TestNeedsCleaningFollowsRemoveHopByHop(t *testing.T) {
 		if got := needsCleaning(h); got != removed {
 			t.Errorf("%s: needsCleaning %v, but removed %v", name, got, removed)
 		}
+	}
+}
+
+// A fill's upstream request, for a client that sent no fields of its own,
+// is five allocations: the request with its context and URL (one
+// fillContext), the header map and its slots, the forwarding fields'
+// values, and a new traceparent. What it carries is checked by the
+// hostile, forwarding and key tests; this pins its cost.
+func TestUpstreamRequestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	st := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}, origin: &url.URL{Scheme: "http", Host: "origin.test"}}
+	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a"}
+	r := httptest.NewRequest(http.MethodGet, "http://site.test/obj?x=1", nil)
+	r.RemoteAddr = "198.51.100.9:4711"
+	r.Header = http.Header{}
+	key := st.cacheKey(r)
+	var out *http.Request
+	if n := testing.AllocsPerRun(100, func() { out = h.upstreamRequest(context.Background(), st, key, r, nil) }); n > 5 {
+		t.Errorf("%v allocations, want 5", n)
+	}
+	if out.URL.String() != "http://origin.test/obj?x=1" || out.Host != "site.test" || len(out.Header["Traceparent"]) != 1 ||
+		out.Header.Get("Forwarded") != "for=198.51.100.9;host=site.test;proto=http" || fillInfoOf(out).Key != key || out.Context().Value(sliceKey{}) != nil {
+		t.Fatalf("upstream request %s Host %q, header %v, info %+v", out.URL, out.Host, out.Header, fillInfoOf(out))
 	}
 }
