@@ -118,7 +118,20 @@ type filling struct {
 // Vary field names fields; gen is the generation that the keys of its
 // variants carry.
 func NewVaryIndex(key string, fields []string, gen uint64) *Entry {
-	return &Entry{data: data{meta: key, keyLen: uint32(len(key)), extra: &extra{vary: fields, gen: gen}}}
+	return &Entry{data: data{meta: key, keyLen: uint32(len(key)), extra: &extra{vary: ownCopy(fields), gen: gen}}}
+}
+
+// ownCopy copies ss into strings of its own (one allocation for all of
+// them): a Vary field's names may be parts of a larger string (the
+// origin's whole head, as package origin's lean reader makes them), which
+// a stored entry would otherwise keep for its life.
+func ownCopy(ss []string) []string {
+	all := strings.Join(ss, "")
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i], all = all[:len(s)], all[len(s):]
+	}
+	return out
 }
 
 // setPolicy records the parts of pol that reuse needs.

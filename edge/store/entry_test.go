@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 	"weak"
 
 	"github.com/meridiancdn/meridian/edge/policy"
@@ -145,4 +146,40 @@ func TestFillingEntryIsOneAllocationAndNotKeptByItsStoredClone(t *testing.T) {
 		t.Fatalf("stored clone: Cache-Control %q, filling %v, tags %q", got, stored.Filling(), stored.Tags())
 	}
 	runtime.KeepAlive(stored)
+}
+
+// A sealed entry, or a vary index, keeps no part of the strings its
+// header's values were cut from (package origin's lean reader cuts them
+// all from the origin's head): its surrogate keys, upstream Cache-Status
+// and Vary names are its own, so a stored entry costs what it is charged,
+// not the whole head.
+func TestStoredEntriesKeepNoneOfTheHeadTheyCameIn(t *testing.T) {
+	head := strings.Repeat("x", 4096) + "tag-a tag-b" + "up; hit"
+	hdr := http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Key": {head[4096:4107]}, "Cache-Status": {head[4107:]}}
+	gone := weak.Make(unsafe.StringData(head))
+	e := NewFilling(200, hdr, policy.Policy{Store: true, Lifetime: time.Minute}, time.Unix(1_800_000_000, 0))
+	stored := e.Clone()
+	stored.Seal("k", hdr, "1.1 edge")
+	head, hdr, e = "", nil, nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the sealed entry keeps the head its fields came in")
+	}
+	if !slices.Equal(stored.Tags(), []string{"tag-a", "tag-b"}) || stored.Field("Cache-Status") != "up; hit" {
+		t.Fatalf("tags %q, Cache-Status %q", stored.Tags(), stored.Field("Cache-Status"))
+	}
+	runtime.KeepAlive(stored)
+
+	// A vary index keeps its field names, not the head they came in.
+	head = strings.Repeat("x", 4096) + "Accept-EncodingOrigin"
+	gone = weak.Make(unsafe.StringData(head))
+	idx := NewVaryIndex("k", []string{head[4096:4111], head[4111:]}, 1)
+	head = ""
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the vary index keeps the head its field names came in")
+	}
+	if fields, gen, ok := idx.VaryIndex(); !ok || gen != 1 || !slices.Equal(fields, []string{"Accept-Encoding", "Origin"}) {
+		t.Fatalf("vary index %q %d %v", fields, gen, ok)
+	}
 }

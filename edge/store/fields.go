@@ -201,10 +201,13 @@ func (e *Entry) Seal(key string, base http.Header, via string) {
 	if e.extra != nil {
 		x.vary, x.gen = e.extra.vary, e.extra.gen
 	}
+	// The tags and Cache-Status are copied: base's values may be parts
+	// of a larger string (the origin's whole head, as package origin's
+	// lean reader makes them), which the entry would keep for its life.
 	if sk := base.Get("Surrogate-Key"); sk != "" {
-		x.tags = strings.Fields(sk)
+		x.tags = strings.Fields(strings.Clone(sk))
 	}
-	x.cacheStatus = base.Get("Cache-Status")
+	x.cacheStatus = strings.Clone(base.Get("Cache-Status"))
 	e.extra = nil
 	if x.vary != nil || x.tags != nil || x.cacheStatus != "" {
 		e.extra = new(extra) // (x itself stays on the stack)
