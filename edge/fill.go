@@ -71,7 +71,7 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	out.GetBody = nil
 	out.ContentLength = 0
 	out.Close = false // the client's Connection: close is its own hop's
-	out.Header = r.Header.Clone()
+	out.Header = cloneWithRoom(r.Header, upstreamFields)
 	out.Trailer = r.Trailer.Clone()
 	out.TransferEncoding = slices.Clone(r.TransferEncoding)
 	out.Form, out.PostForm, out.MultipartForm = nil, nil, nil
@@ -103,6 +103,34 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	h.setForwarded(out.Header, r, host, scheme)
 	tracing.Propagate(r.Context(), r.Header, out.Header)
 	return out
+}
+
+// upstreamFields is how many fields a fill's request commonly gets that
+// the client's did not have: setForwarded's six and a traceparent.
+const upstreamFields = 7
+
+// cloneWithRoom is h.Clone() (a copy of h, the values in one slice) in a
+// map made for room more fields: a client's fields and a fill's own make
+// one table, not one grown (and rehashed) once the fill adds its own.
+// With no more than one field of its own, the map is as small as
+// Clone's (a single group of 8 slots holds them all).
+func cloneWithRoom(h http.Header, room int) http.Header {
+	nv := 0
+	for _, vv := range h {
+		nv += len(vv)
+	}
+	sv := make([]string, nv)
+	h2 := make(http.Header, len(h)+room)
+	for k, vv := range h {
+		if vv == nil {
+			h2[k] = nil // (as Clone keeps them)
+			continue
+		}
+		n := copy(sv, vv)
+		h2[k] = sv[:n:n]
+		sv = sv[n:]
+	}
+	return h2
 }
 
 // fillContext is the context of a fill's upstream request: the fill's
