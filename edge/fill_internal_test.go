@@ -55,6 +55,22 @@ func TestUpstreamRequestAllocations(t *testing.T) {
 	}
 }
 
+// A fill's request's context says which slice the fill fetches (the one
+// its request was built for, or none), whatever a parent context holds.
+func TestFillContextSlice(t *testing.T) {
+	sub := &sliceReq{}
+	parent := context.WithValue(context.Background(), sliceKey{}, &sliceReq{})
+	if got := sliceOf(&fillContext{Context: parent}); got != nil {
+		t.Errorf("a whole object's fill has slice %p", got)
+	}
+	if got := sliceOf(&fillContext{Context: parent, sub: sub}); got != sub {
+		t.Errorf("a slice's fill has slice %p, want %p", got, sub)
+	}
+	if got := (&fillContext{Context: parent}).Value(sliceKey{}); got != nil {
+		t.Errorf("Value(sliceKey) = %#v, want untyped nil", got)
+	}
+}
+
 // BenchmarkUpstreamRequest builds a fill's upstream request for a client
 // that sends no fields of its own (as wrk in the all-miss bench) and for
 // one that sends a browser's.
