@@ -149,8 +149,8 @@ type fillContext struct {
 
 // Value answers sliceKey with the fill's slice, none (nil) for a whole
 // object, without asking the parent: the fill fetches what its request
-// was built for, and its parent (the flight's context, under the
-// handler's) holds no slice anyway. sliceOf asks two or three times per
+// was built for, and its parent (the flight's context) holds no slice
+// anyway. sliceOf asks two or three times per
 // fill, and the walk up the parents was about 1 % of a miss's CPU. Every
 // other key is the parent's.
 func (c *fillContext) Value(key any) any {
