@@ -1,7 +1,10 @@
 package edge
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"testing"
 
 	"github.com/meridiancdn/meridian/edge/fill"
@@ -24,5 +27,82 @@ func TestNeedsCleaningFollowsRemoveHopByHop(t *testing.T) {
 		if got := needsCleaning(h); got != removed {
 			t.Errorf("%s: needsCleaning %v, but removed %v", name, got, removed)
 		}
+	}
+}
+
+// A fill's upstream request, for a client that sent no fields of its own,
+// is five allocations: the request with its context and URL (one
+// fillContext), the header map and its slots, the forwarding fields'
+// values, and a new traceparent. What it carries is checked by the
+// hostile, forwarding and key tests; this pins its cost.
+func TestUpstreamRequestAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	st := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}, origin: &url.URL{Scheme: "http", Host: "origin.test"}}
+	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a"}
+	r := httptest.NewRequest(http.MethodGet, "http://site.test/obj?x=1", nil)
+	r.RemoteAddr = "198.51.100.9:4711"
+	r.Header = http.Header{}
+	key := st.cacheKey(r)
+	var out *http.Request
+	if n := testing.AllocsPerRun(100, func() { out = h.upstreamRequest(context.Background(), st, key, r, nil) }); n > 5 {
+		t.Errorf("%v allocations, want 5", n)
+	}
+	if out.URL.String() != "http://origin.test/obj?x=1" || out.Host != "site.test" || len(out.Header["Traceparent"]) != 1 ||
+		out.Header.Get("Forwarded") != "for=198.51.100.9;host=site.test;proto=http" || fillInfoOf(out).Key != key || out.Context().Value(sliceKey{}) != nil {
+		t.Fatalf("upstream request %s Host %q, header %v, info %+v", out.URL, out.Host, out.Header, fillInfoOf(out))
+	}
+}
+
+// A fill's request's context says which slice the fill fetches (the one
+// its request was built for, or none), whatever a parent context holds.
+func TestFillContextSlice(t *testing.T) {
+	sub := &sliceReq{}
+	parent := context.WithValue(context.Background(), sliceKey{}, &sliceReq{})
+	if got := sliceOf(&fillContext{Context: parent}); got != nil {
+		t.Errorf("a whole object's fill has slice %p", got)
+	}
+	if got := sliceOf(&fillContext{Context: parent, sub: sub}); got != sub {
+		t.Errorf("a slice's fill has slice %p, want %p", got, sub)
+	}
+	if got := (&fillContext{Context: parent}).Value(sliceKey{}); got != nil {
+		t.Errorf("Value(sliceKey) = %#v, want untyped nil", got)
+	}
+}
+
+// BenchmarkUpstreamRequest builds a fill's upstream request for a client
+// that sends no fields of its own (as wrk in the all-miss bench) and for
+// one that sends a browser's.
+func BenchmarkUpstreamRequest(b *testing.B) {
+	st := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}, origin: &url.URL{Scheme: "http", Host: "origin.test"}}
+	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a"}
+	browser := http.Header{
+		"Accept":                    {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+		"Accept-Encoding":           {"gzip, deflate, br, zstd"},
+		"Accept-Language":           {"en-US,en;q=0.5"},
+		"Connection":                {"keep-alive"},
+		"Cookie":                    {"session=abc123; theme=dark"},
+		"Referer":                   {"https://site.test/"},
+		"Sec-Fetch-Dest":            {"document"},
+		"Sec-Fetch-Mode":            {"navigate"},
+		"Sec-Fetch-Site":            {"same-origin"},
+		"Upgrade-Insecure-Requests": {"1"},
+		"User-Agent":                {"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
+	}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{{"bare", http.Header{}}, {"browser", browser}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodGet, "http://site.test/obj?x=1", nil)
+			r.RemoteAddr = "198.51.100.9:4711"
+			r.Header = tc.header
+			key := st.cacheKey(r)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = h.upstreamRequest(context.Background(), st, key, r, nil)
+			}
+		})
 	}
 }

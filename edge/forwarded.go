@@ -219,7 +219,13 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 	// This hop's Forwarded element and its peer's address (X-Forwarded-For)
 	// are written in one buffer: the address is a substring of the element.
 	peer := peerOf(in.RemoteAddr)
-	elem := make([]byte, 0, len(`for="[]";host=;proto=`)+39+len(host)+len(scheme)) // 39: the longest IPv6 text
+	// The fields' values and, when it fits, the element's text share one
+	// allocation (a miss's upstream request is built on every fill).
+	fv := new(forwardedValues)
+	elem := fv.text[:0]
+	if need := len(`for="[]";host=;proto=`) + 39 + len(host) + len(scheme); need > len(fv.text) { // 39: the longest IPv6 text
+		elem = make([]byte, 0, need)
+	}
 	peerStr := ""
 	if peer.IsValid() {
 		elem = append(elem, "for="...)
@@ -252,10 +258,9 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 			}
 		}
 	}
-	// The fields' values share one allocation (a miss's upstream request
-	// is built on every fill); each field gets a full slice of its own,
-	// so an append to one cannot write into another.
-	vals := make([]string, 6)
+	// Each field gets a full slice of the values of its own, so an append
+	// to one cannot write into another.
+	vals := fv.vals[:]
 	one := func(name string, i int, v string) {
 		vals[i] = v
 		out[name] = vals[i : i+1 : i+1]
@@ -284,6 +289,15 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 	} else {
 		out["Cdn-Loop"] = append(loop[:len(loop):len(loop)], h.cfg.Name)
 	}
+}
+
+// forwardedValues are the values setForwarded gives a fill's request,
+// and the text of its Forwarded element (and X-Forwarded-For, a part of
+// it) when it fits: a host name up to 60 bytes with the longest IPv6
+// address.
+type forwardedValues struct {
+	vals [6]string
+	text [128]byte
 }
 
 // looped reports whether r's CDN-Loop field (RFC 8586) already names this

@@ -3,6 +3,7 @@ package edge
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -118,24 +119,41 @@ func TestSetForwardedFields(t *testing.T) {
 		{"192.0.2.7:5000", "203.0.113.1", "for=203.0.113.1", "192.0.2.7", "for=192.0.2.7;host=site.test;proto=https"}, // not trusted: dropped
 		{"198.51.100.2:5000", "203.0.113.1", "for=203.0.113.1", "203.0.113.1, 198.51.100.2", "for=203.0.113.1, for=198.51.100.2;host=site.test;proto=https"},
 	} {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.RemoteAddr = tc.remote
-		out := http.Header{}
-		if tc.xff != "" {
-			r.Header.Set("X-Forwarded-For", tc.xff)
-			r.Header.Set("Forwarded", tc.fwd)
-			out.Set("X-Forwarded-For", tc.xff)
-			out.Set("Forwarded", tc.fwd)
+		// A host name too long for the values' own buffer, too.
+		for _, host := range []string{"site.test", strings.Repeat("long-label.", 20) + "site.test"} {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tc.remote
+			out := http.Header{}
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+				r.Header.Set("Forwarded", tc.fwd)
+				out.Set("X-Forwarded-For", tc.xff)
+				out.Set("Forwarded", tc.fwd)
+			}
+			h.setForwarded(out, r, host, "https")
+			if got := out.Get("X-Forwarded-For"); got != tc.wantXFF {
+				t.Errorf("%s: X-Forwarded-For %q, want %q", tc.remote, got, tc.wantXFF)
+			}
+			wantFwd := strings.Replace(tc.wantFwd, "host=site.test", "host="+host, 1)
+			if got := out["Forwarded"]; len(got) != 1 || got[0] != wantFwd {
+				t.Errorf("%s: Forwarded %q, want %q", tc.remote, got, wantFwd)
+			}
+			if got := out.Get("X-Forwarded-Host") + " " + out.Get("X-Forwarded-Proto"); got != host+" https" {
+				t.Errorf("%s: X-Forwarded-Host and -Proto %q", tc.remote, got)
+			}
 		}
-		h.setForwarded(out, r, "site.test", "https")
-		if got := out.Get("X-Forwarded-For"); got != tc.wantXFF {
-			t.Errorf("%s: X-Forwarded-For %q, want %q", tc.remote, got, tc.wantXFF)
-		}
-		if got := out["Forwarded"]; len(got) != 1 || got[0] != tc.wantFwd {
-			t.Errorf("%s: Forwarded %q, want %q", tc.remote, got, tc.wantFwd)
-		}
-		if got := out.Get("X-Forwarded-Host") + " " + out.Get("X-Forwarded-Proto"); got != "site.test https" {
-			t.Errorf("%s: X-Forwarded-Host and -Proto %q", tc.remote, got)
-		}
+	}
+}
+
+// setForwarded's values and its element's text are one allocation for a
+// host name of common length, on every fill's request.
+func TestSetForwardedAllocations(t *testing.T) {
+	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a"}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "[2001:db8:1234:5678:9abc:def0:1234:5678]:1"
+	out := http.Header{}
+	h.setForwarded(out, r, "a-host-name-of-some-length.example.com", "https") // (the map's own growth, once)
+	if n := testing.AllocsPerRun(100, func() { h.setForwarded(out, r, "a-host-name-of-some-length.example.com", "https") }); n != 1 {
+		t.Errorf("%v allocations, want 1", n)
 	}
 }

@@ -84,7 +84,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 	rest := s[eol+1 : len(s)-2]
 	n := lines - 1
 	h := make(http.Header, n)
-	values := make([]string, n)
+	resp, values := newResponse(n)
 	length := int64(-1)
 	for i := 0; len(rest) > 0; i++ {
 		eol := strings.IndexByte(rest, '\n')
@@ -161,7 +161,7 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		return nil, false
 	}
 	br.Discard(len(head))
-	return &http.Response{
+	*resp = http.Response{
 		Status:        status,
 		StatusCode:    code,
 		Proto:         "HTTP/1.1",
@@ -170,7 +170,30 @@ func readSimpleResponse(br *bufio.Reader, req *http.Request) (*http.Response, bo
 		Header:        h,
 		ContentLength: length,
 		Request:       req,
-	}, true
+	}
+	return resp, true
+}
+
+// newResponse returns a Response to fill in and room for the values of
+// its n field lines, in one allocation for a head of up to 24 fields
+// (most answers): the header's value slices keep the Response, as the
+// Response keeps the header.
+func newResponse(n int) (*http.Response, []string) {
+	switch {
+	case n <= 8:
+		x := new(struct {
+			resp http.Response
+			vals [8]string
+		})
+		return &x.resp, x.vals[:n]
+	case n <= 24:
+		x := new(struct {
+			resp http.Response
+			vals [24]string
+		})
+		return &x.resp, x.vals[:n]
+	}
+	return new(http.Response), make([]string, n)
 }
 
 // crlfHeadEnd finds the end of the head at the start of buf, going on

@@ -38,6 +38,11 @@ func FuzzSimpleResponse(f *testing.F) {
 	f.Add("\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	f.Add("HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok")
 	f.Add("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\nX: y\r\n\r\nok")
+	// Heads around the sizes whose values share the Response's
+	// allocation (newResponse), a repeated name among them.
+	for _, n := range []int{7, 8, 9, 23, 24, 25, 40} {
+		f.Add("HTTP/1.1 200 OK\r\n" + strings.Repeat("X-A: 1\r\nX-B: 2\r\n", n/2) + strings.Repeat("X-C: 3\r\n", n%2) + "Content-Length: 2\r\n\r\nok")
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		req := &http.Request{Method: http.MethodGet}
 		br := bufio.NewReaderSize(strings.NewReader(s), 4096)
@@ -73,11 +78,32 @@ func FuzzSimpleResponse(f *testing.F) {
 	})
 }
 
+// typicalHead is a typical origin answer's head.
+const typicalHead = "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nCache-Control: public, max-age=3600\r\n" +
+	"Content-Length: 1024\r\nContent-Type: application/octet-stream\r\nDate: Mon, 07 Dec 2026 03:00:00 GMT\r\n" +
+	"Etag: \"5f3c-400\"\r\nLast-Modified: Sun, 06 Dec 2026 12:00:00 GMT\r\nvary: Accept-Encoding\r\n\r\n"
+
+// A typical head is read in five allocations: the head's string, the
+// header map and its one group of slots, the Response with the values'
+// slice, and the canonical name of its one field sent in lower case.
+func TestReadSimpleResponseAllocations(t *testing.T) {
+	req := &http.Request{Method: http.MethodGet}
+	r := strings.NewReader(typicalHead)
+	br := bufio.NewReaderSize(r, 4096)
+	if n := testing.AllocsPerRun(100, func() {
+		r.Reset(typicalHead)
+		br.Reset(r)
+		if _, ok := readSimpleResponse(br, req); !ok {
+			t.Fatal("declined")
+		}
+	}); n != 5 {
+		t.Errorf("%v allocations, want 5", n)
+	}
+}
+
 // BenchmarkReadSimpleResponse parses a typical origin answer's head.
 func BenchmarkReadSimpleResponse(b *testing.B) {
-	const head = "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nCache-Control: public, max-age=3600\r\n" +
-		"Content-Length: 1024\r\nContent-Type: application/octet-stream\r\nDate: Mon, 07 Dec 2026 03:00:00 GMT\r\n" +
-		"Etag: \"5f3c-400\"\r\nLast-Modified: Sun, 06 Dec 2026 12:00:00 GMT\r\nvary: Accept-Encoding\r\n\r\n"
+	const head = typicalHead
 	req := &http.Request{Method: http.MethodGet}
 	r := strings.NewReader(head)
 	br := bufio.NewReaderSize(r, 4096)

@@ -95,17 +95,43 @@ type extra struct {
 // NewFilling is an entry for a response being filled: its status, its
 // fields as the origin sent them (kept, not copied, until Seal), its
 // reuse policy, and when it arrived. Its body is set with SetBody.
+//
+// The entry and its extra (which holds hdr) are one allocation, so the
+// entry is not to be stored itself: what is stored is a sealed Clone,
+// which lets go of it (Seal drops the filling extra), so that a stored
+// entry does not keep a filling one's memory.
 func NewFilling(status int, hdr http.Header, pol policy.Policy, respTime time.Time) *Entry {
-	e := &Entry{data: data{status: uint16(status), respTime: respTime.UnixNano(), extra: &extra{header: hdr}}}
-	e.setPolicy(pol)
-	return e
+	f := &filling{x: extra{header: hdr}}
+	f.e.data = data{status: uint16(status), respTime: respTime.UnixNano(), extra: &f.x}
+	f.e.setPolicy(pol)
+	return &f.e
+}
+
+// filling is an entry being filled and its extra, in one allocation (see
+// NewFilling).
+type filling struct {
+	e Entry
+	x extra
 }
 
 // NewVaryIndex is a vary index stored at the primary key key, for the
 // Vary field names fields; gen is the generation that the keys of its
 // variants carry.
 func NewVaryIndex(key string, fields []string, gen uint64) *Entry {
-	return &Entry{data: data{meta: key, keyLen: uint32(len(key)), extra: &extra{vary: fields, gen: gen}}}
+	return &Entry{data: data{meta: key, keyLen: uint32(len(key)), extra: &extra{vary: ownCopy(fields), gen: gen}}}
+}
+
+// ownCopy copies ss into strings of its own (one allocation for all of
+// them): a Vary field's names may be parts of a larger string (the
+// origin's whole head, as package origin's lean reader makes them), which
+// a stored entry would otherwise keep for its life.
+func ownCopy(ss []string) []string {
+	all := strings.Join(ss, "")
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i], all = all[:len(s)], all[len(s):]
+	}
+	return out
 }
 
 // setPolicy records the parts of pol that reuse needs.

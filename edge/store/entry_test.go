@@ -4,10 +4,13 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 
 	"github.com/meridiancdn/meridian/edge/policy"
 )
@@ -115,5 +118,90 @@ func TestEntryPolicyRoundTrip(t *testing.T) {
 	}
 	if age := e.CurrentAge(time.Unix(10, 0)); age != 11500*time.Millisecond {
 		t.Fatalf("current age %v", age)
+	}
+}
+
+// An entry being filled is one allocation with what it holds apart
+// (its extra: the origin's header), and the sealed Clone that is stored
+// does not keep it: once its readers let go of the filling entry, the
+// collector takes it while the stored entry lives on.
+func TestFillingEntryIsOneAllocationAndNotKeptByItsStoredClone(t *testing.T) {
+	hdr := http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Key": {"a b"}, "Cache-Status": {"up; hit"}}
+	now := time.Unix(1_800_000_000, 0)
+	pol := policy.Policy{Store: true, Lifetime: time.Minute}
+	if n := testing.AllocsPerRun(100, func() { _ = NewFilling(200, hdr, pol, now) }); n != 1 {
+		t.Errorf("NewFilling: %v allocations, want 1", n)
+	}
+	e := NewFilling(200, hdr, pol, now)
+	gone := weak.Make(e)
+	stored := e.Clone()
+	stored.SetBody([]byte("body"))
+	stored.Seal("k", hdr, "1.1 edge")
+	e = nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the stored clone keeps the filling entry")
+	}
+	if got := stored.Field("Cache-Control"); got != "max-age=60" || stored.Filling() != nil || !slices.Equal(stored.Tags(), []string{"a", "b"}) || stored.Field("Cache-Status") != "up; hit" {
+		t.Fatalf("stored clone: Cache-Control %q, filling %v, tags %q", got, stored.Filling(), stored.Tags())
+	}
+	runtime.KeepAlive(stored)
+}
+
+// A sealed entry, or a vary index, keeps no part of the strings its
+// header's values were cut from (package origin's lean reader cuts them
+// all from the origin's head): its surrogate keys, upstream Cache-Status
+// and Vary names are its own, so a stored entry costs what it is charged,
+// not the whole head.
+func TestStoredEntriesKeepNoneOfTheHeadTheyCameIn(t *testing.T) {
+	head := strings.Repeat("x", 4096) + "tag-a tag-b" + "up; hit"
+	hdr := http.Header{"Cache-Control": {"max-age=60"}, "Surrogate-Key": {head[4096:4107]}, "Cache-Status": {head[4107:]}}
+	gone := weak.Make(unsafe.StringData(head))
+	e := NewFilling(200, hdr, policy.Policy{Store: true, Lifetime: time.Minute}, time.Unix(1_800_000_000, 0))
+	stored := e.Clone()
+	stored.Seal("k", hdr, "1.1 edge")
+	head, hdr, e = "", nil, nil
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the sealed entry keeps the head its fields came in")
+	}
+	if !slices.Equal(stored.Tags(), []string{"tag-a", "tag-b"}) || stored.Field("Cache-Status") != "up; hit" {
+		t.Fatalf("tags %q, Cache-Status %q", stored.Tags(), stored.Field("Cache-Status"))
+	}
+	runtime.KeepAlive(stored)
+
+	// A vary index keeps its field names, not the head they came in.
+	head = strings.Repeat("x", 4096) + "Accept-EncodingOrigin"
+	gone = weak.Make(unsafe.StringData(head))
+	idx := NewVaryIndex("k", []string{head[4096:4111], head[4111:]}, 1)
+	head = ""
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Fatal("the vary index keeps the head its field names came in")
+	}
+	if fields, gen, ok := idx.VaryIndex(); !ok || gen != 1 || !slices.Equal(fields, []string{"Accept-Encoding", "Origin"}) {
+		t.Fatalf("vary index %q %d %v", fields, gen, ok)
+	}
+}
+
+// BenchmarkSeal seals a typical 1 KiB miss's entry (a fill's clone of its
+// filling entry, as stored): the fields' wire-form blocks, the shared one
+// interned.
+func BenchmarkSeal(b *testing.B) {
+	hdr := http.Header{
+		"Cache-Control":  {"public, max-age=3600"},
+		"Content-Length": {"1024"},
+		"Content-Type":   {"application/octet-stream"},
+		"Date":           {"Mon, 07 Dec 2026 03:00:00 GMT"},
+		"Etag":           {`"5f3c-400"`},
+		"Last-Modified":  {"Sun, 06 Dec 2026 12:00:00 GMT"},
+		"Vary":           {"Accept-Encoding"},
+		"X-Demo-Count":   {"1"},
+	}
+	e := NewFilling(200, hdr, policy.Policy{Store: true, Lifetime: time.Hour}, time.Unix(1_796_612_400, 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		c := e.Clone()
+		c.Seal("bench.test/miss/obj?size=1024", hdr, "1.1 bench")
 	}
 }

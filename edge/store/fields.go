@@ -27,44 +27,35 @@ import (
 // line by line. Fields a hit computes (Age, Cache-Status, Content-Length)
 // are in neither.
 
-// sharedFields are the fields that go to the shared block.
-var sharedFields = map[string]bool{
-	"Accept-Ranges":                    true,
-	"Access-Control-Allow-Credentials": true,
-	"Access-Control-Allow-Headers":     true,
-	"Access-Control-Allow-Methods":     true,
-	"Access-Control-Allow-Origin":      true,
-	"Access-Control-Expose-Headers":    true,
-	"Access-Control-Max-Age":           true,
-	"Alt-Svc":                          true,
-	"Cache-Control":                    true,
-	"Cdn-Cache-Control":                true,
-	"Content-Encoding":                 true,
-	"Content-Language":                 true,
-	"Content-Security-Policy":          true,
-	"Content-Type":                     true,
-	"Cross-Origin-Embedder-Policy":     true,
-	"Cross-Origin-Opener-Policy":       true,
-	"Cross-Origin-Resource-Policy":     true,
-	"Permissions-Policy":               true,
-	"Referrer-Policy":                  true,
-	"Server":                           true,
-	"Strict-Transport-Security":        true,
-	"Surrogate-Control":                true,
-	"Timing-Allow-Origin":              true,
-	"Vary":                             true,
-	"Via":                              true,
-	"X-Content-Type-Options":           true,
-	"X-Frame-Options":                  true,
-	"X-Xss-Protection":                 true,
+// sharedField reports whether a field goes to the shared block. (A
+// switch, where a map lookup hashed the name: it runs for every field of
+// every fill, twice.)
+func sharedField(name string) bool {
+	switch name {
+	case "Accept-Ranges", "Access-Control-Allow-Credentials",
+		"Access-Control-Allow-Headers", "Access-Control-Allow-Methods",
+		"Access-Control-Allow-Origin", "Access-Control-Expose-Headers",
+		"Access-Control-Max-Age", "Alt-Svc", "Cache-Control",
+		"Cdn-Cache-Control", "Content-Encoding", "Content-Language",
+		"Content-Security-Policy", "Content-Type",
+		"Cross-Origin-Embedder-Policy", "Cross-Origin-Opener-Policy",
+		"Cross-Origin-Resource-Policy", "Permissions-Policy",
+		"Referrer-Policy", "Server", "Strict-Transport-Security",
+		"Surrogate-Control", "Timing-Allow-Origin", "Vary", "Via",
+		"X-Content-Type-Options", "X-Frame-Options", "X-Xss-Protection":
+		return true
+	}
+	return false
 }
 
-// computedFields are never stored in a block: a hit writes its own.
-var computedFields = map[string]bool{
-	"Age":            true,
-	"Cache-Status":   true,
-	"Content-Length": true,
-	"Surrogate-Key":  true,
+// computedField reports whether a field is never stored in a block: a
+// hit writes its own.
+func computedField(name string) bool {
+	switch name {
+	case "Age", "Cache-Status", "Content-Length", "Surrogate-Key":
+		return true
+	}
+	return false
 }
 
 // fieldBlocks renders base as a sealed entry keeps it: with via appended
@@ -76,72 +67,75 @@ var computedFields = map[string]bool{
 // own is prefix followed by the own block, in one allocation. base is not
 // modified: it may be read concurrently.
 func fieldBlocks(dst []byte, base http.Header, via string, acceptRanges, skipDate bool, prefix string) (shared []byte, own string) {
-	added := func(name string) bool { return name == "Via" || acceptRanges && name == "Accept-Ranges" }
-	var nameBuf [32]string // most responses have fewer fields: no allocation
-	names := nameBuf[:0]
-	for name := range base {
-		if !computedFields[name] && !(skipDate && name == "Date") && !added(name) {
-			names = append(names, name)
+	// The fields to write, with their values, found in one pass over
+	// base: no lookup by name after it.
+	var fieldBuf [32]blockField // most responses have fewer fields: no allocation
+	fields := fieldBuf[:0]
+	for name, vs := range base {
+		if computedField(name) || skipDate && name == "Date" || name == "Via" || acceptRanges && name == "Accept-Ranges" {
+			continue
 		}
+		fields = append(fields, blockField{name: name, values: vs, shared: sharedField(name)})
 	}
-	names = append(names, "Via")
+	fields = append(fields, blockField{name: "Via", values: base["Via"], extra: via, shared: true})
 	if acceptRanges {
-		names = append(names, "Accept-Ranges")
+		fields = append(fields, blockField{name: "Accept-Ranges", extra: "bytes", shared: true})
 	}
-	slices.Sort(names)
-	values := func(name string) (vs []string, extra string) {
-		switch {
-		case name == "Via":
-			return base["Via"], via
-		case acceptRanges && name == "Accept-Ranges":
-			return nil, "bytes"
-		}
-		return base[name], ""
-	}
+	slices.SortFunc(fields, func(a, b blockField) int { return strings.Compare(a.name, b.name) })
 	ownSize := 0
-	for _, name := range names {
-		if !sharedFields[name] {
-			vs, extra := values(name)
-			for _, v := range vs {
-				ownSize += len(name) + len(v) + 4
+	for i := range fields {
+		if f := &fields[i]; !f.shared {
+			for _, v := range f.values {
+				ownSize += len(f.name) + len(v) + 4
 			}
-			if extra != "" {
-				ownSize += len(name) + len(extra) + 4
+			if f.extra != "" {
+				ownSize += len(f.name) + len(f.extra) + 4
 			}
 		}
 	}
 	ob := make([]byte, len(prefix), len(prefix)+ownSize)
 	copy(ob, prefix)
-	for _, name := range names {
-		vs, extra := values(name)
-		if sharedFields[name] {
-			for _, v := range vs {
-				dst = appendFieldLine(dst, name, v)
-			}
-			if extra != "" {
-				dst = appendFieldLine(dst, name, extra)
-			}
+	for i := range fields {
+		if f := &fields[i]; f.shared {
+			dst = f.appendLines(dst)
 		} else {
-			for _, v := range vs {
-				ob = appendFieldLine(ob, name, v)
-			}
-			if extra != "" {
-				ob = appendFieldLine(ob, name, extra)
-			}
+			ob = f.appendLines(ob)
 		}
 	}
 	return dst, unsafe.String(unsafe.SliceData(ob), len(ob)) // ob is not written again
 }
 
+// blockField is a field fieldBlocks writes: its values, then extra (this
+// cache's own, when not ""), in the shared block or the own one.
+type blockField struct {
+	name   string
+	values []string
+	extra  string
+	shared bool
+}
+
+// appendLines appends the field's lines to b.
+func (f *blockField) appendLines(b []byte) []byte {
+	for _, v := range f.values {
+		b = appendFieldLine(b, f.name, v)
+	}
+	if f.extra != "" {
+		b = appendFieldLine(b, f.name, f.extra)
+	}
+	return b
+}
+
 func appendFieldLine(b []byte, name, value string) []byte {
 	b = append(b, name...)
 	b = append(b, ": "...)
-	for i := 0; i < len(value); i++ {
-		c := value[i]
-		if c == '\r' || c == '\n' {
-			c = ' '
+	start := len(b)
+	b = append(b, value...)
+	if strings.IndexByte(value, '\r') >= 0 || strings.IndexByte(value, '\n') >= 0 {
+		for i := start; i < len(b); i++ {
+			if b[i] == '\r' || b[i] == '\n' {
+				b[i] = ' '
+			}
 		}
-		b = append(b, c)
 	}
 	return append(b, "\r\n"...)
 }
@@ -201,10 +195,13 @@ func (e *Entry) Seal(key string, base http.Header, via string) {
 	if e.extra != nil {
 		x.vary, x.gen = e.extra.vary, e.extra.gen
 	}
+	// The tags and Cache-Status are copied: base's values may be parts
+	// of a larger string (the origin's whole head, as package origin's
+	// lean reader makes them), which the entry would keep for its life.
 	if sk := base.Get("Surrogate-Key"); sk != "" {
-		x.tags = strings.Fields(sk)
+		x.tags = strings.Fields(strings.Clone(sk))
 	}
-	x.cacheStatus = base.Get("Cache-Status")
+	x.cacheStatus = strings.Clone(base.Get("Cache-Status"))
 	e.extra = nil
 	if x.vary != nil || x.tags != nil || x.cacheStatus != "" {
 		e.extra = new(extra) // (x itself stays on the stack)

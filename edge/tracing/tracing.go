@@ -106,7 +106,7 @@ var w3c = propagation.TraceContext{}
 // carries (a new trace when it has none), named after its method, and
 // returns r with the span in its context. End it with End.
 func (t *Tracer) Start(r *http.Request, node string) (*http.Request, trace.Span) {
-	ctx := w3c.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := w3c.Extract(r.Context(), fieldCarrier(r.Header))
 	ctx, span := t.tr.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(time.Now()),
 		trace.WithAttributes(
@@ -151,7 +151,7 @@ func Propagate(ctx context.Context, in, out http.Header) {
 		w3c.Inject(ctx, propagation.HeaderCarrier(out))
 		return
 	}
-	if sc := w3c.Extract(context.Background(), propagation.HeaderCarrier(in)); trace.SpanContextFromContext(sc).IsValid() {
+	if sc := w3c.Extract(context.Background(), fieldCarrier(in)); trace.SpanContextFromContext(sc).IsValid() {
 		psc := trace.SpanContextFromContext(sc)
 		out["Traceparent"] = []string{in.Get("Traceparent")}
 		if ts := psc.TraceState().String(); ts != "" && len(ts) <= maxTracestate {
@@ -164,6 +164,32 @@ func Propagate(ctx context.Context, in, out http.Header) {
 	out["Traceparent"] = newTraceparent()
 	delete(out, "Tracestate")
 }
+
+// fieldCarrier is a request's header as the carrier the W3C propagator
+// extracts from. It looks the propagator's lower-case names up by their
+// canonical forms (Traceparent, Tracestate), where propagation's
+// HeaderCarrier canonicalizes them on every call, which allocates a
+// string for every request that Propagate reads.
+type fieldCarrier http.Header
+
+var _ propagation.TextMapCarrier = fieldCarrier{}
+
+// Get returns the first value of the field key.
+func (c fieldCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		key = "Traceparent"
+	case "tracestate":
+		key = "Tracestate"
+	}
+	return http.Header(c).Get(key)
+}
+
+// Set sets the field key to value.
+func (c fieldCarrier) Set(key, value string) { http.Header(c).Set(key, value) }
+
+// Keys lists the fields' names.
+func (c fieldCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
 // maxTracestate bounds the tracestate passed on: the length W3C Trace
 // Context asks every vendor to propagate; a longer one is dropped whole

@@ -79,3 +79,28 @@ func TestTracerStartPropagate(t *testing.T) {
 		t.Fatalf("a 503's span status %v", spans[0].Status)
 	}
 }
+
+// Propagate's work on every fill allocates no more than what it puts in
+// the upstream header: a new traceparent's value (one allocation) for a
+// client that sent none, and nothing to read the client's fields by the
+// propagator's lower-case names.
+func TestPropagateAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	in, out := http.Header{"Accept": {"*/*"}}, http.Header{}
+	if n := testing.AllocsPerRun(100, func() { tracing.Propagate(context.Background(), in, out) }); n > 1 {
+		t.Errorf("no client traceparent: %v allocations, want 1 (the new value)", n)
+	}
+	if out := out["Traceparent"]; len(out) != 1 || !traceparentRE.MatchString(out[0]) {
+		t.Fatalf("new traceparent %q", out)
+	}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	in = http.Header{"Traceparent": {tp}}
+	if n := testing.AllocsPerRun(100, func() { tracing.Propagate(context.Background(), in, out) }); n > 3 {
+		t.Errorf("a client's traceparent: %v allocations, want at most 3 (the propagator's context and the value)", n)
+	}
+	if got := out["Traceparent"]; len(got) != 1 || got[0] != tp {
+		t.Fatalf("client traceparent passed as %q", got)
+	}
+}
