@@ -636,6 +636,14 @@ func (b *h1Body) Read(buf []byte) (int, error) {
 	return n, b.fail(kind, withCause(err, cause))
 }
 
+// Buffered reports whether the rest of the body, of known length, is in
+// the connection's buffer already: reading it will not wait on the
+// network. Only the body's reader may ask (it reads remain).
+func (b *h1Body) Buffered() bool {
+	return b.body == nil && b.err == nil && b.state.Load() == 0 && !b.closed.Load() &&
+		int64(b.c.br.Buffered()) >= b.remain
+}
+
 // readRemain reads the rest of a body of known length from the
 // connection's reader, as net/http's body over an io.LimitedReader does:
 // io.EOF with its last bytes, io.ErrUnexpectedEOF if the connection ends

@@ -627,6 +627,14 @@ func (b *poolBody) checkIdle(cancel context.CancelCauseFunc) {
 	b.idle.Reset(next)
 }
 
+// Buffered reports whether the rest of the body is in memory already,
+// so that reading it will not wait (see h1Body.Buffered); false for a
+// body that cannot tell.
+func (b *poolBody) Buffered() bool {
+	bb, ok := b.rc.(interface{ Buffered() bool })
+	return ok && b.err == nil && bb.Buffered()
+}
+
 func (b *poolBody) Read(buf []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
