@@ -190,7 +190,12 @@ var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-
 // ctx is the fill's own: it ends when every party left (errAbandoned, see
 // Handler.leave), at the site's first-byte timeout, or when the handler
 // closes. out's context is under it (see startFill).
-func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry) {
+//
+// inline says the fill runs on its leader's goroutine (startFillInline):
+// then a body that is not whole in the origin client's buffer once the
+// head is published is read on a worker, and handedOff reports that the
+// rest of the fill, its cleanup and its backgroundDone went there.
+func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string, out *http.Request, stale *store.Entry, inline bool) (handedOff bool) {
 	key, shared := f.key, f.shared
 	info := fillInfoOf(out)
 	cache := h.cache.Load()
@@ -198,7 +203,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// to the leader, whose body ends it when closed (cancelOnClose).
 	passed := false
 	defer func() {
-		if !passed {
+		if !passed && !handedOff {
 			f.cancel(nil)
 		}
 	}()
@@ -221,7 +226,11 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 		f.publish(res)
 	}
 	mem := &fillMemory{budget: h.inflight, wait: cache.InflightWait}
-	defer mem.release()
+	defer func() {
+		if !handedOff {
+			mem.release()
+		}
+	}()
 	// Admission: a fill holds at least a first chunk of the in-flight
 	// budget; when that is full, new misses wait briefly, then fail
 	// (503, or a stale copy) without reaching upstream.
@@ -242,6 +251,10 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	if h.stopFirstByte(firstByte) && err == nil {
 		resp.Body.Close() // the timeout passed just as the headers came
 		err = errFirstByteTimeout
+	}
+	if inline && !f.ctx.headWait.CompareAndSwap(headWaiting, 0) && err == nil {
+		resp.Body.Close() // StopWaiting took the fill just as the headers came
+		err = errDraining
 	}
 	if err != nil && context.Cause(ctx) == errFirstByteTimeout && !errors.Is(err, errFirstByteTimeout) {
 		err = fmt.Errorf("%w: %w", errFirstByteTimeout, err)
@@ -454,36 +467,59 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			return sp
 		}
 	}
-	var n int64
-	if sp != nil {
-		n, err = spoolInto(ctx, body, resp.Body, sp, 0, mem, maxObj, resp.ContentLength, storeOnDisk, onStream)
-	} else {
-		n, err = readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream, toDisk, storeOnDisk)
-	}
-	resp.Body.Close()
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = io.ErrUnexpectedEOF
-	}
-	if sp != nil && err != nil {
-		sp.Abort() // (after a commit: nothing to undo)
-	}
-	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w: %w", cause, err)
+	readBody := func() {
+		var n int64
+		if sp != nil {
+			n, err = spoolInto(ctx, body, resp.Body, sp, 0, mem, maxObj, resp.ContentLength, storeOnDisk, onStream)
+		} else {
+			n, err = readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream, toDisk, storeOnDisk)
 		}
-		// Unregistered first: a request that comes once this fill's
-		// readers see the error must start a fill of its own, not join
-		// this failed one.
-		unregister()
-		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
-		return
+		resp.Body.Close()
+		if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
+		if sp != nil && err != nil {
+			sp.Abort() // (after a commit: nothing to undo)
+		}
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w: %w", cause, err)
+			}
+			// Unregistered first: a request that comes once this fill's
+			// readers see the error must start a fill of its own, not join
+			// this failed one.
+			unregister()
+			body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
+			return
+		}
+		if beforeLast == nil && !body.streamed() && sp == nil {
+			// Length unknown (or empty): readers learn the end only from
+			// finish, which comes after this.
+			storeEntry(body.bytes())
+		}
+		body.finish(nil)
 	}
-	if beforeLast == nil && !body.streamed() && sp == nil {
-		// Length unknown (or empty): readers learn the end only from
-		// finish, which comes after this.
-		storeEntry(body.bytes())
+	if inline && (sp != nil || !bodyBuffered(resp.Body)) {
+		// The leader answers now and streams the body as it comes.
+		handedOff = true
+		h.dispatch(func() {
+			defer f.cancel(nil)
+			defer mem.release()
+			readBody()
+		})
+		return true
 	}
-	body.finish(nil)
+	readBody()
+	return false
+}
+
+// bodyBuffered reports whether the rest of an origin's body is in memory
+// already, so that reading it will not wait on the network (the lean
+// client's body says so: origin's h1Body.Buffered). Any other body may
+// wait.
+func bodyBuffered(b io.Reader) bool {
+	bb, ok := b.(interface{ Buffered() bool })
+	return ok && bb.Buffered()
 }
 
 // refreshInMemory is the fill's result for a stale entry refreshed by a

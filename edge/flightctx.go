@@ -4,6 +4,13 @@ import (
 	"context"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
+)
+
+// The states of flightContext.headWait.
+const (
+	headWaiting = 1
+	headDrained = 2
 )
 
 // flightContext is the context of a flight's fill. It is not a child of
@@ -32,6 +39,13 @@ type flightContext struct {
 	ended    bool
 	abort    func() // the AfterFunc slot; nil when free
 	abortGen uint64 // counts the slot's registrations, so that a stale stop is a no-op
+
+	// headWait says whether a leader waits on its own goroutine for
+	// the fill's head (startFillInline): headWaiting while it does,
+	// headDrained once StopWaiting took the fill (endHeadWaits), else
+	// 0. The fill and endHeadWaits each change it by compare-and-swap,
+	// so only one of them decides.
+	headWait atomic.Int32
 
 	// guarded by list.mu
 	prev, next *flightContext
@@ -168,4 +182,21 @@ func (l *fillList) len() int {
 		n++
 	}
 	return n
+}
+
+// endHeadWaits ends, with cause, every listed context whose leader waits
+// for the fill's head on its own goroutine (headWait), outside the
+// list's lock.
+func (l *fillList) endHeadWaits(cause error) {
+	l.mu.Lock()
+	var taken []*flightContext
+	for c := l.head; c != nil; c = c.next {
+		if c.headWait.CompareAndSwap(headWaiting, headDrained) {
+			taken = append(taken, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range taken {
+		c.end(cause)
+	}
 }

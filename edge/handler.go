@@ -428,7 +428,7 @@ func (h *Handler) Close() error {
 	}
 	// Before closedBit, so that work refused by background sees the
 	// contexts ended already.
-	h.stopWaiting()
+	h.stopWaitingAll()
 	h.cancel()
 	old := h.life.Or(closedBit)
 	if old&closedBit != 0 {
@@ -468,22 +468,40 @@ func (h *Handler) Close() error {
 // background work that ran at once, and end between one and two
 // workerIdle after their last piece, or when Close is called.
 func (h *Handler) background(fn func()) bool {
+	if !h.admit() {
+		return false
+	}
+	h.dispatch(fn)
+	return true
+}
+
+// admit counts one piece of work that Close waits for, unless the
+// handler is closed (then it reports false). The work ends with
+// backgroundDone, or is handed to a worker by dispatch, which calls it.
+// A fill that runs on its leader's goroutine is admitted so too (see
+// startFillInline).
+func (h *Handler) admit() bool {
 	for {
 		n := h.life.Load()
 		if n&closedBit != 0 {
 			return false
 		}
 		if h.life.CompareAndSwap(n, n+1) {
-			break
+			return true
 		}
 	}
+}
+
+// dispatch runs fn, admitted already, on a worker (see background).
+// Close closes jobs only once every admitted piece has ended, so the
+// send cannot meet a closed channel.
+func (h *Handler) dispatch(fn func()) {
 	select {
 	case h.jobs <- fn:
 	default:
 		h.workers.Add(1)
 		go h.worker(fn)
 	}
-	return true
 }
 
 // workerIdle is how long a worker of background waits for more work.
@@ -549,7 +567,16 @@ func (h *Handler) isClosed() bool { return h.life.Load()&closedBit != 0 }
 // before its drain deadline, so that a request that cannot finish in
 // time gets a clean answer rather than a connection closed without one.
 // Bodies already being sent go on until the deadline.
-func (h *Handler) StopWaiting() { h.stopWaiting() }
+func (h *Handler) StopWaiting() { h.stopWaitingAll() }
+
+// stopWaitingAll ends draining, which the requests waiting on a fill
+// run by a worker watch, and then ends the fills whose leaders wait on
+// their own goroutine for the response's head (startFillInline): their
+// leaders then answer as answerDraining does.
+func (h *Handler) stopWaitingAll() {
+	h.stopWaiting()
+	h.fills.endHeadWaits(errDraining)
+}
 
 // StoreStats reports how many entries the store holds, the bytes they are
 // charged, and how many entries were evicted to make room.

@@ -193,13 +193,32 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 	staleWait := h.staleWait(st, stale)
 	for attempt := 0; ; attempt++ {
 		var f *flight
-		leader := true
+		leader, inline := true, false
 		if coalesce && remember {
-			if f, leader = h.joinOrStart(st, key, primary, r, stale, w, epoch); f == nil {
+			var ctx context.Context
+			if f, leader, ctx = h.joinOrNew(key, w, epoch); f == nil {
 				return false
+			}
+			// The leader runs the fill up to its head itself, unless a
+			// stale copy may stand in after staleWait (the fill then
+			// goes on without it) or the node stops waiting already.
+			if inline = ctx != nil && staleWait == 0 && h.draining.Err() == nil; inline {
+				if h.startFillInline(ctx, f, st, primary, r, stale) {
+					return true // the client left: the flight was left for it
+				}
+			} else if ctx != nil {
+				h.startFill(ctx, f, st, primary, r, stale)
 			}
 		} else {
 			f = h.startSolo(st, key, primary, r, stale, w, remember)
+		}
+		if inline && f.ctx.headWait.Load() == headDrained {
+			// StopWaiting ended the fill while this leader waited for
+			// its head: answered as the waiters in the select below are.
+			f.abandon()
+			h.leave(f)
+			h.answerDraining(w, r, st, stale, cs)
+			return true
 		}
 		var early <-chan time.Time
 		if staleWait > 0 {
