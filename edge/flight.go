@@ -115,6 +115,14 @@ func (f *flight) publish(res fillResult) {
 	close(f.done)
 }
 
+// isPublished reports whether the result is out (f.done is closed),
+// without a select.
+func (f *flight) isPublished() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.published
+}
+
 // abandon is called by a leader whose client went away before the result.
 func (f *flight) abandon() {
 	f.stopHints()

@@ -220,37 +220,41 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			h.answerDraining(w, r, st, stale, cs)
 			return true
 		}
-		var early <-chan time.Time
-		if staleWait > 0 {
-			t := time.NewTimer(staleWait)
-			defer t.Stop()
-			early = t.C
-		}
-		select {
-		case <-f.done:
-		case <-early:
-			// Upstream is slow and the stale copy may stand in: answer
-			// from it now, and let the fill refresh the entry.
-			f.keepInBackground()
-			if leader {
-				f.abandon()
+		// A leader that ran the fill inline has its result already (unless
+		// the fill went to a worker when the drain began): no select.
+		if !inline || !f.isPublished() {
+			var early <-chan time.Time
+			if staleWait > 0 {
+				t := time.NewTimer(staleWait)
+				defer t.Stop()
+				early = t.C
 			}
-			h.leave(f)
-			h.serveStale(w, r, stale, "stale-timeout", cs)
-			return true
-		case <-r.Context().Done():
-			if leader {
-				f.abandon()
+			select {
+			case <-f.done:
+			case <-early:
+				// Upstream is slow and the stale copy may stand in: answer
+				// from it now, and let the fill refresh the entry.
+				f.keepInBackground()
+				if leader {
+					f.abandon()
+				}
+				h.leave(f)
+				h.serveStale(w, r, stale, "stale-timeout", cs)
+				return true
+			case <-r.Context().Done():
+				if leader {
+					f.abandon()
+				}
+				h.leave(f)
+				return true
+			case <-h.draining.Done():
+				if leader {
+					f.abandon()
+				}
+				h.leave(f)
+				h.answerDraining(w, r, st, stale, cs)
+				return true
 			}
-			h.leave(f)
-			return true
-		case <-h.draining.Done():
-			if leader {
-				f.abandon()
-			}
-			h.leave(f)
-			h.answerDraining(w, r, st, stale, cs)
-			return true
 		}
 		res := f.res
 		if !leader {
