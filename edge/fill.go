@@ -409,6 +409,75 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	}
 	f.publish(res)
 
+	// The body: read here, or on a worker when the fill runs on its
+	// leader's goroutine and the body may wait on the network (the
+	// leader answers now and streams it as it comes). A method of its
+	// own, with its state in a struct copied to the heap only then, so
+	// that the inline path allocates nothing for it.
+	rest := fillRest{ctx: ctx, f: f, st: st, primary: primary, out: out, resp: resp, body: body, sp: sp,
+		stored: stored, maxObj: maxObj, fromOwner: fromOwner, info: info, purgeGen: purgeGen}
+	if inline && (sp != nil || !bodyBuffered(resp.Body)) {
+		handedOff = true
+		// The worker's own copy of the state, and of mem (what the fill
+		// holds of the budget, which the worker now releases): a pointer
+		// to fill's mem kept there would move it to the heap on every
+		// fill.
+		onWorker := &fillRest{ctx: ctx, f: f, st: st, primary: primary, out: out, resp: resp, body: body, sp: sp,
+			stored: stored, maxObj: maxObj, fromOwner: fromOwner, info: info, purgeGen: purgeGen, memHeld: *mem}
+		h.dispatch(onWorker.runOnWorker(h))
+		return true
+	}
+	h.fillBody(&rest, mem)
+	return false
+}
+
+// fillRest is what fill hands to fillBody: the published response whose
+// body is still to read, and what storing it needs. What the fill holds
+// of the in-flight budget is fillBody's own argument: held here, it would
+// move to the heap with the rest (escape analysis sees a struct's
+// fields as one).
+type fillRest struct {
+	ctx       context.Context
+	f         *flight
+	st        *site
+	primary   string
+	out       *http.Request
+	resp      *http.Response
+	body      *growingBody
+	sp        *store.Spool
+	stored    *store.Entry
+	maxObj    int64
+	fromOwner bool
+	info      fill.Info
+	purgeGen  uint64
+	memHeld   fillMemory // mem, when the rest runs on a worker
+}
+
+// runOnWorker is the rest of a fill handed to a worker: the body, then
+// what fill's deferred cleanup would have done.
+func (t *fillRest) runOnWorker(h *Handler) func() {
+	return func() {
+		defer t.f.cancel(nil)
+		defer t.memHeld.release()
+		h.fillBody(t, &t.memHeld)
+	}
+}
+
+// fillBody reads a fill's body into the growingBody its waiters read, and
+// stores the entry when it is complete (see fill); mem is what the fill
+// holds of the in-flight budget.
+func (h *Handler) fillBody(t *fillRest, mem *fillMemory) {
+	ctx, f, st, primary, out, resp, body, sp := t.ctx, t.f, t.st, t.primary, t.out, t.resp, t.body, t.sp
+	stored, maxObj, fromOwner, info, purgeGen := t.stored, t.maxObj, t.fromOwner, t.info, t.purgeGen
+	key, shared := f.key, f.shared
+	unregister := func() {
+		if !shared {
+			return
+		}
+		h.mu.Lock()
+		h.unregisterLocked(f)
+		h.mu.Unlock()
+	}
 	// The entry is stored, and the flight unregistered, before the readers
 	// can see the last byte: a client that has the whole body and asks
 	// again finds the stored entry, not a finished flight.
@@ -467,50 +536,37 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 			return sp
 		}
 	}
-	readBody := func() {
-		var n int64
-		if sp != nil {
-			n, err = spoolInto(ctx, body, resp.Body, sp, 0, mem, maxObj, resp.ContentLength, storeOnDisk, onStream)
-		} else {
-			n, err = readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream, toDisk, storeOnDisk)
-		}
-		resp.Body.Close()
-		if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-			err = io.ErrUnexpectedEOF
-		}
-		if sp != nil && err != nil {
-			sp.Abort() // (after a commit: nothing to undo)
-		}
-		if err != nil {
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
-				err = fmt.Errorf("%w: %w", cause, err)
-			}
-			// Unregistered first: a request that comes once this fill's
-			// readers see the error must start a fill of its own, not join
-			// this failed one.
-			unregister()
-			body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
-			return
-		}
-		if beforeLast == nil && !body.streamed() && sp == nil {
-			// Length unknown (or empty): readers learn the end only from
-			// finish, which comes after this.
-			storeEntry(body.bytes())
-		}
-		body.finish(nil)
+	var err error
+	var n int64
+	if sp != nil {
+		n, err = spoolInto(ctx, body, resp.Body, sp, 0, mem, maxObj, resp.ContentLength, storeOnDisk, onStream)
+	} else {
+		n, err = readInto(ctx, body, resp.Body, mem, maxObj, resp.ContentLength, beforeLast, onStream, toDisk, storeOnDisk)
 	}
-	if inline && (sp != nil || !bodyBuffered(resp.Body)) {
-		// The leader answers now and streams the body as it comes.
-		handedOff = true
-		h.dispatch(func() {
-			defer f.cancel(nil)
-			defer mem.release()
-			readBody()
-		})
-		return true
+	resp.Body.Close()
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = io.ErrUnexpectedEOF
 	}
-	readBody()
-	return false
+	if sp != nil && err != nil {
+		sp.Abort() // (after a commit: nothing to undo)
+	}
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
+		// Unregistered first: a request that comes once this fill's
+		// readers see the error must start a fill of its own, not join
+		// this failed one.
+		unregister()
+		body.finish(fmt.Errorf("origin %s: body: %w", st.origin.Host, err))
+		return
+	}
+	if beforeLast == nil && !body.streamed() && sp == nil {
+		// Length unknown (or empty): readers learn the end only from
+		// finish, which comes after this.
+		storeEntry(body.bytes())
+	}
+	body.finish(nil)
 }
 
 // bodyBuffered reports whether the rest of an origin's body is in memory
