@@ -312,7 +312,7 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	}
 	if *statePath != "" {
 		b, _ := json.MarshalIndent(state, "", "  ")
-		if err := os.WriteFile(*statePath, b, 0o644); err != nil {
+		if err := writeFileAtomic(*statePath, b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -320,6 +320,32 @@ func runUpWith(ctx context.Context, args []string, started func(map[string]*node
 	<-ctx.Done()
 	fmt.Println("\nmeridian up: stopping")
 	return nil
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same
+// directory renamed into place, so that a reader that polls for path (a
+// script waiting for `up --state`) sees nothing or all of it, never the
+// empty or half-written file that os.WriteFile shows between its create
+// and its write.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), perm)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 func join(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
