@@ -386,9 +386,10 @@ func (p *Pool) h1Dial(ctx context.Context, s *server, deadline time.Time) (*h1Co
 
 // h1RoundTrip sends req to s on an idle connection or a new one and reads
 // the response's headers by deadline. A reused connection that fails
-// before any answer is replaced by a new one, once.
-func (p *Pool) h1RoundTrip(ctx context.Context, req *http.Request, s *server, host, target string, deadline time.Time) (*http.Response, error) {
-	c := s.h1.get(time.Now())
+// before any answer is replaced by a new one, once. now is when the try
+// starts, the idle list's clock.
+func (p *Pool) h1RoundTrip(ctx context.Context, req *http.Request, s *server, host, target string, now, deadline time.Time) (*http.Response, error) {
+	c := s.h1.get(now)
 	for {
 		reused := c != nil
 		if !reused {
