@@ -44,12 +44,18 @@ func newFailedFills() *failedFills {
 }
 
 // recall returns the failure remembered for key while its backoff lasts.
-// Each caller gets its own copy of the body.
-func (ff *failedFills) recall(key string, now time.Time) (fillResult, bool) {
+// Each caller gets its own copy of the body. The clock is read only when
+// a failure is remembered: every new flight asks, under the handler's
+// lock, and almost none has one.
+func (ff *failedFills) recall(key string, clock func() time.Time) (fillResult, bool) {
 	ff.mu.Lock()
 	defer ff.mu.Unlock()
 	fl, ok := ff.lru.Peek(key)
-	if !ok || !now.Before(fl.until) {
+	if !ok {
+		return fillResult{}, false
+	}
+	now := clock()
+	if !now.Before(fl.until) {
 		return fillResult{}, false
 	}
 	res := fl.res

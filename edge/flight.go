@@ -317,7 +317,7 @@ func (h *Handler) joinOrNew(key string, hint http.ResponseWriter, epoch uint64) 
 		h.mu.Unlock()
 		return nil, false, nil
 	}
-	if res, ok := h.failures.recall(key, h.now()); ok {
+	if res, ok := h.failures.recall(key, h.now); ok {
 		h.mu.Unlock()
 		return doneFlight(res), true, nil
 	}
@@ -331,7 +331,7 @@ func (h *Handler) joinOrNew(key string, hint http.ResponseWriter, epoch uint64) 
 // with Authorization).
 func (h *Handler) startSolo(st *site, key, primary string, r *http.Request, stale *store.Entry, hint http.ResponseWriter, remember bool) *flight {
 	if remember {
-		if res, ok := h.failures.recall(key, h.now()); ok {
+		if res, ok := h.failures.recall(key, h.now); ok {
 			return doneFlight(res)
 		}
 	}
