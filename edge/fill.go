@@ -219,11 +219,7 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// failures (not those of the edge's own making) are remembered first,
 	// so that a request arriving after unregister does not ask again.
 	fail := func(res fillResult, body []byte) {
-		if remembered(ctx, res.err) {
-			h.failures.record(key, res, body, h.now(), cache.ErrorBackoff, cache.MaxErrorBackoff)
-		}
-		unregister()
-		f.publish(res)
+		h.failFill(ctx, f, res, body, cache)
 	}
 	mem := &fillMemory{budget: h.inflight, wait: cache.InflightWait}
 	defer func() {
@@ -334,14 +330,21 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	// once per waiter, nor once per request.
 	if resp.StatusCode >= 500 && (!pol.Store || staleStandsIn(stale, respTime)) {
 		h.metrics.fill(reqTime, respTime, true)
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
-		resp.Body.Close()
-		hdr.Del("Content-Length")
-		res := fillResult{failed: true, e: store.NewFilling(resp.StatusCode, hdr, policy.Policy{}, respTime), body: completeBody(body), fwdStatus: resp.StatusCode}
-		if rerr != nil {
-			res.e, res.body, res.err, body = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr), nil
+		if inline && !bodyBuffered(resp.Body) {
+			// The error body may wait on the network for as long as
+			// read_timeout: read on a worker, while the leader waits
+			// for the answer as the other waiters do, which
+			// StopWaiting ends.
+			handedOff = true
+			held := *mem
+			h.dispatch(func() {
+				defer f.cancel(nil)
+				defer held.release()
+				h.failWithErrorBody(ctx, f, st, resp, hdr, respTime, cache)
+			})
+			return true
 		}
-		fail(res, body)
+		h.failWithErrorBody(ctx, f, st, resp, hdr, respTime, cache)
 		return
 	}
 	h.metrics.fill(reqTime, respTime, false)
@@ -429,6 +432,36 @@ func (h *Handler) fill(ctx context.Context, f *flight, st *site, primary string,
 	}
 	h.fillBody(&rest, mem)
 	return false
+}
+
+// failFill publishes a fill that got no usable response; the origin's
+// failures (not those of the edge's own making) are remembered first,
+// so that a request arriving after the flight is unregistered does not
+// ask again.
+func (h *Handler) failFill(ctx context.Context, f *flight, res fillResult, body []byte, cache *CacheConfig) {
+	if remembered(ctx, res.err) {
+		h.failures.record(f.key, res, body, h.now(), cache.ErrorBackoff, cache.MaxErrorBackoff)
+	}
+	if f.shared {
+		h.mu.Lock()
+		h.unregisterLocked(f)
+		h.mu.Unlock()
+	}
+	f.publish(res)
+}
+
+// failWithErrorBody fails f with an upstream 5xx, resp, whose body (up
+// to errorBodyLimit) it reads first: the waiters share a small copy of
+// the answer, and the key's backoff remembers it.
+func (h *Handler) failWithErrorBody(ctx context.Context, f *flight, st *site, resp *http.Response, hdr http.Header, respTime time.Time, cache *CacheConfig) {
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	resp.Body.Close()
+	hdr.Del("Content-Length")
+	res := fillResult{failed: true, e: store.NewFilling(resp.StatusCode, hdr, policy.Policy{}, respTime), body: completeBody(body), fwdStatus: resp.StatusCode}
+	if rerr != nil {
+		res.e, res.body, res.err, body = nil, nil, fmt.Errorf("origin %s: %w", st.origin.Host, rerr), nil
+	}
+	h.failFill(ctx, f, res, body, cache)
 }
 
 // fillRest is what fill hands to fillBody: the published response whose

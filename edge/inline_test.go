@@ -147,3 +147,60 @@ func TestStopWaitingAnswersALeaderWaitingInlineForTheHead(t *testing.T) {
 	}
 	waitSignal(t, canceled, "the origin seeing the fill called off")
 }
+
+// An origin's 5xx is read whole before it is shared with the waiters
+// (and remembered for the key's backoff). On the inline path the leader
+// read that error body on its own goroutine, where StopWaiting could not
+// reach it: an origin that sent a 5xx head and then hung its body held
+// the leader until read_timeout, while every other waiter was answered.
+func TestStopWaitingAnswersALeaderWhoseOriginHangsA5xxBody(t *testing.T) {
+	arrived, canceled := make(chan struct{}, 2), make(chan struct{}, 2)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "the first part of an error page")
+		w.(http.Flusher).Flush()
+		arrived <- struct{}{}
+		<-r.Context().Done() // and the rest never comes
+		canceled <- struct{}{}
+	}, func(c *edge.Config) {
+		c.Sites[0].Timeout = time.Minute
+		c.Sites[0].ReadTimeout = time.Minute
+	})
+
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	get := func(out chan<- answer) {
+		req, _ := http.NewRequest("GET", e.base+"/hang-error", nil)
+		req.Host = testHost
+		resp, err := e.client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		out <- answer{resp, err}
+	}
+	leader, joiner := make(chan answer, 1), make(chan answer, 1)
+	go get(leader)
+	waitSignal(t, arrived, "the origin sending its error's head")
+	go get(joiner)
+	waitFor(t, func() bool { return e.edge.WaitingParties() == 2 })
+	e.edge.StopWaiting()
+	for i, ch := range []chan answer{leader, joiner} {
+		var a answer
+		select {
+		case a = <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d waiting on the fill was not answered within 10 s of StopWaiting", i)
+		}
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		wantStatus(t, a.resp, http.StatusServiceUnavailable)
+		wantCS(t, a.resp, "detail=shutting-down")
+	}
+	e.edge.Close()
+	waitSignal(t, canceled, "the origin seeing the fill called off at Close")
+}
