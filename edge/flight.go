@@ -388,7 +388,9 @@ func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary st
 // While the fill runs here the leader cannot watch its client nor the
 // drain: a context.AfterFunc on r's context leaves the flight as fetch
 // does when the client goes (so that a fill nobody waits on is called
-// off), and StopWaiting ends the fill's wait for its head
+// off), through the context's own AfterFunc method when it has one (as
+// fillContext.AfterFunc does), which spares context.AfterFunc's
+// afterFuncCtx and the registration with the context, and StopWaiting ends the fill's wait for its head
 // (fillList.endHeadWaits, errDraining), which fetch then answers as
 // answerDraining does. left reports that the client went: the flight
 // was left already.
@@ -406,10 +408,16 @@ func (h *Handler) startFillInline(ctx context.Context, f *flight, st *site, prim
 		h.dispatch(func() { h.fill(ctx, f, st, primary, out, stale, false) })
 		return false
 	}
-	stop := context.AfterFunc(r.Context(), func() {
+	clientGone := func() {
 		f.abandon()
 		h.leave(f)
-	})
+	}
+	var stop func() bool
+	if a, ok := r.Context().(interface{ AfterFunc(func()) func() bool }); ok {
+		stop = a.AfterFunc(clientGone) // the fast front's request context: see listen.reqContext
+	} else {
+		stop = context.AfterFunc(r.Context(), clientGone)
+	}
 	if !h.fill(ctx, f, st, primary, out, stale, true) {
 		h.backgroundDone()
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,4 +205,46 @@ func TestStopWaitingAnswersALeaderWhoseOriginHangsA5xxBody(t *testing.T) {
 	}
 	e.edge.Close()
 	waitSignal(t, canceled, "the origin seeing the fill called off at Close")
+}
+
+// afterFuncContext is a request context with an AfterFunc method of its
+// own, as the fast front's is: it counts the registrations made through
+// the method, and runs each f on its own goroutine (context.AfterFunc's).
+type afterFuncContext struct {
+	context.Context
+	registered atomic.Int32
+}
+
+func (c *afterFuncContext) AfterFunc(f func()) func() bool {
+	c.registered.Add(1)
+	return context.AfterFunc(c.Context, f)
+}
+
+// An inline leader whose request context has an AfterFunc method (the
+// fast front's: see listen.reqContext) registers its leaving through it,
+// which spares context.AfterFunc's machinery, and a client that leaves
+// still calls the fill off.
+func TestInlineLeaderRegistersThroughTheContextsAfterFunc(t *testing.T) {
+	arrived, canceled := make(chan struct{}, 1), make(chan struct{}, 1)
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+		canceled <- struct{}{}
+	}, func(c *edge.Config) { c.Sites[0].Timeout = time.Minute })
+	inner, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx := &afterFuncContext{Context: inner}
+	r := httptest.NewRequestWithContext(ctx, "GET", "http://"+testHost+"/leaves", nil)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		e.edge.ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	waitSignal(t, arrived, "the fill reaching the origin")
+	cancel()
+	waitSignal(t, served, "the handler returning after its client left")
+	waitSignal(t, canceled, "the origin seeing the fill called off")
+	if n := ctx.registered.Load(); n < 1 {
+		t.Fatalf("%d registrations through the context's AfterFunc, want the leader's", n)
+	}
 }

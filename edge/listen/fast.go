@@ -209,16 +209,16 @@ type fastConn struct {
 	// address as a string, the timer that starts the read that watches
 	// the connection once the handler has run for watchAfter, and where
 	// that read says what it got. watchMu guards what the timer's
-	// goroutine reads: the request's cancel, and whether serveMiss has
+	// goroutine reads: the request's context, and whether serveMiss has
 	// set the deadline that ends the watch (watchEnded). It is held over
 	// SetReadDeadline only, never over a read or a write.
-	base        context.Context
-	remote      string
-	watchTimer  *time.Timer
-	watched     chan watchResult
-	watchMu     sync.Mutex
-	watchCancel context.CancelFunc
-	watchEnded  bool
+	base       context.Context
+	remote     string
+	watchTimer *time.Timer
+	watched    chan watchResult
+	watchMu    sync.Mutex
+	watchCtx   *reqContext
+	watchEnded bool
 	// The writer's buffers besides wbuf (see fastWriter): body bytes
 	// held before the header, and the header's fields.
 	pend, fields []byte
@@ -333,15 +333,14 @@ func (c *fastConn) serve() {
 		}
 		if !req.plain || f.h == nil || !c.serveHit(&req) {
 			if f.h != nil && !req.lendable {
-				ctx, cancel := context.WithCancel(c.missContext())
+				ctx := newReqContext(c.missContext())
 				if r := c.newRequest(c.buf[c.r:c.r+end], &req, ctx); r != nil {
 					c.r += end
-					if !c.serveMiss(r, req.head, cancel) {
+					if !c.serveMiss(r, req.head, ctx) {
 						return
 					}
 					continue
 				}
-				cancel()
 			}
 			pending := c.buf[c.r : c.r+end]
 			c.r += end

@@ -142,12 +142,12 @@ const watchAfter = 50 * time.Millisecond
 // request's, kept in the buffer. The handler runs on the connection's
 // goroutine, whose stack has grown already. It reports whether the
 // connection goes on with the next request.
-func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFunc) bool {
+func (c *fastConn) serveMiss(r *http.Request, head bool, ctx *reqContext) bool {
 	// The connection's buffers serve every answer in turn.
-	w := &fastWriter{c: c, req: r, head: head, cancel: cancel, wantsClose: r.Close, contentLength: -1,
+	w := &fastWriter{c: c, req: r, head: head, ctx: ctx, wantsClose: r.Close, contentLength: -1,
 		out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
 	pipelined := c.r < c.w
-	c.armWatch(cancel)
+	c.armWatch(ctx)
 	keep := c.runHandler(w, r) && !c.f.closing.Load()
 	if cap(w.out) <= 64<<10 {
 		c.wbuf = w.out[:0]
@@ -191,14 +191,14 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, cancel context.CancelFu
 	return true
 }
 
-// armWatch sets the watch of the request whose context cancel ends to
-// start after the front's watchAfter, unless serveMiss stops it first.
-func (c *fastConn) armWatch(cancel context.CancelFunc) {
+// armWatch sets the watch of the request whose context is ctx to start
+// after the front's watchAfter, unless serveMiss stops it first.
+func (c *fastConn) armWatch(ctx *reqContext) {
 	if c.w == len(c.buf) {
 		c.makeRoomForMore()
 	}
 	c.watchMu.Lock()
-	c.watchCancel, c.watchEnded = cancel, false
+	c.watchCtx, c.watchEnded = ctx, false
 	c.watchMu.Unlock()
 	if c.watchTimer == nil {
 		c.watched = make(chan watchResult, 1)
@@ -214,7 +214,7 @@ func (c *fastConn) armWatch(cancel context.CancelFunc) {
 // watched); a failed read (the client gone) cancels the request.
 func (c *fastConn) startWatch() {
 	c.watchMu.Lock()
-	cancel, buf := c.watchCancel, c.buf[c.w:]
+	ctx, buf := c.watchCtx, c.buf[c.w:]
 	if !c.watchEnded {
 		// No deadline while the handler runs (net/http's ReadTimeout
 		// is 0); once serveMiss has ended the watch, its deadline holds.
@@ -223,7 +223,7 @@ func (c *fastConn) startWatch() {
 	c.watchMu.Unlock()
 	n, err := c.nc.Read(buf)
 	if n == 0 && err != nil {
-		cancel()
+		ctx.cancel()
 	}
 	c.watched <- watchResult{n, err}
 }
@@ -268,13 +268,13 @@ func (c *fastConn) runHandler(w *fastWriter, r *http.Request) (keep bool) {
 				buf = buf[:runtime.Stack(buf, false)]
 				c.f.log.Error("http: panic serving "+c.remote, "panic", fmt.Sprint(p), "stack", string(buf))
 			}
-			w.cancel()
+			w.ctx.cancel()
 			w.send()
 			keep = false
 		}
 	}()
 	c.f.inner.Handler.ServeHTTP(w, r)
-	w.cancel() // the request's context ends with its handler
+	w.ctx.cancel() // the request's context ends with its handler
 	return w.finish()
 }
 
@@ -282,10 +282,10 @@ func (c *fastConn) runHandler(w *fastWriter, r *http.Request) (keep bool) {
 // serves through the handler. It writes what net/http's response writes,
 // in the same system calls or fewer (see the file's doc).
 type fastWriter struct {
-	c      *fastConn
-	req    *http.Request
-	head   bool // HEAD: the body is not sent
-	cancel context.CancelFunc
+	c    *fastConn
+	req  *http.Request
+	head bool        // HEAD: the body is not sent
+	ctx  *reqContext // req's context
 
 	handlerHeader http.Header
 	// base is the header beneath handlerHeader's fields
@@ -758,7 +758,7 @@ func (w *fastWriter) write(p []byte) {
 	c.send.renew(c.nc)
 	if _, err := c.send.write(c.nc, p); err != nil {
 		w.werr = err
-		w.cancel()
+		w.ctx.cancel()
 		c.nc.Close()
 	}
 }

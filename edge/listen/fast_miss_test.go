@@ -2,7 +2,6 @@ package listen
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log"
@@ -372,14 +371,13 @@ func (c *fastConn) serveMisses() {
 		if verdict != headDone || parseHead(c.buf[c.r:c.r+end], &req) != headDone || !req.bodyless || req.lendable {
 			return
 		}
-		ctx, cancel := context.WithCancel(c.missContext())
+		ctx := newReqContext(c.missContext())
 		r := c.newRequest(c.buf[c.r:c.r+end], &req, ctx)
 		if r == nil {
-			cancel()
 			return
 		}
 		c.r += end
-		if !c.serveMiss(r, req.head, cancel) {
+		if !c.serveMiss(r, req.head, ctx) {
 			return
 		}
 	}
