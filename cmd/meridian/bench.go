@@ -29,7 +29,9 @@ The tools of the side-by-side benchmark (deploy/bench/run.sh runs them all):
              while a legitimate client asks for a cached object: peak RSS, origin requests, hit p99;
              'attack report --in F --md F' turns its samples into a table
   report     turn a samples file into latest.md and latest.json
-  edge       run an edge (as 'meridian edge') plus a debug listener for heap and CPU profiles`
+  edge       run an edge (as 'meridian edge') plus a debug listener for heap and CPU profiles
+  floor      the all-miss row's calibration: the least a Go server does for a miss
+             (--listen A --origin HOST:PORT; see bench.Floor)`
 
 // runBench dispatches the benchmark's tools.
 func runBench(ctx context.Context, args []string) error {
@@ -52,6 +54,8 @@ func runBench(ctx context.Context, args []string) error {
 		return runBenchReport(rest)
 	case "edge":
 		return runBenchEdge(ctx, rest)
+	case "floor":
+		return runBenchFloor(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Println(benchUsage)
 		return nil
@@ -281,6 +285,30 @@ func runBenchEdge(ctx context.Context, args []string) error {
 		defer srv.Close()
 	}
 	return runEdge(ctx, []string{"--config", *config})
+}
+
+// runBenchFloor runs a bench.Floor until ctx ends.
+func runBenchFloor(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench floor", flag.ContinueOnError)
+	listen := fs.String("listen", "", "address to serve on, e.g. 127.0.0.1:18085")
+	origin := fs.String("origin", "", "the origin's host:port")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *listen == "" || *origin == "" {
+		return errors.New("bench floor: --listen and --origin are required")
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("bench floor: %w", err)
+	}
+	f := &bench.Floor{Origin: *origin}
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	if err := f.Serve(ln); ctx.Err() == nil {
+		return fmt.Errorf("bench floor: %w", err)
+	}
+	return nil
 }
 
 // runBenchAttack runs one attack (bench.Attack), or with "report" first,

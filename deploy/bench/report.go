@@ -46,7 +46,9 @@ func Scenarios() []Scenario {
 }
 
 // serverOrder lists the servers compared, in the report's order.
-func serverOrder() []string { return []string{"meridian", "nginx", "nginx-sendfile", "varnish"} }
+func serverOrder() []string {
+	return []string{"meridian", "nginx", "nginx-sendfile", "varnish", "go-floor"}
+}
 
 // Baseline is the server that ratios compare with.
 const Baseline = "nginx"
@@ -345,6 +347,7 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("## HTTP/1.1 keep-alive, 64 connections (wrk)\n\n")
 		throughputTable(&b, rows, label, "scenario", "× nginx")
 		b.WriteString("\nall-miss: every request is a new key (a counter in the path), so each one is a fill from the demo origin. " +
+			"go-floor is a calibration, not a cache: the least a Go server does for a miss (the request and answer relayed on kept-alive connections, the body copied into a map; `meridian bench floor`), on the same core, measured after the three servers in each repetition: what of a miss's CPU any Go server pays here, and what is Meridian's own work. " +
 			"nginx-sendfile is the same nginx with `sendfile on` (nginx: off), measured for hits only: off is nginx's cheapest for small bodies, on for large ones. " +
 			loadCoreNote + "\n\n")
 	}

@@ -112,13 +112,14 @@ NGINX_PORT=$((BASE + 81))
 VARNISH_PORT=$((BASE + 82))
 NGINX_SF_PORT=$((BASE + 83)) # nginx with sendfile on, for the hit rows
 MEM_PORT=$((BASE + 84))      # the fresh Meridian of each repetition's memory rows
+FLOOR_PORT=$((BASE + 85))    # the all-miss row's calibration (bench.Floor)
 DEBUG_PORT=$((BASE + 90))
 MEM_DEBUG_PORT=$((BASE + 91))
 MEM_ADMIN_PORT=$((BASE + 92)) # (the long-running one has the default admin port)
 MERIDIAN_TLS_PORT=$((BASE + 443))
 NGINX_TLS_PORT=$((BASE + 444))
 MEM_TLS_PORT=$((BASE + 445))
-for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $NGINX_SF_PORT $MEM_PORT $DEBUG_PORT $MEM_DEBUG_PORT $MEM_ADMIN_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT $MEM_TLS_PORT; do
+for p in $ORIGIN_PORT $MERIDIAN_PORT $NGINX_PORT $VARNISH_PORT $NGINX_SF_PORT $MEM_PORT $FLOOR_PORT $DEBUG_PORT $MEM_DEBUG_PORT $MEM_ADMIN_PORT $MERIDIAN_TLS_PORT $NGINX_TLS_PORT $MEM_TLS_PORT; do
 	if [ -n "$(ss -Hltn "sport = :$p")" ]; then
 		die "port $p is busy (TCP): stop what listens there ($(ss -Hltnp "sport = :$p" | awk '{print $NF}' | head -1)) or set BENCH_PORT_BASE"
 	fi
@@ -220,10 +221,14 @@ NGINX_SF_PID=$LAST_PID
 start varnish $SERVER_CORE varnishd -F -j none -n "$TMP/varnish" -a "127.0.0.1:$VARNISH_PORT" -T none \
 	-f "$TMP/varnish.vcl" -s malloc,2g -p thread_pools=1 -p thread_pool_min=300 -p thread_pool_max=1000
 VARNISH_PID=$LAST_PID
+# The all-miss row's calibration: the least a Go server does for a miss
+# (the miss's I/O, the body kept in a map; bench.Floor), on the same core.
+start go-floor $SERVER_CORE "$M" bench floor --listen "127.0.0.1:$FLOOR_PORT" --origin "127.0.0.1:$ORIGIN_PORT"
+FLOOR_PID=$LAST_PID
 
-declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [nginx-sendfile]=$NGINX_SF_PORT)
+declare -A PORT=([meridian]=$MERIDIAN_PORT [nginx]=$NGINX_PORT [varnish]=$VARNISH_PORT [nginx-sendfile]=$NGINX_SF_PORT [go-floor]=$FLOOR_PORT)
 declare -A TLS_PORT=([meridian]=$MERIDIAN_TLS_PORT [nginx]=$NGINX_TLS_PORT)
-declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID [nginx-sendfile]=$NGINX_SF_PID)
+declare -A PID=([meridian]=$MERIDIAN_PID [nginx]=$NGINX_PID [varnish]=$VARNISH_PID [nginx-sendfile]=$NGINX_SF_PID [go-floor]=$FLOOR_PID)
 SERVERS=(meridian nginx varnish)
 HIT_SERVERS=(meridian nginx nginx-sendfile varnish) # the hit rows add nginx with sendfile on
 CC='cc=max-age%3D3600' # every object: fresh for an hour in all three caches
@@ -233,6 +238,7 @@ for s in "${HIT_SERVERS[@]}"; do
 done
 ready meridian-tls "$MERIDIAN_PID" "https://127.0.0.1:$MERIDIAN_TLS_PORT/warm?size=1024&$CC" -k
 ready nginx-tls "$NGINX_PID" "https://127.0.0.1:$NGINX_TLS_PORT/warm?size=1024&$CC" -k
+ready go-floor "$FLOOR_PID" "http://127.0.0.1:$FLOOR_PORT/warm?size=1024&$CC" -H "Host: $HOST"
 
 declare -A SIZE=([1k]=1024 [64k]=65536 [1m]=1048576)
 hit_path() { echo "/hit/$1?size=${SIZE[$1]}&$CC"; }
@@ -318,7 +324,7 @@ for rep in $(seq "$REPS"); do
 			measure "$rep" "hit-$k" "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}$(hit_path "$k")"
 		done
 	done
-	for s in "${order[@]}"; do
+	for s in "${order[@]}" go-floor; do
 		BENCH_MISS_PREFIX="/miss/r$rep-$s/" BENCH_MISS_QUERY="size=1024&$CC" \
 			measure "$rep" miss-1k "$s" -- "${WRK[@]}" "http://127.0.0.1:${PORT[$s]}/"
 	done
