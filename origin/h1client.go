@@ -332,7 +332,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, host, target string) {
 	if vv, ok := req.Header["User-Agent"]; ok {
 		ua = ""
 		if len(vv) > 0 {
-			ua = strings.Trim(vv[0], " \t")
+			ua = trimOWS(vv[0])
 		}
 	}
 	if ua != "" {
@@ -352,7 +352,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, host, target string) {
 		for _, v := range req.Header[k] {
 			w.WriteString(k)
 			w.WriteString(": ")
-			w.WriteString(strings.Trim(v, " \t"))
+			w.WriteString(trimOWS(v))
 			w.WriteString("\r\n")
 		}
 	}
@@ -716,4 +716,16 @@ func (b *h1Body) finish(eof bool) {
 		return
 	}
 	b.c.close()
+}
+
+// trimOWS is strings.Trim(s, " \t") (a field value's optional white
+// space) without the cutset's set made on every call.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -757,7 +757,11 @@ func cutLine(p []byte) (line, rest []byte) {
 	return p[:i-1], p[i+1:]
 }
 
-func trimOWS(v []byte) []byte {
+// trimOWS cuts a field value's optional white space (RFC 9110 §5.6.3)
+// from both ends: strings.Trim(v, " \t") without the cutset's set made on
+// every call (1.4 % of an all-miss profile went to strings.Trim, here
+// and in the origin client).
+func trimOWS[T string | []byte](v T) T {
 	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
 		v = v[1:]
 	}

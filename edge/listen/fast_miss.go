@@ -88,7 +88,7 @@ func (c *fastConn) newRequest(p []byte, req *request, ctx context.Context) *http
 			break
 		}
 		name, value, _ := strings.Cut(line, ":")
-		value = strings.Trim(value, " \t")
+		value = trimOWS(value)
 		key := http.CanonicalHeaderKey(name)
 		if key == "Host" {
 			host = value // net/http takes it out of the map

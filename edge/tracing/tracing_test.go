@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -102,5 +103,25 @@ func TestPropagateAllocations(t *testing.T) {
 	}
 	if got := out["Traceparent"]; len(got) != 1 || got[0] != tp {
 		t.Fatalf("client traceparent passed as %q", got)
+	}
+}
+
+// A request that brings no trace context gets a new one each time: ids
+// that differ from one fill to the next (and are never all zero, which
+// W3C Trace Context makes invalid).
+func TestPropagateNewTraceContextsDiffer(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		out := http.Header{}
+		tracing.Propagate(context.Background(), http.Header{}, out)
+		tp := out.Get("Traceparent")
+		if !traceparentRE.MatchString(tp) || strings.Contains(tp, "-"+strings.Repeat("0", 32)+"-") || strings.Contains(tp, "-"+strings.Repeat("0", 16)+"-") {
+			t.Fatalf("new traceparent %q", tp)
+		}
+		id := tp[3:35]
+		if seen[id] {
+			t.Fatalf("trace id %s came twice in 1,000 new trace contexts", id)
+		}
+		seen[id] = true
 	}
 }
