@@ -316,7 +316,10 @@ func isASCII(s string) bool {
 
 // writeRequest writes req's head as the Transport does: request line, Host,
 // User-Agent (Go's default when the request has none), then the other
-// fields sorted by name, values trimmed.
+// fields sorted by name, values trimmed by textproto.TrimString as the
+// Transport trims them (plainRequest let no CR or LF through, so it cuts
+// the values' optional white space; strings.Trim with a cutset made one
+// on every call, about 0.7 % of an all-miss profile).
 func writeRequest(w *bufio.Writer, req *http.Request, host, target string) {
 	method := req.Method
 	if method == "" {
@@ -332,7 +335,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, host, target string) {
 	if vv, ok := req.Header["User-Agent"]; ok {
 		ua = ""
 		if len(vv) > 0 {
-			ua = trimOWS(vv[0])
+			ua = textproto.TrimString(vv[0])
 		}
 	}
 	if ua != "" {
@@ -352,7 +355,7 @@ func writeRequest(w *bufio.Writer, req *http.Request, host, target string) {
 		for _, v := range req.Header[k] {
 			w.WriteString(k)
 			w.WriteString(": ")
-			w.WriteString(trimOWS(v))
+			w.WriteString(textproto.TrimString(v))
 			w.WriteString("\r\n")
 		}
 	}
@@ -716,16 +719,4 @@ func (b *h1Body) finish(eof bool) {
 		return
 	}
 	b.c.close()
-}
-
-// trimOWS is strings.Trim(s, " \t") (a field value's optional white
-// space) without the cutset's set made on every call.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
