@@ -390,10 +390,10 @@ func (h *Handler) startFill(ctx context.Context, f *flight, st *site, primary st
 // does when the client goes (so that a fill nobody waits on is called
 // off), through the context's own AfterFunc method when it has one (as
 // fillContext.AfterFunc does), which spares context.AfterFunc's
-// afterFuncCtx and the registration with the context, and StopWaiting ends the fill's wait for its head
-// (fillList.endHeadWaits, errDraining), which fetch then answers as
-// answerDraining does. left reports that the client went: the flight
-// was left already.
+// afterFuncCtx and the registration with the context; and StopWaiting
+// ends the fill's wait for its head (fillList.endHeadWaits,
+// errDraining), which fetch then answers as answerDraining does. left
+// reports that the client went: the flight was left already.
 func (h *Handler) startFillInline(ctx context.Context, f *flight, st *site, primary string, r *http.Request, stale *store.Entry) (left bool) {
 	f.trace.Got1xxResponse = f.got1xx
 	out := h.upstreamRequest(ctx, st, primary, r, stale)
