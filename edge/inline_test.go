@@ -111,40 +111,11 @@ func TestStopWaitingAnswersALeaderWaitingInlineForTheHead(t *testing.T) {
 		canceled <- struct{}{}
 	}, func(c *edge.Config) { c.Sites[0].Timeout = time.Minute })
 
-	type answer struct {
-		resp *http.Response
-		err  error
-	}
-	get := func(out chan<- answer) {
-		req, _ := http.NewRequest("GET", e.base+"/hang", nil)
-		req.Host = testHost
-		resp, err := e.client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		out <- answer{resp, err}
-	}
-	leader, joiner := make(chan answer, 1), make(chan answer, 1)
-	go get(leader)
-	waitSignal(t, arrived, "the fill reaching the origin")
-	go get(joiner)
-	waitFor(t, func() bool { return e.edge.WaitingParties() == 2 })
-	e.edge.StopWaiting()
-	for _, ch := range []chan answer{leader, joiner} {
-		var a answer
-		select {
-		case a = <-ch:
-		case <-time.After(10 * time.Second):
-			t.Fatal("a request waiting on the fill was not answered within 10 s of StopWaiting")
-		}
-		if a.err != nil {
-			t.Fatal(a.err)
-		}
-		wantStatus(t, a.resp, http.StatusServiceUnavailable)
-		wantCS(t, a.resp, "detail=shutting-down")
-		if a.resp.Header.Get("Retry-After") == "" || !a.resp.Close {
-			t.Fatalf("want Retry-After and Connection: close; got %v (close %v)", a.resp.Header, a.resp.Close)
+	for _, resp := range leaderAndJoinerAtStopWaiting(t, e, "/hang", arrived, "the fill reaching the origin") {
+		wantStatus(t, resp, http.StatusServiceUnavailable)
+		wantCS(t, resp, "detail=shutting-down")
+		if resp.Header.Get("Retry-After") == "" || !resp.Close {
+			t.Fatalf("want Retry-After and Connection: close; got %v (close %v)", resp.Header, resp.Close)
 		}
 	}
 	waitSignal(t, canceled, "the origin seeing the fill called off")
@@ -170,12 +141,27 @@ func TestStopWaitingAnswersALeaderWhoseOriginHangsA5xxBody(t *testing.T) {
 		c.Sites[0].ReadTimeout = time.Minute
 	})
 
+	for _, resp := range leaderAndJoinerAtStopWaiting(t, e, "/hang-error", arrived, "the origin sending its error's head") {
+		wantStatus(t, resp, http.StatusServiceUnavailable)
+		wantCS(t, resp, "detail=shutting-down")
+	}
+	e.edge.Close()
+	waitSignal(t, canceled, "the origin seeing the fill called off at Close")
+}
+
+// leaderAndJoinerAtStopWaiting asks e for path twice, the second time
+// once the first (the leader) has reached the origin (arrived, which the
+// origin signals as what) and both wait on the fill, calls StopWaiting,
+// and returns the two answers, leader's first, failing t if either is
+// not answered within 10 s.
+func leaderAndJoinerAtStopWaiting(t *testing.T, e *env, path string, arrived <-chan struct{}, what string) []*http.Response {
+	t.Helper()
 	type answer struct {
 		resp *http.Response
 		err  error
 	}
 	get := func(out chan<- answer) {
-		req, _ := http.NewRequest("GET", e.base+"/hang-error", nil)
+		req, _ := http.NewRequest("GET", e.base+path, nil)
 		req.Host = testHost
 		resp, err := e.client.Do(req)
 		if err == nil {
@@ -186,10 +172,11 @@ func TestStopWaitingAnswersALeaderWhoseOriginHangsA5xxBody(t *testing.T) {
 	}
 	leader, joiner := make(chan answer, 1), make(chan answer, 1)
 	go get(leader)
-	waitSignal(t, arrived, "the origin sending its error's head")
+	waitSignal(t, arrived, what)
 	go get(joiner)
 	waitFor(t, func() bool { return e.edge.WaitingParties() == 2 })
 	e.edge.StopWaiting()
+	var out []*http.Response
 	for i, ch := range []chan answer{leader, joiner} {
 		var a answer
 		select {
@@ -200,11 +187,9 @@ func TestStopWaitingAnswersALeaderWhoseOriginHangsA5xxBody(t *testing.T) {
 		if a.err != nil {
 			t.Fatal(a.err)
 		}
-		wantStatus(t, a.resp, http.StatusServiceUnavailable)
-		wantCS(t, a.resp, "detail=shutting-down")
+		out = append(out, a.resp)
 	}
-	e.edge.Close()
-	waitSignal(t, canceled, "the origin seeing the fill called off at Close")
+	return out
 }
 
 // afterFuncContext is a request context with an AfterFunc method of its
