@@ -222,39 +222,8 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		}
 		// A leader that ran the fill inline has its result already (unless
 		// the fill went to a worker when the drain began): no select.
-		if !inline || !f.isPublished() {
-			var early <-chan time.Time
-			if staleWait > 0 {
-				t := time.NewTimer(staleWait)
-				defer t.Stop()
-				early = t.C
-			}
-			select {
-			case <-f.done:
-			case <-early:
-				// Upstream is slow and the stale copy may stand in: answer
-				// from it now, and let the fill refresh the entry.
-				f.keepInBackground()
-				if leader {
-					f.abandon()
-				}
-				h.leave(f)
-				h.serveStale(w, r, stale, "stale-timeout", cs)
-				return true
-			case <-r.Context().Done():
-				if leader {
-					f.abandon()
-				}
-				h.leave(f)
-				return true
-			case <-h.draining.Done():
-				if leader {
-					f.abandon()
-				}
-				h.leave(f)
-				h.answerDraining(w, r, st, stale, cs)
-				return true
-			}
+		if (!inline || !f.isPublished()) && !h.waitFlight(w, r, st, f, leader, stale, staleWait, cs) {
+			return true
 		}
 		res := f.res
 		if !leader {
@@ -276,26 +245,74 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		} else if res.leaderEntry != nil {
 			res.e = res.leaderEntry
 		}
-		pass := res.pass != nil
-		if pass {
-			// An answer that is not stored is this client's alone: when
-			// the client goes, its upstream request goes too, even while
-			// the copy waits on upstream's next bytes (leave counts it).
-			stop := context.AfterFunc(r.Context(), func() { f.cancel(errAbandoned) })
-			defer stop()
-		}
-		defer h.leave(f)
-		h.serveResult(w, r, st, res, stale, cs)
-		if pass {
-			f.delivered()
-		} else if r.Method == http.MethodHead && res.stored {
-			// A HEAD client is done with the headers, but it asked for
-			// the object as a GET would (Varnish and nginx fetch the
-			// whole body for a HEAD miss): the fill is finished and
-			// stored, within max_object_bytes and the in-flight budget.
-			f.keepInBackground()
-		}
+		h.deliverFlight(w, r, st, f, res, stale, cs)
 		return true
+	}
+}
+
+// waitFlight waits for f's result, for the client request r: it reports
+// whether the result came. Otherwise it has answered r, or r's client
+// went, and left f: after staleWait (when > 0) from the stale copy
+// (stale-timeout), and when the node stops waiting as answerDraining
+// does. A leader that stops waiting abandons f. (A function of its own,
+// not a part of fetch's loop: a defer in a loop costs an allocation.)
+func (h *Handler) waitFlight(w http.ResponseWriter, r *http.Request, st *site, f *flight, leader bool, stale *store.Entry, staleWait time.Duration, cs cacheStatus) bool {
+	var early <-chan time.Time
+	if staleWait > 0 {
+		t := time.NewTimer(staleWait)
+		defer t.Stop()
+		early = t.C
+	}
+	select {
+	case <-f.done:
+		return true
+	case <-early:
+		// Upstream is slow and the stale copy may stand in: answer
+		// from it now, and let the fill refresh the entry.
+		f.keepInBackground()
+		if leader {
+			f.abandon()
+		}
+		h.leave(f)
+		h.serveStale(w, r, stale, "stale-timeout", cs)
+	case <-r.Context().Done():
+		if leader {
+			f.abandon()
+		}
+		h.leave(f)
+	case <-h.draining.Done():
+		if leader {
+			f.abandon()
+		}
+		h.leave(f)
+		h.answerDraining(w, r, st, stale, cs)
+	}
+	return false
+}
+
+// deliverFlight answers r with res, the result of f, and leaves f (also
+// when the answer panics: an aborted client). (A function of its own,
+// not the end of fetch's loop: a defer in a loop is not open-coded, and
+// its closure cost every miss an allocation.)
+func (h *Handler) deliverFlight(w http.ResponseWriter, r *http.Request, st *site, f *flight, res fillResult, stale *store.Entry, cs cacheStatus) {
+	pass := res.pass != nil
+	if pass {
+		// An answer that is not stored is this client's alone: when
+		// the client goes, its upstream request goes too, even while
+		// the copy waits on upstream's next bytes (leave counts it).
+		stop := context.AfterFunc(r.Context(), func() { f.cancel(errAbandoned) })
+		defer stop()
+	}
+	defer h.leave(f)
+	h.serveResult(w, r, st, res, stale, cs)
+	if pass {
+		f.delivered()
+	} else if r.Method == http.MethodHead && res.stored {
+		// A HEAD client is done with the headers, but it asked for
+		// the object as a GET would (Varnish and nginx fetch the
+		// whole body for a HEAD miss): the fill is finished and
+		// stored, within max_object_bytes and the in-flight budget.
+		f.keepInBackground()
 	}
 }
 
