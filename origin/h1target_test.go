@@ -3,6 +3,7 @@ package origin
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -87,4 +88,24 @@ func FuzzRequestTarget(f *testing.F) {
 			t.Fatalf("%#v: wrote %q (%v); RequestURI %q (%v)", u, got, gotOK, want, wantOK)
 		}
 	})
+}
+
+// BenchmarkRequestTarget: the lean client's check and write of a miss's
+// request line and head (the all-miss benchmark's target).
+func BenchmarkRequestTarget(b *testing.B) {
+	u, err := url.ParseRequestURI("/miss/m1-1234567/000042?size=1024&cc=max-age%3D3600")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &http.Request{Method: http.MethodGet, URL: u, Host: "bench.test", Header: http.Header{}}
+	w := bufio.NewWriter(io.Discard)
+	b.ReportAllocs()
+	for b.Loop() {
+		host, target, ok := plainTarget(req)
+		if !ok {
+			b.Fatal("refused")
+		}
+		writeRequest(w, req, host, target)
+		w.Flush()
+	}
 }

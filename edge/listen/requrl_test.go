@@ -1,6 +1,7 @@
 package listen
 
 import (
+	"net/http"
 	"net/url"
 	"reflect"
 	"testing"
@@ -72,6 +73,23 @@ func TestPathByteAsNetURL(t *testing.T) {
 		}
 		if kept := u.RawPath == ""; kept != pathByte[c] {
 			t.Errorf("%q: pathByte %v, net/url keeps it %v", byte(c), pathByte[c], kept)
+		}
+	}
+}
+
+// BenchmarkNewRequest builds a miss's request as the all-miss benchmark's
+// look (wrk's bench.lua): its context, then newRequest.
+func BenchmarkNewRequest(b *testing.B) {
+	p := []byte("GET /miss/m1-1234567/000042?size=1024&cc=max-age%3D3600 HTTP/1.1\r\nHost: bench.test\r\n\r\n")
+	c := &fastConn{f: &fastFront{inner: &http.Server{}}, nc: fakeAddrConn{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		var req request
+		if parseHead(p, &req) != headDone {
+			b.Fatal("not parsed")
+		}
+		if c.newRequest(p, &req, newReqContext(c.missContext())) == nil {
+			b.Fatal("no request")
 		}
 	}
 }
