@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 )
 
 // requestLine is the request line writeRequest writes for u, and whether
@@ -100,6 +102,8 @@ func BenchmarkRequestTarget(b *testing.B) {
 	req := &http.Request{Method: http.MethodGet, URL: u, Host: "bench.test", Header: http.Header{}}
 	w := bufio.NewWriter(io.Discard)
 	b.ReportAllocs()
+	cpu := benchcpu.Start()
+	defer cpu.Report(b)
 	for b.Loop() {
 		host, target, ok := plainTarget(req)
 		if !ok {

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"reflect"
 	"testing"
+
+	"github.com/meridiancdn/meridian/internal/benchcpu"
 )
 
 // FuzzParseOriginForm: where parseOriginForm builds a URL, it is the one
@@ -83,6 +85,8 @@ func BenchmarkNewRequest(b *testing.B) {
 	p := []byte("GET /miss/m1-1234567/000042?size=1024&cc=max-age%3D3600 HTTP/1.1\r\nHost: bench.test\r\n\r\n")
 	c := &fastConn{f: &fastFront{inner: &http.Server{}}, nc: fakeAddrConn{}}
 	b.ReportAllocs()
+	cpu := benchcpu.Start()
+	defer cpu.Report(b)
 	for b.Loop() {
 		var req request
 		if parseHead(p, &req) != headDone {
