@@ -14,7 +14,7 @@ import (
 // and metrics, without a context or timer of the pool's. The pool's timeout
 // is a deadline: it bounds the waits for a slot and, with try_timeout, each
 // try's connection deadline.
-func (p *Pool) roundTripPlain(req *http.Request, host, target string) (*http.Response, error) {
+func (p *Pool) roundTripPlain(req *http.Request, host string, target requestTarget) (*http.Response, error) {
 	parent := req.Context()
 	// One reading of the clock serves the first try's deadlines and its
 	// idle connection's expiry (a miss read it six times on its way to
@@ -83,7 +83,7 @@ func (p *Pool) roundTripPlain(req *http.Request, host, target string) (*http.Res
 // tryPlain sends req to s once through the lean client, by the sooner of
 // the pool's deadline and try_timeout from now (the time the try
 // starts); on error it is classified and counted as try's errors are.
-func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, host, target string, now, poolDeadline time.Time) (*http.Response, *tryError) {
+func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, host string, target requestTarget, now, poolDeadline time.Time) (*http.Response, *tryError) {
 	deadline, cause := poolDeadline, errPoolTimeout
 	if d := now.Add(p.cfg.TryTimeout); d.Before(deadline) {
 		deadline, cause = d, errTryTimeout

@@ -68,14 +68,19 @@ func (c *fastConn) missContext() context.Context {
 // complete GET or HEAD header that parseHead accepted, with ctx as its
 // context (made from missContext). It returns nil for
 // what it cannot make exactly so (net/http then gets the request).
-func (c *fastConn) newRequest(p []byte, req *request, ctx context.Context) *http.Request {
+// The URL of a common target is built in ctx (parseOriginForm), else
+// url.ParseRequestURI makes it.
+func (c *fastConn) newRequest(p []byte, req *request, ctx *reqContext) *http.Request {
 	s := string(p) // one copy: the values are substrings of it
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, _ := strings.Cut(line, " ")
 	target, _, _ := strings.Cut(line, " ")
-	u, err := url.ParseRequestURI(target)
-	if err != nil {
-		return nil
+	u := &ctx.url
+	if !parseOriginForm(target, u) {
+		var err error
+		if u, err = url.ParseRequestURI(target); err != nil {
+			return nil
+		}
 	}
 	n := strings.Count(rest, "\n")
 	vals := make([]string, n)

@@ -317,6 +317,9 @@ func FuzzNewRequest(f *testing.F) {
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\nX-Empty:\r\nConnection: keep-alive, close\r\n\r\n",
 		"GET /obj HTTP/1.1\r\nHost: site.test\r\nExpect: 100-continue\r\n\r\n",
 		"GET /o%41;p=1?a=%zz HTTP/1.1\r\nHost: site.test\r\nx_under: 1\r\nweird-NAME: 2\r\n\r\n",
+		"GET /a? HTTP/1.1\r\nHost: site.test\r\n\r\n",
+		"GET /a?? HTTP/1.1\r\nHost: site.test\r\n\r\n",
+		"GET /a!b'(c)*;d?x=1?y HTTP/1.1\r\nHost: site.test\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -330,7 +333,7 @@ func FuzzNewRequest(f *testing.F) {
 		if parseHead(p[:end], &req) != headDone || !req.bodyless || req.lendable {
 			return
 		}
-		got := c.newRequest(p[:end], &req, c.missContext())
+		got := c.newRequest(p[:end], &req, newReqContext(c.missContext()))
 		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p[:end])))
 		if err != nil {
 			t.Fatalf("fast reader accepts what net/http refuses (%v): %q", err, p[:end])

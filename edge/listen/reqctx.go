@@ -3,6 +3,7 @@ package listen
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,11 @@ type reqContext struct {
 	f           func() // the AfterFunc slot; nil when free
 	gen         uint64 // counts the slot's registrations, so that a stale stop is a no-op
 	innerCancel context.CancelFunc
+
+	// url is the request's URL when newRequest builds it itself
+	// (parseOriginForm): one object with the context instead of one
+	// of its own, as both live as long as the request.
+	url url.URL
 }
 
 // newReqContext returns a request's context over parent, which must
