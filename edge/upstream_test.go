@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -320,5 +321,53 @@ func FuzzUpstreamFields(f *testing.F) {
 			c.originHost = "origin.internal"
 		}
 		checkUpstreamSame(t, c)
+	})
+}
+
+// TestForwardsFieldFollowsPolicy: upstreamHeader drops, by its own list,
+// every field policy.RemoveHopByHop always removes and every conditional
+// the fill replaces (conditionalFields, which the slicer's subrequests
+// drop too), and nothing else of theirs: the lists must not drift apart.
+func TestForwardsFieldFollowsPolicy(t *testing.T) {
+	names := append([]string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Trailers",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization", "Http2-Settings",
+		"Upgrade-Insecure-Requests", "Accept", "Cache-Control", "Pragma", "Cookie", "Authorization", "Host"}, conditionalFields...)
+	for _, name := range names {
+		h := http.Header{name: {"x"}}
+		policy.RemoveHopByHop(h)
+		for _, c := range conditionalFields {
+			h.Del(c)
+		}
+		dropped := len(h) == 0
+		for _, trusted := range []bool{false, true} {
+			if got := forwardsField(name, trusted, true); got == dropped {
+				t.Errorf("%s (trusted %v): forwardsField %v, but the policy drops it: %v", name, trusted, got, dropped)
+			}
+		}
+	}
+}
+
+// FuzzDelField: delField deletes what http.Header.Del deletes (the
+// field's canonical name, or a name that is not a token as it is), among
+// the name's spellings, without canonicalizing in an allocation.
+func FuzzDelField(f *testing.F) {
+	for _, s := range []string{"keep-alive", "X-Forwarded-For", "x-FORWARDED-for", "foo bar", "Foo Bar", "a_b", "-a--b-",
+		"é", "x\x00y", "1abc", "ABC", "Ab-cD", "`|~!#$%&'*+.^_", strings.Repeat("ab-", 30)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if name == "" {
+			return // (upstreamHeader never asks)
+		}
+		mk := func() http.Header {
+			return http.Header{name: {"as is"}, textproto.CanonicalMIMEHeaderKey(name): {"canonical"},
+				strings.ToLower(name): {"lower"}, strings.ToUpper(name): {"upper"}, "Other": {"other"}}
+		}
+		want, got := mk(), mk()
+		want.Del(name)
+		delField(got, name)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("delField(%q) left %q, Del %q", name, got, want)
+		}
 	})
 }
