@@ -173,15 +173,18 @@ func PropagateInto(ctx context.Context, in, out http.Header, f *Fields) {
 		return
 	}
 	if sc := w3c.Extract(context.Background(), fieldCarrier(in)); trace.SpanContextFromContext(sc).IsValid() {
-		if f == nil {
-			f = new(Fields)
+		var vals []string
+		if f != nil {
+			vals = f.vals[:]
+		} else {
+			vals = make([]string, 2) // (the client's values need no text)
 		}
 		psc := trace.SpanContextFromContext(sc)
-		f.vals[0] = in.Get("Traceparent")
-		out["Traceparent"] = f.vals[0:1:1]
+		vals[0] = in.Get("Traceparent")
+		out["Traceparent"] = vals[0:1:1]
 		if ts := psc.TraceState().String(); ts != "" && len(ts) <= maxTracestate {
-			f.vals[1] = ts
-			out["Tracestate"] = f.vals[1:2:2]
+			vals[1] = ts
+			out["Tracestate"] = vals[1:2:2]
 		} else {
 			delete(out, "Tracestate")
 		}
