@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +32,9 @@ const errorBodyLimit = 64 << 10
 // conditionals or Range, so that what comes back can be stored and shared.
 // It carries exactly what was keyed: the normalized host (or the site's
 // origin_host), the keyed query (originURL), and the keyed scheme in the
-// forwarding fields (setForwarded); no hop-by-hop field (nor the client's
+// forwarding fields (addForwarded); no hop-by-hop field (nor the client's
 // Connection: close) and, by default, no field that asks the origin for
-// another target, method or host (overrideFields). primary is r's
+// another target, method or host (see forwardsField). primary is r's
 // primary key (site.cacheKey, or its slice's key). Its context is a
 // fillContext under parent (the fill's own): the fill's fill.Info, which
 // the fill hands to the site's upstream (see fillInfoOf), and the slice it
@@ -71,22 +72,16 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	out.GetBody = nil
 	out.ContentLength = 0
 	out.Close = false // the client's Connection: close is its own hop's
-	out.Header = cloneWithRoom(r.Header, upstreamFields)
+	// The client's fields that the origin is to get, copied in one pass
+	// (upstreamHeader); the fill's own come after.
+	trusted := h.trusted.trusts(r)
+	out.Header = upstreamHeader(r.Header, trusted, st.cfg.ForwardOverrideFields)
 	out.Trailer = r.Trailer.Clone()
 	out.TransferEncoding = slices.Clone(r.TransferEncoding)
 	out.Form, out.PostForm, out.MultipartForm = nil, nil, nil
 	out.Host = host
 	if st.cfg.OriginHost != "" {
 		out.Host = st.cfg.OriginHost
-	}
-	policy.RemoveHopByHop(out.Header)
-	for _, f := range conditionalFields {
-		out.Header.Del(f)
-	}
-	if !st.cfg.ForwardOverrideFields {
-		for _, f := range overrideFields {
-			delete(out.Header, f)
-		}
 	}
 	if stale != nil {
 		// (A 304 refreshes the stale copy: see fill.)
@@ -100,37 +95,156 @@ func (h *Handler) upstreamRequest(parent context.Context, st *site, primary stri
 	if fc.sub != nil {
 		fc.sub.setUpstreamFields(out.Header)
 	}
-	h.setForwarded(out.Header, r, host, scheme)
-	tracing.Propagate(r.Context(), r.Header, out.Header)
+	// The forwarding fields' values and the trace context's share one
+	// allocation.
+	ff := new(fillFields)
+	h.addForwarded(out.Header, r, host, scheme, trusted, &ff.fwd)
+	tracing.PropagateInto(r.Context(), r.Header, out.Header, &ff.trace)
 	return out
 }
 
+// fillFields holds the values of the fields a fill's request gets of its
+// own: the forwarding fields (addForwarded) and the trace context
+// (tracing.PropagateInto), one allocation for both.
+type fillFields struct {
+	fwd   forwardedValues
+	trace tracing.Fields
+}
+
 // upstreamFields is how many fields a fill's request commonly gets that
-// the client's did not have: setForwarded's six and a traceparent.
+// the client's did not have: addForwarded's six and a traceparent.
 const upstreamFields = 7
 
-// cloneWithRoom is h.Clone() (a copy of h, the values in one slice) in a
-// map made for room more fields: a client's fields and a fill's own make
-// one table, not one grown (and rehashed) once the fill adds its own.
-// With no more than one field of its own, the map is as small as
-// Clone's (a single group of 8 slots holds them all).
-func cloneWithRoom(h http.Header, room int) http.Header {
-	nv := 0
-	for _, vv := range h {
-		nv += len(vv)
+// upstreamHeader is the header a fill's request starts from: the
+// client's fields h that the origin is to get as the client sent them
+// (see forwardsField), copied in one pass, the values in one slice, in a
+// map made for them and the fill's own fields (upstreamFields), so that
+// it is one table, not one grown (and rehashed) once the fill adds its
+// own. trusted says h's forwarding fields are believed (proxyList.trusts);
+// override is the site's forward_override_fields.
+//
+// It replaced a clone of h from which 21 names were then deleted (9
+// hop-by-hop, 6 conditional, 6 override, each Del canonicalizing its
+// name) and, for an untrusted client, a walk of the clone for
+// X-Forwarded-*: 3.3 µs and 9 allocations for a browser's 11 fields, 1.4
+// µs and 5 for none (BenchmarkUpstreamRequest). The fields forwarded are
+// exactly the same for every header (TestUpstreamRequestMatchesOracle,
+// FuzzUpstreamFields: the old code is kept as the tests' oracle).
+//
+// A field the client's Connection names is its own hop's too (RFC 9110
+// §7.6.1): it is copied, then deleted as policy.RemoveHopByHop deletes
+// it, before the fill adds its own fields (one the fill writes, such as
+// Via, is still the fill's). Connection rarely names a field that is
+// there, so the copy it costs is rare; deciding it in the pass would cost
+// every field a walk of the Connection list.
+func upstreamHeader(h http.Header, trusted, override bool) http.Header {
+	nk, nv := 0, 0
+	for k, vv := range h {
+		if forwardsField(k, trusted, override) {
+			nk++
+			nv += len(vv)
+		}
 	}
 	sv := make([]string, nv)
-	h2 := make(http.Header, len(h)+room)
+	out := make(http.Header, nk+upstreamFields)
 	for k, vv := range h {
+		if !forwardsField(k, trusted, override) {
+			continue
+		}
 		if vv == nil {
-			h2[k] = nil // (as Clone keeps them)
+			out[k] = nil // (as Clone keeps them)
 			continue
 		}
 		n := copy(sv, vv)
-		h2[k] = sv[:n:n]
+		out[k] = sv[:n:n]
 		sv = sv[n:]
 	}
-	return h2
+	for _, line := range h["Connection"] {
+		for rest := line; rest != ""; {
+			var item string
+			item, rest, _ = strings.Cut(rest, ",")
+			if item = strings.Trim(item, " \t"); item != "" {
+				delField(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// forwardsField reports whether a client's field named k (as the map
+// holds it: a handler may have put a name there that is not canonical,
+// and it is judged as it is spelled, as the deletes it replaced judged
+// it) goes upstream as the client sent it. Not so:
+//   - the hop-by-hop fields that policy.RemoveHopByHop always deletes;
+//   - the client's conditionals and Range (conditionalFields): a fill
+//     asks for the whole object, with the cache's own validators;
+//   - fields that origin frameworks read as the request's real target
+//     (Symfony's and IIS's X-Original-URL, X-Rewrite-URL), method
+//     (method-override middleware) or host (X-Host), none of which the
+//     cache key accounts for, unless the site says
+//     forward_override_fields (override);
+//   - the fields the fill writes itself from the client's (addForwarded:
+//     X-Forwarded-For, -Proto, -Host, Forwarded, Via, CDN-Loop;
+//     tracing.PropagateInto: traceparent, tracestate);
+//   - from a client whose forwarding fields are not believed (trusted
+//     false), any other X-Forwarded-* and X-Real-IP.
+func forwardsField(k string, trusted, override bool) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization":
+		return false
+	case "Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since":
+		return false
+	case "X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Host":
+		return override
+	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Via", "Cdn-Loop",
+		"Traceparent", "Tracestate":
+		return false
+	case "X-Real-Ip":
+		return trusted
+	}
+	return trusted || !strings.HasPrefix(k, "X-Forwarded-")
+}
+
+// delField is h.Del(name) without the allocation Del makes to
+// canonicalize a name that is not (a browser's Connection: keep-alive is
+// one on every request): a name with a byte that is not a token's is
+// deleted as it is, as textproto.CanonicalMIMEHeaderKey leaves it.
+func delField(h http.Header, name string) {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		h.Del(name)
+		return
+	}
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !tokenByte(c) {
+			delete(h, name)
+			return
+		}
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if _, ok := h[string(b)]; ok { // (a lookup by string(b) does not allocate)
+		delete(h, string(b))
+	}
+}
+
+// tokenByte reports whether c may be in a field name (an RFC 9110
+// token's tchar), as textproto's validHeaderFieldByte.
+func tokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // fillContext is the context of a fill's upstream request: the fill's
@@ -175,14 +289,6 @@ func (c *fillContext) AfterFunc(f func()) (stop func() bool) {
 }
 
 var conditionalFields = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"}
-
-// overrideFields are fields that origin frameworks read as the request's
-// real target (Symfony's and IIS's X-Original-URL, X-Rewrite-URL), method
-// (method-override middleware) or host (X-Host), none of which the cache
-// key accounts for: a fill goes without them unless the site says
-// forward_override_fields (canonical names; X-Forwarded-* are
-// setForwarded's).
-var overrideFields = []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Host"}
 
 // fill fetches out from upstream and publishes the result to f's waiters;
 // for a shareable response it then reads the body into a growingBody that

@@ -216,12 +216,19 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 		delete(out, "Forwarded")
 		delete(out, "X-Real-Ip")
 	}
+	h.addForwarded(out, in, host, scheme, trusted, new(forwardedValues))
+}
+
+// addForwarded is setForwarded once out holds none of the client's
+// forwarding fields that are not believed (a fill's upstreamHeader never
+// copies them): it writes this hop's fields into out, their values in
+// fv. trusted is h.trusted.trusts(in).
+func (h *Handler) addForwarded(out http.Header, in *http.Request, host, scheme string, trusted bool, fv *forwardedValues) {
 	// This hop's Forwarded element and its peer's address (X-Forwarded-For)
 	// are written in one buffer: the address is a substring of the element.
 	peer := peerOf(in.RemoteAddr)
 	// The fields' values and, when it fits, the element's text share one
 	// allocation (a miss's upstream request is built on every fill).
-	fv := new(forwardedValues)
 	elem := fv.text[:0]
 	if need := len(`for="[]";host=;proto=`) + 39 + len(host) + len(scheme); need > len(fv.text) { // 39: the longest IPv6 text
 		elem = make([]byte, 0, need)
@@ -291,7 +298,7 @@ func (h *Handler) setForwarded(out http.Header, in *http.Request, host, scheme s
 	}
 }
 
-// forwardedValues are the values setForwarded gives a fill's request,
+// forwardedValues are the values addForwarded gives a fill's request,
 // and the text of its Forwarded element (and X-Forwarded-For, a part of
 // it) when it fits: a host name up to 60 bytes with the longest IPv6
 // address.

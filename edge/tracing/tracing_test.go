@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -42,6 +43,18 @@ func FuzzPropagate(f *testing.F) {
 		}
 		if tracing.TraceID(context.Background(), tp) != "" && got[0] != tp {
 			t.Fatalf("valid %q replaced by %q", tp, got[0])
+		}
+		// PropagateInto sets the same fields, a new traceparent aside.
+		into := in.Clone()
+		tracing.PropagateInto(context.Background(), in, into, new(tracing.Fields))
+		if got[0] != tp {
+			if v := into["Traceparent"]; len(v) != 1 || !traceparentRE.MatchString(v[0]) || v[0] == got[0] {
+				t.Fatalf("PropagateInto: new traceparent %q (Propagate's %q)", v, got[0])
+			}
+			into["Traceparent"] = got
+		}
+		if !reflect.DeepEqual(into, out) {
+			t.Fatalf("PropagateInto set %q, Propagate %q", into, out)
 		}
 	})
 }
@@ -103,6 +116,32 @@ func TestPropagateAllocations(t *testing.T) {
 	}
 	if got := out["Traceparent"]; len(got) != 1 || got[0] != tp {
 		t.Fatalf("client traceparent passed as %q", got)
+	}
+}
+
+// PropagateInto writes the values it sets into the caller's Fields: a
+// new traceparent costs no allocation of its own, and a client's
+// traceparent only the propagator's context; each value is a slice of
+// its own (an append to one cannot write into the other).
+func TestPropagateIntoAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	in, out := http.Header{"Accept": {"*/*"}}, http.Header{}
+	var f tracing.Fields
+	if n := testing.AllocsPerRun(100, func() { tracing.PropagateInto(context.Background(), in, out, &f) }); n != 0 {
+		t.Errorf("no client traceparent: %v allocations, want 0", n)
+	}
+	if v := out["Traceparent"]; len(v) != 1 || !traceparentRE.MatchString(v[0]) || cap(v) != 1 {
+		t.Fatalf("new traceparent %q (cap %d)", v, cap(v))
+	}
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	in = http.Header{"Traceparent": {tp}, "Tracestate": {"congo=t61rcWkgMzE"}}
+	if n := testing.AllocsPerRun(100, func() { tracing.PropagateInto(context.Background(), in, out, &f) }); n > 4 {
+		t.Errorf("a client's traceparent: %v allocations, want at most 4 (the propagator's context and tracestate)", n)
+	}
+	if got, st := out["Traceparent"], out["Tracestate"]; len(got) != 1 || got[0] != tp || cap(got) != 1 || len(st) != 1 || st[0] != "congo=t61rcWkgMzE" || cap(st) != 1 {
+		t.Fatalf("client traceparent passed as %q, tracestate %q", got, st)
 	}
 }
 
