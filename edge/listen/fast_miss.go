@@ -155,12 +155,18 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, ctx *reqContext) bool {
 		c.wbuf = w.out[:0]
 	}
 	c.pend, c.fields = w.pend[:0], w.fields[:0]
-	c.hdr = nil
-	if h := w.handlerHeader; h != nil && max(len(h), w.peakFields) <= keptAnswerFields {
-		clear(h)
-		c.hdr = h
+	if keep {
+		// The next request gets the writer and, emptied, its map;
+		// nothing of this answer stays reachable from the connection
+		// while it waits. A connection that ends (after a panic, say)
+		// leaves its writer as it is, as a writer made per request was.
+		c.hdr = nil
+		if h := w.handlerHeader; h != nil && max(len(h), w.peakFields) <= keptAnswerFields {
+			clear(h)
+			c.hdr = h
+		}
+		*w = fastWriter{}
 	}
-	*w = fastWriter{} // nothing of the answer stays reachable from an idle connection
 	if c.watchTimer.Stop() {
 		// The watch never started: the serve loop reads what comes next.
 		if !keep {
