@@ -222,6 +222,10 @@ type fastConn struct {
 	// The writer's buffers besides wbuf (see fastWriter): body bytes
 	// held before the header, and the header's fields.
 	pend, fields []byte
+	// The writer of the request being served through the handler and
+	// its emptied header map, kept for the next (see serveMiss).
+	mw  fastWriter
+	hdr http.Header
 }
 
 // request is what the fast reader keeps of a request's header.

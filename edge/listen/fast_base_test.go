@@ -62,6 +62,44 @@ type copying struct{ http.ResponseWriter }
 // framing fields, Content-Type sniffed when base has none or it is
 // removed, a 304, 1xx answers, trailers declared in base, chunking.
 func TestFastWriterOverBaseAnswersAsNetHTTP(t *testing.T) {
+	handlers := overBaseHandlers()
+	mux := http.NewServeMux()
+	for p, h := range handlers {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { h(t, w) })
+	}
+	quiet := log.New(io.Discard, "", 0)
+	std := httptest.NewUnstartedServer(mux)
+	std.Config.ErrorLog = quiet
+	std.Start()
+	defer std.Close()
+	fast := newFastMissServer(t, mux, watchAfter)
+	fastCopying := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(copying{w}, r)
+	}), watchAfter)
+	for _, p := range slices.Sorted(func(yield func(string) bool) {
+		for p := range handlers {
+			if !yield(p) {
+				return
+			}
+		}
+	}) {
+		for _, method := range []string{"GET", "HEAD"} {
+			raw := method + " " + p + " HTTP/1.1\r\nHost: site.test\r\n\r\n"
+			if got, want := exchangeTwice(t, fast, raw), exchangeTwice(t, std.Listener.Addr().String(), raw); !slices.Equal(got, want) {
+				t.Errorf("%q:\nnet/http %q\nfast     %q", raw, want, got)
+			}
+			closing := method + " " + p + " HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+			if got, want := rawAnswer(t, fast, closing), rawAnswer(t, fastCopying, closing); !bytes.Equal(got, want) {
+				t.Errorf("%q, the bytes:\ncopied    %q\nover base %q", closing, want, got)
+			}
+		}
+	}
+}
+
+// overBaseHandlers are the handlers of
+// TestFastWriterOverBaseAnswersAsNetHTTP, by path: answers over a base
+// header (or with it copied, on a writer that takes none).
+func overBaseHandlers() map[string]func(t *testing.T, w http.ResponseWriter) {
 	big := strings.Repeat("0123456789", 500)
 	origin := func() http.Header { // as a filling entry's: a new map for each answer
 		return http.Header{
@@ -80,7 +118,7 @@ func TestFastWriterOverBaseAnswersAsNetHTTP(t *testing.T) {
 		}
 		return h
 	}
-	handlers := map[string]func(t *testing.T, w http.ResponseWriter){
+	return map[string]func(t *testing.T, w http.ResponseWriter){
 		"/plain": func(t *testing.T, w http.ResponseWriter) {
 			o := newOverBase(t, w, origin())
 			w.Header()["Via"] = append(origin()["Via"], "1.1 edge")
@@ -187,37 +225,6 @@ func TestFastWriterOverBaseAnswersAsNetHTTP(t *testing.T) {
 			newOverBase(t, w, nil)
 			io.WriteString(w, "nothing under")
 		},
-	}
-	mux := http.NewServeMux()
-	for p, h := range handlers {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { h(t, w) })
-	}
-	quiet := log.New(io.Discard, "", 0)
-	std := httptest.NewUnstartedServer(mux)
-	std.Config.ErrorLog = quiet
-	std.Start()
-	defer std.Close()
-	fast := newFastMissServer(t, mux, watchAfter)
-	fastCopying := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(copying{w}, r)
-	}), watchAfter)
-	for _, p := range slices.Sorted(func(yield func(string) bool) {
-		for p := range handlers {
-			if !yield(p) {
-				return
-			}
-		}
-	}) {
-		for _, method := range []string{"GET", "HEAD"} {
-			raw := method + " " + p + " HTTP/1.1\r\nHost: site.test\r\n\r\n"
-			if got, want := exchangeTwice(t, fast, raw), exchangeTwice(t, std.Listener.Addr().String(), raw); !slices.Equal(got, want) {
-				t.Errorf("%q:\nnet/http %q\nfast     %q", raw, want, got)
-			}
-			closing := method + " " + p + " HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
-			if got, want := rawAnswer(t, fast, closing), rawAnswer(t, fastCopying, closing); !bytes.Equal(got, want) {
-				t.Errorf("%q, the bytes:\ncopied    %q\nover base %q", closing, want, got)
-			}
-		}
 	}
 }
 

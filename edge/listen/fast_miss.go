@@ -148,9 +148,11 @@ const watchAfter = 50 * time.Millisecond
 // goroutine, whose stack has grown already. It reports whether the
 // connection goes on with the next request.
 func (c *fastConn) serveMiss(r *http.Request, head bool, ctx *reqContext) bool {
-	// The connection's buffers serve every answer in turn.
-	w := &fastWriter{c: c, req: r, head: head, ctx: ctx, wantsClose: r.Close, contentLength: -1,
-		out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
+	// The connection's writer, header map and buffers serve every
+	// answer in turn (see keptAnswerFields).
+	w := &c.mw
+	*w = fastWriter{c: c, req: r, head: head, ctx: ctx, wantsClose: r.Close, contentLength: -1,
+		handlerHeader: c.hdr, out: c.wbuf[:0], pend: c.pend[:0], fields: c.fields[:0]}
 	pipelined := c.r < c.w
 	c.armWatch(ctx)
 	keep := c.runHandler(w, r) && !c.f.closing.Load()
@@ -158,6 +160,18 @@ func (c *fastConn) serveMiss(r *http.Request, head bool, ctx *reqContext) bool {
 		c.wbuf = w.out[:0]
 	}
 	c.pend, c.fields = w.pend[:0], w.fields[:0]
+	if keep {
+		// The next request gets the writer and, emptied, its map;
+		// nothing of this answer stays reachable from the connection
+		// while it waits. A connection that ends (after a panic, say)
+		// leaves its writer as it is, as a writer made per request was.
+		c.hdr = nil
+		if h := w.handlerHeader; h != nil && max(len(h), w.peakFields) <= keptAnswerFields {
+			clear(h)
+			c.hdr = h
+		}
+		*w = fastWriter{}
+	}
 	if c.watchTimer.Stop() {
 		// The watch never started: the serve loop reads what comes next.
 		if !keep {
@@ -303,6 +317,11 @@ type fastWriter struct {
 	contentLength int64 // declared or computed; -1 if none
 	written       int64 // body bytes the handler wrote
 	handlerDone   bool
+	// peakFields is the most fields handlerHeader was seen to hold (at
+	// WriteHeader, 1xx included), past which serveMiss does not keep
+	// it: a map never shrinks, and one emptied after a 1xx (writeHint)
+	// ends with few.
+	peakFields int
 
 	// The final header as WriteHeader saw it (net/http copies the map
 	// there): its fields but those decided when it is written, and what
@@ -347,8 +366,28 @@ const answerFields = 12
 // against four).
 const answerFieldsOverBase = 8
 
-// Header returns the header map of the answer: a new map for every
-// request, as net/http's, since a handler may keep the one it got.
+// keptAnswerFields is the most fields a header map may have held for
+// serveMiss to keep it, emptied, for the connection's next request.
+// Made per answer, the map was 2 of a miss's ~27 allocations (its
+// header and its first 8-slot group: ~400 of its ~4.8 KB) and the
+// fastWriter holding it another (~300 B). A map never shrinks: one that
+// grew past this (an origin's many fields on a pass answer, a large
+// 1xx) is dropped rather than kept at that size for the life of the
+// connection; at 32 a kept map is under 3 KB (8 groups of 8 slots),
+// less than the connection's read buffer. Most answers keep it: a miss
+// sets 5 fields over the origin's, an answer from a stored entry its
+// stored fields and those 5, a pass answer the origin's fields.
+//
+// Neither the writer nor the map is used once the handler has returned
+// and its answer is written, as net/http's ResponseWriter may not be:
+// the edge's handler writes hints (flight.relayHint) only until the
+// leader's fill has its head or is left (stopHints), both before the
+// handler returns, and it keeps no map it got from Header().
+const keptAnswerFields = 32
+
+// Header returns the header map of the answer: the connection's, emptied
+// since its last request (see keptAnswerFields), or a new one sized for the
+// answer.
 func (w *fastWriter) Header() http.Header {
 	if w.handlerHeader == nil {
 		if w.base != nil {
@@ -419,6 +458,7 @@ func (w *fastWriter) WriteHeader(code int) {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
 	h := w.Header()
+	w.peakFields = max(w.peakFields, len(h))
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		// Sent now, with the fields set so far (RFC 8297), the map kept.
 		b := appendStatusLine(w.out, code)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -26,8 +27,49 @@ import (
 // second request on it says which). The edge's own use of the writer is
 // TestFrontsAnswerAlike's (package edge).
 func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
+	handlers := writerHandlers()
+	mux := http.NewServeMux()
+	for p, h := range handlers {
+		mux.Handle(p, h)
+	}
+	var reqs []string
+	for _, p := range slices.Sorted(func(yield func(string) bool) {
+		for p := range handlers {
+			if !yield(p) {
+				return
+			}
+		}
+	}) {
+		reqs = append(reqs, "GET "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n", "HEAD "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	}
+	reqs = append(reqs,
+		"GET /small HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+		"GET /request?a=1&b=%20 HTTP/1.1\r\nHost: site.test:8080\r\nAccept: a\r\naccept: b\r\nPragma: no-cache\r\nConnection: keep-alive\r\n\r\n")
+
+	quiet := log.New(io.Discard, "", 0)
+	std := httptest.NewUnstartedServer(mux)
+	std.Config.ErrorLog = quiet
+	std.Start()
+	defer std.Close()
+	// The handlers answer before the watch starts; with watchAfter 0 it
+	// starts at once and waits for the second request instead.
+	for _, after := range []time.Duration{watchAfter, 0} {
+		fast := newFastMissServer(t, mux, after)
+		for _, raw := range reqs {
+			want := exchangeTwice(t, std.Listener.Addr().String(), raw)
+			got := exchangeTwice(t, fast, raw)
+			if !slices.Equal(got, want) {
+				t.Errorf("watch after %v, %q:\nnet/http %q\nfast     %q", after, raw, want, got)
+			}
+		}
+	}
+}
+
+// writerHandlers are the handlers of TestFastWriterAnswersAsNetHTTP, by
+// path: each a kind of answer the fast writer makes.
+func writerHandlers() map[string]http.HandlerFunc {
 	big := strings.Repeat("0123456789", 500) // past the 2048 bytes held before the header
-	handlers := map[string]http.HandlerFunc{
+	return map[string]http.HandlerFunc{
 		"/nothing": func(w http.ResponseWriter, r *http.Request) {},
 		"/small":   func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") },
 		"/html":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html><body>x</body></html>") },
@@ -160,41 +202,6 @@ func TestFastWriterAnswersAsNetHTTP(t *testing.T) {
 			w.Header().Set(http.TrailerPrefix+"X-Late", "l")
 			io.WriteString(w, "many")
 		},
-	}
-	mux := http.NewServeMux()
-	for p, h := range handlers {
-		mux.Handle(p, h)
-	}
-	var reqs []string
-	for _, p := range slices.Sorted(func(yield func(string) bool) {
-		for p := range handlers {
-			if !yield(p) {
-				return
-			}
-		}
-	}) {
-		reqs = append(reqs, "GET "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n", "HEAD "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
-	}
-	reqs = append(reqs,
-		"GET /small HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
-		"GET /request?a=1&b=%20 HTTP/1.1\r\nHost: site.test:8080\r\nAccept: a\r\naccept: b\r\nPragma: no-cache\r\nConnection: keep-alive\r\n\r\n")
-
-	quiet := log.New(io.Discard, "", 0)
-	std := httptest.NewUnstartedServer(mux)
-	std.Config.ErrorLog = quiet
-	std.Start()
-	defer std.Close()
-	// The handlers answer before the watch starts; with watchAfter 0 it
-	// starts at once and waits for the second request instead.
-	for _, after := range []time.Duration{watchAfter, 0} {
-		fast := newFastMissServer(t, mux, after)
-		for _, raw := range reqs {
-			want := exchangeTwice(t, std.Listener.Addr().String(), raw)
-			got := exchangeTwice(t, fast, raw)
-			if !slices.Equal(got, want) {
-				t.Errorf("watch after %v, %q:\nnet/http %q\nfast     %q", after, raw, want, got)
-			}
-		}
 	}
 }
 
@@ -396,26 +403,9 @@ func exchangeTwice(t *testing.T, addr, raw string) []string {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, raw)
 	br := bufio.NewReader(c)
-	method := strings.Fields(raw)[0]
-	var out []string
-	for {
-		resp, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			return append(out, "error "+err.Error())
-		}
-		body, berr := io.ReadAll(resp.Body)
-		out = append(out, resp.Proto, resp.Status, fmt.Sprint("close ", resp.Close, " length ", resp.ContentLength,
-			" te ", resp.TransferEncoding, " body ", len(body), " ", string(body[:min(len(body), 64)]), " err ", berr,
-			" trailer ", resp.Trailer))
-		hdr := resp.Header.Clone()
-		delete(hdr, "Date")
-		out = append(out, fmt.Sprint(hdr))
-		if berr != nil {
-			return out
-		}
-		if resp.StatusCode >= 200 {
-			break
-		}
+	out, whole := readAnswer(br, strings.Fields(raw)[0])
+	if !whole {
+		return out
 	}
 	if _, err := io.WriteString(c, "GET /ping HTTP/1.1\r\nHost: site.test\r\n\r\n"); err != nil {
 		return append(out, "then closed")
@@ -428,31 +418,159 @@ func exchangeTwice(t *testing.T, addr, raw string) []string {
 	return append(out, "then "+string(b))
 }
 
-// A handler that keeps the header map of its answer (a goroutine that
-// reads it later, say) does not see the next answer's fields in it, as
-// with net/http, whose map is new for every request: the fast writer's
-// map is made for its request (sized for a miss) and never reused.
-func TestFastWriterHeaderIsTheRequests(t *testing.T) {
-	kept := make(chan http.Header, 2)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Path", r.URL.Path)
-		kept <- w.Header()
+// readAnswer reads the answer to a request with method from br, its
+// 1xx first, as the client sees it (but Date); whole is false when it
+// did not come whole.
+func readAnswer(br *bufio.Reader, method string) (out []string, whole bool) {
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			return append(out, "error "+err.Error()), false
+		}
+		body, berr := io.ReadAll(resp.Body)
+		out = append(out, resp.Proto, resp.Status, fmt.Sprint("close ", resp.Close, " length ", resp.ContentLength,
+			" te ", resp.TransferEncoding, " body ", len(body), " ", string(body[:min(len(body), 64)]), " err ", berr,
+			" trailer ", resp.Trailer))
+		hdr := resp.Header.Clone()
+		delete(hdr, "Date")
+		out = append(out, fmt.Sprint(hdr))
+		if berr != nil {
+			return out, false
+		}
+		if resp.StatusCode >= 200 {
+			return out, true
+		}
+	}
+}
+
+// TestFastWriterCarriesNothingOver: a connection's writer and header map
+// serve its requests in turn, emptied between them (keptAnswerFields).
+// Every answer of the two differential tests' handlers (the writer's
+// own, and those over a base header), each made after the others on one
+// connection (in order, then in reverse; GET and HEAD), is the answer
+// made alone on a new connection, and each handler finds the map empty.
+// (It fails with the map kept but not emptied.)
+func TestFastWriterCarriesNothingOver(t *testing.T) {
+	mux := http.NewServeMux()
+	var paths []string
+	for p, h := range writerHandlers() {
+		mux.Handle("/w"+p, h)
+		paths = append(paths, "/w"+p)
+	}
+	for p, h := range overBaseHandlers() {
+		mux.HandleFunc("/b"+p, func(w http.ResponseWriter, r *http.Request) { h(t, w) })
+		paths = append(paths, "/b"+p)
+	}
+	slices.Sort(paths)
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong") })
+	addr := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := w.Header(); len(h) != 0 {
+			t.Errorf("%s %s: the header map starts with %v", r.Method, r.URL.Path, h)
+		}
+		mux.ServeHTTP(w, r)
+	}), watchAfter)
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	var reqs []string
+	for _, p := range paths {
+		reqs = append(reqs, "GET "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n", "HEAD "+p+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
+	}
+	// Each answer alone, and whether the connection stays open after it.
+	alone, open := map[string][]string{}, map[string]bool{}
+	for _, raw := range reqs {
+		a := exchangeTwice(t, addr, raw)
+		if last := a[len(a)-1]; strings.HasPrefix(last, "then ") {
+			open[raw] = last == "then pong"
+			a = a[:len(a)-1]
+		}
+		alone[raw] = a
+	}
+	backward := slices.Clone(reqs)
+	slices.Reverse(backward)
+	for _, order := range [][]string{reqs, backward} {
+		var c net.Conn
+		var br *bufio.Reader
+		prev := ""
+		for _, raw := range order {
+			if c == nil {
+				c, br = dial()
+				prev = "(new connection)"
+			}
+			io.WriteString(c, raw)
+			got, _ := readAnswer(br, strings.Fields(raw)[0])
+			if !slices.Equal(got, alone[raw]) {
+				t.Errorf("%q after %q:\nalone %q\nafter %q", raw, prev, alone[raw], got)
+			}
+			if !open[raw] {
+				c.Close()
+				c = nil
+			}
+			prev = raw
+		}
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// TestFastWriterKeepsOnlyASmallHeaderMap: the connection's next request
+// gets its header map back emptied, not a new one, unless the map held
+// more than keptAnswerFields fields, at the end or only at a 1xx (then
+// emptied, as the edge's writeHint empties it): a map never shrinks, and
+// one grown by a hostile number of fields is not kept at that size.
+func TestFastWriterKeepsOnlyASmallHeaderMap(t *testing.T) {
+	maps := make(chan http.Header, 16) // (held here, so that no map's address is another's again)
+	fill := func(w http.ResponseWriter, n int) {
+		for i := range n {
+			w.Header().Set(fmt.Sprintf("X-F%02d", i), "v")
+		}
+	}
+	addr := newFastMissServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		maps <- w.Header()
+		switch r.URL.Path {
+		case "/limit":
+			fill(w, keptAnswerFields)
+		case "/many":
+			fill(w, keptAnswerFields+1)
+		case "/hint":
+			fill(w, keptAnswerFields+1)
+			w.WriteHeader(http.StatusEarlyHints)
+			clear(w.Header())
+		}
 		io.WriteString(w, "ok")
-	})
-	addr := newFastMissServer(t, h, watchAfter)
-	got := exchangeTwice(t, addr, "GET /first HTTP/1.1\r\nHost: site.test\r\n\r\nGET /second HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
-	if len(got) < 4 {
-		t.Fatalf("answers: %q", got)
+	}), watchAfter)
+	steps := []struct {
+		path string
+		same bool // the map is the one the previous request had
+	}{
+		{"/small", false}, {"/small", true}, {"/limit", true}, {"/small", true},
+		{"/many", true}, {"/small", false}, {"/small", true},
+		{"/hint", true}, {"/small", false}, {"/small", true},
 	}
-	first, second := <-kept, <-kept
-	if v := first.Values("X-Path"); !slices.Equal(v, []string{"/first"}) {
-		t.Errorf("the first request's kept map says X-Path %q after the second answer", v)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if v := second.Values("X-Path"); !slices.Equal(v, []string{"/second"}) {
-		t.Errorf("the second request's map says X-Path %q", v)
-	}
-	if len(first) != 1 {
-		t.Errorf("the first request's kept map has fields it did not set: %v", first)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	var prev http.Header
+	for i, s := range steps {
+		io.WriteString(c, "GET "+s.path+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
+		if got, whole := readAnswer(br, "GET"); !whole {
+			t.Fatalf("request %d %s: %q", i, s.path, got)
+		}
+		m := <-maps
+		if same := prev != nil && reflect.ValueOf(m).Pointer() == reflect.ValueOf(prev).Pointer(); same != s.same {
+			t.Errorf("request %d %s: the map is the previous request's: %v, want %v", i, s.path, same, s.same)
+		}
+		prev = m
 	}
 }
 
