@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meridiancdn/meridian/edge"
+	"github.com/meridiancdn/meridian/internal/fakeclock"
 )
 
 // baseRecorder is a ResponseRecorder that takes a base header
@@ -111,9 +113,14 @@ func TestMissOverBaseHeaderAnswersAsCopied(t *testing.T) {
 		{"404", "GET", "/404", "", ""},
 		{"204", "GET", "/204", "", ""},
 	}
+	// Both edges read one clock that stands still a minute after the
+	// origin's Date: Age and Cache-Status's ttl are the same on both
+	// (with time.Now the two misses of a case could fall on either side
+	// of a second, and did in CI).
+	clock := fakeclock.At(time.Date(2026, 12, 7, 5, 1, 0, 0, time.UTC))
 	newEdge := func() *edge.Handler {
 		h, err := edge.New(edge.Config{Name: "e1", Sites: []edge.SiteConfig{{Hosts: []string{"site.test"}, Origin: origin.URL}}},
-			edge.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			edge.Options{Now: clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
