@@ -132,8 +132,8 @@ const upstreamFields = 7
 // FuzzUpstreamFields: the old code is kept as the tests' oracle).
 //
 // A field the client's Connection names is its own hop's too (RFC 9110
-// §7.6.1): it is copied, then deleted as policy.RemoveHopByHop deletes
-// it, before the fill adds its own fields (one the fill writes, such as
+// §7.6.1): it is copied, then deleted (policy.RemoveConnectionOptions,
+// as RemoveHopByHop deletes it), before the fill adds its own fields (one the fill writes, such as
 // Via, is still the fill's). Connection rarely names a field that is
 // there, so the copy it costs is rare; deciding it in the pass would cost
 // every field a walk of the Connection list.
@@ -159,15 +159,7 @@ func upstreamHeader(h http.Header, trusted, override bool) http.Header {
 		out[k] = sv[:n:n]
 		sv = sv[n:]
 	}
-	for _, line := range h["Connection"] {
-		for rest := line; rest != ""; {
-			var item string
-			item, rest, _ = strings.Cut(rest, ",")
-			if item = strings.Trim(item, " \t"); item != "" {
-				delField(out, item)
-			}
-		}
-	}
+	policy.RemoveConnectionOptions(out, h["Connection"])
 	return out
 }
 
@@ -204,47 +196,6 @@ func forwardsField(k string, trusted, override bool) bool {
 		return trusted
 	}
 	return trusted || !strings.HasPrefix(k, "X-Forwarded-")
-}
-
-// delField is h.Del(name) without the allocation Del makes to
-// canonicalize a name that is not (a browser's Connection: keep-alive is
-// one on every request): a name with a byte that is not a token's is
-// deleted as it is, as textproto.CanonicalMIMEHeaderKey leaves it.
-func delField(h http.Header, name string) {
-	var buf [64]byte
-	if len(name) > len(buf) {
-		h.Del(name)
-		return
-	}
-	b := buf[:len(name)]
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !tokenByte(c) {
-			delete(h, name)
-			return
-		}
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b[i] = c
-		upper = c == '-'
-	}
-	if _, ok := h[string(b)]; ok { // (a lookup by string(b) does not allocate)
-		delete(h, string(b))
-	}
-}
-
-// tokenByte reports whether c may be in a field name (an RFC 9110
-// token's tchar), as textproto's validHeaderFieldByte.
-func tokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // fillContext is the context of a fill's upstream request: the fill's

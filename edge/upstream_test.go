@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/textproto"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -345,29 +344,4 @@ func TestForwardsFieldFollowsPolicy(t *testing.T) {
 			}
 		}
 	}
-}
-
-// FuzzDelField: delField deletes what http.Header.Del deletes (the
-// field's canonical name, or a name that is not a token as it is), among
-// the name's spellings, without canonicalizing in an allocation.
-func FuzzDelField(f *testing.F) {
-	for _, s := range []string{"keep-alive", "X-Forwarded-For", "x-FORWARDED-for", "foo bar", "Foo Bar", "a_b", "-a--b-",
-		"é", "x\x00y", "1abc", "ABC", "Ab-cD", "`|~!#$%&'*+.^_", strings.Repeat("ab-", 30)} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, name string) {
-		if name == "" {
-			return // (upstreamHeader never asks)
-		}
-		mk := func() http.Header {
-			return http.Header{name: {"as is"}, textproto.CanonicalMIMEHeaderKey(name): {"canonical"},
-				strings.ToLower(name): {"lower"}, strings.ToUpper(name): {"upper"}, "Other": {"other"}}
-		}
-		want, got := mk(), mk()
-		want.Del(name)
-		delField(got, name)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("delField(%q) left %q, Del %q", name, got, want)
-		}
-	})
 }

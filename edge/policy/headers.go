@@ -13,15 +13,7 @@ import (
 // fields it names, Keep-Alive, Proxy-Connection, TE, Trailer,
 // Transfer-Encoding, Upgrade, Proxy-Authenticate and Proxy-Authorization.
 func RemoveHopByHop(h http.Header) {
-	for _, line := range h["Connection"] {
-		for rest := line; rest != ""; {
-			var item string
-			item, rest = cutComma(rest)
-			if item = trimOWS(item); item != "" {
-				h.Del(item)
-			}
-		}
-	}
+	RemoveConnectionOptions(h, h["Connection"])
 	// The hop-by-hop fields (RFC 9110 §7.6.1), plus the deprecated
 	// Proxy-Connection and Keep-Alive, in canonical form.
 	for _, f := range [...]string{
@@ -29,6 +21,52 @@ func RemoveHopByHop(h http.Header) {
 		"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
 	} {
 		delete(h, f)
+	}
+}
+
+// RemoveConnectionOptions deletes from h the fields that the Connection
+// field lines connection name (its connection options, which are the
+// hop's own: RFC 9110 §7.6.1), as h.Del would delete each name.
+func RemoveConnectionOptions(h http.Header, connection []string) {
+	for _, line := range connection {
+		for rest := line; rest != ""; {
+			var item string
+			item, rest = cutComma(rest)
+			if item = trimOWS(item); item != "" {
+				delField(h, item)
+			}
+		}
+	}
+}
+
+// delField is h.Del(name) without the allocation Del makes to
+// canonicalize a name that is not (a browser's Connection: keep-alive is
+// one on every request): a name with a byte that is not a token's is
+// deleted as it is, as textproto.CanonicalMIMEHeaderKey leaves it.
+func delField(h http.Header, name string) {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		h.Del(name)
+		return
+	}
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !IsTchar(c) {
+			delete(h, name)
+			return
+		}
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if _, ok := h[string(b)]; ok { // (a lookup by string(b) does not allocate)
+		delete(h, string(b))
 	}
 }
 

@@ -2,8 +2,10 @@ package policy
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -134,4 +136,29 @@ func TestInvalidations(t *testing.T) {
 	if got := Invalidations("POST", nil, 200, nil); got != nil {
 		t.Errorf("nil URL: %v", got)
 	}
+}
+
+// FuzzDelField: delField deletes what http.Header.Del deletes (the
+// field's canonical name, or a name that is not a token as it is), among
+// the name's spellings, without canonicalizing in an allocation.
+func FuzzDelField(f *testing.F) {
+	for _, s := range []string{"keep-alive", "X-Forwarded-For", "x-FORWARDED-for", "foo bar", "Foo Bar", "a_b", "-a--b-",
+		"é", "x\x00y", "1abc", "ABC", "Ab-cD", "`|~!#$%&'*+.^_", strings.Repeat("ab-", 30)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if name == "" {
+			return // (RemoveConnectionOptions never asks)
+		}
+		mk := func() http.Header {
+			return http.Header{name: {"as is"}, textproto.CanonicalMIMEHeaderKey(name): {"canonical"},
+				strings.ToLower(name): {"lower"}, strings.ToUpper(name): {"upper"}, "Other": {"other"}}
+		}
+		want, got := mk(), mk()
+		want.Del(name)
+		delField(got, name)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("delField(%q) left %q, Del %q", name, got, want)
+		}
+	})
 }
