@@ -27,6 +27,9 @@ type Entry struct {
 	// hits counts the hits served from this entry, for the status page's
 	// top objects.
 	hits atomic.Uint32
+	// hash is the store's hash of the key, set when it is stored and
+	// kept for its removal (which then need not read the key).
+	hash uint64
 	// protected says the entry is in the store's protected segment (it
 	// was asked for again after it was stored); under the store's lock.
 	protected bool

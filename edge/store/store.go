@@ -131,6 +131,7 @@
 package store
 
 import (
+	"hash/maphash"
 	"sort"
 	"sync"
 )
@@ -138,8 +139,17 @@ import (
 // Store is an in-memory cache of sealed entries by key within a byte
 // budget, evicting by a segmented LRU (see the package doc).
 type Store struct {
-	mu    sync.Mutex
-	byKey map[string]*Entry
+	mu sync.Mutex
+	// byHash indexes the entries by a seeded hash of their key
+	// (Entry.hash): a 64-bit map key is held in the map's slot, where a
+	// string key is a pointer to bytes elsewhere, so growing the map
+	// rehashes without reading every key, and its slots are two thirds
+	// the size. An entry whose hash is another key's is in collided
+	// instead, by its key: the seed is random, so that needs about 2^32
+	// keys, and a client cannot aim for it.
+	byHash   map[uint64]*Entry
+	collided map[string]*Entry
+	hash     func(key string) uint64 // maphash with the store's seed; tests weaken it
 	// probation and protected are the segments' sentinels: next is the
 	// most recently used entry, prev the least.
 	probation, protected Entry
@@ -159,7 +169,9 @@ const protectedShare = 0.8
 
 // New returns an empty store with a budget of maxBytes.
 func New(maxBytes int64) *Store {
-	s := &Store{maxBytes: maxBytes, byKey: map[string]*Entry{}, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
+	s := &Store{maxBytes: maxBytes, byHash: map[uint64]*Entry{}, tags: &tagIndex{keys: map[string]map[string]struct{}{}}}
+	seed := maphash.MakeSeed()
+	s.hash = func(key string) uint64 { return maphash.String(seed, key) }
 	s.probation.prev, s.probation.next = &s.probation, &s.probation
 	s.protected.prev, s.protected.next = &s.protected, &s.protected
 	return s
@@ -235,12 +247,37 @@ func (s *Store) unlink(e *Entry) {
 // holds s.mu.
 func (s *Store) drop(e *Entry) {
 	s.unlink(e)
-	delete(s.byKey, e.Key())
+	s.unindex(e)
 	s.bytes -= e.Charge()
 	if tags := e.Tags(); len(tags) > 0 {
 		s.tags.remove(e.Key(), tags)
 	}
 }
+
+// lookup returns the stored entry at key, whose hash is h, or nil. The
+// caller holds s.mu.
+func (s *Store) lookup(h uint64, key string) *Entry {
+	if e := s.byHash[h]; e != nil && e.Key() == key {
+		return e
+	}
+	if len(s.collided) == 0 {
+		return nil
+	}
+	return s.collided[key]
+}
+
+// unindex takes e, which is indexed, out of the index. The caller holds
+// s.mu.
+func (s *Store) unindex(e *Entry) {
+	if s.byHash[e.hash] == e {
+		delete(s.byHash, e.hash)
+		return
+	}
+	delete(s.collided, e.Key())
+}
+
+// len is the number of stored entries. The caller holds s.mu.
+func (s *Store) len() int { return len(s.byHash) + len(s.collided) }
 
 // add stores e, which is sealed and not stored anywhere, replacing the
 // entry at its key; a replacement keeps the segment of the entry it
@@ -248,13 +285,32 @@ func (s *Store) drop(e *Entry) {
 // s.mu.
 func (s *Store) add(e *Entry) {
 	e.protected = false
-	if old := s.byKey[e.Key()]; old == e {
+	e.hash = s.hash(e.Key())
+	// lookup, with what holds e's hash kept to index e by.
+	holder := s.byHash[e.hash]
+	var old *Entry
+	if holder != nil && holder.Key() == e.Key() {
+		old = holder
+	} else if len(s.collided) > 0 {
+		old = s.collided[e.Key()]
+	}
+	if old == e {
 		return
 	} else if old != nil {
 		e.protected = old.protected
 		s.drop(old)
+		if old == holder {
+			holder = nil
+		}
 	}
-	s.byKey[e.Key()] = e
+	if holder == nil {
+		s.byHash[e.hash] = e
+	} else {
+		if s.collided == nil {
+			s.collided = map[string]*Entry{}
+		}
+		s.collided[e.Key()] = e
+	}
 	s.link(e)
 	s.bytes += e.Charge()
 	if tags := e.Tags(); len(tags) > 0 {
@@ -315,8 +371,9 @@ func (s *Store) hand(victims []*Entry) {
 // protected entry becomes its segment's most recent, a probation entry is
 // promoted to the protected segment.
 func (s *Store) Get(key string) *Entry {
+	h := s.hash(key)
 	s.mu.Lock()
-	e := s.byKey[key]
+	e := s.lookup(h, key)
 	if e != nil && s.protected.next != e {
 		s.unlink(e)
 		if !e.protected {
@@ -333,8 +390,9 @@ func (s *Store) Get(key string) *Entry {
 
 // Peek returns the entry at key without touching its recency.
 func (s *Store) Peek(key string) *Entry {
+	h := s.hash(key)
 	s.mu.Lock()
-	e := s.byKey[key]
+	e := s.lookup(h, key)
 	s.mu.Unlock()
 	return e
 }
@@ -360,7 +418,7 @@ func (s *Store) Put(e *Entry) {
 func (s *Store) Remove(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.byKey[key]
+	e := s.lookup(s.hash(key), key)
 	if e == nil {
 		return false
 	}
@@ -373,7 +431,7 @@ func (s *Store) Remove(key string) bool {
 // takes old's segment, as its most recent entry.
 func (s *Store) ReplaceIf(key string, old, next *Entry) bool {
 	s.mu.Lock()
-	if s.byKey[key] != old {
+	if s.lookup(s.hash(key), key) != old {
 		s.mu.Unlock()
 		return false
 	}
@@ -400,7 +458,7 @@ func (s *Store) SetMax(maxBytes int64) {
 func (s *Store) Entries() []*Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Entry, 0, len(s.byKey))
+	out := make([]*Entry, 0, s.len())
 	s.each(func(e *Entry) { out = append(out, e) })
 	return out
 }
@@ -415,8 +473,11 @@ func (s *Store) KeysByTag(tag string) []string { return s.tags.lookup(tag) }
 func (s *Store) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.byKey))
-	for k := range s.byKey {
+	keys := make([]string, 0, s.len())
+	for _, e := range s.byHash {
+		keys = append(keys, e.Key())
+	}
+	for k := range s.collided {
 		keys = append(keys, k)
 	}
 	return keys
@@ -434,7 +495,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Entries: len(s.byKey), Bytes: s.bytes, MaxBytes: s.maxBytes, Evicted: s.evicted}
+	return Stats{Entries: s.len(), Bytes: s.bytes, MaxBytes: s.maxBytes, Evicted: s.evicted}
 }
 
 // each calls fn for every stored entry, protected ones first, each
@@ -458,7 +519,7 @@ type TopObject struct {
 // first, then by key.
 func (s *Store) Top(n int) []TopObject {
 	s.mu.Lock()
-	out := make([]TopObject, 0, len(s.byKey))
+	out := make([]TopObject, 0, s.len())
 	s.each(func(e *Entry) {
 		if !e.IsVaryIndex() {
 			out = append(out, TopObject{Key: e.Key(), Hits: e.Hits(), Bytes: int64(len(e.body))})

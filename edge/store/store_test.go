@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"testing"
@@ -183,5 +185,88 @@ func TestStoreTop(t *testing.T) {
 	}
 	if got := s.Top(10); len(got) != 3 {
 		t.Fatalf("Top(10) = %v: the vary index is not an object", got)
+	}
+}
+
+// TestStoreIndexAgreesWithAMap runs random puts, gets, replacements and
+// removals, evicting as they go, against a map of what should be stored,
+// with the store's hash weakened so that keys share hashes (the index's
+// collision path, which a seeded 64-bit hash almost never takes).
+func TestStoreIndexAgreesWithAMap(t *testing.T) {
+	for _, weak := range []struct {
+		name string
+		hash func(string) uint64
+	}{
+		{"seeded", nil},
+		{"by length", func(k string) uint64 { return uint64(len(k)) }},
+		{"one hash", func(string) uint64 { return 7 }},
+	} {
+		t.Run(weak.name, func(t *testing.T) {
+			tmpl := storedEntry(t, "k", 10, http.Header{})
+			entry := func(key string) *Entry {
+				d := tmpl.data
+				d.meta, d.keyLen = key+tmpl.own(), uint32(len(key))
+				return &Entry{data: d}
+			}
+			const keys, steps = 40, 4000
+			s := New(25 * entry("h/00").Charge())
+			if weak.hash != nil {
+				s.hash = weak.hash
+			}
+			model := map[string]*Entry{}
+			s.OnEvict(func(e *Entry) {
+				if model[e.Key()] != e {
+					t.Fatalf("evicted %q, which is not what the model holds", e.Key())
+				}
+				delete(model, e.Key())
+			})
+			rnd := rand.New(rand.NewPCG(1, 2))
+			for i := range steps {
+				key := fmt.Sprintf("h/%d", rnd.IntN(keys)) // "h/7" and "h/17" differ in length
+				switch op := rnd.IntN(10); {
+				case op < 4:
+					e := entry(key)
+					model[key] = e
+					s.Put(e)
+				case op < 7:
+					if got := s.Get(key); got != model[key] {
+						t.Fatalf("step %d: Get(%q) = %p, want %p", i, key, got, model[key])
+					}
+				case op < 8:
+					_, had := model[key]
+					delete(model, key)
+					if got := s.Remove(key); got != had {
+						t.Fatalf("step %d: Remove(%q) = %v, want %v", i, key, got, had)
+					}
+				default:
+					next := entry(key)
+					old := model[key]
+					if s.ReplaceIf(key, old, next) != true {
+						t.Fatalf("step %d: ReplaceIf(%q) refused the stored entry", i, key)
+					}
+					model[key] = next
+				}
+				if i%100 != 0 {
+					continue
+				}
+				// Every key the model holds is found, no other is, and the
+				// counts agree.
+				stored := s.Keys()
+				slices.Sort(stored)
+				want := slices.Sorted(maps.Keys(model))
+				if !slices.Equal(stored, want) {
+					t.Fatalf("step %d: store keys %v, model %v", i, stored, want)
+				}
+				for k := range keys {
+					key := fmt.Sprintf("h/%d", k)
+					if got := s.Peek(key); got != model[key] {
+						t.Fatalf("step %d: Peek(%q) = %p, want %p", i, key, got, model[key])
+					}
+				}
+				if st := s.Stats(); st.Entries != len(model) || len(s.Entries()) != len(model) {
+					t.Fatalf("step %d: %d entries counted, %d listed, model %d", i, st.Entries, len(s.Entries()), len(model))
+				}
+			}
+		})
 	}
 }
