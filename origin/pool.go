@@ -532,20 +532,32 @@ func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.Re
 		kind := classify(err, req.Context(), ctx, tctx)
 		tcancel(nil)
 		err = withCause(err, context.Cause(tctx))
-		p.metrics.observe(s, 0, elapsed)
-		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
-		if kind != KindCanceled {
-			p.serverResult(s, false, err)
-		}
+		p.tryFailed(s, kind, err, elapsed)
 		return nil, nil, &tryError{Error: &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}, sent: sent.Load()}
 	}
-	p.metrics.observe(s, resp.StatusCode, elapsed)
-	if resp.StatusCode >= 500 {
-		p.serverResult(s, false, fmt.Errorf("status %d", resp.StatusCode))
+	p.tryAnswered(s, resp.StatusCode, elapsed)
+	return resp, func() { tcancel(nil) }, nil
+}
+
+// tryFailed counts a try of s that got no response, after elapsed, and
+// holds it against s unless the caller canceled it.
+func (p *Pool) tryFailed(s *server, kind Kind, err error, elapsed time.Duration) {
+	p.metrics.observe(s, 0, elapsed)
+	p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
+	if kind != KindCanceled {
+		p.serverResult(s, false, err)
+	}
+}
+
+// tryAnswered counts a try of s answered with status after elapsed: a
+// 5xx is held against s, anything else is for it.
+func (p *Pool) tryAnswered(s *server, status int, elapsed time.Duration) {
+	p.metrics.observe(s, status, elapsed)
+	if status >= 500 {
+		p.serverResult(s, false, fmt.Errorf("status %d", status))
 	} else {
 		p.serverResult(s, true, nil)
 	}
-	return resp, func() { tcancel(nil) }, nil
 }
 
 // withoutClientTrace is a context that hides its parent's client trace

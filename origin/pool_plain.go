@@ -3,7 +3,6 @@ package origin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 )
@@ -111,18 +110,9 @@ func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, ho
 				err = withCause(err, cause)
 			}
 		}
-		p.metrics.observe(s, 0, elapsed)
-		p.metrics.errors.WithLabelValues(s.name, kind.String()).Inc()
-		if kind != KindCanceled {
-			p.serverResult(s, false, err)
-		}
+		p.tryFailed(s, kind, err, elapsed)
 		return nil, &tryError{Error: &Error{Kind: kind, Pool: p.cfg.Name, Server: s.name, Err: err}, sent: true}
 	}
-	p.metrics.observe(s, resp.StatusCode, elapsed)
-	if resp.StatusCode >= 500 {
-		p.serverResult(s, false, fmt.Errorf("status %d", resp.StatusCode))
-	} else {
-		p.serverResult(s, true, nil)
-	}
+	p.tryAnswered(s, resp.StatusCode, elapsed)
 	return resp, nil
 }
