@@ -311,12 +311,20 @@ func (r *h2Run) baseRequest(path string) [][2]string {
 	return [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", testHost}, {":path", path}, {"x-diff-run", r.nonce}}
 }
 
+// slowPath is the run's own /slow: its requests coalesce with each
+// other, never with a fill of another run's, which may still be ending
+// when this run starts, on one server and not the other.
+func (r *h2Run) slowPath() string { return "/slow?run=" + r.nonce }
+
 // templateRequest is opGet's request for a; a miss's path is one of
-// the run's own, numbered key%4.
+// the run's own, numbered key%4, and so is /slow (slowPath).
 func (r *h2Run) templateRequest(a byte, key uint32) [][2]string {
 	path := diffPaths[a&15].path
-	if path == "/miss/" {
+	switch path {
+	case "/miss/":
 		path += r.nonce + "/" + strconv.Itoa(int(key%4))
+	case "/slow":
+		path = r.slowPath()
 	}
 	f := r.baseRequest(path)
 	for _, kv := range diffVariants[a>>4].fields {
@@ -581,7 +589,7 @@ func (r *h2Run) do(i int, o h2op) {
 		for range n {
 			id := r.newID()
 			ids = append(ids, id)
-			blocks = append(blocks, r.headerBlock(r.baseRequest("/slow"), true))
+			blocks = append(blocks, r.headerBlock(r.baseRequest(r.slowPath()), true))
 			r.open(id, true)
 		}
 		r.push(r.frames(func(fr *http2.Framer) {

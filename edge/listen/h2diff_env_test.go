@@ -20,6 +20,7 @@ import (
 	"github.com/meridiancdn/meridian/edge"
 	"github.com/meridiancdn/meridian/edge/listen"
 	"github.com/meridiancdn/meridian/internal/fakeclock"
+	"github.com/meridiancdn/meridian/origin"
 )
 
 // The differential harness's servers: two listen.Servers alike but for
@@ -211,7 +212,12 @@ func newDiffPair(tb testing.TB, opt pairOptions) *diffPair {
 			TLS: &edge.TLSConfig{Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile},
 			Server: edge.ServerConfig{Front: front, SendTimeout: sendTimeout,
 				MaxConnections: -1, MaxConnectionsPerIP: -1},
-			Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: o.srv.URL}}}
+			// The origin's timeouts are beyond any run's budget
+			// (confirmBudget the longest): a /slow fill that timed out
+			// within a run would end it on the server where it started
+			// earlier, and be remembered (the clock is fake: for good).
+			Sites: []edge.SiteConfig{{Hosts: []string{testHost}, Origin: o.srv.URL,
+				Timeout: time.Minute, Pool: origin.PoolConfig{TryTimeout: time.Minute}}}}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		h, err := edge.New(cfg, edge.Options{Logger: log, Now: clock.Now})
 		if err != nil {

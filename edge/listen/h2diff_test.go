@@ -405,6 +405,40 @@ func FuzzH2Differential(f *testing.F) {
 	})
 }
 
+// Runs of the differential harness do not share a slow fill: each run's
+// /slow is its own key, fetched from the origin by that run. CI failed
+// twice on FuzzH2Differential's seed#31 ("more streams than
+// SETTINGS_MAX_CONCURRENT_STREAMS", which decodeOps cuts to 46 /slow
+// streams and no reset): a /slow fill begun by an earlier run, on one
+// server sooner than on the other, ran into the origin's 10 s
+// try_timeout within the replay there, and its 504 was remembered, for
+// good on the fake clock. Now no origin timeout falls within a run (the
+// sites' are a minute, against confirmBudget's 10 s) and no run joins
+// another's fill.
+func TestH2DifferentialRunsDoNotShareSlowFills(t *testing.T) {
+	p := newDiffPair(t, pairOptions{})
+	ops := []h2op{get(pSlow, vGet), get(pSlow, vGet)}
+	var paths []string
+	for range 2 {
+		a, b, err := p.run(ops, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range []*h2Outcome{a, b} {
+			if !o.GaveUp || len(o.Origin) != 1 {
+				t.Fatalf("a run of two /slow streams: gave up %v, origin requests %v; want it still waiting, after one origin request of its own", o.GaveUp, o.Origin)
+			}
+		}
+		paths = append(paths, a.Streams[1].Path)
+	}
+	if paths[0] == paths[1] {
+		t.Fatalf("two runs asked for /slow as %q: the second may join the first's fill", paths[0])
+	}
+	if confirmBudget >= time.Minute {
+		t.Fatalf("confirmBudget %v reaches the sites' origin timeouts (a minute)", confirmBudget)
+	}
+}
+
 // confirm compares a and b, the outcomes of ops; a difference is played
 // again, with confirmBudget, and reported if it is seen again: on this
 // shared machine a run's short budget can end on one side only, or a
