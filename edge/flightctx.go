@@ -75,12 +75,17 @@ func (c *flightContext) end(cause error) {
 		c.mu.Unlock()
 		return
 	}
+	// Canceled before it is marked ended: an AfterFunc that finds it
+	// ended runs at once, and what it interrupts (the lean client's
+	// exchange) must then find the context's cause, not nil, or the
+	// fill's failure would pass for the origin's (see remembered). The
+	// cancelCtx's cancel calls nothing that takes c.mu.
+	c.cancelCause(cause)
 	c.ended = true
 	abort := c.abort
 	c.abort = nil
 	c.mu.Unlock()
 	c.list.remove(c)
-	c.cancelCause(cause)
 	if abort != nil {
 		abort()
 	}

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptrace"
 	"sync/atomic"
 	"testing"
@@ -94,5 +95,37 @@ func TestFillListEndsEveryListedFill(t *testing.T) {
 	}
 	if n := l.len(); n != 0 {
 		t.Errorf("%d listed after endAll, want 0", n)
+	}
+}
+
+// Whatever runs because a fill's context ended sees it ended, with its
+// cause: a registration that finds the context ending runs at once, and
+// must not find it marked ended but not yet canceled. The lean origin
+// client's abort ran in that window once (an abandoned fill's
+// registration, under -race and load): its exchange failed with a write
+// timeout while context.Cause was still nil, and the fill was remembered
+// as the origin's failure, so that the key answered 504 from the failure
+// memory to the clients that came next.
+func TestFlightContextIsCanceledBeforeItsAfterFuncsRun(t *testing.T) {
+	cause := errors.New("abandoned")
+	var l fillList
+	var trace httptrace.ClientTrace
+	for i := range 2000 {
+		var c flightContext
+		c.start(&l, &trace)
+		var seen atomic.Value // the cause the registration saw when it ran
+		start := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			<-start
+			c.AfterFunc(func() { seen.Store(fmt.Sprint(context.Cause(&c))) })
+		}()
+		close(start)
+		c.end(cause)
+		<-done
+		if got, _ := seen.Load().(string); got != cause.Error() {
+			t.Fatalf("iteration %d: the AfterFunc ran with the cause %q, want %q", i, got, cause)
+		}
 	}
 }
