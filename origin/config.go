@@ -37,7 +37,9 @@ type PoolConfig struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// TryTimeout bounds one try, from sending the request to receiving the
 	// response headers; an idempotent request that runs out is retried on
-	// another server. Default 10s.
+	// another server. It is for that failover: a try that no other server
+	// could take over (one server, retries spent, a request that is not
+	// retried) is bounded by Timeout alone. Default 10s.
 	TryTimeout time.Duration `yaml:"try_timeout"`
 	// Timeout bounds the wait for a response's headers over every try
 	// (Varnish's first_byte_timeout, summed over retries). Default 30s.

@@ -392,7 +392,11 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			body = b
 		}
 		bodyUsed = true
-		resp, tryCancel, terr := p.try(ctx, req, s, body)
+		tryTimeout := p.cfg.TryTimeout
+		if !idempotent || !replayable || !p.canRetry(attempt, tried) {
+			tryTimeout = 0 // no server could take over: only timeout bounds it
+		}
+		resp, tryCancel, terr := p.try(ctx, req, s, body, tryTimeout)
 		if terr == nil && !headers.Stop() {
 			// The timeout passed just as the headers came.
 			resp.Body.Close()
@@ -469,12 +473,34 @@ type tryError struct {
 	sent bool
 }
 
-// try sends req to s once. On success the try's timer is stopped and the
-// response is the caller's, who calls the returned func once done with the
-// body; on error it is classified.
-func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.ReadCloser) (*http.Response, func(), *tryError) {
+// canRetry reports whether a try that fails (the attempt-th, on a
+// server now marked in tried) could be retried: retries are left and a
+// server is untried. try_timeout is there to fail over, so a try that
+// nothing could take over is bounded by the pool's timeout alone: one
+// origin behind a site whose timeout is 60 s answers within 60 s, not
+// within the default try_timeout.
+func (p *Pool) canRetry(attempt int, tried []bool) bool {
+	if attempt >= max(p.cfg.Retries, 0) {
+		return false
+	}
+	for _, t := range tried {
+		if !t {
+			return true
+		}
+	}
+	return false
+}
+
+// try sends req to s once, for at most tryTimeout (0: as long as ctx
+// allows). On success the try's timer is stopped and the response is the
+// caller's, who calls the returned func once done with the body; on
+// error it is classified.
+func (p *Pool) try(ctx context.Context, req *http.Request, s *server, body io.ReadCloser, tryTimeout time.Duration) (*http.Response, func(), *tryError) {
 	tctx, tcancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(p.cfg.TryTimeout, func() { tcancel(errTryTimeout) })
+	if tryTimeout <= 0 {
+		tryTimeout = math.MaxInt64
+	}
+	timer := time.AfterFunc(tryTimeout, func() { tcancel(errTryTimeout) })
 	var sent atomic.Bool
 	trace := &httptrace.ClientTrace{WroteHeaders: func() { sent.Store(true) }}
 	traced := tctx

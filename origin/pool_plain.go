@@ -56,7 +56,7 @@ func (p *Pool) roundTripPlain(req *http.Request, host string, target requestTarg
 		if waited > 0 {
 			now = time.Now()
 		}
-		resp, terr := p.tryPlain(parent, req, s, host, target, now, deadline)
+		resp, terr := p.tryPlain(parent, req, s, host, target, now, deadline, p.canRetry(attempt, tried))
 		if terr == nil {
 			p.settle(resp.StatusCode < 500)
 			s.slots.setHTTP2(false) // plain TCP: HTTP/1, whatever its status line says
@@ -79,12 +79,14 @@ func (p *Pool) roundTripPlain(req *http.Request, host string, target requestTarg
 	return nil, last
 }
 
-// tryPlain sends req to s once through the lean client, by the sooner of
-// the pool's deadline and try_timeout from now (the time the try
-// starts); on error it is classified and counted as try's errors are.
-func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, host string, target requestTarget, now, poolDeadline time.Time) (*http.Response, *tryError) {
+// tryPlain sends req to s once through the lean client, by the pool's
+// deadline or, when another server could take over (failover, see
+// canRetry), by the sooner of it and try_timeout from now (the time the
+// try starts); on error it is classified and counted as try's errors
+// are.
+func (p *Pool) tryPlain(parent context.Context, req *http.Request, s *server, host string, target requestTarget, now, poolDeadline time.Time, failover bool) (*http.Response, *tryError) {
 	deadline, cause := poolDeadline, errPoolTimeout
-	if d := now.Add(p.cfg.TryTimeout); d.Before(deadline) {
+	if d := now.Add(p.cfg.TryTimeout); failover && d.Before(deadline) {
 		deadline, cause = d, errTryTimeout
 	}
 	switch {

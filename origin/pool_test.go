@@ -495,6 +495,50 @@ func TestPoolTryTimeout(t *testing.T) {
 	})
 }
 
+// try_timeout is there to fail over: a try that no other server could
+// take over (one server, retries spent, a request that is not retried)
+// waits for its headers as long as timeout allows. Before, a site with
+// one origin and timeout: 60s answered 504 after the pool's default
+// try_timeout, 10 s, for an origin that takes 20 s.
+func TestPoolLastTryWaitsForTimeoutNotTryTimeout(t *testing.T) {
+	bothClients(t, func(t *testing.T, std bool) {
+		a, b := startOrigin(t), startOrigin(t)
+		const slow = "/t?size=10&delay=600ms"
+		for _, tc := range []struct {
+			name string
+			cfg  PoolConfig
+		}{
+			{"one server", PoolConfig{Servers: servers(a)}},
+			{"retries spent", PoolConfig{Servers: servers(a, b), Retries: -1}},
+		} {
+			tc.cfg.stdTransport, tc.cfg.TryTimeout, tc.cfg.Timeout = std, 100*time.Millisecond, 20*time.Second
+			p := newPool(t, tc.cfg)
+			resp, body, err := fetch(context.Background(), p, "GET", slow, nil)
+			if err != nil || resp.StatusCode != 200 || len(body) != 10 {
+				t.Fatalf("%s: %v; want the answer that came within timeout", tc.name, err)
+			}
+		}
+		// A POST is not retried once sent: its one try waits too.
+		p := newPool(t, PoolConfig{stdTransport: std, Servers: servers(a, b), TryTimeout: 100 * time.Millisecond, Timeout: 20 * time.Second})
+		if _, _, err := fetch(context.Background(), p, "POST", slow, strings.NewReader("x")); err != nil {
+			t.Fatalf("POST: %v; want the answer that came within timeout", err)
+		}
+		// With another server to take over, the try is still cut.
+		before := b.demo.Requests()
+		p = newPool(t, PoolConfig{stdTransport: std, Servers: servers(a, b), TryTimeout: 100 * time.Millisecond, Timeout: 20 * time.Second})
+		a.demo.SetFailing("hang")
+		defer a.demo.SetFailing("")
+		for range 2 { // the first try may go to either
+			if resp, _ := mustGet(t, p, "/t?size=10"); resp.StatusCode != 200 {
+				t.Fatalf("failover: status %d", resp.StatusCode)
+			}
+		}
+		if b.demo.Requests()-before != 2 {
+			t.Errorf("b answered %d of 2, want both (a hangs, its try cut by try_timeout)", b.demo.Requests()-before)
+		}
+	})
+}
+
 func TestPoolOverallTimeout(t *testing.T) {
 	bothClients(t, func(t *testing.T, std bool) {
 		a, b := startOrigin(t), startOrigin(t)
