@@ -722,10 +722,12 @@ func storedBody(e *store.Entry) ([]byte, error) {
 // remembered reports whether a failed fill is the origin's failure, to be
 // remembered for the key's backoff: not a fill every client left, nor one
 // the edge's own limits stopped (see refusedByEdge), nor one cut short by
-// a shutdown.
+// a shutdown. A drain that took an inline fill's head wait fails it with
+// errDraining before it ends the fill's context, so the error says so
+// where the cause may not yet.
 func remembered(ctx context.Context, err error) bool {
 	switch cause := context.Cause(ctx); {
-	case refusedByEdge(err):
+	case refusedByEdge(err), errors.Is(err, errDraining):
 		return false
 	case cause == nil, cause == errFirstByteTimeout:
 		return true

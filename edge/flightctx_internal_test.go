@@ -129,3 +129,33 @@ func TestFlightContextIsCanceledBeforeItsAfterFuncsRun(t *testing.T) {
 		}
 	}
 }
+
+// A failed fill is remembered for the key's backoff only when the
+// origin failed it: not when the edge's drain took it, even before the
+// drain's cancel reaches the fill's context (StopWaiting flips the
+// leader's head wait first, then ends the context: a fill that sees
+// the flip fails with errDraining while context.Cause may still be
+// nil), nor when every client left, nor for the edge's own limits.
+func TestRememberedOnlyForTheOriginsFailures(t *testing.T) {
+	live := context.Background()
+	abandoned, cancel := context.WithCancelCause(context.Background())
+	cancel(errAbandoned)
+	timedOut, cancel2 := context.WithCancelCause(context.Background())
+	cancel2(errFirstByteTimeout)
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"origin unreachable", live, errors.New("origin o: connection refused"), true},
+		{"first-byte timeout", timedOut, errors.New("origin o: timeout"), true},
+		{"every client left", abandoned, errors.New("origin o: canceled"), false},
+		{"the drain, context not yet ended", live, fmt.Errorf("origin o: %w", errDraining), false},
+		{"the in-flight budget", live, fmt.Errorf("origin o: %w", errInflightFull), false},
+	} {
+		if got := remembered(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("%s: remembered %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
