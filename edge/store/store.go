@@ -257,13 +257,22 @@ func (s *Store) drop(e *Entry) {
 // lookup returns the stored entry at key, whose hash is h, or nil. The
 // caller holds s.mu.
 func (s *Store) lookup(h uint64, key string) *Entry {
-	if e := s.byHash[h]; e != nil && e.Key() == key {
-		return e
+	e, _ := s.find(h, key)
+	return e
+}
+
+// find returns the stored entry at key, whose hash is h (nil if none),
+// and the entry that holds h's slot in byHash (nil if it is free): that
+// one or another key's. The caller holds s.mu.
+func (s *Store) find(h uint64, key string) (e, holder *Entry) {
+	holder = s.byHash[h]
+	if holder != nil && holder.Key() == key {
+		return holder, holder
 	}
-	if len(s.collided) == 0 {
-		return nil
+	if len(s.collided) > 0 {
+		e = s.collided[key]
 	}
-	return s.collided[key]
+	return e, holder
 }
 
 // unindex takes e, which is indexed, out of the index. The caller holds
@@ -286,14 +295,7 @@ func (s *Store) len() int { return len(s.byHash) + len(s.collided) }
 func (s *Store) add(e *Entry) {
 	e.protected = false
 	e.hash = s.hash(e.Key())
-	// lookup, with what holds e's hash kept to index e by.
-	holder := s.byHash[e.hash]
-	var old *Entry
-	if holder != nil && holder.Key() == e.Key() {
-		old = holder
-	} else if len(s.collided) > 0 {
-		old = s.collided[e.Key()]
-	}
+	old, holder := s.find(e.hash, e.Key())
 	if old == e {
 		return
 	} else if old != nil {
