@@ -91,19 +91,7 @@ func TestFillContextSlice(t *testing.T) {
 func BenchmarkUpstreamRequest(b *testing.B) {
 	st := &site{cfg: SiteConfig{CacheKey: CacheKeyConfig{}.withDefaults()}, origin: &url.URL{Scheme: "http", Host: "origin.test"}}
 	h := &Handler{cfg: Config{Name: "edge-a"}, via: "1.1 edge-a"}
-	browser := http.Header{
-		"Accept":                    {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
-		"Accept-Encoding":           {"gzip, deflate, br, zstd"},
-		"Accept-Language":           {"en-US,en;q=0.5"},
-		"Connection":                {"keep-alive"},
-		"Cookie":                    {"session=abc123; theme=dark"},
-		"Referer":                   {"https://site.test/"},
-		"Sec-Fetch-Dest":            {"document"},
-		"Sec-Fetch-Mode":            {"navigate"},
-		"Sec-Fetch-Site":            {"same-origin"},
-		"Upgrade-Insecure-Requests": {"1"},
-		"User-Agent":                {"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"},
-	}
+	browser := browserHeader() // a browser's navigation: upstream_test.go
 	for _, tc := range []struct {
 		name   string
 		header http.Header
