@@ -343,7 +343,7 @@ func (h *Handler) lookupHit(x *Hit, key string, hostStart, hostEnd int, clientCC
 		// Streamed from its file (WriteBody). A body with no
 		// Content-Type is sniffed from its first bytes, as net/http
 		// does: ServeHTTP answers that rare case.
-		if !e.HasContentType() {
+		if e.SniffsType() {
 			return false
 		}
 		rd, err := h.openDiskBody(e)
@@ -398,8 +398,9 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 	b = append(b, "\r\nCache-Status: "...)
 	b = append(b, st.CacheStatus()...)
 	b = append(b, "\r\n"...)
-	if !e.HasContentType() && !x.req.Head && len(body) > 0 {
-		// net/http sniffs a missing Content-Type from the body.
+	if e.SniffsType() && !x.req.Head && len(body) > 0 {
+		// net/http sniffs a missing Content-Type from the body, unless
+		// it is encoded.
 		b = append(b, "Content-Type: "...)
 		b = append(b, http.DetectContentType(body)...)
 		b = append(b, "\r\n"...)

@@ -41,3 +41,37 @@ func TestHitHeaderFollowsTheEntry(t *testing.T) {
 		t.Fatalf("origin asked %d times, want 3", n)
 	}
 }
+
+// TestEncodedBodyWithoutTypeIsNotSniffed: an answer with a
+// Content-Encoding and no Content-Type gets none from the edge, on a miss
+// or a hit, on either front, as net/http writes it (it does not sniff an
+// encoded body: golang.org/issue/31753). The fast front's hit path once
+// added "application/x-gzip", sniffed from the gzip bytes, which the miss
+// and the standard front did not. A body without either is still sniffed
+// by both paths.
+func TestEncodedBodyWithoutTypeIsNotSniffed(t *testing.T) {
+	gz := "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x4b\x4c\x4a\x06\x00\xc2\x41\x24\x35\x03\x00\x00\x00"
+	for _, front := range []string{edge.FrontNetHTTP, edge.FrontFast} {
+		e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=600")
+			if r.URL.Path == "/gz" {
+				w.Header().Set("Content-Encoding", "gzip")
+				io.WriteString(w, gz)
+				return
+			}
+			w.Header()["Content-Type"] = nil // (net/http would sniff it here)
+			io.WriteString(w, "<html>plain</html>")
+		}, withFront(front))
+		for i, want := range []string{"fwd=uri-miss", "hit"} {
+			r, b := e.get("/gz")
+			wantCS(t, r, want)
+			if ct, ok := r.Header["Content-Type"]; ok || b != gz {
+				t.Errorf("%s front, %s: Content-Type %q (want none), body intact %v", front, want, ct, b == gz)
+			}
+			r, _ = e.get("/plain")
+			if ct := r.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+				t.Errorf("%s front, answer %d of /plain: Content-Type %q, want the sniffed text/html", front, i, ct)
+			}
+		}
+	}
+}

@@ -71,7 +71,11 @@ const (
 	flagAlwaysRevalidate                   // policy.Policy.AlwaysRevalidate
 	flagImmutable                          // policy.Policy.Immutable
 	flagHasDate                            // the response has a Date field
-	flagHasType                            // the blocks hold a Content-Type field
+	// flagTyped: the blocks hold a Content-Type, or a non-empty
+	// Content-Encoding, so that net/http would not sniff a type from the
+	// body (golang.org/issue/31753). (Records written before it counted
+	// the Content-Encoding have the flag for a Content-Type alone.)
+	flagTyped
 	// flagDateCompact: the Date field is not in a block but in
 	// dateOffset, as it was an IMF-fixdate that formats back the same.
 	flagDateCompact
@@ -283,9 +287,11 @@ func (e *Entry) Sealed() bool { return e.shared != unique.Handle[string]{} }
 // block or kept as a number.
 func (e *Entry) HasDate() bool { return e.flags&flagHasDate != 0 }
 
-// HasContentType reports whether the sealed blocks hold a Content-Type
-// field.
-func (e *Entry) HasContentType() bool { return e.flags&flagHasType != 0 }
+// SniffsType reports whether a client gets a Content-Type sniffed from
+// the body (http.DetectContentType) with the sealed fields, as net/http
+// adds one: when they hold neither a Content-Type nor a non-empty
+// Content-Encoding.
+func (e *Entry) SniffsType() bool { return e.flags&flagTyped == 0 }
 
 // Filling returns the fields of an entry being filled (as the origin
 // sent them), or nil for a sealed one.

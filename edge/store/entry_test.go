@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"reflect"
@@ -69,11 +70,27 @@ func TestSealedFieldsRoundTrip(t *testing.T) {
 	if !slices.Equal(base["Via"], []string{"1.1 upstream"}) || base.Get("Surrogate-Key") != "k1 k2" || base.Get("Cache-Status") != "parent; hit" {
 		t.Errorf("base header %v", base)
 	}
-	if e.flags&(flagHasDate|flagHasType|flagDateCompact) != flagHasDate|flagHasType|flagDateCompact {
+	if e.flags&(flagHasDate|flagTyped|flagDateCompact) != flagHasDate|flagTyped|flagDateCompact {
 		t.Errorf("flags %b", e.flags)
 	}
 	if strings.Contains(e.own(), "Date") || e.Field("date") != "Fri, 27 Nov 2026 08:00:00 GMT" {
 		t.Errorf("an IMF-fixdate Date is kept in a block (%q) or lost (%q)", e.own(), e.Field("Date"))
+	}
+	// The type a client gets is sniffed only where net/http sniffs it:
+	// neither a Content-Type nor a non-empty Content-Encoding.
+	for i, tc := range []struct {
+		h     http.Header
+		sniff bool
+	}{
+		{http.Header{"Content-Type": {"text/plain"}}, false},
+		{http.Header{"Content-Type": {""}}, false},
+		{http.Header{"Content-Encoding": {"gzip"}}, false},
+		{http.Header{"Content-Encoding": {""}}, true},
+		{http.Header{"X-Other": {"1"}}, true},
+	} {
+		if got := storedEntry(t, fmt.Sprintf("h/sniff%d", i), 1, tc.h).SniffsType(); got != tc.sniff {
+			t.Errorf("fields %v: SniffsType %v, want %v", tc.h, got, tc.sniff)
+		}
 	}
 	// A Date in an obsolete format is kept as it came, byte for byte.
 	obsolete := storedEntry(t, "h/old", 1, http.Header{"Date": {"Thursday, 01-Jan-70 00:16:00 GMT"}})

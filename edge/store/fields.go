@@ -169,7 +169,7 @@ func lineValue(block, name string) (string, bool) {
 // itself is not changed (waiters may be reading it). A sealed entry no
 // longer holds the header it was filled with.
 func (e *Entry) Seal(key string, base http.Header, via string) {
-	e.flags &^= flagHasDate | flagHasType | flagDateCompact
+	e.flags &^= flagHasDate | flagTyped | flagDateCompact
 	if _, ok := base["Date"]; ok {
 		e.flags |= flagHasDate
 	}
@@ -180,7 +180,8 @@ func (e *Entry) Seal(key string, base http.Header, via string) {
 		e.dateOffset = off
 		e.flags |= flagDateCompact
 	}
-	_, hasType := base["Content-Type"]
+	_, typed := base["Content-Type"]
+	typed = typed || base.Get("Content-Encoding") != "" // as net/http reads it
 	var scratch [512]byte
 	shared, meta := fieldBlocks(scratch[:0], base, via, e.status == http.StatusOK, skipDate, key)
 	e.meta = meta
@@ -188,8 +189,8 @@ func (e *Entry) Seal(key string, base http.Header, via string) {
 	// (unique.Make keeps a copy of a block it has not seen: scratch
 	// is not kept.)
 	e.shared = unique.Make(unsafe.String(unsafe.SliceData(shared), len(shared)))
-	if hasType {
-		e.flags |= flagHasType
+	if typed {
+		e.flags |= flagTyped
 	}
 	var x extra
 	if e.extra != nil {
