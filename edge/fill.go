@@ -581,7 +581,11 @@ func (h *Handler) fillBody(t *fillRest, mem *fillMemory) {
 			e.SetBody(all)
 			switch {
 			case !fromOwner || info.Replica:
-				h.putFilled(h.store, primary, out.Header, e, purgeGen)
+				if h.putFilled(h.store, primary, out.Header, e, purgeGen) == e {
+					// Stored as it came (no purge since): the
+					// parties may be answered from it.
+					f.setSealed(e)
+				}
 			case h.peerFillIsHot(primary):
 				// The owner peer holds the real copy; keep a short-lived
 				// one of a hot object only (groupcache's hot cache).

@@ -75,6 +75,29 @@ type flight struct {
 	// (res is not written once published: others read it unlocked).
 	passDelivered bool
 	body          *growingBody
+	// sealed is the copy of res.e that the fill stored in the store,
+	// sealed, once its body was whole (nil until then, and when it was
+	// not stored as it came: see storedCopy).
+	sealed *store.Entry
+}
+
+// setSealed records e, the sealed copy of the flight's entry that its
+// fill stored.
+func (f *flight) setSealed(e *store.Entry) {
+	f.mu.Lock()
+	f.sealed = e
+	f.mu.Unlock()
+}
+
+// storedCopy is the sealed copy of the flight's entry (res.e) that its
+// fill stored, with its whole body, or nil: an answer to the flight's
+// parties written from it is the same as one written from res.e and its
+// body, and a writer that takes stored answers in wire form
+// (StoredAnswerWriter) takes it so (serveStored).
+func (f *flight) storedCopy() *store.Entry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sealed
 }
 
 // fillResult is what a fill hands to its waiters once upstream answered.

@@ -815,10 +815,12 @@ func (h *Handler) lookupIn(s tier, primary string, req func() *http.Request) (ke
 // put stores a complete entry for the primary key in s, under a variant
 // key when the response varies. The entry is sealed there: its fields
 // take their stored form (see store.Entry.Seal).
-func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) {
+func (h *Handler) put(s *store.Store, primary string, reqHeader http.Header, e *store.Entry) bool {
 	if h.sealFor(s, primary, reqHeader, e) {
 		s.Put(e)
+		return true
 	}
+	return false
 }
 
 // sealFor seals e under its key in s (the primary key, or its variant's

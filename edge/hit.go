@@ -375,7 +375,24 @@ func (x *Hit) ownKey(key string) string {
 // fields, then the blank line). dateLine gives a whole "Date: ...\r\n"
 // line of now; it is called only for an entry stored without a Date.
 func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
-	e, st, status := x.e, x.stamp, x.e.Status()
+	st := x.stamp
+	b = appendStatusAndBlocks(b, x.e)
+	b = append(b, "Content-Length: "...)
+	b = append(b, st.ContentLength()...)
+	b = append(b, "\r\nAge: "...)
+	b = append(b, st.AgeValue()...)
+	b = append(b, "\r\nCache-Status: "...)
+	b = append(b, st.CacheStatus()...)
+	b = append(b, "\r\n"...)
+	return appendTypeAndDate(b, x.e, x.Body(), x.date, dateLine)
+}
+
+// appendStatusAndBlocks appends the HTTP/1.1 status line of a sealed
+// entry's answer and its sealed blocks, which are in wire form already:
+// the start of every answer written from an entry as it is stored (Hit,
+// StoredAnswer).
+func appendStatusAndBlocks(b []byte, e *store.Entry) []byte {
+	status := e.Status()
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
@@ -386,19 +403,18 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 		b = strconv.AppendInt(b, int64(status), 10)
 	}
 	b = append(b, "\r\n"...)
-	// The sealed blocks are in wire form already.
 	shared, own := e.Blocks()
 	b = append(b, shared...)
-	b = append(b, own...)
-	body := e.Body()
-	b = append(b, "Content-Length: "...)
-	b = append(b, st.ContentLength()...)
-	b = append(b, "\r\nAge: "...)
-	b = append(b, st.AgeValue()...)
-	b = append(b, "\r\nCache-Status: "...)
-	b = append(b, st.CacheStatus()...)
-	b = append(b, "\r\n"...)
-	if e.SniffsType() && !x.req.Head && len(body) > 0 {
+	return append(b, own...)
+}
+
+// appendTypeAndDate appends the fields net/http adds to an answer written
+// from a sealed entry: a Content-Type sniffed from body (the body sent:
+// none for a HEAD) where net/http sniffs one (Entry.SniffsType), and the
+// Date: date, the entry's own kept as a number (Handler.dateOf), or the
+// front's now (dateLine) for an entry stored without one.
+func appendTypeAndDate(b []byte, e *store.Entry, body []byte, date string, dateLine func() []byte) []byte {
+	if e.SniffsType() && len(body) > 0 {
 		// net/http sniffs a missing Content-Type from the body, unless
 		// it is encoded.
 		b = append(b, "Content-Type: "...)
@@ -406,9 +422,9 @@ func (x *Hit) AppendHead(b []byte, dateLine func() []byte) []byte {
 		b = append(b, "\r\n"...)
 	}
 	switch {
-	case x.date != "":
+	case date != "":
 		b = append(b, "Date: "...)
-		b = append(b, x.date...)
+		b = append(b, date...)
 		b = append(b, "\r\n"...)
 	case !e.HasDate():
 		b = append(b, dateLine()...)

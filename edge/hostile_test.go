@@ -9,6 +9,7 @@ package edge_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -35,6 +36,16 @@ import (
 // write (odd Host values) go as they are.
 func rawDo(t *testing.T, addr, req string) (*http.Response, string) {
 	t.Helper()
+	resp, body, _ := rawDoWire(t, addr, req, nil)
+	return resp, body
+}
+
+// rawDoWire is rawDo that also returns the response's head as it came
+// (status line and fields, up to the blank line). forReq is the request
+// the response is read as the answer to (http.ReadResponse: a HEAD's has
+// no body), nil for a GET.
+func rawDoWire(t *testing.T, addr, req string, forReq *http.Request) (*http.Response, string, string) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +55,8 @@ func rawDo(t *testing.T, addr, req string) (*http.Response, string) {
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	var wire bytes.Buffer
+	resp, err := http.ReadResponse(bufio.NewReader(io.TeeReader(c, &wire)), forReq)
 	if err != nil {
 		t.Fatalf("%q: %v", req, err)
 	}
@@ -53,7 +65,8 @@ func rawDo(t *testing.T, addr, req string) (*http.Response, string) {
 	if err != nil {
 		t.Fatalf("%q: body: %v", req, err)
 	}
-	return resp, string(b)
+	head, _, _ := strings.Cut(wire.String(), "\r\n\r\n")
+	return resp, string(b), head + "\r\n"
 }
 
 // addr is the edge's plain listener address.

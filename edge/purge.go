@@ -329,10 +329,11 @@ func (rec purgeRecord) matches(primary string, tags []string, e *store.Entry) bo
 
 // putFilled stores what a fill brought, unless a purge that came while
 // the fill was on its way names it (afterPurges).
-func (h *Handler) putFilled(s *store.Store, primary string, reqHeader http.Header, e *store.Entry, purgeGen uint64) {
-	if e = h.afterPurges(primary, e, purgeGen); e != nil {
-		h.put(s, primary, reqHeader, e)
+func (h *Handler) putFilled(s *store.Store, primary string, reqHeader http.Header, e *store.Entry, purgeGen uint64) *store.Entry {
+	if e = h.afterPurges(primary, e, purgeGen); e != nil && h.put(s, primary, reqHeader, e) {
+		return e
 	}
+	return nil
 }
 
 // afterPurges is e, filled for primary by a fill that started at

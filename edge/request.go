@@ -245,6 +245,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 		} else if res.leaderEntry != nil {
 			res.e = res.leaderEntry
 		}
+		if res.e != nil && !res.failed && res.leaderEntry == nil {
+			if s := f.storedCopy(); s != nil {
+				res.e, res.body = s, nil // the same answer, sealed (see storedCopy)
+			}
+		}
 		h.deliverFlight(w, r, st, f, res, stale, cs)
 		return true
 	}
@@ -527,8 +532,12 @@ func dropField(wh, base http.Header, name string) {
 // The fields of an entry being filled are the origin's, which a
 // BaseHeaderWriter sends without a copy into its header map (a miss's
 // answer on the fast front): then only the fields set here are in the
-// map.
+// map. A sealed entry whose body is whole, answered as it is stored, goes
+// to a StoredAnswerWriter in wire form instead (serveStored).
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.Entry, body *growingBody, age time.Duration, cs cacheStatus) {
+	if h.serveStored(w, r, e, body, age, cs) {
+		return
+	}
 	var disk *store.BodyReader
 	if body == nil && e.OnDisk() {
 		var err error
@@ -582,13 +591,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 		set("Age", 1, strconv.FormatInt(int64(age/time.Second), 10))
 	}
 	set("Cache-Status", 2, appendCacheStatus(e.Field("Cache-Status"), h.cfg.Name, cs))
-	switch cs.detail {
-	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout", "stale-while-draining":
-		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
-	}
-	if cs.collapsed {
-		h.metrics.collapsed.Inc()
-	}
+	h.countServed(cs)
 
 	if e.Status() == http.StatusOK || e.Status() == http.StatusNoContent {
 		switch policy.CheckPreconditions(r.Method, r.Header, e.ETag(), e.LastModified()) {
@@ -652,6 +655,19 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *store.En
 	h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, int(n), nil)
 	if err != nil {
 		panic(http.ErrAbortHandler) // the fill broke: the client must see a short body
+	}
+}
+
+// countServed counts what an answer from an entry with Cache-Status cs
+// says beyond the request metrics: a stale answer, by why, and a waiter
+// of a coalesced fill.
+func (h *Handler) countServed(cs cacheStatus) {
+	switch cs.detail {
+	case "stale-while-revalidate", "stale-if-error", "stale-if-unreachable", "stale-timeout", "stale-while-draining":
+		h.metrics.staleServed.WithLabelValues(cs.detail).Inc()
+	}
+	if cs.collapsed {
+		h.metrics.collapsed.Inc()
 	}
 }
 

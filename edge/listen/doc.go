@@ -30,7 +30,11 @@
 // (fastWriter) that writes what net/http's would (1xx at once, the
 // header at the first flush, Content-Length or chunked as net/http
 // chooses, sniffed Content-Type, Date, HEAD, a short body or a panic
-// closing the connection). Once the handler has run for 50 ms
+// closing the connection). An answer the handler writes from a stored
+// entry as it is (the leader and waiters of a fill whose small body was
+// stored before they were answered, a stale copy) comes to the writer
+// whole and in wire form instead ([edge.StoredAnswerWriter]: the
+// entry's sealed blocks, as a hit's), with no header map. Once the handler has run for 50 ms
 // (watchAfter), a read watches the connection, as net/http's background
 // read does: the request's context ends if the client leaves, and bytes
 // that come are the next request's. A quicker answer (a miss from a near

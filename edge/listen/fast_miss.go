@@ -416,6 +416,32 @@ func (w *fastWriter) SetBaseHeader(base http.Header) bool {
 	return true
 }
 
+// WriteStored writes a, an answer from a stored entry in wire form (see
+// edge.StoredAnswerWriter), as the whole answer: its head, Connection:
+// close when the request asked for it (as writeHeader adds it), and its
+// body, in out until finish sends them, as serveHit writes a hit. It
+// reports false, writing nothing, once the header is written or fields
+// are set in the map (or over a base), which a would leave out.
+func (w *fastWriter) WriteStored(a *edge.StoredAnswer) bool {
+	if w.wroteHeader || len(w.handlerHeader) > 0 || w.base != nil {
+		return false
+	}
+	w.wroteHeader, w.headerOut, w.status = true, true, a.Status()
+	w.contentLength = a.ContentLength()
+	b := a.AppendHead(w.out, w.c.f.dateLine)
+	if w.wantsClose {
+		w.closeAfter = true
+		b = append(b, "Connection: close\r\n"...)
+	}
+	w.out = append(b, "\r\n"...)
+	body := a.Body()
+	w.written = int64(len(body))
+	if len(body) > 0 {
+		w.body(body)
+	}
+	return true
+}
+
 // hides reports whether the handler's field k with values vs (a name
 // in its map) is only the removal of base's field k: no values.
 func (w *fastWriter) hides(k string, vs []string) bool {
