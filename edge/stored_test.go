@@ -73,6 +73,15 @@ func TestStoredAnswerMatchesNetHTTP(t *testing.T) {
 		case strings.HasPrefix(r.URL.Path, "/missing"):
 			h.Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusNotFound)
+		case strings.HasPrefix(r.URL.Path, "/vary"):
+			h.Set("Content-Type", "text/plain")
+			h.Set("Vary", "Accept-Language")
+		case strings.HasPrefix(r.URL.Path, "/strip"):
+			// The leader alone gets X-Strip (RFC 9111 §5.2.2.4): it is
+			// answered from its own copy, not the stored one.
+			h.Set("Cache-Control", `max-age=60, no-cache="X-Strip"`)
+			h.Set("X-Strip", "the leader's")
+			h.Set("Content-Type", "text/plain")
 		case strings.HasPrefix(r.URL.Path, "/empty"):
 			h.Set("Content-Type", "text/plain")
 			return
@@ -99,6 +108,8 @@ func TestStoredAnswerMatchesNetHTTP(t *testing.T) {
 		// ends on a worker, which may store the entry after the leader
 		// answered.
 		{"miss, empty body", "GET /empty HTTP/1.1\r\n" + host + "\r\n", false, either},
+		{"miss, varying", "GET /vary HTTP/1.1\r\n" + host + "Accept-Language: fr\r\n\r\n", false, stored},
+		{"miss, a field for the leader only", "GET /strip HTTP/1.1\r\n" + host + "\r\n", false, mapped},
 		{"miss, Connection: close", "GET /close HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", false, stored},
 		{"miss, HTTP/1.0", "GET /old HTTP/1.0\r\n" + host + "\r\n", false, mapped}, // (lent to net/http)
 		{"miss, Range", "GET /range HTTP/1.1\r\n" + host + "Range: bytes=2-5\r\n\r\n", false, mapped},
