@@ -91,9 +91,9 @@ func (f *flight) setSealed(e *store.Entry) {
 
 // storedCopy is the sealed copy of the flight's entry (res.e) that its
 // fill stored, with its whole body, or nil: an answer to the flight's
-// parties written from it is the same as one written from res.e and its
-// body, and a writer that takes stored answers in wire form
-// (StoredAnswerWriter) takes it so (serveStored).
+// parties written from it as it is stored (serveStored) is the one
+// serveEntry writes from res.e and its body, and a writer that takes
+// stored answers in wire form (StoredAnswerWriter) takes it so.
 func (f *flight) storedCopy() *store.Entry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -122,6 +122,11 @@ type fillResult struct {
 	// hold): it goes to the leader alone, and the others fetch for
 	// themselves.
 	pass *http.Response
+	// sealed is, in a party's copy of the result (fetch's), the sealed
+	// copy of e that the fill stored, if it has (flight.storedCopy): a
+	// StoredAnswerWriter is answered from it (serveStored). It is never
+	// published.
+	sealed *store.Entry
 }
 
 // publish hands the result to the waiters.

@@ -246,9 +246,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, st *site, key, p
 			res.e = res.leaderEntry
 		}
 		if res.e != nil && !res.failed && res.leaderEntry == nil {
-			if s := f.storedCopy(); s != nil {
-				res.e, res.body = s, nil // the same answer, sealed (see storedCopy)
-			}
+			res.sealed = f.storedCopy()
 		}
 		h.deliverFlight(w, r, st, f, res, stale, cs)
 		return true
@@ -407,6 +405,9 @@ func (h *Handler) serveResult(w http.ResponseWriter, r *http.Request, st *site, 
 	cs.stored = res.stored
 	if res.e.Storable() {
 		cs.ttl, cs.hasTTL = res.e.TTL(), true
+	}
+	if res.sealed != nil && h.serveStored(w, r, res.sealed, nil, res.e.InitialAge(), cs) {
+		return // the same answer, from the copy the fill stored (see storedCopy)
 	}
 	h.serveEntry(w, r, res.e, res.body, res.e.InitialAge(), cs)
 }
