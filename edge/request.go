@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -780,6 +781,17 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, st *site, reason 
 	pi := passInfo{reason: reason, host: host, scheme: st.trusted.scheme(r)}
 	if r.Body != nil && r.Body != http.NoBody {
 		pi.body = &clientBody{ReadCloser: r.Body}
+		if !pi.body.buffer(passBufferBytes, r.ContentLength) {
+			// Streamed: the upstream transport may still be sending
+			// the body when the origin's answer comes (an upload
+			// refused at once). Its header must not make net/http's
+			// HTTP/1 server read and close what is left of the body
+			// under the transport, whose write would then fail and
+			// close the origin connection with the answer half
+			// relayed. (HTTP/2 and HTTP/3 are full duplex already:
+			// the call then fails, which changes nothing.)
+			http.NewResponseController(w).EnableFullDuplex()
+		}
 	}
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), passReasonKey{}, pi))
 	defer cancel()
@@ -821,6 +833,45 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// passBufferBytes is the most of a passed request's body that is read
+// whole before the request goes upstream (nginx's
+// proxy_request_buffering, whose memory buffer, client_body_buffer_size,
+// is 16 KiB on 64-bit systems).
+const passBufferBytes = 16 << 10
+
+// buffer reads the body whole when it is at most limit bytes long
+// (announced is its Content-Length, -1 if none), and reports whether it
+// did: the upstream request is then sent from memory, and neither the
+// origin nor the transport can be at the client's connection while the
+// answer is relayed (an origin that answers before it has read the body
+// otherwise races the server's own end of the body: see pass). A longer
+// body is sent as it comes, the bytes read here first. An error reading
+// it is the body's, met (and kept, see failed) when the transport reads
+// that far.
+func (b *clientBody) buffer(limit, announced int64) bool {
+	if announced > limit {
+		return false
+	}
+	rest := b.ReadCloser
+	data, err := io.ReadAll(io.LimitReader(rest, limit+1))
+	switch {
+	case err != nil:
+		b.ReadCloser = readCloser{io.MultiReader(bytes.NewReader(data), errReader{err}), rest}
+		return true
+	case int64(len(data)) > limit:
+		b.ReadCloser = readCloser{io.MultiReader(bytes.NewReader(data), rest), rest}
+		return false
+	}
+	b.ReadCloser = readCloser{bytes.NewReader(data), rest}
+	return true
+}
+
+// readCloser reads from one reader and closes another.
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // failed returns the first error reading the body, nil if none.
