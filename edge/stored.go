@@ -88,7 +88,7 @@ func (h *Handler) serveStored(w http.ResponseWriter, r *http.Request, e *store.E
 	if e.Status() == http.StatusOK {
 		// (serveEntry checks the preconditions for a 204 too, which has
 		// no body: not here.)
-		if r.Header.Get("Range") != "" || hasPreconditions(r.Header) && policy.CheckPreconditions(r.Method, r.Header, e.ETag(), e.LastModified()) != 0 {
+		if r.Header.Get("Range") != "" || policy.HasPreconditions(r.Header) && policy.CheckPreconditions(r.Method, r.Header, e.ETag(), e.LastModified()) != 0 {
 			return false
 		}
 	}
@@ -108,16 +108,4 @@ func (h *Handler) serveStored(w http.ResponseWriter, r *http.Request, e *store.E
 	h.countServed(cs)
 	h.delivered(h.countersOf(r), e, classOf(cs), r.ProtoMajor, len(a.Body()), nil)
 	return true
-}
-
-// hasPreconditions reports whether h has a field that
-// policy.CheckPreconditions reads, without which it finds none (and
-// reads none of the entry's validators).
-func hasPreconditions(h http.Header) bool {
-	for _, name := range [...]string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
-		if _, ok := h[name]; ok {
-			return true
-		}
-	}
-	return false
 }

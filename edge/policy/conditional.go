@@ -5,6 +5,18 @@ import (
 	"time"
 )
 
+// HasPreconditions reports whether reqHeader has a field that
+// CheckPreconditions reads: without one it returns 0 for any stored
+// representation, so that a caller need not look up the validators.
+func HasPreconditions(reqHeader http.Header) bool {
+	for _, name := range [...]string{"If-Match", "If-Unmodified-Since", "If-None-Match", "If-Modified-Since"} {
+		if _, ok := reqHeader[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckPreconditions evaluates a client's conditional request against a
 // stored representation, in the order of RFC 9110 §13.2.2: If-Match,
 // If-Unmodified-Since, If-None-Match, If-Modified-Since. It returns 304,

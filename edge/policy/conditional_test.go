@@ -64,6 +64,11 @@ func TestCheckPreconditions(t *testing.T) {
 			if got := CheckPreconditions(tt.method, tt.req, tt.etag, tt.lm); got != tt.want {
 				t.Errorf("CheckPreconditions = %d, want %d", got, tt.want)
 			}
+			// A caller may skip the evaluation when HasPreconditions
+			// says there is nothing to evaluate.
+			if tt.want != 0 && !HasPreconditions(tt.req) {
+				t.Errorf("HasPreconditions false for a request CheckPreconditions answers %d", tt.want)
+			}
 		})
 	}
 }
